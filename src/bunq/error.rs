@@ -1,0 +1,184 @@
+//! The one error type of the bunq client. Each variant says what went wrong in terms an operator
+//! can act on, and [`BunqError::is_transient`] / [`BunqError::is_security`] drive the retry policy.
+//! No variant carries a secret: descriptions come from bunq's error bodies or from local checks.
+
+use crate::bunq::crypto::CryptoError;
+
+/// Why a bunq call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BunqError {
+    /// bunq answered with an error status and (usually) an `{"Error": [...]}` body.
+    #[error("bunq answered HTTP {status} on {endpoint}: {description}{}", response_id_suffix(.response_id))]
+    Api {
+        /// HTTP status code (400, 403, 429, 491, 500, ...).
+        status: u16,
+        /// bunq's `error_description` texts, or a short excerpt of a non-JSON body.
+        description: String,
+        /// `X-Bunq-Client-Response-Id`, to quote when contacting bunq.
+        response_id: Option<String>,
+        /// Method and route pattern, e.g. `GET /user/{user}/credential-password-ip/{cred}/ip`.
+        endpoint: String,
+    },
+    /// A response's `X-Bunq-Server-Signature` was missing or did not verify. The response is
+    /// discarded unread; it is never retried within the run (it may be a man in the middle).
+    #[error(
+        "security: response of {endpoint} failed server signature verification ({reason}); nothing was acted on"
+    )]
+    ResponseSignature {
+        /// Method and route pattern.
+        endpoint: String,
+        /// "missing" or the verification failure.
+        reason: String,
+    },
+    /// The request did not complete: connect failure, reset, timeout. For a write, bunq may or
+    /// may not have applied it; callers must re-read before deciding.
+    #[error("network error on {endpoint}: {message}")]
+    Transport {
+        /// Method and route pattern.
+        endpoint: String,
+        /// What the HTTP stack reported.
+        message: String,
+        /// True for timeouts (connect or whole request).
+        timeout: bool,
+    },
+    /// The response parsed as JSON but not in the shape this client expects.
+    #[error("unexpected response from {endpoint}: {message}")]
+    Protocol {
+        /// Method and route pattern.
+        endpoint: String,
+        /// What was missing or malformed.
+        message: String,
+    },
+    /// The base URL is not allowed (plain http to a non-loopback host) or unparsable.
+    #[error("base URL {url:?} refused: {reason}")]
+    BaseUrl {
+        /// The offending URL.
+        url: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The persisted context could not be read or written.
+    #[error("state: {0}")]
+    Context(String),
+    /// Key material was unusable.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+fn response_id_suffix(response_id: &Option<String>) -> String {
+    match response_id {
+        Some(id) => format!(" (bunq response id {id})"),
+        None => String::new(),
+    }
+}
+
+impl BunqError {
+    /// Worth retrying with backoff: rate limits, bunq-side failures, maintenance, network trouble.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            BunqError::Api { status, .. } => matches!(status, 429 | 491 | 500..=599),
+            BunqError::Transport { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// A signature failure: stop the run, act on nothing, alert.
+    pub fn is_security(&self) -> bool {
+        matches!(self, BunqError::ResponseSignature { .. })
+    }
+
+    /// bunq rejected the session token ("Insufficient authentication" with 401 or 403): open a new
+    /// session once and retry the request once.
+    pub fn is_session_rejected(&self) -> bool {
+        match self {
+            BunqError::Api {
+                status,
+                description,
+                ..
+            } => {
+                matches!(status, 401 | 403)
+                    && (description.contains("Insufficient authentication")
+                        || description.contains("Insufficient authorisation"))
+            }
+            _ => false,
+        }
+    }
+
+    /// bunq refused the caller: wrong key, or the calling IP is not ACTIVE on the key's credential.
+    pub fn is_credentials_rejected(&self) -> bool {
+        matches!(self, BunqError::Api { description, .. }
+            if description.contains("User credentials are incorrect"))
+    }
+
+    /// A short, stable label for metrics (`reason` label values).
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            BunqError::Api { status: 429, .. } => "rate_limited",
+            BunqError::Api { .. } if self.is_credentials_rejected() => "credentials_rejected",
+            BunqError::Api { .. } if self.is_session_rejected() => "session_rejected",
+            BunqError::Api { status, .. } if *status >= 500 || *status == 491 => "server_error",
+            BunqError::Api { .. } => "api_error",
+            BunqError::ResponseSignature { .. } => "signature",
+            BunqError::Transport { timeout: true, .. } => "timeout",
+            BunqError::Transport { .. } => "network",
+            BunqError::Protocol { .. } => "protocol",
+            BunqError::BaseUrl { .. } => "base_url",
+            BunqError::Context(_) => "state",
+            BunqError::Crypto(_) => "crypto",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, description: &str) -> BunqError {
+        BunqError::Api {
+            status,
+            description: description.into(),
+            response_id: Some("r-1".into()),
+            endpoint: "GET /user/{user}/credential-password-ip".into(),
+        }
+    }
+
+    #[test]
+    fn rate_limits_maintenance_and_server_errors_are_transient() {
+        for status in [429, 491, 500, 503] {
+            assert!(api(status, "x").is_transient(), "{status}");
+        }
+        assert!(!api(400, "x").is_transient());
+        assert!(!api(403, "Insufficient authentication.").is_transient());
+    }
+
+    #[test]
+    fn session_rejection_needs_both_status_and_text() {
+        assert!(api(403, "Insufficient authentication.").is_session_rejected());
+        assert!(api(401, "Insufficient authorisation.").is_session_rejected());
+        assert!(!api(400, "Insufficient authentication.").is_session_rejected());
+        assert!(!api(403, "Forbidden").is_session_rejected());
+    }
+
+    #[test]
+    fn message_quotes_status_description_and_response_id() {
+        let text = api(
+            400,
+            "User credentials are incorrect. Incorrect API key or IP address.",
+        )
+        .to_string();
+        assert!(text.contains("HTTP 400"), "{text}");
+        assert!(text.contains("Incorrect API key or IP address"), "{text}");
+        assert!(text.contains("r-1"), "{text}");
+    }
+
+    #[test]
+    fn signature_failures_are_security_errors_and_not_transient() {
+        let err = BunqError::ResponseSignature {
+            endpoint: "GET x".into(),
+            reason: "missing".into(),
+        };
+        assert!(err.is_security());
+        assert!(!err.is_transient());
+        assert_eq!(err.metric_label(), "signature");
+    }
+}

@@ -1,0 +1,1 @@
+//! reconcile (under construction).

@@ -1,0 +1,66 @@
+//! The one type that holds secrets: API keys, installation and session tokens, private keys.
+//!
+//! A [`Secret`] never prints itself: `Debug` shows `Secret(<redacted>)` and there is no
+//! `Display`, so a secret cannot reach a log line, an error message or a `{:?}` by accident. The
+//! memory is wiped on drop. Reading the value is explicit and greppable: [`Secret::expose`].
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::Zeroizing;
+
+/// A string that must never be logged or printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// Wraps a value; the caller's copy should be dropped.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(Zeroizing::new(value.into()))
+    }
+
+    /// The secret value, for the few places that must send or store it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True when the secret is the empty string (an unset key file, for example).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Serialized as the plain string: only the context store (a 0600 file) serializes secrets.
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.expose())
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_print_never_shows_the_value() {
+        let secret = Secret::new("sandbox_0123456789abcdef");
+        let printed = format!("{secret:?} {:?}", Some(&secret));
+        assert!(!printed.contains("0123456789abcdef"), "{printed}");
+        assert!(printed.contains("<redacted>"));
+    }
+
+    #[test]
+    fn expose_returns_the_value() {
+        assert_eq!(Secret::new("k").expose(), "k");
+    }
+}
