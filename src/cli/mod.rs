@@ -1,6 +1,28 @@
-//! The command line (under construction).
+//! The binary edge: parses the command line, loads the config, sets up logging, runs one
+//! command and turns its outcome into an exit code. The only module that uses `anyhow`.
+
+pub mod args;
+pub mod exit;
+pub mod logging;
+
+use clap::Parser;
+
+pub use exit::Exit;
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
-    0
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap exits 2 on usage errors, which would read as "changes pending": map to 1.
+            let _ = err.print();
+            return if err.use_stderr() {
+                Exit::Error.code()
+            } else {
+                Exit::Ok.code()
+            };
+        }
+    };
+    let _ = cli;
+    Exit::Ok.code()
 }
