@@ -19,6 +19,7 @@
 //!   sits beside [`bunq`], never under it: the daemon's runtime path does not reach it.
 //! * [`secret`]: the one type that holds secrets and redacts them from every `Debug` print.
 
+pub mod atomic_file;
 pub mod bunq;
 pub mod cli;
 pub mod config;
