@@ -294,6 +294,42 @@ fn notifier_reaches_abstract_socket() {
     assert_eq!(receive(&socket), "READY=1\n");
 }
 
+const NOTIFY_CHILD_ENV: &str = "BUNQ_IPSYNC_TEST_NOTIFY_CHILD";
+
+/// Runs in a child process started by `notifier_from_env_uses_notify_socket_and_watchdog`, so the
+/// test process's own environment is never modified.
+#[test]
+#[ignore = "helper: run as a subprocess by notifier_from_env_uses_notify_socket_and_watchdog"]
+fn notify_child_process() {
+    if std::env::var_os(NOTIFY_CHILD_ENV).is_none() {
+        return;
+    }
+    let n = Notifier::from_env();
+    assert_eq!(n.watchdog_interval(), Some(Duration::from_secs(2)));
+    n.ready().unwrap();
+}
+
+#[test]
+fn notifier_from_env_uses_notify_socket_and_watchdog() {
+    let dir = tempfile::tempdir().unwrap();
+    let (socket, path) = bind_notify_socket(dir.path());
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "notify_child_process",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env(NOTIFY_CHILD_ENV, "1")
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "4000000")
+        .env_remove("WATCHDOG_PID")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(receive(&socket), "READY=1\n");
+}
+
 // ---------------------------------------------------------------------------------------------
 // single-writer lock
 

@@ -39,8 +39,9 @@ pub fn renewal_deadline(
     renew_before: Option<Duration>,
 ) -> DateTime<Utc> {
     let lead = renew_before.unwrap_or_else(|| default_renew_before(session_timeout));
-    let lead = chrono::Duration::from_std(lead).unwrap_or(chrono::Duration::MAX);
-    let deadline = expires_at.checked_sub_signed(lead).unwrap_or(now);
+    let deadline = expires_at
+        .checked_sub_signed(chrono_duration(lead))
+        .unwrap_or(now);
     deadline.max(now)
 }
 
@@ -142,14 +143,41 @@ pub async fn run_renewal<F, Fut, E>(
                 Ok(new_expiry) => {
                     tracing::info!(expires_at = %new_expiry, "bunq session renewed");
                     expires_at = new_expiry;
-                    retry_not_before = None;
-                    backoff.reset();
+                    let after = clock.now();
+                    let next = renewal_deadline(
+                        after,
+                        expires_at,
+                        policy.session_timeout,
+                        policy.renew_before,
+                    );
+                    if next <= after {
+                        // The new session is already inside the renewal window (lead time longer
+                        // than the session lives): space attempts out instead of spinning.
+                        let delay = backoff.next_delay();
+                        tracing::warn!(
+                            retry_in = ?delay,
+                            "renewed bunq session expires within the renewal lead time; \
+                             renew_before is too long for the session timeout"
+                        );
+                        retry_not_before = Some(
+                            after
+                                .checked_add_signed(chrono_duration(delay))
+                                .unwrap_or(after),
+                        );
+                    } else {
+                        retry_not_before = None;
+                        backoff.reset();
+                    }
                 }
                 Err(error) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(%error, retry_in = ?delay, "bunq session renewal failed");
-                    let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-                    retry_not_before = Some(clock.now().checked_add_signed(delay).unwrap_or(now));
+                    let after = clock.now();
+                    retry_not_before = Some(
+                        after
+                            .checked_add_signed(chrono_duration(delay))
+                            .unwrap_or(after),
+                    );
                 }
             }
             continue;
@@ -164,6 +192,10 @@ pub async fn run_renewal<F, Fut, E>(
             () = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 #[cfg(test)]
@@ -372,6 +404,26 @@ mod tests {
         let at = calls.recv().await.unwrap();
         assert!(at <= t("2026-11-21T11:31:01Z"), "renewed only at {at}");
         assert!(at >= t("2026-11-21T11:30:01Z"), "renewed at {at}");
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn session_shorter_than_lead_time_does_not_spin() {
+        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
+        let mut policy = RenewalPolicy::new(7 * 24 * HOUR);
+        policy.renew_before = Some(HOUR);
+        policy.backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(60));
+        let lifetime = Duration::from_secs(1800);
+        let (mut calls, _trigger, shutdown, task) = start(
+            policy,
+            clock,
+            t("2026-11-21T09:30:00Z"),
+            vec![Ok(lifetime), Ok(lifetime), Ok(lifetime)],
+        );
+        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:00Z")));
+        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:05Z")));
+        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:15Z")));
         shutdown.cancel();
         task.await.unwrap();
     }

@@ -26,6 +26,10 @@ pub const JITTER_FRACTION: f64 = 0.1;
 /// ...and never more than this, so long intervals stay predictable.
 pub const MAX_JITTER: Duration = Duration::from_secs(30);
 
+/// The shortest period the scheduler accepts; shorter ones are raised to it so a bad value can
+/// never make the daemon hammer bunq in a tight loop.
+pub const MIN_PERIOD: Duration = Duration::from_secs(1);
+
 /// Why [`Scheduler::next_run`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {
@@ -203,7 +207,9 @@ impl std::fmt::Debug for Scheduler {
 
 impl Scheduler {
     /// Interval cadence: a run at start, then `interval` (jittered) after each run finished.
+    /// Intervals below [`MIN_PERIOD`] are raised to it.
     pub fn every(interval: Duration, jitter: impl JitterSource + 'static) -> Scheduler {
+        let interval = interval.max(MIN_PERIOD);
         Scheduler {
             period: interval,
             ticks: None,
@@ -217,8 +223,9 @@ impl Scheduler {
     }
 
     /// Cron cadence: a run at start, then one per tick on `ticks`; if no tick arrives for
-    /// `fallback` after a run, a run happens anyway.
+    /// `fallback` after a run, a run happens anyway (at least [`MIN_PERIOD`]).
     pub fn on_ticks(ticks: mpsc::Receiver<()>, fallback: Duration) -> Scheduler {
+        let fallback = fallback.max(MIN_PERIOD);
         Scheduler {
             period: fallback,
             ticks: Some(ticks),
@@ -534,6 +541,16 @@ mod tests {
         advance(Duration::from_secs(65)).await;
         assert_eq!(due_now(&mut s).await, None);
         advance(Duration::from_secs(1)).await;
+        assert_eq!(due_now(&mut s).await, Some(Trigger::Interval));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_interval_is_raised_to_the_minimum() {
+        let mut s = Scheduler::every(Duration::ZERO, || 0.0);
+        s.next_run().await;
+        s.run_finished(RunOutcome::Completed);
+        assert_eq!(due_now(&mut s).await, None);
+        advance(MIN_PERIOD).await;
         assert_eq!(due_now(&mut s).await, Some(Trigger::Interval));
     }
 

@@ -65,7 +65,8 @@ impl SignalPolicy {
 /// The running signal thread; dropping it unregisters the handlers and joins the thread.
 ///
 /// While it lives, SIGTERM and SIGINT no longer kill the process by default: they arrive as
-/// events, so the receiver must act on them.
+/// events, so the receiver must act on them. Keep it for the life of the process: signal-hook
+/// cannot restore the default actions, so after a drop these signals are ignored.
 #[derive(Debug)]
 pub struct SignalListener {
     /// Closes the iterator so the thread ends.
