@@ -23,7 +23,7 @@ use hyper::header::{ALLOW, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +33,13 @@ use super::metrics::{self, Metrics};
 
 /// `Content-Type` of the JSON bodies.
 const JSON: &str = "application/json";
+
+/// A client must send its request headers within this time, so idle or slow connections cannot
+/// pile up (the listener may be reachable beyond loopback if the operator configures it).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`serve`] waits for open connections after shutdown before returning anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What the loop last reported; behind a mutex, touched for microseconds at a time.
 #[derive(Debug, Default)]
@@ -266,7 +273,8 @@ pub fn route(method: &Method, path: &str, health: &Health, metrics: &Metrics) ->
 }
 
 /// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until `shutdown` is cancelled,
-/// then stops accepting, lets open connections finish their current request, and returns.
+/// then stops accepting, lets open connections finish their current request (at most
+/// [`SHUTDOWN_GRACE`]), and returns.
 ///
 /// Accept errors (e.g. out of file descriptors) are logged and retried after a short pause;
 /// they never end the listener.
@@ -297,7 +305,10 @@ pub async fn serve(
                 let response = route(request.method(), request.uri().path(), &health, &metrics);
                 async move { Ok::<_, Infallible>(response) }
             });
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             let result = tokio::select! {
                 result = connection.as_mut() => result,
@@ -312,7 +323,12 @@ pub async fn serve(
         });
     }
     connections.close();
-    connections.wait().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("health listener: connections still open after shutdown grace period");
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,10 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// milliseconds, a run that waits out rate limits can take minutes.
 const RUN_DURATION_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 
+/// Upper bounds (seconds) of the API request duration histogram: bunq usually answers in tens to
+/// hundreds of milliseconds; the top buckets catch timeouts.
+const API_DURATION_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
 /// How a reconcile run ended; the `result` label of `bunq_ipsync_runs_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RunResult {
@@ -212,6 +216,8 @@ pub struct Metrics {
     drift_entries: Gauge,
     /// bunq API requests by route pattern, method and status.
     api_requests: Family<ApiLabels, Counter>,
+    /// How long bunq API requests take (all endpoints together, to keep series few).
+    api_request_duration: Histogram,
     /// HTTP 429 replies from bunq: the rate limiter is too optimistic if this grows.
     api_throttled: Counter,
     /// When the current bunq session expires.
@@ -292,6 +298,13 @@ impl Metrics {
             "bunq API requests by endpoint, method and HTTP status",
             api_requests.clone(),
         );
+        let api_request_duration = Histogram::new(API_DURATION_BUCKETS);
+        registry.register_with_unit(
+            "api_request_duration",
+            "Duration of bunq API requests",
+            Unit::Seconds,
+            api_request_duration.clone(),
+        );
         let api_throttled = Counter::default();
         registry.register(
             "api_throttled",
@@ -361,6 +374,7 @@ impl Metrics {
             changes_blocked,
             drift_entries,
             api_requests,
+            api_request_duration,
             api_throttled,
             session_expiry,
             session_renewals,
@@ -417,13 +431,20 @@ impl Metrics {
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
-    /// One bunq API request finished.
+    /// One bunq API request finished after `duration`.
     ///
     /// `endpoint` must be the route pattern (`/v1/user/{id}/credential-password-ip`), never the
     /// concrete path, to keep cardinality bounded. `status` is `None` when no HTTP reply arrived
     /// (connect error, timeout) and is then labelled `error`. A 429 also counts towards
     /// `bunq_ipsync_api_throttled_total`.
-    pub fn record_api_request(&self, endpoint: &str, method: &str, status: Option<u16>) {
+    pub fn record_api_request(
+        &self,
+        endpoint: &str,
+        method: &str,
+        status: Option<u16>,
+        duration: Duration,
+    ) {
+        self.api_request_duration.observe(duration.as_secs_f64());
         let status_label = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
         self.api_requests
             .get_or_create(&ApiLabels {
@@ -669,8 +690,13 @@ mod tests {
     #[test]
     fn api_requests_are_counted_by_endpoint_method_and_status() {
         let m = Metrics::new("0");
-        m.record_api_request("/v1/user/{id}/credential-password-ip", "get", Some(200));
-        m.record_api_request("/v1/session-server", "POST", None);
+        m.record_api_request(
+            "/v1/user/{id}/credential-password-ip",
+            "get",
+            Some(200),
+            Duration::from_millis(80),
+        );
+        m.record_api_request("/v1/session-server", "POST", None, Duration::from_secs(30));
         let text = m.encode().unwrap();
         assert_eq!(
             value(
@@ -690,9 +716,35 @@ mod tests {
     }
 
     #[test]
+    fn api_request_durations_are_observed() {
+        let m = Metrics::new("0");
+        m.record_api_request("/v1/user", "GET", Some(200), Duration::from_millis(80));
+        m.record_api_request("/v1/user", "GET", Some(200), Duration::from_secs(3));
+        let text = m.encode().unwrap();
+        assert_eq!(
+            value(&text, "bunq_ipsync_api_request_duration_seconds_count"),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"bunq_ipsync_api_request_duration_seconds_bucket{le="0.1"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"bunq_ipsync_api_request_duration_seconds_bucket{le="5.0"}"#
+            ),
+            Some(2.0)
+        );
+    }
+
+    #[test]
     fn http_429_counts_as_throttled() {
         let m = Metrics::new("0");
-        m.record_api_request("/v1/user", "GET", Some(429));
+        m.record_api_request("/v1/user", "GET", Some(429), Duration::ZERO);
         let text = m.encode().unwrap();
         assert_eq!(value(&text, "bunq_ipsync_api_throttled_total"), Some(1.0));
     }

@@ -105,7 +105,8 @@ impl RenewTrigger {
 }
 
 /// Keeps a session alive until `shutdown`: renews at the deadline, retries failures with
-/// backoff, and renews early on `trigger`.
+/// backoff, and renews early on `trigger`. A renewal in progress when `shutdown` is cancelled
+/// is finished, not dropped.
 ///
 /// `renew` creates a new session and returns its expiry; it is responsible for installing the
 /// session, and for metrics and health. Its error is logged with `Display`, so it must not carry
@@ -134,10 +135,12 @@ pub async fn run_renewal<F, Fut, E>(
         };
         let due = retry_not_before.map_or(due, |not_before| due.max(not_before));
         if due <= now {
-            let attempt = tokio::select! {
-                () = shutdown.cancelled() => return,
-                result = renew() => result,
-            };
+            // Not raced against shutdown: an abandoned renewal could leave a session created at
+            // bunq but never stored. The bunq client's request timeout bounds this wait.
+            let attempt = renew().await;
+            if shutdown.is_cancelled() {
+                return;
+            }
             forced = false;
             match attempt {
                 Ok(new_expiry) => {
@@ -426,6 +429,45 @@ mod tests {
         assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:15Z")));
         shutdown.cancel();
         task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewal_in_progress_is_finished_on_shutdown() {
+        use std::sync::atomic::AtomicBool;
+        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let finished = Arc::new(AtomicBool::new(false));
+        let mut release_rx = Some(release_rx);
+        let mut started_tx = Some(started_tx);
+        let done = Arc::clone(&finished);
+        let renew = move || {
+            let release = release_rx.take();
+            let started = started_tx.take();
+            let done = Arc::clone(&done);
+            async move {
+                if let (Some(release), Some(started)) = (release, started) {
+                    started.send(()).unwrap();
+                    release.await.unwrap();
+                    done.store(true, Ordering::SeqCst);
+                }
+                Ok::<_, &str>(t("2026-11-22T09:00:00Z"))
+            }
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run_renewal(
+            RenewalPolicy::new(HOUR),
+            clock,
+            t("2026-11-21T09:00:00Z"),
+            renew,
+            RenewTrigger::new(),
+            shutdown.clone(),
+        ));
+        started_rx.await.unwrap();
+        shutdown.cancel();
+        release_tx.send(()).unwrap();
+        task.await.unwrap();
+        assert!(finished.load(Ordering::SeqCst));
     }
 
     #[tokio::test(start_paused = true)]
