@@ -1,0 +1,877 @@
+//! The Prometheus metrics of the daemon: one registry, one typed recording method per event.
+//!
+//! Names follow the Prometheus conventions: everything is prefixed `bunq_ipsync_`, durations and
+//! timestamps are in seconds, counters end in `_total`, build metadata is a `_info` series. Label
+//! values come from closed enums ([`RunResult`], [`ChangeAction`], [`ChangeOutcome`]) or from
+//! small operator- or code-defined sets (safety rule names, API route patterns), never from
+//! free text, so cardinality stays bounded.
+//!
+//! The exposition is OpenMetrics text ([`CONTENT_TYPE`]), which Prometheus scrapes natively.
+
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+/// The prefix of every metric name.
+pub const PREFIX: &str = "bunq_ipsync";
+
+/// The `Content-Type` of [`Metrics::encode`]'s output (OpenMetrics 1.0 text).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds (seconds) of the run duration histogram: a converged run takes a few hundred
+/// milliseconds, a run that waits out rate limits can take minutes.
+const RUN_DURATION_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+
+/// Upper bounds (seconds) of the API request duration histogram: bunq usually answers in tens to
+/// hundreds of milliseconds; the top buckets catch timeouts.
+const API_DURATION_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// How a reconcile run ended; the `result` label of `bunq_ipsync_runs_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RunResult {
+    /// Actual state already equalled the desired state; nothing was written.
+    Converged,
+    /// Drift was found and every planned change was applied.
+    ChangesApplied,
+    /// A safety rule refused the plan; nothing was written.
+    Blocked,
+    /// The run did not complete (API error, partial apply, invalid state).
+    Failed,
+}
+
+impl RunResult {
+    /// Every result, for pre-initialising series.
+    pub const ALL: [RunResult; 4] = [
+        RunResult::Converged,
+        RunResult::ChangesApplied,
+        RunResult::Blocked,
+        RunResult::Failed,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Converged => "converged",
+            RunResult::ChangesApplied => "changes_applied",
+            RunResult::Blocked => "blocked",
+            RunResult::Failed => "failed",
+        }
+    }
+
+    /// Whether the run reached the desired state, which is what "last success" means.
+    pub fn is_success(self) -> bool {
+        matches!(self, RunResult::Converged | RunResult::ChangesApplied)
+    }
+}
+
+/// What a planned change does to one permitted IP; the `action` label of changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChangeAction {
+    /// Add an IP that is missing from the credential's allowlist.
+    Create,
+    /// Set an existing, inactive IP to active.
+    Activate,
+    /// Set an active IP that is not desired to inactive.
+    Deactivate,
+}
+
+impl ChangeAction {
+    /// Every action, for pre-initialising series.
+    pub const ALL: [ChangeAction; 3] = [
+        ChangeAction::Create,
+        ChangeAction::Activate,
+        ChangeAction::Deactivate,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeAction::Create => "create",
+            ChangeAction::Activate => "activate",
+            ChangeAction::Deactivate => "deactivate",
+        }
+    }
+}
+
+/// What became of one planned change; the `outcome` label of changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChangeOutcome {
+    /// bunq accepted the write.
+    Applied,
+    /// The write was attempted and failed.
+    Failed,
+    /// Not attempted (dry run, or an earlier change in the run failed).
+    Skipped,
+    /// A safety rule refused the plan containing it.
+    Blocked,
+}
+
+impl ChangeOutcome {
+    /// Every outcome, for pre-initialising series.
+    pub const ALL: [ChangeOutcome; 4] = [
+        ChangeOutcome::Applied,
+        ChangeOutcome::Failed,
+        ChangeOutcome::Skipped,
+        ChangeOutcome::Blocked,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeOutcome::Applied => "applied",
+            ChangeOutcome::Failed => "failed",
+            ChangeOutcome::Skipped => "skipped",
+            ChangeOutcome::Blocked => "blocked",
+        }
+    }
+}
+
+macro_rules! label_value_via_as_str {
+    ($($t:ty),*) => {$(
+        impl EncodeLabelValue for $t {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                encoder.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+label_value_via_as_str!(RunResult, ChangeAction, ChangeOutcome);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    result: RunResult,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChangeLabels {
+    action: ChangeAction,
+    outcome: ChangeOutcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BlockedLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabels {
+    endpoint: String,
+    method: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+/// Seconds since the Unix epoch as a float, the Prometheus timestamp convention. Times before
+/// the epoch (a badly wrong clock) are reported as 0 rather than negative.
+fn unix_seconds(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn result_label(ok: bool) -> &'static str {
+    if ok { "success" } else { "failure" }
+}
+
+/// Every metric the daemon exports, behind typed recording methods.
+///
+/// All methods take `&self` and are cheap (atomics), so one `Arc<Metrics>` is shared by the run
+/// loop, the bunq transport, the renewal task and the HTTP listener.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Owns the descriptors; encoding walks it.
+    registry: Registry,
+    /// When the last run started: alert on "no attempt for N intervals" (the loop is stuck).
+    last_attempt: Gauge<f64, AtomicU64>,
+    /// When the last run reached the desired state: alert on "no success for N intervals".
+    last_success: Gauge<f64, AtomicU64>,
+    /// How long runs take, to size intervals and timeouts.
+    run_duration: Histogram,
+    /// Runs by how they ended.
+    runs: Family<RunLabels, Counter>,
+    /// Failed runs in a row; 0 after any run that did not fail. Mirrors `/readyz`.
+    consecutive_failures: Gauge,
+    /// Individual changes by action and outcome.
+    changes: Family<ChangeLabels, Counter>,
+    /// Changes refused by a safety rule, by rule name.
+    changes_blocked: Family<BlockedLabels, Counter>,
+    /// Entries differing between desired and actual state at the last run.
+    drift_entries: Gauge,
+    /// bunq API requests by route pattern, method and status.
+    api_requests: Family<ApiLabels, Counter>,
+    /// How long bunq API requests take (all endpoints together, to keep series few).
+    api_request_duration: Histogram,
+    /// HTTP 429 replies from bunq: the rate limiter is too optimistic if this grows.
+    api_throttled: Counter,
+    /// When the current bunq session expires.
+    session_expiry: Gauge<f64, AtomicU64>,
+    /// Session renewals by result.
+    session_renewals: Family<ResultLabels, Counter>,
+    /// Config reloads by result.
+    config_reloads: Family<ResultLabels, Counter>,
+    /// 1 when the last config read was applied, 0 when it failed and the daemon runs on the last
+    /// good config.
+    config_last_reload_successful: Gauge,
+    /// When a config was last read and applied successfully.
+    config_last_reload_success: Gauge<f64, AtomicU64>,
+}
+
+impl Metrics {
+    /// Registers every metric; `version` goes into `bunq_ipsync_build_info`.
+    ///
+    /// `config_last_reload_successful` starts at 1: the daemon only starts on a valid config.
+    pub fn new(version: &str) -> Self {
+        let mut registry = Registry::with_prefix(PREFIX);
+
+        let build = Info::new(BuildLabels {
+            version: version.to_owned(),
+        });
+        registry.register("build", "Build information of the running binary", build);
+
+        let last_attempt = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "last_run_attempt_timestamp",
+            "Unix time the last reconcile run started",
+            Unit::Seconds,
+            last_attempt.clone(),
+        );
+        let last_success = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "last_run_success_timestamp",
+            "Unix time the last reconcile run reached the desired state",
+            Unit::Seconds,
+            last_success.clone(),
+        );
+        let run_duration = Histogram::new(RUN_DURATION_BUCKETS);
+        registry.register_with_unit(
+            "run_duration",
+            "Duration of reconcile runs",
+            Unit::Seconds,
+            run_duration.clone(),
+        );
+        let runs = Family::<RunLabels, Counter>::default();
+        registry.register("runs", "Reconcile runs by result", runs.clone());
+        let consecutive_failures = Gauge::default();
+        registry.register(
+            "consecutive_failed_runs",
+            "Reconcile runs that failed in a row",
+            consecutive_failures.clone(),
+        );
+        let changes = Family::<ChangeLabels, Counter>::default();
+        registry.register(
+            "changes",
+            "Permitted-IP changes by action and outcome",
+            changes.clone(),
+        );
+        let changes_blocked = Family::<BlockedLabels, Counter>::default();
+        registry.register(
+            "changes_blocked",
+            "Permitted-IP changes refused by a safety rule, by rule",
+            changes_blocked.clone(),
+        );
+        let drift_entries = Gauge::default();
+        registry.register(
+            "drift_entries",
+            "Permitted-IP entries differing from the desired state at the last run",
+            drift_entries.clone(),
+        );
+        let api_requests = Family::<ApiLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "bunq API requests by endpoint, method and HTTP status",
+            api_requests.clone(),
+        );
+        let api_request_duration = Histogram::new(API_DURATION_BUCKETS);
+        registry.register_with_unit(
+            "api_request_duration",
+            "Duration of bunq API requests",
+            Unit::Seconds,
+            api_request_duration.clone(),
+        );
+        let api_throttled = Counter::default();
+        registry.register(
+            "api_throttled",
+            "bunq API replies with HTTP 429 (rate limited)",
+            api_throttled.clone(),
+        );
+        let session_expiry = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "session_expiry_timestamp",
+            "Unix time the current bunq session expires",
+            Unit::Seconds,
+            session_expiry.clone(),
+        );
+        let session_renewals = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "session_renewals",
+            "bunq session renewals by result",
+            session_renewals.clone(),
+        );
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config reloads by result",
+            config_reloads.clone(),
+        );
+        let config_last_reload_successful = Gauge::default();
+        config_last_reload_successful.set(1);
+        registry.register(
+            "config_last_reload_successful",
+            "1 if the running config is the last one read, 0 if the last reload failed",
+            config_last_reload_successful.clone(),
+        );
+        let config_last_reload_success = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "config_last_reload_success_timestamp",
+            "Unix time a config was last loaded successfully",
+            Unit::Seconds,
+            config_last_reload_success.clone(),
+        );
+
+        // Every series with a closed label set exists from the start at 0, so `rate()` and
+        // `increase()` see the first event and absent series never hide a broken exporter.
+        for result in RunResult::ALL {
+            let _ = runs.get_or_create(&RunLabels { result });
+        }
+        for action in ChangeAction::ALL {
+            for outcome in ChangeOutcome::ALL {
+                let _ = changes.get_or_create(&ChangeLabels { action, outcome });
+            }
+        }
+        for ok in [true, false] {
+            let labels = ResultLabels {
+                result: result_label(ok),
+            };
+            let _ = session_renewals.get_or_create(&labels);
+            let _ = config_reloads.get_or_create(&labels);
+        }
+
+        Metrics {
+            registry,
+            last_attempt,
+            last_success,
+            run_duration,
+            runs,
+            consecutive_failures,
+            changes,
+            changes_blocked,
+            drift_entries,
+            api_requests,
+            api_request_duration,
+            api_throttled,
+            session_expiry,
+            session_renewals,
+            config_reloads,
+            config_last_reload_successful,
+            config_last_reload_success,
+        }
+    }
+
+    /// A run starts now.
+    pub fn record_run_started(&self, at: SystemTime) {
+        self.last_attempt.set(unix_seconds(at));
+    }
+
+    /// A run that took `duration` ended at `finished_at` with `result`.
+    ///
+    /// Successful results move the last-success timestamp and reset the failure streak;
+    /// `Failed` extends the streak; `Blocked` leaves the streak alone (the run neither failed
+    /// nor converged).
+    pub fn record_run(&self, result: RunResult, duration: Duration, finished_at: SystemTime) {
+        self.runs.get_or_create(&RunLabels { result }).inc();
+        self.run_duration.observe(duration.as_secs_f64());
+        match result {
+            RunResult::Failed => {
+                self.consecutive_failures.inc();
+            }
+            RunResult::Converged | RunResult::ChangesApplied => {
+                self.consecutive_failures.set(0);
+                self.last_success.set(unix_seconds(finished_at));
+            }
+            RunResult::Blocked => {}
+        }
+    }
+
+    /// One planned change ended with `outcome`.
+    pub fn record_change(&self, action: ChangeAction, outcome: ChangeOutcome) {
+        self.changes
+            .get_or_create(&ChangeLabels { action, outcome })
+            .inc();
+    }
+
+    /// The safety rule named `rule` refused `changes` changes.
+    pub fn record_blocked(&self, rule: &str, changes: u64) {
+        self.changes_blocked
+            .get_or_create(&BlockedLabels {
+                reason: rule.to_owned(),
+            })
+            .inc_by(changes);
+    }
+
+    /// The last run found `entries` permitted-IP entries differing from the desired state.
+    pub fn set_drift_entries(&self, entries: u64) {
+        self.drift_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+
+    /// One bunq API request finished after `duration`.
+    ///
+    /// `endpoint` must be the route pattern (`/v1/user/{id}/credential-password-ip`), never the
+    /// concrete path, to keep cardinality bounded. `status` is `None` when no HTTP reply arrived
+    /// (connect error, timeout) and is then labelled `error`. A 429 also counts towards
+    /// `bunq_ipsync_api_throttled_total`.
+    pub fn record_api_request(
+        &self,
+        endpoint: &str,
+        method: &str,
+        status: Option<u16>,
+        duration: Duration,
+    ) {
+        self.api_request_duration.observe(duration.as_secs_f64());
+        let status_label = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+        self.api_requests
+            .get_or_create(&ApiLabels {
+                endpoint: endpoint.to_owned(),
+                method: method.to_ascii_uppercase(),
+                status: status_label,
+            })
+            .inc();
+        if status == Some(429) {
+            self.api_throttled.inc();
+        }
+    }
+
+    /// The current session expires at `expires_at`.
+    pub fn set_session_expiry(&self, expires_at: SystemTime) {
+        self.session_expiry.set(unix_seconds(expires_at));
+    }
+
+    /// A session renewal ended; `ok` is whether a new session was obtained.
+    pub fn record_session_renewal(&self, ok: bool) {
+        self.session_renewals
+            .get_or_create(&ResultLabels {
+                result: result_label(ok),
+            })
+            .inc();
+    }
+
+    /// A config reload ended at `at`; `ok` is whether the new config was applied.
+    ///
+    /// On failure the success timestamp stays, and `config_last_reload_successful` drops to 0
+    /// until the next successful reload.
+    pub fn record_config_reload(&self, ok: bool, at: SystemTime) {
+        self.config_reloads
+            .get_or_create(&ResultLabels {
+                result: result_label(ok),
+            })
+            .inc();
+        if ok {
+            self.config_last_reload_successful.set(1);
+            self.config_last_reload_success.set(unix_seconds(at));
+        } else {
+            self.config_last_reload_successful.set(0);
+        }
+    }
+
+    /// The OpenMetrics text exposition of every metric, ending in `# EOF`.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the series whose name-and-labels part is exactly `series`.
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+            let (s, v) = l.rsplit_once(' ')?;
+            (s == series).then(|| v.parse().ok()).flatten()
+        })
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn build_info_carries_the_version() {
+        let text = Metrics::new("1.2.3").encode().unwrap();
+        assert_eq!(
+            value(&text, r#"bunq_ipsync_build_info{version="1.2.3"}"#),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn exposition_ends_with_eof_marker() {
+        let text = Metrics::new("0").encode().unwrap();
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn run_started_sets_attempt_timestamp_only() {
+        let m = Metrics::new("0");
+        m.record_run_started(at(1_700_000_000));
+        let text = m.encode().unwrap();
+        assert_eq!(
+            value(&text, "bunq_ipsync_last_run_attempt_timestamp_seconds"),
+            Some(1_700_000_000.0)
+        );
+        assert_eq!(
+            value(&text, "bunq_ipsync_last_run_success_timestamp_seconds"),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn successful_run_counts_result_duration_and_success_time() {
+        let m = Metrics::new("0");
+        m.record_run(
+            RunResult::ChangesApplied,
+            Duration::from_millis(300),
+            at(1_700_000_100),
+        );
+        let text = m.encode().unwrap();
+        assert_eq!(
+            value(&text, r#"bunq_ipsync_runs_total{result="changes_applied"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, "bunq_ipsync_last_run_success_timestamp_seconds"),
+            Some(1_700_000_100.0)
+        );
+        assert_eq!(
+            value(&text, "bunq_ipsync_run_duration_seconds_count"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, "bunq_ipsync_run_duration_seconds_sum"),
+            Some(0.3)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"bunq_ipsync_run_duration_seconds_bucket{le="0.25"}"#
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"bunq_ipsync_run_duration_seconds_bucket{le="0.5"}"#
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn failed_run_does_not_move_success_time_and_extends_streak() {
+        let m = Metrics::new("0");
+        m.record_run(RunResult::Converged, Duration::ZERO, at(100));
+        m.record_run(RunResult::Failed, Duration::ZERO, at(200));
+        m.record_run(RunResult::Failed, Duration::ZERO, at(300));
+        let text = m.encode().unwrap();
+        assert_eq!(
+            value(&text, "bunq_ipsync_last_run_success_timestamp_seconds"),
+            Some(100.0)
+        );
+        assert_eq!(
+            value(&text, r#"bunq_ipsync_runs_total{result="failed"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&text, "bunq_ipsync_consecutive_failed_runs"),
+            Some(2.0)
+        );
+    }
+
+    #[test]
+    fn converged_run_resets_failure_streak() {
+        let m = Metrics::new("0");
+        m.record_run(RunResult::Failed, Duration::ZERO, at(1));
+        m.record_run(RunResult::Converged, Duration::ZERO, at(2));
+        let text = m.encode().unwrap();
+        assert_eq!(
+            value(&text, "bunq_ipsync_consecutive_failed_runs"),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn blocked_run_is_not_a_success() {
+        let m = Metrics::new("0");
+        m.record_run(RunResult::Blocked, Duration::ZERO, at(500));
+        let text = m.encode().unwrap();
+        assert_eq!(
+            value(&text, r#"bunq_ipsync_runs_total{result="blocked"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&text, "bunq_ipsync_last_run_success_timestamp_seconds"),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn changes_are_counted_by_action_and_outcome() {
+        let m = Metrics::new("0");
+        m.record_change(ChangeAction::Create, ChangeOutcome::Applied);
+        m.record_change(ChangeAction::Create, ChangeOutcome::Applied);
+        m.record_change(ChangeAction::Deactivate, ChangeOutcome::Blocked);
+        let text = m.encode().unwrap();
+        assert_eq!(
+            value(
+                &text,
+                r#"bunq_ipsync_changes_total{action="create",outcome="applied"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"bunq_ipsync_changes_total{action="deactivate",outcome="blocked"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"bunq_ipsync_changes_total{action="activate",outcome="applied"}"#
+            ),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn blocked_changes_are_counted_by_rule() {
+        let m = Metrics::new("0");
+        m.record_blocked("max_deactivations", 3);
+        m.record_blocked("max_deactivations", 2);
+        let text = m.encode().unwrap();
+        assert_eq!(
+            value(
+                &text,
+                r#"bunq_ipsync_changes_blocked_total{reason="max_deactivations"}"#
+            ),
+            Some(5.0)
+        );
+    }
+
+    #[test]
+    fn drift_entries_reflect_the_last_run() {
+        let m = Metrics::new("0");
+        m.set_drift_entries(4);
+        m.set_drift_entries(1);
+        let text = m.encode().unwrap();
+        assert_eq!(value(&text, "bunq_ipsync_drift_entries"), Some(1.0));
+    }
+
+    #[test]
+    fn api_requests_are_counted_by_endpoint_method_and_status() {
+        let m = Metrics::new("0");
+        m.record_api_request(
+            "/v1/user/{id}/credential-password-ip",
+            "get",
+            Some(200),
+            Duration::from_millis(80),
+        );
+        m.record_api_request("/v1/session-server", "POST", None, Duration::from_secs(30));
+        let text = m.encode().unwrap();
+        assert_eq!(
+            value(
+                &text,
+                r#"bunq_ipsync_api_requests_total{endpoint="/v1/user/{id}/credential-password-ip",method="GET",status="200"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"bunq_ipsync_api_requests_total{endpoint="/v1/session-server",method="POST",status="error"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(value(&text, "bunq_ipsync_api_throttled_total"), Some(0.0));
+    }
+
+    #[test]
+    fn api_request_durations_are_observed() {
+        let m = Metrics::new("0");
+        m.record_api_request("/v1/user", "GET", Some(200), Duration::from_millis(80));
+        m.record_api_request("/v1/user", "GET", Some(200), Duration::from_secs(3));
+        let text = m.encode().unwrap();
+        assert_eq!(
+            value(&text, "bunq_ipsync_api_request_duration_seconds_count"),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"bunq_ipsync_api_request_duration_seconds_bucket{le="0.1"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"bunq_ipsync_api_request_duration_seconds_bucket{le="5.0"}"#
+            ),
+            Some(2.0)
+        );
+    }
+
+    #[test]
+    fn http_429_counts_as_throttled() {
+        let m = Metrics::new("0");
+        m.record_api_request("/v1/user", "GET", Some(429), Duration::ZERO);
+        let text = m.encode().unwrap();
+        assert_eq!(value(&text, "bunq_ipsync_api_throttled_total"), Some(1.0));
+    }
+
+    #[test]
+    fn session_expiry_and_renewals_are_exported() {
+        let m = Metrics::new("0");
+        m.set_session_expiry(at(1_800_000_000));
+        m.record_session_renewal(true);
+        m.record_session_renewal(false);
+        m.record_session_renewal(true);
+        let text = m.encode().unwrap();
+        assert_eq!(
+            value(&text, "bunq_ipsync_session_expiry_timestamp_seconds"),
+            Some(1_800_000_000.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"bunq_ipsync_session_renewals_total{result="success"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"bunq_ipsync_session_renewals_total{result="failure"}"#
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn running_config_is_current_before_any_reload() {
+        let text = Metrics::new("0").encode().unwrap();
+        assert_eq!(
+            value(&text, "bunq_ipsync_config_last_reload_successful"),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn failed_reload_keeps_success_time_and_clears_current_flag() {
+        let m = Metrics::new("0");
+        m.record_config_reload(true, at(1000));
+        m.record_config_reload(false, at(2000));
+        let text = m.encode().unwrap();
+        assert_eq!(
+            value(&text, "bunq_ipsync_config_last_reload_successful"),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "bunq_ipsync_config_last_reload_success_timestamp_seconds"
+            ),
+            Some(1000.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"bunq_ipsync_config_reloads_total{result="failure"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"bunq_ipsync_config_reloads_total{result="success"}"#
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn successful_reload_after_failure_restores_current_flag() {
+        let m = Metrics::new("0");
+        m.record_config_reload(false, at(1000));
+        m.record_config_reload(true, at(3000));
+        let text = m.encode().unwrap();
+        assert_eq!(
+            value(&text, "bunq_ipsync_config_last_reload_successful"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &text,
+                "bunq_ipsync_config_last_reload_success_timestamp_seconds"
+            ),
+            Some(3000.0)
+        );
+    }
+
+    #[test]
+    fn closed_label_sets_start_at_zero() {
+        let text = Metrics::new("0").encode().unwrap();
+        for result in ["converged", "changes_applied", "blocked", "failed"] {
+            let series = format!(r#"bunq_ipsync_runs_total{{result="{result}"}}"#);
+            assert_eq!(value(&text, &series), Some(0.0), "{series}");
+        }
+        for action in ["create", "activate", "deactivate"] {
+            for outcome in ["applied", "failed", "skipped", "blocked"] {
+                let series = format!(
+                    r#"bunq_ipsync_changes_total{{action="{action}",outcome="{outcome}"}}"#
+                );
+                assert_eq!(value(&text, &series), Some(0.0), "{series}");
+            }
+        }
+        for result in ["success", "failure"] {
+            for name in ["session_renewals", "config_reloads"] {
+                let series = format!(r#"bunq_ipsync_{name}_total{{result="{result}"}}"#);
+                assert_eq!(value(&text, &series), Some(0.0), "{series}");
+            }
+        }
+    }
+
+    #[test]
+    fn counters_carry_total_suffix_and_type() {
+        let text = Metrics::new("0").encode().unwrap();
+        assert!(text.contains("# TYPE bunq_ipsync_runs counter\n"), "{text}");
+        assert!(
+            text.contains("# TYPE bunq_ipsync_run_duration_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# UNIT bunq_ipsync_run_duration_seconds seconds\n"),
+            "{text}"
+        );
+    }
+}

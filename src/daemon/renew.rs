@@ -1,0 +1,486 @@
+//! When and how the bunq session is renewed, independently of reconcile runs.
+//!
+//! [`renewal_deadline`] is the pure decision: renew `renew_before` ahead of the session's expiry
+//! (default: 1 h or 10 % of the session timeout, whichever is less), or now if that moment has
+//! passed. [`run_renewal`] is the task around it: it sleeps towards the deadline in steps of at
+//! most [`RenewalPolicy::max_sleep`], re-reading the wall clock after each step, because tokio's
+//! monotonic clock stands still while the host is suspended and a single long sleep would wake
+//! up after the session expired. A failed renewal is retried with [`Backoff`]; a
+//! [`RenewTrigger`] forces an early renewal when bunq ends a session before its time.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::schedule::Backoff;
+
+/// The default lead time is at most this...
+pub const DEFAULT_RENEW_BEFORE_MAX: Duration = Duration::from_secs(3600);
+/// ...and at most this fraction of the session timeout (so short sessions are not renewed
+/// almost continuously).
+pub const DEFAULT_RENEW_BEFORE_FRACTION: u32 = 10;
+
+/// The default lead time: 1 h or 10 % of `session_timeout`, whichever is less.
+pub fn default_renew_before(session_timeout: Duration) -> Duration {
+    DEFAULT_RENEW_BEFORE_MAX.min(session_timeout / DEFAULT_RENEW_BEFORE_FRACTION)
+}
+
+/// When to renew a session that expires at `expires_at`: `renew_before` (or the
+/// [default](default_renew_before)) ahead of it, but never before `now`.
+pub fn renewal_deadline(
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    session_timeout: Duration,
+    renew_before: Option<Duration>,
+) -> DateTime<Utc> {
+    let lead = renew_before.unwrap_or_else(|| default_renew_before(session_timeout));
+    let deadline = expires_at
+        .checked_sub_signed(chrono_duration(lead))
+        .unwrap_or(now);
+    deadline.max(now)
+}
+
+/// A source of wall-clock time; injectable so tests can run on tokio's paused clock.
+pub trait WallClock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system's real-time clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl WallClock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// How the renewal task behaves.
+#[derive(Clone, Debug)]
+pub struct RenewalPolicy {
+    /// The session timeout bunq applies; sizes the default lead time.
+    pub session_timeout: Duration,
+    /// Lead time before expiry; `None` for the default.
+    pub renew_before: Option<Duration>,
+    /// Longest single sleep before the wall clock is read again.
+    pub max_sleep: Duration,
+    /// Delays between failed attempts.
+    pub backoff: Backoff,
+}
+
+impl RenewalPolicy {
+    /// The policy for `session_timeout` with the default lead time, 60 s sleep steps and
+    /// 5 s…5 min retry backoff.
+    pub fn new(session_timeout: Duration) -> RenewalPolicy {
+        RenewalPolicy {
+            session_timeout,
+            renew_before: None,
+            max_sleep: Duration::from_secs(60),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// Asks the renewal task to renew as soon as possible (bunq rejected the session early).
+/// Cheap to clone; several requests before the task wakes count as one.
+#[derive(Clone, Debug, Default)]
+pub struct RenewTrigger(Arc<Notify>);
+
+impl RenewTrigger {
+    /// A new trigger to share between the task and whoever detects a rejected session.
+    pub fn new() -> RenewTrigger {
+        RenewTrigger::default()
+    }
+
+    /// Requests a renewal now (still subject to the backoff of a failing renewal).
+    pub fn renew_now(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Keeps a session alive until `shutdown`: renews at the deadline, retries failures with
+/// backoff, and renews early on `trigger`. A renewal in progress when `shutdown` is cancelled
+/// is finished, not dropped.
+///
+/// `renew` creates a new session and returns its expiry; it is responsible for installing the
+/// session, and for metrics and health. Its error is logged with `Display`, so it must not carry
+/// secrets.
+pub async fn run_renewal<F, Fut, E>(
+    policy: RenewalPolicy,
+    clock: impl WallClock,
+    mut expires_at: DateTime<Utc>,
+    mut renew: F,
+    trigger: RenewTrigger,
+    shutdown: CancellationToken,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<DateTime<Utc>, E>>,
+    E: Display,
+{
+    let mut backoff = policy.backoff.clone();
+    let mut retry_not_before: Option<DateTime<Utc>> = None;
+    let mut forced = false;
+    loop {
+        let now = clock.now();
+        let due = if forced {
+            now
+        } else {
+            renewal_deadline(now, expires_at, policy.session_timeout, policy.renew_before)
+        };
+        let due = retry_not_before.map_or(due, |not_before| due.max(not_before));
+        if due <= now {
+            // Not raced against shutdown: an abandoned renewal could leave a session created at
+            // bunq but never stored. The bunq client's request timeout bounds this wait.
+            let attempt = renew().await;
+            if shutdown.is_cancelled() {
+                return;
+            }
+            forced = false;
+            match attempt {
+                Ok(new_expiry) => {
+                    tracing::info!(expires_at = %new_expiry, "bunq session renewed");
+                    expires_at = new_expiry;
+                    let after = clock.now();
+                    let next = renewal_deadline(
+                        after,
+                        expires_at,
+                        policy.session_timeout,
+                        policy.renew_before,
+                    );
+                    if next <= after {
+                        // The new session is already inside the renewal window (lead time longer
+                        // than the session lives): space attempts out instead of spinning.
+                        let delay = backoff.next_delay();
+                        tracing::warn!(
+                            retry_in = ?delay,
+                            "renewed bunq session expires within the renewal lead time; \
+                             renew_before is too long for the session timeout"
+                        );
+                        retry_not_before = Some(
+                            after
+                                .checked_add_signed(chrono_duration(delay))
+                                .unwrap_or(after),
+                        );
+                    } else {
+                        retry_not_before = None;
+                        backoff.reset();
+                    }
+                }
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, retry_in = ?delay, "bunq session renewal failed");
+                    let after = clock.now();
+                    retry_not_before = Some(
+                        after
+                            .checked_add_signed(chrono_duration(delay))
+                            .unwrap_or(after),
+                    );
+                }
+            }
+            continue;
+        }
+        let wait = (due - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(policy.max_sleep);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = trigger.0.notified() => forced = true,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use tokio::sync::mpsc;
+    use tokio::time::Instant;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// Wall time that advances with tokio's (paused) clock, plus a jump to simulate suspend.
+    #[derive(Clone)]
+    struct TestClock {
+        start_wall: DateTime<Utc>,
+        start: Instant,
+        jump_secs: Arc<AtomicI64>,
+    }
+
+    impl TestClock {
+        fn new(start_wall: DateTime<Utc>) -> TestClock {
+            TestClock {
+                start_wall,
+                start: Instant::now(),
+                jump_secs: Arc::default(),
+            }
+        }
+    }
+
+    impl WallClock for TestClock {
+        fn now(&self) -> DateTime<Utc> {
+            let elapsed = chrono::Duration::from_std(self.start.elapsed()).unwrap();
+            self.start_wall
+                + elapsed
+                + chrono::Duration::seconds(self.jump_secs.load(Ordering::SeqCst))
+        }
+    }
+
+    /// Starts the task with a fake renew that reports each call's wall time and then answers
+    /// with the next scripted result (`Ok(lifetime)` → expiry = call time + lifetime).
+    fn start(
+        policy: RenewalPolicy,
+        clock: TestClock,
+        expires_at: DateTime<Utc>,
+        script: Vec<Result<Duration, &'static str>>,
+    ) -> (
+        mpsc::UnboundedReceiver<DateTime<Utc>>,
+        RenewTrigger,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let trigger = RenewTrigger::new();
+        let shutdown = CancellationToken::new();
+        let mut script = script.into_iter();
+        let call_clock = clock.clone();
+        let renew = move || {
+            let at = call_clock.now();
+            tx.send(at).unwrap();
+            let next = script.next().unwrap_or(Err("script exhausted"));
+            async move { next.map(|lifetime| at + chrono::Duration::from_std(lifetime).unwrap()) }
+        };
+        let task = tokio::spawn(run_renewal(
+            policy,
+            clock,
+            expires_at,
+            renew,
+            trigger.clone(),
+            shutdown.clone(),
+        ));
+        (rx, trigger, shutdown, task)
+    }
+
+    #[test]
+    fn default_lead_is_one_hour_for_long_sessions() {
+        assert_eq!(default_renew_before(7 * 24 * HOUR), HOUR);
+    }
+
+    #[test]
+    fn default_lead_is_ten_percent_for_short_sessions() {
+        assert_eq!(
+            default_renew_before(Duration::from_secs(1800)),
+            Duration::from_secs(180)
+        );
+    }
+
+    #[test]
+    fn deadline_is_expiry_minus_default_lead() {
+        let d = renewal_deadline(
+            t("2026-11-21T09:00:00Z"),
+            t("2026-11-21T12:00:00Z"),
+            7 * 24 * HOUR,
+            None,
+        );
+        assert_eq!(d, t("2026-11-21T11:00:00Z"));
+    }
+
+    #[test]
+    fn explicit_lead_overrides_default() {
+        let d = renewal_deadline(
+            t("2026-11-21T09:00:00Z"),
+            t("2026-11-21T12:00:00Z"),
+            7 * 24 * HOUR,
+            Some(Duration::from_secs(300)),
+        );
+        assert_eq!(d, t("2026-11-21T11:55:00Z"));
+    }
+
+    #[test]
+    fn deadline_in_the_past_is_clamped_to_now() {
+        let now = t("2026-11-21T11:30:00Z");
+        let d = renewal_deadline(now, t("2026-11-21T12:00:00Z"), 7 * 24 * HOUR, None);
+        assert_eq!(d, now);
+    }
+
+    #[test]
+    fn huge_lead_does_not_overflow() {
+        let now = t("2026-11-21T09:00:00Z");
+        let d = renewal_deadline(now, t("2026-11-21T12:00:00Z"), HOUR, Some(Duration::MAX));
+        assert_eq!(d, now);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renews_at_the_deadline_not_before() {
+        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
+        let (mut calls, _trigger, shutdown, task) = start(
+            RenewalPolicy::new(2 * HOUR),
+            clock,
+            t("2026-11-21T11:00:00Z"),
+            vec![Ok(2 * HOUR)],
+        );
+        // Lead = 10 % of 2 h = 12 min.
+        assert_eq!(calls.recv().await, Some(t("2026-11-21T10:48:00Z")));
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn next_renewal_follows_the_new_expiry() {
+        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
+        let (mut calls, _trigger, shutdown, task) = start(
+            RenewalPolicy::new(2 * HOUR),
+            clock,
+            t("2026-11-21T09:30:00Z"),
+            vec![Ok(2 * HOUR), Ok(2 * HOUR)],
+        );
+        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:18:00Z")));
+        assert_eq!(calls.recv().await, Some(t("2026-11-21T11:06:00Z")));
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_renewal_is_retried_with_backoff() {
+        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
+        let mut policy = RenewalPolicy::new(2 * HOUR);
+        policy.backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(60));
+        let (mut calls, _trigger, shutdown, task) = start(
+            policy,
+            clock,
+            t("2026-11-21T09:12:00Z"),
+            vec![Err("503"), Err("503"), Ok(2 * HOUR)],
+        );
+        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:00Z")));
+        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:05Z")));
+        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:15Z")));
+        // Success: the next call is the regular one, 12 min before the new expiry.
+        assert_eq!(calls.recv().await, Some(t("2026-11-21T10:48:15Z")));
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn trigger_renews_at_once() {
+        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
+        let (mut calls, trigger, shutdown, task) = start(
+            RenewalPolicy::new(7 * 24 * HOUR),
+            clock,
+            t("2026-11-28T09:00:00Z"),
+            vec![Ok(HOUR)],
+        );
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        trigger.renew_now();
+        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:30Z")));
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wall_clock_jump_is_noticed_within_one_sleep_step() {
+        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
+        let jump = Arc::clone(&clock.jump_secs);
+        let (mut calls, _trigger, shutdown, task) = start(
+            RenewalPolicy::new(7 * 24 * HOUR),
+            clock,
+            t("2026-11-21T12:00:00Z"),
+            vec![Ok(HOUR)],
+        );
+        // Host suspended for 2 h 30 min: wall time moves, tokio's clock does not.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        jump.store(9000, Ordering::SeqCst);
+        let at = calls.recv().await.unwrap();
+        assert!(at <= t("2026-11-21T11:31:01Z"), "renewed only at {at}");
+        assert!(at >= t("2026-11-21T11:30:01Z"), "renewed at {at}");
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn session_shorter_than_lead_time_does_not_spin() {
+        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
+        let mut policy = RenewalPolicy::new(7 * 24 * HOUR);
+        policy.renew_before = Some(HOUR);
+        policy.backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(60));
+        let lifetime = Duration::from_secs(1800);
+        let (mut calls, _trigger, shutdown, task) = start(
+            policy,
+            clock,
+            t("2026-11-21T09:30:00Z"),
+            vec![Ok(lifetime), Ok(lifetime), Ok(lifetime)],
+        );
+        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:00Z")));
+        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:05Z")));
+        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:15Z")));
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewal_in_progress_is_finished_on_shutdown() {
+        use std::sync::atomic::AtomicBool;
+        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let finished = Arc::new(AtomicBool::new(false));
+        let mut release_rx = Some(release_rx);
+        let mut started_tx = Some(started_tx);
+        let done = Arc::clone(&finished);
+        let renew = move || {
+            let release = release_rx.take();
+            let started = started_tx.take();
+            let done = Arc::clone(&done);
+            async move {
+                if let (Some(release), Some(started)) = (release, started) {
+                    started.send(()).unwrap();
+                    release.await.unwrap();
+                    done.store(true, Ordering::SeqCst);
+                }
+                Ok::<_, &str>(t("2026-11-22T09:00:00Z"))
+            }
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run_renewal(
+            RenewalPolicy::new(HOUR),
+            clock,
+            t("2026-11-21T09:00:00Z"),
+            renew,
+            RenewTrigger::new(),
+            shutdown.clone(),
+        ));
+        started_rx.await.unwrap();
+        shutdown.cancel();
+        release_tx.send(()).unwrap();
+        task.await.unwrap();
+        assert!(finished.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_the_task() {
+        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
+        let (mut calls, _trigger, shutdown, task) = start(
+            RenewalPolicy::new(7 * 24 * HOUR),
+            clock,
+            t("2026-11-28T09:00:00Z"),
+            vec![],
+        );
+        shutdown.cancel();
+        task.await.unwrap();
+        assert_eq!(calls.recv().await, None);
+    }
+}
