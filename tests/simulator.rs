@@ -1405,6 +1405,7 @@ async fn request_log_records_statuses_and_resets() {
     get(&path)
         .token(&ctx.session_token)
         .unsigned()
+        .request_id("logged-id")
         .send(&sim)
         .await;
     let log = sim.request_log();
@@ -1418,6 +1419,7 @@ async fn request_log_records_statuses_and_resets() {
     assert_eq!(log[1].status, Some(200));
     assert!(!log[1].signed);
     assert_eq!(log[1].caller_ip, DEFAULT_CALLER_IP);
+    assert_eq!(log[1].request_id.as_deref(), Some("logged-id"));
 }
 
 // ---------------------------------------------------------------------------------------------

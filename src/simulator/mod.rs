@@ -20,7 +20,11 @@
 //! is allowed (so tests can see a client create duplicates); `count` above 200 is refused with
 //! 400, not clamped; DELETE on an entry is 405; a rejected (429) call does not count toward the
 //! rate-limit window; session-server needs device-server for that key on that installation
-//! first; a user id in the path that is not the session's user is 403.
+//! first; a user id in the path that is not the session's user is 403. device-server on a
+//! credential with ACTIVE entries changes no entry (the caller must be one of them); on one
+//! without, it makes the caller IP and each `permitted_ips` value ACTIVE, reusing an existing
+//! entry for the same IP. `session_timeout` is reported unscaled even when `time_scale` shortens
+//! the real lifetime.
 
 mod api;
 mod auth;

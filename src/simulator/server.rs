@@ -47,6 +47,9 @@ pub struct LoggedRequest {
     pub caller_ip: Ipv4Addr,
     /// Whether the request carried `X-Bunq-Client-Signature`.
     pub signed: bool,
+    /// The `X-Bunq-Client-Request-Id` sent, to check a client uses a fresh one per attempt.
+    /// (Tokens and bodies are not logged: they hold secrets.)
+    pub request_id: Option<String>,
     /// The injected fault that fired on this request, if any.
     pub fault: Option<FaultKind>,
 }
@@ -331,6 +334,7 @@ async fn serve(
         status: None,
         caller_ip,
         signed: signature.is_some(),
+        request_id: request_id.clone(),
         fault: fault.clone(),
     };
 
