@@ -13,7 +13,7 @@ use std::time::Duration;
 use bunq_ipsync::bunq::crypto::{PrivateKey, PublicKey};
 use bunq_ipsync::bunq::model::{Envelope, ErrorBody, IpStatus, PermittedIp, TIMESTAMP_FORMAT};
 use bunq_ipsync::simulator::{
-    DEFAULT_CALLER_IP, Fault, FaultKind, SeededKey, Simulator, SimulatorOptions,
+    DEFAULT_CALLER_IP, Fault, FaultKind, SeededKey, Simulator, SimulatorOptions, UserKind,
 };
 use reqwest::Method;
 use serde_json::Value;
@@ -399,6 +399,32 @@ async fn session_server_answers_id_token_and_user_person_in_that_order() {
     assert_eq!(items[2]["UserPerson"]["id"], seeded.user_id);
     assert_eq!(items[2]["UserPerson"]["session_timeout"], 604_800);
     assert_eq!(sim.sessions_created(), 1);
+}
+
+#[tokio::test]
+async fn session_server_can_answer_a_user_company() {
+    let sim = Simulator::start(SimulatorOptions {
+        user_kind: UserKind::Company,
+        ..options()
+    })
+    .await
+    .unwrap();
+    let seeded = sim.create_user_with_api_key();
+    let (token, _) = install(&sim).await;
+    let key = seeded.api_key.expose();
+    post("/device-server", &device_body(key, &[]))
+        .token(&token)
+        .send(&sim)
+        .await;
+    let envelope = post("/session-server", &session_body(key))
+        .token(&token)
+        .send(&sim)
+        .await
+        .envelope();
+    assert!(envelope.find("UserPerson").is_none());
+    let user = envelope.find("UserCompany").unwrap();
+    assert_eq!(user["id"], seeded.user_id);
+    assert_eq!(user["session_timeout"], 604_800);
 }
 
 #[tokio::test]

@@ -33,6 +33,8 @@ pub(crate) struct Settings {
     pub(crate) escape_slashes: bool,
     /// The server public key PEM returned by installation.
     pub(crate) server_public_key_pem: String,
+    /// Wrapper of the user object (`UserPerson`, `UserCompany`).
+    pub(crate) user_wrapper: &'static str,
 }
 
 /// One request as the API logic sees it.
@@ -94,7 +96,7 @@ fn dispatch(
             auth::request_id(world, installation, credentials)?;
             let body = json_object(credentials.body)?;
             if route == Route::SessionServer {
-                session_server(world, installation, &body, request.caller_ip)
+                session_server(world, settings, installation, &body, request.caller_ip)
             } else {
                 device_server(world, installation, &body, request.caller_ip)
             }
@@ -116,13 +118,14 @@ fn dispatch(
                     "You are not allowed to access this user.",
                 ));
             }
-            session_call(world, route, session, request)
+            session_call(world, settings, route, session, request)
         }
     }
 }
 
 fn session_call(
     world: &mut World,
+    settings: &Settings,
     route: Route,
     session: u64,
     request: &ApiRequest<'_>,
@@ -135,7 +138,10 @@ fn session_call(
             }
             Ok(wire::items(vec![]))
         }
-        Route::User(user) => Ok(wire::items(vec![("UserPerson", user_person(world, user)?)])),
+        Route::User(user) => Ok(wire::items(vec![(
+            settings.user_wrapper,
+            user_object(world, user)?,
+        )])),
         Route::Credentials(user) => {
             let page = PageRequest::parse(request.query)?;
             let mut all: Vec<_> = world
@@ -308,6 +314,7 @@ fn activate_or_add(world: &mut World, credential: CredentialId, ip: &str) -> Res
 
 fn session_server(
     world: &mut World,
+    settings: &Settings,
     installation: u64,
     body: &Map<String, Value>,
     caller_ip: Ipv4Addr,
@@ -341,13 +348,13 @@ fn session_server(
     Ok(wire::items(vec![
         ("Id", json!({ "id": session })),
         ("Token", token_object),
-        ("UserPerson", user_person(world, user_id)?),
+        (settings.user_wrapper, user_object(world, user_id)?),
     ]))
 }
 
 fn sandbox_user_person(world: &mut World) -> Envelope {
     let seeded = world.create_user_with_api_key("sandbox_");
-    let user = user_person(world, seeded.user_id).unwrap_or(Value::Null);
+    let user = user_object(world, seeded.user_id).unwrap_or(Value::Null);
     wire::items(vec![(
         "ApiKey",
         json!({
@@ -403,7 +410,7 @@ fn user_credential(
         .ok_or_else(|| ApiError::not_found("CredentialPasswordIp"))
 }
 
-fn user_person(world: &World, user: UserId) -> Result<Value, ApiError> {
+fn user_object(world: &World, user: UserId) -> Result<Value, ApiError> {
     let found = world
         .users
         .get(&user)

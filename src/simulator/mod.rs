@@ -39,6 +39,6 @@ mod state;
 mod wire;
 
 pub use faults::{Fault, FaultKind};
-pub use options::{DEFAULT_CALLER_IP, SimulatorOptions};
+pub use options::{DEFAULT_CALLER_IP, SimulatorOptions, UserKind};
 pub use server::{LoggedRequest, Simulator};
 pub use state::{SeedError, SeededKey};

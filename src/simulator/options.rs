@@ -7,6 +7,27 @@ use crate::bunq::crypto::PrivateKey;
 /// The IP the simulated bunq sees by default (TEST-NET-2, never routable).
 pub const DEFAULT_CALLER_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 
+/// Which user object session-server returns. bunq answers one of several types; clients must
+/// find it by type key, not assume `UserPerson`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UserKind {
+    /// `UserPerson`, a private account (the usual case).
+    #[default]
+    Person,
+    /// `UserCompany`, a business account; same fields as far as this daemon cares.
+    Company,
+}
+
+impl UserKind {
+    /// The wrapper key of the user object (`UserPerson`, `UserCompany`).
+    pub fn wrapper(self) -> &'static str {
+        match self {
+            UserKind::Person => "UserPerson",
+            UserKind::Company => "UserCompany",
+        }
+    }
+}
+
 /// Knobs of one simulator. `Default` is bunq as documented: real-time windows, rate limits on,
 /// one-week sessions, 403 for a bad token.
 #[derive(Debug, Clone)]
@@ -30,6 +51,8 @@ pub struct SimulatorOptions {
     pub escape_slashes: bool,
     /// The IP the simulated bunq sees for every request until `set_caller_ip` changes it.
     pub caller_ip: Ipv4Addr,
+    /// The user object type of session-server and `GET /user/{id}`.
+    pub user_kind: UserKind,
     /// The server's signing key; `None` generates a fresh RSA-2048 key (slow in debug builds,
     /// so test suites may share one).
     pub server_key: Option<PrivateKey>,
@@ -45,6 +68,7 @@ impl Default for SimulatorOptions {
             strict_device_signature: false,
             escape_slashes: true,
             caller_ip: DEFAULT_CALLER_IP,
+            user_kind: UserKind::Person,
             server_key: None,
         }
     }

@@ -124,6 +124,7 @@ impl Simulator {
             strict_device_signature: options.strict_device_signature,
             escape_slashes: options.escape_slashes,
             server_public_key_pem: server_key.public_key().to_pem(),
+            user_wrapper: options.user_kind.wrapper(),
         };
         let stop = CancellationToken::new();
         let inner = Arc::new(Inner {
@@ -445,4 +446,34 @@ fn html_503() -> Response<Full<Bytes>> {
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_can_be_shared_across_tasks_and_threads() {
+        fn assert_shareable<T: Send + Sync + Clone + 'static>() {}
+        assert_shareable::<Simulator>();
+    }
+
+    #[test]
+    fn injected_statuses_carry_bunq_like_texts() {
+        assert!(injected_error_text(429).starts_with("Too many requests."));
+        assert!(injected_error_text(491).contains("maintenance"));
+        assert_eq!(injected_error_text(409), "Simulated error 409.");
+    }
+
+    #[tokio::test]
+    async fn non_positive_time_scale_is_refused() {
+        for time_scale in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let options = SimulatorOptions {
+                time_scale,
+                ..SimulatorOptions::default()
+            };
+            let err = Simulator::start(options).await.unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        }
+    }
 }
