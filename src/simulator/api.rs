@@ -1,0 +1,469 @@
+//! The request handling of the simulated bunq: route, rate limit, authenticate, then run the
+//! endpoint against the [`World`].
+//!
+//! Checks run in this order, each answering with bunq's error as soon as it fails: unknown route
+//! (404) or method (405, e.g. DELETE on an IP entry), rate limit (429), token, signature, request
+//! id, caller IP, path user, then the endpoint's own validation. Everything here is synchronous
+//! and runs under the simulator's one lock; the server adds headers and signatures.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use hyper::Method;
+use serde_json::{Map, Value, json};
+
+use super::auth::{self, Credentials};
+use super::pagination::PageRequest;
+use super::rate_limit::RateLimiter;
+use super::routes::{Route, TokenKind};
+use super::state::World;
+use super::wire::{self, ApiError, Reply};
+use crate::bunq::crypto::PublicKey;
+use crate::bunq::model::{CredentialId, Envelope, IpStatus, PermittedDevice, UserId};
+
+/// The settings request handling needs, fixed at simulator start.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// Count rate limits.
+    pub(crate) rate_limits: bool,
+    /// Status of "Insufficient authentication.".
+    pub(crate) reject_status: u16,
+    /// Require a signature on device-server.
+    pub(crate) strict_device_signature: bool,
+    /// Write `\/` in bodies.
+    pub(crate) escape_slashes: bool,
+    /// The server public key PEM returned by installation.
+    pub(crate) server_public_key_pem: String,
+    /// Wrapper of the user object (`UserPerson`, `UserCompany`).
+    pub(crate) user_wrapper: &'static str,
+}
+
+/// One request as the API logic sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ApiRequest<'a> {
+    /// HTTP method.
+    pub(crate) method: &'a Method,
+    /// Path without query, e.g. `/v1/user/1/credential-password-ip`.
+    pub(crate) path: &'a str,
+    /// Query string without `?` (may be empty).
+    pub(crate) query: &'a str,
+    /// Token, signature, request id and body.
+    pub(crate) credentials: Credentials<'a>,
+    /// The IP the simulated bunq sees.
+    pub(crate) caller_ip: Ipv4Addr,
+}
+
+/// Answers one request.
+pub(crate) fn handle(
+    world: &mut World,
+    limiter: &mut RateLimiter,
+    settings: &Settings,
+    request: &ApiRequest<'_>,
+) -> Reply {
+    match dispatch(world, limiter, settings, request) {
+        Ok(envelope) => Reply {
+            status: 200,
+            body: wire::encode(&envelope, settings.escape_slashes),
+        },
+        Err(error) => error.into_reply(settings.escape_slashes),
+    }
+}
+
+fn dispatch(
+    world: &mut World,
+    limiter: &mut RateLimiter,
+    settings: &Settings,
+    request: &ApiRequest<'_>,
+) -> Result<Envelope, ApiError> {
+    let route = Route::parse(request.path).ok_or_else(|| ApiError::not_found("Route"))?;
+    if !route.allows(request.method) {
+        return Err(ApiError::new(405, "Method not allowed for this endpoint."));
+    }
+    if settings.rate_limits {
+        let now = world.clock.now();
+        limiter.admit(request.caller_ip, route.pattern(), request.method, now)?;
+    }
+    let credentials = &request.credentials;
+    match route.token_kind() {
+        TokenKind::None => match route {
+            Route::Installation => installation(world, settings, credentials.body),
+            _ => Ok(sandbox_user_person(world)),
+        },
+        TokenKind::Installation => {
+            let installation = auth::installation(world, credentials, settings.reject_status)?;
+            let signature_required =
+                route == Route::SessionServer || settings.strict_device_signature;
+            auth::signature(world, installation, credentials, signature_required)?;
+            auth::request_id(world, installation, credentials)?;
+            let body = json_object(credentials.body)?;
+            if route == Route::SessionServer {
+                session_server(world, settings, installation, &body, request.caller_ip)
+            } else {
+                device_server(world, installation, &body, request.caller_ip)
+            }
+        }
+        TokenKind::Session => {
+            let (session, installation) =
+                auth::session(world, credentials, settings.reject_status)?;
+            auth::signature(world, installation, credentials, false)?;
+            auth::request_id(world, installation, credentials)?;
+            let (user_id, credential_id) = world
+                .sessions
+                .get(&session)
+                .map(|found| (found.user_id, found.credential_id))
+                .ok_or_else(|| auth::insufficient_authentication(settings.reject_status))?;
+            auth::caller_ip(world, credential_id, request.caller_ip)?;
+            if route.user().is_some_and(|user| user != user_id) {
+                return Err(ApiError::new(
+                    403,
+                    "You are not allowed to access this user.",
+                ));
+            }
+            session_call(world, settings, route, session, request)
+        }
+    }
+}
+
+fn session_call(
+    world: &mut World,
+    settings: &Settings,
+    route: Route,
+    session: u64,
+    request: &ApiRequest<'_>,
+) -> Result<Envelope, ApiError> {
+    let write = request.method == Method::POST || request.method == Method::PUT;
+    match route {
+        Route::Session => {
+            if let Some(found) = world.sessions.get_mut(&session) {
+                found.ended = true;
+            }
+            Ok(wire::items(vec![]))
+        }
+        Route::User(user) => Ok(wire::items(vec![(
+            settings.user_wrapper,
+            user_object(world, user)?,
+        )])),
+        Route::Credentials(user) => {
+            let page = PageRequest::parse(request.query)?;
+            let mut all: Vec<_> = world
+                .credentials
+                .values()
+                .filter(|credential| credential.user_id == user)
+                .map(|credential| credential.to_wire())
+                .collect();
+            all.reverse();
+            let (items, links) = page.apply(&all, |credential| credential.id, request.path);
+            Ok(wire::list(
+                "CredentialPasswordIp",
+                items.iter().map(to_value).collect(),
+                links,
+            ))
+        }
+        Route::Credential(user, credential) => {
+            let found = user_credential(world, user, credential)?;
+            Ok(wire::items(vec![(
+                "CredentialPasswordIp",
+                to_value(&found.to_wire()),
+            )]))
+        }
+        Route::Entries(user, credential) if write => {
+            user_credential(world, user, credential)?;
+            let body = json_object(request.credentials.body)?;
+            create_entry(world, credential, &body)
+        }
+        Route::Entries(user, credential) => {
+            let page = PageRequest::parse(request.query)?;
+            let all = user_credential(world, user, credential)?.entries_newest_first();
+            let (items, links) = page.apply(&all, |entry| entry.id, request.path);
+            Ok(wire::list(
+                "PermittedIp",
+                items.iter().map(to_value).collect(),
+                links,
+            ))
+        }
+        Route::Entry(user, credential, entry) if write => {
+            let body = json_object(request.credentials.body)?;
+            let current_ip = user_credential(world, user, credential)?
+                .entries
+                .get(&entry)
+                .map(|found| found.ip.clone())
+                .ok_or_else(|| ApiError::not_found("PermittedIp"))?;
+            if let Some(ip) = body.get("ip")
+                && ip.as_str() != Some(current_ip.as_str())
+            {
+                return Err(ApiError::bad_request(
+                    "The IP address of an existing entry cannot be changed; \
+                     deactivate it and create a new one.",
+                ));
+            }
+            let status = parse_status(body.get("status"))?
+                .ok_or_else(|| ApiError::bad_request("status is required."))?;
+            world
+                .set_entry_status(credential, entry, status)
+                .map_err(|_| ApiError::not_found("PermittedIp"))?;
+            Ok(wire::id(entry))
+        }
+        Route::Entry(user, credential, entry) => {
+            let found = user_credential(world, user, credential)?
+                .entries
+                .get(&entry)
+                .ok_or_else(|| ApiError::not_found("PermittedIp"))?;
+            Ok(wire::items(vec![("PermittedIp", to_value(found))]))
+        }
+        // Routes of other token kinds never reach here.
+        _ => Err(ApiError::not_found("Route")),
+    }
+}
+
+fn installation(world: &mut World, settings: &Settings, body: &[u8]) -> Result<Envelope, ApiError> {
+    let body = json_object(body)?;
+    let pem = body
+        .get("client_public_key")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("client_public_key is required."))?;
+    let key = PublicKey::from_pem(pem)
+        .map_err(|_| ApiError::bad_request("client_public_key is not a valid public key."))?;
+    let id = world.create_installation(key);
+    let token = world
+        .installations
+        .get(&id)
+        .map(|found| found.token.expose().to_owned())
+        .ok_or_else(|| ApiError::new(500, "installation vanished"))?;
+    let token_object = token_object(world, &token);
+    Ok(wire::items(vec![
+        ("Id", json!({ "id": id })),
+        ("Token", token_object),
+        (
+            "ServerPublicKey",
+            json!({ "server_public_key": settings.server_public_key_pem }),
+        ),
+    ]))
+}
+
+fn device_server(
+    world: &mut World,
+    installation: u64,
+    body: &Map<String, Value>,
+    caller_ip: Ipv4Addr,
+) -> Result<Envelope, ApiError> {
+    let description = required_str(body, "description")?.to_owned();
+    let secret = required_str(body, "secret")?;
+    let permitted_ips = match body.get("permitted_ips") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(ips)) => ips
+            .iter()
+            .map(|ip| match ip.as_str() {
+                Some(ip) if ip == "*" || ip.parse::<Ipv4Addr>().is_ok() => Ok(ip.to_owned()),
+                _ => Err(ApiError::bad_request(
+                    "permitted_ips must hold IPv4 addresses or \"*\".",
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => return Err(ApiError::bad_request("permitted_ips must be a list.")),
+    };
+    let key_index = world
+        .api_key_index(secret)
+        .ok_or_else(ApiError::credentials_incorrect)?;
+    let credential_id = world.api_keys[key_index].credential_id;
+    let credential = world
+        .credential_mut(credential_id)
+        .map_err(|_| ApiError::credentials_incorrect())?;
+    if credential.has_active_entries() {
+        auth::caller_ip(world, credential_id, caller_ip)?;
+    } else {
+        let mut wanted = vec![caller_ip.to_string()];
+        for ip in permitted_ips {
+            if !wanted.contains(&ip) {
+                wanted.push(ip);
+            }
+        }
+        for ip in wanted {
+            activate_or_add(world, credential_id, &ip)?;
+        }
+    }
+    let now = world.clock.timestamp();
+    let credential = world
+        .credential_mut(credential_id)
+        .map_err(|_| ApiError::credentials_incorrect())?;
+    credential.permitted_device = Some(PermittedDevice {
+        description: Some(description),
+        ip: Some(caller_ip.to_string()),
+    });
+    credential.updated = now;
+    if let Some(found) = world.installations.get_mut(&installation) {
+        found.registered_keys.insert(key_index);
+    }
+    let device_id = world.next_id();
+    Ok(wire::id(device_id))
+}
+
+/// Makes `ip` ACTIVE on the credential: reactivates an existing entry for it, or adds one.
+fn activate_or_add(world: &mut World, credential: CredentialId, ip: &str) -> Result<(), ApiError> {
+    let existing = world
+        .credentials
+        .get(&credential)
+        .and_then(|found| found.entries.values().find(|entry| entry.ip == ip))
+        .map(|entry| entry.id);
+    let result = match existing {
+        Some(entry) => world.set_entry_status(credential, entry, IpStatus::Active),
+        None => world
+            .add_entry(credential, ip, IpStatus::Active)
+            .map(|_| ()),
+    };
+    result.map_err(|_| ApiError::credentials_incorrect())
+}
+
+fn session_server(
+    world: &mut World,
+    settings: &Settings,
+    installation: u64,
+    body: &Map<String, Value>,
+    caller_ip: Ipv4Addr,
+) -> Result<Envelope, ApiError> {
+    let secret = required_str(body, "secret")?;
+    let key_index = world
+        .api_key_index(secret)
+        .ok_or_else(ApiError::credentials_incorrect)?;
+    let registered = world
+        .installations
+        .get(&installation)
+        .is_some_and(|found| found.registered_keys.contains(&key_index));
+    if !registered {
+        // bunq needs device-server for this key on this installation first.
+        return Err(ApiError::credentials_incorrect());
+    }
+    let (user_id, credential_id) = {
+        let key = &world.api_keys[key_index];
+        (key.user_id, key.credential_id)
+    };
+    auth::caller_ip(world, credential_id, caller_ip)?;
+    let session = world
+        .create_session(installation, key_index)
+        .ok_or_else(ApiError::credentials_incorrect)?;
+    let token = world
+        .sessions
+        .get(&session)
+        .map(|found| found.token.expose().to_owned())
+        .ok_or_else(|| ApiError::new(500, "session vanished"))?;
+    let token_object = token_object(world, &token);
+    Ok(wire::items(vec![
+        ("Id", json!({ "id": session })),
+        ("Token", token_object),
+        (settings.user_wrapper, user_object(world, user_id)?),
+    ]))
+}
+
+fn sandbox_user_person(world: &mut World) -> Envelope {
+    let seeded = world.create_user_with_api_key("sandbox_");
+    let user = user_object(world, seeded.user_id).unwrap_or(Value::Null);
+    wire::items(vec![(
+        "ApiKey",
+        json!({
+            "api_key": seeded.api_key.expose(),
+            "user": { "UserPerson": user },
+            "login_code": "000000",
+        }),
+    )])
+}
+
+fn create_entry(
+    world: &mut World,
+    credential: CredentialId,
+    body: &Map<String, Value>,
+) -> Result<Envelope, ApiError> {
+    let ip = match body.get("ip") {
+        None | Some(Value::Null) => return Err(ApiError::bad_request("ip is required.")),
+        Some(ip) => ip
+            .as_str()
+            .ok_or_else(|| ApiError::bad_request("ip must be a string."))?,
+    };
+    if ip == "*" {
+        return Err(ApiError::bad_request(
+            "The wildcard IP can only be allowed in the bunq app.",
+        ));
+    }
+    if ip.parse::<Ipv6Addr>().is_ok() {
+        return Err(ApiError::bad_request("Only IPv4 addresses are supported."));
+    }
+    if ip.parse::<Ipv4Addr>().is_err() {
+        return Err(ApiError::bad_request(format!(
+            "\"{ip}\" is not a valid IPv4 address."
+        )));
+    }
+    let status = parse_status(body.get("status"))?.unwrap_or(IpStatus::Active);
+    // bunq's behaviour for a second entry with the same IP is undocumented; the simulator allows
+    // it so that tests can observe a client creating duplicates.
+    let id = world
+        .add_entry(credential, ip, status)
+        .map_err(|_| ApiError::not_found("CredentialPasswordIp"))?;
+    Ok(wire::id(id))
+}
+
+fn user_credential(
+    world: &World,
+    user: UserId,
+    credential: CredentialId,
+) -> Result<&super::state::Credential, ApiError> {
+    world
+        .credentials
+        .get(&credential)
+        .filter(|found| found.user_id == user)
+        .ok_or_else(|| ApiError::not_found("CredentialPasswordIp"))
+}
+
+fn user_object(world: &World, user: UserId) -> Result<Value, ApiError> {
+    let found = world
+        .users
+        .get(&user)
+        .ok_or_else(|| ApiError::not_found("User"))?;
+    Ok(json!({
+        "id": found.id,
+        "created": found.created,
+        "updated": found.updated,
+        "display_name": found.display_name,
+        "public_nick_name": found.display_name,
+        "legal_name": found.display_name,
+        "status": "ACTIVE",
+        "sub_status": "NONE",
+        "session_timeout": world.session_timeout_secs(),
+        "language": "en_US",
+        "region": "nl_NL",
+    }))
+}
+
+fn token_object(world: &mut World, token: &str) -> Value {
+    let id = world.next_id();
+    let now = world.clock.timestamp();
+    json!({ "id": id, "created": now, "updated": now, "token": token })
+}
+
+fn parse_status(value: Option<&Value>) -> Result<Option<IpStatus>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if text == "ACTIVE" => Ok(Some(IpStatus::Active)),
+        Some(Value::String(text)) if text == "INACTIVE" => Ok(Some(IpStatus::Inactive)),
+        Some(_) => Err(ApiError::bad_request("status must be ACTIVE or INACTIVE.")),
+    }
+}
+
+fn required_str<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a str, ApiError> {
+    body.get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request(format!("{field} is required.")))
+}
+
+/// The body as a JSON object; an empty body counts as `{}`. No `Content-Type` is needed.
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(ApiError::bad_request(
+            "The request body is not a JSON object.",
+        )),
+    }
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}

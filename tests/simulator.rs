@@ -1,0 +1,1529 @@
+//! The bunq simulator, driven over raw HTTP the way bunq is: a hand-made installation, device
+//! and session with the crate's RSA primitives, every response's server signature checked.
+//! Nothing here uses the bunq client, so the simulator stays an independent oracle for it.
+
+// The whole file is test code: helpers outside `#[test]` fns may panic to report failure too,
+// as clippy.toml already allows inside them.
+#![allow(clippy::unwrap_used)]
+
+use std::net::Ipv4Addr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bunq_ipsync::bunq::crypto::{PrivateKey, PublicKey};
+use bunq_ipsync::bunq::model::{Envelope, ErrorBody, IpStatus, PermittedIp, TIMESTAMP_FORMAT};
+use bunq_ipsync::simulator::{
+    DEFAULT_CALLER_IP, Fault, FaultKind, SeededKey, Simulator, SimulatorOptions, UserKind,
+};
+use reqwest::Method;
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers: keys, a raw request builder, and the context flow done by hand.
+
+const CREDENTIALS_INCORRECT: &str =
+    "User credentials are incorrect. Incorrect API key or IP address.";
+const INSUFFICIENT_AUTHENTICATION: &str = "Insufficient authentication.";
+const OTHER_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
+
+/// One client key for the whole suite: RSA generation is the slow part of every test.
+fn client_key() -> &'static PrivateKey {
+    static KEY: OnceLock<PrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| PrivateKey::generate().unwrap())
+}
+
+fn server_key() -> &'static PrivateKey {
+    static KEY: OnceLock<PrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| PrivateKey::generate().unwrap())
+}
+
+/// Rate limits off: only the rate-limit tests want them.
+fn options() -> SimulatorOptions {
+    SimulatorOptions {
+        rate_limits: false,
+        server_key: Some(server_key().clone()),
+        ..SimulatorOptions::default()
+    }
+}
+
+async fn start() -> Simulator {
+    Simulator::start(options()).await.unwrap()
+}
+
+fn http(timeout: Option<Duration>) -> reqwest::Client {
+    let builder = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0);
+    match timeout {
+        Some(timeout) => builder.timeout(timeout),
+        None => builder,
+    }
+    .build()
+    .unwrap()
+}
+
+enum Sign {
+    /// Sign the body with the suite's client key.
+    Body,
+    /// No signature header.
+    Unsigned,
+    /// This exact header value.
+    Header(String),
+}
+
+/// A raw bunq request.
+struct Call {
+    method: Method,
+    path: String,
+    token: Option<String>,
+    body: String,
+    sign: Sign,
+    request_id: Option<String>,
+}
+
+fn call(method: Method, path: &str, body: &str) -> Call {
+    Call {
+        method,
+        path: path.to_owned(),
+        token: None,
+        body: body.to_owned(),
+        sign: Sign::Body,
+        request_id: Some(uuid::Uuid::new_v4().to_string()),
+    }
+}
+
+fn get(path: &str) -> Call {
+    call(Method::GET, path, "")
+}
+
+fn post(path: &str, body: &str) -> Call {
+    call(Method::POST, path, body)
+}
+
+fn put(path: &str, body: &str) -> Call {
+    call(Method::PUT, path, body)
+}
+
+impl Call {
+    fn token(mut self, token: &str) -> Self {
+        self.token = Some(token.to_owned());
+        self
+    }
+
+    fn unsigned(mut self) -> Self {
+        self.sign = Sign::Unsigned;
+        self
+    }
+
+    fn signature(mut self, signature: String) -> Self {
+        self.sign = Sign::Header(signature);
+        self
+    }
+
+    fn request_id(mut self, id: &str) -> Self {
+        self.request_id = Some(id.to_owned());
+        self
+    }
+
+    async fn try_send(
+        self,
+        sim: &Simulator,
+        client: &reqwest::Client,
+    ) -> Result<Answer, reqwest::Error> {
+        // `path` is relative to /v1, like the client's endpoints.
+        let url = format!("{}{}", sim.base_url(), self.path);
+        let mut request = client
+            .request(self.method, url)
+            .header("User-Agent", "simulator-test")
+            .header("Cache-Control", "no-cache");
+        if let Some(token) = &self.token {
+            request = request.header("X-Bunq-Client-Authentication", token);
+        }
+        if let Some(id) = &self.request_id {
+            request = request.header("X-Bunq-Client-Request-Id", id);
+        }
+        match self.sign {
+            Sign::Body => {
+                request = request.header(
+                    "X-Bunq-Client-Signature",
+                    client_key().sign(self.body.as_bytes()),
+                )
+            }
+            Sign::Header(value) => request = request.header("X-Bunq-Client-Signature", value),
+            Sign::Unsigned => {}
+        }
+        let response = request.body(self.body).send().await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await?.to_vec();
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn send(self, sim: &Simulator) -> Answer {
+        self.try_send(sim, &http(None)).await.unwrap()
+    }
+}
+
+/// A raw response.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    fn envelope(&self) -> Envelope {
+        assert_eq!(self.status, 200, "{}", String::from_utf8_lossy(&self.body));
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    /// The bunq error text; panics unless the body is a bunq error.
+    fn error(&self) -> String {
+        let body: ErrorBody = serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!("not an error body: {}", String::from_utf8_lossy(&self.body))
+        });
+        body.description()
+    }
+
+    fn signature_verifies(&self, key: &PublicKey) -> bool {
+        self.header("x-bunq-server-signature")
+            .is_some_and(|signature| key.verify(&self.body, signature).is_ok())
+    }
+
+    fn assert_error(&self, status: u16, text: &str) {
+        assert_eq!(
+            (self.status, self.error().as_str()),
+            (status, text),
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+    }
+}
+
+/// What a finished context gives a client.
+struct Context {
+    installation_token: String,
+    server_key: PublicKey,
+    session_token: String,
+    user_id: u64,
+    credential_id: u64,
+}
+
+impl Context {
+    fn entries_path(&self) -> String {
+        format!(
+            "/user/{}/credential-password-ip/{}/ip",
+            self.user_id, self.credential_id
+        )
+    }
+
+    fn entry_path(&self, entry: u64) -> String {
+        format!("{}/{entry}", self.entries_path())
+    }
+}
+
+fn installation_body() -> String {
+    serde_json::json!({ "client_public_key": client_key().public_key().to_pem() }).to_string()
+}
+
+fn device_body(api_key: &str, permitted_ips: &[&str]) -> String {
+    serde_json::json!({
+        "description": "ipsync-test",
+        "secret": api_key,
+        "permitted_ips": permitted_ips,
+    })
+    .to_string()
+}
+
+fn session_body(api_key: &str) -> String {
+    serde_json::json!({ "secret": api_key }).to_string()
+}
+
+/// POST /installation; returns the installation token and the server key.
+async fn install(sim: &Simulator) -> (String, PublicKey) {
+    let answer = post("/installation", &installation_body())
+        .unsigned()
+        .send(sim)
+        .await;
+    let envelope = answer.envelope();
+    let token = envelope.find("Token").unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pem = envelope.find("ServerPublicKey").unwrap()["server_public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (token, PublicKey::from_pem(&pem).unwrap())
+}
+
+/// Installation, device-server and session-server for `seeded`, from the current caller IP.
+async fn context(sim: &Simulator, seeded: &SeededKey) -> Context {
+    let (installation_token, server_key) = install(sim).await;
+    let key = seeded.api_key.expose();
+    let device = post("/device-server", &device_body(key, &[]))
+        .token(&installation_token)
+        .send(sim)
+        .await;
+    assert_eq!(
+        device.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&device.body)
+    );
+    let session = post("/session-server", &session_body(key))
+        .token(&installation_token)
+        .send(sim)
+        .await;
+    let envelope = session.envelope();
+    Context {
+        installation_token,
+        server_key,
+        session_token: envelope.find("Token").unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        user_id: envelope.find("UserPerson").unwrap()["id"].as_u64().unwrap(),
+        credential_id: seeded.credential_id,
+    }
+}
+
+/// A simulator with one seeded key and an open context.
+async fn ready() -> (Simulator, SeededKey, Context) {
+    let sim = start().await;
+    let seeded = sim.create_user_with_api_key();
+    let ctx = context(&sim, &seeded).await;
+    (sim, seeded, ctx)
+}
+
+fn ids(envelope: &Envelope) -> Vec<u64> {
+    envelope
+        .all("PermittedIp")
+        .map(|item| item["id"].as_u64().unwrap())
+        .collect()
+}
+
+fn is_hex64(text: &str) -> bool {
+    text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Envelopes and the context flow.
+
+#[tokio::test]
+async fn installation_answers_id_token_and_server_key_in_that_order() {
+    let sim = start().await;
+    let answer = post("/installation", &installation_body())
+        .unsigned()
+        .send(&sim)
+        .await;
+    assert_eq!(answer.status, 200);
+    let json = answer.json();
+    let items = json["Response"].as_array().unwrap();
+    let keys: Vec<&str> = items
+        .iter()
+        .map(|item| item.as_object().unwrap().keys().next().unwrap().as_str())
+        .collect();
+    assert_eq!(keys, ["Id", "Token", "ServerPublicKey"]);
+    let token = &items[1]["Token"];
+    assert!(is_hex64(token["token"].as_str().unwrap()), "{token}");
+    let created = token["created"].as_str().unwrap();
+    assert!(chrono::NaiveDateTime::parse_from_str(created, TIMESTAMP_FORMAT).is_ok());
+    let pem = items[2]["ServerPublicKey"]["server_public_key"]
+        .as_str()
+        .unwrap();
+    assert_eq!(PublicKey::from_pem(pem).unwrap(), sim.server_public_key());
+    assert!(answer.signature_verifies(&sim.server_public_key()));
+}
+
+#[tokio::test]
+async fn device_server_answers_a_bare_id_and_binds_the_caller() {
+    let sim = start().await;
+    let seeded = sim.create_user_with_api_key();
+    let (token, server_key) = install(&sim).await;
+    let answer = post("/device-server", &device_body(seeded.api_key.expose(), &[]))
+        .token(&token)
+        .send(&sim)
+        .await;
+    assert_eq!(answer.status, 200);
+    let json = answer.json();
+    assert!(json["Response"][0]["Id"]["id"].as_u64().is_some(), "{json}");
+    assert_eq!(json["Response"].as_array().unwrap().len(), 1);
+    assert!(answer.signature_verifies(&server_key));
+    let device = sim
+        .credential(seeded.credential_id)
+        .unwrap()
+        .permitted_device
+        .unwrap();
+    assert_eq!(device.description.as_deref(), Some("ipsync-test"));
+    assert_eq!(device.ip, Some(DEFAULT_CALLER_IP.to_string()));
+}
+
+#[tokio::test]
+async fn session_server_answers_id_token_and_user_person_in_that_order() {
+    let sim = start().await;
+    let seeded = sim.create_user_with_api_key();
+    let (token, server_key) = install(&sim).await;
+    let key = seeded.api_key.expose();
+    post("/device-server", &device_body(key, &[]))
+        .token(&token)
+        .send(&sim)
+        .await;
+    let answer = post("/session-server", &session_body(key))
+        .token(&token)
+        .send(&sim)
+        .await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.signature_verifies(&server_key));
+    let json = answer.json();
+    let items = json["Response"].as_array().unwrap();
+    let keys: Vec<&str> = items
+        .iter()
+        .map(|item| item.as_object().unwrap().keys().next().unwrap().as_str())
+        .collect();
+    assert_eq!(keys, ["Id", "Token", "UserPerson"]);
+    assert!(is_hex64(items[1]["Token"]["token"].as_str().unwrap()));
+    assert_eq!(items[2]["UserPerson"]["id"], seeded.user_id);
+    assert_eq!(items[2]["UserPerson"]["session_timeout"], 604_800);
+    assert_eq!(sim.sessions_created(), 1);
+}
+
+#[tokio::test]
+async fn session_server_can_answer_a_user_company() {
+    let sim = Simulator::start(SimulatorOptions {
+        user_kind: UserKind::Company,
+        ..options()
+    })
+    .await
+    .unwrap();
+    let seeded = sim.create_user_with_api_key();
+    let (token, _) = install(&sim).await;
+    let key = seeded.api_key.expose();
+    post("/device-server", &device_body(key, &[]))
+        .token(&token)
+        .send(&sim)
+        .await;
+    let envelope = post("/session-server", &session_body(key))
+        .token(&token)
+        .send(&sim)
+        .await
+        .envelope();
+    assert!(envelope.find("UserPerson").is_none());
+    let user = envelope.find("UserCompany").unwrap();
+    assert_eq!(user["id"], seeded.user_id);
+    assert_eq!(user["session_timeout"], 604_800);
+}
+
+#[tokio::test]
+async fn every_response_carries_a_response_id_and_echoes_the_request_id() {
+    let (sim, _, ctx) = ready().await;
+    for answer in [
+        get(&ctx.entries_path())
+            .token(&ctx.session_token)
+            .request_id("req-1")
+            .send(&sim)
+            .await,
+        get("/user/999999/credential-password-ip")
+            .token(&ctx.session_token)
+            .request_id("req-2")
+            .send(&sim)
+            .await,
+    ] {
+        let response_id = answer.header("x-bunq-client-response-id").unwrap();
+        assert!(uuid::Uuid::parse_str(response_id).is_ok(), "{response_id}");
+        assert!(
+            answer
+                .header("x-bunq-client-request-id")
+                .unwrap()
+                .starts_with("req-")
+        );
+    }
+}
+
+#[tokio::test]
+async fn error_responses_are_signed_over_their_exact_bytes() {
+    let (sim, _, ctx) = ready().await;
+    let answer = get(&ctx.entries_path()).token("nonsense").send(&sim).await;
+    assert_eq!(answer.status, 403);
+    assert!(answer.signature_verifies(&ctx.server_key));
+    let json = answer.json();
+    assert_eq!(
+        json["Error"][0]["error_description_translated"],
+        INSUFFICIENT_AUTHENTICATION
+    );
+}
+
+#[tokio::test]
+async fn bodies_escape_slashes_so_only_raw_byte_verification_works() {
+    let (sim, _, ctx) = ready().await;
+    for status in [IpStatus::Active, IpStatus::Inactive] {
+        sim.add_entry(ctx.credential_id, "10.0.0.1", status)
+            .unwrap();
+    }
+    let answer = get(&format!("{}?count=1", ctx.entries_path()))
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    let raw = String::from_utf8(answer.body.clone()).unwrap();
+    assert!(raw.contains(r#""older_url":"\/v1\/user\/"#), "{raw}");
+    assert!(answer.signature_verifies(&ctx.server_key));
+    let reencoded = serde_json::to_vec(&answer.json()).unwrap();
+    let signature = answer.header("x-bunq-server-signature").unwrap();
+    assert!(ctx.server_key.verify(&reencoded, signature).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Token model.
+
+#[tokio::test]
+async fn session_token_is_refused_on_session_server() {
+    let (sim, seeded, ctx) = ready().await;
+    post("/session-server", &session_body(seeded.api_key.expose()))
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await
+        .assert_error(403, INSUFFICIENT_AUTHENTICATION);
+}
+
+#[tokio::test]
+async fn installation_token_is_refused_on_user_calls() {
+    let (sim, _, ctx) = ready().await;
+    get(&ctx.entries_path())
+        .token(&ctx.installation_token)
+        .send(&sim)
+        .await
+        .assert_error(403, INSUFFICIENT_AUTHENTICATION);
+}
+
+#[tokio::test]
+async fn missing_token_is_refused_on_device_server() {
+    let sim = start().await;
+    let seeded = sim.create_user_with_api_key();
+    post("/device-server", &device_body(seeded.api_key.expose(), &[]))
+        .send(&sim)
+        .await
+        .assert_error(403, INSUFFICIENT_AUTHENTICATION);
+}
+
+#[tokio::test]
+async fn bad_token_status_is_configurable_to_401() {
+    let sim = Simulator::start(SimulatorOptions {
+        expired_session_status: 401,
+        ..options()
+    })
+    .await
+    .unwrap();
+    get("/user/1/credential-password-ip")
+        .token("0000")
+        .send(&sim)
+        .await
+        .assert_error(401, INSUFFICIENT_AUTHENTICATION);
+}
+
+#[tokio::test]
+async fn session_server_needs_device_server_for_the_key_first() {
+    let sim = start().await;
+    let seeded = sim.create_user_with_api_key();
+    let (token, _) = install(&sim).await;
+    post("/session-server", &session_body(seeded.api_key.expose()))
+        .token(&token)
+        .send(&sim)
+        .await
+        .assert_error(400, CREDENTIALS_INCORRECT);
+}
+
+#[tokio::test]
+async fn unknown_api_key_is_refused_with_the_credentials_error() {
+    let sim = start().await;
+    let (token, _) = install(&sim).await;
+    post("/device-server", &device_body("not-a-key", &[]))
+        .token(&token)
+        .send(&sim)
+        .await
+        .assert_error(400, CREDENTIALS_INCORRECT);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Request signatures.
+
+#[tokio::test]
+async fn session_server_without_signature_is_466() {
+    let sim = start().await;
+    let seeded = sim.create_user_with_api_key();
+    let (token, _) = install(&sim).await;
+    let key = seeded.api_key.expose();
+    post("/device-server", &device_body(key, &[]))
+        .token(&token)
+        .send(&sim)
+        .await;
+    post("/session-server", &session_body(key))
+        .token(&token)
+        .unsigned()
+        .send(&sim)
+        .await
+        .assert_error(466, "For this operation a request signature is required.");
+}
+
+#[tokio::test]
+async fn session_server_with_a_wrong_signature_is_400() {
+    let sim = start().await;
+    let seeded = sim.create_user_with_api_key();
+    let (token, _) = install(&sim).await;
+    let key = seeded.api_key.expose();
+    post("/device-server", &device_body(key, &[]))
+        .token(&token)
+        .send(&sim)
+        .await;
+    post("/session-server", &session_body(key))
+        .token(&token)
+        .signature(client_key().sign(b"other bytes"))
+        .send(&sim)
+        .await
+        .assert_error(400, "The request signature is invalid.");
+}
+
+#[tokio::test]
+async fn wrong_signature_on_a_get_is_400_but_none_is_fine() {
+    let (sim, _, ctx) = ready().await;
+    get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .signature("bm90IGEgc2lnbmF0dXJl".to_owned())
+        .send(&sim)
+        .await
+        .assert_error(400, "The request signature is invalid.");
+    let unsigned = get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .unsigned()
+        .send(&sim)
+        .await;
+    assert_eq!(unsigned.status, 200);
+}
+
+#[tokio::test]
+async fn unsigned_post_without_content_type_is_accepted() {
+    let (sim, _, ctx) = ready().await;
+    let answer = post(&ctx.entries_path(), r#"{"ip":"10.1.1.1"}"#)
+        .token(&ctx.session_token)
+        .unsigned()
+        .send(&sim)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.error());
+}
+
+#[tokio::test]
+async fn device_server_verifies_a_present_signature() {
+    let sim = start().await;
+    let seeded = sim.create_user_with_api_key();
+    let (token, _) = install(&sim).await;
+    post("/device-server", &device_body(seeded.api_key.expose(), &[]))
+        .token(&token)
+        .signature(client_key().sign(b"{}"))
+        .send(&sim)
+        .await
+        .assert_error(400, "The request signature is invalid.");
+    let unsigned = post("/device-server", &device_body(seeded.api_key.expose(), &[]))
+        .token(&token)
+        .unsigned()
+        .send(&sim)
+        .await;
+    assert_eq!(unsigned.status, 200);
+}
+
+#[tokio::test]
+async fn strict_mode_requires_a_signature_on_device_server() {
+    let sim = Simulator::start(SimulatorOptions {
+        strict_device_signature: true,
+        ..options()
+    })
+    .await
+    .unwrap();
+    let seeded = sim.create_user_with_api_key();
+    let (token, _) = install(&sim).await;
+    post("/device-server", &device_body(seeded.api_key.expose(), &[]))
+        .token(&token)
+        .unsigned()
+        .send(&sim)
+        .await
+        .assert_error(466, "For this operation a request signature is required.");
+}
+
+#[tokio::test]
+async fn reused_request_id_is_refused_on_the_same_installation() {
+    let (sim, _, ctx) = ready().await;
+    let first = get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .request_id("same-id")
+        .send(&sim)
+        .await;
+    assert_eq!(first.status, 200);
+    let second = get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .request_id("same-id")
+        .send(&sim)
+        .await;
+    assert_eq!(second.status, 400);
+    assert!(
+        second.error().contains("X-Bunq-Client-Request-Id"),
+        "{}",
+        second.error()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. IP enforcement.
+
+#[tokio::test]
+async fn device_server_makes_the_caller_and_permitted_ips_active() {
+    let sim = start().await;
+    let seeded = sim.create_user_with_api_key();
+    let (token, _) = install(&sim).await;
+    post(
+        "/device-server",
+        &device_body(seeded.api_key.expose(), &["10.0.0.2", "10.0.0.3"]),
+    )
+    .token(&token)
+    .send(&sim)
+    .await;
+    let mut active: Vec<String> = sim
+        .entries(seeded.credential_id)
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.status == IpStatus::Active)
+        .map(|entry| entry.ip)
+        .collect();
+    active.sort();
+    assert_eq!(active, ["10.0.0.2", "10.0.0.3", "198.51.100.7"]);
+}
+
+#[tokio::test]
+async fn device_server_from_an_ip_outside_an_existing_allowlist_is_refused() {
+    let sim = start().await;
+    let seeded = sim.create_user_with_api_key();
+    sim.add_entry(seeded.credential_id, "10.9.9.9", IpStatus::Active)
+        .unwrap();
+    let (token, _) = install(&sim).await;
+    post("/device-server", &device_body(seeded.api_key.expose(), &[]))
+        .token(&token)
+        .send(&sim)
+        .await
+        .assert_error(400, CREDENTIALS_INCORRECT);
+    assert_eq!(sim.entries(seeded.credential_id).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn session_server_from_an_inactive_ip_is_refused() {
+    let sim = start().await;
+    let seeded = sim.create_user_with_api_key();
+    let (token, _) = install(&sim).await;
+    let key = seeded.api_key.expose();
+    post("/device-server", &device_body(key, &[]))
+        .token(&token)
+        .send(&sim)
+        .await;
+    sim.set_caller_ip(OTHER_IP);
+    post("/session-server", &session_body(key))
+        .token(&token)
+        .send(&sim)
+        .await
+        .assert_error(400, CREDENTIALS_INCORRECT);
+}
+
+#[tokio::test]
+async fn session_call_from_a_non_active_ip_gets_the_credentials_error() {
+    let (sim, _, ctx) = ready().await;
+    sim.set_caller_ip(OTHER_IP);
+    get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await
+        .assert_error(400, CREDENTIALS_INCORRECT);
+    let entry = sim
+        .add_entry(ctx.credential_id, "203.0.113.9", IpStatus::Active)
+        .unwrap();
+    let allowed = get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(allowed.status, 200);
+    sim.set_entry_status(ctx.credential_id, entry, IpStatus::Inactive)
+        .unwrap();
+    get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await
+        .assert_error(400, CREDENTIALS_INCORRECT);
+}
+
+#[tokio::test]
+async fn deactivating_the_callers_own_ip_locks_it_out_on_the_next_call() {
+    let (sim, _, ctx) = ready().await;
+    let own = sim.entries(ctx.credential_id).unwrap()[0].id;
+    let answer = put(&ctx.entry_path(own), r#"{"status":"INACTIVE"}"#)
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(answer.status, 200);
+    get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await
+        .assert_error(400, CREDENTIALS_INCORRECT);
+}
+
+#[tokio::test]
+async fn active_wildcard_entry_admits_any_caller() {
+    let (sim, _, ctx) = ready().await;
+    sim.add_entry(ctx.credential_id, "*", IpStatus::Active)
+        .unwrap();
+    sim.set_caller_ip(OTHER_IP);
+    let answer = get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(answer.status, 200);
+}
+
+#[tokio::test]
+async fn path_user_must_be_the_sessions_user() {
+    let (sim, _, ctx) = ready().await;
+    let other = sim.create_user_with_api_key();
+    let answer = get(&format!("/user/{}/credential-password-ip", other.user_id))
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(answer.status, 403);
+    let foreign = get(&format!(
+        "/user/{}/credential-password-ip/{}/ip",
+        ctx.user_id, other.credential_id
+    ))
+    .token(&ctx.session_token)
+    .send(&sim)
+    .await;
+    assert_eq!(foreign.status, 404);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Credentials and IP entries.
+
+#[tokio::test]
+async fn credential_listing_shows_each_keys_device_with_pagination() {
+    let (sim, seeded, ctx) = ready().await;
+    let other = sim
+        .add_credential(seeded.user_id, Some("laptop"), Some(OTHER_IP))
+        .unwrap();
+    let answer = get(&format!("/user/{}/credential-password-ip", ctx.user_id))
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    let json = answer.json();
+    assert!(
+        json["Pagination"]
+            .as_object()
+            .unwrap()
+            .contains_key("older_url")
+    );
+    let envelope = answer.envelope();
+    let listed: Vec<(u64, String)> = envelope
+        .all("CredentialPasswordIp")
+        .map(|item| {
+            assert_eq!(item["status"], "ACTIVE");
+            (
+                item["id"].as_u64().unwrap(),
+                item["permitted_device"]["description"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (other, "laptop".to_owned()),
+            (ctx.credential_id, "ipsync-test".to_owned())
+        ]
+    );
+    let one = get(&format!(
+        "/user/{}/credential-password-ip/{}",
+        ctx.user_id, ctx.credential_id
+    ))
+    .token(&ctx.session_token)
+    .send(&sim)
+    .await
+    .envelope();
+    assert_eq!(
+        one.find("CredentialPasswordIp").unwrap()["permitted_device"]["ip"],
+        DEFAULT_CALLER_IP.to_string()
+    );
+}
+
+#[tokio::test]
+async fn created_entry_defaults_to_active_and_is_listed_first() {
+    let (sim, _, ctx) = ready().await;
+    let answer = post(&ctx.entries_path(), r#"{"ip":"10.2.2.2"}"#)
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(answer.json()["Response"].as_array().unwrap().len(), 1);
+    let id = answer.envelope().find("Id").unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let listed = get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    let envelope = listed.envelope();
+    let first: PermittedIp =
+        serde_json::from_value(envelope.all("PermittedIp").next().unwrap().clone()).unwrap();
+    assert_eq!((first.id, first.ip.as_str()), (id, "10.2.2.2"));
+    assert_eq!(first.status, IpStatus::Active);
+    assert!(first.created.is_some() && first.updated.is_some());
+    let read = get(&ctx.entry_path(id))
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(
+        read.envelope().find("PermittedIp").unwrap()["ip"],
+        "10.2.2.2"
+    );
+}
+
+#[tokio::test]
+async fn created_entry_keeps_an_explicit_inactive_status() {
+    let (sim, _, ctx) = ready().await;
+    post(
+        &ctx.entries_path(),
+        r#"{"ip":"10.2.2.2","status":"INACTIVE"}"#,
+    )
+    .token(&ctx.session_token)
+    .send(&sim)
+    .await;
+    assert_eq!(
+        sim.entries(ctx.credential_id).unwrap()[0].status,
+        IpStatus::Inactive
+    );
+}
+
+#[tokio::test]
+async fn update_toggles_the_status_and_answers_the_same_id() {
+    let (sim, _, ctx) = ready().await;
+    let entry = sim
+        .add_entry(ctx.credential_id, "10.3.3.3", IpStatus::Inactive)
+        .unwrap();
+    let answer = put(&ctx.entry_path(entry), r#"{"status":"ACTIVE"}"#)
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(
+        answer.body,
+        format!(r#"{{"Response":[{{"Id":{{"id":{entry}}}}}]}}"#).into_bytes()
+    );
+    assert_eq!(
+        sim.entries(ctx.credential_id).unwrap()[0].status,
+        IpStatus::Active
+    );
+}
+
+#[tokio::test]
+async fn update_with_a_different_ip_is_refused_and_changes_nothing() {
+    let (sim, _, ctx) = ready().await;
+    let entry = sim
+        .add_entry(ctx.credential_id, "10.3.3.3", IpStatus::Active)
+        .unwrap();
+    let answer = put(
+        &ctx.entry_path(entry),
+        r#"{"ip":"10.4.4.4","status":"INACTIVE"}"#,
+    )
+    .token(&ctx.session_token)
+    .send(&sim)
+    .await;
+    assert_eq!(answer.status, 400);
+    let stored = &sim.entries(ctx.credential_id).unwrap()[0];
+    assert_eq!(
+        (stored.ip.as_str(), &stored.status),
+        ("10.3.3.3", &IpStatus::Active)
+    );
+    let same_ip = put(
+        &ctx.entry_path(entry),
+        r#"{"ip":"10.3.3.3","status":"INACTIVE"}"#,
+    )
+    .token(&ctx.session_token)
+    .send(&sim)
+    .await;
+    assert_eq!(same_ip.status, 200);
+}
+
+#[tokio::test]
+async fn entries_cannot_be_deleted() {
+    let (sim, _, ctx) = ready().await;
+    let entry = sim.entries(ctx.credential_id).unwrap()[0].id;
+    let answer = call(Method::DELETE, &ctx.entry_path(entry), "")
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(answer.status, 405);
+    assert_eq!(sim.entries(ctx.credential_id).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn wildcard_ipv6_and_missing_ip_are_refused_on_create() {
+    let (sim, _, ctx) = ready().await;
+    for body in [
+        r#"{"ip":"*"}"#,
+        r#"{"ip":"2001:db8::1"}"#,
+        r#"{"ip":"10.0.0.0/24"}"#,
+        r#"{"status":"ACTIVE"}"#,
+        r#"{"ip":"10.0.0.1","status":"MAYBE"}"#,
+    ] {
+        let answer = post(&ctx.entries_path(), body)
+            .token(&ctx.session_token)
+            .send(&sim)
+            .await;
+        assert_eq!(answer.status, 400, "{body}");
+    }
+    assert_eq!(sim.entries(ctx.credential_id).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn second_entry_for_the_same_ip_is_allowed_and_visible() {
+    let (sim, _, ctx) = ready().await;
+    for _ in 0..2 {
+        post(&ctx.entries_path(), r#"{"ip":"10.5.5.5"}"#)
+            .token(&ctx.session_token)
+            .send(&sim)
+            .await;
+    }
+    let same: Vec<_> = sim
+        .entries(ctx.credential_id)
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.ip == "10.5.5.5")
+        .collect();
+    assert_eq!(same.len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. Pagination.
+
+#[tokio::test]
+async fn pagination_walks_450_entries_in_three_pages_of_200() {
+    let (sim, _, ctx) = ready().await;
+    for n in 0..449u32 {
+        let ip = Ipv4Addr::from(0x0a00_0000 + n).to_string();
+        sim.add_entry(ctx.credential_id, &ip, IpStatus::Inactive)
+            .unwrap();
+    }
+    let mut url = format!("{}?count=200", ctx.entries_path());
+    let mut pages = Vec::new();
+    loop {
+        let answer = get(&url).token(&ctx.session_token).send(&sim).await;
+        assert!(answer.signature_verifies(&ctx.server_key));
+        let envelope = answer.envelope();
+        pages.push(ids(&envelope));
+        match envelope.pagination.unwrap().older_url {
+            Some(older) => {
+                assert!(
+                    older.starts_with("/v1/user/") && older.contains("count=200"),
+                    "{older}"
+                );
+                url = older.strip_prefix("/v1").unwrap().to_owned();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        [200, 200, 50]
+    );
+    let all: Vec<u64> = pages.concat();
+    assert!(
+        all.windows(2).all(|pair| pair[0] > pair[1]),
+        "ids strictly descending"
+    );
+    assert_eq!(all.len(), 450);
+}
+
+#[tokio::test]
+async fn list_defaults_to_ten_items_and_refuses_more_than_two_hundred() {
+    let (sim, _, ctx) = ready().await;
+    for n in 0..20u32 {
+        let ip = Ipv4Addr::from(0x0a00_0000 + n).to_string();
+        sim.add_entry(ctx.credential_id, &ip, IpStatus::Active)
+            .unwrap();
+    }
+    let page = get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await
+        .envelope();
+    assert_eq!(ids(&page).len(), 10);
+    let pagination = page.pagination.unwrap();
+    assert!(pagination.future_url.is_some() && pagination.newer_url.is_none());
+    let too_many = get(&format!("{}?count=201", ctx.entries_path()))
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(too_many.status, 400);
+}
+
+#[tokio::test]
+async fn newer_url_leads_back_to_the_previous_page() {
+    let (sim, _, ctx) = ready().await;
+    for n in 0..5u32 {
+        let ip = Ipv4Addr::from(0x0a00_0000 + n).to_string();
+        sim.add_entry(ctx.credential_id, &ip, IpStatus::Active)
+            .unwrap();
+    }
+    let first = get(&format!("{}?count=2", ctx.entries_path()))
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await
+        .envelope();
+    let older = first.pagination.clone().unwrap().older_url.unwrap();
+    let second = get(older.strip_prefix("/v1").unwrap())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await
+        .envelope();
+    let newer = second.pagination.unwrap().newer_url.unwrap();
+    let back = get(newer.strip_prefix("/v1").unwrap())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await
+        .envelope();
+    assert_eq!(ids(&back), ids(&first));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Rate limits.
+
+async fn rate_limited() -> (Simulator, Context) {
+    let sim = Simulator::start(SimulatorOptions {
+        rate_limits: true,
+        ..options()
+    })
+    .await
+    .unwrap();
+    let seeded = sim.create_user_with_api_key();
+    let ctx = context(&sim, &seeded).await;
+    (sim, ctx)
+}
+
+#[tokio::test(start_paused = true)]
+async fn fourth_get_in_three_seconds_is_429_and_passes_after_the_window() {
+    let (sim, ctx) = rate_limited().await;
+    for _ in 0..3 {
+        let answer = get(&ctx.entries_path())
+            .token(&ctx.session_token)
+            .send(&sim)
+            .await;
+        assert_eq!(answer.status, 200);
+    }
+    get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await
+        .assert_error(
+            429,
+            "Too many requests. You can do a maximum of 3 calls per 3 second to this endpoint.",
+        );
+    tokio::time::advance(Duration::from_secs(3)).await;
+    let answer = get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(answer.status, 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn third_put_in_three_seconds_is_429() {
+    let (sim, ctx) = rate_limited().await;
+    let entry = sim.entries(ctx.credential_id).unwrap()[0].id;
+    for _ in 0..2 {
+        let answer = put(&ctx.entry_path(entry), r#"{"status":"ACTIVE"}"#)
+            .token(&ctx.session_token)
+            .send(&sim)
+            .await;
+        assert_eq!(answer.status, 200);
+    }
+    let third = put(&ctx.entry_path(entry), r#"{"status":"ACTIVE"}"#)
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(third.status, 429);
+    assert!(third.error().contains("maximum of 2 calls per 3 second"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn second_session_server_call_in_thirty_seconds_is_429() {
+    let sim = Simulator::start(SimulatorOptions {
+        rate_limits: true,
+        ..options()
+    })
+    .await
+    .unwrap();
+    let seeded = sim.create_user_with_api_key();
+    let ctx = context(&sim, &seeded).await;
+    let body = session_body(seeded.api_key.expose());
+    let again = post("/session-server", &body)
+        .token(&ctx.installation_token)
+        .send(&sim)
+        .await;
+    assert_eq!(again.status, 429);
+    assert!(again.error().contains("maximum of 1 calls per 30 second"));
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let later = post("/session-server", &body)
+        .token(&ctx.installation_token)
+        .send(&sim)
+        .await;
+    assert_eq!(later.status, 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn time_scale_shrinks_the_windows() {
+    let sim = Simulator::start(SimulatorOptions {
+        rate_limits: true,
+        time_scale: 0.01,
+        ..options()
+    })
+    .await
+    .unwrap();
+    let seeded = sim.create_user_with_api_key();
+    let ctx = context(&sim, &seeded).await;
+    for _ in 0..3 {
+        get(&ctx.entries_path())
+            .token(&ctx.session_token)
+            .send(&sim)
+            .await;
+    }
+    let limited = get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(limited.status, 429);
+    tokio::time::advance(Duration::from_millis(30)).await;
+    let answer = get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(answer.status, 200);
+}
+
+#[tokio::test]
+async fn rate_limits_can_be_switched_off() {
+    let (sim, _, ctx) = ready().await;
+    for _ in 0..6 {
+        let answer = get(&ctx.entries_path())
+            .token(&ctx.session_token)
+            .send(&sim)
+            .await;
+        assert_eq!(answer.status, 200);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Session lifetime.
+
+#[tokio::test(start_paused = true)]
+async fn session_token_is_refused_after_session_timeout() {
+    let sim = Simulator::start(SimulatorOptions {
+        session_timeout_secs: 300,
+        ..options()
+    })
+    .await
+    .unwrap();
+    let seeded = sim.create_user_with_api_key();
+    let ctx = context(&sim, &seeded).await;
+    tokio::time::advance(Duration::from_secs(299)).await;
+    let alive = get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(alive.status, 200);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await
+        .assert_error(403, INSUFFICIENT_AUTHENTICATION);
+}
+
+#[tokio::test]
+async fn expire_all_sessions_ends_sessions_but_not_installations() {
+    let (sim, seeded, ctx) = ready().await;
+    sim.expire_all_sessions();
+    get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await
+        .assert_error(403, INSUFFICIENT_AUTHENTICATION);
+    let renewed = post("/session-server", &session_body(seeded.api_key.expose()))
+        .token(&ctx.installation_token)
+        .send(&sim)
+        .await;
+    assert_eq!(renewed.status, 200);
+    assert_eq!(sim.sessions_created(), 2);
+}
+
+#[tokio::test]
+async fn delete_session_ends_the_callers_session() {
+    let (sim, _, ctx) = ready().await;
+    let answer = call(Method::DELETE, "/session/0", "")
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(answer.body, br#"{"Response":[]}"#);
+    let after = get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(after.status, 403);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults.
+
+#[tokio::test]
+async fn status_fault_answers_a_signed_bunq_error_without_applying() {
+    let (sim, _, ctx) = ready().await;
+    for status in [500, 491, 429] {
+        sim.inject(Fault::once(FaultKind::Status(status)).on(Method::POST, "/ip"));
+        let answer = post(&ctx.entries_path(), r#"{"ip":"10.6.6.6"}"#)
+            .token(&ctx.session_token)
+            .send(&sim)
+            .await;
+        assert_eq!(answer.status, status);
+        assert!(!answer.error().is_empty());
+        assert!(answer.signature_verifies(&ctx.server_key));
+    }
+    assert_eq!(sim.entries(ctx.credential_id).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn html_503_fault_answers_html_without_bunq_headers() {
+    let (sim, _, ctx) = ready().await;
+    sim.inject(Fault::once(FaultKind::Html503));
+    let answer = get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(answer.status, 503);
+    assert_eq!(answer.header("content-type"), Some("text/html"));
+    assert!(String::from_utf8_lossy(&answer.body).starts_with("<html>"));
+    assert!(answer.header("x-bunq-server-signature").is_none());
+}
+
+#[tokio::test]
+async fn drop_signature_fault_sends_no_server_signature() {
+    let (sim, _, ctx) = ready().await;
+    sim.inject(Fault::once(FaultKind::DropSignature));
+    let answer = get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.header("x-bunq-server-signature").is_none());
+    assert!(answer.header("x-bunq-client-response-id").is_some());
+}
+
+#[tokio::test]
+async fn garble_signature_fault_sends_a_signature_that_does_not_verify() {
+    let (sim, _, ctx) = ready().await;
+    sim.inject(Fault::once(FaultKind::GarbleSignature));
+    let answer = get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.header("x-bunq-server-signature").is_some());
+    assert!(!answer.signature_verifies(&ctx.server_key));
+    let next = get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .send(&sim)
+        .await;
+    assert!(next.signature_verifies(&ctx.server_key), "fault fires once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn delay_fault_trips_the_client_timeout_after_applying() {
+    let (sim, _, ctx) = ready().await;
+    sim.inject(Fault::once(FaultKind::Delay(Duration::from_secs(60))).on(Method::POST, "/ip"));
+    let err = post(&ctx.entries_path(), r#"{"ip":"10.7.7.7"}"#)
+        .token(&ctx.session_token)
+        .try_send(&sim, &http(Some(Duration::from_secs(5))))
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(
+        sim.entries(ctx.credential_id)
+            .unwrap()
+            .iter()
+            .any(|e| e.ip == "10.7.7.7")
+    );
+}
+
+#[tokio::test]
+async fn reset_before_apply_is_a_transport_error_and_changes_nothing() {
+    let (sim, _, ctx) = ready().await;
+    sim.inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, "/ip"));
+    let result = post(&ctx.entries_path(), r#"{"ip":"10.8.8.8"}"#)
+        .token(&ctx.session_token)
+        .try_send(&sim, &http(None))
+        .await;
+    assert!(result.is_err(), "{result:?}");
+    assert_eq!(sim.entries(ctx.credential_id).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn reset_after_apply_applies_the_write_but_the_client_sees_a_transport_error() {
+    let (sim, _, ctx) = ready().await;
+    sim.inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, "/ip"));
+    let result = post(&ctx.entries_path(), r#"{"ip":"10.8.8.8"}"#)
+        .token(&ctx.session_token)
+        .try_send(&sim, &http(None))
+        .await;
+    assert!(result.is_err(), "{result:?}");
+    let created: Vec<_> = sim
+        .entries(ctx.credential_id)
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.ip == "10.8.8.8")
+        .collect();
+    assert_eq!(created.len(), 1, "applied exactly once");
+}
+
+#[tokio::test]
+async fn expire_session_fault_ends_the_session_early() {
+    let (sim, _, ctx) = ready().await;
+    sim.inject(Fault::once(FaultKind::ExpireSession).on(Method::GET, "/ip"));
+    for _ in 0..2 {
+        get(&ctx.entries_path())
+            .token(&ctx.session_token)
+            .send(&sim)
+            .await
+            .assert_error(403, INSUFFICIENT_AUTHENTICATION);
+    }
+}
+
+#[tokio::test]
+async fn request_log_records_statuses_and_resets() {
+    let (sim, _, ctx) = ready().await;
+    sim.clear_request_log();
+    sim.inject(Fault::once(FaultKind::ResetBeforeApply));
+    let _ = get(&ctx.entries_path())
+        .token(&ctx.session_token)
+        .try_send(&sim, &http(None))
+        .await;
+    let path = format!("{}?count=5", ctx.entries_path());
+    get(&path)
+        .token(&ctx.session_token)
+        .unsigned()
+        .request_id("logged-id")
+        .send(&sim)
+        .await;
+    let log = sim.request_log();
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        (log[0].status, log[0].fault.clone()),
+        (None, Some(FaultKind::ResetBeforeApply))
+    );
+    assert_eq!(log[1].method, Method::GET);
+    assert_eq!(log[1].path, format!("/v1{path}"));
+    assert_eq!(log[1].status, Some(200));
+    assert!(!log[1].signed);
+    assert_eq!(log[1].caller_ip, DEFAULT_CALLER_IP);
+    assert_eq!(log[1].request_id.as_deref(), Some("logged-id"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. Sandbox users and the handle.
+
+#[tokio::test]
+async fn sandbox_user_person_hands_out_a_working_sandbox_key() {
+    let sim = start().await;
+    let answer = post("/sandbox-user-person", "").unsigned().send(&sim).await;
+    let envelope = answer.envelope();
+    let api_key = envelope.find("ApiKey").unwrap()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(api_key.starts_with("sandbox_"), "{api_key}");
+    let (token, _) = install(&sim).await;
+    let device = post("/device-server", &device_body(&api_key, &[]))
+        .token(&token)
+        .send(&sim)
+        .await;
+    assert_eq!(device.status, 200);
+    let session = post("/session-server", &session_body(&api_key))
+        .token(&token)
+        .send(&sim)
+        .await;
+    assert_eq!(session.status, 200);
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404() {
+    let sim = start().await;
+    let answer = get("/user/1/payment").send(&sim).await;
+    assert_eq!(answer.status, 404);
+}
+
+#[tokio::test]
+async fn shutdown_stops_serving() {
+    let sim = start().await;
+    let address = sim.address();
+    sim.shutdown();
+    tokio::task::yield_now().await;
+    let result = http(None)
+        .get(format!("http://{address}/v1/installation"))
+        .send()
+        .await;
+    assert!(result.is_err(), "{result:?}");
+}
+
+#[tokio::test]
+async fn dropping_the_last_handle_stops_serving() {
+    let sim = start().await;
+    let address = sim.address();
+    let clone = sim.clone();
+    drop(sim);
+    let still = post("/installation", &installation_body())
+        .unsigned()
+        .send(&clone)
+        .await;
+    assert_eq!(still.status, 200, "a clone keeps it alive");
+    drop(clone);
+    tokio::task::yield_now().await;
+    let result = http(None)
+        .get(format!("http://{address}/v1/installation"))
+        .send()
+        .await;
+    assert!(result.is_err(), "{result:?}");
+}
+
+#[test]
+fn seeded_key_never_prints_the_api_key() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let sim = start().await;
+        let seeded = sim.create_user_with_api_key();
+        let printed = format!("{seeded:?}");
+        assert!(!printed.contains(seeded.api_key.expose()), "{printed}");
+    });
+}
