@@ -273,6 +273,22 @@ fn cidr_cap_is_configurable() {
 }
 
 #[test]
+fn cidr_cap_applies_even_when_the_policy_is_missing() {
+    let text = MINIMAL
+        .replace("203.0.113.10", "10.0.0.0/23")
+        .replace("  policy: sync\n", "  max_cidr_addresses: 512\n");
+    let error = single_error(&text);
+    assert!(error.contains("sync.policy: is required"), "{error}");
+}
+
+#[test]
+fn duplicate_yaml_key_is_refused() {
+    let text = MINIMAL.replace("  policy: sync\n", "  policy: sync\n  policy: additive\n");
+    let error = single_error(&text);
+    assert!(error.contains("duplicate"), "{error}");
+}
+
+#[test]
 fn cidr_with_host_bits_set_is_refused_and_the_network_is_suggested() {
     let error = single_error(&MINIMAL.replace("203.0.113.10", "198.51.100.1/30"));
     assert!(

@@ -3,7 +3,7 @@
 //! never sees raw YAML.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,7 +34,8 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
 /// Default for `sync.renew_before`: the session is renewed when less than this remains.
 pub const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(60 * 60);
 /// Default for `http.listen`: loopback only; expose deliberately.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9477";
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 9477));
 /// Default for `bunq.device_description`. The daemon finds its own credential (and so its own IP,
 /// which it must never deactivate) through this description.
 pub const DEFAULT_DEVICE_DESCRIPTION: &str = "bunq-ipsync";

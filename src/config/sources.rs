@@ -47,11 +47,11 @@ pub fn resolve_api_key(config: &Config) -> Result<Secret, ConfigError> {
 pub fn resolve_api_key_with(config: &Config, env: EnvLookup<'_>) -> Result<Secret, ConfigError> {
     if let Some(value) = env(API_KEY_ENV) {
         let origin = format!("the {API_KEY_ENV} environment variable");
-        let text = value
-            .into_string()
-            .map_err(|_| ConfigError::ApiKeyNotText {
+        let text = zeroize::Zeroizing::new(value.into_string().map_err(|_| {
+            ConfigError::ApiKeyNotText {
                 origin: origin.clone(),
-            })?;
+            }
+        })?);
         return non_empty_key(Secret::new(text.trim()), origin);
     }
     if let Some(name) = &config.bunq.api_key_credential {
@@ -67,17 +67,19 @@ pub fn resolve_api_key_with(config: &Config, env: EnvLookup<'_>) -> Result<Secre
 }
 
 fn read_key_file(path: &Path) -> Result<Secret, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::ApiKeyFile {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    // Wiped on drop, like the Secret made from it.
+    let bytes =
+        zeroize::Zeroizing::new(
+            std::fs::read(path).map_err(|source| ConfigError::ApiKeyFile {
+                path: path.to_path_buf(),
+                source,
+            })?,
+        );
     let origin = path.display().to_string();
-    let text = String::from_utf8(bytes).map_err(|_| ConfigError::ApiKeyNotText {
+    let text = std::str::from_utf8(&bytes).map_err(|_| ConfigError::ApiKeyNotText {
         origin: origin.clone(),
     })?;
-    let key = Secret::new(text.trim());
-    drop(zeroize::Zeroizing::new(text));
-    non_empty_key(key, origin)
+    non_empty_key(Secret::new(text.trim()), origin)
 }
 
 fn non_empty_key(key: Secret, origin: String) -> Result<Secret, ConfigError> {

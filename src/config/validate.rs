@@ -54,15 +54,15 @@ pub(crate) fn validate(raw: RawConfig, source: &Path, text: &str) -> Result<Conf
     let credentials = validate_credentials(
         raw.credentials.unwrap_or_default(),
         &root.key("credentials"),
-        sync.as_ref(),
+        &sync,
         &mut problems,
     );
 
-    match (bunq, sync, problems.is_empty()) {
+    match (bunq, sync.settings, problems.is_empty()) {
         (Some(bunq), Some(sync), true) => Ok(Config {
             source: source.to_path_buf(),
             bunq,
-            sync: sync.settings,
+            sync,
             http,
             log,
             credentials,
@@ -218,12 +218,7 @@ fn check_base_url(url: &str) -> Result<String, String> {
     Ok(url.trim_end_matches('/').to_owned())
 }
 
-/// The sync section plus what credentials inherit from it.
-struct ValidSync {
-    settings: SyncSettings,
-}
-
-fn validate_sync(raw: RawSync, path: &FieldPath, problems: &mut Problems) -> Option<ValidSync> {
+fn validate_sync(raw: RawSync, path: &FieldPath, problems: &mut Problems) -> ValidSync {
     let policy = match raw.policy {
         None => {
             problems.add(
@@ -333,8 +328,8 @@ fn validate_sync(raw: RawSync, path: &FieldPath, problems: &mut Problems) -> Opt
         },
     };
 
-    Some(ValidSync {
-        settings: SyncSettings {
+    let settings = (|| {
+        Some(SyncSettings {
             policy: policy?,
             interval: interval?,
             schedule,
@@ -342,8 +337,26 @@ fn validate_sync(raw: RawSync, path: &FieldPath, problems: &mut Problems) -> Opt
             jitter: jitter?,
             max_changes: max_changes?,
             max_cidr_addresses: max_cidr_addresses?,
-        },
-    })
+        })
+    })();
+    ValidSync {
+        settings,
+        policy,
+        // An invalid cap is already reported; check CIDRs against the hard limit meanwhile
+        // rather than report them against a cap the operator did not choose.
+        max_cidr_addresses: max_cidr_addresses.unwrap_or(MAX_CIDR_ADDRESSES_LIMIT),
+    }
+}
+
+/// What the sync section yields, also when part of it is invalid: credentials still need the
+/// default policy and the CIDR cap to be checked without spurious follow-up errors.
+struct ValidSync {
+    /// The settings, when every sync key is valid.
+    settings: Option<SyncSettings>,
+    /// The default policy, when given and valid.
+    policy: Option<Policy>,
+    /// The CIDR cap to check credentials against.
+    max_cidr_addresses: u32,
 }
 
 /// Checks a cron expression with the same parser the daemon's scheduler uses.
@@ -361,8 +374,7 @@ fn check_cron(expression: &str) -> Result<(), String> {
 }
 
 fn validate_http(raw: RawHttp, path: &FieldPath, problems: &mut Problems) -> HttpSettings {
-    let default: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9477));
-    debug_assert_eq!(default.to_string(), DEFAULT_LISTEN);
+    let default = DEFAULT_LISTEN;
     let listen = match raw.listen {
         None => default,
         Some(Text(value)) => value.parse::<SocketAddr>().unwrap_or_else(|_| {
@@ -428,13 +440,11 @@ fn is_log_filter(value: &str) -> bool {
 fn validate_credentials(
     raw: Vec<RawCredential>,
     path: &FieldPath,
-    sync: Option<&ValidSync>,
+    sync: &ValidSync,
     problems: &mut Problems,
 ) -> Vec<CredentialSpec> {
-    let default_policy = sync.map(|sync| sync.settings.policy);
-    let cap = sync.map_or(DEFAULT_MAX_CIDR_ADDRESSES, |sync| {
-        sync.settings.max_cidr_addresses
-    });
+    let default_policy = sync.policy;
+    let cap = sync.max_cidr_addresses;
     let mut first_index_of_id: BTreeMap<u64, usize> = BTreeMap::new();
     let mut credentials = Vec::new();
 

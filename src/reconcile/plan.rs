@@ -40,7 +40,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use crate::bunq::model::{CredentialId, EntryId, IpStatus, PermittedIp};
+use crate::bunq::model::{CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp};
 use crate::config::{CredentialSpec, Policy};
 
 /// The wildcard entry bunq's app can set; it grants every IP.
@@ -84,6 +84,32 @@ pub struct OwnAccess {
     pub credential: CredentialId,
     /// That credential's `permitted_device.ip`.
     pub ip: Ipv4Addr,
+}
+
+/// Finds the daemon's own access paths in a credential listing: every credential whose
+/// `permitted_device.description` equals `device_description`, with its `permitted_device.ip`.
+/// Devices without an IPv4 address yield nothing (bunq binds IPv4 only).
+pub fn own_access(
+    credentials: &[CredentialPasswordIp],
+    device_description: &str,
+) -> Vec<OwnAccess> {
+    let mut found: Vec<OwnAccess> = credentials
+        .iter()
+        .filter_map(|credential| {
+            let device = credential.permitted_device.as_ref()?;
+            if device.description.as_deref() != Some(device_description) {
+                return None;
+            }
+            let ip = device.ip.as_deref()?.trim().parse::<Ipv4Addr>().ok()?;
+            Some(OwnAccess {
+                credential: credential.id,
+                ip,
+            })
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 /// Everything the planner knows about one credential.

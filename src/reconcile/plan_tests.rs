@@ -653,3 +653,42 @@ fn credential_state_takes_desired_protected_and_policy_from_the_spec() {
     assert_eq!(state.desired, &spec.ips);
     assert_eq!(state.protected, &spec.protected);
 }
+
+fn listed(id: CredentialId, description: Option<&str>, ip: Option<&str>) -> CredentialPasswordIp {
+    CredentialPasswordIp {
+        id,
+        created: None,
+        updated: None,
+        status: Some("ACTIVE".into()),
+        expiry_time: None,
+        permitted_device: Some(crate::bunq::model::PermittedDevice {
+            description: description.map(str::to_owned),
+            ip: ip.map(str::to_owned),
+        }),
+    }
+}
+
+#[test]
+fn own_access_is_found_by_device_description() {
+    let credentials = [
+        listed(1, Some("laptop"), Some("198.51.100.1")),
+        listed(2, Some("bunq-ipsync"), Some("203.0.113.5")),
+        listed(3, None, None),
+    ];
+    assert_eq!(
+        own_access(&credentials, "bunq-ipsync"),
+        vec![OwnAccess {
+            credential: 2,
+            ip: ip("203.0.113.5")
+        }]
+    );
+}
+
+#[test]
+fn own_access_ignores_a_device_without_an_ipv4_address() {
+    let credentials = [
+        listed(2, Some("bunq-ipsync"), Some("2001:db8::1")),
+        listed(3, Some("bunq-ipsync"), None),
+    ];
+    assert!(own_access(&credentials, "bunq-ipsync").is_empty());
+}
