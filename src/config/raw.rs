@@ -2,7 +2,7 @@
 //!
 //! Structure is enforced here (unknown keys are refused with `deny_unknown_fields`, lists must be
 //! lists), but values stay as text wherever validation has something to say about them, so that
-//! [`super::validate`] can report every bad IP, duration or policy at once instead of stopping at
+//! validation can report every bad IP, duration or policy at once instead of stopping at
 //! the first one.
 
 use serde::{Deserialize, Deserializer};

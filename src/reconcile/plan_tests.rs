@@ -692,3 +692,25 @@ fn own_access_ignores_a_device_without_an_ipv4_address() {
     ];
     assert!(own_access(&credentials, "bunq-ipsync").is_empty());
 }
+
+#[test]
+fn the_change_limit_counts_every_credential_of_the_run() {
+    let desired = ips(&["192.0.2.1", "192.0.2.2"]);
+    let none = ips(&[]);
+    let state = |id| CredentialState {
+        id,
+        name: None,
+        policy: Policy::Sync,
+        desired: &desired,
+        protected: &none,
+        actual: &[],
+        previous: None,
+    };
+    let plan = plan(&PlanInput {
+        credentials: vec![state(1), state(2)],
+        max_changes: 3,
+        own_access: vec![],
+    });
+    assert_eq!(plan.run_block.map(|block| block.changes), Some(4));
+    assert!(plan.applicable_actions().is_empty());
+}
