@@ -303,6 +303,31 @@ pub struct Action {
     pub reason: Reason,
 }
 
+/// One line for audit logs: `credential 4242: deactivate 198.51.100.1 entry 3 ACTIVE → INACTIVE:
+/// not desired (policy sync)`.
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "credential {}: {} {}",
+            self.credential,
+            self.change.kind().as_str(),
+            self.change.ip()
+        )?;
+        if let Some(entry) = self.change.entry() {
+            write!(f, " entry {entry}")?;
+        }
+        let current = self.change.current();
+        write!(
+            f,
+            " {} → {}: {}",
+            current.as_ref().map_or("none", IpStatus::as_str),
+            self.change.wanted(),
+            self.reason.description()
+        )
+    }
+}
+
 /// A named safety rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Rule {

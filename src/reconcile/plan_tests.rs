@@ -714,3 +714,25 @@ fn the_change_limit_counts_every_credential_of_the_run() {
     assert_eq!(plan.run_block.map(|block| block.changes), Some(4));
     assert!(plan.applicable_actions().is_empty());
 }
+
+#[test]
+fn action_displays_as_one_audit_line() {
+    let action = Action {
+        credential: 4242,
+        change: deactivate(3, "198.51.100.1"),
+        reason: Reason::NotDesired,
+    };
+    assert_eq!(
+        action.to_string(),
+        "credential 4242: deactivate 198.51.100.1 entry 3 ACTIVE → INACTIVE: not desired (policy sync)"
+    );
+    let create = Action {
+        credential: 1,
+        change: create("192.0.2.1"),
+        reason: Reason::DesiredMissing,
+    };
+    assert_eq!(
+        create.to_string(),
+        "credential 1: create 192.0.2.1 none → ACTIVE: desired, no entry yet"
+    );
+}
