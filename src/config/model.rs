@@ -1,0 +1,215 @@
+//! The validated, ready-to-use config. Every value here has passed validation: IPs are IPv4,
+//! CIDRs are expanded, durations are parsed, defaults are filled in. Code above the config layer
+//! never sees raw YAML.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::bunq::model::CredentialId;
+
+/// Where the config is read from when neither `--config` nor the environment says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/bunq-ipsync/config.yaml";
+/// Environment variable naming the config file.
+pub const CONFIG_PATH_ENV: &str = "BUNQ_IPSYNC_CONFIG";
+/// Environment variable holding the API key; wins over every configured source.
+pub const API_KEY_ENV: &str = "BUNQ_API_KEY";
+/// Environment variable set by systemd when the unit has `LoadCredential=`.
+pub const CREDENTIALS_DIRECTORY_ENV: &str = "CREDENTIALS_DIRECTORY";
+/// Default for `sync.max_changes`: more changes in one run block the whole run.
+pub const DEFAULT_MAX_CHANGES: usize = 10;
+/// Default for `sync.max_cidr_addresses`: one CIDR may expand to at most this many addresses.
+pub const DEFAULT_MAX_CIDR_ADDRESSES: u32 = 256;
+/// Upper bound for `sync.max_cidr_addresses`: every ACTIVE IP is billed and written one PUT at a
+/// time under bunq's rate limits, so a /20 is already more than an allowlist should hold.
+pub const MAX_CIDR_ADDRESSES_LIMIT: u32 = 4096;
+/// Default for `sync.interval`.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Lower bound for `sync.interval`: each run lists every credential, and bunq allows 3 GETs per
+/// 3 seconds per endpoint.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// Default for `sync.renew_before`: the session is renewed when less than this remains.
+pub const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(60 * 60);
+/// Default for `http.listen`: loopback only; expose deliberately.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 9477));
+/// Default for `bunq.device_description`. The daemon finds its own credential (and so its own IP,
+/// which it must never deactivate) through this description.
+pub const DEFAULT_DEVICE_DESCRIPTION: &str = "bunq-ipsync";
+/// Default for `bunq.state_dir` (matches systemd's `StateDirectory=bunq-ipsync`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/bunq-ipsync";
+/// Default for `log.level`.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
+/// The validated config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file this was read from, for messages and reloads.
+    pub source: PathBuf,
+    /// How to reach bunq.
+    pub bunq: BunqSettings,
+    /// How runs behave.
+    pub sync: SyncSettings,
+    /// The health and metrics listener.
+    pub http: HttpSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// The credentials under management, in file order. Credentials not listed are never read
+    /// or written.
+    pub credentials: Vec<CredentialSpec>,
+}
+
+/// Which bunq API the daemon talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// `https://public-api.sandbox.bunq.com/v1`: test money, test keys (`sandbox_...`).
+    Sandbox,
+    /// `https://api.bunq.com/v1`: the real bank.
+    Production,
+}
+
+impl Environment {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Sandbox => "sandbox",
+            Environment::Production => "production",
+        }
+    }
+
+    /// bunq's base URL for this environment, without a trailing slash.
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            Environment::Sandbox => "https://public-api.sandbox.bunq.com/v1",
+            Environment::Production => "https://api.bunq.com/v1",
+        }
+    }
+}
+
+impl std::fmt::Display for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `bunq:`: the connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BunqSettings {
+    /// Sandbox or production.
+    pub environment: Environment,
+    /// The API base URL without a trailing slash: the override, else the environment's.
+    pub base_url: String,
+    /// True when `base_url` came from the config rather than the environment default.
+    pub base_url_overridden: bool,
+    /// File holding the API key, if configured.
+    pub api_key_file: Option<PathBuf>,
+    /// Name of the systemd credential holding the API key, if configured.
+    pub api_key_credential: Option<String>,
+    /// Description registered with `POST /device-server`; identifies the daemon's own credential.
+    pub device_description: String,
+    /// Directory for the persisted bunq context and run state.
+    pub state_dir: PathBuf,
+    /// IPs sent as `permitted_ips` at device registration (empty: bunq binds the caller's IP).
+    pub permitted_ips: Vec<Ipv4Addr>,
+}
+
+/// Whether entries outside the desired state are deactivated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// The ACTIVE set becomes exactly the desired set: undesired entries are deactivated.
+    Sync,
+    /// Desired IPs are made ACTIVE; nothing is ever deactivated.
+    Additive,
+}
+
+impl Policy {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Sync => "sync",
+            Policy::Additive => "additive",
+        }
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `sync:`: run behaviour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncSettings {
+    /// The default policy of every credential.
+    pub policy: Policy,
+    /// Time between daemon runs (ignored when `schedule` is set).
+    pub interval: Duration,
+    /// Cron expression (seconds field first, 6 or 7 fields) that replaces `interval`.
+    pub schedule: Option<String>,
+    /// Renew the bunq session when less than this remains.
+    pub renew_before: Duration,
+    /// Upper bound of a random delay added to each scheduled run (zero: none).
+    pub jitter: Duration,
+    /// More changes than this in one run block the whole run.
+    pub max_changes: usize,
+    /// A CIDR expanding to more addresses than this is refused.
+    pub max_cidr_addresses: u32,
+}
+
+/// `http:`: the health and metrics listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Address to bind.
+    pub listen: SocketAddr,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// `log:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Line format.
+    pub format: LogFormat,
+    /// A tracing filter directive (`info`, `bunq_ipsync=debug,warn`); `RUST_LOG` may override it.
+    pub level: String,
+}
+
+/// One credential's desired state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialSpec {
+    /// The credential-password-ip id.
+    pub id: CredentialId,
+    /// Label for logs and plans.
+    pub name: Option<String>,
+    /// The IPs that must be ACTIVE (CIDRs expanded).
+    pub ips: BTreeSet<Ipv4Addr>,
+    /// The effective policy (override, else `sync.policy`).
+    pub policy: Policy,
+    /// IPs never deactivated, whatever the desired state says (CIDRs expanded).
+    pub protected: BTreeSet<Ipv4Addr>,
+    /// Whether an empty `ips` was explicitly allowed.
+    pub allow_empty: bool,
+}
+
+impl CredentialSpec {
+    /// `4242 (ci-runners)` or `4242`, for messages.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{} ({name})", self.id),
+            None => self.id.to_string(),
+        }
+    }
+}

@@ -1,0 +1,738 @@
+//! Scenario tests of the planner, one behaviour each. Property tests are in
+//! `tests/planner_props.rs`.
+
+use super::*;
+
+fn entry(id: EntryId, ip: &str, status: &str) -> PermittedIp {
+    PermittedIp {
+        id,
+        ip: ip.to_owned(),
+        status: IpStatus::from_wire(status),
+        created: None,
+        updated: None,
+    }
+}
+
+fn ips(list: &[&str]) -> BTreeSet<Ipv4Addr> {
+    list.iter().map(|ip| ip.parse().unwrap()).collect()
+}
+
+fn ip(text: &str) -> Ipv4Addr {
+    text.parse().unwrap()
+}
+
+const CREDENTIAL: CredentialId = 4242;
+
+/// One credential, no own access, a generous limit.
+fn plan_one(policy: Policy, desired: &[&str], protected: &[&str], actual: &[PermittedIp]) -> Plan {
+    plan_with(policy, desired, protected, actual, &[], 100)
+}
+
+fn plan_with(
+    policy: Policy,
+    desired: &[&str],
+    protected: &[&str],
+    actual: &[PermittedIp],
+    own: &[(CredentialId, &str)],
+    max_changes: usize,
+) -> Plan {
+    let desired = ips(desired);
+    let protected = ips(protected);
+    plan(&PlanInput {
+        credentials: vec![CredentialState {
+            id: CREDENTIAL,
+            name: Some("ci"),
+            policy,
+            desired: &desired,
+            protected: &protected,
+            actual,
+            previous: None,
+        }],
+        max_changes,
+        own_access: own
+            .iter()
+            .map(|(credential, ip)| OwnAccess {
+                credential: *credential,
+                ip: ip.parse().unwrap(),
+            })
+            .collect(),
+    })
+}
+
+fn changes(plan: &Plan) -> Vec<Change> {
+    plan.credentials[0]
+        .actions
+        .iter()
+        .map(|action| action.change.clone())
+        .collect()
+}
+
+fn create(text: &str) -> Change {
+    Change::Create { ip: ip(text) }
+}
+
+fn activate(entry: EntryId, text: &str) -> Change {
+    Change::Activate {
+        entry,
+        ip: ip(text),
+    }
+}
+
+fn deactivate(entry: EntryId, text: &str) -> Change {
+    Change::Deactivate {
+        entry,
+        ip: text.to_owned(),
+    }
+}
+
+fn kept(plan: &Plan) -> Vec<(EntryId, KeptReason)> {
+    plan.credentials[0]
+        .kept
+        .iter()
+        .map(|kept| (kept.entry, kept.reason))
+        .collect()
+}
+
+fn blocked(plan: &Plan) -> Vec<(Change, Rule)> {
+    plan.credentials[0]
+        .blocked
+        .iter()
+        .map(|blocked| (blocked.action.change.clone(), blocked.rule))
+        .collect()
+}
+
+#[test]
+fn desired_ip_without_entry_is_created() {
+    let plan = plan_one(Policy::Sync, &["192.0.2.1"], &[], &[]);
+    assert_eq!(changes(&plan), vec![create("192.0.2.1")]);
+    assert_eq!(
+        plan.credentials[0].actions[0].reason,
+        Reason::DesiredMissing
+    );
+}
+
+#[test]
+fn desired_ip_with_an_active_entry_plans_nothing() {
+    let plan = plan_one(
+        Policy::Sync,
+        &["192.0.2.1"],
+        &[],
+        &[entry(7, "192.0.2.1", "ACTIVE")],
+    );
+    assert!(changes(&plan).is_empty());
+    assert_eq!(
+        plan.credentials[0].in_sync,
+        vec![InSync {
+            ip: ip("192.0.2.1"),
+            entry: 7
+        }]
+    );
+    assert_eq!(plan.outcome(), PlanOutcome::NothingToDo);
+}
+
+#[test]
+fn desired_ip_with_only_inactive_entries_activates_the_newest() {
+    let actual = [
+        entry(3, "192.0.2.1", "INACTIVE"),
+        entry(9, "192.0.2.1", "INACTIVE"),
+        entry(5, "192.0.2.1", "INACTIVE"),
+    ];
+    let plan = plan_one(Policy::Sync, &["192.0.2.1"], &[], &actual);
+    assert_eq!(changes(&plan), vec![activate(9, "192.0.2.1")]);
+    assert_eq!(
+        plan.credentials[0].actions[0].reason,
+        Reason::DesiredInactive
+    );
+}
+
+#[test]
+fn desired_ip_with_an_inactive_entry_is_never_created_again() {
+    let plan = plan_one(
+        Policy::Sync,
+        &["192.0.2.1"],
+        &[],
+        &[entry(3, "192.0.2.1", "INACTIVE")],
+    );
+    assert!(
+        !changes(&plan)
+            .iter()
+            .any(|change| change.kind() == ChangeKind::Create)
+    );
+}
+
+#[test]
+fn extra_active_entries_of_a_desired_ip_are_kept_and_reported() {
+    let actual = [
+        entry(3, "192.0.2.1", "ACTIVE"),
+        entry(9, "192.0.2.1", "ACTIVE"),
+    ];
+    let plan = plan_one(Policy::Sync, &["192.0.2.1"], &[], &actual);
+    assert!(changes(&plan).is_empty());
+    assert_eq!(plan.credentials[0].in_sync[0].entry, 9);
+    assert_eq!(kept(&plan), vec![(3, KeptReason::DuplicateActive)]);
+    assert_eq!(plan.outcome(), PlanOutcome::NothingToDo);
+}
+
+#[test]
+fn undesired_active_entry_is_deactivated_under_sync() {
+    let plan = plan_one(
+        Policy::Sync,
+        &[],
+        &[],
+        &[entry(4, "198.51.100.7", "ACTIVE")],
+    );
+    assert_eq!(changes(&plan), vec![deactivate(4, "198.51.100.7")]);
+    assert_eq!(plan.credentials[0].actions[0].reason, Reason::NotDesired);
+}
+
+#[test]
+fn every_active_entry_of_an_undesired_ip_is_deactivated() {
+    let actual = [
+        entry(4, "198.51.100.7", "ACTIVE"),
+        entry(2, "198.51.100.7", "ACTIVE"),
+    ];
+    let plan = plan_one(Policy::Sync, &[], &[], &actual);
+    assert_eq!(
+        changes(&plan),
+        vec![deactivate(2, "198.51.100.7"), deactivate(4, "198.51.100.7")]
+    );
+}
+
+#[test]
+fn undesired_inactive_entry_is_left_alone_silently() {
+    let plan = plan_one(
+        Policy::Sync,
+        &[],
+        &[],
+        &[entry(4, "198.51.100.7", "INACTIVE")],
+    );
+    assert!(changes(&plan).is_empty());
+    assert!(kept(&plan).is_empty());
+    assert_eq!(plan.outcome(), PlanOutcome::NothingToDo);
+}
+
+#[test]
+fn undesired_active_entry_is_kept_under_additive() {
+    let plan = plan_one(
+        Policy::Additive,
+        &["192.0.2.1"],
+        &[],
+        &[entry(4, "198.51.100.7", "ACTIVE")],
+    );
+    assert_eq!(changes(&plan), vec![create("192.0.2.1")]);
+    assert_eq!(kept(&plan), vec![(4, KeptReason::Additive)]);
+}
+
+#[test]
+fn protected_ip_is_kept_under_sync_without_blocking() {
+    let plan = plan_one(
+        Policy::Sync,
+        &[],
+        &["198.51.100.7"],
+        &[entry(4, "198.51.100.7", "ACTIVE")],
+    );
+    assert!(changes(&plan).is_empty());
+    assert_eq!(kept(&plan), vec![(4, KeptReason::Protected)]);
+    assert_eq!(plan.outcome(), PlanOutcome::NothingToDo);
+    assert!(plan.fired_rules().contains(&Rule::Protected));
+    assert!(plan.summary().blocking_rules.is_empty());
+}
+
+#[test]
+fn protected_desired_ip_that_is_inactive_is_still_activated() {
+    let plan = plan_one(
+        Policy::Sync,
+        &["198.51.100.7"],
+        &["198.51.100.7"],
+        &[entry(4, "198.51.100.7", "INACTIVE")],
+    );
+    assert_eq!(changes(&plan), vec![activate(4, "198.51.100.7")]);
+}
+
+#[test]
+fn wildcard_entry_is_deactivated_under_sync_as_not_ipv4() {
+    let plan = plan_one(
+        Policy::Sync,
+        &["192.0.2.1"],
+        &[],
+        &[entry(1, "192.0.2.1", "ACTIVE"), entry(2, "*", "ACTIVE")],
+    );
+    assert_eq!(changes(&plan), vec![deactivate(2, "*")]);
+    assert_eq!(plan.credentials[0].actions[0].reason, Reason::NotIpv4);
+}
+
+#[test]
+fn ipv6_entry_is_never_matched_to_a_desired_ip() {
+    let plan = plan_one(
+        Policy::Additive,
+        &["192.0.2.1"],
+        &[],
+        &[entry(2, "2001:db8::1", "ACTIVE")],
+    );
+    assert_eq!(changes(&plan), vec![create("192.0.2.1")]);
+    assert_eq!(kept(&plan), vec![(2, KeptReason::Additive)]);
+}
+
+#[test]
+fn unknown_status_entries_are_kept_and_never_touched() {
+    let actual = [
+        entry(2, "198.51.100.7", "PENDING"),
+        entry(3, "192.0.2.1", "ACTIVE"),
+        entry(5, "192.0.2.1", "LOCKED"),
+    ];
+    let plan = plan_one(Policy::Sync, &["192.0.2.1"], &[], &actual);
+    assert!(changes(&plan).is_empty());
+    assert_eq!(
+        kept(&plan),
+        vec![
+            (5, KeptReason::UnknownStatus),
+            (2, KeptReason::UnknownStatus)
+        ]
+    );
+}
+
+#[test]
+fn desired_ip_with_only_an_unknown_status_entry_blocks_the_create() {
+    let plan = plan_one(
+        Policy::Sync,
+        &["192.0.2.1"],
+        &[],
+        &[entry(5, "192.0.2.1", "PENDING")],
+    );
+    assert!(changes(&plan).is_empty());
+    assert_eq!(
+        blocked(&plan),
+        vec![(create("192.0.2.1"), Rule::UnknownStatus)]
+    );
+    assert_eq!(plan.outcome(), PlanOutcome::Blocked);
+}
+
+#[test]
+fn own_ip_deactivation_is_blocked_and_the_rest_still_applies() {
+    let actual = [
+        entry(1, "203.0.113.5", "ACTIVE"),
+        entry(2, "198.51.100.7", "ACTIVE"),
+    ];
+    let plan = plan_with(
+        Policy::Sync,
+        &["192.0.2.1"],
+        &[],
+        &actual,
+        &[(CREDENTIAL, "203.0.113.5")],
+        100,
+    );
+    assert_eq!(
+        blocked(&plan),
+        vec![(deactivate(1, "203.0.113.5"), Rule::OwnIp)]
+    );
+    let applicable: Vec<Change> = plan
+        .applicable_actions()
+        .iter()
+        .map(|action| action.change.clone())
+        .collect();
+    assert_eq!(
+        applicable,
+        vec![create("192.0.2.1"), deactivate(2, "198.51.100.7")]
+    );
+    assert_eq!(plan.outcome(), PlanOutcome::Blocked);
+    assert_eq!(plan.summary().blocking_rules, vec![Rule::OwnIp]);
+}
+
+#[test]
+fn own_ip_is_only_protected_on_the_daemons_own_credential() {
+    let plan = plan_with(
+        Policy::Sync,
+        &[],
+        &[],
+        &[entry(1, "203.0.113.5", "ACTIVE")],
+        &[(9999, "203.0.113.5")],
+        100,
+    );
+    assert_eq!(changes(&plan), vec![deactivate(1, "203.0.113.5")]);
+    assert_eq!(plan.outcome(), PlanOutcome::ChangesPending);
+}
+
+#[test]
+fn every_active_entry_of_the_own_ip_is_blocked_when_all_would_go() {
+    let actual = [
+        entry(1, "203.0.113.5", "ACTIVE"),
+        entry(4, "203.0.113.5", "ACTIVE"),
+    ];
+    let plan = plan_with(
+        Policy::Sync,
+        &[],
+        &[],
+        &actual,
+        &[(CREDENTIAL, "203.0.113.5")],
+        100,
+    );
+    assert!(changes(&plan).is_empty());
+    assert_eq!(blocked(&plan).len(), 2);
+}
+
+#[test]
+fn wildcard_is_deactivated_when_the_own_ip_has_its_own_active_entry() {
+    let actual = [entry(1, "203.0.113.5", "ACTIVE"), entry(2, "*", "ACTIVE")];
+    let plan = plan_with(
+        Policy::Sync,
+        &["203.0.113.5"],
+        &[],
+        &actual,
+        &[(CREDENTIAL, "203.0.113.5")],
+        100,
+    );
+    assert_eq!(changes(&plan), vec![deactivate(2, "*")]);
+    assert!(blocked(&plan).is_empty());
+}
+
+#[test]
+fn wildcard_that_is_the_only_grant_of_the_own_ip_is_not_deactivated() {
+    let actual = [entry(2, "*", "ACTIVE")];
+    let plan = plan_with(
+        Policy::Sync,
+        &["203.0.113.5"],
+        &[],
+        &actual,
+        &[(CREDENTIAL, "203.0.113.5")],
+        100,
+    );
+    assert_eq!(changes(&plan), vec![create("203.0.113.5")]);
+    assert_eq!(blocked(&plan), vec![(deactivate(2, "*"), Rule::OwnIp)]);
+}
+
+#[test]
+fn more_changes_than_the_limit_block_the_whole_run_but_keep_the_plan() {
+    let plan = plan_with(
+        Policy::Sync,
+        &["192.0.2.1", "192.0.2.2", "192.0.2.3"],
+        &[],
+        &[],
+        &[],
+        2,
+    );
+    assert_eq!(
+        plan.run_block,
+        Some(RunBlock {
+            rule: Rule::MaxChanges,
+            changes: 3,
+            limit: 2
+        })
+    );
+    assert!(plan.applicable_actions().is_empty());
+    assert_eq!(plan.actions().len(), 3);
+    assert_eq!(plan.outcome(), PlanOutcome::Blocked);
+    assert_eq!(plan.summary().blocking_rules, vec![Rule::MaxChanges]);
+}
+
+#[test]
+fn exactly_the_limit_is_allowed() {
+    let plan = plan_with(Policy::Sync, &["192.0.2.1", "192.0.2.2"], &[], &[], &[], 2);
+    assert_eq!(plan.run_block, None);
+    assert_eq!(plan.applicable_actions().len(), 2);
+}
+
+#[test]
+fn actions_blocked_by_own_ip_do_not_count_toward_the_limit() {
+    let actual = [entry(1, "203.0.113.5", "ACTIVE")];
+    let plan = plan_with(
+        Policy::Sync,
+        &["192.0.2.1"],
+        &[],
+        &actual,
+        &[(CREDENTIAL, "203.0.113.5")],
+        1,
+    );
+    assert_eq!(plan.run_block, None);
+    assert_eq!(plan.applicable_actions().len(), 1);
+}
+
+#[test]
+fn creates_and_activations_precede_deactivations_across_credentials() {
+    let first_desired = ips(&[]);
+    let second_desired = ips(&["192.0.2.9"]);
+    let none = ips(&[]);
+    let first_actual = [entry(1, "198.51.100.1", "ACTIVE")];
+    let second_actual = [entry(2, "192.0.2.9", "INACTIVE")];
+    let state = |id, desired, actual| CredentialState {
+        id,
+        name: None,
+        policy: Policy::Sync,
+        desired,
+        protected: &none,
+        actual,
+        previous: None,
+    };
+    let plan = plan(&PlanInput {
+        credentials: vec![
+            state(1, &first_desired, &first_actual[..]),
+            state(2, &second_desired, &second_actual[..]),
+        ],
+        max_changes: 10,
+        own_access: vec![],
+    });
+    let order: Vec<(CredentialId, ChangeKind)> = plan
+        .applicable_actions()
+        .iter()
+        .map(|action| (action.credential, action.change.kind()))
+        .collect();
+    assert_eq!(
+        order,
+        vec![(2, ChangeKind::Activate), (1, ChangeKind::Deactivate)]
+    );
+}
+
+#[test]
+fn actions_are_ordered_by_address_numerically() {
+    let plan = plan_one(Policy::Sync, &["192.0.2.10", "192.0.2.9"], &[], &[]);
+    assert_eq!(
+        changes(&plan),
+        vec![create("192.0.2.9"), create("192.0.2.10")]
+    );
+}
+
+#[test]
+fn pending_changes_without_blocks_are_pending() {
+    assert_eq!(
+        plan_one(Policy::Sync, &["192.0.2.1"], &[], &[]).outcome(),
+        PlanOutcome::ChangesPending
+    );
+}
+
+#[test]
+fn summary_counts_each_kind() {
+    let actual = [
+        entry(1, "192.0.2.2", "INACTIVE"),
+        entry(2, "198.51.100.1", "ACTIVE"),
+        entry(3, "192.0.2.3", "ACTIVE"),
+    ];
+    let summary = plan_one(
+        Policy::Sync,
+        &["192.0.2.1", "192.0.2.2", "192.0.2.3"],
+        &[],
+        &actual,
+    )
+    .summary();
+    assert_eq!(
+        summary,
+        PlanSummary {
+            create: 1,
+            activate: 1,
+            deactivate: 1,
+            blocked: 0,
+            kept: 0,
+            in_sync: 1,
+            drift: 0,
+            blocking_rules: vec![]
+        }
+    );
+}
+
+fn plan_with_previous(actual: &[PermittedIp], previous: Option<&IpStates>) -> Plan {
+    let desired = ips(&["192.0.2.1"]);
+    let none = ips(&[]);
+    plan(&PlanInput {
+        credentials: vec![CredentialState {
+            id: CREDENTIAL,
+            name: None,
+            policy: Policy::Additive,
+            desired: &desired,
+            protected: &none,
+            actual,
+            previous,
+        }],
+        max_changes: 10,
+        own_access: vec![],
+    })
+}
+
+#[test]
+fn status_toggled_outside_the_daemon_is_reported_as_drift() {
+    let previous = IpStates::from([("192.0.2.1".to_owned(), IpStatus::Active)]);
+    let plan = plan_with_previous(&[entry(1, "192.0.2.1", "INACTIVE")], Some(&previous));
+    assert_eq!(
+        plan.credentials[0].drift,
+        vec![Drift {
+            ip: "192.0.2.1".into(),
+            before: Some(IpStatus::Active),
+            now: Some(IpStatus::Inactive)
+        }]
+    );
+    assert_eq!(changes(&plan), vec![activate(1, "192.0.2.1")]);
+}
+
+#[test]
+fn entry_added_outside_the_daemon_is_reported_as_drift() {
+    let previous = IpStates::from([("192.0.2.1".to_owned(), IpStatus::Active)]);
+    let actual = [
+        entry(1, "192.0.2.1", "ACTIVE"),
+        entry(2, "198.51.100.1", "ACTIVE"),
+    ];
+    let plan = plan_with_previous(&actual, Some(&previous));
+    assert_eq!(
+        plan.credentials[0].drift,
+        vec![Drift {
+            ip: "198.51.100.1".into(),
+            before: None,
+            now: Some(IpStatus::Active)
+        }]
+    );
+    assert_eq!(
+        plan.outcome(),
+        PlanOutcome::NothingToDo,
+        "drift alone under additive changes nothing"
+    );
+}
+
+#[test]
+fn entry_gone_outside_the_daemon_is_reported_as_drift() {
+    let previous = IpStates::from([("192.0.2.1".to_owned(), IpStatus::Active)]);
+    let plan = plan_with_previous(&[], Some(&previous));
+    assert_eq!(
+        plan.credentials[0].drift,
+        vec![Drift {
+            ip: "192.0.2.1".into(),
+            before: Some(IpStatus::Active),
+            now: None
+        }]
+    );
+}
+
+#[test]
+fn first_run_reports_no_drift() {
+    let plan = plan_with_previous(&[entry(2, "198.51.100.1", "ACTIVE")], None);
+    assert!(plan.credentials[0].drift.is_empty());
+}
+
+#[test]
+fn ip_states_prefer_active_over_inactive_over_unknown() {
+    let states = ip_states(&[
+        entry(1, "192.0.2.1", "INACTIVE"),
+        entry(2, "192.0.2.1", "ACTIVE"),
+        entry(3, "192.0.2.2", "PENDING"),
+        entry(4, "192.0.2.2", "INACTIVE"),
+        entry(5, "192.0.2.3", "PENDING"),
+    ]);
+    assert_eq!(states["192.0.2.1"], IpStatus::Active);
+    assert_eq!(states["192.0.2.2"], IpStatus::Inactive);
+    assert_eq!(states["192.0.2.3"], IpStatus::Other("PENDING".into()));
+}
+
+#[test]
+fn states_after_applying_the_plan_are_converged() {
+    let actual = [
+        entry(1, "192.0.2.2", "INACTIVE"),
+        entry(2, "198.51.100.1", "ACTIVE"),
+    ];
+    let plan = plan_one(Policy::Sync, &["192.0.2.1", "192.0.2.2"], &[], &actual);
+    let after = plan.credentials[0].states_after(&actual);
+    assert_eq!(
+        after,
+        IpStates::from([
+            ("192.0.2.1".to_owned(), IpStatus::Active),
+            ("192.0.2.2".to_owned(), IpStatus::Active),
+            ("198.51.100.1".to_owned(), IpStatus::Inactive),
+        ])
+    );
+}
+
+#[test]
+fn credential_state_takes_desired_protected_and_policy_from_the_spec() {
+    let spec = CredentialSpec {
+        id: 7,
+        name: Some("ops".into()),
+        ips: ips(&["192.0.2.1"]),
+        policy: Policy::Additive,
+        protected: ips(&["192.0.2.9"]),
+        allow_empty: false,
+    };
+    let state = CredentialState::new(&spec, &[], None);
+    assert_eq!(
+        (state.id, state.name, state.policy),
+        (7, Some("ops"), Policy::Additive)
+    );
+    assert_eq!(state.desired, &spec.ips);
+    assert_eq!(state.protected, &spec.protected);
+}
+
+fn listed(id: CredentialId, description: Option<&str>, ip: Option<&str>) -> CredentialPasswordIp {
+    CredentialPasswordIp {
+        id,
+        created: None,
+        updated: None,
+        status: Some("ACTIVE".into()),
+        expiry_time: None,
+        permitted_device: Some(crate::bunq::model::PermittedDevice {
+            description: description.map(str::to_owned),
+            ip: ip.map(str::to_owned),
+        }),
+    }
+}
+
+#[test]
+fn own_access_is_found_by_device_description() {
+    let credentials = [
+        listed(1, Some("laptop"), Some("198.51.100.1")),
+        listed(2, Some("bunq-ipsync"), Some("203.0.113.5")),
+        listed(3, None, None),
+    ];
+    assert_eq!(
+        own_access(&credentials, "bunq-ipsync"),
+        vec![OwnAccess {
+            credential: 2,
+            ip: ip("203.0.113.5")
+        }]
+    );
+}
+
+#[test]
+fn own_access_ignores_a_device_without_an_ipv4_address() {
+    let credentials = [
+        listed(2, Some("bunq-ipsync"), Some("2001:db8::1")),
+        listed(3, Some("bunq-ipsync"), None),
+    ];
+    assert!(own_access(&credentials, "bunq-ipsync").is_empty());
+}
+
+#[test]
+fn the_change_limit_counts_every_credential_of_the_run() {
+    let desired = ips(&["192.0.2.1", "192.0.2.2"]);
+    let none = ips(&[]);
+    let state = |id| CredentialState {
+        id,
+        name: None,
+        policy: Policy::Sync,
+        desired: &desired,
+        protected: &none,
+        actual: &[],
+        previous: None,
+    };
+    let plan = plan(&PlanInput {
+        credentials: vec![state(1), state(2)],
+        max_changes: 3,
+        own_access: vec![],
+    });
+    assert_eq!(plan.run_block.map(|block| block.changes), Some(4));
+    assert!(plan.applicable_actions().is_empty());
+}
+
+#[test]
+fn action_displays_as_one_audit_line() {
+    let action = Action {
+        credential: 4242,
+        change: deactivate(3, "198.51.100.1"),
+        reason: Reason::NotDesired,
+    };
+    assert_eq!(
+        action.to_string(),
+        "credential 4242: deactivate 198.51.100.1 entry 3 ACTIVE → INACTIVE: not desired (policy sync)"
+    );
+    let create = Action {
+        credential: 1,
+        change: create("192.0.2.1"),
+        reason: Reason::DesiredMissing,
+    };
+    assert_eq!(
+        create.to_string(),
+        "credential 1: create 192.0.2.1 none → ACTIVE: desired, no entry yet"
+    );
+}

@@ -1,0 +1,180 @@
+//! Exact renderings of small plans.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use super::*;
+use crate::bunq::model::PermittedIp;
+use crate::reconcile::plan::{CredentialState, IpStates, OwnAccess, PlanInput, plan};
+
+fn entry(id: EntryId, ip: &str, status: &str) -> PermittedIp {
+    PermittedIp {
+        id,
+        ip: ip.to_owned(),
+        status: IpStatus::from_wire(status),
+        created: None,
+        updated: None,
+    }
+}
+
+fn ips(list: &[&str]) -> BTreeSet<Ipv4Addr> {
+    list.iter().map(|ip| ip.parse().unwrap()).collect()
+}
+
+/// Two credentials: one with every kind of line, one converged.
+fn sample_plan(max_changes: usize) -> Plan {
+    let desired = ips(&["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
+    let protected = ips(&["198.51.100.9"]);
+    let actual = [
+        entry(1, "203.0.113.5", "ACTIVE"),
+        entry(3, "198.51.100.1", "ACTIVE"),
+        entry(5, "198.51.100.9", "ACTIVE"),
+        entry(7, "192.0.2.3", "ACTIVE"),
+        entry(12, "192.0.2.2", "INACTIVE"),
+    ];
+    let previous = IpStates::from([
+        ("192.0.2.2".to_owned(), IpStatus::Active),
+        ("192.0.2.3".to_owned(), IpStatus::Active),
+        ("198.51.100.9".to_owned(), IpStatus::Active),
+        ("203.0.113.5".to_owned(), IpStatus::Active),
+        ("198.51.100.1".to_owned(), IpStatus::Active),
+    ]);
+    let other_desired = ips(&["192.0.2.50"]);
+    let none = ips(&[]);
+    let other_actual = [entry(40, "192.0.2.50", "ACTIVE")];
+    plan(&PlanInput {
+        credentials: vec![
+            CredentialState {
+                id: 4242,
+                name: Some("ci-runners"),
+                policy: Policy::Sync,
+                desired: &desired,
+                protected: &protected,
+                actual: &actual,
+                previous: Some(&previous),
+            },
+            CredentialState {
+                id: 5000,
+                name: None,
+                policy: Policy::Additive,
+                desired: &other_desired,
+                protected: &none,
+                actual: &other_actual,
+                previous: None,
+            },
+        ],
+        max_changes,
+        own_access: vec![OwnAccess {
+            credential: 4242,
+            ip: "203.0.113.5".parse().unwrap(),
+        }],
+    })
+}
+
+const SAMPLE_TEXT: &str = "\
+Credential 4242 (ci-runners), policy sync: 1 desired IP ACTIVE
+  IP            ENTRY  CURRENT → WANTED   REASON
+  192.0.2.1     -      none → ACTIVE      desired, no entry yet
+  192.0.2.2     12     INACTIVE → ACTIVE  desired, reuses the newest INACTIVE entry
+  198.51.100.1  3      ACTIVE → INACTIVE  not desired (policy sync)
+  198.51.100.9  5      ACTIVE (kept)      protected, never deactivated
+  BLOCKED [own-ip] deactivate 203.0.113.5 entry 1: would remove the daemon's own IP from the credential it signs in with
+  DRIFT 192.0.2.2: ACTIVE → INACTIVE since the last run (changed outside bunq-ipsync)
+Credential 5000, policy additive: in sync, 1 desired IP ACTIVE
+Plan: 1 to create, 1 to activate, 1 to deactivate, 1 blocked (own-ip), 1 kept, 1 drifted
+";
+
+#[test]
+fn text_plan_is_a_table_per_credential_then_a_summary() {
+    assert_eq!(render_text(&sample_plan(10)), SAMPLE_TEXT);
+}
+
+#[test]
+fn text_plan_of_a_blocked_run_says_nothing_will_be_applied() {
+    let text = render_text(&sample_plan(2));
+    assert!(text.ends_with(
+        "BLOCKED [max-changes]: 3 changes, more than sync.max_changes (2); nothing will be applied\n\
+         Plan: 1 to create, 1 to activate, 1 to deactivate, 1 blocked (own-ip, max-changes), 1 kept, 1 drifted\n"
+    ), "{text}");
+    assert!(
+        text.contains("192.0.2.1     -      none → ACTIVE"),
+        "the full plan is still printed:\n{text}"
+    );
+}
+
+#[test]
+fn summary_of_nothing_to_do_has_zero_counts() {
+    let empty = Plan {
+        credentials: vec![],
+        max_changes: 10,
+        run_block: None,
+    };
+    assert_eq!(
+        summary_line(&empty),
+        "Plan: 0 to create, 0 to activate, 0 to deactivate, 0 blocked"
+    );
+}
+
+#[test]
+fn json_plan_has_the_documented_shape() {
+    let json: serde_json::Value =
+        serde_json::from_str(&render_json(&sample_plan(10)).unwrap()).unwrap();
+    let expected = serde_json::json!({
+        "format_version": 1,
+        "outcome": "blocked",
+        "exit_code": 3,
+        "max_changes": 10,
+        "run_blocked": null,
+        "summary": {"create": 1, "activate": 1, "deactivate": 1, "blocked": 1, "kept": 1, "in_sync": 2,
+                    "drift": 1, "blocking_rules": ["own-ip"]},
+        "credentials": [
+            {
+                "id": 4242, "name": "ci-runners", "policy": "sync",
+                "actions": [
+                    {"action": "create", "ip": "192.0.2.1", "entry": null, "current": null, "wanted": "ACTIVE",
+                     "reason": "desired-missing", "reason_text": "desired, no entry yet"},
+                    {"action": "activate", "ip": "192.0.2.2", "entry": 12, "current": "INACTIVE", "wanted": "ACTIVE",
+                     "reason": "desired-inactive", "reason_text": "desired, reuses the newest INACTIVE entry"},
+                    {"action": "deactivate", "ip": "198.51.100.1", "entry": 3, "current": "ACTIVE", "wanted": "INACTIVE",
+                     "reason": "not-desired", "reason_text": "not desired (policy sync)"}
+                ],
+                "blocked": [
+                    {"action": "deactivate", "ip": "203.0.113.5", "entry": 1, "current": "ACTIVE", "wanted": "INACTIVE",
+                     "reason": "not-desired", "reason_text": "not desired (policy sync)",
+                     "rule": "own-ip", "rule_text": "would remove the daemon's own IP from the credential it signs in with"}
+                ],
+                "kept": [
+                    {"ip": "198.51.100.9", "entry": 5, "status": "ACTIVE", "reason": "protected",
+                     "reason_text": "protected, never deactivated"}
+                ],
+                "in_sync": [{"ip": "192.0.2.3", "entry": 7}],
+                "drift": [{"ip": "192.0.2.2", "before": "ACTIVE", "now": "INACTIVE"}]
+            },
+            {
+                "id": 5000, "name": null, "policy": "additive",
+                "actions": [], "blocked": [], "kept": [],
+                "in_sync": [{"ip": "192.0.2.50", "entry": 40}],
+                "drift": []
+            }
+        ]
+    });
+    assert_eq!(json, expected);
+}
+
+#[test]
+fn json_of_a_blocked_run_names_the_rule_and_limit() {
+    let json: serde_json::Value =
+        serde_json::from_str(&render_json(&sample_plan(2)).unwrap()).unwrap();
+    assert_eq!(
+        json["run_blocked"],
+        serde_json::json!({"rule": "max-changes", "changes": 3, "limit": 2})
+    );
+    assert_eq!(json["exit_code"], 3);
+}
+
+#[test]
+fn json_rendering_is_deterministic_and_ends_with_a_newline() {
+    let first = render_json(&sample_plan(10)).unwrap();
+    assert_eq!(first, render_json(&sample_plan(10)).unwrap());
+    assert!(first.ends_with("}\n"));
+}

@@ -1,0 +1,853 @@
+//! The config contract: what operators write, what they get back when it is wrong.
+
+// Helpers outside #[test] functions are test code too; a panic is how they report failure.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bunq_ipsync::config::{
+    self, Config, ConfigError, Environment, LogFormat, Policy, resolve_api_key_with,
+    resolve_path_with,
+};
+
+const FILE: &str = "config.yaml";
+
+/// A valid config; tests append or replace lines to break one thing at a time.
+const MINIMAL: &str = "\
+bunq:
+  environment: sandbox
+sync:
+  policy: sync
+credentials:
+  - id: 4242
+    ips:
+      - 203.0.113.10
+";
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    config::parse(Path::new(FILE), text)
+}
+
+fn valid(text: &str) -> Config {
+    match parse(text) {
+        Ok(config) => config,
+        Err(error) => panic!("expected a valid config, got:\n{error}"),
+    }
+}
+
+/// The error lines, one per problem.
+fn errors(text: &str) -> Vec<String> {
+    match parse(text) {
+        Ok(_) => panic!("expected the config to be refused"),
+        Err(error) => error.to_string().lines().map(str::to_owned).collect(),
+    }
+}
+
+fn single_error(text: &str) -> String {
+    let lines = errors(text);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    lines.into_iter().next().unwrap_or_default()
+}
+
+fn ip(text: &str) -> Ipv4Addr {
+    text.parse().unwrap()
+}
+
+#[test]
+fn example_config_is_valid() {
+    let config = valid(include_str!("../config.example.yaml"));
+    assert_eq!(config.credentials.len(), 1);
+    let credential = &config.credentials[0];
+    assert_eq!(credential.id, 4242);
+    assert_eq!(credential.name.as_deref(), Some("ci-runners"));
+    let expected: Vec<Ipv4Addr> = [
+        "198.51.100.0",
+        "198.51.100.1",
+        "198.51.100.2",
+        "198.51.100.3",
+        "203.0.113.10",
+    ]
+    .iter()
+    .map(|text| ip(text))
+    .collect();
+    assert_eq!(credential.ips.iter().copied().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn omitted_keys_take_their_documented_defaults() {
+    let config = valid(MINIMAL);
+    assert_eq!(config.source, PathBuf::from(FILE));
+    assert_eq!(config.bunq.environment, Environment::Sandbox);
+    assert_eq!(
+        config.bunq.base_url,
+        "https://public-api.sandbox.bunq.com/v1"
+    );
+    assert!(!config.bunq.base_url_overridden);
+    assert_eq!(config.bunq.device_description, "bunq-ipsync");
+    assert_eq!(config.bunq.state_dir, PathBuf::from("/var/lib/bunq-ipsync"));
+    assert_eq!(config.sync.interval, Duration::from_secs(300));
+    assert_eq!(config.sync.max_changes, 10);
+    assert_eq!(config.sync.max_cidr_addresses, 256);
+    assert_eq!(config.sync.jitter, Duration::ZERO);
+    assert_eq!(config.sync.schedule, None);
+    assert_eq!(config.http.listen.to_string(), "127.0.0.1:9477");
+    assert_eq!(config.log.format, LogFormat::Text);
+    assert_eq!(config.log.level, "info");
+    let credential = &config.credentials[0];
+    assert_eq!(credential.policy, Policy::Sync);
+    assert!(credential.protected.is_empty());
+    assert!(!credential.allow_empty);
+}
+
+#[test]
+fn production_uses_the_production_base_url() {
+    let config = valid(&MINIMAL.replace("sandbox", "production"));
+    assert_eq!(config.bunq.environment, Environment::Production);
+    assert_eq!(config.bunq.base_url, "https://api.bunq.com/v1");
+}
+
+#[test]
+fn ipv6_address_is_refused_with_file_line_column_and_field() {
+    let text = "\
+bunq:
+  environment: sandbox
+sync:
+  policy: sync
+credentials:
+  - id: 1
+    ips: [192.0.2.1]
+  - id: 2
+    ips:
+      - 192.0.2.1
+      - 192.0.2.2
+      - 2001:db8::1
+";
+    assert_eq!(
+        single_error(text),
+        r#"config.yaml:12:9: credentials[1].ips[2]: "2001:db8::1" is IPv6; bunq accepts IPv4 only"#
+    );
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let text = "\
+bunq:
+  environment: staging
+sync:
+  policy: sync
+  max_changes: 0
+credentials:
+  - id: 1
+    ips: [192.0.2.300, 192.0.2.1/24]
+";
+    let lines = errors(text);
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("config.yaml:2:16: bunq.environment: \"staging\""),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with("config.yaml:5:16: sync.max_changes: 0 would block"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].starts_with("config.yaml:8:11: credentials[0].ips[0]:"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].starts_with("config.yaml:8:24: credentials[0].ips[1]:"),
+        "{}",
+        lines[3]
+    );
+}
+
+#[test]
+fn unknown_key_is_refused_with_its_location() {
+    let text = MINIMAL.replace("  policy: sync\n", "  policy: sync\n  max_change: 3\n");
+    let error = single_error(&text);
+    assert!(
+        error.starts_with("config.yaml:5:3: sync: unknown field `max_change`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_key_in_a_credential_is_refused() {
+    let text = format!("{MINIMAL}    protect: [192.0.2.1]\n");
+    let error = single_error(&text);
+    assert!(
+        error.starts_with("config.yaml:9:5: credentials[0]: unknown field `protect`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn missing_policy_is_required_and_the_message_says_why() {
+    let text = MINIMAL.replace("  policy: sync\n", "  interval: 5m\n");
+    let error = single_error(&text);
+    assert!(
+        error.starts_with("config.yaml:4:3: sync.policy: is required and has no default"),
+        "{error}"
+    );
+    assert!(
+        error.contains("sync") && error.contains("additive"),
+        "{error}"
+    );
+}
+
+#[test]
+fn missing_sync_section_reports_the_policy_as_required() {
+    let text = MINIMAL.replace("sync:\n  policy: sync\n", "");
+    let error = single_error(&text);
+    assert!(error.contains("sync.policy: is required"), "{error}");
+}
+
+#[test]
+fn unknown_policy_is_refused() {
+    let error = single_error(&MINIMAL.replace("policy: sync", "policy: mirror"));
+    assert!(
+        error.ends_with(r#"sync.policy: "mirror" is not a policy; use sync or additive"#),
+        "{error}"
+    );
+}
+
+#[test]
+fn per_credential_policy_overrides_the_default() {
+    let config = valid(&format!("{MINIMAL}    policy: additive\n"));
+    assert_eq!(config.sync.policy, Policy::Sync);
+    assert_eq!(config.credentials[0].policy, Policy::Additive);
+}
+
+#[test]
+fn text_that_is_not_an_ip_is_refused() {
+    let error = single_error(&MINIMAL.replace("203.0.113.10", "gateway.example"));
+    assert_eq!(
+        error,
+        r#"config.yaml:8:9: credentials[0].ips[0]: "gateway.example" is not an IPv4 address or CIDR"#
+    );
+}
+
+#[test]
+fn ipv6_cidr_is_refused_as_ipv6() {
+    let error = single_error(&MINIMAL.replace("203.0.113.10", "2001:db8::/126"));
+    assert!(
+        error.ends_with("is IPv6; bunq accepts IPv4 only"),
+        "{error}"
+    );
+}
+
+#[test]
+fn wildcard_is_refused_with_a_reason() {
+    let error = single_error(&MINIMAL.replace("203.0.113.10", "'*'"));
+    assert!(
+        error.contains("cannot be managed through the API"),
+        "{error}"
+    );
+}
+
+#[test]
+fn cidr_larger_than_the_cap_is_refused() {
+    let error = single_error(&MINIMAL.replace("203.0.113.10", "10.0.0.0/23"));
+    assert!(
+        error.ends_with(
+            "\"10.0.0.0/23\" expands to 512 addresses, more than sync.max_cidr_addresses (256)"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn cidr_cap_is_configurable() {
+    let text = MINIMAL.replace("203.0.113.10", "10.0.0.0/23").replace(
+        "  policy: sync\n",
+        "  policy: sync\n  max_cidr_addresses: 512\n",
+    );
+    assert_eq!(valid(&text).credentials[0].ips.len(), 512);
+}
+
+#[test]
+fn cidr_cap_applies_even_when_the_policy_is_missing() {
+    let text = MINIMAL
+        .replace("203.0.113.10", "10.0.0.0/23")
+        .replace("  policy: sync\n", "  max_cidr_addresses: 512\n");
+    let error = single_error(&text);
+    assert!(error.contains("sync.policy: is required"), "{error}");
+}
+
+#[test]
+fn duplicate_yaml_key_is_refused() {
+    let text = MINIMAL.replace("  policy: sync\n", "  policy: sync\n  policy: additive\n");
+    let error = single_error(&text);
+    assert!(error.contains("duplicate"), "{error}");
+}
+
+#[test]
+fn cidr_with_host_bits_set_is_refused_and_the_network_is_suggested() {
+    let error = single_error(&MINIMAL.replace("203.0.113.10", "198.51.100.1/30"));
+    assert!(
+        error.contains("has host bits set; write the network 198.51.100.0/30"),
+        "{error}"
+    );
+}
+
+#[test]
+fn slash_32_is_a_single_address() {
+    let config = valid(&MINIMAL.replace("203.0.113.10", "203.0.113.10/32"));
+    assert_eq!(
+        config.credentials[0]
+            .ips
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![ip("203.0.113.10")]
+    );
+}
+
+#[test]
+fn the_same_ip_twice_is_refused_naming_the_first() {
+    let text = format!("{MINIMAL}      - 203.0.113.10\n");
+    let error = single_error(&text);
+    assert_eq!(
+        error,
+        r#"config.yaml:9:9: credentials[0].ips[1]: "203.0.113.10" is already listed as [0]"#
+    );
+}
+
+#[test]
+fn an_ip_inside_a_listed_cidr_is_refused_as_overlap() {
+    let text = format!("{MINIMAL}      - 203.0.113.8/30\n");
+    let error = single_error(&text);
+    assert!(
+        error.ends_with(r#"credentials[0].ips[1]: "203.0.113.8/30" overlaps [0] ("203.0.113.10"): 203.0.113.10 is listed twice"#),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_same_ip_on_two_credentials_is_allowed() {
+    let text = format!("{MINIMAL}  - id: 4243\n    ips: [203.0.113.10]\n");
+    assert_eq!(valid(&text).credentials.len(), 2);
+}
+
+#[test]
+fn duplicate_credential_ids_are_refused() {
+    let text = format!("{MINIMAL}  - id: 4242\n    ips: [192.0.2.1]\n");
+    let error = single_error(&text);
+    assert_eq!(
+        error,
+        "config.yaml:9:9: credentials[1].id: credential 4242 is already listed as credentials[0]; merge the two entries"
+    );
+}
+
+#[test]
+fn missing_credential_id_is_refused() {
+    let error = single_error(&MINIMAL.replace("  - id: 4242\n    ips:", "  - ips:"));
+    assert!(error.contains("credentials[0].id: is required"), "{error}");
+}
+
+#[test]
+fn protected_entry_that_is_not_an_ip_is_refused() {
+    let error = single_error(&format!("{MINIMAL}    protected: [admin-vpn]\n"));
+    assert_eq!(
+        error,
+        r#"config.yaml:9:17: credentials[0].protected[0]: "admin-vpn" is not an IPv4 address or CIDR"#
+    );
+}
+
+#[test]
+fn protected_ips_are_parsed_and_expanded() {
+    let config = valid(&format!(
+        "{MINIMAL}    protected: [192.0.2.1, 192.0.2.4/31]\n"
+    ));
+    let protected: Vec<Ipv4Addr> = config.credentials[0].protected.iter().copied().collect();
+    assert_eq!(
+        protected,
+        vec![ip("192.0.2.1"), ip("192.0.2.4"), ip("192.0.2.5")]
+    );
+}
+
+#[test]
+fn empty_ips_without_allow_empty_is_refused() {
+    let text = MINIMAL.replace("    ips:\n      - 203.0.113.10\n", "    ips: []\n");
+    let error = single_error(&text);
+    assert!(
+        error.starts_with("config.yaml:7:10: credentials[0].ips: is empty"),
+        "{error}"
+    );
+    assert!(error.contains("allow_empty: true"), "{error}");
+}
+
+#[test]
+fn missing_ips_without_allow_empty_is_refused() {
+    let text = MINIMAL.replace("    ips:\n      - 203.0.113.10\n", "    name: old\n");
+    assert!(single_error(&text).contains("credentials[0].ips: is empty"));
+}
+
+#[test]
+fn empty_ips_with_allow_empty_is_accepted() {
+    let text = MINIMAL.replace(
+        "    ips:\n      - 203.0.113.10\n",
+        "    ips: []\n    allow_empty: true\n",
+    );
+    let config = valid(&text);
+    assert!(config.credentials[0].ips.is_empty());
+    assert!(config.credentials[0].allow_empty);
+}
+
+#[test]
+fn allow_empty_must_be_a_boolean() {
+    let error = single_error(&format!("{MINIMAL}    allow_empty: sometimes\n"));
+    assert!(
+        error.ends_with(r#"credentials[0].allow_empty: "sometimes" is not true or false"#),
+        "{error}"
+    );
+}
+
+#[test]
+fn max_changes_zero_is_refused() {
+    let text = MINIMAL.replace("  policy: sync\n", "  policy: sync\n  max_changes: 0\n");
+    assert!(single_error(&text).contains("sync.max_changes: 0 would block every run"));
+}
+
+#[test]
+fn negative_max_changes_is_refused() {
+    let text = MINIMAL.replace("  policy: sync\n", "  policy: sync\n  max_changes: -1\n");
+    assert!(
+        single_error(&text).contains(r#"sync.max_changes: "-1" is not a positive whole number"#)
+    );
+}
+
+#[test]
+fn bad_duration_is_refused_with_an_example() {
+    let text = MINIMAL.replace(
+        "  policy: sync\n",
+        "  policy: sync\n  interval: five minutes\n",
+    );
+    let error = single_error(&text);
+    assert!(
+        error.starts_with(r#"config.yaml:5:13: sync.interval: "five minutes" is not a duration"#),
+        "{error}"
+    );
+    assert!(error.ends_with("write e.g. 30s, 5m or 1h"), "{error}");
+}
+
+#[test]
+fn interval_below_the_minimum_is_refused() {
+    let text = MINIMAL.replace("  policy: sync\n", "  policy: sync\n  interval: 1s\n");
+    assert!(single_error(&text).contains("shorter than the minimum of 10s"));
+}
+
+#[test]
+fn durations_are_parsed() {
+    let text = MINIMAL.replace(
+        "  policy: sync\n",
+        "  policy: sync\n  interval: 2m\n  renew_before: 30m\n  jitter: 15s\n",
+    );
+    let config = valid(&text);
+    assert_eq!(config.sync.interval, Duration::from_secs(120));
+    assert_eq!(config.sync.renew_before, Duration::from_secs(1800));
+    assert_eq!(config.sync.jitter, Duration::from_secs(15));
+}
+
+#[test]
+fn jitter_not_shorter_than_interval_is_refused() {
+    let text = MINIMAL.replace(
+        "  policy: sync\n",
+        "  policy: sync\n  interval: 1m\n  jitter: 1m\n",
+    );
+    assert!(single_error(&text).contains("sync.jitter: 1m is not shorter than sync.interval (1m)"));
+}
+
+#[test]
+fn cron_schedule_with_seconds_is_accepted() {
+    let text = MINIMAL.replace(
+        "  policy: sync\n",
+        "  policy: sync\n  schedule: \"0 */10 * * * *\"\n",
+    );
+    assert_eq!(
+        valid(&text).sync.schedule.as_deref(),
+        Some("0 */10 * * * *")
+    );
+}
+
+#[test]
+fn cron_schedule_with_five_fields_is_refused() {
+    let text = MINIMAL.replace(
+        "  policy: sync\n",
+        "  policy: sync\n  schedule: \"*/10 * * * *\"\n",
+    );
+    assert!(single_error(&text).contains("has 5 fields; write sec min hour"));
+}
+
+#[test]
+fn cron_schedule_with_a_bad_field_is_refused() {
+    let text = MINIMAL.replace(
+        "  policy: sync\n",
+        "  policy: sync\n  schedule: \"0 */10 * * * Funday\"\n",
+    );
+    assert!(single_error(&text).contains("is not a valid cron expression"));
+}
+
+#[test]
+fn schedule_and_interval_together_are_refused() {
+    let text = MINIMAL.replace(
+        "  policy: sync\n",
+        "  policy: sync\n  interval: 5m\n  schedule: \"0 */10 * * * *\"\n",
+    );
+    assert!(single_error(&text).contains("set either sync.interval or sync.schedule, not both"));
+}
+
+#[test]
+fn bad_listen_address_is_refused() {
+    let error = single_error(&format!("{MINIMAL}http:\n  listen: localhost\n"));
+    assert!(
+        error.starts_with(r#"config.yaml:10:11: http.listen: "localhost" is not a socket address"#),
+        "{error}"
+    );
+}
+
+#[test]
+fn listen_address_is_parsed() {
+    let config = valid(&format!("{MINIMAL}http:\n  listen: 0.0.0.0:9000\n"));
+    assert_eq!(config.http.listen.to_string(), "0.0.0.0:9000");
+}
+
+#[test]
+fn unknown_environment_is_refused() {
+    let error = single_error(&MINIMAL.replace("sandbox", "staging"));
+    assert_eq!(
+        error,
+        r#"config.yaml:2:16: bunq.environment: "staging" is not an environment; use sandbox or production"#
+    );
+}
+
+#[test]
+fn missing_environment_is_refused() {
+    let error =
+        single_error(&MINIMAL.replace("  environment: sandbox\n", "  device_description: x\n"));
+    assert!(error.contains("bunq.environment: is required"), "{error}");
+}
+
+#[test]
+fn plain_http_base_url_to_a_remote_host_is_refused_with_the_reason() {
+    let text = MINIMAL.replace(
+        "  environment: sandbox\n",
+        "  environment: sandbox\n  base_url: http://api.example.com/v1\n",
+    );
+    let error = single_error(&text);
+    assert!(
+        error.starts_with(
+            r#"config.yaml:3:13: bunq.base_url: "http://api.example.com/v1" refused: plain http"#
+        ),
+        "{error}"
+    );
+    assert!(error.contains("unencrypted"), "{error}");
+}
+
+#[test]
+fn plain_http_base_url_to_loopback_is_accepted_without_trailing_slash() {
+    for url in [
+        "http://127.0.0.1:8080/v1/",
+        "http://localhost:8080/v1/",
+        "http://[::1]:8080/v1/",
+    ] {
+        let text = MINIMAL.replace(
+            "  environment: sandbox\n",
+            &format!("  environment: sandbox\n  base_url: {url}\n"),
+        );
+        let config = valid(&text);
+        assert_eq!(config.bunq.base_url, url.trim_end_matches('/'));
+        assert!(config.bunq.base_url_overridden);
+    }
+}
+
+#[test]
+fn base_url_with_another_scheme_is_refused() {
+    let text = MINIMAL.replace(
+        "  environment: sandbox\n",
+        "  environment: sandbox\n  base_url: ftp://127.0.0.1/v1\n",
+    );
+    assert!(single_error(&text).contains("scheme \"ftp\" is not supported"));
+}
+
+#[test]
+fn bad_log_format_and_level_are_refused() {
+    let lines = errors(&format!("{MINIMAL}log:\n  format: xml\n  level: loud\n"));
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].contains(r#"log.format: "xml" is not a log format"#),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains(r#"log.level: "loud" is not a log filter"#),
+        "{}",
+        lines[1]
+    );
+}
+
+#[test]
+fn log_directive_with_a_bad_level_is_refused() {
+    let error = single_error(&format!("{MINIMAL}log:\n  level: bunq_ipsync=loud\n"));
+    assert!(error.contains("log.level"), "{error}");
+}
+
+#[test]
+fn log_directive_list_is_accepted() {
+    let config = valid(&format!("{MINIMAL}log:\n  level: bunq_ipsync=debug,warn\n"));
+    assert_eq!(config.log.level, "bunq_ipsync=debug,warn");
+}
+
+#[test]
+fn json_log_format_is_accepted() {
+    assert_eq!(
+        valid(&format!("{MINIMAL}log:\n  format: json\n  level: debug\n"))
+            .log
+            .format,
+        LogFormat::Json
+    );
+}
+
+#[test]
+fn permitted_ips_must_be_ipv4_addresses() {
+    let text = MINIMAL.replace(
+        "  environment: sandbox\n",
+        "  environment: sandbox\n  permitted_ips: [192.0.2.1, '::1']\n",
+    );
+    assert!(single_error(&text).contains(r#"bunq.permitted_ips[1]: "::1" is IPv6"#));
+}
+
+#[test]
+fn api_key_credential_must_be_a_file_name() {
+    let text = MINIMAL.replace(
+        "  environment: sandbox\n",
+        "  environment: sandbox\n  api_key_credential: ../key\n",
+    );
+    assert!(
+        single_error(&text)
+            .contains("bunq.api_key_credential: \"../key\" is not a systemd credential name")
+    );
+}
+
+#[test]
+fn yaml_syntax_error_names_line_and_column() {
+    let error = single_error("bunq:\n  environment: [sandbox\nsync:\n");
+    assert!(error.starts_with("config.yaml:"), "{error}");
+    assert!(
+        !error.starts_with("config.yaml: "),
+        "no location in {error}"
+    );
+}
+
+#[test]
+fn wrong_structure_names_the_field() {
+    let error = single_error(&MINIMAL.replace(
+        "    ips:\n      - 203.0.113.10\n",
+        "    ips: 203.0.113.10\n",
+    ));
+    assert!(
+        error.starts_with("config.yaml:7:10: credentials[0].ips: invalid type"),
+        "{error}"
+    );
+}
+
+#[test]
+fn empty_file_is_refused() {
+    assert_eq!(
+        single_error("\n# nothing\n"),
+        "config.yaml: the config file is empty"
+    );
+}
+
+#[test]
+fn load_reads_the_file_and_names_it_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, MINIMAL.replace("policy: sync", "policy: both")).unwrap();
+    let error = config::load(&path).unwrap_err().to_string();
+    assert!(
+        error.starts_with(&format!("{}:4:11: sync.policy:", path.display())),
+        "{error}"
+    );
+}
+
+#[test]
+fn load_of_a_missing_file_names_the_path() {
+    let error = config::load(Path::new("/nonexistent/bunq-ipsync.yaml")).unwrap_err();
+    assert!(matches!(error, ConfigError::Read { .. }));
+    assert!(
+        error.to_string().contains("/nonexistent/bunq-ipsync.yaml"),
+        "{error}"
+    );
+}
+
+// ---- config path and API key sources ----
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> + use<> {
+    let map: BTreeMap<String, OsString> = pairs
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), OsString::from(value)))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
+#[test]
+fn config_path_from_the_command_line_wins() {
+    let env = env_of(&[("BUNQ_IPSYNC_CONFIG", "/from/env.yaml")]);
+    assert_eq!(
+        resolve_path_with(Some(Path::new("/from/cli.yaml")), &env),
+        PathBuf::from("/from/cli.yaml")
+    );
+}
+
+#[test]
+fn config_path_falls_back_to_the_environment() {
+    let env = env_of(&[("BUNQ_IPSYNC_CONFIG", "/from/env.yaml")]);
+    assert_eq!(
+        resolve_path_with(None, &env),
+        PathBuf::from("/from/env.yaml")
+    );
+}
+
+#[test]
+fn config_path_defaults_to_etc() {
+    assert_eq!(
+        resolve_path_with(None, &env_of(&[])),
+        PathBuf::from("/etc/bunq-ipsync/config.yaml")
+    );
+}
+
+fn config_with_key_file(path: &Path) -> Config {
+    let text = MINIMAL.replace(
+        "  environment: sandbox\n",
+        &format!(
+            "  environment: sandbox\n  api_key_file: {}\n  api_key_credential: bunq-key\n",
+            path.display()
+        ),
+    );
+    valid(&text)
+}
+
+#[test]
+fn api_key_from_the_environment_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_key_file(&dir.path().join("key"));
+    let env = env_of(&[
+        ("BUNQ_API_KEY", " sandbox_env \n"),
+        ("CREDENTIALS_DIRECTORY", "/nowhere"),
+    ]);
+    assert_eq!(
+        resolve_api_key_with(&config, &env).unwrap().expose(),
+        "sandbox_env"
+    );
+}
+
+#[test]
+fn api_key_from_the_systemd_credential_comes_before_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bunq-key"), "sandbox_credential\n").unwrap();
+    std::fs::write(dir.path().join("key"), "sandbox_file\n").unwrap();
+    let config = config_with_key_file(&dir.path().join("key"));
+    let env = env_of(&[("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap())]);
+    assert_eq!(
+        resolve_api_key_with(&config, &env).unwrap().expose(),
+        "sandbox_credential"
+    );
+}
+
+#[test]
+fn api_key_credential_without_credentials_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_key_file(&dir.path().join("key"));
+    let error = resolve_api_key_with(&config, &env_of(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("$CREDENTIALS_DIRECTORY is not set"),
+        "{error}"
+    );
+}
+
+#[test]
+fn api_key_file_is_read_and_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key");
+    std::fs::write(&path, "  sandbox_file_key\n\n").unwrap();
+    let config = valid(&MINIMAL.replace(
+        "  environment: sandbox\n",
+        &format!(
+            "  environment: sandbox\n  api_key_file: {}\n",
+            path.display()
+        ),
+    ));
+    assert_eq!(
+        resolve_api_key_with(&config, &env_of(&[]))
+            .unwrap()
+            .expose(),
+        "sandbox_file_key"
+    );
+}
+
+#[test]
+fn unreadable_api_key_file_names_the_path() {
+    let config = valid(&MINIMAL.replace(
+        "  environment: sandbox\n",
+        "  environment: sandbox\n  api_key_file: /nonexistent/bunq-key\n",
+    ));
+    let error = resolve_api_key_with(&config, &env_of(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("cannot read the API key file /nonexistent/bunq-key"),
+        "{error}"
+    );
+}
+
+#[test]
+fn empty_api_key_file_is_an_error_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key");
+    std::fs::write(&path, "\n").unwrap();
+    let config = valid(&MINIMAL.replace(
+        "  environment: sandbox\n",
+        &format!(
+            "  environment: sandbox\n  api_key_file: {}\n",
+            path.display()
+        ),
+    ));
+    let error = resolve_api_key_with(&config, &env_of(&[]))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        format!("the API key from {} is empty", path.display())
+    );
+}
+
+#[test]
+fn empty_api_key_variable_is_an_error_not_a_fallback() {
+    let config = valid(MINIMAL);
+    let error = resolve_api_key_with(&config, &env_of(&[("BUNQ_API_KEY", "  ")])).unwrap_err();
+    assert!(matches!(error, ConfigError::ApiKeyEmpty { .. }), "{error}");
+}
+
+#[test]
+fn no_api_key_source_is_a_clear_error() {
+    let error = resolve_api_key_with(&valid(MINIMAL), &env_of(&[])).unwrap_err();
+    assert!(matches!(error, ConfigError::ApiKeyMissing));
+    assert!(error.to_string().contains("BUNQ_API_KEY"));
+}
+
+#[test]
+fn api_key_never_appears_in_debug_output() {
+    let env = env_of(&[("BUNQ_API_KEY", "sandbox_very_secret")]);
+    let key = resolve_api_key_with(&valid(MINIMAL), &env).unwrap();
+    assert!(!format!("{key:?}").contains("very_secret"));
+}
