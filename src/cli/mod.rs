@@ -2,12 +2,11 @@
 //! command and turns its outcome into an exit code. The only module that uses `anyhow`.
 
 pub mod args;
-pub mod exit;
 pub mod logging;
 
 use clap::Parser;
 
-pub use exit::Exit;
+use crate::reconcile::exit::ExitStatus;
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
@@ -19,10 +18,10 @@ pub fn main() -> i32 {
             return if err.use_stderr() {
                 Exit::Error.code()
             } else {
-                Exit::Ok.code()
+                i32::from(ExitStatus::Success.code())
             };
         }
     };
     let _ = cli;
-    Exit::Ok.code()
+    i32::from(ExitStatus::Success.code())
 }

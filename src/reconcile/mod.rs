@@ -3,9 +3,15 @@
 //! * [`plan`]: the pure planner. Decides every action and applies the safety rules.
 //! * [`exit`]: exit codes and their precedence.
 //! * [`report`]: the plan as a text table or stable JSON.
+//! * [`run`]: one run: observe bunq, plan, and (apply mode only) hand the plan to [`apply`], the
+//!   single executor and the only code that writes to bunq.
+//! * [`record`]: what the last run left, for drift reports.
 //! * [`export`]: the current allowlists as a config file, for onboarding.
 
+pub mod apply;
 pub mod exit;
 pub mod export;
 pub mod plan;
+pub mod record;
 pub mod report;
+pub mod run;

@@ -1,0 +1,290 @@
+//! The single executor: the only code in bunq-ipsync that writes to bunq.
+//!
+//! It takes a [`Plan`] and applies its applicable actions in the planner's order (creates and
+//! activations of every credential before any deactivation). Every planned action, applied or
+//! not, ends in exactly one [`Outcome`] and one audit log line, so nothing is skipped silently.
+//!
+//! Rules of the road:
+//! * a failure of one action does not stop the others: the next run repairs what is left;
+//! * if a create or activation on a credential failed, that credential's deactivations wait for
+//!   the next run, so access never shrinks before the desired IPs are in;
+//! * a response-signature failure stops the run at once: nothing after it is acted on;
+//! * a create is never retried blindly: after an ambiguous failure (the connection broke, bunq
+//!   may or may not have created the entry) the credential is listed again to find out.
+//!
+//! Dry-run is not a flag in here: plan-only callers never reach this module (see
+//! [`crate::reconcile::run`]).
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::bunq::BunqError;
+use crate::bunq::model::{CredentialId, EntryId, IpStatus};
+use crate::reconcile::plan::{Action, Change, Plan, Rule};
+use crate::reconcile::run::AllowlistWriter;
+
+/// How one planned action ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// bunq confirmed the change.
+    Applied,
+    /// The change was attempted and did not happen (or its result is unknown); the next run
+    /// re-reads and repairs.
+    Failed(String),
+    /// Not attempted, for the reason given; the next run tries again.
+    Skipped(String),
+    /// Refused by a safety rule; the operator must change the config (or the limit).
+    Blocked(Rule),
+}
+
+impl Outcome {
+    /// Stable label for logs and metrics: `applied`, `failed`, `skipped`, `blocked`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Failed(_) => "failed",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Blocked(_) => "blocked",
+        }
+    }
+}
+
+/// One action and how it ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionResult {
+    /// What was planned.
+    pub action: Action,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The entry written: the planned one, or the id bunq gave a created entry.
+    pub entry: Option<EntryId>,
+}
+
+/// Everything the executor did in one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// One result per planned action (applicable or blocked), in the order handled.
+    pub results: Vec<ActionResult>,
+    /// Set when a response-signature failure stopped the run.
+    pub security_failure: Option<String>,
+}
+
+impl ApplyReport {
+    /// Results with the given outcome label.
+    pub fn count(&self, label: &str) -> usize {
+        self.results
+            .iter()
+            .filter(|result| result.outcome.label() == label)
+            .count()
+    }
+
+    /// True when any action failed or the run was stopped for security.
+    pub fn has_failures(&self) -> bool {
+        self.security_failure.is_some() || self.count("failed") > 0
+    }
+
+    /// True when a safety rule refused something.
+    pub fn has_blocked(&self) -> bool {
+        self.count("blocked") > 0
+    }
+}
+
+/// Applies `plan` through `writer`. Never returns early on an action's failure: every action
+/// gets an outcome. When `stop` is cancelled (shutdown), the call in flight finishes and the
+/// remaining actions are skipped, so a run is never left half-way through one write.
+pub async fn apply<W: AllowlistWriter>(
+    writer: &W,
+    plan: &Plan,
+    run_id: &str,
+    stop: &CancellationToken,
+) -> ApplyReport {
+    let mut report = ApplyReport::default();
+
+    for credential in &plan.credentials {
+        for blocked in &credential.blocked {
+            let outcome = Outcome::Blocked(blocked.rule);
+            record(&mut report, run_id, blocked.action.clone(), outcome, None);
+        }
+    }
+    if let Some(run_block) = &plan.run_block {
+        for action in plan.actions() {
+            let outcome = Outcome::Blocked(run_block.rule);
+            record(&mut report, run_id, action.clone(), outcome, None);
+        }
+        return report;
+    }
+
+    let mut credentials_with_failed_grants = BTreeSet::new();
+    for action in plan.applicable_actions() {
+        let entry = action.change.entry();
+        if let Some(reason) = &report.security_failure {
+            let skipped = Outcome::Skipped(format!("run stopped after a security error: {reason}"));
+            record(&mut report, run_id, action.clone(), skipped, entry);
+            continue;
+        }
+        if stop.is_cancelled() {
+            let skipped = Outcome::Skipped("shutting down; the next run continues".into());
+            record(&mut report, run_id, action.clone(), skipped, entry);
+            continue;
+        }
+        if action.change.is_deactivation()
+            && credentials_with_failed_grants.contains(&action.credential)
+        {
+            let skipped = Outcome::Skipped(
+                "a create or activation on this credential failed; deactivations wait for the \
+                 next run"
+                    .into(),
+            );
+            record(&mut report, run_id, action.clone(), skipped, entry);
+            continue;
+        }
+
+        let (outcome, entry) = match execute(writer, action).await {
+            Ok(done) => done,
+            Err(SecurityStop { error, entry }) => {
+                report.security_failure = Some(error.clone());
+                (Outcome::Failed(error), entry)
+            }
+        };
+        if matches!(outcome, Outcome::Failed(_)) && !action.change.is_deactivation() {
+            credentials_with_failed_grants.insert(action.credential);
+        }
+        record(&mut report, run_id, action.clone(), outcome, entry);
+    }
+    report
+}
+
+/// A response-signature failure: the run stops acting.
+struct SecurityStop {
+    error: String,
+    entry: Option<EntryId>,
+}
+
+type Step = Result<(Outcome, Option<EntryId>), SecurityStop>;
+
+fn failed(err: BunqError, entry: Option<EntryId>) -> Step {
+    if err.is_security() {
+        Err(SecurityStop {
+            error: err.to_string(),
+            entry,
+        })
+    } else {
+        Ok((Outcome::Failed(err.to_string()), entry))
+    }
+}
+
+/// Carries out one action; resolves ambiguity for creates.
+async fn execute<W: AllowlistWriter>(writer: &W, action: &Action) -> Step {
+    match &action.change {
+        Change::Create { ip } => match writer.create_ip(action.credential, *ip).await {
+            Ok(entry) => Ok((Outcome::Applied, Some(entry))),
+            Err(err @ BunqError::Transport { .. }) => {
+                resolve_ambiguous_create(writer, action.credential, *ip, err).await
+            }
+            Err(err) => failed(err, None),
+        },
+        Change::Activate { entry, .. } => {
+            set_status(writer, action.credential, *entry, IpStatus::Active).await
+        }
+        Change::Deactivate { entry, .. } => {
+            set_status(writer, action.credential, *entry, IpStatus::Inactive).await
+        }
+    }
+}
+
+async fn set_status<W: AllowlistWriter>(
+    writer: &W,
+    credential: CredentialId,
+    entry: EntryId,
+    status: IpStatus,
+) -> Step {
+    match writer.set_ip_status(credential, entry, status).await {
+        Ok(()) => Ok((Outcome::Applied, Some(entry))),
+        Err(err) => failed(err, Some(entry)),
+    }
+}
+
+/// The POST broke off without an answer: bunq may have created the entry. Look before anyone
+/// tries again, so a retry can never make a duplicate.
+async fn resolve_ambiguous_create<W: AllowlistWriter>(
+    writer: &W,
+    credential: CredentialId,
+    ip: Ipv4Addr,
+    err: BunqError,
+) -> Step {
+    let wanted = ip.to_string();
+    match writer.list_ips(credential).await {
+        Ok(entries) => {
+            let created = entries
+                .iter()
+                .filter(|entry| entry.ip == wanted && entry.status == IpStatus::Active)
+                .map(|entry| entry.id)
+                .max();
+            Ok(match created {
+                Some(entry) => (Outcome::Applied, Some(entry)),
+                None => (
+                    Outcome::Failed(format!(
+                        "{err}; re-read shows no entry for {ip}, the next run creates it"
+                    )),
+                    None,
+                ),
+            })
+        }
+        Err(list_err) if list_err.is_security() => failed(list_err, None),
+        Err(list_err) => Ok((
+            Outcome::Failed(format!(
+                "{err}; re-read failed too ({list_err}): outcome unknown, the next run re-reads \
+                 and repairs"
+            )),
+            None,
+        )),
+    }
+}
+
+/// Stores the result and writes its audit line.
+fn record(
+    report: &mut ApplyReport,
+    run_id: &str,
+    action: Action,
+    outcome: Outcome,
+    entry: Option<EntryId>,
+) {
+    let from = action.change.current().map(|status| status.to_string());
+    let detail = match &outcome {
+        Outcome::Applied => String::new(),
+        Outcome::Failed(reason) | Outcome::Skipped(reason) => reason.clone(),
+        Outcome::Blocked(rule) => format!("{rule}: {}", rule.description()),
+    };
+    let fields = (
+        action.credential,
+        action.change.ip(),
+        entry.map(|id| id.to_string()).unwrap_or_else(|| "-".into()),
+        from.unwrap_or_else(|| "-".into()),
+        action.change.wanted().to_string(),
+    );
+    match outcome {
+        Outcome::Applied | Outcome::Blocked(_) | Outcome::Skipped(_) => tracing::info!(
+            target: "audit", run_id, credential = fields.0, ip = %fields.1, entry = %fields.2,
+            from = %fields.3, to = %fields.4, action = action.change.kind().as_str(),
+            reason = action.reason.code(), outcome = outcome.label(), detail = %detail,
+            "change {}", outcome.label()
+        ),
+        Outcome::Failed(_) => tracing::warn!(
+            target: "audit", run_id, credential = fields.0, ip = %fields.1, entry = %fields.2,
+            from = %fields.3, to = %fields.4, action = action.change.kind().as_str(),
+            reason = action.reason.code(), outcome = outcome.label(), detail = %detail,
+            "change failed"
+        ),
+    }
+    report.results.push(ActionResult {
+        action,
+        outcome,
+        entry,
+    });
+}
+
+#[cfg(test)]
+#[path = "apply_tests.rs"]
+mod tests;

@@ -1,0 +1,490 @@
+//! The executor against a fake bunq that records every call and fails on demand.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Mutex;
+
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::bunq::model::{CredentialPasswordIp, PermittedIp};
+use crate::config::{CredentialSpec, Policy};
+use crate::reconcile::plan::{self, CredentialState, OwnAccess, PlanInput};
+use crate::reconcile::run::AllowlistReader;
+
+/// What the fake does on a matching call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trouble {
+    /// bunq answers HTTP 500.
+    ServerError,
+    /// The connection breaks after bunq applied the write.
+    ResetAfterApply,
+    /// The connection breaks before bunq applied the write.
+    ResetBeforeApply,
+    /// The response signature does not verify.
+    BadSignature,
+}
+
+#[derive(Default)]
+struct FakeBunq {
+    entries: Mutex<BTreeMap<CredentialId, Vec<PermittedIp>>>,
+    /// (credential, ip) → what goes wrong on the next write of that IP.
+    troubles: Mutex<BTreeMap<(CredentialId, String), Trouble>>,
+    /// Every call, as `METHOD credential ip`.
+    calls: Mutex<Vec<String>>,
+    /// Cancelled by the fake after its first write, to simulate a shutdown mid-run.
+    cancel_after_first_write: Option<CancellationToken>,
+}
+
+impl FakeBunq {
+    fn with(entries: &[(CredentialId, u64, &str, IpStatus)]) -> Self {
+        let fake = FakeBunq::default();
+        for (credential, id, ip, status) in entries {
+            fake.entries
+                .lock()
+                .unwrap()
+                .entry(*credential)
+                .or_default()
+                .push(PermittedIp {
+                    id: *id,
+                    ip: (*ip).into(),
+                    status: status.clone(),
+                    created: None,
+                    updated: None,
+                });
+        }
+        fake
+    }
+
+    fn trouble(self, credential: CredentialId, ip: &str, trouble: Trouble) -> Self {
+        self.troubles
+            .lock()
+            .unwrap()
+            .insert((credential, ip.into()), trouble);
+        self
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn writes(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|call| !call.starts_with("GET"))
+            .collect()
+    }
+
+    fn active_ips(&self, credential: CredentialId) -> Vec<String> {
+        let entries = self.entries.lock().unwrap();
+        let mut ips: Vec<String> = entries
+            .get(&credential)
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry.status == IpStatus::Active)
+            .map(|entry| entry.ip.clone())
+            .collect();
+        ips.sort();
+        ips
+    }
+
+    fn entry_ip(&self, credential: CredentialId, entry: EntryId) -> String {
+        self.entries.lock().unwrap()[&credential]
+            .iter()
+            .find(|candidate| candidate.id == entry)
+            .map(|found| found.ip.clone())
+            .unwrap_or_default()
+    }
+
+    fn take_trouble(&self, credential: CredentialId, ip: &str) -> Option<Trouble> {
+        self.troubles
+            .lock()
+            .unwrap()
+            .remove(&(credential, ip.to_string()))
+    }
+
+    fn after_write(&self) {
+        if let Some(token) = &self.cancel_after_first_write {
+            token.cancel();
+        }
+    }
+}
+
+fn server_error() -> BunqError {
+    BunqError::Api {
+        status: 500,
+        description: "Internal error".into(),
+        response_id: None,
+        endpoint: "fake".into(),
+    }
+}
+
+fn reset() -> BunqError {
+    BunqError::Transport {
+        endpoint: "fake".into(),
+        message: "connection reset".into(),
+        timeout: false,
+    }
+}
+
+fn bad_signature() -> BunqError {
+    BunqError::ResponseSignature {
+        endpoint: "fake".into(),
+        reason: "does not verify".into(),
+    }
+}
+
+impl AllowlistReader for FakeBunq {
+    async fn list_credentials(&self) -> Result<Vec<CredentialPasswordIp>, BunqError> {
+        Ok(Vec::new())
+    }
+
+    async fn list_ips(&self, credential: CredentialId) -> Result<Vec<PermittedIp>, BunqError> {
+        self.calls.lock().unwrap().push(format!("GET {credential}"));
+        Ok(self
+            .entries
+            .lock()
+            .unwrap()
+            .get(&credential)
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+impl AllowlistWriter for FakeBunq {
+    async fn create_ip(
+        &self,
+        credential: CredentialId,
+        ip: Ipv4Addr,
+    ) -> Result<EntryId, BunqError> {
+        let ip = ip.to_string();
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("POST {credential} {ip}"));
+        let trouble = self.take_trouble(credential, &ip);
+        match trouble {
+            Some(Trouble::ServerError) => return Err(server_error()),
+            Some(Trouble::ResetBeforeApply) => return Err(reset()),
+            Some(Trouble::BadSignature) => return Err(bad_signature()),
+            _ => {}
+        }
+        let mut entries = self.entries.lock().unwrap();
+        let list = entries.entry(credential).or_default();
+        let id = list.iter().map(|entry| entry.id).max().unwrap_or(100) + 1;
+        list.push(PermittedIp {
+            id,
+            ip,
+            status: IpStatus::Active,
+            created: None,
+            updated: None,
+        });
+        drop(entries);
+        self.after_write();
+        match trouble {
+            Some(Trouble::ResetAfterApply) => Err(reset()),
+            _ => Ok(id),
+        }
+    }
+
+    async fn set_ip_status(
+        &self,
+        credential: CredentialId,
+        entry: EntryId,
+        status: IpStatus,
+    ) -> Result<(), BunqError> {
+        let ip = self.entry_ip(credential, entry);
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("PUT {credential} {ip} {status}"));
+        match self.take_trouble(credential, &ip) {
+            Some(Trouble::ServerError) => return Err(server_error()),
+            Some(Trouble::BadSignature) => return Err(bad_signature()),
+            Some(Trouble::ResetBeforeApply) => return Err(reset()),
+            _ => {}
+        }
+        for candidate in self.entries.lock().unwrap().entry(credential).or_default() {
+            if candidate.id == entry {
+                candidate.status = status.clone();
+            }
+        }
+        self.after_write();
+        Ok(())
+    }
+}
+
+fn spec(id: CredentialId, ips: &[&str], policy: Policy) -> CredentialSpec {
+    CredentialSpec {
+        id,
+        name: None,
+        ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+        policy,
+        protected: Default::default(),
+        allow_empty: true,
+    }
+}
+
+async fn plan_for(
+    fake: &FakeBunq,
+    specs: &[CredentialSpec],
+    own: &[OwnAccess],
+    max: usize,
+) -> Plan {
+    let mut actual = BTreeMap::new();
+    for spec in specs {
+        actual.insert(spec.id, fake.list_ips(spec.id).await.unwrap());
+    }
+    fake.calls.lock().unwrap().clear();
+    let credentials = specs
+        .iter()
+        .map(|spec| CredentialState::new(spec, &actual[&spec.id], None))
+        .collect();
+    plan::plan(&PlanInput {
+        credentials,
+        max_changes: max,
+        own_access: own.to_vec(),
+    })
+}
+
+fn outcomes(report: &ApplyReport) -> Vec<(String, String)> {
+    report
+        .results
+        .iter()
+        .map(|result| {
+            (
+                result.action.change.ip(),
+                result.outcome.label().to_string(),
+            )
+        })
+        .collect()
+}
+
+const A: IpStatus = IpStatus::Active;
+const I: IpStatus = IpStatus::Inactive;
+
+#[tokio::test]
+async fn grants_are_written_before_any_deactivation_and_all_are_applied() {
+    let fake = FakeBunq::with(&[
+        (1, 10, "10.0.0.1", A),
+        (1, 11, "10.0.0.2", I),
+        (2, 20, "10.0.0.9", A),
+    ]);
+    let specs = [
+        spec(1, &["10.0.0.2", "10.0.0.3"], Policy::Sync),
+        spec(2, &["10.0.0.8"], Policy::Sync),
+    ];
+    let plan = plan_for(&fake, &specs, &[], 10).await;
+
+    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+
+    let writes = fake.writes();
+    let first_deactivation = writes
+        .iter()
+        .position(|call| call.ends_with("INACTIVE"))
+        .unwrap();
+    assert!(writes[..first_deactivation].len() == 3, "{writes:?}");
+    assert_eq!(writes.len(), 5, "{writes:?}");
+    assert!(
+        report
+            .results
+            .iter()
+            .all(|result| result.outcome == Outcome::Applied)
+    );
+    assert_eq!(fake.active_ips(1), ["10.0.0.2", "10.0.0.3"]);
+    assert_eq!(fake.active_ips(2), ["10.0.0.8"]);
+}
+
+#[tokio::test]
+async fn a_blocked_run_writes_nothing_and_reports_every_action_blocked() {
+    let fake = FakeBunq::with(&[(1, 10, "10.0.0.1", A)]);
+    let plan = plan_for(
+        &fake,
+        &[spec(1, &["10.0.0.2", "10.0.0.3"], Policy::Sync)],
+        &[],
+        2,
+    )
+    .await;
+
+    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+
+    assert!(fake.writes().is_empty());
+    assert_eq!(report.count("blocked"), 3);
+    assert!(
+        report
+            .results
+            .iter()
+            .all(|result| result.outcome == Outcome::Blocked(Rule::MaxChanges))
+    );
+    assert!(report.has_blocked() && !report.has_failures());
+}
+
+#[tokio::test]
+async fn own_ip_deactivation_is_blocked_while_the_rest_is_applied() {
+    let fake = FakeBunq::with(&[(1, 10, "10.0.0.1", A), (1, 11, "10.0.0.5", A)]);
+    let own = [OwnAccess {
+        credential: 1,
+        ip: "10.0.0.1".parse().unwrap(),
+    }];
+    let plan = plan_for(&fake, &[spec(1, &["10.0.0.2"], Policy::Sync)], &own, 10).await;
+
+    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+
+    assert_eq!(fake.active_ips(1), ["10.0.0.1", "10.0.0.2"]);
+    let blocked: Vec<_> = report
+        .results
+        .iter()
+        .filter(|result| result.outcome == Outcome::Blocked(Rule::OwnIp))
+        .map(|result| result.action.change.ip())
+        .collect();
+    assert_eq!(blocked, ["10.0.0.1"]);
+    assert_eq!(report.count("applied"), 2);
+}
+
+#[tokio::test]
+async fn one_failure_does_not_hide_the_other_actions() {
+    let fake = FakeBunq::with(&[]).trouble(1, "10.0.0.2", Trouble::ServerError);
+    let plan = plan_for(
+        &fake,
+        &[spec(1, &["10.0.0.1", "10.0.0.2", "10.0.0.3"], Policy::Sync)],
+        &[],
+        10,
+    )
+    .await;
+
+    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+
+    assert_eq!(
+        outcomes(&report),
+        [
+            ("10.0.0.1".into(), "applied".into()),
+            ("10.0.0.2".into(), "failed".into()),
+            ("10.0.0.3".into(), "applied".into()),
+        ]
+    );
+    assert!(report.has_failures());
+}
+
+#[tokio::test]
+async fn a_failed_grant_holds_back_that_credentials_deactivations_only() {
+    let fake = FakeBunq::with(&[(1, 10, "10.0.0.1", A), (2, 20, "10.0.0.9", A)]).trouble(
+        1,
+        "10.0.0.2",
+        Trouble::ServerError,
+    );
+    let specs = [
+        spec(1, &["10.0.0.2"], Policy::Sync),
+        spec(2, &["10.0.0.8"], Policy::Sync),
+    ];
+    let plan = plan_for(&fake, &specs, &[], 10).await;
+
+    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+
+    assert_eq!(
+        fake.active_ips(1),
+        ["10.0.0.1"],
+        "old IP kept while the new one is missing"
+    );
+    assert_eq!(fake.active_ips(2), ["10.0.0.8"]);
+    let skipped: Vec<_> = report
+        .results
+        .iter()
+        .filter(|result| matches!(result.outcome, Outcome::Skipped(_)))
+        .map(|result| result.action.change.ip())
+        .collect();
+    assert_eq!(skipped, ["10.0.0.1"]);
+}
+
+#[tokio::test]
+async fn an_ambiguous_create_that_bunq_applied_counts_as_applied_without_a_second_post() {
+    let fake = FakeBunq::with(&[]).trouble(1, "10.0.0.1", Trouble::ResetAfterApply);
+    let plan = plan_for(&fake, &[spec(1, &["10.0.0.1"], Policy::Sync)], &[], 10).await;
+
+    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+
+    assert_eq!(fake.calls(), ["POST 1 10.0.0.1", "GET 1"]);
+    assert_eq!(report.results[0].outcome, Outcome::Applied);
+    assert_eq!(report.results[0].entry, Some(101));
+    assert_eq!(fake.active_ips(1), ["10.0.0.1"]);
+}
+
+#[tokio::test]
+async fn an_ambiguous_create_that_bunq_did_not_apply_fails_without_a_retry() {
+    let fake = FakeBunq::with(&[]).trouble(1, "10.0.0.1", Trouble::ResetBeforeApply);
+    let plan = plan_for(&fake, &[spec(1, &["10.0.0.1"], Policy::Sync)], &[], 10).await;
+
+    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+
+    assert_eq!(fake.calls(), ["POST 1 10.0.0.1", "GET 1"]);
+    assert!(
+        matches!(&report.results[0].outcome, Outcome::Failed(reason) if reason.contains("next run creates it"))
+    );
+    assert!(fake.active_ips(1).is_empty());
+}
+
+#[tokio::test]
+async fn a_signature_failure_stops_the_run_and_nothing_after_it_is_written() {
+    let fake =
+        FakeBunq::with(&[(1, 10, "10.0.0.9", A)]).trouble(1, "10.0.0.1", Trouble::BadSignature);
+    let plan = plan_for(
+        &fake,
+        &[spec(1, &["10.0.0.1", "10.0.0.2"], Policy::Sync)],
+        &[],
+        10,
+    )
+    .await;
+
+    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+
+    assert_eq!(fake.writes(), ["POST 1 10.0.0.1"]);
+    assert!(
+        report
+            .security_failure
+            .as_deref()
+            .unwrap()
+            .contains("security")
+    );
+    assert_eq!(
+        outcomes(&report),
+        [
+            ("10.0.0.1".into(), "failed".into()),
+            ("10.0.0.2".into(), "skipped".into()),
+            ("10.0.0.9".into(), "skipped".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_the_write_in_flight_finish_and_skips_the_rest() {
+    let stop = CancellationToken::new();
+    let mut fake = FakeBunq::with(&[(1, 10, "10.0.0.9", A)]);
+    fake.cancel_after_first_write = Some(stop.clone());
+    let plan = plan_for(
+        &fake,
+        &[spec(1, &["10.0.0.1", "10.0.0.2"], Policy::Sync)],
+        &[],
+        10,
+    )
+    .await;
+
+    let report = apply(&fake, &plan, "run-1", &stop).await;
+
+    assert_eq!(fake.writes(), ["POST 1 10.0.0.1"]);
+    assert_eq!(report.count("applied"), 1);
+    assert_eq!(report.count("skipped"), 2);
+    assert_eq!(
+        fake.active_ips(1),
+        ["10.0.0.1", "10.0.0.9"],
+        "access never shrank"
+    );
+}
+
+#[tokio::test]
+async fn additive_plans_never_write_a_deactivation() {
+    let fake = FakeBunq::with(&[(1, 10, "10.0.0.9", A)]);
+    let plan = plan_for(&fake, &[spec(1, &["10.0.0.1"], Policy::Additive)], &[], 10).await;
+
+    apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+
+    assert_eq!(fake.writes(), ["POST 1 10.0.0.1"]);
+}

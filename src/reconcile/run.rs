@@ -1,0 +1,251 @@
+//! One reconcile run: observe bunq, plan, and (only in apply mode) hand the plan to the single
+//! executor, then remember what the run left so the next run can tell drift from its own work.
+//!
+//! Dry-run is enforced here by types: [`plan_run`] takes an [`AllowlistReader`], which has no
+//! write methods, so plan-only code cannot reach the write path; only [`apply_run`] takes an
+//! [`AllowlistWriter`] and it is the only caller of [`apply::apply`].
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::Ipv4Addr;
+
+use crate::bunq::BunqError;
+use crate::bunq::model::{CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp};
+use crate::config::Config;
+use crate::reconcile::apply::{self, ApplyReport, Outcome};
+use crate::reconcile::exit::ExitStatus;
+use tokio_util::sync::CancellationToken;
+
+use crate::reconcile::plan::{self, CredentialState, IpStates, OwnAccess, Plan, PlanInput};
+use crate::reconcile::record::RunRecord;
+
+/// The reads a run needs. Plan-only code gets nothing more than this.
+pub trait AllowlistReader: Sync {
+    /// Every credential of the user (all pages).
+    fn list_credentials(
+        &self,
+    ) -> impl Future<Output = Result<Vec<CredentialPasswordIp>, BunqError>> + Send;
+
+    /// All entries of one credential (all pages).
+    fn list_ips(
+        &self,
+        credential: CredentialId,
+    ) -> impl Future<Output = Result<Vec<PermittedIp>, BunqError>> + Send;
+}
+
+/// The writes; only the executor calls them.
+pub trait AllowlistWriter: AllowlistReader {
+    /// Adds an ACTIVE entry; returns its id. Never retried blindly by the implementation.
+    fn create_ip(
+        &self,
+        credential: CredentialId,
+        ip: Ipv4Addr,
+    ) -> impl Future<Output = Result<EntryId, BunqError>> + Send;
+
+    /// Sets an entry's status.
+    fn set_ip_status(
+        &self,
+        credential: CredentialId,
+        entry: EntryId,
+        status: IpStatus,
+    ) -> impl Future<Output = Result<(), BunqError>> + Send;
+}
+
+/// Why a run could not produce a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A bunq call failed while reading the actual state. Nothing was written.
+    #[error("reading the allowlists failed: {0}")]
+    Read(#[from] BunqError),
+    /// The config names a credential the user does not have.
+    #[error(
+        "credential {id} is not among this user's credentials ({known}); check credentials[].id"
+    )]
+    UnknownCredential {
+        /// The configured id.
+        id: CredentialId,
+        /// The ids bunq listed, for the operator.
+        known: String,
+    },
+}
+
+impl RunError {
+    /// Metric label for a failed run.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            RunError::Read(err) => err.metric_label(),
+            RunError::UnknownCredential { .. } => "unknown_credential",
+        }
+    }
+}
+
+/// What bunq holds right now, for the configured credentials.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observation {
+    /// Every credential of the user, as listed.
+    pub credentials: Vec<CredentialPasswordIp>,
+    /// Entries of each configured credential.
+    pub entries: BTreeMap<CredentialId, Vec<PermittedIp>>,
+    /// Where the daemon itself signs in from (its device's credential and IP).
+    pub own_access: Vec<OwnAccess>,
+}
+
+/// The result of one run.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// Correlates every log line of the run.
+    pub run_id: String,
+    /// What was decided.
+    pub plan: Plan,
+    /// What the executor did; `None` for plan-only runs.
+    pub applied: Option<ApplyReport>,
+}
+
+impl RunReport {
+    /// The exit status: for a plan, its outcome; for an apply, error if anything failed,
+    /// blocked if a safety rule refused something, else success (converged).
+    pub fn exit_status(&self) -> ExitStatus {
+        match &self.applied {
+            None => ExitStatus::from_outcome(self.plan.outcome()),
+            Some(report) if report.has_failures() => ExitStatus::Error,
+            Some(report) if report.has_blocked() => ExitStatus::Blocked,
+            Some(_) => ExitStatus::Success,
+        }
+    }
+
+    /// Out-of-band changes found in this run.
+    pub fn drift_count(&self) -> usize {
+        self.plan
+            .credentials
+            .iter()
+            .map(|plan| plan.drift.len())
+            .sum()
+    }
+}
+
+/// A fresh run id (a UUID), put on every log line of the run.
+pub fn new_run_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Reads the credentials list and every configured credential's entries. Nothing is written.
+pub async fn observe<R: AllowlistReader>(
+    reader: &R,
+    config: &Config,
+) -> Result<Observation, RunError> {
+    let credentials = reader.list_credentials().await?;
+    let own_access = plan::own_access(&credentials, &config.bunq.device_description);
+    let mut entries = BTreeMap::new();
+    for spec in &config.credentials {
+        if !credentials
+            .iter()
+            .any(|credential| credential.id == spec.id)
+        {
+            let known = credentials
+                .iter()
+                .map(|credential| credential.id.to_string())
+                .collect::<Vec<_>>();
+            return Err(RunError::UnknownCredential {
+                id: spec.id,
+                known: if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                },
+            });
+        }
+        entries.insert(spec.id, reader.list_ips(spec.id).await?);
+    }
+    Ok(Observation {
+        credentials,
+        entries,
+        own_access,
+    })
+}
+
+/// Plans from an observation (pure).
+pub fn plan_from(config: &Config, observation: &Observation, previous: Option<&RunRecord>) -> Plan {
+    let empty = Vec::new();
+    let credentials = config
+        .credentials
+        .iter()
+        .map(|spec| {
+            let actual = observation.entries.get(&spec.id).unwrap_or(&empty);
+            let previous = previous.and_then(|record| record.credentials.get(&spec.id));
+            CredentialState::new(spec, actual, previous)
+        })
+        .collect();
+    plan::plan(&PlanInput {
+        credentials,
+        max_changes: config.sync.max_changes,
+        own_access: observation.own_access.clone(),
+    })
+}
+
+/// Observes and plans. Cannot write: `R` has no write methods.
+pub async fn plan_run<R: AllowlistReader>(
+    reader: &R,
+    config: &Config,
+    previous: Option<&RunRecord>,
+) -> Result<(RunReport, Observation), RunError> {
+    let run_id = new_run_id();
+    let observation = observe(reader, config).await?;
+    let plan = plan_from(config, &observation, previous);
+    log_drift(&run_id, &plan);
+    Ok((
+        RunReport {
+            run_id,
+            plan,
+            applied: None,
+        },
+        observation,
+    ))
+}
+
+/// Observes, plans and applies; returns the report and the record of what the run left.
+pub async fn apply_run<W: AllowlistWriter>(
+    writer: &W,
+    config: &Config,
+    previous: Option<&RunRecord>,
+    stop: &CancellationToken,
+) -> Result<(RunReport, RunRecord), RunError> {
+    let (mut report, observation) = plan_run(writer, config, previous).await?;
+    let applied = apply::apply(writer, &report.plan, &report.run_id, stop).await;
+    let record = record_after(&observation, &applied);
+    report.applied = Some(applied);
+    Ok((report, record))
+}
+
+/// The states the run left: what it observed, with every applied change on top. Failed and
+/// skipped actions change nothing (the next run sees the truth anyway).
+pub fn record_after(observation: &Observation, applied: &ApplyReport) -> RunRecord {
+    let credentials: BTreeMap<CredentialId, IpStates> = observation
+        .entries
+        .iter()
+        .map(|(id, entries)| {
+            let done = applied.results.iter().filter(|result| {
+                result.action.credential == *id && result.outcome == Outcome::Applied
+            });
+            (
+                *id,
+                plan::states_after(entries, done.map(|result| &result.action)),
+            )
+        })
+        .collect();
+    RunRecord { credentials }
+}
+
+fn log_drift(run_id: &str, plan: &Plan) {
+    for credential in &plan.credentials {
+        for drift in &credential.drift {
+            tracing::warn!(
+                run_id,
+                credential = credential.credential,
+                ip = %drift.ip,
+                before = drift.before.as_ref().map(IpStatus::as_str).unwrap_or("absent"),
+                now = drift.now.as_ref().map(IpStatus::as_str).unwrap_or("absent"),
+                "drift: changed outside bunq-ipsync since the last run; it is repaired if the plan says so"
+            );
+        }
+    }
+}
