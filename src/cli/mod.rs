@@ -16,7 +16,7 @@ pub fn main() -> i32 {
             // clap exits 2 on usage errors, which would read as "changes pending": map to 1.
             let _ = err.print();
             return if err.use_stderr() {
-                Exit::Error.code()
+                i32::from(ExitStatus::Error.code())
             } else {
                 i32::from(ExitStatus::Success.code())
             };
