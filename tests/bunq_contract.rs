@@ -1289,3 +1289,94 @@ async fn observer_sees_every_attempt_by_route_pattern() {
     );
     assert_eq!(*observer.sessions.lock().unwrap(), 1);
 }
+
+#[test]
+fn client_can_be_shared_between_tasks() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<BunqClient>();
+    assert_send_sync::<Arc<BunqClient>>();
+}
+
+#[tokio::test]
+async fn renewing_twice_in_a_row_opens_only_one_session() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let session = respond(
+        server.mock("POST", "/v1/session-server"),
+        200,
+        &session_body("fresh-session", 604_800),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let first = client.renew_session().await.unwrap();
+    let second = client.renew_session().await.unwrap();
+    session.assert_async().await;
+    assert_eq!(first, second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rejections_open_a_single_new_session() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = Arc::new(saved_client(&server, state.path()).await);
+    let rejected = server
+        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .match_header("X-Bunq-Client-Authentication", SESSION_TOKEN)
+        .with_status(403)
+        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
+        .expect_at_least(1)
+        .create_async()
+        .await;
+    let session = respond(
+        server.mock("POST", "/v1/session-server"),
+        200,
+        &session_body("shared-session", 604_800),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let accepted = respond(
+        server
+            .mock("GET", "/v1/user/1913/credential-password-ip/77")
+            .match_header("X-Bunq-Client-Authentication", "shared-session"),
+        200,
+        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+    )
+    .expect_at_least(1)
+    .create_async()
+    .await;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move { client.get_credential(77).await }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().id, 77);
+    }
+    rejected.assert_async().await;
+    session.assert_async().await;
+    accepted.assert_async().await;
+}
+
+/// Compiles only if every public future of the client can move between threads (the daemon
+/// spawns them on a multi-threaded runtime).
+#[allow(dead_code)]
+fn every_client_future_is_send(client: &'static BunqClient, state: &'static Path) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(BunqClient::connect(
+        ClientSettings::new(BaseUrl::sandbox(), "x"),
+        Secret::new("k"),
+        state,
+    ));
+    is_send(client.list_credentials());
+    is_send(client.get_credential(1));
+    is_send(client.list_ips(1));
+    is_send(client.get_ip(1, 2));
+    is_send(client.create_ip(1, Ipv4Addr::LOCALHOST, IpStatus::Active));
+    is_send(client.update_ip_status(1, 2, IpStatus::Inactive));
+    is_send(client.renew_session());
+    is_send(client.ensure_session());
+    is_send(create_sandbox_user(&BaseUrl::sandbox(), &fast_transport()));
+}

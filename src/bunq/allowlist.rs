@@ -154,7 +154,7 @@ impl BunqClient {
         &self,
         route: &Route,
         type_name: &str,
-        first_page: &dyn Fn(UserId) -> String,
+        first_page: &(dyn Fn(UserId) -> String + Sync),
     ) -> Result<Vec<T>, BunqError> {
         let mut items = Vec::new();
         let mut next: Option<String> = None;

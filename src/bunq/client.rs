@@ -30,6 +30,10 @@ use crate::bunq::session;
 use crate::bunq::transport::{ApiResponse, Call, RetryMode, Route, Transport, TransportSettings};
 use crate::secret::Secret;
 
+/// A session opened this recently is not replaced again by [`BunqClient::renew_session`]
+/// (bunq allows one session-server call per 30 s).
+pub const RECENT_SESSION: Duration = Duration::from_secs(30);
+
 /// How to reach bunq and how to register there.
 #[derive(Clone)]
 pub struct ClientSettings {
@@ -84,6 +88,8 @@ struct SessionInfo {
     /// Bumped on every new session, so a task that saw a rejected token can tell whether
     /// someone else already replaced it.
     generation: u64,
+    /// When this process last opened a session (monotonic clock).
+    opened_at: Option<tokio::time::Instant>,
 }
 
 /// What a request needs from the current session.
@@ -187,6 +193,7 @@ impl BunqClient {
             .session
             .as_ref()
             .is_some_and(|session| session.is_fresh(Utc::now(), settings.renew_before));
+        let mut opened_at = None;
         if !fresh {
             let session = session::open_session(
                 &transport,
@@ -197,6 +204,7 @@ impl BunqClient {
             )
             .await?;
             observer.session_created(session.expires_at);
+            opened_at = Some(tokio::time::Instant::now());
             context.session = Some(session);
             store.save(&context)?;
         }
@@ -205,6 +213,7 @@ impl BunqClient {
                 user_id: session.user_id,
                 expires_at: session.expires_at,
                 generation: 0,
+                opened_at,
             },
             None => {
                 return Err(BunqError::Context(
@@ -249,10 +258,20 @@ impl BunqClient {
         self.transport.base_url()
     }
 
-    /// Opens a new session now (for the daemon's renewal task) and returns its expiry. Subject
-    /// to the session-server limit of one call per 30 s.
+    /// Opens a new session now (for the daemon's renewal task) and returns its expiry.
+    ///
+    /// If this client opened a session less than [`RECENT_SESSION`] ago (a request renewed it
+    /// just before), that session is kept and no call is made: session-server allows one call
+    /// per 30 s, and waiting for the window would stall every other request meanwhile.
     pub async fn renew_session(&self) -> Result<DateTime<Utc>, BunqError> {
         let mut context = self.context.lock().await;
+        let info = self.info();
+        let recent = info
+            .opened_at
+            .is_some_and(|opened| opened.elapsed() < RECENT_SESSION);
+        if recent && context.session.is_some() {
+            return Ok(info.expires_at);
+        }
         let session = self.replace_session_locked(&mut context).await?;
         Ok(session.expires_at)
     }
@@ -271,7 +290,7 @@ impl BunqClient {
     pub(crate) async fn call(
         &self,
         route: &Route,
-        path: &dyn Fn(UserId) -> String,
+        path: &(dyn Fn(UserId) -> String + Sync),
         body: Option<Vec<u8>>,
         retry: RetryMode,
     ) -> Result<ApiResponse, BunqError> {
@@ -298,7 +317,7 @@ impl BunqClient {
     pub(crate) async fn call_envelope(
         &self,
         route: &Route,
-        path: &dyn Fn(UserId) -> String,
+        path: &(dyn Fn(UserId) -> String + Sync),
         body: Option<Vec<u8>>,
         retry: RetryMode,
     ) -> Result<Envelope, BunqError> {
@@ -391,6 +410,7 @@ impl BunqClient {
             info.user_id = session.user_id;
             info.expires_at = session.expires_at;
             info.generation += 1;
+            info.opened_at = Some(tokio::time::Instant::now());
         }
         self.observer.session_created(session.expires_at);
         // The session is usable even if saving fails; the next start then opens another one.
