@@ -408,7 +408,11 @@ pub fn api_error(
 ) -> BunqError {
     let description = match serde_json::from_slice::<ErrorBody>(body) {
         Ok(parsed) if !parsed.error.is_empty() => parsed.description(),
-        _ => excerpt(body),
+        _ if serde_json::from_slice::<serde_json::Value>(body).is_ok() => {
+            format!("unrecognised error body: {}", excerpt_text(body))
+        }
+        _ if body.is_empty() => "(empty body)".to_owned(),
+        _ => format!("non-JSON body: {}", excerpt_text(body)),
     };
     BunqError::Api {
         status,
@@ -419,18 +423,15 @@ pub fn api_error(
 }
 
 /// The first characters of a body with whitespace collapsed, for error messages about
-/// responses that are not bunq JSON (a load balancer's 503 HTML page, say).
-pub fn excerpt(body: &[u8]) -> String {
+/// responses that are not bunq error JSON (a load balancer's 503 HTML page, say).
+pub fn excerpt_text(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if collapsed.is_empty() {
-        return "(empty body)".to_owned();
-    }
     let mut short: String = collapsed.chars().take(EXCERPT_CHARS).collect();
     if collapsed.chars().count() > EXCERPT_CHARS {
         short.push('…');
     }
-    format!("non-JSON body: {short}")
+    short
 }
 
 fn transport_error(route: &Route, err: &reqwest::Error) -> BunqError {
@@ -508,6 +509,19 @@ mod tests {
         );
         assert!(description.chars().count() < 230, "{description}");
         assert!(description.ends_with('…'));
+    }
+
+    #[test]
+    fn json_error_body_of_another_shape_is_quoted() {
+        let BunqError::Api { description, .. } =
+            api_error(&ROUTE, 500, br#"{"message":"boom"}"#, None)
+        else {
+            panic!("not an API error");
+        };
+        assert_eq!(
+            description,
+            r#"unrecognised error body: {"message":"boom"}"#
+        );
     }
 
     #[test]
