@@ -1380,3 +1380,78 @@ fn every_client_future_is_send(client: &'static BunqClient, state: &'static Path
     is_send(client.ensure_session());
     is_send(create_sandbox_user(&BaseUrl::sandbox(), &fast_transport()));
 }
+
+#[tokio::test]
+async fn unanswered_request_times_out_as_a_transient_transport_error() {
+    // Accepts connections (the kernel's backlog) but never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut transport = fast_transport();
+    transport.request_timeout = Duration::from_millis(20);
+    transport.retry.max_attempts = 2;
+    let err = create_sandbox_user(
+        &BaseUrl::parse(&format!("http://127.0.0.1:{port}/v1")).unwrap(),
+        &transport,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, BunqError::Transport { timeout: true, .. }),
+        "{err}"
+    );
+    assert!(err.is_transient());
+    drop(listener);
+}
+
+/// A client whose GET window is one hour long, so a held request stays held.
+async fn client_with_hourly_get_limit(
+    server: &ServerGuard,
+    state: &Path,
+    max: usize,
+) -> BunqClient {
+    save_context(state, &base_url(server), API_KEY, chrono::Duration::days(7));
+    let mut settings = settings(server);
+    let mut limits = RateLimits::bunq();
+    limits.get = bunq_ipsync::bunq::Limit::new(max, Duration::from_secs(3600));
+    settings.transport.rate_limits = limits;
+    BunqClient::connect(settings, Secret::new(API_KEY), state)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_rate_limiter_holds_a_request_beyond_the_window_limit() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = client_with_hourly_get_limit(&server, state.path(), 3).await;
+    let get = respond(
+        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
+        200,
+        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+    )
+    .expect(3)
+    .create_async()
+    .await;
+    for _ in 0..3 {
+        client.get_credential(77).await.unwrap();
+    }
+    let fourth = tokio::time::timeout(Duration::from_millis(50), client.get_credential(77)).await;
+    assert!(fourth.is_err(), "the fourth GET was not held back");
+    get.assert_async().await;
+}
+
+#[tokio::test]
+async fn the_rate_limiter_is_acquired_before_a_retry_too() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = client_with_hourly_get_limit(&server, state.path(), 1).await;
+    let limited = server
+        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .with_status(429)
+        .expect(1)
+        .create_async()
+        .await;
+    let retry = tokio::time::timeout(Duration::from_millis(50), client.get_credential(77)).await;
+    assert!(retry.is_err(), "the retry was not held back by the limiter");
+    limited.assert_async().await;
+}
