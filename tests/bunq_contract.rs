@@ -1605,3 +1605,37 @@ async fn debug_output_of_client_and_settings_shows_no_secret() {
         assert!(!printed.contains(secret), "{secret} in {printed}");
     }
 }
+
+#[tokio::test]
+async fn ensure_session_renews_only_when_due() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    save_context(
+        state.path(),
+        &base_url(&server),
+        API_KEY,
+        chrono::Duration::hours(2),
+    );
+    let now = Arc::new(Mutex::new(Utc::now()));
+    let mut settings = settings(&server);
+    settings.renew_before = Duration::from_secs(3600);
+    let clock = now.clone();
+    settings.clock = Arc::new(move || *clock.lock().unwrap());
+    let session = respond(
+        server.mock("POST", "/v1/session-server"),
+        200,
+        &session_body("due-session", 604_800),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
+        .await
+        .unwrap();
+    let before = client.ensure_session().await.unwrap();
+    assert!(!session.matched_async().await);
+    *now.lock().unwrap() += chrono::Duration::minutes(90);
+    let after = client.ensure_session().await.unwrap();
+    session.assert_async().await;
+    assert!(after > before);
+}
