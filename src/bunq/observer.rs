@@ -9,10 +9,16 @@ use chrono::{DateTime, Utc};
 /// Receives events from the transport and the session logic. Called inline: keep it cheap and
 /// never block.
 pub trait ApiObserver: Send + Sync {
-    /// One HTTP attempt finished: `status` is `None` when no response arrived (network error,
-    /// timeout).
-    fn request_finished(&self, method: &str, route_pattern: &str, status: Option<u16>) {
-        let _ = (method, route_pattern, status);
+    /// One HTTP attempt finished after `elapsed`: `status` is `None` when no response arrived
+    /// (network error, timeout).
+    fn request_finished(
+        &self,
+        method: &str,
+        route_pattern: &str,
+        status: Option<u16>,
+        elapsed: Duration,
+    ) {
+        let _ = (method, route_pattern, status, elapsed);
     }
 
     /// bunq answered 429 Too Many Requests.

@@ -312,12 +312,17 @@ impl Transport {
             request = request.body(body.clone());
         }
 
+        let started = tokio::time::Instant::now();
         let outcome = request.send().await;
         let response = match outcome {
             Ok(response) => response,
             Err(err) => {
-                self.observer
-                    .request_finished(route.method.as_str(), route.pattern, None);
+                self.observer.request_finished(
+                    route.method.as_str(),
+                    route.pattern,
+                    None,
+                    started.elapsed(),
+                );
                 return Err(transport_error(route, &err));
             }
         };
@@ -326,13 +331,21 @@ impl Transport {
         let body = match response.bytes().await {
             Ok(bytes) => bytes.to_vec(),
             Err(err) => {
-                self.observer
-                    .request_finished(route.method.as_str(), route.pattern, Some(status));
+                self.observer.request_finished(
+                    route.method.as_str(),
+                    route.pattern,
+                    Some(status),
+                    started.elapsed(),
+                );
                 return Err(transport_error(route, &err));
             }
         };
-        self.observer
-            .request_finished(route.method.as_str(), route.pattern, Some(status));
+        self.observer.request_finished(
+            route.method.as_str(),
+            route.pattern,
+            Some(status),
+            started.elapsed(),
+        );
         let response_id = header_text(&headers, header::RESPONSE_ID);
         tracing::debug!(
             endpoint = %route.endpoint(),

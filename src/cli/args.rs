@@ -93,6 +93,10 @@ pub struct ImportArgs {
     /// The `bunq.conf` JSON written by the SDK's `ApiContext.save()`.
     #[arg(value_name = "BUNQ_CONF")]
     pub path: PathBuf,
+
+    /// Replace a context already in the state directory.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `--output` values.

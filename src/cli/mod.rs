@@ -1,27 +1,74 @@
-//! The binary edge: parses the command line, loads the config, sets up logging, runs one
-//! command and turns its outcome into an exit code. The only module that uses `anyhow`.
+//! The binary edge: parses the command line, runs one command and turns its outcome into an
+//! exit code. The only module that uses `anyhow`.
+//!
+//! * [`args`]: the clap definitions (the subcommand and flag contract).
+//! * [`setup`]: config, logging, API key and bunq connection, shared by the commands.
+//! * [`oneshot`]: `validate`, `plan`, `apply`, `export`.
+//! * [`context`]: `status`, `sandbox-user`, `import-sdk-context`.
+//! * [`daemon`]: `run`, the service.
+//! * [`demo`]: the walkthrough against the built-in simulator.
+//! * [`logging`]: text or JSON logs on stderr.
 
 pub mod args;
+pub mod context;
+pub mod daemon;
+pub mod demo;
 pub mod logging;
+pub mod oneshot;
+pub mod setup;
 
 use clap::Parser;
 
 use crate::reconcile::exit::ExitStatus;
+use args::{Cli, Command};
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match args::Cli::try_parse() {
+    let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
             // clap exits 2 on usage errors, which would read as "changes pending": map to 1.
             let _ = err.print();
-            return if err.use_stderr() {
-                i32::from(ExitStatus::Error.code())
+            let status = if err.use_stderr() {
+                ExitStatus::Error
             } else {
-                i32::from(ExitStatus::Success.code())
+                ExitStatus::Success
             };
+            return i32::from(status.code());
         }
     };
-    let _ = cli;
-    i32::from(ExitStatus::Success.code())
+    let status = match run(&cli) {
+        Ok(status) => status,
+        Err(err) => {
+            eprintln!("error: {}", render_error(&err));
+            ExitStatus::Error
+        }
+    };
+    i32::from(status.code())
+}
+
+fn run(cli: &Cli) -> anyhow::Result<ExitStatus> {
+    match &cli.command {
+        Command::Run => daemon::run(cli),
+        Command::Plan(args) => oneshot::plan(cli, args),
+        Command::Apply(args) => oneshot::apply(cli, args),
+        Command::Validate => oneshot::validate(cli),
+        Command::Export(args) => oneshot::export(cli, args),
+        Command::Status => context::status(cli),
+        Command::Demo(args) => demo::run(cli, args),
+        Command::SandboxUser(args) => context::sandbox_user(cli, args),
+        Command::ImportSdkContext(args) => context::import_sdk_context(cli, args),
+    }
+}
+
+/// The error and its causes, one per line when there are several (config errors already are).
+fn render_error(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(&format!("\n  caused by: {cause}"));
+        }
+    }
+    text
 }

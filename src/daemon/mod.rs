@@ -17,6 +17,7 @@ pub mod lock;
 pub mod metrics;
 pub mod notify;
 pub mod renew;
+pub mod runtime;
 pub mod schedule;
 pub mod signals;
 pub mod watch;

@@ -5,10 +5,12 @@
 //! * [`report`]: the plan as a text table or stable JSON.
 //! * [`run`]: one run: observe bunq, plan, and (apply mode only) hand the plan to [`apply`], the
 //!   single executor and the only code that writes to bunq.
+//! * [`bunq_port`]: the bunq client behind the reader/writer ports, settings from the config.
 //! * [`record`]: what the last run left, for drift reports.
 //! * [`export`]: the current allowlists as a config file, for onboarding.
 
 pub mod apply;
+pub mod bunq_port;
 pub mod exit;
 pub mod export;
 pub mod plan;

@@ -1,0 +1,146 @@
+//! Commands about the bunq context rather than the allowlists: `status`, `sandbox-user`,
+//! `import-sdk-context`. None of them prints a secret.
+
+use anyhow::Context as _;
+use chrono::Utc;
+
+use crate::bunq::context::api_key_fingerprint;
+use crate::bunq::{BaseUrl, ContextStore, TransportSettings, create_sandbox_user, import_sdk_conf};
+use crate::cli::args::{Cli, ImportArgs, SandboxUserArgs};
+use crate::cli::setup;
+use crate::config;
+use crate::reconcile::exit::ExitStatus;
+
+/// `status`: what the state directory holds. Reads only; never contacts bunq.
+pub fn status(cli: &Cli) -> anyhow::Result<ExitStatus> {
+    let config = setup::load_config(cli)?;
+    let store = ContextStore::open(&config.bunq.state_dir)?;
+    let Some(context) = store.load()? else {
+        println!(
+            "state file: {} (none yet: the first run registers)",
+            store.path().display()
+        );
+        return Ok(ExitStatus::Success);
+    };
+    println!("state file:      {}", store.path().display());
+    println!("format version:  {}", context.format_version);
+    println!("base URL:        {}", context.base_url);
+    println!(
+        "API key:         sha256 {}…",
+        &context.api_key_fingerprint[..16.min(context.api_key_fingerprint.len())]
+    );
+    match config::resolve_api_key(&config) {
+        Ok(key) if api_key_fingerprint(&key) == context.api_key_fingerprint => {
+            println!("                 matches the configured API key")
+        }
+        Ok(_) => println!(
+            "                 DIFFERS from the configured API key: the next run registers anew"
+        ),
+        Err(_) => println!("                 (configured API key not readable here)"),
+    }
+    println!(
+        "installation:    {}",
+        if context.installation.is_some() {
+            "registered"
+        } else {
+            "none"
+        }
+    );
+    match &context.device {
+        Some(device) => println!(
+            "device:          id {} description {:?}",
+            device
+                .id
+                .map_or_else(|| "unknown".to_string(), |id| id.to_string()),
+            device.description.as_deref().unwrap_or("")
+        ),
+        None => println!("device:          none"),
+    }
+    match &context.session {
+        Some(session) => {
+            let remaining = session.expires_at - Utc::now();
+            let state = if remaining.num_seconds() > 0 {
+                format!(
+                    "valid for {}",
+                    humantime::format_duration(std::time::Duration::from_secs(
+                        remaining.num_seconds() as u64
+                    ))
+                )
+            } else {
+                "expired".to_string()
+            };
+            println!("user id:         {}", session.user_id);
+            println!(
+                "session:         expires {} ({state})",
+                session.expires_at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            if let Some(timeout) = session.session_timeout_secs {
+                println!("session timeout: {timeout} s");
+            }
+        }
+        None => println!("session:         none"),
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// `sandbox-user`: creates a sandbox user and prints its key with the next steps.
+pub fn sandbox_user(cli: &Cli, args: &SandboxUserArgs) -> anyhow::Result<ExitStatus> {
+    setup::init_logging(cli, None);
+    let base_url = match &args.base_url {
+        Some(url) => BaseUrl::parse(url)?,
+        None => BaseUrl::sandbox(),
+    };
+    let user = setup::runtime()?
+        .block_on(create_sandbox_user(
+            &base_url,
+            &TransportSettings::default(),
+        ))
+        .with_context(|| format!("cannot create a sandbox user at {}", base_url.as_str()))?;
+    // The one place a key is printed: the operator asked for a new one, and it is a sandbox key.
+    println!("{}", user.api_key.expose());
+    eprintln!(
+        "Created a sandbox user{}. Store the key above in a file readable only by the daemon,\n\
+         e.g. `umask 077; cat > /etc/bunq-ipsync/api-key`, and set bunq.api_key_file to it\n\
+         (or BUNQ_API_KEY) with bunq.environment: sandbox.",
+        user.user_id
+            .map(|id| format!(" (id {id})"))
+            .unwrap_or_default()
+    );
+    Ok(ExitStatus::Success)
+}
+
+/// `import-sdk-context`: adopts the registration saved by the official SDK.
+pub fn import_sdk_context(cli: &Cli, args: &ImportArgs) -> anyhow::Result<ExitStatus> {
+    let config = setup::load_config(cli)?;
+    setup::init_logging(cli, Some(&config));
+    let import = import_sdk_conf(&args.path)?;
+    let configured = config::resolve_api_key(&config)?;
+    if api_key_fingerprint(&configured) != api_key_fingerprint(&import.api_key) {
+        anyhow::bail!(
+            "{} belongs to another API key than the configured one; refusing to mix registrations",
+            args.path.display()
+        );
+    }
+    if import.context.base_url.trim_end_matches('/') != config.bunq.base_url.trim_end_matches('/') {
+        anyhow::bail!(
+            "{} was saved for {} but the config uses {}",
+            args.path.display(),
+            import.context.base_url,
+            config.bunq.base_url
+        );
+    }
+    let store = ContextStore::open(&config.bunq.state_dir)?;
+    if store.load()?.is_some() && !args.force {
+        anyhow::bail!(
+            "{} already holds a context; pass --force to replace it",
+            store.path().display()
+        );
+    }
+    store.save(&import.context)?;
+    println!(
+        "imported {} into {}",
+        args.path.display(),
+        store.path().display()
+    );
+    Ok(ExitStatus::Success)
+}

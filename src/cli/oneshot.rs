@@ -1,0 +1,130 @@
+//! The one-shot commands: `validate`, `plan`, `apply`, `export`. Data goes to stdout, logs to
+//! stderr.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::bunq::BunqClient;
+use crate::cli::args::{Cli, ExportArgs, OutputArgs, OutputFormat};
+use crate::cli::setup;
+use crate::config;
+use crate::reconcile::exit::ExitStatus;
+use crate::reconcile::export::{self, ExportedCredential};
+use crate::reconcile::record::RecordStore;
+use crate::reconcile::{report, run};
+
+/// `validate`: the config parses and validates, and the API key can be read.
+pub fn validate(cli: &Cli) -> anyhow::Result<ExitStatus> {
+    let config = setup::load_config(cli)?;
+    config::resolve_api_key(&config)?;
+    let ips: usize = config.credentials.iter().map(|spec| spec.ips.len()).sum();
+    println!(
+        "{}: valid ({} credential(s), {} desired IP(s), policy {})",
+        config.source.display(),
+        config.credentials.len(),
+        ips,
+        config.sync.policy.as_str()
+    );
+    Ok(ExitStatus::Success)
+}
+
+/// `plan`: reads bunq, prints what an apply would do. Writes nothing to the allowlists.
+pub fn plan(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
+    let config = setup::load_config(cli)?;
+    setup::init_logging(cli, Some(&config));
+    setup::runtime()?.block_on(async {
+        let client = setup::connect(&config, None).await?;
+        let previous = RecordStore::new(&config.bunq.state_dir).load();
+        let (report, _) = run::plan_run(&client, &config, previous.as_ref()).await?;
+        let text = match args.output {
+            OutputFormat::Text => {
+                format!(
+                    "{}{}\n",
+                    report::render_text(&report.plan),
+                    report::summary_line(&report.plan)
+                )
+            }
+            OutputFormat::Json => report::render_json(&report.plan)?,
+        };
+        std::io::stdout().write_all(text.as_bytes())?;
+        Ok(report.exit_status())
+    })
+}
+
+/// `apply`: one reconcile run, then exit.
+pub fn apply(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
+    let config = setup::load_config(cli)?;
+    setup::init_logging(cli, Some(&config));
+    setup::runtime()?.block_on(async {
+        let client = setup::connect(&config, None).await?;
+        let records = RecordStore::new(&config.bunq.state_dir);
+        let previous = records.load();
+        let (report, record) = run::apply_run(
+            &client,
+            &config,
+            previous.as_ref(),
+            &CancellationToken::new(),
+        )
+        .await?;
+        records.save(&record)?;
+        let applied = report.applied.as_ref();
+        let text = match (args.output, applied) {
+            (OutputFormat::Json, Some(applied)) => {
+                report::render_apply_json(&report.plan, applied)?
+            }
+            (_, Some(applied)) => format!(
+                "{}{}\n{}",
+                report::render_text(&report.plan),
+                report::summary_line(&report.plan),
+                report::render_apply_text(applied)
+            ),
+            (_, None) => String::new(),
+        };
+        std::io::stdout().write_all(text.as_bytes())?;
+        Ok(report.exit_status())
+    })
+}
+
+/// `export`: the current allowlists as a config file.
+pub fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<ExitStatus> {
+    let config = setup::load_config(cli)?;
+    setup::init_logging(cli, Some(&config));
+    setup::runtime()?.block_on(async {
+        let client = setup::connect(&config, None).await?;
+        let text = export_text(&client, &config, &args.credentials).await?;
+        std::io::stdout().write_all(text.as_bytes())?;
+        Ok(ExitStatus::Success)
+    })
+}
+
+async fn export_text(
+    client: &BunqClient,
+    config: &config::Config,
+    only: &[u64],
+) -> anyhow::Result<String> {
+    let credentials = client.list_credentials().await?;
+    let mut entries = Vec::new();
+    for credential in &credentials {
+        if only.is_empty() || only.contains(&credential.id) {
+            entries.push((credential.id, client.list_ips(credential.id).await?));
+        }
+    }
+    if let Some(missing) = only
+        .iter()
+        .find(|id| !entries.iter().any(|(found, _)| found == *id))
+    {
+        anyhow::bail!("credential {missing} is not among this user's credentials");
+    }
+    let exported: Vec<ExportedCredential<'_>> = entries
+        .iter()
+        .map(|(id, entries)| ExportedCredential { id: *id, entries })
+        .collect();
+    let names: BTreeMap<u64, String> = config
+        .credentials
+        .iter()
+        .filter_map(|spec| Some((spec.id, spec.name.clone()?)))
+        .collect();
+    Ok(export::render_config(&config.bunq, &exported, &names))
+}

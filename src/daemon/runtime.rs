@@ -1,0 +1,687 @@
+//! The daemon's main loop: `bunq-ipsync run`.
+//!
+//! One task owns the config, the bunq client and the schedule, and runs reconciles inline, so
+//! runs never overlap. Around it:
+//!
+//! * the health/metrics listener (its own task, reads shared [`Health`] and [`Metrics`]);
+//! * the session renewal task, independent of sync cycles;
+//! * the config watcher (Kubernetes `..data` swaps) and SIGHUP, both leading to the same reload;
+//! * a signal forwarder, so SIGTERM cancels at once even while a run is applying (the write in
+//!   flight finishes, the rest of the plan is skipped, the loop exits 0);
+//! * systemd notifications (`READY=1`, `RELOADING=1`, `STATUS=`, `WATCHDOG=1`, `STOPPING=1`).
+//!
+//! API errors never end the process: a failed run is retried with backoff, a failed connection
+//! is retried until shutdown, and the reasons show in `/readyz` and the metrics.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::bunq::{ApiObserver, BunqClient, BunqError};
+use crate::config::{self, Config};
+use crate::daemon::health::{self, Health};
+use crate::daemon::lock::{LockError, StateLock};
+use crate::daemon::metrics::{ChangeAction, ChangeOutcome, Metrics, RunResult};
+use crate::daemon::notify::Notifier;
+use crate::daemon::renew::{self, RenewTrigger, RenewalPolicy, SystemClock};
+use crate::daemon::schedule::{
+    self, Backoff, CronTicker, JitterSource, RandomJitter, RunOutcome, Scheduler, Trigger,
+};
+use crate::daemon::signals::{SignalEvent, SignalListener};
+use crate::daemon::watch::{self, ConfigChanged, Fingerprint, WatchSettings};
+use crate::reconcile::apply::{ApplyReport, Outcome};
+use crate::reconcile::bunq_port::client_settings;
+use crate::reconcile::plan::ChangeKind;
+use crate::reconcile::record::{RecordStore, RunRecord};
+use crate::reconcile::run::{self, RunError, RunReport};
+
+/// How long the loop may go without a heartbeat before `/healthz` fails.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(120);
+/// The idle loop beats this often, so `/healthz` and the watchdog see it alive between runs.
+const HEARTBEAT_PERIOD: Duration = Duration::from_secs(10);
+/// Consecutive failed runs before `/readyz` reports not ready.
+const FAILURE_THRESHOLD: u32 = 3;
+
+/// Why the daemon could not start (once started, it only stops on a signal).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The config file is invalid or unreadable at start.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// Another instance holds the state directory.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The health listener could not bind.
+    #[error("cannot listen on {address} (http.listen): {source}")]
+    Listen {
+        /// The configured address.
+        address: std::net::SocketAddr,
+        /// The bind error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+    /// The bunq settings are unusable (e.g. a refused base URL).
+    #[error(transparent)]
+    Bunq(#[from] BunqError),
+    /// The cron expression could not be scheduled.
+    #[error(transparent)]
+    Schedule(#[from] schedule::ScheduleError),
+}
+
+/// How the daemon is embedded: production uses [`Options::production`]; tests and `demo` pass
+/// their own shutdown token, notifier and listener.
+pub struct Options {
+    /// The config file, re-read on reload.
+    pub config_path: PathBuf,
+    /// Cancelled to stop the daemon (signals cancel it too when `handle_signals` is set).
+    pub shutdown: CancellationToken,
+    /// systemd notifications (disabled outside systemd).
+    pub notifier: Notifier,
+    /// Install SIGHUP/SIGTERM/SIGINT handlers.
+    pub handle_signals: bool,
+    /// A pre-bound health listener; `None` binds `http.listen`.
+    pub listener: Option<TcpListener>,
+    /// How often the config file is checked for a changed content.
+    pub watch: WatchSettings,
+}
+
+impl Options {
+    /// Signals on, systemd from the environment, `http.listen` from the config.
+    pub fn production(config_path: PathBuf) -> Options {
+        Options {
+            config_path,
+            shutdown: CancellationToken::new(),
+            notifier: Notifier::from_env(),
+            handle_signals: true,
+            listener: None,
+            watch: WatchSettings::default(),
+        }
+    }
+}
+
+/// Reads and validates the config file; also returns the fingerprint of the exact bytes parsed,
+/// so the watcher reports only real changes.
+pub fn read_config(path: &Path) -> Result<(Config, Fingerprint), config::ConfigError> {
+    let config = config::load(path)?;
+    Ok((config, Fingerprint::of_file(path)))
+}
+
+/// Runs the daemon until shutdown. Returns `Ok` on a graceful stop.
+pub async fn run(options: Options) -> Result<(), DaemonError> {
+    let (config, fingerprint) = read_config(&options.config_path)?;
+    let api_key = config::resolve_api_key(&config)?;
+    std::fs::create_dir_all(&config.bunq.state_dir).map_err(|err| {
+        BunqError::Context(format!(
+            "cannot create {}: {err}",
+            config.bunq.state_dir.display()
+        ))
+    })?;
+    let _lock = StateLock::acquire(&config.bunq.state_dir)?;
+
+    let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
+    let health = Arc::new(Health::new(HEARTBEAT_TIMEOUT, FAILURE_THRESHOLD));
+    health.set_config_loaded(true);
+    health.beat();
+    metrics.record_config_reload(true, SystemTime::now());
+
+    let shutdown = options.shutdown.clone();
+    let listener = match options.listener {
+        Some(listener) => listener,
+        None => TcpListener::bind(config.http.listen)
+            .await
+            .map_err(|source| DaemonError::Listen {
+                address: config.http.listen,
+                source,
+            })?,
+    };
+    let local = listener.local_addr().ok();
+    tracing::info!(listen = ?local, "health and metrics listener started");
+    let server = tokio::spawn(health::serve(
+        listener,
+        Arc::clone(&health),
+        Arc::clone(&metrics),
+        shutdown.child_token(),
+    ));
+
+    let (reload_tx, reload_rx) = mpsc::channel::<Reload>(4);
+    let _signal_listener = if options.handle_signals {
+        Some(forward_signals(shutdown.clone(), reload_tx.clone()).map_err(DaemonError::Signals)?)
+    } else {
+        None
+    };
+    let (changes_tx, changes_rx) = mpsc::channel::<ConfigChanged>(1);
+    tokio::spawn(watch::watch_config(
+        options.config_path.clone(),
+        Some(fingerprint.clone()),
+        options.watch,
+        changes_tx,
+        shutdown.child_token(),
+    ));
+
+    let observer: Arc<dyn ApiObserver> = Arc::new(Observer {
+        metrics: Arc::clone(&metrics),
+        health: Arc::clone(&health),
+    });
+    let notifier = options.notifier;
+    let _ = notifier.status("connecting to bunq");
+    let settings = client_settings(&config, Some(observer))?;
+    let Some(client) = connect_until_shutdown(settings, api_key, &config, &health, &shutdown).await
+    else {
+        return stop(&notifier, &shutdown, server).await;
+    };
+    let client = Arc::new(client);
+    health.set_session_valid_until(Some(client.session_expires_at()));
+    metrics.set_session_expiry(SystemTime::from(client.session_expires_at()));
+
+    let renew_trigger = RenewTrigger::new();
+    tokio::spawn(renewal_task(
+        Arc::clone(&client),
+        config.sync.renew_before,
+        Arc::clone(&health),
+        Arc::clone(&metrics),
+        renew_trigger.clone(),
+        shutdown.child_token(),
+    ));
+
+    let _ = notifier.ready();
+    tracing::info!(
+        config = %options.config_path.display(),
+        credentials = config.credentials.len(),
+        policy = config.sync.policy.as_str(),
+        "bunq-ipsync running"
+    );
+
+    let records = RecordStore::new(&config.bunq.state_dir);
+    let last_record = records.load();
+    let (scheduler, cron) = build_scheduler(&config).await?;
+    let mut daemon = Daemon {
+        config_path: options.config_path,
+        config,
+        fingerprint,
+        client,
+        metrics,
+        health,
+        notifier,
+        records,
+        last_record,
+        scheduler,
+        cron,
+        renew_trigger,
+        shutdown: shutdown.clone(),
+    };
+    daemon.run_loop(reload_rx, changes_rx).await;
+    stop_cron(daemon.cron.take()).await;
+    stop(&daemon.notifier, &shutdown, server).await
+}
+
+async fn stop(
+    notifier: &Notifier,
+    shutdown: &CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+) -> Result<(), DaemonError> {
+    let _ = notifier.stopping();
+    shutdown.cancel();
+    let _ = server.await;
+    tracing::info!("bunq-ipsync stopped");
+    Ok(())
+}
+
+async fn stop_cron(cron: Option<CronTicker>) {
+    if let Some(cron) = cron
+        && let Err(err) = cron.shutdown().await
+    {
+        tracing::warn!(error = %err, "cron scheduler did not stop cleanly");
+    }
+}
+
+/// Why a reload was asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reload {
+    /// SIGHUP: always re-read.
+    Signal,
+}
+
+/// SIGTERM/SIGINT cancel `shutdown` directly (so a run in progress sees it); SIGHUP becomes a
+/// reload request for the loop.
+fn forward_signals(
+    shutdown: CancellationToken,
+    reloads: mpsc::Sender<Reload>,
+) -> std::io::Result<SignalListener> {
+    let (listener, mut events) = SignalListener::start()?;
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            match event {
+                SignalEvent::Reload => {
+                    let _ = reloads.try_send(Reload::Signal);
+                }
+                SignalEvent::Shutdown => {
+                    tracing::info!("shutdown requested; finishing the call in flight");
+                    shutdown.cancel();
+                }
+            }
+        }
+    });
+    Ok(listener)
+}
+
+/// Connects, retrying with backoff until it works or shutdown. bunq errors never end the
+/// daemon: they show as a readiness reason.
+async fn connect_until_shutdown(
+    settings: crate::bunq::ClientSettings,
+    api_key: crate::secret::Secret,
+    config: &Config,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> Option<BunqClient> {
+    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
+    loop {
+        let attempt =
+            BunqClient::connect(settings.clone(), api_key.clone(), &config.bunq.state_dir);
+        let result = tokio::select! {
+            () = shutdown.cancelled() => return None,
+            result = attempt => result,
+        };
+        match result {
+            Ok(client) => return Some(client),
+            Err(err) => {
+                let delay = backoff.next_delay();
+                let message = explain(&err);
+                tracing::error!(error = %message, retry_in = ?delay, "cannot open a bunq session");
+                health.record_run_result(false, &format!("cannot open a bunq session: {message}"));
+                tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+        health.beat();
+    }
+}
+
+/// The error text, plus what to do when bunq refuses the daemon's key or IP.
+fn explain(err: &BunqError) -> String {
+    if err.is_credentials_rejected() {
+        format!(
+            "{err}. bunq refuses this API key from this IP: the daemon's own IP may have been \
+             deactivated outside bunq-ipsync (re-activate it in the bunq app), or the key belongs \
+             to the other environment"
+        )
+    } else {
+        err.to_string()
+    }
+}
+
+async fn build_scheduler(config: &Config) -> Result<(Scheduler, Option<CronTicker>), DaemonError> {
+    // The scheduler spreads runs by up to its own maximum; `sync.jitter` scales that down.
+    let spread = config
+        .sync
+        .interval
+        .mul_f64(schedule::JITTER_FRACTION)
+        .min(schedule::MAX_JITTER);
+    let jitter_scale = if spread.is_zero() {
+        0.0
+    } else {
+        (config.sync.jitter.as_secs_f64() / spread.as_secs_f64()).min(1.0)
+    };
+    let backoff = Backoff::new(
+        Duration::from_secs(5),
+        config.sync.interval.max(Duration::from_secs(5)),
+    );
+    match &config.sync.schedule {
+        Some(expr) => {
+            let (ticker, ticks) = CronTicker::start(expr).await?;
+            let fallback = schedule::cron_fallback(config.sync.interval, expr)?;
+            Ok((
+                Scheduler::on_ticks(ticks, fallback).with_backoff(backoff),
+                Some(ticker),
+            ))
+        }
+        None => {
+            let mut random = RandomJitter::new();
+            let jitter = move || random.next_fraction() * jitter_scale;
+            Ok((
+                Scheduler::every(config.sync.interval, jitter).with_backoff(backoff),
+                None,
+            ))
+        }
+    }
+}
+
+/// Keeps the session alive ahead of expiry, independent of sync cycles.
+async fn renewal_task(
+    client: Arc<BunqClient>,
+    renew_before: Duration,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    trigger: RenewTrigger,
+    shutdown: CancellationToken,
+) {
+    let expires_at = client.session_expires_at();
+    let lifetime = (expires_at - Utc::now())
+        .to_std()
+        .unwrap_or(Duration::from_secs(60));
+    let mut policy = RenewalPolicy::new(lifetime);
+    // Never more than half the session's life ahead, or short sessions would renew constantly.
+    policy.renew_before = Some(renew_before.min(lifetime / 2));
+    let renew = move || {
+        let client = Arc::clone(&client);
+        let health = Arc::clone(&health);
+        let metrics = Arc::clone(&metrics);
+        async move {
+            let result = client.renew_session().await;
+            metrics.record_session_renewal(result.is_ok());
+            if let Ok(expires_at) = &result {
+                health.set_session_valid_until(Some(*expires_at));
+                metrics.set_session_expiry(SystemTime::from(*expires_at));
+            }
+            result
+        }
+    };
+    renew::run_renewal(policy, SystemClock, expires_at, renew, trigger, shutdown).await;
+}
+
+/// Feeds bunq request events into the metrics and the heartbeat: every answered request is
+/// progress, so a long, rate-limited apply keeps the watchdog fed.
+struct Observer {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+impl ApiObserver for Observer {
+    fn request_finished(
+        &self,
+        method: &str,
+        route_pattern: &str,
+        status: Option<u16>,
+        elapsed: Duration,
+    ) {
+        self.metrics
+            .record_api_request(route_pattern, method, status, elapsed);
+        self.health.beat();
+    }
+
+    fn session_created(&self, expires_at: DateTime<Utc>) {
+        self.health.set_session_valid_until(Some(expires_at));
+        self.metrics
+            .set_session_expiry(SystemTime::from(expires_at));
+    }
+}
+
+/// The loop's state.
+struct Daemon {
+    config_path: PathBuf,
+    config: Config,
+    fingerprint: Fingerprint,
+    client: Arc<BunqClient>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    notifier: Notifier,
+    records: RecordStore,
+    last_record: Option<RunRecord>,
+    scheduler: Scheduler,
+    cron: Option<CronTicker>,
+    renew_trigger: RenewTrigger,
+    shutdown: CancellationToken,
+}
+
+impl Daemon {
+    async fn run_loop(
+        &mut self,
+        mut reloads: mpsc::Receiver<Reload>,
+        mut changes: mpsc::Receiver<ConfigChanged>,
+    ) {
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let watchdog_period = self
+            .notifier
+            .watchdog_interval()
+            .unwrap_or(Duration::from_secs(3600));
+        let mut watchdog = tokio::time::interval(watchdog_period);
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => break,
+                Some(_) = reloads.recv() => self.reload(true).await,
+                Some(ConfigChanged) = changes.recv() => self.reload(false).await,
+                _ = watchdog.tick() => self.feed_watchdog(),
+                _ = heartbeat.tick() => self.health.beat(),
+                trigger = self.scheduler.next_run() => self.reconcile(trigger).await,
+            }
+        }
+    }
+
+    /// `WATCHDOG=1` only while the loop (or a run's requests) keeps the heartbeat fresh.
+    fn feed_watchdog(&self) {
+        if self.notifier.watchdog_interval().is_some()
+            && self.health.liveness_at(tokio::time::Instant::now()).alive
+        {
+            let _ = self.notifier.watchdog();
+        }
+    }
+
+    /// Re-reads the config. On success switches to it and reconciles at once; on failure keeps
+    /// running on the last good config and says so in the logs, metrics and `/readyz`.
+    async fn reload(&mut self, forced: bool) {
+        if !forced && Fingerprint::of_file(&self.config_path) == self.fingerprint {
+            return;
+        }
+        let _ = self.notifier.reloading();
+        match read_config(&self.config_path) {
+            Ok((config, fingerprint)) => {
+                self.warn_about_restart_only_changes(&config);
+                let schedule_changed = config.sync.interval != self.config.sync.interval
+                    || config.sync.schedule != self.config.sync.schedule
+                    || config.sync.jitter != self.config.sync.jitter;
+                self.config = config;
+                self.fingerprint = fingerprint;
+                self.metrics.record_config_reload(true, SystemTime::now());
+                self.health.set_reload_error(None);
+                tracing::info!(config = %self.config_path.display(), "config reloaded; reconciling now");
+                if schedule_changed {
+                    self.replace_scheduler().await;
+                }
+                let _ = self.notifier.ready();
+                self.reconcile(Trigger::Startup).await;
+            }
+            Err(err) => {
+                self.metrics.record_config_reload(false, SystemTime::now());
+                let message = err.to_string();
+                for line in message.lines() {
+                    tracing::error!(error = %line, "config reload failed; still running on the last good config");
+                }
+                self.health
+                    .set_reload_error(Some(message.lines().next().unwrap_or_default().to_string()));
+                let _ = self.notifier.ready();
+                let _ = self
+                    .notifier
+                    .status("config reload failed; running on the last good config");
+            }
+        }
+    }
+
+    fn warn_about_restart_only_changes(&self, new: &Config) {
+        let old = &self.config;
+        let changed = old.bunq.base_url != new.bunq.base_url
+            || old.bunq.state_dir != new.bunq.state_dir
+            || old.bunq.device_description != new.bunq.device_description
+            || old.bunq.api_key_file != new.bunq.api_key_file
+            || old.bunq.api_key_credential != new.bunq.api_key_credential
+            || old.http.listen != new.http.listen;
+        if changed {
+            tracing::warn!(
+                "bunq.* and http.listen changes take effect after a restart; the running connection \
+                 and listener are kept"
+            );
+        }
+    }
+
+    async fn replace_scheduler(&mut self) {
+        match build_scheduler(&self.config).await {
+            Ok((scheduler, cron)) => {
+                stop_cron(self.cron.take()).await;
+                self.scheduler = scheduler;
+                self.cron = cron;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot apply the new schedule; keeping the old one")
+            }
+        }
+    }
+
+    /// One reconcile run, with its metrics, readiness, status and scheduling consequences.
+    async fn reconcile(&mut self, trigger: Trigger) {
+        let started = tokio::time::Instant::now();
+        self.metrics.record_run_started(SystemTime::now());
+        let stop = self.shutdown.child_token();
+        let result = run::apply_run(
+            self.client.as_ref(),
+            &self.config,
+            self.last_record.as_ref(),
+            &stop,
+        )
+        .await;
+        let elapsed = started.elapsed();
+        let (run_result, outcome, message) = match result {
+            Ok((report, record)) => {
+                if let Err(err) = self.records.save(&record) {
+                    tracing::warn!(error = %err, "cannot save the last-run record; drift reports may repeat");
+                }
+                self.last_record = Some(record);
+                self.account(&report);
+                summarize(&report)
+            }
+            Err(err) => self.failed_run(&err),
+        };
+        self.metrics
+            .record_run(run_result, elapsed, SystemTime::now());
+        self.health
+            .record_run_result(run_result != RunResult::Failed, &message);
+        self.health
+            .set_session_valid_until(Some(self.client.session_expires_at()));
+        self.scheduler.run_finished(outcome);
+        let _ = self.notifier.status(&message);
+        match run_result {
+            RunResult::Failed => tracing::error!(?trigger, duration = ?elapsed, "{message}"),
+            RunResult::Blocked => tracing::warn!(?trigger, duration = ?elapsed, "{message}"),
+            _ => tracing::info!(?trigger, duration = ?elapsed, "{message}"),
+        }
+    }
+
+    fn failed_run(&self, err: &RunError) -> (RunResult, RunOutcome, String) {
+        let (transient, text) = match err {
+            RunError::Read(bunq) => {
+                if bunq.is_session_rejected() {
+                    self.renew_trigger.renew_now();
+                }
+                (
+                    bunq.is_transient() || bunq.is_session_rejected(),
+                    explain(bunq),
+                )
+            }
+            RunError::UnknownCredential { .. } => (false, err.to_string()),
+        };
+        let outcome = if transient {
+            RunOutcome::TransientFailure
+        } else {
+            RunOutcome::Failed
+        };
+        (RunResult::Failed, outcome, format!("run failed: {text}"))
+    }
+
+    fn account(&self, report: &RunReport) {
+        self.metrics.set_drift_entries(report.drift_count() as u64);
+        if let Some(applied) = &report.applied {
+            account_changes(&self.metrics, applied);
+        }
+    }
+}
+
+fn account_changes(metrics: &Metrics, applied: &ApplyReport) {
+    for result in &applied.results {
+        let action = match result.action.change.kind() {
+            ChangeKind::Create => ChangeAction::Create,
+            ChangeKind::Activate => ChangeAction::Activate,
+            ChangeKind::Deactivate => ChangeAction::Deactivate,
+        };
+        let outcome = match &result.outcome {
+            Outcome::Applied => ChangeOutcome::Applied,
+            Outcome::Failed(_) => ChangeOutcome::Failed,
+            Outcome::Skipped(_) => ChangeOutcome::Skipped,
+            Outcome::Blocked(rule) => {
+                metrics.record_blocked(rule.name(), 1);
+                ChangeOutcome::Blocked
+            }
+        };
+        metrics.record_change(action, outcome);
+    }
+}
+
+/// The run's result for metrics, scheduling and `STATUS=`.
+fn summarize(report: &RunReport) -> (RunResult, RunOutcome, String) {
+    let Some(applied) = &report.applied else {
+        return (
+            RunResult::Converged,
+            RunOutcome::Completed,
+            "planned only".into(),
+        );
+    };
+    let counts = format!(
+        "{} applied, {} failed, {} skipped, {} blocked, {} drift",
+        applied.count("applied"),
+        applied.count("failed"),
+        applied.count("skipped"),
+        applied.count("blocked"),
+        report.drift_count()
+    );
+    if let Some(reason) = &applied.security_failure {
+        // Not retried within the run: the next scheduled run starts afresh.
+        return (
+            RunResult::Failed,
+            RunOutcome::Failed,
+            format!("run stopped: {reason}"),
+        );
+    }
+    if applied.has_failures() {
+        return (
+            RunResult::Failed,
+            RunOutcome::TransientFailure,
+            format!("run incomplete: {counts}"),
+        );
+    }
+    if applied.has_blocked() {
+        let rules = report
+            .plan
+            .fired_rules()
+            .iter()
+            .map(|rule| rule.name())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return (
+            RunResult::Blocked,
+            RunOutcome::Completed,
+            format!("run blocked by {rules}: {counts}"),
+        );
+    }
+    if applied.count("applied") > 0 {
+        (
+            RunResult::ChangesApplied,
+            RunOutcome::Completed,
+            format!("changes applied: {counts}"),
+        )
+    } else {
+        (
+            RunResult::Converged,
+            RunOutcome::Completed,
+            format!("converged: {counts}"),
+        )
+    }
+}

@@ -1,0 +1,64 @@
+//! Connects the reconciler to bunq: client settings from the config, and the reader/writer ports
+//! of [`crate::reconcile::run`] implemented by [`BunqClient`].
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use crate::bunq::model::{CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp};
+use crate::bunq::{ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings};
+use crate::config::Config;
+use crate::reconcile::run::{AllowlistReader, AllowlistWriter};
+
+/// Client settings for `config`: base URL (environment default or override), device
+/// description, permitted IPs for registration, session renewal margin.
+pub fn client_settings(
+    config: &Config,
+    observer: Option<Arc<dyn ApiObserver>>,
+) -> Result<ClientSettings, BunqError> {
+    let base_url = BaseUrl::parse(&config.bunq.base_url)?;
+    let mut settings = ClientSettings::new(base_url, config.bunq.device_description.clone());
+    if !config.bunq.permitted_ips.is_empty() {
+        settings.permitted_ips = Some(
+            config
+                .bunq
+                .permitted_ips
+                .iter()
+                .map(Ipv4Addr::to_string)
+                .collect(),
+        );
+    }
+    settings.renew_before = config.sync.renew_before;
+    settings.observer = observer;
+    Ok(settings)
+}
+
+impl AllowlistReader for BunqClient {
+    async fn list_credentials(&self) -> Result<Vec<CredentialPasswordIp>, BunqError> {
+        BunqClient::list_credentials(self).await
+    }
+
+    async fn list_ips(&self, credential: CredentialId) -> Result<Vec<PermittedIp>, BunqError> {
+        BunqClient::list_ips(self, credential).await
+    }
+}
+
+impl AllowlistWriter for BunqClient {
+    async fn create_ip(
+        &self,
+        credential: CredentialId,
+        ip: Ipv4Addr,
+    ) -> Result<EntryId, BunqError> {
+        BunqClient::create_ip(self, credential, ip, IpStatus::Active).await
+    }
+
+    async fn set_ip_status(
+        &self,
+        credential: CredentialId,
+        entry: EntryId,
+        status: IpStatus,
+    ) -> Result<(), BunqError> {
+        BunqClient::update_ip_status(self, credential, entry, status)
+            .await
+            .map(|_| ())
+    }
+}
