@@ -242,7 +242,7 @@ impl ContextStore {
         };
         // Check the version before the shape, so a future format gets the right message.
         let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|err| corrupt(format!("not valid JSON ({err})")))?;
+            .map_err(|err| corrupt(format!("not valid JSON ({})", describe_json_error(&err))))?;
         let version = value
             .get("format_version")
             .and_then(Value::as_u64)
@@ -254,8 +254,8 @@ impl ContextStore {
                 supported: CONTEXT_FORMAT_VERSION,
             });
         }
-        let context: Context = serde_json::from_value(value)
-            .map_err(|err| corrupt(format!("unexpected layout ({err})")))?;
+        let context: Context = serde_json::from_slice(&bytes)
+            .map_err(|err| corrupt(format!("unexpected layout ({})", describe_json_error(&err))))?;
         Ok(Some(context))
     }
 
@@ -340,6 +340,22 @@ impl ContextStore {
     }
 }
 
+/// Describes a JSON error without quoting the file: serde's "invalid type" and "unknown
+/// variant" messages include the offending value, which may be a token.
+fn describe_json_error(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    if text.starts_with("missing field") {
+        return text;
+    }
+    let kind = match err.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "a value of the wrong type or shape",
+        serde_json::error::Category::Eof => "unexpected end of file",
+    };
+    format!("{kind} at line {} column {}", err.line(), err.column())
+}
+
 /// A context imported from the official bunq SDK's `bunq.conf`, with the key it belongs to.
 #[derive(Debug)]
 pub struct SdkImport {
@@ -395,8 +411,12 @@ pub fn import_sdk_conf(path: &Path) -> Result<SdkImport, BunqError> {
     };
     let bytes = fs::read(path)
         .map_err(|err| BunqError::Context(format!("cannot read {}: {err}", path.display())))?;
-    let conf: SdkConf = serde_json::from_slice(&bytes)
-        .map_err(|err| corrupt(format!("not a bunq SDK context file ({err})")))?;
+    let conf: SdkConf = serde_json::from_slice(&bytes).map_err(|err| {
+        corrupt(format!(
+            "not a bunq SDK context file ({})",
+            describe_json_error(&err)
+        ))
+    })?;
     let environment = match conf.environment_type.as_str() {
         "PRODUCTION" => Environment::Production,
         "SANDBOX" => Environment::Sandbox,
@@ -619,6 +639,28 @@ mod tests {
             store.load().unwrap_err(),
             BunqError::ContextCorrupt { .. }
         ));
+    }
+
+    #[test]
+    fn layout_errors_do_not_quote_values_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContextStore::open(dir.path()).unwrap();
+        let text = r#"{"format_version":1,"base_url":"x","api_key_fingerprint":"f",
+            "client_private_key":987654321987}"#;
+        fs::write(store.path(), text).unwrap();
+        let err = store.load().unwrap_err().to_string();
+        // serde's own message would be "invalid type: integer `987654321987`, ...".
+        assert!(!err.contains("987654321987"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContextStore::open(dir.path()).unwrap();
+        fs::write(store.path(), br#"{"format_version":1}"#).unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("missing field `base_url`"), "{err}");
     }
 
     #[test]
