@@ -29,7 +29,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::bunq::crypto::{PrivateKey, PublicKey};
 use crate::bunq::endpoint::{BaseUrl, Environment};
-use crate::bunq::error::BunqError;
+use crate::bunq::error::{BunqError, json_error_summary};
 use crate::bunq::model::UserId;
 use crate::secret::Secret;
 
@@ -242,7 +242,7 @@ impl ContextStore {
         };
         // Check the version before the shape, so a future format gets the right message.
         let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|err| corrupt(format!("not valid JSON ({})", describe_json_error(&err))))?;
+            .map_err(|err| corrupt(format!("not valid JSON ({})", json_error_summary(&err))))?;
         let version = value
             .get("format_version")
             .and_then(Value::as_u64)
@@ -255,7 +255,7 @@ impl ContextStore {
             });
         }
         let context: Context = serde_json::from_slice(&bytes)
-            .map_err(|err| corrupt(format!("unexpected layout ({})", describe_json_error(&err))))?;
+            .map_err(|err| corrupt(format!("unexpected layout ({})", json_error_summary(&err))))?;
         Ok(Some(context))
     }
 
@@ -340,22 +340,6 @@ impl ContextStore {
     }
 }
 
-/// Describes a JSON error without quoting the file: serde's "invalid type" and "unknown
-/// variant" messages include the offending value, which may be a token.
-fn describe_json_error(err: &serde_json::Error) -> String {
-    let text = err.to_string();
-    if text.starts_with("missing field") {
-        return text;
-    }
-    let kind = match err.classify() {
-        serde_json::error::Category::Io => "read error",
-        serde_json::error::Category::Syntax => "syntax error",
-        serde_json::error::Category::Data => "a value of the wrong type or shape",
-        serde_json::error::Category::Eof => "unexpected end of file",
-    };
-    format!("{kind} at line {} column {}", err.line(), err.column())
-}
-
 /// A context imported from the official bunq SDK's `bunq.conf`, with the key it belongs to.
 #[derive(Debug)]
 pub struct SdkImport {
@@ -414,7 +398,7 @@ pub fn import_sdk_conf(path: &Path) -> Result<SdkImport, BunqError> {
     let conf: SdkConf = serde_json::from_slice(&bytes).map_err(|err| {
         corrupt(format!(
             "not a bunq SDK context file ({})",
-            describe_json_error(&err)
+            json_error_summary(&err)
         ))
     })?;
     let environment = match conf.environment_type.as_str() {

@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::bunq::crypto::{PrivateKey, PublicKey};
 use crate::bunq::endpoint::BaseUrl;
-use crate::bunq::error::BunqError;
+use crate::bunq::error::{BunqError, json_error_summary};
 use crate::bunq::model::{Envelope, ErrorBody};
 use crate::bunq::observer::{ApiObserver, NoopObserver};
 use crate::bunq::ratelimit::{LimitKey, RateLimiter, RateLimits};
@@ -177,7 +177,10 @@ impl ApiResponse {
     pub fn envelope(&self, route: &Route) -> Result<Envelope, BunqError> {
         serde_json::from_slice(&self.body).map_err(|err| BunqError::Protocol {
             endpoint: route.endpoint(),
-            message: format!("not a bunq response envelope ({err})"),
+            message: format!(
+                "not a bunq response envelope ({})",
+                json_error_summary(&err)
+            ),
         })
     }
 }
@@ -530,6 +533,18 @@ mod tests {
             panic!("not an API error");
         };
         assert_eq!(description, "(empty body)");
+    }
+
+    #[test]
+    fn malformed_envelope_error_does_not_quote_the_body() {
+        let response = ApiResponse {
+            status: 200,
+            body: br#"{"Response":"token-0123456789abcdef"}"#.to_vec(),
+            response_id: None,
+        };
+        let err = response.envelope(&ROUTE).unwrap_err().to_string();
+        assert!(!err.contains("0123456789abcdef"), "{err}");
+        assert!(err.contains("not a bunq response envelope"), "{err}");
     }
 
     #[test]
