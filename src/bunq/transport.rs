@@ -30,7 +30,7 @@ use crate::bunq::endpoint::BaseUrl;
 use crate::bunq::error::{BunqError, json_error_summary};
 use crate::bunq::model::{Envelope, ErrorBody};
 use crate::bunq::observer::{ApiObserver, NoopObserver};
-use crate::bunq::ratelimit::{LimitKey, RateLimiter, RateLimits};
+use crate::bunq::ratelimit::{DEFAULT_MARGIN, LimitKey, RateLimiter, RateLimits};
 use crate::bunq::retry::RetryPolicy;
 use crate::secret::Secret;
 
@@ -79,13 +79,14 @@ pub struct TransportSettings {
 }
 
 impl Default for TransportSettings {
-    /// 10 s connect, 30 s per attempt (the Java SDK's value), default retries, bunq's limits.
+    /// 10 s connect, 30 s per attempt (the Java SDK's value), default retries, bunq's limits
+    /// with a [`DEFAULT_MARGIN`] for network jitter.
     fn default() -> Self {
         TransportSettings {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
-            rate_limits: RateLimits::bunq(),
+            rate_limits: RateLimits::bunq().with_margin(DEFAULT_MARGIN),
         }
     }
 }
