@@ -316,12 +316,20 @@ impl Transport {
             request = request.body(body.clone());
         }
 
+        let started = tokio::time::Instant::now();
+        let finished = |status: Option<u16>| {
+            self.observer.request_finished(
+                route.method.as_str(),
+                route.pattern,
+                status,
+                started.elapsed(),
+            );
+        };
         let outcome = request.send().await;
         let response = match outcome {
             Ok(response) => response,
             Err(err) => {
-                self.observer
-                    .request_finished(route.method.as_str(), route.pattern, None);
+                finished(None);
                 return Err(transport_error(route, &err));
             }
         };
@@ -330,13 +338,11 @@ impl Transport {
         let body = match response.bytes().await {
             Ok(bytes) => bytes.to_vec(),
             Err(err) => {
-                self.observer
-                    .request_finished(route.method.as_str(), route.pattern, Some(status));
+                finished(Some(status));
                 return Err(transport_error(route, &err));
             }
         };
-        self.observer
-            .request_finished(route.method.as_str(), route.pattern, Some(status));
+        finished(Some(status));
         let response_id = header_text(&headers, header::RESPONSE_ID);
         tracing::debug!(
             endpoint = %route.endpoint(),
