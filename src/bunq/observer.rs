@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 /// Receives events from the transport and the session logic. Called inline: keep it cheap and
 /// never block.
 pub trait ApiObserver: Send + Sync {
-    /// One HTTP attempt finished after `elapsed`: `status` is `None` when no response arrived
-    /// (network error, timeout).
+    /// One HTTP attempt finished: `status` is `None` when no response arrived (network error,
+    /// timeout); `elapsed` runs from sending to the last body byte (rate-limiter waits and
+    /// backoff excluded).
     fn request_finished(
         &self,
         method: &str,
