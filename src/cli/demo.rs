@@ -1,7 +1,194 @@
-//! demo (todo)
+//! `demo`: the real reconcile code against the built-in bunq simulator, no account needed.
+//!
+//! It seeds a simulated account (credentials with some IPs, some of them drifted), loads the
+//! bundled desired state (`examples/demo.yaml`) through the normal config parser, connects with
+//! the normal client (installation, device, session, signatures both ways, bunq's rate limits),
+//! then shows: the plan, the apply, an out-of-band change being reported and repaired, and a
+//! final run that has nothing to do. `--follow` then keeps the real daemon running.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::bunq::BunqClient;
+use crate::bunq::model::IpStatus;
 use crate::cli::args::{Cli, DemoArgs};
+use crate::cli::setup;
+use crate::config::{self, Config};
+use crate::daemon::notify::Notifier;
+use crate::daemon::runtime::{self, Options};
+use crate::daemon::watch::WatchSettings;
 use crate::reconcile::exit::ExitStatus;
-/// Runs the demo.
-pub fn run(_cli: &Cli, _args: &DemoArgs) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("demo is not wired yet")
+use crate::reconcile::record::RecordStore;
+use crate::reconcile::{report, run};
+use crate::simulator::{Simulator, SimulatorOptions};
+
+/// The bundled desired state, with placeholders the demo fills in.
+const DEMO_CONFIG: &str = include_str!("../../examples/demo.yaml");
+
+/// The simulated account: which credential is which, and the entry the demo toggles by hand.
+struct Seeded {
+    ci: u64,
+    office: u64,
+    drifting_entry: u64,
+}
+
+/// Runs the walkthrough; exit 0 when the last run converged.
+pub fn run(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitStatus> {
+    if cli.log_level.is_none() && std::env::var_os("RUST_LOG").is_none() {
+        // The walkthrough prints its own story on stdout; keep stderr to warnings.
+        logging_quiet(cli);
+    } else {
+        setup::init_logging(cli, None);
+    }
+    setup::runtime()?.block_on(walkthrough(args))
+}
+
+fn logging_quiet(cli: &Cli) {
+    let format = match cli.log_format {
+        Some(crate::cli::args::LogFormatArg::Json) => crate::cli::logging::LogFormat::Json,
+        _ => crate::cli::logging::LogFormat::Text,
+    };
+    crate::cli::logging::init(format, "warn");
+}
+
+async fn walkthrough(args: &DemoArgs) -> anyhow::Result<ExitStatus> {
+    let simulator = Simulator::start(SimulatorOptions::default())
+        .await
+        .context("cannot start the bunq simulator")?;
+    let workdir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let key = simulator.create_user_with_api_key();
+    let seeded = seed(&simulator, key.user_id)?;
+    let config_path = write_config(&simulator, &seeded, key.api_key.expose(), workdir.path())?;
+    let config = config::load(&config_path)?;
+
+    say(&format!(
+        "bunq simulator on {} (real signatures, sessions and rate limits).\n\
+         Desired state: {} (from examples/demo.yaml).",
+        simulator.base_url(),
+        config_path.display()
+    ));
+
+    let client = setup::connect(&config, None).await?;
+    let records = RecordStore::new(&config.bunq.state_dir);
+
+    say("\n== 1. bunq-ipsync plan: what would change (nothing is written)");
+    let (planned, _) = run::plan_run(&client, &config, None).await?;
+    print(&report::render_text(&planned.plan));
+    say(&format!("exit code {}", planned.exit_status().code()));
+
+    say("\n== 2. bunq-ipsync apply: creates and activations first, then deactivations");
+    apply_once(&client, &config, &records).await?;
+
+    say("\n== 3. someone re-enables 192.0.2.99 in the bunq app (out-of-band drift)");
+    simulator.set_entry_status(seeded.ci, seeded.drifting_entry, IpStatus::Active)?;
+    apply_once(&client, &config, &records).await?;
+
+    say("\n== 4. apply again: converged, so no writes");
+    simulator.clear_request_log();
+    let status = apply_once(&client, &config, &records).await?;
+    let writes = simulator
+        .request_log()
+        .iter()
+        .filter(|request| request.method != "GET")
+        .count();
+    say(&format!(
+        "bunq saw {} request(s), {} of them writes.",
+        simulator.request_log().len(),
+        writes
+    ));
+
+    if args.follow {
+        drop(client);
+        follow(&config_path).await?;
+    }
+    simulator.shutdown();
+    Ok(status)
+}
+
+/// A credential for CI runners with drift of every kind, and an office credential under
+/// `additive` with an extra IP someone added by hand.
+fn seed(simulator: &Simulator, user: u64) -> anyhow::Result<Seeded> {
+    let ci =
+        simulator.add_credential(user, Some("ci-runner-pool"), Some("203.0.113.10".parse()?))?;
+    simulator.add_entry(ci, "203.0.113.10", IpStatus::Active)?;
+    simulator.add_entry(ci, "203.0.113.11", IpStatus::Inactive)?;
+    simulator.add_entry(ci, "192.0.2.1", IpStatus::Active)?;
+    let drifting_entry = simulator.add_entry(ci, "192.0.2.99", IpStatus::Active)?;
+    let office =
+        simulator.add_credential(user, Some("office-laptops"), Some("198.51.100.20".parse()?))?;
+    simulator.add_entry(office, "198.51.100.21", IpStatus::Active)?;
+    Ok(Seeded {
+        ci,
+        office,
+        drifting_entry,
+    })
+}
+
+fn write_config(
+    simulator: &Simulator,
+    seeded: &Seeded,
+    api_key: &str,
+    dir: &Path,
+) -> anyhow::Result<std::path::PathBuf> {
+    let key_file = dir.join("api-key");
+    crate::atomic_file::write(&key_file, api_key.as_bytes())?;
+    let text = DEMO_CONFIG
+        .replace("{{BASE_URL}}", &simulator.base_url())
+        .replace("{{API_KEY_FILE}}", &key_file.display().to_string())
+        .replace("{{STATE_DIR}}", &dir.join("state").display().to_string())
+        .replace("{{CI_CREDENTIAL}}", &seeded.ci.to_string())
+        .replace("{{OFFICE_CREDENTIAL}}", &seeded.office.to_string());
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+async fn apply_once(
+    client: &BunqClient,
+    config: &Config,
+    records: &RecordStore,
+) -> anyhow::Result<ExitStatus> {
+    let previous = records.load();
+    let (report, record) =
+        run::apply_run(client, config, previous.as_ref(), &CancellationToken::new()).await?;
+    records.save(&record)?;
+    print(&report::render_text(&report.plan));
+    if let Some(applied) = &report.applied {
+        print(&report::render_apply_text(applied));
+    }
+    let status = report.exit_status();
+    say(&format!("exit code {}", status.code()));
+    Ok(status)
+}
+
+/// Keeps the real daemon running against the simulator until Ctrl-C.
+async fn follow(config_path: &Path) -> anyhow::Result<()> {
+    say("\n== 5. the daemon (`bunq-ipsync run`) keeps it converged; Ctrl-C stops it");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    say(&format!(
+        "health and metrics: http://{}/healthz /readyz /metrics",
+        listener.local_addr()?
+    ));
+    crate::cli::logging::init(crate::cli::logging::LogFormat::Text, "info");
+    runtime::run(Options {
+        config_path: config_path.to_path_buf(),
+        shutdown: CancellationToken::new(),
+        notifier: Notifier::disabled(),
+        handle_signals: true,
+        listener: Some(listener),
+        watch: WatchSettings::default(),
+    })
+    .await?;
+    Ok(())
+}
+
+fn say(text: &str) {
+    print(&format!("{text}\n"));
+}
+
+fn print(text: &str) {
+    let _ = std::io::stdout().write_all(text.as_bytes());
 }

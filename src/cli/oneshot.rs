@@ -39,13 +39,7 @@ pub fn plan(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
         let previous = RecordStore::new(&config.bunq.state_dir).load();
         let (report, _) = run::plan_run(&client, &config, previous.as_ref()).await?;
         let text = match args.output {
-            OutputFormat::Text => {
-                format!(
-                    "{}{}\n",
-                    report::render_text(&report.plan),
-                    report::summary_line(&report.plan)
-                )
-            }
+            OutputFormat::Text => report::render_text(&report.plan),
             OutputFormat::Json => report::render_json(&report.plan)?,
         };
         std::io::stdout().write_all(text.as_bytes())?;
@@ -75,9 +69,8 @@ pub fn apply(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
                 report::render_apply_json(&report.plan, applied)?
             }
             (_, Some(applied)) => format!(
-                "{}{}\n{}",
+                "{}{}",
                 report::render_text(&report.plan),
-                report::summary_line(&report.plan),
                 report::render_apply_text(applied)
             ),
             (_, None) => String::new(),
