@@ -1455,3 +1455,105 @@ async fn the_rate_limiter_is_acquired_before_a_retry_too() {
     assert!(retry.is_err(), "the retry was not held back by the limiter");
     limited.assert_async().await;
 }
+
+#[tokio::test]
+async fn a_rejected_saved_installation_is_replaced_by_one_clean_registration() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    // The saved session is stale, so connect opens a new one with the saved installation token.
+    save_context(
+        state.path(),
+        &base_url(&server),
+        API_KEY,
+        chrono::Duration::seconds(30),
+    );
+    let rejected = server
+        .mock("POST", "/v1/session-server")
+        .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN)
+        .with_status(403)
+        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let new_installation = serde_json::json!({"Response": [
+        {"Id": {"id": 1}},
+        {"Token": {"id": 2, "token": "installation-2"}},
+        {"ServerPublicKey": {"server_public_key": server_key().public_key().to_pem()}}
+    ]})
+    .to_string();
+    let installation = respond(
+        server.mock("POST", "/v1/installation"),
+        200,
+        &new_installation,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let device = respond(
+        server
+            .mock("POST", "/v1/device-server")
+            .match_header("X-Bunq-Client-Authentication", "installation-2"),
+        200,
+        r#"{"Response":[{"Id":{"id":322}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let session = respond(
+        server
+            .mock("POST", "/v1/session-server")
+            .match_header("X-Bunq-Client-Authentication", "installation-2"),
+        200,
+        &session_body("session-after-reinstall", 604_800),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
+        .await
+        .unwrap();
+    rejected.assert_async().await;
+    installation.assert_async().await;
+    device.assert_async().await;
+    session.assert_async().await;
+    let saved = ContextStore::open(state.path())
+        .unwrap()
+        .load()
+        .unwrap()
+        .unwrap();
+    assert_eq!(saved.installation.unwrap().token.expose(), "installation-2");
+}
+
+#[tokio::test]
+async fn a_rejected_fresh_installation_is_an_error_not_a_loop() {
+    let mut server = Server::new_async().await;
+    let installation = respond(
+        server.mock("POST", "/v1/installation"),
+        200,
+        &installation_body(),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let _device = respond(
+        server.mock("POST", "/v1/device-server"),
+        200,
+        r#"{"Response":[{"Id":{"id":321}}]}"#,
+    )
+    .create_async()
+    .await;
+    let session = server
+        .mock("POST", "/v1/session-server")
+        .with_status(403)
+        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let state = tempfile::tempdir().unwrap();
+    let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
+        .await
+        .unwrap_err();
+    assert!(err.is_session_rejected(), "{err}");
+    installation.assert_async().await;
+    session.assert_async().await;
+}

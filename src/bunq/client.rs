@@ -3,7 +3,10 @@
 //! [`BunqClient::connect`] reuses the saved context when it matches the API key and base URL
 //! (no installation, device or session call at all while the saved session is fresh) and
 //! otherwise registers: installation → device-server → session-server, saving after each step
-//! so a crash mid-registration resumes where it stopped.
+//! so a crash mid-registration resumes where it stopped. If bunq rejects the *saved*
+//! installation token when opening a session (the installation was dropped on bunq's side), the
+//! client logs why and registers once from scratch; a fresh registration that is rejected is an
+//! error, never a loop.
 //!
 //! Sessions: every call first makes sure the session is valid for at least `renew_before`, and
 //! opens a new one if not. If bunq nevertheless rejects the session token ("Insufficient
@@ -146,68 +149,40 @@ impl BunqClient {
             &settings.transport,
             Some(observer.clone()),
         )?;
-        let mut context = match store.load_matching(&settings.base_url, &api_key)? {
+        let saved = store.load_matching(&settings.base_url, &api_key)?;
+        let reused_installation = saved
+            .as_ref()
+            .is_some_and(|context| context.installation.is_some());
+        let context = match saved {
             Some(context) => context,
-            None => {
-                tracing::info!(base_url = %settings.base_url, "registering a new bunq installation");
-                Context::new(&settings.base_url, &api_key, &PrivateKey::generate()?)?
-            }
+            None => fresh_context(&settings, &api_key)?,
         };
-        let client_key = context.client_key()?;
-
-        let installation = match &context.installation {
-            Some(installation) => installation.clone(),
-            None => {
-                let installation = session::install(&transport, &client_key).await?;
-                context.installation = Some(installation.clone());
-                context.device = None;
-                context.session = None;
-                store.save(&context)?;
-                installation
+        let registered = register(&transport, &store, &settings, &api_key, context).await;
+        let registered = match registered {
+            Err(err) if reused_installation && err.is_session_rejected() => {
+                // The saved installation token no longer opens sessions (bunq dropped the
+                // installation). Register once from scratch; never loop.
+                tracing::warn!(
+                    file = %store.path().display(),
+                    error = %err,
+                    "bunq rejected the saved installation; registering a new one"
+                );
+                let context = fresh_context(&settings, &api_key)?;
+                register(&transport, &store, &settings, &api_key, context).await?
             }
+            other => other?,
         };
-        let server_key = PublicKey::from_pem(&installation.server_public_key)?;
-
-        if context.device.is_none() {
-            let device = session::register_device(
-                &transport,
-                &client_key,
-                &server_key,
-                &installation.token,
-                &api_key,
-                &settings.device_description,
-                settings.permitted_ips.as_deref(),
-            )
-            .await?;
-            tracing::info!(device_id = ?device.id, "registered the bunq device");
-            context.device = Some(device);
-            context.session = None;
-            store.save(&context)?;
-        }
+        let Registered {
+            context,
+            client_key,
+            server_key,
+            installation_token,
+            opened_at,
+        } = registered;
         let device_description = context
             .device
             .as_ref()
             .and_then(|device| device.description.clone());
-
-        let fresh = context
-            .session
-            .as_ref()
-            .is_some_and(|session| session.is_fresh(Utc::now(), settings.renew_before));
-        let mut opened_at = None;
-        if !fresh {
-            let session = session::open_session(
-                &transport,
-                &client_key,
-                &server_key,
-                &installation.token,
-                &api_key,
-            )
-            .await?;
-            observer.session_created(session.expires_at);
-            opened_at = Some(tokio::time::Instant::now());
-            context.session = Some(session);
-            store.save(&context)?;
-        }
         let info = match &context.session {
             Some(session) => SessionInfo {
                 user_id: session.user_id,
@@ -228,7 +203,7 @@ impl BunqClient {
             api_key,
             client_key,
             server_key,
-            installation_token: installation.token,
+            installation_token,
             device_description,
             renew_before: settings.renew_before,
             observer,
@@ -419,4 +394,87 @@ impl BunqClient {
         }
         Ok(session)
     }
+}
+
+/// The outcome of [`register`].
+struct Registered {
+    context: Context,
+    client_key: PrivateKey,
+    server_key: PublicKey,
+    installation_token: Secret,
+    opened_at: Option<tokio::time::Instant>,
+}
+
+/// A new context with a new client key, for a clean registration.
+fn fresh_context(settings: &ClientSettings, api_key: &Secret) -> Result<Context, BunqError> {
+    tracing::info!(base_url = %settings.base_url, "registering a new bunq installation");
+    Context::new(&settings.base_url, api_key, &PrivateKey::generate()?)
+}
+
+/// Runs the registration steps `context` still lacks (installation, device, a fresh session),
+/// saving after each one so that a crash resumes at the step it interrupted.
+async fn register(
+    transport: &Transport,
+    store: &ContextStore,
+    settings: &ClientSettings,
+    api_key: &Secret,
+    mut context: Context,
+) -> Result<Registered, BunqError> {
+    let client_key = context.client_key()?;
+    let installation = match &context.installation {
+        Some(installation) => installation.clone(),
+        None => {
+            let installation = session::install(transport, &client_key).await?;
+            context.installation = Some(installation.clone());
+            context.device = None;
+            context.session = None;
+            store.save(&context)?;
+            installation
+        }
+    };
+    let server_key = PublicKey::from_pem(&installation.server_public_key)?;
+
+    if context.device.is_none() {
+        let device = session::register_device(
+            transport,
+            &client_key,
+            &server_key,
+            &installation.token,
+            api_key,
+            &settings.device_description,
+            settings.permitted_ips.as_deref(),
+        )
+        .await?;
+        tracing::info!(device_id = ?device.id, "registered the bunq device");
+        context.device = Some(device);
+        context.session = None;
+        store.save(&context)?;
+    }
+
+    let fresh = context
+        .session
+        .as_ref()
+        .is_some_and(|session| session.is_fresh(Utc::now(), settings.renew_before));
+    let mut opened_at = None;
+    if !fresh {
+        let session = session::open_session(
+            transport,
+            &client_key,
+            &server_key,
+            &installation.token,
+            api_key,
+        )
+        .await?;
+        transport.observer().session_created(session.expires_at);
+        opened_at = Some(tokio::time::Instant::now());
+        context.session = Some(session);
+        store.save(&context)?;
+    }
+    Ok(Registered {
+        context,
+        client_key,
+        server_key,
+        installation_token: installation.token,
+        opened_at,
+    })
 }
