@@ -580,59 +580,58 @@ async fn a_call_renews_a_session_that_is_within_renew_before() {
         API_KEY,
         chrono::Duration::hours(2),
     );
-    // bunq hands out 5-minute sessions; renew_before is 1 hour, so each new session is already
-    // due for renewal when the next call comes.
-    let first = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body("session-b", 300),
-    )
-    .expect(1)
-    .create_async()
-    .await;
-    let list = respond(
-        server
-            .mock("GET", "/v1/user/1913/credential-password-ip/77")
-            .match_header("X-Bunq-Client-Authentication", "session-b"),
-        200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#,
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    let now = Arc::new(Mutex::new(Utc::now()));
     let mut settings = settings(&server);
     settings.renew_before = Duration::from_secs(3600);
+    let clock = now.clone();
+    settings.clock = Arc::new(move || *clock.lock().unwrap());
+    let session = respond(
+        with_standard_headers(
+            server.mock("POST", "/v1/session-server"),
+            Some(INSTALLATION_TOKEN),
+        ),
+        200,
+        &session_body("renewed-by-call", 604_800),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let get = respond(
+        session_call(
+            &mut server,
+            "GET",
+            "/v1/user/1913/credential-password-ip/77",
+        ),
+        200,
+        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let renewed_get = respond(
+        server
+            .mock("GET", "/v1/user/1913/credential-password-ip/77")
+            .match_header("X-Bunq-Client-Authentication", "renewed-by-call"),
+        200,
+        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
     let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
         .await
         .unwrap();
-    // Saved session (2 h left) was fresh at connect; the connect made no session call.
-    assert!(!first.matched_async().await);
-    // Make the saved session stale by renewing to a 5-minute one... via the public API:
-    client.renew_session().await.unwrap();
-    first.assert_async().await;
-    // The next call sees 5 minutes left < 1 hour and renews again before sending.
-    let second = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body("session-c", 604_800),
-    )
-    .expect(1)
-    .create_async()
-    .await;
-    let list_c = respond(
-        server
-            .mock("GET", "/v1/user/1913/credential-password-ip/77")
-            .match_header("X-Bunq-Client-Authentication", "session-c"),
-        200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#,
-    )
-    .expect(1)
-    .create_async()
-    .await;
+
+    // Two hours left, renew_before one hour: the saved session is used as is.
     client.get_credential(77).await.unwrap();
-    second.assert_async().await;
-    list_c.assert_async().await;
-    assert!(!list.matched_async().await);
+    assert!(!session.matched_async().await);
+    get.assert_async().await;
+
+    // 61 minutes later, 59 minutes are left: the next call renews first.
+    *now.lock().unwrap() += chrono::Duration::minutes(61);
+    client.get_credential(77).await.unwrap();
+    session.assert_async().await;
+    renewed_get.assert_async().await;
 }
 
 #[tokio::test]

@@ -29,7 +29,7 @@ use crate::bunq::endpoint::BaseUrl;
 use crate::bunq::error::BunqError;
 use crate::bunq::model::{Envelope, UserId};
 use crate::bunq::observer::{ApiObserver, NoopObserver};
-use crate::bunq::session;
+use crate::bunq::session::{self, WallClock, system_clock};
 use crate::bunq::transport::{ApiResponse, Call, RetryMode, Route, Transport, TransportSettings};
 use crate::secret::Secret;
 
@@ -54,6 +54,8 @@ pub struct ClientSettings {
     pub renew_before: Duration,
     /// Receives request and session events (metrics); `None` for no observer.
     pub observer: Option<Arc<dyn ApiObserver>>,
+    /// The wall clock for session expiry; [`system_clock`] unless a test moves time.
+    pub clock: WallClock,
 }
 
 impl ClientSettings {
@@ -66,6 +68,7 @@ impl ClientSettings {
             transport: TransportSettings::default(),
             renew_before: Duration::from_secs(600),
             observer: None,
+            clock: system_clock(),
         }
     }
 }
@@ -112,6 +115,7 @@ pub struct BunqClient {
     installation_token: Secret,
     device_description: Option<String>,
     renew_before: Duration,
+    clock: WallClock,
     observer: Arc<dyn ApiObserver>,
     /// The persisted context; held while a session is replaced (single flight).
     context: tokio::sync::Mutex<Context>,
@@ -206,6 +210,7 @@ impl BunqClient {
             installation_token,
             device_description,
             renew_before: settings.renew_before,
+            clock: settings.clock.clone(),
             observer,
             context: tokio::sync::Mutex::new(context),
             info: std::sync::Mutex::new(info),
@@ -333,7 +338,7 @@ impl BunqClient {
         let fresh = context
             .session
             .as_ref()
-            .filter(|session| session.is_fresh(Utc::now(), self.renew_before))
+            .filter(|session| session.is_fresh((self.clock)(), self.renew_before))
             .cloned();
         let session = match fresh {
             Some(session) => session,
@@ -374,6 +379,7 @@ impl BunqClient {
             &self.server_key,
             &self.installation_token,
             &self.api_key,
+            &self.clock,
         )
         .await?;
         context.session = Some(session.clone());
@@ -454,7 +460,7 @@ async fn register(
     let fresh = context
         .session
         .as_ref()
-        .is_some_and(|session| session.is_fresh(Utc::now(), settings.renew_before));
+        .is_some_and(|session| session.is_fresh((settings.clock)(), settings.renew_before));
     let mut opened_at = None;
     if !fresh {
         let session = session::open_session(
@@ -463,6 +469,7 @@ async fn register(
             &server_key,
             &installation.token,
             api_key,
+            &settings.clock,
         )
         .await?;
         transport.observer().session_created(session.expires_at);

@@ -102,9 +102,20 @@ pub struct SessionContext {
 }
 
 impl SessionContext {
-    /// True when the session is still usable for at least `renew_before` after `now`.
+    /// True when the session is still usable for at least the renewal margin after `now`.
+    ///
+    /// The margin is `renew_before`, but never more than half the session's lifetime: with a
+    /// short auto-logout (say 5 minutes) and a 10-minute `renew_before`, every new session
+    /// would be due at once and each request would open a session.
     pub fn is_fresh(&self, now: DateTime<Utc>, renew_before: std::time::Duration) -> bool {
-        let margin = chrono::Duration::from_std(renew_before).unwrap_or(chrono::Duration::MAX);
+        let mut margin = chrono::Duration::from_std(renew_before).unwrap_or(chrono::Duration::MAX);
+        if let Some(half_life) = self
+            .session_timeout_secs
+            .and_then(|secs| i64::try_from(secs / 2).ok())
+            .and_then(chrono::Duration::try_seconds)
+        {
+            margin = margin.min(half_life);
+        }
         match self.expires_at.checked_sub_signed(margin) {
             Some(renew_at) => now < renew_at,
             None => false,
@@ -675,6 +686,28 @@ mod tests {
         assert!(session.is_fresh(now, Duration::from_secs(599)));
         assert!(!session.is_fresh(now, Duration::from_secs(600)));
         assert!(!session.is_fresh(now + chrono::Duration::seconds(700), Duration::ZERO));
+    }
+
+    #[test]
+    fn renewal_margin_is_at_most_half_the_session_lifetime() {
+        let now = Utc::now();
+        let session = SessionContext {
+            token: Secret::new("t"),
+            id: None,
+            user_id: 1,
+            expires_at: now + chrono::Duration::seconds(300),
+            session_timeout_secs: Some(300),
+        };
+        // renew_before (10 min) exceeds the 5-minute lifetime: renew at half-life instead.
+        assert!(session.is_fresh(now, Duration::from_secs(600)));
+        assert!(session.is_fresh(
+            now + chrono::Duration::seconds(149),
+            Duration::from_secs(600)
+        ));
+        assert!(!session.is_fresh(
+            now + chrono::Duration::seconds(150),
+            Duration::from_secs(600)
+        ));
     }
 
     fn sdk_conf() -> String {

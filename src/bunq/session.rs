@@ -5,6 +5,8 @@
 //! position. The session expiry is computed locally as "now + the user's `session_timeout`"; the
 //! client renews before it (see [`crate::bunq::client`]).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -16,6 +18,14 @@ use crate::bunq::model::{BunqId, Envelope, UserId};
 use crate::bunq::ratelimit::SESSION_SERVER_PATTERN;
 use crate::bunq::transport::{Call, RetryMode, Route, Transport, to_body};
 use crate::secret::Secret;
+
+/// The wall clock used for session expiry: `Utc::now` in production, a movable clock in tests.
+pub type WallClock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The system wall clock.
+pub fn system_clock() -> WallClock {
+    Arc::new(Utc::now)
+}
 
 /// `POST /installation`.
 pub const INSTALLATION: Route = Route::post("/installation");
@@ -139,6 +149,7 @@ pub async fn open_session(
     server_key: &PublicKey,
     installation_token: &Secret,
     api_key: &Secret,
+    clock: &WallClock,
 ) -> Result<SessionContext, BunqError> {
     let body = to_body(
         &SESSION_SERVER,
@@ -157,7 +168,7 @@ pub async fn open_session(
             retry: RetryMode::Transient,
         })
         .await?;
-    let session = parse_session(&response.envelope(&SESSION_SERVER)?, Utc::now())?;
+    let session = parse_session(&response.envelope(&SESSION_SERVER)?, clock())?;
     tracing::info!(
         user_id = session.user_id,
         expires_at = %session.expires_at,
