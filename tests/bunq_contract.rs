@@ -1556,3 +1556,86 @@ async fn a_rejected_fresh_installation_is_an_error_not_a_loop() {
     installation.assert_async().await;
     session.assert_async().await;
 }
+
+#[tokio::test]
+async fn unsigned_session_server_response_fails_registration() {
+    let mut server = Server::new_async().await;
+    let _installation = respond(
+        server.mock("POST", "/v1/installation"),
+        200,
+        &installation_body(),
+    )
+    .create_async()
+    .await;
+    let _device = respond(
+        server.mock("POST", "/v1/device-server"),
+        200,
+        r#"{"Response":[{"Id":{"id":321}}]}"#,
+    )
+    .create_async()
+    .await;
+    let session = server
+        .mock("POST", "/v1/session-server")
+        .with_status(200)
+        .with_body(session_body("forged-session", 604_800))
+        .expect(1)
+        .create_async()
+        .await;
+    let state = tempfile::tempdir().unwrap();
+    let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BunqError::ResponseSignature { .. }), "{err}");
+    session.assert_async().await;
+    let saved = ContextStore::open(state.path())
+        .unwrap()
+        .load()
+        .unwrap()
+        .unwrap();
+    assert!(saved.session.is_none(), "an unverified session was saved");
+}
+
+#[tokio::test]
+async fn debug_output_of_client_and_settings_shows_no_secret() {
+    let server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let printed = format!("{client:?} {:?}", settings(&server));
+    for secret in [API_KEY, SESSION_TOKEN, INSTALLATION_TOKEN, "PRIVATE KEY"] {
+        assert!(!printed.contains(secret), "{secret} in {printed}");
+    }
+}
+
+#[tokio::test]
+async fn ensure_session_renews_only_when_due() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    save_context(
+        state.path(),
+        &base_url(&server),
+        API_KEY,
+        chrono::Duration::hours(2),
+    );
+    let now = Arc::new(Mutex::new(Utc::now()));
+    let mut settings = settings(&server);
+    settings.renew_before = Duration::from_secs(3600);
+    let clock = now.clone();
+    settings.clock = Arc::new(move || *clock.lock().unwrap());
+    let session = respond(
+        server.mock("POST", "/v1/session-server"),
+        200,
+        &session_body("due-session", 604_800),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
+        .await
+        .unwrap();
+    let before = client.ensure_session().await.unwrap();
+    assert!(!session.matched_async().await);
+    *now.lock().unwrap() += chrono::Duration::minutes(90);
+    let after = client.ensure_session().await.unwrap();
+    session.assert_async().await;
+    assert!(after > before);
+}

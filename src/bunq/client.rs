@@ -259,8 +259,7 @@ impl BunqClient {
     /// Opens a new session only if the current one expires within `renew_before`; returns the
     /// (possibly new) expiry.
     pub async fn ensure_session(&self) -> Result<DateTime<Utc>, BunqError> {
-        let ticket = self.ticket().await?;
-        drop(ticket);
+        self.ticket().await?;
         Ok(self.session_expires_at())
     }
 
