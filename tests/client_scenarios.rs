@@ -33,6 +33,7 @@ use bunq_ipsync::bunq::{
 use bunq_ipsync::secret::Secret;
 use bunq_ipsync::simulator::{
     DEFAULT_CALLER_IP, Fault, FaultKind, LoggedRequest, SeededKey, Simulator, SimulatorOptions,
+    UserKind,
 };
 use chrono::Utc;
 use reqwest::Method;
@@ -372,6 +373,134 @@ async fn concurrent_calls_rejected_after_an_early_expiry_share_one_new_session()
     assert_eq!(s.sim.sessions_created(), 2);
 }
 
+#[tokio::test(start_paused = true)]
+async fn early_expiry_answered_with_401_is_recovered_from_the_same_way() {
+    let s = Scenario::with(SimulatorOptions {
+        expired_session_status: 401,
+        ..sim_options()
+    })
+    .await;
+    let client = s.connected().await;
+    s.sim.expire_all_sessions();
+    client.list_ips(s.key.credential_id).await.unwrap();
+    assert_eq!(
+        s.log(),
+        vec![
+            "GET /user/*/credential-password-ip/*/ip 401",
+            SESSION_OK,
+            LIST_IPS_OK
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn session_rejection_on_a_create_is_retried_once_and_creates_one_entry() {
+    // bunq refused the request, so sending it again with a new session cannot duplicate it.
+    let s = Scenario::start().await;
+    let client = s.connected().await;
+    s.sim
+        .inject(Fault::once(FaultKind::ExpireSession).on(Method::POST, CREATE_IP_PATH));
+    client
+        .create_ip(s.key.credential_id, NEW_IP, IpStatus::Active)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.log(),
+        vec![
+            "POST /user/*/credential-password-ip/*/ip 403",
+            SESSION_OK,
+            "POST /user/*/credential-password-ip/*/ip 200",
+        ]
+    );
+    assert_eq!(entries_for(&s, s.key.credential_id, &NEW_IP.to_string()), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_calls_at_renewal_time_open_one_session() {
+    let s = Scenario::with(SimulatorOptions {
+        session_timeout_secs: 1200,
+        ..sim_options()
+    })
+    .await;
+    let mut settings = s.settings();
+    settings.renew_before = Duration::from_secs(300);
+    let client = Arc::new(s.try_connect(settings).await.unwrap());
+    s.sim.clear_request_log();
+    tokio::time::advance(Duration::from_secs(910)).await;
+
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let client = Arc::clone(&client);
+        let credential = s.key.credential_id;
+        calls.spawn(async move { client.list_ips(credential).await });
+    }
+    while let Some(result) = calls.join_next().await {
+        result.unwrap().unwrap();
+    }
+    let log = s.log();
+    assert_eq!(log[0], SESSION_OK, "{log:?}");
+    assert_eq!(count(&log, SESSION_OK), 1, "{log:?}");
+    assert_eq!(count(&log, LIST_IPS_OK), 5, "{log:?}");
+    assert_eq!(log.len(), 6, "no rejection: {log:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn renew_session_keeps_a_session_younger_than_30_s_and_replaces_an_older_one() {
+    let s = Scenario::start().await;
+    let client = s.connected().await;
+    let first = client.session_expires_at();
+    let saved_token = || {
+        ContextStore::open(&s.state_dir)
+            .unwrap()
+            .load()
+            .unwrap()
+            .unwrap()
+            .session
+            .unwrap()
+            .token
+    };
+    let first_token = saved_token();
+
+    assert_eq!(client.renew_session().await.unwrap(), first);
+    assert!(s.log().is_empty(), "{:?}", s.log());
+
+    tokio::time::advance(Duration::from_secs(31)).await;
+    let renewed = client.renew_session().await.unwrap();
+    assert_eq!(s.log(), vec![SESSION_OK]);
+    assert!(renewed > first);
+    assert_eq!(client.session_expires_at(), renewed);
+    assert_ne!(saved_token(), first_token, "the new session is saved");
+
+    // A restart picks up the renewed session: no setup calls.
+    drop(client);
+    s.sim.clear_request_log();
+    let restarted = s.connect().await;
+    restarted.list_ips(s.key.credential_id).await.unwrap();
+    assert_eq!(s.log(), vec![LIST_IPS_OK]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ensure_session_makes_no_call_while_the_session_is_fresh() {
+    let s = Scenario::start().await;
+    let client = s.connected().await;
+    let expiry = client.ensure_session().await.unwrap();
+    assert_eq!(expiry, client.session_expires_at());
+    assert!(s.log().is_empty(), "{:?}", s.log());
+}
+
+#[tokio::test(start_paused = true)]
+async fn business_account_sessions_work_like_personal_ones() {
+    let s = Scenario::with(SimulatorOptions {
+        user_kind: UserKind::Company,
+        ..sim_options()
+    })
+    .await;
+    let client = s.connect().await;
+    assert_eq!(client.user_id(), s.key.user_id);
+    client.list_ips(s.key.credential_id).await.unwrap();
+    assert_eq!(s.sim.sessions_created(), 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Pagination.
 
@@ -416,6 +545,32 @@ async fn list_of_450_entries_returns_every_entry_over_three_pages_of_200() {
     assert!(!pages[0].path.contains("older_id"), "{}", pages[0].path);
     assert!(pages[1].path.contains("older_id="), "{}", pages[1].path);
     assert!(pages[2].path.contains("older_id="), "{}", pages[2].path);
+}
+
+#[tokio::test(start_paused = true)]
+async fn list_credentials_shows_every_credential_and_our_device_description() {
+    let s = Scenario::start().await;
+    let other = s
+        .sim
+        .add_credential(s.key.user_id, Some("someone else"), None)
+        .unwrap();
+    let client = s.connected().await;
+    let credentials = client.list_credentials().await.unwrap();
+    let ids: HashSet<_> = credentials.iter().map(|found| found.id).collect();
+    assert_eq!(ids, HashSet::from([s.key.credential_id, other]));
+    let ours: Vec<_> = credentials
+        .iter()
+        .filter(|found| {
+            found
+                .permitted_device
+                .as_ref()
+                .and_then(|device| device.description.as_deref())
+                == client.device_description()
+        })
+        .collect();
+    assert_eq!(ours.len(), 1);
+    assert_eq!(ours[0].id, s.key.credential_id);
+    assert_eq!(s.log(), vec!["GET /user/*/credential-password-ip 200"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -559,6 +714,52 @@ async fn reset_after_a_create_is_a_transport_error_and_the_post_is_not_retried()
 }
 
 #[tokio::test(start_paused = true)]
+async fn timed_out_create_is_not_retried_and_bunq_holds_the_entry_once() {
+    let s = Scenario::start().await;
+    let client = s.connected().await;
+    // The simulator applies the create at once and answers after 60 s; the client gives up at 20 s.
+    s.sim.inject(
+        Fault::once(FaultKind::Delay(Duration::from_secs(60))).on(Method::POST, CREATE_IP_PATH),
+    );
+    let err = client
+        .create_ip(s.key.credential_id, NEW_IP, IpStatus::Active)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BunqError::Transport { timeout: true, .. }),
+        "{err}"
+    );
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let posts = s
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|request| request.method == Method::POST)
+        .count();
+    assert!(posts <= 1, "{:?}", s.log());
+    assert_eq!(entries_for(&s, s.key.credential_id, &NEW_IP.to_string()), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn timed_out_list_is_retried_and_succeeds() {
+    let s = Scenario::start().await;
+    let client = s.connected().await;
+    s.sim.inject(
+        Fault::once(FaultKind::Delay(Duration::from_secs(60))).on(Method::GET, CREATE_IP_PATH),
+    );
+    let ips = client.list_ips(s.key.credential_id).await.unwrap();
+    assert_eq!(ips.len(), 1);
+    let undisturbed = s
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|request| request.fault.is_none())
+        .map(|request| line(&request))
+        .collect::<Vec<_>>();
+    assert_eq!(undisturbed, vec![LIST_IPS_OK]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn server_errors_on_a_list_are_retried_until_it_succeeds() {
     let s = Scenario::start().await;
     let client = s.connected().await;
@@ -690,6 +891,50 @@ async fn deactivating_the_callers_own_ip_locks_the_client_out_with_credentials_r
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn restart_from_an_ip_not_on_the_allowlist_fails_with_credentials_rejected_and_keeps_the_context()
+ {
+    let s = Scenario::with(SimulatorOptions {
+        session_timeout_secs: 3600,
+        ..sim_options()
+    })
+    .await;
+    drop(s.connected().await);
+    let saved = fs::read(s.state_file()).unwrap();
+    // The saved session has expired and the host now has another public IP.
+    tokio::time::advance(Duration::from_secs(3601)).await;
+    s.sim.set_caller_ip(Ipv4Addr::new(203, 0, 113, 99));
+
+    let err = s.try_connect(s.settings()).await.unwrap_err();
+    assert!(err.is_credentials_rejected(), "{err}");
+    assert_eq!(
+        s.log(),
+        vec!["POST /session-server 400"],
+        "no re-registration, no retry"
+    );
+    assert_eq!(fs::read(s.state_file()).unwrap(), saved, "context kept");
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_debug_output_holds_no_secret() {
+    let s = Scenario::start().await;
+    let client = s.connected().await;
+    let context = ContextStore::open(&s.state_dir)
+        .unwrap()
+        .load()
+        .unwrap()
+        .unwrap();
+    let debug = format!("{client:?} {:?} {context:?}", s.settings());
+    for secret in [
+        s.key.api_key.expose(),
+        context.session.as_ref().unwrap().token.expose(),
+        context.installation.as_ref().unwrap().token.expose(),
+        context.client_private_key.expose(),
+    ] {
+        assert!(!debug.contains(secret), "{debug}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 8. The state file between runs.
 
@@ -771,4 +1016,18 @@ async fn saved_installation_unknown_to_bunq_is_replaced_by_one_fresh_registratio
         ]
     );
     client.list_ips(s.key.credential_id).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn registration_that_failed_at_device_server_resumes_there_without_a_new_installation() {
+    let s = Scenario::start().await;
+    s.sim
+        .inject(Fault::once(FaultKind::Status(400)).on(Method::POST, "/device-server"));
+    let err = s.try_connect(s.settings()).await.unwrap_err();
+    assert!(matches!(err, BunqError::Api { status: 400, .. }), "{err}");
+    assert_eq!(s.log(), vec![INSTALLATION_OK, "POST /device-server 400"]);
+    s.sim.clear_request_log();
+
+    s.connect().await;
+    assert_eq!(s.log(), vec![DEVICE_OK, SESSION_OK]);
 }
