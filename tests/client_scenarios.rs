@@ -17,7 +17,7 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bunq_ipsync::bunq::context::{
@@ -27,8 +27,8 @@ use bunq_ipsync::bunq::context::{
 use bunq_ipsync::bunq::model::IpStatus;
 use bunq_ipsync::bunq::session::WallClock;
 use bunq_ipsync::bunq::{
-    BaseUrl, BunqClient, BunqError, ClientSettings, PrivateKey, RateLimits, RetryPolicy,
-    TransportSettings,
+    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, PrivateKey, RateLimits,
+    RetryPolicy, TransportSettings,
 };
 use bunq_ipsync::secret::Secret;
 use bunq_ipsync::simulator::{
@@ -85,7 +85,7 @@ struct Scenario {
     state_dir: PathBuf,
     /// One clock for every client of the scenario, so a restart sees the time that passed.
     clock: WallClock,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Scenario {
@@ -103,7 +103,7 @@ impl Scenario {
             key,
             state_dir,
             clock: tokio_wall_clock(),
-            _dir: dir,
+            dir,
         }
     }
 
@@ -547,6 +547,65 @@ async fn list_of_450_entries_returns_every_entry_over_three_pages_of_200() {
     assert!(pages[2].path.contains("older_id="), "{}", pages[2].path);
 }
 
+/// A credential with 450 entries; the list takes three pages.
+fn credential_with_450_entries(s: &Scenario) -> u64 {
+    let credential = s.sim.add_credential(s.key.user_id, None, None).unwrap();
+    for i in 0..450u32 {
+        let ip = Ipv4Addr::new(10, 3, (i / 256) as u8, (i % 256) as u8).to_string();
+        s.sim.add_entry(credential, &ip, IpStatus::Active).unwrap();
+    }
+    credential
+}
+
+#[tokio::test(start_paused = true)]
+async fn session_rejected_on_a_later_page_is_replaced_and_the_list_completes() {
+    let s = Scenario::start().await;
+    let credential = credential_with_450_entries(&s);
+    let client = s.connected().await;
+    s.sim
+        .inject(Fault::once(FaultKind::ExpireSession).on(Method::GET, "older_id="));
+    let listed = client.list_ips(credential).await.unwrap();
+    let ids: HashSet<_> = listed.iter().map(|entry| entry.id).collect();
+    assert_eq!(ids.len(), 450);
+    assert_eq!(
+        s.log(),
+        vec![
+            LIST_IPS_OK,
+            LIST_IPS_REJECTED,
+            SESSION_OK,
+            LIST_IPS_OK,
+            LIST_IPS_OK
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn garbled_signature_on_a_later_page_fails_the_whole_list() {
+    // A partial list would make the reconciler act on a wrong picture.
+    let s = Scenario::start().await;
+    let credential = credential_with_450_entries(&s);
+    let client = s.connected().await;
+    s.sim
+        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::GET, "older_id="));
+    let err = client.list_ips(credential).await.unwrap_err();
+    assert!(err.is_security(), "{err}");
+    assert_eq!(s.log(), vec![LIST_IPS_OK, LIST_IPS_OK]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn list_of_exactly_200_or_no_entries_is_complete() {
+    let s = Scenario::start().await;
+    let full = s.sim.add_credential(s.key.user_id, None, None).unwrap();
+    for i in 0..200u32 {
+        let ip = Ipv4Addr::new(10, 2, (i / 256) as u8, (i % 256) as u8).to_string();
+        s.sim.add_entry(full, &ip, IpStatus::Active).unwrap();
+    }
+    let empty = s.sim.add_credential(s.key.user_id, None, None).unwrap();
+    let client = s.connected().await;
+    assert_eq!(client.list_ips(full).await.unwrap().len(), 200);
+    assert!(client.list_ips(empty).await.unwrap().is_empty());
+}
+
 #[tokio::test(start_paused = true)]
 async fn list_credentials_shows_every_credential_and_our_device_description() {
     let s = Scenario::start().await;
@@ -642,6 +701,79 @@ async fn forced_429s_are_retried_until_the_list_succeeds() {
     assert_eq!(s.log(), vec![limited, limited, limited, LIST_IPS_OK]);
 }
 
+#[tokio::test(start_paused = true)]
+async fn two_clients_on_one_ip_recover_from_each_others_429s() {
+    // The daemon and a one-off CLI run share the host's IP, but not a limiter.
+    let s = Scenario::start().await;
+    let daemon = s.connected().await;
+    let other_dir = s.dir.path().join("cli-state");
+    let cli_context = Context::new(&s.base_url(), &s.key.api_key, client_key()).unwrap();
+    ContextStore::open(&other_dir)
+        .unwrap()
+        .save(&cli_context)
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let cli = BunqClient::connect(s.settings(), s.key.api_key.clone(), &other_dir)
+        .await
+        .unwrap();
+    s.sim.clear_request_log();
+
+    let daemon_burst = burst_of_lists(&s, daemon, 6);
+    let cli_burst = burst_of_lists(&s, cli, 6);
+    let (daemon_results, cli_results) = tokio::join!(daemon_burst, cli_burst);
+    for result in daemon_results.iter().chain(&cli_results) {
+        assert!(result.is_ok(), "{result:?}");
+    }
+    let log = s.log();
+    assert!(
+        count(&log, "GET /user/*/credential-password-ip/*/ip 429") > 0,
+        "the clients did collide: {log:?}"
+    );
+    assert_eq!(count(&log, LIST_IPS_OK), 12, "{log:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn default_transport_settings_run_a_reconcile_like_sequence_without_a_429() {
+    let s = Scenario::start().await;
+    let mut settings = s.settings();
+    settings.transport = TransportSettings::default();
+    let client = s.try_connect(settings).await.unwrap();
+    let credential = s.key.credential_id;
+
+    client.list_credentials().await.unwrap();
+    client.list_ips(credential).await.unwrap();
+    let mut created = Vec::new();
+    for last in 1..=6 {
+        let ip = Ipv4Addr::new(192, 0, 2, last);
+        created.push(
+            client
+                .create_ip(credential, ip, IpStatus::Active)
+                .await
+                .unwrap(),
+        );
+    }
+    for entry in &created[..3] {
+        client
+            .update_ip_status(credential, *entry, IpStatus::Inactive)
+            .await
+            .unwrap();
+    }
+    let listed = client.list_ips(credential).await.unwrap();
+    assert_eq!(listed.len(), 7);
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|entry| entry.status == IpStatus::Inactive)
+            .count(),
+        3
+    );
+    let log = s.log();
+    assert!(
+        log.iter().all(|line| line.ends_with(" 200")),
+        "every request answered 200: {log:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Response signatures.
 
@@ -689,6 +821,26 @@ async fn garbled_signature_on_a_create_is_a_security_error_and_the_post_is_not_r
     );
     // bunq applied it; the client did not add a second one.
     assert_eq!(entries_for(&s, s.key.credential_id, &NEW_IP.to_string()), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unsigned_session_server_answer_is_refused_and_its_token_never_used() {
+    let s = Scenario::start().await;
+    let client = s.connected().await;
+    let saved = fs::read(s.state_file()).unwrap();
+    s.sim
+        .inject(Fault::once(FaultKind::DropSignature).on(Method::POST, "/session-server"));
+    s.sim.expire_all_sessions();
+
+    let err = client.list_ips(s.key.credential_id).await.unwrap_err();
+    assert!(err.is_security(), "{err}");
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(s.log(), vec![LIST_IPS_REJECTED, SESSION_OK]);
+    assert_eq!(
+        fs::read(s.state_file()).unwrap(),
+        saved,
+        "the unverified session is not saved"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -939,6 +1091,20 @@ async fn client_debug_output_holds_no_secret() {
 // 8. The state file between runs.
 
 #[tokio::test(start_paused = true)]
+async fn lax_state_dir_and_file_are_tightened_on_restart() {
+    let s = Scenario::start().await;
+    drop(s.connected().await);
+    fs::set_permissions(&s.state_dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(s.state_file(), fs::Permissions::from_mode(0o644)).unwrap();
+
+    s.connect().await;
+    let dir_mode = fs::metadata(&s.state_dir).unwrap().permissions().mode() & 0o777;
+    let file_mode = fs::metadata(s.state_file()).unwrap().permissions().mode() & 0o777;
+    assert_eq!((dir_mode, file_mode), (0o700, 0o600));
+    assert!(s.log().is_empty(), "still reused: {:?}", s.log());
+}
+
+#[tokio::test(start_paused = true)]
 async fn corrupt_state_file_is_an_error_naming_the_file_and_nothing_is_sent() {
     let s = Scenario::start().await;
     fs::DirBuilder::new()
@@ -1030,4 +1196,96 @@ async fn registration_that_failed_at_device_server_resumes_there_without_a_new_i
 
     s.connect().await;
     assert_eq!(s.log(), vec![DEVICE_OK, SESSION_OK]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. What the metrics hooks see.
+
+/// Records every observer event as text.
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<String>>,
+}
+
+impl Recorder {
+    fn push(&self, event: String) {
+        self.events.lock().unwrap().push(event);
+    }
+
+    fn starting_with(&self, prefix: &str) -> Vec<String> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|event| event.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+}
+
+impl ApiObserver for Recorder {
+    fn request_finished(&self, method: &str, _route_pattern: &str, status: Option<u16>) {
+        self.push(format!("request {method} {status:?}"));
+    }
+    fn rate_limited(&self, route_pattern: &str) {
+        self.push(format!("rate_limited {route_pattern}"));
+    }
+    fn throttled(&self, route_pattern: &str, _waited: Duration) {
+        self.push(format!("throttled {route_pattern}"));
+    }
+    fn retrying(&self, route_pattern: &str, attempt: u32, _delay: Duration) {
+        self.push(format!("retrying {route_pattern} {attempt}"));
+    }
+    fn signature_rejected(&self, route_pattern: &str) {
+        self.push(format!("signature_rejected {route_pattern}"));
+    }
+    fn session_created(&self, _expires_at: chrono::DateTime<Utc>) {
+        self.push("session_created".to_owned());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn observer_events_match_what_bunq_saw() {
+    let s = Scenario::start().await;
+    let recorder = Arc::new(Recorder::default());
+    let mut settings = s.settings();
+    settings.observer = Some(recorder.clone());
+    let client = s.try_connect(settings).await.unwrap();
+    let pattern = "/user/{user}/credential-password-ip/{cred}/ip";
+
+    s.sim
+        .inject(Fault::once(FaultKind::Status(429)).on(Method::GET, CREATE_IP_PATH));
+    client.list_ips(s.key.credential_id).await.unwrap();
+    s.sim.expire_all_sessions();
+    client.list_ips(s.key.credential_id).await.unwrap();
+    s.sim
+        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::GET, CREATE_IP_PATH));
+    client.list_ips(s.key.credential_id).await.unwrap_err();
+
+    let seen: Vec<String> = s
+        .sim
+        .request_log()
+        .iter()
+        .map(|request| format!("request {} {:?}", request.method, request.status))
+        .collect();
+    assert_eq!(recorder.starting_with("request "), seen);
+    assert_eq!(
+        recorder.starting_with("rate_limited"),
+        vec![format!("rate_limited {pattern}")]
+    );
+    assert_eq!(
+        recorder.starting_with("retrying"),
+        vec![format!("retrying {pattern} 1")]
+    );
+    assert_eq!(
+        recorder.starting_with("signature_rejected"),
+        vec![format!("signature_rejected {pattern}")]
+    );
+    assert_eq!(recorder.starting_with("session_created").len(), 2);
+    assert!(
+        recorder
+            .starting_with("throttled")
+            .contains(&"throttled /session-server".to_owned()),
+        "the renewal waited for the session-server window"
+    );
 }
