@@ -1217,7 +1217,13 @@ struct CountingObserver {
 }
 
 impl ApiObserver for CountingObserver {
-    fn request_finished(&self, method: &str, route_pattern: &str, status: Option<u16>) {
+    fn request_finished(
+        &self,
+        method: &str,
+        route_pattern: &str,
+        status: Option<u16>,
+        _elapsed: Duration,
+    ) {
         self.finished
             .lock()
             .unwrap()

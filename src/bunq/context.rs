@@ -29,7 +29,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::bunq::crypto::{PrivateKey, PublicKey};
 use crate::bunq::endpoint::{BaseUrl, Environment};
-use crate::bunq::error::BunqError;
+use crate::bunq::error::{BunqError, json_error_summary};
 use crate::bunq::model::UserId;
 use crate::secret::Secret;
 
@@ -242,7 +242,7 @@ impl ContextStore {
         };
         // Check the version before the shape, so a future format gets the right message.
         let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|err| corrupt(format!("not valid JSON ({err})")))?;
+            .map_err(|err| corrupt(format!("not valid JSON ({})", json_error_summary(&err))))?;
         let version = value
             .get("format_version")
             .and_then(Value::as_u64)
@@ -254,8 +254,8 @@ impl ContextStore {
                 supported: CONTEXT_FORMAT_VERSION,
             });
         }
-        let context: Context = serde_json::from_value(value)
-            .map_err(|err| corrupt(format!("unexpected layout ({err})")))?;
+        let context: Context = serde_json::from_slice(&bytes)
+            .map_err(|err| corrupt(format!("unexpected layout ({})", json_error_summary(&err))))?;
         Ok(Some(context))
     }
 
@@ -395,8 +395,12 @@ pub fn import_sdk_conf(path: &Path) -> Result<SdkImport, BunqError> {
     };
     let bytes = fs::read(path)
         .map_err(|err| BunqError::Context(format!("cannot read {}: {err}", path.display())))?;
-    let conf: SdkConf = serde_json::from_slice(&bytes)
-        .map_err(|err| corrupt(format!("not a bunq SDK context file ({err})")))?;
+    let conf: SdkConf = serde_json::from_slice(&bytes).map_err(|err| {
+        corrupt(format!(
+            "not a bunq SDK context file ({})",
+            json_error_summary(&err)
+        ))
+    })?;
     let environment = match conf.environment_type.as_str() {
         "PRODUCTION" => Environment::Production,
         "SANDBOX" => Environment::Sandbox,
@@ -619,6 +623,28 @@ mod tests {
             store.load().unwrap_err(),
             BunqError::ContextCorrupt { .. }
         ));
+    }
+
+    #[test]
+    fn layout_errors_do_not_quote_values_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContextStore::open(dir.path()).unwrap();
+        let text = r#"{"format_version":1,"base_url":"x","api_key_fingerprint":"f",
+            "client_private_key":987654321987}"#;
+        fs::write(store.path(), text).unwrap();
+        let err = store.load().unwrap_err().to_string();
+        // serde's own message would be "invalid type: integer `987654321987`, ...".
+        assert!(!err.contains("987654321987"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContextStore::open(dir.path()).unwrap();
+        fs::write(store.path(), br#"{"format_version":1}"#).unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("missing field `base_url`"), "{err}");
     }
 
     #[test]

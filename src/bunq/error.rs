@@ -87,6 +87,23 @@ pub enum BunqError {
     Crypto(#[from] CryptoError),
 }
 
+/// Describes a JSON error without quoting the input: serde's "invalid type" and "unknown
+/// variant" messages include the offending value, which may be a token (a session-server
+/// response, a context file). "missing field" messages name only the field and are kept.
+pub(crate) fn json_error_summary(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    if text.starts_with("missing field") {
+        return text;
+    }
+    let kind = match err.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "a value of the wrong type or shape",
+        serde_json::error::Category::Eof => "unexpected end of input",
+    };
+    format!("{kind} at line {} column {}", err.line(), err.column())
+}
+
 fn response_id_suffix(response_id: &Option<String>) -> String {
     match response_id {
         Some(id) => format!(" (bunq response id {id})"),

@@ -10,9 +10,16 @@ use chrono::{DateTime, Utc};
 /// never block.
 pub trait ApiObserver: Send + Sync {
     /// One HTTP attempt finished: `status` is `None` when no response arrived (network error,
-    /// timeout).
-    fn request_finished(&self, method: &str, route_pattern: &str, status: Option<u16>) {
-        let _ = (method, route_pattern, status);
+    /// timeout); `elapsed` runs from sending to the last body byte (rate-limiter waits and
+    /// backoff excluded).
+    fn request_finished(
+        &self,
+        method: &str,
+        route_pattern: &str,
+        status: Option<u16>,
+        elapsed: Duration,
+    ) {
+        let _ = (method, route_pattern, status, elapsed);
     }
 
     /// bunq answered 429 Too Many Requests.

@@ -22,6 +22,10 @@ use tokio::time::Instant;
 /// The route pattern of `POST /session-server`, which has its own, much stricter limit.
 pub const SESSION_SERVER_PATTERN: &str = "/session-server";
 
+/// The safety margin the transport adds to bunq's windows by default (see
+/// [`RateLimits::with_margin`]).
+pub const DEFAULT_MARGIN: Duration = Duration::from_millis(250);
+
 /// At most `max_requests` in any window of `window`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit {
@@ -96,6 +100,22 @@ impl RateLimits {
             &mut self.session_server,
         ] {
             limit.window = limit.window.mul_f64(factor);
+        }
+        self
+    }
+
+    /// The same limits with `margin` added to every window. bunq counts *arrivals*; requests
+    /// sent exactly one window apart can arrive closer together after network jitter, so the
+    /// transport's default adds [`DEFAULT_MARGIN`].
+    pub fn with_margin(mut self, margin: Duration) -> Self {
+        for limit in [
+            &mut self.get,
+            &mut self.post,
+            &mut self.put,
+            &mut self.delete,
+            &mut self.session_server,
+        ] {
+            limit.window = limit.window.saturating_add(margin);
         }
         self
     }
@@ -329,6 +349,20 @@ mod tests {
         assert_eq!(
             limiter.acquire(&get(IP_LIST)).await,
             Duration::from_millis(30)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn margin_lengthens_every_window() {
+        let limits = RateLimits::bunq().with_margin(Duration::from_millis(250));
+        assert_eq!(limits.session_server.window, Duration::from_millis(30_250));
+        let limiter = RateLimiter::new(limits);
+        for _ in 0..3 {
+            limiter.acquire(&get(IP_LIST)).await;
+        }
+        assert_eq!(
+            limiter.acquire(&get(IP_LIST)).await,
+            Duration::from_millis(3250)
         );
     }
 

@@ -27,10 +27,10 @@ use serde::Serialize;
 
 use crate::bunq::crypto::{PrivateKey, PublicKey};
 use crate::bunq::endpoint::BaseUrl;
-use crate::bunq::error::BunqError;
+use crate::bunq::error::{BunqError, json_error_summary};
 use crate::bunq::model::{Envelope, ErrorBody};
 use crate::bunq::observer::{ApiObserver, NoopObserver};
-use crate::bunq::ratelimit::{LimitKey, RateLimiter, RateLimits};
+use crate::bunq::ratelimit::{DEFAULT_MARGIN, LimitKey, RateLimiter, RateLimits};
 use crate::bunq::retry::RetryPolicy;
 use crate::secret::Secret;
 
@@ -79,13 +79,14 @@ pub struct TransportSettings {
 }
 
 impl Default for TransportSettings {
-    /// 10 s connect, 30 s per attempt (the Java SDK's value), default retries, bunq's limits.
+    /// 10 s connect, 30 s per attempt (the Java SDK's value), default retries, bunq's limits
+    /// with a [`DEFAULT_MARGIN`] for network jitter.
     fn default() -> Self {
         TransportSettings {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
-            rate_limits: RateLimits::bunq(),
+            rate_limits: RateLimits::bunq().with_margin(DEFAULT_MARGIN),
         }
     }
 }
@@ -177,7 +178,10 @@ impl ApiResponse {
     pub fn envelope(&self, route: &Route) -> Result<Envelope, BunqError> {
         serde_json::from_slice(&self.body).map_err(|err| BunqError::Protocol {
             endpoint: route.endpoint(),
-            message: format!("not a bunq response envelope ({err})"),
+            message: format!(
+                "not a bunq response envelope ({})",
+                json_error_summary(&err)
+            ),
         })
     }
 }
@@ -312,12 +316,20 @@ impl Transport {
             request = request.body(body.clone());
         }
 
+        let started = tokio::time::Instant::now();
+        let finished = |status: Option<u16>| {
+            self.observer.request_finished(
+                route.method.as_str(),
+                route.pattern,
+                status,
+                started.elapsed(),
+            );
+        };
         let outcome = request.send().await;
         let response = match outcome {
             Ok(response) => response,
             Err(err) => {
-                self.observer
-                    .request_finished(route.method.as_str(), route.pattern, None);
+                finished(None);
                 return Err(transport_error(route, &err));
             }
         };
@@ -326,13 +338,11 @@ impl Transport {
         let body = match response.bytes().await {
             Ok(bytes) => bytes.to_vec(),
             Err(err) => {
-                self.observer
-                    .request_finished(route.method.as_str(), route.pattern, Some(status));
+                finished(Some(status));
                 return Err(transport_error(route, &err));
             }
         };
-        self.observer
-            .request_finished(route.method.as_str(), route.pattern, Some(status));
+        finished(Some(status));
         let response_id = header_text(&headers, header::RESPONSE_ID);
         tracing::debug!(
             endpoint = %route.endpoint(),
@@ -530,6 +540,18 @@ mod tests {
             panic!("not an API error");
         };
         assert_eq!(description, "(empty body)");
+    }
+
+    #[test]
+    fn malformed_envelope_error_does_not_quote_the_body() {
+        let response = ApiResponse {
+            status: 200,
+            body: br#"{"Response":"token-0123456789abcdef"}"#.to_vec(),
+            response_id: None,
+        };
+        let err = response.envelope(&ROUTE).unwrap_err().to_string();
+        assert!(!err.contains("0123456789abcdef"), "{err}");
+        assert!(err.contains("not a bunq response envelope"), "{err}");
     }
 
     #[test]
