@@ -262,6 +262,26 @@ async fn fresh_state_file_is_0600_in_a_0700_dir_and_holds_the_tokens_but_not_the
 }
 
 #[tokio::test(start_paused = true)]
+async fn configured_permitted_ips_are_allowed_at_registration_beside_the_caller() {
+    let s = Scenario::start().await;
+    let mut settings = s.settings();
+    settings.permitted_ips = Some(vec!["192.0.2.77".to_owned()]);
+    s.try_connect(settings).await.unwrap();
+    let active: HashSet<_> = s
+        .sim
+        .entries(s.key.credential_id)
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.status == IpStatus::Active)
+        .map(|entry| entry.ip)
+        .collect();
+    assert_eq!(
+        active,
+        HashSet::from([DEFAULT_CALLER_IP.to_string(), "192.0.2.77".to_owned()])
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn restart_with_the_saved_context_makes_no_setup_calls() {
     let s = Scenario::start().await;
     drop(s.connected().await);
@@ -1126,6 +1146,30 @@ async fn corrupt_state_file_is_an_error_naming_the_file_and_nothing_is_sent() {
     );
     assert!(s.log().is_empty(), "{:?}", s.log());
     assert_eq!(fs::read(s.state_file()).unwrap(), garbage, "left in place");
+}
+
+#[tokio::test(start_paused = true)]
+async fn state_file_from_a_newer_format_is_refused_and_left_in_place() {
+    let s = Scenario::start().await;
+    drop(s.connected().await);
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&fs::read(s.state_file()).unwrap()).unwrap();
+    value["format_version"] = serde_json::json!(99);
+    let newer = serde_json::to_vec(&value).unwrap();
+    fs::write(s.state_file(), &newer).unwrap();
+
+    let err = s.try_connect(s.settings()).await.unwrap_err();
+    assert!(
+        matches!(err, BunqError::ContextVersion { found: 99, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&s.state_file().display().to_string()),
+        "{err}"
+    );
+    assert!(s.log().is_empty(), "{:?}", s.log());
+    assert_eq!(fs::read(s.state_file()).unwrap(), newer);
 }
 
 #[tokio::test(start_paused = true)]
