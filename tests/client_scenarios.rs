@@ -1268,7 +1268,13 @@ impl Recorder {
 }
 
 impl ApiObserver for Recorder {
-    fn request_finished(&self, method: &str, _route_pattern: &str, status: Option<u16>) {
+    fn request_finished(
+        &self,
+        method: &str,
+        _route_pattern: &str,
+        status: Option<u16>,
+        _elapsed: Duration,
+    ) {
         self.push(format!("request {method} {status:?}"));
     }
     fn rate_limited(&self, route_pattern: &str) {
