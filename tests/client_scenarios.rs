@@ -201,6 +201,57 @@ fn entries_for(s: &Scenario, credential: u64, ip: &str) -> usize {
 const CREATE_IP_PATH: &str = "/ip";
 const NEW_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 50);
 
+/// Records every observer event as text.
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<String>>,
+    retry_delays: Mutex<Vec<Duration>>,
+}
+
+impl Recorder {
+    fn push(&self, event: String) {
+        self.events.lock().unwrap().push(event);
+    }
+
+    fn starting_with(&self, prefix: &str) -> Vec<String> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|event| event.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+}
+
+impl ApiObserver for Recorder {
+    fn request_finished(
+        &self,
+        method: &str,
+        _route_pattern: &str,
+        status: Option<u16>,
+        _elapsed: Duration,
+    ) {
+        self.push(format!("request {method} {status:?}"));
+    }
+    fn rate_limited(&self, route_pattern: &str) {
+        self.push(format!("rate_limited {route_pattern}"));
+    }
+    fn throttled(&self, route_pattern: &str, _waited: Duration) {
+        self.push(format!("throttled {route_pattern}"));
+    }
+    fn retrying(&self, route_pattern: &str, attempt: u32, delay: Duration) {
+        self.retry_delays.lock().unwrap().push(delay);
+        self.push(format!("retrying {route_pattern} {attempt}"));
+    }
+    fn signature_rejected(&self, route_pattern: &str) {
+        self.push(format!("signature_rejected {route_pattern}"));
+    }
+    fn session_created(&self, _expires_at: chrono::DateTime<Utc>) {
+        self.push("session_created".to_owned());
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 1. Context creation and reuse.
 
@@ -932,9 +983,13 @@ async fn timed_out_list_is_retried_and_succeeds() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn server_errors_on_a_list_are_retried_until_it_succeeds() {
+async fn server_errors_on_a_list_are_retried_with_backoff_until_it_succeeds() {
     let s = Scenario::start().await;
-    let client = s.connected().await;
+    let recorder = Arc::new(Recorder::default());
+    let mut settings = s.settings();
+    settings.observer = Some(recorder.clone());
+    let client = s.try_connect(settings).await.unwrap();
+    s.sim.clear_request_log();
     for kind in [
         FaultKind::Status(500),
         FaultKind::Status(491),
@@ -961,6 +1016,13 @@ async fn server_errors_on_a_list_are_retried_until_it_succeeds() {
         .map(|request| request.request_id.unwrap())
         .collect();
     assert_eq!(ids.len(), 4, "a fresh request id per attempt");
+    // Backoff doubles from 10 ms (capped at 40 ms), each delay jittered within [ceiling/2, ceiling].
+    let delays = recorder.retry_delays.lock().unwrap().clone();
+    let ceilings = [10, 20, 40].map(Duration::from_millis);
+    assert_eq!(delays.len(), 3, "{delays:?}");
+    for (delay, ceiling) in delays.iter().zip(ceilings) {
+        assert!(*delay >= ceiling / 2 && *delay <= ceiling, "{delays:?}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -1244,55 +1306,6 @@ async fn registration_that_failed_at_device_server_resumes_there_without_a_new_i
 
 // ---------------------------------------------------------------------------------------------
 // 9. What the metrics hooks see.
-
-/// Records every observer event as text.
-#[derive(Default)]
-struct Recorder {
-    events: Mutex<Vec<String>>,
-}
-
-impl Recorder {
-    fn push(&self, event: String) {
-        self.events.lock().unwrap().push(event);
-    }
-
-    fn starting_with(&self, prefix: &str) -> Vec<String> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|event| event.starts_with(prefix))
-            .cloned()
-            .collect()
-    }
-}
-
-impl ApiObserver for Recorder {
-    fn request_finished(
-        &self,
-        method: &str,
-        _route_pattern: &str,
-        status: Option<u16>,
-        _elapsed: Duration,
-    ) {
-        self.push(format!("request {method} {status:?}"));
-    }
-    fn rate_limited(&self, route_pattern: &str) {
-        self.push(format!("rate_limited {route_pattern}"));
-    }
-    fn throttled(&self, route_pattern: &str, _waited: Duration) {
-        self.push(format!("throttled {route_pattern}"));
-    }
-    fn retrying(&self, route_pattern: &str, attempt: u32, _delay: Duration) {
-        self.push(format!("retrying {route_pattern} {attempt}"));
-    }
-    fn signature_rejected(&self, route_pattern: &str) {
-        self.push(format!("signature_rejected {route_pattern}"));
-    }
-    fn session_created(&self, _expires_at: chrono::DateTime<Utc>) {
-        self.push("session_created".to_owned());
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn observer_events_match_what_bunq_saw() {
