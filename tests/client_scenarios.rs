@@ -736,6 +736,35 @@ async fn burst_of_30_lists_with_the_client_limiter_on_never_meets_a_429() {
     assert_eq!(log.len(), 30, "no 429 and no retry: {log:?}");
 }
 
+/// Real time (not paused): bunq's windows scaled to 1/100 on both sides, so request latency is
+/// no longer zero. The simulator counts a request when it arrives; the client's limiter counts
+/// it from the moment it reserved the slot, and frees the slot one window later even if the
+/// request is still in flight. When an earlier request of a window took longer to arrive than
+/// the one sent a window later, bunq still counts the earlier one: 429.
+#[tokio::test]
+#[ignore = "bug: RateLimiter (src/bunq/ratelimit.rs) starts a request's window when the slot is \
+            reserved, not when the request has completed, and frees slots of requests still in \
+            flight; with any latency variance a burst meets 429s at window boundaries (5-11 of \
+            30 here). Counting the window from the response (and holding the slot while in \
+            flight) made this pass 5/5 in a local prototype."]
+async fn burst_of_30_lists_in_scaled_real_time_with_the_client_limiter_on_never_meets_a_429() {
+    let s = Scenario::with(SimulatorOptions {
+        time_scale: 0.01,
+        ..sim_options()
+    })
+    .await;
+    let mut settings = s.settings();
+    settings.transport.rate_limits = RateLimits::bunq().with_windows_scaled(0.01);
+    settings.transport.retry = RetryPolicy::never();
+    let client = s.try_connect(settings).await.unwrap();
+    s.sim.clear_request_log();
+
+    let results = burst_of_lists(&s, client, 30).await;
+    let log = s.log();
+    assert_eq!(count(&log, LIST_IPS_OK), 30, "{log:?}");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn burst_of_30_lists_without_the_client_limiter_meets_429s() {
     // The control for the test above: the simulator does enforce the limits.
