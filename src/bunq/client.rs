@@ -94,6 +94,8 @@ struct SessionInfo {
     /// Bumped on every new session, so a task that saw a rejected token can tell whether
     /// someone else already replaced it.
     generation: u64,
+    /// The user's auto-logout in seconds, when bunq reported it.
+    session_timeout_secs: Option<u64>,
     /// When this process last opened a session (monotonic clock).
     opened_at: Option<tokio::time::Instant>,
 }
@@ -191,6 +193,7 @@ impl BunqClient {
             Some(session) => SessionInfo {
                 user_id: session.user_id,
                 expires_at: session.expires_at,
+                session_timeout_secs: session.session_timeout_secs,
                 generation: 0,
                 opened_at,
             },
@@ -225,6 +228,12 @@ impl BunqClient {
     /// When the current session expires unless renewed.
     pub fn session_expires_at(&self) -> DateTime<Utc> {
         self.info().expires_at
+    }
+
+    /// The session lifetime bunq reported (`session_timeout` of the user), for choosing a
+    /// renewal lead time; `None` when unknown (a session imported without it).
+    pub fn session_timeout(&self) -> Option<Duration> {
+        self.info().session_timeout_secs.map(Duration::from_secs)
     }
 
     /// The description this client's device was registered with; `None` when the context was
@@ -389,6 +398,7 @@ impl BunqClient {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             info.user_id = session.user_id;
             info.expires_at = session.expires_at;
+            info.session_timeout_secs = session.session_timeout_secs;
             info.generation += 1;
             info.opened_at = Some(tokio::time::Instant::now());
         }
