@@ -1012,6 +1012,36 @@ async fn timed_out_list_is_retried_and_succeeds() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn writes_after_a_reset_connection_go_through_on_a_fresh_one() {
+    // A pooled connection bunq closed must not turn the next (unretried) create into a
+    // spurious network error.
+    let s = Scenario::start().await;
+    let client = s.connected().await;
+    s.sim
+        .inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, CREATE_IP_PATH));
+    client
+        .create_ip(s.key.credential_id, NEW_IP, IpStatus::Active)
+        .await
+        .unwrap_err();
+    for last in 1..=4 {
+        let ip = Ipv4Addr::new(192, 0, 2, last);
+        client
+            .create_ip(s.key.credential_id, ip, IpStatus::Active)
+            .await
+            .unwrap();
+    }
+    s.sim
+        .inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::GET, CREATE_IP_PATH));
+    client.list_ips(s.key.credential_id).await.unwrap();
+    let ip = Ipv4Addr::new(192, 0, 2, 5);
+    client
+        .create_ip(s.key.credential_id, ip, IpStatus::Active)
+        .await
+        .unwrap();
+    assert_eq!(s.sim.entries(s.key.credential_id).unwrap().len(), 7);
+}
+
+#[tokio::test(start_paused = true)]
 async fn server_errors_on_a_list_are_retried_with_backoff_until_it_succeeds() {
     let s = Scenario::start().await;
     let recorder = Arc::new(Recorder::default());
