@@ -5,9 +5,13 @@
 //! its allowlists), not only on what the client returned. The simulator is an independent
 //! implementation of bunq's rules, so these tests catch client bugs a mock would mirror.
 //!
-//! Time: every test runs on tokio's paused clock. The simulator measures rate-limit windows and
+//! Time: the tests run on tokio's paused clock. The simulator measures rate-limit windows and
 //! session lifetimes on tokio time, and the client is given a wall clock that follows tokio time,
 //! so 30 s session-server windows and session lifetimes pass instantly and deterministically.
+//! (One ignored bug test runs in real time with both sides' windows scaled to 1/100, because
+//! paused time hides request latency.)
+//!
+//! Tests marked `#[ignore = "bug: ..."]` show a client bug; run them with `-- --ignored`.
 
 // The whole file is test code: helpers outside #[test] fns panic to report failure too.
 #![allow(clippy::unwrap_used)]
@@ -56,7 +60,7 @@ fn server_key() -> &'static PrivateKey {
 }
 
 /// One client key for the suite, planted in the state file before the first connect (see
-/// [`Scenario::seed_client_key`]), so only the fresh-registration test pays for generating one.
+/// [`Scenario::seed_client_key`]), so only tests of a new registration pay for generating one.
 fn client_key() -> &'static PrivateKey {
     static KEY: OnceLock<PrivateKey> = OnceLock::new();
     KEY.get_or_init(|| PrivateKey::generate().unwrap())
@@ -198,7 +202,9 @@ fn entries_for(s: &Scenario, credential: u64, ip: &str) -> usize {
         .count()
 }
 
-const CREATE_IP_PATH: &str = "/ip";
+/// Matches the entry list and create (`.../ip`) and an entry (`.../ip/{id}`) in fault filters,
+/// but not the credential paths.
+const ENTRIES_PATH: &str = "/ip";
 const NEW_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 50);
 
 /// Records every observer event as text.
@@ -410,7 +416,7 @@ async fn second_session_rejection_in_a_row_is_returned_not_retried_again() {
     let client = s.connected().await;
     s.sim.inject(
         Fault::once(FaultKind::ExpireSession)
-            .on(Method::GET, CREATE_IP_PATH)
+            .on(Method::GET, ENTRIES_PATH)
             .times(2),
     );
     let err = client.list_ips(s.key.credential_id).await.unwrap_err();
@@ -470,7 +476,7 @@ async fn session_rejection_on_a_create_is_retried_once_and_creates_one_entry() {
     let s = Scenario::start().await;
     let client = s.connected().await;
     s.sim
-        .inject(Fault::once(FaultKind::ExpireSession).on(Method::POST, CREATE_IP_PATH));
+        .inject(Fault::once(FaultKind::ExpireSession).on(Method::POST, ENTRIES_PATH));
     client
         .create_ip(s.key.credential_id, NEW_IP, IpStatus::Active)
         .await
@@ -792,7 +798,7 @@ async fn forced_429s_are_retried_until_the_list_succeeds() {
     let client = s.connected().await;
     s.sim.inject(
         Fault::once(FaultKind::Status(429))
-            .on(Method::GET, CREATE_IP_PATH)
+            .on(Method::GET, ENTRIES_PATH)
             .times(3),
     );
     let ips = client.list_ips(s.key.credential_id).await.unwrap();
@@ -882,7 +888,7 @@ async fn tampered_list_is_refused_and_nothing_follows(kind: FaultKind) {
     let client = s.connected().await;
     let before = s.sim.entries(s.key.credential_id).unwrap();
     s.sim
-        .inject(Fault::once(kind).on(Method::GET, CREATE_IP_PATH));
+        .inject(Fault::once(kind).on(Method::GET, ENTRIES_PATH));
 
     let err = client.list_ips(s.key.credential_id).await.unwrap_err();
     assert!(err.is_security(), "{err}");
@@ -908,7 +914,7 @@ async fn garbled_signature_on_a_create_is_a_security_error_and_the_post_is_not_r
     let s = Scenario::start().await;
     let client = s.connected().await;
     s.sim
-        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, CREATE_IP_PATH));
+        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, ENTRIES_PATH));
     let err = client
         .create_ip(s.key.credential_id, NEW_IP, IpStatus::Active)
         .await
@@ -951,7 +957,7 @@ async fn reset_after_a_create_is_a_transport_error_and_the_post_is_not_retried()
     let s = Scenario::start().await;
     let client = s.connected().await;
     s.sim
-        .inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, CREATE_IP_PATH));
+        .inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, ENTRIES_PATH));
     let err = client
         .create_ip(s.key.credential_id, NEW_IP, IpStatus::Active)
         .await
@@ -971,7 +977,7 @@ async fn timed_out_create_is_not_retried_and_bunq_holds_the_entry_once() {
     let client = s.connected().await;
     // The simulator applies the create at once and answers after 60 s; the client gives up at 20 s.
     s.sim.inject(
-        Fault::once(FaultKind::Delay(Duration::from_secs(60))).on(Method::POST, CREATE_IP_PATH),
+        Fault::once(FaultKind::Delay(Duration::from_secs(60))).on(Method::POST, ENTRIES_PATH),
     );
     let err = client
         .create_ip(s.key.credential_id, NEW_IP, IpStatus::Active)
@@ -997,7 +1003,7 @@ async fn timed_out_list_is_retried_and_succeeds() {
     let s = Scenario::start().await;
     let client = s.connected().await;
     s.sim.inject(
-        Fault::once(FaultKind::Delay(Duration::from_secs(60))).on(Method::GET, CREATE_IP_PATH),
+        Fault::once(FaultKind::Delay(Duration::from_secs(60))).on(Method::GET, ENTRIES_PATH),
     );
     let ips = client.list_ips(s.key.credential_id).await.unwrap();
     assert_eq!(ips.len(), 1);
@@ -1018,7 +1024,7 @@ async fn writes_after_a_reset_connection_go_through_on_a_fresh_one() {
     let s = Scenario::start().await;
     let client = s.connected().await;
     s.sim
-        .inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, CREATE_IP_PATH));
+        .inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, ENTRIES_PATH));
     client
         .create_ip(s.key.credential_id, NEW_IP, IpStatus::Active)
         .await
@@ -1031,7 +1037,7 @@ async fn writes_after_a_reset_connection_go_through_on_a_fresh_one() {
             .unwrap();
     }
     s.sim
-        .inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::GET, CREATE_IP_PATH));
+        .inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::GET, ENTRIES_PATH));
     client.list_ips(s.key.credential_id).await.unwrap();
     let ip = Ipv4Addr::new(192, 0, 2, 5);
     client
@@ -1055,7 +1061,7 @@ async fn server_errors_on_a_list_are_retried_with_backoff_until_it_succeeds() {
         FaultKind::Html503,
     ] {
         s.sim
-            .inject(Fault::once(kind).on(Method::GET, CREATE_IP_PATH));
+            .inject(Fault::once(kind).on(Method::GET, ENTRIES_PATH));
     }
     let ips = client.list_ips(s.key.credential_id).await.unwrap();
     assert_eq!(ips.len(), 1);
@@ -1089,7 +1095,7 @@ async fn connection_reset_on_a_list_is_retried_until_it_succeeds() {
     let s = Scenario::start().await;
     let client = s.connected().await;
     s.sim
-        .inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::GET, CREATE_IP_PATH));
+        .inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::GET, ENTRIES_PATH));
     client.list_ips(s.key.credential_id).await.unwrap();
     assert_eq!(
         s.log(),
@@ -1106,7 +1112,7 @@ async fn server_error_on_a_status_update_is_retried_until_it_succeeds() {
         .add_entry(s.key.credential_id, "192.0.2.10", IpStatus::Active)
         .unwrap();
     s.sim
-        .inject(Fault::once(FaultKind::Status(500)).on(Method::PUT, CREATE_IP_PATH));
+        .inject(Fault::once(FaultKind::Status(500)).on(Method::PUT, ENTRIES_PATH));
     let id = client
         .update_ip_status(s.key.credential_id, entry, IpStatus::Inactive)
         .await
@@ -1135,7 +1141,7 @@ async fn server_errors_on_a_create_are_returned_without_a_retry() {
     ] {
         s.sim.clear_request_log();
         s.sim
-            .inject(Fault::once(kind).on(Method::POST, CREATE_IP_PATH));
+            .inject(Fault::once(kind).on(Method::POST, ENTRIES_PATH));
         let err = client
             .create_ip(s.key.credential_id, NEW_IP, IpStatus::Active)
             .await
@@ -1424,12 +1430,12 @@ async fn observer_events_match_what_bunq_saw() {
     let pattern = "/user/{user}/credential-password-ip/{cred}/ip";
 
     s.sim
-        .inject(Fault::once(FaultKind::Status(429)).on(Method::GET, CREATE_IP_PATH));
+        .inject(Fault::once(FaultKind::Status(429)).on(Method::GET, ENTRIES_PATH));
     client.list_ips(s.key.credential_id).await.unwrap();
     s.sim.expire_all_sessions();
     client.list_ips(s.key.credential_id).await.unwrap();
     s.sim
-        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::GET, CREATE_IP_PATH));
+        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::GET, ENTRIES_PATH));
     client.list_ips(s.key.credential_id).await.unwrap_err();
 
     let seen: Vec<String> = s
