@@ -709,6 +709,35 @@ async fn list_credentials_shows_every_credential_and_our_device_description() {
     assert_eq!(s.log(), vec!["GET /user/*/credential-password-ip 200"]);
 }
 
+#[tokio::test(start_paused = true)]
+async fn single_credential_and_entry_reads_match_the_lists() {
+    let s = Scenario::start().await;
+    let client = s.connected().await;
+    let entry = client
+        .create_ip(s.key.credential_id, NEW_IP, IpStatus::Inactive)
+        .await
+        .unwrap();
+    let read = client.get_ip(s.key.credential_id, entry).await.unwrap();
+    assert_eq!(
+        (read.id, read.ip.as_str(), &read.status),
+        (entry, NEW_IP.to_string().as_str(), &IpStatus::Inactive)
+    );
+    let listed = client.list_ips(s.key.credential_id).await.unwrap();
+    assert!(listed.contains(&read), "{listed:?}");
+    let credential = client.get_credential(s.key.credential_id).await.unwrap();
+    assert_eq!(credential, s.sim.credential(s.key.credential_id).unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn list_of_a_credential_that_is_not_ours_is_a_404_not_an_empty_list() {
+    let s = Scenario::start().await;
+    let stranger = s.sim.create_user_with_api_key();
+    let client = s.connected().await;
+    let err = client.list_ips(stranger.credential_id).await.unwrap_err();
+    assert!(matches!(err, BunqError::Api { status: 404, .. }), "{err}");
+    assert_eq!(s.log(), vec!["GET /user/*/credential-password-ip/*/ip 404"]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. Rate limits.
 
