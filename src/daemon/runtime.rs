@@ -192,6 +192,14 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     ));
 
     let _ = notifier.ready();
+    if let Some(period) = notifier.watchdog_interval() {
+        tokio::spawn(watchdog_task(
+            notifier.clone(),
+            Arc::clone(&health),
+            period,
+            shutdown.child_token(),
+        ));
+    }
     tracing::info!(
         config = %options.config_path.display(),
         credentials = config.credentials.len(),
@@ -355,6 +363,30 @@ async fn build_scheduler(config: &Config) -> Result<(Scheduler, Option<CronTicke
     }
 }
 
+/// Sends `WATCHDOG=1` every `period` while the heartbeat is fresh. Its own task, because the
+/// main loop is busy inside a long, rate-limited apply for minutes; the heartbeat stays fresh
+/// then through every answered bunq request, and goes stale only if the daemon really hangs.
+async fn watchdog_task(
+    notifier: Notifier,
+    health: Arc<Health>,
+    period: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        if health.liveness_at(tokio::time::Instant::now()).alive {
+            let _ = notifier.watchdog();
+        } else {
+            tracing::error!("main loop heartbeat is stale; withholding WATCHDOG=1");
+        }
+    }
+}
+
 /// Keeps the session alive ahead of expiry, independent of sync cycles.
 async fn renewal_task(
     client: Arc<BunqClient>,
@@ -452,19 +484,9 @@ impl Daemon {
                 () = self.shutdown.cancelled() => break,
                 Some(_) = reloads.recv() => self.reload(true).await,
                 Some(ConfigChanged) = changes.recv() => self.reload(false).await,
-                _ = watchdog.tick() => self.feed_watchdog(),
                 _ = heartbeat.tick() => self.health.beat(),
                 trigger = self.scheduler.next_run() => self.reconcile(trigger).await,
             }
-        }
-    }
-
-    /// `WATCHDOG=1` only while the loop (or a run's requests) keeps the heartbeat fresh.
-    fn feed_watchdog(&self) {
-        if self.notifier.watchdog_interval().is_some()
-            && self.health.liveness_at(tokio::time::Instant::now()).alive
-        {
-            let _ = self.notifier.watchdog();
         }
     }
 
