@@ -298,12 +298,18 @@ async fn connect_until_shutdown(
             result = attempt => result,
         };
         match result {
-            Ok(client) => return Some(client),
+            Ok(client) => {
+                health.set_access_refused(None);
+                return Some(client);
+            }
             Err(err) => {
                 let delay = backoff.next_delay();
                 let message = explain(&err);
                 tracing::error!(error = %message, retry_in = ?delay, "cannot open a bunq session");
                 health.record_run_result(false, &format!("cannot open a bunq session: {message}"));
+                if err.is_credentials_rejected() {
+                    health.set_access_refused(Some(message.clone()));
+                }
                 tokio::select! {
                     () = shutdown.cancelled() => return None,
                     () = tokio::time::sleep(delay) => {}
@@ -574,6 +580,7 @@ impl Daemon {
         let elapsed = started.elapsed();
         let (run_result, outcome, message) = match result {
             Ok((report, record)) => {
+                self.health.set_access_refused(None);
                 if let Err(err) = self.records.save(&record) {
                     tracing::warn!(error = %err, "cannot save the last-run record; drift reports may repeat");
                 }
@@ -603,6 +610,9 @@ impl Daemon {
             RunError::Read(bunq) => {
                 if bunq.is_session_rejected() {
                     self.renew_trigger.renew_now();
+                }
+                if bunq.is_credentials_rejected() {
+                    self.health.set_access_refused(Some(explain(bunq)));
                 }
                 (
                     bunq.is_transient() || bunq.is_session_rejected(),
