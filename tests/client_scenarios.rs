@@ -8,8 +8,8 @@
 //! Time: the tests run on tokio's paused clock. The simulator measures rate-limit windows and
 //! session lifetimes on tokio time, and the client is given a wall clock that follows tokio time,
 //! so 30 s session-server windows and session lifetimes pass instantly and deterministically.
-//! (One ignored bug test runs in real time with both sides' windows scaled to 1/100, because
-//! paused time hides request latency.)
+//! (One test runs in real time with both sides' windows scaled to 1/100, because paused time
+//! hides request latency.)
 //!
 //! Tests marked `#[ignore = "bug: ..."]` show a client bug; run them with `-- --ignored`.
 
@@ -772,16 +772,10 @@ async fn burst_of_30_lists_with_the_client_limiter_on_never_meets_a_429() {
 }
 
 /// Real time (not paused): bunq's windows scaled to 1/100 on both sides, so request latency is
-/// no longer zero. The simulator counts a request when it arrives; the client's limiter counts
-/// it from the moment it reserved the slot, and frees the slot one window later even if the
-/// request is still in flight. When an earlier request of a window took longer to arrive than
-/// the one sent a window later, bunq still counts the earlier one: 429.
+/// no longer zero. The simulator counts a request when it arrives; the client's limiter holds a
+/// slot while its request is in flight and counts the window from the response, so a request
+/// that arrived late in one window still keeps the next one out until a window after it.
 #[tokio::test]
-#[ignore = "bug: RateLimiter (src/bunq/ratelimit.rs) starts a request's window when the slot is \
-            reserved, not when the request has completed, and frees slots of requests still in \
-            flight; with any latency variance a burst meets 429s at window boundaries (5-11 of \
-            30 here). Counting the window from the response (and holding the slot while in \
-            flight) made this pass 5/5 in a local prototype."]
 async fn burst_of_30_lists_in_scaled_real_time_with_the_client_limiter_on_never_meets_a_429() {
     let s = Scenario::with(SimulatorOptions {
         time_scale: 0.01,
