@@ -8,8 +8,8 @@
 //! Time: the tests run on tokio's paused clock. The simulator measures rate-limit windows and
 //! session lifetimes on tokio time, and the client is given a wall clock that follows tokio time,
 //! so 30 s session-server windows and session lifetimes pass instantly and deterministically.
-//! (One ignored bug test runs in real time with both sides' windows scaled to 1/100, because
-//! paused time hides request latency.)
+//! (One test runs in real time with both sides' windows scaled to 1/100, because paused time
+//! hides request latency.)
 //!
 //! Tests marked `#[ignore = "bug: ..."]` show a client bug; run them with `-- --ignored`.
 
@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use bunq_ipsync::bunq::client::REREGISTRATION_INTERVAL;
 use bunq_ipsync::bunq::context::{
     CONTEXT_FILE_NAME, Context, ContextStore, DeviceContext, InstallationContext, SessionContext,
     api_key_fingerprint,
@@ -772,16 +773,10 @@ async fn burst_of_30_lists_with_the_client_limiter_on_never_meets_a_429() {
 }
 
 /// Real time (not paused): bunq's windows scaled to 1/100 on both sides, so request latency is
-/// no longer zero. The simulator counts a request when it arrives; the client's limiter counts
-/// it from the moment it reserved the slot, and frees the slot one window later even if the
-/// request is still in flight. When an earlier request of a window took longer to arrive than
-/// the one sent a window later, bunq still counts the earlier one: 429.
+/// no longer zero. The simulator counts a request when it arrives; the client's limiter holds a
+/// slot while its request is in flight and counts the window from the response, so a request
+/// that arrived late in one window still keeps the next one out until a window after it.
 #[tokio::test]
-#[ignore = "bug: RateLimiter (src/bunq/ratelimit.rs) starts a request's window when the slot is \
-            reserved, not when the request has completed, and frees slots of requests still in \
-            flight; with any latency variance a burst meets 429s at window boundaries (5-11 of \
-            30 here). Counting the window from the response (and holding the slot while in \
-            flight) made this pass 5/5 in a local prototype."]
 async fn burst_of_30_lists_in_scaled_real_time_with_the_client_limiter_on_never_meets_a_429() {
     let s = Scenario::with(SimulatorOptions {
         time_scale: 0.01,
@@ -1398,22 +1393,16 @@ async fn registration_that_failed_at_device_server_resumes_there_without_a_new_i
     assert_eq!(s.log(), vec![DEVICE_OK, SESSION_OK]);
 }
 
-/// bunq forgot the installation and its sessions (a sandbox reset, a revoked device), but the
-/// saved session has not expired by the client's clock. `connect` sends nothing (the session
-/// looks fresh); the first call meets "Insufficient authentication", and opening a new session
-/// with the saved installation token is refused the same way. That run may fail, but the next
-/// start must not be stuck on the same dead context.
-#[tokio::test(start_paused = true)]
-#[ignore = "bug: a session-server rejection of the saved installation token outside connect \
-            (BunqClient::replace_session_locked, src/bunq/client.rs) leaves the dead session in \
-            the state file; every restart reuses it without a call, so the daemon fails forever \
-            until the operator deletes the file. connect re-registers only when it calls \
-            session-server itself."]
-async fn dead_installation_with_a_fresh_looking_session_recovers_at_the_next_start() {
-    let s = Scenario::start().await;
+const DEAD_INSTALLATION_TOKEN: &str = "installation-token-bunq-forgot";
+const DEAD_SESSION_TOKEN: &str = "session-token-bunq-forgot";
+const SESSION_REJECTED: &str = "POST /session-server 403";
+
+/// Saves a context whose installation and session bunq does not know (a sandbox reset, a revoked
+/// device), with a session that has six days left by the client's clock.
+fn save_dead_context(s: &Scenario) {
     let mut context = Context::new(&s.base_url(), &s.key.api_key, client_key()).unwrap();
     context.installation = Some(InstallationContext {
-        token: Secret::new("installation-token-bunq-forgot"),
+        token: Secret::new(DEAD_INSTALLATION_TOKEN),
         server_public_key: s.sim.server_public_key().to_pem(),
     });
     context.device = Some(DeviceContext {
@@ -1421,7 +1410,7 @@ async fn dead_installation_with_a_fresh_looking_session_recovers_at_the_next_sta
         description: Some(DEVICE.to_owned()),
     });
     context.session = Some(SessionContext {
-        token: Secret::new("session-token-bunq-forgot"),
+        token: Secret::new(DEAD_SESSION_TOKEN),
         id: Some(2),
         user_id: s.key.user_id,
         expires_at: (s.clock)() + chrono::Duration::days(6),
@@ -1431,6 +1420,34 @@ async fn dead_installation_with_a_fresh_looking_session_recovers_at_the_next_sta
         .unwrap()
         .save(&context)
         .unwrap();
+}
+
+fn saved_context(s: &Scenario) -> Context {
+    ContextStore::open(&s.state_dir)
+        .unwrap()
+        .load_matching(&s.base_url(), &s.key.api_key)
+        .unwrap()
+        .unwrap()
+}
+
+/// A client that met a dead installation and registered anew in its first call.
+async fn client_that_registered_anew(s: &Scenario) -> BunqClient {
+    save_dead_context(s);
+    let client = s.connect().await;
+    client.list_ips(s.key.credential_id).await.unwrap();
+    s.sim.clear_request_log();
+    client
+}
+
+/// bunq forgot the installation and its sessions (a sandbox reset, a revoked device), but the
+/// saved session has not expired by the client's clock. `connect` sends nothing (the session
+/// looks fresh); the first call meets "Insufficient authentication", and opening a new session
+/// with the saved installation token is refused the same way. That run may fail, but the next
+/// start must not be stuck on the same dead context.
+#[tokio::test(start_paused = true)]
+async fn dead_installation_with_a_fresh_looking_session_recovers_at_the_next_start() {
+    let s = Scenario::start().await;
+    save_dead_context(&s);
 
     let client = s.connect().await;
     let first_run = client.list_ips(s.key.credential_id).await;
@@ -1444,6 +1461,161 @@ async fn dead_installation_with_a_fresh_looking_session_recovers_at_the_next_sta
         "stuck: {first_run:?} then {second_run:?}; log {:?}",
         s.log()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dead_installation_met_by_a_call_is_registered_anew_within_that_call() {
+    let s = Scenario::start().await;
+    save_dead_context(&s);
+    let client = s.connect().await;
+    assert!(s.log().is_empty(), "the saved session looked fresh");
+
+    let ips = client.list_ips(s.key.credential_id).await.unwrap();
+    assert_eq!(ips.len(), 1);
+    assert_eq!(
+        s.log(),
+        vec![
+            LIST_IPS_REJECTED,
+            SESSION_REJECTED,
+            INSTALLATION_OK,
+            DEVICE_OK,
+            SESSION_OK,
+            LIST_IPS_OK
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn registration_made_by_a_running_client_is_saved_and_reused_at_the_next_start() {
+    let s = Scenario::start().await;
+    drop(client_that_registered_anew(&s).await);
+    let saved = saved_context(&s);
+    let installation = saved.installation.expect("an installation is saved");
+    assert_ne!(installation.token.expose(), DEAD_INSTALLATION_TOKEN);
+    let session = saved.session.expect("a session is saved");
+    assert_ne!(session.token.expose(), DEAD_SESSION_TOKEN);
+
+    let restarted = s.connect().await;
+    restarted.list_ips(s.key.credential_id).await.unwrap();
+    assert_eq!(s.log(), vec![LIST_IPS_OK]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn installation_forgotten_again_within_the_interval_fails_without_registering() {
+    let s = Scenario::start().await;
+    let client = client_that_registered_anew(&s).await;
+    tokio::time::advance(Duration::from_secs(60)).await;
+    s.sim.forget_installations();
+
+    let err = client.list_ips(s.key.credential_id).await.unwrap_err();
+    assert!(matches!(err, BunqError::Context(_)), "{err}");
+    assert!(err.to_string().contains("registered anew"), "{err}");
+    let again = client.list_ips(s.key.credential_id).await.unwrap_err();
+    assert!(matches!(again, BunqError::Context(_)), "{again}");
+    assert_eq!(
+        s.log(),
+        vec![LIST_IPS_REJECTED, SESSION_REJECTED],
+        "one attempt to open a session, then nothing until the interval has passed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn installation_forgotten_again_is_dropped_from_the_state_file_so_the_next_start_registers() {
+    let s = Scenario::start().await;
+    let client = client_that_registered_anew(&s).await;
+    tokio::time::advance(Duration::from_secs(60)).await;
+    s.sim.forget_installations();
+    client.list_ips(s.key.credential_id).await.unwrap_err();
+    drop(client);
+    let saved = saved_context(&s);
+    assert!(saved.installation.is_none() && saved.session.is_none());
+    // A restart has a new rate limiter; bunq's session-server window must have passed.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    s.sim.clear_request_log();
+
+    let restarted = s.connect().await;
+    restarted.list_ips(s.key.credential_id).await.unwrap();
+    assert_eq!(
+        s.log(),
+        vec![INSTALLATION_OK, DEVICE_OK, SESSION_OK, LIST_IPS_OK]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn installation_forgotten_again_after_the_interval_is_registered_anew_again() {
+    let s = Scenario::start().await;
+    let client = client_that_registered_anew(&s).await;
+    tokio::time::advance(REREGISTRATION_INTERVAL).await;
+    s.sim.forget_installations();
+
+    client.list_ips(s.key.credential_id).await.unwrap();
+    assert_eq!(
+        s.log(),
+        vec![
+            LIST_IPS_REJECTED,
+            SESSION_REJECTED,
+            INSTALLATION_OK,
+            DEVICE_OK,
+            SESSION_OK,
+            LIST_IPS_OK
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_registration_after_a_dead_installation_is_not_repeated_and_resumes_at_the_next_start()
+ {
+    let s = Scenario::start().await;
+    save_dead_context(&s);
+    let client = s.connect().await;
+    s.sim
+        .inject(Fault::once(FaultKind::Status(400)).on(Method::POST, "/device-server"));
+
+    let err = client.list_ips(s.key.credential_id).await.unwrap_err();
+    assert!(matches!(err, BunqError::Api { status: 400, .. }), "{err}");
+    client.list_ips(s.key.credential_id).await.unwrap_err();
+    assert_eq!(
+        s.log(),
+        vec![
+            LIST_IPS_REJECTED,
+            SESSION_REJECTED,
+            INSTALLATION_OK,
+            "POST /device-server 400"
+        ],
+        "no second registration in the same process"
+    );
+    drop(client);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    s.sim.clear_request_log();
+
+    let restarted = s.connect().await;
+    restarted.list_ips(s.key.credential_id).await.unwrap();
+    assert_eq!(
+        s.log(),
+        vec![DEVICE_OK, SESSION_OK, LIST_IPS_OK],
+        "the next start resumes at device-server with the new installation"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn credentials_rejected_by_session_server_in_a_running_client_keep_the_installation() {
+    // bunq refuses the key from this IP: a new installation cannot fix that, and device-server
+    // must not be called behind the operator's back.
+    let s = Scenario::start().await;
+    let client = s.connected().await;
+    let saved = fs::read(s.state_file()).unwrap();
+    s.sim.set_caller_ip(Ipv4Addr::new(203, 0, 113, 99));
+    s.sim.expire_all_sessions();
+    tokio::time::advance(Duration::from_secs(30)).await;
+
+    let err = client.list_ips(s.key.credential_id).await.unwrap_err();
+    assert!(err.is_credentials_rejected(), "{err}");
+    assert_eq!(
+        s.log(),
+        vec![LIST_IPS_REJECTED, "POST /session-server 400"],
+        "no registration"
+    );
+    assert_eq!(fs::read(s.state_file()).unwrap(), saved, "context kept");
 }
 
 // ---------------------------------------------------------------------------------------------
