@@ -105,10 +105,13 @@ impl Harness {
 
     /// A config with `sync.policy` and `sync.max_changes`, and `credentials` as YAML list items.
     fn config(&self, policy: &str, max_changes: usize, credentials: &str) -> Config {
-        let text = self.config_text(policy, max_changes, credentials);
+        self.config_from_text(&self.config_text(policy, max_changes, credentials))
+    }
+
+    fn config_from_text(&self, text: &str) -> Config {
         let path = self.dir.path().join("config.yaml");
-        std::fs::write(&path, &text).unwrap();
-        config::parse(&path, &text).unwrap_or_else(|err| panic!("{err}\n{text}"))
+        std::fs::write(&path, text).unwrap();
+        config::parse(&path, text).unwrap_or_else(|err| panic!("{err}\n{text}"))
     }
 
     fn config_text(&self, policy: &str, max_changes: usize, credentials: &str) -> String {
@@ -444,6 +447,36 @@ async fn own_ip_deactivation_is_blocked_the_rest_is_applied_and_the_run_is_block
     let again = plan(&client, &config, None).await;
     assert_eq!(again.exit_status(), ExitStatus::Blocked);
     assert_eq!(again.plan.summary().blocking_rules, vec![Rule::OwnIp]);
+}
+
+#[tokio::test]
+async fn own_ip_stays_protected_after_the_device_description_changes_in_the_config() {
+    let h = Harness::start().await;
+    let own = h.own_credential();
+    let registered = h.config("sync", 10, &credential_yaml(own, &[&OWN_IP.to_string()]));
+    drop(h.connect(&registered).await);
+
+    // The operator renames the device in the config; the saved registration is reused, so bunq
+    // still shows the old description on the daemon's credential.
+    let renamed = h.config_from_text(
+        &h.config_text("sync", 10, &credential_yaml(own, &["203.0.113.5"]))
+            .replace(DEVICE, "renamed-device"),
+    );
+    let client = h.connect(&renamed).await;
+    assert!(
+        h.log().is_empty(),
+        "the saved registration and session were reused"
+    );
+    let (report, _) = apply(&client, &renamed, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    assert_eq!(report.plan.summary().blocking_rules, vec![Rule::OwnIp]);
+    assert_eq!(h.active(own), set(&["203.0.113.5", &OWN_IP.to_string()]));
+    let again = plan(&client, &renamed, None).await;
+    assert_eq!(
+        again.exit_status(),
+        ExitStatus::Blocked,
+        "the daemon is not locked out"
+    );
 }
 
 #[tokio::test]
