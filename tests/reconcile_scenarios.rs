@@ -433,6 +433,19 @@ async fn own_ip_deactivation_is_blocked_the_rest_is_applied_and_the_run_is_block
             (ChangeKind::Deactivate, OWN_IP.to_string(), "blocked"),
         ]
     );
+    let own_entry = h.entries_for(own, &OWN_IP.to_string())[0].id;
+    let refused = report
+        .applied
+        .as_ref()
+        .unwrap()
+        .results
+        .iter()
+        .find(|result| result.outcome == Outcome::Blocked(Rule::OwnIp));
+    assert_eq!(
+        refused.unwrap().entry,
+        Some(own_entry),
+        "the audit names the entry that was kept"
+    );
     assert_eq!(h.active(own), set(&["203.0.113.5", &OWN_IP.to_string()]));
     assert_eq!(h.status_of(own, stale), IpStatus::Inactive);
     let log = h.log();
