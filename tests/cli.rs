@@ -663,6 +663,10 @@ async fn status_shows_the_context_without_secrets() {
     let before = env.run(&config, &["status"]).await;
     assert_eq!(before.code, 0, "{}", show(&before));
     assert!(before.stdout.contains("none yet"), "{}", show(&before));
+    assert!(
+        !env.state_dir().exists(),
+        "status created the state directory"
+    );
 
     let plan = env.run(&config, &["plan"]).await;
     assert_eq!(plan.code, 2, "{}", show(&plan));
