@@ -285,6 +285,46 @@ async fn fresh_account_converges_in_one_apply_and_the_second_apply_writes_nothin
 }
 
 #[tokio::test]
+async fn creates_and_activations_of_every_credential_reach_bunq_before_any_deactivation() {
+    let h = Harness::start().await;
+    let first = h.credential_with(&[("192.0.2.1", IpStatus::Active)]);
+    let old = h.entries_for(first, "192.0.2.1")[0].id;
+    let second = h.credential_with(&[("203.0.113.11", IpStatus::Inactive)]);
+    let inactive = h.entries_for(second, "203.0.113.11")[0].id;
+    let credentials = format!(
+        "{}{}",
+        credential_yaml(first, &["203.0.113.10"]),
+        credential_yaml(second, &["203.0.113.11", "203.0.113.12"])
+    );
+    let config = h.config("sync", 10, &credentials);
+    let client = h.connect(&config).await;
+
+    let (report, _) = apply(&client, &config, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Success);
+    let sent: Vec<String> = writes(&h.log())
+        .iter()
+        .map(|request| format!("{} {}", request.method, request.path))
+        .collect();
+    let position = |suffix: &str| {
+        sent.iter()
+            .position(|line| line.ends_with(suffix))
+            .unwrap_or_else(|| panic!("{suffix} not sent: {sent:?}"))
+    };
+    let deactivation = position(&format!("/credential-password-ip/{first}/ip/{old}"));
+    assert_eq!(
+        deactivation,
+        sent.len() - 1,
+        "the deactivation comes last: {sent:?}"
+    );
+    assert!(position(&format!("/credential-password-ip/{second}/ip/{inactive}")) < deactivation);
+    assert_eq!(
+        sent.len(),
+        4,
+        "two creates, one activation, one deactivation: {sent:?}"
+    );
+}
+
+#[tokio::test]
 async fn out_of_band_drift_is_reported_against_the_last_run_and_repaired() {
     let h = Harness::start().await;
     let ci = h.credential_with(&[("203.0.113.10", IpStatus::Active)]);
@@ -764,4 +804,38 @@ async fn three_hundred_ips_converge_without_a_single_429() {
     let log = h.log();
     assert!(writes(&log).is_empty());
     assert!(log.iter().all(|r| r.status == Some(200)), "{log:?}");
+}
+
+#[tokio::test]
+async fn a_response_with_a_bad_signature_stops_the_run_before_the_next_write() {
+    let h = Harness::start().await;
+    let ci = h.credential_with(&[("192.0.2.1", IpStatus::Active)]);
+    let config = h.config(
+        "sync",
+        10,
+        &credential_yaml(ci, &["203.0.113.10", "203.0.113.11"]),
+    );
+    let client = h.connect(&config).await;
+    h.sim
+        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, "/ip"));
+
+    let (report, _) = apply(&client, &config, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Error);
+    let applied = report.applied.as_ref().unwrap();
+    assert!(applied.security_failure.is_some());
+    assert_eq!(
+        outcomes(&report),
+        vec![
+            (ChangeKind::Create, "203.0.113.10".to_owned(), "failed"),
+            (ChangeKind::Create, "203.0.113.11".to_owned(), "skipped"),
+            (ChangeKind::Deactivate, "192.0.2.1".to_owned(), "skipped"),
+        ]
+    );
+    let log = h.log();
+    assert_eq!(
+        writes(&log).len(),
+        1,
+        "nothing sent after the bad signature: {log:?}"
+    );
+    assert!(h.active(ci).contains("192.0.2.1"));
 }
