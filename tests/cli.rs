@@ -335,6 +335,19 @@ async fn validate_rejects_ipv6_with_file_line_column_and_field() {
         "{line}"
     );
     assert!(!env.state_dir().exists());
+
+    // Every command refuses the invalid config before touching bunq or the state directory.
+    for command in ["plan", "apply", "export", "status", "run"] {
+        let out = env.run(&config, &[command]).await;
+        assert_eq!(out.code, 1, "{command}: {}", show(&out));
+        assert!(out.stderr.contains("IPv6"), "{command}: {}", show(&out));
+    }
+    assert!(!env.state_dir().exists());
+    assert!(
+        env.sim.request_log().is_empty(),
+        "{:?}",
+        env.sim.request_log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -627,12 +640,21 @@ async fn export_prints_a_config_that_validates_and_plans_nothing() {
         ("203.0.113.10", IpStatus::Active),
         ("203.0.113.11", IpStatus::Inactive),
     ]);
+    let unused = env.credential_with(&[("198.51.100.30", IpStatus::Inactive)]);
     let config = env.config("sync", 10, ci, &["203.0.113.10"]);
     let out = env.run(&config, &["export"]).await;
     assert_eq!(out.code, 0, "{}", show(&out));
     assert!(out.stdout.contains("policy: additive"), "{}", show(&out));
     assert!(out.stdout.contains("- 203.0.113.10"), "{}", show(&out));
     assert!(out.stdout.contains(&format!("id: {ci}")), "{}", show(&out));
+    assert!(
+        out.stdout.contains(&format!("id: {unused}")),
+        "{}",
+        show(&out)
+    );
+    assert!(out.stdout.contains("allow_empty: true"), "{}", show(&out));
+    let own = format!("id: {}", env.key.credential_id);
+    assert!(out.stdout.contains(&own), "{}", show(&out));
 
     let exported = env.write("exported.yaml", &out.stdout);
     let valid = env.run(&exported, &["validate"]).await;
@@ -767,5 +789,33 @@ async fn logs_go_to_stderr_and_data_to_stdout() {
         logs.iter().all(|log| log["level"].is_string()),
         "{}",
         show(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_path_comes_from_the_flag_else_bunq_ipsync_config() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let good = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let missing = env.dir.path().join("missing.yaml");
+    let good_text = good.display().to_string();
+    let missing_text = missing.display().to_string();
+
+    let from_env = run_binary(&["validate"], &[("BUNQ_IPSYNC_CONFIG", &good_text)]);
+    assert_eq!(from_env.code, 0, "{}", show(&from_env));
+    assert!(from_env.stdout.contains(&good_text), "{}", show(&from_env));
+
+    let flag_wins = run_binary(
+        &["validate", "--config", &good_text],
+        &[("BUNQ_IPSYNC_CONFIG", &missing_text)],
+    );
+    assert_eq!(flag_wins.code, 0, "{}", show(&flag_wins));
+
+    let env_missing = run_binary(&["validate"], &[("BUNQ_IPSYNC_CONFIG", &missing_text)]);
+    assert_eq!(env_missing.code, 1, "{}", show(&env_missing));
+    assert!(
+        env_missing.stderr.contains("missing.yaml"),
+        "{}",
+        show(&env_missing)
     );
 }
