@@ -811,6 +811,8 @@ async fn the_config_path_comes_from_the_flag_else_bunq_ipsync_config() {
     );
     assert_eq!(flag_wins.code, 0, "{}", show(&flag_wins));
 
+    env.assert_no_secret(&from_env);
+    env.assert_no_secret(&flag_wins);
     let env_missing = run_binary(&["validate"], &[("BUNQ_IPSYNC_CONFIG", &missing_text)]);
     assert_eq!(env_missing.code, 1, "{}", show(&env_missing));
     assert!(
@@ -818,4 +820,44 @@ async fn the_config_path_comes_from_the_flag_else_bunq_ipsync_config() {
         "{}",
         show(&env_missing)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_rejects_empty_ips_unless_allow_empty() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let empty = env.write(
+        "empty.yaml",
+        &env.config_text("sync", 10, &format!("  - id: {ci}\n    ips: []\n")),
+    );
+    let out = env.run(&empty, &["validate"]).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    let line = config_issue_line(&out, &empty, "credentials[0].ips");
+    assert!(line.contains("allow_empty: true"), "{line}");
+
+    let allowed = env.write(
+        "allowed.yaml",
+        &env.config_text(
+            "sync",
+            10,
+            &format!("  - id: {ci}\n    ips: []\n    allow_empty: true\n"),
+        ),
+    );
+    let out = env.run(&allowed, &["validate"]).await;
+    assert_eq!(out.code, 0, "{}", show(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_user_prints_only_the_new_key_on_stdout() {
+    let env = Env::start().await;
+    let url = env.sim.base_url();
+    let out =
+        tokio::task::spawn_blocking(move || run_binary(&["sandbox-user", "--base-url", &url], &[]))
+            .await
+            .unwrap();
+    assert_eq!(out.code, 0, "{}", show(&out));
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "only the key: {}", show(&out));
+    assert!(lines[0].starts_with("sandbox_"), "{}", show(&out));
+    assert!(out.stderr.contains("api_key_file"), "{}", show(&out));
 }
