@@ -861,3 +861,21 @@ async fn sandbox_user_prints_only_the_new_key_on_stdout() {
     assert!(lines[0].starts_with("sandbox_"), "{}", show(&out));
     assert!(out.stderr.contains("api_key_file"), "{}", show(&out));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_prints_what_it_did_even_when_the_run_record_cannot_be_saved() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    // A directory where the record file belongs: the save fails after bunq was written.
+    std::fs::create_dir_all(env.state_dir().join("last-run.json")).unwrap();
+    let out = env.run(&config, &["apply"]).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    assert!(out.stderr.contains("last-run.json"), "{}", show(&out));
+    assert_eq!(env.active(ci), vec!["203.0.113.10"]);
+    assert!(
+        out.stdout.contains("Apply: 1 applied"),
+        "the operator must see what was written: {}",
+        show(&out)
+    );
+}
