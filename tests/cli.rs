@@ -879,3 +879,35 @@ async fn apply_prints_what_it_did_even_when_the_run_record_cannot_be_saved() {
         show(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_reuse_the_saved_session_and_reopen_one_bunq_ended() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let first = env.run(&config, &["plan"]).await;
+    assert_eq!(first.code, 0, "{}", show(&first));
+    assert_eq!(env.sim.sessions_created(), 1);
+
+    env.sim.clear_request_log();
+    let reused = env.run(&config, &["plan"]).await;
+    assert_eq!(reused.code, 0, "{}", show(&reused));
+    assert_eq!(
+        env.sim.sessions_created(),
+        1,
+        "the saved session was reused"
+    );
+    assert!(
+        env.sim
+            .request_log()
+            .iter()
+            .all(|r| r.method == Method::GET),
+        "no registration call: {:?}",
+        env.sim.request_log()
+    );
+
+    env.sim.expire_all_sessions();
+    let reopened = env.run(&config, &["plan"]).await;
+    assert_eq!(reopened.code, 0, "{}", show(&reopened));
+    assert_eq!(env.sim.sessions_created(), 2);
+}
