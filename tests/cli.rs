@@ -428,6 +428,11 @@ async fn plan_exits_2_with_a_table_on_stdout_and_writes_nothing() {
     let out = env.run(&config, &["plan"]).await;
     assert_eq!(out.code, 2, "{}", show(&out));
     assert!(out.stdout.contains("CURRENT → WANTED"), "{}", show(&out));
+    assert!(
+        !out.stderr.contains("own-ip rule cannot"),
+        "the daemon found its own credential: {}",
+        show(&out)
+    );
     for row in ["203.0.113.11", "203.0.113.12", "192.0.2.1"] {
         assert!(out.stdout.contains(row), "{row} missing: {}", show(&out));
     }
