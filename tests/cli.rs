@@ -916,3 +916,41 @@ async fn commands_reuse_the_saved_session_and_reopen_one_bunq_ended() {
     assert_eq!(reopened.code, 0, "{}", show(&reopened));
     assert_eq!(env.sim.sessions_created(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_reports_drift_since_the_last_apply_and_apply_repairs_it() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let applied = env.run(&config, &["apply"]).await;
+    assert_eq!(applied.code, 0, "{}", show(&applied));
+    let entry = env.sim.entries(ci).unwrap()[0].id;
+    env.sim
+        .set_entry_status(ci, entry, IpStatus::Inactive)
+        .unwrap();
+
+    let plan = env.run(&config, &["plan"]).await;
+    assert_eq!(plan.code, 2, "{}", show(&plan));
+    assert!(
+        plan.stdout
+            .contains("DRIFT 203.0.113.10: ACTIVE → INACTIVE since the last run"),
+        "{}",
+        show(&plan)
+    );
+    assert!(
+        plan.stderr.contains("drift"),
+        "drift is logged: {}",
+        show(&plan)
+    );
+    let json = env.run(&config, &["plan", "--output", "json"]).await.json();
+    assert_eq!(json["summary"]["drift"], 1);
+    assert_eq!(json["credentials"][0]["drift"][0]["before"], "ACTIVE");
+    assert_eq!(json["credentials"][0]["drift"][0]["now"], "INACTIVE");
+
+    let repaired = env.run(&config, &["apply"]).await;
+    assert_eq!(repaired.code, 0, "{}", show(&repaired));
+    assert_eq!(env.active(ci), vec!["203.0.113.10"]);
+    let after = env.run(&config, &["plan"]).await;
+    assert_eq!(after.code, 0, "{}", show(&after));
+    assert!(!after.stdout.contains("DRIFT"), "{}", show(&after));
+}
