@@ -611,6 +611,8 @@ async fn apply_json_is_one_document_with_plan_and_results() {
     let out = env.run(&config, &["apply", "--output", "json"]).await;
     assert_eq!(out.code, 0, "{}", show(&out));
     let doc = out.json();
+    assert_eq!(doc["exit_code"], 0, "the apply's own exit code: {doc}");
+    assert_eq!(doc["plan"]["exit_code"], 2, "what plan said before: {doc}");
     assert_eq!(doc["plan"]["format_version"], 1);
     let results = doc["results"].as_array().unwrap();
     assert_eq!(results.len(), 1);

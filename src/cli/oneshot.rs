@@ -65,7 +65,7 @@ pub fn apply(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
         let applied = report.applied.as_ref();
         let text = match (args.output, applied) {
             (OutputFormat::Json, Some(applied)) => {
-                report::render_apply_json(&report.plan, applied)?
+                report::render_apply_json(&report.plan, applied, report.exit_status())?
             }
             (_, Some(applied)) => format!(
                 "{}{}",
