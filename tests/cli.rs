@@ -956,3 +956,30 @@ async fn plan_reports_drift_since_the_last_apply_and_apply_repairs_it() {
     assert_eq!(after.code, 0, "{}", show(&after));
     assert!(!after.stdout.contains("DRIFT"), "{}", show(&after));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_credential_limits_the_output_and_an_unknown_id_exits_1() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
+    let other = env.credential_with(&[("198.51.100.30", IpStatus::Active)]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let ci_text = ci.to_string();
+    let out = env
+        .run(&config, &["export", "--credential", &ci_text])
+        .await;
+    assert_eq!(out.code, 0, "{}", show(&out));
+    assert!(out.stdout.contains(&format!("id: {ci}")), "{}", show(&out));
+    assert!(
+        !out.stdout.contains(&format!("id: {other}")),
+        "{}",
+        show(&out)
+    );
+    assert!(!out.stdout.contains("198.51.100.30"), "{}", show(&out));
+
+    let out = env
+        .run(&config, &["export", "--credential", "999999"])
+        .await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    assert!(out.stdout.is_empty(), "{}", show(&out));
+    assert!(out.stderr.contains("999999"), "{}", show(&out));
+}
