@@ -983,3 +983,89 @@ async fn export_credential_limits_the_output_and_an_unknown_id_exits_1() {
     assert!(out.stdout.is_empty(), "{}", show(&out));
     assert!(out.stderr.contains("999999"), "{}", show(&out));
 }
+
+/// A `bunq.conf` as the official SDK saves it, for `key`, without a session.
+fn sdk_conf(api_key: &str) -> String {
+    let client = PrivateKey::generate().unwrap();
+    serde_json::json!({
+        "api_key": api_key,
+        "environment_type": "SANDBOX",
+        "installation_context": {
+            "private_key_client": client.to_pkcs8_pem().unwrap().as_str(),
+            "public_key_server": server_key().public_key().to_pem(),
+            "token": "sdk-installation-token-0123456789abcdef",
+        },
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_sdk_context_adopts_a_matching_file_once_and_never_prints_its_secrets() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let conf = env.write("bunq.conf", &sdk_conf(env.key.api_key.expose()));
+    let conf_text = conf.display().to_string();
+
+    // Saved for the public sandbox: a config pointing elsewhere refuses it.
+    let simulator = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let out = env
+        .run(&simulator, &["import-sdk-context", &conf_text])
+        .await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    assert!(out.stderr.contains("was saved for"), "{}", show(&out));
+    assert!(!env.state_dir().exists(), "nothing written on refusal");
+
+    let text = std::fs::read_to_string(&simulator).unwrap();
+    let base_url = format!("  base_url: {}\n", env.sim.base_url());
+    assert!(text.contains(&base_url));
+    let sandbox = env.write("sandbox.yaml", &text.replace(&base_url, ""));
+    let out = env.run(&sandbox, &["import-sdk-context", &conf_text]).await;
+    assert_eq!(out.code, 0, "{}", show(&out));
+    assert!(env.state_dir().join("bunq-context.json").exists());
+    // Env::run checked the imported private key and token against every output from here on.
+    assert_eq!(
+        env.secrets().len(),
+        3,
+        "API key, private key, installation token"
+    );
+    let status = env.run(&sandbox, &["status"]).await;
+    assert_eq!(status.code, 0, "{}", show(&status));
+    assert!(
+        status.stdout.contains("installation:    registered"),
+        "{}",
+        show(&status)
+    );
+
+    let again = env.run(&sandbox, &["import-sdk-context", &conf_text]).await;
+    assert_eq!(
+        again.code,
+        1,
+        "an existing context is not replaced: {}",
+        show(&again)
+    );
+    assert!(again.stderr.contains("--force"), "{}", show(&again));
+    let forced = env
+        .run(&sandbox, &["import-sdk-context", "--force", &conf_text])
+        .await;
+    assert_eq!(forced.code, 0, "{}", show(&forced));
+
+    let other_key = env.write(
+        "other.conf",
+        &sdk_conf("sandbox_another_key_0123456789abcdef"),
+    );
+    let other_text = other_key.display().to_string();
+    let out = env
+        .run(&sandbox, &["import-sdk-context", "--force", &other_text])
+        .await;
+    assert_eq!(
+        out.code,
+        1,
+        "another API key's file is refused: {}",
+        show(&out)
+    );
+    assert!(
+        !out.stderr.contains("sandbox_another_key"),
+        "{}",
+        show(&out)
+    );
+}
