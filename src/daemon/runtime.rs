@@ -550,16 +550,19 @@ impl Daemon {
         )
         .await;
         let elapsed = started.elapsed();
-        let (run_result, outcome, message) = match result {
+        // The summary line carries the run's id, so it can be joined with the run's drift and
+        // audit lines. A run that failed before it planned has logged nothing under an id yet:
+        // it gets one of its own.
+        let (run_id, (run_result, outcome, message)) = match result {
             Ok((report, record)) => {
                 if let Err(err) = self.records.save(&record) {
-                    tracing::warn!(error = %err, "cannot save the last-run record; drift reports may repeat");
+                    tracing::warn!(run_id = %report.run_id, error = %err, "cannot save the last-run record; drift reports may repeat");
                 }
                 self.last_record = Some(record);
                 self.account(&report);
-                summarize(&report)
+                (report.run_id.clone(), summarize(&report))
             }
-            Err(err) => self.failed_run(&err),
+            Err(err) => (run::new_run_id(), self.failed_run(&err)),
         };
         self.metrics
             .record_run(run_result, elapsed, SystemTime::now());
@@ -570,9 +573,13 @@ impl Daemon {
         self.scheduler.run_finished(outcome);
         let _ = self.notifier.status(&message);
         match run_result {
-            RunResult::Failed => tracing::error!(?trigger, duration = ?elapsed, "{message}"),
-            RunResult::Blocked => tracing::warn!(?trigger, duration = ?elapsed, "{message}"),
-            _ => tracing::info!(?trigger, duration = ?elapsed, "{message}"),
+            RunResult::Failed => {
+                tracing::error!(%run_id, ?trigger, duration = ?elapsed, "{message}")
+            }
+            RunResult::Blocked => {
+                tracing::warn!(%run_id, ?trigger, duration = ?elapsed, "{message}")
+            }
+            _ => tracing::info!(%run_id, ?trigger, duration = ?elapsed, "{message}"),
         }
     }
 
