@@ -1,0 +1,633 @@
+//! End-to-end tests of `bunq-ipsync run`: the real binary, started as a child process, against
+//! the bunq simulator hosted by the test process on loopback.
+//!
+//! Each test has its own simulator, temp dir (config, state dir, notify socket) and health port,
+//! so they run in parallel. Conditions are polled with generous timeouts; nothing asserts how
+//! long anything took. Runs are triggered by SIGHUP or config changes where possible; the tests
+//! that need the schedule or a session to age use the smallest settings the config allows.
+
+// clippy's allow-unwrap-in-tests covers #[test] functions only, not the helpers here.
+#![allow(clippy::unwrap_used, reason = "a panic is how a test reports failure")]
+
+mod support;
+
+use std::time::Duration;
+
+use bunq_ipsync::bunq::model::IpStatus::{Active, Inactive};
+use bunq_ipsync::simulator::{Fault, FaultKind, SimulatorOptions};
+use hyper::Method;
+use support::{ConfigSpec, Daemon, NotifySocket, World, metric_value, sim_options};
+
+const A: &str = "203.0.113.1";
+const B: &str = "203.0.113.2";
+const C: &str = "203.0.113.3";
+const STRAY: &str = "192.0.2.9";
+
+fn sorted(ips: &[&str]) -> Vec<String> {
+    let mut ips: Vec<String> = ips.iter().map(|ip| (*ip).to_owned()).collect();
+    ips.sort();
+    ips
+}
+
+/// Waits until exactly `want` is ACTIVE on the managed credential.
+async fn wait_active(world: &World, daemon: &Daemon, want: &[&str]) {
+    let want = sorted(want);
+    daemon
+        .eventually(&format!("ACTIVE = {want:?}"), async || {
+            (world.active_ips() == want).then_some(())
+        })
+        .await;
+}
+
+async fn metric(daemon: &Daemon, series: &str) -> f64 {
+    daemon
+        .metric(series)
+        .await
+        .unwrap_or_else(|| panic!("no series {series} in /metrics"))
+}
+
+async fn readyz(daemon: &Daemon) -> (u16, serde_json::Value) {
+    let (status, body) = daemon.get("/readyz").await.expect("/readyz answers");
+    let json = serde_json::from_str(&body).unwrap_or_else(|err| panic!("{err}: {body}"));
+    (status, json)
+}
+
+fn strings(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|item| item.as_str().expect("a string").to_owned())
+        .collect()
+}
+
+async fn stop(mut daemon: Daemon) -> Daemon {
+    daemon.signal("TERM");
+    let status = daemon.wait_exit().await;
+    assert_eq!(status.code(), Some(0), "{}", daemon.stderr());
+    daemon
+}
+
+// 1. Convergence
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converges_at_start_and_the_schedule_repairs_out_of_band_changes() {
+    let world = World::start(
+        sim_options(),
+        &[(A, Active), (B, Inactive), (STRAY, Active)],
+    )
+    .await;
+    world.write_config(&ConfigSpec::ips(&[A, B, C]));
+    let daemon = world.spawn(&[], &[]);
+
+    wait_active(&world, &daemon, &[A, B, C]).await;
+    let entries = world.managed_entries();
+    assert_eq!(entries[STRAY].status, Inactive);
+
+    // Someone toggles two entries in the app; no signal is sent: the next scheduled run
+    // (sync.interval 10s) repairs both.
+    world
+        .sim
+        .set_entry_status(world.managed, entries[C].id, Inactive)
+        .unwrap();
+    world
+        .sim
+        .set_entry_status(world.managed, entries[STRAY].id, Active)
+        .unwrap();
+    wait_active(&world, &daemon, &[A, B, C]).await;
+    let repaired = world.managed_entries();
+    assert_eq!(repaired.len(), 4, "no new entries: {repaired:?}");
+    assert_eq!(repaired[C].id, entries[C].id, "the old entry is reused");
+    assert_eq!(repaired[STRAY].status, Inactive);
+    stop(daemon).await;
+}
+
+// 2. SIGHUP
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rereads_the_config_and_applies_a_good_new_one() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    daemon.wait_runs(1.0).await;
+    let success = r#"bunq_ipsync_config_reloads_total{result="success"}"#;
+    assert_eq!(metric(&daemon, success).await, 1.0);
+
+    // An unchanged file: only SIGHUP (never the file watcher) reloads it.
+    daemon.signal("HUP");
+    daemon
+        .eventually("a reload from SIGHUP alone", async || {
+            (daemon.metric(success).await? >= 2.0).then_some(())
+        })
+        .await;
+
+    world.write_config(&ConfigSpec::ips(&[A, B]));
+    daemon.signal("HUP");
+    wait_active(&world, &daemon, &[A, B]).await;
+    assert!(metric(&daemon, success).await >= 3.0);
+    assert_eq!(
+        metric(&daemon, "bunq_ipsync_config_last_reload_successful").await,
+        1.0
+    );
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_bad_config_keeps_the_old_one_and_writes_nothing() {
+    let world = World::start(sim_options(), &[(A, Active), (STRAY, Inactive)]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    daemon.wait_runs(1.0).await;
+    let requests_before = world.sim.request_log().len();
+
+    // Wants a new IP and reactivation of STRAY, but one value is invalid: nothing may be
+    // written from it.
+    let mut bad = ConfigSpec::ips(&[A, B, STRAY]);
+    bad.ips.push("not-an-ip".into());
+    support::write_atomically(&world.config_path, &world.config_text(&bad, world.port));
+    daemon.signal("HUP");
+
+    let failure = r#"bunq_ipsync_config_reloads_total{result="failure"}"#;
+    daemon
+        .eventually("a failed reload in the metrics", async || {
+            (daemon.metric(failure).await? >= 1.0).then_some(())
+        })
+        .await;
+    assert_eq!(
+        metric(&daemon, "bunq_ipsync_config_last_reload_successful").await,
+        0.0
+    );
+    let (status, body) = readyz(&daemon).await;
+    assert_eq!(status, 200, "still ready on the last good config: {body}");
+    let warnings = strings(&body["warnings"]);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("config reload failed") && w.contains("not-an-ip")),
+        "{body}"
+    );
+
+    // The next scheduled run still happens, on the old config.
+    let runs = metric(&daemon, r#"bunq_ipsync_runs_total{result="converged"}"#).await;
+    daemon
+        .eventually("a scheduled run after the failed reload", async || {
+            let now = daemon
+                .metric(r#"bunq_ipsync_runs_total{result="converged"}"#)
+                .await?;
+            (now > runs).then_some(())
+        })
+        .await;
+    let after = &world.sim.request_log()[requests_before..];
+    assert!(
+        support::write_requests(after).is_empty(),
+        "writes after the bad reload: {after:?}"
+    );
+    assert_eq!(world.active_ips(), sorted(&[A]));
+    assert!(daemon.stderr().contains("config reload failed"));
+    stop(daemon).await;
+}
+
+// 3. Kubernetes ConfigMap swap
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_data_symlink_swap_reloads_without_a_signal() {
+    use std::os::unix::fs::symlink;
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    let mount = world.dir.path().join("configmap");
+    std::fs::create_dir(&mount).unwrap();
+    let generation = |name: &str, spec: &ConfigSpec| {
+        let dir = mount.join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("config.yaml"), world.config_text(spec, world.port)).unwrap();
+    };
+    let first = "..2026_11_21_09_00_00.000000001";
+    generation(first, &ConfigSpec::ips(&[A]));
+    symlink(first, mount.join("..data")).unwrap();
+    symlink("..data/config.yaml", mount.join("config.yaml")).unwrap();
+
+    let daemon = world.spawn_with_config(&mount.join("config.yaml"), &[], &[]);
+    daemon.wait_ready().await;
+    daemon.wait_runs(1.0).await;
+
+    // What the kubelet does: new timestamped dir, new `..data_tmp` link, rename over `..data`,
+    // remove the old dir. `config.yaml` itself is never touched.
+    let second = "..2026_11_21_09_05_00.000000002";
+    generation(second, &ConfigSpec::ips(&[A, C]));
+    symlink(second, mount.join("..data_tmp")).unwrap();
+    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+    std::fs::remove_dir_all(mount.join(first)).unwrap();
+
+    wait_active(&world, &daemon, &[A, C]).await;
+    assert_eq!(
+        metric(
+            &daemon,
+            r#"bunq_ipsync_config_reloads_total{result="success"}"#
+        )
+        .await,
+        2.0,
+        "one reload for one swap"
+    );
+    stop(daemon).await;
+}
+
+// 4. SIGTERM during an apply
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_an_apply_exits_zero_without_half_applied_state() {
+    let world = World::start(sim_options(), &[]).await;
+    let wanted: Vec<String> = (10..18).map(|last| format!("203.0.113.{last}")).collect();
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    world.write_config(&ConfigSpec::ips(&wanted));
+    // Every create is applied at once but answered late, so the apply takes many seconds.
+    world.sim.inject(
+        Fault::once(FaultKind::Delay(Duration::from_millis(1500)))
+            .on(Method::POST, "/ip")
+            .times(5),
+    );
+    let mut daemon = world.spawn(&[], &[]);
+    daemon
+        .eventually("the apply under way", async || {
+            (world.managed_entries().len() >= 2).then_some(())
+        })
+        .await;
+
+    daemon.signal("TERM");
+    let status = daemon.wait_exit().await;
+    assert_eq!(status.code(), Some(0), "{}", daemon.stderr());
+    let entries = world.managed_entries(); // panics on a duplicate
+    assert!(
+        entries.len() < wanted.len(),
+        "the rest of the plan was skipped: {entries:?}"
+    );
+    for entry in entries.values() {
+        assert_eq!(entry.status, Active, "{entry:?}");
+        assert!(wanted.contains(&entry.ip.as_str()), "{entry:?}");
+    }
+    let creates = support::write_requests(&world.sim.request_log()).len();
+    assert_eq!(creates, entries.len(), "every write sent has landed once");
+
+    // A second start on the same state converges.
+    let again = world.spawn(&[], &[]);
+    wait_active(&world, &again, &wanted).await;
+    assert_eq!(world.managed_entries().len(), wanted.len());
+    stop(again).await;
+}
+
+// 5. Session renewal
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_is_renewed_before_expiry_without_a_failed_run() {
+    // 40 s sessions (real time: time_scale 1, so the reported timeout is the real one);
+    // renewal 8 s ahead, after session-server's 30 s "recent session" window.
+    let options = SimulatorOptions {
+        session_timeout_secs: 40,
+        ..sim_options()
+    };
+    let world = World::start(options, &[(A, Active)]).await;
+    let mut spec = ConfigSpec::ips(&[A]);
+    spec.renew_before = Some("8s".into());
+    world.write_config(&spec);
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    let first_expiry = metric(&daemon, "bunq_ipsync_session_expiry_timestamp_seconds").await;
+    assert!(first_expiry > 0.0);
+    assert_eq!(world.sim.sessions_created(), 1);
+
+    daemon
+        .eventually("a renewed session", async || {
+            let renewed = daemon
+                .metric(r#"bunq_ipsync_session_renewals_total{result="success"}"#)
+                .await?;
+            (renewed >= 1.0 && world.sim.sessions_created() >= 2).then_some(())
+        })
+        .await;
+    let expiry = metric(&daemon, "bunq_ipsync_session_expiry_timestamp_seconds").await;
+    assert!(expiry > first_expiry, "{expiry} > {first_expiry}");
+    assert_eq!(
+        metric(&daemon, r#"bunq_ipsync_runs_total{result="failed"}"#).await,
+        0.0
+    );
+    let rejected: Vec<_> = world
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|request| matches!(request.status, Some(401 | 403)))
+        .collect();
+    assert!(
+        rejected.is_empty(),
+        "no request hit an expired session: {rejected:?}"
+    );
+    assert_eq!(readyz(&daemon).await.0, 200);
+    stop(daemon).await;
+}
+
+// 6. Health, readiness, metrics
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_readyz_and_metrics_describe_a_running_daemon() {
+    let world = World::start(sim_options(), &[(STRAY, Active)]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let daemon = world.spawn(&[], &[]);
+    wait_active(&world, &daemon, &[A]).await;
+    daemon.wait_runs(1.0).await;
+
+    let (status, body) = daemon.get("/healthz").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = readyz(&daemon).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ready"], true);
+    assert!(strings(&body["reasons"]).is_empty());
+
+    let text = daemon.metrics().await;
+    let value = |series: &str| {
+        metric_value(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert_eq!(
+        value(r#"bunq_ipsync_runs_total{result="changes_applied"}"#),
+        1.0
+    );
+    assert_eq!(value(r#"bunq_ipsync_runs_total{result="failed"}"#), 0.0);
+    assert_eq!(
+        value(r#"bunq_ipsync_changes_total{action="create",outcome="applied"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"bunq_ipsync_changes_total{action="deactivate",outcome="applied"}"#),
+        1.0
+    );
+    assert!(
+        value(
+            r#"bunq_ipsync_api_requests_total{endpoint="/user/{user}/credential-password-ip",method="GET",status="200"}"#
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            r#"bunq_ipsync_api_requests_total{endpoint="/session-server",method="POST",status="200"}"#
+        ) >= 1.0
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(value("bunq_ipsync_session_expiry_timestamp_seconds") > now);
+    assert!(value("bunq_ipsync_last_run_success_timestamp_seconds") > 0.0);
+    assert!(value("bunq_ipsync_run_duration_seconds_count") >= 1.0);
+    assert_eq!(
+        value(&format!(
+            r#"bunq_ipsync_build_info{{version="{}"}}"#,
+            env!("CARGO_PKG_VERSION")
+        )),
+        1.0
+    );
+    assert!(text.trim_end().ends_with("# EOF"));
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_with_reasons_while_bunq_refuses_the_daemon_and_it_stays_up() {
+    let world = World::start(sim_options(), &[]).await;
+    // The daemon's own credential only allows another IP: bunq answers
+    // "Incorrect API key or IP address" to the daemon's registration.
+    let allowed = "203.0.113.50";
+    world
+        .sim
+        .add_entry(world.key.credential_id, allowed, Active)
+        .unwrap();
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let mut daemon = world.spawn(&[], &[]);
+
+    let reasons = daemon
+        .eventually("/readyz 503 naming the refusal", async || {
+            let (status, body) = daemon.get("/readyz").await?;
+            let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let reasons = strings(&json["reasons"]);
+            (status == 503
+                && json["ready"] == false
+                && reasons
+                    .iter()
+                    .any(|r| r.contains("Incorrect API key or IP address")))
+            .then_some(reasons)
+        })
+        .await;
+    assert!(
+        reasons.iter().any(|r| r.contains("no bunq session")),
+        "{reasons:?}"
+    );
+    let (status, _) = daemon.get("/healthz").await.unwrap();
+    assert_eq!(status, 200, "the loop is alive even though bunq refuses it");
+    assert!(daemon.exited().is_none(), "no crash: {}", daemon.stderr());
+
+    // The operator re-activates the daemon's IP: it connects and converges by itself.
+    world.sim.set_caller_ip(allowed.parse().unwrap());
+    daemon.wait_ready().await;
+    wait_active(&world, &daemon, &[A]).await;
+    stop(daemon).await;
+}
+
+// 7. Single writer
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_instance_on_the_same_state_dir_refuses_to_start() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let mut first = world.spawn(&[], &[]);
+    first.wait_ready().await;
+
+    // Same state dir, its own port (so the lock, not the port, is what stops it).
+    let other_port = support::free_port();
+    let other_config = world.dir.path().join("second.yaml");
+    std::fs::write(
+        &other_config,
+        world.config_text(&ConfigSpec::ips(&[A]), other_port),
+    )
+    .unwrap();
+    let mut second = Daemon::spawn(
+        &other_config,
+        &[("BUNQ_API_KEY", world.key.api_key.expose().to_owned())],
+        &[],
+        other_port,
+    );
+    let status = second.wait_exit().await;
+    assert_eq!(status.code(), Some(1));
+    let stderr = second.stderr();
+    assert!(
+        stderr.contains("another bunq-ipsync instance is already running on state directory")
+            && stderr.contains(&world.state_dir.display().to_string())
+            && stderr.contains(&format!("pid {}", first.pid())),
+        "{stderr}"
+    );
+    assert!(first.exited().is_none());
+    assert_eq!(first.get("/healthz").await.unwrap().0, 200);
+    stop(first).await;
+}
+
+// 8. systemd notifications
+
+fn notify_lines(messages: &[String]) -> Vec<String> {
+    messages
+        .iter()
+        .flat_map(|message| message.lines().map(str::to_owned).collect::<Vec<_>>())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_socket_gets_ready_status_reloading_and_stopping() {
+    let world = World::start(sim_options(), &[]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let socket = NotifySocket::bind(world.dir.path());
+    let mut daemon = world.spawn(&[("NOTIFY_SOCKET", socket.path.display().to_string())], &[]);
+
+    daemon
+        .eventually("READY=1 and the first run's STATUS=", async || {
+            let lines = notify_lines(&socket.messages());
+            let ready = lines.iter().position(|l| l == "READY=1")?;
+            lines[ready..]
+                .iter()
+                .any(|l| l.starts_with("STATUS=changes applied: 1 applied"))
+                .then_some(())
+        })
+        .await;
+
+    let mark = socket.messages().len();
+    let before = monotonic_usec();
+    daemon.signal("HUP");
+    let reload = daemon
+        .eventually("RELOADING=1, READY=1, STATUS= after SIGHUP", async || {
+            let messages = socket.messages()[mark..].to_vec();
+            let reloading = messages
+                .iter()
+                .position(|m| m.starts_with("RELOADING=1\n"))?;
+            let ready = messages[reloading..]
+                .iter()
+                .position(|m| m == "READY=1\n")?;
+            messages[reloading + ready..]
+                .iter()
+                .any(|m| m.starts_with("STATUS=converged"))
+                .then(|| messages[reloading].clone())
+        })
+        .await;
+    let usec: i128 = reload
+        .lines()
+        .find_map(|line| line.strip_prefix("MONOTONIC_USEC="))
+        .unwrap_or_else(|| panic!("no MONOTONIC_USEC in {reload:?}"))
+        .parse()
+        .unwrap();
+    assert!(before <= usec && usec <= monotonic_usec(), "{reload:?}");
+
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit().await.code(), Some(0));
+    let tail = notify_lines(&socket.messages()[mark..]);
+    assert!(tail.contains(&"STOPPING=1".to_owned()), "{tail:?}");
+}
+
+fn monotonic_usec() -> i128 {
+    match sd_notify::NotifyState::monotonic_usec_now().unwrap() {
+        sd_notify::NotifyState::MonotonicUsec(usec) => usec,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchdog_pings_arrive_when_watchdog_usec_is_set() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let socket = NotifySocket::bind(world.dir.path());
+    let daemon = world.spawn(
+        &[
+            ("NOTIFY_SOCKET", socket.path.display().to_string()),
+            ("WATCHDOG_USEC", "1000000".into()),
+        ],
+        &[],
+    );
+    daemon
+        .eventually("two WATCHDOG=1 after READY=1", async || {
+            let lines = notify_lines(&socket.messages());
+            let ready = lines.iter().position(|l| l == "READY=1")?;
+            (lines[ready..].iter().filter(|l| *l == "WATCHDOG=1").count() >= 2).then_some(())
+        })
+        .await;
+    stop(daemon).await;
+}
+
+// 9. Logs
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_with_run_ids_and_never_the_api_key() {
+    let world = World::start(sim_options(), &[(STRAY, Active)]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let daemon = world.spawn(&[], &["--log-format", "json"]);
+    wait_active(&world, &daemon, &[A]).await;
+    daemon.wait_runs(1.0).await;
+    daemon.signal("HUP");
+    daemon.wait_runs(2.0).await;
+    let daemon = stop(daemon).await;
+
+    let lines = daemon.stderr_lines();
+    assert!(!lines.is_empty());
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|line| {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+            assert!(value.is_object(), "{line}");
+            value
+        })
+        .collect();
+    // Every run's summary line carries its run id, and the two runs have different ids.
+    let summaries: Vec<&str> = events
+        .iter()
+        .filter(|event| {
+            let message = event["message"].as_str().unwrap_or_default();
+            message.starts_with("changes applied") || message.starts_with("converged")
+        })
+        .map(|event| {
+            event["run_id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("run summary without run_id: {event}"))
+        })
+        .collect();
+    assert!(summaries.len() >= 2, "{lines:#?}");
+    assert_ne!(summaries[0], summaries[1]);
+    // The changes of a run are logged with the same id.
+    assert!(
+        events
+            .iter()
+            .filter(|event| event["run_id"] == summaries[0])
+            .count()
+            >= 2,
+        "{lines:#?}"
+    );
+    let key = world.key.api_key.expose();
+    assert!(!daemon.stderr().contains(key));
+    assert!(!daemon.stdout().contains(key));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logs_never_contain_the_api_key_or_bunq_tokens() {
+    let world = World::start(sim_options(), &[(STRAY, Active)]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let daemon = world.spawn(&[("RUST_LOG", "trace".into())], &[]);
+    wait_active(&world, &daemon, &[A]).await;
+    daemon.wait_runs(1.0).await;
+    let daemon = stop(daemon).await;
+
+    let context: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(world.state_dir.join("bunq-context.json")).expect("context file"),
+    )
+    .unwrap();
+    let mut secrets = vec![world.key.api_key.expose().to_owned()];
+    for token in [
+        &context["installation"]["token"],
+        &context["session"]["token"],
+    ] {
+        secrets.push(token.as_str().expect("a token in the context").to_owned());
+    }
+    let (stderr, stdout) = (daemon.stderr(), daemon.stdout());
+    assert!(stderr.lines().count() > 20, "trace logging is on: {stderr}");
+    for secret in &secrets {
+        assert!(!stderr.contains(secret.as_str()), "a secret in stderr");
+        assert!(!stdout.contains(secret.as_str()), "a secret in stdout");
+    }
+}
