@@ -206,6 +206,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         config_path: options.config_path,
         config,
         fingerprint,
+        reload_failed: false,
         client,
         metrics,
         health,
@@ -420,6 +421,9 @@ struct Daemon {
     config_path: PathBuf,
     config: Config,
     fingerprint: Fingerprint,
+    /// The last reload failed: the file on disk is not the running config, even if it later
+    /// changes back to the running config's bytes.
+    reload_failed: bool,
     client: Arc<BunqClient>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
@@ -471,7 +475,12 @@ impl Daemon {
     /// Re-reads the config. On success switches to it and reconciles at once; on failure keeps
     /// running on the last good config and says so in the logs, metrics and `/readyz`.
     async fn reload(&mut self, forced: bool) {
-        if !forced && Fingerprint::of_file(&self.config_path) == self.fingerprint {
+        // Unchanged content is no reason to reload, unless a failed reload is still reported:
+        // a file reverted to the running config must clear that warning.
+        if !forced
+            && !self.reload_failed
+            && Fingerprint::of_file(&self.config_path) == self.fingerprint
+        {
             return;
         }
         let _ = self.notifier.reloading();
@@ -483,6 +492,7 @@ impl Daemon {
                     || config.sync.jitter != self.config.sync.jitter;
                 self.config = config;
                 self.fingerprint = fingerprint;
+                self.reload_failed = false;
                 self.metrics.record_config_reload(true, SystemTime::now());
                 self.health.set_reload_error(None);
                 tracing::info!(config = %self.config_path.display(), "config reloaded; reconciling now");
@@ -493,6 +503,7 @@ impl Daemon {
                 self.reconcile(Trigger::Startup).await;
             }
             Err(err) => {
+                self.reload_failed = true;
                 self.metrics.record_config_reload(false, SystemTime::now());
                 let message = err.to_string();
                 for line in message.lines() {
