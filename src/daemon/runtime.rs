@@ -171,6 +171,11 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         health: Arc::clone(&health),
     });
     let notifier = options.notifier;
+    tokio::spawn(watchdog_task(
+        notifier.clone(),
+        Arc::clone(&health),
+        shutdown.child_token(),
+    ));
     let _ = notifier.status("connecting to bunq");
     let settings = client_settings(&config, Some(observer))?;
     let Some(client) = connect_until_shutdown(settings, api_key, &config, &health, &shutdown).await
@@ -271,6 +276,27 @@ fn forward_signals(
         }
     });
     Ok(listener)
+}
+
+/// Sends `WATCHDOG=1` every half `WATCHDOG_USEC` while the heartbeat is fresh (no-op without a
+/// watchdog). Its own task, so a long apply, during which the loop is busy but every answered
+/// bunq request beats, is not taken for a hang; a stuck loop stops the beats and so the pings.
+async fn watchdog_task(notifier: Notifier, health: Arc<Health>, shutdown: CancellationToken) {
+    let Some(period) = notifier.watchdog_interval() else {
+        return;
+    };
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {
+                if health.liveness_at(tokio::time::Instant::now()).alive {
+                    let _ = notifier.watchdog();
+                }
+            }
+        }
+    }
 }
 
 /// Connects, retrying with backoff until it works or shutdown. bunq errors never end the
@@ -444,31 +470,15 @@ impl Daemon {
     ) {
         let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let watchdog_period = self
-            .notifier
-            .watchdog_interval()
-            .unwrap_or(Duration::from_secs(3600));
-        let mut watchdog = tokio::time::interval(watchdog_period);
-        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => break,
                 Some(_) = reloads.recv() => self.reload(true).await,
                 Some(ConfigChanged) = changes.recv() => self.reload(false).await,
-                _ = watchdog.tick() => self.feed_watchdog(),
                 _ = heartbeat.tick() => self.health.beat(),
                 trigger = self.scheduler.next_run() => self.reconcile(trigger).await,
             }
-        }
-    }
-
-    /// `WATCHDOG=1` only while the loop (or a run's requests) keeps the heartbeat fresh.
-    fn feed_watchdog(&self) {
-        if self.notifier.watchdog_interval().is_some()
-            && self.health.liveness_at(tokio::time::Instant::now()).alive
-        {
-            let _ = self.notifier.watchdog();
         }
     }
 
