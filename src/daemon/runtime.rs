@@ -325,11 +325,26 @@ async fn connect_until_shutdown(
                 health.record_run_result(false, &format!("cannot open a bunq session: {message}"));
                 tokio::select! {
                     () = shutdown.cancelled() => return None,
-                    () = tokio::time::sleep(delay) => {}
+                    () = sleep_beating(health, delay) => {}
                 }
             }
         }
         health.beat();
+    }
+}
+
+/// Sleeps for `delay`, beating every [`HEARTBEAT_PERIOD`]: waiting out a connection backoff
+/// (up to minutes while bunq refuses) is the loop working as intended, and `/healthz` must not
+/// fail over it (an orchestrator would restart a process that cannot fix bunq).
+async fn sleep_beating(health: &Health, delay: Duration) {
+    let deadline = tokio::time::Instant::now() + delay;
+    loop {
+        health.beat();
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return;
+        }
+        tokio::time::sleep((deadline - now).min(HEARTBEAT_PERIOD)).await;
     }
 }
 
@@ -711,5 +726,26 @@ fn summarize(report: &RunReport) -> (RunResult, RunOutcome, String) {
             RunOutcome::Completed,
             format!("converged: {counts}"),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn connection_backoff_keeps_the_heartbeat_fresh() {
+        let health = Arc::new(Health::new(HEARTBEAT_TIMEOUT, FAILURE_THRESHOLD));
+        let longest_backoff = Duration::from_secs(300);
+        let sleeper = tokio::spawn({
+            let health = Arc::clone(&health);
+            async move { sleep_beating(&health, longest_backoff).await }
+        });
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let liveness = health.liveness_at(tokio::time::Instant::now());
+            assert!(liveness.alive, "{liveness:?}");
+        }
+        sleeper.await.unwrap();
     }
 }
