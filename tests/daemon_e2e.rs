@@ -607,7 +607,9 @@ async fn json_logs_are_one_object_per_line_with_run_ids_and_never_the_api_key() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_logs_never_contain_the_api_key_or_bunq_tokens() {
     let world = World::start(sim_options(), &[(STRAY, Active)]).await;
-    world.write_config(&ConfigSpec::ips(&[A]));
+    let mut spec = ConfigSpec::ips(&[A]);
+    spec.log_format = Some("json".into()); // the config key this time, not the flag
+    world.write_config(&spec);
     let daemon = world.spawn(&[("RUST_LOG", "trace".into())], &[]);
     wait_active(&world, &daemon, &[A]).await;
     daemon.wait_runs(1.0).await;
@@ -626,8 +628,250 @@ async fn trace_logs_never_contain_the_api_key_or_bunq_tokens() {
     }
     let (stderr, stdout) = (daemon.stderr(), daemon.stdout());
     assert!(stderr.lines().count() > 20, "trace logging is on: {stderr}");
+    for line in stderr.lines() {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+        assert!(event.is_object(), "{line}");
+    }
     for secret in &secrets {
         assert!(!stderr.contains(secret.as_str()), "a secret in stderr");
         assert!(!stdout.contains(secret.as_str()), "a secret in stdout");
     }
+}
+
+// Scheduling, failures and recovery beyond the brief's list
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_schedule_ticks_drive_the_runs() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    let mut spec = ConfigSpec::ips(&[A]);
+    // Every 2 s; the interval fallback is then 5 min, so only cron ticks can make these runs.
+    spec.schedule = Some("*/2 * * * * *".into());
+    world.write_config(&spec);
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    daemon.wait_runs(4.0).await;
+    assert_eq!(
+        metric(&daemon, r#"bunq_ipsync_runs_total{result="failed"}"#).await,
+        0.0
+    );
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_run_is_retried_and_the_daemon_stays_up() {
+    let world = World::start(sim_options(), &[]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    // bunq answers 500 to every attempt of the first run's first read.
+    world.sim.inject(
+        Fault::once(FaultKind::Status(500))
+            .on(Method::GET, "credential-password-ip")
+            .times(4),
+    );
+    let mut daemon = world.spawn(&[], &[]);
+    daemon
+        .eventually("a failed run", async || {
+            let failed = daemon
+                .metric(r#"bunq_ipsync_runs_total{result="failed"}"#)
+                .await?;
+            (failed >= 1.0).then_some(())
+        })
+        .await;
+    wait_active(&world, &daemon, &[A]).await;
+    daemon.wait_runs(1.0).await;
+    assert!(daemon.exited().is_none());
+    assert_eq!(
+        readyz(&daemon).await.0,
+        200,
+        "one failure is not a readiness problem"
+    );
+    assert!(
+        daemon.stderr().contains("run failed"),
+        "the failure is logged: {}",
+        daemon.stderr()
+    );
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_ended_early_by_bunq_is_replaced_without_a_failed_run() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    world.write_config(&ConfigSpec::ips(&[A, B]));
+    let daemon = world.spawn(&[], &[]);
+    wait_active(&world, &daemon, &[A, B]).await;
+    daemon.wait_runs(1.0).await;
+    assert_eq!(world.sim.sessions_created(), 1);
+
+    world.sim.expire_all_sessions();
+    let entries = world.managed_entries();
+    world
+        .sim
+        .set_entry_status(world.managed, entries[B].id, Inactive)
+        .unwrap();
+    daemon.signal("HUP");
+    wait_active(&world, &daemon, &[A, B]).await;
+    daemon.wait_runs(2.0).await;
+    assert!(world.sim.sessions_created() >= 2);
+    assert_eq!(
+        metric(&daemon, r#"bunq_ipsync_runs_total{result="failed"}"#).await,
+        0.0
+    );
+    assert_eq!(readyz(&daemon).await.0, 200);
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_sigterm_exits_at_once_with_143() {
+    let world = World::start(sim_options(), &[]).await;
+    world.write_config(&ConfigSpec::ips(&[A, B, C]));
+    world.sim.inject(
+        Fault::once(FaultKind::Delay(Duration::from_secs(20)))
+            .on(Method::POST, "/ip")
+            .times(1),
+    );
+    let mut daemon = world.spawn(&[], &[]);
+    daemon
+        .eventually("a create in flight", async || {
+            (!world.managed_entries().is_empty()).then_some(())
+        })
+        .await;
+    daemon.signal("TERM");
+    daemon
+        .eventually("the first SIGTERM handled", async || {
+            daemon.stderr().contains("shutdown requested").then_some(())
+        })
+        .await;
+    // The daemon is waiting for the held-back answer; the operator insists.
+    daemon.signal("TERM");
+    let status = daemon.wait_exit().await;
+    assert_eq!(status.code(), Some(143), "{}", daemon.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_key_is_read_from_the_systemd_credentials_directory() {
+    let world = World::start(sim_options(), &[]).await;
+    let mut spec = ConfigSpec::ips(&[A]);
+    spec.api_key_credential = Some("bunq-api-key".into());
+    world.write_config(&spec);
+    let credentials = world.dir.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::write(
+        credentials.join("bunq-api-key"),
+        format!("{}\n", world.key.api_key.expose()),
+    )
+    .unwrap();
+    // No BUNQ_API_KEY: only the credentials directory has the key.
+    let daemon = Daemon::spawn(
+        &world.config_path,
+        &[("CREDENTIALS_DIRECTORY", credentials.display().to_string())],
+        &[],
+        world.port,
+    );
+    wait_active(&world, &daemon, &[A]).await;
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_over_max_changes_is_blocked_counted_by_rule_and_writes_nothing() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    let mut spec = ConfigSpec::ips(&[A, B, C]);
+    spec.max_changes = 1;
+    world.write_config(&spec);
+    let daemon = world.spawn(&[], &[]);
+    daemon
+        .eventually("a blocked run", async || {
+            let blocked = daemon
+                .metric(r#"bunq_ipsync_runs_total{result="blocked"}"#)
+                .await?;
+            (blocked >= 1.0).then_some(())
+        })
+        .await;
+    assert!(
+        metric(
+            &daemon,
+            r#"bunq_ipsync_changes_blocked_total{reason="max-changes"}"#
+        )
+        .await
+            >= 2.0
+    );
+    assert!(world.writes().is_empty(), "{:?}", world.writes());
+    assert_eq!(world.active_ips(), sorted(&[A]));
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverting_a_bad_config_file_clears_the_reload_warning() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    let good = ConfigSpec::ips(&[A]);
+    world.write_config(&good);
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    daemon.wait_runs(1.0).await;
+
+    // An edit with a typo (picked up by the file watcher, no signal)...
+    let mut bad = good.clone();
+    bad.ips.push("not-an-ip".into());
+    support::write_atomically(&world.config_path, &world.config_text(&bad, world.port));
+    daemon
+        .eventually("the reload warning", async || {
+            let (_, body) = daemon.get("/readyz").await?;
+            body.contains("config reload failed").then_some(())
+        })
+        .await;
+
+    // ...is reverted to exactly the running config: the warning must go away.
+    world.write_config(&good);
+    daemon
+        .eventually("the reload warning cleared", async || {
+            let (status, body) = daemon.get("/readyz").await?;
+            let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (status == 200 && strings(&json["warnings"]).is_empty()).then_some(())
+        })
+        .await;
+    assert_eq!(
+        metric(&daemon, "bunq_ipsync_config_last_reload_successful").await,
+        1.0
+    );
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchdog_keeps_pinging_during_a_long_apply() {
+    let world = World::start(sim_options(), &[]).await;
+    world.write_config(&ConfigSpec::ips(&[A, B, C]));
+    // Each create is answered 3 s late: the first run takes about 9 s.
+    world.sim.inject(
+        Fault::once(FaultKind::Delay(Duration::from_secs(3)))
+            .on(Method::POST, "/ip")
+            .times(3),
+    );
+    let socket = NotifySocket::bind(world.dir.path());
+    let daemon = world.spawn(
+        &[
+            ("NOTIFY_SOCKET", socket.path.display().to_string()),
+            ("WATCHDOG_USEC", "2000000".into()),
+        ],
+        &[],
+    );
+    let lines = daemon
+        .eventually("the first run's STATUS=", async || {
+            let lines = notify_lines(&socket.messages());
+            lines
+                .iter()
+                .any(|l| l.starts_with("STATUS=changes applied"))
+                .then_some(lines)
+        })
+        .await;
+    let ready = lines.iter().position(|l| l == "READY=1").unwrap();
+    let done = lines
+        .iter()
+        .position(|l| l.starts_with("STATUS=changes applied"))
+        .unwrap();
+    let pings = lines[ready..done]
+        .iter()
+        .filter(|l| *l == "WATCHDOG=1")
+        .count();
+    // systemd would kill a daemon that stays silent for WATCHDOG_USEC while it applies.
+    assert!(pings >= 3, "pings during the apply: {lines:?}");
+    stop(daemon).await;
 }

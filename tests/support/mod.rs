@@ -78,6 +78,10 @@ pub struct ConfigSpec {
     pub renew_before: Option<String>,
     /// `log.format`, if set.
     pub log_format: Option<String>,
+    /// `sync.schedule` (a cron expression) instead of `sync.interval: 10s`.
+    pub schedule: Option<String>,
+    /// `bunq.api_key_credential` (the systemd credential name), if set.
+    pub api_key_credential: Option<String>,
 }
 
 impl ConfigSpec {
@@ -88,6 +92,8 @@ impl ConfigSpec {
             max_changes: 50,
             renew_before: None,
             log_format: None,
+            schedule: None,
+            api_key_credential: None,
         }
     }
 }
@@ -140,10 +146,19 @@ impl World {
             .as_ref()
             .map(|format| format!("log:\n  format: {format}\n  level: info\n"))
             .unwrap_or_default();
+        let timing = match &spec.schedule {
+            Some(cron) => format!("  schedule: \"{cron}\"\n"),
+            None => "  interval: 10s\n".to_owned(),
+        };
+        let credential = spec
+            .api_key_credential
+            .as_ref()
+            .map(|name| format!("  api_key_credential: {name}\n"))
+            .unwrap_or_default();
         format!(
             "bunq:\n  environment: sandbox\n  base_url: \"{base}\"\n  device_description: e2e-daemon\n  \
-             state_dir: \"{state}\"\n\
-             sync:\n  policy: sync\n  interval: 10s\n  max_changes: {max}\n{renew}\
+             state_dir: \"{state}\"\n{credential}\
+             sync:\n  policy: sync\n{timing}  max_changes: {max}\n{renew}\
              http:\n  listen: 127.0.0.1:{port}\n\
              {log}\
              credentials:\n  - id: {cred}\n    name: managed\n    ips:\n{ips}",
