@@ -562,7 +562,10 @@ impl Daemon {
 
     async fn replace_scheduler(&mut self) {
         match build_scheduler(&self.config).await {
-            Ok((scheduler, cron)) => {
+            Ok((mut scheduler, cron)) => {
+                // A fresh scheduler hands out a startup run first (at once); the reload
+                // reconciles right after this anyway, so consume it instead of running twice.
+                let _ = scheduler.next_run().await;
                 stop_cron(self.cron.take()).await;
                 self.scheduler = scheduler;
                 self.cron = cron;
