@@ -14,6 +14,7 @@ mod support;
 use std::time::Duration;
 
 use bunq_ipsync::bunq::model::IpStatus::{Active, Inactive};
+use bunq_ipsync::reconcile::record::RecordStore;
 use bunq_ipsync::simulator::{Fault, FaultKind, SimulatorOptions};
 use hyper::Method;
 use support::{ConfigSpec, Daemon, NotifySocket, World, metric_value, sim_options};
@@ -267,6 +268,19 @@ async fn sigterm_during_an_apply_exits_zero_without_half_applied_state() {
     }
     let creates = support::write_requests(&world.sim.request_log()).len();
     assert_eq!(creates, entries.len(), "every write sent has landed once");
+    // The interrupted run's record was persisted: exactly what it created, ACTIVE.
+    let record = RecordStore::new(&world.state_dir)
+        .load()
+        .expect("the last-run record is saved on shutdown");
+    let recorded = &record.credentials[&world.managed];
+    assert_eq!(
+        recorded.keys().cloned().collect::<Vec<_>>(),
+        entries.keys().cloned().collect::<Vec<_>>()
+    );
+    assert!(
+        recorded.values().all(|status| *status == Active),
+        "{recorded:?}"
+    );
 
     // A second start on the same state converges.
     let again = world.spawn(&[], &[]);
@@ -655,7 +669,20 @@ async fn cron_schedule_ticks_drive_the_runs() {
         metric(&daemon, r#"bunq_ipsync_runs_total{result="failed"}"#).await,
         0.0
     );
-    stop(daemon).await;
+    assert!(
+        daemon.stderr().contains("trigger=Cron"),
+        "{}",
+        daemon.stderr()
+    );
+    // SIGINT (Ctrl-C) stops it like SIGTERM.
+    let mut daemon = daemon;
+    daemon.signal("INT");
+    assert_eq!(
+        daemon.wait_exit().await.code(),
+        Some(0),
+        "{}",
+        daemon.stderr()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -873,5 +900,68 @@ async fn watchdog_keeps_pinging_during_a_long_apply() {
         .count();
     // systemd would kill a daemon that stays silent for WATCHDOG_USEC while it applies.
     assert!(pings >= 3, "pings during the apply: {lines:?}");
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_bunq_refuses_the_daemon_exits_zero() {
+    let world = World::start(sim_options(), &[]).await;
+    world
+        .sim
+        .add_entry(world.key.credential_id, "203.0.113.50", Active)
+        .unwrap();
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let daemon = world.spawn(&[], &[]);
+    daemon
+        .eventually("the refusal reported", async || {
+            let (status, body) = daemon.get("/readyz").await?;
+            (status == 503 && body.contains("Incorrect API key or IP address")).then_some(())
+        })
+        .await;
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_switches_to_a_new_schedule() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    daemon.wait_runs(1.0).await;
+
+    // From every 10 s to a cron schedule every 2 s: runs come faster than the old interval
+    // could make them.
+    let mut spec = ConfigSpec::ips(&[A]);
+    spec.schedule = Some("*/2 * * * * *".into());
+    world.write_config(&spec);
+    daemon.signal("HUP");
+    let runs = |text: &str| {
+        metric_value(text, r#"bunq_ipsync_runs_total{result="converged"}"#).unwrap_or(0.0)
+    };
+    let after_reload = daemon
+        .eventually("the reload's run", async || {
+            let text = daemon.metrics().await;
+            let reloads = metric_value(
+                &text,
+                r#"bunq_ipsync_config_reloads_total{result="success"}"#,
+            )?;
+            (reloads >= 2.0).then(|| runs(&text))
+        })
+        .await;
+    daemon
+        .eventually("three runs on the new schedule", async || {
+            (daemon.stderr().matches("trigger=Cron").count() >= 3).then_some(())
+        })
+        .await;
+    assert!(
+        daemon
+            .metric(r#"bunq_ipsync_runs_total{result="converged"}"#)
+            .await
+            .unwrap()
+            >= after_reload + 3.0
+    );
+    // One run at start, one for the reload; the new scheduler does not add a second one.
+    let log = daemon.stderr();
+    assert_eq!(log.matches("trigger=Startup").count(), 2, "{log}");
     stop(daemon).await;
 }
