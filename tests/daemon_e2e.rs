@@ -965,3 +965,41 @@ async fn reload_switches_to_a_new_schedule() {
     assert_eq!(log.matches("trigger=Startup").count(), 2, "{log}");
     stop(daemon).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_changes_under_bunq_rate_limits_converge_without_a_429() {
+    let options = SimulatorOptions {
+        rate_limits: true,
+        ..sim_options()
+    };
+    let strays = ["192.0.2.1", "192.0.2.2", "192.0.2.3"];
+    let seed: Vec<_> = strays.iter().map(|ip| (*ip, Active)).collect();
+    let world = World::start(options, &seed).await;
+    let wanted: Vec<String> = (10..22).map(|last| format!("203.0.113.{last}")).collect();
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    world.write_config(&ConfigSpec::ips(&wanted));
+    let daemon = world.spawn(&[], &[]);
+    wait_active(&world, &daemon, &wanted).await;
+    // Two more runs right away: their reads share the windows with the apply's.
+    daemon.signal("HUP");
+    daemon.signal("HUP");
+    daemon.wait_runs(3.0).await;
+
+    let throttled: Vec<_> = world
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|request| request.status == Some(429))
+        .collect();
+    assert!(throttled.is_empty(), "{throttled:?}");
+    assert_eq!(
+        metric(&daemon, "bunq_ipsync_api_throttled_total").await,
+        0.0
+    );
+    assert_eq!(
+        metric(&daemon, r#"bunq_ipsync_runs_total{result="failed"}"#).await,
+        0.0
+    );
+    assert_eq!(world.managed_entries().len(), wanted.len() + strays.len());
+    stop(daemon).await;
+}
