@@ -1003,3 +1003,51 @@ async fn many_changes_under_bunq_rate_limits_converge_without_a_429() {
     assert_eq!(world.managed_entries().len(), wanted.len() + strays.len());
     stop(daemon).await;
 }
+
+// Start-up errors: exit 1 at once with a message that says what to fix.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_config_at_start_exits_1_naming_the_problem() {
+    let world = World::start(sim_options(), &[]).await;
+    let mut spec = ConfigSpec::ips(&[A]);
+    spec.ips.push("not-an-ip".into());
+    world.write_config(&spec);
+    let mut daemon = world.spawn(&[], &[]);
+    assert_eq!(daemon.wait_exit().await.code(), Some(1));
+    let stderr = daemon.stderr();
+    assert!(
+        stderr.contains("credentials[0].ips[1]") && stderr.contains("not-an-ip"),
+        "{stderr}"
+    );
+    assert!(world.sim.request_log().is_empty(), "bunq was never called");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_api_key_at_start_exits_1() {
+    let world = World::start(sim_options(), &[]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let mut daemon = Daemon::spawn(&world.config_path, &[], &[], world.port);
+    assert_eq!(daemon.wait_exit().await.code(), Some(1));
+    assert!(
+        daemon.stderr().contains("BUNQ_API_KEY"),
+        "{}",
+        daemon.stderr()
+    );
+    assert!(world.sim.request_log().is_empty(), "bunq was never called");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_health_port_exits_1_naming_http_listen() {
+    let world = World::start(sim_options(), &[]).await;
+    let taken = std::net::TcpListener::bind(("127.0.0.1", world.port)).unwrap();
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let mut daemon = world.spawn(&[], &[]);
+    assert_eq!(daemon.wait_exit().await.code(), Some(1));
+    let stderr = daemon.stderr();
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{}", world.port))
+            && stderr.contains("http.listen"),
+        "{stderr}"
+    );
+    drop(taken);
+}
