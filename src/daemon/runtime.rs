@@ -544,18 +544,50 @@ impl Daemon {
         }
     }
 
+    /// Names the changed settings the running daemon cannot switch to (they were read once, at
+    /// start), so the operator knows a restart is needed.
     fn warn_about_restart_only_changes(&self, new: &Config) {
         let old = &self.config;
-        let changed = old.bunq.base_url != new.bunq.base_url
-            || old.bunq.state_dir != new.bunq.state_dir
-            || old.bunq.device_description != new.bunq.device_description
-            || old.bunq.api_key_file != new.bunq.api_key_file
-            || old.bunq.api_key_credential != new.bunq.api_key_credential
-            || old.http.listen != new.http.listen;
-        if changed {
+        let changes = [
+            (
+                old.bunq.environment != new.bunq.environment
+                    || old.bunq.base_url != new.bunq.base_url,
+                "bunq.environment/base_url",
+            ),
+            (old.bunq.state_dir != new.bunq.state_dir, "bunq.state_dir"),
+            (
+                old.bunq.device_description != new.bunq.device_description,
+                "bunq.device_description",
+            ),
+            (
+                old.bunq.api_key_file != new.bunq.api_key_file
+                    || old.bunq.api_key_credential != new.bunq.api_key_credential,
+                "bunq.api_key_file/api_key_credential",
+            ),
+            (
+                old.bunq.permitted_ips != new.bunq.permitted_ips,
+                "bunq.permitted_ips",
+            ),
+            (
+                old.sync.renew_before != new.sync.renew_before,
+                "sync.renew_before",
+            ),
+            (old.http.listen != new.http.listen, "http.listen"),
+            (
+                old.log.format != new.log.format || old.log.level != new.log.level,
+                "log.format/level",
+            ),
+        ];
+        let changed: Vec<&str> = changes
+            .iter()
+            .filter(|(changed, _)| *changed)
+            .map(|(_, key)| *key)
+            .collect();
+        if !changed.is_empty() {
             tracing::warn!(
-                "bunq.* and http.listen changes take effect after a restart; the running connection \
-                 and listener are kept"
+                changed = %changed.join(", "),
+                "these settings take effect after a restart; the running connection, session \
+                 renewal, listener and logging keep their old values"
             );
         }
     }
