@@ -123,10 +123,18 @@ async fn sighup_rereads_the_config_and_applies_a_good_new_one() {
         })
         .await;
 
-    world.write_config(&ConfigSpec::ips(&[A, B]));
+    // New IPs apply at once; a setting read only at start is named in a warning.
+    let mut spec = ConfigSpec::ips(&[A, B]);
+    spec.renew_before = Some("30m".into());
+    world.write_config(&spec);
     daemon.signal("HUP");
     wait_active(&world, &daemon, &[A, B]).await;
     assert!(metric(&daemon, success).await >= 3.0);
+    let stderr = daemon.stderr();
+    assert!(
+        stderr.contains("take effect after a restart") && stderr.contains("sync.renew_before"),
+        "{stderr}"
+    );
     assert_eq!(
         metric(&daemon, "bunq_ipsync_config_last_reload_successful").await,
         1.0
