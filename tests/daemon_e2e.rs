@@ -253,7 +253,7 @@ async fn sigterm_during_an_apply_exits_zero_without_half_applied_state() {
     world.sim.inject(
         Fault::once(FaultKind::Delay(Duration::from_millis(1500)))
             .on(Method::POST, "/ip")
-            .times(5),
+            .times(3),
     );
     let mut daemon = world.spawn(&[], &[]);
     daemon
@@ -300,7 +300,7 @@ async fn sigterm_during_an_apply_exits_zero_without_half_applied_state() {
 // 5. Session renewal
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_is_renewed_before_expiry_without_a_failed_run() {
+async fn bunq_session_is_renewed_before_expiry_without_a_failed_run() {
     // 40 s sessions (real time: time_scale 1, so the reported timeout is the real one);
     // renewal 8 s ahead, after session-server's 30 s "recent session" window.
     let options = SimulatorOptions {
@@ -667,8 +667,8 @@ async fn trace_logs_never_contain_the_api_key_or_bunq_tokens() {
 async fn cron_schedule_ticks_drive_the_runs() {
     let world = World::start(sim_options(), &[(A, Active)]).await;
     let mut spec = ConfigSpec::ips(&[A]);
-    // Every 2 s; the interval fallback is then 5 min, so only cron ticks can make these runs.
-    spec.schedule = Some("*/2 * * * * *".into());
+    // Every second; the interval fallback is then 5 min, so only cron ticks can make these runs.
+    spec.schedule = Some("* * * * * *".into());
     world.write_config(&spec);
     let daemon = world.spawn(&[], &[]);
     daemon.wait_ready().await;
@@ -874,9 +874,10 @@ async fn reverting_a_bad_config_file_clears_the_reload_warning() {
 async fn watchdog_keeps_pinging_during_a_long_apply() {
     let world = World::start(sim_options(), &[]).await;
     world.write_config(&ConfigSpec::ips(&[A, B, C]));
-    // Each create is answered 3 s late: the first run takes about 9 s.
+    // Each create is answered 1.5 s late: the first run takes about 4.5 s, several watchdog
+    // periods (WATCHDOG_USEC 1 s: a ping every 0.5 s).
     world.sim.inject(
-        Fault::once(FaultKind::Delay(Duration::from_secs(3)))
+        Fault::once(FaultKind::Delay(Duration::from_millis(1500)))
             .on(Method::POST, "/ip")
             .times(3),
     );
@@ -884,7 +885,7 @@ async fn watchdog_keeps_pinging_during_a_long_apply() {
     let daemon = world.spawn(
         &[
             ("NOTIFY_SOCKET", socket.path.display().to_string()),
-            ("WATCHDOG_USEC", "2000000".into()),
+            ("WATCHDOG_USEC", "1000000".into()),
         ],
         &[],
     );
@@ -937,10 +938,10 @@ async fn reload_switches_to_a_new_schedule() {
     daemon.wait_ready().await;
     daemon.wait_runs(1.0).await;
 
-    // From every 10 s to a cron schedule every 2 s: runs come faster than the old interval
+    // From every 10 s to a cron schedule every second: runs come faster than the old interval
     // could make them.
     let mut spec = ConfigSpec::ips(&[A]);
-    spec.schedule = Some("*/2 * * * * *".into());
+    spec.schedule = Some("* * * * * *".into());
     world.write_config(&spec);
     daemon.signal("HUP");
     let runs = |text: &str| {
