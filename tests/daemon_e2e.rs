@@ -5,6 +5,10 @@
 //! so they run in parallel. Conditions are polled with generous timeouts; nothing asserts how
 //! long anything took. Runs are triggered by SIGHUP or config changes where possible; the tests
 //! that need the schedule or a session to age use the smallest settings the config allows.
+//!
+//! Most of a test's time is waiting (two tests wait out bunq's 30 s session windows), so the
+//! file finishes in about the longest test's time given enough test threads:
+//! `cargo test --test daemon_e2e -- --test-threads=16`.
 
 // clippy's allow-unwrap-in-tests covers #[test] functions only, not the helpers here.
 #![allow(clippy::unwrap_used, reason = "a panic is how a test reports failure")]
@@ -729,7 +733,7 @@ async fn failed_run_is_retried_and_the_daemon_stays_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_ended_early_by_bunq_is_replaced_without_a_failed_run() {
+async fn bunq_ending_the_session_early_is_recovered_without_a_failed_run() {
     let world = World::start(sim_options(), &[(A, Active)]).await;
     world.write_config(&ConfigSpec::ips(&[A, B]));
     let daemon = world.spawn(&[], &[]);
@@ -737,6 +741,7 @@ async fn session_ended_early_by_bunq_is_replaced_without_a_failed_run() {
     daemon.wait_runs(1.0).await;
     assert_eq!(world.sim.sessions_created(), 1);
 
+    // The client waits out session-server's 1-per-30 s window before opening the replacement.
     world.sim.expire_all_sessions();
     let entries = world.managed_entries();
     world
