@@ -105,13 +105,20 @@ pub async fn apply<W: AllowlistWriter>(
     for credential in &plan.credentials {
         for blocked in &credential.blocked {
             let outcome = Outcome::Blocked(blocked.rule);
-            record(&mut report, run_id, blocked.action.clone(), outcome, None);
+            let entry = blocked.action.change.entry();
+            record(&mut report, run_id, blocked.action.clone(), outcome, entry);
         }
     }
     if let Some(run_block) = &plan.run_block {
         for action in plan.actions() {
             let outcome = Outcome::Blocked(run_block.rule);
-            record(&mut report, run_id, action.clone(), outcome, None);
+            record(
+                &mut report,
+                run_id,
+                action.clone(),
+                outcome,
+                action.change.entry(),
+            );
         }
         return report;
     }
