@@ -189,14 +189,7 @@ impl Health {
             reasons.push("config not loaded".to_owned());
         }
         match s.session_valid_until {
-            // Before the first session, the last failure is the connection attempt's: say why
-            // at once rather than only after `failure_threshold` attempts.
-            None => reasons.push(match &s.last_failure {
-                Some(failure) if s.consecutive_failures < self.failure_threshold => {
-                    format!("no bunq session: {failure}")
-                }
-                _ => "no bunq session".to_owned(),
-            }),
+            None => reasons.push("no bunq session".to_owned()),
             Some(until) if until <= now => reasons.push(format!(
                 "session expired at {}",
                 until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -430,23 +423,6 @@ mod tests {
         let h = ready_health();
         h.set_session_valid_until(None);
         assert_eq!(h.readiness_at(Utc::now()).reasons, vec!["no bunq session"]);
-    }
-
-    #[test]
-    fn not_ready_without_session_names_the_failed_connection_at_once() {
-        let h = ready_health();
-        h.set_session_valid_until(None);
-        h.record_run_result(false, "cannot open a bunq session: refused");
-        assert_eq!(
-            h.readiness_at(Utc::now()).reasons,
-            vec!["no bunq session: cannot open a bunq session: refused"]
-        );
-        h.record_run_result(false, "second");
-        h.record_run_result(false, "third");
-        assert_eq!(
-            h.readiness_at(Utc::now()).reasons,
-            vec!["no bunq session", "last 3 runs failed: third"]
-        );
     }
 
     #[test]

@@ -171,11 +171,6 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         health: Arc::clone(&health),
     });
     let notifier = options.notifier;
-    tokio::spawn(watchdog_task(
-        notifier.clone(),
-        Arc::clone(&health),
-        shutdown.child_token(),
-    ));
     let _ = notifier.status("connecting to bunq");
     let settings = client_settings(&config, Some(observer))?;
     let Some(client) = connect_until_shutdown(settings, api_key, &config, &health, &shutdown).await
@@ -284,27 +279,6 @@ fn forward_signals(
         }
     });
     Ok(listener)
-}
-
-/// Sends `WATCHDOG=1` every half `WATCHDOG_USEC` while the heartbeat is fresh (no-op without a
-/// watchdog). Its own task, so a long apply, during which the loop is busy but every answered
-/// bunq request beats, is not taken for a hang; a stuck loop stops the beats and so the pings.
-async fn watchdog_task(notifier: Notifier, health: Arc<Health>, shutdown: CancellationToken) {
-    let Some(period) = notifier.watchdog_interval() else {
-        return;
-    };
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = ticks.tick() => {
-                if health.liveness_at(tokio::time::Instant::now()).alive {
-                    let _ = notifier.watchdog();
-                }
-            }
-        }
-    }
 }
 
 /// Connects, retrying with backoff until it works or shutdown. bunq errors never end the
