@@ -1065,3 +1065,55 @@ async fn busy_health_port_exits_1_naming_http_listen() {
     );
     drop(taken);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_ip_deactivated_out_of_band_makes_not_ready_until_reactivated() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    daemon.wait_runs(1.0).await;
+    let caller = world.sim.caller_ip().to_string();
+    let own = world
+        .sim
+        .entries(world.key.credential_id)
+        .unwrap()
+        .into_iter()
+        .find(|entry| entry.ip == caller)
+        .expect("device registration made the daemon's IP active");
+
+    // Someone deactivates the daemon's own IP in the app: bunq refuses every call.
+    world
+        .sim
+        .set_entry_status(world.key.credential_id, own.id, Inactive)
+        .unwrap();
+    daemon.signal("HUP");
+    let reasons = daemon
+        .eventually("/readyz 503 naming the refusal", async || {
+            let (status, body) = daemon.get("/readyz").await?;
+            let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let reasons = strings(&json["reasons"]);
+            (status == 503
+                && reasons
+                    .iter()
+                    .any(|r| r.contains("Incorrect API key or IP address")))
+            .then_some(reasons)
+        })
+        .await;
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("re-activate it in the bunq app")),
+        "the reason says what to do: {reasons:?}"
+    );
+    assert_eq!(daemon.get("/healthz").await.unwrap().0, 200);
+
+    world
+        .sim
+        .set_entry_status(world.key.credential_id, own.id, Active)
+        .unwrap();
+    daemon.signal("HUP");
+    daemon.wait_ready().await;
+    assert_eq!(world.active_ips(), sorted(&[A]));
+    stop(daemon).await;
+}
