@@ -44,6 +44,8 @@ use crate::reconcile::run::{self, RunError, RunReport};
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The idle loop beats this often, so `/healthz` and the watchdog see it alive between runs.
 const HEARTBEAT_PERIOD: Duration = Duration::from_secs(10);
+/// How long shutdown waits for a session renewal in flight (one bunq call and its retries).
+const SHUTDOWN_RENEWAL_GRACE: Duration = Duration::from_secs(30);
 /// Consecutive failed runs before `/readyz` reports not ready.
 const FAILURE_THRESHOLD: u32 = 3;
 
@@ -182,7 +184,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     metrics.set_session_expiry(SystemTime::from(client.session_expires_at()));
 
     let renew_trigger = RenewTrigger::new();
-    tokio::spawn(renewal_task(
+    let renewal = tokio::spawn(renewal_task(
         Arc::clone(&client),
         config.sync.renew_before,
         Arc::clone(&health),
@@ -228,6 +230,14 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     };
     daemon.run_loop(reload_rx, changes_rx).await;
     stop_cron(daemon.cron.take()).await;
+    // A renewal in flight finishes and saves its session (a session opened at bunq but never
+    // stored would be lost to the next start); the runtime would drop the task otherwise.
+    if tokio::time::timeout(SHUTDOWN_RENEWAL_GRACE, renewal)
+        .await
+        .is_err()
+    {
+        tracing::warn!("session renewal still running at shutdown; abandoned");
+    }
     stop(&daemon.notifier, &shutdown, server).await
 }
 
