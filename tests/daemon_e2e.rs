@@ -1117,3 +1117,43 @@ async fn own_ip_deactivated_out_of_band_makes_not_ready_until_reactivated() {
     assert_eq!(world.active_ips(), sorted(&[A]));
     stop(daemon).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bunq_session_renewal_in_flight_at_sigterm_is_finished_and_saved() {
+    // As in the renewal test: 40 s sessions, renewal 8 s ahead.
+    let options = SimulatorOptions {
+        session_timeout_secs: 40,
+        ..sim_options()
+    };
+    let world = World::start(options, &[(A, Active)]).await;
+    let mut spec = ConfigSpec::ips(&[A]);
+    spec.renew_before = Some("8s".into());
+    world.write_config(&spec);
+    let mut daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    let context_file = world.state_dir.join("bunq-context.json");
+    let saved_session = || {
+        let context: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&context_file).unwrap()).unwrap();
+        context["session"]["token"].as_str().unwrap().to_owned()
+    };
+    let first = saved_session();
+    // The renewal's session-server call is applied at once and answered 3 s later.
+    world.sim.inject(
+        Fault::once(FaultKind::Delay(Duration::from_secs(3))).on(Method::POST, "/session-server"),
+    );
+    daemon
+        .eventually("the renewal in flight", async || {
+            (world.sim.sessions_created() >= 2).then_some(())
+        })
+        .await;
+    daemon.signal("TERM");
+    assert_eq!(
+        daemon.wait_exit().await.code(),
+        Some(0),
+        "{}",
+        daemon.stderr()
+    );
+    // The session bunq opened is the one saved for the next start.
+    assert_ne!(saved_session(), first, "{}", daemon.stderr());
+}
