@@ -44,6 +44,8 @@ use crate::reconcile::run::{self, RunError, RunReport};
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The idle loop beats this often, so `/healthz` and the watchdog see it alive between runs.
 const HEARTBEAT_PERIOD: Duration = Duration::from_secs(10);
+/// How long shutdown waits for a session renewal in flight (one bunq call and its retries).
+const SHUTDOWN_RENEWAL_GRACE: Duration = Duration::from_secs(30);
 /// Consecutive failed runs before `/readyz` reports not ready.
 const FAILURE_THRESHOLD: u32 = 3;
 
@@ -182,7 +184,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     metrics.set_session_expiry(SystemTime::from(client.session_expires_at()));
 
     let renew_trigger = RenewTrigger::new();
-    tokio::spawn(renewal_task(
+    let renewal = tokio::spawn(renewal_task(
         Arc::clone(&client),
         config.sync.renew_before,
         Arc::clone(&health),
@@ -214,6 +216,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         config_path: options.config_path,
         config,
         fingerprint,
+        reload_failed: false,
         client,
         metrics,
         health,
@@ -227,6 +230,14 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     };
     daemon.run_loop(reload_rx, changes_rx).await;
     stop_cron(daemon.cron.take()).await;
+    // A renewal in flight finishes and saves its session (a session opened at bunq but never
+    // stored would be lost to the next start); the runtime would drop the task otherwise.
+    if tokio::time::timeout(SHUTDOWN_RENEWAL_GRACE, renewal)
+        .await
+        .is_err()
+    {
+        tracing::warn!("session renewal still running at shutdown; abandoned");
+    }
     stop(&daemon.notifier, &shutdown, server).await
 }
 
@@ -312,11 +323,26 @@ async fn connect_until_shutdown(
                 }
                 tokio::select! {
                     () = shutdown.cancelled() => return None,
-                    () = tokio::time::sleep(delay) => {}
+                    () = sleep_beating(health, delay) => {}
                 }
             }
         }
         health.beat();
+    }
+}
+
+/// Sleeps for `delay`, beating every [`HEARTBEAT_PERIOD`]: waiting out a connection backoff
+/// (up to minutes while bunq refuses) is the loop working as intended, and `/healthz` must not
+/// fail over it (an orchestrator would restart a process that cannot fix bunq).
+async fn sleep_beating(health: &Health, delay: Duration) {
+    let deadline = tokio::time::Instant::now() + delay;
+    loop {
+        health.beat();
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return;
+        }
+        tokio::time::sleep((deadline - now).min(HEARTBEAT_PERIOD)).await;
     }
 }
 
@@ -458,6 +484,9 @@ struct Daemon {
     config_path: PathBuf,
     config: Config,
     fingerprint: Fingerprint,
+    /// The last reload failed: the file on disk is not the running config, even if it later
+    /// changes back to the running config's bytes.
+    reload_failed: bool,
     client: Arc<BunqClient>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
@@ -478,12 +507,6 @@ impl Daemon {
     ) {
         let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let watchdog_period = self
-            .notifier
-            .watchdog_interval()
-            .unwrap_or(Duration::from_secs(3600));
-        let mut watchdog = tokio::time::interval(watchdog_period);
-        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -499,7 +522,12 @@ impl Daemon {
     /// Re-reads the config. On success switches to it and reconciles at once; on failure keeps
     /// running on the last good config and says so in the logs, metrics and `/readyz`.
     async fn reload(&mut self, forced: bool) {
-        if !forced && Fingerprint::of_file(&self.config_path) == self.fingerprint {
+        // Unchanged content is no reason to reload, unless a failed reload is still reported:
+        // a file reverted to the running config must clear that warning.
+        if !forced
+            && !self.reload_failed
+            && Fingerprint::of_file(&self.config_path) == self.fingerprint
+        {
             return;
         }
         let _ = self.notifier.reloading();
@@ -511,6 +539,7 @@ impl Daemon {
                     || config.sync.jitter != self.config.sync.jitter;
                 self.config = config;
                 self.fingerprint = fingerprint;
+                self.reload_failed = false;
                 self.metrics.record_config_reload(true, SystemTime::now());
                 self.health.set_reload_error(None);
                 tracing::info!(config = %self.config_path.display(), "config reloaded; reconciling now");
@@ -521,6 +550,7 @@ impl Daemon {
                 self.reconcile(Trigger::Startup).await;
             }
             Err(err) => {
+                self.reload_failed = true;
                 self.metrics.record_config_reload(false, SystemTime::now());
                 let message = err.to_string();
                 for line in message.lines() {
@@ -536,25 +566,60 @@ impl Daemon {
         }
     }
 
+    /// Names the changed settings the running daemon cannot switch to (they were read once, at
+    /// start), so the operator knows a restart is needed.
     fn warn_about_restart_only_changes(&self, new: &Config) {
         let old = &self.config;
-        let changed = old.bunq.base_url != new.bunq.base_url
-            || old.bunq.state_dir != new.bunq.state_dir
-            || old.bunq.device_description != new.bunq.device_description
-            || old.bunq.api_key_file != new.bunq.api_key_file
-            || old.bunq.api_key_credential != new.bunq.api_key_credential
-            || old.http.listen != new.http.listen;
-        if changed {
+        let changes = [
+            (
+                old.bunq.environment != new.bunq.environment
+                    || old.bunq.base_url != new.bunq.base_url,
+                "bunq.environment/base_url",
+            ),
+            (old.bunq.state_dir != new.bunq.state_dir, "bunq.state_dir"),
+            (
+                old.bunq.device_description != new.bunq.device_description,
+                "bunq.device_description",
+            ),
+            (
+                old.bunq.api_key_file != new.bunq.api_key_file
+                    || old.bunq.api_key_credential != new.bunq.api_key_credential,
+                "bunq.api_key_file/api_key_credential",
+            ),
+            (
+                old.bunq.permitted_ips != new.bunq.permitted_ips,
+                "bunq.permitted_ips",
+            ),
+            (
+                old.sync.renew_before != new.sync.renew_before,
+                "sync.renew_before",
+            ),
+            (old.http.listen != new.http.listen, "http.listen"),
+            (
+                old.log.format != new.log.format || old.log.level != new.log.level,
+                "log.format/level",
+            ),
+        ];
+        let changed: Vec<&str> = changes
+            .iter()
+            .filter(|(changed, _)| *changed)
+            .map(|(_, key)| *key)
+            .collect();
+        if !changed.is_empty() {
             tracing::warn!(
-                "bunq.* and http.listen changes take effect after a restart; the running connection \
-                 and listener are kept"
+                changed = %changed.join(", "),
+                "these settings take effect after a restart; the running connection, session \
+                 renewal, listener and logging keep their old values"
             );
         }
     }
 
     async fn replace_scheduler(&mut self) {
         match build_scheduler(&self.config).await {
-            Ok((scheduler, cron)) => {
+            Ok((mut scheduler, cron)) => {
+                // A fresh scheduler hands out a startup run first (at once); the reload
+                // reconciles right after this anyway, so consume it instead of running twice.
+                let _ = scheduler.next_run().await;
                 stop_cron(self.cron.take()).await;
                 self.scheduler = scheduler;
                 self.cron = cron;
@@ -578,17 +643,20 @@ impl Daemon {
         )
         .await;
         let elapsed = started.elapsed();
-        let (run_result, outcome, message) = match result {
+        // The summary line carries the run's id, so it can be joined with the run's drift and
+        // audit lines. A run that failed before it planned has logged nothing under an id yet:
+        // it gets one of its own.
+        let (run_id, (run_result, outcome, message)) = match result {
             Ok((report, record)) => {
                 self.health.set_access_refused(None);
                 if let Err(err) = self.records.save(&record) {
-                    tracing::warn!(error = %err, "cannot save the last-run record; drift reports may repeat");
+                    tracing::warn!(run_id = %report.run_id, error = %err, "cannot save the last-run record; drift reports may repeat");
                 }
                 self.last_record = Some(record);
                 self.account(&report);
-                summarize(&report)
+                (report.run_id.clone(), summarize(&report))
             }
-            Err(err) => self.failed_run(&err),
+            Err(err) => (run::new_run_id(), self.failed_run(&err)),
         };
         self.metrics
             .record_run(run_result, elapsed, SystemTime::now());
@@ -599,9 +667,13 @@ impl Daemon {
         self.scheduler.run_finished(outcome);
         let _ = self.notifier.status(&message);
         match run_result {
-            RunResult::Failed => tracing::error!(?trigger, duration = ?elapsed, "{message}"),
-            RunResult::Blocked => tracing::warn!(?trigger, duration = ?elapsed, "{message}"),
-            _ => tracing::info!(?trigger, duration = ?elapsed, "{message}"),
+            RunResult::Failed => {
+                tracing::error!(%run_id, ?trigger, duration = ?elapsed, "{message}")
+            }
+            RunResult::Blocked => {
+                tracing::warn!(%run_id, ?trigger, duration = ?elapsed, "{message}")
+            }
+            _ => tracing::info!(%run_id, ?trigger, duration = ?elapsed, "{message}"),
         }
     }
 
@@ -715,5 +787,26 @@ fn summarize(report: &RunReport) -> (RunResult, RunOutcome, String) {
             RunOutcome::Completed,
             format!("converged: {counts}"),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn connection_backoff_keeps_the_heartbeat_fresh() {
+        let health = Arc::new(Health::new(HEARTBEAT_TIMEOUT, FAILURE_THRESHOLD));
+        let longest_backoff = Duration::from_secs(300);
+        let sleeper = tokio::spawn({
+            let health = Arc::clone(&health);
+            async move { sleep_beating(&health, longest_backoff).await }
+        });
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let liveness = health.liveness_at(tokio::time::Instant::now());
+            assert!(liveness.alive, "{liveness:?}");
+        }
+        sleeper.await.unwrap();
     }
 }

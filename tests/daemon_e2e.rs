@@ -1,0 +1,1159 @@
+//! End-to-end tests of `bunq-ipsync run`: the real binary, started as a child process, against
+//! the bunq simulator hosted by the test process on loopback.
+//!
+//! Each test has its own simulator, temp dir (config, state dir, notify socket) and health port,
+//! so they run in parallel. Conditions are polled with generous timeouts; nothing asserts how
+//! long anything took. Runs are triggered by SIGHUP or config changes where possible; the tests
+//! that need the schedule or a session to age use the smallest settings the config allows.
+//!
+//! Most of a test's time is waiting (two tests wait out bunq's 30 s session windows), so the
+//! file finishes in about the longest test's time given enough test threads:
+//! `cargo test --test daemon_e2e -- --test-threads=16`.
+
+// clippy's allow-unwrap-in-tests covers #[test] functions only, not the helpers here.
+#![allow(clippy::unwrap_used, reason = "a panic is how a test reports failure")]
+
+mod support;
+
+use std::time::Duration;
+
+use bunq_ipsync::bunq::model::IpStatus::{Active, Inactive};
+use bunq_ipsync::reconcile::record::RecordStore;
+use bunq_ipsync::simulator::{Fault, FaultKind, SimulatorOptions};
+use hyper::Method;
+use support::{ConfigSpec, Daemon, NotifySocket, World, metric_value, sim_options};
+
+const A: &str = "203.0.113.1";
+const B: &str = "203.0.113.2";
+const C: &str = "203.0.113.3";
+const STRAY: &str = "192.0.2.9";
+
+fn sorted(ips: &[&str]) -> Vec<String> {
+    let mut ips: Vec<String> = ips.iter().map(|ip| (*ip).to_owned()).collect();
+    ips.sort();
+    ips
+}
+
+/// Waits until exactly `want` is ACTIVE on the managed credential.
+async fn wait_active(world: &World, daemon: &Daemon, want: &[&str]) {
+    let want = sorted(want);
+    daemon
+        .eventually(&format!("ACTIVE = {want:?}"), async || {
+            (world.active_ips() == want).then_some(())
+        })
+        .await;
+}
+
+async fn metric(daemon: &Daemon, series: &str) -> f64 {
+    daemon
+        .metric(series)
+        .await
+        .unwrap_or_else(|| panic!("no series {series} in /metrics"))
+}
+
+async fn readyz(daemon: &Daemon) -> (u16, serde_json::Value) {
+    let (status, body) = daemon.get("/readyz").await.expect("/readyz answers");
+    let json = serde_json::from_str(&body).unwrap_or_else(|err| panic!("{err}: {body}"));
+    (status, json)
+}
+
+fn strings(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|item| item.as_str().expect("a string").to_owned())
+        .collect()
+}
+
+async fn stop(mut daemon: Daemon) -> Daemon {
+    daemon.signal("TERM");
+    let status = daemon.wait_exit().await;
+    assert_eq!(status.code(), Some(0), "{}", daemon.stderr());
+    daemon
+}
+
+// 1. Convergence
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converges_at_start_and_the_schedule_repairs_out_of_band_changes() {
+    let world = World::start(
+        sim_options(),
+        &[(A, Active), (B, Inactive), (STRAY, Active)],
+    )
+    .await;
+    world.write_config(&ConfigSpec::ips(&[A, B, C]));
+    let daemon = world.spawn(&[], &[]);
+
+    wait_active(&world, &daemon, &[A, B, C]).await;
+    let entries = world.managed_entries();
+    assert_eq!(entries[STRAY].status, Inactive);
+
+    // Someone toggles two entries in the app; no signal is sent: the next scheduled run
+    // (sync.interval 10s) repairs both.
+    world
+        .sim
+        .set_entry_status(world.managed, entries[C].id, Inactive)
+        .unwrap();
+    world
+        .sim
+        .set_entry_status(world.managed, entries[STRAY].id, Active)
+        .unwrap();
+    wait_active(&world, &daemon, &[A, B, C]).await;
+    let repaired = world.managed_entries();
+    assert_eq!(repaired.len(), 4, "no new entries: {repaired:?}");
+    assert_eq!(repaired[C].id, entries[C].id, "the old entry is reused");
+    assert_eq!(repaired[STRAY].status, Inactive);
+    stop(daemon).await;
+}
+
+// 2. SIGHUP
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rereads_the_config_and_applies_a_good_new_one() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    daemon.wait_runs(1.0).await;
+    let success = r#"bunq_ipsync_config_reloads_total{result="success"}"#;
+    assert_eq!(metric(&daemon, success).await, 1.0);
+
+    // An unchanged file: only SIGHUP (never the file watcher) reloads it.
+    daemon.signal("HUP");
+    daemon
+        .eventually("a reload from SIGHUP alone", async || {
+            (daemon.metric(success).await? >= 2.0).then_some(())
+        })
+        .await;
+
+    // New IPs apply at once; a setting read only at start is named in a warning.
+    let mut spec = ConfigSpec::ips(&[A, B]);
+    spec.renew_before = Some("30m".into());
+    world.write_config(&spec);
+    daemon.signal("HUP");
+    wait_active(&world, &daemon, &[A, B]).await;
+    assert!(metric(&daemon, success).await >= 3.0);
+    let stderr = daemon.stderr();
+    assert!(
+        stderr.contains("take effect after a restart") && stderr.contains("sync.renew_before"),
+        "{stderr}"
+    );
+    assert_eq!(
+        metric(&daemon, "bunq_ipsync_config_last_reload_successful").await,
+        1.0
+    );
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_bad_config_keeps_the_old_one_and_writes_nothing() {
+    let world = World::start(sim_options(), &[(A, Active), (STRAY, Inactive)]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    daemon.wait_runs(1.0).await;
+    let requests_before = world.sim.request_log().len();
+
+    // Wants a new IP and reactivation of STRAY, but one value is invalid: nothing may be
+    // written from it.
+    let mut bad = ConfigSpec::ips(&[A, B, STRAY]);
+    bad.ips.push("not-an-ip".into());
+    support::write_atomically(&world.config_path, &world.config_text(&bad, world.port));
+    daemon.signal("HUP");
+
+    let failure = r#"bunq_ipsync_config_reloads_total{result="failure"}"#;
+    daemon
+        .eventually("a failed reload in the metrics", async || {
+            (daemon.metric(failure).await? >= 1.0).then_some(())
+        })
+        .await;
+    assert_eq!(
+        metric(&daemon, "bunq_ipsync_config_last_reload_successful").await,
+        0.0
+    );
+    let (status, body) = readyz(&daemon).await;
+    assert_eq!(status, 200, "still ready on the last good config: {body}");
+    let warnings = strings(&body["warnings"]);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("config reload failed") && w.contains("not-an-ip")),
+        "{body}"
+    );
+
+    // The next scheduled run still happens, on the old config.
+    let runs = metric(&daemon, r#"bunq_ipsync_runs_total{result="converged"}"#).await;
+    daemon
+        .eventually("a scheduled run after the failed reload", async || {
+            let now = daemon
+                .metric(r#"bunq_ipsync_runs_total{result="converged"}"#)
+                .await?;
+            (now > runs).then_some(())
+        })
+        .await;
+    let after = &world.sim.request_log()[requests_before..];
+    assert!(
+        support::write_requests(after).is_empty(),
+        "writes after the bad reload: {after:?}"
+    );
+    assert_eq!(world.active_ips(), sorted(&[A]));
+    assert!(daemon.stderr().contains("config reload failed"));
+    stop(daemon).await;
+}
+
+// 3. Kubernetes ConfigMap swap
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_data_symlink_swap_reloads_without_a_signal() {
+    use std::os::unix::fs::symlink;
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    let mount = world.dir.path().join("configmap");
+    std::fs::create_dir(&mount).unwrap();
+    let generation = |name: &str, spec: &ConfigSpec| {
+        let dir = mount.join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("config.yaml"), world.config_text(spec, world.port)).unwrap();
+    };
+    let first = "..2026_11_21_09_00_00.000000001";
+    generation(first, &ConfigSpec::ips(&[A]));
+    symlink(first, mount.join("..data")).unwrap();
+    symlink("..data/config.yaml", mount.join("config.yaml")).unwrap();
+
+    let daemon = world.spawn_with_config(&mount.join("config.yaml"), &[], &[]);
+    daemon.wait_ready().await;
+    daemon.wait_runs(1.0).await;
+
+    // What the kubelet does: new timestamped dir, new `..data_tmp` link, rename over `..data`,
+    // remove the old dir. `config.yaml` itself is never touched.
+    let second = "..2026_11_21_09_05_00.000000002";
+    generation(second, &ConfigSpec::ips(&[A, C]));
+    symlink(second, mount.join("..data_tmp")).unwrap();
+    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+    std::fs::remove_dir_all(mount.join(first)).unwrap();
+
+    wait_active(&world, &daemon, &[A, C]).await;
+    assert_eq!(
+        metric(
+            &daemon,
+            r#"bunq_ipsync_config_reloads_total{result="success"}"#
+        )
+        .await,
+        2.0,
+        "one reload for one swap"
+    );
+    stop(daemon).await;
+}
+
+// 4. SIGTERM during an apply
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_an_apply_exits_zero_without_half_applied_state() {
+    let world = World::start(sim_options(), &[]).await;
+    let wanted: Vec<String> = (10..18).map(|last| format!("203.0.113.{last}")).collect();
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    world.write_config(&ConfigSpec::ips(&wanted));
+    // Every create is applied at once but answered late, so the apply takes many seconds.
+    world.sim.inject(
+        Fault::once(FaultKind::Delay(Duration::from_millis(1500)))
+            .on(Method::POST, "/ip")
+            .times(3),
+    );
+    let mut daemon = world.spawn(&[], &[]);
+    daemon
+        .eventually("the apply under way", async || {
+            (world.managed_entries().len() >= 2).then_some(())
+        })
+        .await;
+
+    daemon.signal("TERM");
+    let status = daemon.wait_exit().await;
+    assert_eq!(status.code(), Some(0), "{}", daemon.stderr());
+    let entries = world.managed_entries(); // panics on a duplicate
+    assert!(
+        entries.len() < wanted.len(),
+        "the rest of the plan was skipped: {entries:?}"
+    );
+    for entry in entries.values() {
+        assert_eq!(entry.status, Active, "{entry:?}");
+        assert!(wanted.contains(&entry.ip.as_str()), "{entry:?}");
+    }
+    let creates = support::write_requests(&world.sim.request_log()).len();
+    assert_eq!(creates, entries.len(), "every write sent has landed once");
+    // The interrupted run's record was persisted: exactly what it created, ACTIVE.
+    let record = RecordStore::new(&world.state_dir)
+        .load()
+        .expect("the last-run record is saved on shutdown");
+    let recorded = &record.credentials[&world.managed];
+    assert_eq!(
+        recorded.keys().cloned().collect::<Vec<_>>(),
+        entries.keys().cloned().collect::<Vec<_>>()
+    );
+    assert!(
+        recorded.values().all(|status| *status == Active),
+        "{recorded:?}"
+    );
+
+    // A second start on the same state converges.
+    let again = world.spawn(&[], &[]);
+    wait_active(&world, &again, &wanted).await;
+    assert_eq!(world.managed_entries().len(), wanted.len());
+    stop(again).await;
+}
+
+// 5. Session renewal
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bunq_session_is_renewed_before_expiry_without_a_failed_run() {
+    // 40 s sessions (real time: time_scale 1, so the reported timeout is the real one);
+    // renewal 8 s ahead, after session-server's 30 s "recent session" window.
+    let options = SimulatorOptions {
+        session_timeout_secs: 40,
+        ..sim_options()
+    };
+    let world = World::start(options, &[(A, Active)]).await;
+    let mut spec = ConfigSpec::ips(&[A]);
+    spec.renew_before = Some("8s".into());
+    world.write_config(&spec);
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    let first_expiry = metric(&daemon, "bunq_ipsync_session_expiry_timestamp_seconds").await;
+    assert!(first_expiry > 0.0);
+    assert_eq!(world.sim.sessions_created(), 1);
+
+    daemon
+        .eventually("a renewed session", async || {
+            let renewed = daemon
+                .metric(r#"bunq_ipsync_session_renewals_total{result="success"}"#)
+                .await?;
+            (renewed >= 1.0 && world.sim.sessions_created() >= 2).then_some(())
+        })
+        .await;
+    let expiry = metric(&daemon, "bunq_ipsync_session_expiry_timestamp_seconds").await;
+    assert!(expiry > first_expiry, "{expiry} > {first_expiry}");
+    assert_eq!(
+        metric(&daemon, r#"bunq_ipsync_runs_total{result="failed"}"#).await,
+        0.0
+    );
+    let rejected: Vec<_> = world
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|request| matches!(request.status, Some(401 | 403)))
+        .collect();
+    assert!(
+        rejected.is_empty(),
+        "no request hit an expired session: {rejected:?}"
+    );
+    assert_eq!(readyz(&daemon).await.0, 200);
+    stop(daemon).await;
+}
+
+// 6. Health, readiness, metrics
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_readyz_and_metrics_describe_a_running_daemon() {
+    let world = World::start(sim_options(), &[(STRAY, Active)]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let daemon = world.spawn(&[], &[]);
+    wait_active(&world, &daemon, &[A]).await;
+    daemon.wait_runs(1.0).await;
+
+    let (status, body) = daemon.get("/healthz").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = readyz(&daemon).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ready"], true);
+    assert!(strings(&body["reasons"]).is_empty());
+
+    let text = daemon.metrics().await;
+    let value = |series: &str| {
+        metric_value(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert_eq!(
+        value(r#"bunq_ipsync_runs_total{result="changes_applied"}"#),
+        1.0
+    );
+    assert_eq!(value(r#"bunq_ipsync_runs_total{result="failed"}"#), 0.0);
+    assert_eq!(
+        value(r#"bunq_ipsync_changes_total{action="create",outcome="applied"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"bunq_ipsync_changes_total{action="deactivate",outcome="applied"}"#),
+        1.0
+    );
+    assert!(
+        value(
+            r#"bunq_ipsync_api_requests_total{endpoint="/user/{user}/credential-password-ip",method="GET",status="200"}"#
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            r#"bunq_ipsync_api_requests_total{endpoint="/session-server",method="POST",status="200"}"#
+        ) >= 1.0
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(value("bunq_ipsync_session_expiry_timestamp_seconds") > now);
+    assert!(value("bunq_ipsync_last_run_success_timestamp_seconds") > 0.0);
+    assert!(value("bunq_ipsync_run_duration_seconds_count") >= 1.0);
+    assert_eq!(
+        value(&format!(
+            r#"bunq_ipsync_build_info{{version="{}"}}"#,
+            env!("CARGO_PKG_VERSION")
+        )),
+        1.0
+    );
+    assert!(text.trim_end().ends_with("# EOF"));
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_with_reasons_while_bunq_refuses_the_daemon_and_it_stays_up() {
+    let world = World::start(sim_options(), &[]).await;
+    // The daemon's own credential only allows another IP: bunq answers
+    // "Incorrect API key or IP address" to the daemon's registration.
+    let allowed = "203.0.113.50";
+    world
+        .sim
+        .add_entry(world.key.credential_id, allowed, Active)
+        .unwrap();
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let mut daemon = world.spawn(&[], &[]);
+
+    let reasons = daemon
+        .eventually("/readyz 503 naming the refusal", async || {
+            let (status, body) = daemon.get("/readyz").await?;
+            let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let reasons = strings(&json["reasons"]);
+            (status == 503
+                && json["ready"] == false
+                && reasons
+                    .iter()
+                    .any(|r| r.contains("Incorrect API key or IP address")))
+            .then_some(reasons)
+        })
+        .await;
+    assert!(
+        reasons.iter().any(|r| r.contains("no bunq session")),
+        "{reasons:?}"
+    );
+    let (status, _) = daemon.get("/healthz").await.unwrap();
+    assert_eq!(status, 200, "the loop is alive even though bunq refuses it");
+    assert!(daemon.exited().is_none(), "no crash: {}", daemon.stderr());
+
+    // The operator re-activates the daemon's IP: it connects and converges by itself.
+    world.sim.set_caller_ip(allowed.parse().unwrap());
+    daemon.wait_ready().await;
+    wait_active(&world, &daemon, &[A]).await;
+    stop(daemon).await;
+}
+
+// 7. Single writer
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_instance_on_the_same_state_dir_refuses_to_start() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let mut first = world.spawn(&[], &[]);
+    first.wait_ready().await;
+
+    // Same state dir, its own port (so the lock, not the port, is what stops it).
+    let other_port = support::free_port();
+    let other_config = world.dir.path().join("second.yaml");
+    std::fs::write(
+        &other_config,
+        world.config_text(&ConfigSpec::ips(&[A]), other_port),
+    )
+    .unwrap();
+    let mut second = Daemon::spawn(
+        &other_config,
+        &[("BUNQ_API_KEY", world.key.api_key.expose().to_owned())],
+        &[],
+        other_port,
+    );
+    let status = second.wait_exit().await;
+    assert_eq!(status.code(), Some(1));
+    let stderr = second.stderr();
+    assert!(
+        stderr.contains("another bunq-ipsync instance is already running on state directory")
+            && stderr.contains(&world.state_dir.display().to_string())
+            && stderr.contains(&format!("pid {}", first.pid())),
+        "{stderr}"
+    );
+    assert!(first.exited().is_none());
+    assert_eq!(first.get("/healthz").await.unwrap().0, 200);
+    stop(first).await;
+}
+
+// 8. systemd notifications
+
+fn notify_lines(messages: &[String]) -> Vec<String> {
+    messages
+        .iter()
+        .flat_map(|message| message.lines().map(str::to_owned).collect::<Vec<_>>())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_socket_gets_ready_status_reloading_and_stopping() {
+    let world = World::start(sim_options(), &[]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let socket = NotifySocket::bind(world.dir.path());
+    let mut daemon = world.spawn(&[("NOTIFY_SOCKET", socket.path.display().to_string())], &[]);
+
+    daemon
+        .eventually("READY=1 and the first run's STATUS=", async || {
+            let lines = notify_lines(&socket.messages());
+            let ready = lines.iter().position(|l| l == "READY=1")?;
+            lines[ready..]
+                .iter()
+                .any(|l| l.starts_with("STATUS=changes applied: 1 applied"))
+                .then_some(())
+        })
+        .await;
+
+    let mark = socket.messages().len();
+    let before = monotonic_usec();
+    daemon.signal("HUP");
+    let reload = daemon
+        .eventually("RELOADING=1, READY=1, STATUS= after SIGHUP", async || {
+            let messages = socket.messages()[mark..].to_vec();
+            let reloading = messages
+                .iter()
+                .position(|m| m.starts_with("RELOADING=1\n"))?;
+            let ready = messages[reloading..]
+                .iter()
+                .position(|m| m == "READY=1\n")?;
+            messages[reloading + ready..]
+                .iter()
+                .any(|m| m.starts_with("STATUS=converged"))
+                .then(|| messages[reloading].clone())
+        })
+        .await;
+    let usec: i128 = reload
+        .lines()
+        .find_map(|line| line.strip_prefix("MONOTONIC_USEC="))
+        .unwrap_or_else(|| panic!("no MONOTONIC_USEC in {reload:?}"))
+        .parse()
+        .unwrap();
+    assert!(before <= usec && usec <= monotonic_usec(), "{reload:?}");
+
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit().await.code(), Some(0));
+    let tail = notify_lines(&socket.messages()[mark..]);
+    assert!(tail.contains(&"STOPPING=1".to_owned()), "{tail:?}");
+}
+
+fn monotonic_usec() -> i128 {
+    match sd_notify::NotifyState::monotonic_usec_now().unwrap() {
+        sd_notify::NotifyState::MonotonicUsec(usec) => usec,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchdog_pings_arrive_when_watchdog_usec_is_set() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let socket = NotifySocket::bind(world.dir.path());
+    let daemon = world.spawn(
+        &[
+            ("NOTIFY_SOCKET", socket.path.display().to_string()),
+            ("WATCHDOG_USEC", "1000000".into()),
+        ],
+        &[],
+    );
+    daemon
+        .eventually("two WATCHDOG=1 after READY=1", async || {
+            let lines = notify_lines(&socket.messages());
+            let ready = lines.iter().position(|l| l == "READY=1")?;
+            (lines[ready..].iter().filter(|l| *l == "WATCHDOG=1").count() >= 2).then_some(())
+        })
+        .await;
+    stop(daemon).await;
+}
+
+// 9. Logs
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_with_run_ids_and_never_the_api_key() {
+    let world = World::start(sim_options(), &[(STRAY, Active)]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let daemon = world.spawn(&[], &["--log-format", "json"]);
+    wait_active(&world, &daemon, &[A]).await;
+    daemon.wait_runs(1.0).await;
+    daemon.signal("HUP");
+    daemon.wait_runs(2.0).await;
+    let daemon = stop(daemon).await;
+
+    let lines = daemon.stderr_lines();
+    assert!(!lines.is_empty());
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|line| {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+            assert!(value.is_object(), "{line}");
+            value
+        })
+        .collect();
+    // Every run's summary line carries its run id, and the two runs have different ids.
+    let summaries: Vec<&str> = events
+        .iter()
+        .filter(|event| {
+            let message = event["message"].as_str().unwrap_or_default();
+            message.starts_with("changes applied") || message.starts_with("converged")
+        })
+        .map(|event| {
+            event["run_id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("run summary without run_id: {event}"))
+        })
+        .collect();
+    assert!(summaries.len() >= 2, "{lines:#?}");
+    assert_ne!(summaries[0], summaries[1]);
+    // The changes of a run are logged with the same id.
+    assert!(
+        events
+            .iter()
+            .filter(|event| event["run_id"] == summaries[0])
+            .count()
+            >= 2,
+        "{lines:#?}"
+    );
+    let key = world.key.api_key.expose();
+    assert!(!daemon.stderr().contains(key));
+    assert!(!daemon.stdout().contains(key));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logs_never_contain_the_api_key_or_bunq_tokens() {
+    let world = World::start(sim_options(), &[(STRAY, Active)]).await;
+    let mut spec = ConfigSpec::ips(&[A]);
+    spec.log_format = Some("json".into()); // the config key this time, not the flag
+    world.write_config(&spec);
+    let daemon = world.spawn(&[("RUST_LOG", "trace".into())], &[]);
+    wait_active(&world, &daemon, &[A]).await;
+    daemon.wait_runs(1.0).await;
+    let daemon = stop(daemon).await;
+
+    let context: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(world.state_dir.join("bunq-context.json")).expect("context file"),
+    )
+    .unwrap();
+    let mut secrets = vec![world.key.api_key.expose().to_owned()];
+    for token in [
+        &context["installation"]["token"],
+        &context["session"]["token"],
+    ] {
+        secrets.push(token.as_str().expect("a token in the context").to_owned());
+    }
+    let (stderr, stdout) = (daemon.stderr(), daemon.stdout());
+    assert!(stderr.lines().count() > 20, "trace logging is on: {stderr}");
+    for line in stderr.lines() {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+        assert!(event.is_object(), "{line}");
+    }
+    for secret in &secrets {
+        assert!(!stderr.contains(secret.as_str()), "a secret in stderr");
+        assert!(!stdout.contains(secret.as_str()), "a secret in stdout");
+    }
+}
+
+// Scheduling, failures and recovery beyond the brief's list
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_schedule_ticks_drive_the_runs() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    let mut spec = ConfigSpec::ips(&[A]);
+    // Every second; the interval fallback is then 5 min, so only cron ticks can make these runs.
+    spec.schedule = Some("* * * * * *".into());
+    world.write_config(&spec);
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    daemon.wait_runs(4.0).await;
+    assert_eq!(
+        metric(&daemon, r#"bunq_ipsync_runs_total{result="failed"}"#).await,
+        0.0
+    );
+    assert!(
+        daemon.stderr().contains("trigger=Cron"),
+        "{}",
+        daemon.stderr()
+    );
+    // SIGINT (Ctrl-C) stops it like SIGTERM.
+    let mut daemon = daemon;
+    daemon.signal("INT");
+    assert_eq!(
+        daemon.wait_exit().await.code(),
+        Some(0),
+        "{}",
+        daemon.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_run_is_retried_and_the_daemon_stays_up() {
+    let world = World::start(sim_options(), &[]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    // bunq answers 500 to every attempt of the first run's first read.
+    world.sim.inject(
+        Fault::once(FaultKind::Status(500))
+            .on(Method::GET, "credential-password-ip")
+            .times(4),
+    );
+    let mut daemon = world.spawn(&[], &[]);
+    daemon
+        .eventually("a failed run", async || {
+            let failed = daemon
+                .metric(r#"bunq_ipsync_runs_total{result="failed"}"#)
+                .await?;
+            (failed >= 1.0).then_some(())
+        })
+        .await;
+    wait_active(&world, &daemon, &[A]).await;
+    daemon.wait_runs(1.0).await;
+    assert!(daemon.exited().is_none());
+    assert_eq!(
+        readyz(&daemon).await.0,
+        200,
+        "one failure is not a readiness problem"
+    );
+    assert!(
+        daemon.stderr().contains("run failed"),
+        "the failure is logged: {}",
+        daemon.stderr()
+    );
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bunq_ending_the_session_early_is_recovered_without_a_failed_run() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    world.write_config(&ConfigSpec::ips(&[A, B]));
+    let daemon = world.spawn(&[], &[]);
+    wait_active(&world, &daemon, &[A, B]).await;
+    daemon.wait_runs(1.0).await;
+    assert_eq!(world.sim.sessions_created(), 1);
+
+    // The client waits out session-server's 1-per-30 s window before opening the replacement.
+    world.sim.expire_all_sessions();
+    let entries = world.managed_entries();
+    world
+        .sim
+        .set_entry_status(world.managed, entries[B].id, Inactive)
+        .unwrap();
+    daemon.signal("HUP");
+    wait_active(&world, &daemon, &[A, B]).await;
+    daemon.wait_runs(2.0).await;
+    assert!(world.sim.sessions_created() >= 2);
+    assert_eq!(
+        metric(&daemon, r#"bunq_ipsync_runs_total{result="failed"}"#).await,
+        0.0
+    );
+    assert_eq!(readyz(&daemon).await.0, 200);
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_sigterm_exits_at_once_with_143() {
+    let world = World::start(sim_options(), &[]).await;
+    world.write_config(&ConfigSpec::ips(&[A, B, C]));
+    world.sim.inject(
+        Fault::once(FaultKind::Delay(Duration::from_secs(20)))
+            .on(Method::POST, "/ip")
+            .times(1),
+    );
+    let mut daemon = world.spawn(&[], &[]);
+    daemon
+        .eventually("a create in flight", async || {
+            (!world.managed_entries().is_empty()).then_some(())
+        })
+        .await;
+    daemon.signal("TERM");
+    daemon
+        .eventually("the first SIGTERM handled", async || {
+            daemon.stderr().contains("shutdown requested").then_some(())
+        })
+        .await;
+    // The daemon is waiting for the held-back answer; the operator insists.
+    daemon.signal("TERM");
+    let status = daemon.wait_exit().await;
+    assert_eq!(status.code(), Some(143), "{}", daemon.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_key_is_read_from_the_systemd_credentials_directory() {
+    let world = World::start(sim_options(), &[]).await;
+    let mut spec = ConfigSpec::ips(&[A]);
+    spec.api_key_credential = Some("bunq-api-key".into());
+    world.write_config(&spec);
+    let credentials = world.dir.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::write(
+        credentials.join("bunq-api-key"),
+        format!("{}\n", world.key.api_key.expose()),
+    )
+    .unwrap();
+    // No BUNQ_API_KEY: only the credentials directory has the key.
+    let daemon = Daemon::spawn(
+        &world.config_path,
+        &[("CREDENTIALS_DIRECTORY", credentials.display().to_string())],
+        &[],
+        world.port,
+    );
+    wait_active(&world, &daemon, &[A]).await;
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_over_max_changes_is_blocked_counted_by_rule_and_writes_nothing() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    let mut spec = ConfigSpec::ips(&[A, B, C]);
+    spec.max_changes = 1;
+    world.write_config(&spec);
+    let daemon = world.spawn(&[], &[]);
+    daemon
+        .eventually("a blocked run", async || {
+            let blocked = daemon
+                .metric(r#"bunq_ipsync_runs_total{result="blocked"}"#)
+                .await?;
+            (blocked >= 1.0).then_some(())
+        })
+        .await;
+    assert!(
+        metric(
+            &daemon,
+            r#"bunq_ipsync_changes_blocked_total{reason="max-changes"}"#
+        )
+        .await
+            >= 2.0
+    );
+    assert!(world.writes().is_empty(), "{:?}", world.writes());
+    assert_eq!(world.active_ips(), sorted(&[A]));
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverting_a_bad_config_file_clears_the_reload_warning() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    let good = ConfigSpec::ips(&[A]);
+    world.write_config(&good);
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    daemon.wait_runs(1.0).await;
+
+    // An edit with a typo (picked up by the file watcher, no signal)...
+    let mut bad = good.clone();
+    bad.ips.push("not-an-ip".into());
+    support::write_atomically(&world.config_path, &world.config_text(&bad, world.port));
+    daemon
+        .eventually("the reload warning", async || {
+            let (_, body) = daemon.get("/readyz").await?;
+            body.contains("config reload failed").then_some(())
+        })
+        .await;
+
+    // ...is reverted to exactly the running config: the warning must go away.
+    world.write_config(&good);
+    daemon
+        .eventually("the reload warning cleared", async || {
+            let (status, body) = daemon.get("/readyz").await?;
+            let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (status == 200 && strings(&json["warnings"]).is_empty()).then_some(())
+        })
+        .await;
+    assert_eq!(
+        metric(&daemon, "bunq_ipsync_config_last_reload_successful").await,
+        1.0
+    );
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchdog_keeps_pinging_during_a_long_apply() {
+    let world = World::start(sim_options(), &[]).await;
+    world.write_config(&ConfigSpec::ips(&[A, B, C]));
+    // Each create is answered 1.5 s late: the first run takes about 4.5 s, several watchdog
+    // periods (WATCHDOG_USEC 1 s: a ping every 0.5 s).
+    world.sim.inject(
+        Fault::once(FaultKind::Delay(Duration::from_millis(1500)))
+            .on(Method::POST, "/ip")
+            .times(3),
+    );
+    let socket = NotifySocket::bind(world.dir.path());
+    let daemon = world.spawn(
+        &[
+            ("NOTIFY_SOCKET", socket.path.display().to_string()),
+            ("WATCHDOG_USEC", "1000000".into()),
+        ],
+        &[],
+    );
+    let lines = daemon
+        .eventually("the first run's STATUS=", async || {
+            let lines = notify_lines(&socket.messages());
+            lines
+                .iter()
+                .any(|l| l.starts_with("STATUS=changes applied"))
+                .then_some(lines)
+        })
+        .await;
+    let ready = lines.iter().position(|l| l == "READY=1").unwrap();
+    let done = lines
+        .iter()
+        .position(|l| l.starts_with("STATUS=changes applied"))
+        .unwrap();
+    let pings = lines[ready..done]
+        .iter()
+        .filter(|l| *l == "WATCHDOG=1")
+        .count();
+    // systemd would kill a daemon that stays silent for WATCHDOG_USEC while it applies.
+    assert!(pings >= 3, "pings during the apply: {lines:?}");
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_bunq_refuses_the_daemon_exits_zero() {
+    let world = World::start(sim_options(), &[]).await;
+    world
+        .sim
+        .add_entry(world.key.credential_id, "203.0.113.50", Active)
+        .unwrap();
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let daemon = world.spawn(&[], &[]);
+    daemon
+        .eventually("the refusal reported", async || {
+            let (status, body) = daemon.get("/readyz").await?;
+            (status == 503 && body.contains("Incorrect API key or IP address")).then_some(())
+        })
+        .await;
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_switches_to_a_new_schedule() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    daemon.wait_runs(1.0).await;
+
+    // From every 10 s to a cron schedule every second: runs come faster than the old interval
+    // could make them.
+    let mut spec = ConfigSpec::ips(&[A]);
+    spec.schedule = Some("* * * * * *".into());
+    world.write_config(&spec);
+    daemon.signal("HUP");
+    let runs = |text: &str| {
+        metric_value(text, r#"bunq_ipsync_runs_total{result="converged"}"#).unwrap_or(0.0)
+    };
+    let after_reload = daemon
+        .eventually("the reload's run", async || {
+            let text = daemon.metrics().await;
+            let reloads = metric_value(
+                &text,
+                r#"bunq_ipsync_config_reloads_total{result="success"}"#,
+            )?;
+            (reloads >= 2.0).then(|| runs(&text))
+        })
+        .await;
+    daemon
+        .eventually("three runs on the new schedule", async || {
+            (daemon.stderr().matches("trigger=Cron").count() >= 3).then_some(())
+        })
+        .await;
+    assert!(
+        daemon
+            .metric(r#"bunq_ipsync_runs_total{result="converged"}"#)
+            .await
+            .unwrap()
+            >= after_reload + 3.0
+    );
+    // One run at start, one for the reload; the new scheduler does not add a second one.
+    let log = daemon.stderr();
+    assert_eq!(log.matches("trigger=Startup").count(), 2, "{log}");
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_changes_under_bunq_rate_limits_converge_without_a_429() {
+    let options = SimulatorOptions {
+        rate_limits: true,
+        ..sim_options()
+    };
+    let strays = ["192.0.2.1", "192.0.2.2", "192.0.2.3"];
+    let seed: Vec<_> = strays.iter().map(|ip| (*ip, Active)).collect();
+    let world = World::start(options, &seed).await;
+    let wanted: Vec<String> = (10..22).map(|last| format!("203.0.113.{last}")).collect();
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    world.write_config(&ConfigSpec::ips(&wanted));
+    let daemon = world.spawn(&[], &[]);
+    wait_active(&world, &daemon, &wanted).await;
+    // Two more runs right away: their reads share the windows with the apply's.
+    daemon.signal("HUP");
+    daemon.signal("HUP");
+    daemon.wait_runs(3.0).await;
+
+    let throttled: Vec<_> = world
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|request| request.status == Some(429))
+        .collect();
+    assert!(throttled.is_empty(), "{throttled:?}");
+    assert_eq!(
+        metric(&daemon, "bunq_ipsync_api_throttled_total").await,
+        0.0
+    );
+    assert_eq!(
+        metric(&daemon, r#"bunq_ipsync_runs_total{result="failed"}"#).await,
+        0.0
+    );
+    assert_eq!(world.managed_entries().len(), wanted.len() + strays.len());
+    stop(daemon).await;
+}
+
+// Start-up errors: exit 1 at once with a message that says what to fix.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_config_at_start_exits_1_naming_the_problem() {
+    let world = World::start(sim_options(), &[]).await;
+    let mut spec = ConfigSpec::ips(&[A]);
+    spec.ips.push("not-an-ip".into());
+    world.write_config(&spec);
+    let mut daemon = world.spawn(&[], &[]);
+    assert_eq!(daemon.wait_exit().await.code(), Some(1));
+    let stderr = daemon.stderr();
+    assert!(
+        stderr.contains("credentials[0].ips[1]") && stderr.contains("not-an-ip"),
+        "{stderr}"
+    );
+    assert!(world.sim.request_log().is_empty(), "bunq was never called");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_api_key_at_start_exits_1() {
+    let world = World::start(sim_options(), &[]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let mut daemon = Daemon::spawn(&world.config_path, &[], &[], world.port);
+    assert_eq!(daemon.wait_exit().await.code(), Some(1));
+    assert!(
+        daemon.stderr().contains("BUNQ_API_KEY"),
+        "{}",
+        daemon.stderr()
+    );
+    assert!(world.sim.request_log().is_empty(), "bunq was never called");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_health_port_exits_1_naming_http_listen() {
+    let world = World::start(sim_options(), &[]).await;
+    let taken = std::net::TcpListener::bind(("127.0.0.1", world.port)).unwrap();
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let mut daemon = world.spawn(&[], &[]);
+    assert_eq!(daemon.wait_exit().await.code(), Some(1));
+    let stderr = daemon.stderr();
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{}", world.port))
+            && stderr.contains("http.listen"),
+        "{stderr}"
+    );
+    drop(taken);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_ip_deactivated_out_of_band_makes_not_ready_until_reactivated() {
+    let world = World::start(sim_options(), &[(A, Active)]).await;
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    daemon.wait_runs(1.0).await;
+    let caller = world.sim.caller_ip().to_string();
+    let own = world
+        .sim
+        .entries(world.key.credential_id)
+        .unwrap()
+        .into_iter()
+        .find(|entry| entry.ip == caller)
+        .expect("device registration made the daemon's IP active");
+
+    // Someone deactivates the daemon's own IP in the app: bunq refuses every call.
+    world
+        .sim
+        .set_entry_status(world.key.credential_id, own.id, Inactive)
+        .unwrap();
+    daemon.signal("HUP");
+    let reasons = daemon
+        .eventually("/readyz 503 naming the refusal", async || {
+            let (status, body) = daemon.get("/readyz").await?;
+            let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let reasons = strings(&json["reasons"]);
+            (status == 503
+                && reasons
+                    .iter()
+                    .any(|r| r.contains("Incorrect API key or IP address")))
+            .then_some(reasons)
+        })
+        .await;
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("re-activate it in the bunq app")),
+        "the reason says what to do: {reasons:?}"
+    );
+    assert_eq!(daemon.get("/healthz").await.unwrap().0, 200);
+
+    world
+        .sim
+        .set_entry_status(world.key.credential_id, own.id, Active)
+        .unwrap();
+    daemon.signal("HUP");
+    daemon.wait_ready().await;
+    assert_eq!(world.active_ips(), sorted(&[A]));
+    stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bunq_session_renewal_in_flight_at_sigterm_is_finished_and_saved() {
+    // As in the renewal test: 40 s sessions, renewal 8 s ahead.
+    let options = SimulatorOptions {
+        session_timeout_secs: 40,
+        ..sim_options()
+    };
+    let world = World::start(options, &[(A, Active)]).await;
+    let mut spec = ConfigSpec::ips(&[A]);
+    spec.renew_before = Some("8s".into());
+    world.write_config(&spec);
+    let mut daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    let context_file = world.state_dir.join("bunq-context.json");
+    let saved_session = || {
+        let context: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&context_file).unwrap()).unwrap();
+        context["session"]["token"].as_str().unwrap().to_owned()
+    };
+    let first = saved_session();
+    // The renewal's session-server call is applied at once and answered 3 s later.
+    world.sim.inject(
+        Fault::once(FaultKind::Delay(Duration::from_secs(3))).on(Method::POST, "/session-server"),
+    );
+    daemon
+        .eventually("the renewal in flight", async || {
+            (world.sim.sessions_created() >= 2).then_some(())
+        })
+        .await;
+    daemon.signal("TERM");
+    assert_eq!(
+        daemon.wait_exit().await.code(),
+        Some(0),
+        "{}",
+        daemon.stderr()
+    );
+    // The session bunq opened is the one saved for the next start.
+    assert_ne!(saved_session(), first, "{}", daemon.stderr());
+}
