@@ -17,9 +17,10 @@ pub enum LogFormat {
 /// Installs the global subscriber. Called once, after the config is known; a second call (tests,
 /// `demo` running several steps) is a no-op.
 pub fn init(format: LogFormat, level: &str) {
+    // tokio-cron-scheduler logs its own start-up at info; only its warnings matter here.
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .or_else(|_| EnvFilter::try_new(format!("{level},tokio_cron_scheduler=warn")))
+        .unwrap_or_else(|_| EnvFilter::new("info,tokio_cron_scheduler=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

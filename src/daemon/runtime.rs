@@ -118,6 +118,16 @@ pub fn read_config(path: &Path) -> Result<(Config, Fingerprint), config::ConfigE
 
 /// Runs the daemon until shutdown. Returns `Ok` on a graceful stop.
 pub async fn run(options: Options) -> Result<(), DaemonError> {
+    // Handlers first: a SIGHUP during start-up must queue a reload, not kill the process.
+    let (reload_tx, reload_rx) = mpsc::channel::<Reload>(4);
+    let _signal_listener = if options.handle_signals {
+        Some(
+            forward_signals(options.shutdown.clone(), reload_tx.clone())
+                .map_err(DaemonError::Signals)?,
+        )
+    } else {
+        None
+    };
     let (config, fingerprint) = read_config(&options.config_path)?;
     let api_key = config::resolve_api_key(&config)?;
     std::fs::create_dir_all(&config.bunq.state_dir).map_err(|err| {
@@ -153,12 +163,6 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         shutdown.child_token(),
     ));
 
-    let (reload_tx, reload_rx) = mpsc::channel::<Reload>(4);
-    let _signal_listener = if options.handle_signals {
-        Some(forward_signals(shutdown.clone(), reload_tx.clone()).map_err(DaemonError::Signals)?)
-    } else {
-        None
-    };
     let (changes_tx, changes_rx) = mpsc::channel::<ConfigChanged>(1);
     tokio::spawn(watch::watch_config(
         options.config_path.clone(),
@@ -175,7 +179,8 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let notifier = options.notifier;
     let _ = notifier.status("connecting to bunq");
     let settings = client_settings(&config, Some(observer))?;
-    let Some(client) = connect_until_shutdown(settings, api_key, &config, &health, &shutdown).await
+    let Some(client) =
+        connect_until_shutdown(settings, api_key, &config, &health, &notifier, &shutdown).await
     else {
         return stop(&notifier, &shutdown, server).await;
     };
@@ -298,9 +303,11 @@ async fn connect_until_shutdown(
     api_key: crate::secret::Secret,
     config: &Config,
     health: &Health,
+    notifier: &Notifier,
     shutdown: &CancellationToken,
 ) -> Option<BunqClient> {
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
+    let mut told_systemd = false;
     loop {
         let attempt =
             BunqClient::connect(settings.clone(), api_key.clone(), &config.bunq.state_dir);
@@ -321,6 +328,14 @@ async fn connect_until_shutdown(
                 if err.is_credentials_rejected() {
                     health.set_access_refused(Some(message.clone()));
                 }
+                if !told_systemd {
+                    // Up and waiting is a state, not a failed start: without READY=1 systemd
+                    // would kill and restart the daemon in a loop while bunq refuses it. The
+                    // reason is in STATUS= and /readyz.
+                    let _ = notifier.ready();
+                    told_systemd = true;
+                }
+                let _ = notifier.status(&format!("waiting for bunq: {message}"));
                 tokio::select! {
                     () = shutdown.cancelled() => return None,
                     () = sleep_beating(health, delay) => {}
