@@ -74,6 +74,11 @@ const ROWS: &[Row] = &[
         test: "http_500_on_a_listing_is_retried_and_the_run_converges",
     },
     Row {
+        fault: "HTTP 500 on a later page",
+        injected: "`Status(500)` on page 2 of a 255-entry listing (`older_id`)",
+        test: "http_500_on_the_second_page_is_retried_and_nothing_is_duplicated",
+    },
+    Row {
         fault: "HTTP 491 (maintenance)",
         injected: "`Status(491)` on every credentials listing for a whole run (retry budget spent)",
         test: "maintenance_491_refuses_the_run_without_writes_and_the_next_run_converges",
@@ -147,6 +152,11 @@ const ROWS: &[Row] = &[
         fault: "Garbled response signature",
         injected: "`GarbleSignature` on the credentials listing",
         test: "garbled_signature_on_a_listing_refuses_the_run_without_writes",
+    },
+    Row {
+        fault: "Garbled response signature",
+        injected: "`GarbleSignature` on page 2 of a 255-entry listing",
+        test: "garbled_signature_on_the_second_page_refuses_the_run_instead_of_planning_from_page_one",
     },
     Row {
         fault: "Garbled response signature",
@@ -345,6 +355,17 @@ impl Bank {
         }
     }
 
+    /// Adds `count` undesired INACTIVE entries after the seeded ones, so the listing takes two
+    /// pages (200 per page, newest first) and the seeded entries are all on the second.
+    fn with_history(self, count: u8) -> Bank {
+        for n in 0..count {
+            self.sim
+                .add_entry(self.pool, &format!("10.0.0.{n}"), IpStatus::Inactive)
+                .unwrap();
+        }
+        self
+    }
+
     fn state_dir(&self) -> &Path {
         &self.config.bunq.state_dir
     }
@@ -508,7 +529,7 @@ impl Run {
     }
 
     fn error(&self) -> &RunError {
-        self.outcome.as_ref().err().expect("the run was refused")
+        self.outcome.as_ref().expect_err("the run was refused")
     }
 
     /// Write requests sent (attempts, including retries).
@@ -674,6 +695,24 @@ async fn http_500_on_a_listing_is_retried_and_the_run_converges() {
     record_outcome(
         "http_500_on_a_listing_is_retried_and_the_run_converges",
         converged_summary(&runs) + "; 2 retries",
+    );
+}
+
+#[tokio::test]
+async fn http_500_on_the_second_page_is_retried_and_nothing_is_duplicated() {
+    let bank = Bank::start().await.with_history(250);
+    let client = bank.connect().await;
+    bank.sim
+        .inject(Fault::once(FaultKind::Status(500)).on(Method::GET, "older_id"));
+
+    let runs = bank.converge(&client, 3).await;
+
+    assert_eq!(runs.len(), 1);
+    assert!(runs[0].log.iter().any(|r| r.fault.is_some()));
+    assert_eq!(runs[0].count("applied"), 5);
+    record_outcome(
+        "http_500_on_the_second_page_is_retried_and_nothing_is_duplicated",
+        converged_summary(&runs),
     );
 }
 
@@ -1012,6 +1051,29 @@ async fn garbled_signature_on_a_listing_refuses_the_run_without_writes() {
         "garbled_signature_on_a_listing_refuses_the_run_without_writes",
         format!(
             "run 1 refused (security error, not retried), 0 writes; {}",
+            converged_summary(&runs[1..])
+        ),
+    );
+}
+
+#[tokio::test]
+async fn garbled_signature_on_the_second_page_refuses_the_run_instead_of_planning_from_page_one() {
+    let bank = Bank::start().await.with_history(250);
+    let client = bank.connect().await;
+    bank.sim
+        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::GET, "older_id"));
+
+    let runs = bank.converge(&client, 3).await;
+
+    // Page 1 alone lacks every desired entry: planning from it would create duplicates.
+    let first = &runs[0];
+    assert_eq!(first.writes(), 0);
+    assert_eq!(first.error().metric_label(), "signature");
+    assert_eq!(runs.len(), 2);
+    record_outcome(
+        "garbled_signature_on_the_second_page_refuses_the_run_instead_of_planning_from_page_one",
+        format!(
+            "run 1 refused (security error), 0 writes; {}",
             converged_summary(&runs[1..])
         ),
     );
