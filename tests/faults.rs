@@ -1024,8 +1024,10 @@ async fn garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_d
     let applied = first.report().applied.as_ref().unwrap();
     assert!(applied.security_failure.is_some());
     assert_eq!(first.report().exit_status().code(), 1);
-    // bunq did create the entry; run 2 sees it and creates no second one.
+    // bunq did create the entry; run 2 sees it and creates no second one, and does not blame
+    // it on someone else: the daemon's own unconfirmed write is not drift.
     assert_eq!(runs.len(), 2);
+    assert_eq!(runs[1].report().drift_count(), 0);
     record_outcome(
         "garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_duplicate",
         converged_summary(&runs) + "; no write after the bad response in run 1",
