@@ -1030,7 +1030,8 @@ async fn garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_d
     assert_eq!(runs[1].report().drift_count(), 0);
     record_outcome(
         "garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_duplicate",
-        converged_summary(&runs) + "; no write after the bad response in run 1",
+        converged_summary(&runs)
+            + "; no write after the bad response in run 1; run 2 reports no drift for it",
     );
 }
 

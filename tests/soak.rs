@@ -24,6 +24,9 @@
 //!   300 ms); the client's limiter uses the same windows scaled by 0.01, plus a 10 ms margin
 //!   (see [`CLIENT_MARGIN`]). 429s the simulator sends on its own (not injected) are counted
 //!   and printed.
+//! * After every cycle the shared invariant checker runs on both managed credentials, and every
+//!   drift the daemon reports must be a change the soak made out of band (never the daemon's
+//!   own write, even one whose answer was lost or untrustworthy).
 //! * After the cycles, one fault-free convergence; then the allowlists must be the desired
 //!   state exactly, with no duplicate entry.
 //! * Memory: VmRSS at the start, after the warm-up (50 cycles) and at the end. The simulator
@@ -303,17 +306,19 @@ struct Tally {
     unprovoked_429: usize,
     drift: BTreeMap<&'static str, usize>,
     sessions_expired: usize,
+    drift_reported: usize,
     max_entries: usize,
 }
 
-/// One out-of-band change, as someone in the bunq app would make it.
+/// One out-of-band change, as someone in the bunq app would make it; returns the credential
+/// and IP changed.
 fn drift(
     sim: &Simulator,
     rng: &mut Rng,
     managed: &[&Managed],
     strays: &[Ipv4Addr],
     tally: &mut Tally,
-) {
+) -> (CredentialId, String) {
     let target = managed[rng.below(managed.len())];
     let entries = sim.entries(target.id).unwrap();
     if rng.chance(0.5) {
@@ -326,7 +331,7 @@ fn drift(
             sim.add_entry(target.id, &ip.to_string(), IpStatus::Active)
                 .unwrap();
             *tally.drift.entry("stray ACTIVE entry added").or_default() += 1;
-            return;
+            return (target.id, ip.to_string());
         }
     }
     let toggleable: Vec<&PermittedIp> = entries
@@ -340,6 +345,7 @@ fn drift(
     };
     sim.set_entry_status(target.id, entry.id, status).unwrap();
     *tally.drift.entry(name).or_default() += 1;
+    (target.id, entry.ip.clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,6 +425,8 @@ async fn soak_many_cycles_with_random_faults_and_drift_keeps_every_invariant() {
     };
     let managed = [&pool, &office];
     let mut tally = Tally::default();
+    // IPs changed out of band since the last saved record, per credential.
+    let mut touched: BTreeMap<CredentialId, BTreeSet<String>> = BTreeMap::new();
     let mut rss_warm = rss_start;
 
     for cycle in 1..=cycles {
@@ -426,7 +434,8 @@ async fn soak_many_cycles_with_random_faults_and_drift_keeps_every_invariant() {
             let mut rng = rng.lock().unwrap();
             if rng.chance(DRIFT_RATE) {
                 for _ in 0..=rng.below(MAX_DRIFT_EVENTS) {
-                    drift(&sim, &mut rng, &managed, &strays, &mut tally);
+                    let (credential, ip) = drift(&sim, &mut rng, &managed, &strays, &mut tally);
+                    touched.entry(credential).or_default().insert(ip);
                 }
             }
             if rng.chance(EXPIRE_SESSIONS_RATE) {
@@ -452,6 +461,21 @@ async fn soak_many_cycles_with_random_faults_and_drift_keeps_every_invariant() {
         {
             Ok((report, record)) => {
                 records.save(&record).unwrap();
+                // Drift reported is drift made: never the daemon's own writes.
+                for plan in &report.plan.credentials {
+                    for reported in &plan.drift {
+                        let made = touched
+                            .get(&plan.credential)
+                            .is_some_and(|ips| ips.contains(&reported.ip));
+                        assert!(
+                            made,
+                            "cycle {cycle}: drift reported for {} on {} that nobody made: {reported:?}",
+                            reported.ip, plan.credential
+                        );
+                        tally.drift_reported += 1;
+                    }
+                }
+                touched.clear();
                 if report.exit_status().code() == 0 {
                     tally.runs_converged += 1;
                 } else {
@@ -544,8 +568,9 @@ async fn soak_many_cycles_with_random_faults_and_drift_keeps_every_invariant() {
         leftover_faults,
     );
     println!(
-        "soak: drift: {:?}; sessions ended by the server {} times",
-        tally.drift, tally.sessions_expired
+        "soak: drift made: {:?}; drift reported by the daemon: {} (each one made); sessions \
+         ended by the server {} times",
+        tally.drift, tally.drift_reported, tally.sessions_expired
     );
     println!(
         "soak: {} requests, {} rate-limited by the simulator without injection; largest \
