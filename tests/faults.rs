@@ -179,6 +179,11 @@ const ROWS: &[Row] = &[
         test: "deleted_state_file_registers_cleanly_without_touching_any_allowlist",
     },
     Row {
+        fault: "State file deleted while running",
+        injected: "`bunq-context.json` removed under a running client, then sessions expired",
+        test: "state_file_deleted_while_running_is_written_again_at_the_next_session_renewal",
+    },
+    Row {
         fault: "State file corrupted between runs",
         injected: "`bunq-context.json` overwritten with garbage, client restarted",
         test: "corrupt_state_file_is_a_clear_error_sends_nothing_and_is_left_in_place",
@@ -1182,6 +1187,31 @@ async fn deleted_state_file_registers_cleanly_without_touching_any_allowlist() {
         "deleted_state_file_registers_cleanly_without_touching_any_allowlist",
         "clean re-registration (installation, device-server, session), 0 allowlist changes; \
          next run: nothing to do, 0 writes",
+    );
+}
+
+#[tokio::test]
+async fn state_file_deleted_while_running_is_written_again_at_the_next_session_renewal() {
+    let (bank, client) = connected().await;
+    let installation = saved_installation(bank.state_dir()).unwrap();
+    std::fs::remove_file(bank.state_dir().join(CONTEXT_FILE_NAME)).unwrap();
+    bank.sim.expire_all_sessions();
+
+    let runs = bank.converge(&client, 2).await;
+
+    assert_eq!(runs.len(), 1);
+    assert!(
+        runs[0]
+            .log
+            .iter()
+            .any(|r| r.path.ends_with("/session-server"))
+    );
+    // The client kept its context in memory and saved it with the new session.
+    assert_eq!(saved_installation(bank.state_dir()), Some(installation));
+    record_outcome(
+        "state_file_deleted_while_running_is_written_again_at_the_next_session_renewal",
+        converged_summary(&runs)
+            + "; the context (same installation) was saved again with the new session",
     );
 }
 
