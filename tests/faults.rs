@@ -1336,6 +1336,10 @@ impl StopDuringFirstWrite<'_> {
 }
 
 impl AllowlistReader for StopDuringFirstWrite<'_> {
+    fn registered_device_description(&self) -> Option<String> {
+        self.client.registered_device_description()
+    }
+
     async fn list_credentials(&self) -> Result<Vec<CredentialPasswordIp>, BunqError> {
         self.client.list_credentials().await
     }

@@ -142,6 +142,10 @@ impl Chaos<'_> {
 }
 
 impl AllowlistReader for Chaos<'_> {
+    fn registered_device_description(&self) -> Option<String> {
+        self.client.registered_device_description()
+    }
+
     async fn list_credentials(&self) -> Result<Vec<CredentialPasswordIp>, BunqError> {
         self.maybe_fault(Method::GET, "credential-password-ip?count".into());
         self.client.list_credentials().await

@@ -3,10 +3,9 @@
 //! [`BunqClient::connect`] reuses the saved context when it matches the API key and base URL
 //! (no installation, device or session call at all while the saved session is fresh) and
 //! otherwise registers: installation → device-server → session-server, saving after each step
-//! so a crash mid-registration resumes where it stopped. If bunq rejects the *saved*
-//! installation token when opening a session (the installation was dropped on bunq's side), the
-//! client logs why and registers once from scratch; a fresh registration that is rejected is an
-//! error, never a loop.
+//! so a crash mid-registration resumes where it stopped. If bunq rejects the installation token
+//! when opening a session (bunq forgot the installation), the client registers anew, at most
+//! once per failure and never in a loop; see [`BunqClient`] for the rules.
 //!
 //! Sessions: every call first makes sure the session is valid for at least `renew_before`, and
 //! opens a new one if not. If bunq nevertheless rejects the session token ("Insufficient
@@ -36,6 +35,12 @@ use crate::secret::Secret;
 /// A session opened this recently is not replaced again by [`BunqClient::renew_session`]
 /// (bunq allows one session-server call per 30 s).
 pub const RECENT_SESSION: Duration = Duration::from_secs(30);
+
+/// The least time between two registrations a running client makes because bunq forgot its
+/// installation. Bounds the installation and device-server calls (and the device entries they
+/// leave at bunq) if bunq keeps rejecting fresh installations for a reason re-registering cannot
+/// fix.
+pub const REREGISTRATION_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// How to reach bunq and how to register there.
 #[derive(Clone)]
@@ -100,27 +105,69 @@ struct SessionInfo {
     opened_at: Option<tokio::time::Instant>,
 }
 
+/// The keys and token of one installation: what signs and verifies every request, and what
+/// opens sessions. Replaced as a whole when the client registers anew.
+struct Registration {
+    client_key: PrivateKey,
+    server_key: PublicKey,
+    installation_token: Secret,
+}
+
 /// What a request needs from the current session.
 struct SessionTicket {
     token: Secret,
     user_id: UserId,
     generation: u64,
+    /// The installation the session belongs to; requests are signed and verified with its keys.
+    registration: Arc<Registration>,
+}
+
+/// The mutable registration state, behind one lock so that renewing a session or registering
+/// anew happens once however many tasks notice the need (single flight).
+struct ClientState {
+    /// The persisted context.
+    context: Context,
+    /// The keys of `context`'s installation; `None` after bunq rejected the installation, until
+    /// a new registration succeeds.
+    registration: Option<Arc<Registration>>,
+    /// When this process last registered because bunq had forgotten the installation.
+    reregistered_at: Option<tokio::time::Instant>,
 }
 
 /// A registered bunq client. Use it as `Arc<BunqClient>`; all methods take `&self`.
+///
+/// # When bunq forgets the installation
+///
+/// bunq can drop an installation and its sessions while the state file still holds them (a
+/// sandbox reset, a revoked device). The client notices when `POST /session-server` rejects the
+/// installation token with "Insufficient authentication" (at start, on renewal, or when a
+/// request's session was rejected). Then it:
+///
+/// 1. replaces the state file's context with a new client key and no installation, device or
+///    session, so that even if everything below fails, the next start registers anew instead of
+///    reusing the dead context;
+/// 2. registers anew within the same call (installation → device-server → session-server; the
+///    rate limiter holds the session-server call until bunq's 30 s window allows it), and the
+///    request that met the rejection is sent once more with the new session;
+/// 3. does this at most once per [`REREGISTRATION_INTERVAL`] (a registration in
+///    [`BunqClient::connect`] counts). Inside the interval, and when the new registration fails,
+///    calls fail without contacting bunq until the interval has passed or the process restarts.
+///
+/// A rejected freshly registered installation is an error, never a loop. "User credentials are
+/// incorrect" from session-server does *not* trigger a registration: it means the calling IP is
+/// not active on the key's credential (or the key is wrong), which a new installation cannot fix,
+/// and device-server on a credential without active IPs would re-activate the caller's IP behind
+/// the operator's back. That error is returned as is and the saved installation is kept.
 pub struct BunqClient {
     transport: Transport,
     store: ContextStore,
     api_key: Secret,
-    client_key: PrivateKey,
-    server_key: PublicKey,
-    installation_token: Secret,
+    /// How to register anew: device description, permitted IPs, renewal margin, clock.
+    settings: ClientSettings,
     device_description: Option<String>,
-    renew_before: Duration,
-    clock: WallClock,
     observer: Arc<dyn ApiObserver>,
-    /// The persisted context; held while a session is replaced (single flight).
-    context: tokio::sync::Mutex<Context>,
+    /// Held while a session is replaced or the client registers anew.
+    state: tokio::sync::Mutex<ClientState>,
     info: std::sync::Mutex<SessionInfo>,
 }
 
@@ -164,6 +211,7 @@ impl BunqClient {
             None => fresh_context(&settings, &api_key)?,
         };
         let registered = register(&transport, &store, &settings, &api_key, context).await;
+        let mut reregistered_at = None;
         let registered = match registered {
             Err(err) if reused_installation && err.is_session_rejected() => {
                 // The saved installation token no longer opens sessions (bunq dropped the
@@ -174,6 +222,7 @@ impl BunqClient {
                     "bunq rejected the saved installation; registering a new one"
                 );
                 let context = fresh_context(&settings, &api_key)?;
+                reregistered_at = Some(tokio::time::Instant::now());
                 register(&transport, &store, &settings, &api_key, context).await?
             }
             other => other?,
@@ -208,14 +257,18 @@ impl BunqClient {
             transport,
             store,
             api_key,
-            client_key,
-            server_key,
-            installation_token,
+            settings,
             device_description,
-            renew_before: settings.renew_before,
-            clock: settings.clock.clone(),
             observer,
-            context: tokio::sync::Mutex::new(context),
+            state: tokio::sync::Mutex::new(ClientState {
+                context,
+                registration: Some(Arc::new(Registration {
+                    client_key,
+                    server_key,
+                    installation_token,
+                })),
+                reregistered_at,
+            }),
             info: std::sync::Mutex::new(info),
         })
     }
@@ -253,15 +306,15 @@ impl BunqClient {
     /// just before), that session is kept and no call is made: session-server allows one call
     /// per 30 s, and waiting for the window would stall every other request meanwhile.
     pub async fn renew_session(&self) -> Result<DateTime<Utc>, BunqError> {
-        let mut context = self.context.lock().await;
+        let mut state = self.state.lock().await;
         let info = self.info();
         let recent = info
             .opened_at
             .is_some_and(|opened| opened.elapsed() < RECENT_SESSION);
-        if recent && context.session.is_some() {
+        if recent && state.context.session.is_some() {
             return Ok(info.expires_at);
         }
-        let session = self.replace_session_locked(&mut context).await?;
+        let session = self.replace_session_locked(&mut state).await?;
         Ok(session.expires_at)
     }
 
@@ -326,8 +379,8 @@ impl BunqClient {
                 path,
                 body: body.clone(),
                 auth: Some(&ticket.token),
-                signer: Some(&self.client_key),
-                verifier: Some(&self.server_key),
+                signer: Some(&ticket.registration.client_key),
+                verifier: Some(&ticket.registration.server_key),
                 retry,
             })
             .await
@@ -342,73 +395,177 @@ impl BunqClient {
 
     /// The current session, renewed first if it expires within `renew_before`.
     async fn ticket(&self) -> Result<SessionTicket, BunqError> {
-        let mut context = self.context.lock().await;
-        let fresh = context
+        let mut state = self.state.lock().await;
+        let fresh = state
+            .context
             .session
             .as_ref()
-            .filter(|session| session.is_fresh((self.clock)(), self.renew_before))
+            .filter(|session| session.is_fresh((self.settings.clock)(), self.settings.renew_before))
             .cloned();
         let session = match fresh {
             Some(session) => session,
             None => {
                 tracing::info!("bunq session expires soon; renewing it");
-                self.replace_session_locked(&mut context).await?
+                self.replace_session_locked(&mut state).await?
             }
         };
+        self.ticket_for(&state, session)
+    }
+
+    fn ticket_for(
+        &self,
+        state: &ClientState,
+        session: SessionContext,
+    ) -> Result<SessionTicket, BunqError> {
+        let registration = state.registration.clone().ok_or_else(|| {
+            // Unreachable: a session is only handed out after a registration succeeded.
+            BunqError::Context("a session without an installation".to_owned())
+        })?;
         Ok(SessionTicket {
             token: session.token,
             user_id: session.user_id,
             generation: self.info().generation,
+            registration,
         })
     }
 
     /// Replaces the session that was rejected under `seen_generation`, unless another task did
     /// that already.
     async fn replace_session(&self, seen_generation: u64) -> Result<SessionTicket, BunqError> {
-        let mut context = self.context.lock().await;
-        let session = match (&context.session, self.info().generation == seen_generation) {
+        let mut state = self.state.lock().await;
+        let session = match (
+            &state.context.session,
+            self.info().generation == seen_generation,
+        ) {
             (Some(session), false) => session.clone(),
-            _ => self.replace_session_locked(&mut context).await?,
+            _ => self.replace_session_locked(&mut state).await?,
         };
-        Ok(SessionTicket {
-            token: session.token,
-            user_id: session.user_id,
-            generation: self.info().generation,
-        })
+        self.ticket_for(&state, session)
     }
 
+    /// Opens a new session with the current installation, or registers anew when bunq has
+    /// forgotten it (see [`BunqClient`]).
     async fn replace_session_locked(
         &self,
-        context: &mut Context,
+        state: &mut ClientState,
     ) -> Result<SessionContext, BunqError> {
-        let session = session::open_session(
+        let Some(registration) = state.registration.clone() else {
+            // bunq rejected the installation earlier and no registration has succeeded since.
+            return self.reregister_locked(state).await;
+        };
+        let opened = session::open_session(
             &self.transport,
-            &self.client_key,
-            &self.server_key,
-            &self.installation_token,
+            &registration.client_key,
+            &registration.server_key,
+            &registration.installation_token,
             &self.api_key,
-            &self.clock,
+            &self.settings.clock,
         )
-        .await?;
-        context.session = Some(session.clone());
-        {
-            let mut info = self
-                .info
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            info.user_id = session.user_id;
-            info.expires_at = session.expires_at;
-            info.session_timeout_secs = session.session_timeout_secs;
-            info.generation += 1;
-            info.opened_at = Some(tokio::time::Instant::now());
-        }
+        .await;
+        let session = match opened {
+            Ok(session) => session,
+            Err(err) if err.is_session_rejected() => {
+                tracing::warn!(
+                    file = %self.store.path().display(),
+                    error = %err,
+                    "bunq rejected the installation token; forgetting the saved installation"
+                );
+                self.forget_installation_locked(state)?;
+                return self.reregister_locked(state).await;
+            }
+            Err(err) => return Err(err),
+        };
+        state.context.session = Some(session.clone());
+        self.adopt_session(&session);
         self.observer.session_created(session.expires_at);
         // The session is usable even if saving fails; the next start then opens another one.
-        if let Err(err) = self.store.save(context) {
+        if let Err(err) = self.store.save(&state.context) {
             tracing::error!(error = %err, "cannot save the new bunq session");
         }
         Ok(session)
     }
+
+    /// Replaces the dead context, in memory and in the state file, with a new client key and
+    /// nothing else, so no later call and no later start reuses it.
+    fn forget_installation_locked(&self, state: &mut ClientState) -> Result<(), BunqError> {
+        state.registration = None;
+        state.context = fresh_context(&self.settings, &self.api_key)?;
+        self.store.save(&state.context)
+    }
+
+    /// Registers anew (installation, device-server, session-server) from the forgotten context,
+    /// unless this process did so less than [`REREGISTRATION_INTERVAL`] ago.
+    async fn reregister_locked(
+        &self,
+        state: &mut ClientState,
+    ) -> Result<SessionContext, BunqError> {
+        if let Some(at) = state.reregistered_at {
+            let since = at.elapsed();
+            if since < REREGISTRATION_INTERVAL {
+                return Err(BunqError::Context(format!(
+                    "bunq rejected this client's installation and it registered anew {} ago; \
+                     the next attempt is in {} (or restart to register now)",
+                    humantime::format_duration(round_secs(since)),
+                    humantime::format_duration(round_secs(REREGISTRATION_INTERVAL - since)),
+                )));
+            }
+        }
+        state.reregistered_at = Some(tokio::time::Instant::now());
+        let registered = register(
+            &self.transport,
+            &self.store,
+            &self.settings,
+            &self.api_key,
+            state.context.clone(),
+        )
+        .await;
+        let registered = match registered {
+            Ok(registered) => registered,
+            Err(err) => {
+                // register saved its progress after each step; the next attempt (or the next
+                // start) resumes there instead of installing yet another key.
+                if let Ok(Some(saved)) = self
+                    .store
+                    .load_matching(&self.settings.base_url, &self.api_key)
+                {
+                    state.context = saved;
+                }
+                return Err(err);
+            }
+        };
+        let session = registered
+            .context
+            .session
+            .clone()
+            .ok_or_else(|| BunqError::Context("no session after registration".to_owned()))?;
+        tracing::info!("registered anew with bunq after it rejected the installation");
+        state.context = registered.context;
+        state.registration = Some(Arc::new(Registration {
+            client_key: registered.client_key,
+            server_key: registered.server_key,
+            installation_token: registered.installation_token,
+        }));
+        self.adopt_session(&session);
+        Ok(session)
+    }
+
+    /// Publishes a new session to the synchronous getters and to tasks holding old tickets.
+    fn adopt_session(&self, session: &SessionContext) {
+        let mut info = self
+            .info
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        info.user_id = session.user_id;
+        info.expires_at = session.expires_at;
+        info.session_timeout_secs = session.session_timeout_secs;
+        info.generation += 1;
+        info.opened_at = Some(tokio::time::Instant::now());
+    }
+}
+
+/// Whole seconds, for messages.
+fn round_secs(duration: Duration) -> Duration {
+    Duration::from_secs(duration.as_secs())
 }
 
 /// The outcome of [`register`].

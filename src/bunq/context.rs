@@ -208,8 +208,15 @@ impl ContextStore {
                 mode = format!("{mode:o}"),
                 "state directory is accessible to group or others; tightening it to 700"
             );
-            fs::set_permissions(state_dir, fs::Permissions::from_mode(DIR_MODE))
-                .map_err(|err| fail("cannot tighten permissions of state directory", err))?;
+            // A directory we do not own (a Kubernetes volume root owned by root with an
+            // fsGroup, say) cannot be tightened; the files inside are 0600 either way.
+            if let Err(err) = fs::set_permissions(state_dir, fs::Permissions::from_mode(DIR_MODE)) {
+                tracing::warn!(
+                    dir = %state_dir.display(),
+                    %err,
+                    "cannot tighten the state directory to 700; its files stay 600"
+                );
+            }
         }
         Ok(ContextStore {
             dir: state_dir.to_owned(),

@@ -2,7 +2,8 @@
 //!
 //! For every request it:
 //!
-//! 1. waits for the rate limiter (per method + route pattern), before *every* attempt;
+//! 1. waits for the rate limiter (per method + route pattern), before *every* attempt, and holds
+//!    the slot until that attempt's response or error is back;
 //! 2. sends the fixed headers (`User-Agent`, a fresh `X-Bunq-Client-Request-Id`,
 //!    `Cache-Control`, geolocation, language, region) plus the caller's authentication token;
 //! 3. sends the body bytes the caller serialized once, and signs exactly those bytes (the empty
@@ -80,7 +81,8 @@ pub struct TransportSettings {
 
 impl Default for TransportSettings {
     /// 10 s connect, 30 s per attempt (the Java SDK's value), default retries, bunq's limits
-    /// with a [`DEFAULT_MARGIN`] for network jitter.
+    /// with a [`DEFAULT_MARGIN`] for bunq's undocumented window arithmetic (network latency
+    /// needs no margin: windows count from the response).
     fn default() -> Self {
         TransportSettings {
             connect_timeout: Duration::from_secs(10),
@@ -261,12 +263,17 @@ impl Transport {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let waited = self.limiter.acquire(&key).await;
+            let permit = self.limiter.acquire(&key).await;
+            let waited = permit.waited();
             if !waited.is_zero() {
                 tracing::debug!(endpoint = %call.route.endpoint(), ?waited, "rate limiter held the request");
                 self.observer.throttled(call.route.pattern, waited);
             }
-            let err = match self.attempt(call, signature.as_deref()).await {
+            let outcome = self.attempt(call, signature.as_deref()).await;
+            // The response or the error is back, so bunq has counted the request by now: its
+            // window starts here (see `ratelimit`).
+            permit.complete();
+            let err = match outcome {
                 Ok(response) => return Ok(response),
                 Err(err) => err,
             };

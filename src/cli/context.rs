@@ -4,7 +4,7 @@
 use anyhow::Context as _;
 use chrono::Utc;
 
-use crate::bunq::context::api_key_fingerprint;
+use crate::bunq::context::{CONTEXT_FILE_NAME, api_key_fingerprint};
 use crate::bunq::{BaseUrl, ContextStore, TransportSettings, create_sandbox_user, import_sdk_conf};
 use crate::cli::args::{Cli, ImportArgs, SandboxUserArgs};
 use crate::cli::setup;
@@ -14,15 +14,22 @@ use crate::reconcile::exit::ExitStatus;
 /// `status`: what the state directory holds. Reads only; never contacts bunq.
 pub fn status(cli: &Cli) -> anyhow::Result<ExitStatus> {
     let config = setup::load_config(cli)?;
-    let store = ContextStore::open(&config.bunq.state_dir)?;
-    let Some(context) = store.load()? else {
+    let state_dir = &config.bunq.state_dir;
+    let path = state_dir.join(CONTEXT_FILE_NAME);
+    // Read-only: a missing state directory is reported, not created.
+    let context = if state_dir.exists() {
+        ContextStore::open(state_dir)?.load()?
+    } else {
+        None
+    };
+    let Some(context) = context else {
         println!(
             "state file: {} (none yet: the first run registers)",
-            store.path().display()
+            path.display()
         );
         return Ok(ExitStatus::Success);
     };
-    println!("state file:      {}", store.path().display());
+    println!("state file:      {}", path.display());
     println!("format version:  {}", context.format_version);
     println!("base URL:        {}", context.base_url);
     println!(

@@ -62,11 +62,10 @@ pub fn apply(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
             &CancellationToken::new(),
         )
         .await?;
-        records.save(&record)?;
         let applied = report.applied.as_ref();
         let text = match (args.output, applied) {
             (OutputFormat::Json, Some(applied)) => {
-                report::render_apply_json(&report.plan, applied)?
+                report::render_apply_json(&report.plan, applied, report.exit_status())?
             }
             (_, Some(applied)) => format!(
                 "{}{}",
@@ -75,7 +74,11 @@ pub fn apply(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
             ),
             (_, None) => String::new(),
         };
-        std::io::stdout().write_all(text.as_bytes())?;
+        // bunq has been written to: print what was done and save the record for the next run's
+        // drift report, each even if the other fails.
+        let printed = std::io::stdout().write_all(text.as_bytes());
+        records.save(&record)?;
+        printed?;
         Ok(report.exit_status())
     })
 }

@@ -56,6 +56,9 @@ struct State {
     last_failure: Option<String>,
     /// The last reload's error, while the daemon runs on the previous config.
     reload_error: Option<String>,
+    /// bunq refuses the daemon's key or IP: nothing works until a person acts, so this makes
+    /// the daemon not ready at once rather than after several failed runs.
+    access_refused: Option<String>,
 }
 
 /// Liveness and readiness state shared between the run loop and the listener.
@@ -151,6 +154,11 @@ impl Health {
         self.state().reload_error = error;
     }
 
+    /// bunq refused the daemon's API key or calling IP (`Some(why)`), or accepted it again.
+    pub fn set_access_refused(&self, why: Option<String>) {
+        self.state().access_refused = why;
+    }
+
     /// Liveness as of `now`.
     pub fn liveness_at(&self, now: Instant) -> Liveness {
         let reason = match self.state().last_beat {
@@ -194,6 +202,9 @@ impl Health {
                 s.consecutive_failures,
                 s.last_failure.as_deref().unwrap_or("unknown error")
             ));
+        }
+        if let Some(why) = &s.access_refused {
+            reasons.push(format!("bunq refuses this daemon: {why}"));
         }
         if let Some(error) = &s.reload_error {
             warnings.push(format!(
@@ -381,6 +392,20 @@ mod tests {
                 warnings: vec![]
             }
         );
+    }
+
+    #[test]
+    fn refused_access_makes_not_ready_at_once_and_clears_when_accepted_again() {
+        let h = ready_health();
+        h.set_access_refused(Some("Incorrect API key or IP address.".into()));
+        let refused = h.readiness_at(Utc::now());
+        assert!(!refused.ready);
+        assert_eq!(
+            refused.reasons,
+            vec!["bunq refuses this daemon: Incorrect API key or IP address."]
+        );
+        h.set_access_refused(None);
+        assert!(h.readiness_at(Utc::now()).ready);
     }
 
     #[test]

@@ -192,6 +192,14 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     ));
 
     let _ = notifier.ready();
+    if let Some(period) = notifier.watchdog_interval() {
+        tokio::spawn(watchdog_task(
+            notifier.clone(),
+            Arc::clone(&health),
+            period,
+            shutdown.child_token(),
+        ));
+    }
     tracing::info!(
         config = %options.config_path.display(),
         credentials = config.credentials.len(),
@@ -290,12 +298,18 @@ async fn connect_until_shutdown(
             result = attempt => result,
         };
         match result {
-            Ok(client) => return Some(client),
+            Ok(client) => {
+                health.set_access_refused(None);
+                return Some(client);
+            }
             Err(err) => {
                 let delay = backoff.next_delay();
                 let message = explain(&err);
                 tracing::error!(error = %message, retry_in = ?delay, "cannot open a bunq session");
                 health.record_run_result(false, &format!("cannot open a bunq session: {message}"));
+                if err.is_credentials_rejected() {
+                    health.set_access_refused(Some(message.clone()));
+                }
                 tokio::select! {
                     () = shutdown.cancelled() => return None,
                     () = tokio::time::sleep(delay) => {}
@@ -351,6 +365,30 @@ async fn build_scheduler(config: &Config) -> Result<(Scheduler, Option<CronTicke
                 Scheduler::every(config.sync.interval, jitter).with_backoff(backoff),
                 None,
             ))
+        }
+    }
+}
+
+/// Sends `WATCHDOG=1` every `period` while the heartbeat is fresh. Its own task, because the
+/// main loop is busy inside a long, rate-limited apply for minutes; the heartbeat stays fresh
+/// then through every answered bunq request, and goes stale only if the daemon really hangs.
+async fn watchdog_task(
+    notifier: Notifier,
+    health: Arc<Health>,
+    period: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        if health.liveness_at(tokio::time::Instant::now()).alive {
+            let _ = notifier.watchdog();
+        } else {
+            tracing::error!("main loop heartbeat is stale; withholding WATCHDOG=1");
         }
     }
 }
@@ -452,19 +490,9 @@ impl Daemon {
                 () = self.shutdown.cancelled() => break,
                 Some(_) = reloads.recv() => self.reload(true).await,
                 Some(ConfigChanged) = changes.recv() => self.reload(false).await,
-                _ = watchdog.tick() => self.feed_watchdog(),
                 _ = heartbeat.tick() => self.health.beat(),
                 trigger = self.scheduler.next_run() => self.reconcile(trigger).await,
             }
-        }
-    }
-
-    /// `WATCHDOG=1` only while the loop (or a run's requests) keeps the heartbeat fresh.
-    fn feed_watchdog(&self) {
-        if self.notifier.watchdog_interval().is_some()
-            && self.health.liveness_at(tokio::time::Instant::now()).alive
-        {
-            let _ = self.notifier.watchdog();
         }
     }
 
@@ -552,6 +580,7 @@ impl Daemon {
         let elapsed = started.elapsed();
         let (run_result, outcome, message) = match result {
             Ok((report, record)) => {
+                self.health.set_access_refused(None);
                 if let Err(err) = self.records.save(&record) {
                     tracing::warn!(error = %err, "cannot save the last-run record; drift reports may repeat");
                 }
@@ -581,6 +610,9 @@ impl Daemon {
             RunError::Read(bunq) => {
                 if bunq.is_session_rejected() {
                     self.renew_trigger.renew_now();
+                }
+                if bunq.is_credentials_rejected() {
+                    self.health.set_access_refused(Some(explain(bunq)));
                 }
                 (
                     bunq.is_transient() || bunq.is_session_rejected(),

@@ -109,12 +109,13 @@ pub async fn apply<W: AllowlistWriter>(
     for credential in &plan.credentials {
         for blocked in &credential.blocked {
             let outcome = Outcome::Blocked(blocked.rule);
+            let entry = blocked.action.change.entry();
             record(
                 &mut report,
                 run_id,
                 blocked.action.clone(),
                 outcome,
-                None,
+                entry,
                 false,
             );
         }
@@ -122,7 +123,14 @@ pub async fn apply<W: AllowlistWriter>(
     if let Some(run_block) = &plan.run_block {
         for action in plan.actions() {
             let outcome = Outcome::Blocked(run_block.rule);
-            record(&mut report, run_id, action.clone(), outcome, None, false);
+            record(
+                &mut report,
+                run_id,
+                action.clone(),
+                outcome,
+                action.change.entry(),
+                false,
+            );
         }
         return report;
     }

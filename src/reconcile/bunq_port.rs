@@ -40,6 +40,10 @@ impl AllowlistReader for BunqClient {
     async fn list_ips(&self, credential: CredentialId) -> Result<Vec<PermittedIp>, BunqError> {
         BunqClient::list_ips(self, credential).await
     }
+
+    fn registered_device_description(&self) -> Option<String> {
+        BunqClient::device_description(self).map(str::to_owned)
+    }
 }
 
 impl AllowlistWriter for BunqClient {

@@ -484,10 +484,13 @@ struct AppliedDocument<'a> {
     rule: Option<&'a str>,
 }
 
-/// `apply --output json`: the plan document plus one object per action result.
+/// `apply --output json`: the apply's own `exit_code` (the nested plan's `exit_code` is what
+/// `plan` would have returned before the apply), the plan document, and one object per action
+/// result.
 pub fn render_apply_json(
     plan: &Plan,
     report: &crate::reconcile::apply::ApplyReport,
+    status: ExitStatus,
 ) -> Result<String, serde_json::Error> {
     use crate::reconcile::apply::Outcome;
     let results: Vec<AppliedDocument<'_>> = report
@@ -510,6 +513,7 @@ pub fn render_apply_json(
         })
         .collect();
     let document = serde_json::json!({
+        "exit_code": status.code(),
         "plan": PlanDocument::from(plan),
         "results": results,
         "security_failure": report.security_failure,

@@ -32,6 +32,14 @@ pub trait AllowlistReader: Sync {
         &self,
         credential: CredentialId,
     ) -> impl Future<Output = Result<Vec<PermittedIp>, BunqError>> + Send;
+
+    /// The description the daemon's device was actually registered with, when known. bunq shows
+    /// this one as the own credential's `permitted_device.description`, so it wins over the
+    /// config's `device_description`, which may have been edited after registration (the saved
+    /// registration is reused). `None`: use the config's.
+    fn registered_device_description(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The writes; only the executor calls them.
@@ -135,7 +143,17 @@ pub async fn observe<R: AllowlistReader>(
     config: &Config,
 ) -> Result<Observation, RunError> {
     let credentials = reader.list_credentials().await?;
-    let own_access = plan::own_access(&credentials, &config.bunq.device_description);
+    let description = reader
+        .registered_device_description()
+        .unwrap_or_else(|| config.bunq.device_description.clone());
+    let own_access = plan::own_access(&credentials, &description);
+    if own_access.is_empty() {
+        tracing::warn!(
+            device_description = %description,
+            "no credential is bound to a device with this description: the own-ip rule cannot \
+             tell which IP this daemon signs in from"
+        );
+    }
     let mut entries = BTreeMap::new();
     for spec in &config.credentials {
         if !credentials

@@ -242,6 +242,12 @@ impl Simulator {
         self.state().world.expire_all_sessions();
     }
 
+    /// Forgets every installation and its sessions, as a sandbox reset or a revoked device does:
+    /// their tokens are answered "Insufficient authentication." from now on.
+    pub fn forget_installations(&self) {
+        self.state().world.forget_installations();
+    }
+
     /// How many sessions session-server has opened, to count a client's renewals.
     pub fn sessions_created(&self) -> usize {
         self.state().world.sessions_created

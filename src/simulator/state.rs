@@ -393,6 +393,12 @@ impl World {
             session.ended = true;
         }
     }
+
+    /// Drops every installation and session; ids are never reused.
+    pub(crate) fn forget_installations(&mut self) {
+        self.installations.clear();
+        self.sessions.clear();
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,1071 @@
+//! The command-line contract, checked on the built binary: subcommands, exit codes (0 ok, 1
+//! error, 2 changes pending, 3 blocked), data on stdout, logs on stderr, and never a secret in
+//! either.
+//!
+//! Each test starts the bunq simulator in its own tokio runtime, writes a config pointing at it
+//! and runs `bunq-ipsync --config ...` as a subprocess. The simulator's rate limits are off here:
+//! the binary's limiter uses bunq's real windows and starts afresh in every process, so the
+//! few calls each command makes never wait; rate limiting is covered by
+//! `tests/reconcile_scenarios.rs`. Every command run through [`Env::run`] is checked for the API
+//! key, the tokens and the private key in its output.
+
+// Helpers outside #[test] functions panic to fail the test, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bunq_ipsync::bunq::model::{CredentialId, IpStatus};
+use bunq_ipsync::bunq::{ContextStore, PrivateKey};
+use bunq_ipsync::simulator::{
+    DEFAULT_CALLER_IP, Fault, FaultKind, LoggedRequest, SeededKey, Simulator, SimulatorOptions,
+};
+use hyper::Method;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_bunq-ipsync");
+/// A command that runs longer than this is killed and the test fails.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+const SUBCOMMANDS: [&str; 9] = [
+    "run",
+    "plan",
+    "apply",
+    "validate",
+    "export",
+    "status",
+    "demo",
+    "sandbox-user",
+    "import-sdk-context",
+];
+
+fn server_key() -> &'static PrivateKey {
+    static KEY: OnceLock<PrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| PrivateKey::generate().unwrap())
+}
+
+/// What a finished command left.
+#[derive(Debug)]
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|err| panic!("stdout is not JSON ({err}):\n{}", self.stdout))
+    }
+}
+
+/// Runs the binary with a clean environment for everything bunq-ipsync reads.
+fn run_binary(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_remove("BUNQ_API_KEY")
+        .env_remove("BUNQ_IPSYNC_CONFIG")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            pipe.read_to_string(&mut text).unwrap();
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("bunq-ipsync {args:?} ran longer than {COMMAND_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        code: status.code().expect("exited, not killed by a signal"),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// A simulator with a user and key, and a directory for the config, the key file and state.
+struct Env {
+    sim: Simulator,
+    key: SeededKey,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn start() -> Env {
+        let sim = Simulator::start(SimulatorOptions {
+            rate_limits: false,
+            server_key: Some(server_key().clone()),
+            ..SimulatorOptions::default()
+        })
+        .await
+        .unwrap();
+        let key = sim.create_user_with_api_key();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("api-key"), key.api_key.expose()).unwrap();
+        Env { sim, key, dir }
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn key_file(&self) -> PathBuf {
+        self.dir.path().join("api-key")
+    }
+
+    /// Another credential of the user with the given entries.
+    fn credential_with(&self, entries: &[(&str, IpStatus)]) -> CredentialId {
+        let id = self
+            .sim
+            .add_credential(
+                self.key.user_id,
+                Some("ci-runner"),
+                Some("192.0.2.200".parse().unwrap()),
+            )
+            .unwrap();
+        for (ip, status) in entries {
+            self.sim.add_entry(id, ip, status.clone()).unwrap();
+        }
+        id
+    }
+
+    /// The `bunq:` section pointing at the simulator, then `sync:` and `credentials:`.
+    fn config_text(&self, policy: &str, max_changes: usize, credentials: &str) -> String {
+        format!(
+            "bunq:\n  environment: sandbox\n  base_url: {}\n  api_key_file: {}\n  \
+             device_description: ipsync-cli-test\n  state_dir: {}\n\
+             sync:\n  policy: {policy}\n  max_changes: {max_changes}\n\
+             credentials:\n{credentials}",
+            self.sim.base_url(),
+            self.key_file().display(),
+            self.state_dir().display(),
+        )
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// A config managing `credential` with `ips` under `policy`.
+    fn config(
+        &self,
+        policy: &str,
+        max_changes: usize,
+        credential: CredentialId,
+        ips: &[&str],
+    ) -> PathBuf {
+        let mut credentials = format!("  - id: {credential}\n    name: ci\n    ips:\n");
+        for ip in ips {
+            credentials.push_str(&format!("      - {ip}\n"));
+        }
+        self.write(
+            "config.yaml",
+            &self.config_text(policy, max_changes, &credentials),
+        )
+    }
+
+    /// Runs `bunq-ipsync --config CONFIG ARGS` and checks that no secret reached its output.
+    async fn run(&self, config: &Path, args: &[&str]) -> Output {
+        self.run_with_env(config, args, &[]).await
+    }
+
+    async fn run_with_env(&self, config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut full: Vec<String> = vec!["--config".into(), config.display().to_string()];
+        full.extend(args.iter().map(|arg| (*arg).to_owned()));
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let output = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = full.iter().map(String::as_str).collect();
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            run_binary(&args, &env)
+        })
+        .await
+        .unwrap();
+        self.assert_no_secret(&output);
+        output
+    }
+
+    /// The API key, and whatever secrets the state file holds by now.
+    fn secrets(&self) -> Vec<String> {
+        let mut secrets = vec![self.key.api_key.expose().to_owned()];
+        if !self.state_dir().exists() {
+            return secrets;
+        }
+        let Some(context) = ContextStore::open(&self.state_dir())
+            .unwrap()
+            .load()
+            .unwrap()
+        else {
+            return secrets;
+        };
+        // A long line from the middle of the PEM: any print of the key would contain it.
+        let pem = context.client_private_key.expose();
+        secrets.push(pem.lines().nth(2).unwrap().to_owned());
+        if let Some(installation) = &context.installation {
+            secrets.push(installation.token.expose().to_owned());
+        }
+        if let Some(session) = &context.session {
+            secrets.push(session.token.expose().to_owned());
+        }
+        secrets
+    }
+
+    fn assert_no_secret(&self, output: &Output) {
+        for secret in self.secrets() {
+            assert!(secret.len() >= 16, "a secret this short proves nothing");
+            assert!(
+                !output.stdout.contains(&secret),
+                "secret on stdout:\n{}",
+                output.stdout
+            );
+            assert!(
+                !output.stderr.contains(&secret),
+                "secret on stderr:\n{}",
+                output.stderr
+            );
+        }
+    }
+
+    /// Allowlist writes the simulator saw (registration calls are not allowlist writes).
+    fn allowlist_writes(&self) -> Vec<LoggedRequest> {
+        self.sim
+            .request_log()
+            .into_iter()
+            .filter(|request| request.method != Method::GET && request.path.contains("/ip"))
+            .collect()
+    }
+
+    fn active(&self, credential: CredentialId) -> Vec<String> {
+        let mut ips: Vec<String> = self
+            .sim
+            .entries(credential)
+            .unwrap()
+            .into_iter()
+            .filter(|entry| entry.status == IpStatus::Active)
+            .map(|entry| entry.ip)
+            .collect();
+        ips.sort();
+        ips
+    }
+}
+
+/// Stdout/stderr in a failure message.
+fn show(output: &Output) -> String {
+    format!(
+        "exit {}\n--- stdout\n{}--- stderr\n{}",
+        output.code, output.stdout, output.stderr
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// validate
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_accepts_a_good_config_and_writes_nothing() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10", "198.51.100.0/30"]);
+    let out = env.run(&config, &["validate"]).await;
+    assert_eq!(out.code, 0, "{}", show(&out));
+    assert!(out.stdout.contains("valid"), "{}", show(&out));
+    assert!(
+        out.stdout.contains("5 desired IP(s)"),
+        "CIDR expanded: {}",
+        show(&out)
+    );
+    assert!(
+        !env.state_dir().exists(),
+        "validate created the state directory"
+    );
+    assert!(env.sim.request_log().is_empty(), "validate contacted bunq");
+}
+
+/// The stderr line `error: FILE:LINE:COL: FIELD: MESSAGE` for a config issue.
+fn config_issue_line<'a>(out: &'a Output, file: &Path, field: &str) -> &'a str {
+    let prefix = format!("{}:", file.display());
+    out.stderr
+        .lines()
+        .map(|line| line.strip_prefix("error: ").unwrap_or(line))
+        .find(|line| line.starts_with(&prefix) && line.contains(&format!(": {field}: ")))
+        .unwrap_or_else(|| panic!("no {field} issue: {}", show(out)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_rejects_ipv6_with_file_line_column_and_field() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10", "2001:db8::1"]);
+    let out = env.run(&config, &["validate"]).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    assert!(out.stdout.is_empty(), "{}", show(&out));
+    let line = config_issue_line(&out, &config, "credentials[0].ips[1]");
+    // bunq: 6 lines, sync: 3, credentials: 1, then id, name, ips:, first IP; the IPv6 value is
+    // on line 15 after `      - `.
+    let expected = format!("{}:15:9: credentials[0].ips[1]: ", config.display());
+    assert!(line.starts_with(&expected), "{line}");
+    assert!(
+        line.contains("IPv6") && line.contains("IPv4 only"),
+        "{line}"
+    );
+    assert!(!env.state_dir().exists());
+
+    // Every command refuses the invalid config before touching bunq or the state directory.
+    for command in ["plan", "apply", "export", "status", "run"] {
+        let out = env.run(&config, &[command]).await;
+        assert_eq!(out.code, 1, "{command}: {}", show(&out));
+        assert!(out.stderr.contains("IPv6"), "{command}: {}", show(&out));
+    }
+    assert!(!env.state_dir().exists());
+    assert!(
+        env.sim.request_log().is_empty(),
+        "{:?}",
+        env.sim.request_log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_rejects_a_missing_policy_and_an_unknown_key() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let text = env
+        .config_text(
+            "sync",
+            10,
+            &format!("  - id: {ci}\n    ips: [203.0.113.10]\n"),
+        )
+        .replace("  policy: sync\n", "");
+    let config = env.write("config.yaml", &text);
+    let out = env.run(&config, &["validate"]).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    let line = config_issue_line(&out, &config, "sync.policy");
+    assert!(line.contains("required"), "{line}");
+    assert!(!env.state_dir().exists());
+
+    let typo = env.write(
+        "typo.yaml",
+        &env.config_text(
+            "sync",
+            10,
+            &format!("  - id: {ci}\n    ipz: [203.0.113.10]\n"),
+        ),
+    );
+    let out = env.run(&typo, &["validate"]).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    let prefix = format!("{}:", typo.display());
+    let line = out
+        .stderr
+        .lines()
+        .find(|line| line.contains(&prefix) && line.contains("ipz"))
+        .unwrap_or_else(|| panic!("unknown key not named: {}", show(&out)));
+    // bunq: 6 lines, sync: 3, credentials: 1, id: 1, then the typo on line 12.
+    assert!(line.contains(&format!("{}:12:", typo.display())), "{line}");
+    assert!(!env.state_dir().exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_fails_when_the_api_key_file_is_unreadable() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    std::fs::remove_file(env.key_file()).unwrap();
+    let out = env.run(&config, &["validate"]).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    assert!(out.stderr.contains("api_key_file"), "{}", show(&out));
+    assert!(
+        out.stderr.contains(&env.key_file().display().to_string()),
+        "{}",
+        show(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_config_file_exits_1_naming_it() {
+    let env = Env::start().await;
+    let missing = env.dir.path().join("nope.yaml");
+    let out = env.run(&missing, &["plan"]).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    assert!(out.stderr.contains("nope.yaml"), "{}", show(&out));
+}
+
+// ---------------------------------------------------------------------------------------------
+// plan
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_exits_2_with_a_table_on_stdout_and_writes_nothing() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[
+        ("192.0.2.1", IpStatus::Active),
+        ("203.0.113.11", IpStatus::Inactive),
+    ]);
+    let config = env.config("sync", 10, ci, &["203.0.113.11", "203.0.113.12"]);
+    let out = env.run(&config, &["plan"]).await;
+    assert_eq!(out.code, 2, "{}", show(&out));
+    assert!(out.stdout.contains("CURRENT → WANTED"), "{}", show(&out));
+    assert!(
+        !out.stderr.contains("own-ip rule cannot"),
+        "the daemon found its own credential: {}",
+        show(&out)
+    );
+    for row in ["203.0.113.11", "203.0.113.12", "192.0.2.1"] {
+        assert!(out.stdout.contains(row), "{row} missing: {}", show(&out));
+    }
+    assert!(
+        out.stdout
+            .contains("Plan: 1 to create, 1 to activate, 1 to deactivate, 0 blocked"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        env.allowlist_writes().is_empty(),
+        "{:?}",
+        env.allowlist_writes()
+    );
+    assert_eq!(env.active(ci), vec!["192.0.2.1".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_exits_0_when_converged() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let out = env.run(&config, &["plan"]).await;
+    assert_eq!(out.code, 0, "{}", show(&out));
+    assert!(out.stdout.contains("in sync"), "{}", show(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_exits_3_when_max_changes_blocks_the_run_and_still_prints_the_plan() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let config = env.config("sync", 1, ci, &["203.0.113.10", "203.0.113.11"]);
+    let out = env.run(&config, &["plan"]).await;
+    assert_eq!(out.code, 3, "{}", show(&out));
+    assert!(
+        out.stdout.contains("BLOCKED [max-changes]"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        out.stdout.contains("203.0.113.10") && out.stdout.contains("203.0.113.11"),
+        "full plan: {}",
+        show(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_json_is_one_document_with_the_documented_fields() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[("192.0.2.1", IpStatus::Active)]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let out = env.run(&config, &["plan", "--output", "json"]).await;
+    assert_eq!(out.code, 2, "{}", show(&out));
+    let doc = out.json();
+    assert_eq!(doc["format_version"], 1);
+    assert_eq!(doc["outcome"], "changes_pending");
+    assert_eq!(doc["exit_code"], 2);
+    assert_eq!(doc["max_changes"], 10);
+    assert!(doc["run_blocked"].is_null());
+    let summary = &doc["summary"];
+    for (field, value) in [
+        ("create", 1),
+        ("activate", 0),
+        ("deactivate", 1),
+        ("blocked", 0),
+    ] {
+        assert_eq!(summary[field], value, "summary.{field}: {doc}");
+    }
+    for field in ["kept", "in_sync", "drift", "blocking_rules"] {
+        assert!(!summary[field].is_null(), "summary.{field} missing: {doc}");
+    }
+    let credential = &doc["credentials"][0];
+    assert_eq!(credential["id"], ci);
+    assert_eq!(credential["name"], "ci");
+    assert_eq!(credential["policy"], "sync");
+    let actions = credential["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 2);
+    assert_eq!(actions[0]["action"], "create");
+    assert_eq!(actions[0]["ip"], "203.0.113.10");
+    assert!(actions[0]["entry"].is_null());
+    assert!(actions[0]["current"].is_null());
+    assert_eq!(actions[0]["wanted"], "ACTIVE");
+    assert_eq!(actions[0]["reason"], "desired-missing");
+    assert_eq!(actions[1]["action"], "deactivate");
+    assert_eq!(actions[1]["current"], "ACTIVE");
+    assert_eq!(actions[1]["wanted"], "INACTIVE");
+    assert_eq!(actions[1]["reason"], "not-desired");
+    for field in ["blocked", "kept", "in_sync", "drift"] {
+        assert!(credential[field].is_array(), "{field}: {doc}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_reports_an_unknown_credential_as_an_error() {
+    let env = Env::start().await;
+    let config = env.config("sync", 10, 999_999, &["203.0.113.10"]);
+    let out = env.run(&config, &["plan"]).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    assert!(out.stderr.contains("999999"), "{}", show(&out));
+    assert!(out.stdout.is_empty(), "{}", show(&out));
+}
+
+// ---------------------------------------------------------------------------------------------
+// apply
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_converges_and_exits_0_then_plan_exits_0() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[
+        ("192.0.2.1", IpStatus::Active),
+        ("203.0.113.11", IpStatus::Inactive),
+    ]);
+    let config = env.config("sync", 10, ci, &["203.0.113.11", "203.0.113.12"]);
+    let out = env.run(&config, &["apply"]).await;
+    assert_eq!(out.code, 0, "{}", show(&out));
+    assert!(
+        out.stdout.contains("Apply: 3 applied, 0 failed"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(env.active(ci), vec!["203.0.113.11", "203.0.113.12"]);
+
+    env.sim.clear_request_log();
+    let again = env.run(&config, &["apply"]).await;
+    assert_eq!(again.code, 0, "{}", show(&again));
+    assert!(
+        env.allowlist_writes().is_empty(),
+        "{:?}",
+        env.allowlist_writes()
+    );
+    let plan = env.run(&config, &["plan"]).await;
+    assert_eq!(plan.code, 0, "{}", show(&plan));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_exits_3_when_blocked_and_writes_nothing() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let config = env.config("sync", 1, ci, &["203.0.113.10", "203.0.113.11"]);
+    let out = env.run(&config, &["apply"]).await;
+    assert_eq!(out.code, 3, "{}", show(&out));
+    assert!(
+        out.stdout.contains("BLOCKED [max-changes]"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        env.allowlist_writes().is_empty(),
+        "{:?}",
+        env.allowlist_writes()
+    );
+    assert!(env.active(ci).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_exit_code_prefers_error_over_blocked() {
+    let env = Env::start().await;
+    let own = env.key.credential_id;
+    // On the daemon's own credential: the own IP would be deactivated (blocked by own-ip) and
+    // the create is refused by bunq (an error).
+    let config = env.config("sync", 10, own, &["203.0.113.10"]);
+    let first = env.run(&config, &["plan"]).await;
+    assert_eq!(first.code, 3, "own-ip blocks: {}", show(&first));
+    env.sim
+        .inject(Fault::once(FaultKind::Status(400)).on(Method::POST, "/ip"));
+    let out = env.run(&config, &["apply"]).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    assert_eq!(env.active(own), vec![DEFAULT_CALLER_IP.to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_json_is_one_document_with_plan_and_results() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let out = env.run(&config, &["apply", "--output", "json"]).await;
+    assert_eq!(out.code, 0, "{}", show(&out));
+    let doc = out.json();
+    assert_eq!(doc["exit_code"], 0, "the apply's own exit code: {doc}");
+    assert_eq!(doc["plan"]["exit_code"], 2, "what plan said before: {doc}");
+    assert_eq!(doc["plan"]["format_version"], 1);
+    let results = doc["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["credential"], ci);
+    assert_eq!(results[0]["action"], "create");
+    assert_eq!(results[0]["ip"], "203.0.113.10");
+    assert_eq!(results[0]["outcome"], "applied");
+    assert!(results[0]["entry"].is_u64());
+    assert!(doc["security_failure"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_key_can_come_from_bunq_api_key() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    std::fs::remove_file(env.key_file()).unwrap();
+    let key = env.key.api_key.expose().to_owned();
+    let out = env
+        .run_with_env(&config, &["plan"], &[("BUNQ_API_KEY", &key)])
+        .await;
+    assert_eq!(out.code, 0, "{}", show(&out));
+}
+
+// ---------------------------------------------------------------------------------------------
+// export, status
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_prints_a_config_that_validates_and_plans_nothing() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[
+        ("203.0.113.10", IpStatus::Active),
+        ("203.0.113.11", IpStatus::Inactive),
+    ]);
+    let unused = env.credential_with(&[("198.51.100.30", IpStatus::Inactive)]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let out = env.run(&config, &["export"]).await;
+    assert_eq!(out.code, 0, "{}", show(&out));
+    assert!(out.stdout.contains("policy: additive"), "{}", show(&out));
+    assert!(out.stdout.contains("- 203.0.113.10"), "{}", show(&out));
+    assert!(out.stdout.contains(&format!("id: {ci}")), "{}", show(&out));
+    assert!(
+        out.stdout.contains(&format!("id: {unused}")),
+        "{}",
+        show(&out)
+    );
+    assert!(out.stdout.contains("allow_empty: true"), "{}", show(&out));
+    let own = format!("id: {}", env.key.credential_id);
+    assert!(out.stdout.contains(&own), "{}", show(&out));
+
+    let exported = env.write("exported.yaml", &out.stdout);
+    let valid = env.run(&exported, &["validate"]).await;
+    assert_eq!(valid.code, 0, "{}", show(&valid));
+    env.sim.clear_request_log();
+    let plan = env.run(&exported, &["plan"]).await;
+    assert_eq!(
+        plan.code,
+        0,
+        "the exported state is the current state: {}",
+        show(&plan)
+    );
+
+    // Switched to sync deliberately, it still describes exactly what bunq holds.
+    let sync = env.write(
+        "sync.yaml",
+        &out.stdout.replace("policy: additive", "policy: sync"),
+    );
+    let plan = env.run(&sync, &["plan"]).await;
+    assert_eq!(plan.code, 0, "{}", show(&plan));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_the_context_without_secrets() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let before = env.run(&config, &["status"]).await;
+    assert_eq!(before.code, 0, "{}", show(&before));
+    assert!(before.stdout.contains("none yet"), "{}", show(&before));
+    assert!(
+        !env.state_dir().exists(),
+        "status created the state directory"
+    );
+
+    let plan = env.run(&config, &["plan"]).await;
+    assert_eq!(plan.code, 2, "{}", show(&plan));
+    let out = env.run(&config, &["status"]).await;
+    assert_eq!(out.code, 0, "{}", show(&out));
+    assert!(
+        out.stdout.contains("matches the configured API key"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        out.stdout.contains("ipsync-cli-test"),
+        "device: {}",
+        show(&out)
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("user id:         {}", env.key.user_id)),
+        "{}",
+        show(&out)
+    );
+    assert!(out.stdout.contains("valid for"), "{}", show(&out));
+    // Env::run checked the tokens and key from the state file; make sure there were some.
+    assert_eq!(
+        env.secrets().len(),
+        4,
+        "API key, private key, installation and session token"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flags, help, streams
+
+#[test]
+fn help_on_every_subcommand_exits_0() {
+    let top = run_binary(&["--help"], &[]);
+    assert_eq!(top.code, 0, "{}", show(&top));
+    for subcommand in SUBCOMMANDS {
+        assert!(
+            top.stdout.contains(subcommand),
+            "{subcommand} not listed: {}",
+            show(&top)
+        );
+        let out = run_binary(&[subcommand, "--help"], &[]);
+        assert_eq!(out.code, 0, "{subcommand} --help: {}", show(&out));
+        assert!(
+            out.stdout.contains("Usage:"),
+            "{subcommand}: {}",
+            show(&out)
+        );
+        let out = run_binary(&["help", subcommand], &[]);
+        assert_eq!(out.code, 0, "help {subcommand}: {}", show(&out));
+    }
+    let version = run_binary(&["--version"], &[]);
+    assert_eq!(version.code, 0, "{}", show(&version));
+}
+
+#[test]
+fn usage_errors_exit_1_not_2() {
+    for args in [
+        &["plan", "--bogus"][..],
+        &["--bogus", "validate"],
+        &["frobnicate"],
+        &["plan", "--output", "yaml"],
+        &[],
+    ] {
+        let out = run_binary(args, &[]);
+        assert_eq!(out.code, 1, "{args:?}: {}", show(&out));
+        assert!(out.stdout.is_empty(), "{args:?}: {}", show(&out));
+        assert!(!out.stderr.is_empty(), "{args:?}: {}", show(&out));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_go_to_stderr_and_data_to_stdout() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let out = env
+        .run(
+            &config,
+            &["--log-format", "json", "plan", "--output", "json"],
+        )
+        .await;
+    assert_eq!(out.code, 2, "{}", show(&out));
+    out.json();
+    let logs: Vec<Value> = out
+        .stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not a log line: {line}")))
+        .collect();
+    assert!(
+        !logs.is_empty(),
+        "the first run logs its registration: {}",
+        show(&out)
+    );
+    assert!(
+        logs.iter().all(|log| log["level"].is_string()),
+        "{}",
+        show(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_path_comes_from_the_flag_else_bunq_ipsync_config() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let good = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let missing = env.dir.path().join("missing.yaml");
+    let good_text = good.display().to_string();
+    let missing_text = missing.display().to_string();
+
+    let from_env = run_binary(&["validate"], &[("BUNQ_IPSYNC_CONFIG", &good_text)]);
+    assert_eq!(from_env.code, 0, "{}", show(&from_env));
+    assert!(from_env.stdout.contains(&good_text), "{}", show(&from_env));
+
+    let flag_wins = run_binary(
+        &["validate", "--config", &good_text],
+        &[("BUNQ_IPSYNC_CONFIG", &missing_text)],
+    );
+    assert_eq!(flag_wins.code, 0, "{}", show(&flag_wins));
+
+    env.assert_no_secret(&from_env);
+    env.assert_no_secret(&flag_wins);
+    let env_missing = run_binary(&["validate"], &[("BUNQ_IPSYNC_CONFIG", &missing_text)]);
+    assert_eq!(env_missing.code, 1, "{}", show(&env_missing));
+    assert!(
+        env_missing.stderr.contains("missing.yaml"),
+        "{}",
+        show(&env_missing)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_rejects_empty_ips_unless_allow_empty() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let empty = env.write(
+        "empty.yaml",
+        &env.config_text("sync", 10, &format!("  - id: {ci}\n    ips: []\n")),
+    );
+    let out = env.run(&empty, &["validate"]).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    let line = config_issue_line(&out, &empty, "credentials[0].ips");
+    assert!(line.contains("allow_empty: true"), "{line}");
+
+    let allowed = env.write(
+        "allowed.yaml",
+        &env.config_text(
+            "sync",
+            10,
+            &format!("  - id: {ci}\n    ips: []\n    allow_empty: true\n"),
+        ),
+    );
+    let out = env.run(&allowed, &["validate"]).await;
+    assert_eq!(out.code, 0, "{}", show(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_user_prints_only_the_new_key_on_stdout() {
+    let env = Env::start().await;
+    let url = env.sim.base_url();
+    let out =
+        tokio::task::spawn_blocking(move || run_binary(&["sandbox-user", "--base-url", &url], &[]))
+            .await
+            .unwrap();
+    assert_eq!(out.code, 0, "{}", show(&out));
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "only the key: {}", show(&out));
+    assert!(lines[0].starts_with("sandbox_"), "{}", show(&out));
+    assert!(out.stderr.contains("api_key_file"), "{}", show(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_prints_what_it_did_even_when_the_run_record_cannot_be_saved() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    // A directory where the record file belongs: the save fails after bunq was written.
+    std::fs::create_dir_all(env.state_dir().join("last-run.json")).unwrap();
+    let out = env.run(&config, &["apply"]).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    assert!(out.stderr.contains("last-run.json"), "{}", show(&out));
+    assert_eq!(env.active(ci), vec!["203.0.113.10"]);
+    assert!(
+        out.stdout.contains("Apply: 1 applied"),
+        "the operator must see what was written: {}",
+        show(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_reuse_the_saved_session_and_reopen_one_bunq_ended() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let first = env.run(&config, &["plan"]).await;
+    assert_eq!(first.code, 0, "{}", show(&first));
+    assert_eq!(env.sim.sessions_created(), 1);
+
+    env.sim.clear_request_log();
+    let reused = env.run(&config, &["plan"]).await;
+    assert_eq!(reused.code, 0, "{}", show(&reused));
+    assert_eq!(
+        env.sim.sessions_created(),
+        1,
+        "the saved session was reused"
+    );
+    assert!(
+        env.sim
+            .request_log()
+            .iter()
+            .all(|r| r.method == Method::GET),
+        "no registration call: {:?}",
+        env.sim.request_log()
+    );
+
+    env.sim.expire_all_sessions();
+    let reopened = env.run(&config, &["plan"]).await;
+    assert_eq!(reopened.code, 0, "{}", show(&reopened));
+    assert_eq!(env.sim.sessions_created(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_reports_drift_since_the_last_apply_and_apply_repairs_it() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let applied = env.run(&config, &["apply"]).await;
+    assert_eq!(applied.code, 0, "{}", show(&applied));
+    let entry = env.sim.entries(ci).unwrap()[0].id;
+    env.sim
+        .set_entry_status(ci, entry, IpStatus::Inactive)
+        .unwrap();
+
+    let plan = env.run(&config, &["plan"]).await;
+    assert_eq!(plan.code, 2, "{}", show(&plan));
+    assert!(
+        plan.stdout
+            .contains("DRIFT 203.0.113.10: ACTIVE → INACTIVE since the last run"),
+        "{}",
+        show(&plan)
+    );
+    assert!(
+        plan.stderr.contains("drift"),
+        "drift is logged: {}",
+        show(&plan)
+    );
+    let json = env.run(&config, &["plan", "--output", "json"]).await.json();
+    assert_eq!(json["summary"]["drift"], 1);
+    assert_eq!(json["credentials"][0]["drift"][0]["before"], "ACTIVE");
+    assert_eq!(json["credentials"][0]["drift"][0]["now"], "INACTIVE");
+
+    let repaired = env.run(&config, &["apply"]).await;
+    assert_eq!(repaired.code, 0, "{}", show(&repaired));
+    assert_eq!(env.active(ci), vec!["203.0.113.10"]);
+    let after = env.run(&config, &["plan"]).await;
+    assert_eq!(after.code, 0, "{}", show(&after));
+    assert!(!after.stdout.contains("DRIFT"), "{}", show(&after));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_credential_limits_the_output_and_an_unknown_id_exits_1() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
+    let other = env.credential_with(&[("198.51.100.30", IpStatus::Active)]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let ci_text = ci.to_string();
+    let out = env
+        .run(&config, &["export", "--credential", &ci_text])
+        .await;
+    assert_eq!(out.code, 0, "{}", show(&out));
+    assert!(out.stdout.contains(&format!("id: {ci}")), "{}", show(&out));
+    assert!(
+        !out.stdout.contains(&format!("id: {other}")),
+        "{}",
+        show(&out)
+    );
+    assert!(!out.stdout.contains("198.51.100.30"), "{}", show(&out));
+
+    let out = env
+        .run(&config, &["export", "--credential", "999999"])
+        .await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    assert!(out.stdout.is_empty(), "{}", show(&out));
+    assert!(out.stderr.contains("999999"), "{}", show(&out));
+}
+
+/// A `bunq.conf` as the official SDK saves it, for `key`, without a session.
+fn sdk_conf(api_key: &str) -> String {
+    let client = PrivateKey::generate().unwrap();
+    serde_json::json!({
+        "api_key": api_key,
+        "environment_type": "SANDBOX",
+        "installation_context": {
+            "private_key_client": client.to_pkcs8_pem().unwrap().as_str(),
+            "public_key_server": server_key().public_key().to_pem(),
+            "token": "sdk-installation-token-0123456789abcdef",
+        },
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_sdk_context_adopts_a_matching_file_once_and_never_prints_its_secrets() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let conf = env.write("bunq.conf", &sdk_conf(env.key.api_key.expose()));
+    let conf_text = conf.display().to_string();
+
+    // Saved for the public sandbox: a config pointing elsewhere refuses it.
+    let simulator = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let out = env
+        .run(&simulator, &["import-sdk-context", &conf_text])
+        .await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    assert!(out.stderr.contains("was saved for"), "{}", show(&out));
+    assert!(!env.state_dir().exists(), "nothing written on refusal");
+
+    let text = std::fs::read_to_string(&simulator).unwrap();
+    let base_url = format!("  base_url: {}\n", env.sim.base_url());
+    assert!(text.contains(&base_url));
+    let sandbox = env.write("sandbox.yaml", &text.replace(&base_url, ""));
+    let out = env.run(&sandbox, &["import-sdk-context", &conf_text]).await;
+    assert_eq!(out.code, 0, "{}", show(&out));
+    assert!(env.state_dir().join("bunq-context.json").exists());
+    // Env::run checked the imported private key and token against every output from here on.
+    assert_eq!(
+        env.secrets().len(),
+        3,
+        "API key, private key, installation token"
+    );
+    let status = env.run(&sandbox, &["status"]).await;
+    assert_eq!(status.code, 0, "{}", show(&status));
+    assert!(
+        status.stdout.contains("installation:    registered"),
+        "{}",
+        show(&status)
+    );
+
+    let again = env.run(&sandbox, &["import-sdk-context", &conf_text]).await;
+    assert_eq!(
+        again.code,
+        1,
+        "an existing context is not replaced: {}",
+        show(&again)
+    );
+    assert!(again.stderr.contains("--force"), "{}", show(&again));
+    let forced = env
+        .run(&sandbox, &["import-sdk-context", "--force", &conf_text])
+        .await;
+    assert_eq!(forced.code, 0, "{}", show(&forced));
+
+    let other_key = env.write(
+        "other.conf",
+        &sdk_conf("sandbox_another_key_0123456789abcdef"),
+    );
+    let other_text = other_key.display().to_string();
+    let out = env
+        .run(&sandbox, &["import-sdk-context", "--force", &other_text])
+        .await;
+    assert_eq!(
+        out.code,
+        1,
+        "another API key's file is refused: {}",
+        show(&out)
+    );
+    assert!(
+        !out.stderr.contains("sandbox_another_key"),
+        "{}",
+        show(&out)
+    );
+}

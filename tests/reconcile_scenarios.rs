@@ -1,0 +1,842 @@
+//! Reconcile scenarios: the real bunq client and the real run orchestration (`plan_run`,
+//! `apply_run`) against the in-process bunq simulator. Every test asserts on the simulator's
+//! state (what bunq holds afterwards) and on its request log (what was sent), one behaviour per
+//! test.
+//!
+//! The simulator runs with bunq's rate limits on, 100x faster (`time_scale`), and the client's
+//! limiter runs with the same windows scaled the same way plus a small margin for loopback
+//! jitter (the production client adds one for network jitter the same way), so the scenarios
+//! also prove the client never trips bunq's limits.
+
+// Helpers outside #[test] functions panic to fail the test, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bunq_ipsync::bunq::model::{CredentialId, EntryId, IpStatus, PermittedIp};
+use bunq_ipsync::bunq::{BunqClient, PrivateKey, RateLimits, RetryPolicy, TransportSettings};
+use bunq_ipsync::config::{self, Config};
+use bunq_ipsync::reconcile::apply::Outcome;
+use bunq_ipsync::reconcile::bunq_port::client_settings;
+use bunq_ipsync::reconcile::exit::ExitStatus;
+use bunq_ipsync::reconcile::plan::{ChangeKind, Drift, KeptReason, PlanOutcome, Rule};
+use bunq_ipsync::reconcile::record::RunRecord;
+use bunq_ipsync::reconcile::run::{self, RunReport};
+use bunq_ipsync::simulator::{
+    DEFAULT_CALLER_IP, Fault, FaultKind, LoggedRequest, SeededKey, Simulator, SimulatorOptions,
+};
+use hyper::Method;
+use tokio_util::sync::CancellationToken;
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+/// Real seconds per bunq second in the simulator, and the factor on the client's windows.
+const TIME_SCALE: f64 = 0.01;
+/// Added to every scaled client window: requests are timed when sent, bunq counts arrivals, and
+/// on a busy 2-core test machine two requests can arrive closer together than they were sent;
+/// 30 ms doubles the scaled 30 ms windows.
+const LOOPBACK_MARGIN: Duration = Duration::from_millis(30);
+/// The device description the test client registers; it identifies the daemon's own credential.
+const DEVICE: &str = "ipsync-scenarios";
+/// The IP the simulated bunq sees: the daemon's own IP.
+const OWN_IP: Ipv4Addr = DEFAULT_CALLER_IP;
+
+/// One server key for the suite: RSA generation is the slow part of starting a simulator.
+fn server_key() -> &'static PrivateKey {
+    static KEY: OnceLock<PrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| PrivateKey::generate().unwrap())
+}
+
+/// A simulator with one user and API key, and a temporary directory for config and state.
+struct Harness {
+    sim: Simulator,
+    key: SeededKey,
+    dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        let sim = Simulator::start(SimulatorOptions {
+            time_scale: TIME_SCALE,
+            rate_limits: true,
+            server_key: Some(server_key().clone()),
+            ..SimulatorOptions::default()
+        })
+        .await
+        .unwrap();
+        let key = sim.create_user_with_api_key();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("api-key"), key.api_key.expose()).unwrap();
+        Harness { sim, key, dir }
+    }
+
+    fn user(&self) -> u64 {
+        self.key.user_id
+    }
+
+    /// The API key's own credential: device registration binds it to [`OWN_IP`].
+    fn own_credential(&self) -> CredentialId {
+        self.key.credential_id
+    }
+
+    /// Another credential of the user (another API key's), with the given entries.
+    fn credential_with(&self, entries: &[(&str, IpStatus)]) -> CredentialId {
+        let id = self
+            .sim
+            .add_credential(
+                self.user(),
+                Some("ci-runner"),
+                Some("192.0.2.200".parse().unwrap()),
+            )
+            .unwrap();
+        for (ip, status) in entries {
+            self.sim.add_entry(id, ip, status.clone()).unwrap();
+        }
+        id
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// A config with `sync.policy` and `sync.max_changes`, and `credentials` as YAML list items.
+    fn config(&self, policy: &str, max_changes: usize, credentials: &str) -> Config {
+        self.config_from_text(&self.config_text(policy, max_changes, credentials))
+    }
+
+    fn config_from_text(&self, text: &str) -> Config {
+        let path = self.dir.path().join("config.yaml");
+        std::fs::write(&path, text).unwrap();
+        config::parse(&path, text).unwrap_or_else(|err| panic!("{err}\n{text}"))
+    }
+
+    fn config_text(&self, policy: &str, max_changes: usize, credentials: &str) -> String {
+        format!(
+            "bunq:\n  environment: sandbox\n  base_url: {}\n  api_key_file: {}\n  \
+             device_description: {DEVICE}\n  state_dir: {}\n\
+             sync:\n  policy: {policy}\n  max_changes: {max_changes}\n\
+             credentials:\n{credentials}",
+            self.sim.base_url(),
+            self.dir.path().join("api-key").display(),
+            self.state_dir().display(),
+        )
+    }
+
+    /// Connects the real client (installation, device, session) with the scaled limiter, then
+    /// forgets the registration requests so tests see only what the run sends.
+    async fn connect(&self, config: &Config) -> BunqClient {
+        let mut settings = client_settings(config, None).unwrap();
+        settings.transport = TransportSettings {
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base_delay: Duration::from_millis(5),
+                max_delay: Duration::from_millis(20),
+            },
+            rate_limits: RateLimits::bunq()
+                .with_windows_scaled(TIME_SCALE)
+                .with_margin(LOOPBACK_MARGIN),
+        };
+        let client = BunqClient::connect(settings, self.key.api_key.clone(), &self.state_dir())
+            .await
+            .unwrap();
+        self.sim.clear_request_log();
+        client
+    }
+
+    fn entries(&self, credential: CredentialId) -> Vec<PermittedIp> {
+        self.sim.entries(credential).unwrap()
+    }
+
+    fn entries_for(&self, credential: CredentialId, ip: &str) -> Vec<PermittedIp> {
+        self.entries(credential)
+            .into_iter()
+            .filter(|entry| entry.ip == ip)
+            .collect()
+    }
+
+    /// The IPs with an ACTIVE entry.
+    fn active(&self, credential: CredentialId) -> BTreeSet<String> {
+        self.entries(credential)
+            .into_iter()
+            .filter(|entry| entry.status == IpStatus::Active)
+            .map(|entry| entry.ip)
+            .collect()
+    }
+
+    fn status_of(&self, credential: CredentialId, entry: EntryId) -> IpStatus {
+        self.entries(credential)
+            .into_iter()
+            .find(|found| found.id == entry)
+            .unwrap()
+            .status
+    }
+
+    fn log(&self) -> Vec<LoggedRequest> {
+        self.sim.request_log()
+    }
+}
+
+async fn apply(
+    client: &BunqClient,
+    config: &Config,
+    previous: Option<&RunRecord>,
+) -> (RunReport, RunRecord) {
+    run::apply_run(client, config, previous, &CancellationToken::new())
+        .await
+        .unwrap()
+}
+
+async fn plan(client: &BunqClient, config: &Config, previous: Option<&RunRecord>) -> RunReport {
+    run::plan_run(client, config, previous).await.unwrap().0
+}
+
+fn count(log: &[LoggedRequest], method: &Method) -> usize {
+    log.iter()
+        .filter(|request| request.method == *method)
+        .count()
+}
+
+/// Requests that change something: every method but GET.
+fn writes(log: &[LoggedRequest]) -> Vec<&LoggedRequest> {
+    log.iter()
+        .filter(|request| request.method != Method::GET)
+        .collect()
+}
+
+fn set(ips: &[&str]) -> BTreeSet<String> {
+    ips.iter().map(|ip| (*ip).to_owned()).collect()
+}
+
+fn outcomes(report: &RunReport) -> Vec<(ChangeKind, String, &'static str)> {
+    report
+        .applied
+        .as_ref()
+        .unwrap()
+        .results
+        .iter()
+        .map(|result| {
+            (
+                result.action.change.kind(),
+                result.action.change.ip(),
+                result.outcome.label(),
+            )
+        })
+        .collect()
+}
+
+fn credential_yaml(id: CredentialId, ips: &[&str]) -> String {
+    let mut text = format!("  - id: {id}\n    ips:\n");
+    for ip in ips {
+        text.push_str(&format!("      - {ip}\n"));
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convergence
+
+#[tokio::test]
+async fn fresh_account_converges_in_one_apply_and_the_second_apply_writes_nothing() {
+    let h = Harness::start().await;
+    let ci = h.credential_with(&[
+        ("203.0.113.10", IpStatus::Active),
+        ("203.0.113.11", IpStatus::Inactive),
+        ("192.0.2.1", IpStatus::Active),
+    ]);
+    let config = h.config(
+        "sync",
+        10,
+        &credential_yaml(ci, &["203.0.113.10", "203.0.113.11", "203.0.113.12"]),
+    );
+    let client = h.connect(&config).await;
+
+    let (first, record) = apply(&client, &config, None).await;
+    assert_eq!(first.exit_status(), ExitStatus::Success);
+    assert_eq!(
+        h.active(ci),
+        set(&["203.0.113.10", "203.0.113.11", "203.0.113.12"])
+    );
+    let log = h.log();
+    assert_eq!(count(&log, &Method::POST), 1, "one create: {log:?}");
+    assert_eq!(
+        count(&log, &Method::PUT),
+        2,
+        "one activation, one deactivation: {log:?}"
+    );
+    assert!(
+        log.iter().all(|request| request.status == Some(200)),
+        "{log:?}"
+    );
+
+    h.sim.clear_request_log();
+    let (second, _) = apply(&client, &config, Some(&record)).await;
+    assert_eq!(second.exit_status(), ExitStatus::Success);
+    assert_eq!(second.plan.outcome(), PlanOutcome::NothingToDo);
+    assert!(second.plan.actions().is_empty());
+    let log = h.log();
+    assert!(writes(&log).is_empty(), "second apply wrote: {log:?}");
+    assert!(!log.is_empty(), "the second apply still reads bunq");
+}
+
+#[tokio::test]
+async fn creates_and_activations_of_every_credential_reach_bunq_before_any_deactivation() {
+    let h = Harness::start().await;
+    let first = h.credential_with(&[("192.0.2.1", IpStatus::Active)]);
+    let old = h.entries_for(first, "192.0.2.1")[0].id;
+    let second = h.credential_with(&[("203.0.113.11", IpStatus::Inactive)]);
+    let inactive = h.entries_for(second, "203.0.113.11")[0].id;
+    let credentials = format!(
+        "{}{}",
+        credential_yaml(first, &["203.0.113.10"]),
+        credential_yaml(second, &["203.0.113.11", "203.0.113.12"])
+    );
+    let config = h.config("sync", 10, &credentials);
+    let client = h.connect(&config).await;
+
+    let (report, _) = apply(&client, &config, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Success);
+    let sent: Vec<String> = writes(&h.log())
+        .iter()
+        .map(|request| format!("{} {}", request.method, request.path))
+        .collect();
+    let position = |suffix: &str| {
+        sent.iter()
+            .position(|line| line.ends_with(suffix))
+            .unwrap_or_else(|| panic!("{suffix} not sent: {sent:?}"))
+    };
+    let deactivation = position(&format!("/credential-password-ip/{first}/ip/{old}"));
+    assert_eq!(
+        deactivation,
+        sent.len() - 1,
+        "the deactivation comes last: {sent:?}"
+    );
+    assert!(position(&format!("/credential-password-ip/{second}/ip/{inactive}")) < deactivation);
+    assert_eq!(
+        sent.len(),
+        4,
+        "two creates, one activation, one deactivation: {sent:?}"
+    );
+}
+
+#[tokio::test]
+async fn out_of_band_drift_is_reported_against_the_last_run_and_repaired() {
+    let h = Harness::start().await;
+    let ci = h.credential_with(&[("203.0.113.10", IpStatus::Active)]);
+    let undesired = h
+        .sim
+        .add_entry(ci, "192.0.2.99", IpStatus::Inactive)
+        .unwrap();
+    let config = h.config("sync", 10, &credential_yaml(ci, &["203.0.113.10"]));
+    let client = h.connect(&config).await;
+    let (first, record) = apply(&client, &config, None).await;
+    assert_eq!(
+        first.drift_count(),
+        0,
+        "a first run has nothing to compare with"
+    );
+    let desired = h.entries_for(ci, "203.0.113.10")[0].id;
+
+    // Someone toggles both IPs in the bunq app.
+    h.sim
+        .set_entry_status(ci, desired, IpStatus::Inactive)
+        .unwrap();
+    h.sim
+        .set_entry_status(ci, undesired, IpStatus::Active)
+        .unwrap();
+
+    let planned = plan(&client, &config, Some(&record)).await;
+    assert_eq!(
+        planned.plan.credentials[0].drift,
+        vec![
+            Drift {
+                ip: "192.0.2.99".into(),
+                before: Some(IpStatus::Inactive),
+                now: Some(IpStatus::Active),
+            },
+            Drift {
+                ip: "203.0.113.10".into(),
+                before: Some(IpStatus::Active),
+                now: Some(IpStatus::Inactive),
+            },
+        ]
+    );
+    assert_eq!(planned.plan.summary().drift, 2);
+
+    h.sim.clear_request_log();
+    let (repair, record) = apply(&client, &config, Some(&record)).await;
+    assert_eq!(
+        repair.drift_count(),
+        2,
+        "the repairing run reports the drift too"
+    );
+    assert_eq!(repair.exit_status(), ExitStatus::Success);
+    assert_eq!(h.status_of(ci, desired), IpStatus::Active);
+    assert_eq!(h.status_of(ci, undesired), IpStatus::Inactive);
+    let log = h.log();
+    assert_eq!(count(&log, &Method::PUT), 2, "{log:?}");
+    assert_eq!(
+        count(&log, &Method::POST),
+        0,
+        "repairs reuse the entries: {log:?}"
+    );
+
+    let after = plan(&client, &config, Some(&record)).await;
+    assert_eq!(after.drift_count(), 0, "the repair itself is not drift");
+}
+
+#[tokio::test]
+async fn additive_leaves_extra_ips_active_and_never_deactivates() {
+    let h = Harness::start().await;
+    let office = h.credential_with(&[
+        ("198.51.100.21", IpStatus::Active),
+        ("198.51.100.22", IpStatus::Active),
+    ]);
+    let config = h.config("additive", 10, &credential_yaml(office, &["198.51.100.20"]));
+    let client = h.connect(&config).await;
+
+    let (report, record) = apply(&client, &config, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Success);
+    assert_eq!(
+        h.active(office),
+        set(&["198.51.100.20", "198.51.100.21", "198.51.100.22"])
+    );
+    let kept: Vec<KeptReason> = report.plan.credentials[0]
+        .kept
+        .iter()
+        .map(|kept| kept.reason)
+        .collect();
+    assert_eq!(kept, vec![KeptReason::Additive, KeptReason::Additive]);
+    let log = h.log();
+    assert_eq!(
+        count(&log, &Method::PUT),
+        0,
+        "additive never PUTs INACTIVE: {log:?}"
+    );
+    assert_eq!(count(&log, &Method::POST), 1, "{log:?}");
+
+    h.sim.clear_request_log();
+    let (again, _) = apply(&client, &config, Some(&record)).await;
+    assert_eq!(
+        again.plan.outcome(),
+        PlanOutcome::NothingToDo,
+        "extras are not pending changes"
+    );
+    assert!(writes(&h.log()).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Safety rules
+
+#[tokio::test]
+async fn own_ip_deactivation_is_blocked_the_rest_is_applied_and_the_run_is_blocked() {
+    let h = Harness::start().await;
+    let own = h.own_credential();
+    // The desired state forgets the daemon's own IP on its own credential.
+    let config = h.config("sync", 10, &credential_yaml(own, &["203.0.113.5"]));
+    let client = h.connect(&config).await;
+    assert_eq!(
+        h.sim
+            .credential(own)
+            .unwrap()
+            .permitted_device
+            .unwrap()
+            .description
+            .as_deref(),
+        Some(DEVICE),
+        "registration bound the key's credential to our device"
+    );
+    assert_eq!(h.active(own), set(&[&OWN_IP.to_string()]));
+    let stale = h
+        .sim
+        .add_entry(own, "192.0.2.50", IpStatus::Active)
+        .unwrap();
+
+    let (report, _) = apply(&client, &config, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    let blocked = &report.plan.credentials[0].blocked;
+    assert_eq!(blocked.len(), 1, "{blocked:?}");
+    assert_eq!(blocked[0].rule, Rule::OwnIp);
+    assert_eq!(blocked[0].action.change.ip(), OWN_IP.to_string());
+    let mut results = outcomes(&report);
+    results.sort();
+    assert_eq!(
+        results,
+        vec![
+            (ChangeKind::Create, "203.0.113.5".to_owned(), "applied"),
+            (ChangeKind::Deactivate, "192.0.2.50".to_owned(), "applied"),
+            (ChangeKind::Deactivate, OWN_IP.to_string(), "blocked"),
+        ]
+    );
+    let own_entry = h.entries_for(own, &OWN_IP.to_string())[0].id;
+    let refused = report
+        .applied
+        .as_ref()
+        .unwrap()
+        .results
+        .iter()
+        .find(|result| result.outcome == Outcome::Blocked(Rule::OwnIp));
+    assert_eq!(
+        refused.unwrap().entry,
+        Some(own_entry),
+        "the audit names the entry that was kept"
+    );
+    assert_eq!(h.active(own), set(&["203.0.113.5", &OWN_IP.to_string()]));
+    assert_eq!(h.status_of(own, stale), IpStatus::Inactive);
+    let log = h.log();
+    assert_eq!(count(&log, &Method::POST), 1, "{log:?}");
+    assert_eq!(
+        count(&log, &Method::PUT),
+        1,
+        "only the stale entry is deactivated: {log:?}"
+    );
+
+    // The daemon still gets in, and keeps reporting the block until the config is fixed.
+    let again = plan(&client, &config, None).await;
+    assert_eq!(again.exit_status(), ExitStatus::Blocked);
+    assert_eq!(again.plan.summary().blocking_rules, vec![Rule::OwnIp]);
+}
+
+#[tokio::test]
+async fn own_ip_stays_protected_after_the_device_description_changes_in_the_config() {
+    let h = Harness::start().await;
+    let own = h.own_credential();
+    let registered = h.config("sync", 10, &credential_yaml(own, &[&OWN_IP.to_string()]));
+    drop(h.connect(&registered).await);
+
+    // The operator renames the device in the config; the saved registration is reused, so bunq
+    // still shows the old description on the daemon's credential.
+    let renamed = h.config_from_text(
+        &h.config_text("sync", 10, &credential_yaml(own, &["203.0.113.5"]))
+            .replace(DEVICE, "renamed-device"),
+    );
+    let client = h.connect(&renamed).await;
+    assert!(
+        h.log().is_empty(),
+        "the saved registration and session were reused"
+    );
+    let (report, _) = apply(&client, &renamed, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    assert_eq!(report.plan.summary().blocking_rules, vec![Rule::OwnIp]);
+    assert_eq!(h.active(own), set(&["203.0.113.5", &OWN_IP.to_string()]));
+    let again = plan(&client, &renamed, None).await;
+    assert_eq!(
+        again.exit_status(),
+        ExitStatus::Blocked,
+        "the daemon is not locked out"
+    );
+}
+
+#[tokio::test]
+async fn protected_ips_are_kept_without_blocking_or_pending() {
+    let h = Harness::start().await;
+    let ci = h.credential_with(&[
+        ("203.0.113.10", IpStatus::Active),
+        ("192.0.2.1", IpStatus::Active),
+    ]);
+    let credentials = format!(
+        "{}    protected: [192.0.2.1]\n",
+        credential_yaml(ci, &["203.0.113.10"])
+    );
+    let config = h.config("sync", 10, &credentials);
+    let client = h.connect(&config).await;
+
+    let planned = plan(&client, &config, None).await;
+    assert_eq!(planned.plan.outcome(), PlanOutcome::NothingToDo);
+    assert_eq!(planned.exit_status(), ExitStatus::Success);
+    let kept = &planned.plan.credentials[0].kept;
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        (kept[0].ip.as_str(), kept[0].reason),
+        ("192.0.2.1", KeptReason::Protected)
+    );
+    assert!(planned.plan.fired_rules().contains(&Rule::Protected));
+    assert!(planned.plan.summary().blocking_rules.is_empty());
+
+    let (applied, _) = apply(&client, &config, None).await;
+    assert_eq!(applied.exit_status(), ExitStatus::Success);
+    assert_eq!(h.active(ci), set(&["192.0.2.1", "203.0.113.10"]));
+    assert!(writes(&h.log()).is_empty(), "{:?}", h.log());
+}
+
+#[tokio::test]
+async fn more_changes_than_max_changes_block_the_whole_run_and_write_nothing() {
+    let h = Harness::start().await;
+    let ci = h.credential_with(&[
+        ("192.0.2.1", IpStatus::Active),
+        ("203.0.113.11", IpStatus::Inactive),
+    ]);
+    let config = h.config(
+        "sync",
+        2,
+        &credential_yaml(ci, &["203.0.113.11", "203.0.113.12"]),
+    );
+    let client = h.connect(&config).await;
+    let before = h.entries(ci);
+
+    let (report, _) = apply(&client, &config, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    let block = report.plan.run_block.unwrap();
+    assert_eq!(
+        (block.rule, block.changes, block.limit),
+        (Rule::MaxChanges, 3, 2)
+    );
+    // The full plan is still there to print.
+    let planned: Vec<ChangeKind> = report
+        .plan
+        .actions()
+        .iter()
+        .map(|a| a.change.kind())
+        .collect();
+    assert_eq!(
+        planned,
+        vec![
+            ChangeKind::Activate,
+            ChangeKind::Create,
+            ChangeKind::Deactivate
+        ]
+    );
+    let applied = report.applied.as_ref().unwrap();
+    assert_eq!(applied.count("blocked"), 3);
+    assert!(
+        applied
+            .results
+            .iter()
+            .all(|result| result.outcome == Outcome::Blocked(Rule::MaxChanges))
+    );
+    assert_eq!(h.entries(ci), before, "bunq is untouched");
+    assert!(writes(&h.log()).is_empty(), "{:?}", h.log());
+}
+
+#[test]
+fn empty_ips_without_allow_empty_is_a_config_error_naming_the_field() {
+    let text = "bunq:\n  environment: sandbox\n  api_key_file: /nonexistent\n\
+                sync:\n  policy: sync\n\
+                credentials:\n  - id: 7\n    ips: []\n";
+    let err = config::parse(Path::new("c.yaml"), text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("credentials[0].ips"), "{err}");
+    assert!(err.contains("allow_empty"), "{err}");
+
+    let allowed = text.replace("ips: []", "ips: []\n    allow_empty: true");
+    let config = config::parse(Path::new("c.yaml"), &allowed).unwrap();
+    assert!(config.credentials[0].ips.is_empty());
+}
+
+#[tokio::test]
+async fn allowed_empty_ips_under_sync_deactivates_every_entry() {
+    let h = Harness::start().await;
+    let ci = h.credential_with(&[
+        ("192.0.2.1", IpStatus::Active),
+        ("192.0.2.2", IpStatus::Active),
+    ]);
+    let config = h.config(
+        "sync",
+        10,
+        &format!("  - id: {ci}\n    ips: []\n    allow_empty: true\n"),
+    );
+    let client = h.connect(&config).await;
+    let (report, _) = apply(&client, &config, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Success);
+    assert!(h.active(ci).is_empty());
+    assert_eq!(count(&h.log(), &Method::PUT), 2);
+}
+
+#[tokio::test]
+async fn plan_reads_only_and_writes_nothing() {
+    let h = Harness::start().await;
+    let ci = h.credential_with(&[
+        ("192.0.2.1", IpStatus::Active),
+        ("203.0.113.11", IpStatus::Inactive),
+    ]);
+    let config = h.config(
+        "sync",
+        10,
+        &credential_yaml(ci, &["203.0.113.11", "203.0.113.12"]),
+    );
+    let client = h.connect(&config).await;
+    let before = h.entries(ci);
+
+    let planned = plan(&client, &config, None).await;
+    assert_eq!(planned.exit_status(), ExitStatus::ChangesPending);
+    assert_eq!(planned.plan.actions().len(), 3);
+    assert!(planned.applied.is_none());
+    let log = h.log();
+    assert!(!log.is_empty());
+    assert!(
+        log.iter().all(|request| request.method == Method::GET),
+        "plan sent a write: {log:?}"
+    );
+    assert_eq!(h.entries(ci), before);
+}
+
+#[tokio::test]
+async fn a_re_added_ip_reactivates_its_old_entry() {
+    let h = Harness::start().await;
+    let ci = h.credential_with(&[]);
+    let both = h.config(
+        "sync",
+        10,
+        &credential_yaml(ci, &["203.0.113.10", "203.0.113.11"]),
+    );
+    let client = h.connect(&both).await;
+    let (_, record) = apply(&client, &both, None).await;
+    let original = h.entries_for(ci, "203.0.113.11");
+    assert_eq!(original.len(), 1);
+
+    let one = h.config("sync", 10, &credential_yaml(ci, &["203.0.113.10"]));
+    let (_, record) = apply(&client, &one, Some(&record)).await;
+    assert_eq!(h.status_of(ci, original[0].id), IpStatus::Inactive);
+    let entries_before = h.entries(ci).len();
+
+    h.sim.clear_request_log();
+    let (report, _) = apply(&client, &both, Some(&record)).await;
+    assert_eq!(report.exit_status(), ExitStatus::Success);
+    assert_eq!(
+        outcomes(&report),
+        vec![(ChangeKind::Activate, "203.0.113.11".to_owned(), "applied")]
+    );
+    let log = h.log();
+    assert_eq!(count(&log, &Method::PUT), 1, "{log:?}");
+    assert_eq!(count(&log, &Method::POST), 0, "never a duplicate: {log:?}");
+    assert_eq!(h.entries(ci).len(), entries_before);
+    assert_eq!(h.status_of(ci, original[0].id), IpStatus::Active);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failures
+
+#[tokio::test]
+async fn ambiguous_create_ends_with_exactly_one_entry() {
+    let h = Harness::start().await;
+    let ci = h.credential_with(&[]);
+    let config = h.config("sync", 10, &credential_yaml(ci, &["203.0.113.10"]));
+    let client = h.connect(&config).await;
+    // bunq creates the entry, then the connection breaks before the answer arrives.
+    h.sim
+        .inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, "/ip"));
+
+    let (report, record) = apply(&client, &config, None).await;
+    assert_eq!(h.entries_for(ci, "203.0.113.10").len(), 1);
+    assert_eq!(h.active(ci), set(&["203.0.113.10"]));
+    let log = h.log();
+    assert_eq!(
+        count(&log, &Method::POST),
+        1,
+        "a create is never retried blindly: {log:?}"
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|r| r.fault == Some(FaultKind::ResetAfterApply))
+            .count(),
+        1
+    );
+    assert_eq!(
+        outcomes(&report),
+        vec![(ChangeKind::Create, "203.0.113.10".to_owned(), "applied")],
+        "the re-read found the entry"
+    );
+
+    h.sim.clear_request_log();
+    let (next, _) = apply(&client, &config, Some(&record)).await;
+    assert_eq!(next.plan.outcome(), PlanOutcome::NothingToDo);
+    assert!(writes(&h.log()).is_empty());
+    assert_eq!(h.entries_for(ci, "203.0.113.10").len(), 1);
+}
+
+#[tokio::test]
+async fn create_reset_before_bunq_applied_it_fails_and_the_next_run_creates_one_entry() {
+    let h = Harness::start().await;
+    let ci = h.credential_with(&[]);
+    let config = h.config("sync", 10, &credential_yaml(ci, &["203.0.113.10"]));
+    let client = h.connect(&config).await;
+    h.sim
+        .inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, "/ip"));
+
+    let (report, record) = apply(&client, &config, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Error);
+    assert!(h.entries_for(ci, "203.0.113.10").is_empty());
+    assert_eq!(count(&h.log(), &Method::POST), 1);
+
+    let (next, _) = apply(&client, &config, Some(&record)).await;
+    assert_eq!(next.exit_status(), ExitStatus::Success);
+    assert_eq!(h.entries_for(ci, "203.0.113.10").len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scale
+
+#[tokio::test]
+async fn three_hundred_ips_converge_without_a_single_429() {
+    let h = Harness::start().await;
+    let ci = h.credential_with(&[]);
+    let ips: Vec<String> = (0..300u32)
+        .map(|n| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 20, 0, 1)) + n).to_string())
+        .collect();
+    let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+    let config = h.config("sync", 300, &credential_yaml(ci, &refs));
+    let client = h.connect(&config).await;
+
+    let (report, record) = apply(&client, &config, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Success);
+    assert_eq!(report.applied.as_ref().unwrap().count("applied"), 300);
+    assert_eq!(h.active(ci).len(), 300);
+    assert_eq!(h.entries(ci).len(), 300);
+    let log = h.log();
+    assert_eq!(count(&log, &Method::POST), 300);
+    let limited: Vec<_> = log.iter().filter(|r| r.status == Some(429)).collect();
+    assert!(
+        limited.is_empty(),
+        "{} requests got 429: {limited:?}",
+        limited.len()
+    );
+
+    h.sim.clear_request_log();
+    let (again, _) = apply(&client, &config, Some(&record)).await;
+    assert_eq!(again.plan.outcome(), PlanOutcome::NothingToDo);
+    assert_eq!(again.plan.credentials[0].in_sync.len(), 300);
+    let log = h.log();
+    assert!(writes(&log).is_empty());
+    assert!(log.iter().all(|r| r.status == Some(200)), "{log:?}");
+}
+
+#[tokio::test]
+async fn a_response_with_a_bad_signature_stops_the_run_before_the_next_write() {
+    let h = Harness::start().await;
+    let ci = h.credential_with(&[("192.0.2.1", IpStatus::Active)]);
+    let config = h.config(
+        "sync",
+        10,
+        &credential_yaml(ci, &["203.0.113.10", "203.0.113.11"]),
+    );
+    let client = h.connect(&config).await;
+    h.sim
+        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, "/ip"));
+
+    let (report, _) = apply(&client, &config, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Error);
+    let applied = report.applied.as_ref().unwrap();
+    assert!(applied.security_failure.is_some());
+    assert_eq!(
+        outcomes(&report),
+        vec![
+            (ChangeKind::Create, "203.0.113.10".to_owned(), "failed"),
+            (ChangeKind::Create, "203.0.113.11".to_owned(), "skipped"),
+            (ChangeKind::Deactivate, "192.0.2.1".to_owned(), "skipped"),
+        ]
+    );
+    let log = h.log();
+    assert_eq!(
+        writes(&log).len(),
+        1,
+        "nothing sent after the bad signature: {log:?}"
+    );
+    assert!(h.active(ci).contains("192.0.2.1"));
+}
