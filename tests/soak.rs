@@ -21,9 +21,8 @@
 //!   break-glass address is not a fault of the daemon).
 //! * Rate limits: real ones, accelerated. The simulator runs at `time_scale` 0.01 and enforces
 //!   bunq's windows scaled to it (GET 3 per 30 ms, PUT 2 per 30 ms, session-server 1 per
-//!   300 ms); the client's limiter uses the same windows scaled by 0.01, plus a 10 ms margin
-//!   (see [`CLIENT_MARGIN`]). 429s the simulator sends on its own (not injected) are counted
-//!   and printed.
+//!   300 ms); the client's limiter uses the same windows and its default margin, both scaled
+//!   by 0.01. 429s the simulator sends on its own (not injected) are counted and printed.
 //! * After every cycle the shared invariant checker runs on both managed credentials, and every
 //!   drift the daemon reports must be a change the soak made out of band (never the daemon's
 //!   own write, even one whose answer was lost or untrustworthy).
@@ -45,6 +44,7 @@ use std::time::{Duration, Instant};
 use bunq_ipsync::bunq::model::{
     CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp,
 };
+use bunq_ipsync::bunq::ratelimit::DEFAULT_MARGIN;
 use bunq_ipsync::bunq::{
     BaseUrl, BunqClient, BunqError, ClientSettings, RateLimits, RetryPolicy, TransportSettings,
 };
@@ -75,11 +75,6 @@ const SLOW: Duration = Duration::from_secs(1);
 /// RSS growth after the warm-up that fails the soak.
 const MAX_GROWTH_KIB: u64 = 8 * 1024;
 const DEVICE: &str = "bunq-ipsync-soak";
-/// The client's margin over the simulator's windows. Not scaled: it absorbs the time between
-/// the limiter's admission and the request's arrival (scheduling, connection reuse), which
-/// does not shrink with `time_scale`. The default 250 ms scaled to 2.5 ms let a few PUTs
-/// arrive inside the simulator's window in debug builds.
-const CLIENT_MARGIN: Duration = Duration::from_millis(10);
 
 /// splitmix64: small, seedable, good enough to pick faults.
 struct Rng(u64);
@@ -248,7 +243,7 @@ fn settings(sim: &Simulator) -> ClientSettings {
         },
         rate_limits: RateLimits::bunq()
             .with_windows_scaled(TIME_SCALE)
-            .with_margin(CLIENT_MARGIN),
+            .with_margin(DEFAULT_MARGIN.mul_f64(TIME_SCALE)),
     };
     settings
 }
