@@ -85,7 +85,7 @@ const ROWS: &[Row] = &[
     },
     Row {
         fault: "HTTP 503 with an HTML body",
-        injected: "`Html503` (no bunq headers) on every listing for a whole run",
+        injected: "`Html503` (no bunq headers) on the credentials listing, 4 times (the retry budget)",
         test: "html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writes",
     },
     Row {
@@ -1284,7 +1284,17 @@ async fn config_with_a_syntax_error_is_refused_before_anything_is_sent() {
 
     let err = start_with_config(&bank, &broken).await.unwrap_err();
 
-    assert!(err.to_string().contains("config.yaml"), "{err}");
+    // `path:line:column: message`
+    let message = err.to_string();
+    let location = message
+        .split_once("config.yaml:")
+        .map(|(_, rest)| rest.split(':').take(2).collect::<Vec<_>>())
+        .unwrap_or_default();
+    assert_eq!(location.len(), 2, "{message}");
+    assert!(
+        location.iter().all(|part| part.parse::<u32>().is_ok()),
+        "{message}"
+    );
     assert!(bank.sim.request_log().is_empty());
     bank.check(&before);
     record_outcome(
