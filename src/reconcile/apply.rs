@@ -60,6 +60,10 @@ pub struct ActionResult {
     pub outcome: Outcome,
     /// The entry written: the planned one, or the id bunq gave a created entry.
     pub entry: Option<EntryId>,
+    /// The action failed, but bunq may have carried it out all the same: the request got no
+    /// answer (reset, timeout) or an answer whose signature did not verify. The next run's
+    /// reading decides; its change is not reported as drift.
+    pub unconfirmed: bool,
 }
 
 /// Everything the executor did in one run.
@@ -106,7 +110,14 @@ pub async fn apply<W: AllowlistWriter>(
         for blocked in &credential.blocked {
             let outcome = Outcome::Blocked(blocked.rule);
             let entry = blocked.action.change.entry();
-            record(&mut report, run_id, blocked.action.clone(), outcome, entry);
+            record(
+                &mut report,
+                run_id,
+                blocked.action.clone(),
+                outcome,
+                entry,
+                false,
+            );
         }
     }
     if let Some(run_block) = &plan.run_block {
@@ -118,6 +129,7 @@ pub async fn apply<W: AllowlistWriter>(
                 action.clone(),
                 outcome,
                 action.change.entry(),
+                false,
             );
         }
         return report;
@@ -128,12 +140,12 @@ pub async fn apply<W: AllowlistWriter>(
         let entry = action.change.entry();
         if let Some(reason) = &report.security_failure {
             let skipped = Outcome::Skipped(format!("run stopped after a security error: {reason}"));
-            record(&mut report, run_id, action.clone(), skipped, entry);
+            record(&mut report, run_id, action.clone(), skipped, entry, false);
             continue;
         }
         if stop.is_cancelled() {
             let skipped = Outcome::Skipped("shutting down; the next run continues".into());
-            record(&mut report, run_id, action.clone(), skipped, entry);
+            record(&mut report, run_id, action.clone(), skipped, entry, false);
             continue;
         }
         if action.change.is_deactivation()
@@ -144,21 +156,29 @@ pub async fn apply<W: AllowlistWriter>(
                  next run"
                     .into(),
             );
-            record(&mut report, run_id, action.clone(), skipped, entry);
+            record(&mut report, run_id, action.clone(), skipped, entry, false);
             continue;
         }
 
-        let (outcome, entry) = match execute(writer, action).await {
+        let (outcome, entry, unconfirmed) = match execute(writer, action).await {
             Ok(done) => done,
             Err(SecurityStop { error, entry }) => {
                 report.security_failure = Some(error.clone());
-                (Outcome::Failed(error), entry)
+                // A write was sent and answered; only the answer could not be trusted.
+                (Outcome::Failed(error), entry, true)
             }
         };
         if matches!(outcome, Outcome::Failed(_)) && !action.change.is_deactivation() {
             credentials_with_failed_grants.insert(action.credential);
         }
-        record(&mut report, run_id, action.clone(), outcome, entry);
+        record(
+            &mut report,
+            run_id,
+            action.clone(),
+            outcome,
+            entry,
+            unconfirmed,
+        );
     }
     report
 }
@@ -169,7 +189,9 @@ struct SecurityStop {
     entry: Option<EntryId>,
 }
 
-type Step = Result<(Outcome, Option<EntryId>), SecurityStop>;
+/// How an action ended, the entry, and whether a failure is unconfirmed (see
+/// [`ActionResult::unconfirmed`]).
+type Step = Result<(Outcome, Option<EntryId>, bool), SecurityStop>;
 
 fn failed(err: BunqError, entry: Option<EntryId>) -> Step {
     if err.is_security() {
@@ -178,7 +200,9 @@ fn failed(err: BunqError, entry: Option<EntryId>) -> Step {
             entry,
         })
     } else {
-        Ok((Outcome::Failed(err.to_string()), entry))
+        // No answer at all: the write may have happened.
+        let unconfirmed = matches!(err, BunqError::Transport { .. });
+        Ok((Outcome::Failed(err.to_string()), entry, unconfirmed))
     }
 }
 
@@ -186,7 +210,7 @@ fn failed(err: BunqError, entry: Option<EntryId>) -> Step {
 async fn execute<W: AllowlistWriter>(writer: &W, action: &Action) -> Step {
     match &action.change {
         Change::Create { ip } => match writer.create_ip(action.credential, *ip).await {
-            Ok(entry) => Ok((Outcome::Applied, Some(entry))),
+            Ok(entry) => Ok((Outcome::Applied, Some(entry), false)),
             Err(err @ BunqError::Transport { .. }) => {
                 resolve_ambiguous_create(writer, action.credential, *ip, err).await
             }
@@ -208,7 +232,7 @@ async fn set_status<W: AllowlistWriter>(
     status: IpStatus,
 ) -> Step {
     match writer.set_ip_status(credential, entry, status).await {
-        Ok(()) => Ok((Outcome::Applied, Some(entry))),
+        Ok(()) => Ok((Outcome::Applied, Some(entry), false)),
         Err(err) => failed(err, Some(entry)),
     }
 }
@@ -230,12 +254,13 @@ async fn resolve_ambiguous_create<W: AllowlistWriter>(
                 .map(|entry| entry.id)
                 .max();
             Ok(match created {
-                Some(entry) => (Outcome::Applied, Some(entry)),
+                Some(entry) => (Outcome::Applied, Some(entry), false),
                 None => (
                     Outcome::Failed(format!(
                         "{err}; re-read shows no entry for {ip}, the next run creates it"
                     )),
                     None,
+                    false,
                 ),
             })
         }
@@ -246,6 +271,7 @@ async fn resolve_ambiguous_create<W: AllowlistWriter>(
                  and repairs"
             )),
             None,
+            true,
         )),
     }
 }
@@ -257,6 +283,7 @@ fn record(
     action: Action,
     outcome: Outcome,
     entry: Option<EntryId>,
+    unconfirmed: bool,
 ) {
     let from = action.change.current().map(|status| status.to_string());
     let detail = match &outcome {
@@ -289,6 +316,7 @@ fn record(
         action,
         outcome,
         entry,
+        unconfirmed,
     });
 }
 

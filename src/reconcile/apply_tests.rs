@@ -488,3 +488,42 @@ async fn additive_plans_never_write_a_deactivation() {
 
     assert_eq!(fake.writes(), ["POST 1 10.0.0.1"]);
 }
+
+#[tokio::test]
+async fn a_failure_without_an_answer_is_unconfirmed_and_an_error_answer_is_not() {
+    let fake = FakeBunq::with(&[(1, 10, "10.0.0.2", I)])
+        .trouble(1, "10.0.0.1", Trouble::ServerError)
+        .trouble(1, "10.0.0.2", Trouble::ResetBeforeApply);
+    let plan = plan_for(
+        &fake,
+        &[spec(1, &["10.0.0.1", "10.0.0.2"], Policy::Sync)],
+        &[],
+        10,
+    )
+    .await;
+
+    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+
+    let unconfirmed: Vec<(String, bool)> = report
+        .results
+        .iter()
+        .map(|result| (result.action.change.ip(), result.unconfirmed))
+        .collect();
+    // bunq answered 500 for the create: it did not happen. The PUT got no answer: it may have.
+    assert_eq!(
+        unconfirmed,
+        [("10.0.0.1".into(), false), ("10.0.0.2".into(), true)]
+    );
+}
+
+#[tokio::test]
+async fn a_write_answered_with_a_bad_signature_is_unconfirmed_and_the_skipped_rest_is_not() {
+    let fake =
+        FakeBunq::with(&[(1, 10, "10.0.0.9", A)]).trouble(1, "10.0.0.1", Trouble::BadSignature);
+    let plan = plan_for(&fake, &[spec(1, &["10.0.0.1"], Policy::Sync)], &[], 10).await;
+
+    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+
+    let unconfirmed: Vec<bool> = report.results.iter().map(|r| r.unconfirmed).collect();
+    assert_eq!(unconfirmed, [true, false]);
+}

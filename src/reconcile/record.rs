@@ -2,7 +2,7 @@
 //! next run compares bunq's state with it to report drift (changes made outside bunq-ipsync, e.g.
 //! in the bunq app) before repairing them. Kept in the state directory beside the bunq context.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,11 @@ pub const FILE_NAME: &str = "last-run.json";
 pub struct RunRecord {
     /// IP → status per credential.
     pub credentials: BTreeMap<CredentialId, IpStates>,
+    /// IPs per credential whose write failed without a trustworthy answer (see
+    /// [`crate::reconcile::apply::ActionResult::unconfirmed`]): bunq may hold either state, so
+    /// the next run does not report a change of theirs as drift.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unconfirmed: BTreeMap<CredentialId, BTreeSet<String>>,
 }
 
 /// Why the record could not be written. (A record that cannot be read is not an error: drift

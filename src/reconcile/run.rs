@@ -5,7 +5,8 @@
 //! write methods, so plan-only code cannot reach the write path; only [`apply_run`] takes an
 //! [`AllowlistWriter`] and it is the only caller of [`apply::apply`].
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::Ipv4Addr;
 
@@ -184,13 +185,20 @@ pub async fn observe<R: AllowlistReader>(
 /// Plans from an observation (pure).
 pub fn plan_from(config: &Config, observation: &Observation, previous: Option<&RunRecord>) -> Plan {
     let empty = Vec::new();
-    let credentials = config
+    let actual_of = |id: &CredentialId| observation.entries.get(id).unwrap_or(&empty);
+    let previous_states: Vec<Option<Cow<'_, IpStates>>> = config
         .credentials
         .iter()
         .map(|spec| {
-            let actual = observation.entries.get(&spec.id).unwrap_or(&empty);
-            let previous = previous.and_then(|record| record.credentials.get(&spec.id));
-            CredentialState::new(spec, actual, previous)
+            previous.and_then(|record| previous_states(record, spec.id, actual_of(&spec.id)))
+        })
+        .collect();
+    let credentials = config
+        .credentials
+        .iter()
+        .zip(&previous_states)
+        .map(|(spec, previous)| {
+            CredentialState::new(spec, actual_of(&spec.id), previous.as_deref())
         })
         .collect();
     plan::plan(&PlanInput {
@@ -198,6 +206,32 @@ pub fn plan_from(config: &Config, observation: &Observation, previous: Option<&R
         max_changes: config.sync.max_changes,
         own_access: observation.own_access.clone(),
     })
+}
+
+/// What the previous run left for one credential, with the IPs of its unconfirmed writes taken
+/// as they are now: whichever way such a write went, it was this daemon's, not drift.
+fn previous_states<'a>(
+    record: &'a RunRecord,
+    credential: CredentialId,
+    actual: &[PermittedIp],
+) -> Option<Cow<'a, IpStates>> {
+    let states = record.credentials.get(&credential)?;
+    let Some(unconfirmed) = record
+        .unconfirmed
+        .get(&credential)
+        .filter(|ips| !ips.is_empty())
+    else {
+        return Some(Cow::Borrowed(states));
+    };
+    let now = plan::ip_states(actual);
+    let mut states = states.clone();
+    for ip in unconfirmed {
+        match now.get(ip) {
+            Some(status) => states.insert(ip.clone(), status.clone()),
+            None => states.remove(ip),
+        };
+    }
+    Some(Cow::Owned(states))
 }
 
 /// Observes and plans. Cannot write: `R` has no write methods.
@@ -235,7 +269,9 @@ pub async fn apply_run<W: AllowlistWriter>(
 }
 
 /// The states the run left: what it observed, with every applied change on top. Failed and
-/// skipped actions change nothing (the next run sees the truth anyway).
+/// skipped actions change nothing (the next run sees the truth anyway); the IPs of failures
+/// that bunq may have carried out all the same are listed as unconfirmed, so the next run does
+/// not report the daemon's own write as drift.
 pub fn record_after(observation: &Observation, applied: &ApplyReport) -> RunRecord {
     let credentials: BTreeMap<CredentialId, IpStates> = observation
         .entries
@@ -250,7 +286,17 @@ pub fn record_after(observation: &Observation, applied: &ApplyReport) -> RunReco
             )
         })
         .collect();
-    RunRecord { credentials }
+    let mut unconfirmed: BTreeMap<CredentialId, BTreeSet<String>> = BTreeMap::new();
+    for result in applied.results.iter().filter(|result| result.unconfirmed) {
+        unconfirmed
+            .entry(result.action.credential)
+            .or_default()
+            .insert(result.action.change.ip());
+    }
+    RunRecord {
+        credentials,
+        unconfirmed,
+    }
 }
 
 fn log_drift(run_id: &str, plan: &Plan) {
@@ -265,5 +311,52 @@ fn log_drift(run_id: &str, plan: &Plan) {
                 "drift: changed outside bunq-ipsync since the last run; it is repaired if the plan says so"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: EntryId, ip: &str, status: IpStatus) -> PermittedIp {
+        PermittedIp {
+            id,
+            ip: ip.into(),
+            status,
+            created: None,
+            updated: None,
+        }
+    }
+
+    #[test]
+    fn unconfirmed_ips_take_their_current_state_and_the_others_keep_the_record() {
+        let record = RunRecord {
+            credentials: [(
+                1,
+                [
+                    ("10.0.0.1".to_owned(), IpStatus::Inactive),
+                    ("10.0.0.2".to_owned(), IpStatus::Active),
+                ]
+                .into(),
+            )]
+            .into(),
+            unconfirmed: [(1, ["10.0.0.1".to_owned(), "10.0.0.3".to_owned()].into())].into(),
+        };
+        let actual = [
+            entry(5, "10.0.0.1", IpStatus::Active),
+            entry(6, "10.0.0.2", IpStatus::Inactive),
+        ];
+
+        let states = previous_states(&record, 1, &actual).unwrap();
+
+        // 10.0.0.1: the daemon's unconfirmed write went through, not drift. 10.0.0.2: changed
+        // by someone else, still drift. 10.0.0.3: unconfirmed create that did not happen.
+        let expected: IpStates = [
+            ("10.0.0.1".to_owned(), IpStatus::Active),
+            ("10.0.0.2".to_owned(), IpStatus::Active),
+        ]
+        .into();
+        assert_eq!(*states, expected);
+        assert!(previous_states(&record, 2, &actual).is_none());
     }
 }

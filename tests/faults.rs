@@ -1,0 +1,1468 @@
+//! The fault-injection suite: the real bunq client and the real reconcile run (plan + the single
+//! executor) against the in-process simulator, one injected fault per test.
+//!
+//! For every fault the daemon either converges to the desired state or refuses safely, and
+//! [`assert_invariants`] (called after every run of every test) checks that it never
+//! deactivated an IP that is desired or protected, never created a duplicate entry, never wrote
+//! to a credential it does not manage, and never lost its bunq context (no re-registration, the
+//! saved installation unchanged).
+//!
+//! Every test records what it observed with [`record_outcome`]. With `FAULT_TABLE=<path>` set,
+//! the suite writes the table of faults and outcomes to that file (between the
+//! `fault-table:begin/end` markers if the file has them), which is how `docs/faults.md` is made:
+//!
+//! ```text
+//! FAULT_TABLE=docs/faults.md cargo test --test faults
+//! ```
+//!
+//! Timeouts: the slow-response tests need real time (the simulator's delay and the client's
+//! timeout are real sockets and real timers; tokio's paused clock would fire timeouts while
+//! loopback I/O is pending), so they use a 400 ms request timeout against a 2 s delay. Nothing
+//! here asserts a duration.
+
+// The whole file is test code: helpers outside `#[test]` fns may panic to report failure too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use bunq_ipsync::bunq::context::CONTEXT_FILE_NAME;
+use bunq_ipsync::bunq::model::{
+    CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp,
+};
+use bunq_ipsync::bunq::{
+    BaseUrl, BunqClient, BunqError, ClientSettings, PrivateKey, RateLimits, RetryPolicy,
+    TransportSettings,
+};
+use bunq_ipsync::config::{self, Config};
+use bunq_ipsync::reconcile::apply::Outcome;
+use bunq_ipsync::reconcile::record::RecordStore;
+use bunq_ipsync::reconcile::run::{self, AllowlistReader, AllowlistWriter, RunError, RunReport};
+use bunq_ipsync::secret::Secret;
+use bunq_ipsync::simulator::{Fault, FaultKind, LoggedRequest, Simulator, SimulatorOptions};
+use hyper::Method;
+use tokio_util::sync::CancellationToken;
+
+mod invariants;
+use invariants::{Snapshot, assert_invariants, saved_installation};
+
+// ---------------------------------------------------------------------------------------------
+// The outcome table.
+
+/// One row of the table: a fault from the issue and the test that injects it.
+struct Row {
+    fault: &'static str,
+    injected: &'static str,
+    /// The test in this file, or `daemon_e2e::name` for faults tested against the real process.
+    test: &'static str,
+}
+
+const E2E: &str = "daemon_e2e::";
+
+const ROWS: &[Row] = &[
+    Row {
+        fault: "HTTP 500",
+        injected: "`Status(500)` on the first create (POST .../ip)",
+        test: "http_500_on_a_create_fails_it_holds_back_deactivations_and_the_next_run_converges",
+    },
+    Row {
+        fault: "HTTP 500",
+        injected: "`Status(500)` twice on the IP listing (GET)",
+        test: "http_500_on_a_listing_is_retried_and_the_run_converges",
+    },
+    Row {
+        fault: "HTTP 500 on a later page",
+        injected: "`Status(500)` on page 2 of a 255-entry listing (`older_id`)",
+        test: "http_500_on_the_second_page_is_retried_and_nothing_is_duplicated",
+    },
+    Row {
+        fault: "HTTP 491 (maintenance)",
+        injected: "`Status(491)` on every credentials listing for a whole run (retry budget spent)",
+        test: "maintenance_491_refuses_the_run_without_writes_and_the_next_run_converges",
+    },
+    Row {
+        fault: "HTTP 503 with an HTML body",
+        injected: "`Html503` (no bunq headers) on the credentials listing, 4 times (the retry budget)",
+        test: "html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writes",
+    },
+    Row {
+        fault: "HTTP 503 with an HTML body",
+        injected: "`Html503` on the first deactivation (PUT)",
+        test: "html_503_on_a_status_change_is_retried_and_the_run_converges",
+    },
+    Row {
+        fault: "Connection reset before the write (POST)",
+        injected: "`ResetBeforeApply` on the first create",
+        test: "reset_before_a_create_is_resolved_by_re_listing_and_never_duplicates",
+    },
+    Row {
+        fault: "Connection reset after the write (POST)",
+        injected: "`ResetAfterApply` on the first create (bunq created the entry)",
+        test: "reset_after_a_create_is_resolved_by_re_listing_and_never_duplicates",
+    },
+    Row {
+        fault: "Connection reset before the write (PUT)",
+        injected: "`ResetBeforeApply` on the activation",
+        test: "reset_before_a_status_change_is_retried_and_the_run_converges",
+    },
+    Row {
+        fault: "Connection reset after the write (PUT)",
+        injected: "`ResetAfterApply` on the first deactivation",
+        test: "reset_after_a_status_change_is_retried_idempotently_and_the_run_converges",
+    },
+    Row {
+        fault: "Slow response beyond the timeout (POST)",
+        injected: "`Delay(2s)` on the first create, client timeout 400 ms (the write happened)",
+        test: "slow_create_beyond_the_timeout_is_resolved_by_re_listing_and_never_duplicates",
+    },
+    Row {
+        fault: "Slow response beyond the timeout (PUT)",
+        injected: "`Delay(2s)` on the activation, client timeout 400 ms (the write happened)",
+        test: "slow_status_change_beyond_the_timeout_is_retried_and_the_run_converges",
+    },
+    Row {
+        fault: "429 burst",
+        injected: "`Status(429)` three times on the IP listing",
+        test: "rate_limit_burst_on_a_listing_is_ridden_out_by_backoff",
+    },
+    Row {
+        fault: "429 burst",
+        injected: "`Status(429)` on the first create (creates are never retried)",
+        test: "rate_limit_on_a_create_fails_it_without_retry_and_the_next_run_converges",
+    },
+    Row {
+        fault: "Session expired early by the server",
+        injected: "`expire_all_sessions()` between runs",
+        test: "sessions_expired_between_runs_are_renewed_without_losing_the_context",
+    },
+    Row {
+        fault: "Session expired early by the server",
+        injected: "`ExpireSession` on the first create",
+        test: "session_expired_during_a_create_is_renewed_and_the_create_sent_once_more",
+    },
+    Row {
+        fault: "Garbled response signature",
+        injected: "`GarbleSignature` on the first create (bunq created the entry)",
+        test: "garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_duplicate",
+    },
+    Row {
+        fault: "Garbled response signature",
+        injected: "`GarbleSignature` on the credentials listing",
+        test: "garbled_signature_on_a_listing_refuses_the_run_without_writes",
+    },
+    Row {
+        fault: "Garbled response signature",
+        injected: "`GarbleSignature` on page 2 of a 255-entry listing",
+        test: "garbled_signature_on_the_second_page_refuses_the_run_instead_of_planning_from_page_one",
+    },
+    Row {
+        fault: "Garbled response signature",
+        injected: "`GarbleSignature` on session-server after the session expired",
+        test: "garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_recovers",
+    },
+    Row {
+        fault: "Dropped response signature",
+        injected: "`DropSignature` on the activation (PUT)",
+        test: "dropped_signature_on_a_status_change_stops_the_run_before_any_deactivation",
+    },
+    Row {
+        fault: "Dropped response signature",
+        injected: "`DropSignature` on the IP listing",
+        test: "dropped_signature_on_a_listing_refuses_the_run_without_writes",
+    },
+    Row {
+        fault: "State file deleted between runs",
+        injected: "`bunq-context.json` and `last-run.json` removed, client restarted",
+        test: "deleted_state_file_registers_cleanly_without_touching_any_allowlist",
+    },
+    Row {
+        fault: "State file deleted while running",
+        injected: "`bunq-context.json` removed under a running client, then sessions expired",
+        test: "state_file_deleted_while_running_is_written_again_at_the_next_session_renewal",
+    },
+    Row {
+        fault: "State file corrupted between runs",
+        injected: "`bunq-context.json` overwritten with garbage, client restarted",
+        test: "corrupt_state_file_is_a_clear_error_sends_nothing_and_is_left_in_place",
+    },
+    Row {
+        fault: "Last-run record corrupted between runs",
+        injected: "`last-run.json` overwritten with garbage",
+        test: "corrupt_last_run_record_only_restarts_drift_reporting",
+    },
+    Row {
+        fault: "Bad config",
+        injected: "YAML syntax error",
+        test: "config_with_a_syntax_error_is_refused_before_anything_is_sent",
+    },
+    Row {
+        fault: "Bad config",
+        injected: "one invalid IP among valid ones",
+        test: "config_with_one_invalid_ip_is_refused_whole_before_anything_is_sent",
+    },
+    Row {
+        fault: "Bad config on reload (SIGHUP)",
+        injected: "real daemon process, broken file then SIGHUP",
+        test: "daemon_e2e::bad_config_on_sighup_keeps_the_old_config_and_writes_nothing",
+    },
+    Row {
+        fault: "SIGTERM mid-apply (executor)",
+        injected: "stop token cancelled while a `Delay(100ms)` activation (PUT) is in flight",
+        test: "stop_during_apply_finishes_the_write_in_flight_and_skips_the_rest",
+    },
+    Row {
+        fault: "SIGTERM mid-apply (process)",
+        injected: "real daemon process, SIGTERM during a run",
+        test: "daemon_e2e::sigterm_during_apply_exits_zero_without_half_applied_state",
+    },
+    Row {
+        fault: "Own IP deactivated out of band",
+        injected: "`set_entry_status` INACTIVE on the daemon's own caller-IP entry",
+        test: "own_ip_deactivated_out_of_band_is_a_credentials_error_with_no_writes",
+    },
+];
+
+static OBSERVED: Mutex<BTreeMap<&'static str, String>> = Mutex::new(BTreeMap::new());
+
+const TABLE_BEGIN: &str = "<!-- fault-table:begin -->";
+const TABLE_END: &str = "<!-- fault-table:end -->";
+
+/// Records what `test` observed and, with `FAULT_TABLE` set, rewrites the table. Every test
+/// rewrites the whole table, so after the last one it is complete; a row whose test did not
+/// run (or failed before recording) says so.
+fn record_outcome(test: &'static str, outcome: impl Into<String>) {
+    assert!(
+        ROWS.iter().any(|row| row.test == test),
+        "{test} has no row in ROWS"
+    );
+    let mut observed = OBSERVED.lock().unwrap_or_else(|err| err.into_inner());
+    observed.insert(test, outcome.into());
+    if let Some(path) = std::env::var_os("FAULT_TABLE") {
+        write_table(Path::new(&path), &observed);
+    }
+}
+
+fn render_table(observed: &BTreeMap<&'static str, String>) -> String {
+    let mut out =
+        String::from("| Fault | Injected | Test | Observed outcome |\n|---|---|---|---|\n");
+    for row in ROWS {
+        let (test, outcome) = match row.test.strip_prefix(E2E) {
+            Some(name) => (
+                format!("`tests/daemon_e2e.rs::{name}`"),
+                "covered in daemon_e2e".to_owned(),
+            ),
+            None => (
+                format!("`{}`", row.test),
+                observed
+                    .get(row.test)
+                    .cloned()
+                    .unwrap_or_else(|| "NOT OBSERVED (test not run or failed)".to_owned()),
+            ),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            row.fault, row.injected, test, outcome
+        ));
+    }
+    out
+}
+
+fn write_table(path: &Path, observed: &BTreeMap<&'static str, String>) {
+    let table = render_table(observed);
+    let existing = std::fs::read_to_string(path).unwrap_or_default();
+    let text = match (existing.find(TABLE_BEGIN), existing.find(TABLE_END)) {
+        (Some(begin), Some(end)) if begin < end => format!(
+            "{}{TABLE_BEGIN}\n{table}{}",
+            &existing[..begin],
+            &existing[end..]
+        ),
+        _ => format!("{TABLE_BEGIN}\n{table}{TABLE_END}\n"),
+    };
+    std::fs::write(path, text).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The simulated bank, the client and the runs.
+
+const DEVICE: &str = "bunq-ipsync-faults";
+const IN_SYNC: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+const TO_ACTIVATE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
+const TO_CREATE_A: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 12);
+const TO_CREATE_B: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 13);
+const PROTECTED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const STRAY_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 50);
+const STRAY_B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 51);
+/// A slow response: far beyond [`SLOW_TIMEOUT`].
+const DELAY: Duration = Duration::from_secs(2);
+/// The request timeout of the slow-response tests.
+const SLOW_TIMEOUT: Duration = Duration::from_millis(400);
+
+fn server_key() -> &'static PrivateKey {
+    static KEY: OnceLock<PrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| PrivateKey::generate().unwrap())
+}
+
+/// A user with the daemon's own key and a managed credential "pool" with work of every kind:
+/// one desired IP in sync, one to reactivate, two to create, a protected IP and two undesired
+/// ACTIVE entries to deactivate (5 actions: 2 creates, 1 activation, 2 deactivations).
+struct Bank {
+    sim: Simulator,
+    dir: tempfile::TempDir,
+    api_key: Secret,
+    own: CredentialId,
+    pool: CredentialId,
+    seeded: BTreeMap<Ipv4Addr, EntryId>,
+    config: Config,
+    desired: BTreeSet<Ipv4Addr>,
+    protected: BTreeSet<Ipv4Addr>,
+}
+
+impl Bank {
+    async fn start() -> Bank {
+        let sim = Simulator::start(SimulatorOptions {
+            rate_limits: false,
+            server_key: Some(server_key().clone()),
+            ..SimulatorOptions::default()
+        })
+        .await
+        .unwrap();
+        let key = sim.create_user_with_api_key();
+        let pool = sim
+            .add_credential(key.user_id, Some("ci-pool"), Some(IN_SYNC))
+            .unwrap();
+        let mut seeded = BTreeMap::new();
+        for (ip, status) in [
+            (IN_SYNC, IpStatus::Active),
+            (TO_ACTIVATE, IpStatus::Inactive),
+            (PROTECTED, IpStatus::Active),
+            (STRAY_A, IpStatus::Active),
+            (STRAY_B, IpStatus::Active),
+        ] {
+            let entry = sim.add_entry(pool, &ip.to_string(), status).unwrap();
+            seeded.insert(ip, entry);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let text = config_text(&sim, dir.path(), pool);
+        let config = config::parse(&dir.path().join("config.yaml"), &text).unwrap();
+        Bank {
+            desired: [IN_SYNC, TO_ACTIVATE, TO_CREATE_A, TO_CREATE_B].into(),
+            protected: [PROTECTED].into(),
+            sim,
+            dir,
+            api_key: key.api_key,
+            own: key.credential_id,
+            pool,
+            seeded,
+            config,
+        }
+    }
+
+    /// Adds `count` undesired INACTIVE entries after the seeded ones, so the listing takes two
+    /// pages (200 per page, newest first) and the seeded entries are all on the second.
+    fn with_history(self, count: u8) -> Bank {
+        for n in 0..count {
+            self.sim
+                .add_entry(self.pool, &format!("10.0.0.{n}"), IpStatus::Inactive)
+                .unwrap();
+        }
+        self
+    }
+
+    fn state_dir(&self) -> &Path {
+        &self.config.bunq.state_dir
+    }
+
+    fn settings(&self, request_timeout: Duration) -> ClientSettings {
+        let mut settings =
+            ClientSettings::new(BaseUrl::parse(&self.sim.base_url()).unwrap(), DEVICE);
+        settings.transport = TransportSettings {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout,
+            retry: RetryPolicy {
+                max_attempts: 4,
+                base_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(4),
+            },
+            rate_limits: RateLimits::disabled(),
+        };
+        settings
+    }
+
+    /// Connects like the daemon does at start (registering on the first call).
+    async fn try_connect(&self, request_timeout: Duration) -> Result<BunqClient, BunqError> {
+        BunqClient::connect(
+            self.settings(request_timeout),
+            self.api_key.clone(),
+            self.state_dir(),
+        )
+        .await
+    }
+
+    async fn connect(&self) -> BunqClient {
+        self.try_connect(Duration::from_secs(10)).await.unwrap()
+    }
+
+    fn entries(&self) -> Vec<PermittedIp> {
+        self.sim.entries(self.pool).unwrap()
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot::take(&self.sim, &[self.pool], &[self.own], self.state_dir())
+    }
+
+    /// One apply run through `writer`, with the last-run record loaded and saved as the daemon
+    /// does; the invariants are checked afterwards.
+    async fn run_with<W: AllowlistWriter>(&self, writer: &W, stop: &CancellationToken) -> Run {
+        let before = self.snapshot();
+        let records = RecordStore::new(self.state_dir());
+        let previous = records.load();
+        let outcome = match run::apply_run(writer, &self.config, previous.as_ref(), stop).await {
+            Ok((report, record)) => {
+                records.save(&record).unwrap();
+                Ok(report)
+            }
+            Err(err) => Err(err),
+        };
+        let log = self.sim.request_log()[before.log_len..].to_vec();
+        self.check(&before);
+        Run { outcome, log }
+    }
+
+    async fn run(&self, client: &BunqClient) -> Run {
+        self.run_with(client, &CancellationToken::new()).await
+    }
+
+    fn check(&self, before: &Snapshot) {
+        assert_invariants(&self.sim, before, self.pool, &self.desired, &self.protected);
+    }
+
+    /// Runs until the allowlist is the desired state (at most `max_runs`); every run is
+    /// checked by [`assert_invariants`]. Returns the runs, first to last.
+    async fn converge(&self, client: &BunqClient, max_runs: usize) -> Vec<Run> {
+        let mut runs = Vec::new();
+        while runs.len() < max_runs {
+            runs.push(self.run(client).await);
+            if self.converged() {
+                return runs;
+            }
+        }
+        panic!(
+            "not converged after {max_runs} runs: {:?}\nlast run: {}",
+            self.entries(),
+            runs.last().map(Run::describe).unwrap_or_default()
+        );
+    }
+
+    /// The ACTIVE set is exactly desired + protected (protected is seeded ACTIVE).
+    fn converged(&self) -> bool {
+        let active: BTreeSet<String> = self
+            .entries()
+            .into_iter()
+            .filter(|entry| entry.status == IpStatus::Active)
+            .map(|entry| entry.ip)
+            .collect();
+        let wanted: BTreeSet<String> = self
+            .desired
+            .union(&self.protected)
+            .map(Ipv4Addr::to_string)
+            .collect();
+        active == wanted
+    }
+
+    fn status_of(&self, ip: Ipv4Addr) -> Vec<IpStatus> {
+        self.entries()
+            .into_iter()
+            .filter(|entry| entry.ip == ip.to_string())
+            .map(|entry| entry.status)
+            .collect()
+    }
+
+    fn own_entry(&self) -> EntryId {
+        let caller = self.sim.caller_ip().to_string();
+        self.sim
+            .entries(self.own)
+            .unwrap()
+            .into_iter()
+            .find(|entry| entry.ip == caller)
+            .expect("device-server made the caller IP ACTIVE on the own credential")
+            .id
+    }
+}
+
+fn config_text(sim: &Simulator, dir: &Path, pool: CredentialId) -> String {
+    let key_file = dir.join("api-key");
+    std::fs::write(&key_file, "unused: the tests pass the key directly").unwrap();
+    format!(
+        "bunq:
+  environment: sandbox
+  base_url: \"{url}\"
+  api_key_file: \"{key}\"
+  device_description: {DEVICE}
+  state_dir: \"{state}\"
+sync:
+  policy: sync
+  interval: 30s
+  max_changes: 10
+credentials:
+  - id: {pool}
+    name: ci-pool
+    ips: [{IN_SYNC}, {TO_ACTIVATE}, {TO_CREATE_A}, {TO_CREATE_B}]
+    protected: [{PROTECTED}]
+",
+        url = sim.base_url(),
+        key = key_file.display(),
+        state = dir.join("state").display(),
+    )
+}
+
+/// One run as observed: the run's result and every request it sent.
+struct Run {
+    outcome: Result<RunReport, RunError>,
+    log: Vec<LoggedRequest>,
+}
+
+fn is_allowlist_write(request: &LoggedRequest) -> bool {
+    request.method != Method::GET && request.path.contains("/credential-password-ip/")
+}
+
+impl Run {
+    fn report(&self) -> &RunReport {
+        self.outcome.as_ref().expect("the run produced a plan")
+    }
+
+    fn error(&self) -> &RunError {
+        self.outcome.as_ref().expect_err("the run was refused")
+    }
+
+    /// Write requests sent (attempts, including retries).
+    fn writes(&self) -> usize {
+        self.log
+            .iter()
+            .filter(|request| is_allowlist_write(request))
+            .count()
+    }
+
+    fn count(&self, label: &str) -> usize {
+        self.report().applied.as_ref().unwrap().count(label)
+    }
+
+    /// The outcome of the action on `ip`.
+    fn outcome_of(&self, ip: Ipv4Addr) -> &Outcome {
+        &self
+            .report()
+            .applied
+            .as_ref()
+            .unwrap()
+            .results
+            .iter()
+            .find(|result| result.action.change.ip() == ip.to_string())
+            .unwrap()
+            .outcome
+    }
+
+    /// Index in this run's log of the request the fault fired on.
+    fn fault_index(&self) -> usize {
+        self.log
+            .iter()
+            .position(|request| request.fault.is_some())
+            .expect("the fault fired")
+    }
+
+    /// `applied 3, failed 1, skipped 2` or `refused (label): message`.
+    fn describe(&self) -> String {
+        match &self.outcome {
+            Ok(report) => {
+                let applied = report.applied.as_ref().unwrap();
+                let mut parts = vec![format!("{} applied", applied.count("applied"))];
+                for label in ["failed", "skipped", "blocked"] {
+                    if applied.count(label) > 0 {
+                        parts.push(format!("{} {label}", applied.count(label)));
+                    }
+                }
+                if applied.security_failure.is_some() {
+                    parts.push("stopped for security".into());
+                }
+                let writes = self.writes();
+                let plural = if writes == 1 { "" } else { "s" };
+                format!("{} ({writes} write request{plural})", parts.join(", "))
+            }
+            Err(err) => format!("refused ({}), {} writes", err.metric_label(), self.writes()),
+        }
+    }
+}
+
+/// `converged in 2 runs (run 1: ...); 0 duplicates, 0 wrongful deactivations`.
+fn converged_summary(runs: &[Run]) -> String {
+    let first = runs[0].describe();
+    let runs_text = if runs.len() == 1 {
+        "1 run".to_owned()
+    } else {
+        format!("{} runs", runs.len())
+    };
+    format!("converged in {runs_text} (run 1: {first}); 0 duplicates, 0 wrongful deactivations")
+}
+
+/// The bank after the client connected (the own credential now has the caller IP).
+async fn connected() -> (Bank, BunqClient) {
+    let bank = Bank::start().await;
+    let client = bank.connect().await;
+    (bank, client)
+}
+
+fn ip_list_path(bank: &Bank) -> String {
+    format!("/credential-password-ip/{}/ip?count", bank.pool)
+}
+
+fn create_path(bank: &Bank) -> String {
+    format!("/credential-password-ip/{}/ip", bank.pool)
+}
+
+fn entry_path(bank: &Bank, ip: Ipv4Addr) -> String {
+    format!("/ip/{}", bank.seeded[&ip])
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table itself.
+
+#[test]
+fn every_row_names_a_test_of_its_file() {
+    let e2e = std::fs::read_to_string("tests/daemon_e2e.rs").ok();
+    let this = include_str!("faults.rs");
+    for row in ROWS {
+        match row.test.strip_prefix(E2E) {
+            Some(name) => {
+                // The e2e file is written in parallel; check it once it exists.
+                if let Some(e2e) = &e2e {
+                    assert!(
+                        e2e.contains(&format!("fn {name}(")),
+                        "{name} not in daemon_e2e"
+                    );
+                }
+            }
+            None => assert!(
+                this.contains(&format!("async fn {}(", row.test)),
+                "{} is not a test here",
+                row.test
+            ),
+        }
+    }
+}
+
+#[test]
+fn table_marks_rows_without_an_observation() {
+    let table = render_table(&BTreeMap::new());
+    assert_eq!(table.lines().count(), ROWS.len() + 2);
+    assert!(table.contains("NOT OBSERVED"));
+    assert!(table.contains("covered in daemon_e2e"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP errors.
+
+#[tokio::test]
+async fn http_500_on_a_create_fails_it_holds_back_deactivations_and_the_next_run_converges() {
+    let (bank, client) = connected().await;
+    bank.sim
+        .inject(Fault::once(FaultKind::Status(500)).on(Method::POST, &create_path(&bank)));
+
+    let runs = bank.converge(&client, 3).await;
+
+    assert_eq!(runs.len(), 2);
+    let first = &runs[0];
+    assert_eq!(first.count("failed"), 1);
+    // A grant failed on the credential: its deactivations wait, so access never shrinks first.
+    assert_eq!(first.count("skipped"), 2);
+    assert!(matches!(first.outcome_of(STRAY_A), Outcome::Skipped(_)));
+    assert!(matches!(first.outcome_of(STRAY_B), Outcome::Skipped(_)));
+    record_outcome(
+        "http_500_on_a_create_fails_it_holds_back_deactivations_and_the_next_run_converges",
+        converged_summary(&runs) + "; deactivations held back in run 1",
+    );
+}
+
+#[tokio::test]
+async fn http_500_on_a_listing_is_retried_and_the_run_converges() {
+    let (bank, client) = connected().await;
+    bank.sim.inject(
+        Fault::once(FaultKind::Status(500))
+            .on(Method::GET, &ip_list_path(&bank))
+            .times(2),
+    );
+
+    let runs = bank.converge(&client, 3).await;
+
+    assert_eq!(runs.len(), 1);
+    let retried = runs[0].log.iter().filter(|r| r.fault.is_some()).count();
+    assert_eq!(retried, 2);
+    record_outcome(
+        "http_500_on_a_listing_is_retried_and_the_run_converges",
+        converged_summary(&runs) + "; 2 retries",
+    );
+}
+
+#[tokio::test]
+async fn http_500_on_the_second_page_is_retried_and_nothing_is_duplicated() {
+    let bank = Bank::start().await.with_history(250);
+    let client = bank.connect().await;
+    bank.sim
+        .inject(Fault::once(FaultKind::Status(500)).on(Method::GET, "older_id"));
+
+    let runs = bank.converge(&client, 3).await;
+
+    assert_eq!(runs.len(), 1);
+    assert!(runs[0].log.iter().any(|r| r.fault.is_some()));
+    assert_eq!(runs[0].count("applied"), 5);
+    record_outcome(
+        "http_500_on_the_second_page_is_retried_and_nothing_is_duplicated",
+        converged_summary(&runs),
+    );
+}
+
+#[tokio::test]
+async fn maintenance_491_refuses_the_run_without_writes_and_the_next_run_converges() {
+    let (bank, client) = connected().await;
+    bank.sim.inject(
+        Fault::once(FaultKind::Status(491))
+            .on(Method::GET, "credential-password-ip?count")
+            .times(4),
+    );
+
+    let runs = bank.converge(&client, 3).await;
+
+    let first = &runs[0];
+    let err = first.error();
+    assert_eq!(first.writes(), 0);
+    assert_eq!(err.metric_label(), "server_error");
+    assert!(err.to_string().contains("maintenance"), "{err}");
+    assert_eq!(runs.len(), 2);
+    record_outcome(
+        "maintenance_491_refuses_the_run_without_writes_and_the_next_run_converges",
+        format!(
+            "run 1 refused after 4 attempts (server_error), 0 writes; {}",
+            converged_summary(&runs[1..])
+        ),
+    );
+}
+
+#[tokio::test]
+async fn html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writes() {
+    let (bank, client) = connected().await;
+    bank.sim.inject(
+        Fault::once(FaultKind::Html503)
+            .on(Method::GET, "credential-password-ip?count")
+            .times(4),
+    );
+
+    let runs = bank.converge(&client, 3).await;
+
+    let first = &runs[0];
+    let message = first.error().to_string();
+    assert_eq!(first.writes(), 0);
+    assert!(
+        message.contains("HTTP 503") && message.contains("503 Service Temporarily Unavailable"),
+        "{message}"
+    );
+    assert_eq!(runs.len(), 2);
+    record_outcome(
+        "html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writes",
+        format!(
+            "run 1 refused (HTTP 503, body quoted as text), 0 writes; {}",
+            converged_summary(&runs[1..])
+        ),
+    );
+}
+
+#[tokio::test]
+async fn html_503_on_a_status_change_is_retried_and_the_run_converges() {
+    let (bank, client) = connected().await;
+    bank.sim
+        .inject(Fault::once(FaultKind::Html503).on(Method::PUT, &entry_path(&bank, STRAY_A)));
+
+    let runs = bank.converge(&client, 3).await;
+
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].count("applied"), 5);
+    record_outcome(
+        "html_503_on_a_status_change_is_retried_and_the_run_converges",
+        converged_summary(&runs),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection resets and slow responses: the ambiguous writes.
+
+#[tokio::test]
+async fn reset_before_a_create_is_resolved_by_re_listing_and_never_duplicates() {
+    let (bank, client) = connected().await;
+    bank.sim
+        .inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, &create_path(&bank)));
+
+    let runs = bank.converge(&client, 3).await;
+
+    let first = &runs[0];
+    let reset = first.fault_index();
+    // The create is not retried blindly: the next request re-lists the credential.
+    assert_eq!(first.log[reset + 1].method, Method::GET);
+    assert!(first.log[reset + 1].path.contains(&ip_list_path(&bank)));
+    assert_eq!(first.count("failed"), 1);
+    assert_eq!(runs.len(), 2);
+    record_outcome(
+        "reset_before_a_create_is_resolved_by_re_listing_and_never_duplicates",
+        converged_summary(&runs) + "; re-list found no entry, run 2 created it",
+    );
+}
+
+#[tokio::test]
+async fn reset_after_a_create_is_resolved_by_re_listing_and_never_duplicates() {
+    let (bank, client) = connected().await;
+    bank.sim
+        .inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, &create_path(&bank)));
+
+    let runs = bank.converge(&client, 3).await;
+
+    let first = &runs[0];
+    let reset = first.fault_index();
+    assert_eq!(first.log[reset + 1].method, Method::GET);
+    // The re-list found the entry bunq created: the create counts as applied, not repeated.
+    assert_eq!(first.count("applied"), 5);
+    assert_eq!(runs.len(), 1);
+    record_outcome(
+        "reset_after_a_create_is_resolved_by_re_listing_and_never_duplicates",
+        converged_summary(&runs) + "; re-list found the created entry",
+    );
+}
+
+#[tokio::test]
+async fn reset_before_a_status_change_is_retried_and_the_run_converges() {
+    let (bank, client) = connected().await;
+    bank.sim.inject(
+        Fault::once(FaultKind::ResetBeforeApply).on(Method::PUT, &entry_path(&bank, TO_ACTIVATE)),
+    );
+
+    let runs = bank.converge(&client, 3).await;
+
+    assert_eq!(runs.len(), 1);
+    let puts = runs[0]
+        .log
+        .iter()
+        .filter(|r| r.method == Method::PUT && r.path.ends_with(&entry_path(&bank, TO_ACTIVATE)))
+        .count();
+    assert_eq!(puts, 2);
+    record_outcome(
+        "reset_before_a_status_change_is_retried_and_the_run_converges",
+        converged_summary(&runs),
+    );
+}
+
+#[tokio::test]
+async fn reset_after_a_status_change_is_retried_idempotently_and_the_run_converges() {
+    let (bank, client) = connected().await;
+    bank.sim.inject(
+        Fault::once(FaultKind::ResetAfterApply).on(Method::PUT, &entry_path(&bank, STRAY_A)),
+    );
+
+    let runs = bank.converge(&client, 3).await;
+
+    assert_eq!(runs.len(), 1);
+    assert_eq!(bank.status_of(STRAY_A), vec![IpStatus::Inactive]);
+    record_outcome(
+        "reset_after_a_status_change_is_retried_idempotently_and_the_run_converges",
+        converged_summary(&runs),
+    );
+}
+
+#[tokio::test]
+async fn slow_create_beyond_the_timeout_is_resolved_by_re_listing_and_never_duplicates() {
+    let bank = Bank::start().await;
+    let client = bank.try_connect(SLOW_TIMEOUT).await.unwrap();
+    bank.sim
+        .inject(Fault::once(FaultKind::Delay(DELAY)).on(Method::POST, &create_path(&bank)));
+
+    let runs = bank.converge(&client, 3).await;
+
+    assert_eq!(runs.len(), 1);
+    // The timed-out create was found by the re-list, not sent again.
+    assert_eq!(runs[0].count("applied"), 5);
+    assert_eq!(runs[0].count("failed"), 0);
+    record_outcome(
+        "slow_create_beyond_the_timeout_is_resolved_by_re_listing_and_never_duplicates",
+        converged_summary(&runs) + "; timed-out create found by the re-list",
+    );
+}
+
+#[tokio::test]
+async fn slow_status_change_beyond_the_timeout_is_retried_and_the_run_converges() {
+    let bank = Bank::start().await;
+    let client = bank.try_connect(SLOW_TIMEOUT).await.unwrap();
+    bank.sim.inject(
+        Fault::once(FaultKind::Delay(DELAY)).on(Method::PUT, &entry_path(&bank, TO_ACTIVATE)),
+    );
+
+    let runs = bank.converge(&client, 3).await;
+
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].count("applied"), 5);
+    record_outcome(
+        "slow_status_change_beyond_the_timeout_is_retried_and_the_run_converges",
+        converged_summary(&runs) + "; the timed-out PUT was retried",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rate limits.
+
+#[tokio::test]
+async fn rate_limit_burst_on_a_listing_is_ridden_out_by_backoff() {
+    let (bank, client) = connected().await;
+    bank.sim.inject(
+        Fault::once(FaultKind::Status(429))
+            .on(Method::GET, &ip_list_path(&bank))
+            .times(3),
+    );
+
+    let runs = bank.converge(&client, 3).await;
+
+    assert_eq!(runs.len(), 1);
+    let rate_limited = runs[0].log.iter().filter(|r| r.status == Some(429)).count();
+    assert_eq!(rate_limited, 3);
+    record_outcome(
+        "rate_limit_burst_on_a_listing_is_ridden_out_by_backoff",
+        converged_summary(&runs) + "; 3 x 429 retried with backoff",
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_on_a_create_fails_it_without_retry_and_the_next_run_converges() {
+    let (bank, client) = connected().await;
+    bank.sim
+        .inject(Fault::once(FaultKind::Status(429)).on(Method::POST, &create_path(&bank)));
+
+    let runs = bank.converge(&client, 3).await;
+
+    let first = &runs[0];
+    let limited = first.fault_index();
+    let resent = first.log[limited + 1..]
+        .iter()
+        .filter(|r| r.method == Method::POST)
+        .count();
+    // One more POST in run 1: the *other* create. The rate-limited one waits for run 2.
+    assert_eq!(resent, 1);
+    assert_eq!(first.count("failed"), 1);
+    assert_eq!(runs.len(), 2);
+    record_outcome(
+        "rate_limit_on_a_create_fails_it_without_retry_and_the_next_run_converges",
+        converged_summary(&runs) + "; the create was not retried within run 1",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions.
+
+#[tokio::test]
+async fn sessions_expired_between_runs_are_renewed_without_losing_the_context() {
+    let (bank, client) = connected().await;
+    let sessions = bank.sim.sessions_created();
+    bank.sim.expire_all_sessions();
+
+    let runs = bank.converge(&client, 3).await;
+
+    assert_eq!(runs.len(), 1);
+    assert_eq!(bank.sim.sessions_created(), sessions + 1);
+    assert!(
+        runs[0]
+            .log
+            .iter()
+            .any(|r| r.status == Some(403) && r.method == Method::GET)
+    );
+    record_outcome(
+        "sessions_expired_between_runs_are_renewed_without_losing_the_context",
+        converged_summary(&runs) + "; 1 new session, same installation",
+    );
+}
+
+#[tokio::test]
+async fn session_expired_during_a_create_is_renewed_and_the_create_sent_once_more() {
+    let (bank, client) = connected().await;
+    let sessions = bank.sim.sessions_created();
+    bank.sim
+        .inject(Fault::once(FaultKind::ExpireSession).on(Method::POST, &create_path(&bank)));
+
+    let runs = bank.converge(&client, 3).await;
+
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].count("applied"), 5);
+    assert_eq!(bank.sim.sessions_created(), sessions + 1);
+    record_outcome(
+        "session_expired_during_a_create_is_renewed_and_the_create_sent_once_more",
+        converged_summary(&runs) + "; 1 new session",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response signatures: nothing is acted on after a response that does not verify.
+
+fn assert_no_write_after_fault(run: &Run) {
+    let fault = run.fault_index();
+    let later: Vec<_> = run.log[fault + 1..]
+        .iter()
+        .filter(|request| is_allowlist_write(request))
+        .collect();
+    assert!(
+        later.is_empty(),
+        "writes after the bad signature: {later:?}"
+    );
+}
+
+#[tokio::test]
+async fn garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_duplicate() {
+    let (bank, client) = connected().await;
+    bank.sim
+        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, &create_path(&bank)));
+
+    let runs = bank.converge(&client, 3).await;
+
+    let first = &runs[0];
+    assert_no_write_after_fault(first);
+    let applied = first.report().applied.as_ref().unwrap();
+    assert!(applied.security_failure.is_some());
+    assert_eq!(first.report().exit_status().code(), 1);
+    // bunq did create the entry; run 2 sees it and creates no second one, and does not blame
+    // it on someone else: the daemon's own unconfirmed write is not drift.
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[1].report().drift_count(), 0);
+    record_outcome(
+        "garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_duplicate",
+        converged_summary(&runs)
+            + "; no write after the bad response in run 1; run 2 reports no drift for it",
+    );
+}
+
+#[tokio::test]
+async fn garbled_signature_on_a_listing_refuses_the_run_without_writes() {
+    let (bank, client) = connected().await;
+    bank.sim.inject(
+        Fault::once(FaultKind::GarbleSignature).on(Method::GET, "credential-password-ip?count"),
+    );
+
+    let runs = bank.converge(&client, 3).await;
+
+    let first = &runs[0];
+    assert_eq!(first.writes(), 0);
+    assert_eq!(first.error().metric_label(), "signature");
+    // Not retried: the listing was sent once.
+    assert_eq!(first.log.len(), 1);
+    assert_eq!(runs.len(), 2);
+    record_outcome(
+        "garbled_signature_on_a_listing_refuses_the_run_without_writes",
+        format!(
+            "run 1 refused (security error, not retried), 0 writes; {}",
+            converged_summary(&runs[1..])
+        ),
+    );
+}
+
+#[tokio::test]
+async fn garbled_signature_on_the_second_page_refuses_the_run_instead_of_planning_from_page_one() {
+    let bank = Bank::start().await.with_history(250);
+    let client = bank.connect().await;
+    bank.sim
+        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::GET, "older_id"));
+
+    let runs = bank.converge(&client, 3).await;
+
+    // Page 1 alone lacks every desired entry: planning from it would create duplicates.
+    let first = &runs[0];
+    assert_eq!(first.writes(), 0);
+    assert_eq!(first.error().metric_label(), "signature");
+    assert_eq!(runs.len(), 2);
+    record_outcome(
+        "garbled_signature_on_the_second_page_refuses_the_run_instead_of_planning_from_page_one",
+        format!(
+            "run 1 refused (security error), 0 writes; {}",
+            converged_summary(&runs[1..])
+        ),
+    );
+}
+
+#[tokio::test]
+async fn garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_recovers() {
+    let (bank, client) = connected().await;
+    bank.sim.expire_all_sessions();
+    bank.sim
+        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, "/session-server"));
+
+    let runs = bank.converge(&client, 3).await;
+
+    let first = &runs[0];
+    assert_eq!(first.writes(), 0);
+    assert_eq!(first.error().metric_label(), "signature");
+    assert_eq!(runs.len(), 2);
+    record_outcome(
+        "garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_recovers",
+        format!(
+            "run 1 refused (security error), 0 writes; {}",
+            converged_summary(&runs[1..])
+        ),
+    );
+}
+
+#[tokio::test]
+async fn dropped_signature_on_a_status_change_stops_the_run_before_any_deactivation() {
+    let (bank, client) = connected().await;
+    bank.sim.inject(
+        Fault::once(FaultKind::DropSignature).on(Method::PUT, &entry_path(&bank, TO_ACTIVATE)),
+    );
+
+    let runs = bank.converge(&client, 3).await;
+
+    let first = &runs[0];
+    assert_no_write_after_fault(first);
+    // The activation is the first action: the creates and deactivations after it are skipped.
+    assert_eq!(first.count("skipped"), 4);
+    assert!(matches!(first.outcome_of(STRAY_A), Outcome::Skipped(_)));
+    assert_eq!(runs.len(), 2);
+    record_outcome(
+        "dropped_signature_on_a_status_change_stops_the_run_before_any_deactivation",
+        converged_summary(&runs) + "; no write after the bad response in run 1",
+    );
+}
+
+#[tokio::test]
+async fn dropped_signature_on_a_listing_refuses_the_run_without_writes() {
+    let (bank, client) = connected().await;
+    bank.sim
+        .inject(Fault::once(FaultKind::DropSignature).on(Method::GET, &ip_list_path(&bank)));
+
+    let runs = bank.converge(&client, 3).await;
+
+    let first = &runs[0];
+    assert_eq!(first.writes(), 0);
+    assert_eq!(first.error().metric_label(), "signature");
+    assert_eq!(runs.len(), 2);
+    record_outcome(
+        "dropped_signature_on_a_listing_refuses_the_run_without_writes",
+        format!(
+            "run 1 refused (security error), 0 writes; {}",
+            converged_summary(&runs[1..])
+        ),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The state directory.
+
+#[tokio::test]
+async fn deleted_state_file_registers_cleanly_without_touching_any_allowlist() {
+    let (bank, client) = connected().await;
+    bank.run(&client).await;
+    drop(client);
+    let settled = bank.snapshot();
+    let old_installation = settled.installation.clone().unwrap();
+    std::fs::remove_file(bank.state_dir().join(CONTEXT_FILE_NAME)).unwrap();
+    std::fs::remove_file(bank.state_dir().join("last-run.json")).unwrap();
+
+    let client = bank.connect().await;
+
+    let registration = &bank.sim.request_log()[settled.log_len..];
+    let paths: Vec<&str> = registration.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/installation",
+            "/v1/device-server",
+            "/v1/session-server"
+        ]
+    );
+    let new_installation = saved_installation(bank.state_dir()).unwrap();
+    assert_ne!(new_installation, old_installation);
+    for (credential, entries) in settled.managed.iter().chain(&settled.unmanaged) {
+        assert_eq!(&bank.sim.entries(*credential).unwrap(), entries);
+    }
+    let runs = bank.converge(&client, 2).await;
+    assert_eq!(runs[0].writes(), 0);
+    record_outcome(
+        "deleted_state_file_registers_cleanly_without_touching_any_allowlist",
+        "clean re-registration (installation, device-server, session), 0 allowlist changes; \
+         next run: nothing to do, 0 writes",
+    );
+}
+
+#[tokio::test]
+async fn state_file_deleted_while_running_is_written_again_at_the_next_session_renewal() {
+    let (bank, client) = connected().await;
+    let installation = saved_installation(bank.state_dir()).unwrap();
+    std::fs::remove_file(bank.state_dir().join(CONTEXT_FILE_NAME)).unwrap();
+    bank.sim.expire_all_sessions();
+
+    let runs = bank.converge(&client, 2).await;
+
+    assert_eq!(runs.len(), 1);
+    assert!(
+        runs[0]
+            .log
+            .iter()
+            .any(|r| r.path.ends_with("/session-server"))
+    );
+    // The client kept its context in memory and saved it with the new session.
+    assert_eq!(saved_installation(bank.state_dir()), Some(installation));
+    record_outcome(
+        "state_file_deleted_while_running_is_written_again_at_the_next_session_renewal",
+        converged_summary(&runs)
+            + "; the context (same installation) was saved again with the new session",
+    );
+}
+
+#[tokio::test]
+async fn corrupt_state_file_is_a_clear_error_sends_nothing_and_is_left_in_place() {
+    let (bank, client) = connected().await;
+    drop(client);
+    let file = bank.state_dir().join(CONTEXT_FILE_NAME);
+    std::fs::write(&file, b"{ this is not json").unwrap();
+    let before = bank.snapshot();
+
+    let err = bank.try_connect(Duration::from_secs(10)).await.unwrap_err();
+
+    assert!(matches!(err, BunqError::ContextCorrupt { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains(&file.display().to_string()), "{message}");
+    assert!(message.contains("move it away"), "{message}");
+    assert_eq!(bank.sim.request_log().len(), before.log_len);
+    assert_eq!(std::fs::read(&file).unwrap(), b"{ this is not json");
+    bank.check(&before);
+    record_outcome(
+        "corrupt_state_file_is_a_clear_error_sends_nothing_and_is_left_in_place",
+        "refused at start: \"state file ... is corrupt ...; move it away to register anew\", \
+         0 requests, file left in place",
+    );
+}
+
+#[tokio::test]
+async fn corrupt_last_run_record_only_restarts_drift_reporting() {
+    let (bank, client) = connected().await;
+    bank.run(&client).await;
+    bank.sim
+        .set_entry_status(bank.pool, bank.seeded[&STRAY_A], IpStatus::Active)
+        .unwrap();
+    std::fs::write(bank.state_dir().join("last-run.json"), b"\x00garbage").unwrap();
+
+    let runs = bank.converge(&client, 3).await;
+
+    assert_eq!(runs.len(), 1);
+    // Without a readable record the change cannot be told from old state: no drift reported,
+    // but it is repaired all the same.
+    assert_eq!(runs[0].report().drift_count(), 0);
+    assert_eq!(runs[0].count("applied"), 1);
+    record_outcome(
+        "corrupt_last_run_record_only_restarts_drift_reporting",
+        converged_summary(&runs) + "; drift not reported for that run (record unreadable)",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad config: validation comes before any connection, so nothing is sent at all.
+
+/// What a start does before connecting: read and validate the config. Only a valid config
+/// leads to a client and a run.
+async fn start_with_config(bank: &Bank, text: &str) -> Result<(), config::ConfigError> {
+    let config = config::parse(&bank.dir.path().join("config.yaml"), text)?;
+    let client = bank.connect().await;
+    run::apply_run(&client, &config, None, &CancellationToken::new())
+        .await
+        .unwrap();
+    Ok(())
+}
+
+#[tokio::test]
+async fn config_with_a_syntax_error_is_refused_before_anything_is_sent() {
+    let bank = Bank::start().await;
+    let before = bank.snapshot();
+    let good = config_text(&bank.sim, bank.dir.path(), bank.pool);
+    let broken = good.replace("ips: [", "ips: [[");
+
+    let err = start_with_config(&bank, &broken).await.unwrap_err();
+
+    // `path:line:column: message`
+    let message = err.to_string();
+    let location = message
+        .split_once("config.yaml:")
+        .map(|(_, rest)| rest.split(':').take(2).collect::<Vec<_>>())
+        .unwrap_or_default();
+    assert_eq!(location.len(), 2, "{message}");
+    assert!(
+        location.iter().all(|part| part.parse::<u32>().is_ok()),
+        "{message}"
+    );
+    assert!(bank.sim.request_log().is_empty());
+    bank.check(&before);
+    record_outcome(
+        "config_with_a_syntax_error_is_refused_before_anything_is_sent",
+        "refused with file, line and column; 0 requests",
+    );
+}
+
+#[tokio::test]
+async fn config_with_one_invalid_ip_is_refused_whole_before_anything_is_sent() {
+    let bank = Bank::start().await;
+    let before = bank.snapshot();
+    let good = config_text(&bank.sim, bank.dir.path(), bank.pool);
+    let broken = good.replace(&TO_CREATE_B.to_string(), "203.0.113.300");
+
+    let err = start_with_config(&bank, &broken).await.unwrap_err();
+
+    let message = err.to_string();
+    assert!(message.contains("203.0.113.300"), "{message}");
+    assert!(bank.sim.request_log().is_empty());
+    bank.check(&before);
+    record_outcome(
+        "config_with_one_invalid_ip_is_refused_whole_before_anything_is_sent",
+        "whole config refused (no partial desired state), 0 requests",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shutdown in the middle of an apply.
+
+/// The client, with a stop signal (what SIGTERM cancels in the daemon) that arrives while the
+/// first write is in flight.
+struct StopDuringFirstWrite<'a> {
+    client: &'a BunqClient,
+    stop: CancellationToken,
+}
+
+impl StopDuringFirstWrite<'_> {
+    /// Runs `write`; 20 ms in (the injected delay holds the response for 100 ms) the stop
+    /// signal arrives.
+    async fn signalled_during<T>(&self, write: impl std::future::Future<Output = T>) -> T {
+        let stop = self.stop.clone();
+        let (result, ()) = tokio::join!(write, async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            stop.cancel();
+        });
+        result
+    }
+}
+
+impl AllowlistReader for StopDuringFirstWrite<'_> {
+    fn registered_device_description(&self) -> Option<String> {
+        self.client.registered_device_description()
+    }
+
+    async fn list_credentials(&self) -> Result<Vec<CredentialPasswordIp>, BunqError> {
+        self.client.list_credentials().await
+    }
+
+    async fn list_ips(&self, credential: CredentialId) -> Result<Vec<PermittedIp>, BunqError> {
+        self.client.list_ips(credential).await
+    }
+}
+
+impl AllowlistWriter for StopDuringFirstWrite<'_> {
+    async fn create_ip(
+        &self,
+        credential: CredentialId,
+        ip: Ipv4Addr,
+    ) -> Result<EntryId, BunqError> {
+        self.signalled_during(AllowlistWriter::create_ip(self.client, credential, ip))
+            .await
+    }
+
+    async fn set_ip_status(
+        &self,
+        credential: CredentialId,
+        entry: EntryId,
+        status: IpStatus,
+    ) -> Result<(), BunqError> {
+        self.signalled_during(AllowlistWriter::set_ip_status(
+            self.client,
+            credential,
+            entry,
+            status,
+        ))
+        .await
+    }
+}
+
+#[tokio::test]
+async fn stop_during_apply_finishes_the_write_in_flight_and_skips_the_rest() {
+    let (bank, client) = connected().await;
+    // The first action is the activation of TO_ACTIVATE (actions run in address order, grants
+    // before deactivations); its response is held back while the stop arrives.
+    bank.sim.inject(
+        Fault::once(FaultKind::Delay(Duration::from_millis(100)))
+            .on(Method::PUT, &entry_path(&bank, TO_ACTIVATE)),
+    );
+    let stop = CancellationToken::new();
+    let stopping = StopDuringFirstWrite {
+        client: &client,
+        stop: stop.clone(),
+    };
+
+    let first = bank.run_with(&stopping, &stop).await;
+
+    assert!(stop.is_cancelled());
+    assert_eq!(first.writes(), 1);
+    assert_eq!(first.count("applied"), 1);
+    assert_eq!(first.outcome_of(TO_ACTIVATE), &Outcome::Applied);
+    assert_eq!(first.count("skipped"), 4);
+    assert_eq!(bank.status_of(TO_ACTIVATE), vec![IpStatus::Active]);
+    // Grants come first, so the stop left access only grown, never shrunk.
+    assert_eq!(bank.status_of(STRAY_A), vec![IpStatus::Active]);
+    assert_eq!(bank.status_of(STRAY_B), vec![IpStatus::Active]);
+    let runs = bank.converge(&client, 2).await;
+    assert_eq!(runs.len(), 1);
+    // The saved record matched what bunq held: the next run sees no drift.
+    assert_eq!(runs[0].report().drift_count(), 0);
+    record_outcome(
+        "stop_during_apply_finishes_the_write_in_flight_and_skips_the_rest",
+        format!(
+            "run 1: {}; the write in flight completed and was recorded; next run converged \
+             with no drift; 0 duplicates",
+            first.describe()
+        ),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The daemon's own access taken away.
+
+#[tokio::test]
+async fn own_ip_deactivated_out_of_band_is_a_credentials_error_with_no_writes() {
+    let (bank, client) = connected().await;
+    bank.sim
+        .set_entry_status(bank.own, bank.own_entry(), IpStatus::Inactive)
+        .unwrap();
+
+    let run = bank.run(&client).await;
+
+    let RunError::Read(err) = run.error() else {
+        panic!("{:?}", run.error());
+    };
+    assert!(err.is_credentials_rejected(), "{err}");
+    assert!(err.to_string().contains("Incorrect API key or IP address"));
+    assert_eq!(run.writes(), 0);
+    // A restart (saved context, session still open) fails the same way, sending only reads.
+    drop(client);
+    let restarted = bank.connect().await;
+    let again = bank.run(&restarted).await;
+    assert!(matches!(again.error(), RunError::Read(err) if err.is_credentials_rejected()));
+    assert_eq!(again.writes(), 0);
+    // With the session gone too, opening a new one is refused the same way.
+    bank.sim.expire_all_sessions();
+    let renewal = bank.run(&restarted).await;
+    assert!(matches!(renewal.error(), RunError::Read(err) if err.is_credentials_rejected()));
+    assert!(
+        renewal
+            .log
+            .iter()
+            .any(|r| r.path.ends_with("/session-server"))
+    );
+    assert_eq!(renewal.writes(), 0);
+    record_outcome(
+        "own_ip_deactivated_out_of_band_is_a_credentials_error_with_no_writes",
+        "run refused: HTTP 400 \"User credentials are incorrect. Incorrect API key or IP \
+         address.\" (credentials_rejected), 0 writes; restart fails the same way",
+    );
+}
