@@ -206,7 +206,7 @@ const ROWS: &[Row] = &[
     Row {
         fault: "Bad config on reload (SIGHUP)",
         injected: "real daemon process, broken file then SIGHUP",
-        test: "daemon_e2e::bad_config_on_sighup_keeps_the_old_config_and_writes_nothing",
+        test: "daemon_e2e::sighup_with_a_bad_config_keeps_the_old_one_and_writes_nothing",
     },
     Row {
         fault: "SIGTERM mid-apply (executor)",
@@ -216,7 +216,7 @@ const ROWS: &[Row] = &[
     Row {
         fault: "SIGTERM mid-apply (process)",
         injected: "real daemon process, SIGTERM during a run",
-        test: "daemon_e2e::sigterm_during_apply_exits_zero_without_half_applied_state",
+        test: "daemon_e2e::sigterm_during_an_apply_exits_zero_without_half_applied_state",
     },
     Row {
         fault: "Own IP deactivated out of band",
