@@ -425,6 +425,12 @@ async fn steady_state_calls(cycles: usize) -> anyhow::Result<()> {
         total_per_cycle.iter().sum::<usize>()
     );
     println!();
+    println!(
+        "Minimum per cycle: 1 credentials listing (the run needs it to find the daemon's own \
+         credential and IP, which it never deactivates, and to check that every configured id \
+         exists) + 1 entry listing per configured credential ({CREDENTIALS}); 0 writes; 0 \
+         session calls. Every list fits one page (count=200)."
+    );
     println!("Writes in {cycles} steady-state cycles: {writes}; session calls: {session_calls}.");
     println!("Response statuses in those cycles: {all_statuses:?}.");
     let secs: Vec<f64> = durations.iter().map(Duration::as_secs_f64).collect();

@@ -31,6 +31,8 @@ cleanup() {
 trap cleanup EXIT
 
 kib() { awk -v k="$1" 'BEGIN { printf "%d KiB (%.1f MiB)", k, k / 1024 }'; }
+# cpu_ticks PID: user + system CPU time so far, in clock ticks (fields 14 and 15 of stat).
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 status_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 
 # wait_for FILE PATTERN SECONDS: until a line of FILE matches, or fail.
@@ -46,11 +48,12 @@ wait_for() {
     done
 }
 
-# sample NAME PID: IDLE_SECS of VmRSS/VmHWM samples, then a summary line.
+# sample NAME PID: IDLE_SECS of VmRSS/VmHWM samples, then summary lines (RSS, CPU time used).
 sample() {
     local name=$1 pid=$2 rss hwm min=0 max=0 n=0 sum=0 threads
     echo "  $name (pid $pid): sampling every ${SAMPLE_SECS}s for ${IDLE_SECS}s"
-    local end=$((SECONDS + IDLE_SECS))
+    local end=$((SECONDS + IDLE_SECS)) ticks0
+    ticks0=$(cpu_ticks "$pid")
     while ((SECONDS < end)); do
         sleep "$SAMPLE_SECS"
         rss=$(status_kib "$pid" VmRSS)
@@ -62,6 +65,8 @@ sample() {
         if ((rss > max)); then max=$rss; fi
     done
     echo "  => $name idle VmRSS min $(kib "$min"), mean $(kib $((sum / n))), max $(kib "$max"); VmHWM $(kib "$hwm")"
+    awk -v n="$name" -v t=$(($(cpu_ticks "$pid") - ticks0)) -v hz="$(getconf CLK_TCK)" -v s="$IDLE_SECS" \
+        'BEGIN { printf "  => %s CPU time over the %d s: %.2f s (%.1f millicores on average)\n", n, s, t / hz, 1000 * t / hz / s }'
 }
 
 echo "== machine"
@@ -85,16 +90,18 @@ awk -v b="$size" 'BEGIN { printf "  as built (profile.release strip = \"debuginf
 awk -v b="$stripped" 'BEGIN { printf "  after strip (symbols too):                                  %d bytes (%.2f MiB)\n", b, b / 1048576 }'
 
 echo "== 2. bunq-ipsync demo --follow (daemon + embedded simulator in one process)"
-"$BIN" demo --follow >"$WORK/demo.log" 2>&1 &
+# --log-level info: without it the demo keeps logging at warn, also for the daemon it follows with,
+# and the daemon's per-run lines would not show.
+"$BIN" --log-level info demo --follow >"$WORK/demo.log" 2>&1 &
 DEMO=$!
 PIDS+=("$DEMO")
 wait_for "$WORK/demo.log" '== 5\.' 120
-# The daemon's first run (at start) logs a line with its duration.
-wait_for "$WORK/demo.log" 'duration' 120
+# The daemon's first run (at start) logs a line with its trigger and duration.
+wait_for "$WORK/demo.log" 'trigger=' 120
 sample "demo --follow" "$DEMO"
 kill -TERM "$DEMO"
 wait "$DEMO" || true
-echo "  stopped with SIGTERM; daemon log lines: $(grep -c duration "$WORK/demo.log") run(s) logged"
+echo "  stopped with SIGTERM; $(grep -c 'trigger=' "$WORK/demo.log" || true) daemon run(s) logged; 429s logged: $(grep -c 'HTTP 429' "$WORK/demo.log" || true)"
 
 echo "== 3. the daemon alone: bunq-ipsync run against examples/sim_server in another process"
 "$SIM" "$WORK/sim" 10s >"$WORK/sim.out" 2>"$WORK/sim.err" &
@@ -105,12 +112,11 @@ CONFIG=$(head -1 "$WORK/sim.out")
 "$BIN" run --config "$CONFIG" >"$WORK/run.log" 2>&1 &
 RUN=$!
 PIDS+=("$RUN")
-wait_for "$WORK/run.log" 'duration' 120
+wait_for "$WORK/run.log" 'trigger=' 120
 sample "bunq-ipsync run" "$RUN"
 echo "  simulator helper (pid $SIMPID), for reference: VmRSS $(kib "$(status_kib "$SIMPID" VmRSS)")"
-runs=$(grep -c duration "$WORK/run.log" || true)
-echo "  reconcile runs logged during the measurement: $runs"
-grep duration "$WORK/run.log" | sed 's/^/    /' | head -10
+echo "  reconcile runs logged: $(grep -c 'trigger=' "$WORK/run.log" || true); 429s logged: $(grep -c 'HTTP 429' "$WORK/run.log" || true)"
+grep 'trigger=' "$WORK/run.log" | sed 's/^/    /' | head -10
 kill -TERM "$RUN"
 wait "$RUN" || true
 echo "  stopped with SIGTERM: $(tail -1 "$WORK/run.log")"
