@@ -38,20 +38,21 @@ struct Seeded {
 /// Runs the walkthrough; exit 0 when the last run converged.
 pub fn run(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitStatus> {
     if cli.log_level.is_none() && std::env::var_os("RUST_LOG").is_none() {
-        // The walkthrough prints its own story on stdout; keep stderr to warnings.
-        logging_quiet(cli);
+        // The walkthrough prints its own story on stdout: keep stderr to warnings, unless the
+        // daemon follows, whose run summaries are info lines.
+        logging_quiet(cli, if args.follow { "info" } else { "warn" });
     } else {
         setup::init_logging(cli, None);
     }
     setup::runtime()?.block_on(walkthrough(args))
 }
 
-fn logging_quiet(cli: &Cli) {
+fn logging_quiet(cli: &Cli, level: &str) {
     let format = match cli.log_format {
         Some(crate::cli::args::LogFormatArg::Json) => crate::cli::logging::LogFormat::Json,
         _ => crate::cli::logging::LogFormat::Text,
     };
-    crate::cli::logging::init(format, "warn");
+    crate::cli::logging::init(format, level);
 }
 
 async fn walkthrough(args: &DemoArgs) -> anyhow::Result<ExitStatus> {
@@ -172,7 +173,9 @@ async fn follow(config_path: &Path) -> anyhow::Result<()> {
         "health and metrics: http://{}/healthz /readyz /metrics",
         listener.local_addr()?
     ));
-    crate::cli::logging::init(crate::cli::logging::LogFormat::Text, "info");
+    // The daemon starts a fresh client whose rate limiter knows nothing of the walkthrough's last
+    // requests, which bunq (here: the simulator) still counts: let one window pass first.
+    tokio::time::sleep(std::time::Duration::from_millis(3_250)).await;
     runtime::run(Options {
         config_path: config_path.to_path_buf(),
         shutdown: CancellationToken::new(),
