@@ -18,7 +18,6 @@
 //! context made for another API key or base URL does not match and the client registers anew.
 
 use std::fs;
-use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -178,7 +177,6 @@ pub fn api_key_fingerprint(api_key: &Secret) -> String {
 /// The context file in a state directory, with safe permissions and atomic writes.
 #[derive(Clone, Debug)]
 pub struct ContextStore {
-    dir: PathBuf,
     file: PathBuf,
 }
 
@@ -219,7 +217,6 @@ impl ContextStore {
             }
         }
         Ok(ContextStore {
-            dir: state_dir.to_owned(),
             file: state_dir.join(CONTEXT_FILE_NAME),
         })
     }
@@ -292,28 +289,11 @@ impl ContextStore {
 
     /// Writes the context atomically with mode `0600`.
     pub fn save(&self, context: &Context) -> Result<(), BunqError> {
-        let fail = |what: &str, err: std::io::Error| {
-            BunqError::Context(format!("{what} {}: {err}", self.file.display()))
-        };
         let bytes = serde_json::to_vec_pretty(context)
             .map_err(|err| BunqError::Context(format!("cannot serialize context: {err}")))?;
-        let mut temp = tempfile::Builder::new()
-            .prefix(".bunq-context.")
-            .suffix(".tmp")
-            .permissions(fs::Permissions::from_mode(FILE_MODE))
-            .tempfile_in(&self.dir)
-            .map_err(|err| fail("cannot create a temp file beside", err))?;
-        temp.write_all(&bytes)
-            .map_err(|err| fail("cannot write a temp file beside", err))?;
-        temp.as_file()
-            .sync_all()
-            .map_err(|err| fail("cannot fsync a temp file beside", err))?;
-        temp.persist(&self.file)
-            .map_err(|err| fail("cannot replace", err.error))?;
-        fs::File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|err| fail("cannot fsync the directory of", err))?;
-        Ok(())
+        crate::atomic_file::write(&self.file, &bytes).map_err(|err| {
+            BunqError::Context(format!("cannot replace {}: {err}", self.file.display()))
+        })
     }
 
     /// Removes the context file (a fresh registration on the next start).
