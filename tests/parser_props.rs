@@ -1,0 +1,327 @@
+//! Parsers never panic on hostile input: the CI side of the fuzz targets in `fuzz/`
+//! (docs/fuzzing.md). Properties run over the same entry points as the fuzzers (config parsing and
+//! validation, bunq wire models), with bounded case counts so this file runs in seconds.
+//! Every input a fuzzer found is pinned below as a regression test with its bytes inline.
+
+// Helpers outside #[test] functions are test code too; a panic is how they report failure.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use bunq_ipsync::bunq::model::{
+    BunqId, CredentialPasswordIp, Envelope, ErrorBody, Pagination, PermittedIp,
+};
+use bunq_ipsync::config::{self, ConfigError};
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+
+const FILE: &str = "fuzz.yaml";
+
+/// A valid config with every section; mutations start from here.
+const VALID: &str = "\
+bunq:
+  environment: sandbox
+  api_key_file: /run/secrets/bunq-api-key
+  device_description: bunq-ipsync
+sync:
+  policy: sync
+  interval: 5m
+  max_changes: 10
+http:
+  listen: 127.0.0.1:9477
+log:
+  format: text
+  level: info
+credentials:
+  - id: 4242
+    name: ci-runners
+    ips:
+      - 203.0.113.10
+      - 198.51.100.0/30
+    protected: [203.0.113.1]
+  - id: 4243
+    policy: additive
+    ips: [192.0.2.7]
+";
+
+/// Pieces of YAML and of this config's vocabulary, so generated documents reach the validator
+/// and not only the YAML scanner.
+const TOKENS: &[&str] = &[
+    "bunq:",
+    "sync:",
+    "http:",
+    "log:",
+    "credentials:",
+    "environment:",
+    "sandbox",
+    "production",
+    "policy:",
+    "additive",
+    "interval:",
+    "schedule:",
+    "max_changes:",
+    "ips:",
+    "protected:",
+    "id:",
+    "name:",
+    "listen:",
+    "base_url:",
+    "jitter:",
+    "allow_empty:",
+    "10.0.0.1",
+    "10.0.0.0/30",
+    "::1",
+    "*",
+    "5m",
+    "0",
+    "-1",
+    "99999999999999999999",
+    "true",
+    "null",
+    "~",
+    "\n",
+    "\n  ",
+    "\n    - ",
+    "- ",
+    ": ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "&a ",
+    "*a",
+    "!!str ",
+    "'",
+    "\"",
+    "#",
+    "|",
+    ">",
+    "? ",
+    "---",
+    "...",
+    "\t",
+    "é",
+    "\u{feff}",
+];
+
+/// Parses like the fuzz target and checks the same contract: no panic, and every problem about
+/// a field of the document says where it is, inside the text.
+fn check_config(text: &str) {
+    let Err(error) = config::parse(Path::new(FILE), text) else {
+        return;
+    };
+    assert!(!error.to_string().is_empty());
+    let ConfigError::Invalid(errors) = &error else {
+        panic!("parse returned a non-validation error: {error:?}");
+    };
+    assert!(!errors.is_empty());
+    let lines = text.split('\n').count();
+    for issue in errors.issues() {
+        if !issue.field.is_empty() {
+            assert!(issue.location.is_some(), "no location: {issue}");
+        }
+        if let Some(location) = issue.location {
+            assert!(location.line >= 1 && location.column >= 1, "{issue}");
+            assert!(location.line <= lines + 1, "{issue} beyond {lines} lines");
+        }
+    }
+}
+
+fn token_document() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(TOKENS), 0..40).prop_map(|tokens| tokens.concat())
+}
+
+/// One edit of the valid config.
+#[derive(Clone, Debug)]
+enum Mutation {
+    Delete { at: usize, len: usize },
+    Insert { at: usize, token: &'static str },
+    DuplicateLine { line: usize },
+    SwapLines { a: usize, b: usize },
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 1..20usize).prop_map(|(at, len)| Mutation::Delete { at, len }),
+        (any::<usize>(), prop::sample::select(TOKENS))
+            .prop_map(|(at, token)| Mutation::Insert { at, token }),
+        any::<usize>().prop_map(|line| Mutation::DuplicateLine { line }),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::SwapLines { a, b }),
+    ]
+}
+
+/// The nearest char boundary at or below `at % (len + 1)`.
+fn boundary(text: &str, at: usize) -> usize {
+    let mut at = at % (text.len() + 1);
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+fn mutate(text: &str, mutations: &[Mutation]) -> String {
+    let mut text = text.to_owned();
+    for mutation in mutations {
+        match *mutation {
+            Mutation::Delete { at, len } => {
+                let start = boundary(&text, at);
+                let end = boundary(&text, start.saturating_add(len).min(text.len()));
+                text.replace_range(start..end, "");
+            }
+            Mutation::Insert { at, token } => {
+                let at = boundary(&text, at);
+                text.insert_str(at, token);
+            }
+            Mutation::DuplicateLine { line } => {
+                let mut lines: Vec<&str> = text.split('\n').collect();
+                let index = line % lines.len();
+                lines.insert(index, lines[index]);
+                text = lines.join("\n");
+            }
+            Mutation::SwapLines { a, b } => {
+                let mut lines: Vec<&str> = text.split('\n').collect();
+                let len = lines.len();
+                lines.swap(a % len, b % len);
+                text = lines.join("\n");
+            }
+        }
+    }
+    text
+}
+
+/// Any JSON value, a few levels deep.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from),
+        prop::sample::select(vec![
+            "ACTIVE",
+            "INACTIVE",
+            "1.2.3.4",
+            "*",
+            "",
+            "Id",
+            "PermittedIp",
+            "id",
+            "ip",
+            "status",
+        ])
+        .prop_map(Value::from),
+        ".{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec((key(), inner), 0..6)
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect::<Map<_, _>>())),
+        ]
+    })
+}
+
+/// Object keys: mostly the ones the wire models read, sometimes anything.
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "Response",
+            "Pagination",
+            "Error",
+            "PermittedIp",
+            "CredentialPasswordIp",
+            "Id",
+            "Token",
+            "id",
+            "ip",
+            "status",
+            "created",
+            "updated",
+            "permitted_device",
+            "description",
+            "future_url",
+            "newer_url",
+            "older_url",
+            "error_description",
+            "error_description_translated",
+            "expiry_time",
+        ])
+        .prop_map(str::to_owned),
+        "[a-zA-Z_]{0,8}",
+    ]
+}
+
+/// Parses `bytes` with every wire model the client reads, like the `bunq_response` fuzz target.
+fn check_models(bytes: &[u8]) {
+    if let Ok(envelope) = serde_json::from_slice::<Envelope>(bytes) {
+        for type_name in ["PermittedIp", "CredentialPasswordIp", "Id", "Token"] {
+            let _ = envelope.find(type_name);
+            for value in envelope.all(type_name) {
+                let _ = serde_json::from_value::<PermittedIp>(value.clone());
+                let _ = serde_json::from_value::<CredentialPasswordIp>(value.clone());
+                let _ = serde_json::from_value::<BunqId>(value.clone());
+            }
+        }
+        // A serialize/parse round trip is not checked: serde_json parses floats to the nearest
+        // value only with its `float_roundtrip` feature, and float fields are never read.
+        let _ = serde_json::to_string(&envelope);
+    }
+    if let Ok(body) = serde_json::from_slice::<ErrorBody>(bytes) {
+        let _ = body.description();
+    }
+    let _ = serde_json::from_slice::<PermittedIp>(bytes);
+    let _ = serde_json::from_slice::<CredentialPasswordIp>(bytes);
+    let _ = serde_json::from_slice::<Pagination>(bytes);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn config_parse_never_panics_on_arbitrary_strings(text in "\\PC{0,200}") {
+        check_config(&text);
+    }
+
+    #[test]
+    fn config_parse_never_panics_on_documents_of_yaml_and_config_tokens(text in token_document()) {
+        check_config(&text);
+    }
+
+    #[test]
+    fn config_parse_never_panics_on_mutated_valid_configs(
+        mutations in prop::collection::vec(mutation(), 1..6)
+    ) {
+        check_config(&mutate(VALID, &mutations));
+    }
+
+    #[test]
+    fn model_parsing_never_panics_on_arbitrary_json_values(value in json_value()) {
+        check_models(&serde_json::to_vec(&value).unwrap());
+    }
+
+    #[test]
+    fn model_parsing_never_panics_on_arbitrary_values_in_envelope_positions(
+        item in json_value(),
+        pagination in json_value(),
+        type_name in prop::sample::select(vec!["PermittedIp", "CredentialPasswordIp", "Id"]),
+    ) {
+        let envelope = json!({"Response": [{type_name: item}], "Pagination": pagination});
+        check_models(&serde_json::to_vec(&envelope).unwrap());
+        let error = json!({"Error": [item]});
+        check_models(&serde_json::to_vec(&error).unwrap());
+    }
+
+    #[test]
+    fn model_parsing_never_panics_on_arbitrary_bytes(
+        bytes in prop::collection::vec(any::<u8>(), 0..256)
+    ) {
+        check_models(&bytes);
+    }
+}
+
+#[test]
+fn the_valid_config_parses() {
+    // Guards the mutation property: it must start from a config that is accepted.
+    config::parse(Path::new(FILE), VALID).unwrap();
+}
