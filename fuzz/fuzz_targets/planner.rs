@@ -68,9 +68,17 @@ impl FuzzStatus {
     }
 }
 
+/// Entry ids: mostly small (so they collide and get dropped as duplicates now and then), some
+/// anywhere in u64 (bunq's ids are opaque numbers).
+#[derive(Arbitrary, Debug)]
+enum FuzzId {
+    Small(u16),
+    Any(u64),
+}
+
 #[derive(Arbitrary, Debug)]
 struct FuzzEntry {
-    id: u16,
+    id: FuzzId,
     ip: FuzzIp,
     status: FuzzStatus,
 }
@@ -116,9 +124,16 @@ fn owned(input: &FuzzInput) -> Vec<Owned> {
                 .actual
                 .iter()
                 .take(64)
-                .filter(|entry| ids.insert(entry.id))
-                .map(|entry| PermittedIp {
-                    id: u64::from(entry.id),
+                .map(|entry| {
+                    let id = match entry.id {
+                        FuzzId::Small(id) => u64::from(id),
+                        FuzzId::Any(id) => id,
+                    };
+                    (id, entry)
+                })
+                .filter(|(id, _)| ids.insert(*id))
+                .map(|(id, entry)| PermittedIp {
+                    id,
                     ip: entry.ip.text(),
                     status: entry.status.status(),
                     created: None,
@@ -163,8 +178,9 @@ fn states<'a>(owned: &'a [Owned], actual: &'a [Vec<PermittedIp>]) -> Vec<Credent
         .collect()
 }
 
-/// Applies every action of each credential the way bunq would.
-fn apply(plan: &Plan, actual: &[Vec<PermittedIp>]) -> Vec<Vec<PermittedIp>> {
+/// Applies every action of each credential the way bunq would; `None` when a new entry id
+/// would not fit in u64 (the model's limit, not the planner's).
+fn apply(plan: &Plan, actual: &[Vec<PermittedIp>]) -> Option<Vec<Vec<PermittedIp>>> {
     plan.credentials
         .iter()
         .zip(actual)
@@ -173,7 +189,7 @@ fn apply(plan: &Plan, actual: &[Vec<PermittedIp>]) -> Vec<Vec<PermittedIp>> {
             for action in &credential.actions {
                 match &action.change {
                     Change::Create { ip } => {
-                        let id = entries.iter().map(|e| e.id).max().unwrap_or(0) + 1;
+                        let id = entries.iter().map(|e| e.id).max().unwrap_or(0).checked_add(1)?;
                         entries.push(PermittedIp {
                             id,
                             ip: ip.to_string(),
@@ -191,7 +207,7 @@ fn apply(plan: &Plan, actual: &[Vec<PermittedIp>]) -> Vec<Vec<PermittedIp>> {
                     }
                 }
             }
-            entries
+            Some(entries)
         })
         .collect()
 }
@@ -366,7 +382,9 @@ fuzz_target!(|input: FuzzInput| {
             );
             break;
         }
-        let next = apply(&first, &actual);
+        let Some(next) = apply(&first, &actual) else {
+            return;
+        };
         for own in &own_access {
             for ((before, after), state) in actual.iter().zip(&next).zip(&plan_input.credentials) {
                 if state.id == own.credential && grants(before, own.ip) {
