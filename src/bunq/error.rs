@@ -60,9 +60,48 @@ pub enum BunqError {
     /// The persisted context could not be read or written.
     #[error("state: {0}")]
     Context(String),
+    /// The context file exists but is not a context this client can read (bad JSON, wrong
+    /// layout). It is left in place for the operator; nothing is registered over it.
+    #[error("state file {} is corrupt: {reason}; move it away to register anew", path.display())]
+    ContextCorrupt {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it (never its content).
+        reason: String,
+    },
+    /// The context file was written by a newer version of this program.
+    #[error(
+        "state file {} has format version {found}, this build reads up to {supported}; upgrade or move it away",
+        path.display()
+    )]
+    ContextVersion {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The version found in the file.
+        found: u64,
+        /// The newest version this build understands.
+        supported: u32,
+    },
     /// Key material was unusable.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+}
+
+/// Describes a JSON error without quoting the input: serde's "invalid type" and "unknown
+/// variant" messages include the offending value, which may be a token (a session-server
+/// response, a context file). "missing field" messages name only the field and are kept.
+pub(crate) fn json_error_summary(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    if text.starts_with("missing field") {
+        return text;
+    }
+    let kind = match err.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "a value of the wrong type or shape",
+        serde_json::error::Category::Eof => "unexpected end of input",
+    };
+    format!("{kind} at line {} column {}", err.line(), err.column())
 }
 
 fn response_id_suffix(response_id: &Option<String>) -> String {
@@ -123,7 +162,9 @@ impl BunqError {
             BunqError::Transport { .. } => "network",
             BunqError::Protocol { .. } => "protocol",
             BunqError::BaseUrl { .. } => "base_url",
-            BunqError::Context(_) => "state",
+            BunqError::Context(_)
+            | BunqError::ContextCorrupt { .. }
+            | BunqError::ContextVersion { .. } => "state",
             BunqError::Crypto(_) => "crypto",
         }
     }

@@ -1,0 +1,496 @@
+//! [`BunqClient`]: a registered, authenticated connection to bunq, shareable between tasks.
+//!
+//! [`BunqClient::connect`] reuses the saved context when it matches the API key and base URL
+//! (no installation, device or session call at all while the saved session is fresh) and
+//! otherwise registers: installation → device-server → session-server, saving after each step
+//! so a crash mid-registration resumes where it stopped. If bunq rejects the *saved*
+//! installation token when opening a session (the installation was dropped on bunq's side), the
+//! client logs why and registers once from scratch; a fresh registration that is rejected is an
+//! error, never a loop.
+//!
+//! Sessions: every call first makes sure the session is valid for at least `renew_before`, and
+//! opens a new one if not. If bunq nevertheless rejects the session token ("Insufficient
+//! authentication"), the client opens a new session once and retries that request once. The
+//! session state sits behind a `tokio::sync::Mutex`, so concurrent tasks wait for one renewal
+//! instead of each opening a session; session-server is further limited to 1 call per 30 s by
+//! the rate limiter.
+//!
+//! The typed endpoints live in [`crate::bunq::allowlist`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::bunq::context::{Context, ContextStore, SessionContext};
+use crate::bunq::crypto::{PrivateKey, PublicKey};
+use crate::bunq::endpoint::BaseUrl;
+use crate::bunq::error::BunqError;
+use crate::bunq::model::{Envelope, UserId};
+use crate::bunq::observer::{ApiObserver, NoopObserver};
+use crate::bunq::session::{self, WallClock, system_clock};
+use crate::bunq::transport::{ApiResponse, Call, RetryMode, Route, Transport, TransportSettings};
+use crate::secret::Secret;
+
+/// A session opened this recently is not replaced again by [`BunqClient::renew_session`]
+/// (bunq allows one session-server call per 30 s).
+pub const RECENT_SESSION: Duration = Duration::from_secs(30);
+
+/// How to reach bunq and how to register there.
+#[derive(Clone)]
+pub struct ClientSettings {
+    /// Production, sandbox, or an explicit (e.g. simulator) URL.
+    pub base_url: BaseUrl,
+    /// The device description sent to `POST /device-server`. bunq shows it as the credential's
+    /// `permitted_device.description`, which is how the daemon finds its own credential.
+    pub device_description: String,
+    /// `permitted_ips` for `POST /device-server`; `None` omits the field (bunq binds the calling
+    /// IP only).
+    pub permitted_ips: Option<Vec<String>>,
+    /// Timeouts, retries, rate limits.
+    pub transport: TransportSettings,
+    /// Open a new session when the current one expires within this margin.
+    pub renew_before: Duration,
+    /// Receives request and session events (metrics); `None` for no observer.
+    pub observer: Option<Arc<dyn ApiObserver>>,
+    /// The wall clock for session expiry; [`system_clock`] unless a test moves time.
+    pub clock: WallClock,
+}
+
+impl ClientSettings {
+    /// Defaults: bunq's rate limits, default timeouts and retries, renew 10 minutes before expiry.
+    pub fn new(base_url: BaseUrl, device_description: impl Into<String>) -> Self {
+        ClientSettings {
+            base_url,
+            device_description: device_description.into(),
+            permitted_ips: None,
+            transport: TransportSettings::default(),
+            renew_before: Duration::from_secs(600),
+            observer: None,
+            clock: system_clock(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("base_url", &self.base_url)
+            .field("device_description", &self.device_description)
+            .field("permitted_ips", &self.permitted_ips)
+            .field("transport", &self.transport)
+            .field("renew_before", &self.renew_before)
+            .field("observer", &self.observer.as_ref().map(|_| "set"))
+            .finish()
+    }
+}
+
+/// A snapshot of the session for the synchronous getters.
+#[derive(Clone, Copy, Debug)]
+struct SessionInfo {
+    user_id: UserId,
+    expires_at: DateTime<Utc>,
+    /// Bumped on every new session, so a task that saw a rejected token can tell whether
+    /// someone else already replaced it.
+    generation: u64,
+    /// The user's auto-logout in seconds, when bunq reported it.
+    session_timeout_secs: Option<u64>,
+    /// When this process last opened a session (monotonic clock).
+    opened_at: Option<tokio::time::Instant>,
+}
+
+/// What a request needs from the current session.
+struct SessionTicket {
+    token: Secret,
+    user_id: UserId,
+    generation: u64,
+}
+
+/// A registered bunq client. Use it as `Arc<BunqClient>`; all methods take `&self`.
+pub struct BunqClient {
+    transport: Transport,
+    store: ContextStore,
+    api_key: Secret,
+    client_key: PrivateKey,
+    server_key: PublicKey,
+    installation_token: Secret,
+    device_description: Option<String>,
+    renew_before: Duration,
+    clock: WallClock,
+    observer: Arc<dyn ApiObserver>,
+    /// The persisted context; held while a session is replaced (single flight).
+    context: tokio::sync::Mutex<Context>,
+    info: std::sync::Mutex<SessionInfo>,
+}
+
+impl std::fmt::Debug for BunqClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BunqClient")
+            .field("base_url", self.transport.base_url())
+            .field("state_file", &self.store.path())
+            .field("device_description", &self.device_description)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BunqClient {
+    /// Loads the saved context from `state_dir` or registers anew, and makes sure a session is
+    /// open. With a matching saved context and a fresh session this sends no request at all.
+    pub async fn connect(
+        settings: ClientSettings,
+        api_key: Secret,
+        state_dir: &Path,
+    ) -> Result<Self, BunqError> {
+        if api_key.is_empty() {
+            return Err(BunqError::Context("the API key is empty".to_owned()));
+        }
+        let observer: Arc<dyn ApiObserver> = settings
+            .observer
+            .clone()
+            .unwrap_or_else(|| Arc::new(NoopObserver));
+        let store = ContextStore::open(state_dir)?;
+        let transport = Transport::new(
+            settings.base_url.clone(),
+            &settings.transport,
+            Some(observer.clone()),
+        )?;
+        let saved = store.load_matching(&settings.base_url, &api_key)?;
+        let reused_installation = saved
+            .as_ref()
+            .is_some_and(|context| context.installation.is_some());
+        let context = match saved {
+            Some(context) => context,
+            None => fresh_context(&settings, &api_key)?,
+        };
+        let registered = register(&transport, &store, &settings, &api_key, context).await;
+        let registered = match registered {
+            Err(err) if reused_installation && err.is_session_rejected() => {
+                // The saved installation token no longer opens sessions (bunq dropped the
+                // installation). Register once from scratch; never loop.
+                tracing::warn!(
+                    file = %store.path().display(),
+                    error = %err,
+                    "bunq rejected the saved installation; registering a new one"
+                );
+                let context = fresh_context(&settings, &api_key)?;
+                register(&transport, &store, &settings, &api_key, context).await?
+            }
+            other => other?,
+        };
+        let Registered {
+            context,
+            client_key,
+            server_key,
+            installation_token,
+            opened_at,
+        } = registered;
+        let device_description = context
+            .device
+            .as_ref()
+            .and_then(|device| device.description.clone());
+        let info = match &context.session {
+            Some(session) => SessionInfo {
+                user_id: session.user_id,
+                expires_at: session.expires_at,
+                session_timeout_secs: session.session_timeout_secs,
+                generation: 0,
+                opened_at,
+            },
+            None => {
+                return Err(BunqError::Context(
+                    "no session after registration".to_owned(),
+                ));
+            }
+        };
+
+        Ok(BunqClient {
+            transport,
+            store,
+            api_key,
+            client_key,
+            server_key,
+            installation_token,
+            device_description,
+            renew_before: settings.renew_before,
+            clock: settings.clock.clone(),
+            observer,
+            context: tokio::sync::Mutex::new(context),
+            info: std::sync::Mutex::new(info),
+        })
+    }
+
+    /// The user id used in `/user/{user}/...` paths.
+    pub fn user_id(&self) -> UserId {
+        self.info().user_id
+    }
+
+    /// When the current session expires unless renewed.
+    pub fn session_expires_at(&self) -> DateTime<Utc> {
+        self.info().expires_at
+    }
+
+    /// The session lifetime bunq reported (`session_timeout` of the user), for choosing a
+    /// renewal lead time; `None` when unknown (a session imported without it).
+    pub fn session_timeout(&self) -> Option<Duration> {
+        self.info().session_timeout_secs.map(Duration::from_secs)
+    }
+
+    /// The description this client's device was registered with; `None` when the context was
+    /// imported from an SDK file that does not record it.
+    pub fn device_description(&self) -> Option<&str> {
+        self.device_description.as_deref()
+    }
+
+    /// The base URL this client talks to.
+    pub fn base_url(&self) -> &BaseUrl {
+        self.transport.base_url()
+    }
+
+    /// Opens a new session now (for the daemon's renewal task) and returns its expiry.
+    ///
+    /// If this client opened a session less than [`RECENT_SESSION`] ago (a request renewed it
+    /// just before), that session is kept and no call is made: session-server allows one call
+    /// per 30 s, and waiting for the window would stall every other request meanwhile.
+    pub async fn renew_session(&self) -> Result<DateTime<Utc>, BunqError> {
+        let mut context = self.context.lock().await;
+        let info = self.info();
+        let recent = info
+            .opened_at
+            .is_some_and(|opened| opened.elapsed() < RECENT_SESSION);
+        if recent && context.session.is_some() {
+            return Ok(info.expires_at);
+        }
+        let session = self.replace_session_locked(&mut context).await?;
+        Ok(session.expires_at)
+    }
+
+    /// Opens a new session only if the current one expires within `renew_before`; returns the
+    /// (possibly new) expiry.
+    pub async fn ensure_session(&self) -> Result<DateTime<Utc>, BunqError> {
+        self.ticket().await?;
+        Ok(self.session_expires_at())
+    }
+
+    /// Sends an authenticated, signed, verified request. `path` builds the concrete path from
+    /// the user id. On a session rejection the session is replaced once and the request is
+    /// sent once more.
+    pub(crate) async fn call(
+        &self,
+        route: &Route,
+        path: &(dyn Fn(UserId) -> String + Sync),
+        body: Option<Vec<u8>>,
+        retry: RetryMode,
+    ) -> Result<ApiResponse, BunqError> {
+        let ticket = self.ticket().await?;
+        let first = self
+            .send_with(route, path(ticket.user_id), &body, &ticket, retry)
+            .await;
+        match first {
+            Err(err) if err.is_session_rejected() => {
+                tracing::warn!(
+                    endpoint = %route.endpoint(),
+                    error = %err,
+                    "bunq rejected the session; opening a new one and retrying once"
+                );
+                let ticket = self.replace_session(ticket.generation).await?;
+                self.send_with(route, path(ticket.user_id), &body, &ticket, retry)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// [`BunqClient::call`] and parse the envelope.
+    pub(crate) async fn call_envelope(
+        &self,
+        route: &Route,
+        path: &(dyn Fn(UserId) -> String + Sync),
+        body: Option<Vec<u8>>,
+        retry: RetryMode,
+    ) -> Result<Envelope, BunqError> {
+        self.call(route, path, body, retry).await?.envelope(route)
+    }
+
+    async fn send_with(
+        &self,
+        route: &Route,
+        path: String,
+        body: &Option<Vec<u8>>,
+        ticket: &SessionTicket,
+        retry: RetryMode,
+    ) -> Result<ApiResponse, BunqError> {
+        self.transport
+            .send(&Call {
+                route: route.clone(),
+                path,
+                body: body.clone(),
+                auth: Some(&ticket.token),
+                signer: Some(&self.client_key),
+                verifier: Some(&self.server_key),
+                retry,
+            })
+            .await
+    }
+
+    fn info(&self) -> SessionInfo {
+        *self
+            .info
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The current session, renewed first if it expires within `renew_before`.
+    async fn ticket(&self) -> Result<SessionTicket, BunqError> {
+        let mut context = self.context.lock().await;
+        let fresh = context
+            .session
+            .as_ref()
+            .filter(|session| session.is_fresh((self.clock)(), self.renew_before))
+            .cloned();
+        let session = match fresh {
+            Some(session) => session,
+            None => {
+                tracing::info!("bunq session expires soon; renewing it");
+                self.replace_session_locked(&mut context).await?
+            }
+        };
+        Ok(SessionTicket {
+            token: session.token,
+            user_id: session.user_id,
+            generation: self.info().generation,
+        })
+    }
+
+    /// Replaces the session that was rejected under `seen_generation`, unless another task did
+    /// that already.
+    async fn replace_session(&self, seen_generation: u64) -> Result<SessionTicket, BunqError> {
+        let mut context = self.context.lock().await;
+        let session = match (&context.session, self.info().generation == seen_generation) {
+            (Some(session), false) => session.clone(),
+            _ => self.replace_session_locked(&mut context).await?,
+        };
+        Ok(SessionTicket {
+            token: session.token,
+            user_id: session.user_id,
+            generation: self.info().generation,
+        })
+    }
+
+    async fn replace_session_locked(
+        &self,
+        context: &mut Context,
+    ) -> Result<SessionContext, BunqError> {
+        let session = session::open_session(
+            &self.transport,
+            &self.client_key,
+            &self.server_key,
+            &self.installation_token,
+            &self.api_key,
+            &self.clock,
+        )
+        .await?;
+        context.session = Some(session.clone());
+        {
+            let mut info = self
+                .info
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            info.user_id = session.user_id;
+            info.expires_at = session.expires_at;
+            info.session_timeout_secs = session.session_timeout_secs;
+            info.generation += 1;
+            info.opened_at = Some(tokio::time::Instant::now());
+        }
+        self.observer.session_created(session.expires_at);
+        // The session is usable even if saving fails; the next start then opens another one.
+        if let Err(err) = self.store.save(context) {
+            tracing::error!(error = %err, "cannot save the new bunq session");
+        }
+        Ok(session)
+    }
+}
+
+/// The outcome of [`register`].
+struct Registered {
+    context: Context,
+    client_key: PrivateKey,
+    server_key: PublicKey,
+    installation_token: Secret,
+    opened_at: Option<tokio::time::Instant>,
+}
+
+/// A new context with a new client key, for a clean registration.
+fn fresh_context(settings: &ClientSettings, api_key: &Secret) -> Result<Context, BunqError> {
+    tracing::info!(base_url = %settings.base_url, "registering a new bunq installation");
+    Context::new(&settings.base_url, api_key, &PrivateKey::generate()?)
+}
+
+/// Runs the registration steps `context` still lacks (installation, device, a fresh session),
+/// saving after each one so that a crash resumes at the step it interrupted.
+async fn register(
+    transport: &Transport,
+    store: &ContextStore,
+    settings: &ClientSettings,
+    api_key: &Secret,
+    mut context: Context,
+) -> Result<Registered, BunqError> {
+    let client_key = context.client_key()?;
+    let installation = match &context.installation {
+        Some(installation) => installation.clone(),
+        None => {
+            let installation = session::install(transport, &client_key).await?;
+            context.installation = Some(installation.clone());
+            context.device = None;
+            context.session = None;
+            store.save(&context)?;
+            installation
+        }
+    };
+    let server_key = PublicKey::from_pem(&installation.server_public_key)?;
+
+    if context.device.is_none() {
+        let device = session::register_device(
+            transport,
+            &client_key,
+            &server_key,
+            &installation.token,
+            api_key,
+            &settings.device_description,
+            settings.permitted_ips.as_deref(),
+        )
+        .await?;
+        tracing::info!(device_id = ?device.id, "registered the bunq device");
+        context.device = Some(device);
+        context.session = None;
+        store.save(&context)?;
+    }
+
+    let fresh = context
+        .session
+        .as_ref()
+        .is_some_and(|session| session.is_fresh((settings.clock)(), settings.renew_before));
+    let mut opened_at = None;
+    if !fresh {
+        let session = session::open_session(
+            transport,
+            &client_key,
+            &server_key,
+            &installation.token,
+            api_key,
+            &settings.clock,
+        )
+        .await?;
+        transport.observer().session_created(session.expires_at);
+        opened_at = Some(tokio::time::Instant::now());
+        context.session = Some(session);
+        store.save(&context)?;
+    }
+    Ok(Registered {
+        context,
+        client_key,
+        server_key,
+        installation_token: installation.token,
+        opened_at,
+    })
+}

@@ -1,0 +1,55 @@
+//! Hooks through which the daemon watches the client (request counts, rate limiting, sessions)
+//! without the client knowing about metrics. Every hook has an empty default, so an observer
+//! implements only what it counts. Hooks receive route patterns, never URLs with tokens.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// Receives events from the transport and the session logic. Called inline: keep it cheap and
+/// never block.
+pub trait ApiObserver: Send + Sync {
+    /// One HTTP attempt finished: `status` is `None` when no response arrived (network error,
+    /// timeout); `elapsed` runs from sending to the last body byte (rate-limiter waits and
+    /// backoff excluded).
+    fn request_finished(
+        &self,
+        method: &str,
+        route_pattern: &str,
+        status: Option<u16>,
+        elapsed: Duration,
+    ) {
+        let _ = (method, route_pattern, status, elapsed);
+    }
+
+    /// bunq answered 429 Too Many Requests.
+    fn rate_limited(&self, route_pattern: &str) {
+        let _ = route_pattern;
+    }
+
+    /// The client-side limiter held a request back for `waited`.
+    fn throttled(&self, route_pattern: &str, waited: Duration) {
+        let _ = (route_pattern, waited);
+    }
+
+    /// A transient failure is retried after `delay`; `attempt` is the attempt that failed.
+    fn retrying(&self, route_pattern: &str, attempt: u32, delay: Duration) {
+        let _ = (route_pattern, attempt, delay);
+    }
+
+    /// A response failed server signature verification.
+    fn signature_rejected(&self, route_pattern: &str) {
+        let _ = route_pattern;
+    }
+
+    /// A new session was opened; it expires at `expires_at` unless renewed.
+    fn session_created(&self, expires_at: DateTime<Utc>) {
+        let _ = expires_at;
+    }
+}
+
+/// The observer used when none is configured.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoopObserver;
+
+impl ApiObserver for NoopObserver {}

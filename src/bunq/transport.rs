@@ -1,0 +1,564 @@
+//! The one place that sends HTTP requests to bunq.
+//!
+//! For every request it:
+//!
+//! 1. waits for the rate limiter (per method + route pattern), before *every* attempt;
+//! 2. sends the fixed headers (`User-Agent`, a fresh `X-Bunq-Client-Request-Id`,
+//!    `Cache-Control`, geolocation, language, region) plus the caller's authentication token;
+//! 3. sends the body bytes the caller serialized once, and signs exactly those bytes (the empty
+//!    string for a GET) into `X-Bunq-Client-Signature` when a client key is given (every request
+//!    after installation);
+//! 4. reads the response as bytes; a 2xx response must carry an `X-Bunq-Server-Signature` that
+//!    verifies over exactly those bytes, or it is discarded unread as
+//!    [`BunqError::ResponseSignature`] and never retried;
+//! 5. turns error responses into [`BunqError::Api`] (bunq's `error_description`s, or a short
+//!    excerpt of a non-JSON body) with the `X-Bunq-Client-Response-Id`;
+//! 6. retries transient failures (429, 491, 5xx, network errors, timeouts) with bounded
+//!    exponential backoff and jitter, unless the call says [`RetryMode::Never`].
+//!
+//! Errors and logs name the route pattern, never a token or the URL of a token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde::Serialize;
+
+use crate::bunq::crypto::{PrivateKey, PublicKey};
+use crate::bunq::endpoint::BaseUrl;
+use crate::bunq::error::{BunqError, json_error_summary};
+use crate::bunq::model::{Envelope, ErrorBody};
+use crate::bunq::observer::{ApiObserver, NoopObserver};
+use crate::bunq::ratelimit::{DEFAULT_MARGIN, LimitKey, RateLimiter, RateLimits};
+use crate::bunq::retry::RetryPolicy;
+use crate::secret::Secret;
+
+/// `User-Agent` of every request.
+pub const USER_AGENT: &str = concat!("bunq-ipsync/", env!("CARGO_PKG_VERSION"));
+/// `X-Bunq-Geolocation`: bunq wants the header; zeros say "not shared".
+pub const GEOLOCATION: &str = "0 0 0 0 000";
+/// `X-Bunq-Language`.
+pub const LANGUAGE: &str = "en_US";
+/// `X-Bunq-Region`.
+pub const REGION: &str = "nl_NL";
+
+/// Request header names bunq uses.
+pub mod header {
+    /// Unique id per request (bunq rejects reuse on one device).
+    pub const REQUEST_ID: &str = "X-Bunq-Client-Request-Id";
+    /// Installation or session token.
+    pub const AUTHENTICATION: &str = "X-Bunq-Client-Authentication";
+    /// Base64 signature of the request body.
+    pub const CLIENT_SIGNATURE: &str = "X-Bunq-Client-Signature";
+    /// Base64 signature of the response body by bunq's server key.
+    pub const SERVER_SIGNATURE: &str = "X-Bunq-Server-Signature";
+    /// bunq's id of a response, to quote in support requests.
+    pub const RESPONSE_ID: &str = "X-Bunq-Client-Response-Id";
+    /// Zeros: location not shared.
+    pub const GEOLOCATION: &str = "X-Bunq-Geolocation";
+    /// Language of error translations.
+    pub const LANGUAGE: &str = "X-Bunq-Language";
+    /// Region.
+    pub const REGION: &str = "X-Bunq-Region";
+}
+
+const EXCERPT_CHARS: usize = 200;
+
+/// Timeouts, retries and rate limits of the transport.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransportSettings {
+    /// Limit for establishing the TCP + TLS connection.
+    pub connect_timeout: Duration,
+    /// Limit for one whole attempt (connect, send, read the body).
+    pub request_timeout: Duration,
+    /// How transient failures are retried.
+    pub retry: RetryPolicy,
+    /// Client-side sliding-window limits.
+    pub rate_limits: RateLimits,
+}
+
+impl Default for TransportSettings {
+    /// 10 s connect, 30 s per attempt (the Java SDK's value), default retries, bunq's limits
+    /// with a [`DEFAULT_MARGIN`] for network jitter.
+    fn default() -> Self {
+        TransportSettings {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            rate_limits: RateLimits::bunq().with_margin(DEFAULT_MARGIN),
+        }
+    }
+}
+
+/// An endpoint as method + route pattern, e.g. `GET /user/{user}/credential-password-ip`. The
+/// pattern keys the rate limiter and names the endpoint in errors, logs and metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// HTTP method.
+    pub method: Method,
+    /// Path below the base URL with `{user}`, `{cred}`, `{id}` placeholders.
+    pub pattern: &'static str,
+}
+
+impl Route {
+    /// A GET route.
+    pub const fn get(pattern: &'static str) -> Self {
+        Route {
+            method: Method::GET,
+            pattern,
+        }
+    }
+
+    /// A POST route.
+    pub const fn post(pattern: &'static str) -> Self {
+        Route {
+            method: Method::POST,
+            pattern,
+        }
+    }
+
+    /// A PUT route.
+    pub const fn put(pattern: &'static str) -> Self {
+        Route {
+            method: Method::PUT,
+            pattern,
+        }
+    }
+
+    /// `METHOD pattern`, as used in error messages.
+    pub fn endpoint(&self) -> String {
+        format!("{} {}", self.method, self.pattern)
+    }
+}
+
+/// Whether transient failures of a call may be retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryMode {
+    /// Retry 429, 491, 5xx and network failures with backoff.
+    Transient,
+    /// Never retry: for writes that are not idempotent (creating an IP entry). The caller must
+    /// re-read the state to learn whether the write happened.
+    Never,
+}
+
+/// One request as the transport sends it.
+#[derive(Debug)]
+pub struct Call<'a> {
+    /// Method and pattern.
+    pub route: Route,
+    /// The concrete path below the base URL, with query (`/user/1/credential-password-ip?count=200`).
+    pub path: String,
+    /// The serialized body, sent and signed byte for byte; `None` sends no body (and signs the
+    /// empty string).
+    pub body: Option<Vec<u8>>,
+    /// The `X-Bunq-Client-Authentication` token, if any.
+    pub auth: Option<&'a Secret>,
+    /// Signs the body into `X-Bunq-Client-Signature` when present.
+    pub signer: Option<&'a PrivateKey>,
+    /// Verifies 2xx responses when present (every call after installation).
+    pub verifier: Option<&'a PublicKey>,
+    /// Retry policy for this call.
+    pub retry: RetryMode,
+}
+
+/// A verified successful response.
+#[derive(Clone, Debug)]
+pub struct ApiResponse {
+    /// HTTP status (2xx).
+    pub status: u16,
+    /// The exact body bytes (already verified when a verifier was given).
+    pub body: Vec<u8>,
+    /// `X-Bunq-Client-Response-Id`.
+    pub response_id: Option<String>,
+}
+
+impl ApiResponse {
+    /// Parses the body as a bunq success envelope.
+    pub fn envelope(&self, route: &Route) -> Result<Envelope, BunqError> {
+        serde_json::from_slice(&self.body).map_err(|err| BunqError::Protocol {
+            endpoint: route.endpoint(),
+            message: format!(
+                "not a bunq response envelope ({})",
+                json_error_summary(&err)
+            ),
+        })
+    }
+}
+
+/// Serializes a request body once; the result is what is sent and signed.
+pub fn to_body<T: Serialize>(route: &Route, value: &T) -> Result<Vec<u8>, BunqError> {
+    serde_json::to_vec(value).map_err(|err| BunqError::Protocol {
+        endpoint: route.endpoint(),
+        message: format!("cannot serialize the request body ({err})"),
+    })
+}
+
+/// Sends requests to one base URL. Shared by all tasks of a client.
+pub struct Transport {
+    http: reqwest::Client,
+    base_url: BaseUrl,
+    limiter: RateLimiter,
+    retry: RetryPolicy,
+    observer: Arc<dyn ApiObserver>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("base_url", &self.base_url)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// A transport for `base_url`. TLS is rustls; redirects are not followed (a redirect could
+    /// carry the token elsewhere); reqwest's own retries are off (this module decides).
+    pub fn new(
+        base_url: BaseUrl,
+        settings: &TransportSettings,
+        observer: Option<Arc<dyn ApiObserver>>,
+    ) -> Result<Self, BunqError> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never());
+        if base_url.is_loopback() {
+            // A proxy from the environment must not intercept loopback test traffic.
+            builder = builder.no_proxy();
+        }
+        let http = builder.build().map_err(|err| BunqError::BaseUrl {
+            url: base_url.as_str().to_owned(),
+            reason: format!("cannot build the HTTP client: {}", error_chain(&err)),
+        })?;
+        Ok(Transport {
+            http,
+            base_url,
+            limiter: RateLimiter::new(settings.rate_limits.clone()),
+            retry: settings.retry,
+            observer: observer.unwrap_or_else(|| Arc::new(NoopObserver)),
+        })
+    }
+
+    /// The base URL every request goes to.
+    pub fn base_url(&self) -> &BaseUrl {
+        &self.base_url
+    }
+
+    /// The observer events go to.
+    pub fn observer(&self) -> &Arc<dyn ApiObserver> {
+        &self.observer
+    }
+
+    /// Sends `call`, retrying transient failures per its [`RetryMode`], and returns the verified
+    /// success response.
+    pub async fn send(&self, call: &Call<'_>) -> Result<ApiResponse, BunqError> {
+        let body: &[u8] = call.body.as_deref().unwrap_or_default();
+        let signature = call.signer.map(|key| key.sign(body));
+        let key = LimitKey::new(call.route.method.clone(), call.route.pattern);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let waited = self.limiter.acquire(&key).await;
+            if !waited.is_zero() {
+                tracing::debug!(endpoint = %call.route.endpoint(), ?waited, "rate limiter held the request");
+                self.observer.throttled(call.route.pattern, waited);
+            }
+            let err = match self.attempt(call, signature.as_deref()).await {
+                Ok(response) => return Ok(response),
+                Err(err) => err,
+            };
+            let retry_allowed = call.retry == RetryMode::Transient;
+            if !(retry_allowed && self.retry.should_retry(attempt, &err)) {
+                return Err(err);
+            }
+            let delay = self.retry.delay(attempt);
+            tracing::warn!(
+                endpoint = %call.route.endpoint(),
+                attempt,
+                ?delay,
+                error = %err,
+                "transient bunq failure; retrying"
+            );
+            self.observer.retrying(call.route.pattern, attempt, delay);
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        call: &Call<'_>,
+        signature: Option<&str>,
+    ) -> Result<ApiResponse, BunqError> {
+        let route = &call.route;
+        let url = self.base_url.join(&call.path)?;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let mut request = self
+            .http
+            .request(route.method.clone(), url)
+            .headers(fixed_headers(&request_id))
+            .header(reqwest::header::CACHE_CONTROL, "no-cache");
+        if let Some(token) = call.auth {
+            let mut value =
+                HeaderValue::from_str(token.expose()).map_err(|_| BunqError::Protocol {
+                    endpoint: route.endpoint(),
+                    message: "the authentication token is not a valid header value".to_owned(),
+                })?;
+            value.set_sensitive(true);
+            request = request.header(header::AUTHENTICATION, value);
+        }
+        if let Some(signature) = signature {
+            request = request.header(header::CLIENT_SIGNATURE, signature);
+        }
+        if let Some(body) = &call.body {
+            request = request.body(body.clone());
+        }
+
+        let started = tokio::time::Instant::now();
+        let finished = |status: Option<u16>| {
+            self.observer.request_finished(
+                route.method.as_str(),
+                route.pattern,
+                status,
+                started.elapsed(),
+            );
+        };
+        let outcome = request.send().await;
+        let response = match outcome {
+            Ok(response) => response,
+            Err(err) => {
+                finished(None);
+                return Err(transport_error(route, &err));
+            }
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = match response.bytes().await {
+            Ok(bytes) => bytes.to_vec(),
+            Err(err) => {
+                finished(Some(status));
+                return Err(transport_error(route, &err));
+            }
+        };
+        finished(Some(status));
+        let response_id = header_text(&headers, header::RESPONSE_ID);
+        tracing::debug!(
+            endpoint = %route.endpoint(),
+            status,
+            request_id,
+            response_id = response_id.as_deref().unwrap_or("-"),
+            "bunq request finished"
+        );
+
+        if !(200..300).contains(&status) {
+            if status == 429 {
+                self.observer.rate_limited(route.pattern);
+            }
+            return Err(api_error(route, status, &body, response_id));
+        }
+        if let Some(server_key) = call.verifier {
+            let verified = match header_text(&headers, header::SERVER_SIGNATURE) {
+                None => Err("missing".to_owned()),
+                Some(signature) => server_key
+                    .verify(&body, &signature)
+                    .map_err(|err| err.to_string()),
+            };
+            if let Err(reason) = verified {
+                tracing::error!(
+                    endpoint = %route.endpoint(),
+                    reason,
+                    response_id = response_id.as_deref().unwrap_or("-"),
+                    "bunq response failed server signature verification; discarded"
+                );
+                self.observer.signature_rejected(route.pattern);
+                return Err(BunqError::ResponseSignature {
+                    endpoint: route.endpoint(),
+                    reason,
+                });
+            }
+        }
+        Ok(ApiResponse {
+            status,
+            body,
+            response_id,
+        })
+    }
+}
+
+fn fixed_headers(request_id: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        reqwest::header::USER_AGENT,
+        HeaderValue::from_static(USER_AGENT),
+    );
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert(header::REQUEST_ID, value);
+    }
+    headers.insert(header::GEOLOCATION, HeaderValue::from_static(GEOLOCATION));
+    headers.insert(header::LANGUAGE, HeaderValue::from_static(LANGUAGE));
+    headers.insert(header::REGION, HeaderValue::from_static(REGION));
+    headers
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Builds [`BunqError::Api`] from an error response.
+pub fn api_error(
+    route: &Route,
+    status: u16,
+    body: &[u8],
+    response_id: Option<String>,
+) -> BunqError {
+    let description = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(parsed) if !parsed.error.is_empty() => parsed.description(),
+        _ if serde_json::from_slice::<serde_json::Value>(body).is_ok() => {
+            format!("unrecognised error body: {}", excerpt_text(body))
+        }
+        _ if body.is_empty() => "(empty body)".to_owned(),
+        _ => format!("non-JSON body: {}", excerpt_text(body)),
+    };
+    BunqError::Api {
+        status,
+        description,
+        response_id,
+        endpoint: route.endpoint(),
+    }
+}
+
+/// The first characters of a body with whitespace collapsed, for error messages about
+/// responses that are not bunq error JSON (a load balancer's 503 HTML page, say).
+pub fn excerpt_text(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut short: String = collapsed.chars().take(EXCERPT_CHARS).collect();
+    if collapsed.chars().count() > EXCERPT_CHARS {
+        short.push('…');
+    }
+    short
+}
+
+fn transport_error(route: &Route, err: &reqwest::Error) -> BunqError {
+    BunqError::Transport {
+        endpoint: route.endpoint(),
+        message: error_chain(err),
+        timeout: err.is_timeout(),
+    }
+}
+
+/// The error and its causes on one line, without the request URL.
+fn error_chain(err: &reqwest::Error) -> String {
+    let mut parts = Vec::new();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(cause) = source {
+        parts.push(cause.to_string());
+        source = cause.source();
+    }
+    let head = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "cannot connect"
+    } else if err.is_body() || err.is_decode() {
+        "cannot read the response"
+    } else {
+        "request failed"
+    };
+    if parts.is_empty() {
+        head.to_owned()
+    } else {
+        format!("{head}: {}", parts.join(": "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUTE: Route = Route::get("/user/{user}/credential-password-ip");
+
+    #[test]
+    fn error_body_becomes_api_error_with_descriptions_and_response_id() {
+        let body = br#"{"Error":[{"error_description":"Insufficient authentication.","error_description_translated":"x"}]}"#;
+        let err = api_error(&ROUTE, 403, body, Some("resp-1".into()));
+        match &err {
+            BunqError::Api {
+                status,
+                description,
+                response_id,
+                endpoint,
+            } => {
+                assert_eq!(*status, 403);
+                assert_eq!(description, "Insufficient authentication.");
+                assert_eq!(response_id.as_deref(), Some("resp-1"));
+                assert_eq!(endpoint, "GET /user/{user}/credential-password-ip");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.is_session_rejected());
+    }
+
+    #[test]
+    fn html_error_body_becomes_a_short_excerpt() {
+        let page = format!(
+            "<html>\n  <body>Service Unavailable {}</body></html>",
+            "x".repeat(500)
+        );
+        let err = api_error(&ROUTE, 503, page.as_bytes(), None);
+        let BunqError::Api { description, .. } = err else {
+            panic!("not an API error");
+        };
+        assert!(
+            description.starts_with("non-JSON body: <html> <body>Service Unavailable"),
+            "{description}"
+        );
+        assert!(description.chars().count() < 230, "{description}");
+        assert!(description.ends_with('…'));
+    }
+
+    #[test]
+    fn json_error_body_of_another_shape_is_quoted() {
+        let BunqError::Api { description, .. } =
+            api_error(&ROUTE, 500, br#"{"message":"boom"}"#, None)
+        else {
+            panic!("not an API error");
+        };
+        assert_eq!(
+            description,
+            r#"unrecognised error body: {"message":"boom"}"#
+        );
+    }
+
+    #[test]
+    fn empty_error_body_is_named() {
+        let BunqError::Api { description, .. } = api_error(&ROUTE, 500, b"", None) else {
+            panic!("not an API error");
+        };
+        assert_eq!(description, "(empty body)");
+    }
+
+    #[test]
+    fn malformed_envelope_error_does_not_quote_the_body() {
+        let response = ApiResponse {
+            status: 200,
+            body: br#"{"Response":"token-0123456789abcdef"}"#.to_vec(),
+            response_id: None,
+        };
+        let err = response.envelope(&ROUTE).unwrap_err().to_string();
+        assert!(!err.contains("0123456789abcdef"), "{err}");
+        assert!(err.contains("not a bunq response envelope"), "{err}");
+    }
+
+    #[test]
+    fn user_agent_names_this_program_and_version() {
+        assert_eq!(
+            USER_AGENT,
+            format!("bunq-ipsync/{}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}

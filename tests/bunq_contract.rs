@@ -1,0 +1,1648 @@
+//! The wire contract of the bunq client, checked against mockito: for every endpoint the method,
+//! path, every header, the exact body bytes and a request signature that verifies with the
+//! client's public key; plus signature verification of responses, error mapping, retries,
+//! session handling and the persisted context.
+//!
+//! The mock signs its responses with a test server key, the way bunq does.
+
+// Helpers outside #[test] functions panic to fail the test, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bunq_ipsync::bunq::context::{
+    CONTEXT_FILE_NAME, Context, ContextStore, DeviceContext, InstallationContext, SessionContext,
+};
+use bunq_ipsync::bunq::model::IpStatus;
+use bunq_ipsync::bunq::{
+    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, PrivateKey, PublicKey, RateLimits,
+    RetryPolicy, TransportSettings, create_sandbox_user,
+};
+use bunq_ipsync::secret::Secret;
+use chrono::Utc;
+use mockito::{Matcher, Mock, Request, Server, ServerGuard};
+
+const API_KEY: &str = "sandbox_test_api_key_0123456789";
+const INSTALLATION_TOKEN: &str = "installation-token-0123";
+const SESSION_TOKEN: &str = "session-token-0123";
+const USER_ID: u64 = 1913;
+const UUID_V4: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$";
+
+fn server_key() -> &'static PrivateKey {
+    static KEY: OnceLock<PrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| PrivateKey::generate().unwrap())
+}
+
+fn client_key() -> &'static PrivateKey {
+    static KEY: OnceLock<PrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| PrivateKey::generate().unwrap())
+}
+
+fn base_url(server: &ServerGuard) -> BaseUrl {
+    BaseUrl::parse(&format!("{}/v1", server.url())).unwrap()
+}
+
+fn fast_transport() -> TransportSettings {
+    TransportSettings {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(10),
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        },
+        rate_limits: RateLimits::disabled(),
+    }
+}
+
+fn settings(server: &ServerGuard) -> ClientSettings {
+    let mut settings = ClientSettings::new(base_url(server), "ipsync-test");
+    settings.transport = fast_transport();
+    settings
+}
+
+/// The headers every request carries, with `auth` as `X-Bunq-Client-Authentication` (or none).
+fn with_standard_headers(mock: Mock, auth: Option<&str>) -> Mock {
+    let mock = mock
+        .match_header(
+            "User-Agent",
+            format!("bunq-ipsync/{}", env!("CARGO_PKG_VERSION")).as_str(),
+        )
+        .match_header("X-Bunq-Client-Request-Id", Matcher::Regex(UUID_V4.into()))
+        .match_header("Cache-Control", "no-cache")
+        .match_header("X-Bunq-Geolocation", "0 0 0 0 000")
+        .match_header("X-Bunq-Language", "en_US")
+        .match_header("X-Bunq-Region", "nl_NL");
+    match auth {
+        Some(token) => mock.match_header("X-Bunq-Client-Authentication", token),
+        None => mock.match_header("X-Bunq-Client-Authentication", Matcher::Missing),
+    }
+}
+
+/// True when the request's `X-Bunq-Client-Signature` verifies over its exact body.
+fn signature_verifies(request: &Request, key: &PublicKey) -> bool {
+    let values = request.header("X-Bunq-Client-Signature");
+    let [signature] = values.as_slice() else {
+        return false;
+    };
+    let body = request.body().unwrap();
+    key.verify(body, signature.to_str().unwrap()).is_ok()
+}
+
+/// A response as bunq sends it: status, response id, and the body signed by the server key.
+fn respond(mock: Mock, status: usize, body: &str) -> Mock {
+    mock.with_status(status)
+        .with_header("X-Bunq-Client-Response-Id", "response-id-1")
+        .with_header(
+            "X-Bunq-Server-Signature",
+            &server_key().sign(body.as_bytes()),
+        )
+        .with_body(body)
+}
+
+fn session_body(token: &str, timeout_secs: u64) -> String {
+    serde_json::json!({"Response": [
+        {"Id": {"id": 555}},
+        {"Token": {"id": 556, "created": "2026-01-01 00:00:00.000000", "updated": "2026-01-01 00:00:00.000000", "token": token}},
+        {"UserPerson": {"id": USER_ID, "display_name": "Test", "session_timeout": timeout_secs}}
+    ]})
+    .to_string()
+}
+
+fn installation_body() -> String {
+    serde_json::json!({"Response": [
+        {"Id": {"id": 1}},
+        {"Token": {"id": 2, "created": "2026-01-01 00:00:00.000000", "updated": "2026-01-01 00:00:00.000000", "token": INSTALLATION_TOKEN}},
+        {"ServerPublicKey": {"server_public_key": server_key().public_key().to_pem()}}
+    ]})
+    .to_string()
+}
+
+/// A saved context with the known client key and a session valid for `expires_in`.
+fn save_context(state_dir: &Path, base: &BaseUrl, api_key: &str, expires_in: chrono::Duration) {
+    let mut context = Context::new(base, &Secret::new(api_key), client_key()).unwrap();
+    context.installation = Some(InstallationContext {
+        token: Secret::new(INSTALLATION_TOKEN),
+        server_public_key: server_key().public_key().to_pem(),
+    });
+    context.device = Some(DeviceContext {
+        id: Some(3),
+        description: Some("ipsync-test".into()),
+    });
+    context.session = Some(SessionContext {
+        token: Secret::new(SESSION_TOKEN),
+        id: Some(4),
+        user_id: USER_ID,
+        expires_at: Utc::now() + expires_in,
+        session_timeout_secs: Some(604_800),
+    });
+    ContextStore::open(state_dir)
+        .unwrap()
+        .save(&context)
+        .unwrap();
+}
+
+/// A connected client from a saved context (no setup calls).
+async fn saved_client(server: &ServerGuard, state: &Path) -> BunqClient {
+    save_context(state, &base_url(server), API_KEY, chrono::Duration::days(7));
+    BunqClient::connect(settings(server), Secret::new(API_KEY), state)
+        .await
+        .unwrap()
+}
+
+/// Mocks for the three setup calls that must not happen.
+async fn forbid_setup_calls(server: &mut ServerGuard) -> Vec<Mock> {
+    let mut mocks = Vec::new();
+    for path in [
+        "/v1/installation",
+        "/v1/device-server",
+        "/v1/session-server",
+    ] {
+        mocks.push(server.mock("POST", path).expect(0).create_async().await);
+    }
+    mocks
+}
+
+/// A session call authenticated by the session token and signed by the known client key.
+fn session_call(server: &mut ServerGuard, method: &str, path: &str) -> Mock {
+    let key = client_key().public_key();
+    with_standard_headers(server.mock(method, path), Some(SESSION_TOKEN))
+        .match_request(move |request| signature_verifies(request, &key))
+}
+
+const IP_LIST_PATH: &str = "/v1/user/1913/credential-password-ip/77/ip";
+
+fn ip_page(ids: &[u64], older_url: Option<&str>) -> String {
+    let items: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            serde_json::json!({"PermittedIp": {
+                "id": id, "ip": format!("10.0.0.{id}"), "status": "ACTIVE",
+                "created": "2026-01-01 00:00:00.000000", "updated": "2026-01-02 00:00:00.000000",
+                "future_field": true
+            }})
+        })
+        .collect();
+    serde_json::json!({"Response": items, "Pagination": {
+        "future_url": null, "newer_url": null, "older_url": older_url
+    }})
+    .to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registration
+
+#[tokio::test]
+async fn connect_registers_installation_device_and_session_with_exact_requests() {
+    let mut server = Server::new_async().await;
+    let client_public: Arc<Mutex<Option<PublicKey>>> = Arc::default();
+
+    let captured = client_public.clone();
+    let installation = respond(
+        with_standard_headers(server.mock("POST", "/v1/installation"), None)
+            .match_header("X-Bunq-Client-Signature", Matcher::Missing)
+            .match_request(move |request| {
+                let body = request.body().unwrap();
+                let parsed: serde_json::Value = serde_json::from_slice(body).unwrap();
+                let pem = parsed["client_public_key"].as_str().unwrap_or_default();
+                let expected = format!(
+                    "{{\"client_public_key\":{}}}",
+                    serde_json::to_string(pem).unwrap()
+                );
+                let ok = body == expected.as_bytes()
+                    && pem.starts_with("-----BEGIN PUBLIC KEY-----\n")
+                    && pem.ends_with("-----END PUBLIC KEY-----\n");
+                if let (true, Ok(key)) = (ok, PublicKey::from_pem(pem)) {
+                    *captured.lock().unwrap() = Some(key);
+                    return true;
+                }
+                false
+            }),
+        200,
+        &installation_body(),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+
+    let key = client_public.clone();
+    let device = respond(
+        with_standard_headers(
+            server.mock("POST", "/v1/device-server"),
+            Some(INSTALLATION_TOKEN),
+        )
+        .match_body(format!(r#"{{"description":"ipsync-test","secret":"{API_KEY}"}}"#).as_str())
+        .match_request(move |request| {
+            let key = key.lock().unwrap().clone();
+            key.is_some_and(|key| signature_verifies(request, &key))
+        }),
+        200,
+        r#"{"Response":[{"Id":{"id":321}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+
+    let key = client_public.clone();
+    let session = respond(
+        with_standard_headers(
+            server.mock("POST", "/v1/session-server"),
+            Some(INSTALLATION_TOKEN),
+        )
+        .match_body(format!(r#"{{"secret":"{API_KEY}"}}"#).as_str())
+        .match_request(move |request| {
+            let key = key.lock().unwrap().clone();
+            key.is_some_and(|key| signature_verifies(request, &key))
+        }),
+        200,
+        &session_body(SESSION_TOKEN, 3600),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+
+    let state = tempfile::tempdir().unwrap();
+    let before = Utc::now();
+    let client = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
+        .await
+        .unwrap();
+
+    installation.assert_async().await;
+    device.assert_async().await;
+    session.assert_async().await;
+    assert_eq!(client.user_id(), USER_ID);
+    assert_eq!(client.device_description(), Some("ipsync-test"));
+    assert_eq!(client.session_timeout(), Some(Duration::from_secs(3600)));
+    let expires = client.session_expires_at();
+    assert!(expires >= before + chrono::Duration::seconds(3600));
+    assert!(expires <= Utc::now() + chrono::Duration::seconds(3600));
+}
+
+#[tokio::test]
+async fn registration_saves_the_context_with_modes_0600_and_0700() {
+    let mut server = Server::new_async().await;
+    let _installation = respond(
+        server.mock("POST", "/v1/installation"),
+        200,
+        &installation_body(),
+    )
+    .create_async()
+    .await;
+    let _device = respond(
+        server.mock("POST", "/v1/device-server"),
+        200,
+        r#"{"Response":[{"Id":{"id":321}}]}"#,
+    )
+    .create_async()
+    .await;
+    let _session = respond(
+        server.mock("POST", "/v1/session-server"),
+        200,
+        &session_body(SESSION_TOKEN, 3600),
+    )
+    .create_async()
+    .await;
+    let parent = tempfile::tempdir().unwrap();
+    let state = parent.path().join("state");
+    BunqClient::connect(settings(&server), Secret::new(API_KEY), &state)
+        .await
+        .unwrap();
+
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    let file = state.join(CONTEXT_FILE_NAME);
+    assert_eq!(mode(&file), 0o600);
+    let saved = ContextStore::open(&state).unwrap().load().unwrap().unwrap();
+    assert_eq!(saved.device.unwrap().id, Some(321));
+    assert_eq!(saved.session.unwrap().token.expose(), SESSION_TOKEN);
+    assert!(!std::fs::read_to_string(file).unwrap().contains(API_KEY));
+}
+
+#[tokio::test]
+async fn device_server_sends_permitted_ips_when_configured() {
+    let mut server = Server::new_async().await;
+    let _installation = respond(
+        server.mock("POST", "/v1/installation"),
+        200,
+        &installation_body(),
+    )
+    .create_async()
+    .await;
+    let device = respond(
+        server
+            .mock("POST", "/v1/device-server")
+            .match_body(
+                format!(
+                    r#"{{"description":"ipsync-test","secret":"{API_KEY}","permitted_ips":["1.2.3.4","*"]}}"#
+                )
+                .as_str(),
+            ),
+        200,
+        r#"{"Response":[{"Id":{"id":321}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let _session = respond(
+        server.mock("POST", "/v1/session-server"),
+        200,
+        &session_body(SESSION_TOKEN, 3600),
+    )
+    .create_async()
+    .await;
+    let mut settings = settings(&server);
+    settings.permitted_ips = Some(vec!["1.2.3.4".into(), "*".into()]);
+    let state = tempfile::tempdir().unwrap();
+    BunqClient::connect(settings, Secret::new(API_KEY), state.path())
+        .await
+        .unwrap();
+    device.assert_async().await;
+}
+
+#[tokio::test]
+async fn registration_resumes_after_the_last_saved_step() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    // A previous run got through installation only.
+    let mut context =
+        Context::new(&base_url(&server), &Secret::new(API_KEY), client_key()).unwrap();
+    context.installation = Some(InstallationContext {
+        token: Secret::new(INSTALLATION_TOKEN),
+        server_public_key: server_key().public_key().to_pem(),
+    });
+    ContextStore::open(state.path())
+        .unwrap()
+        .save(&context)
+        .unwrap();
+
+    let installation = server
+        .mock("POST", "/v1/installation")
+        .expect(0)
+        .create_async()
+        .await;
+    let key = client_key().public_key();
+    let device = respond(
+        with_standard_headers(
+            server.mock("POST", "/v1/device-server"),
+            Some(INSTALLATION_TOKEN),
+        )
+        .match_request(move |request| signature_verifies(request, &key)),
+        200,
+        r#"{"Response":[{"Id":{"id":321}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let session = respond(
+        server.mock("POST", "/v1/session-server"),
+        200,
+        &session_body(SESSION_TOKEN, 3600),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
+        .await
+        .unwrap();
+    installation.assert_async().await;
+    device.assert_async().await;
+    session.assert_async().await;
+}
+
+#[tokio::test]
+async fn restart_with_a_saved_context_makes_no_setup_call() {
+    let mut server = Server::new_async().await;
+    let setup = forbid_setup_calls(&mut server).await;
+    let list = respond(
+        session_call(
+            &mut server,
+            "GET",
+            "/v1/user/1913/credential-password-ip?count=200",
+        ),
+        200,
+        r#"{"Response":[],"Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    assert!(client.list_credentials().await.unwrap().is_empty());
+    for mock in setup {
+        mock.assert_async().await;
+    }
+    list.assert_async().await;
+}
+
+#[tokio::test]
+async fn context_of_another_api_key_triggers_a_clean_registration() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    save_context(
+        state.path(),
+        &base_url(&server),
+        "some_other_api_key",
+        chrono::Duration::days(7),
+    );
+    let installation = respond(
+        server.mock("POST", "/v1/installation"),
+        200,
+        &installation_body(),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let device = respond(
+        server
+            .mock("POST", "/v1/device-server")
+            .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN),
+        200,
+        r#"{"Response":[{"Id":{"id":321}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let session = respond(
+        server.mock("POST", "/v1/session-server"),
+        200,
+        &session_body("brand-new-session", 3600),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
+        .await
+        .unwrap();
+    installation.assert_async().await;
+    device.assert_async().await;
+    session.assert_async().await;
+    let saved = ContextStore::open(state.path())
+        .unwrap()
+        .load()
+        .unwrap()
+        .unwrap();
+    assert!(
+        saved
+            .mismatch(&base_url(&server), &Secret::new(API_KEY))
+            .is_none()
+    );
+    // A new client key was generated: nothing of the other key's registration was reused.
+    assert_ne!(
+        saved.client_key().unwrap().public_key(),
+        client_key().public_key()
+    );
+}
+
+#[tokio::test]
+async fn corrupt_context_is_a_clear_error_and_sends_nothing() {
+    let mut server = Server::new_async().await;
+    let setup = forbid_setup_calls(&mut server).await;
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(
+        state.path().join(CONTEXT_FILE_NAME),
+        b"{\"format_version\": 1, ",
+    )
+    .unwrap();
+    let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BunqError::ContextCorrupt { .. }), "{err}");
+    assert!(err.to_string().contains(CONTEXT_FILE_NAME), "{err}");
+    for mock in setup {
+        mock.assert_async().await;
+    }
+}
+
+#[test]
+fn plain_http_to_a_non_loopback_host_is_refused() {
+    let err = BaseUrl::parse("http://api.bunq.com/v1").unwrap_err();
+    assert!(matches!(err, BunqError::BaseUrl { .. }), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions
+
+#[tokio::test]
+async fn connect_renews_a_saved_session_that_expires_within_renew_before() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    save_context(
+        state.path(),
+        &base_url(&server),
+        API_KEY,
+        chrono::Duration::minutes(5),
+    );
+    let key = client_key().public_key();
+    let session = respond(
+        with_standard_headers(
+            server.mock("POST", "/v1/session-server"),
+            Some(INSTALLATION_TOKEN),
+        )
+        .match_body(format!(r#"{{"secret":"{API_KEY}"}}"#).as_str())
+        .match_request(move |request| signature_verifies(request, &key)),
+        200,
+        &session_body("renewed-session", 604_800),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let list = respond(
+        server
+            .mock("GET", "/v1/user/1913/credential-password-ip?count=200")
+            .match_header("X-Bunq-Client-Authentication", "renewed-session"),
+        200,
+        r#"{"Response":[],"Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let mut settings = settings(&server);
+    settings.renew_before = Duration::from_secs(600);
+    let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
+        .await
+        .unwrap();
+    client.list_credentials().await.unwrap();
+    session.assert_async().await;
+    list.assert_async().await;
+    assert!(client.session_expires_at() > Utc::now() + chrono::Duration::days(6));
+}
+
+#[tokio::test]
+async fn a_call_renews_a_session_that_is_within_renew_before() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    save_context(
+        state.path(),
+        &base_url(&server),
+        API_KEY,
+        chrono::Duration::hours(2),
+    );
+    let now = Arc::new(Mutex::new(Utc::now()));
+    let mut settings = settings(&server);
+    settings.renew_before = Duration::from_secs(3600);
+    let clock = now.clone();
+    settings.clock = Arc::new(move || *clock.lock().unwrap());
+    let session = respond(
+        with_standard_headers(
+            server.mock("POST", "/v1/session-server"),
+            Some(INSTALLATION_TOKEN),
+        ),
+        200,
+        &session_body("renewed-by-call", 604_800),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let get = respond(
+        session_call(
+            &mut server,
+            "GET",
+            "/v1/user/1913/credential-password-ip/77",
+        ),
+        200,
+        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let renewed_get = respond(
+        server
+            .mock("GET", "/v1/user/1913/credential-password-ip/77")
+            .match_header("X-Bunq-Client-Authentication", "renewed-by-call"),
+        200,
+        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
+        .await
+        .unwrap();
+
+    // Two hours left, renew_before one hour: the saved session is used as is.
+    client.get_credential(77).await.unwrap();
+    assert!(!session.matched_async().await);
+    get.assert_async().await;
+
+    // 61 minutes later, 59 minutes are left: the next call renews first.
+    *now.lock().unwrap() += chrono::Duration::minutes(61);
+    client.get_credential(77).await.unwrap();
+    session.assert_async().await;
+    renewed_get.assert_async().await;
+}
+
+#[tokio::test]
+async fn renew_session_uses_the_new_token_afterwards_and_saves_it() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let session = respond(
+        with_standard_headers(
+            server.mock("POST", "/v1/session-server"),
+            Some(INSTALLATION_TOKEN),
+        ),
+        200,
+        &session_body("fresh-session", 604_800),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let get = respond(
+        server
+            .mock("GET", "/v1/user/1913/credential-password-ip/77")
+            .match_header("X-Bunq-Client-Authentication", "fresh-session"),
+        200,
+        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    client.renew_session().await.unwrap();
+    client.get_credential(77).await.unwrap();
+    session.assert_async().await;
+    get.assert_async().await;
+    let saved = ContextStore::open(state.path())
+        .unwrap()
+        .load()
+        .unwrap()
+        .unwrap();
+    assert_eq!(saved.session.unwrap().token.expose(), "fresh-session");
+}
+
+#[tokio::test]
+async fn rejected_session_opens_one_new_session_and_retries_once() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let rejected = server
+        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .match_header("X-Bunq-Client-Authentication", SESSION_TOKEN)
+        .with_status(403)
+        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication.","error_description_translated":"Insufficient authentication."}]}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let session = respond(
+        server.mock("POST", "/v1/session-server"),
+        200,
+        &session_body("second-session", 604_800),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let accepted = respond(
+        server
+            .mock("GET", "/v1/user/1913/credential-password-ip/77")
+            .match_header("X-Bunq-Client-Authentication", "second-session"),
+        200,
+        r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let credential = client.get_credential(77).await.unwrap();
+    assert_eq!(credential.id, 77);
+    rejected.assert_async().await;
+    session.assert_async().await;
+    accepted.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_second_session_rejection_is_returned_without_another_session() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let rejected = server
+        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .with_status(403)
+        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
+        .expect(2)
+        .create_async()
+        .await;
+    let session = respond(
+        server.mock("POST", "/v1/session-server"),
+        200,
+        &session_body("second-session", 604_800),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let err = client.get_credential(77).await.unwrap_err();
+    assert!(err.is_session_rejected(), "{err}");
+    rejected.assert_async().await;
+    session.assert_async().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints
+
+#[tokio::test]
+async fn list_credentials_sends_a_signed_get_and_parses_credentials() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let list = respond(
+        session_call(&mut server, "GET", "/v1/user/1913/credential-password-ip?count=200")
+            .match_body(""),
+        200,
+        r#"{"Response":[{"CredentialPasswordIp":{"id":77,"created":"c","updated":"u","status":"ACTIVE",
+            "expiry_time":null,"token_value":null,"permitted_device":{"description":"ipsync-test","ip":"1.2.3.4"}}}],
+            "Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let credentials = client.list_credentials().await.unwrap();
+    list.assert_async().await;
+    assert_eq!(credentials.len(), 1);
+    assert_eq!(credentials[0].id, 77);
+    let device = credentials[0].permitted_device.as_ref().unwrap();
+    assert_eq!(device.description.as_deref(), Some("ipsync-test"));
+}
+
+#[tokio::test]
+async fn list_credentials_follows_older_url() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let first = respond(
+        session_call(&mut server, "GET", "/v1/user/1913/credential-password-ip?count=200"),
+        200,
+        r#"{"Response":[{"CredentialPasswordIp":{"id":80}}],"Pagination":{"future_url":null,"newer_url":null,
+            "older_url":"\/v1\/user\/1913\/credential-password-ip?count=200&older_id=80"}}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let second = respond(
+        session_call(
+            &mut server,
+            "GET",
+            "/v1/user/1913/credential-password-ip?count=200&older_id=80",
+        ),
+        200,
+        r#"{"Response":[{"CredentialPasswordIp":{"id":79}}],"Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let ids: Vec<u64> = client
+        .list_credentials()
+        .await
+        .unwrap()
+        .iter()
+        .map(|credential| credential.id)
+        .collect();
+    assert_eq!(ids, vec![80, 79]);
+    first.assert_async().await;
+    second.assert_async().await;
+}
+
+#[tokio::test]
+async fn get_credential_sends_a_signed_get_to_the_credential_path() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let get = respond(
+        session_call(
+            &mut server,
+            "GET",
+            "/v1/user/1913/credential-password-ip/77",
+        )
+        .match_body(""),
+        200,
+        r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let credential = client.get_credential(77).await.unwrap();
+    get.assert_async().await;
+    assert_eq!(credential.status.as_deref(), Some("ACTIVE"));
+}
+
+#[tokio::test]
+async fn list_ips_follows_older_url_across_three_pages_keeping_ids_and_timestamps() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let first_path = format!("{IP_LIST_PATH}?count=200");
+    let second_path = format!("{IP_LIST_PATH}?count=200&older_id=5");
+    let third_path = format!("{IP_LIST_PATH}?count=200&older_id=3");
+    let pages = [
+        respond(
+            session_call(&mut server, "GET", &first_path).match_body(""),
+            200,
+            &ip_page(&[6, 5], Some(&second_path)),
+        ),
+        respond(
+            session_call(&mut server, "GET", &second_path).match_body(""),
+            200,
+            &ip_page(&[4, 3], Some(&third_path)),
+        ),
+        respond(
+            session_call(&mut server, "GET", &third_path).match_body(""),
+            200,
+            &ip_page(&[1], None),
+        ),
+    ];
+    let mut mocks = Vec::new();
+    for page in pages {
+        mocks.push(page.expect(1).create_async().await);
+    }
+    let entries = client.list_ips(77).await.unwrap();
+    for mock in mocks {
+        mock.assert_async().await;
+    }
+    let ids: Vec<u64> = entries.iter().map(|entry| entry.id).collect();
+    assert_eq!(ids, vec![6, 5, 4, 3, 1]);
+    assert_eq!(entries[0].ip, "10.0.0.6");
+    assert_eq!(entries[0].status, IpStatus::Active);
+    assert_eq!(
+        entries[0].created.as_deref(),
+        Some("2026-01-01 00:00:00.000000")
+    );
+    assert_eq!(
+        entries[0].updated.as_deref(),
+        Some("2026-01-02 00:00:00.000000")
+    );
+}
+
+#[tokio::test]
+async fn a_pagination_link_to_another_host_is_refused() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let _first = respond(
+        session_call(&mut server, "GET", &format!("{IP_LIST_PATH}?count=200")),
+        200,
+        &ip_page(
+            &[2],
+            Some("https://elsewhere.example/v1/user/1913/x?older_id=2"),
+        ),
+    )
+    .create_async()
+    .await;
+    let err = client.list_ips(77).await.unwrap_err();
+    assert!(matches!(err, BunqError::Protocol { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn get_ip_sends_a_signed_get_to_the_entry_path() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let get = respond(
+        session_call(&mut server, "GET", &format!("{IP_LIST_PATH}/9")).match_body(""),
+        200,
+        r#"{"Response":[{"PermittedIp":{"id":9,"ip":"1.2.3.4","status":"INACTIVE"}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let entry = client.get_ip(77, 9).await.unwrap();
+    get.assert_async().await;
+    assert_eq!(entry.ip, "1.2.3.4");
+    assert_eq!(entry.status, IpStatus::Inactive);
+}
+
+#[tokio::test]
+async fn create_ip_posts_exactly_ip_and_status_and_returns_the_new_id() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let create = respond(
+        session_call(&mut server, "POST", IP_LIST_PATH)
+            .match_body(r#"{"ip":"5.6.7.8","status":"ACTIVE"}"#),
+        200,
+        r#"{"Response":[{"Id":{"id":925}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let id = client
+        .create_ip(77, Ipv4Addr::new(5, 6, 7, 8), IpStatus::Active)
+        .await
+        .unwrap();
+    create.assert_async().await;
+    assert_eq!(id, 925);
+}
+
+#[tokio::test]
+async fn update_ip_puts_only_the_status() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let update = respond(
+        session_call(&mut server, "PUT", &format!("{IP_LIST_PATH}/877"))
+            .match_body(r#"{"status":"INACTIVE"}"#),
+        200,
+        r#"{"Response":[{"Id":{"id":877}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let id = client
+        .update_ip_status(77, 877, IpStatus::Inactive)
+        .await
+        .unwrap();
+    update.assert_async().await;
+    assert_eq!(id, 877);
+}
+
+#[tokio::test]
+async fn sandbox_user_is_created_without_token_or_signature() {
+    let mut server = Server::new_async().await;
+    let create = with_standard_headers(server.mock("POST", "/v1/sandbox-user-person"), None)
+        .match_header("X-Bunq-Client-Signature", Matcher::Missing)
+        .match_body("")
+        .with_status(200)
+        .with_body(r#"{"Response":[{"ApiKey":{"api_key":"sandbox_new_key","user":{"UserPerson":{"id":44}}}}]}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let user = create_sandbox_user(&base_url(&server), &fast_transport())
+        .await
+        .unwrap();
+    create.assert_async().await;
+    assert_eq!(user.api_key.expose(), "sandbox_new_key");
+    assert_eq!(user.user_id, Some(44));
+    assert!(!format!("{user:?}").contains("sandbox_new_key"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response verification, errors, retries
+
+#[tokio::test]
+async fn missing_server_signature_on_a_200_is_a_security_error_and_not_retried() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let get = server
+        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .with_status(200)
+        .with_body(r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let err = client.get_credential(77).await.unwrap_err();
+    assert!(matches!(err, BunqError::ResponseSignature { .. }), "{err}");
+    assert!(err.is_security());
+    get.assert_async().await;
+}
+
+#[tokio::test]
+async fn tampered_response_body_fails_verification_and_is_not_retried() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let genuine = r#"{"Response":[{"PermittedIp":{"id":9,"ip":"1.2.3.4","status":"INACTIVE"}}]}"#;
+    let tampered = r#"{"Response":[{"PermittedIp":{"id":9,"ip":"6.6.6.6","status":"ACTIVE"}}]}"#;
+    let get = server
+        .mock("GET", &format!("{IP_LIST_PATH}/9") as &str)
+        .with_status(200)
+        .with_header(
+            "X-Bunq-Server-Signature",
+            &server_key().sign(genuine.as_bytes()),
+        )
+        .with_body(tampered)
+        .expect(1)
+        .create_async()
+        .await;
+    let err = client.get_ip(77, 9).await.unwrap_err();
+    assert!(matches!(err, BunqError::ResponseSignature { .. }), "{err}");
+    get.assert_async().await;
+}
+
+#[tokio::test]
+async fn signature_by_another_key_fails_verification() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let body = r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#;
+    let get = server
+        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .with_status(200)
+        .with_header(
+            "X-Bunq-Server-Signature",
+            &client_key().sign(body.as_bytes()),
+        )
+        .with_body(body)
+        .expect(1)
+        .create_async()
+        .await;
+    let err = client.get_credential(77).await.unwrap_err();
+    assert!(matches!(err, BunqError::ResponseSignature { .. }), "{err}");
+    get.assert_async().await;
+}
+
+#[tokio::test]
+async fn error_body_becomes_an_api_error_with_status_description_and_response_id() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let _get = server
+        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .with_status(400)
+        .with_header("X-Bunq-Client-Response-Id", "resp-400")
+        .with_body(r#"{"Error":[{"error_description":"User credentials are incorrect. Incorrect API key or IP address.","error_description_translated":"x"}]}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let err = client.get_credential(77).await.unwrap_err();
+    match &err {
+        BunqError::Api {
+            status,
+            description,
+            response_id,
+            endpoint,
+        } => {
+            assert_eq!(*status, 400);
+            assert_eq!(
+                description,
+                "User credentials are incorrect. Incorrect API key or IP address."
+            );
+            assert_eq!(response_id.as_deref(), Some("resp-400"));
+            assert_eq!(endpoint, "GET /user/{user}/credential-password-ip/{cred}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.is_credentials_rejected());
+    assert!(!err.to_string().contains(SESSION_TOKEN));
+}
+
+#[tokio::test]
+async fn rate_limited_request_is_retried_with_a_new_request_id_and_succeeds() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let ids: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = |ids: Arc<Mutex<Vec<String>>>| {
+        move |request: &Request| {
+            let id = request.header("X-Bunq-Client-Request-Id")[0]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            ids.lock().unwrap().push(id);
+            true
+        }
+    };
+    let limited = server
+        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .match_request(record(ids.clone()))
+        .with_status(429)
+        .with_body(r#"{"Error":[{"error_description":"Too many requests. You can do a maximum of 3 calls per 3 second to this endpoint."}]}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let ok = respond(
+        session_call(
+            &mut server,
+            "GET",
+            "/v1/user/1913/credential-password-ip/77",
+        )
+        .match_request(record(ids.clone())),
+        200,
+        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    assert_eq!(client.get_credential(77).await.unwrap().id, 77);
+    limited.assert_async().await;
+    ok.assert_async().await;
+    let ids = ids.lock().unwrap();
+    assert!(ids.len() >= 2);
+    assert_ne!(ids[0], ids[ids.len() - 1]);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_up_to_the_attempt_limit() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let failing = server
+        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .with_status(503)
+        .with_body("<html><body>Service Unavailable</body></html>")
+        .expect(3)
+        .create_async()
+        .await;
+    let err = client.get_credential(77).await.unwrap_err();
+    failing.assert_async().await;
+    match err {
+        BunqError::Api {
+            status,
+            description,
+            ..
+        } => {
+            assert_eq!(status, 503);
+            assert!(description.contains("Service Unavailable"), "{description}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn create_ip_is_not_retried_on_a_server_error() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let create = server
+        .mock("POST", IP_LIST_PATH)
+        .with_status(500)
+        .with_body(r#"{"Error":[{"error_description":"Internal error"}]}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let err = client
+        .create_ip(77, Ipv4Addr::new(5, 6, 7, 8), IpStatus::Active)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BunqError::Api { status: 500, .. }), "{err}");
+    create.assert_async().await;
+}
+
+#[tokio::test]
+async fn update_ip_is_retried_on_a_server_error() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let failing = server
+        .mock("PUT", &format!("{IP_LIST_PATH}/877") as &str)
+        .with_status(500)
+        .expect(1)
+        .create_async()
+        .await;
+    let ok = respond(
+        session_call(&mut server, "PUT", &format!("{IP_LIST_PATH}/877")),
+        200,
+        r#"{"Response":[{"Id":{"id":877}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    client
+        .update_ip_status(77, 877, IpStatus::Active)
+        .await
+        .unwrap();
+    failing.assert_async().await;
+    ok.assert_async().await;
+}
+
+#[tokio::test]
+async fn connection_failure_is_a_transport_error_after_bounded_retries() {
+    // A port that was just free: nothing listens there.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let err = create_sandbox_user(
+        &BaseUrl::parse(&format!("http://127.0.0.1:{port}/v1")).unwrap(),
+        &fast_transport(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, BunqError::Transport { .. }), "{err}");
+    assert!(err.is_transient());
+}
+
+#[derive(Default)]
+struct CountingObserver {
+    finished: Mutex<Vec<(String, String, Option<u16>)>>,
+    rate_limited: Mutex<Vec<String>>,
+    sessions: Mutex<u32>,
+}
+
+impl ApiObserver for CountingObserver {
+    fn request_finished(
+        &self,
+        method: &str,
+        route_pattern: &str,
+        status: Option<u16>,
+        _elapsed: Duration,
+    ) {
+        self.finished
+            .lock()
+            .unwrap()
+            .push((method.to_owned(), route_pattern.to_owned(), status));
+    }
+    fn rate_limited(&self, route_pattern: &str) {
+        self.rate_limited
+            .lock()
+            .unwrap()
+            .push(route_pattern.to_owned());
+    }
+    fn session_created(&self, _expires_at: chrono::DateTime<Utc>) {
+        *self.sessions.lock().unwrap() += 1;
+    }
+}
+
+#[tokio::test]
+async fn observer_sees_every_attempt_by_route_pattern() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    save_context(
+        state.path(),
+        &base_url(&server),
+        API_KEY,
+        chrono::Duration::days(7),
+    );
+    let observer = Arc::new(CountingObserver::default());
+    let mut settings = settings(&server);
+    settings.observer = Some(observer.clone());
+    let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
+        .await
+        .unwrap();
+    let _limited = server
+        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .with_status(429)
+        .expect(1)
+        .create_async()
+        .await;
+    let _ok = respond(
+        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
+        200,
+        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+    )
+    .create_async()
+    .await;
+    let _session = respond(
+        server.mock("POST", "/v1/session-server"),
+        200,
+        &session_body("s2", 604_800),
+    )
+    .create_async()
+    .await;
+    client.get_credential(77).await.unwrap();
+    client.renew_session().await.unwrap();
+    let pattern = "/user/{user}/credential-password-ip/{cred}";
+    let finished = observer.finished.lock().unwrap().clone();
+    assert_eq!(
+        finished,
+        vec![
+            ("GET".to_owned(), pattern.to_owned(), Some(429)),
+            ("GET".to_owned(), pattern.to_owned(), Some(200)),
+            ("POST".to_owned(), "/session-server".to_owned(), Some(200)),
+        ]
+    );
+    assert_eq!(
+        *observer.rate_limited.lock().unwrap(),
+        vec![pattern.to_owned()]
+    );
+    assert_eq!(*observer.sessions.lock().unwrap(), 1);
+}
+
+#[test]
+fn client_can_be_shared_between_tasks() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<BunqClient>();
+    assert_send_sync::<Arc<BunqClient>>();
+}
+
+#[tokio::test]
+async fn renewing_twice_in_a_row_opens_only_one_session() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let session = respond(
+        server.mock("POST", "/v1/session-server"),
+        200,
+        &session_body("fresh-session", 604_800),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let first = client.renew_session().await.unwrap();
+    let second = client.renew_session().await.unwrap();
+    session.assert_async().await;
+    assert_eq!(first, second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rejections_open_a_single_new_session() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = Arc::new(saved_client(&server, state.path()).await);
+    let rejected = server
+        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .match_header("X-Bunq-Client-Authentication", SESSION_TOKEN)
+        .with_status(403)
+        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
+        .expect_at_least(1)
+        .create_async()
+        .await;
+    let session = respond(
+        server.mock("POST", "/v1/session-server"),
+        200,
+        &session_body("shared-session", 604_800),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let accepted = respond(
+        server
+            .mock("GET", "/v1/user/1913/credential-password-ip/77")
+            .match_header("X-Bunq-Client-Authentication", "shared-session"),
+        200,
+        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+    )
+    .expect_at_least(1)
+    .create_async()
+    .await;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move { client.get_credential(77).await }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().id, 77);
+    }
+    rejected.assert_async().await;
+    session.assert_async().await;
+    accepted.assert_async().await;
+}
+
+/// Compiles only if every public future of the client can move between threads (the daemon
+/// spawns them on a multi-threaded runtime).
+#[allow(dead_code)]
+fn every_client_future_is_send(client: &'static BunqClient, state: &'static Path) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(BunqClient::connect(
+        ClientSettings::new(BaseUrl::sandbox(), "x"),
+        Secret::new("k"),
+        state,
+    ));
+    is_send(client.list_credentials());
+    is_send(client.get_credential(1));
+    is_send(client.list_ips(1));
+    is_send(client.get_ip(1, 2));
+    is_send(client.create_ip(1, Ipv4Addr::LOCALHOST, IpStatus::Active));
+    is_send(client.update_ip_status(1, 2, IpStatus::Inactive));
+    is_send(client.renew_session());
+    is_send(client.ensure_session());
+    is_send(create_sandbox_user(&BaseUrl::sandbox(), &fast_transport()));
+}
+
+#[tokio::test]
+async fn unanswered_request_times_out_as_a_transient_transport_error() {
+    // Accepts connections (the kernel's backlog) but never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut transport = fast_transport();
+    transport.request_timeout = Duration::from_millis(20);
+    transport.retry.max_attempts = 2;
+    let err = create_sandbox_user(
+        &BaseUrl::parse(&format!("http://127.0.0.1:{port}/v1")).unwrap(),
+        &transport,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, BunqError::Transport { timeout: true, .. }),
+        "{err}"
+    );
+    assert!(err.is_transient());
+    drop(listener);
+}
+
+/// A client whose GET window is one hour long, so a held request stays held.
+async fn client_with_hourly_get_limit(
+    server: &ServerGuard,
+    state: &Path,
+    max: usize,
+) -> BunqClient {
+    save_context(state, &base_url(server), API_KEY, chrono::Duration::days(7));
+    let mut settings = settings(server);
+    let mut limits = RateLimits::bunq();
+    limits.get = bunq_ipsync::bunq::Limit::new(max, Duration::from_secs(3600));
+    settings.transport.rate_limits = limits;
+    BunqClient::connect(settings, Secret::new(API_KEY), state)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_rate_limiter_holds_a_request_beyond_the_window_limit() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = client_with_hourly_get_limit(&server, state.path(), 3).await;
+    let get = respond(
+        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
+        200,
+        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+    )
+    .expect(3)
+    .create_async()
+    .await;
+    for _ in 0..3 {
+        client.get_credential(77).await.unwrap();
+    }
+    let fourth = tokio::time::timeout(Duration::from_millis(50), client.get_credential(77)).await;
+    assert!(fourth.is_err(), "the fourth GET was not held back");
+    get.assert_async().await;
+}
+
+#[tokio::test]
+async fn the_rate_limiter_is_acquired_before_a_retry_too() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = client_with_hourly_get_limit(&server, state.path(), 1).await;
+    let limited = server
+        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .with_status(429)
+        .expect(1)
+        .create_async()
+        .await;
+    let retry = tokio::time::timeout(Duration::from_millis(50), client.get_credential(77)).await;
+    assert!(retry.is_err(), "the retry was not held back by the limiter");
+    limited.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_rejected_saved_installation_is_replaced_by_one_clean_registration() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    // The saved session is stale, so connect opens a new one with the saved installation token.
+    save_context(
+        state.path(),
+        &base_url(&server),
+        API_KEY,
+        chrono::Duration::seconds(30),
+    );
+    let rejected = server
+        .mock("POST", "/v1/session-server")
+        .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN)
+        .with_status(403)
+        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let new_installation = serde_json::json!({"Response": [
+        {"Id": {"id": 1}},
+        {"Token": {"id": 2, "token": "installation-2"}},
+        {"ServerPublicKey": {"server_public_key": server_key().public_key().to_pem()}}
+    ]})
+    .to_string();
+    let installation = respond(
+        server.mock("POST", "/v1/installation"),
+        200,
+        &new_installation,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let device = respond(
+        server
+            .mock("POST", "/v1/device-server")
+            .match_header("X-Bunq-Client-Authentication", "installation-2"),
+        200,
+        r#"{"Response":[{"Id":{"id":322}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let session = respond(
+        server
+            .mock("POST", "/v1/session-server")
+            .match_header("X-Bunq-Client-Authentication", "installation-2"),
+        200,
+        &session_body("session-after-reinstall", 604_800),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
+        .await
+        .unwrap();
+    rejected.assert_async().await;
+    installation.assert_async().await;
+    device.assert_async().await;
+    session.assert_async().await;
+    let saved = ContextStore::open(state.path())
+        .unwrap()
+        .load()
+        .unwrap()
+        .unwrap();
+    assert_eq!(saved.installation.unwrap().token.expose(), "installation-2");
+}
+
+#[tokio::test]
+async fn a_rejected_fresh_installation_is_an_error_not_a_loop() {
+    let mut server = Server::new_async().await;
+    let installation = respond(
+        server.mock("POST", "/v1/installation"),
+        200,
+        &installation_body(),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let _device = respond(
+        server.mock("POST", "/v1/device-server"),
+        200,
+        r#"{"Response":[{"Id":{"id":321}}]}"#,
+    )
+    .create_async()
+    .await;
+    let session = server
+        .mock("POST", "/v1/session-server")
+        .with_status(403)
+        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
+        .expect(1)
+        .create_async()
+        .await;
+    let state = tempfile::tempdir().unwrap();
+    let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
+        .await
+        .unwrap_err();
+    assert!(err.is_session_rejected(), "{err}");
+    installation.assert_async().await;
+    session.assert_async().await;
+}
+
+#[tokio::test]
+async fn unsigned_session_server_response_fails_registration() {
+    let mut server = Server::new_async().await;
+    let _installation = respond(
+        server.mock("POST", "/v1/installation"),
+        200,
+        &installation_body(),
+    )
+    .create_async()
+    .await;
+    let _device = respond(
+        server.mock("POST", "/v1/device-server"),
+        200,
+        r#"{"Response":[{"Id":{"id":321}}]}"#,
+    )
+    .create_async()
+    .await;
+    let session = server
+        .mock("POST", "/v1/session-server")
+        .with_status(200)
+        .with_body(session_body("forged-session", 604_800))
+        .expect(1)
+        .create_async()
+        .await;
+    let state = tempfile::tempdir().unwrap();
+    let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BunqError::ResponseSignature { .. }), "{err}");
+    session.assert_async().await;
+    let saved = ContextStore::open(state.path())
+        .unwrap()
+        .load()
+        .unwrap()
+        .unwrap();
+    assert!(saved.session.is_none(), "an unverified session was saved");
+}
+
+#[tokio::test]
+async fn debug_output_of_client_and_settings_shows_no_secret() {
+    let server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let printed = format!("{client:?} {:?}", settings(&server));
+    for secret in [API_KEY, SESSION_TOKEN, INSTALLATION_TOKEN, "PRIVATE KEY"] {
+        assert!(!printed.contains(secret), "{secret} in {printed}");
+    }
+}
+
+#[tokio::test]
+async fn ensure_session_renews_only_when_due() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    save_context(
+        state.path(),
+        &base_url(&server),
+        API_KEY,
+        chrono::Duration::hours(2),
+    );
+    let now = Arc::new(Mutex::new(Utc::now()));
+    let mut settings = settings(&server);
+    settings.renew_before = Duration::from_secs(3600);
+    let clock = now.clone();
+    settings.clock = Arc::new(move || *clock.lock().unwrap());
+    let session = respond(
+        server.mock("POST", "/v1/session-server"),
+        200,
+        &session_body("due-session", 604_800),
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
+        .await
+        .unwrap();
+    let before = client.ensure_session().await.unwrap();
+    assert!(!session.matched_async().await);
+    *now.lock().unwrap() += chrono::Duration::minutes(90);
+    let after = client.ensure_session().await.unwrap();
+    session.assert_async().await;
+    assert!(after > before);
+}
