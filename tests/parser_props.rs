@@ -10,11 +10,16 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use bunq_ipsync::bunq::allowlist::{LIST_CREDENTIALS, LIST_IPS, page_items};
+use bunq_ipsync::bunq::endpoint::BaseUrl;
 use bunq_ipsync::bunq::model::{
-    BunqId, CredentialPasswordIp, Envelope, ErrorBody, IpStatus, Pagination, PermittedIp,
+    BunqId, CredentialPasswordIp, ErrorBody, IpStatus, Pagination, PermittedIp,
 };
+use bunq_ipsync::bunq::session::{DEVICE_SERVER, parse_id, parse_installation, parse_session};
+use bunq_ipsync::bunq::transport::{ApiResponse, api_error, excerpt_text};
 use bunq_ipsync::config::{self, ConfigError, Policy};
 use bunq_ipsync::reconcile::plan::{CredentialState, PlanInput, plan};
+use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -262,27 +267,108 @@ fn key() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Parses `bytes` with every wire model the client reads, like the `bunq_response` fuzz target.
+/// The longest excerpt of a non-JSON body that an error message quotes: 200 characters and `…`.
+const EXCERPT_MAX_CHARS: usize = 201;
+
+/// Parses `bytes` with every wire model and client parsing function, like the `bunq_response`
+/// fuzz target: the envelope, list pages, create, installation and session responses, error
+/// bodies and the pagination link.
 fn check_models(bytes: &[u8]) {
-    if let Ok(envelope) = serde_json::from_slice::<Envelope>(bytes) {
+    let response = ApiResponse {
+        status: 200,
+        body: bytes.to_vec(),
+        response_id: None,
+    };
+    if let Ok(envelope) = response.envelope(&LIST_IPS) {
         for type_name in ["PermittedIp", "CredentialPasswordIp", "Id", "Token"] {
             let _ = envelope.find(type_name);
             for value in envelope.all(type_name) {
-                let _ = serde_json::from_value::<PermittedIp>(value.clone());
-                let _ = serde_json::from_value::<CredentialPasswordIp>(value.clone());
                 let _ = serde_json::from_value::<BunqId>(value.clone());
             }
         }
-        // A serialize/parse round trip is not checked: serde_json parses floats to the nearest
-        // value only with its `float_roundtrip` feature, and float fields are never read.
-        let _ = serde_json::to_string(&envelope);
+        if let Ok(items) = page_items::<PermittedIp>(&LIST_IPS, &envelope, "PermittedIp") {
+            assert_eq!(items.len(), envelope.response.len());
+        }
+        let _ = page_items::<CredentialPasswordIp>(
+            &LIST_CREDENTIALS,
+            &envelope,
+            "CredentialPasswordIp",
+        )
+        .map_err(|error| error.to_string());
+        let _ = parse_id(&envelope, &DEVICE_SERVER).map_err(|error| error.to_string());
+        let _ = parse_installation(&envelope).map_err(|error| error.to_string());
+        let _ = parse_session(&envelope, DateTime::<Utc>::UNIX_EPOCH);
+        let _ = parse_session(&envelope, DateTime::<Utc>::MAX_UTC);
+        if let Some(link) = envelope
+            .pagination
+            .as_ref()
+            .and_then(|p| p.older_url.as_deref())
+        {
+            check_link(link);
+        }
     }
+    let _ = api_error(&LIST_IPS, 503, bytes, None).to_string();
+    assert!(excerpt_text(bytes).chars().count() <= EXCERPT_MAX_CHARS);
     if let Ok(body) = serde_json::from_slice::<ErrorBody>(bytes) {
         let _ = body.description();
     }
     let _ = serde_json::from_slice::<PermittedIp>(bytes);
     let _ = serde_json::from_slice::<CredentialPasswordIp>(bytes);
     let _ = serde_json::from_slice::<Pagination>(bytes);
+}
+
+/// A pagination link the client accepts leads to the base URL's origin, under its path: the
+/// session token is sent wherever the link points.
+fn check_link(link: &str) {
+    for base in ["https://api.bunq.com/v1", "http://127.0.0.1:8080/v1"] {
+        let base = BaseUrl::parse(base).unwrap();
+        let Ok(path) = base.relative_path_of_link(link) else {
+            continue;
+        };
+        let url = base.join(&path).unwrap();
+        let prefix = format!("{}/", base.as_str());
+        assert!(url.as_str().starts_with(&prefix), "{link:?} leads to {url}");
+    }
+}
+
+/// Pagination links: bunq's own shape, other origins, dot segments, encodings, odd characters.
+fn link() -> impl Strategy<Value = String> {
+    let piece = prop::sample::select(vec![
+        "/v1",
+        "/v2",
+        "/",
+        "//",
+        "..",
+        ".",
+        "%2e",
+        "%2E%2e",
+        "%2f",
+        "\\",
+        "@",
+        ":",
+        "?",
+        "#",
+        "user",
+        "1",
+        "credential-password-ip",
+        "ip",
+        "older_id=5",
+        "&count=200",
+        "https://api.bunq.com",
+        "http://127.0.0.1:8080",
+        "https://evil.example",
+        "//evil.example",
+        "http:",
+        "https:",
+        "javascript:",
+        " ",
+        "\t",
+        "\n",
+        "%00",
+        "é",
+        "xn--",
+    ]);
+    prop::collection::vec(piece, 0..10).prop_map(|pieces| pieces.concat())
 }
 
 proptest! {
@@ -323,11 +409,26 @@ proptest! {
     }
 
     #[test]
+    fn accepted_pagination_links_stay_under_the_api_base(link in link()) {
+        check_link(&link);
+    }
+
+    #[test]
     fn model_parsing_never_panics_on_arbitrary_bytes(
         bytes in prop::collection::vec(any::<u8>(), 0..256)
     ) {
         check_models(&bytes);
     }
+}
+
+#[test]
+fn bunq_shaped_pagination_link_is_accepted() {
+    // Guards the link property: it only checks links the client accepts.
+    let base = BaseUrl::parse("https://api.bunq.com/v1").unwrap();
+    let path = base
+        .relative_path_of_link("/v1/user/1/credential-password-ip?older_id=5")
+        .unwrap();
+    assert_eq!(path, "/user/1/credential-password-ip?older_id=5");
 }
 
 #[test]
