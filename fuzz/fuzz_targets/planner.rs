@@ -189,7 +189,12 @@ fn apply(plan: &Plan, actual: &[Vec<PermittedIp>]) -> Option<Vec<Vec<PermittedIp
             for action in &credential.actions {
                 match &action.change {
                     Change::Create { ip } => {
-                        let id = entries.iter().map(|e| e.id).max().unwrap_or(0).checked_add(1)?;
+                        let id = entries
+                            .iter()
+                            .map(|e| e.id)
+                            .max()
+                            .unwrap_or(0)
+                            .checked_add(1)?;
                         entries.push(PermittedIp {
                             id,
                             ip: ip.to_string(),
