@@ -9,7 +9,9 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::sync::OnceLock;
 
+use bunq_ipsync::bunq::PrivateKey;
 use bunq_ipsync::bunq::allowlist::{LIST_CREDENTIALS, LIST_IPS, page_items};
 use bunq_ipsync::bunq::endpoint::BaseUrl;
 use bunq_ipsync::bunq::model::{
@@ -272,7 +274,8 @@ const EXCERPT_MAX_CHARS: usize = 201;
 
 /// Parses `bytes` with every wire model and client parsing function, like the `bunq_response`
 /// fuzz target: the envelope, list pages, create, installation and session responses, error
-/// bodies and the pagination link.
+/// bodies and the pagination link; and checks that the bytes never verify as their own server
+/// signature.
 fn check_models(bytes: &[u8]) {
     let response = ApiResponse {
         status: 200,
@@ -315,6 +318,14 @@ fn check_models(bytes: &[u8]) {
     let _ = serde_json::from_slice::<PermittedIp>(bytes);
     let _ = serde_json::from_slice::<CredentialPasswordIp>(bytes);
     let _ = serde_json::from_slice::<Pagination>(bytes);
+    let signature = String::from_utf8_lossy(bytes);
+    assert!(server_key().public_key().verify(bytes, &signature).is_err());
+}
+
+/// One server key for every case: generating an RSA-2048 key per case would dominate the run.
+fn server_key() -> &'static PrivateKey {
+    static KEY: OnceLock<PrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| PrivateKey::generate().unwrap())
 }
 
 /// A pagination link the client accepts leads to the base URL's origin, under its path: the

@@ -1,14 +1,18 @@
 //! bunq response parsing on arbitrary bytes, through the client's own entry points: the body
 //! as an envelope (`ApiResponse::envelope`), list pages (`page_items`), create responses
 //! (`parse_id`), installation and session responses (`parse_installation`, `parse_session`),
-//! error bodies (`api_error`), and pagination links (`BaseUrl::relative_path_of_link`).
+//! error bodies (`api_error`), pagination links (`BaseUrl::relative_path_of_link`), and the
+//! `X-Bunq-Server-Signature` check (`PublicKey::verify`).
 //!
-//! Contract: nothing panics; an error body that is not bunq JSON is quoted only as a bounded
+//! Contract: nothing panics; a signature made of the input never verifies; an error body that is not bunq JSON is quoted only as a bounded
 //! excerpt; a pagination link the client accepts never leads off the API's origin or base path
 //! (following it sends the session token).
 
 #![no_main]
 
+use std::sync::OnceLock;
+
+use bunq_ipsync::bunq::PrivateKey;
 use bunq_ipsync::bunq::allowlist::{LIST_CREDENTIALS, LIST_IPS, page_items};
 use bunq_ipsync::bunq::endpoint::BaseUrl;
 use bunq_ipsync::bunq::model::{
@@ -58,7 +62,20 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(link) = std::str::from_utf8(data) {
         check_link(link);
     }
+
+    // The signature header is text; the body is what it claims to sign.
+    let signature = String::from_utf8_lossy(data);
+    assert!(
+        server_key().public_key().verify(data, &signature).is_err(),
+        "an input verified as its own signature"
+    );
 });
+
+/// One key for the whole run: generating an RSA-2048 key per input would dominate the run.
+fn server_key() -> &'static PrivateKey {
+    static KEY: OnceLock<PrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| PrivateKey::generate().expect("an RSA key generates"))
+}
 
 fn check_envelope(envelope: &Envelope) {
     for type_name in TYPES {
