@@ -8,7 +8,10 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeSeed, Deserializer, EnumAccess, IgnoredAny, MapAccess, SeqAccess,
+    VariantAccess, Visitor,
+};
 
 use super::error::Location;
 
@@ -180,6 +183,13 @@ impl<'de> Visitor<'de> for Walk<'_> {
             map.next_value::<IgnoredAny>()?;
         }
         Ok(())
+    }
+
+    /// A YAML tag (`!x`) reaches a visitor as an enum whose variant is the tag: walk through it
+    /// into the tagged value, so fields under a tagged node keep their locations.
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        let (_tag, value) = data.variant::<IgnoredAny>()?;
+        value.newtype_variant_seed(self)
     }
 }
 

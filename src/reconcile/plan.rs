@@ -495,7 +495,10 @@ pub fn states_after<'a>(
     for action in applied {
         match &action.change {
             Change::Create { ip } => {
-                next_id += 1;
+                // Saturating: bunq ids are far from u64::MAX, but an input that is not must not
+                // panic. Ties keep push order (`ip_states` sorts stably), so a created entry
+                // still counts after any existing one.
+                next_id = next_id.saturating_add(1);
                 entries.push(PermittedIp {
                     id: next_id,
                     ip: ip.to_string(),
