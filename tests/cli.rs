@@ -414,6 +414,20 @@ async fn a_missing_config_file_exits_1_naming_it() {
     assert!(out.stderr.contains("nope.yaml"), "{}", show(&out));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_up_error_with_json_logs_is_one_json_object_on_stderr() {
+    let env = Env::start().await;
+    let missing = env.dir.path().join("nope.yaml");
+    let out = env.run(&missing, &["--log-format", "json", "plan"]).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    let line: serde_json::Value = serde_json::from_str(out.stderr.trim()).expect("one JSON object");
+    assert_eq!(line["level"], "ERROR");
+    assert!(
+        line["message"].as_str().unwrap().contains("nope.yaml"),
+        "{line}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // plan
 

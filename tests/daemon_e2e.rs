@@ -331,6 +331,18 @@ async fn bunq_session_is_renewed_before_expiry_without_a_failed_run() {
         .await;
     let expiry = metric(&daemon, "bunq_ipsync_session_expiry_timestamp_seconds").await;
     assert!(expiry > first_expiry, "{expiry} > {first_expiry}");
+    // A renewal the client skipped (session younger than 30 s) is not counted: every counted
+    // success opened a session at bunq.
+    let renewals = metric(
+        &daemon,
+        r#"bunq_ipsync_session_renewals_total{result="success"}"#,
+    )
+    .await;
+    let opened_since_start = world.sim.sessions_created() as f64 - 1.0;
+    assert!(
+        renewals <= opened_since_start,
+        "{renewals} renewals counted, {opened_since_start} opened"
+    );
     assert_eq!(
         metric(&daemon, r#"bunq_ipsync_runs_total{result="failed"}"#).await,
         0.0

@@ -40,7 +40,14 @@ pub fn main() -> i32 {
     let status = match run(&cli) {
         Ok(status) => status,
         Err(err) => {
-            eprintln!("error: {}", render_error(&err));
+            let message = render_error(&err);
+            if cli.log_format == Some(args::LogFormatArg::Json) {
+                // Log shippers expect one JSON object per line, start-up errors included.
+                let line = serde_json::json!({"level": "ERROR", "message": message});
+                eprintln!("{line}");
+            } else {
+                eprintln!("error: {message}");
+            }
             ExitStatus::Error
         }
     };

@@ -455,11 +455,18 @@ async fn renewal_task(
         let health = Arc::clone(&health);
         let metrics = Arc::clone(&metrics);
         async move {
+            let before = client.session_expires_at();
             let result = client.renew_session().await;
-            metrics.record_session_renewal(result.is_ok());
-            if let Ok(expires_at) = &result {
-                health.set_session_valid_until(Some(*expires_at));
-                metrics.set_session_expiry(SystemTime::from(*expires_at));
+            match &result {
+                // The client keeps a session younger than 30 s (bunq allows one session-server
+                // call per 30 s): nothing was renewed, so nothing is counted.
+                Ok(expires_at) if *expires_at == before => {}
+                Ok(expires_at) => {
+                    metrics.record_session_renewal(true);
+                    health.set_session_valid_until(Some(*expires_at));
+                    metrics.set_session_expiry(SystemTime::from(*expires_at));
+                }
+                Err(_) => metrics.record_session_renewal(false),
             }
             result
         }
