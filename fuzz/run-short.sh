@@ -25,6 +25,11 @@ fi
 export RUSTC_BOOTSTRAP=1
 for target in "${targets[@]}"; do
     mkdir -p "corpus/$target"
+    inputs=("corpus/$target")
+    # The planner target builds its inputs with `arbitrary` and has no seed files.
+    if [ -d "seeds/$target" ]; then
+        inputs+=("seeds/$target")
+    fi
     dict=()
     if [ -f "dicts/$target.dict" ]; then
         dict=("-dict=dicts/$target.dict")
@@ -32,6 +37,6 @@ for target in "${targets[@]}"; do
     echo "== $target: ${seconds}s"
     # -a: debug assertions and overflow checks on. -rss_limit_mb bounds memory on a shared box;
     # -timeout flags inputs that take over 10 s (a hang is a finding too).
-    cargo fuzz run -a "$target" "corpus/$target" "seeds/$target" -- \
+    cargo fuzz run -a "$target" "${inputs[@]}" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 "${dict[@]}"
 done
