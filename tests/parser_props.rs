@@ -488,6 +488,19 @@ fn regression_config_tagged_null_document_issues_carry_a_location() {
     }
 }
 
+/// config_parse crash-18debcc9 (found once the `!` exemption was lifted): a document that is a
+/// core-schema tagged scalar cannot be walked at all; its issues are located at the start.
+#[test]
+fn regression_config_core_tagged_scalar_document_issues_carry_a_location() {
+    const INPUT: &[u8] = b"!!int ";
+    let text = std::str::from_utf8(INPUT).unwrap();
+    let found = issues(text);
+    assert!(!found.is_empty());
+    for issue in found {
+        assert!(issue.location.is_some(), "{issue}");
+    }
+}
+
 /// Found while reducing crash-c4c980ac: a tag on the root mapping hides every location.
 #[test]
 fn regression_config_issue_under_a_tagged_root_is_located() {

@@ -69,7 +69,9 @@ impl fmt::Display for FieldPath {
 }
 
 /// Where `path` sits in `source`. When the path does not exist (a missing key), the nearest
-/// existing ancestor is reported, which is where the key has to be added.
+/// existing ancestor is reported, which is where the key has to be added. When not even the
+/// root can be walked (a document that is a tagged scalar such as `!!int`), the problem is the
+/// document as a whole, and its start is reported.
 pub fn locate(source: &str, path: &FieldPath) -> Option<Location> {
     let mut current = Some(path.clone());
     while let Some(path) = current {
@@ -78,7 +80,7 @@ pub fn locate(source: &str, path: &FieldPath) -> Option<Location> {
         }
         current = path.parent();
     }
-    None
+    Some(Location { line: 1, column: 1 })
 }
 
 /// The error message used to stop at the target; anything else means the walk itself failed.
