@@ -14,14 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bunq::BunqClient;
 use crate::bunq::model::IpStatus;
-use crate::cli::args::{Cli, DemoArgs};
-use crate::cli::setup;
+use crate::cli::args::{Cli, DemoArgs, OutputFormat};
+use crate::cli::{oneshot, setup};
 use crate::config::{self, Config};
 use crate::daemon::notify::Notifier;
 use crate::daemon::runtime::{self, Options};
 use crate::daemon::watch::WatchSettings;
 use crate::reconcile::exit::ExitStatus;
-use crate::reconcile::record::RecordStore;
 use crate::reconcile::{report, run};
 use crate::simulator::{Simulator, SimulatorOptions};
 
@@ -73,7 +72,6 @@ async fn walkthrough(args: &DemoArgs) -> anyhow::Result<ExitStatus> {
     ));
 
     let client = setup::connect(&config, None).await?;
-    let records = RecordStore::new(&config.bunq.state_dir);
 
     say("\n== 1. bunq-ipsync plan: what would change (nothing is written)");
     let (planned, _) = run::plan_run(&client, &config, None).await?;
@@ -81,15 +79,15 @@ async fn walkthrough(args: &DemoArgs) -> anyhow::Result<ExitStatus> {
     say(&format!("exit code {}", planned.exit_status().code()));
 
     say("\n== 2. bunq-ipsync apply: creates and activations first, then deactivations");
-    apply_once(&client, &config, &records).await?;
+    apply_once(&client, &config).await?;
 
     say("\n== 3. someone re-enables 192.0.2.99 in the bunq app (out-of-band drift)");
     simulator.set_entry_status(seeded.ci, seeded.drifting_entry, IpStatus::Active)?;
-    apply_once(&client, &config, &records).await?;
+    apply_once(&client, &config).await?;
 
     say("\n== 4. apply again: converged, so no writes");
     simulator.clear_request_log();
-    let status = apply_once(&client, &config, &records).await?;
+    let status = apply_once(&client, &config).await?;
     let writes = simulator
         .request_log()
         .iter()
@@ -147,20 +145,8 @@ fn write_config(
     Ok(path)
 }
 
-async fn apply_once(
-    client: &BunqClient,
-    config: &Config,
-    records: &RecordStore,
-) -> anyhow::Result<ExitStatus> {
-    let previous = records.load();
-    let (report, record) =
-        run::apply_run(client, config, previous.as_ref(), &CancellationToken::new()).await?;
-    records.save(&record)?;
-    print(&report::render_text(&report.plan));
-    if let Some(applied) = &report.applied {
-        print(&report::render_apply_text(applied));
-    }
-    let status = report.exit_status();
+async fn apply_once(client: &BunqClient, config: &Config) -> anyhow::Result<ExitStatus> {
+    let status = oneshot::apply_and_report(client, config, OutputFormat::Text).await?;
     say(&format!("exit code {}", status.code()));
     Ok(status)
 }

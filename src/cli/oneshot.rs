@@ -53,34 +53,38 @@ pub fn apply(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
     setup::init_logging(cli, Some(&config));
     setup::runtime()?.block_on(async {
         let client = setup::connect(&config, None).await?;
-        let records = RecordStore::new(&config.bunq.state_dir);
-        let previous = records.load();
-        let (report, record) = run::apply_run(
-            &client,
-            &config,
-            previous.as_ref(),
-            &CancellationToken::new(),
-        )
-        .await?;
-        let applied = report.applied.as_ref();
-        let text = match (args.output, applied) {
-            (OutputFormat::Json, Some(applied)) => {
-                report::render_apply_json(&report.plan, applied, report.exit_status())?
-            }
-            (_, Some(applied)) => format!(
-                "{}{}",
-                report::render_text(&report.plan),
-                report::render_apply_text(applied)
-            ),
-            (_, None) => String::new(),
-        };
-        // bunq has been written to: print what was done and save the record for the next run's
-        // drift report, each even if the other fails.
-        let printed = std::io::stdout().write_all(text.as_bytes());
-        records.save(&record)?;
-        printed?;
-        Ok(report.exit_status())
+        apply_and_report(&client, &config, args.output).await
     })
+}
+
+/// One apply run with its drift record: loads the last record, applies, prints what was done in
+/// `output` format, saves the new record. Shared by `apply` and `demo`.
+pub async fn apply_and_report(
+    client: &BunqClient,
+    config: &config::Config,
+    output: OutputFormat,
+) -> anyhow::Result<ExitStatus> {
+    let records = RecordStore::new(&config.bunq.state_dir);
+    let previous = records.load();
+    let (report, record) =
+        run::apply_run(client, config, previous.as_ref(), &CancellationToken::new()).await?;
+    let text = match (output, report.applied.as_ref()) {
+        (OutputFormat::Json, Some(applied)) => {
+            report::render_apply_json(&report.plan, applied, report.exit_status())?
+        }
+        (_, Some(applied)) => format!(
+            "{}{}",
+            report::render_text(&report.plan),
+            report::render_apply_text(applied)
+        ),
+        (_, None) => String::new(),
+    };
+    // bunq has been written to: print what was done and save the record for the next run's
+    // drift report, each even if the other fails.
+    let printed = std::io::stdout().write_all(text.as_bytes());
+    records.save(&record)?;
+    printed?;
+    Ok(report.exit_status())
 }
 
 /// `export`: the current allowlists as a config file.
