@@ -89,6 +89,17 @@ impl RateLimits {
         }
     }
 
+    /// Every limit, so adjustments cannot forget one.
+    fn all_mut(&mut self) -> [&mut Limit; 5] {
+        [
+            &mut self.get,
+            &mut self.post,
+            &mut self.put,
+            &mut self.delete,
+            &mut self.session_server,
+        ]
+    }
+
     /// No limiting at all.
     pub fn disabled() -> Self {
         RateLimits {
@@ -105,13 +116,7 @@ impl RateLimits {
         } else {
             1.0
         };
-        for limit in [
-            &mut self.get,
-            &mut self.post,
-            &mut self.put,
-            &mut self.delete,
-            &mut self.session_server,
-        ] {
+        for limit in self.all_mut() {
             limit.window = limit.window.mul_f64(factor);
         }
         self
@@ -120,13 +125,7 @@ impl RateLimits {
     /// The same limits with `margin` added to every window, for the transport's default
     /// [`DEFAULT_MARGIN`].
     pub fn with_margin(mut self, margin: Duration) -> Self {
-        for limit in [
-            &mut self.get,
-            &mut self.post,
-            &mut self.put,
-            &mut self.delete,
-            &mut self.session_server,
-        ] {
+        for limit in self.all_mut() {
             limit.window = limit.window.saturating_add(margin);
         }
         self
