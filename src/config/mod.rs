@@ -25,11 +25,16 @@ pub use sources::{resolve_api_key, resolve_api_key_with, resolve_path, resolve_p
 
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    parse(path, &read(path)?)
+}
+
+/// The config file's text, for callers that also need the exact bytes parsed (the daemon
+/// fingerprints them to notice changes).
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    parse(path, &text)
+    })
 }
 
 /// Parses and validates config `text`; `source` names the file in every message.

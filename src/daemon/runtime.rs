@@ -112,8 +112,11 @@ impl Options {
 /// Reads and validates the config file; also returns the fingerprint of the exact bytes parsed,
 /// so the watcher reports only real changes.
 pub fn read_config(path: &Path) -> Result<(Config, Fingerprint), config::ConfigError> {
-    let config = config::load(path)?;
-    Ok((config, Fingerprint::of_file(path)))
+    // One read: the fingerprint must be of the very bytes parsed, or a swap between two reads
+    // would pair the old config with the new content and the watcher would never reload it.
+    let text = config::read(path)?;
+    let config = config::parse(path, &text)?;
+    Ok((config, Fingerprint::of_bytes(text.as_bytes())))
 }
 
 /// Runs the daemon until shutdown. Returns `Ok` on a graceful stop.
