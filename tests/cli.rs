@@ -1223,7 +1223,11 @@ async fn plan_and_export_while_the_state_dir_is_held_exit_1_naming_the_daemon_wh
     for command in ["plan", "export"] {
         let out = env.run(&config, &[command]).await;
         assert_eq!(out.code, 1, "{command}: {}", show(&out));
-        assert!(out.stderr.contains(DAEMON_HOLDS), "{command}: {}", show(&out));
+        assert!(
+            out.stderr.contains(DAEMON_HOLDS),
+            "{command}: {}",
+            show(&out)
+        );
         assert!(out.stderr.contains(&state_dir), "{command}: {}", show(&out));
         assert!(out.stdout.is_empty(), "{command}: {}", show(&out));
     }
@@ -1331,5 +1335,9 @@ async fn import_sdk_context_refuses_when_the_daemon_holds_the_state_dir() {
     assert_eq!(out.code, 1, "{}", show(&out));
     let holder = format!("pid {}", std::process::id());
     assert!(out.stderr.contains(&holder), "{}", show(&out));
-    assert_eq!(env.state_files(), before, "the daemon's context is untouched");
+    assert_eq!(
+        env.state_files(),
+        before,
+        "the daemon's context is untouched"
+    );
 }
