@@ -12,6 +12,7 @@
 // Helpers outside #[test] functions panic to fail the test, like the tests themselves.
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,9 +21,11 @@ use std::time::{Duration, Instant};
 
 use bunq_ipsync::bunq::model::{CredentialId, IpStatus};
 use bunq_ipsync::bunq::{ContextStore, PrivateKey};
+use bunq_ipsync::daemon::lock::StateLock;
 use bunq_ipsync::simulator::{
     DEFAULT_CALLER_IP, Fault, FaultKind, LoggedRequest, SeededKey, Simulator, SimulatorOptions,
 };
+use chrono::{DateTime, Utc};
 use hyper::Method;
 use serde_json::Value;
 
@@ -259,6 +262,46 @@ impl Env {
             .request_log()
             .into_iter()
             .filter(|request| request.method != Method::GET && request.path.contains("/ip"))
+            .collect()
+    }
+
+    /// Takes the state-directory lock from the test process, as a running daemon holds it. The
+    /// commands under test run as child processes, so their `flock` conflicts with this one.
+    fn hold_state_dir(&self) -> StateLock {
+        ContextStore::open(&self.state_dir()).unwrap();
+        StateLock::acquire(&self.state_dir()).unwrap()
+    }
+
+    /// Every file in the state directory with its bytes, to prove a command changed none.
+    fn state_files(&self) -> BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(self.state_dir())
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read(entry.path()).unwrap())
+            })
+            .collect()
+    }
+
+    /// Rewrites the saved session's expiry, as if it had been opened earlier.
+    fn set_saved_session_expiry(&self, expires_at: DateTime<Utc>) {
+        let store = ContextStore::open(&self.state_dir()).unwrap();
+        let mut context = store.load().unwrap().unwrap();
+        context.session.as_mut().unwrap().expires_at = expires_at;
+        store.save(&context).unwrap();
+    }
+
+    /// The installation, device-server and session-server calls the simulator saw.
+    fn registration_calls(&self) -> Vec<LoggedRequest> {
+        self.sim
+            .request_log()
+            .into_iter()
+            .filter(|request| {
+                ["/installation", "/device-server", "/session-server"]
+                    .iter()
+                    .any(|path| request.path.contains(path))
+            })
             .collect()
     }
 
@@ -1081,5 +1124,220 @@ async fn import_sdk_context_adopts_a_matching_file_once_and_never_prints_its_sec
         !out.stderr.contains("sandbox_another_key"),
         "{}",
         show(&out)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// One writer per state directory
+
+/// The message a read-only command gives when the daemon's saved session does not work.
+const DAEMON_HOLDS: &str = "the daemon holds state directory";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_refuses_when_the_daemon_holds_the_state_dir() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[("192.0.2.1", IpStatus::Active)]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let plan = env.run(&config, &["plan"]).await;
+    assert_eq!(plan.code, 2, "{}", show(&plan));
+
+    let _daemon = env.hold_state_dir();
+    let before = env.state_files();
+    env.sim.clear_request_log();
+    let out = env.run(&config, &["apply"]).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    let state_dir = env.state_dir().display().to_string();
+    assert!(out.stderr.contains(&state_dir), "{}", show(&out));
+    let holder = format!("pid {}", std::process::id());
+    assert!(out.stderr.contains(&holder), "{}", show(&out));
+    assert!(out.stdout.is_empty(), "{}", show(&out));
+    assert_eq!(env.sim.request_log(), vec![], "no request to bunq");
+    assert_eq!(env.active(ci), vec!["192.0.2.1"]);
+    assert_eq!(env.state_files(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_and_export_while_the_state_dir_is_held_use_the_saved_session_as_is_and_change_no_file()
+ {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let applied = env.run(&config, &["apply"]).await;
+    assert_eq!(applied.code, 0, "{}", show(&applied));
+    assert!(env.state_dir().join("last-run.json").exists());
+    // Drift since the last run: a writer would report it and save a new record; a reader must
+    // report it and save nothing.
+    let entry = env.sim.entries(ci).unwrap()[0].id;
+    env.sim
+        .set_entry_status(ci, entry, IpStatus::Inactive)
+        .unwrap();
+    // Due for renewal (less than renew_before left) but still valid: a writer would renew it.
+    env.set_saved_session_expiry(Utc::now() + chrono::Duration::minutes(5));
+    let sessions = env.sim.sessions_created();
+
+    let _daemon = env.hold_state_dir();
+    let before = env.state_files();
+    env.sim.clear_request_log();
+    let plan = env.run(&config, &["plan"]).await;
+    assert_eq!(plan.code, 2, "{}", show(&plan));
+    assert!(
+        plan.stdout
+            .contains("DRIFT 203.0.113.10: ACTIVE → INACTIVE since the last run"),
+        "{}",
+        show(&plan)
+    );
+    let export = env.run(&config, &["export"]).await;
+    assert_eq!(export.code, 0, "{}", show(&export));
+    assert!(
+        export.stdout.contains(&format!("id: {ci}")),
+        "{}",
+        show(&export)
+    );
+
+    let log = env.sim.request_log();
+    assert!(!log.is_empty(), "the reads went to bunq");
+    assert!(
+        log.iter().all(|request| request.method == Method::GET),
+        "reads only: {log:?}"
+    );
+    assert_eq!(env.registration_calls(), vec![]);
+    assert_eq!(env.sim.sessions_created(), sessions, "no session opened");
+    assert_eq!(env.state_files(), before, "every file byte-identical");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_and_export_while_the_state_dir_is_held_exit_1_naming_the_daemon_when_bunq_rejects_the_saved_session()
+ {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let plan = env.run(&config, &["plan"]).await;
+    assert_eq!(plan.code, 0, "{}", show(&plan));
+    env.sim.expire_all_sessions();
+    let sessions = env.sim.sessions_created();
+
+    let _daemon = env.hold_state_dir();
+    let before = env.state_files();
+    env.sim.clear_request_log();
+    let state_dir = env.state_dir().display().to_string();
+    for command in ["plan", "export"] {
+        let out = env.run(&config, &[command]).await;
+        assert_eq!(out.code, 1, "{command}: {}", show(&out));
+        assert!(
+            out.stderr.contains(DAEMON_HOLDS),
+            "{command}: {}",
+            show(&out)
+        );
+        assert!(out.stderr.contains(&state_dir), "{command}: {}", show(&out));
+        assert!(out.stdout.is_empty(), "{command}: {}", show(&out));
+    }
+    assert_eq!(env.registration_calls(), vec![]);
+    assert_eq!(env.sim.sessions_created(), sessions, "no session opened");
+    assert_eq!(env.state_files(), before, "every file byte-identical");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_while_the_state_dir_is_held_exits_1_without_a_request_when_no_usable_session_is_saved()
+ {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+
+    // Nothing saved yet: a reader must not register.
+    let daemon = env.hold_state_dir();
+    let before = env.state_files();
+    let out = env.run(&config, &["plan"]).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    assert!(out.stderr.contains(DAEMON_HOLDS), "{}", show(&out));
+    assert_eq!(env.sim.request_log(), vec![], "no request to bunq");
+    assert_eq!(env.state_files(), before);
+    drop(daemon);
+
+    // A saved session that has expired: a reader must not renew it.
+    let plan = env.run(&config, &["plan"]).await;
+    assert_eq!(plan.code, 0, "{}", show(&plan));
+    env.set_saved_session_expiry(Utc::now() - chrono::Duration::minutes(1));
+    let _daemon = env.hold_state_dir();
+    let before = env.state_files();
+    env.sim.clear_request_log();
+    let out = env.run(&config, &["plan"]).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    assert!(out.stderr.contains(DAEMON_HOLDS), "{}", show(&out));
+    assert!(out.stderr.contains("expired"), "{}", show(&out));
+    assert_eq!(env.sim.request_log(), vec![], "no request to bunq");
+    assert_eq!(env.state_files(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_while_the_state_dir_is_held_names_the_holder_and_exits_1_when_the_saved_session_expired()
+ {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let plan = env.run(&config, &["plan"]).await;
+    assert_eq!(plan.code, 2, "{}", show(&plan));
+    env.sim.clear_request_log();
+
+    let daemon = env.hold_state_dir();
+    let before = env.state_files();
+    let out = env.run(&config, &["status"]).await;
+    assert_eq!(out.code, 0, "{}", show(&out));
+    let holder = format!("pid {}", std::process::id());
+    assert!(out.stdout.contains(&holder), "{}", show(&out));
+    assert!(out.stdout.contains("valid for"), "{}", show(&out));
+    assert_eq!(env.state_files(), before);
+    drop(daemon);
+
+    env.set_saved_session_expiry(Utc::now() - chrono::Duration::minutes(1));
+    let _daemon = env.hold_state_dir();
+    let before = env.state_files();
+    let out = env.run(&config, &["status"]).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    assert!(out.stdout.contains("expired"), "{}", show(&out));
+    assert!(out.stderr.contains(DAEMON_HOLDS), "{}", show(&out));
+    assert_eq!(env.state_files(), before);
+    assert_eq!(env.sim.request_log(), vec![], "status sends nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_export_and_status_take_the_state_dir_lock_when_it_is_free() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let lock_file = env.state_dir().join("bunq-ipsync.lock");
+    for command in ["plan", "export", "status"] {
+        if lock_file.exists() {
+            std::fs::remove_file(&lock_file).unwrap();
+        }
+        let out = env.run(&config, &[command]).await;
+        assert_eq!(out.code, 0, "{command}: {}", show(&out));
+        assert!(lock_file.exists(), "{command} took no lock");
+        // Released on exit: the daemon can start right after.
+        drop(env.hold_state_dir());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_sdk_context_refuses_when_the_daemon_holds_the_state_dir() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let conf = env.write("bunq.conf", &sdk_conf(env.key.api_key.expose()));
+    let conf_text = conf.display().to_string();
+    let text = std::fs::read_to_string(env.config("sync", 10, ci, &["203.0.113.10"])).unwrap();
+    let base_url = format!("  base_url: {}\n", env.sim.base_url());
+    let sandbox = env.write("sandbox.yaml", &text.replace(&base_url, ""));
+
+    let _daemon = env.hold_state_dir();
+    let before = env.state_files();
+    let out = env
+        .run(&sandbox, &["import-sdk-context", "--force", &conf_text])
+        .await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    let holder = format!("pid {}", std::process::id());
+    assert!(out.stderr.contains(&holder), "{}", show(&out));
+    assert_eq!(
+        env.state_files(),
+        before,
+        "the daemon's context is untouched"
     );
 }

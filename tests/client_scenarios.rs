@@ -1666,3 +1666,69 @@ async fn observer_events_match_what_bunq_saw() {
         "the renewal waited for the session-server window"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Read-only clients: a state directory another process (the daemon) holds.
+
+#[tokio::test(start_paused = true)]
+async fn read_only_client_uses_the_saved_session_to_its_end_and_never_renews_registers_or_saves() {
+    let s = Scenario::with(SimulatorOptions {
+        session_timeout_secs: 1200,
+        ..sim_options()
+    })
+    .await;
+    let mut settings = s.settings();
+    settings.renew_before = Duration::from_secs(300);
+    drop(s.try_connect(settings.clone()).await.unwrap());
+    s.sim.clear_request_log();
+    let saved = fs::read(s.state_file()).unwrap();
+    let credential = s.key.credential_id;
+    let read_only =
+        || BunqClient::connect_read_only(settings.clone(), s.key.api_key.clone(), &s.state_dir);
+
+    let client = read_only().await.unwrap();
+    assert!(client.is_read_only());
+    assert!(s.log().is_empty(), "connecting sent {:?}", s.log());
+    // 1000 s in, 200 s remain (< renew_before): a writer would renew first, a reader does not.
+    tokio::time::advance(Duration::from_secs(1000)).await;
+    client.list_ips(credential).await.unwrap();
+    assert_eq!(s.log(), vec![LIST_IPS_OK]);
+    client.ensure_session().await.unwrap();
+    let renewal = client.renew_session().await.unwrap_err();
+    assert!(renewal.to_string().contains("read-only"), "{renewal}");
+    assert_eq!(s.log(), vec![LIST_IPS_OK], "no session-server call");
+
+    // bunq ends the session early: the call fails instead of opening a new session.
+    s.sim.expire_all_sessions();
+    let rejected = client.list_ips(credential).await.unwrap_err();
+    assert!(
+        rejected.to_string().contains("rejected the saved session"),
+        "{rejected}"
+    );
+    assert_eq!(s.log(), vec![LIST_IPS_OK, LIST_IPS_REJECTED]);
+
+    // Expired by the clock: calls and new read-only clients fail without a request.
+    tokio::time::advance(Duration::from_secs(300)).await;
+    s.sim.clear_request_log();
+    assert!(client.list_ips(credential).await.is_err());
+    let expired = read_only().await.unwrap_err();
+    assert!(expired.to_string().contains("expired"), "{expired}");
+    assert!(s.log().is_empty(), "sent {:?}", s.log());
+    assert_eq!(s.sim.sessions_created(), 1);
+    assert_eq!(
+        fs::read(s.state_file()).unwrap(),
+        saved,
+        "state file untouched"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn read_only_client_on_an_empty_state_dir_fails_without_registering() {
+    let s = Scenario::start().await;
+    let err = BunqClient::connect_read_only(s.settings(), s.key.api_key.clone(), &s.state_dir)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no saved bunq context"), "{err}");
+    assert!(s.log().is_empty(), "sent {:?}", s.log());
+    assert!(!s.state_file().exists());
+}

@@ -14,6 +14,9 @@
 //! instead of each opening a session; session-server is further limited to 1 call per 30 s by
 //! the rate limiter.
 //!
+//! A client made by [`BunqClient::connect_read_only`] is for a state directory another process
+//! (the daemon) holds: it uses the saved session as is and never renews, registers or saves.
+//!
 //! The typed endpoints live in [`crate::bunq::allowlist`].
 
 use std::path::Path;
@@ -169,6 +172,9 @@ pub struct BunqClient {
     /// Held while a session is replaced or the client registers anew.
     state: tokio::sync::Mutex<ClientState>,
     info: std::sync::Mutex<SessionInfo>,
+    /// Made by [`BunqClient::connect_read_only`]: the state directory belongs to another
+    /// process, so this client never opens a session, registers or saves.
+    read_only: bool,
 }
 
 impl std::fmt::Debug for BunqClient {
@@ -270,7 +276,99 @@ impl BunqClient {
                 reregistered_at,
             }),
             info: std::sync::Mutex::new(info),
+            read_only: false,
         })
+    }
+
+    /// A client on a state directory that another process (normally the daemon) holds: it uses
+    /// the saved session exactly as saved and sends no request to do so.
+    ///
+    /// It never calls installation, device-server or session-server and never writes the state
+    /// file, because the holder relies on that file and may be renewing or replacing it right
+    /// now; a second writer would overwrite the holder's context with one bunq has already
+    /// replaced. The session is used until it expires, however close that is (a writer would
+    /// renew it `renew_before` ahead). When no matching context with an unexpired session is
+    /// saved, this fails without contacting bunq; when bunq later rejects the session, or it
+    /// expires meanwhile, the call fails instead of opening a new one.
+    pub async fn connect_read_only(
+        settings: ClientSettings,
+        api_key: Secret,
+        state_dir: &Path,
+    ) -> Result<Self, BunqError> {
+        if api_key.is_empty() {
+            return Err(BunqError::Context("the API key is empty".to_owned()));
+        }
+        let observer: Arc<dyn ApiObserver> = settings
+            .observer
+            .clone()
+            .unwrap_or_else(|| Arc::new(NoopObserver));
+        let store = ContextStore::open(state_dir)?;
+        let unusable = |why: String| {
+            BunqError::Context(format!(
+                "{why}; a read-only client registers nothing and opens no session"
+            ))
+        };
+        let file = store.path().display().to_string();
+        let context = store
+            .load()?
+            .ok_or_else(|| unusable(format!("no saved bunq context in {file}")))?;
+        if let Some(reason) = context.mismatch(&settings.base_url, &api_key) {
+            return Err(unusable(format!(
+                "the saved bunq context in {file}: {reason}"
+            )));
+        }
+        let (Some(installation), Some(session)) = (&context.installation, &context.session) else {
+            return Err(unusable(format!(
+                "the saved bunq context in {file} holds no session yet"
+            )));
+        };
+        if !session.is_fresh((settings.clock)(), Duration::ZERO) {
+            return Err(unusable(format!(
+                "the saved bunq session expired at {}",
+                session.expires_at.format("%Y-%m-%d %H:%M:%S UTC")
+            )));
+        }
+        let registration = Registration {
+            client_key: context.client_key()?,
+            server_key: PublicKey::from_pem(&installation.server_public_key)?,
+            installation_token: installation.token.clone(),
+        };
+        let info = SessionInfo {
+            user_id: session.user_id,
+            expires_at: session.expires_at,
+            session_timeout_secs: session.session_timeout_secs,
+            generation: 0,
+            opened_at: None,
+        };
+        let transport = Transport::new(
+            settings.base_url.clone(),
+            &settings.transport,
+            Some(observer.clone()),
+        )?;
+        let device_description = context
+            .device
+            .as_ref()
+            .and_then(|device| device.description.clone());
+        Ok(BunqClient {
+            transport,
+            store,
+            api_key,
+            settings,
+            device_description,
+            observer,
+            state: tokio::sync::Mutex::new(ClientState {
+                context,
+                registration: Some(Arc::new(registration)),
+                reregistered_at: None,
+            }),
+            info: std::sync::Mutex::new(info),
+            read_only: true,
+        })
+    }
+
+    /// True for a client made by [`BunqClient::connect_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// The user id used in `/user/{user}/...` paths.
@@ -340,6 +438,11 @@ impl BunqClient {
             .send_with(route, path(ticket.user_id), &body, &ticket, retry)
             .await;
         match first {
+            Err(err) if err.is_session_rejected() && self.read_only => {
+                Err(BunqError::Context(format!(
+                    "bunq rejected the saved session ({err}); a read-only client opens no new one"
+                )))
+            }
             Err(err) if err.is_session_rejected() => {
                 tracing::warn!(
                     endpoint = %route.endpoint(),
@@ -396,11 +499,17 @@ impl BunqClient {
     /// The current session, renewed first if it expires within `renew_before`.
     async fn ticket(&self) -> Result<SessionTicket, BunqError> {
         let mut state = self.state.lock().await;
+        // A read-only client uses its session to the end: it cannot renew it.
+        let renew_before = if self.read_only {
+            Duration::ZERO
+        } else {
+            self.settings.renew_before
+        };
         let fresh = state
             .context
             .session
             .as_ref()
-            .filter(|session| session.is_fresh((self.settings.clock)(), self.settings.renew_before))
+            .filter(|session| session.is_fresh((self.settings.clock)(), renew_before))
             .cloned();
         let session = match fresh {
             Some(session) => session,
@@ -449,6 +558,16 @@ impl BunqClient {
         &self,
         state: &mut ClientState,
     ) -> Result<SessionContext, BunqError> {
+        if self.read_only {
+            // Every path to session-server, device-server, installation and the state file
+            // passes here.
+            let expires_at = self.info().expires_at;
+            return Err(BunqError::Context(format!(
+                "the saved bunq session (valid until {}) is due for renewal, and a read-only \
+                 client opens no new one",
+                expires_at.format("%Y-%m-%d %H:%M:%S UTC")
+            )));
+        }
         let Some(registration) = state.registration.clone() else {
             // bunq rejected the installation earlier and no registration has succeeded since.
             return self.reregister_locked(state).await;

@@ -36,10 +36,13 @@ pub enum Command {
     /// Run the daemon: reconcile at start and on every interval or cron tick, reload on SIGHUP
     /// and config changes, serve /healthz, /readyz and /metrics.
     Run,
-    /// Show what a reconcile would change, without changing anything.
+    /// Show what a reconcile would change, without changing any allowlist. On an empty state
+    /// directory it registers a device with bunq first; beside a running daemon it reads with
+    /// the daemon's saved session and changes nothing.
     /// Exit: 0 nothing to do, 2 changes pending, 3 blocked by a safety rule, 1 error.
     Plan(OutputArgs),
-    /// Reconcile once and exit. Exit: 0 converged, 3 blocked by a safety rule, 1 error.
+    /// Reconcile once and exit; refuses (exit 1) while another process, such as the daemon, holds
+    /// the state directory. Exit: 0 converged, 3 blocked by a safety rule, 1 error.
     Apply(OutputArgs),
     /// Check the config file (and that the API key can be read). Exit: 0 valid, 1 invalid.
     Validate,

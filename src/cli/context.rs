@@ -7,36 +7,64 @@ use chrono::Utc;
 use crate::bunq::context::{CONTEXT_FILE_NAME, api_key_fingerprint};
 use crate::bunq::{BaseUrl, ContextStore, TransportSettings, create_sandbox_user, import_sdk_conf};
 use crate::cli::args::{Cli, ImportArgs, SandboxUserArgs};
-use crate::cli::setup;
+use crate::cli::setup::{self, StateAccess};
 use crate::config;
 use crate::reconcile::exit::ExitStatus;
 
-/// `status`: what the state directory holds. Reads only; never contacts bunq.
+/// `status`: what the state directory holds, and who holds its lock. Reads only; never contacts
+/// bunq. It takes the lock when it is free like every command; when the daemon holds it, a
+/// missing or expired saved session means the daemon cannot work, so that is an error (exit 1).
 pub fn status(cli: &Cli) -> anyhow::Result<ExitStatus> {
     let config = setup::load_config(cli)?;
     let state_dir = &config.bunq.state_dir;
     let path = state_dir.join(CONTEXT_FILE_NAME);
-    // Read-only: a missing state directory is reported, not created.
-    let context = if state_dir.exists() {
-        ContextStore::open(state_dir)?.load()?
-    } else {
-        None
+    // Read-only: a missing state directory is reported, not created (and nobody holds it).
+    if !state_dir.exists() {
+        println!(
+            "state file: {} (none yet: the first run registers)",
+            path.display()
+        );
+        return Ok(ExitStatus::Success);
+    }
+    let access = setup::claim_state_dir(state_dir)?;
+    let result = show_status(&config, &access);
+    access.explain(result)
+}
+
+fn show_status(config: &config::Config, access: &StateAccess) -> anyhow::Result<ExitStatus> {
+    let state_dir = &config.bunq.state_dir;
+    let path = state_dir.join(CONTEXT_FILE_NAME);
+    let context = ContextStore::open(state_dir)?.load()?;
+    let held = matches!(access, StateAccess::ReadOnly { .. });
+    let lock = match access {
+        StateAccess::Writer(_) => {
+            "free (no bunq-ipsync process is using this state directory)".to_owned()
+        }
+        StateAccess::ReadOnly { holder, .. } => format!(
+            "held by {} (the daemon, or another bunq-ipsync command)",
+            holder.map_or_else(|| "another process".to_owned(), |pid| format!("pid {pid}"))
+        ),
     };
     let Some(context) = context else {
         println!(
             "state file: {} (none yet: the first run registers)",
             path.display()
         );
+        println!("lock:       {lock}");
+        if held {
+            anyhow::bail!("no saved bunq context in {}", path.display());
+        }
         return Ok(ExitStatus::Success);
     };
     println!("state file:      {}", path.display());
+    println!("lock:            {lock}");
     println!("format version:  {}", context.format_version);
     println!("base URL:        {}", context.base_url);
     println!(
         "API key:         sha256 {}…",
         &context.api_key_fingerprint[..16.min(context.api_key_fingerprint.len())]
     );
-    match config::resolve_api_key(&config) {
+    match config::resolve_api_key(config) {
         Ok(key) if api_key_fingerprint(&key) == context.api_key_fingerprint => {
             println!("                 matches the configured API key")
         }
@@ -63,6 +91,7 @@ pub fn status(cli: &Cli) -> anyhow::Result<ExitStatus> {
         ),
         None => println!("device:          none"),
     }
+    let mut unusable = None;
     match &context.session {
         Some(session) => {
             let remaining = session.expires_at - Utc::now();
@@ -74,6 +103,10 @@ pub fn status(cli: &Cli) -> anyhow::Result<ExitStatus> {
                     ))
                 )
             } else {
+                unusable = Some(format!(
+                    "the saved bunq session expired at {}",
+                    session.expires_at.format("%Y-%m-%d %H:%M:%S UTC")
+                ));
                 "expired".to_string()
             };
             println!("user id:         {}", session.user_id);
@@ -85,9 +118,15 @@ pub fn status(cli: &Cli) -> anyhow::Result<ExitStatus> {
                 println!("session timeout: {timeout} s");
             }
         }
-        None => println!("session:         none"),
+        None => {
+            unusable = Some(format!("{} holds no session", path.display()));
+            println!("session:         none");
+        }
     }
-    Ok(ExitStatus::Success)
+    match unusable {
+        Some(reason) if held => Err(anyhow::anyhow!(reason)),
+        _ => Ok(ExitStatus::Success),
+    }
 }
 
 /// `sandbox-user`: creates a sandbox user and prints its key with the next steps.
@@ -136,6 +175,8 @@ pub fn import_sdk_context(cli: &Cli, args: &ImportArgs) -> anyhow::Result<ExitSt
             config.bunq.base_url
         );
     }
+    // The daemon relies on the context file it holds: never replace it under a running daemon.
+    let _lock = setup::lock_state_dir(&config.bunq.state_dir)?;
     let store = ContextStore::open(&config.bunq.state_dir)?;
     if store.load()?.is_some() && !args.force {
         anyhow::bail!(

@@ -1,5 +1,9 @@
 //! The one-shot commands: `validate`, `plan`, `apply`, `export`. Data goes to stdout, logs to
 //! stderr.
+//!
+//! `apply` holds the state directory's lock for its whole run and refuses to start when another
+//! process holds it; `plan` and `export` take it when free and otherwise read with the holder's
+//! saved session (see [`setup`]).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -30,12 +34,15 @@ pub fn validate(cli: &Cli) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-/// `plan`: reads bunq, prints what an apply would do. Writes nothing to the allowlists.
+/// `plan`: reads bunq, prints what an apply would do. Writes nothing to the allowlists, and no
+/// drift record (only an apply's writes make one), but with the state directory's lock it
+/// registers with bunq when nothing is saved yet.
 pub fn plan(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
     let config = setup::load_config(cli)?;
     setup::init_logging(cli, Some(&config));
-    setup::runtime()?.block_on(async {
-        let client = setup::connect(&config, None).await?;
+    let access = setup::claim_state_dir(&config.bunq.state_dir)?;
+    let result = setup::runtime()?.block_on(async {
+        let client = setup::connect_with(&config, &access, None).await?;
         let previous = RecordStore::new(&config.bunq.state_dir).load();
         let (report, _) = run::plan_run(&client, &config, previous.as_ref()).await?;
         let text = match args.output {
@@ -44,13 +51,17 @@ pub fn plan(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
         };
         std::io::stdout().write_all(text.as_bytes())?;
         Ok(report.exit_status())
-    })
+    });
+    access.explain(result)
 }
 
-/// `apply`: one reconcile run, then exit.
+/// `apply`: one reconcile run, then exit. Refuses to start, before any request to bunq, when
+/// another process (the daemon, another apply) holds the state directory: two writers would
+/// fight over the allowlists and overwrite each other's bunq context.
 pub fn apply(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
     let config = setup::load_config(cli)?;
     setup::init_logging(cli, Some(&config));
+    let _lock = setup::lock_state_dir(&config.bunq.state_dir)?;
     setup::runtime()?.block_on(async {
         let client = setup::connect(&config, None).await?;
         apply_and_report(&client, &config, args.output).await
@@ -91,12 +102,14 @@ pub async fn apply_and_report(
 pub fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<ExitStatus> {
     let config = setup::load_config(cli)?;
     setup::init_logging(cli, Some(&config));
-    setup::runtime()?.block_on(async {
-        let client = setup::connect(&config, None).await?;
+    let access = setup::claim_state_dir(&config.bunq.state_dir)?;
+    let result = setup::runtime()?.block_on(async {
+        let client = setup::connect_with(&config, &access, None).await?;
         let text = export_text(&client, &config, &args.credentials).await?;
         std::io::stdout().write_all(text.as_bytes())?;
         Ok(ExitStatus::Success)
-    })
+    });
+    access.explain(result)
 }
 
 async fn export_text(
