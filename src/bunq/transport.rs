@@ -648,6 +648,46 @@ mod tests {
         assert!(err.contains("not a bunq response envelope"), "{err}");
     }
 
+    const SECRET_BODY: &[u8] = br#"{"secret":"sandbox_api_key_0123456789abcdef"}"#;
+    /// `secret` as a derived `Debug` of the bytes would print it.
+    const SECRET_AS_NUMBERS: &str = "115, 101, 99, 114, 101, 116";
+
+    #[test]
+    fn call_debug_shows_the_body_length_but_never_the_body_or_the_token() {
+        let token = Secret::new("session-token-fedcba9876543210");
+        let call = Call {
+            route: Route::post("/session-server"),
+            path: "/session-server".into(),
+            body: Some(Zeroizing::new(SECRET_BODY.to_vec())),
+            auth: Some(&token),
+            signer: None,
+            verifier: None,
+            retry: RetryMode::Transient,
+        };
+        let printed = format!("{call:?} {call:#?}");
+        assert!(!printed.contains("0123456789abcdef"), "{printed}");
+        assert!(!printed.contains(SECRET_AS_NUMBERS), "{printed}");
+        assert!(!printed.contains("fedcba9876543210"), "{printed}");
+        assert!(
+            printed.contains(&format!("<redacted {} bytes>", SECRET_BODY.len())),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn api_response_debug_shows_the_body_length_but_never_the_body() {
+        let response = ApiResponse {
+            status: 200,
+            body: Zeroizing::new(SECRET_BODY.to_vec()),
+            response_id: Some("r-1".into()),
+        };
+        let printed = format!("{response:?} {response:#?}");
+        assert!(!printed.contains("0123456789abcdef"), "{printed}");
+        assert!(!printed.contains(SECRET_AS_NUMBERS), "{printed}");
+        assert!(printed.contains("<redacted"), "{printed}");
+        assert!(printed.contains("r-1"), "{printed}");
+    }
+
     #[test]
     fn user_agent_names_this_program_and_version() {
         assert_eq!(
