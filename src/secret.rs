@@ -3,6 +3,10 @@
 //! A [`Secret`] never prints itself: `Debug` shows `Secret(<redacted>)` and there is no
 //! `Display`, so a secret cannot reach a log line, an error message or a `{:?}` by accident. The
 //! memory is wiped on drop. Reading the value is explicit and greppable: [`Secret::expose`].
+//!
+//! Wiping on drop does not help while a secret is alive, so the process also keeps itself out of
+//! core dumps and `ptrace` by other processes of the same user: [`forbid_core_dumps`], called
+//! first thing in `main`.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
@@ -45,6 +49,17 @@ impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(Secret::new)
     }
+}
+
+/// Marks the process non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`): no core dump on a crash or
+/// on the watchdog's SIGABRT, no `ptrace` attach and no `/proc/<pid>/mem` reads by other
+/// processes of the same user. The private key, the API key and the session token live in
+/// this process's memory for its whole life, and a core file would write them to disk. Through
+/// `rustix`'s safe wrapper, because `unsafe_code` is forbidden here. A no-op off Linux.
+pub fn forbid_core_dumps() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    Ok(())
 }
 
 #[cfg(test)]

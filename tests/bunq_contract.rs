@@ -1646,3 +1646,246 @@ async fn ensure_session_renews_only_when_due() {
     session.assert_async().await;
     assert!(after > before);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 9: session rejection by status, verified error responses, 429 storms.
+
+/// A signature over other bytes than the body: present, well-formed, and wrong.
+fn respond_with_a_bad_signature(mock: Mock, status: usize, body: &str) -> Mock {
+    mock.with_status(status)
+        .with_header("X-Bunq-Client-Response-Id", "response-id-forged")
+        .with_header(
+            "X-Bunq-Server-Signature",
+            &server_key().sign(format!("{body} ").as_bytes()),
+        )
+        .with_body(body)
+}
+
+#[tokio::test]
+async fn a_session_call_answered_401_with_any_wording_opens_one_new_session_and_retries_once() {
+    for (status, text) in [
+        (401, "Session timeout."),
+        (403, "Insufficient authorisation."),
+    ] {
+        let mut server = Server::new_async().await;
+        let state = tempfile::tempdir().unwrap();
+        let client = saved_client(&server, state.path()).await;
+        let body = format!(r#"{{"Error":[{{"error_description":"{text}"}}]}}"#);
+        // Signed like bunq signs it: verified, then acted on.
+        let rejected = respond(
+            server
+                .mock("GET", "/v1/user/1913/credential-password-ip/77")
+                .match_header("X-Bunq-Client-Authentication", SESSION_TOKEN),
+            status,
+            &body,
+        )
+        .expect(1)
+        .create_async()
+        .await;
+        let session = respond(
+            server
+                .mock("POST", "/v1/session-server")
+                .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN),
+            200,
+            &session_body("second-session", 604_800),
+        )
+        .expect(1)
+        .create_async()
+        .await;
+        let accepted = respond(
+            server
+                .mock("GET", "/v1/user/1913/credential-password-ip/77")
+                .match_header("X-Bunq-Client-Authentication", "second-session"),
+            200,
+            r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#,
+        )
+        .expect(1)
+        .create_async()
+        .await;
+        let credential = client.get_credential(77).await.unwrap();
+        assert_eq!(credential.id, 77, "{status} {text}");
+        rejected.assert_async().await;
+        session.assert_async().await;
+        accepted.assert_async().await;
+    }
+}
+
+#[tokio::test]
+async fn an_error_response_with_an_invalid_server_signature_is_a_security_error_and_nothing_follows()
+ {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let rejected = respond_with_a_bad_signature(
+        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
+        403,
+        r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let session = server
+        .mock("POST", "/v1/session-server")
+        .expect(0)
+        .create_async()
+        .await;
+    let err = client.get_credential(77).await.unwrap_err();
+    assert!(err.is_security(), "{err}");
+    rejected.assert_async().await;
+    session.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_server_error_with_an_invalid_server_signature_is_not_retried() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let failing = respond_with_a_bad_signature(
+        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
+        503,
+        r#"{"Error":[{"error_description":"Service unavailable."}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let err = client.get_credential(77).await.unwrap_err();
+    assert!(err.is_security(), "{err}");
+    failing.assert_async().await;
+}
+
+#[tokio::test]
+async fn a_forged_installation_rejection_discards_nothing_and_registers_nothing() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    // Stale session: connect opens a new one with the saved installation token.
+    save_context(
+        state.path(),
+        &base_url(&server),
+        API_KEY,
+        chrono::Duration::seconds(30),
+    );
+    let before = std::fs::read(state.path().join(CONTEXT_FILE_NAME)).unwrap();
+    let rejected = respond_with_a_bad_signature(
+        server
+            .mock("POST", "/v1/session-server")
+            .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN),
+        403,
+        r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let installation = server
+        .mock("POST", "/v1/installation")
+        .expect(0)
+        .create_async()
+        .await;
+    let device = server
+        .mock("POST", "/v1/device-server")
+        .expect(0)
+        .create_async()
+        .await;
+    let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
+        .await
+        .unwrap_err();
+    assert!(err.is_security(), "{err}");
+    rejected.assert_async().await;
+    installation.assert_async().await;
+    device.assert_async().await;
+    let after = std::fs::read(state.path().join(CONTEXT_FILE_NAME)).unwrap();
+    assert_eq!(before, after, "the saved installation was kept as it was");
+}
+
+#[tokio::test]
+async fn a_session_server_refusing_the_credentials_with_403_keeps_the_saved_installation() {
+    // "User credentials are incorrect" is not bunq forgetting the installation, whatever the
+    // status: the error is returned and the installation is kept.
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    save_context(
+        state.path(),
+        &base_url(&server),
+        API_KEY,
+        chrono::Duration::seconds(30),
+    );
+    let before = std::fs::read(state.path().join(CONTEXT_FILE_NAME)).unwrap();
+    let rejected = respond(
+        server.mock("POST", "/v1/session-server"),
+        403,
+        r#"{"Error":[{"error_description":"User credentials are incorrect. Incorrect API key or IP address."}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let installation = server
+        .mock("POST", "/v1/installation")
+        .expect(0)
+        .create_async()
+        .await;
+    let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
+        .await
+        .unwrap_err();
+    assert!(err.is_credentials_rejected(), "{err}");
+    rejected.assert_async().await;
+    installation.assert_async().await;
+    let after = std::fs::read(state.path().join(CONTEXT_FILE_NAME)).unwrap();
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn a_429_is_retried_beyond_the_transient_attempt_budget_until_it_succeeds() {
+    // fast_transport allows 3 attempts for transient failures; a rate limit gets at least 6.
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let limited = respond(
+        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
+        429,
+        r#"{"Error":[{"error_description":"Too many requests."}]}"#,
+    )
+    .expect(5)
+    .create_async()
+    .await;
+    let ok = respond(
+        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
+        200,
+        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    assert_eq!(client.get_credential(77).await.unwrap().id, 77);
+    limited.assert_async().await;
+    ok.assert_async().await;
+}
+
+#[tokio::test]
+async fn create_ip_answered_429_is_retried_and_creates_once() {
+    let mut server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    let limited = respond(
+        server.mock("POST", IP_LIST_PATH),
+        429,
+        r#"{"Error":[{"error_description":"Too many requests."}]}"#,
+    )
+    .expect(2)
+    .create_async()
+    .await;
+    let created = respond(
+        session_call(&mut server, "POST", IP_LIST_PATH)
+            .match_body(r#"{"ip":"5.6.7.8","status":"ACTIVE"}"#),
+        200,
+        r#"{"Response":[{"Id":{"id":901}}]}"#,
+    )
+    .expect(1)
+    .create_async()
+    .await;
+    let id = client
+        .create_ip(77, Ipv4Addr::new(5, 6, 7, 8), IpStatus::Active)
+        .await
+        .unwrap();
+    assert_eq!(id, 901);
+    limited.assert_async().await;
+    created.assert_async().await;
+}

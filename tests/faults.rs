@@ -130,8 +130,13 @@ const ROWS: &[Row] = &[
     },
     Row {
         fault: "429 burst",
-        injected: "`Status(429)` on the first create (creates are never retried)",
-        test: "rate_limit_on_a_create_fails_it_without_retry_and_the_next_run_converges",
+        injected: "`Status(429)` on the first create (bunq made nothing, so it is retried)",
+        test: "rate_limit_on_a_create_is_retried_and_the_run_converges",
+    },
+    Row {
+        fault: "Another client keeps the write windows busy",
+        injected: "`Status(429)` on every POST and PUT for 10 s, client limiter on, paused clock",
+        test: "writes_kept_busy_by_another_client_for_10_s_are_waited_out_and_the_run_converges",
     },
     Row {
         fault: "Session expired early by the server",
@@ -935,7 +940,7 @@ async fn rate_limit_burst_on_a_listing_is_ridden_out_by_backoff() {
 }
 
 #[tokio::test]
-async fn rate_limit_on_a_create_fails_it_without_retry_and_the_next_run_converges() {
+async fn rate_limit_on_a_create_is_retried_and_the_run_converges() {
     let (bank, client) = connected().await;
     bank.sim
         .inject(Fault::once(FaultKind::Status(429)).on(Method::POST, &create_path(&bank)));
@@ -944,17 +949,47 @@ async fn rate_limit_on_a_create_fails_it_without_retry_and_the_next_run_converge
 
     let first = &runs[0];
     let limited = first.fault_index();
-    let resent = first.log[limited + 1..]
+    let posts_after = first.log[limited + 1..]
         .iter()
         .filter(|r| r.method == Method::POST)
         .count();
-    // One more POST in run 1: the *other* create. The rate-limited one waits for run 2.
-    assert_eq!(resent, 1);
-    assert_eq!(first.count("failed"), 1);
-    assert_eq!(runs.len(), 2);
+    // The rate-limited create once more, and the other create.
+    assert_eq!(posts_after, 2);
+    assert_eq!(first.count("failed"), 0);
+    assert_eq!(runs.len(), 1);
     record_outcome(
-        "rate_limit_on_a_create_fails_it_without_retry_and_the_next_run_converges",
-        converged_summary(&runs) + "; the create was not retried within run 1",
+        "rate_limit_on_a_create_is_retried_and_the_run_converges",
+        converged_summary(&runs) + "; the create was retried after the 429",
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_kept_busy_by_another_client_for_10_s_are_waited_out_and_the_run_converges() {
+    let bank = Bank::start().await;
+    // The client's limiter on, as in production: a 429 is retried after the endpoint's window.
+    let mut settings = bank.settings(Duration::from_secs(60));
+    settings.transport.rate_limits = RateLimits::bunq();
+    let client = BunqClient::connect(settings, bank.api_key.clone(), bank.state_dir())
+        .await
+        .unwrap();
+    let busy = Duration::from_secs(10);
+    for method in [Method::POST, Method::PUT] {
+        bank.sim.inject(
+            Fault::once(FaultKind::Status(429))
+                .on(method, "/credential-password-ip/")
+                .for_duration(busy),
+        );
+    }
+
+    let runs = bank.converge(&client, 1).await;
+
+    let rate_limited = runs[0].log.iter().filter(|r| r.status == Some(429)).count();
+    assert!(rate_limited >= 2, "{rate_limited} 429s");
+    assert_eq!(runs[0].count("failed"), 0);
+    assert_eq!(runs[0].count("applied"), 5);
+    record_outcome(
+        "writes_kept_busy_by_another_client_for_10_s_are_waited_out_and_the_run_converges",
+        converged_summary(&runs) + &format!("; {rate_limited} x 429 waited out"),
     );
 }
 

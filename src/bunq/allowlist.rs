@@ -94,11 +94,12 @@ impl BunqClient {
 
     /// Adds `ip` with `status` to a credential's allowlist and returns the new entry's id.
     ///
-    /// **Never retried** on 5xx, 429, timeouts or network errors: bunq may have created the entry
-    /// even though no success arrived, and a blind retry would create a duplicate. On any error
-    /// the caller must re-list the credential's IPs before deciding what to do. (A session
-    /// rejection is the one exception: bunq refused the request, so it is sent once more with a
-    /// new session.)
+    /// **Never retried** on 5xx, timeouts, network errors or an unreadable answer: bunq may have
+    /// created the entry even though no success arrived, and a blind retry would create a
+    /// duplicate. After such an error the caller must re-list the credential's IPs before
+    /// deciding what to do (see [`BunqError::is_unclear_write`]). Two refusals are sent again,
+    /// because bunq made nothing: a 429 (after the endpoint's rate-limit window, see
+    /// [`crate::bunq::retry`]) and a session rejection (once, with a new session).
     pub async fn create_ip(
         &self,
         credential: CredentialId,
@@ -117,7 +118,7 @@ impl BunqClient {
                 &CREATE_IP,
                 &|user| format!("/user/{user}/credential-password-ip/{credential}/ip"),
                 Some(body),
-                RetryMode::Never,
+                RetryMode::RateLimitedOnly,
             )
             .await?;
         parse_id(&envelope, &CREATE_IP)
@@ -286,6 +287,6 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(body, br#"{"ip":"5.6.7.8","status":"ACTIVE"}"#);
+        assert_eq!(body.as_slice(), br#"{"ip":"5.6.7.8","status":"ACTIVE"}"#);
     }
 }

@@ -8,8 +8,8 @@
 //! once per failure and never in a loop; see [`BunqClient`] for the rules.
 //!
 //! Sessions: every call first makes sure the session is valid for at least `renew_before`, and
-//! opens a new one if not. If bunq nevertheless rejects the session token ("Insufficient
-//! authentication"), the client opens a new session once and retries that request once. The
+//! opens a new one if not. If bunq nevertheless rejects the session token (any 401 or 403:
+//! bunq's wording varies), the client opens a new session once and retries that request once. The
 //! session state sits behind a `tokio::sync::Mutex`, so concurrent tasks wait for one renewal
 //! instead of each opening a session; session-server is further limited to 1 call per 30 s by
 //! the rate limiter.
@@ -32,7 +32,9 @@ use crate::bunq::error::BunqError;
 use crate::bunq::model::{Envelope, UserId};
 use crate::bunq::observer::{ApiObserver, NoopObserver};
 use crate::bunq::session::{self, WallClock, system_clock};
-use crate::bunq::transport::{ApiResponse, Call, RetryMode, Route, Transport, TransportSettings};
+use crate::bunq::transport::{
+    ApiResponse, Body, Call, RetryMode, Route, Transport, TransportSettings,
+};
 use crate::secret::Secret;
 
 /// A session opened this recently is not replaced again by [`BunqClient::renew_session`]
@@ -144,7 +146,9 @@ struct ClientState {
 /// bunq can drop an installation and its sessions while the state file still holds them (a
 /// sandbox reset, a revoked device). The client notices when `POST /session-server` rejects the
 /// installation token with "Insufficient authentication" (at start, on renewal, or when a
-/// request's session was rejected). Then it:
+/// request's session was rejected; see [`BunqError::is_installation_rejected`]). A rejection
+/// whose `X-Bunq-Server-Signature` does not verify is a security error and discards nothing.
+/// Then it:
 ///
 /// 1. replaces the state file's context with a new client key and no installation, device or
 ///    session, so that even if everything below fails, the next start registers anew instead of
@@ -219,7 +223,7 @@ impl BunqClient {
         let registered = register(&transport, &store, &settings, &api_key, context).await;
         let mut reregistered_at = None;
         let registered = match registered {
-            Err(err) if reused_installation && err.is_session_rejected() => {
+            Err(err) if reused_installation && err.is_installation_rejected() => {
                 // The saved installation token no longer opens sessions (bunq dropped the
                 // installation). Register once from scratch; never loop.
                 tracing::warn!(
@@ -430,7 +434,7 @@ impl BunqClient {
         &self,
         route: &Route,
         path: &(dyn Fn(UserId) -> String + Sync),
-        body: Option<Vec<u8>>,
+        body: Option<Body>,
         retry: RetryMode,
     ) -> Result<ApiResponse, BunqError> {
         let ticket = self.ticket().await?;
@@ -462,7 +466,7 @@ impl BunqClient {
         &self,
         route: &Route,
         path: &(dyn Fn(UserId) -> String + Sync),
-        body: Option<Vec<u8>>,
+        body: Option<Body>,
         retry: RetryMode,
     ) -> Result<Envelope, BunqError> {
         self.call(route, path, body, retry).await?.envelope(route)
@@ -472,7 +476,7 @@ impl BunqClient {
         &self,
         route: &Route,
         path: String,
-        body: &Option<Vec<u8>>,
+        body: &Option<Body>,
         ticket: &SessionTicket,
         retry: RetryMode,
     ) -> Result<ApiResponse, BunqError> {
@@ -583,7 +587,7 @@ impl BunqClient {
         .await;
         let session = match opened {
             Ok(session) => session,
-            Err(err) if err.is_session_rejected() => {
+            Err(err) if err.is_installation_rejected() => {
                 tracing::warn!(
                     file = %self.store.path().display(),
                     error = %err,

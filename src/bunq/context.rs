@@ -229,8 +229,9 @@ impl ContextStore {
     /// Reads the context: `None` when there is none yet; corrupt or future-format files are
     /// errors naming the file.
     pub fn load(&self) -> Result<Option<Context>, BunqError> {
+        // The file holds the tokens and the private key: wipe the bytes once parsed.
         let bytes = match fs::read(&self.file) {
-            Ok(bytes) => bytes,
+            Ok(bytes) => zeroize::Zeroizing::new(bytes),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(err) => {
                 return Err(BunqError::Context(format!(
@@ -289,7 +290,9 @@ impl ContextStore {
 
     /// Writes the context atomically with mode `0600`.
     pub fn save(&self, context: &Context) -> Result<(), BunqError> {
+        // The serialized context holds the tokens and the private key: wipe it once written.
         let bytes = serde_json::to_vec_pretty(context)
+            .map(zeroize::Zeroizing::new)
             .map_err(|err| BunqError::Context(format!("cannot serialize context: {err}")))?;
         crate::atomic_file::write(&self.file, &bytes).map_err(|err| {
             BunqError::Context(format!("cannot replace {}: {err}", self.file.display()))

@@ -126,9 +126,31 @@ impl BunqError {
         matches!(self, BunqError::ResponseSignature { .. })
     }
 
-    /// bunq rejected the session token ("Insufficient authentication" with 401 or 403): open a new
-    /// session once and retry the request once.
+    /// bunq rejected the token of an authenticated call: any 401 or 403, whatever the wording
+    /// (bunq's texts vary: "Insufficient authentication.", "Insufficient authorisation.",
+    /// "Session timeout." are all seen). On a session call this means the session is gone: open
+    /// a new session once and retry the request once. Cheap to get wrong in the permissive
+    /// direction (one session-server call), expensive in the strict one (every run fails until
+    /// the scheduled renewal).
     pub fn is_session_rejected(&self) -> bool {
+        matches!(
+            self,
+            BunqError::Api {
+                status: 401 | 403,
+                ..
+            }
+        )
+    }
+
+    /// `POST /session-server` rejected the *installation* token: bunq has forgotten the
+    /// installation, and the client discards the saved one and registers anew. That step is
+    /// destructive, so it needs bunq's own words ("Insufficient authentication" or
+    /// "Insufficient authorisation") as well as 401/403, and never "User credentials are
+    /// incorrect" (the calling IP is not active on the credential; a new installation cannot fix
+    /// that). The transport has already verified a signed error response by then (see
+    /// [`crate::bunq::transport`]), so a forged rejection arrives as
+    /// [`BunqError::ResponseSignature`] instead and discards nothing.
+    pub fn is_installation_rejected(&self) -> bool {
         match self {
             BunqError::Api {
                 status,
@@ -136,9 +158,23 @@ impl BunqError {
                 ..
             } => {
                 matches!(status, 401 | 403)
+                    && !self.is_credentials_rejected()
                     && (description.contains("Insufficient authentication")
                         || description.contains("Insufficient authorisation"))
             }
+            _ => false,
+        }
+    }
+
+    /// A write failed in a way that does not say whether bunq carried it out: no answer at all
+    /// (reset, timeout), a 5xx (bunq may have committed before failing), or a 2xx whose body
+    /// could not be read as the expected answer. A create that failed like this must be
+    /// re-listed before anything retries it, and is recorded as unconfirmed. 429 and 491 are
+    /// not among them: bunq refused those before doing anything.
+    pub fn is_unclear_write(&self) -> bool {
+        match self {
+            BunqError::Transport { .. } | BunqError::Protocol { .. } => true,
+            BunqError::Api { status, .. } => (500..=599).contains(status),
             _ => false,
         }
     }
@@ -193,11 +229,58 @@ mod tests {
     }
 
     #[test]
-    fn session_rejection_needs_both_status_and_text() {
-        assert!(api(403, "Insufficient authentication.").is_session_rejected());
-        assert!(api(401, "Insufficient authorisation.").is_session_rejected());
+    fn any_401_or_403_rejects_the_session_whatever_the_wording() {
+        for text in [
+            "Insufficient authentication.",
+            "Insufficient authorisation.",
+            "Session timeout.",
+            "Forbidden",
+        ] {
+            assert!(api(403, text).is_session_rejected(), "{text}");
+            assert!(api(401, text).is_session_rejected(), "{text}");
+        }
         assert!(!api(400, "Insufficient authentication.").is_session_rejected());
-        assert!(!api(403, "Forbidden").is_session_rejected());
+        assert!(!api(500, "Session timeout.").is_session_rejected());
+    }
+
+    #[test]
+    fn installation_rejection_needs_both_status_and_bunqs_words() {
+        assert!(api(403, "Insufficient authentication.").is_installation_rejected());
+        assert!(api(401, "Insufficient authorisation.").is_installation_rejected());
+        assert!(!api(400, "Insufficient authentication.").is_installation_rejected());
+        assert!(!api(403, "Session timeout.").is_installation_rejected());
+        assert!(
+            !api(
+                403,
+                "User credentials are incorrect. Incorrect API key or IP address."
+            )
+            .is_installation_rejected()
+        );
+    }
+
+    #[test]
+    fn no_answer_a_5xx_or_an_unreadable_answer_leave_a_write_unclear_and_a_refusal_does_not() {
+        let reset = BunqError::Transport {
+            endpoint: "POST x".into(),
+            message: "reset".into(),
+            timeout: false,
+        };
+        let unreadable = BunqError::Protocol {
+            endpoint: "POST x".into(),
+            message: "no Id".into(),
+        };
+        assert!(reset.is_unclear_write());
+        assert!(unreadable.is_unclear_write());
+        assert!(api(500, "x").is_unclear_write());
+        assert!(api(503, "x").is_unclear_write());
+        for status in [400, 403, 429, 491] {
+            assert!(!api(status, "x").is_unclear_write(), "{status}");
+        }
+        let forged = BunqError::ResponseSignature {
+            endpoint: "POST x".into(),
+            reason: "missing".into(),
+        };
+        assert!(!forged.is_unclear_write());
     }
 
     #[test]

@@ -131,7 +131,9 @@ pub struct Pagination {
 }
 
 /// The body of a successful bunq response: `{"Response": [{<Type>: {...}}, ...], "Pagination": ...}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// `Debug` names the element types only: the elements of installation and session-server
+/// responses are tokens.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Envelope {
     /// One single-key object per element, the key naming the type.
@@ -139,6 +141,20 @@ pub struct Envelope {
     /// Present on list responses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pagination: Option<Pagination>,
+}
+
+impl std::fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let types: Vec<&str> = self
+            .response
+            .iter()
+            .flat_map(|item| item.keys().map(String::as_str))
+            .collect();
+        f.debug_struct("Envelope")
+            .field("response", &format_args!("<redacted> {types:?}"))
+            .field("pagination", &self.pagination)
+            .finish()
+    }
 }
 
 impl Envelope {
@@ -277,6 +293,18 @@ mod tests {
             serde_json::to_string(&body).unwrap(),
             r#"{"status":"INACTIVE"}"#
         );
+    }
+
+    #[test]
+    fn envelope_debug_names_the_types_but_never_shows_a_token() {
+        let envelope: Envelope = serde_json::from_str(
+            r#"{"Response":[{"Id":{"id":1}},{"Token":{"token":"secret-token-0123456789"}}]}"#,
+        )
+        .unwrap();
+        let printed = format!("{envelope:?} {envelope:#?}");
+        assert!(!printed.contains("secret-token-0123456789"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+        assert!(printed.contains("Token"), "{printed}");
     }
 
     #[test]

@@ -5,12 +5,23 @@
 //! jitter": the delay for attempt n is uniformly drawn from `[d/2, d]` with
 //! `d = min(cap, base * 2^(n-1))`, so retries of several clients spread out but never collapse
 //! to zero.
+//!
+//! A 429 is different: bunq counts requests per IP in sliding windows (3 s for most endpoints,
+//! 30 s for session-server), and other clients behind the same egress IP fill the same
+//! windows. Retrying within the window only earns another 429. So a 429 is retried after the
+//! endpoint's whole window plus up to half a window of jitter, and a policy that retries at
+//! all gets at least [`RATE_LIMITED_ATTEMPTS`] attempts for it: with bunq's 3 s windows the
+//! five retries span at least 15 s before the call fails.
 
 use std::time::Duration;
 
 use rsa::rand_core::{OsRng, RngCore};
 
 use crate::bunq::error::BunqError;
+
+/// The least number of attempts (including the first) for a call answered 429, whatever
+/// [`RetryPolicy::max_attempts`] says, unless the policy never retries.
+pub const RATE_LIMITED_ATTEMPTS: u32 = 6;
 
 /// How often and how patiently to retry transient failures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,9 +55,44 @@ impl RetryPolicy {
         }
     }
 
-    /// Whether a failure of attempt `attempt` (1-based) should be retried.
+    /// Whether a failure of attempt `attempt` (1-based) should be retried. A 429 has its own,
+    /// larger budget ([`RetryPolicy::rate_limited_attempts`]).
     pub fn should_retry(&self, attempt: u32, error: &BunqError) -> bool {
+        if matches!(error, BunqError::Api { status: 429, .. }) {
+            return attempt < self.rate_limited_attempts();
+        }
         attempt < self.max_attempts && error.is_transient()
+    }
+
+    /// Attempts for a call answered 429: at least [`RATE_LIMITED_ATTEMPTS`], or 1 for a policy
+    /// that never retries.
+    pub fn rate_limited_attempts(&self) -> u32 {
+        if self.max_attempts <= 1 {
+            1
+        } else {
+            self.max_attempts.max(RATE_LIMITED_ATTEMPTS)
+        }
+    }
+
+    /// The delay after attempt `attempt` was answered 429 on an endpoint whose rate-limit
+    /// window is `window`, with `unit` in `[0, 1]` choosing the jitter: `window` plus up to
+    /// half a window. A zero window (the client-side limiter is disabled, as in fast tests)
+    /// falls back to the ordinary backoff. Deterministic, for tests.
+    pub fn rate_limited_delay_with(&self, attempt: u32, window: Duration, unit: f64) -> Duration {
+        if window.is_zero() {
+            return self.delay_with(attempt, unit);
+        }
+        let unit = if unit.is_finite() {
+            unit.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        window + (window / 2).mul_f64(unit)
+    }
+
+    /// [`RetryPolicy::rate_limited_delay_with`] with random jitter.
+    pub fn rate_limited_delay(&self, attempt: u32, window: Duration) -> Duration {
+        self.rate_limited_delay_with(attempt, window, random_unit())
     }
 
     /// The un-jittered delay after failed attempt `attempt` (1-based): `base * 2^(attempt-1)`,
@@ -72,9 +118,13 @@ impl RetryPolicy {
 
     /// The delay after failed attempt `attempt`, with random jitter.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let unit = (OsRng.next_u32() as f64) / (u32::MAX as f64);
-        self.delay_with(attempt, unit)
+        self.delay_with(attempt, random_unit())
     }
+}
+
+/// A uniformly random number in `[0, 1]`.
+fn random_unit() -> f64 {
+    (OsRng.next_u32() as f64) / (u32::MAX as f64)
 }
 
 #[cfg(test)]
@@ -136,5 +186,57 @@ mod tests {
         assert!(!p.should_retry(5, &transient));
         assert!(!p.should_retry(1, &permanent));
         assert!(!RetryPolicy::never().should_retry(1, &transient));
+    }
+
+    fn rate_limited() -> BunqError {
+        BunqError::Api {
+            status: 429,
+            description: "Too many requests.".into(),
+            response_id: None,
+            endpoint: "POST /x".into(),
+        }
+    }
+
+    #[test]
+    fn a_429_gets_at_least_six_attempts_that_wait_a_whole_window_and_span_15_s() {
+        // The default policy with bunq's 3 s window (the transport adds a margin on top).
+        let p = RetryPolicy::default();
+        let window = Duration::from_secs(3);
+        let attempts = (1..100)
+            .take_while(|&n| p.should_retry(n, &rate_limited()))
+            .count() as u32
+            + 1;
+        assert!(attempts >= 6, "{attempts}");
+        for attempt in 1..attempts {
+            for unit in [0.0, 0.5, 1.0] {
+                let delay = p.rate_limited_delay_with(attempt, window, unit);
+                assert!(delay >= window, "{attempt} {unit}: {delay:?}");
+                assert!(delay <= window + window / 2, "{attempt} {unit}: {delay:?}");
+            }
+            let jittered = p.rate_limited_delay(attempt, window);
+            assert!(jittered >= window && jittered <= window + window / 2);
+        }
+        let shortest_span: Duration = (1..attempts)
+            .map(|attempt| p.rate_limited_delay_with(attempt, window, 0.0))
+            .sum();
+        assert!(
+            shortest_span >= Duration::from_secs(15),
+            "{shortest_span:?}"
+        );
+    }
+
+    #[test]
+    fn a_policy_that_never_retries_does_not_retry_a_429_either() {
+        assert!(!RetryPolicy::never().should_retry(1, &rate_limited()));
+        assert_eq!(RetryPolicy::never().rate_limited_attempts(), 1);
+    }
+
+    #[test]
+    fn without_a_known_window_a_429_falls_back_to_the_backoff() {
+        let p = policy();
+        assert_eq!(
+            p.rate_limited_delay_with(2, Duration::ZERO, 1.0),
+            p.delay_with(2, 1.0)
+        );
     }
 }

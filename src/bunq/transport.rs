@@ -11,20 +11,31 @@
 //!    after installation);
 //! 4. reads the response as bytes; a 2xx response must carry an `X-Bunq-Server-Signature` that
 //!    verifies over exactly those bytes, or it is discarded unread as
-//!    [`BunqError::ResponseSignature`] and never retried;
+//!    [`BunqError::ResponseSignature`] and never retried. An error response that carries the
+//!    header is verified the same way before anything acts on it (a forged 401 must not make
+//!    the client discard its installation, a forged 5xx must not be retried); one without it
+//!    is taken as it is, because bunq and the proxies in front of it do not sign every error;
 //! 5. turns error responses into [`BunqError::Api`] (bunq's `error_description`s, or a short
 //!    excerpt of a non-JSON body) with the `X-Bunq-Client-Response-Id`;
 //! 6. retries transient failures (429, 491, 5xx, network errors, timeouts) with bounded
-//!    exponential backoff and jitter, unless the call says [`RetryMode::Never`].
+//!    exponential backoff and jitter, as the call's [`RetryMode`] allows. A 429 waits for the
+//!    endpoint's rate-limit window and gets more attempts (see [`RetryPolicy`]): other clients
+//!    behind the same IP share bunq's windows, and four quick retries fit in one 3 s window.
 //!
-//! Errors and logs name the route pattern, never a token or the URL of a token.
+//! Request and response bodies (the API key in device-server and session-server requests,
+//! tokens in their responses) are held in [`Zeroizing`] buffers, each attempt sends the same
+//! buffer instead of a copy, and `Debug` of [`Call`] and [`ApiResponse`] prints `<redacted>`
+//! instead of the bytes. Errors and logs name the route pattern, never a token or the URL of a
+//! token.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Serialize;
+use zeroize::Zeroizing;
 
 use crate::bunq::crypto::{PrivateKey, PublicKey};
 use crate::bunq::endpoint::BaseUrl;
@@ -139,13 +150,20 @@ impl Route {
 pub enum RetryMode {
     /// Retry 429, 491, 5xx and network failures with backoff.
     Transient,
-    /// Never retry: for writes that are not idempotent (creating an IP entry). The caller must
-    /// re-read the state to learn whether the write happened.
+    /// Retry only a 429: for writes that are not idempotent (creating an IP entry). bunq
+    /// refused a rate-limited request before doing anything, so sending it again cannot make a
+    /// duplicate; after any other failure the caller must re-read the state to learn whether
+    /// the write happened.
+    RateLimitedOnly,
+    /// Never retry, not even a 429 (creating a sandbox user).
     Never,
 }
 
-/// One request as the transport sends it.
-#[derive(Debug)]
+/// A request or response body: wiped from memory when dropped, because it may hold the API
+/// key or a token.
+pub type Body = Zeroizing<Vec<u8>>;
+
+/// One request as the transport sends it. `Debug` shows the body's length only.
 pub struct Call<'a> {
     /// Method and pattern.
     pub route: Route,
@@ -153,7 +171,7 @@ pub struct Call<'a> {
     pub path: String,
     /// The serialized body, sent and signed byte for byte; `None` sends no body (and signs the
     /// empty string).
-    pub body: Option<Vec<u8>>,
+    pub body: Option<Body>,
     /// The `X-Bunq-Client-Authentication` token, if any.
     pub auth: Option<&'a Secret>,
     /// Signs the body into `X-Bunq-Client-Signature` when present.
@@ -164,15 +182,48 @@ pub struct Call<'a> {
     pub retry: RetryMode,
 }
 
-/// A verified successful response.
-#[derive(Clone, Debug)]
+impl std::fmt::Debug for Call<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("route", &self.route)
+            .field("path", &self.path)
+            .field("body", &self.body.as_ref().map(|body| Redacted(body.len())))
+            .field("auth", &self.auth)
+            .field("signer", &self.signer.map(|_| "set"))
+            .field("verifier", &self.verifier.map(|_| "set"))
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// Prints `<redacted N bytes>` in place of a body.
+struct Redacted(usize);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<redacted {} bytes>", self.0)
+    }
+}
+
+/// A verified successful response. `Debug` shows the body's length only.
+#[derive(Clone)]
 pub struct ApiResponse {
     /// HTTP status (2xx).
     pub status: u16,
     /// The exact body bytes (already verified when a verifier was given).
-    pub body: Vec<u8>,
+    pub body: Body,
     /// `X-Bunq-Client-Response-Id`.
     pub response_id: Option<String>,
+}
+
+impl std::fmt::Debug for ApiResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiResponse")
+            .field("status", &self.status)
+            .field("body", &Redacted(self.body.len()))
+            .field("response_id", &self.response_id)
+            .finish()
+    }
 }
 
 impl ApiResponse {
@@ -189,11 +240,13 @@ impl ApiResponse {
 }
 
 /// Serializes a request body once; the result is what is sent and signed.
-pub fn to_body<T: Serialize>(route: &Route, value: &T) -> Result<Vec<u8>, BunqError> {
-    serde_json::to_vec(value).map_err(|err| BunqError::Protocol {
-        endpoint: route.endpoint(),
-        message: format!("cannot serialize the request body ({err})"),
-    })
+pub fn to_body<T: Serialize>(route: &Route, value: &T) -> Result<Body, BunqError> {
+    serde_json::to_vec(value)
+        .map(Zeroizing::new)
+        .map_err(|err| BunqError::Protocol {
+            endpoint: route.endpoint(),
+            message: format!("cannot serialize the request body ({err})"),
+        })
 }
 
 /// Sends requests to one base URL. Shared by all tasks of a client.
@@ -257,8 +310,14 @@ impl Transport {
     /// Sends `call`, retrying transient failures per its [`RetryMode`], and returns the verified
     /// success response.
     pub async fn send(&self, call: &Call<'_>) -> Result<ApiResponse, BunqError> {
-        let body: &[u8] = call.body.as_deref().unwrap_or_default();
+        let body: &[u8] = call.body.as_deref().map(Vec::as_slice).unwrap_or_default();
         let signature = call.signer.map(|key| key.sign(body));
+        // One shared buffer for every attempt (cloning `Bytes` copies no bytes), wiped when the
+        // last attempt's request is dropped.
+        let shared = call
+            .body
+            .as_ref()
+            .map(|body| Bytes::from_owner(body.clone()));
         let key = LimitKey::new(call.route.method.clone(), call.route.pattern);
         let mut attempt = 0u32;
         loop {
@@ -269,7 +328,9 @@ impl Transport {
                 tracing::debug!(endpoint = %call.route.endpoint(), ?waited, "rate limiter held the request");
                 self.observer.throttled(call.route.pattern, waited);
             }
-            let outcome = self.attempt(call, signature.as_deref()).await;
+            let outcome = self
+                .attempt(call, shared.clone(), signature.as_deref())
+                .await;
             // The response or the error is back, so bunq has counted the request by now: its
             // window starts here (see `ratelimit`).
             permit.complete();
@@ -277,11 +338,21 @@ impl Transport {
                 Ok(response) => return Ok(response),
                 Err(err) => err,
             };
-            let retry_allowed = call.retry == RetryMode::Transient;
+            let rate_limited = matches!(err, BunqError::Api { status: 429, .. });
+            let retry_allowed = match call.retry {
+                RetryMode::Transient => true,
+                RetryMode::RateLimitedOnly => rate_limited,
+                RetryMode::Never => false,
+            };
             if !(retry_allowed && self.retry.should_retry(attempt, &err)) {
                 return Err(err);
             }
-            let delay = self.retry.delay(attempt);
+            let delay = if rate_limited {
+                self.retry
+                    .rate_limited_delay(attempt, self.rate_limit_window(&call.route))
+            } else {
+                self.retry.delay(attempt)
+            };
             tracing::warn!(
                 endpoint = %call.route.endpoint(),
                 attempt,
@@ -294,9 +365,21 @@ impl Transport {
         }
     }
 
+    /// The window bunq counts `route`'s requests in, as the limiter knows it; zero when the
+    /// limiter is disabled (tests), which leaves a 429 to the plain backoff.
+    fn rate_limit_window(&self, route: &Route) -> Duration {
+        let limits = self.limiter.limits();
+        if limits.enabled {
+            limits.limit_for(&route.method, route.pattern).window
+        } else {
+            Duration::ZERO
+        }
+    }
+
     async fn attempt(
         &self,
         call: &Call<'_>,
+        body: Option<Bytes>,
         signature: Option<&str>,
     ) -> Result<ApiResponse, BunqError> {
         let route = &call.route;
@@ -319,8 +402,8 @@ impl Transport {
         if let Some(signature) = signature {
             request = request.header(header::CLIENT_SIGNATURE, signature);
         }
-        if let Some(body) = &call.body {
-            request = request.body(body.clone());
+        if let Some(body) = body {
+            request = request.body(body);
         }
 
         let started = tokio::time::Instant::now();
@@ -343,7 +426,7 @@ impl Transport {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = match response.bytes().await {
-            Ok(bytes) => bytes.to_vec(),
+            Ok(bytes) => Zeroizing::new(bytes.to_vec()),
             Err(err) => {
                 finished(Some(status));
                 return Err(transport_error(route, &err));
@@ -359,15 +442,13 @@ impl Transport {
             "bunq request finished"
         );
 
-        if !(200..300).contains(&status) {
-            if status == 429 {
-                self.observer.rate_limited(route.pattern);
-            }
-            return Err(api_error(route, status, &body, response_id));
-        }
+        let success = (200..300).contains(&status);
         if let Some(server_key) = call.verifier {
             let verified = match header_text(&headers, header::SERVER_SIGNATURE) {
-                None => Err("missing".to_owned()),
+                None if success => Err("missing".to_owned()),
+                // bunq does not sign every error (a proxy's 503 page never is): an unsigned
+                // error is taken as it is. Only a success must prove it came from bunq.
+                None => Ok(()),
                 Some(signature) => server_key
                     .verify(&body, &signature)
                     .map_err(|err| err.to_string()),
@@ -385,6 +466,12 @@ impl Transport {
                     reason,
                 });
             }
+        }
+        if !success {
+            if status == 429 {
+                self.observer.rate_limited(route.pattern);
+            }
+            return Err(api_error(route, status, &body, response_id));
         }
         Ok(ApiResponse {
             status,
@@ -553,12 +640,52 @@ mod tests {
     fn malformed_envelope_error_does_not_quote_the_body() {
         let response = ApiResponse {
             status: 200,
-            body: br#"{"Response":"token-0123456789abcdef"}"#.to_vec(),
+            body: Zeroizing::new(br#"{"Response":"token-0123456789abcdef"}"#.to_vec()),
             response_id: None,
         };
         let err = response.envelope(&ROUTE).unwrap_err().to_string();
         assert!(!err.contains("0123456789abcdef"), "{err}");
         assert!(err.contains("not a bunq response envelope"), "{err}");
+    }
+
+    const SECRET_BODY: &[u8] = br#"{"secret":"sandbox_api_key_0123456789abcdef"}"#;
+    /// `secret` as a derived `Debug` of the bytes would print it.
+    const SECRET_AS_NUMBERS: &str = "115, 101, 99, 114, 101, 116";
+
+    #[test]
+    fn call_debug_shows_the_body_length_but_never_the_body_or_the_token() {
+        let token = Secret::new("session-token-fedcba9876543210");
+        let call = Call {
+            route: Route::post("/session-server"),
+            path: "/session-server".into(),
+            body: Some(Zeroizing::new(SECRET_BODY.to_vec())),
+            auth: Some(&token),
+            signer: None,
+            verifier: None,
+            retry: RetryMode::Transient,
+        };
+        let printed = format!("{call:?} {call:#?}");
+        assert!(!printed.contains("0123456789abcdef"), "{printed}");
+        assert!(!printed.contains(SECRET_AS_NUMBERS), "{printed}");
+        assert!(!printed.contains("fedcba9876543210"), "{printed}");
+        assert!(
+            printed.contains(&format!("<redacted {} bytes>", SECRET_BODY.len())),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn api_response_debug_shows_the_body_length_but_never_the_body() {
+        let response = ApiResponse {
+            status: 200,
+            body: Zeroizing::new(SECRET_BODY.to_vec()),
+            response_id: Some("r-1".into()),
+        };
+        let printed = format!("{response:?} {response:#?}");
+        assert!(!printed.contains("0123456789abcdef"), "{printed}");
+        assert!(!printed.contains(SECRET_AS_NUMBERS), "{printed}");
+        assert!(printed.contains("<redacted"), "{printed}");
+        assert!(printed.contains("r-1"), "{printed}");
     }
 
     #[test]

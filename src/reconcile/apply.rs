@@ -9,8 +9,11 @@
 //! * if a create or activation on a credential failed, that credential's deactivations wait for
 //!   the next run, so access never shrinks before the desired IPs are in;
 //! * a response-signature failure stops the run at once: nothing after it is acted on;
-//! * a create is never retried blindly: after an ambiguous failure (the connection broke, bunq
-//!   may or may not have created the entry) the credential is listed again to find out.
+//! * a create is never retried blindly: after an unclear failure (the connection broke, the
+//!   request timed out, bunq answered 5xx, or a 200 whose body is not the expected answer; bunq
+//!   may or may not have created the entry, see [`BunqError::is_unclear_write`]) the credential
+//!   is listed again to find out, and an entry the re-read does not show is recorded as
+//!   unconfirmed, so the next run does not report it as drift if bunq committed it after all.
 //!
 //! Dry-run is not a flag in here: plan-only callers never reach this module (see
 //! [`crate::reconcile::run`]).
@@ -61,8 +64,9 @@ pub struct ActionResult {
     /// The entry written: the planned one, or the id bunq gave a created entry.
     pub entry: Option<EntryId>,
     /// The action failed, but bunq may have carried it out all the same: the request got no
-    /// answer (reset, timeout) or an answer whose signature did not verify. The next run's
-    /// reading decides; its change is not reported as drift.
+    /// answer (reset, timeout), an answer whose signature did not verify, or (for a create) a
+    /// 5xx or an unreadable 200. The next run's reading decides; its change is not reported as
+    /// drift.
     pub unconfirmed: bool,
 }
 
@@ -211,7 +215,7 @@ async fn execute<W: AllowlistWriter>(writer: &W, action: &Action) -> Step {
     match &action.change {
         Change::Create { ip } => match writer.create_ip(action.credential, *ip).await {
             Ok(entry) => Ok((Outcome::Applied, Some(entry), false)),
-            Err(err @ BunqError::Transport { .. }) => {
+            Err(err) if err.is_unclear_write() => {
                 resolve_ambiguous_create(writer, action.credential, *ip, err).await
             }
             Err(err) => failed(err, None),
@@ -237,8 +241,10 @@ async fn set_status<W: AllowlistWriter>(
     }
 }
 
-/// The POST broke off without an answer: bunq may have created the entry. Look before anyone
-/// tries again, so a retry can never make a duplicate.
+/// The POST got no clear answer: bunq may have created the entry. Look before anyone tries
+/// again, so a retry can never make a duplicate. When the re-read shows no entry, the failure
+/// stays unconfirmed: a bunq that answered 5xx or timed out may still commit the entry after
+/// the re-read, and the next run must then not take the daemon's own entry for drift.
 async fn resolve_ambiguous_create<W: AllowlistWriter>(
     writer: &W,
     credential: CredentialId,
@@ -260,7 +266,7 @@ async fn resolve_ambiguous_create<W: AllowlistWriter>(
                         "{err}; re-read shows no entry for {ip}, the next run creates it"
                     )),
                     None,
-                    false,
+                    true,
                 ),
             })
         }

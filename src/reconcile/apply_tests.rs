@@ -15,14 +15,22 @@ use crate::reconcile::run::AllowlistReader;
 /// What the fake does on a matching call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Trouble {
-    /// bunq answers HTTP 500.
+    /// bunq answers HTTP 500 (and did not apply the write).
     ServerError,
+    /// bunq answers HTTP 400: it refused the write.
+    Refused,
     /// The connection breaks after bunq applied the write.
     ResetAfterApply,
     /// The connection breaks before bunq applied the write.
     ResetBeforeApply,
     /// The response signature does not verify.
     BadSignature,
+    /// bunq applied the write, then answered HTTP 500.
+    ServerErrorAfterApply,
+    /// bunq applied the write; the answer did not arrive within the timeout.
+    TimeoutAfterApply,
+    /// bunq applied the write and answered 200 with a body that is not the expected answer.
+    UnreadableAfterApply,
 }
 
 #[derive(Default)]
@@ -127,6 +135,30 @@ fn reset() -> BunqError {
     }
 }
 
+fn timeout() -> BunqError {
+    BunqError::Transport {
+        endpoint: "fake".into(),
+        message: "timed out".into(),
+        timeout: true,
+    }
+}
+
+fn unreadable() -> BunqError {
+    BunqError::Protocol {
+        endpoint: "fake".into(),
+        message: "no Id in the response".into(),
+    }
+}
+
+fn refused() -> BunqError {
+    BunqError::Api {
+        status: 400,
+        description: "Invalid IP".into(),
+        response_id: None,
+        endpoint: "fake".into(),
+    }
+}
+
 fn bad_signature() -> BunqError {
     BunqError::ResponseSignature {
         endpoint: "fake".into(),
@@ -165,6 +197,7 @@ impl AllowlistWriter for FakeBunq {
         let trouble = self.take_trouble(credential, &ip);
         match trouble {
             Some(Trouble::ServerError) => return Err(server_error()),
+            Some(Trouble::Refused) => return Err(refused()),
             Some(Trouble::ResetBeforeApply) => return Err(reset()),
             Some(Trouble::BadSignature) => return Err(bad_signature()),
             _ => {}
@@ -183,6 +216,9 @@ impl AllowlistWriter for FakeBunq {
         self.after_write();
         match trouble {
             Some(Trouble::ResetAfterApply) => Err(reset()),
+            Some(Trouble::ServerErrorAfterApply) => Err(server_error()),
+            Some(Trouble::TimeoutAfterApply) => Err(timeout()),
+            Some(Trouble::UnreadableAfterApply) => Err(unreadable()),
             _ => Ok(id),
         }
     }
@@ -492,7 +528,7 @@ async fn additive_plans_never_write_a_deactivation() {
 #[tokio::test]
 async fn a_failure_without_an_answer_is_unconfirmed_and_an_error_answer_is_not() {
     let fake = FakeBunq::with(&[(1, 10, "10.0.0.2", I)])
-        .trouble(1, "10.0.0.1", Trouble::ServerError)
+        .trouble(1, "10.0.0.1", Trouble::Refused)
         .trouble(1, "10.0.0.2", Trouble::ResetBeforeApply);
     let plan = plan_for(
         &fake,
@@ -509,11 +545,57 @@ async fn a_failure_without_an_answer_is_unconfirmed_and_an_error_answer_is_not()
         .iter()
         .map(|result| (result.action.change.ip(), result.unconfirmed))
         .collect();
-    // bunq answered 500 for the create: it did not happen. The PUT got no answer: it may have.
+    // bunq refused the create (400): it did not happen. The PUT got no answer: it may have.
     assert_eq!(
         unconfirmed,
         [("10.0.0.1".into(), false), ("10.0.0.2".into(), true)]
     );
+}
+
+#[tokio::test]
+async fn an_unclear_create_that_bunq_applied_is_re_listed_and_counts_as_applied_without_a_second_post()
+ {
+    for trouble in [
+        Trouble::ServerErrorAfterApply,
+        Trouble::TimeoutAfterApply,
+        Trouble::UnreadableAfterApply,
+    ] {
+        let fake = FakeBunq::with(&[]).trouble(1, "10.0.0.1", trouble);
+        let plan = plan_for(&fake, &[spec(1, &["10.0.0.1"], Policy::Sync)], &[], 10).await;
+
+        let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+
+        assert_eq!(fake.calls(), ["POST 1 10.0.0.1", "GET 1"], "{trouble:?}");
+        assert_eq!(report.results[0].outcome, Outcome::Applied, "{trouble:?}");
+        assert_eq!(report.results[0].entry, Some(101), "{trouble:?}");
+        assert_eq!(fake.active_ips(1), ["10.0.0.1"], "{trouble:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_create_answered_500_that_bunq_did_not_apply_is_re_listed_failed_and_unconfirmed() {
+    let fake = FakeBunq::with(&[]).trouble(1, "10.0.0.1", Trouble::ServerError);
+    let plan = plan_for(&fake, &[spec(1, &["10.0.0.1"], Policy::Sync)], &[], 10).await;
+
+    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+
+    assert_eq!(fake.calls(), ["POST 1 10.0.0.1", "GET 1"]);
+    assert!(matches!(&report.results[0].outcome, Outcome::Failed(_)));
+    // bunq may still commit it after the re-read; the next run must not call that drift.
+    assert!(report.results[0].unconfirmed);
+    assert!(fake.active_ips(1).is_empty());
+}
+
+#[tokio::test]
+async fn a_create_refused_by_bunq_is_not_re_listed() {
+    let fake = FakeBunq::with(&[]).trouble(1, "10.0.0.1", Trouble::Refused);
+    let plan = plan_for(&fake, &[spec(1, &["10.0.0.1"], Policy::Sync)], &[], 10).await;
+
+    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+
+    assert_eq!(fake.calls(), ["POST 1 10.0.0.1"]);
+    assert!(matches!(&report.results[0].outcome, Outcome::Failed(_)));
+    assert!(!report.results[0].unconfirmed);
 }
 
 #[tokio::test]

@@ -20,6 +20,9 @@ pub struct Fault {
     pub kind: FaultKind,
     /// How many matching requests it fires on before it is used up.
     pub times: usize,
+    /// When set, the fault fires only until this moment of tokio's clock and is then dropped:
+    /// "another client keeps this endpoint's window busy for 10 s".
+    pub until: Option<tokio::time::Instant>,
 }
 
 impl Fault {
@@ -30,6 +33,7 @@ impl Fault {
             path_contains: None,
             kind,
             times: 1,
+            until: None,
         }
     }
 
@@ -44,6 +48,19 @@ impl Fault {
     pub fn times(mut self, times: usize) -> Self {
         self.times = times;
         self
+    }
+
+    /// Makes the fault fire on every matching request for `duration` from now (tokio's clock),
+    /// however many there are.
+    pub fn for_duration(mut self, duration: Duration) -> Self {
+        self.times = usize::MAX;
+        self.until = Some(tokio::time::Instant::now() + duration);
+        self
+    }
+
+    fn expired(&self) -> bool {
+        self.until
+            .is_some_and(|until| tokio::time::Instant::now() >= until)
     }
 
     fn matches(&self, method: &Method, path: &str) -> bool {
@@ -97,6 +114,7 @@ impl FaultQueue {
 
     /// The kind of the first fault matching this request, using up one of its firings.
     pub(crate) fn take(&mut self, method: &Method, path: &str) -> Option<FaultKind> {
+        self.faults.retain(|fault| !fault.expired());
         let index = self
             .faults
             .iter()
@@ -134,6 +152,25 @@ mod tests {
             Some(FaultKind::Status(500))
         );
         assert_eq!(queue.take(&Method::PUT, "/v1/user/1/x/ip/3"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fault_for_a_duration_fires_on_every_match_until_it_expires() {
+        let mut queue = FaultQueue::default();
+        queue.push(
+            Fault::once(FaultKind::Status(429))
+                .on(Method::POST, "/ip")
+                .for_duration(Duration::from_secs(10)),
+        );
+        for _ in 0..50 {
+            assert_eq!(
+                queue.take(&Method::POST, "/v1/user/1/x/ip"),
+                Some(FaultKind::Status(429))
+            );
+        }
+        assert_eq!(queue.take(&Method::GET, "/v1/user/1/x/ip"), None);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(queue.take(&Method::POST, "/v1/user/1/x/ip"), None);
     }
 
     #[test]
