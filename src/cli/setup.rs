@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::bunq::{ApiObserver, BunqClient};
+use crate::bunq::{ApiObserver, BunqClient, RateLimiter};
 use crate::cli::args::{Cli, LogFormatArg};
 use crate::cli::logging::{self, LogFormat};
 use crate::config::{self, Config};
@@ -47,7 +47,10 @@ pub async fn connect(
     observer: Option<Arc<dyn ApiObserver>>,
 ) -> anyhow::Result<BunqClient> {
     let api_key = config::resolve_api_key(config)?;
-    let settings = client_settings(config, observer)?;
+    let mut settings = client_settings(config, observer)?;
+    // Every client of the process counts against bunq's per-IP windows together (`demo` builds
+    // two).
+    settings.rate_limiter = Some(RateLimiter::process());
     let state_dir: &Path = &config.bunq.state_dir;
     BunqClient::connect(settings, api_key, state_dir)
         .await

@@ -22,13 +22,13 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::bunq::{ApiObserver, BunqClient, BunqError};
+use crate::bunq::{ApiObserver, BunqClient, BunqError, RateLimiter};
 use crate::config::{self, Config};
 use crate::daemon::health::{self, Health};
 use crate::daemon::lock::{LockError, StateLock};
 use crate::daemon::metrics::{ChangeAction, ChangeOutcome, Metrics, RunResult};
 use crate::daemon::notify::Notifier;
-use crate::daemon::renew::{self, RenewTrigger, RenewalPolicy, SystemClock};
+use crate::daemon::renew::{self, RenewTrigger, RenewalPolicy};
 use crate::daemon::schedule::{
     self, Backoff, CronTicker, JitterSource, RandomJitter, RunOutcome, Scheduler, Trigger,
 };
@@ -181,7 +181,10 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     });
     let notifier = options.notifier;
     let _ = notifier.status("connecting to bunq");
-    let settings = client_settings(&config, Some(observer))?;
+    let mut settings = client_settings(&config, Some(observer))?;
+    // One limiter for every connection attempt below and any other client of the process:
+    // bunq's session-server allows 1 call per 30 s per IP, however many clients make them.
+    settings.rate_limiter = Some(RateLimiter::process());
     let Some(client) =
         connect_until_shutdown(settings, api_key, &config, &health, &notifier, &shutdown).await
     else {
@@ -321,6 +324,7 @@ async fn connect_until_shutdown(
         match result {
             Ok(client) => {
                 health.set_access_refused(None);
+                health.set_registration_deferred(None);
                 return Some(client);
             }
             Err(err) => {
@@ -331,6 +335,11 @@ async fn connect_until_shutdown(
                 if err.is_credentials_rejected() {
                     health.set_access_refused(Some(message.clone()));
                 }
+                // Bounded: the next attempts still try session-server with the saved
+                // installation (the client keeps it), one per backoff and per 30 s at most.
+                health.set_registration_deferred(
+                    err.is_registration_deferred().then(|| message.clone()),
+                );
                 if !told_systemd {
                     // Up and waiting is a state, not a failed start: without READY=1 systemd
                     // would kill and restart the daemon in a loop while bunq refuses it. The
@@ -446,13 +455,19 @@ async fn renewal_task(
     trigger: RenewTrigger,
     shutdown: CancellationToken,
 ) {
-    let expires_at = client.session_expires_at();
-    let lifetime = (expires_at - Utc::now())
-        .to_std()
-        .unwrap_or(Duration::from_secs(60));
-    let mut policy = RenewalPolicy::new(lifetime);
-    // Never more than half the session's life ahead, or short sessions would renew constantly.
-    policy.renew_before = Some(renew_before.min(lifetime / 2));
+    let clock = client.wall_clock();
+    // The user's session_timeout is what every new session lives; the current session may have
+    // only minutes left (a restart), which must not shrink the lead. Only a session imported
+    // without its timeout falls back to what it has left.
+    let session_timeout = client.session_timeout().unwrap_or_else(|| {
+        (client.session_expires_at() - clock())
+            .to_std()
+            .unwrap_or(Duration::from_secs(60))
+    });
+    let mut policy = RenewalPolicy::new(session_timeout);
+    policy.renew_before = Some(renew::renewal_lead(renew_before, session_timeout));
+    let expiry_client = Arc::clone(&client);
+    let current_expiry = move || expiry_client.session_expires_at();
     let renew = move || {
         let client = Arc::clone(&client);
         let health = Arc::clone(&health);
@@ -474,7 +489,7 @@ async fn renewal_task(
             result
         }
     };
-    renew::run_renewal(policy, SystemClock, expires_at, renew, trigger, shutdown).await;
+    renew::run_renewal(policy, clock, current_expiry, renew, trigger, shutdown).await;
 }
 
 /// Feeds bunq request events into the metrics and the heartbeat: every answered request is
@@ -674,6 +689,7 @@ impl Daemon {
         let (run_id, (run_result, outcome, message)) = match result {
             Ok((report, record)) => {
                 self.health.set_access_refused(None);
+                self.health.set_registration_deferred(None);
                 if let Err(err) = self.records.save(&record) {
                     tracing::warn!(run_id = %report.run_id, error = %err, "cannot save the last-run record; drift reports may repeat");
                 }
@@ -710,6 +726,9 @@ impl Daemon {
                 }
                 if bunq.is_credentials_rejected() {
                     self.health.set_access_refused(Some(explain(bunq)));
+                }
+                if bunq.is_registration_deferred() {
+                    self.health.set_registration_deferred(Some(explain(bunq)));
                 }
                 (
                     bunq.is_transient() || bunq.is_session_rejected(),
