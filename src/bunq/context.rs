@@ -553,7 +553,10 @@ mod tests {
         let store = ContextStore::open(dir.path()).unwrap();
         let api_key = Secret::new("api-key");
         let mut old: Value = serde_json::to_value(full_context(&api_key)).unwrap();
-        assert!(old.get("registered_at").is_none(), "not written while unset");
+        assert!(
+            old.get("registered_at").is_none(),
+            "not written while unset"
+        );
         old["format_version"] = Value::from(1);
         fs::write(store.path(), old.to_string()).unwrap();
         let loaded = store.load_matching(&base(), &api_key).unwrap().unwrap();
