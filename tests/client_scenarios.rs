@@ -32,8 +32,8 @@ use bunq_ipsync::bunq::context::{
 use bunq_ipsync::bunq::model::IpStatus;
 use bunq_ipsync::bunq::session::WallClock;
 use bunq_ipsync::bunq::{
-    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, PrivateKey, RateLimits,
-    RetryPolicy, TransportSettings,
+    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, PrivateKey, RateLimiter,
+    RateLimits, RetryPolicy, TransportSettings,
 };
 use bunq_ipsync::secret::Secret;
 use bunq_ipsync::simulator::{
@@ -862,6 +862,41 @@ async fn two_clients_on_one_ip_recover_from_each_others_429s() {
     assert_eq!(count(&log, LIST_IPS_OK), 12, "{log:?}");
 }
 
+/// Two clients of one process, each registering in a state directory of its own, one after
+/// the other (like `demo`'s walkthrough and then its daemon, or the daemon's connection
+/// attempts): both session-server calls count against one window at bunq.
+async fn two_registrations_in_a_row(
+    s: &Scenario,
+    limiter: Option<Arc<RateLimiter>>,
+) -> Vec<String> {
+    let mut settings = s.settings();
+    settings.rate_limiter = limiter.clone();
+    s.try_connect(settings).await.unwrap();
+    let mut settings = s.settings();
+    settings.rate_limiter = limiter;
+    let other_dir = s.dir.path().join("other-state");
+    let _ = BunqClient::connect(settings, s.key.api_key.clone(), &other_dir).await;
+    s.log()
+}
+
+#[tokio::test(start_paused = true)]
+async fn clients_sharing_the_process_limiter_keep_session_servers_30_s_window_between_them() {
+    let s = Scenario::start().await;
+    let shared = Arc::new(RateLimiter::new(RateLimits::bunq()));
+    let log = two_registrations_in_a_row(&s, Some(shared)).await;
+    assert_eq!(count(&log, SESSION_OK), 2, "{log:?}");
+    assert_eq!(count(&log, "POST /session-server 429"), 0, "{log:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn clients_with_a_limiter_each_meet_session_servers_429() {
+    // What every connection attempt of the daemon did before issue 9: the limit held per
+    // client only, and bunq saw session-server twice within its window.
+    let s = Scenario::start().await;
+    let log = two_registrations_in_a_row(&s, None).await;
+    assert!(count(&log, "POST /session-server 429") > 0, "{log:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn default_transport_settings_run_a_reconcile_like_sequence_without_a_429() {
     let s = Scenario::start().await;
@@ -1508,10 +1543,10 @@ async fn installation_forgotten_again_within_the_interval_fails_without_register
     s.sim.forget_installations();
 
     let err = client.list_ips(s.key.credential_id).await.unwrap_err();
-    assert!(matches!(err, BunqError::Context(_)), "{err}");
+    assert!(err.is_registration_deferred(), "{err}");
     assert!(err.to_string().contains("registered anew"), "{err}");
     let again = client.list_ips(s.key.credential_id).await.unwrap_err();
-    assert!(matches!(again, BunqError::Context(_)), "{again}");
+    assert!(again.is_registration_deferred(), "{again}");
     assert_eq!(
         s.log(),
         vec![LIST_IPS_REJECTED, SESSION_REJECTED],
@@ -1529,8 +1564,9 @@ async fn installation_forgotten_again_is_dropped_from_the_state_file_so_the_next
     drop(client);
     let saved = saved_context(&s);
     assert!(saved.installation.is_none() && saved.session.is_none());
-    // A restart has a new rate limiter; bunq's session-server window must have passed.
-    tokio::time::advance(Duration::from_secs(30)).await;
+    // Issue 9: the bound holds across restarts, so a restart registers only once the interval
+    // since the last registration has passed (before, any restart registered at once).
+    tokio::time::advance(REREGISTRATION_INTERVAL).await;
     s.sim.clear_request_log();
 
     let restarted = s.connect().await;
@@ -1539,6 +1575,23 @@ async fn installation_forgotten_again_is_dropped_from_the_state_file_so_the_next
         s.log(),
         vec![INSTALLATION_OK, DEVICE_OK, SESSION_OK, LIST_IPS_OK]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn installation_forgotten_again_and_a_restart_within_the_interval_make_no_registration_call()
+{
+    let s = Scenario::start().await;
+    let client = client_that_registered_anew(&s).await;
+    tokio::time::advance(Duration::from_secs(60)).await;
+    s.sim.forget_installations();
+    client.list_ips(s.key.credential_id).await.unwrap_err();
+    drop(client);
+    tokio::time::advance(Duration::from_secs(600)).await;
+    s.sim.clear_request_log();
+
+    let err = s.try_connect(s.settings()).await.unwrap_err();
+    assert!(err.is_registration_deferred(), "{err}");
+    assert!(s.log().is_empty(), "nothing sent: {:?}", s.log());
 }
 
 #[tokio::test(start_paused = true)]
@@ -1595,6 +1648,58 @@ async fn failed_registration_after_a_dead_installation_is_not_repeated_and_resum
         vec![DEVICE_OK, SESSION_OK, LIST_IPS_OK],
         "the next start resumes at device-server with the new installation"
     );
+}
+
+/// A scenario whose sessions live 5 minutes, so a restart 10 minutes later finds its saved
+/// session expired and must open one with the saved installation.
+async fn short_session_scenario() -> Scenario {
+    Scenario::with(SimulatorOptions {
+        session_timeout_secs: 300,
+        ..sim_options()
+    })
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_within_the_interval_after_a_registration_makes_no_installation_or_device_call() {
+    // bunq keeps rejecting the installation: a daemon restarted by systemd (or crash-looping)
+    // must not leave a new device at bunq on every start.
+    let s = short_session_scenario().await;
+    drop(s.connect().await);
+    s.sim.forget_installations();
+    tokio::time::advance(Duration::from_secs(600)).await;
+    s.sim.clear_request_log();
+
+    let err = s.try_connect(s.settings()).await.unwrap_err();
+    assert_eq!(
+        s.log(),
+        vec![SESSION_REJECTED],
+        "one session-server attempt with the saved installation, no registration"
+    );
+    assert!(err.is_registration_deferred(), "{err}");
+    assert!(err.to_string().contains("registered anew"), "{err}");
+    assert!(
+        saved_context(&s).installation.is_some(),
+        "the saved installation is kept, so the next attempt tries session-server again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_after_the_interval_registers_once_more_when_bunq_rejects_the_saved_installation() {
+    let s = short_session_scenario().await;
+    drop(s.connect().await);
+    s.sim.forget_installations();
+    tokio::time::advance(Duration::from_secs(600)).await;
+    s.try_connect(s.settings()).await.unwrap_err();
+    tokio::time::advance(REREGISTRATION_INTERVAL).await;
+    s.sim.clear_request_log();
+
+    let client = s.connect().await;
+    assert_eq!(
+        s.log(),
+        vec![SESSION_REJECTED, INSTALLATION_OK, DEVICE_OK, SESSION_OK]
+    );
+    client.list_ips(s.key.credential_id).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]

@@ -5,14 +5,16 @@
 //! otherwise registers: installation → device-server → session-server, saving after each step
 //! so a crash mid-registration resumes where it stopped. If bunq rejects the installation token
 //! when opening a session (bunq forgot the installation), the client registers anew, at most
-//! once per failure and never in a loop; see [`BunqClient`] for the rules.
+//! once per [`REREGISTRATION_INTERVAL`] per state directory (also across restarts) and never in
+//! a loop; see [`BunqClient`] for the rules.
 //!
 //! Sessions: every call first makes sure the session is valid for at least `renew_before`, and
 //! opens a new one if not. If bunq nevertheless rejects the session token (any 401 or 403:
 //! bunq's wording varies), the client opens a new session once and retries that request once. The
 //! session state sits behind a `tokio::sync::Mutex`, so concurrent tasks wait for one renewal
 //! instead of each opening a session; session-server is further limited to 1 call per 30 s by
-//! the rate limiter.
+//! the rate limiter, which every client of a process shares when given
+//! [`ClientSettings::rate_limiter`].
 //!
 //! A client made by [`BunqClient::connect_read_only`] is for a state directory another process
 //! (the daemon) holds: it uses the saved session as is and never renews, registers or saves.
@@ -31,6 +33,7 @@ use crate::bunq::endpoint::BaseUrl;
 use crate::bunq::error::BunqError;
 use crate::bunq::model::{Envelope, UserId};
 use crate::bunq::observer::{ApiObserver, NoopObserver};
+use crate::bunq::ratelimit::RateLimiter;
 use crate::bunq::session::{self, WallClock, system_clock};
 use crate::bunq::transport::{
     ApiResponse, Body, Call, RetryMode, Route, Transport, TransportSettings,
@@ -41,10 +44,10 @@ use crate::secret::Secret;
 /// (bunq allows one session-server call per 30 s).
 pub const RECENT_SESSION: Duration = Duration::from_secs(30);
 
-/// The least time between two registrations a running client makes because bunq forgot its
-/// installation. Bounds the installation and device-server calls (and the device entries they
-/// leave at bunq) if bunq keeps rejecting fresh installations for a reason re-registering cannot
-/// fix.
+/// The least time between two new installations from one state directory (for one API key and
+/// base URL), whether the process that makes them keeps running or restarts. Bounds the
+/// installation and device-server calls (and the device entries they leave at bunq) if bunq
+/// keeps rejecting fresh installations for a reason re-registering cannot fix.
 pub const REREGISTRATION_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// How to reach bunq and how to register there.
@@ -60,6 +63,11 @@ pub struct ClientSettings {
     pub permitted_ips: Option<Vec<String>>,
     /// Timeouts, retries, rate limits.
     pub transport: TransportSettings,
+    /// The rate limiter to share with the process's other clients, normally
+    /// [`RateLimiter::process`]; its limits replace `transport.rate_limits`. `None` gives the
+    /// client a limiter of its own from `transport.rate_limits`, which keeps bunq's windows only
+    /// if the process builds no other client (tests with a simulated bank each).
+    pub rate_limiter: Option<Arc<RateLimiter>>,
     /// Open a new session when the current one expires within this margin.
     pub renew_before: Duration,
     /// Receives request and session events (metrics); `None` for no observer.
@@ -76,6 +84,7 @@ impl ClientSettings {
             device_description: device_description.into(),
             permitted_ips: None,
             transport: TransportSettings::default(),
+            rate_limiter: None,
             renew_before: Duration::from_secs(600),
             observer: None,
             clock: system_clock(),
@@ -90,6 +99,10 @@ impl std::fmt::Debug for ClientSettings {
             .field("device_description", &self.device_description)
             .field("permitted_ips", &self.permitted_ips)
             .field("transport", &self.transport)
+            .field(
+                "rate_limiter",
+                &self.rate_limiter.as_ref().map_or("own", |_| "shared"),
+            )
             .field("renew_before", &self.renew_before)
             .field("observer", &self.observer.as_ref().map(|_| "set"))
             .finish()
@@ -135,7 +148,10 @@ struct ClientState {
     /// The keys of `context`'s installation; `None` after bunq rejected the installation, until
     /// a new registration succeeds.
     registration: Option<Arc<Registration>>,
-    /// When this process last registered because bunq had forgotten the installation.
+    /// When this process last tried to register because bunq had forgotten the installation.
+    /// Beside the persisted [`Context::registered_at`] (which dates successful installations):
+    /// a registration that failed after its installation (at device-server, say) is not retried
+    /// by the same process within [`REREGISTRATION_INTERVAL`] either; a restart resumes it.
     reregistered_at: Option<tokio::time::Instant>,
 }
 
@@ -156,9 +172,17 @@ struct ClientState {
 /// 2. registers anew within the same call (installation → device-server → session-server; the
 ///    rate limiter holds the session-server call until bunq's 30 s window allows it), and the
 ///    request that met the rejection is sent once more with the new session;
-/// 3. does this at most once per [`REREGISTRATION_INTERVAL`] (a registration in
-///    [`BunqClient::connect`] counts). Inside the interval, and when the new registration fails,
-///    calls fail without contacting bunq until the interval has passed or the process restarts.
+/// 3. does this at most once per [`REREGISTRATION_INTERVAL`] per state directory: the time of
+///    the last installation is saved in the context ([`Context::registered_at`]), so every
+///    registration counts, the first one and those of earlier processes included. Inside the
+///    interval calls fail with [`BunqError::RegistrationDeferred`] without contacting bunq until
+///    the interval has passed; a registration that failed part-way is not retried by the same
+///    process within the interval (a restart resumes it at the step that failed).
+///
+/// [`BunqClient::connect`] follows the same bound: when the saved installation is rejected
+/// within the interval it returns [`BunqError::RegistrationDeferred`] and keeps the saved
+/// installation, so the caller's next attempt (the daemon retries with backoff) tries
+/// session-server with it again instead of registering.
 ///
 /// A rejected freshly registered installation is an error, never a loop. "User credentials are
 /// incorrect" from session-server does *not* trigger a registration: it means the calling IP is
@@ -207,15 +231,12 @@ impl BunqClient {
             .clone()
             .unwrap_or_else(|| Arc::new(NoopObserver));
         let store = ContextStore::open(state_dir)?;
-        let transport = Transport::new(
-            settings.base_url.clone(),
-            &settings.transport,
-            Some(observer.clone()),
-        )?;
+        let transport = transport_for(&settings, &observer)?;
         let saved = store.load_matching(&settings.base_url, &api_key)?;
         let reused_installation = saved
             .as_ref()
             .is_some_and(|context| context.installation.is_some());
+        let registered_at = saved.as_ref().and_then(|context| context.registered_at);
         let context = match saved {
             Some(context) => context,
             None => fresh_context(&settings, &api_key)?,
@@ -225,13 +246,24 @@ impl BunqClient {
         let registered = match registered {
             Err(err) if reused_installation && err.is_installation_rejected() => {
                 // The saved installation token no longer opens sessions (bunq dropped the
-                // installation). Register once from scratch; never loop.
+                // installation). Register once from scratch, unless this state directory did so
+                // within the interval: then the saved installation stays as it is, for the
+                // caller's next attempt to try session-server with it again. Never loop.
+                if let Some(deferred) = registration_deferral(registered_at, (settings.clock)()) {
+                    tracing::warn!(
+                        file = %store.path().display(),
+                        error = %err,
+                        "bunq rejected the saved installation; not registering a new one yet"
+                    );
+                    return Err(deferred);
+                }
                 tracing::warn!(
                     file = %store.path().display(),
                     error = %err,
                     "bunq rejected the saved installation; registering a new one"
                 );
-                let context = fresh_context(&settings, &api_key)?;
+                let mut context = fresh_context(&settings, &api_key)?;
+                context.registered_at = registered_at;
                 reregistered_at = Some(tokio::time::Instant::now());
                 register(&transport, &store, &settings, &api_key, context).await?
             }
@@ -344,11 +376,7 @@ impl BunqClient {
             generation: 0,
             opened_at: None,
         };
-        let transport = Transport::new(
-            settings.base_url.clone(),
-            &settings.transport,
-            Some(observer.clone()),
-        )?;
+        let transport = transport_for(&settings, &observer)?;
         let device_description = context
             .device
             .as_ref()
@@ -400,6 +428,12 @@ impl BunqClient {
     /// The base URL this client talks to.
     pub fn base_url(&self) -> &BaseUrl {
         self.transport.base_url()
+    }
+
+    /// The wall clock the client judges session expiry by ([`ClientSettings::clock`]), so that
+    /// a renewal schedule and the client agree on when a session is due.
+    pub fn wall_clock(&self) -> WallClock {
+        Arc::clone(&self.settings.clock)
     }
 
     /// Opens a new session now (for the daemon's renewal task) and returns its expiry.
@@ -610,27 +644,33 @@ impl BunqClient {
 
     /// Replaces the dead context, in memory and in the state file, with a new client key and
     /// nothing else, so no later call and no later start reuses it.
+    ///
+    /// The time of the last registration is kept: it bounds the next one, also for a restart.
     fn forget_installation_locked(&self, state: &mut ClientState) -> Result<(), BunqError> {
         state.registration = None;
+        let registered_at = state.context.registered_at;
         state.context = fresh_context(&self.settings, &self.api_key)?;
+        state.context.registered_at = registered_at;
         self.store.save(&state.context)
     }
 
     /// Registers anew (installation, device-server, session-server) from the forgotten context,
-    /// unless this process did so less than [`REREGISTRATION_INTERVAL`] ago.
+    /// unless this state directory installed less than [`REREGISTRATION_INTERVAL`] ago or this
+    /// process tried to register less than that ago.
     async fn reregister_locked(
         &self,
         state: &mut ClientState,
     ) -> Result<SessionContext, BunqError> {
+        let now = (self.settings.clock)();
+        if state.context.installation.is_none()
+            && let Some(deferred) = registration_deferral(state.context.registered_at, now)
+        {
+            return Err(deferred);
+        }
         if let Some(at) = state.reregistered_at {
             let since = at.elapsed();
             if since < REREGISTRATION_INTERVAL {
-                return Err(BunqError::Context(format!(
-                    "bunq rejected this client's installation and it registered anew {} ago; \
-                     the next attempt is in {} (or restart to register now)",
-                    humantime::format_duration(round_secs(since)),
-                    humantime::format_duration(round_secs(REREGISTRATION_INTERVAL - since)),
-                )));
+                return Err(deferral_error(since));
             }
         }
         state.reregistered_at = Some(tokio::time::Instant::now());
@@ -686,9 +726,56 @@ impl BunqClient {
     }
 }
 
-/// Whole seconds, for messages.
-fn round_secs(duration: Duration) -> Duration {
-    Duration::from_secs(duration.as_secs())
+/// The transport for a client: on the process's shared limiter when the settings give one
+/// ([`ClientSettings::rate_limiter`]), else on a limiter of its own.
+fn transport_for(
+    settings: &ClientSettings,
+    observer: &Arc<dyn ApiObserver>,
+) -> Result<Transport, BunqError> {
+    match &settings.rate_limiter {
+        Some(limiter) => Transport::with_limiter(
+            settings.base_url.clone(),
+            &settings.transport,
+            Some(observer.clone()),
+            Arc::clone(limiter),
+        ),
+        None => Transport::new(
+            settings.base_url.clone(),
+            &settings.transport,
+            Some(observer.clone()),
+        ),
+    }
+}
+
+/// Why a new installation must wait, when the last one (`registered_at`, from the context) was
+/// made less than [`REREGISTRATION_INTERVAL`] before `now`; `None` when it may go ahead.
+///
+/// A `registered_at` more than an interval in the future was written under a wrong clock: it is
+/// ignored rather than blocking registrations until that date.
+fn registration_deferral(
+    registered_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<BunqError> {
+    let at = registered_at?;
+    let interval = chrono::Duration::from_std(REREGISTRATION_INTERVAL).ok()?;
+    if at > now + interval || at + interval <= now {
+        return None;
+    }
+    let since = (now - at).to_std().unwrap_or(Duration::ZERO);
+    Some(deferral_error(since))
+}
+
+/// [`BunqError::RegistrationDeferred`] for a registration `since` ago (zero when it lies ahead
+/// by a clock step back).
+fn deferral_error(since: Duration) -> BunqError {
+    let remaining = REREGISTRATION_INTERVAL.saturating_sub(since);
+    BunqError::RegistrationDeferred {
+        since: Duration::from_secs(since.as_secs()),
+        // Rounded up, so "allowed in 0s" never shows while it is not.
+        retry_in: Duration::from_secs(
+            remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0),
+        ),
+    }
 }
 
 /// The outcome of [`register`].
@@ -719,10 +806,18 @@ async fn register(
     let installation = match &context.installation {
         Some(installation) => installation.clone(),
         None => {
+            // The backstop of every path to a new installation (see `BunqClient`).
+            if let Some(deferred) = registration_deferral(context.registered_at, (settings.clock)())
+            {
+                return Err(deferred);
+            }
             let installation = session::install(transport, &client_key).await?;
             context.installation = Some(installation.clone());
             context.device = None;
             context.session = None;
+            // Dated only once bunq confirmed it: a failed installation call (bunq down at the
+            // first start) must not hold the next attempt back for an hour.
+            context.registered_at = Some((settings.clock)());
             store.save(&context)?;
             installation
         }
@@ -773,4 +868,45 @@ async fn register(
         installation_token: installation.token,
         opened_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(minutes_ago: i64) -> Option<DateTime<Utc>> {
+        Some(now() - chrono::Duration::minutes(minutes_ago))
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-02T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn registration_within_the_interval_defers_the_next_one_for_the_rest_of_it() {
+        match registration_deferral(at(10), now()) {
+            Some(BunqError::RegistrationDeferred { since, retry_in }) => {
+                assert_eq!(since, Duration::from_secs(600));
+                assert_eq!(retry_in, Duration::from_secs(3000));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_registration_or_one_an_interval_ago_defers_nothing() {
+        assert!(registration_deferral(None, now()).is_none());
+        assert!(registration_deferral(at(60), now()).is_none());
+        assert!(registration_deferral(at(61), now()).is_none());
+    }
+
+    #[test]
+    fn registration_time_far_in_the_future_is_ignored_not_obeyed_until_then() {
+        // Written under a clock that was a year ahead: it must not block for a year.
+        assert!(registration_deferral(at(-365 * 24 * 60), now()).is_none());
+        // A small step back of the clock still counts as "just registered".
+        assert!(registration_deferral(at(-5), now()).is_some());
+    }
 }

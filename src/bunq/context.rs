@@ -60,6 +60,18 @@ pub struct Context {
     /// The current session, if one was opened.
     #[serde(default)]
     pub session: Option<SessionContext>,
+    /// When `POST /installation` last succeeded for this API key and base URL in this state
+    /// directory (UTC). The client makes no new installation (and so no new device at bunq)
+    /// within [`crate::bunq::client::REREGISTRATION_INTERVAL`] of it, also across restarts.
+    ///
+    /// Kept in the context file rather than a file of its own: it belongs to the key and base
+    /// URL the context is for (a context for another key is replaced and rightly starts without
+    /// it), and it is written in the same atomic save as the installation it dates, so the two
+    /// cannot disagree after a crash. Optional with a serde default, so a context written before
+    /// this field existed still loads (it then allows one registration), and an older build
+    /// reading a newer file ignores it: the format version stays the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<DateTime<Utc>>,
 }
 
 /// The result of `POST /installation`.
@@ -138,6 +150,7 @@ impl Context {
             installation: None,
             device: None,
             session: None,
+            registered_at: None,
         })
     }
 
@@ -535,6 +548,36 @@ mod tests {
             loaded.client_key().unwrap().public_key(),
             key().public_key()
         );
+    }
+
+    #[test]
+    fn context_written_before_registered_at_existed_loads_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContextStore::open(dir.path()).unwrap();
+        let api_key = Secret::new("api-key");
+        let mut old: Value = serde_json::to_value(full_context(&api_key)).unwrap();
+        assert!(
+            old.get("registered_at").is_none(),
+            "not written while unset"
+        );
+        old["format_version"] = Value::from(1);
+        fs::write(store.path(), old.to_string()).unwrap();
+        let loaded = store.load_matching(&base(), &api_key).unwrap().unwrap();
+        assert!(loaded.registered_at.is_none());
+        assert!(loaded.installation.is_some());
+    }
+
+    #[test]
+    fn registration_time_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContextStore::open(dir.path()).unwrap();
+        let api_key = Secret::new("api-key");
+        let mut context = full_context(&api_key);
+        let at = Utc::now();
+        context.registered_at = Some(at);
+        store.save(&context).unwrap();
+        let loaded = store.load_matching(&base(), &api_key).unwrap().unwrap();
+        assert_eq!(loaded.registered_at, Some(at));
     }
 
     #[test]

@@ -82,6 +82,26 @@ pub enum BunqError {
         /// The newest version this build understands.
         supported: u32,
     },
+    /// bunq rejected the installation, but this state directory registered anew less than
+    /// [`crate::bunq::client::REREGISTRATION_INTERVAL`] ago, so no new installation and device
+    /// are made yet: each registration leaves a device entry in the user's bunq account, and one
+    /// that keeps being rejected would otherwise leave one per retry. Nothing here is permanent:
+    /// a later attempt (session-server with the saved installation, or the next registration
+    /// once the interval has passed) may succeed.
+    #[error(
+        "bunq rejected the installation; this state directory registered anew {} ago and the \
+         next registration is allowed in {} (at most one per {}, so that a rejection that \
+         persists does not leave a new device at bunq on every retry)",
+        humantime::format_duration(*.since),
+        humantime::format_duration(*.retry_in),
+        humantime::format_duration(crate::bunq::client::REREGISTRATION_INTERVAL)
+    )]
+    RegistrationDeferred {
+        /// How long ago the last registration was (whole seconds).
+        since: std::time::Duration,
+        /// How long until the next one is allowed (whole seconds).
+        retry_in: std::time::Duration,
+    },
     /// Key material was unusable.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
@@ -185,6 +205,12 @@ impl BunqError {
             if description.contains("User credentials are incorrect"))
     }
 
+    /// bunq rejected the installation and a new registration waits for
+    /// [`crate::bunq::client::REREGISTRATION_INTERVAL`] to pass ([`BunqError::RegistrationDeferred`]).
+    pub fn is_registration_deferred(&self) -> bool {
+        matches!(self, BunqError::RegistrationDeferred { .. })
+    }
+
     /// A short, stable label for metrics (`reason` label values).
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -201,6 +227,7 @@ impl BunqError {
             BunqError::Context(_)
             | BunqError::ContextCorrupt { .. }
             | BunqError::ContextVersion { .. } => "state",
+            BunqError::RegistrationDeferred { .. } => "registration_deferred",
             BunqError::Crypto(_) => "crypto",
         }
     }

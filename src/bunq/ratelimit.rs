@@ -19,7 +19,7 @@
 //! from `tokio::time::Instant`, so tests run with paused time.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use reqwest::Method;
@@ -210,6 +210,24 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
+    /// The process's one limiter, with the transport's default limits (bunq's, plus
+    /// [`DEFAULT_MARGIN`]); created on first use.
+    ///
+    /// bunq counts requests per calling IP, so two clients of one process (the daemon's
+    /// connection attempts after each backoff, `demo`'s walkthrough and then its daemon) spend
+    /// the same windows: with a limiter each, session-server's 1 per 30 s would hold per client
+    /// only, and bunq may block an IP that calls it more often. The commands and the daemon
+    /// hand this limiter to every client they build (`ClientSettings::rate_limiter`); tests
+    /// that run many independent simulated banks in one process give each client its own.
+    pub fn process() -> Arc<RateLimiter> {
+        static PROCESS: OnceLock<Arc<RateLimiter>> = OnceLock::new();
+        Arc::clone(PROCESS.get_or_init(|| {
+            Arc::new(RateLimiter::new(
+                crate::bunq::transport::TransportSettings::default().rate_limits,
+            ))
+        }))
+    }
+
     /// A limiter with no history.
     pub fn new(limits: RateLimits) -> Self {
         RateLimiter {

@@ -253,7 +253,9 @@ pub fn to_body<T: Serialize>(route: &Route, value: &T) -> Result<Body, BunqError
 pub struct Transport {
     http: reqwest::Client,
     base_url: BaseUrl,
-    limiter: RateLimiter,
+    /// Shared with every other transport of the process when built by
+    /// [`Transport::with_limiter`] (bunq counts per IP, not per client).
+    limiter: Arc<RateLimiter>,
     retry: RetryPolicy,
     observer: Arc<dyn ApiObserver>,
 }
@@ -268,12 +270,26 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
-    /// A transport for `base_url`. TLS is rustls; redirects are not followed (a redirect could
+    /// A transport for `base_url` with a rate limiter of its own (built from
+    /// `settings.rate_limits`). TLS is rustls; redirects are not followed (a redirect could
     /// carry the token elsewhere); reqwest's own retries are off (this module decides).
     pub fn new(
         base_url: BaseUrl,
         settings: &TransportSettings,
         observer: Option<Arc<dyn ApiObserver>>,
+    ) -> Result<Self, BunqError> {
+        let limiter = Arc::new(RateLimiter::new(settings.rate_limits.clone()));
+        Transport::with_limiter(base_url, settings, observer, limiter)
+    }
+
+    /// [`Transport::new`], but admitting requests through `limiter`, which other transports
+    /// may share: bunq's windows are per IP, so every client of a process must count against
+    /// the same ones. `limiter`'s own limits apply; `settings.rate_limits` is not used.
+    pub fn with_limiter(
+        base_url: BaseUrl,
+        settings: &TransportSettings,
+        observer: Option<Arc<dyn ApiObserver>>,
+        limiter: Arc<RateLimiter>,
     ) -> Result<Self, BunqError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
@@ -291,7 +307,7 @@ impl Transport {
         Ok(Transport {
             http,
             base_url,
-            limiter: RateLimiter::new(settings.rate_limits.clone()),
+            limiter,
             retry: settings.retry,
             observer: observer.unwrap_or_else(|| Arc::new(NoopObserver)),
         })

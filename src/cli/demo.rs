@@ -159,9 +159,9 @@ async fn follow(config_path: &Path) -> anyhow::Result<()> {
         "health and metrics: http://{}/healthz /readyz /metrics",
         listener.local_addr()?
     ));
-    // The daemon starts a fresh client whose rate limiter knows nothing of the walkthrough's last
-    // requests, which bunq (here: the simulator) still counts: let one window pass first.
-    tokio::time::sleep(std::time::Duration::from_millis(3_250)).await;
+    // The daemon's client shares the process's rate limiter with the walkthrough's, so its first
+    // requests wait for the windows the walkthrough's last ones still occupy at bunq (here: the
+    // simulator).
     runtime::run(Options {
         config_path: config_path.to_path_buf(),
         shutdown: CancellationToken::new(),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::bunq::{ApiObserver, BunqClient, ContextStore};
+use crate::bunq::{ApiObserver, BunqClient, ContextStore, RateLimiter};
 use crate::cli::args::{Cli, LogFormatArg};
 use crate::cli::logging::{self, LogFormat};
 use crate::config::{self, Config};
@@ -132,7 +132,8 @@ pub async fn connect_with(
         StateAccess::Writer(_) => connect(config, observer).await,
         StateAccess::ReadOnly { state_dir, .. } => {
             let api_key = config::resolve_api_key(config)?;
-            let settings = client_settings(config, observer)?;
+            let mut settings = client_settings(config, observer)?;
+            settings.rate_limiter = Some(RateLimiter::process());
             Ok(BunqClient::connect_read_only(settings, api_key, state_dir).await?)
         }
     }
@@ -144,7 +145,10 @@ pub async fn connect(
     observer: Option<Arc<dyn ApiObserver>>,
 ) -> anyhow::Result<BunqClient> {
     let api_key = config::resolve_api_key(config)?;
-    let settings = client_settings(config, observer)?;
+    let mut settings = client_settings(config, observer)?;
+    // Every client of the process counts against bunq's per-IP windows together (`demo` builds
+    // two).
+    settings.rate_limiter = Some(RateLimiter::process());
     let state_dir: &Path = &config.bunq.state_dir;
     BunqClient::connect(settings, api_key, state_dir)
         .await

@@ -59,6 +59,9 @@ struct State {
     /// bunq refuses the daemon's key or IP: nothing works until a person acts, so this makes
     /// the daemon not ready at once rather than after several failed runs.
     access_refused: Option<String>,
+    /// bunq rejected the installation and a new registration waits for the re-registration
+    /// interval: the daemon retries, but says why it cannot work meanwhile.
+    registration_deferred: Option<String>,
 }
 
 /// Liveness and readiness state shared between the run loop and the listener.
@@ -159,6 +162,12 @@ impl Health {
         self.state().access_refused = why;
     }
 
+    /// bunq rejected the installation and registering anew is deferred (`Some(why)`), or the
+    /// daemon has a working session again.
+    pub fn set_registration_deferred(&self, why: Option<String>) {
+        self.state().registration_deferred = why;
+    }
+
     /// Liveness as of `now`.
     pub fn liveness_at(&self, now: Instant) -> Liveness {
         let reason = match self.state().last_beat {
@@ -205,6 +214,9 @@ impl Health {
         }
         if let Some(why) = &s.access_refused {
             reasons.push(format!("bunq refuses this daemon: {why}"));
+        }
+        if let Some(why) = &s.registration_deferred {
+            reasons.push(format!("re-registration with bunq is bounded: {why}"));
         }
         if let Some(error) = &s.reload_error {
             warnings.push(format!(
@@ -405,6 +417,20 @@ mod tests {
             vec!["bunq refuses this daemon: Incorrect API key or IP address."]
         );
         h.set_access_refused(None);
+        assert!(h.readiness_at(Utc::now()).ready);
+    }
+
+    #[test]
+    fn deferred_registration_makes_not_ready_naming_the_reason_and_clears_when_connected() {
+        let h = ready_health();
+        h.set_registration_deferred(Some("next registration allowed in 55m".into()));
+        let bounded = h.readiness_at(Utc::now());
+        assert!(!bounded.ready);
+        assert_eq!(
+            bounded.reasons,
+            vec!["re-registration with bunq is bounded: next registration allowed in 55m"]
+        );
+        h.set_registration_deferred(None);
         assert!(h.readiness_at(Utc::now()).ready);
     }
 

@@ -2,11 +2,14 @@
 //!
 //! [`renewal_deadline`] is the pure decision: renew `renew_before` ahead of the session's expiry
 //! (default: 1 h or 10 % of the session timeout, whichever is less), or now if that moment has
-//! passed. [`run_renewal`] is the task around it: it sleeps towards the deadline in steps of at
-//! most [`RenewalPolicy::max_sleep`], re-reading the wall clock after each step, because tokio's
-//! monotonic clock stands still while the host is suspended and a single long sleep would wake
-//! up after the session expired. A failed renewal is retried with [`Backoff`]; a
-//! [`RenewTrigger`] forces an early renewal when bunq ends a session before its time.
+//! passed. The daemon's lead is [`renewal_lead`]: `sync.renew_before`, at most half the user's
+//! session timeout. [`run_renewal`] is the task around it: it sleeps towards the deadline in
+//! steps of at most [`RenewalPolicy::max_sleep`], re-reading the wall clock and the session's
+//! current expiry after each step, because tokio's monotonic clock stands still while the host
+//! is suspended (a single long sleep would wake up after the session expired), and because a
+//! request may have renewed the session inline meanwhile (renewing that new session again would
+//! be a second session-server call for nothing). A failed renewal is retried with [`Backoff`];
+//! a [`RenewTrigger`] forces an early renewal when bunq ends a session before its time.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -30,6 +33,17 @@ pub fn default_renew_before(session_timeout: Duration) -> Duration {
     DEFAULT_RENEW_BEFORE_MAX.min(session_timeout / DEFAULT_RENEW_BEFORE_FRACTION)
 }
 
+/// The lead time the daemon renews with: `renew_before`, but at most half of
+/// `session_timeout`, the lifetime bunq gives every new session of the user.
+///
+/// Sized from `session_timeout`, never from what the current session has left: after a restart
+/// that may be minutes, and half of it would make the task renew later than the client itself
+/// considers the session due (the client renews inline at the same lead, see
+/// [`crate::bunq::context::SessionContext::is_fresh`]), so both would open a session.
+pub fn renewal_lead(renew_before: Duration, session_timeout: Duration) -> Duration {
+    renew_before.min(session_timeout / 2)
+}
+
 /// When to renew a session that expires at `expires_at`: `renew_before` (or the
 /// [default](default_renew_before)) ahead of it, but never before `now`.
 pub fn renewal_deadline(
@@ -49,6 +63,14 @@ pub fn renewal_deadline(
 pub trait WallClock: Send + Sync {
     /// The current time.
     fn now(&self) -> DateTime<Utc>;
+}
+
+/// The bunq client's clock ([`crate::bunq::BunqClient::wall_clock`]), so the task and the client
+/// agree on when a session is due.
+impl WallClock for crate::bunq::session::WallClock {
+    fn now(&self) -> DateTime<Utc> {
+        self()
+    }
 }
 
 /// The system's real-time clock.
@@ -108,13 +130,18 @@ impl RenewTrigger {
 /// backoff, and renews early on `trigger`. A renewal in progress when `shutdown` is cancelled
 /// is finished, not dropped.
 ///
+/// `current_expiry` reports the expiry of the session in use now; it is read before every
+/// decision, so a session someone else renewed (a request that found it due or rejected) moves
+/// the deadline instead of being renewed once more. The task never goes by an expiry earlier
+/// than one it saw: a new session always outlives the one it replaced.
+///
 /// `renew` creates a new session and returns its expiry; it is responsible for installing the
 /// session, and for metrics and health. Its error is logged with `Display`, so it must not carry
 /// secrets.
 pub async fn run_renewal<F, Fut, E>(
     policy: RenewalPolicy,
     clock: impl WallClock,
-    mut expires_at: DateTime<Utc>,
+    current_expiry: impl Fn() -> DateTime<Utc>,
     mut renew: F,
     trigger: RenewTrigger,
     shutdown: CancellationToken,
@@ -126,8 +153,10 @@ pub async fn run_renewal<F, Fut, E>(
     let mut backoff = policy.backoff.clone();
     let mut retry_not_before: Option<DateTime<Utc>> = None;
     let mut forced = false;
+    let mut expires_at = current_expiry();
     loop {
         let now = clock.now();
+        expires_at = expires_at.max(current_expiry());
         let due = if forced {
             now
         } else {
@@ -145,7 +174,7 @@ pub async fn run_renewal<F, Fut, E>(
             match attempt {
                 Ok(new_expiry) => {
                     tracing::info!(expires_at = %new_expiry, "bunq session renewed");
-                    expires_at = new_expiry;
+                    expires_at = expires_at.max(new_expiry);
                     let after = clock.now();
                     let next = renewal_deadline(
                         after,
@@ -268,7 +297,7 @@ mod tests {
         let task = tokio::spawn(run_renewal(
             policy,
             clock,
-            expires_at,
+            move || expires_at,
             renew,
             trigger.clone(),
             shutdown.clone(),
@@ -287,6 +316,54 @@ mod tests {
             default_renew_before(Duration::from_secs(1800)),
             Duration::from_secs(180)
         );
+    }
+
+    #[test]
+    fn lead_is_renew_before_when_the_session_lives_more_than_twice_that() {
+        assert_eq!(
+            renewal_lead(Duration::from_secs(600), 7 * 24 * HOUR),
+            Duration::from_secs(600)
+        );
+    }
+
+    #[test]
+    fn lead_is_half_the_session_timeout_when_renew_before_exceeds_it() {
+        assert_eq!(
+            renewal_lead(Duration::from_secs(600), Duration::from_secs(300)),
+            Duration::from_secs(150)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn session_renewed_inline_moves_the_deadline_instead_of_being_renewed_again() {
+        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
+        let current = Arc::new(std::sync::Mutex::new(t("2026-11-21T10:00:00Z")));
+        let (tx, mut calls) = mpsc::unbounded_channel();
+        let call_clock = clock.clone();
+        let renew = move || {
+            let at = call_clock.now();
+            tx.send(at).unwrap();
+            async move { Ok::<_, &str>(at + chrono::Duration::hours(1)) }
+        };
+        let mut policy = RenewalPolicy::new(HOUR);
+        policy.renew_before = Some(Duration::from_secs(600));
+        let shutdown = CancellationToken::new();
+        let expiry = Arc::clone(&current);
+        let task = tokio::spawn(run_renewal(
+            policy,
+            clock,
+            move || *expiry.lock().unwrap(),
+            renew,
+            RenewTrigger::new(),
+            shutdown.clone(),
+        ));
+        // At 09:40 a request finds the session rejected and opens a new one (until 10:40).
+        tokio::time::sleep(Duration::from_secs(40 * 60)).await;
+        *current.lock().unwrap() = t("2026-11-21T10:40:00Z");
+        // The old deadline (09:50) passes without a call; the new one (10:30) is kept.
+        assert_eq!(calls.recv().await, Some(t("2026-11-21T10:30:00Z")));
+        shutdown.cancel();
+        task.await.unwrap();
     }
 
     #[test]
@@ -458,7 +535,7 @@ mod tests {
         let task = tokio::spawn(run_renewal(
             RenewalPolicy::new(HOUR),
             clock,
-            t("2026-11-21T09:00:00Z"),
+            || t("2026-11-21T09:00:00Z"),
             renew,
             RenewTrigger::new(),
             shutdown.clone(),

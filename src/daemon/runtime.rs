@@ -22,13 +22,13 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::bunq::{ApiObserver, BunqClient, BunqError};
+use crate::bunq::{ApiObserver, BunqClient, BunqError, RateLimiter};
 use crate::config::{self, Config};
 use crate::daemon::health::{self, Health};
 use crate::daemon::lock::{LockError, StateLock};
 use crate::daemon::metrics::{ChangeAction, ChangeOutcome, Metrics, RunResult};
 use crate::daemon::notify::Notifier;
-use crate::daemon::renew::{self, RenewTrigger, RenewalPolicy, SystemClock};
+use crate::daemon::renew::{self, RenewTrigger, RenewalPolicy};
 use crate::daemon::schedule::{
     self, Backoff, CronTicker, JitterSource, RandomJitter, RunOutcome, Scheduler, Trigger,
 };
@@ -181,9 +181,19 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     });
     let notifier = options.notifier;
     let _ = notifier.status("connecting to bunq");
-    let settings = client_settings(&config, Some(observer))?;
-    let Some(client) =
-        connect_until_shutdown(settings, api_key, &config, &health, &notifier, &shutdown).await
+    let mut settings = client_settings(&config, Some(observer))?;
+    // One limiter for every connection attempt below and any other client of the process:
+    // bunq's session-server allows 1 call per 30 s per IP, however many clients make them.
+    settings.rate_limiter = Some(RateLimiter::process());
+    let Some(client) = connect_until_shutdown(
+        settings,
+        api_key,
+        &config.bunq.state_dir,
+        &health,
+        &notifier,
+        &shutdown,
+    )
+    .await
     else {
         return stop(&notifier, &shutdown, server).await;
     };
@@ -304,7 +314,7 @@ fn forward_signals(
 async fn connect_until_shutdown(
     settings: crate::bunq::ClientSettings,
     api_key: crate::secret::Secret,
-    config: &Config,
+    state_dir: &Path,
     health: &Health,
     notifier: &Notifier,
     shutdown: &CancellationToken,
@@ -312,8 +322,8 @@ async fn connect_until_shutdown(
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
     let mut told_systemd = false;
     loop {
-        let attempt =
-            BunqClient::connect(settings.clone(), api_key.clone(), &config.bunq.state_dir);
+        // `settings` carries the process's rate limiter: every attempt counts against it.
+        let attempt = BunqClient::connect(settings.clone(), api_key.clone(), state_dir);
         let result = tokio::select! {
             () = shutdown.cancelled() => return None,
             result = attempt => result,
@@ -321,6 +331,7 @@ async fn connect_until_shutdown(
         match result {
             Ok(client) => {
                 health.set_access_refused(None);
+                health.set_registration_deferred(None);
                 return Some(client);
             }
             Err(err) => {
@@ -331,6 +342,11 @@ async fn connect_until_shutdown(
                 if err.is_credentials_rejected() {
                     health.set_access_refused(Some(message.clone()));
                 }
+                // Bounded: the next attempts still try session-server with the saved
+                // installation (the client keeps it), one per backoff and per 30 s at most.
+                health.set_registration_deferred(
+                    err.is_registration_deferred().then(|| message.clone()),
+                );
                 if !told_systemd {
                     // Up and waiting is a state, not a failed start: without READY=1 systemd
                     // would kill and restart the daemon in a loop while bunq refuses it. The
@@ -446,13 +462,19 @@ async fn renewal_task(
     trigger: RenewTrigger,
     shutdown: CancellationToken,
 ) {
-    let expires_at = client.session_expires_at();
-    let lifetime = (expires_at - Utc::now())
-        .to_std()
-        .unwrap_or(Duration::from_secs(60));
-    let mut policy = RenewalPolicy::new(lifetime);
-    // Never more than half the session's life ahead, or short sessions would renew constantly.
-    policy.renew_before = Some(renew_before.min(lifetime / 2));
+    let clock = client.wall_clock();
+    // The user's session_timeout is what every new session lives; the current session may have
+    // only minutes left (a restart), which must not shrink the lead. Only a session imported
+    // without its timeout falls back to what it has left.
+    let session_timeout = client.session_timeout().unwrap_or_else(|| {
+        (client.session_expires_at() - clock())
+            .to_std()
+            .unwrap_or(Duration::from_secs(60))
+    });
+    let mut policy = RenewalPolicy::new(session_timeout);
+    policy.renew_before = Some(renew::renewal_lead(renew_before, session_timeout));
+    let expiry_client = Arc::clone(&client);
+    let current_expiry = move || expiry_client.session_expires_at();
     let renew = move || {
         let client = Arc::clone(&client);
         let health = Arc::clone(&health);
@@ -474,7 +496,7 @@ async fn renewal_task(
             result
         }
     };
-    renew::run_renewal(policy, SystemClock, expires_at, renew, trigger, shutdown).await;
+    renew::run_renewal(policy, clock, current_expiry, renew, trigger, shutdown).await;
 }
 
 /// Feeds bunq request events into the metrics and the heartbeat: every answered request is
@@ -674,6 +696,7 @@ impl Daemon {
         let (run_id, (run_result, outcome, message)) = match result {
             Ok((report, record)) => {
                 self.health.set_access_refused(None);
+                self.health.set_registration_deferred(None);
                 if let Err(err) = self.records.save(&record) {
                     tracing::warn!(run_id = %report.run_id, error = %err, "cannot save the last-run record; drift reports may repeat");
                 }
@@ -710,6 +733,9 @@ impl Daemon {
                 }
                 if bunq.is_credentials_rejected() {
                     self.health.set_access_refused(Some(explain(bunq)));
+                }
+                if bunq.is_registration_deferred() {
+                    self.health.set_registration_deferred(Some(explain(bunq)));
                 }
                 (
                     bunq.is_transient() || bunq.is_session_rejected(),
@@ -818,6 +844,221 @@ fn summarize(report: &RunReport) -> (RunResult, RunOutcome, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::OnceLock;
+
+    use crate::bunq::TransportSettings;
+    use crate::bunq::client::REREGISTRATION_INTERVAL;
+    use crate::bunq::session::WallClock;
+    use crate::bunq::{BaseUrl, ClientSettings, PrivateKey, RateLimits, RetryPolicy};
+    use crate::simulator::{Fault, FaultKind, SeededKey, Simulator, SimulatorOptions};
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    /// One server key for these tests (RSA generation is slow in debug builds).
+    fn server_key() -> PrivateKey {
+        static KEY: OnceLock<PrivateKey> = OnceLock::new();
+        KEY.get_or_init(|| PrivateKey::generate().unwrap()).clone()
+    }
+
+    /// A wall clock that follows tokio's paused clock, for the client and the renewal task.
+    fn tokio_wall_clock() -> WallClock {
+        let origin = tokio::time::Instant::now();
+        let wall = Utc::now();
+        Arc::new(move || wall + chrono::Duration::from_std(origin.elapsed()).unwrap())
+    }
+
+    /// A simulated bunq with bunq's rate limits and `session_timeout_secs` sessions, a user, and
+    /// client settings on tokio time sharing `limiter`.
+    struct Bank {
+        sim: Simulator,
+        key: SeededKey,
+        dir: tempfile::TempDir,
+        settings: ClientSettings,
+    }
+
+    impl Bank {
+        async fn start(session_timeout_secs: u64, renew_before: Duration) -> Bank {
+            let sim = Simulator::start(SimulatorOptions {
+                server_key: Some(server_key()),
+                session_timeout_secs,
+                ..SimulatorOptions::default()
+            })
+            .await
+            .unwrap();
+            let key = sim.create_user_with_api_key();
+            let mut settings =
+                ClientSettings::new(BaseUrl::parse(&sim.base_url()).unwrap(), "runtime test");
+            settings.transport = TransportSettings {
+                connect_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_secs(20),
+                retry: RetryPolicy {
+                    max_attempts: 2,
+                    base_delay: Duration::from_millis(10),
+                    max_delay: Duration::from_millis(40),
+                },
+                rate_limits: RateLimits::bunq(),
+            };
+            settings.rate_limiter = Some(Arc::new(RateLimiter::new(RateLimits::bunq())));
+            settings.renew_before = renew_before;
+            settings.clock = tokio_wall_clock();
+            Bank {
+                sim,
+                key,
+                dir: tempfile::tempdir().unwrap(),
+                settings,
+            }
+        }
+
+        fn state_dir(&self) -> PathBuf {
+            self.dir.path().join("state")
+        }
+
+        async fn connect(&self) -> BunqClient {
+            BunqClient::connect(
+                self.settings.clone(),
+                self.key.api_key.clone(),
+                &self.state_dir(),
+            )
+            .await
+            .unwrap()
+        }
+
+        fn count(&self, method: &str, path: &str, status: Option<u16>) -> usize {
+            self.sim
+                .request_log()
+                .iter()
+                .filter(|r| r.method == method && r.path.ends_with(path) && r.status == status)
+                .count()
+        }
+
+        fn installations(&self) -> usize {
+            self.count("POST", "/installation", Some(200))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connect_retries_while_bunq_rejects_every_installation_register_once_per_interval() {
+        let bank = Bank::start(604_800, Duration::from_secs(600)).await;
+        // Every session-server call meets "Insufficient authentication.": bunq forgets each
+        // installation as the client tries to open a session with it.
+        bank.sim.inject(
+            Fault::once(FaultKind::ForgetInstallation)
+                .on(reqwest::Method::POST, "/session-server")
+                .times(100_000),
+        );
+        let health = Health::new(HEARTBEAT_TIMEOUT, FAILURE_THRESHOLD);
+        let shutdown = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        let state_dir = bank.state_dir();
+        let notifier = Notifier::disabled();
+        let connecting = connect_until_shutdown(
+            bank.settings.clone(),
+            bank.key.api_key.clone(),
+            &state_dir,
+            &health,
+            &notifier,
+            &shutdown,
+        );
+        let watching = async {
+            // Three session-server attempts with the one installation...
+            while bank.count("POST", "/session-server", Some(403)) < 3 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            assert_eq!(bank.installations(), 1);
+            let reasons = health.readiness_at(Utc::now()).reasons;
+            assert!(
+                reasons
+                    .iter()
+                    .any(|r| r.starts_with("re-registration with bunq is bounded: ")),
+                "{reasons:?}"
+            );
+            // ...and the next installation only once the interval has passed.
+            while bank.installations() < 2 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            assert!(started.elapsed() >= REREGISTRATION_INTERVAL);
+            shutdown.cancel();
+        };
+        let (client, ()) = tokio::join!(connecting, watching);
+        assert!(client.is_none());
+        assert_eq!(bank.installations(), 2);
+        assert_eq!(bank.count("POST", "/device-server", Some(200)), 2);
+        assert_eq!(
+            bank.count("POST", "/session-server", Some(429)),
+            0,
+            "every attempt waited for session-server's window"
+        );
+    }
+
+    /// Runs the daemon's renewal task for `client` until the returned token is cancelled.
+    fn spawn_renewal(
+        client: &Arc<BunqClient>,
+        renew_before: Duration,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(renewal_task(
+            Arc::clone(client),
+            renew_before,
+            Arc::new(Health::new(HEARTBEAT_TIMEOUT, FAILURE_THRESHOLD)),
+            Arc::new(Metrics::new("test")),
+            RenewTrigger::new(),
+            shutdown.clone(),
+        ));
+        (shutdown, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewal_after_a_restart_is_sized_from_the_session_timeout_not_the_time_left() {
+        // One-hour sessions, renew 15 min ahead. A restart 40 min into a session finds 20 min
+        // left; the lead stays 15 min (not half of 20).
+        let renew_before = 15 * MINUTE;
+        let bank = Bank::start(3600, renew_before).await;
+        drop(bank.connect().await);
+        tokio::time::sleep(40 * MINUTE).await;
+        let client = Arc::new(bank.connect().await);
+        assert_eq!(
+            bank.sim.sessions_created(),
+            1,
+            "the saved session is reused"
+        );
+
+        let (shutdown, task) = spawn_renewal(&client, renew_before);
+        tokio::time::sleep(6 * MINUTE).await;
+        assert_eq!(
+            bank.sim.sessions_created(),
+            2,
+            "renewed 15 min before expiry (at 45 min), not 10 min before"
+        );
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn session_renewed_inline_by_a_request_is_not_renewed_again_by_the_task() {
+        let renew_before = 10 * MINUTE;
+        let bank = Bank::start(3600, renew_before).await;
+        let client = Arc::new(bank.connect().await);
+        let (shutdown, task) = spawn_renewal(&client, renew_before);
+
+        // 5 min in, bunq ends the session early; the next request opens a new one inline.
+        tokio::time::sleep(5 * MINUTE).await;
+        bank.sim.expire_all_sessions();
+        client.list_credentials().await.unwrap();
+        assert_eq!(bank.sim.sessions_created(), 2);
+
+        // The first session's renewal time (50 min) passes: that session is gone already.
+        tokio::time::sleep(47 * MINUTE).await;
+        assert_eq!(
+            bank.sim.sessions_created(),
+            2,
+            "no second session-server call for the renewed session"
+        );
+        // The new session is renewed at its own time (55 min).
+        tokio::time::sleep(4 * MINUTE).await;
+        assert_eq!(bank.sim.sessions_created(), 3);
+        shutdown.cancel();
+        task.await.unwrap();
+    }
 
     #[tokio::test(start_paused = true)]
     async fn connection_backoff_keeps_the_heartbeat_fresh() {

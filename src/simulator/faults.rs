@@ -96,6 +96,11 @@ pub enum FaultKind {
     /// End the session whose token the request carries just before handling it, as if bunq
     /// had timed it out early; the request is then answered "Insufficient authentication.".
     ExpireSession,
+    /// Forget the installation whose token the request carries (and its sessions) just before
+    /// handling it, as a sandbox reset or a revoked device does; the request is then answered
+    /// "Insufficient authentication." after the usual checks (rate limits first). On
+    /// session-server, repeated, this is a bunq that rejects every fresh installation.
+    ForgetInstallation,
 }
 
 /// The injected faults still to fire, in injection order.

@@ -380,6 +380,11 @@ async fn serve(
             {
                 world.end_session_by_token(token);
             }
+            if fault == Some(FaultKind::ForgetInstallation)
+                && let Some(token) = token.as_deref()
+            {
+                world.forget_installation_by_token(token);
+            }
             api::handle(world, limiter, &inner.settings, &api_request)
         }
     };

@@ -394,6 +394,21 @@ impl World {
         }
     }
 
+    /// Drops the installation whose token is `token`, and its sessions.
+    pub(crate) fn forget_installation_by_token(&mut self, token: &str) {
+        let forgotten: Vec<u64> = self
+            .installations
+            .values()
+            .filter(|installation| installation.token.expose() == token)
+            .map(|installation| installation.id)
+            .collect();
+        for id in &forgotten {
+            self.installations.remove(id);
+        }
+        self.sessions
+            .retain(|_, session| !forgotten.contains(&session.installation_id));
+    }
+
     /// Drops every installation and session; ids are never reused.
     pub(crate) fn forget_installations(&mut self) {
         self.installations.clear();
