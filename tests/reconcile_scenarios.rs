@@ -714,6 +714,41 @@ async fn egress_ips_on_the_own_credential_are_never_deactivated_and_other_ips_ar
 }
 
 #[tokio::test]
+async fn a_re_registration_updates_the_description_the_own_ip_rule_matches() {
+    let h = Harness::start().await;
+    let own = h.own_credential();
+    let registered = h.config("sync", 10, &credential_yaml(own, &[&OWN_IP.to_string()]));
+    drop(h.connect(&registered).await);
+    // The operator renames the device; the saved registration (old name) is reused until bunq
+    // forgets the installation and the client registers anew, under the new name.
+    let renamed = h.config_from_text(
+        &h.config_text("sync", 10, &credential_yaml(own, &["203.0.113.5"]))
+            .replace(DEVICE, "renamed-device"),
+    );
+    let client = h.connect(&renamed).await;
+    h.sim.forget_installations();
+
+    let (report, _) = apply(&client, &renamed, None).await;
+    let device = h.sim.credential(own).unwrap().permitted_device.unwrap();
+    assert_eq!(
+        device.description.as_deref(),
+        Some("renamed-device"),
+        "the run registered anew"
+    );
+    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    assert_eq!(
+        blocked_json(&report, 0),
+        vec![(
+            OWN_IP.to_string(),
+            "own-ip".to_owned(),
+            "registration-ip".to_owned()
+        )],
+        "the own credential is recognised by its new description"
+    );
+    assert_eq!(h.active(own), set(&["203.0.113.5", &OWN_IP.to_string()]));
+}
+
+#[tokio::test]
 async fn entries_that_are_not_ipv4_are_kept_and_never_written() {
     let h = Harness::start().await;
     let ci = h.credential_with(&[
