@@ -129,6 +129,8 @@ fn input(credentials: &[Credential]) -> PlanInput<'_> {
             .map(|(credential, ip)| OwnAccess { credential, ip })
             .into_iter()
             .collect(),
+        own_credential_known: true,
+        egress_ips: None,
     }
 }
 

@@ -275,7 +275,7 @@ async fn connect_registers_installation_device_and_session_with_exact_requests()
     device.assert_async().await;
     session.assert_async().await;
     assert_eq!(client.user_id(), USER_ID);
-    assert_eq!(client.device_description(), Some("ipsync-test"));
+    assert_eq!(client.device_description().as_deref(), Some("ipsync-test"));
     assert_eq!(client.session_timeout(), Some(Duration::from_secs(3600)));
     let expires = client.session_expires_at();
     assert!(expires >= before + chrono::Duration::seconds(3600));

@@ -350,6 +350,34 @@ async fn validate_accepts_a_good_config_and_writes_nothing() {
     assert!(env.sim.request_log().is_empty(), "validate contacted bunq");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_explains_what_bunq_egress_ips_does_set_or_not() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let unset = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let out = env.run(&unset, &["validate"]).await;
+    assert_eq!(out.code, 0, "{}", show(&out));
+    assert!(
+        out.stdout
+            .contains("bunq.egress_ips: not set, so the daemon's egress is unknown"),
+        "{}",
+        show(&out)
+    );
+
+    let text = std::fs::read_to_string(&unset).unwrap().replace(
+        "  state_dir:",
+        "  egress_ips: [192.0.2.7, 198.51.100.0/30]\n  state_dir:",
+    );
+    let set = env.write("config.yaml", &text);
+    let out = env.run(&set, &["validate"]).await;
+    assert_eq!(out.code, 0, "{}", show(&out));
+    assert!(
+        out.stdout.contains("bunq.egress_ips: 5 address(es)"),
+        "{}",
+        show(&out)
+    );
+}
+
 /// The stderr line `error: FILE:LINE:COL: FIELD: MESSAGE` for a config issue.
 fn config_issue_line<'a>(out: &'a Output, file: &Path, field: &str) -> &'a str {
     let prefix = format!("{}:", file.display());
@@ -486,7 +514,7 @@ async fn plan_exits_2_with_a_table_on_stdout_and_writes_nothing() {
     assert_eq!(out.code, 2, "{}", show(&out));
     assert!(out.stdout.contains("CURRENT → WANTED"), "{}", show(&out));
     assert!(
-        !out.stderr.contains("own-ip rule cannot"),
+        !out.stderr.contains("own credential is unknown"),
         "the daemon found its own credential: {}",
         show(&out)
     );
@@ -534,6 +562,56 @@ async fn plan_exits_3_when_max_changes_blocks_the_run_and_still_prints_the_plan(
         "full plan: {}",
         show(&out)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_exits_3_naming_the_fix_when_the_own_credential_is_not_found() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[("192.0.2.1", IpStatus::Active)]);
+    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let first = env.run(&config, &["plan"]).await;
+    assert_eq!(
+        first.code,
+        2,
+        "registers and finds its credential: {}",
+        show(&first)
+    );
+    // Renamed in the app: no credential shows the daemon's description any more.
+    env.sim
+        .set_permitted_device(env.key.credential_id, Some("renamed"), None)
+        .unwrap();
+
+    let out = env.run(&config, &["plan", "--output", "json"]).await;
+    assert_eq!(out.code, 3, "{}", show(&out));
+    let doc = out.json();
+    assert_eq!(doc["outcome"], "blocked");
+    assert_eq!(
+        doc["summary"]["blocking_rules"],
+        serde_json::json!(["own-ip"])
+    );
+    let credential = &doc["credentials"][0];
+    assert_eq!(credential["actions"][0]["action"], "create", "{doc}");
+    let blocked = &credential["blocked"][0];
+    assert_eq!(blocked["ip"], "192.0.2.1", "{doc}");
+    assert_eq!(blocked["rule"], "own-ip");
+    assert_eq!(blocked["block_reason"], "own-credential-unknown");
+    let fix = blocked["block_reason_text"].as_str().unwrap();
+    assert!(fix.contains("set bunq.device_description"), "{fix}");
+    assert!(
+        out.stderr.contains("own credential is unknown"),
+        "{}",
+        show(&out)
+    );
+
+    let text = env.run(&config, &["plan"]).await;
+    assert_eq!(text.code, 3, "{}", show(&text));
+    assert!(
+        text.stdout
+            .contains("BLOCKED [own-ip] deactivate 192.0.2.1"),
+        "{}",
+        show(&text)
+    );
+    assert_eq!(env.active(ci), vec!["192.0.2.1".to_owned()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -702,7 +702,7 @@ async fn list_credentials_shows_every_credential_and_our_device_description() {
                 .permitted_device
                 .as_ref()
                 .and_then(|device| device.description.as_deref())
-                == client.device_description()
+                == client.device_description().as_deref()
         })
         .collect();
     assert_eq!(ours.len(), 1);

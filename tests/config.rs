@@ -624,6 +624,103 @@ fn permitted_ips_must_be_ipv4_addresses() {
     assert!(single_error(&text).contains(r#"bunq.permitted_ips[1]: "::1" is IPv6"#));
 }
 
+/// `MINIMAL` with `bunq.egress_ips` set to the given YAML list items (one per line).
+fn with_egress_ips(items: &[&str]) -> String {
+    let mut list = String::from("  egress_ips:\n");
+    for item in items {
+        list.push_str(&format!("    - {item}\n"));
+    }
+    MINIMAL.replace(
+        "  environment: sandbox\n",
+        &format!("  environment: sandbox\n{list}"),
+    )
+}
+
+#[test]
+fn egress_ips_are_optional_and_unset_by_default() {
+    assert_eq!(valid(MINIMAL).bunq.egress_ips, None);
+}
+
+#[test]
+fn egress_ips_take_addresses_and_cidrs_expanded() {
+    let config = valid(&with_egress_ips(&["192.0.2.7", "198.51.100.0/30"]));
+    let egress: Vec<Ipv4Addr> = config.bunq.egress_ips.unwrap().into_iter().collect();
+    assert_eq!(
+        egress,
+        [
+            "192.0.2.7",
+            "198.51.100.0",
+            "198.51.100.1",
+            "198.51.100.2",
+            "198.51.100.3"
+        ]
+        .map(ip)
+        .to_vec()
+    );
+}
+
+#[test]
+fn egress_ips_follow_the_address_rules_of_credential_ips_with_file_line_and_column() {
+    let lines = errors(&with_egress_ips(&[
+        "gateway.example",
+        "'::1'",
+        "'*'",
+        "192.0.2.1/30",
+        "10.0.0.0/23",
+        "192.0.2.9",
+        "192.0.2.9",
+    ]));
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    assert_eq!(
+        lines[0],
+        r#"config.yaml:4:7: bunq.egress_ips[0]: "gateway.example" is not an IPv4 address or CIDR"#
+    );
+    assert!(
+        lines[1].starts_with("config.yaml:5:7: bunq.egress_ips[1]: \"::1\" is IPv6"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[2].contains("bunq.egress_ips[2]: \"*\" (allow every IP) cannot be managed"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[3].contains("bunq.egress_ips[3]: \"192.0.2.1/30\" has host bits set"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[4].ends_with(
+            "bunq.egress_ips[4]: \"10.0.0.0/23\" expands to 512 addresses, more than sync.max_cidr_addresses (256)"
+        ),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines[5],
+        r#"config.yaml:10:7: bunq.egress_ips[6]: "192.0.2.9" is already listed as [5]"#
+    );
+}
+
+#[test]
+fn egress_ips_are_checked_against_the_configured_cidr_cap() {
+    let text = with_egress_ips(&["10.0.0.0/23"]).replace(
+        "  policy: sync\n",
+        "  policy: sync\n  max_cidr_addresses: 512\n",
+    );
+    assert_eq!(valid(&text).bunq.egress_ips.unwrap().len(), 512);
+}
+
+#[test]
+fn an_empty_egress_ips_list_is_refused() {
+    let text = MINIMAL.replace(
+        "  environment: sandbox\n",
+        "  environment: sandbox\n  egress_ips: []\n",
+    );
+    let error = single_error(&text);
+    assert!(
+        error.starts_with("config.yaml:3:15: bunq.egress_ips: is empty"),
+        "{error}"
+    );
+}
+
 #[test]
 fn api_key_credential_must_be_a_file_name() {
     let text = MINIMAL.replace(

@@ -554,6 +554,8 @@ fn regression_planner_states_after_survives_the_largest_entry_id() {
         }],
         max_changes: 0,
         own_access: Vec::new(),
+        own_credential_known: true,
+        egress_ips: None,
     };
     let planned = plan(&input);
     let states = planned.credentials[0].states_after(&actual);

@@ -25,6 +25,7 @@ use bunq_ipsync::reconcile::bunq_port::client_settings;
 use bunq_ipsync::reconcile::exit::ExitStatus;
 use bunq_ipsync::reconcile::plan::{ChangeKind, Drift, KeptReason, PlanOutcome, Rule};
 use bunq_ipsync::reconcile::record::RunRecord;
+use bunq_ipsync::reconcile::report;
 use bunq_ipsync::reconcile::run::{self, RunReport};
 use bunq_ipsync::simulator::{
     DEFAULT_CALLER_IP, Fault, FaultKind, LoggedRequest, SeededKey, Simulator, SimulatorOptions,
@@ -116,9 +117,20 @@ impl Harness {
     }
 
     fn config_text(&self, policy: &str, max_changes: usize, credentials: &str) -> String {
+        self.config_text_with("", policy, max_changes, credentials)
+    }
+
+    /// [`Harness::config_text`] with `bunq_extra` (indented `key: value` lines) in `bunq:`.
+    fn config_text_with(
+        &self,
+        bunq_extra: &str,
+        policy: &str,
+        max_changes: usize,
+        credentials: &str,
+    ) -> String {
         format!(
             "bunq:\n  environment: sandbox\n  base_url: {}\n  api_key_file: {}\n  \
-             device_description: {DEVICE}\n  state_dir: {}\n\
+             device_description: {DEVICE}\n  state_dir: {}\n{bunq_extra}\
              sync:\n  policy: {policy}\n  max_changes: {max_changes}\n\
              credentials:\n{credentials}",
             self.sim.base_url(),
@@ -227,6 +239,24 @@ fn outcomes(report: &RunReport) -> Vec<(ChangeKind, String, &'static str)> {
                 result.action.change.ip(),
                 result.outcome.label(),
             )
+        })
+        .collect()
+}
+
+/// The plan's JSON document, for asserting on reason codes the way a program reads them.
+fn plan_json(report: &RunReport) -> serde_json::Value {
+    serde_json::from_str(&report::render_json(&report.plan).unwrap()).unwrap()
+}
+
+/// `(ip, rule, block_reason)` of every blocked action of credential `index` in the JSON plan.
+fn blocked_json(report: &RunReport, index: usize) -> Vec<(String, String, String)> {
+    plan_json(report)["credentials"][index]["blocked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|blocked| {
+            let text = |key: &str| blocked[key].as_str().unwrap_or("(missing)").to_owned();
+            (text("ip"), text("rule"), text("block_reason"))
         })
         .collect()
 }
@@ -438,8 +468,15 @@ async fn additive_leaves_extra_ips_active_and_never_deactivates() {
 async fn own_ip_deactivation_is_blocked_the_rest_is_applied_and_the_run_is_blocked() {
     let h = Harness::start().await;
     let own = h.own_credential();
-    // The desired state forgets the daemon's own IP on its own credential.
-    let config = h.config("sync", 10, &credential_yaml(own, &["203.0.113.5"]));
+    // The desired state forgets the daemon's own IP on its own credential. The daemon calls
+    // bunq from its registration IP only, and says so: other IPs of its credential may go.
+    let text = h.config_text_with(
+        &format!("  egress_ips: [{OWN_IP}]\n"),
+        "sync",
+        10,
+        &credential_yaml(own, &["203.0.113.5"]),
+    );
+    let config = h.config_from_text(&text);
     let client = h.connect(&config).await;
     assert_eq!(
         h.sim
@@ -531,6 +568,219 @@ async fn own_ip_stays_protected_after_the_device_description_changes_in_the_conf
         ExitStatus::Blocked,
         "the daemon is not locked out"
     );
+}
+
+#[tokio::test]
+async fn no_deactivation_is_applied_on_any_credential_when_the_own_credential_is_not_found() {
+    let h = Harness::start().await;
+    let own = h.own_credential();
+    let ci = h.credential_with(&[
+        ("192.0.2.1", IpStatus::Active),
+        ("203.0.113.11", IpStatus::Inactive),
+    ]);
+    let credentials = format!(
+        "{}{}",
+        credential_yaml(own, &["203.0.113.5"]),
+        credential_yaml(ci, &["203.0.113.11", "203.0.113.12"])
+    );
+    let config = h.config("sync", 10, &credentials);
+    let client = h.connect(&config).await;
+    // The device was renamed in the app: no credential shows the daemon's description any more,
+    // so any of them may be the one the daemon signs in with.
+    h.sim
+        .set_permitted_device(own, Some("renamed-in-the-app"), Some(OWN_IP))
+        .unwrap();
+
+    let (report, _) = apply(&client, &config, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    let mut results = outcomes(&report);
+    results.sort();
+    assert_eq!(
+        results,
+        vec![
+            (ChangeKind::Create, "203.0.113.12".to_owned(), "applied"),
+            (ChangeKind::Create, "203.0.113.5".to_owned(), "applied"),
+            (ChangeKind::Activate, "203.0.113.11".to_owned(), "applied"),
+            (ChangeKind::Deactivate, "192.0.2.1".to_owned(), "blocked"),
+            (ChangeKind::Deactivate, OWN_IP.to_string(), "blocked"),
+        ]
+    );
+    let unknown = |ip: &str| {
+        (
+            ip.to_owned(),
+            "own-ip".to_owned(),
+            "own-credential-unknown".to_owned(),
+        )
+    };
+    assert_eq!(blocked_json(&report, 0), vec![unknown(&OWN_IP.to_string())]);
+    assert_eq!(blocked_json(&report, 1), vec![unknown("192.0.2.1")]);
+    let text = report::render_text(&report.plan);
+    assert!(text.contains("bunq.device_description"), "{text}");
+    assert_eq!(h.active(own), set(&["203.0.113.5", &OWN_IP.to_string()]));
+    assert_eq!(
+        h.active(ci),
+        set(&["192.0.2.1", "203.0.113.11", "203.0.113.12"])
+    );
+    let log = h.log();
+    assert_eq!(
+        count(&log, &Method::PUT),
+        1,
+        "the activation is the only status change sent: {log:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_undesired_ip_on_the_own_credential_stays_active_while_egress_ips_is_unset() {
+    let h = Harness::start().await;
+    let own = h.own_credential();
+    let ci = h.credential_with(&[("192.0.2.1", IpStatus::Active)]);
+    let credentials = format!(
+        "{}{}",
+        credential_yaml(own, &[&OWN_IP.to_string()]),
+        credential_yaml(ci, &["203.0.113.10"])
+    );
+    let config = h.config("sync", 10, &credentials);
+    let client = h.connect(&config).await;
+    // The daemon may now call bunq from this IP (a new NAT address, say).
+    let egress = h
+        .sim
+        .add_entry(own, "192.0.2.50", IpStatus::Active)
+        .unwrap();
+
+    let (report, _) = apply(&client, &config, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    assert_eq!(
+        blocked_json(&report, 0),
+        vec![(
+            "192.0.2.50".to_owned(),
+            "own-ip".to_owned(),
+            "egress-unknown".to_owned()
+        )]
+    );
+    let text = report::render_text(&report.plan);
+    assert!(text.contains("bunq.egress_ips"), "{text}");
+    assert_eq!(h.status_of(own, egress), IpStatus::Active);
+    assert_eq!(
+        h.active(ci),
+        set(&["203.0.113.10"]),
+        "other credentials are unaffected"
+    );
+}
+
+#[tokio::test]
+async fn egress_ips_on_the_own_credential_are_never_deactivated_and_other_ips_are() {
+    let h = Harness::start().await;
+    let own = h.own_credential();
+    let text = h.config_text_with(
+        "  egress_ips: [192.0.2.48/30]\n",
+        "sync",
+        10,
+        &credential_yaml(own, &["203.0.113.5"]),
+    );
+    let config = h.config_from_text(&text);
+    let client = h.connect(&config).await;
+    let egress = h
+        .sim
+        .add_entry(own, "192.0.2.50", IpStatus::Active)
+        .unwrap();
+    let stale = h
+        .sim
+        .add_entry(own, "198.51.100.9", IpStatus::Active)
+        .unwrap();
+
+    let (report, _) = apply(&client, &config, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    assert_eq!(
+        blocked_json(&report, 0),
+        vec![
+            (
+                "192.0.2.50".to_owned(),
+                "own-ip".to_owned(),
+                "egress-ip".to_owned()
+            ),
+            (
+                OWN_IP.to_string(),
+                "own-ip".to_owned(),
+                "registration-ip".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(h.status_of(own, egress), IpStatus::Active);
+    assert_eq!(h.status_of(own, stale), IpStatus::Inactive);
+    assert_eq!(
+        h.active(own),
+        set(&["192.0.2.50", "203.0.113.5", &OWN_IP.to_string()])
+    );
+}
+
+#[tokio::test]
+async fn a_re_registration_updates_the_description_the_own_ip_rule_matches() {
+    let h = Harness::start().await;
+    let own = h.own_credential();
+    let registered = h.config("sync", 10, &credential_yaml(own, &[&OWN_IP.to_string()]));
+    drop(h.connect(&registered).await);
+    // The operator renames the device; the saved registration (old name) is reused until bunq
+    // forgets the installation and the client registers anew, under the new name.
+    let renamed = h.config_from_text(
+        &h.config_text("sync", 10, &credential_yaml(own, &["203.0.113.5"]))
+            .replace(DEVICE, "renamed-device"),
+    );
+    let client = h.connect(&renamed).await;
+    h.sim.forget_installations();
+
+    let (report, _) = apply(&client, &renamed, None).await;
+    let device = h.sim.credential(own).unwrap().permitted_device.unwrap();
+    assert_eq!(
+        device.description.as_deref(),
+        Some("renamed-device"),
+        "the run registered anew"
+    );
+    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    assert_eq!(
+        blocked_json(&report, 0),
+        vec![(
+            OWN_IP.to_string(),
+            "own-ip".to_owned(),
+            "registration-ip".to_owned()
+        )],
+        "the own credential is recognised by its new description"
+    );
+    assert_eq!(h.active(own), set(&["203.0.113.5", &OWN_IP.to_string()]));
+}
+
+#[tokio::test]
+async fn entries_that_are_not_ipv4_are_kept_and_never_written() {
+    let h = Harness::start().await;
+    let ci = h.credential_with(&[
+        ("203.0.113.10", IpStatus::Active),
+        ("*", IpStatus::Active),
+        ("2001:db8::1", IpStatus::Active),
+        ("not-an-ip", IpStatus::Inactive),
+    ]);
+    let config = h.config("sync", 10, &credential_yaml(ci, &["203.0.113.10"]));
+    let client = h.connect(&config).await;
+
+    let (report, record) = apply(&client, &config, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Success);
+    assert_eq!(report.plan.outcome(), PlanOutcome::NothingToDo);
+    let kept: Vec<(String, &str)> = report.plan.credentials[0]
+        .kept
+        .iter()
+        .map(|kept| (kept.ip.clone(), kept.reason.code()))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            ("*".to_owned(), "not-ipv4"),
+            ("2001:db8::1".to_owned(), "not-ipv4"),
+            ("not-an-ip".to_owned(), "not-ipv4"),
+        ]
+    );
+    assert!(writes(&h.log()).is_empty(), "{:?}", h.log());
+    assert_eq!(h.active(ci), set(&["*", "2001:db8::1", "203.0.113.10"]));
+
+    let again = plan(&client, &config, Some(&record)).await;
+    assert_eq!(again.exit_status(), ExitStatus::Success);
 }
 
 #[tokio::test]

@@ -8,6 +8,10 @@
 //! * the run is blocked exactly when it has more than `max_changes` actions;
 //! * every desired IP is exactly one of: in sync, created, activated, blocked by unknown-status;
 //! * applying the plan never removes the daemon's last grant to its own IP;
+//! * `own-ip`: with the own credential unknown nothing is deactivated anywhere; on the own
+//!   credential the registration IP and `egress_ips` are never deactivated, and without
+//!   `egress_ips` nothing is;
+//! * an entry whose IP is not plain IPv4 is never written and always reported as kept;
 //! * applying plans converges: the third plan has nothing to do;
 //! * the same input gives the same plan; text and JSON rendering never panic.
 
@@ -99,6 +103,10 @@ struct FuzzInput {
     max_changes: u8,
     /// (index into credentials, pool address)
     own: Vec<(u8, u8)>,
+    /// The own credential could not be identified.
+    own_unknown: bool,
+    /// `bunq.egress_ips` as pool addresses.
+    egress: Option<Vec<u8>>,
 }
 
 /// The owned data a [`PlanInput`] borrows.
@@ -278,6 +286,21 @@ fn check_plan(input: &PlanInput<'_>, owned: &[Owned], plan: &Plan) {
                 }
                 Change::Deactivate { entry: id, ip } => {
                     seen_deactivation = true;
+                    let parsed: Ipv4Addr = ip.parse().expect("deactivation of a non-IPv4 entry");
+                    assert!(input.own_credential_known, "deactivation with the own credential unknown");
+                    let own: Vec<Ipv4Addr> = input
+                        .own_access
+                        .iter()
+                        .filter(|own| own.credential == state.id)
+                        .map(|own| own.ip)
+                        .collect();
+                    if !own.is_empty() {
+                        assert!(!own.contains(&parsed), "registration IP {ip} deactivated");
+                        let egress = input
+                            .egress_ips
+                            .expect("deactivation on the own credential without egress_ips");
+                        assert!(!egress.contains(&parsed), "egress IP {ip} deactivated");
+                    }
                     assert!(touched.insert(*id), "entry {id} touched twice");
                     assert_eq!(state.policy, Policy::Sync, "additive deactivated");
                     let target = entry(*id);
@@ -328,6 +351,13 @@ fn check_plan(input: &PlanInput<'_>, owned: &[Owned], plan: &Plan) {
             );
             assert_eq!(entry(kept.entry).status, kept.status);
         }
+        for unmanaged in state.actual.iter().filter(|e| e.ip.parse::<Ipv4Addr>().is_err()) {
+            assert!(
+                credential.kept.iter().any(|k| k.entry == unmanaged.id),
+                "non-IPv4 entry {} not reported as kept",
+                unmanaged.id
+            );
+        }
         for unknown in state
             .actual
             .iter()
@@ -361,6 +391,16 @@ fuzz_target!(|input: FuzzInput| {
         })
         .collect();
     let max_changes = usize::from(input.max_changes);
+    let egress: Option<BTreeSet<Ipv4Addr>> = input
+        .egress
+        .as_ref()
+        .map(|egress| egress.iter().map(|n| pool(*n)).collect());
+    // An unidentified own credential has no access path to report.
+    let own_access: Vec<OwnAccess> = if input.own_unknown {
+        Vec::new()
+    } else {
+        own_access
+    };
 
     let mut actual: Vec<Vec<PermittedIp>> = owned.iter().map(|o| o.actual.clone()).collect();
     for round in 0..3 {
@@ -368,6 +408,8 @@ fuzz_target!(|input: FuzzInput| {
             credentials: states(&owned, &actual),
             max_changes,
             own_access: own_access.clone(),
+            own_credential_known: !input.own_unknown,
+            egress_ips: egress.as_ref(),
         };
         let first = plan(&plan_input);
         assert_eq!(

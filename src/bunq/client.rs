@@ -195,7 +195,9 @@ pub struct BunqClient {
     api_key: Secret,
     /// How to register anew: device description, permitted IPs, renewal margin, clock.
     settings: ClientSettings,
-    device_description: Option<String>,
+    /// The description bunq shows on the own credential: the one the current device was
+    /// registered with. Replaced when the client registers anew, so the own-ip rule follows.
+    device_description: std::sync::Mutex<Option<String>>,
     observer: Arc<dyn ApiObserver>,
     /// Held while a session is replaced or the client registers anew.
     state: tokio::sync::Mutex<ClientState>,
@@ -210,7 +212,7 @@ impl std::fmt::Debug for BunqClient {
         f.debug_struct("BunqClient")
             .field("base_url", self.transport.base_url())
             .field("state_file", &self.store.path())
-            .field("device_description", &self.device_description)
+            .field("device_description", &self.device_description())
             .finish_non_exhaustive()
     }
 }
@@ -300,7 +302,7 @@ impl BunqClient {
             store,
             api_key,
             settings,
-            device_description,
+            device_description: std::sync::Mutex::new(device_description),
             observer,
             state: tokio::sync::Mutex::new(ClientState {
                 context,
@@ -419,10 +421,14 @@ impl BunqClient {
         self.info().session_timeout_secs.map(Duration::from_secs)
     }
 
-    /// The description this client's device was registered with; `None` when the context was
-    /// imported from an SDK file that does not record it.
-    pub fn device_description(&self) -> Option<&str> {
-        self.device_description.as_deref()
+    /// The description this client's device was registered with (after a registration anew,
+    /// the new one); `None` when the context was imported from an SDK file that does not record
+    /// it.
+    pub fn device_description(&self) -> Option<String> {
+        self.device_description
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// The base URL this client talks to.
@@ -702,6 +708,17 @@ impl BunqClient {
             .clone()
             .ok_or_else(|| BunqError::Context("no session after registration".to_owned()))?;
         tracing::info!("registered anew with bunq after it rejected the installation");
+        if let Some(description) = registered
+            .context
+            .device
+            .as_ref()
+            .and_then(|device| device.description.clone())
+        {
+            *self
+                .device_description
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(description);
+        }
         state.context = registered.context;
         state.registration = Some(Arc::new(Registration {
             client_key: registered.client_key,

@@ -31,6 +31,19 @@ pub fn validate(cli: &Cli) -> anyhow::Result<ExitStatus> {
         ips,
         config.sync.policy.as_str()
     );
+    // The own-ip rule depends on this key more than on any other; say what it will do.
+    match &config.bunq.egress_ips {
+        Some(egress) => println!(
+            "bunq.egress_ips: {} address(es) the daemon may call bunq from; with the registration \
+             IP they are never deactivated on the daemon's own credential",
+            egress.len()
+        ),
+        None => println!(
+            "bunq.egress_ips: not set, so the daemon's egress is unknown: no IP of its own \
+             credential is deactivated (own-ip, egress-unknown); set it to the IPs the daemon \
+             calls bunq from"
+        ),
+    }
     Ok(ExitStatus::Success)
 }
 

@@ -115,6 +115,10 @@ pub struct BunqSettings {
     pub state_dir: PathBuf,
     /// IPs sent as `permitted_ips` at device registration (empty: bunq binds the caller's IP).
     pub permitted_ips: Vec<Ipv4Addr>,
+    /// `bunq.egress_ips` (CIDRs expanded): every address the daemon may call bunq from. These
+    /// are never deactivated on the daemon's own credential. `None` when not set: the egress is
+    /// unknown, and no IP of the own credential except its registration IP is deactivated.
+    pub egress_ips: Option<BTreeSet<Ipv4Addr>>,
 }
 
 /// Whether entries outside the desired state are deactivated.

@@ -82,6 +82,8 @@ pub struct RawBunq {
     pub state_dir: Option<Text>,
     /// IPs sent as `permitted_ips` at device registration.
     pub permitted_ips: Option<Vec<Text>>,
+    /// IPs and CIDRs the daemon may call bunq from.
+    pub egress_ips: Option<Vec<Text>>,
 }
 
 /// `sync:`.

@@ -35,16 +35,24 @@ pub(crate) fn validate(raw: RawConfig, source: &Path, text: &str) -> Result<Conf
     let mut problems = Problems::default();
     let root = FieldPath::root();
 
-    let bunq = validate_bunq(
-        raw.bunq.unwrap_or_default(),
-        &root.key("bunq"),
-        &mut problems,
-    );
+    let mut raw_bunq = raw.bunq.unwrap_or_default();
+    // Checked after `sync:`, against the same CIDR cap as the credentials' lists.
+    let raw_egress_ips = raw_bunq.egress_ips.take();
+    let bunq = validate_bunq(raw_bunq, &root.key("bunq"), &mut problems);
     let sync = validate_sync(
         raw.sync.unwrap_or_default(),
         &root.key("sync"),
         &mut problems,
     );
+    let egress_ips = raw_egress_ips.and_then(|items| {
+        validate_egress_ips(
+            items,
+            &root.key("bunq").key("egress_ips"),
+            sync.max_cidr_addresses,
+            &mut problems,
+        )
+    });
+    let bunq = bunq.map(|bunq| BunqSettings { egress_ips, ..bunq });
     let http = validate_http(
         raw.http.unwrap_or_default(),
         &root.key("http"),
@@ -185,7 +193,29 @@ fn validate_bunq(raw: RawBunq, path: &FieldPath, problems: &mut Problems) -> Opt
         device_description: device_description?,
         state_dir: state_dir?,
         permitted_ips,
+        egress_ips: None,
     })
+}
+
+/// `bunq.egress_ips`: the same address rules as `credentials[].ips` (IPv4, CIDRs with host bits
+/// zero and at most `cap` addresses, nothing twice). An empty list is refused: it would claim
+/// the daemon calls bunq from nowhere and let every IP but the registration IP of its own
+/// credential be deactivated, which is more often a truncated file than an intent.
+fn validate_egress_ips(
+    items: Vec<Text>,
+    path: &FieldPath,
+    cap: u32,
+    problems: &mut Problems,
+) -> Option<BTreeSet<Ipv4Addr>> {
+    if items.is_empty() {
+        problems.add(
+            path,
+            "is empty; list the IPs or CIDRs the daemon calls bunq from (its registration IP \
+             included if it still calls from there), or remove the key",
+        );
+        return None;
+    }
+    expand_list(items, path, cap, problems)
 }
 
 /// Accepts https anywhere and plain http only to a loopback host (the simulator, a local

@@ -280,6 +280,10 @@ async fn plan_for(
         credentials,
         max_changes: max,
         own_access: own.to_vec(),
+        own_credential_known: true,
+        // Set, adding nothing: these tests are about the executor, so only the registration
+        // IP is protected on the own credential.
+        egress_ips: Some(&BTreeSet::new()),
     })
 }
 

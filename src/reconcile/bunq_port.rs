@@ -42,7 +42,7 @@ impl AllowlistReader for BunqClient {
     }
 
     fn registered_device_description(&self) -> Option<String> {
-        BunqClient::device_description(self).map(str::to_owned)
+        BunqClient::device_description(self)
     }
 }
 

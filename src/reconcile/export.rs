@@ -70,6 +70,12 @@ pub fn render_config(
         let ips: Vec<String> = bunq.permitted_ips.iter().map(Ipv4Addr::to_string).collect();
         let _ = writeln!(out, "  permitted_ips: [{}]", ips.join(", "));
     }
+    // The own-ip rule depends on it: dropping it would block every deactivation on the
+    // daemon's own credential.
+    if let Some(egress) = &bunq.egress_ips {
+        let ips: Vec<String> = egress.iter().map(Ipv4Addr::to_string).collect();
+        let _ = writeln!(out, "  egress_ips: [{}]", ips.join(", "));
+    }
 
     out.push_str("\nsync:\n  policy: additive\n");
     let _ = writeln!(
@@ -190,6 +196,7 @@ mod tests {
             device_description: "bunq-ipsync".to_owned(),
             state_dir: PathBuf::from("/var/lib/bunq-ipsync"),
             permitted_ips: vec![],
+            egress_ips: None,
         }
     }
 

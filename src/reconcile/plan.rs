@@ -12,18 +12,26 @@
 //!   blocked by `unknown-status` (creating would duplicate, touching the entry is not ours to do).
 //! * An ACTIVE entry whose IP is not desired: deactivated under `sync` (every ACTIVE entry of that
 //!   IP), kept under `additive`, kept if the IP is `protected`.
-//! * An entry whose IP text is not an IPv4 address (the app-set wildcard `*`, IPv6) never matches
-//!   a desired IP. It is undesired like any other: deactivated under `sync` (the allowlist is
-//!   exactly the desired set, and `*` would defeat it), kept under `additive`.
+//! * An entry whose IP text is not a plain IPv4 address (the app-set wildcard `*`, IPv6, junk)
+//!   never matches a desired IP and is never written, whatever its status: bunq refuses to
+//!   manage `*` through the API, so a PUT would fail every run. It is reported as kept
+//!   (`not-ipv4`) and never blocks the run.
 //! * Entries with an unknown status are reported as kept and never touched.
 //!
 //! # Safety rules (reported by name)
 //!
-//! * `own-ip`: on the credential the daemon itself uses, a deactivation that would leave the
-//!   daemon's own IP without any ACTIVE entry granting it (its own address or `*`) is blocked.
-//!   Only those deactivations are blocked; the rest of the run stays applicable. A planned
-//!   create of the own IP does not count as a grant until it exists: if the create failed, the
-//!   deactivation would lock the daemon out. The next run, after the create, proceeds.
+//! * `own-ip`: the daemon must never deactivate an IP it may be calling bunq from. bunq accepts
+//!   calls from any ACTIVE IP of the credential, so on the daemon's own credential (the one
+//!   whose `permitted_device.description` is the daemon's):
+//!   * the registration IP (`permitted_device.ip`) is never deactivated (`registration-ip`);
+//!   * every `bunq.egress_ips` address is never deactivated (`egress-ip`);
+//!   * when `bunq.egress_ips` is not set, every other deactivation is blocked too
+//!     (`egress-unknown`): any ACTIVE IP there may be the one the daemon calls from.
+//!
+//!   When the own credential cannot be identified at all, the rule fails closed: every
+//!   deactivation on every managed credential is blocked (`own-credential-unknown`), since any of
+//!   them may be the daemon's. Creates and activations still apply in all these cases; only the
+//!   refused deactivations are blocked, and they make the run `blocked`.
 //! * `protected`: protected IPs are never deactivated; they show as kept and make the run
 //!   neither blocked nor pending.
 //! * `max-changes`: more actions than `max_changes` in one run block the whole run: nothing is
@@ -159,6 +167,13 @@ pub struct PlanInput<'a> {
     pub max_changes: usize,
     /// The daemon's own access paths (usually one).
     pub own_access: Vec<OwnAccess>,
+    /// False when no credential of the listing could be identified as the daemon's own (no
+    /// `permitted_device.description` matched): then any managed credential may be the one the
+    /// daemon signs in with, and no deactivation is planned on any of them.
+    pub own_credential_known: bool,
+    /// `bunq.egress_ips`: every address the daemon may call bunq from (CIDRs expanded); `None`
+    /// when not configured, which means the daemon's egress is unknown.
+    pub egress_ips: Option<&'a BTreeSet<Ipv4Addr>>,
 }
 
 /// What one action changes.
@@ -266,8 +281,6 @@ pub enum Reason {
     DesiredInactive,
     /// ACTIVE but not desired, under `sync`.
     NotDesired,
-    /// ACTIVE, not an IPv4 address (`*`, IPv6), under `sync`.
-    NotIpv4,
 }
 
 impl Reason {
@@ -277,7 +290,6 @@ impl Reason {
             Reason::DesiredMissing => "desired-missing",
             Reason::DesiredInactive => "desired-inactive",
             Reason::NotDesired => "not-desired",
-            Reason::NotIpv4 => "not-ipv4",
         }
     }
 
@@ -287,7 +299,6 @@ impl Reason {
             Reason::DesiredMissing => "desired, no entry yet",
             Reason::DesiredInactive => "desired, reuses the newest INACTIVE entry",
             Reason::NotDesired => "not desired (policy sync)",
-            Reason::NotIpv4 => "not an IPv4 address, not desired (policy sync)",
         }
     }
 }
@@ -371,6 +382,74 @@ impl std::fmt::Display for Rule {
     }
 }
 
+/// Why a rule refused one action: the rule names the family, this the exact case, so that the
+/// operator is told what to fix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BlockReason {
+    /// `own-ip`: the daemon's device was registered from this IP on its own credential.
+    RegistrationIp,
+    /// `own-ip`: the IP is in `bunq.egress_ips` on the daemon's own credential.
+    EgressIp,
+    /// `own-ip`: on the daemon's own credential while `bunq.egress_ips` is not set.
+    EgressUnknown,
+    /// `own-ip`: no credential could be identified as the daemon's own.
+    OwnCredentialUnknown,
+    /// `unknown-status`: the only entries of a desired IP have a status this daemon does not
+    /// know.
+    UnknownStatus,
+}
+
+impl BlockReason {
+    /// The rule this reason belongs to.
+    pub fn rule(self) -> Rule {
+        match self {
+            BlockReason::RegistrationIp
+            | BlockReason::EgressIp
+            | BlockReason::EgressUnknown
+            | BlockReason::OwnCredentialUnknown => Rule::OwnIp,
+            BlockReason::UnknownStatus => Rule::UnknownStatus,
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            BlockReason::RegistrationIp => "registration-ip",
+            BlockReason::EgressIp => "egress-ip",
+            BlockReason::EgressUnknown => "egress-unknown",
+            BlockReason::OwnCredentialUnknown => "own-credential-unknown",
+            BlockReason::UnknownStatus => "unknown-status",
+        }
+    }
+
+    /// What happened and how to fix it, for humans.
+    pub fn description(self) -> &'static str {
+        match self {
+            BlockReason::RegistrationIp => {
+                "the daemon's device was registered from this IP (permitted_device.ip) on the \
+                 credential it signs in with; it is never deactivated"
+            }
+            BlockReason::EgressIp => {
+                "listed in bunq.egress_ips: the daemon may call bunq from this IP; it is never \
+                 deactivated on the credential the daemon signs in with"
+            }
+            BlockReason::EgressUnknown => {
+                "on the credential the daemon signs in with, and the daemon's egress is unknown: \
+                 this ACTIVE IP may be the one it calls bunq from; set bunq.egress_ips to the IPs \
+                 the daemon calls bunq from"
+            }
+            BlockReason::OwnCredentialUnknown => {
+                "the daemon's own credential was not found: no credential's \
+                 permitted_device.description equals the daemon's device description, so any \
+                 credential may be the one it signs in with; set bunq.device_description to the \
+                 description the device was registered with (see `bunq-ipsync export`), or check \
+                 the device in the bunq app"
+            }
+            BlockReason::UnknownStatus => Rule::UnknownStatus.description(),
+        }
+    }
+}
+
 /// An action a safety rule refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlockedAction {
@@ -378,6 +457,18 @@ pub struct BlockedAction {
     pub action: Action,
     /// The rule that refused it.
     pub rule: Rule,
+    /// The exact case of the rule, with what to fix.
+    pub why: BlockReason,
+}
+
+impl BlockedAction {
+    fn new(action: Action, why: BlockReason) -> Self {
+        BlockedAction {
+            action,
+            rule: why.rule(),
+            why,
+        }
+    }
 }
 
 /// Why an entry is deliberately left as it is.
@@ -391,6 +482,9 @@ pub enum KeptReason {
     DuplicateActive,
     /// A status this daemon does not know.
     UnknownStatus,
+    /// The IP text is not a plain IPv4 address (`*`, IPv6, junk): bunq does not let the API
+    /// manage it, so it is never written.
+    NotIpv4,
 }
 
 impl KeptReason {
@@ -401,6 +495,7 @@ impl KeptReason {
             KeptReason::Additive => "additive",
             KeptReason::DuplicateActive => "duplicate-active",
             KeptReason::UnknownStatus => "unknown-status",
+            KeptReason::NotIpv4 => "not-ipv4",
         }
     }
 
@@ -411,6 +506,9 @@ impl KeptReason {
             KeptReason::Additive => "not desired, left alone (policy additive)",
             KeptReason::DuplicateActive => "another ACTIVE entry of a desired IP, left alone",
             KeptReason::UnknownStatus => "unknown status, never touched",
+            KeptReason::NotIpv4 => {
+                "not a plain IPv4 address; bunq does not let the API manage it, never written"
+            }
         }
     }
 }
@@ -650,13 +748,26 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         .credentials
         .iter()
         .map(|state| {
-            let own_ips: BTreeSet<Ipv4Addr> = input
+            let own = if !input.own_credential_known {
+                OwnRule::Unknown
+            } else if input
                 .own_access
                 .iter()
-                .filter(|own| own.credential == state.id)
-                .map(|own| own.ip)
-                .collect();
-            plan_credential(state, &own_ips)
+                .any(|own| own.credential == state.id)
+            {
+                OwnRule::Own {
+                    registration: input
+                        .own_access
+                        .iter()
+                        .filter(|own| own.credential == state.id)
+                        .map(|own| own.ip)
+                        .collect(),
+                    egress: input.egress_ips,
+                }
+            } else {
+                OwnRule::NotOwn
+            };
+            plan_credential(state, &own)
         })
         .collect();
     let changes: usize = credentials.iter().map(|plan| plan.actions.len()).sum();
@@ -672,6 +783,45 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     }
 }
 
+/// What the `own-ip` rule knows about one credential.
+enum OwnRule<'a> {
+    /// The own credential is not identified: it may be this one.
+    Unknown,
+    /// Another credential is the daemon's own.
+    NotOwn,
+    /// This is the daemon's own credential.
+    Own {
+        /// `permitted_device.ip` (usually one).
+        registration: BTreeSet<Ipv4Addr>,
+        /// `bunq.egress_ips`; `None`: unknown.
+        egress: Option<&'a BTreeSet<Ipv4Addr>>,
+    },
+}
+
+impl OwnRule<'_> {
+    /// Why the rule refuses to deactivate an entry of `ip`; `None`: it may go.
+    fn refuses(&self, ip: Ipv4Addr) -> Option<BlockReason> {
+        match self {
+            OwnRule::NotOwn => None,
+            OwnRule::Unknown => Some(BlockReason::OwnCredentialUnknown),
+            OwnRule::Own {
+                registration,
+                egress,
+            } => {
+                if registration.contains(&ip) {
+                    Some(BlockReason::RegistrationIp)
+                } else {
+                    match egress {
+                        None => Some(BlockReason::EgressUnknown),
+                        Some(egress) if egress.contains(&ip) => Some(BlockReason::EgressIp),
+                        Some(_) => None,
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Sort key that puts IPv4 addresses in numeric order, then anything else by text.
 fn ip_order(text: &str) -> (u8, u32, &str) {
     match text.parse::<Ipv4Addr>() {
@@ -680,7 +830,7 @@ fn ip_order(text: &str) -> (u8, u32, &str) {
     }
 }
 
-fn plan_credential(state: &CredentialState<'_>, own_ips: &BTreeSet<Ipv4Addr>) -> CredentialPlan {
+fn plan_credential(state: &CredentialState<'_>, own: &OwnRule<'_>) -> CredentialPlan {
     let credential = state.id;
     let action = |change: Change, reason: Reason| Action {
         credential,
@@ -743,42 +893,48 @@ fn plan_credential(state: &CredentialState<'_>, own_ips: &BTreeSet<Ipv4Addr>) ->
         } else if entries.is_empty() {
             actions.push(action(Change::Create { ip }, Reason::DesiredMissing));
         } else {
-            blocked.push(BlockedAction {
-                action: action(Change::Create { ip }, Reason::DesiredMissing),
-                rule: Rule::UnknownStatus,
-            });
+            blocked.push(BlockedAction::new(
+                action(Change::Create { ip }, Reason::DesiredMissing),
+                BlockReason::UnknownStatus,
+            ));
         }
     }
+
+    // Entries that are not plain IPv4 are reported and never written.
+    kept.extend(
+        unmanaged
+            .iter()
+            .map(|entry| keep(entry, KeptReason::NotIpv4)),
+    );
 
     // Undesired ACTIVE entries, and every entry with an unknown status.
     let mut deactivations = Vec::new();
     let undesired = by_ip
         .iter()
         .filter(|(ip, _)| !state.desired.contains(ip))
-        .flat_map(|(ip, entries)| entries.iter().map(move |entry| (Some(*ip), *entry)));
-    let unmanaged = unmanaged.iter().map(|entry| (None, *entry));
-    for (ip, entry) in undesired.chain(unmanaged) {
+        .flat_map(|(ip, entries)| entries.iter().map(move |entry| (*ip, *entry)));
+    for (ip, entry) in undesired {
         match &entry.status {
             IpStatus::Other(_) => kept.push(keep(entry, KeptReason::UnknownStatus)),
             IpStatus::Inactive => {}
             IpStatus::Active => {
-                if ip.is_some_and(|ip| state.protected.contains(&ip)) {
+                if state.protected.contains(&ip) {
                     kept.push(keep(entry, KeptReason::Protected));
                 } else if state.policy == Policy::Additive {
                     kept.push(keep(entry, KeptReason::Additive));
                 } else {
-                    let reason = if ip.is_some() {
-                        Reason::NotDesired
-                    } else {
-                        Reason::NotIpv4
-                    };
-                    deactivations.push(action(
+                    let deactivation = action(
                         Change::Deactivate {
                             entry: entry.id,
                             ip: entry.ip.clone(),
                         },
-                        reason,
-                    ));
+                        Reason::NotDesired,
+                    );
+                    // own-ip: never deactivate an IP the daemon may be calling from.
+                    match own.refuses(ip) {
+                        Some(why) => blocked.push(BlockedAction::new(deactivation, why)),
+                        None => deactivations.push(deactivation),
+                    }
                 }
             }
         }
@@ -792,39 +948,6 @@ fn plan_credential(state: &CredentialState<'_>, own_ips: &BTreeSet<Ipv4Addr>) ->
                 .filter(|entry| matches!(entry.status, IpStatus::Other(_)))
                 .map(|entry| keep(entry, KeptReason::UnknownStatus)),
         );
-    }
-
-    // own-ip: never deactivate the last ACTIVE entry granting the daemon's own IP.
-    for own_ip in own_ips {
-        let grants = |entry: &PermittedIp| {
-            entry.status == IpStatus::Active
-                && (entry.ip == WILDCARD || entry.ip.parse::<Ipv4Addr>() == Ok(*own_ip))
-        };
-        let granting: BTreeSet<EntryId> = state
-            .actual
-            .iter()
-            .filter(|entry| grants(entry))
-            .map(|entry| entry.id)
-            .collect();
-        let deactivated: BTreeSet<EntryId> = deactivations
-            .iter()
-            .filter_map(|action: &Action| action.change.entry())
-            .filter(|entry| granting.contains(entry))
-            .collect();
-        if !granting.is_empty() && deactivated == granting {
-            let (refused, rest): (Vec<Action>, Vec<Action>) =
-                deactivations.into_iter().partition(|action| {
-                    action
-                        .change
-                        .entry()
-                        .is_some_and(|entry| granting.contains(&entry))
-                });
-            deactivations = rest;
-            blocked.extend(refused.into_iter().map(|action| BlockedAction {
-                action,
-                rule: Rule::OwnIp,
-            }));
-        }
     }
 
     actions.sort_by(|a, b| ip_order(&a.change.ip()).cmp(&ip_order(&b.change.ip())));

@@ -28,6 +28,8 @@ fn plan_one(policy: Policy, desired: &[&str], protected: &[&str], actual: &[Perm
     plan_with(policy, desired, protected, actual, &[], 100)
 }
 
+/// One credential; the own credential is known and `bunq.egress_ips` is set but adds nothing,
+/// so only the registration IPs in `own` are protected by `own-ip`.
 fn plan_with(
     policy: Policy,
     desired: &[&str],
@@ -36,8 +38,43 @@ fn plan_with(
     own: &[(CredentialId, &str)],
     max_changes: usize,
 ) -> Plan {
+    plan_full(
+        policy,
+        desired,
+        protected,
+        actual,
+        Own {
+            access: own,
+            known: true,
+            egress: Some(&[]),
+        },
+        max_changes,
+    )
+}
+
+/// What the planner is told about the daemon's own access.
+#[derive(Clone, Copy)]
+struct Own<'a> {
+    /// `(credential, registration IP)` pairs.
+    access: &'a [(CredentialId, &'a str)],
+    /// Whether the own credential was identified.
+    known: bool,
+    /// `bunq.egress_ips`.
+    egress: Option<&'a [&'a str]>,
+}
+
+fn plan_full(
+    policy: Policy,
+    desired: &[&str],
+    protected: &[&str],
+    actual: &[PermittedIp],
+    own: Own<'_>,
+    max_changes: usize,
+) -> Plan {
     let desired = ips(desired);
     let protected = ips(protected);
+    let egress = own.egress.map(ips);
+    let access = own.access;
     plan(&PlanInput {
         credentials: vec![CredentialState {
             id: CREDENTIAL,
@@ -49,13 +86,15 @@ fn plan_with(
             previous: None,
         }],
         max_changes,
-        own_access: own
+        own_access: access
             .iter()
             .map(|(credential, ip)| OwnAccess {
                 credential: *credential,
                 ip: ip.parse().unwrap(),
             })
             .collect(),
+        own_credential_known: own.known,
+        egress_ips: egress.as_ref(),
     })
 }
 
@@ -98,6 +137,15 @@ fn blocked(plan: &Plan) -> Vec<(Change, Rule)> {
         .blocked
         .iter()
         .map(|blocked| (blocked.action.change.clone(), blocked.rule))
+        .collect()
+}
+
+/// `(change, exact reason)` of every blocked action of credential `index`.
+fn blocked_why(plan: &Plan, index: usize) -> Vec<(Change, BlockReason)> {
+    plan.credentials[index]
+        .blocked
+        .iter()
+        .map(|blocked| (blocked.action.change.clone(), blocked.why))
         .collect()
 }
 
@@ -250,15 +298,16 @@ fn protected_desired_ip_that_is_inactive_is_still_activated() {
 }
 
 #[test]
-fn wildcard_entry_is_deactivated_under_sync_as_not_ipv4() {
+fn wildcard_entry_is_kept_as_not_ipv4_under_sync_and_never_written() {
     let plan = plan_one(
         Policy::Sync,
         &["192.0.2.1"],
         &[],
         &[entry(1, "192.0.2.1", "ACTIVE"), entry(2, "*", "ACTIVE")],
     );
-    assert_eq!(changes(&plan), vec![deactivate(2, "*")]);
-    assert_eq!(plan.credentials[0].actions[0].reason, Reason::NotIpv4);
+    assert!(changes(&plan).is_empty());
+    assert_eq!(kept(&plan), vec![(2, KeptReason::NotIpv4)]);
+    assert_eq!(plan.outcome(), PlanOutcome::NothingToDo);
 }
 
 #[test]
@@ -270,7 +319,58 @@ fn ipv6_entry_is_never_matched_to_a_desired_ip() {
         &[entry(2, "2001:db8::1", "ACTIVE")],
     );
     assert_eq!(changes(&plan), vec![create("192.0.2.1")]);
-    assert_eq!(kept(&plan), vec![(2, KeptReason::Additive)]);
+    assert_eq!(kept(&plan), vec![(2, KeptReason::NotIpv4)]);
+}
+
+#[test]
+fn entries_that_are_not_plain_ipv4_are_kept_whatever_their_status_and_policy() {
+    // Texts a strict IPv4 parser refuses: the wildcard, IPv6, junk, padding, leading zeros.
+    let actual = [
+        entry(1, "*", "ACTIVE"),
+        entry(2, "2001:db8::1", "INACTIVE"),
+        entry(3, "not-an-ip", "PENDING"),
+        entry(4, " 192.0.2.1", "ACTIVE"),
+        entry(5, "192.0.2.01", "ACTIVE"),
+        entry(6, "192.0.2.0/24", "ACTIVE"),
+    ];
+    for policy in [Policy::Sync, Policy::Additive] {
+        let plan = plan_one(policy, &["192.0.2.1"], &[], &actual);
+        assert_eq!(changes(&plan), vec![create("192.0.2.1")], "{policy}");
+        assert!(blocked(&plan).is_empty(), "{policy}");
+        let mut reasons = kept(&plan);
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            (1..=6)
+                .map(|id| (id, KeptReason::NotIpv4))
+                .collect::<Vec<_>>(),
+            "{policy}"
+        );
+        assert_eq!(plan.outcome(), PlanOutcome::ChangesPending, "{policy}");
+    }
+}
+
+#[test]
+fn entries_that_are_not_ipv4_are_kept_on_the_own_credential_and_never_block() {
+    let actual = [entry(1, "203.0.113.5", "ACTIVE"), entry(2, "*", "ACTIVE")];
+    for own in [
+        Own {
+            access: &[(CREDENTIAL, "203.0.113.5")],
+            known: true,
+            egress: None,
+        },
+        Own {
+            access: &[],
+            known: false,
+            egress: None,
+        },
+    ] {
+        let plan = plan_full(Policy::Sync, &["203.0.113.5"], &[], &actual, own, 100);
+        assert!(changes(&plan).is_empty());
+        assert!(blocked(&plan).is_empty());
+        assert_eq!(kept(&plan), vec![(2, KeptReason::NotIpv4)]);
+        assert_eq!(plan.outcome(), PlanOutcome::NothingToDo);
+    }
 }
 
 #[test]
@@ -371,22 +471,7 @@ fn every_active_entry_of_the_own_ip_is_blocked_when_all_would_go() {
 }
 
 #[test]
-fn wildcard_is_deactivated_when_the_own_ip_has_its_own_active_entry() {
-    let actual = [entry(1, "203.0.113.5", "ACTIVE"), entry(2, "*", "ACTIVE")];
-    let plan = plan_with(
-        Policy::Sync,
-        &["203.0.113.5"],
-        &[],
-        &actual,
-        &[(CREDENTIAL, "203.0.113.5")],
-        100,
-    );
-    assert_eq!(changes(&plan), vec![deactivate(2, "*")]);
-    assert!(blocked(&plan).is_empty());
-}
-
-#[test]
-fn wildcard_that_is_the_only_grant_of_the_own_ip_is_not_deactivated() {
+fn wildcard_that_is_the_only_grant_of_the_own_ip_is_kept_while_the_own_ip_is_created() {
     let actual = [entry(2, "*", "ACTIVE")];
     let plan = plan_with(
         Policy::Sync,
@@ -397,7 +482,265 @@ fn wildcard_that_is_the_only_grant_of_the_own_ip_is_not_deactivated() {
         100,
     );
     assert_eq!(changes(&plan), vec![create("203.0.113.5")]);
-    assert_eq!(blocked(&plan), vec![(deactivate(2, "*"), Rule::OwnIp)]);
+    assert_eq!(kept(&plan), vec![(2, KeptReason::NotIpv4)]);
+    assert!(blocked(&plan).is_empty());
+}
+
+#[test]
+fn unknown_own_credential_blocks_every_deactivation_on_every_managed_credential() {
+    let first_actual = [
+        entry(1, "198.51.100.1", "ACTIVE"),
+        entry(2, "192.0.2.2", "INACTIVE"),
+    ];
+    let second_actual = [entry(10, "198.51.100.2", "ACTIVE")];
+    let (desired, none) = (ips(&["192.0.2.1", "192.0.2.2"]), ips(&[]));
+    let state = |id, actual: &'static [PermittedIp], desired| CredentialState {
+        id,
+        name: None,
+        policy: Policy::Sync,
+        desired,
+        protected: &none,
+        actual,
+        previous: None,
+    };
+    let first_actual: &'static [PermittedIp] = Box::leak(Box::new(first_actual));
+    let second_actual: &'static [PermittedIp] = Box::leak(Box::new(second_actual));
+    let plan = plan(&PlanInput {
+        credentials: vec![
+            state(1, first_actual, &desired),
+            state(2, second_actual, &none),
+        ],
+        max_changes: 100,
+        own_access: vec![],
+        own_credential_known: false,
+        egress_ips: None,
+    });
+    assert_eq!(
+        blocked_why(&plan, 0),
+        vec![(
+            deactivate(1, "198.51.100.1"),
+            BlockReason::OwnCredentialUnknown
+        )]
+    );
+    assert_eq!(
+        blocked_why(&plan, 1),
+        vec![(
+            deactivate(10, "198.51.100.2"),
+            BlockReason::OwnCredentialUnknown
+        )]
+    );
+    // Creates and activations still apply; nothing else does.
+    let applicable: Vec<Change> = plan
+        .applicable_actions()
+        .iter()
+        .map(|action| action.change.clone())
+        .collect();
+    assert_eq!(
+        applicable,
+        vec![create("192.0.2.1"), activate(2, "192.0.2.2")]
+    );
+    assert_eq!(plan.outcome(), PlanOutcome::Blocked);
+    assert_eq!(plan.summary().blocking_rules, vec![Rule::OwnIp]);
+}
+
+#[test]
+fn unknown_own_credential_blocks_nothing_when_nothing_would_be_deactivated() {
+    let actual = [
+        entry(1, "192.0.2.1", "ACTIVE"),
+        entry(2, "198.51.100.1", "ACTIVE"),
+    ];
+    let unknown = Own {
+        access: &[],
+        known: false,
+        egress: None,
+    };
+    let sync = plan_full(
+        Policy::Sync,
+        &["192.0.2.1", "198.51.100.1"],
+        &[],
+        &actual,
+        unknown,
+        100,
+    );
+    assert_eq!(sync.outcome(), PlanOutcome::NothingToDo);
+    let additive = plan_full(Policy::Additive, &["192.0.2.1"], &[], &actual, unknown, 100);
+    assert_eq!(additive.outcome(), PlanOutcome::NothingToDo);
+    let protected = plan_full(
+        Policy::Sync,
+        &["192.0.2.1"],
+        &["198.51.100.1"],
+        &actual,
+        unknown,
+        100,
+    );
+    assert_eq!(protected.outcome(), PlanOutcome::NothingToDo);
+    assert_eq!(kept(&protected), vec![(2, KeptReason::Protected)]);
+}
+
+#[test]
+fn without_egress_ips_every_deactivation_on_the_own_credential_is_blocked() {
+    let actual = [
+        entry(1, "203.0.113.5", "ACTIVE"),
+        entry(2, "198.51.100.7", "ACTIVE"),
+        entry(3, "198.51.100.8", "ACTIVE"),
+    ];
+    let own = Own {
+        access: &[(CREDENTIAL, "203.0.113.5")],
+        known: true,
+        egress: None,
+    };
+    let plan = plan_full(Policy::Sync, &["192.0.2.1"], &[], &actual, own, 100);
+    assert_eq!(
+        blocked_why(&plan, 0),
+        vec![
+            (deactivate(2, "198.51.100.7"), BlockReason::EgressUnknown),
+            (deactivate(3, "198.51.100.8"), BlockReason::EgressUnknown),
+            (deactivate(1, "203.0.113.5"), BlockReason::RegistrationIp),
+        ]
+    );
+    assert_eq!(changes(&plan), vec![create("192.0.2.1")]);
+    assert_eq!(plan.outcome(), PlanOutcome::Blocked);
+}
+
+#[test]
+fn without_egress_ips_other_credentials_are_unaffected() {
+    let own = Own {
+        access: &[(9999, "203.0.113.5")],
+        known: true,
+        egress: None,
+    };
+    let plan = plan_full(
+        Policy::Sync,
+        &[],
+        &[],
+        &[entry(1, "198.51.100.7", "ACTIVE")],
+        own,
+        100,
+    );
+    assert_eq!(changes(&plan), vec![deactivate(1, "198.51.100.7")]);
+    assert_eq!(plan.outcome(), PlanOutcome::ChangesPending);
+}
+
+#[test]
+fn egress_ips_are_never_deactivated_on_the_own_credential_and_other_ips_are() {
+    let actual = [
+        entry(1, "203.0.113.5", "ACTIVE"),
+        entry(2, "198.51.100.7", "ACTIVE"),
+        entry(3, "198.51.100.8", "ACTIVE"),
+    ];
+    let own = Own {
+        access: &[(CREDENTIAL, "203.0.113.5")],
+        known: true,
+        egress: Some(&["198.51.100.7"]),
+    };
+    let plan = plan_full(Policy::Sync, &[], &[], &actual, own, 100);
+    assert_eq!(
+        blocked_why(&plan, 0),
+        vec![
+            (deactivate(2, "198.51.100.7"), BlockReason::EgressIp),
+            (deactivate(1, "203.0.113.5"), BlockReason::RegistrationIp),
+        ]
+    );
+    assert_eq!(changes(&plan), vec![deactivate(3, "198.51.100.8")]);
+}
+
+#[test]
+fn egress_ips_do_not_protect_other_credentials() {
+    let own = Own {
+        access: &[(9999, "203.0.113.5")],
+        known: true,
+        egress: Some(&["198.51.100.7"]),
+    };
+    let plan = plan_full(
+        Policy::Sync,
+        &[],
+        &[],
+        &[entry(1, "198.51.100.7", "ACTIVE")],
+        own,
+        100,
+    );
+    assert_eq!(changes(&plan), vec![deactivate(1, "198.51.100.7")]);
+}
+
+/// Every combination the own-ip rule distinguishes, for one undesired ACTIVE entry under `sync`.
+#[test]
+fn own_ip_rule_decides_every_combination() {
+    const REGISTRATION: &str = "203.0.113.5";
+    const EGRESS: &str = "198.51.100.7";
+    const OTHER: &str = "198.51.100.8";
+    for known in [true, false] {
+        for on_own in [true, false] {
+            for egress in [None, Some(&[EGRESS][..])] {
+                for ip in [REGISTRATION, EGRESS, OTHER] {
+                    let credential = if on_own { CREDENTIAL } else { 9999 };
+                    let access = [(credential, REGISTRATION)];
+                    let own = Own {
+                        access: if known { &access } else { &[] },
+                        known,
+                        egress,
+                    };
+                    let plan =
+                        plan_full(Policy::Sync, &[], &[], &[entry(1, ip, "ACTIVE")], own, 100);
+                    let expected = if !known {
+                        Some(BlockReason::OwnCredentialUnknown)
+                    } else if !on_own {
+                        None
+                    } else if ip == REGISTRATION {
+                        Some(BlockReason::RegistrationIp)
+                    } else if egress.is_none() {
+                        Some(BlockReason::EgressUnknown)
+                    } else if ip == EGRESS {
+                        Some(BlockReason::EgressIp)
+                    } else {
+                        None
+                    };
+                    let case = format!("known {known}, own {on_own}, egress {egress:?}, ip {ip}");
+                    match expected {
+                        Some(why) => {
+                            assert_eq!(
+                                blocked_why(&plan, 0),
+                                vec![(deactivate(1, ip), why)],
+                                "{case}"
+                            );
+                            assert!(changes(&plan).is_empty(), "{case}");
+                            assert_eq!(plan.outcome(), PlanOutcome::Blocked, "{case}");
+                        }
+                        None => {
+                            assert!(blocked(&plan).is_empty(), "{case}");
+                            assert_eq!(changes(&plan), vec![deactivate(1, ip)], "{case}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_block_reason_has_its_own_code_and_its_rule() {
+    let reasons = [
+        BlockReason::RegistrationIp,
+        BlockReason::EgressIp,
+        BlockReason::EgressUnknown,
+        BlockReason::OwnCredentialUnknown,
+        BlockReason::UnknownStatus,
+    ];
+    let codes: BTreeSet<&str> = reasons.iter().map(|reason| reason.code()).collect();
+    assert_eq!(codes.len(), reasons.len());
+    for reason in &reasons[..4] {
+        assert_eq!(reason.rule(), Rule::OwnIp);
+    }
+    assert_eq!(BlockReason::UnknownStatus.rule(), Rule::UnknownStatus);
+    assert!(
+        BlockReason::OwnCredentialUnknown
+            .description()
+            .contains("bunq.device_description")
+    );
+    assert!(
+        BlockReason::EgressUnknown
+            .description()
+            .contains("bunq.egress_ips")
+    );
 }
 
 #[test]
@@ -469,6 +812,8 @@ fn creates_and_activations_precede_deactivations_across_credentials() {
         ],
         max_changes: 10,
         own_access: vec![],
+        own_credential_known: true,
+        egress_ips: None,
     });
     let order: Vec<(CredentialId, ChangeKind)> = plan
         .applicable_actions()
@@ -542,6 +887,8 @@ fn plan_with_previous(actual: &[PermittedIp], previous: Option<&IpStates>) -> Pl
         }],
         max_changes: 10,
         own_access: vec![],
+        own_credential_known: true,
+        egress_ips: None,
     })
 }
 
@@ -710,6 +1057,8 @@ fn the_change_limit_counts_every_credential_of_the_run() {
         credentials: vec![state(1), state(2)],
         max_changes: 3,
         own_access: vec![],
+        own_credential_known: true,
+        egress_ips: None,
     });
     assert_eq!(plan.run_block.map(|block| block.changes), Some(4));
     assert!(plan.applicable_actions().is_empty());

@@ -17,11 +17,14 @@
 //!     "id": 4242, "name": "ci-runners" | null, "policy": "sync" | "additive",
 //!     "actions": [{"action": "create" | "activate" | "deactivate", "ip": "192.0.2.1",
 //!                  "entry": 17 | null, "current": "INACTIVE" | null, "wanted": "ACTIVE",
-//!                  "reason": "desired-missing" | "desired-inactive" | "not-desired" | "not-ipv4",
+//!                  "reason": "desired-missing" | "desired-inactive" | "not-desired",
 //!                  "reason_text": "..."}],
-//!     "blocked": [{<action fields>, "rule": "own-ip" | "unknown-status", "rule_text": "..."}],
+//!     "blocked": [{<action fields>, "rule": "own-ip" | "unknown-status", "rule_text": "...",
+//!                  "block_reason": "registration-ip" | "egress-ip" | "egress-unknown" |
+//!                                  "own-credential-unknown" | "unknown-status",
+//!                  "block_reason_text": "what happened and what to fix"}],
 //!     "kept": [{"ip", "entry", "status", "reason": "protected" | "additive" |
-//!               "duplicate-active" | "unknown-status", "reason_text"}],
+//!               "duplicate-active" | "unknown-status" | "not-ipv4", "reason_text"}],
 //!     "in_sync": [{"ip", "entry"}],
 //!     "drift": [{"ip", "before": status | null, "now": status | null}]
 //!   }]
@@ -29,7 +32,9 @@
 //! ```
 //!
 //! Fields are only ever added within a format version; `actions` are in application order per
-//! credential (creates and activations, then deactivations).
+//! credential (creates and activations, then deactivations). `not-ipv4` was an action reason
+//! until entries that are not plain IPv4 became kept (bunq does not let the API manage them);
+//! it is now a `kept` reason and no action carries it.
 
 use std::fmt::Write as _;
 
@@ -147,7 +152,7 @@ fn render_credential(out: &mut String, plan: &CredentialPlan) {
             blocked.action.change.kind().as_str(),
             blocked.action.change.ip(),
             entry_text(blocked.action.change.entry()),
-            blocked.rule.description()
+            blocked.why.description()
         );
     }
     for drift in &plan.drift {
@@ -308,6 +313,10 @@ pub struct BlockedDocument {
     pub rule: &'static str,
     /// Rule for humans.
     pub rule_text: &'static str,
+    /// The exact case of the rule (several reasons share `own-ip`).
+    pub block_reason: &'static str,
+    /// That case for humans, with what to fix.
+    pub block_reason_text: &'static str,
 }
 
 /// One entry left alone.
@@ -395,6 +404,8 @@ impl From<&CredentialPlan> for CredentialDocument {
                     action: ActionDocument::from(&blocked.action),
                     rule: blocked.rule.name(),
                     rule_text: blocked.rule.description(),
+                    block_reason: blocked.why.code(),
+                    block_reason_text: blocked.why.description(),
                 })
                 .collect(),
             kept: plan

@@ -42,6 +42,7 @@ fn sample_plan(max_changes: usize) -> Plan {
     let other_desired = ips(&["192.0.2.50"]);
     let none = ips(&[]);
     let other_actual = [entry(40, "192.0.2.50", "ACTIVE")];
+    let egress = ips(&["203.0.113.6"]);
     plan(&PlanInput {
         credentials: vec![
             CredentialState {
@@ -68,6 +69,8 @@ fn sample_plan(max_changes: usize) -> Plan {
             credential: 4242,
             ip: "203.0.113.5".parse().unwrap(),
         }],
+        own_credential_known: true,
+        egress_ips: Some(&egress),
     })
 }
 
@@ -78,7 +81,7 @@ Credential 4242 (ci-runners), policy sync: 1 desired IP ACTIVE
   192.0.2.2     12     INACTIVE → ACTIVE  desired, reuses the newest INACTIVE entry
   198.51.100.1  3      ACTIVE → INACTIVE  not desired (policy sync)
   198.51.100.9  5      ACTIVE (kept)      protected, never deactivated
-  BLOCKED [own-ip] deactivate 203.0.113.5 entry 1: would remove the daemon's own IP from the credential it signs in with
+  BLOCKED [own-ip] deactivate 203.0.113.5 entry 1: the daemon's device was registered from this IP (permitted_device.ip) on the credential it signs in with; it is never deactivated
   DRIFT 192.0.2.2: ACTIVE → INACTIVE since the last run (changed outside bunq-ipsync)
 Credential 5000, policy additive: in sync, 1 desired IP ACTIVE
 Plan: 1 to create, 1 to activate, 1 to deactivate, 1 blocked (own-ip), 1 kept, 1 drifted
@@ -141,7 +144,9 @@ fn json_plan_has_the_documented_shape() {
                 "blocked": [
                     {"action": "deactivate", "ip": "203.0.113.5", "entry": 1, "current": "ACTIVE", "wanted": "INACTIVE",
                      "reason": "not-desired", "reason_text": "not desired (policy sync)",
-                     "rule": "own-ip", "rule_text": "would remove the daemon's own IP from the credential it signs in with"}
+                     "rule": "own-ip", "rule_text": "would remove the daemon's own IP from the credential it signs in with",
+                     "block_reason": "registration-ip",
+                     "block_reason_text": "the daemon's device was registered from this IP (permitted_device.ip) on the credential it signs in with; it is never deactivated"}
                 ],
                 "kept": [
                     {"ip": "198.51.100.9", "entry": 5, "status": "ACTIVE", "reason": "protected",

@@ -95,7 +95,8 @@ pub struct Observation {
     pub credentials: Vec<CredentialPasswordIp>,
     /// Entries of each configured credential.
     pub entries: BTreeMap<CredentialId, Vec<PermittedIp>>,
-    /// Where the daemon itself signs in from (its device's credential and IP).
+    /// Where the daemon itself signs in from (its device's credential and IP). Empty: the own
+    /// credential is unknown, and the planner blocks every deactivation.
     pub own_access: Vec<OwnAccess>,
 }
 
@@ -150,8 +151,9 @@ pub async fn observe<R: AllowlistReader>(
     if own_access.is_empty() {
         tracing::warn!(
             device_description = %description,
-            "no credential is bound to a device with this description: the own-ip rule cannot \
-             tell which IP this daemon signs in from"
+            "no credential is bound to a device with this description, so the daemon's own \
+             credential is unknown: every deactivation is blocked (own-ip) until \
+             bunq.device_description names the registered device"
         );
     }
     let mut entries = BTreeMap::new();
@@ -205,6 +207,9 @@ pub fn plan_from(config: &Config, observation: &Observation, previous: Option<&R
         credentials,
         max_changes: config.sync.max_changes,
         own_access: observation.own_access.clone(),
+        // An empty list means no credential showed the daemon's device: fail closed.
+        own_credential_known: !observation.own_access.is_empty(),
+        egress_ips: config.bunq.egress_ips.as_ref(),
     })
 }
 

@@ -200,6 +200,27 @@ impl Simulator {
         self.state().world.add_entry(credential, ip, status)
     }
 
+    /// Replaces the device the credential listing shows as `permitted_device`, out of band
+    /// (a device renamed or re-registered elsewhere), so tests can make the daemon's own
+    /// credential unrecognisable.
+    pub fn set_permitted_device(
+        &self,
+        credential: CredentialId,
+        device_description: Option<&str>,
+        device_ip: Option<Ipv4Addr>,
+    ) -> Result<(), SeedError> {
+        let device =
+            (device_description.is_some() || device_ip.is_some()).then(|| PermittedDevice {
+                description: device_description.map(str::to_owned),
+                ip: device_ip.map(|ip| ip.to_string()),
+            });
+        self.state()
+            .world
+            .credential_mut(credential)?
+            .permitted_device = device;
+        Ok(())
+    }
+
     /// Changes an entry's status out of band ("someone toggled it in the app").
     pub fn set_entry_status(
         &self,
