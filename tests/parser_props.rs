@@ -277,7 +277,7 @@ const EXCERPT_MAX_CHARS: usize = 201;
 fn check_models(bytes: &[u8]) {
     let response = ApiResponse {
         status: 200,
-        body: bytes.to_vec(),
+        body: bytes.to_vec().into(),
         response_id: None,
     };
     if let Ok(envelope) = response.envelope(&LIST_IPS) {
