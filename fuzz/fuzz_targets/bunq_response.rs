@@ -39,7 +39,7 @@ const EXCERPT_MAX_CHARS: usize = 201;
 fuzz_target!(|data: &[u8]| {
     let response = ApiResponse {
         status: 200,
-        body: data.to_vec(),
+        body: data.to_vec().into(),
         response_id: None,
     };
     if let Ok(envelope) = response.envelope(&LIST_IPS) {
