@@ -69,6 +69,21 @@ const ROWS: &[Row] = &[
         test: "http_500_on_a_create_fails_it_holds_back_deactivations_and_the_next_run_converges",
     },
     Row {
+        fault: "HTTP 500 after bunq committed the create",
+        injected: "`StatusAfterApply(500)` on the first create",
+        test: "http_500_after_a_committed_create_is_resolved_by_re_listing_and_never_duplicates",
+    },
+    Row {
+        fault: "HTTP 500, bunq commits the create after the re-read",
+        injected: "`Status(500)` on the first create, the entry added before run 2",
+        test: "http_500_on_a_create_that_bunq_commits_late_is_not_reported_as_drift",
+    },
+    Row {
+        fault: "Unreadable 200 on a create",
+        injected: "`UnreadableAfterApply` on the first create (committed, body cut short)",
+        test: "unreadable_200_on_a_create_is_resolved_by_re_listing_and_never_duplicates",
+    },
+    Row {
         fault: "HTTP 500",
         injected: "`Status(500)` twice on the IP listing (GET)",
         test: "http_500_on_a_listing_is_retried_and_the_run_converges",
@@ -685,6 +700,78 @@ async fn http_500_on_a_create_fails_it_holds_back_deactivations_and_the_next_run
     record_outcome(
         "http_500_on_a_create_fails_it_holds_back_deactivations_and_the_next_run_converges",
         converged_summary(&runs) + "; deactivations held back in run 1",
+    );
+}
+
+/// A create whose answer was unclear but which bunq committed: run 1 re-lists instead of
+/// sending it again, counts it as applied, and the next run sees no drift.
+async fn committed_create_with_an_unclear_answer(kind: FaultKind) -> Vec<Run> {
+    let (bank, client) = connected().await;
+    bank.sim
+        .inject(Fault::once(kind).on(Method::POST, &create_path(&bank)));
+
+    let mut runs = bank.converge(&client, 1).await;
+
+    let first = &runs[0];
+    let fault = first.fault_index();
+    assert_eq!(first.log[fault + 1].method, Method::GET);
+    assert!(first.log[fault + 1].path.contains(&ip_list_path(&bank)));
+    assert_eq!(first.count("applied"), 5);
+    assert_eq!(first.writes(), 5, "no create was sent twice");
+    runs.push(bank.run(&client).await);
+    assert_eq!(runs[1].report().drift_count(), 0);
+    assert_eq!(runs[1].writes(), 0);
+    runs
+}
+
+#[tokio::test]
+async fn http_500_after_a_committed_create_is_resolved_by_re_listing_and_never_duplicates() {
+    let runs = committed_create_with_an_unclear_answer(FaultKind::StatusAfterApply(500)).await;
+    record_outcome(
+        "http_500_after_a_committed_create_is_resolved_by_re_listing_and_never_duplicates",
+        converged_summary(&runs[..1]) + "; re-list found the entry, run 2: no writes, no drift",
+    );
+}
+
+#[tokio::test]
+async fn unreadable_200_on_a_create_is_resolved_by_re_listing_and_never_duplicates() {
+    let runs = committed_create_with_an_unclear_answer(FaultKind::UnreadableAfterApply).await;
+    record_outcome(
+        "unreadable_200_on_a_create_is_resolved_by_re_listing_and_never_duplicates",
+        converged_summary(&runs[..1]) + "; re-list found the entry, run 2: no writes, no drift",
+    );
+}
+
+#[tokio::test]
+async fn http_500_on_a_create_that_bunq_commits_late_is_not_reported_as_drift() {
+    let (bank, client) = connected().await;
+    bank.sim
+        .inject(Fault::once(FaultKind::Status(500)).on(Method::POST, &create_path(&bank)));
+
+    let first = bank.run(&client).await;
+    let failed: Vec<String> = first
+        .report()
+        .applied
+        .as_ref()
+        .unwrap()
+        .results
+        .iter()
+        .filter(|result| matches!(result.outcome, Outcome::Failed(_)))
+        .map(|result| result.action.change.ip())
+        .collect();
+    assert_eq!(failed.len(), 1);
+    // bunq commits the entry after the re-read found nothing.
+    bank.sim
+        .add_entry(bank.pool, &failed[0], IpStatus::Active)
+        .unwrap();
+    let second = bank.run(&client).await;
+
+    assert_eq!(second.report().drift_count(), 0);
+    assert!(bank.converged());
+    let runs = [first, second];
+    record_outcome(
+        "http_500_on_a_create_that_bunq_commits_late_is_not_reported_as_drift",
+        converged_summary(&runs) + "; the late entry is the daemon's own: run 2 reports no drift",
     );
 }
 

@@ -388,7 +388,7 @@ impl BunqClient {
             store,
             api_key,
             settings,
-            device_description,
+            device_description: std::sync::Mutex::new(device_description),
             observer,
             state: tokio::sync::Mutex::new(ClientState {
                 context,

@@ -93,6 +93,12 @@ pub enum FaultKind {
     /// Apply the request (a write takes effect), then close the connection without a response:
     /// the ambiguous-create case.
     ResetAfterApply,
+    /// Apply the request (a write takes effect), then answer this status with a signed bunq
+    /// error body instead of the real answer: bunq committed and failed afterwards.
+    StatusAfterApply(u16),
+    /// Apply the request (a write takes effect), then answer 200 with a signed body that is not
+    /// a bunq response envelope.
+    UnreadableAfterApply,
     /// End the session whose token the request carries just before handling it, as if bunq
     /// had timed it out early; the request is then answered "Insufficient authentication.".
     ExpireSession,

@@ -410,6 +410,17 @@ async fn serve(
         }
     };
 
+    let reply = match &fault {
+        Some(FaultKind::StatusAfterApply(status)) => {
+            ApiError::new(*status, injected_error_text(*status))
+                .into_reply(inner.settings.escape_slashes)
+        }
+        Some(FaultKind::UnreadableAfterApply) => Reply {
+            status: 200,
+            body: br#"{"Response":"the body was cut short"#.to_vec(),
+        },
+        _ => reply,
+    };
     match &fault {
         Some(FaultKind::ResetAfterApply) => {
             inner.state().log.push(log);
