@@ -719,6 +719,12 @@ async fn a_re_registration_updates_the_description_the_own_ip_rule_matches() {
     let own = h.own_credential();
     let registered = h.config("sync", 10, &credential_yaml(own, &[&OWN_IP.to_string()]));
     drop(h.connect(&registered).await);
+    // That registration was over an hour ago, so a new one is not deferred by the
+    // re-registration bound (one per REREGISTRATION_INTERVAL per state directory).
+    let store = bunq_ipsync::bunq::ContextStore::open(&registered.bunq.state_dir).unwrap();
+    let mut saved = store.load().unwrap().unwrap();
+    saved.registered_at = Some(chrono::Utc::now() - chrono::Duration::hours(2));
+    store.save(&saved).unwrap();
     // The operator renames the device; the saved registration (old name) is reused until bunq
     // forgets the installation and the client registers anew, under the new name.
     let renamed = h.config_from_text(
