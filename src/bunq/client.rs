@@ -225,14 +225,7 @@ impl BunqClient {
         api_key: Secret,
         state_dir: &Path,
     ) -> Result<Self, BunqError> {
-        if api_key.is_empty() {
-            return Err(BunqError::Context("the API key is empty".to_owned()));
-        }
-        let observer: Arc<dyn ApiObserver> = settings
-            .observer
-            .clone()
-            .unwrap_or_else(|| Arc::new(NoopObserver));
-        let store = ContextStore::open(state_dir)?;
+        let (observer, store) = open_parts(&settings, &api_key, state_dir)?;
         let transport = transport_for(&settings, &observer)?;
         let saved = store.load_matching(&settings.base_url, &api_key)?;
         let reused_installation = saved
@@ -333,14 +326,7 @@ impl BunqClient {
         api_key: Secret,
         state_dir: &Path,
     ) -> Result<Self, BunqError> {
-        if api_key.is_empty() {
-            return Err(BunqError::Context("the API key is empty".to_owned()));
-        }
-        let observer: Arc<dyn ApiObserver> = settings
-            .observer
-            .clone()
-            .unwrap_or_else(|| Arc::new(NoopObserver));
-        let store = ContextStore::open(state_dir)?;
+        let (observer, store) = open_parts(&settings, &api_key, state_dir)?;
         let unusable = |why: String| {
             BunqError::Context(format!(
                 "{why}; a read-only client registers nothing and opens no session"
@@ -741,6 +727,23 @@ impl BunqClient {
         info.generation += 1;
         info.opened_at = Some(tokio::time::Instant::now());
     }
+}
+
+/// What both constructors check and open first: a non-empty API key, the observer (a no-op
+/// when none is set) and the state directory's context store.
+fn open_parts(
+    settings: &ClientSettings,
+    api_key: &Secret,
+    state_dir: &Path,
+) -> Result<(Arc<dyn ApiObserver>, ContextStore), BunqError> {
+    if api_key.is_empty() {
+        return Err(BunqError::Context("the API key is empty".to_owned()));
+    }
+    let observer: Arc<dyn ApiObserver> = settings
+        .observer
+        .clone()
+        .unwrap_or_else(|| Arc::new(NoopObserver));
+    Ok((observer, ContextStore::open(state_dir)?))
 }
 
 /// The transport for a client: on the process's shared limiter when the settings give one
