@@ -1096,3 +1096,156 @@ async fn a_response_with_a_bad_signature_stops_the_run_before_the_next_write() {
     );
     assert!(h.active(ci).contains("192.0.2.1"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// A context imported from the SDK: the own device is read back from bunq
+
+/// Makes the saved context look like one `import-sdk-context` wrote: a device without id or
+/// description (the SDK records neither). Returns the store.
+fn forget_device_as_an_sdk_import_does(config: &Config) -> bunq_ipsync::bunq::ContextStore {
+    let store = bunq_ipsync::bunq::ContextStore::open(&config.bunq.state_dir).unwrap();
+    let mut saved = store.load().unwrap().unwrap();
+    let device = saved.device.as_mut().unwrap();
+    device.id = None;
+    device.description = None;
+    store.save(&saved).unwrap();
+    store
+}
+
+#[tokio::test]
+async fn an_imported_context_reads_the_own_device_from_bunq_so_the_own_ip_rule_still_protects() {
+    let h = Harness::start().await;
+    let own = h.own_credential();
+    drop(
+        h.connect(&h.config("sync", 10, &credential_yaml(own, &[&OWN_IP.to_string()])))
+            .await,
+    );
+    // The SDK registered the device under a description this config does not know.
+    let config = h.config_from_text(
+        &h.config_text("sync", 10, &credential_yaml(own, &["203.0.113.5"]))
+            .replace(DEVICE, "not-what-the-sdk-registered"),
+    );
+    let store = forget_device_as_an_sdk_import_does(&config);
+
+    let client = h.connect(&config).await;
+    assert_eq!(client.device_description().as_deref(), Some(DEVICE));
+    let saved = store.load().unwrap().unwrap().device.unwrap();
+    assert_eq!(
+        saved.description.as_deref(),
+        Some(DEVICE),
+        "saved for the next start"
+    );
+    assert!(saved.id.is_some());
+
+    let (report, _) = apply(&client, &config, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    assert_eq!(
+        blocked_json(&report, 0),
+        vec![(
+            OWN_IP.to_string(),
+            "own-ip".to_owned(),
+            "registration-ip".to_owned()
+        )],
+        "the own credential is recognised, not unknown"
+    );
+    assert_eq!(h.active(own), set(&["203.0.113.5", &OWN_IP.to_string()]));
+}
+
+#[tokio::test]
+async fn a_failed_device_lookup_leaves_the_own_credential_unknown_and_the_connect_working() {
+    let h = Harness::start().await;
+    let own = h.own_credential();
+    drop(
+        h.connect(&h.config("sync", 10, &credential_yaml(own, &[&OWN_IP.to_string()])))
+            .await,
+    );
+    let config = h.config_from_text(
+        &h.config_text("sync", 10, &credential_yaml(own, &["203.0.113.5"]))
+            .replace(DEVICE, "not-what-the-sdk-registered"),
+    );
+    let store = forget_device_as_an_sdk_import_does(&config);
+    h.sim.inject(
+        Fault::once(FaultKind::Status(500))
+            .on(Method::GET, "/device-server")
+            .times(usize::MAX),
+    );
+
+    let client = h.connect(&config).await;
+    assert_eq!(client.device_description(), None);
+    assert_eq!(
+        store.load().unwrap().unwrap().device.unwrap().description,
+        None
+    );
+    let (report, _) = apply(&client, &config, None).await;
+    assert_eq!(
+        blocked_json(&report, 0),
+        vec![(
+            OWN_IP.to_string(),
+            "own-ip".to_owned(),
+            "own-credential-unknown".to_owned()
+        )]
+    );
+    assert!(h.active(own).contains(&OWN_IP.to_string()));
+}
+
+#[tokio::test]
+async fn a_read_only_client_reads_the_imported_device_but_leaves_the_state_file_as_it_was() {
+    let h = Harness::start().await;
+    let own = h.own_credential();
+    let config = h.config("sync", 10, &credential_yaml(own, &[&OWN_IP.to_string()]));
+    drop(h.connect(&config).await);
+    let store = forget_device_as_an_sdk_import_does(&config);
+    let before = std::fs::read(store.path()).unwrap();
+
+    let settings = client_settings(&config, None).unwrap();
+    let client = BunqClient::connect_read_only(settings, h.key.api_key.clone(), &h.state_dir())
+        .await
+        .unwrap();
+    assert_eq!(client.device_description().as_deref(), Some(DEVICE));
+    assert_eq!(
+        std::fs::read(store.path()).unwrap(),
+        before,
+        "no byte changed"
+    );
+}
+
+#[tokio::test]
+async fn several_active_devices_leave_the_own_credential_unknown_and_every_deactivation_blocked() {
+    let h = Harness::start().await;
+    let own = h.own_credential();
+    drop(
+        h.connect(&h.config("sync", 10, &credential_yaml(own, &[&OWN_IP.to_string()])))
+            .await,
+    );
+    h.sim
+        .add_device(h.user(), "phone app", Ipv4Addr::new(192, 0, 2, 44))
+        .unwrap();
+    let config = h.config_from_text(
+        &h.config_text("sync", 10, &credential_yaml(own, &["203.0.113.5"]))
+            .replace(DEVICE, "not-what-the-sdk-registered"),
+    );
+    let store = forget_device_as_an_sdk_import_does(&config);
+
+    let client = h.connect(&config).await;
+    assert_eq!(
+        client.device_description(),
+        None,
+        "not guessed between two devices"
+    );
+    assert_eq!(
+        store.load().unwrap().unwrap().device.unwrap().description,
+        None
+    );
+
+    let (report, _) = apply(&client, &config, None).await;
+    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    assert_eq!(
+        blocked_json(&report, 0),
+        vec![(
+            OWN_IP.to_string(),
+            "own-ip".to_owned(),
+            "own-credential-unknown".to_owned()
+        )]
+    );
+    assert!(h.active(own).contains(&OWN_IP.to_string()));
+}

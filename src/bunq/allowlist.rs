@@ -151,7 +151,7 @@ impl BunqClient {
     }
 
     /// Fetches a list and follows `older_url` to the end.
-    async fn list_all<T: DeserializeOwned>(
+    pub(crate) async fn list_all<T: DeserializeOwned>(
         &self,
         route: &Route,
         type_name: &str,
@@ -221,7 +221,7 @@ pub fn page_items<T: DeserializeOwned>(
         .collect()
 }
 
-fn single<T: DeserializeOwned>(
+pub(crate) fn single<T: DeserializeOwned>(
     route: &Route,
     envelope: &Envelope,
     type_name: &str,

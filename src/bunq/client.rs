@@ -27,11 +27,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::bunq::context::{Context, ContextStore, SessionContext};
+use crate::bunq::context::{Context, ContextStore, DeviceContext, SessionContext};
 use crate::bunq::crypto::{PrivateKey, PublicKey};
 use crate::bunq::endpoint::BaseUrl;
 use crate::bunq::error::BunqError;
-use crate::bunq::model::{Envelope, UserId};
+use crate::bunq::model::{DeviceServer, Envelope, UserId};
 use crate::bunq::observer::{ApiObserver, NoopObserver};
 use crate::bunq::ratelimit::RateLimiter;
 use crate::bunq::session::{self, WallClock, system_clock};
@@ -290,7 +290,7 @@ impl BunqClient {
             }
         };
 
-        Ok(BunqClient {
+        let client = BunqClient {
             transport,
             store,
             api_key,
@@ -308,7 +308,9 @@ impl BunqClient {
             }),
             info: std::sync::Mutex::new(info),
             read_only: false,
-        })
+        };
+        client.learn_own_device().await;
+        Ok(client)
     }
 
     /// A client on a state directory that another process (normally the daemon) holds: it uses
@@ -369,7 +371,7 @@ impl BunqClient {
             .device
             .as_ref()
             .and_then(|device| device.description.clone());
-        Ok(BunqClient {
+        let client = BunqClient {
             transport,
             store,
             api_key,
@@ -383,7 +385,9 @@ impl BunqClient {
             }),
             info: std::sync::Mutex::new(info),
             read_only: true,
-        })
+        };
+        client.learn_own_device().await;
+        Ok(client)
     }
 
     /// True for a client made by [`BunqClient::connect_read_only`].
@@ -415,6 +419,50 @@ impl BunqClient {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    /// The saved device id when the saved device lacks its description (a context imported
+    /// from the SDK), i.e. what [`BunqClient::learn_own_device`] looks up; `None` when there is
+    /// nothing to learn.
+    pub(crate) async fn device_to_learn(&self) -> Option<Option<u64>> {
+        let state = self.state.lock().await;
+        match &state.context.device {
+            Some(device) if device.description.is_none() => Some(device.id),
+            _ => None,
+        }
+    }
+
+    /// Takes `device` as this client's own: the own-ip rule matches its description from now
+    /// on, and a writer saves it with the context so the next start need not ask again. A
+    /// read-only client keeps it in memory only (the state file is the holder's).
+    pub(crate) async fn adopt_device(&self, device: &DeviceServer) {
+        let Some(description) = device.description.clone() else {
+            tracing::warn!(
+                device = device.id,
+                "bunq reports the own device without a description; the own credential stays \
+                 unknown unless bunq.device_description names it"
+            );
+            return;
+        };
+        let mut state = self.state.lock().await;
+        state.context.device = Some(DeviceContext {
+            id: Some(device.id),
+            description: Some(description.clone()),
+        });
+        *self
+            .device_description
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(description.clone());
+        tracing::info!(
+            device = device.id,
+            device_description = %description,
+            "read the own device's description from bunq"
+        );
+        if !self.read_only
+            && let Err(err) = self.store.save(&state.context)
+        {
+            tracing::error!(error = %err, "cannot save the own device's description");
+        }
     }
 
     /// The base URL this client talks to.

@@ -384,8 +384,9 @@ struct SdkSession {
 /// one.
 ///
 /// * `installation_context` gives the client key, server key and installation token.
-/// * The device is marked registered with an unknown id: the SDK does not record it and no call
-///   of this client needs it (`GET /device-server` could find it; we do not spend a request).
+/// * The device is marked registered with an unknown id and description: the SDK records
+///   neither. The own-IP rule needs the description, so the first connect reads the device back
+///   from bunq and saves it ([`crate::bunq::device`]).
 /// * `session_context` is imported when present. The SDK writes its expiry as the writer's
 ///   *local* naive time; it is read as local time of this machine, so import on the machine that
 ///   wrote it. A wrong guess is harmless: an expired session is rejected by bunq and replaced.

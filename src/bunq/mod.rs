@@ -12,12 +12,14 @@
 //! * [`session`]: installation, device-server and session-server calls and their parsing.
 //! * [`client`]: [`BunqClient`], connecting, session renewal, authenticated calls.
 //! * [`allowlist`]: the typed credential and permitted-IP endpoints.
+//! * [`device`]: reading the own device back from bunq when the saved context lacks it.
 //! * [`sandbox`]: creating sandbox users.
 
 pub mod allowlist;
 pub mod client;
 pub mod context;
 pub mod crypto;
+pub mod device;
 pub mod endpoint;
 pub mod error;
 pub mod model;

@@ -97,6 +97,29 @@ pub struct PermittedDevice {
     pub ip: Option<String>,
 }
 
+/// A registered device (`DeviceServer`), as `GET /device-server` lists it. Its description is
+/// what the credential listing shows as `permitted_device.description`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceServer {
+    /// The DeviceServer id, used in `/device-server/{id}`.
+    pub id: u64,
+    /// Creation time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// Last change time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<String>,
+    /// The `description` given at `POST /device-server`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The IP the device was registered from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// `ACTIVE`, `BLOCKED`, `NEEDS_CONFIRMATION` or `OBSOLETE`, kept verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
 /// A password-type credential (API key) with an allowlist (`CredentialPasswordIp`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CredentialPasswordIp {

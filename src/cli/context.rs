@@ -190,5 +190,9 @@ pub fn import_sdk_context(cli: &Cli, args: &ImportArgs) -> anyhow::Result<ExitSt
         args.path.display(),
         store.path().display()
     );
+    eprintln!(
+        "The SDK does not record the device's description; the first connect reads it from bunq \
+         so that the own-IP rule finds this daemon's credential."
+    );
     Ok(ExitStatus::Success)
 }

@@ -18,7 +18,7 @@ use super::routes::{Route, TokenKind};
 use super::state::World;
 use super::wire::{self, ApiError, Reply};
 use crate::bunq::crypto::PublicKey;
-use crate::bunq::model::{CredentialId, Envelope, IpStatus, PermittedDevice, UserId};
+use crate::bunq::model::{CredentialId, EntryId, Envelope, IpStatus, PermittedDevice, UserId};
 
 /// The settings request handling needs, fixed at simulator start.
 #[derive(Debug, Clone)]
@@ -83,7 +83,7 @@ fn dispatch(
         limiter.admit(request.caller_ip, route.pattern(), request.method, now)?;
     }
     let credentials = &request.credentials;
-    match route.token_kind() {
+    match route.token_kind(request.method) {
         TokenKind::None => match route {
             Route::Installation => installation(world, settings, credentials.body),
             _ => Ok(sandbox_user_person(world)),
@@ -142,22 +142,9 @@ fn session_call(
             settings.user_wrapper,
             user_object(world, user)?,
         )])),
-        Route::Credentials(user) => {
-            let page = PageRequest::parse(request.query)?;
-            let mut all: Vec<_> = world
-                .credentials
-                .values()
-                .filter(|credential| credential.user_id == user)
-                .map(|credential| credential.to_wire())
-                .collect();
-            all.reverse();
-            let (items, links) = page.apply(&all, |credential| credential.id, request.path);
-            Ok(wire::list(
-                "CredentialPasswordIp",
-                items.iter().map(to_value).collect(),
-                links,
-            ))
-        }
+        Route::DeviceServer => list_devices(world, session, request),
+        Route::Device(device) => get_device(world, session, device),
+        Route::Credentials(user) => list_credentials(world, user, request),
         Route::Credential(user, credential) => {
             let found = user_credential(world, user, credential)?;
             Ok(wire::items(vec![(
@@ -181,26 +168,7 @@ fn session_call(
             ))
         }
         Route::Entry(user, credential, entry) if write => {
-            let body = json_object(request.credentials.body)?;
-            let current_ip = user_credential(world, user, credential)?
-                .entries
-                .get(&entry)
-                .map(|found| found.ip.clone())
-                .ok_or_else(|| ApiError::not_found("PermittedIp"))?;
-            if let Some(ip) = body.get("ip")
-                && ip.as_str() != Some(current_ip.as_str())
-            {
-                return Err(ApiError::bad_request(
-                    "The IP address of an existing entry cannot be changed; \
-                     deactivate it and create a new one.",
-                ));
-            }
-            let status = parse_status(body.get("status"))?
-                .ok_or_else(|| ApiError::bad_request("status is required."))?;
-            world
-                .set_entry_status(credential, entry, status)
-                .map_err(|_| ApiError::not_found("PermittedIp"))?;
-            Ok(wire::id(entry))
+            update_entry(world, user, credential, entry, request)
         }
         Route::Entry(user, credential, entry) => {
             let found = user_credential(world, user, credential)?
@@ -212,6 +180,101 @@ fn session_call(
         // Routes of other token kinds never reach here.
         _ => Err(ApiError::not_found("Route")),
     }
+}
+
+/// `GET /user/{user}/credential-password-ip`: the user's credentials, newest first.
+fn list_credentials(
+    world: &World,
+    user: UserId,
+    request: &ApiRequest<'_>,
+) -> Result<Envelope, ApiError> {
+    let page = PageRequest::parse(request.query)?;
+    let mut all: Vec<_> = world
+        .credentials
+        .values()
+        .filter(|credential| credential.user_id == user)
+        .map(|credential| credential.to_wire())
+        .collect();
+    all.reverse();
+    let (items, links) = page.apply(&all, |credential| credential.id, request.path);
+    Ok(wire::list(
+        "CredentialPasswordIp",
+        items.iter().map(to_value).collect(),
+        links,
+    ))
+}
+
+/// `PUT .../ip/{entry}`: changes the status; the IP of an entry never changes.
+fn update_entry(
+    world: &mut World,
+    user: UserId,
+    credential: CredentialId,
+    entry: EntryId,
+    request: &ApiRequest<'_>,
+) -> Result<Envelope, ApiError> {
+    let body = json_object(request.credentials.body)?;
+    let current_ip = user_credential(world, user, credential)?
+        .entries
+        .get(&entry)
+        .map(|found| found.ip.clone())
+        .ok_or_else(|| ApiError::not_found("PermittedIp"))?;
+    if let Some(ip) = body.get("ip")
+        && ip.as_str() != Some(current_ip.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "The IP address of an existing entry cannot be changed; \
+             deactivate it and create a new one.",
+        ));
+    }
+    let status = parse_status(body.get("status"))?
+        .ok_or_else(|| ApiError::bad_request("status is required."))?;
+    world
+        .set_entry_status(credential, entry, status)
+        .map_err(|_| ApiError::not_found("PermittedIp"))?;
+    Ok(wire::id(entry))
+}
+
+/// The user of the session's API key: devices are the user's, not a credential's.
+fn session_user(world: &World, session: u64) -> Result<UserId, ApiError> {
+    world
+        .sessions
+        .get(&session)
+        .map(|found| found.user_id)
+        .ok_or_else(|| ApiError::not_found("Session"))
+}
+
+/// `GET /device-server`: the session user's devices, newest first.
+fn list_devices(
+    world: &World,
+    session: u64,
+    request: &ApiRequest<'_>,
+) -> Result<Envelope, ApiError> {
+    let user = session_user(world, session)?;
+    let page = PageRequest::parse(request.query)?;
+    let all: Vec<_> = world
+        .devices
+        .values()
+        .rev()
+        .filter(|device| device.user_id == user)
+        .map(|device| device.wire.clone())
+        .collect();
+    let (items, links) = page.apply(&all, |device| device.id, request.path);
+    Ok(wire::list(
+        "DeviceServer",
+        items.iter().map(to_value).collect(),
+        links,
+    ))
+}
+
+/// `GET /device-server/{id}`: one of the session user's devices.
+fn get_device(world: &World, session: u64, device: u64) -> Result<Envelope, ApiError> {
+    let user = session_user(world, session)?;
+    let found = world
+        .devices
+        .get(&device)
+        .filter(|found| found.user_id == user)
+        .ok_or_else(|| ApiError::not_found("DeviceServer"))?;
+    Ok(wire::items(vec![("DeviceServer", to_value(&found.wire))]))
 }
 
 fn installation(world: &mut World, settings: &Settings, body: &[u8]) -> Result<Envelope, ApiError> {
@@ -285,14 +348,15 @@ fn device_server(
         .credential_mut(credential_id)
         .map_err(|_| ApiError::credentials_incorrect())?;
     credential.permitted_device = Some(PermittedDevice {
-        description: Some(description),
+        description: Some(description.clone()),
         ip: Some(caller_ip.to_string()),
     });
-    credential.updated = now;
+    credential.updated = now.clone();
     if let Some(found) = world.installations.get_mut(&installation) {
         found.registered_keys.insert(key_index);
     }
-    let device_id = world.next_id();
+    let user_id = world.api_keys[key_index].user_id;
+    let device_id = world.add_device(user_id, description, caller_ip);
     Ok(wire::id(device_id))
 }
 

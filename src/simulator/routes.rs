@@ -10,8 +10,11 @@ use crate::bunq::model::{CredentialId, EntryId, UserId};
 pub(crate) enum Route {
     /// `/installation`: POST, no token.
     Installation,
-    /// `/device-server`: POST, installation token.
+    /// `/device-server`: POST with the installation token registers; GET with a session lists
+    /// the user's devices.
     DeviceServer,
+    /// `/device-server/{id}`: GET one device, session token.
+    Device(u64),
     /// `/session-server`: POST, installation token, signature required.
     SessionServer,
     /// `/session/{id}`: DELETE ends the caller's session.
@@ -51,6 +54,7 @@ impl Route {
         match segments.as_slice() {
             ["installation"] => Some(Route::Installation),
             ["device-server"] => Some(Route::DeviceServer),
+            ["device-server", device] => Some(Route::Device(id(device)?)),
             ["session-server"] => Some(Route::SessionServer),
             ["session", session] => id(session).map(|_| Route::Session),
             ["sandbox-user-person"] => Some(Route::SandboxUserPerson),
@@ -74,6 +78,7 @@ impl Route {
         match self {
             Route::Installation => "/installation",
             Route::DeviceServer => "/device-server",
+            Route::Device(_) => "/device-server/{id}",
             Route::SessionServer => "/session-server",
             Route::Session => "/session/{id}",
             Route::SandboxUserPerson => "/sandbox-user-person",
@@ -88,10 +93,11 @@ impl Route {
     /// Whether the endpoint has this method (otherwise 405).
     pub(crate) fn allows(&self, method: &Method) -> bool {
         match self {
-            Route::Installation
-            | Route::DeviceServer
-            | Route::SessionServer
-            | Route::SandboxUserPerson => method == Method::POST,
+            Route::DeviceServer => method == Method::POST || method == Method::GET,
+            Route::Installation | Route::SessionServer | Route::SandboxUserPerson => {
+                method == Method::POST
+            }
+            Route::Device(_) => method == Method::GET,
             Route::Session => method == Method::DELETE,
             Route::User(_) | Route::Credentials(_) | Route::Credential(..) => method == Method::GET,
             Route::Entries(..) => method == Method::GET || method == Method::POST,
@@ -99,10 +105,11 @@ impl Route {
         }
     }
 
-    /// The token the endpoint accepts.
-    pub(crate) fn token_kind(&self) -> TokenKind {
+    /// The token the endpoint accepts for `method`.
+    pub(crate) fn token_kind(&self, method: &Method) -> TokenKind {
         match self {
             Route::Installation | Route::SandboxUserPerson => TokenKind::None,
+            Route::DeviceServer if method == Method::GET => TokenKind::Session,
             Route::DeviceServer | Route::SessionServer => TokenKind::Installation,
             _ => TokenKind::Session,
         }

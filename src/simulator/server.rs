@@ -221,6 +221,23 @@ impl Simulator {
         Ok(())
     }
 
+    /// Registers a device for `user` out of band (another API key's, or the app's), as
+    /// `GET /device-server` then lists it; returns its id.
+    pub fn add_device(
+        &self,
+        user: UserId,
+        description: &str,
+        ip: Ipv4Addr,
+    ) -> Result<u64, SeedError> {
+        let mut state = self.state();
+        let world = &mut state.world;
+        if !world.users.contains_key(&user) {
+            return Err(SeedError::UnknownUser(user));
+        }
+        let id = world.add_device(user, description.to_owned(), ip);
+        Ok(id)
+    }
+
     /// Changes an entry's status out of band ("someone toggled it in the app").
     pub fn set_entry_status(
         &self,

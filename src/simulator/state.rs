@@ -14,7 +14,8 @@ use rsa::rand_core::{OsRng, RngCore};
 use super::clock::{Clock, SimTime};
 use crate::bunq::crypto::PublicKey;
 use crate::bunq::model::{
-    CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedDevice, PermittedIp, UserId,
+    CredentialId, CredentialPasswordIp, DeviceServer, EntryId, IpStatus, PermittedDevice,
+    PermittedIp, UserId,
 };
 use crate::secret::Secret;
 
@@ -113,6 +114,15 @@ impl Credential {
     }
 }
 
+/// A `POST /device-server`, as `GET /device-server` lists it.
+#[derive(Debug)]
+pub(crate) struct Device {
+    /// The user of the API key that registered it.
+    pub(crate) user_id: UserId,
+    /// The wire object (id, times, description, IP, status).
+    pub(crate) wire: DeviceServer,
+}
+
 /// A `POST /installation`: the client's public key and its token.
 #[derive(Debug)]
 pub(crate) struct Installation {
@@ -161,6 +171,8 @@ pub(crate) struct World {
     pub(crate) credentials: BTreeMap<CredentialId, Credential>,
     pub(crate) installations: BTreeMap<u64, Installation>,
     pub(crate) sessions: BTreeMap<u64, Session>,
+    /// Devices registered with device-server, by id.
+    pub(crate) devices: BTreeMap<u64, Device>,
     /// Sessions opened so far, for tests that count renewals.
     pub(crate) sessions_created: usize,
 }
@@ -177,6 +189,7 @@ impl World {
             credentials: BTreeMap::new(),
             installations: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            devices: BTreeMap::new(),
             sessions_created: 0,
         }
     }
@@ -185,6 +198,23 @@ impl World {
     pub(crate) fn next_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        id
+    }
+
+    /// Records an ACTIVE device of `user_id` (device-server, or seeded), as
+    /// `GET /device-server` lists it; returns its id.
+    pub(crate) fn add_device(&mut self, user_id: UserId, description: String, ip: Ipv4Addr) -> u64 {
+        let id = self.next_id();
+        let now = self.clock.timestamp();
+        let wire = DeviceServer {
+            id,
+            created: Some(now.clone()),
+            updated: Some(now),
+            description: Some(description),
+            ip: Some(ip.to_string()),
+            status: Some("ACTIVE".to_owned()),
+        };
+        self.devices.insert(id, Device { user_id, wire });
         id
     }
 
