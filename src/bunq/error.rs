@@ -83,7 +83,7 @@ pub enum BunqError {
         supported: u32,
     },
     /// bunq rejected the installation, but this state directory registered anew less than
-    /// [`crate::bunq::client::REREGISTRATION_INTERVAL`] ago, so no new installation and device
+    /// [`crate::bunq::registration::REREGISTRATION_INTERVAL`] ago, so no new installation and device
     /// are made yet: each registration leaves a device entry in the user's bunq account, and one
     /// that keeps being rejected would otherwise leave one per retry. Nothing here is permanent:
     /// a later attempt (session-server with the saved installation, or the next registration
@@ -94,13 +94,16 @@ pub enum BunqError {
          persists does not leave a new device at bunq on every retry)",
         humantime::format_duration(*.since),
         humantime::format_duration(*.retry_in),
-        humantime::format_duration(crate::bunq::client::REREGISTRATION_INTERVAL)
+        humantime::format_duration(*.interval)
     )]
     RegistrationDeferred {
         /// How long ago the last registration was (whole seconds).
         since: std::time::Duration,
         /// How long until the next one is allowed (whole seconds).
         retry_in: std::time::Duration,
+        /// The bound itself, [`crate::bunq::registration::REREGISTRATION_INTERVAL`], carried
+        /// so the message states it without this module depending on the registration code.
+        interval: std::time::Duration,
     },
     /// Key material was unusable.
     #[error(transparent)]
@@ -206,7 +209,7 @@ impl BunqError {
     }
 
     /// bunq rejected the installation and a new registration waits for
-    /// [`crate::bunq::client::REREGISTRATION_INTERVAL`] to pass ([`BunqError::RegistrationDeferred`]).
+    /// [`crate::bunq::registration::REREGISTRATION_INTERVAL`] to pass ([`BunqError::RegistrationDeferred`]).
     pub fn is_registration_deferred(&self) -> bool {
         matches!(self, BunqError::RegistrationDeferred { .. })
     }

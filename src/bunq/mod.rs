@@ -10,6 +10,8 @@
 //! * [`context`]: the persisted registration (0600 file, atomic writes) and the SDK import.
 //! * [`transport`]: the one place that sends requests: headers, signing, verification, retries.
 //! * [`session`]: installation, device-server and session-server calls and their parsing.
+//! * [`client_settings`]: [`ClientSettings`], how a client reaches bunq and registers.
+//! * [`registration`]: installation → device-server → session-server, bounded per state dir.
 //! * [`client`]: [`BunqClient`], connecting, session renewal, authenticated calls.
 //! * [`allowlist`]: the typed credential and permitted-IP endpoints.
 //! * [`device`]: reading the own device back from bunq when the saved context lacks it.
@@ -17,6 +19,7 @@
 
 pub mod allowlist;
 pub mod client;
+pub mod client_settings;
 pub mod context;
 pub mod crypto;
 pub mod device;
@@ -25,6 +28,7 @@ pub mod error;
 pub mod model;
 pub mod observer;
 pub mod ratelimit;
+pub mod registration;
 pub mod retry;
 pub mod sandbox;
 pub mod session;

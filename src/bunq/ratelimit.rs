@@ -76,6 +76,12 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
+    /// What a client keeps to by default: bunq's limits with [`DEFAULT_MARGIN`] on every window,
+    /// for bunq's undocumented window arithmetic and network jitter.
+    pub fn client_default() -> Self {
+        RateLimits::bunq().with_margin(DEFAULT_MARGIN)
+    }
+
     /// bunq's documented limits: GET 3/3 s, POST 5/3 s, PUT 2/3 s, session-server 1/30 s.
     pub fn bunq() -> Self {
         let three = Duration::from_secs(3);
@@ -210,8 +216,7 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// The process's one limiter, with the transport's default limits (bunq's, plus
-    /// [`DEFAULT_MARGIN`]); created on first use.
+    /// The process's one limiter, with [`RateLimits::client_default`]; created on first use.
     ///
     /// bunq counts requests per calling IP, so two clients of one process (the daemon's
     /// connection attempts after each backoff, `demo`'s walkthrough and then its daemon) spend
@@ -221,11 +226,7 @@ impl RateLimiter {
     /// that run many independent simulated banks in one process give each client its own.
     pub fn process() -> Arc<RateLimiter> {
         static PROCESS: OnceLock<Arc<RateLimiter>> = OnceLock::new();
-        Arc::clone(PROCESS.get_or_init(|| {
-            Arc::new(RateLimiter::new(
-                crate::bunq::transport::TransportSettings::default().rate_limits,
-            ))
-        }))
+        Arc::clone(PROCESS.get_or_init(|| Arc::new(RateLimiter::new(RateLimits::client_default()))))
     }
 
     /// A limiter with no history.

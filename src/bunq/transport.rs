@@ -28,23 +28,25 @@
 //! instead of the bytes. Errors and logs name the route pattern, never a token or the URL of a
 //! token.
 
+mod call;
+mod failure;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderValue};
-use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::bunq::crypto::{PrivateKey, PublicKey};
 use crate::bunq::endpoint::BaseUrl;
-use crate::bunq::error::{BunqError, json_error_summary};
-use crate::bunq::model::{Envelope, ErrorBody};
+use crate::bunq::error::BunqError;
 use crate::bunq::observer::{ApiObserver, NoopObserver};
-use crate::bunq::ratelimit::{DEFAULT_MARGIN, LimitKey, RateLimiter, RateLimits};
+use crate::bunq::ratelimit::{LimitKey, RateLimiter, RateLimits};
 use crate::bunq::retry::RetryPolicy;
-use crate::secret::Secret;
+
+pub use call::{ApiResponse, Body, Call, RetryMode, Route, to_body};
+pub use failure::{api_error, excerpt_text};
+use failure::{error_chain, transport_error};
 
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("bunq-ipsync/", env!("CARGO_PKG_VERSION"));
@@ -75,8 +77,6 @@ pub mod header {
     pub const REGION: &str = "X-Bunq-Region";
 }
 
-const EXCERPT_CHARS: usize = 200;
-
 /// Timeouts, retries and rate limits of the transport.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TransportSettings {
@@ -92,161 +92,16 @@ pub struct TransportSettings {
 
 impl Default for TransportSettings {
     /// 10 s connect, 30 s per attempt (the Java SDK's value), default retries, bunq's limits
-    /// with a [`DEFAULT_MARGIN`] for bunq's undocumented window arithmetic (network latency
+    /// with a [`crate::bunq::ratelimit::DEFAULT_MARGIN`] for bunq's undocumented window arithmetic (network latency
     /// needs no margin: windows count from the response).
     fn default() -> Self {
         TransportSettings {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
-            rate_limits: RateLimits::bunq().with_margin(DEFAULT_MARGIN),
+            rate_limits: RateLimits::client_default(),
         }
     }
-}
-
-/// An endpoint as method + route pattern, e.g. `GET /user/{user}/credential-password-ip`. The
-/// pattern keys the rate limiter and names the endpoint in errors, logs and metrics.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Route {
-    /// HTTP method.
-    pub method: Method,
-    /// Path below the base URL with `{user}`, `{cred}`, `{id}` placeholders.
-    pub pattern: &'static str,
-}
-
-impl Route {
-    /// A GET route.
-    pub const fn get(pattern: &'static str) -> Self {
-        Route {
-            method: Method::GET,
-            pattern,
-        }
-    }
-
-    /// A POST route.
-    pub const fn post(pattern: &'static str) -> Self {
-        Route {
-            method: Method::POST,
-            pattern,
-        }
-    }
-
-    /// A PUT route.
-    pub const fn put(pattern: &'static str) -> Self {
-        Route {
-            method: Method::PUT,
-            pattern,
-        }
-    }
-
-    /// `METHOD pattern`, as used in error messages.
-    pub fn endpoint(&self) -> String {
-        format!("{} {}", self.method, self.pattern)
-    }
-}
-
-/// Whether transient failures of a call may be retried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RetryMode {
-    /// Retry 429, 491, 5xx and network failures with backoff.
-    Transient,
-    /// Retry only a 429: for writes that are not idempotent (creating an IP entry). bunq
-    /// refused a rate-limited request before doing anything, so sending it again cannot make a
-    /// duplicate; after any other failure the caller must re-read the state to learn whether
-    /// the write happened.
-    RateLimitedOnly,
-    /// Never retry, not even a 429 (creating a sandbox user).
-    Never,
-}
-
-/// A request or response body: wiped from memory when dropped, because it may hold the API
-/// key or a token.
-pub type Body = Zeroizing<Vec<u8>>;
-
-/// One request as the transport sends it. `Debug` shows the body's length only.
-pub struct Call<'a> {
-    /// Method and pattern.
-    pub route: Route,
-    /// The concrete path below the base URL, with query (`/user/1/credential-password-ip?count=200`).
-    pub path: String,
-    /// The serialized body, sent and signed byte for byte; `None` sends no body (and signs the
-    /// empty string).
-    pub body: Option<Body>,
-    /// The `X-Bunq-Client-Authentication` token, if any.
-    pub auth: Option<&'a Secret>,
-    /// Signs the body into `X-Bunq-Client-Signature` when present.
-    pub signer: Option<&'a PrivateKey>,
-    /// Verifies 2xx responses when present (every call after installation).
-    pub verifier: Option<&'a PublicKey>,
-    /// Retry policy for this call.
-    pub retry: RetryMode,
-}
-
-impl std::fmt::Debug for Call<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Call")
-            .field("route", &self.route)
-            .field("path", &self.path)
-            .field("body", &self.body.as_ref().map(|body| Redacted(body.len())))
-            .field("auth", &self.auth)
-            .field("signer", &self.signer.map(|_| "set"))
-            .field("verifier", &self.verifier.map(|_| "set"))
-            .field("retry", &self.retry)
-            .finish()
-    }
-}
-
-/// Prints `<redacted N bytes>` in place of a body.
-struct Redacted(usize);
-
-impl std::fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "<redacted {} bytes>", self.0)
-    }
-}
-
-/// A verified successful response. `Debug` shows the body's length only.
-#[derive(Clone)]
-pub struct ApiResponse {
-    /// HTTP status (2xx).
-    pub status: u16,
-    /// The exact body bytes (already verified when a verifier was given).
-    pub body: Body,
-    /// `X-Bunq-Client-Response-Id`.
-    pub response_id: Option<String>,
-}
-
-impl std::fmt::Debug for ApiResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiResponse")
-            .field("status", &self.status)
-            .field("body", &Redacted(self.body.len()))
-            .field("response_id", &self.response_id)
-            .finish()
-    }
-}
-
-impl ApiResponse {
-    /// Parses the body as a bunq success envelope.
-    pub fn envelope(&self, route: &Route) -> Result<Envelope, BunqError> {
-        serde_json::from_slice(&self.body).map_err(|err| BunqError::Protocol {
-            endpoint: route.endpoint(),
-            message: format!(
-                "not a bunq response envelope ({})",
-                json_error_summary(&err)
-            ),
-        })
-    }
-}
-
-/// Serializes a request body once; the result is what is sent and signed.
-pub fn to_body<T: Serialize>(route: &Route, value: &T) -> Result<Body, BunqError> {
-    serde_json::to_vec(value)
-        .map(Zeroizing::new)
-        .map_err(|err| BunqError::Protocol {
-            endpoint: route.endpoint(),
-            message: format!("cannot serialize the request body ({err})"),
-        })
 }
 
 /// Sends requests to one base URL. Shared by all tasks of a client.
@@ -392,19 +247,21 @@ impl Transport {
         }
     }
 
-    async fn attempt(
+    /// The request of one attempt: fixed headers, a fresh request id, the token (marked
+    /// sensitive, so no log of the client library prints it), the signature and the body.
+    fn request(
         &self,
         call: &Call<'_>,
         body: Option<Bytes>,
         signature: Option<&str>,
-    ) -> Result<ApiResponse, BunqError> {
+        request_id: &str,
+    ) -> Result<reqwest::RequestBuilder, BunqError> {
         let route = &call.route;
         let url = self.base_url.join(&call.path)?;
-        let request_id = uuid::Uuid::new_v4().to_string();
         let mut request = self
             .http
             .request(route.method.clone(), url)
-            .headers(fixed_headers(&request_id))
+            .headers(fixed_headers(request_id))
             .header(reqwest::header::CACHE_CONTROL, "no-cache");
         if let Some(token) = call.auth {
             let mut value =
@@ -421,6 +278,57 @@ impl Transport {
         if let Some(body) = body {
             request = request.body(body);
         }
+        Ok(request)
+    }
+
+    /// Checks the server signature when the call has a verifier: a success must carry one that
+    /// verifies; an error is checked when it carries one. A failure discards the response.
+    fn verify(
+        &self,
+        call: &Call<'_>,
+        success: bool,
+        headers: &HeaderMap,
+        body: &[u8],
+        response_id: Option<&str>,
+    ) -> Result<(), BunqError> {
+        let route = &call.route;
+        let Some(server_key) = call.verifier else {
+            return Ok(());
+        };
+        let verified = match header_text(headers, header::SERVER_SIGNATURE) {
+            None if success => Err("missing".to_owned()),
+            // bunq does not sign every error (a proxy's 503 page never is): an unsigned
+            // error is taken as it is. Only a success must prove it came from bunq.
+            None => Ok(()),
+            Some(signature) => server_key
+                .verify(body, &signature)
+                .map_err(|err| err.to_string()),
+        };
+        let Err(reason) = verified else {
+            return Ok(());
+        };
+        tracing::error!(
+            endpoint = %route.endpoint(),
+            reason,
+            response_id = response_id.unwrap_or("-"),
+            "bunq response failed server signature verification; discarded"
+        );
+        self.observer.signature_rejected(route.pattern);
+        Err(BunqError::ResponseSignature {
+            endpoint: route.endpoint(),
+            reason,
+        })
+    }
+
+    async fn attempt(
+        &self,
+        call: &Call<'_>,
+        body: Option<Bytes>,
+        signature: Option<&str>,
+    ) -> Result<ApiResponse, BunqError> {
+        let route = &call.route;
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let request = self.request(call, body, signature, &request_id)?;
 
         let started = tokio::time::Instant::now();
         let finished = |status: Option<u16>| {
@@ -459,30 +367,7 @@ impl Transport {
         );
 
         let success = (200..300).contains(&status);
-        if let Some(server_key) = call.verifier {
-            let verified = match header_text(&headers, header::SERVER_SIGNATURE) {
-                None if success => Err("missing".to_owned()),
-                // bunq does not sign every error (a proxy's 503 page never is): an unsigned
-                // error is taken as it is. Only a success must prove it came from bunq.
-                None => Ok(()),
-                Some(signature) => server_key
-                    .verify(&body, &signature)
-                    .map_err(|err| err.to_string()),
-            };
-            if let Err(reason) = verified {
-                tracing::error!(
-                    endpoint = %route.endpoint(),
-                    reason,
-                    response_id = response_id.as_deref().unwrap_or("-"),
-                    "bunq response failed server signature verification; discarded"
-                );
-                self.observer.signature_rejected(route.pattern);
-                return Err(BunqError::ResponseSignature {
-                    endpoint: route.endpoint(),
-                    reason,
-                });
-            }
-        }
+        self.verify(call, success, &headers, &body, response_id.as_deref())?;
         if !success {
             if status == 429 {
                 self.observer.rate_limited(route.pattern);
@@ -519,76 +404,10 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Builds [`BunqError::Api`] from an error response.
-pub fn api_error(
-    route: &Route,
-    status: u16,
-    body: &[u8],
-    response_id: Option<String>,
-) -> BunqError {
-    let description = match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(parsed) if !parsed.error.is_empty() => parsed.description(),
-        _ if serde_json::from_slice::<serde_json::Value>(body).is_ok() => {
-            format!("unrecognised error body: {}", excerpt_text(body))
-        }
-        _ if body.is_empty() => "(empty body)".to_owned(),
-        _ => format!("non-JSON body: {}", excerpt_text(body)),
-    };
-    BunqError::Api {
-        status,
-        description,
-        response_id,
-        endpoint: route.endpoint(),
-    }
-}
-
-/// The first characters of a body with whitespace collapsed, for error messages about
-/// responses that are not bunq error JSON (a load balancer's 503 HTML page, say).
-pub fn excerpt_text(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut short: String = collapsed.chars().take(EXCERPT_CHARS).collect();
-    if collapsed.chars().count() > EXCERPT_CHARS {
-        short.push('…');
-    }
-    short
-}
-
-fn transport_error(route: &Route, err: &reqwest::Error) -> BunqError {
-    BunqError::Transport {
-        endpoint: route.endpoint(),
-        message: error_chain(err),
-        timeout: err.is_timeout(),
-    }
-}
-
-/// The error and its causes on one line, without the request URL.
-fn error_chain(err: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
-    while let Some(cause) = source {
-        parts.push(cause.to_string());
-        source = cause.source();
-    }
-    let head = if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "cannot connect"
-    } else if err.is_body() || err.is_decode() {
-        "cannot read the response"
-    } else {
-        "request failed"
-    };
-    if parts.is_empty() {
-        head.to_owned()
-    } else {
-        format!("{head}: {}", parts.join(": "))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
 
     const ROUTE: Route = Route::get("/user/{user}/credential-password-ip");
 
