@@ -7,7 +7,8 @@
 //! * [`ratelimit`]: bunq's sliding-window limits, enforced client-side per method + route.
 //! * [`retry`]: bounded exponential backoff with jitter for transient failures.
 //! * [`observer`]: hooks for metrics ([`ApiObserver`]).
-//! * [`context`]: the persisted registration (0600 file, atomic writes) and the SDK import.
+//! * [`context`]: the persisted registration (0600 file, atomic writes).
+//! * [`sdk_import`]: adopting the official SDK's `bunq.conf` as a context.
 //! * [`transport`]: the one place that sends requests: headers, signing, verification, retries.
 //! * [`session`]: installation, device-server and session-server calls and their parsing.
 //! * [`client_settings`]: [`ClientSettings`], how a client reaches bunq and registers.
@@ -31,11 +32,12 @@ pub mod ratelimit;
 pub mod registration;
 pub mod retry;
 pub mod sandbox;
+pub mod sdk_import;
 pub mod session;
 pub mod transport;
 
 pub use client::{BunqClient, ClientSettings};
-pub use context::{Context, ContextStore, SdkImport, import_sdk_conf};
+pub use context::{Context, ContextStore};
 pub use crypto::{PrivateKey, PublicKey};
 pub use endpoint::{BaseUrl, Environment};
 pub use error::BunqError;
@@ -43,4 +45,5 @@ pub use observer::ApiObserver;
 pub use ratelimit::{Limit, RateLimiter, RateLimits};
 pub use retry::RetryPolicy;
 pub use sandbox::{SandboxUser, create_sandbox_user};
+pub use sdk_import::{SdkImport, import_sdk_conf};
 pub use transport::TransportSettings;
