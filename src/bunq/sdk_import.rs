@@ -23,7 +23,7 @@ pub struct SdkImport {
     pub api_key: Secret,
     /// `environment_type` of the SDK file.
     pub environment: Environment,
-    /// The equivalent context, ready for [`ContextStore::save`].
+    /// The equivalent context, ready for [`crate::bunq::ContextStore::save`].
     pub context: Context,
 }
 
