@@ -1,38 +1,30 @@
 //! The simulator handle and its HTTP server: hyper 1 on `127.0.0.1:0`, one task per connection.
 //!
-//! The server owns everything between the socket and [`super::api`]: reading the request,
-//! applying injected faults, adding bunq's response headers (`X-Bunq-Client-Response-Id`, the
-//! echoed `X-Bunq-Client-Request-Id`, `X-Bunq-Server-Signature` over the exact body bytes) and
-//! recording the request log. The handle is also the seeding and inspection API for tests.
+//! The server owns everything between the socket and [`super::api`] (in `server/http.rs`):
+//! reading the request, applying injected faults, adding bunq's response headers
+//! (`X-Bunq-Client-Response-Id`, the echoed `X-Bunq-Client-Request-Id`, `X-Bunq-Server-Signature`
+//! over the exact body bytes) and recording the request log. The handle, here, is the seeding
+//! and inspection API for tests.
+
+mod http;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::Method;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::api::{self, ApiRequest, Settings};
-use super::auth::Credentials;
+use super::api::Settings;
 use super::clock::Clock;
 use super::faults::{Fault, FaultKind, FaultQueue};
 use super::options::SimulatorOptions;
 use super::rate_limit::RateLimiter;
 use super::state::{SeedError, SeededKey, World};
-use super::wire::{ApiError, Reply};
 use crate::bunq::crypto::{PrivateKey, PublicKey};
 use crate::bunq::model::{
     CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedDevice, PermittedIp, UserId,
 };
-
-/// Largest request body read; bunq's bodies here are a few hundred bytes.
-const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// One request as the simulator saw it, for tests that assert what a client sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,11 +89,6 @@ struct State {
     caller_ip: Ipv4Addr,
 }
 
-/// The connection is closed without a response (an injected reset).
-#[derive(Debug, thiserror::Error)]
-#[error("simulated connection reset")]
-struct ConnectionReset;
-
 impl Simulator {
     /// Binds `127.0.0.1:0` and starts serving on the current tokio runtime. Fails when
     /// `time_scale` is not finite and positive, or when the port cannot be bound.
@@ -140,7 +127,7 @@ impl Simulator {
                 caller_ip: options.caller_ip,
             }),
         });
-        tokio::spawn(accept_loop(listener, Arc::clone(&inner)));
+        tokio::spawn(http::accept_loop(listener, Arc::clone(&inner)));
         Ok(Simulator {
             inner,
             _stop_on_drop: Arc::new(StopOnDrop(stop)),
@@ -318,196 +305,6 @@ impl Inner {
     }
 }
 
-async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
-    loop {
-        let stream = tokio::select! {
-            () = inner.stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
-                // Out of file descriptors and the like: keep serving the open connections.
-                Err(_) => continue,
-            },
-        };
-        let connection_inner = Arc::clone(&inner);
-        tokio::spawn(async move {
-            let stop = connection_inner.stop.clone();
-            let service = service_fn(move |request| serve(Arc::clone(&connection_inner), request));
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                // A failed or reset connection is the client's problem to see, not ours.
-                _ = connection => {}
-                () = stop.cancelled() => {}
-            }
-        });
-    }
-}
-
-async fn serve(
-    inner: Arc<Inner>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ConnectionReset> {
-    let method = request.method().clone();
-    let path_and_query = request.uri().path_and_query().map_or_else(
-        || request.uri().path().to_owned(),
-        |pq| pq.as_str().to_owned(),
-    );
-    let header = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned)
-    };
-    let token = header("x-bunq-client-authentication");
-    let signature = header("x-bunq-client-signature");
-    let request_id = header("x-bunq-client-request-id");
-    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => return Err(ConnectionReset),
-    };
-
-    let (fault, caller_ip) = {
-        let mut state = inner.state();
-        (state.faults.take(&method, &path_and_query), state.caller_ip)
-    };
-    let mut log = LoggedRequest {
-        method: method.clone(),
-        path: path_and_query.clone(),
-        status: None,
-        caller_ip,
-        signed: signature.is_some(),
-        request_id: request_id.clone(),
-        fault: fault.clone(),
-    };
-
-    let reply = match &fault {
-        Some(FaultKind::ResetBeforeApply) => {
-            inner.state().log.push(log);
-            return Err(ConnectionReset);
-        }
-        Some(FaultKind::Html503) => {
-            log.status = Some(503);
-            inner.state().log.push(log);
-            return Ok(html_503());
-        }
-        Some(FaultKind::Status(status)) => ApiError::new(*status, injected_error_text(*status))
-            .into_reply(inner.settings.escape_slashes),
-        _ => {
-            let (path, query) = path_and_query
-                .split_once('?')
-                .unwrap_or((path_and_query.as_str(), ""));
-            let api_request = ApiRequest {
-                method: &method,
-                path,
-                query,
-                credentials: Credentials {
-                    token: token.as_deref(),
-                    signature: signature.as_deref(),
-                    request_id: request_id.as_deref(),
-                    body: &body,
-                },
-                caller_ip,
-            };
-            let mut state = inner.state();
-            let State { world, limiter, .. } = &mut *state;
-            if fault == Some(FaultKind::ExpireSession)
-                && let Some(token) = token.as_deref()
-            {
-                world.end_session_by_token(token);
-            }
-            if fault == Some(FaultKind::ForgetInstallation)
-                && let Some(token) = token.as_deref()
-            {
-                world.forget_installation_by_token(token);
-            }
-            api::handle(world, limiter, &inner.settings, &api_request)
-        }
-    };
-
-    let reply = match &fault {
-        Some(FaultKind::StatusAfterApply(status)) => {
-            ApiError::new(*status, injected_error_text(*status))
-                .into_reply(inner.settings.escape_slashes)
-        }
-        Some(FaultKind::UnreadableAfterApply) => Reply {
-            status: 200,
-            body: br#"{"Response":"the body was cut short"#.to_vec(),
-        },
-        _ => reply,
-    };
-    match &fault {
-        Some(FaultKind::ResetAfterApply) => {
-            inner.state().log.push(log);
-            return Err(ConnectionReset);
-        }
-        Some(FaultKind::Delay(delay)) => tokio::time::sleep(*delay).await,
-        _ => {}
-    }
-
-    let response = respond(&inner, &reply, request_id.as_deref(), fault.as_ref());
-    log.status = Some(reply.status);
-    inner.state().log.push(log);
-    Ok(response)
-}
-
-/// Builds the HTTP response with bunq's headers and the server signature.
-fn respond(
-    inner: &Inner,
-    reply: &Reply,
-    request_id: Option<&str>,
-    fault: Option<&FaultKind>,
-) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(reply.body.clone())));
-    *response.status_mut() =
-        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Ok(value) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
-        headers.insert("x-bunq-client-response-id", value);
-    }
-    if let Some(value) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
-        headers.insert("x-bunq-client-request-id", value);
-    }
-    let signature = match fault {
-        Some(FaultKind::DropSignature) => None,
-        Some(FaultKind::GarbleSignature) => {
-            // Well-formed and made with the right key, but over other bytes: it cannot verify.
-            let mut other = reply.body.clone();
-            other.extend_from_slice(b" ");
-            Some(inner.server_key.sign(&other))
-        }
-        _ => Some(inner.server_key.sign(&reply.body)),
-    };
-    if let Some(value) = signature.and_then(|sig| HeaderValue::from_str(&sig).ok()) {
-        headers.insert("x-bunq-server-signature", value);
-    }
-    response
-}
-
-fn injected_error_text(status: u16) -> String {
-    match status {
-        429 => "Too many requests. You can do a maximum of 3 calls per 3 second to this endpoint."
-            .to_owned(),
-        491 => "bunq is in maintenance. Please try again later.".to_owned(),
-        500 => "Something went wrong on our side. Please try again later.".to_owned(),
-        other => format!("Simulated error {other}."),
-    }
-}
-
-fn html_503() -> Response<Full<Bytes>> {
-    let body = "<html><head><title>503 Service Temporarily Unavailable</title></head>\
-                <body><h1>503 Service Temporarily Unavailable</h1></body></html>";
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,13 +313,6 @@ mod tests {
     fn handle_can_be_shared_across_tasks_and_threads() {
         fn assert_shareable<T: Send + Sync + Clone + 'static>() {}
         assert_shareable::<Simulator>();
-    }
-
-    #[test]
-    fn injected_statuses_carry_bunq_like_texts() {
-        assert!(injected_error_text(429).starts_with("Too many requests."));
-        assert!(injected_error_text(491).contains("maintenance"));
-        assert_eq!(injected_error_text(409), "Simulated error 409.");
     }
 
     #[tokio::test]
