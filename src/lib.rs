@@ -13,12 +13,16 @@
 //!   single executor in [`reconcile::apply`] is the only code that writes to bunq.
 //! * [`config`]: the one place that reads the YAML config: raw parse, then validation into a
 //!   typed [`config::Config`].
+//! * [`sources`]: dynamic desired IPs (DNS names, files, URLs), resolved before every run and
+//!   followed between runs; never a reason to deactivate when they fail.
+//! * [`address`]: the one rule for what an IP item may be, for the config and every source.
 //! * [`bunq`]: the bunq API client. Cryptography, the persisted context, the signing and verifying
 //!   transport with its rate limiter, typed endpoints.
 //! * [`simulator`]: a stateful in-process bunq test double, used by the tests and by `demo`. It
 //!   sits beside [`bunq`], never under it: the daemon's runtime path does not reach it.
 //! * [`secret`]: the one type that holds secrets and redacts them from every `Debug` print.
 
+pub mod address;
 pub mod atomic_file;
 pub mod bunq;
 pub mod cli;
@@ -27,3 +31,4 @@ pub mod daemon;
 pub mod reconcile;
 pub mod secret;
 pub mod simulator;
+pub mod sources;

@@ -164,7 +164,9 @@ impl std::str::FromStr for BaseUrl {
     }
 }
 
-fn is_loopback_host(url: &Url) -> bool {
+/// True for `localhost` and loopback IP hosts: the only hosts plain http may go to (bunq.base_url,
+/// URL sources), because nothing on the way can read or change what is sent.
+pub(crate) fn is_loopback_host(url: &Url) -> bool {
     let Some(host) = url.host_str() else {
         return false;
     };

@@ -45,8 +45,9 @@ use crate::bunq::ratelimit::{LimitKey, RateLimiter, RateLimits};
 use crate::bunq::retry::RetryPolicy;
 
 pub use call::{ApiResponse, Body, Call, RetryMode, Route, to_body};
+pub(crate) use failure::error_chain;
+use failure::transport_error;
 pub use failure::{api_error, excerpt_text};
-use failure::{error_chain, transport_error};
 
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("bunq-ipsync/", env!("CARGO_PKG_VERSION"));

@@ -11,6 +11,8 @@
 //! [`Simulator::expire_all_sessions`] and [`Simulator::inject`] ([`Fault`]s).
 //!
 //! * [`options`]: [`SimulatorOptions`], the knobs where bunq is unknown or too slow.
+//! * [`dns`]: [`DnsServer`], a loopback nameserver for DNS sources (not bunq, but a double of
+//!   the same kind: the tests and `demo` move a name with it).
 //! * `server`: the handle, hyper server, response headers and signatures, fault application.
 //! * `api`: routing order and the endpoints; `auth`: tokens, signatures, request ids, caller IP.
 //! * `state`: the world model; `routes`: paths; `pagination`; `rate_limit`; `faults`; `clock`
@@ -29,6 +31,7 @@
 mod api;
 mod auth;
 mod clock;
+pub mod dns;
 mod faults;
 pub mod options;
 mod pagination;
@@ -38,6 +41,7 @@ mod server;
 mod state;
 mod wire;
 
+pub use dns::{DnsAnswer, DnsServer};
 pub use faults::{Fault, FaultKind};
 pub use options::{DEFAULT_CALLER_IP, SimulatorOptions, UserKind};
 pub use server::{LoggedRequest, Simulator};

@@ -54,7 +54,7 @@ pub(super) fn transport_error(route: &Route, err: &reqwest::Error) -> BunqError 
 }
 
 /// The error and its causes on one line, without the request URL.
-pub(super) fn error_chain(err: &reqwest::Error) -> String {
+pub(crate) fn error_chain(err: &reqwest::Error) -> String {
     let mut parts = Vec::new();
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
     while let Some(cause) = source {
