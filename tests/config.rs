@@ -473,7 +473,11 @@ fn cron_schedule_with_seconds_is_accepted() {
         "  policy: sync\n  schedule: \"0 */10 * * * *\"\n",
     );
     assert_eq!(
-        valid(&text).sync.schedule.as_ref().map(CronSchedule::expression),
+        valid(&text)
+            .sync
+            .schedule
+            .as_ref()
+            .map(CronSchedule::expression),
         Some("0 */10 * * * *")
     );
 }
@@ -578,7 +582,9 @@ fn base_url_with_user_info_is_refused_as_the_client_refuses_it() {
     );
     let error = single_error(&text);
     assert!(
-        error.starts_with(&format!(r#"config.yaml:3:13: bunq.base_url: "{url}" refused: "#)),
+        error.starts_with(&format!(
+            r#"config.yaml:3:13: bunq.base_url: "{url}" refused: "#
+        )),
         "{error}"
     );
     assert!(error.contains("no user name or password"), "{error}");
@@ -610,7 +616,10 @@ fn base_url_verdicts_of_the_config_and_the_client_agree() {
             (Ok(config), Ok(base)) => assert_eq!(config.bunq.base_url, base, "{url}"),
             (Err(error), Err(BunqError::BaseUrl { reason, .. })) => {
                 let error = error.to_string();
-                assert!(error.contains(&format!("refused: {reason}")), "{url}: {error}");
+                assert!(
+                    error.contains(&format!("refused: {reason}")),
+                    "{url}: {error}"
+                );
             }
             (config, client) => panic!("{url}: config says {config:?}, client says {client:?}"),
         }

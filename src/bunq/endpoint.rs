@@ -86,7 +86,8 @@ impl BaseUrl {
             url: text.to_owned(),
             reason,
         };
-        let mut url = Url::parse(text.trim()).map_err(|err| refuse(format!("not a URL ({err})")))?;
+        let mut url =
+            Url::parse(text.trim()).map_err(|err| refuse(format!("not a URL ({err})")))?;
         match url.scheme() {
             "https" => {}
             "http" if is_loopback_host(&url) => {}
@@ -97,7 +98,11 @@ impl BaseUrl {
                         .to_owned(),
                 ));
             }
-            other => return Err(refuse(format!("scheme {other:?} is not supported; use https"))),
+            other => {
+                return Err(refuse(format!(
+                    "scheme {other:?} is not supported; use https"
+                )));
+            }
         }
         if url.cannot_be_a_base() || url.host().is_none() {
             return Err(refuse("the URL has no host".to_owned()));

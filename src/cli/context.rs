@@ -7,7 +7,9 @@ use anyhow::Context as _;
 use chrono::Utc;
 
 use crate::bunq::context::{CONTEXT_FILE_NAME, api_key_fingerprint};
-use crate::bunq::{BaseUrl, Context, ContextStore, TransportSettings, create_sandbox_user, import_sdk_conf};
+use crate::bunq::{
+    BaseUrl, Context, ContextStore, TransportSettings, create_sandbox_user, import_sdk_conf,
+};
 use crate::cli::args::{Cli, ImportArgs, SandboxUserArgs};
 use crate::cli::setup::{self, StateAccess};
 use crate::config;

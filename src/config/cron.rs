@@ -103,7 +103,10 @@ mod tests {
 
     #[test]
     fn period_of_every_five_minutes() {
-        assert_eq!(CronSchedule::parse("0 */5 * * * *").unwrap().period(), 5 * MIN);
+        assert_eq!(
+            CronSchedule::parse("0 */5 * * * *").unwrap().period(),
+            5 * MIN
+        );
     }
 
     #[test]

@@ -119,10 +119,7 @@ pub fn jittered(interval: Duration, bound: Duration, fraction: f64) -> Duration 
     } else {
         0.0
     };
-    let spread = interval
-        .mul_f64(JITTER_FRACTION)
-        .min(MAX_JITTER)
-        .min(bound);
+    let spread = interval.mul_f64(JITTER_FRACTION).min(MAX_JITTER).min(bound);
     let offset = spread.mul_f64(fraction.abs());
     if fraction >= 0.0 {
         interval.saturating_add(offset)
@@ -249,7 +246,11 @@ impl Scheduler {
 
     /// Spreads interval runs by up to `bound` (`sync.jitter`, as configured), drawing from
     /// `source`; the spread is further capped as [`jittered`] says. Cron cadence ignores it.
-    pub fn with_jitter(mut self, bound: Duration, source: impl JitterSource + 'static) -> Scheduler {
+    pub fn with_jitter(
+        mut self,
+        bound: Duration,
+        source: impl JitterSource + 'static,
+    ) -> Scheduler {
         self.jitter = Box::new(source);
         self.jitter_bound = bound;
         self

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use ipnet::{IpNet, Ipv4Net};
 
-use super::Problems;
+use super::problems::Problems;
 use crate::config::locate::FieldPath;
 use crate::config::raw::Text;
 

@@ -6,7 +6,8 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use super::addresses::{expand_list, parse_address};
-use super::{Problems, non_empty};
+use super::problems::Problems;
+use super::scalars::non_empty;
 use crate::bunq::{BaseUrl, BunqError, Environment};
 use crate::config::locate::FieldPath;
 use crate::config::model::{BunqSettings, DEFAULT_DEVICE_DESCRIPTION, DEFAULT_STATE_DIR};
@@ -26,9 +27,9 @@ pub(super) fn validate_bunq(
     let api_key_file = raw.api_key_file.and_then(|Text(file)| {
         non_empty(&file, &path.key("api_key_file"), problems).map(PathBuf::from)
     });
-    let api_key_credential = raw.api_key_credential.and_then(|Text(name)| {
-        credential_name(name, &path.key("api_key_credential"), problems)
-    });
+    let api_key_credential = raw
+        .api_key_credential
+        .and_then(|Text(name)| credential_name(name, &path.key("api_key_credential"), problems));
     let device_description = match raw.device_description {
         None => Some(DEFAULT_DEVICE_DESCRIPTION.to_owned()),
         Some(Text(description)) => {
@@ -60,7 +61,11 @@ pub(super) fn validate_bunq(
 }
 
 /// `bunq.environment`: required, since an API key only works in its own environment.
-fn environment(raw: Option<Text>, path: &FieldPath, problems: &mut Problems) -> Option<Environment> {
+fn environment(
+    raw: Option<Text>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<Environment> {
     let Some(Text(value)) = raw else {
         problems.add(
             path,

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use super::addresses::expand_list;
+use super::problems::Problems;
+use super::scalars::{non_empty, parse_policy};
 use super::sync::ValidSync;
-use super::{Problems, non_empty, parse_policy};
 use crate::config::locate::FieldPath;
 use crate::config::model::CredentialSpec;
 use crate::config::raw::{RawCredential, Text};
@@ -21,7 +22,13 @@ pub(super) fn validate_credentials(
         .enumerate()
         .filter_map(|(index, credential)| {
             let path = path.index(index);
-            let id = credential_id(credential.id.as_ref(), index, &path, &mut first_index_of_id, problems);
+            let id = credential_id(
+                credential.id.as_ref(),
+                index,
+                &path,
+                &mut first_index_of_id,
+                problems,
+            );
             validate_credential(credential, id, &path, sync, problems)
         })
         .collect()

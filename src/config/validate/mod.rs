@@ -5,8 +5,9 @@
 //! at the first problem: an operator fixing a config sees the whole list at once.
 //!
 //! Layout, one file per section of the document:
-//! * this file: the entry point, the problem list, and the scalar rules several sections share
-//!   (policy, duration, non-empty text);
+//! * this file: the entry point, which validates the sections in dependency order;
+//! * [`problems`]: the list of problems, located in the source at the end;
+//! * [`scalars`]: the value rules several sections share (policy, duration, non-empty text);
 //! * [`bunq`]: `bunq:` (environment, base URL, API key sources, egress IPs);
 //! * [`sync`]: `sync:` (policy, cadence, limits);
 //! * [`credentials`]: `credentials:`;
@@ -26,16 +27,18 @@
 mod addresses;
 mod bunq;
 mod credentials;
+mod problems;
+mod scalars;
 mod service;
 mod sync;
 
 use std::path::Path;
-use std::time::Duration;
 
-use super::error::{ConfigErrors, ConfigIssue};
-use super::locate::{FieldPath, locate};
-use super::model::{BunqSettings, Config, Policy};
+use super::error::ConfigErrors;
+use super::locate::FieldPath;
+use super::model::{BunqSettings, Config};
 use super::raw::RawConfig;
+use problems::Problems;
 
 /// Validates `raw` (parsed from `text`, read from `source`).
 pub(crate) fn validate(raw: RawConfig, source: &Path, text: &str) -> Result<Config, ConfigErrors> {
@@ -83,72 +86,5 @@ pub(crate) fn validate(raw: RawConfig, source: &Path, text: &str) -> Result<Conf
             credentials,
         }),
         _ => Err(problems.into_errors(source, text)),
-    }
-}
-
-/// Problems found so far, as field paths with messages.
-#[derive(Default)]
-struct Problems(Vec<(FieldPath, String)>);
-
-impl Problems {
-    fn add(&mut self, path: &FieldPath, message: impl Into<String>) {
-        self.0.push((path.clone(), message.into()));
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    fn into_errors(self, source: &Path, text: &str) -> ConfigErrors {
-        let issues = self
-            .0
-            .into_iter()
-            .map(|(path, message)| ConfigIssue {
-                file: source.to_path_buf(),
-                location: locate(text, &path),
-                field: path.to_string(),
-                message,
-            })
-            .collect();
-        ConfigErrors::new(issues)
-    }
-}
-
-/// `sync.policy` and `credentials[].policy`.
-fn parse_policy(value: &str, path: &FieldPath, problems: &mut Problems) -> Option<Policy> {
-    match value {
-        "sync" => Some(Policy::Sync),
-        "additive" => Some(Policy::Additive),
-        other => {
-            problems.add(
-                path,
-                format!("{other:?} is not a policy; use sync or additive"),
-            );
-            None
-        }
-    }
-}
-
-/// Every duration key: humantime's spelling (`30s`, `5m`, `1h`).
-fn parse_duration(value: &str, path: &FieldPath, problems: &mut Problems) -> Option<Duration> {
-    match humantime::parse_duration(value) {
-        Ok(duration) => Some(duration),
-        Err(error) => {
-            problems.add(
-                path,
-                format!("{value:?} is not a duration ({error}); write e.g. 30s, 5m or 1h"),
-            );
-            None
-        }
-    }
-}
-
-/// Text keys that must say something (names, paths, descriptions).
-fn non_empty<'v>(value: &'v str, path: &FieldPath, problems: &mut Problems) -> Option<&'v str> {
-    if value.trim().is_empty() {
-        problems.add(path, "must not be empty");
-        None
-    } else {
-        Some(value)
     }
 }

@@ -3,13 +3,19 @@
 
 use std::net::SocketAddr;
 
-use super::Problems;
+use super::problems::Problems;
 use crate::config::locate::FieldPath;
-use crate::config::model::{DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, HttpSettings, LogFormat, LogSettings};
+use crate::config::model::{
+    DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, HttpSettings, LogFormat, LogSettings,
+};
 use crate::config::raw::{RawHttp, RawLog, Text};
 
 /// `http.listen`.
-pub(super) fn validate_http(raw: RawHttp, path: &FieldPath, problems: &mut Problems) -> HttpSettings {
+pub(super) fn validate_http(
+    raw: RawHttp,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> HttpSettings {
     let default = DEFAULT_LISTEN;
     let listen = match raw.listen {
         None => default,

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use super::{Problems, parse_duration, parse_policy};
+use super::problems::Problems;
+use super::scalars::{parse_duration, parse_policy};
 use crate::config::cron::CronSchedule;
 use crate::config::locate::FieldPath;
 use crate::config::model::{
