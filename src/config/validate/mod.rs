@@ -10,7 +10,7 @@
 //! * [`scalars`]: the value rules several sections share (policy, duration, non-empty text);
 //! * [`bunq`]: `bunq:` (environment, base URL, API key sources, egress IPs);
 //! * [`sync`]: `sync:` (policy, cadence, limits);
-//! * [`credentials`]: `credentials:`;
+//! * [`credentials`]: the `credentials:` list;
 //! * [`addresses`]: the IPv4 address and CIDR rules of every IP list;
 //! * [`service`]: `http:` and `log:`.
 //!
