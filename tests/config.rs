@@ -9,8 +9,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bunq_ipsync::bunq::{BaseUrl, BunqError};
 use bunq_ipsync::config::{
-    self, Config, ConfigError, Environment, LogFormat, Policy, resolve_api_key_with,
+    self, Config, ConfigError, CronSchedule, Environment, LogFormat, Policy, resolve_api_key_with,
     resolve_path_with,
 };
 
@@ -83,7 +84,7 @@ fn omitted_keys_take_their_documented_defaults() {
     assert_eq!(config.source, PathBuf::from(FILE));
     assert_eq!(config.bunq.environment, Environment::Sandbox);
     assert_eq!(
-        config.bunq.base_url,
+        config.bunq.base_url.as_str(),
         "https://public-api.sandbox.bunq.com/v1"
     );
     assert!(!config.bunq.base_url_overridden);
@@ -107,7 +108,7 @@ fn omitted_keys_take_their_documented_defaults() {
 fn production_uses_the_production_base_url() {
     let config = valid(&MINIMAL.replace("sandbox", "production"));
     assert_eq!(config.bunq.environment, Environment::Production);
-    assert_eq!(config.bunq.base_url, "https://api.bunq.com/v1");
+    assert_eq!(config.bunq.base_url.as_str(), "https://api.bunq.com/v1");
 }
 
 #[test]
@@ -472,7 +473,11 @@ fn cron_schedule_with_seconds_is_accepted() {
         "  policy: sync\n  schedule: \"0 */10 * * * *\"\n",
     );
     assert_eq!(
-        valid(&text).sync.schedule.as_deref(),
+        valid(&text)
+            .sync
+            .schedule
+            .as_ref()
+            .map(CronSchedule::expression),
         Some("0 */10 * * * *")
     );
 }
@@ -563,8 +568,61 @@ fn plain_http_base_url_to_loopback_is_accepted_without_trailing_slash() {
             &format!("  environment: sandbox\n  base_url: {url}\n"),
         );
         let config = valid(&text);
-        assert_eq!(config.bunq.base_url, url.trim_end_matches('/'));
+        assert_eq!(config.bunq.base_url.as_str(), url.trim_end_matches('/'));
         assert!(config.bunq.base_url_overridden);
+    }
+}
+
+#[test]
+fn base_url_with_user_info_is_refused_as_the_client_refuses_it() {
+    let url = "https://user:pw@api.example.com/v1";
+    let text = MINIMAL.replace(
+        "  environment: sandbox\n",
+        &format!("  environment: sandbox\n  base_url: {url}\n"),
+    );
+    let error = single_error(&text);
+    assert!(
+        error.starts_with(&format!(
+            r#"config.yaml:3:13: bunq.base_url: "{url}" refused: "#
+        )),
+        "{error}"
+    );
+    assert!(error.contains("no user name or password"), "{error}");
+    assert!(BaseUrl::parse(url).is_err());
+}
+
+/// The config and the client apply one rule (`BaseUrl::parse`): every URL gets the same verdict,
+/// and a refusal gives the same reason, in both places. User info once passed the config's
+/// check and failed only when the client was built.
+#[test]
+fn base_url_verdicts_of_the_config_and_the_client_agree() {
+    for url in [
+        "https://api.example.com/v1",
+        "https://user:pw@api.example.com/v1",
+        "https://user@api.example.com/v1",
+        "http://127.0.0.1:8080/v1/",
+        "http://user@127.0.0.1:8080/v1",
+        "http://api.example.com/v1",
+        "https://api.example.com/v1?x=1",
+        "https://api.example.com/v1#top",
+        "ftp://127.0.0.1/v1",
+        "not a url",
+    ] {
+        let text = MINIMAL.replace(
+            "  environment: sandbox\n",
+            &format!("  environment: sandbox\n  base_url: \"{url}\"\n"),
+        );
+        match (parse(&text), BaseUrl::parse(url)) {
+            (Ok(config), Ok(base)) => assert_eq!(config.bunq.base_url, base, "{url}"),
+            (Err(error), Err(BunqError::BaseUrl { reason, .. })) => {
+                let error = error.to_string();
+                assert!(
+                    error.contains(&format!("refused: {reason}")),
+                    "{url}: {error}"
+                );
+            }
+            (config, client) => panic!("{url}: config says {config:?}, client says {client:?}"),
+        }
     }
 }
 

@@ -20,25 +20,54 @@ pub const PRODUCTION_URL: &str = "https://api.bunq.com/v1";
 pub const SANDBOX_URL: &str = "https://public-api.sandbox.bunq.com/v1";
 
 /// The two environments bunq runs. API keys only work in their own environment.
+///
+/// The one environment type of the crate: the config's `bunq.environment` is validated into it,
+/// and it owns the URLs, so no other layer spells them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Environment {
-    /// Real money.
+    /// Real money: [`PRODUCTION_URL`].
     Production,
-    /// bunq's public sandbox (keys start with `sandbox_`).
+    /// bunq's public sandbox (keys start with `sandbox_`): [`SANDBOX_URL`].
     Sandbox,
 }
 
 impl Environment {
     /// The environment's API base URL.
     pub fn base_url(self) -> BaseUrl {
-        let text = match self {
-            Environment::Production => PRODUCTION_URL,
-            Environment::Sandbox => SANDBOX_URL,
-        };
-        match BaseUrl::parse(text) {
+        match BaseUrl::parse(self.url()) {
             Ok(base) => base,
             Err(err) => unreachable!("the built-in base URLs are valid https URLs: {err}"),
         }
+    }
+
+    /// The config spelling (`bunq.environment`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Production => "production",
+            Environment::Sandbox => "sandbox",
+        }
+    }
+
+    /// The environment named by its config spelling, if any.
+    pub fn from_config_str(text: &str) -> Option<Environment> {
+        match text {
+            "production" => Some(Environment::Production),
+            "sandbox" => Some(Environment::Sandbox),
+            _ => None,
+        }
+    }
+
+    fn url(self) -> &'static str {
+        match self {
+            Environment::Production => PRODUCTION_URL,
+            Environment::Sandbox => SANDBOX_URL,
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -49,32 +78,42 @@ pub struct BaseUrl {
 }
 
 impl BaseUrl {
-    /// Parses and validates a base URL: `https`, or `http` to a loopback host only; no user
-    /// info, query or fragment.
+    /// Parses and validates a base URL: `https`, or `http` to a loopback host only; a host; no
+    /// user info, query or fragment. The one rule for every base URL, the config's
+    /// `bunq.base_url` included: the reason in the error is what the operator reads.
     pub fn parse(text: &str) -> Result<Self, BunqError> {
-        let refuse = |reason: &str| BunqError::BaseUrl {
+        let refuse = |reason: String| BunqError::BaseUrl {
             url: text.to_owned(),
-            reason: reason.to_owned(),
+            reason,
         };
-        let mut url = Url::parse(text.trim()).map_err(|err| refuse(&err.to_string()))?;
-        if url.cannot_be_a_base() || url.host().is_none() {
-            return Err(refuse("not an absolute URL with a host"));
-        }
+        let mut url =
+            Url::parse(text.trim()).map_err(|err| refuse(format!("not a URL ({err})")))?;
         match url.scheme() {
             "https" => {}
             "http" if is_loopback_host(&url) => {}
             "http" => {
                 return Err(refuse(
-                    "plain http is only allowed to a loopback host (127.0.0.0/8, ::1, localhost)",
+                    "plain http is only allowed to a loopback address; the API key and session \
+                     token would cross the network unencrypted"
+                        .to_owned(),
                 ));
             }
-            _ => return Err(refuse("scheme must be https")),
+            other => {
+                return Err(refuse(format!(
+                    "scheme {other:?} is not supported; use https"
+                )));
+            }
+        }
+        if url.cannot_be_a_base() || url.host().is_none() {
+            return Err(refuse("the URL has no host".to_owned()));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(refuse("credentials in the URL are not allowed"));
+            return Err(refuse(
+                "a base URL takes no user name or password (the API key authenticates)".to_owned(),
+            ));
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(refuse("a base URL has no query or fragment"));
+            return Err(refuse("a base URL takes no query or fragment".to_owned()));
         }
         let trimmed = url.path().trim_end_matches('/').to_owned();
         url.set_path(&trimmed);

@@ -1,11 +1,15 @@
 //! Commands about the bunq context rather than the allowlists: `status`, `sandbox-user`,
 //! `import-sdk-context`. None of them prints a secret.
 
+use std::path::Path;
+
 use anyhow::Context as _;
 use chrono::Utc;
 
 use crate::bunq::context::{CONTEXT_FILE_NAME, api_key_fingerprint};
-use crate::bunq::{BaseUrl, ContextStore, TransportSettings, create_sandbox_user, import_sdk_conf};
+use crate::bunq::{
+    BaseUrl, Context, ContextStore, TransportSettings, create_sandbox_user, import_sdk_conf,
+};
 use crate::cli::args::{Cli, ImportArgs, SandboxUserArgs};
 use crate::cli::setup::{self, StateAccess};
 use crate::config;
@@ -36,15 +40,7 @@ fn show_status(config: &config::Config, access: &StateAccess) -> anyhow::Result<
     let path = state_dir.join(CONTEXT_FILE_NAME);
     let context = ContextStore::open(state_dir)?.load()?;
     let held = matches!(access, StateAccess::ReadOnly { .. });
-    let lock = match access {
-        StateAccess::Writer(_) => {
-            "free (no bunq-ipsync process is using this state directory)".to_owned()
-        }
-        StateAccess::ReadOnly { holder, .. } => format!(
-            "held by {} (the daemon, or another bunq-ipsync command)",
-            holder.map_or_else(|| "another process".to_owned(), |pid| format!("pid {pid}"))
-        ),
-    };
+    let lock = lock_description(access);
     let Some(context) = context else {
         println!(
             "state file: {} (none yet: the first run registers)",
@@ -60,19 +56,7 @@ fn show_status(config: &config::Config, access: &StateAccess) -> anyhow::Result<
     println!("lock:            {lock}");
     println!("format version:  {}", context.format_version);
     println!("base URL:        {}", context.base_url);
-    println!(
-        "API key:         sha256 {}…",
-        &context.api_key_fingerprint[..16.min(context.api_key_fingerprint.len())]
-    );
-    match config::resolve_api_key(config) {
-        Ok(key) if api_key_fingerprint(&key) == context.api_key_fingerprint => {
-            println!("                 matches the configured API key")
-        }
-        Ok(_) => println!(
-            "                 DIFFERS from the configured API key: the next run registers anew"
-        ),
-        Err(_) => println!("                 (configured API key not readable here)"),
-    }
+    print_api_key(config, &context);
     println!(
         "installation:    {}",
         if context.installation.is_some() {
@@ -91,42 +75,73 @@ fn show_status(config: &config::Config, access: &StateAccess) -> anyhow::Result<
         ),
         None => println!("device:          none"),
     }
-    let mut unusable = None;
-    match &context.session {
-        Some(session) => {
-            let remaining = session.expires_at - Utc::now();
-            let state = if remaining.num_seconds() > 0 {
-                format!(
-                    "valid for {}",
-                    humantime::format_duration(std::time::Duration::from_secs(
-                        remaining.num_seconds() as u64
-                    ))
-                )
-            } else {
-                unusable = Some(format!(
-                    "the saved bunq session expired at {}",
-                    session.expires_at.format("%Y-%m-%d %H:%M:%S UTC")
-                ));
-                "expired".to_string()
-            };
-            println!("user id:         {}", session.user_id);
-            println!(
-                "session:         expires {} ({state})",
-                session.expires_at.format("%Y-%m-%d %H:%M:%S UTC")
-            );
-            if let Some(timeout) = session.session_timeout_secs {
-                println!("session timeout: {timeout} s");
-            }
-        }
-        None => {
-            unusable = Some(format!("{} holds no session", path.display()));
-            println!("session:         none");
-        }
-    }
-    match unusable {
+    match print_session(&context, &path) {
         Some(reason) if held => Err(anyhow::anyhow!(reason)),
         _ => Ok(ExitStatus::Success),
     }
+}
+
+/// Who holds the state directory's lock, for the `lock:` line.
+fn lock_description(access: &StateAccess) -> String {
+    match access {
+        StateAccess::Writer(_) => {
+            "free (no bunq-ipsync process is using this state directory)".to_owned()
+        }
+        StateAccess::ReadOnly { holder, .. } => format!(
+            "held by {} (the daemon, or another bunq-ipsync command)",
+            holder.map_or_else(|| "another process".to_owned(), |pid| format!("pid {pid}"))
+        ),
+    }
+}
+
+/// The `API key:` lines: the saved key's fingerprint prefix and whether it is the configured key.
+fn print_api_key(config: &config::Config, context: &Context) {
+    println!(
+        "API key:         sha256 {}…",
+        &context.api_key_fingerprint[..16.min(context.api_key_fingerprint.len())]
+    );
+    match config::resolve_api_key(config) {
+        Ok(key) if api_key_fingerprint(&key) == context.api_key_fingerprint => {
+            println!("                 matches the configured API key")
+        }
+        Ok(_) => println!(
+            "                 DIFFERS from the configured API key: the next run registers anew"
+        ),
+        Err(_) => println!("                 (configured API key not readable here)"),
+    }
+}
+
+/// The session lines; returns why the saved session is unusable (expired or missing), if it is.
+fn print_session(context: &Context, path: &Path) -> Option<String> {
+    let Some(session) = &context.session else {
+        println!("session:         none");
+        return Some(format!("{} holds no session", path.display()));
+    };
+    let remaining = session.expires_at - Utc::now();
+    let mut unusable = None;
+    let state = if remaining.num_seconds() > 0 {
+        format!(
+            "valid for {}",
+            humantime::format_duration(std::time::Duration::from_secs(
+                remaining.num_seconds() as u64
+            ))
+        )
+    } else {
+        unusable = Some(format!(
+            "the saved bunq session expired at {}",
+            session.expires_at.format("%Y-%m-%d %H:%M:%S UTC")
+        ));
+        "expired".to_string()
+    };
+    println!("user id:         {}", session.user_id);
+    println!(
+        "session:         expires {} ({state})",
+        session.expires_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    if let Some(timeout) = session.session_timeout_secs {
+        println!("session timeout: {timeout} s");
+    }
+    unusable
 }
 
 /// `sandbox-user`: creates a sandbox user and prints its key with the next steps.
@@ -167,7 +182,8 @@ pub fn import_sdk_context(cli: &Cli, args: &ImportArgs) -> anyhow::Result<ExitSt
             args.path.display()
         );
     }
-    if import.context.base_url.trim_end_matches('/') != config.bunq.base_url.trim_end_matches('/') {
+    // The config's base URL is a validated `BaseUrl`: compare as one, not as text.
+    if BaseUrl::parse(&import.context.base_url).ok().as_ref() != Some(&config.bunq.base_url) {
         anyhow::bail!(
             "{} was saved for {} but the config uses {}",
             args.path.display(),

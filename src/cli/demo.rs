@@ -164,6 +164,7 @@ async fn follow(config_path: &Path) -> anyhow::Result<()> {
     // simulator).
     runtime::run(Options {
         config_path: config_path.to_path_buf(),
+        loaded: None,
         shutdown: CancellationToken::new(),
         notifier: Notifier::disabled(),
         handle_signals: true,

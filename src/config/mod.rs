@@ -7,6 +7,7 @@
 //!
 //! `config.example.yaml` at the repository root documents every key.
 
+mod cron;
 pub mod error;
 mod locate;
 pub mod model;
@@ -16,10 +17,12 @@ mod validate;
 
 use std::path::Path;
 
+pub use crate::bunq::Environment;
+pub use cron::CronSchedule;
 pub use error::{ConfigError, ConfigErrors, ConfigIssue, Location};
 pub use model::{
-    BunqSettings, Config, CredentialSpec, Environment, HttpSettings, LogFormat, LogSettings,
-    Policy, SyncSettings,
+    BunqSettings, Config, CredentialSpec, HttpSettings, LogFormat, LogSettings, Policy,
+    SyncSettings,
 };
 pub use sources::{resolve_api_key, resolve_api_key_with, resolve_path, resolve_path_with};
 

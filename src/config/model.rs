@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::bunq::model::CredentialId;
+use crate::bunq::{BaseUrl, Environment};
+use crate::config::cron::CronSchedule;
 
 /// Where the config is read from when neither `--config` nor the environment says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/bunq-ipsync/config.yaml";
@@ -62,47 +64,14 @@ pub struct Config {
     pub credentials: Vec<CredentialSpec>,
 }
 
-/// Which bunq API the daemon talks to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Environment {
-    /// `https://public-api.sandbox.bunq.com/v1`: test money, test keys (`sandbox_...`).
-    Sandbox,
-    /// `https://api.bunq.com/v1`: the real bank.
-    Production,
-}
-
-impl Environment {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Sandbox => "sandbox",
-            Environment::Production => "production",
-        }
-    }
-
-    /// bunq's base URL for this environment, without a trailing slash.
-    pub fn default_base_url(self) -> &'static str {
-        match self {
-            Environment::Sandbox => "https://public-api.sandbox.bunq.com/v1",
-            Environment::Production => "https://api.bunq.com/v1",
-        }
-    }
-}
-
-impl std::fmt::Display for Environment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// `bunq:`: the connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BunqSettings {
     /// Sandbox or production.
     pub environment: Environment,
-    /// The API base URL without a trailing slash: the override, else the environment's.
-    pub base_url: String,
+    /// The API base URL: the override (validated by [`BaseUrl::parse`], the client's own rule),
+    /// else the environment's.
+    pub base_url: BaseUrl,
     /// True when `base_url` came from the config rather than the environment default.
     pub base_url_overridden: bool,
     /// File holding the API key, if configured.
@@ -154,11 +123,13 @@ pub struct SyncSettings {
     pub policy: Policy,
     /// Time between daemon runs (ignored when `schedule` is set).
     pub interval: Duration,
-    /// Cron expression (seconds field first, 6 or 7 fields) that replaces `interval`.
-    pub schedule: Option<String>,
+    /// Cron schedule (seconds field first, 6 or 7 fields) that replaces `interval`, with its
+    /// period measured.
+    pub schedule: Option<CronSchedule>,
     /// Renew the bunq session when less than this remains.
     pub renew_before: Duration,
-    /// Upper bound of a random delay added to each scheduled run (zero: none).
+    /// Upper bound of the random spread of each interval run (zero: none), in the form the
+    /// daemon's scheduler takes it (`Scheduler::with_jitter`).
     pub jitter: Duration,
     /// More changes than this in one run block the whole run.
     pub max_changes: usize,

@@ -30,7 +30,7 @@ use crate::daemon::metrics::{ChangeAction, ChangeOutcome, Metrics, RunResult};
 use crate::daemon::notify::Notifier;
 use crate::daemon::renew::{self, RenewTrigger, RenewalPolicy};
 use crate::daemon::schedule::{
-    self, Backoff, CronTicker, JitterSource, RandomJitter, RunOutcome, Scheduler, Trigger,
+    self, Backoff, CronTicker, RandomJitter, RunOutcome, Scheduler, Trigger,
 };
 use crate::daemon::signals::{SignalEvent, SignalListener};
 use crate::daemon::watch::{self, ConfigChanged, Fingerprint, WatchSettings};
@@ -83,6 +83,9 @@ pub enum DaemonError {
 pub struct Options {
     /// The config file, re-read on reload.
     pub config_path: PathBuf,
+    /// The config as the caller already loaded it from `config_path` with [`read_config`] (one
+    /// read per load, handed on); `None` reads it at start.
+    pub loaded: Option<(Config, Fingerprint)>,
     /// Cancelled to stop the daemon (signals cancel it too when `handle_signals` is set).
     pub shutdown: CancellationToken,
     /// systemd notifications (disabled outside systemd).
@@ -100,6 +103,7 @@ impl Options {
     pub fn production(config_path: PathBuf) -> Options {
         Options {
             config_path,
+            loaded: None,
             shutdown: CancellationToken::new(),
             notifier: Notifier::from_env(),
             handle_signals: true,
@@ -131,7 +135,10 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     } else {
         None
     };
-    let (config, fingerprint) = read_config(&options.config_path)?;
+    let (config, fingerprint) = match options.loaded {
+        Some(loaded) => loaded,
+        None => read_config(&options.config_path)?,
+    };
     let api_key = config::resolve_api_key(&config)?;
     std::fs::create_dir_all(&config.bunq.state_dir).map_err(|err| {
         BunqError::Context(format!(
@@ -394,38 +401,25 @@ fn explain(err: &BunqError) -> String {
 }
 
 async fn build_scheduler(config: &Config) -> Result<(Scheduler, Option<CronTicker>), DaemonError> {
-    // The scheduler spreads runs by up to its own maximum; `sync.jitter` scales that down.
-    let spread = config
-        .sync
-        .interval
-        .mul_f64(schedule::JITTER_FRACTION)
-        .min(schedule::MAX_JITTER);
-    let jitter_scale = if spread.is_zero() {
-        0.0
-    } else {
-        (config.sync.jitter.as_secs_f64() / spread.as_secs_f64()).min(1.0)
-    };
     let backoff = Backoff::new(
         Duration::from_secs(5),
         config.sync.interval.max(Duration::from_secs(5)),
     );
     match &config.sync.schedule {
-        Some(expr) => {
-            let (ticker, ticks) = CronTicker::start(expr).await?;
-            let fallback = schedule::cron_fallback(config.sync.interval, expr)?;
+        Some(cron) => {
+            let (ticker, ticks) = CronTicker::start(cron.expression()).await?;
+            let fallback = schedule::cron_fallback(config.sync.interval, cron);
             Ok((
                 Scheduler::on_ticks(ticks, fallback).with_backoff(backoff),
                 Some(ticker),
             ))
         }
-        None => {
-            let mut random = RandomJitter::new();
-            let jitter = move || random.next_fraction() * jitter_scale;
-            Ok((
-                Scheduler::every(config.sync.interval, jitter).with_backoff(backoff),
-                None,
-            ))
-        }
+        None => Ok((
+            Scheduler::every(config.sync.interval)
+                .with_jitter(config.sync.jitter, RandomJitter::new())
+                .with_backoff(backoff),
+            None,
+        )),
     }
 }
 

@@ -21,6 +21,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_cron_scheduler::{Job, JobScheduler};
 
+use crate::config::CronSchedule;
+
 /// Jitter is at most this fraction of the interval...
 pub const JITTER_FRACTION: f64 = 0.1;
 /// ...and never more than this, so long intervals stay predictable.
@@ -109,15 +111,15 @@ impl JitterSource for RandomJitter {
     }
 }
 
-/// `interval` moved by `fraction` (in `[-1, 1]`) of the jitter spread, which is
-/// [`JITTER_FRACTION`] of the interval capped at [`MAX_JITTER`].
-pub fn jittered(interval: Duration, fraction: f64) -> Duration {
+/// `interval` moved by `fraction` (in `[-1, 1]`) of the jitter spread: [`JITTER_FRACTION`] of
+/// the interval, capped at [`MAX_JITTER`] and at `bound` (the configured `sync.jitter`).
+pub fn jittered(interval: Duration, bound: Duration, fraction: f64) -> Duration {
     let fraction = if fraction.is_finite() {
         fraction.clamp(-1.0, 1.0)
     } else {
         0.0
     };
-    let spread = interval.mul_f64(JITTER_FRACTION).min(MAX_JITTER);
+    let spread = interval.mul_f64(JITTER_FRACTION).min(MAX_JITTER).min(bound);
     let offset = spread.mul_f64(fraction.abs());
     if fraction >= 0.0 {
         interval.saturating_add(offset)
@@ -183,6 +185,8 @@ pub struct Scheduler {
     cron: bool,
     /// Spreads interval runs.
     jitter: Box<dyn JitterSource>,
+    /// The most an interval run is moved by jitter (besides the scheduler's own caps).
+    jitter_bound: Duration,
     /// Retry delays after transient failures.
     backoff: Backoff,
     /// Whether the startup run was handed out.
@@ -206,15 +210,16 @@ impl std::fmt::Debug for Scheduler {
 }
 
 impl Scheduler {
-    /// Interval cadence: a run at start, then `interval` (jittered) after each run finished.
-    /// Intervals below [`MIN_PERIOD`] are raised to it.
-    pub fn every(interval: Duration, jitter: impl JitterSource + 'static) -> Scheduler {
+    /// Interval cadence: a run at start, then `interval` after each run finished (spread by
+    /// [`Scheduler::with_jitter`], if set). Intervals below [`MIN_PERIOD`] are raised to it.
+    pub fn every(interval: Duration) -> Scheduler {
         let interval = interval.max(MIN_PERIOD);
         Scheduler {
             period: interval,
             ticks: None,
             cron: false,
-            jitter: Box::new(jitter),
+            jitter: Box::new(|| 0.0),
+            jitter_bound: Duration::ZERO,
             backoff: Backoff::default(),
             started: false,
             next_scheduled: Instant::now() + interval,
@@ -231,11 +236,24 @@ impl Scheduler {
             ticks: Some(ticks),
             cron: true,
             jitter: Box::new(|| 0.0),
+            jitter_bound: Duration::ZERO,
             backoff: Backoff::default(),
             started: false,
             next_scheduled: Instant::now() + fallback,
             retry_at: None,
         }
+    }
+
+    /// Spreads interval runs by up to `bound` (`sync.jitter`, as configured), drawing from
+    /// `source`; the spread is further capped as [`jittered`] says. Cron cadence ignores it.
+    pub fn with_jitter(
+        mut self,
+        bound: Duration,
+        source: impl JitterSource + 'static,
+    ) -> Scheduler {
+        self.jitter = Box::new(source);
+        self.jitter_bound = bound;
+        self
     }
 
     /// Replaces the default retry backoff.
@@ -294,7 +312,7 @@ impl Scheduler {
         let period = if self.cron {
             self.period
         } else {
-            jittered(self.period, self.jitter.next_fraction())
+            jittered(self.period, self.jitter_bound, self.jitter.next_fraction())
         };
         self.next_scheduled = now + period;
         self.retry_at = None;
@@ -340,12 +358,6 @@ pub enum ScheduleError {
         /// The rejected expression.
         expr: String,
     },
-    /// The expression parses but never fires (e.g. February 30th).
-    #[error("cron expression {expr:?} never fires")]
-    NeverFires {
-        /// The rejected expression.
-        expr: String,
-    },
     /// The cron scheduler could not be started or stopped.
     #[error("cron scheduler failed: {0}")]
     Scheduler(String),
@@ -360,42 +372,10 @@ fn cron_job(
     })
 }
 
-/// The longest gap between consecutive firings of `expr` among its next 32 occurrences, which
-/// bounds how long the loop may go without a tick when the schedule is healthy.
-pub fn cron_period(expr: &str) -> Result<Duration, ScheduleError> {
-    let never = || ScheduleError::NeverFires {
-        expr: expr.to_owned(),
-    };
-    let mut job = cron_job(expr, |_, _| {})?;
-    let schedule = job
-        .job_data()
-        .ok()
-        .and_then(|d| d.schedule())
-        .ok_or_else(|| ScheduleError::InvalidCron {
-            expr: expr.to_owned(),
-        })?;
-    let mut at = schedule
-        .find_next_occurrence(&chrono::Utc::now(), false)
-        .map_err(|_| never())?;
-    let mut longest = Duration::ZERO;
-    for _ in 0..32 {
-        let Ok(next) = schedule.find_next_occurrence(&at, false) else {
-            break;
-        };
-        let gap = (next - at).to_std().unwrap_or(Duration::ZERO);
-        longest = longest.max(gap);
-        at = next;
-    }
-    if longest.is_zero() {
-        return Err(never());
-    }
-    Ok(longest)
-}
-
 /// The fallback period in cron cadence: `max(interval, 2 × the cron period)`, so the fallback
-/// only fires when ticks really stopped.
-pub fn cron_fallback(interval: Duration, expr: &str) -> Result<Duration, ScheduleError> {
-    Ok(interval.max(cron_period(expr)?.saturating_mul(2)))
+/// only fires when ticks really stopped. The period was measured when the config was read.
+pub fn cron_fallback(interval: Duration, schedule: &CronSchedule) -> Duration {
+    interval.max(schedule.period().saturating_mul(2))
 }
 
 /// A running tokio-cron-scheduler whose only job sends a tick per firing.
@@ -461,23 +441,23 @@ mod tests {
 
     #[test]
     fn jitter_is_ten_percent_of_short_intervals() {
-        assert_eq!(jittered(MIN, 1.0), Duration::from_secs(66));
-        assert_eq!(jittered(MIN, -1.0), Duration::from_secs(54));
-        assert_eq!(jittered(MIN, 0.5), Duration::from_secs(63));
-        assert_eq!(jittered(MIN, 0.0), MIN);
+        assert_eq!(jittered(MIN, Duration::MAX, 1.0), Duration::from_secs(66));
+        assert_eq!(jittered(MIN, Duration::MAX, -1.0), Duration::from_secs(54));
+        assert_eq!(jittered(MIN, Duration::MAX, 0.5), Duration::from_secs(63));
+        assert_eq!(jittered(MIN, Duration::MAX, 0.0), MIN);
     }
 
     #[test]
     fn jitter_is_capped_for_long_intervals() {
         let hour = Duration::from_secs(3600);
-        assert_eq!(jittered(hour, 1.0), hour + MAX_JITTER);
-        assert_eq!(jittered(hour, -1.0), hour - MAX_JITTER);
+        assert_eq!(jittered(hour, Duration::MAX, 1.0), hour + MAX_JITTER);
+        assert_eq!(jittered(hour, Duration::MAX, -1.0), hour - MAX_JITTER);
     }
 
     #[test]
     fn out_of_range_jitter_is_clamped() {
-        assert_eq!(jittered(MIN, 7.0), Duration::from_secs(66));
-        assert_eq!(jittered(MIN, f64::NAN), MIN);
+        assert_eq!(jittered(MIN, Duration::MAX, 7.0), Duration::from_secs(66));
+        assert_eq!(jittered(MIN, Duration::MAX, f64::NAN), MIN);
     }
 
     #[test]
@@ -517,13 +497,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn first_run_is_immediate() {
-        let mut s = Scheduler::every(MIN, || 0.0);
+        let mut s = Scheduler::every(MIN);
         assert_eq!(due_now(&mut s).await, Some(Trigger::Startup));
     }
 
     #[tokio::test(start_paused = true)]
     async fn next_run_waits_the_interval_after_the_run_finished() {
-        let mut s = Scheduler::every(MIN, || 0.0);
+        let mut s = Scheduler::every(MIN);
         s.next_run().await;
         advance(Duration::from_secs(10)).await; // the run takes 10 s
         s.run_finished(RunOutcome::Completed);
@@ -535,7 +515,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn interval_is_jittered_by_the_injected_source() {
-        let mut s = Scheduler::every(MIN, || 1.0);
+        let mut s = Scheduler::every(MIN).with_jitter(Duration::MAX, || 1.0);
         s.next_run().await;
         s.run_finished(RunOutcome::Completed);
         advance(Duration::from_secs(65)).await;
@@ -546,7 +526,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn zero_interval_is_raised_to_the_minimum() {
-        let mut s = Scheduler::every(Duration::ZERO, || 0.0);
+        let mut s = Scheduler::every(Duration::ZERO);
         s.next_run().await;
         s.run_finished(RunOutcome::Completed);
         assert_eq!(due_now(&mut s).await, None);
@@ -556,14 +536,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn returned_trigger_does_not_fire_twice() {
-        let mut s = Scheduler::every(MIN, || 0.0);
+        let mut s = Scheduler::every(MIN);
         s.next_run().await;
         assert_eq!(due_now(&mut s).await, None);
     }
 
     #[tokio::test(start_paused = true)]
     async fn transient_failure_is_retried_with_backoff() {
-        let mut s = Scheduler::every(Duration::from_secs(600), || 0.0).with_backoff(Backoff::new(
+        let mut s = Scheduler::every(Duration::from_secs(600)).with_backoff(Backoff::new(
             Duration::from_secs(5),
             Duration::from_secs(60),
         ));
@@ -582,7 +562,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn success_after_retry_resets_backoff() {
-        let mut s = Scheduler::every(Duration::from_secs(600), || 0.0).with_backoff(Backoff::new(
+        let mut s = Scheduler::every(Duration::from_secs(600)).with_backoff(Backoff::new(
             Duration::from_secs(5),
             Duration::from_secs(60),
         ));
@@ -598,7 +578,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn no_retry_is_scheduled_past_the_next_regular_run() {
-        let mut s = Scheduler::every(MIN, || 0.0).with_backoff(Backoff::new(
+        let mut s = Scheduler::every(MIN).with_backoff(Backoff::new(
             Duration::from_secs(90),
             Duration::from_secs(300),
         ));
@@ -610,7 +590,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn permanent_failure_waits_for_the_next_regular_run() {
-        let mut s = Scheduler::every(MIN, || 0.0);
+        let mut s = Scheduler::every(MIN);
         s.next_run().await;
         s.run_finished(RunOutcome::Failed);
         advance(Duration::from_secs(59)).await;
@@ -668,31 +648,39 @@ mod tests {
     }
 
     #[test]
-    fn cron_period_of_every_five_minutes() {
-        assert_eq!(cron_period("0 */5 * * * *").unwrap(), 5 * MIN);
+    fn jitter_is_bounded_by_the_configured_jitter() {
+        let hour = Duration::from_secs(3600);
+        let bound = Duration::from_secs(15);
+        assert_eq!(jittered(hour, bound, 1.0), hour + bound);
+        assert_eq!(jittered(hour, bound, -0.5), hour - bound / 2);
+        assert_eq!(jittered(MIN, bound, 1.0), Duration::from_secs(66));
+        assert_eq!(jittered(MIN, Duration::ZERO, 1.0), MIN);
     }
 
-    #[test]
-    fn cron_period_is_the_longest_gap() {
-        // 09:00 and 17:00 daily: gaps of 8 h and 16 h.
-        assert_eq!(
-            cron_period("0 0 9,17 * * *").unwrap(),
-            Duration::from_secs(16 * 3600)
-        );
+    #[tokio::test(start_paused = true)]
+    async fn interval_without_jitter_is_exact() {
+        let mut s = Scheduler::every(MIN);
+        s.next_run().await;
+        s.run_finished(RunOutcome::Completed);
+        advance(MIN - Duration::from_millis(1)).await;
+        assert_eq!(due_now(&mut s).await, None);
+        advance(Duration::from_millis(1)).await;
+        assert_eq!(due_now(&mut s).await, Some(Trigger::Interval));
     }
 
     #[test]
     fn cron_fallback_is_at_least_twice_the_period() {
-        assert_eq!(cron_fallback(MIN, "0 */5 * * * *").unwrap(), 10 * MIN);
+        let every_five_minutes = CronSchedule::parse("0 */5 * * * *").unwrap();
+        assert_eq!(cron_fallback(MIN, &every_five_minutes), 10 * MIN);
         assert_eq!(
-            cron_fallback(Duration::from_secs(3600), "0 */5 * * * *").unwrap(),
+            cron_fallback(Duration::from_secs(3600), &every_five_minutes),
             Duration::from_secs(3600)
         );
     }
 
-    #[test]
-    fn five_field_cron_is_rejected_with_a_hint() {
-        let err = cron_period("*/5 * * * *").unwrap_err();
+    #[tokio::test]
+    async fn five_field_cron_is_rejected_by_the_ticker_with_a_hint() {
+        let err = CronTicker::start("*/5 * * * *").await.unwrap_err();
         assert!(matches!(err, ScheduleError::InvalidCron { .. }), "{err}");
         assert!(err.to_string().contains("expected six fields"), "{err}");
     }

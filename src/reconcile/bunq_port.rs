@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crate::bunq::model::{CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp};
-use crate::bunq::{ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings};
+use crate::bunq::{ApiObserver, BunqClient, BunqError, ClientSettings};
 use crate::config::Config;
 use crate::reconcile::run::{AllowlistReader, AllowlistWriter};
 
@@ -15,8 +15,10 @@ pub fn client_settings(
     config: &Config,
     observer: Option<Arc<dyn ApiObserver>>,
 ) -> Result<ClientSettings, BunqError> {
-    let base_url = BaseUrl::parse(&config.bunq.base_url)?;
-    let mut settings = ClientSettings::new(base_url, config.bunq.device_description.clone());
+    let mut settings = ClientSettings::new(
+        config.bunq.base_url.clone(),
+        config.bunq.device_description.clone(),
+    );
     if !config.bunq.permitted_ips.is_empty() {
         settings.permitted_ips = Some(
             config

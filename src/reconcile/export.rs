@@ -48,7 +48,7 @@ pub fn render_config(
     out.push_str("bunq:\n");
     let _ = writeln!(out, "  environment: {}", bunq.environment);
     if bunq.base_url_overridden {
-        let _ = writeln!(out, "  base_url: {}", scalar(&bunq.base_url));
+        let _ = writeln!(out, "  base_url: {}", scalar(bunq.base_url.as_str()));
     }
     if let Some(file) = &bunq.api_key_file {
         let _ = writeln!(out, "  api_key_file: {}", scalar(&file.to_string_lossy()));
@@ -189,7 +189,7 @@ mod tests {
     fn bunq() -> BunqSettings {
         BunqSettings {
             environment: Environment::Sandbox,
-            base_url: "http://127.0.0.1:8080/v1".to_owned(),
+            base_url: crate::bunq::BaseUrl::parse("http://127.0.0.1:8080/v1").unwrap(),
             base_url_overridden: true,
             api_key_file: Some(PathBuf::from("/run/secrets/bunq-api-key")),
             api_key_credential: None,
@@ -276,7 +276,7 @@ credentials:
     fn export_parses_back_to_the_same_allowlists() {
         let config = reparse(&sample());
         assert_eq!(config.bunq.environment, Environment::Sandbox);
-        assert_eq!(config.bunq.base_url, "http://127.0.0.1:8080/v1");
+        assert_eq!(config.bunq.base_url.as_str(), "http://127.0.0.1:8080/v1");
         assert_eq!(
             config.bunq.api_key_file,
             Some(PathBuf::from("/run/secrets/bunq-api-key"))
@@ -308,7 +308,7 @@ credentials:
         settings.permitted_ips = vec![Ipv4Addr::new(203, 0, 113, 5)];
         let config = reparse(&render_config(&settings, &[], &BTreeMap::new()));
         assert_eq!(config.bunq.environment, Environment::Production);
-        assert_eq!(config.bunq.base_url, "https://api.bunq.com/v1");
+        assert_eq!(config.bunq.base_url.as_str(), "https://api.bunq.com/v1");
         assert_eq!(
             config.bunq.permitted_ips,
             vec![Ipv4Addr::new(203, 0, 113, 5)]
