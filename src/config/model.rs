@@ -24,7 +24,7 @@ pub const CREDENTIALS_DIRECTORY_ENV: &str = "CREDENTIALS_DIRECTORY";
 /// Default for `sync.max_changes`: more changes in one run block the whole run.
 pub const DEFAULT_MAX_CHANGES: usize = 10;
 /// Default for `sync.max_cidr_addresses`: one CIDR may expand to at most this many addresses.
-pub const DEFAULT_MAX_CIDR_ADDRESSES: u32 = 256;
+pub use crate::address::DEFAULT_MAX_CIDR_ADDRESSES;
 /// Upper bound for `sync.max_cidr_addresses`: every ACTIVE IP is billed and written one PUT at a
 /// time under bunq's rate limits, so a /20 is already more than an allowlist should hold.
 pub const MAX_CIDR_ADDRESSES_LIMIT: u32 = 4096;
