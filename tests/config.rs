@@ -1006,3 +1006,190 @@ fn api_key_never_appears_in_debug_output() {
     let key = resolve_api_key_with(&valid(MINIMAL), &env).unwrap();
     assert!(!format!("{key:?}").contains("very_secret"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Dynamic sources: `ips` items naming a DNS name, a file or a URL, and the `sources:` section
+
+/// `MINIMAL`'s credential with these `ips` items (YAML, one per line) and extra top-level text.
+fn with_ip_items(items: &[&str], extra: &str) -> String {
+    let mut text = String::from(
+        "bunq:\n  environment: sandbox\nsync:\n  policy: sync\ncredentials:\n  - id: 4242\n    ips:\n",
+    );
+    for item in items {
+        text.push_str(&format!("      - {item}\n"));
+    }
+    text.push_str(extra);
+    text
+}
+
+#[test]
+fn ips_items_may_name_dns_file_and_url_sources_beside_static_addresses() {
+    use bunq_ipsync::sources::Source;
+    let config = valid(&with_ip_items(
+        &[
+            "203.0.113.10",
+            "dns: Home.Example.org.",
+            "file: /etc/bunq-ipsync/nat-egress.txt",
+            "url: https://ops.example.com/egress",
+            "url: http://127.0.0.1:8080/ips",
+        ],
+        "",
+    ));
+    let credential = &config.credentials[0];
+    assert_eq!(
+        credential.ips.iter().copied().collect::<Vec<_>>(),
+        vec![ip("203.0.113.10")]
+    );
+    let names: Vec<String> = credential.sources.iter().map(Source::to_string).collect();
+    assert_eq!(
+        names,
+        vec![
+            "dns:home.example.org",
+            "file:/etc/bunq-ipsync/nat-egress.txt",
+            "url:https://ops.example.com/egress",
+            "url:http://127.0.0.1:8080/ips",
+        ]
+    );
+    let defaults = bunq_ipsync::sources::SourceSettings {
+        max_cidr_addresses: config.sync.max_cidr_addresses,
+        ..Default::default()
+    };
+    assert_eq!(
+        config.sources, defaults,
+        "an absent sources: section gives the defaults"
+    );
+}
+
+#[test]
+fn a_credential_with_only_sources_needs_no_allow_empty() {
+    let config = valid(&with_ip_items(&["dns: home.example.org"], ""));
+    assert!(config.credentials[0].ips.is_empty());
+    assert_eq!(config.credentials[0].sources.len(), 1);
+}
+
+#[test]
+fn bad_source_items_are_refused_with_file_line_and_field() {
+    let lines = errors(&with_ip_items(
+        &[
+            "dns: 203.0.113.7",
+            "dns: not_a..name",
+            "file: relative/path.txt",
+            "url: http://ops.example.com/egress",
+            "url: ftp://ops.example.com/egress",
+            "{dns: a.example, url: 'https://b.example'}",
+            "ldap: x",
+            "dns: twice.example",
+            "dns: twice.example",
+        ],
+        "",
+    ));
+    assert_eq!(lines.len(), 8, "{lines:#?}");
+    let expect = [
+        (
+            "config.yaml:8:",
+            "credentials[0].ips[0].dns:",
+            "is an address, not a name",
+        ),
+        (
+            "config.yaml:9:",
+            "credentials[0].ips[1].dns:",
+            "is not a DNS name",
+        ),
+        (
+            "config.yaml:10:",
+            "credentials[0].ips[2].file:",
+            "is not an absolute path",
+        ),
+        (
+            "config.yaml:11:",
+            "credentials[0].ips[3].url:",
+            "plain http is allowed only to loopback",
+        ),
+        (
+            "config.yaml:12:",
+            "credentials[0].ips[4].url:",
+            "scheme \"ftp\" is not supported",
+        ),
+        (
+            "config.yaml:13:",
+            "credentials[0].ips[5]:",
+            "exactly one key",
+        ),
+        (
+            "config.yaml:14:",
+            "credentials[0].ips[6]:",
+            "\"ldap\" is not a source",
+        ),
+        (
+            "config.yaml:16:",
+            "credentials[0].ips[8]:",
+            "dns:twice.example is already listed",
+        ),
+    ];
+    for (line, (at, field, message)) in lines.iter().zip(expect) {
+        assert!(
+            line.starts_with(at) && line.contains(field) && line.contains(message),
+            "{line} should be at {at} {field} {message}"
+        );
+    }
+}
+
+#[test]
+fn address_items_beside_sources_keep_their_own_index_in_errors() {
+    let line = single_error(&with_ip_items(
+        &["dns: home.example.org", "203.0.113.10", "203.0.113.10"],
+        "",
+    ));
+    assert!(
+        line.contains("credentials[0].ips[2]: \"203.0.113.10\" is already listed as [1]"),
+        "{line}"
+    );
+}
+
+#[test]
+fn the_sources_section_sets_nameservers_timeouts_and_caps() {
+    let config = valid(&with_ip_items(
+        &["dns: home.example.org"],
+        "sources:\n  dns:\n    nameservers: [127.0.0.1:5353, 192.0.2.53]\n    timeout: 500ms\n  \
+         url:\n    timeout: 3s\n  max_addresses: 8\n  min_refresh: 2s\n",
+    ));
+    let sources = &config.sources;
+    assert_eq!(
+        sources.nameservers,
+        Some(vec![
+            "127.0.0.1:5353".parse().unwrap(),
+            "192.0.2.53:53".parse().unwrap()
+        ])
+    );
+    assert_eq!(sources.dns_timeout, Duration::from_millis(500));
+    assert_eq!(sources.url_timeout, Duration::from_secs(3));
+    assert_eq!(sources.max_addresses, 8);
+    assert_eq!(sources.min_refresh, Duration::from_secs(2));
+}
+
+#[test]
+fn bad_sources_settings_are_refused_each_with_its_field() {
+    let lines = errors(&with_ip_items(
+        &["dns: home.example.org"],
+        "sources:\n  dns:\n    nameservers: [ns.example]\n    timeout: 0s\n  max_addresses: 0\n  \
+         min_refresh: 500ms\n  retries: 3\n",
+    ));
+    let text = lines.join("\n");
+    assert!(text.contains("unknown field `retries`"), "{text}");
+    let lines = errors(&with_ip_items(
+        &["dns: home.example.org"],
+        "sources:\n  dns:\n    nameservers: [ns.example]\n    timeout: 0s\n  max_addresses: 0\n  \
+         min_refresh: 500ms\n",
+    ));
+    let text = lines.join("\n");
+    assert_eq!(lines.len(), 5, "{text}");
+    for expected in [
+        "sources.dns.nameservers[0]: \"ns.example\" is not a nameserver address",
+        "sources.dns.nameservers: is empty",
+        "sources.dns.timeout: must be more than 0s",
+        "sources.max_addresses: \"0\" is not a positive whole number",
+        "sources.min_refresh: \"500ms\" is shorter than 1s",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+}

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::bunq::model::CredentialId;
 use crate::bunq::{BaseUrl, Environment};
 use crate::config::cron::CronSchedule;
+use crate::sources::{Source, SourceSettings};
 
 /// Where the config is read from when neither `--config` nor the environment says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/bunq-ipsync/config.yaml";
@@ -62,6 +63,18 @@ pub struct Config {
     /// The credentials under management, in file order. Credentials not listed are never read
     /// or written.
     pub credentials: Vec<CredentialSpec>,
+    /// `sources:`: how DNS, file and URL sources are resolved.
+    pub sources: SourceSettings,
+}
+
+impl Config {
+    /// Every distinct source any credential names, in order.
+    pub fn sources(&self) -> std::collections::BTreeSet<&Source> {
+        self.credentials
+            .iter()
+            .flat_map(|credential| &credential.sources)
+            .collect()
+    }
 }
 
 /// `bunq:`: the connection.
@@ -169,8 +182,10 @@ pub struct CredentialSpec {
     pub id: CredentialId,
     /// Label for logs and plans.
     pub name: Option<String>,
-    /// The IPs that must be ACTIVE (CIDRs expanded).
+    /// The static IPs that must be ACTIVE (CIDRs expanded).
     pub ips: BTreeSet<Ipv4Addr>,
+    /// The dynamic sources whose addresses must be ACTIVE too, in file order, each once.
+    pub sources: Vec<Source>,
     /// The effective policy (override, else `sync.policy`).
     pub policy: Policy,
     /// IPs never deactivated, whatever the desired state says (CIDRs expanded).

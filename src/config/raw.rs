@@ -62,6 +62,100 @@ pub struct RawConfig {
     pub log: Option<RawLog>,
     /// The credentials under management.
     pub credentials: Option<Vec<RawCredential>>,
+    /// How dynamic sources are resolved.
+    pub sources: Option<RawSources>,
+}
+
+/// One item of `credentials[].ips`: an address or CIDR as text, or a mapping naming a source
+/// (`dns: name`, `file: path`, `url: https://…`). The mapping is kept as written, every key
+/// with its text, so validation can say which key is unknown or missing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawIpItem {
+    /// `203.0.113.10` or `198.51.100.0/30`.
+    Text(Text),
+    /// `{dns: home.example.org}` and the like, keys in file order.
+    Source(Vec<(String, Text)>),
+}
+
+impl<'de> Deserialize<'de> for RawIpItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ItemVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for ItemVisitor {
+            type Value = RawIpItem;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an IPv4 address or CIDR, or one of dns:, file:, url:")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<RawIpItem, E> {
+                Ok(RawIpItem::Text(Text(value.to_owned())))
+            }
+
+            // A number or boolean is kept as text, as for every scalar, so validation explains
+            // that it is not an address.
+            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<RawIpItem, E> {
+                self.visit_str(&value.to_string())
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<RawIpItem, E> {
+                self.visit_str(&value.to_string())
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<RawIpItem, E> {
+                self.visit_str(&value.to_string())
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<RawIpItem, E> {
+                self.visit_str(&value.to_string())
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawIpItem, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, Text>()? {
+                    entries.push((key, value));
+                }
+                Ok(RawIpItem::Source(entries))
+            }
+        }
+
+        deserializer.deserialize_any(ItemVisitor)
+    }
+}
+
+/// `sources:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSources {
+    /// DNS sources.
+    pub dns: Option<RawDnsSources>,
+    /// URL sources.
+    pub url: Option<RawUrlSources>,
+    /// Most addresses one source may yield.
+    pub max_addresses: Option<Text>,
+    /// Shortest re-resolution period.
+    pub min_refresh: Option<Text>,
+}
+
+/// `sources.dns:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnsSources {
+    /// `host:port` or `host` (port 53) of each nameserver.
+    pub nameservers: Option<Vec<Text>>,
+    /// Per query.
+    pub timeout: Option<Text>,
+}
+
+/// `sources.url:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUrlSources {
+    /// Per fetch.
+    pub timeout: Option<Text>,
 }
 
 /// `bunq:`.
@@ -132,8 +226,8 @@ pub struct RawCredential {
     pub id: Option<Text>,
     /// Label for logs and plans.
     pub name: Option<Text>,
-    /// Desired IPs and CIDRs.
-    pub ips: Option<Vec<Text>>,
+    /// Desired IPs and CIDRs, and sources of them.
+    pub ips: Option<Vec<RawIpItem>>,
     /// Per-credential policy override.
     pub policy: Option<Text>,
     /// IPs never deactivated.

@@ -255,6 +255,7 @@ fn spec(id: CredentialId, ips: &[&str], policy: Policy) -> CredentialSpec {
         id,
         name: None,
         ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+        sources: Vec::new(),
         policy,
         protected: Default::default(),
         allow_empty: true,

@@ -988,6 +988,7 @@ fn credential_state_takes_desired_protected_and_policy_from_the_spec() {
         id: 7,
         name: Some("ops".into()),
         ips: ips(&["192.0.2.1"]),
+        sources: Vec::new(),
         policy: Policy::Additive,
         protected: ips(&["192.0.2.9"]),
         allow_empty: false,

@@ -19,17 +19,28 @@ pub(super) fn expand_list(
     cap: u32,
     problems: &mut Problems,
 ) -> Option<BTreeSet<Ipv4Addr>> {
+    expand_indexed(items.into_iter().enumerate().collect(), path, cap, problems)
+}
+
+/// [`expand_list`] for the address items of a list that also holds other items (sources):
+/// each item with its index in the list, so problems name the right one.
+pub(super) fn expand_indexed(
+    items: Vec<(usize, Text)>,
+    path: &FieldPath,
+    cap: u32,
+    problems: &mut Problems,
+) -> Option<BTreeSet<Ipv4Addr>> {
     let mut owner: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
-    let mut texts = Vec::with_capacity(items.len());
+    let mut texts: BTreeMap<usize, String> = BTreeMap::new();
     let mut valid = true;
-    for (index, Text(value)) in items.into_iter().enumerate() {
+    for (index, Text(value)) in items {
         let item_path = path.index(index);
         let addresses = match parse_item(&value, cap, "sync.max_cidr_addresses") {
             Ok(item) => item.addresses(),
             Err(message) => {
                 problems.add(&item_path, message);
                 valid = false;
-                texts.push(value);
+                texts.insert(index, value);
                 continue;
             }
         };
@@ -37,7 +48,7 @@ pub(super) fn expand_list(
         for ip in addresses {
             if let Some(first) = owner.get(&ip) {
                 if !reported {
-                    let first_text = texts.get(*first).map_or("", String::as_str);
+                    let first_text = texts.get(first).map_or("", String::as_str);
                     let overlap = if first_text == value {
                         format!("{value:?} is already listed as [{first}]")
                     } else {
@@ -53,7 +64,7 @@ pub(super) fn expand_list(
                 owner.insert(ip, index);
             }
         }
-        texts.push(value);
+        texts.insert(index, value);
     }
     valid.then(|| owner.into_keys().collect())
 }

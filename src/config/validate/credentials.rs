@@ -1,14 +1,18 @@
-//! `credentials:`: each managed credential's id, label, policy and IP lists.
+//! `credentials:`: each managed credential's id, label, policy and IP lists (addresses and
+//! sources).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 
-use super::addresses::expand_list;
+use super::addresses::{expand_indexed, expand_list};
 use super::problems::Problems;
 use super::scalars::{non_empty, parse_policy};
+use super::sources::source_item;
 use super::sync::ValidSync;
 use crate::config::locate::FieldPath;
 use crate::config::model::CredentialSpec;
-use crate::config::raw::{RawCredential, Text};
+use crate::config::raw::{RawCredential, RawIpItem, Text};
+use crate::sources::Source;
 
 /// Every credential that is valid, in file order; problems for the others.
 pub(super) fn validate_credentials(
@@ -95,14 +99,15 @@ fn validate_credential(
     let allow_empty = credential.allow_empty.map_or(Some(false), |Text(value)| {
         boolean(&value, &path.key("allow_empty"), problems)
     });
-    let ips = expand_list(
+    let (ips, sources) = ip_items(
         credential.ips.unwrap_or_default(),
         &path.key("ips"),
         cap,
         problems,
     );
-    if let (Some(ips), Some(false)) = (&ips, allow_empty)
+    if let (Some(ips), Some(sources), Some(false)) = (&ips, &sources, allow_empty)
         && ips.is_empty()
+        && sources.is_empty()
     {
         problems.add(
             &path.key("ips"),
@@ -120,10 +125,42 @@ fn validate_credential(
         id: id?,
         name,
         ips: ips?,
+        sources: sources?,
         policy: policy?,
         protected: protected?,
         allow_empty: allow_empty?,
     })
+}
+
+/// `credentials[i].ips`: the static addresses (checked together, so overlaps are found) and the
+/// sources, each named once.
+fn ip_items(
+    items: Vec<RawIpItem>,
+    path: &FieldPath,
+    cap: u32,
+    problems: &mut Problems,
+) -> (Option<BTreeSet<Ipv4Addr>>, Option<Vec<Source>>) {
+    let mut addresses = Vec::new();
+    let mut sources: Vec<Source> = Vec::new();
+    let mut valid_sources = true;
+    for (index, item) in items.into_iter().enumerate() {
+        match item {
+            RawIpItem::Text(text) => addresses.push((index, text)),
+            RawIpItem::Source(entries) => {
+                let item_path = path.index(index);
+                match source_item(entries, &item_path, problems) {
+                    Some(source) if sources.contains(&source) => {
+                        problems.add(&item_path, format!("{source} is already listed"));
+                        valid_sources = false;
+                    }
+                    Some(source) => sources.push(source),
+                    None => valid_sources = false,
+                }
+            }
+        }
+    }
+    let addresses = expand_indexed(addresses, path, cap, problems);
+    (addresses, valid_sources.then_some(sources))
 }
 
 /// `credentials[i].allow_empty`: `true` or `false`.

@@ -12,6 +12,7 @@
 //! * [`sync`]: `sync:` (policy, cadence, limits);
 //! * [`credentials`]: the `credentials:` list;
 //! * [`addresses`]: the IPv4 address and CIDR rules of every IP list;
+//! * [`sources`]: `dns:`, `file:` and `url:` items and the `sources:` section;
 //! * [`service`]: `http:` and `log:`.
 //!
 //! Decisions worth knowing:
@@ -30,6 +31,7 @@ mod credentials;
 mod problems;
 mod scalars;
 mod service;
+mod sources;
 mod sync;
 
 use std::path::Path;
@@ -76,14 +78,22 @@ pub(crate) fn validate(raw: RawConfig, source: &Path, text: &str) -> Result<Conf
         &mut problems,
     );
 
-    match (bunq, sync.settings, problems.is_empty()) {
-        (Some(bunq), Some(sync), true) => Ok(Config {
+    let sources = sources::validate_sources(
+        raw.sources.unwrap_or_default(),
+        &root.key("sources"),
+        sync.max_cidr_addresses,
+        &mut problems,
+    );
+
+    match (bunq, sync.settings, sources, problems.is_empty()) {
+        (Some(bunq), Some(sync), Some(sources), true) => Ok(Config {
             source: source.to_path_buf(),
             bunq,
             sync,
             http,
             log,
             credentials,
+            sources,
         }),
         _ => Err(problems.into_errors(source, text)),
     }
