@@ -378,6 +378,72 @@ async fn validate_explains_what_bunq_egress_ips_does_set_or_not() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_resolve_prints_what_every_source_yields_and_fails_on_a_failed_source() {
+    use bunq_ipsync::simulator::{DnsAnswer, DnsServer};
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let dns = DnsServer::start().await.unwrap();
+    dns.set(
+        "home.example.org",
+        DnsAnswer::a(&["203.0.113.20".parse().unwrap()], 30),
+    );
+    let nat = env.write("nat.txt", "# egress\n198.51.100.7\n");
+    let items = [
+        "203.0.113.10".to_owned(),
+        "dns: home.example.org".to_owned(),
+        format!("file: {}", nat.display()),
+    ];
+    let items: Vec<&str> = items.iter().map(String::as_str).collect();
+    let text = std::fs::read_to_string(env.config("sync", 10, ci, &items)).unwrap()
+        + &format!("sources:\n  dns:\n    nameservers: [{}]\n", dns.address());
+    let config = env.write("config.yaml", &text);
+
+    let syntax_only = env.run(&config, &["validate"]).await;
+    assert_eq!(syntax_only.code, 0, "{}", show(&syntax_only));
+    assert!(
+        syntax_only.stdout.contains("2 source(s)"),
+        "{}",
+        show(&syntax_only)
+    );
+    assert_eq!(
+        dns.queries("home.example.org"),
+        0,
+        "validate alone resolves nothing"
+    );
+
+    let out = env.run(&config, &["validate", "--resolve"]).await;
+    assert_eq!(out.code, 0, "{}", show(&out));
+    assert!(
+        out.stdout
+            .contains("dns:home.example.org: 203.0.113.20 (ttl 30s)"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("file:{}: 198.51.100.7", nat.display())),
+        "{}",
+        show(&out)
+    );
+
+    dns.set("home.example.org", DnsAnswer::NxDomain);
+    let out = env.run(&config, &["validate", "--resolve"]).await;
+    assert_eq!(out.code, 1, "{}", show(&out));
+    assert!(
+        out.stdout
+            .contains("dns:home.example.org: FAILED: NXDOMAIN"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        out.stderr.contains("1 of 2 source(s) failed"),
+        "{}",
+        show(&out)
+    );
+    assert!(env.sim.request_log().is_empty(), "validate contacted bunq");
+}
+
 /// The stderr line `error: FILE:LINE:COL: FIELD: MESSAGE` for a config issue.
 fn config_issue_line<'a>(out: &'a Output, file: &Path, field: &str) -> &'a str {
     let prefix = format!("{}:", file.display());

@@ -44,8 +44,9 @@ pub enum Command {
     /// Reconcile once and exit; refuses (exit 1) while another process, such as the daemon, holds
     /// the state directory. Exit: 0 converged, 3 blocked by a safety rule, 1 error.
     Apply(OutputArgs),
-    /// Check the config file (and that the API key can be read). Exit: 0 valid, 1 invalid.
-    Validate,
+    /// Check the config file (and that the API key can be read); with --resolve also resolve
+    /// every DNS, file and URL source. Exit: 0 valid, 1 invalid or a source failed.
+    Validate(ValidateArgs),
     /// Print the current allowlists of all credentials as a config YAML, for onboarding.
     Export(ExportArgs),
     /// Show the saved bunq context (installation, device, session, user); never secrets.
@@ -64,6 +65,15 @@ pub struct OutputArgs {
     /// `text` for people, `json` for scripts.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+/// Options of `validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Also resolve every source and print what each yields (syntax alone is checked without
+    /// it, and nothing is resolved).
+    #[arg(long)]
+    pub resolve: bool,
 }
 
 /// Options of `export`.

@@ -59,7 +59,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitStatus> {
         Command::Run => daemon::run(cli),
         Command::Plan(args) => oneshot::plan(cli, args),
         Command::Apply(args) => oneshot::apply(cli, args),
-        Command::Validate => oneshot::validate(cli),
+        Command::Validate(args) => oneshot::validate(cli, args),
         Command::Export(args) => oneshot::export(cli, args),
         Command::Status => context::status(cli),
         Command::Demo(args) => demo::run(cli, args),

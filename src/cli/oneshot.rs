@@ -11,27 +11,67 @@ use std::io::Write as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::bunq::BunqClient;
-use crate::cli::args::{Cli, ExportArgs, OutputArgs, OutputFormat};
+use crate::cli::args::{Cli, ExportArgs, OutputArgs, OutputFormat, ValidateArgs};
 use crate::cli::setup;
 use crate::config;
 use crate::reconcile::exit::ExitStatus;
 use crate::reconcile::export::{self, ExportedCredential};
 use crate::reconcile::record::RecordStore;
 use crate::reconcile::{report, run};
+use crate::sources::SourceResolver;
 
-/// `validate`: the config parses and validates, and the API key can be read.
-pub fn validate(cli: &Cli) -> anyhow::Result<ExitStatus> {
+/// `validate`: the config parses and validates, and the API key can be read; with `--resolve`,
+/// every source resolves too.
+pub fn validate(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
     let config = setup::load_config(cli)?;
     config::resolve_api_key(&config)?;
     let ips: usize = config.credentials.iter().map(|spec| spec.ips.len()).sum();
     println!(
-        "{}: valid ({} credential(s), {} desired IP(s), policy {})",
+        "{}: valid ({} credential(s), {} desired IP(s), {} source(s), policy {})",
         config.source.display(),
         config.credentials.len(),
         ips,
+        config.sources().len(),
         config.sync.policy.as_str()
     );
-    // The own-ip rule depends on this key more than on any other; say what it will do.
+    explain_egress(&config);
+    if !args.resolve {
+        return Ok(ExitStatus::Success);
+    }
+    setup::init_logging(cli, Some(&config));
+    let resolver = SourceResolver::new(config.sources.clone());
+    let resolutions = setup::runtime()?.block_on(resolver.resolve_all(config.sources()));
+    let mut failed = 0;
+    for (source, result) in &resolutions {
+        match result {
+            Ok(resolved) => {
+                let addresses: Vec<String> =
+                    resolved.addresses.iter().map(ToString::to_string).collect();
+                let ttl = resolved
+                    .ttl
+                    .map(|ttl| format!(" (ttl {})", humantime::format_duration(ttl)))
+                    .unwrap_or_default();
+                println!("{source}: {}{ttl}", addresses.join(", "));
+            }
+            Err(err) => {
+                failed += 1;
+                println!("{source}: FAILED: {err}");
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!(
+            "{failed} of {} source(s) failed; a run would hold back the deactivations of the \
+             credentials that use them (source-unavailable)",
+            resolutions.len()
+        );
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// What `bunq.egress_ips` makes the own-ip rule do: it depends on this key more than on any
+/// other.
+fn explain_egress(config: &config::Config) {
     match &config.bunq.egress_ips {
         Some(egress) => println!(
             "bunq.egress_ips: {} address(es) the daemon may call bunq from; with the registration \
@@ -44,7 +84,6 @@ pub fn validate(cli: &Cli) -> anyhow::Result<ExitStatus> {
              calls bunq from"
         ),
     }
-    Ok(ExitStatus::Success)
 }
 
 /// `plan`: reads bunq, prints what an apply would do. Writes nothing to the allowlists, and no
