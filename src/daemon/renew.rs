@@ -148,47 +148,8 @@ pub async fn run_renewal<F, Fut, E>(
                 return;
             }
             forced = false;
-            match attempt {
-                Ok(new_expiry) => {
-                    tracing::info!(expires_at = %new_expiry, "bunq session renewed");
-                    expires_at = expires_at.max(new_expiry);
-                    let after = clock();
-                    let next = renewal_deadline(
-                        after,
-                        expires_at,
-                        policy.session_timeout,
-                        policy.renew_before,
-                    );
-                    if next <= after {
-                        // The new session is already inside the renewal window (lead time longer
-                        // than the session lives): space attempts out instead of spinning.
-                        let delay = backoff.next_delay();
-                        tracing::warn!(
-                            retry_in = ?delay,
-                            "renewed bunq session expires within the renewal lead time; \
-                             renew_before is too long for the session timeout"
-                        );
-                        retry_not_before = Some(
-                            after
-                                .checked_add_signed(chrono_duration(delay))
-                                .unwrap_or(after),
-                        );
-                    } else {
-                        retry_not_before = None;
-                        backoff.reset();
-                    }
-                }
-                Err(error) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(%error, retry_in = ?delay, "bunq session renewal failed");
-                    let after = clock();
-                    retry_not_before = Some(
-                        after
-                            .checked_add_signed(chrono_duration(delay))
-                            .unwrap_or(after),
-                    );
-                }
-            }
+            retry_not_before =
+                after_attempt(attempt, &mut expires_at, &policy, &mut backoff, &clock);
             continue;
         }
         let wait = (due - now)
@@ -199,6 +160,58 @@ pub async fn run_renewal<F, Fut, E>(
             () = shutdown.cancelled() => return,
             () = trigger.0.notified() => forced = true,
             () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Books one renewal attempt: a new expiry moves `expires_at` forward. Returns the earliest time
+/// of the next attempt, or `None` to wait for the regular deadline.
+fn after_attempt<E: Display>(
+    attempt: Result<DateTime<Utc>, E>,
+    expires_at: &mut DateTime<Utc>,
+    policy: &RenewalPolicy,
+    backoff: &mut Backoff,
+    clock: &WallClock,
+) -> Option<DateTime<Utc>> {
+    match attempt {
+        Ok(new_expiry) => {
+            tracing::info!(expires_at = %new_expiry, "bunq session renewed");
+            *expires_at = (*expires_at).max(new_expiry);
+            let after = clock();
+            let next = renewal_deadline(
+                after,
+                *expires_at,
+                policy.session_timeout,
+                policy.renew_before,
+            );
+            if next <= after {
+                // The new session is already inside the renewal window (lead time longer
+                // than the session lives): space attempts out instead of spinning.
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    retry_in = ?delay,
+                    "renewed bunq session expires within the renewal lead time; \
+                     renew_before is too long for the session timeout"
+                );
+                Some(
+                    after
+                        .checked_add_signed(chrono_duration(delay))
+                        .unwrap_or(after),
+                )
+            } else {
+                backoff.reset();
+                None
+            }
+        }
+        Err(error) => {
+            let delay = backoff.next_delay();
+            tracing::warn!(%error, retry_in = ?delay, "bunq session renewal failed");
+            let after = clock();
+            Some(
+                after
+                    .checked_add_signed(chrono_duration(delay))
+                    .unwrap_or(after),
+            )
         }
     }
 }
