@@ -20,7 +20,5 @@ pub fn system_clock() -> WallClock {
 pub fn tokio_clock() -> WallClock {
     let origin = tokio::time::Instant::now();
     let wall = Utc::now();
-    Arc::new(move || {
-        wall + chrono::Duration::from_std(origin.elapsed()).unwrap_or_default()
-    })
+    Arc::new(move || wall + chrono::Duration::from_std(origin.elapsed()).unwrap_or_default())
 }

@@ -13,12 +13,12 @@ use crate::bunq::BunqClient;
 use crate::clock::WallClock;
 use crate::config::{self, Config};
 use crate::daemon::connect::{HEARTBEAT_PERIOD, explain};
+use crate::daemon::error::DaemonError;
 use crate::daemon::health::Health;
 use crate::daemon::metrics::{ChangeAction, ChangeOutcome, Metrics, RunResult};
 use crate::daemon::notify::Notifier;
 use crate::daemon::observer::Observer;
 use crate::daemon::renew::RenewTrigger;
-use crate::daemon::error::DaemonError;
 use crate::daemon::schedule::{
     self, Backoff, CronTicker, JitterSource, RandomJitter, RunOutcome, Scheduler, Trigger,
 };
@@ -39,7 +39,9 @@ pub fn read_config(path: &Path) -> Result<(Config, Fingerprint), config::ConfigE
     Ok((config, Fingerprint::of_bytes(text.as_bytes())))
 }
 /// The schedule for `config`: interval with jitter, or cron ticks (with the ticker to stop).
-pub(super) async fn build_scheduler(config: &Config) -> Result<(Scheduler, Option<CronTicker>), DaemonError> {
+pub(super) async fn build_scheduler(
+    config: &Config,
+) -> Result<(Scheduler, Option<CronTicker>), DaemonError> {
     // The scheduler spreads runs by up to its own maximum; `sync.jitter` scales that down.
     let spread = config
         .sync
@@ -283,8 +285,7 @@ impl Daemon {
             }
             Err(err) => (run::new_run_id(), self.failed_run(&err)),
         };
-        self.metrics
-            .record_run(run_result, elapsed, self.now());
+        self.metrics.record_run(run_result, elapsed, self.now());
         self.health
             .record_run_result(run_result != RunResult::Failed, &message);
         self.observer

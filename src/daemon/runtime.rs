@@ -4,11 +4,11 @@
 //!
 //! The parts, each in its own file:
 //!
-//! * [`super::run_loop`]: one task owns the config, the bunq client and the schedule, and runs
+//! * `run_loop`: one task owns the config, the bunq client and the schedule, and runs
 //!   reconciles inline, so runs never overlap; it reloads the config and accounts for each run;
-//! * [`super::connect`]: the first bunq connection, retried until it works or shutdown;
-//! * [`super::tasks`]: signal forwarding, the systemd watchdog and session renewal;
-//! * [`super::observer`]: the one place that publishes what bunq reports into health and metrics.
+//! * `connect`: the first bunq connection, retried until it works or shutdown;
+//! * `tasks`: signal forwarding, the systemd watchdog and session renewal;
+//! * `observer`: the one place that publishes what bunq reports into health and metrics.
 //!
 //! Around the loop:
 //!
@@ -35,13 +35,13 @@ use crate::bunq::{ApiObserver, BunqClient, BunqError, RateLimiter};
 use crate::clock::{WallClock, system_clock};
 use crate::config::{self, Config};
 use crate::daemon::connect::connect_until_shutdown;
+pub use crate::daemon::error::DaemonError;
 use crate::daemon::health::{self, Health};
 use crate::daemon::lock::StateLock;
 use crate::daemon::metrics::Metrics;
 use crate::daemon::notify::Notifier;
 use crate::daemon::observer::Observer;
 use crate::daemon::renew::RenewTrigger;
-pub use crate::daemon::error::DaemonError;
 pub use crate::daemon::run_loop::read_config;
 use crate::daemon::run_loop::{Daemon, build_scheduler, stop_cron};
 use crate::daemon::tasks::{Reload, forward_signals, renewal_task, watchdog_task};
@@ -295,10 +295,10 @@ async fn stop(
 mod tests {
     use super::*;
 
+    use crate::bunq::model::CredentialId;
     use crate::bunq::model::IpStatus;
     use crate::clock::tokio_clock;
     use crate::daemon::test_bank::{Bank, MINUTE};
-    use crate::bunq::model::CredentialId;
 
     const INTERVAL: Duration = Duration::from_secs(300);
 
