@@ -111,7 +111,8 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
 
     let clock = options.clock;
     let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
-    let health = Arc::new(Health::new(HEARTBEAT_TIMEOUT, FAILURE_THRESHOLD));
+    let health =
+        Arc::new(Health::new(HEARTBEAT_TIMEOUT, FAILURE_THRESHOLD).with_clock(Arc::clone(&clock)));
     health.set_config_loaded(true);
     health.beat();
     metrics.record_config_reload(true, SystemTime::from(clock()));
