@@ -79,16 +79,6 @@ pub struct Health {
     clock: WallClock,
 }
 
-impl std::fmt::Debug for Health {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Health")
-            .field("state", &self.state)
-            .field("heartbeat_timeout", &self.heartbeat_timeout)
-            .field("failure_threshold", &self.failure_threshold)
-            .finish_non_exhaustive()
-    }
-}
-
 /// The `/readyz` verdict.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Readiness {
