@@ -1,10 +1,12 @@
 //! The long-running service around the one-shot reconcile.
 //!
-//! Each building block below is independent, with its own tests; [`runtime`] wires them
-//! together (start-up, [`runtime::run`]), and the private modules `run_loop` (the loop that
-//! selects over them, one run at a time, and its accounting), `connect` (the first connection),
-//! `tasks` (signal forwarding, watchdog, session renewal) and `observer` (the one place bunq's
-//! events reach health and metrics) do the daemon's work:
+//! [`runtime`] starts the daemon ([`runtime::run`]) and wires the parts together. The daemon's
+//! own work lives in private modules, one job each: `run_loop` (the loop that selects over the
+//! parts, one run at a time, and accounts for each run), `connect` (the first bunq connection),
+//! `tasks` (signal forwarding, watchdog, session renewal), `observer` (the one place bunq's
+//! events reach health and metrics) and `error` (why start-up failed).
+//!
+//! The building blocks, each independent with its own tests:
 //!
 //! * [`schedule`]: when runs happen (start, interval with jitter or cron ticks, retry backoff).
 //! * [`renew`]: when to renew the bunq session, and the task that does it.
