@@ -20,12 +20,15 @@
 //!   transport with its rate limiter, typed endpoints.
 //! * [`simulator`]: a stateful in-process bunq test double, used by the tests and by `demo`. It
 //!   sits beside [`bunq`], never under it: the daemon's runtime path does not reach it.
+//! * [`clock`]: the one wall clock, injected into the bunq client and the daemon so tests can
+//!   move time.
 //! * [`secret`]: the one type that holds secrets and redacts them from every `Debug` print.
 
 pub mod address;
 pub mod atomic_file;
 pub mod bunq;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod reconcile;

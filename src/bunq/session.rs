@@ -5,8 +5,6 @@
 //! position. The session expiry is computed locally as "now + the user's `session_timeout`"; the
 //! client renews before it (see [`crate::bunq::client`]).
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -19,13 +17,8 @@ use crate::bunq::ratelimit::SESSION_SERVER_PATTERN;
 use crate::bunq::transport::{Call, RetryMode, Route, Transport, to_body};
 use crate::secret::Secret;
 
-/// The wall clock used for session expiry: `Utc::now` in production, a movable clock in tests.
-pub type WallClock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
-/// The system wall clock.
-pub fn system_clock() -> WallClock {
-    Arc::new(Utc::now)
-}
+/// The wall clock used for session expiry (defined once, in [`crate::clock`]).
+pub use crate::clock::{WallClock, system_clock};
 
 /// `POST /installation`.
 pub const INSTALLATION: Route = Route::post("/installation");

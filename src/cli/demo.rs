@@ -170,6 +170,7 @@ async fn follow(config_path: &Path) -> anyhow::Result<()> {
         handle_signals: true,
         listener: Some(listener),
         watch: WatchSettings::default(),
+        clock: crate::clock::system_clock(),
     })
     .await?;
     Ok(())

@@ -29,6 +29,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::clock::{WallClock, system_clock};
+
 use super::metrics::{self, Metrics};
 
 /// `Content-Type` of the JSON bodies.
@@ -65,7 +67,6 @@ struct State {
 }
 
 /// Liveness and readiness state shared between the run loop and the listener.
-#[derive(Debug)]
 pub struct Health {
     /// The reported state.
     state: Mutex<State>,
@@ -73,6 +74,9 @@ pub struct Health {
     heartbeat_timeout: Duration,
     /// This many failed runs in a row make the daemon not ready.
     failure_threshold: u32,
+    /// What `/readyz` judges the session's expiry by: the daemon's one clock, the same the bunq
+    /// client computed that expiry with.
+    clock: WallClock,
 }
 
 /// The `/readyz` verdict.
@@ -106,7 +110,15 @@ impl Health {
             state: Mutex::new(State::default()),
             heartbeat_timeout,
             failure_threshold: failure_threshold.max(1),
+            clock: system_clock(),
         }
+    }
+
+    /// The same state judged by `clock` instead of the system clock (the daemon's
+    /// `Options::clock`).
+    pub fn with_clock(mut self, clock: WallClock) -> Health {
+        self.clock = clock;
+        self
     }
 
     /// How many failed runs in a row make the daemon not ready.
@@ -281,7 +293,7 @@ pub fn route(method: &Method, path: &str, health: &Health, metrics: &Metrics) ->
             json_reply(liveness.alive, &liveness)
         }
         "/readyz" => {
-            let readiness = health.readiness_at(Utc::now());
+            let readiness = health.readiness_at((health.clock)());
             json_reply(readiness.ready, &readiness)
         }
         _ => match metrics.encode() {

@@ -1,7 +1,12 @@
 //! The long-running service around the one-shot reconcile.
 //!
-//! Each submodule is one independent building block with its own tests; the run loop that
-//! selects over them lives above these parts and only wires them together:
+//! [`runtime`] starts the daemon ([`runtime::run`]) and wires the parts together. The daemon's
+//! own work lives in private modules, one job each: `run_loop` (the loop that selects over the
+//! parts, one run at a time, and accounts for each run), `connect` (the first bunq connection),
+//! `tasks` (signal forwarding, watchdog, session renewal), `observer` (the one place bunq's
+//! events reach health and metrics) and `error` (why start-up failed).
+//!
+//! The building blocks, each independent with its own tests:
 //!
 //! * [`schedule`]: when runs happen (start, interval with jitter or cron ticks, retry backoff).
 //! * [`renew`]: when to renew the bunq session, and the task that does it.
@@ -12,12 +17,19 @@
 //! * [`metrics`]: the Prometheus registry and typed recording methods.
 //! * [`notify`]: systemd `sd_notify` messages (ready, reloading, status, watchdog, stopping).
 
+mod connect;
+mod error;
 pub mod health;
 pub mod lock;
 pub mod metrics;
 pub mod notify;
+mod observer;
 pub mod renew;
+mod run_loop;
 pub mod runtime;
 pub mod schedule;
 pub mod signals;
+mod tasks;
+#[cfg(test)]
+mod test_bank;
 pub mod watch;

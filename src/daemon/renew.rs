@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::schedule::Backoff;
+use crate::clock::WallClock;
 
 /// The default lead time is at most this...
 pub const DEFAULT_RENEW_BEFORE_MAX: Duration = Duration::from_secs(3600);
@@ -57,30 +58,6 @@ pub fn renewal_deadline(
         .checked_sub_signed(chrono_duration(lead))
         .unwrap_or(now);
     deadline.max(now)
-}
-
-/// A source of wall-clock time; injectable so tests can run on tokio's paused clock.
-pub trait WallClock: Send + Sync {
-    /// The current time.
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The bunq client's clock ([`crate::bunq::BunqClient::wall_clock`]), so the task and the client
-/// agree on when a session is due.
-impl WallClock for crate::bunq::session::WallClock {
-    fn now(&self) -> DateTime<Utc> {
-        self()
-    }
-}
-
-/// The system's real-time clock.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl WallClock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
 }
 
 /// How the renewal task behaves.
@@ -140,7 +117,7 @@ impl RenewTrigger {
 /// secrets.
 pub async fn run_renewal<F, Fut, E>(
     policy: RenewalPolicy,
-    clock: impl WallClock,
+    clock: WallClock,
     current_expiry: impl Fn() -> DateTime<Utc>,
     mut renew: F,
     trigger: RenewTrigger,
@@ -155,7 +132,7 @@ pub async fn run_renewal<F, Fut, E>(
     let mut forced = false;
     let mut expires_at = current_expiry();
     loop {
-        let now = clock.now();
+        let now = clock();
         expires_at = expires_at.max(current_expiry());
         let due = if forced {
             now
@@ -171,47 +148,8 @@ pub async fn run_renewal<F, Fut, E>(
                 return;
             }
             forced = false;
-            match attempt {
-                Ok(new_expiry) => {
-                    tracing::info!(expires_at = %new_expiry, "bunq session renewed");
-                    expires_at = expires_at.max(new_expiry);
-                    let after = clock.now();
-                    let next = renewal_deadline(
-                        after,
-                        expires_at,
-                        policy.session_timeout,
-                        policy.renew_before,
-                    );
-                    if next <= after {
-                        // The new session is already inside the renewal window (lead time longer
-                        // than the session lives): space attempts out instead of spinning.
-                        let delay = backoff.next_delay();
-                        tracing::warn!(
-                            retry_in = ?delay,
-                            "renewed bunq session expires within the renewal lead time; \
-                             renew_before is too long for the session timeout"
-                        );
-                        retry_not_before = Some(
-                            after
-                                .checked_add_signed(chrono_duration(delay))
-                                .unwrap_or(after),
-                        );
-                    } else {
-                        retry_not_before = None;
-                        backoff.reset();
-                    }
-                }
-                Err(error) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(%error, retry_in = ?delay, "bunq session renewal failed");
-                    let after = clock.now();
-                    retry_not_before = Some(
-                        after
-                            .checked_add_signed(chrono_duration(delay))
-                            .unwrap_or(after),
-                    );
-                }
-            }
+            retry_not_before =
+                after_attempt(attempt, &mut expires_at, &policy, &mut backoff, &clock);
             continue;
         }
         let wait = (due - now)
@@ -222,6 +160,58 @@ pub async fn run_renewal<F, Fut, E>(
             () = shutdown.cancelled() => return,
             () = trigger.0.notified() => forced = true,
             () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Books one renewal attempt: a new expiry moves `expires_at` forward. Returns the earliest time
+/// of the next attempt, or `None` to wait for the regular deadline.
+fn after_attempt<E: Display>(
+    attempt: Result<DateTime<Utc>, E>,
+    expires_at: &mut DateTime<Utc>,
+    policy: &RenewalPolicy,
+    backoff: &mut Backoff,
+    clock: &WallClock,
+) -> Option<DateTime<Utc>> {
+    match attempt {
+        Ok(new_expiry) => {
+            tracing::info!(expires_at = %new_expiry, "bunq session renewed");
+            *expires_at = (*expires_at).max(new_expiry);
+            let after = clock();
+            let next = renewal_deadline(
+                after,
+                *expires_at,
+                policy.session_timeout,
+                policy.renew_before,
+            );
+            if next <= after {
+                // The new session is already inside the renewal window (lead time longer
+                // than the session lives): space attempts out instead of spinning.
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    retry_in = ?delay,
+                    "renewed bunq session expires within the renewal lead time; \
+                     renew_before is too long for the session timeout"
+                );
+                Some(
+                    after
+                        .checked_add_signed(chrono_duration(delay))
+                        .unwrap_or(after),
+                )
+            } else {
+                backoff.reset();
+                None
+            }
+        }
+        Err(error) => {
+            let delay = backoff.next_delay();
+            tracing::warn!(%error, retry_in = ?delay, "bunq session renewal failed");
+            let after = clock();
+            Some(
+                after
+                    .checked_add_signed(chrono_duration(delay))
+                    .unwrap_or(after),
+            )
         }
     }
 }
@@ -259,14 +249,17 @@ mod tests {
                 jump_secs: Arc::default(),
             }
         }
-    }
 
-    impl WallClock for TestClock {
         fn now(&self) -> DateTime<Utc> {
             let elapsed = chrono::Duration::from_std(self.start.elapsed()).unwrap();
             self.start_wall
                 + elapsed
                 + chrono::Duration::seconds(self.jump_secs.load(Ordering::SeqCst))
+        }
+
+        /// This clock as the task takes it.
+        fn wall(self) -> WallClock {
+            Arc::new(move || self.now())
         }
     }
 
@@ -296,7 +289,7 @@ mod tests {
         };
         let task = tokio::spawn(run_renewal(
             policy,
-            clock,
+            clock.wall(),
             move || expires_at,
             renew,
             trigger.clone(),
@@ -351,7 +344,7 @@ mod tests {
         let expiry = Arc::clone(&current);
         let task = tokio::spawn(run_renewal(
             policy,
-            clock,
+            clock.wall(),
             move || *expiry.lock().unwrap(),
             renew,
             RenewTrigger::new(),
@@ -534,7 +527,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run_renewal(
             RenewalPolicy::new(HOUR),
-            clock,
+            clock.wall(),
             || t("2026-11-21T09:00:00Z"),
             renew,
             RenewTrigger::new(),

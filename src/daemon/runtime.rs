@@ -1,7 +1,16 @@
-//! The daemon's main loop: `bunq-ipsync run`.
+//! Starting the daemon (`bunq-ipsync run`): how it is embedded ([`Options`]) and the wiring in
+//! [`run`], which reads the config, takes the state lock, starts the parts below and hands over
+//! to the run loop until shutdown.
 //!
-//! One task owns the config, the bunq client and the schedule, and runs reconciles inline, so
-//! runs never overlap. Around it:
+//! The parts, each in its own file:
+//!
+//! * `run_loop`: one task owns the config, the bunq client and the schedule, and runs
+//!   reconciles inline, so runs never overlap; it reloads the config and accounts for each run;
+//! * `connect`: the first bunq connection, retried until it works or shutdown;
+//! * `tasks`: signal forwarding, the systemd watchdog and session renewal;
+//! * `observer`: the one place that publishes what bunq reports into health and metrics.
+//!
+//! Around the loop:
 //!
 //! * the health/metrics listener (its own task, reads shared [`Health`] and [`Metrics`]);
 //! * the session renewal task, independent of sync cycles;
@@ -17,66 +26,35 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::bunq::{ApiObserver, BunqClient, BunqError, RateLimiter};
+use crate::clock::{WallClock, system_clock};
 use crate::config::{self, Config};
+use crate::daemon::connect::connect_until_shutdown;
+pub use crate::daemon::error::DaemonError;
 use crate::daemon::health::{self, Health};
-use crate::daemon::lock::{LockError, StateLock};
-use crate::daemon::metrics::{ChangeAction, ChangeOutcome, Metrics, RunResult};
+use crate::daemon::lock::StateLock;
+use crate::daemon::metrics::Metrics;
 use crate::daemon::notify::Notifier;
-use crate::daemon::renew::{self, RenewTrigger, RenewalPolicy};
-use crate::daemon::schedule::{
-    self, Backoff, CronTicker, RandomJitter, RunOutcome, Scheduler, Trigger,
-};
-use crate::daemon::signals::{SignalEvent, SignalListener};
+use crate::daemon::observer::Observer;
+use crate::daemon::renew::RenewTrigger;
+pub use crate::daemon::run_loop::read_config;
+use crate::daemon::run_loop::{Daemon, build_scheduler, stop_cron};
+use crate::daemon::tasks::{Reload, forward_signals, renewal_task, watchdog_task};
 use crate::daemon::watch::{self, ConfigChanged, Fingerprint, WatchSettings};
-use crate::reconcile::apply::{ApplyReport, Outcome};
 use crate::reconcile::bunq_port::client_settings;
-use crate::reconcile::plan::ChangeKind;
-use crate::reconcile::record::{RecordStore, RunRecord};
-use crate::reconcile::run::{self, RunError, RunReport};
+use crate::reconcile::record::RecordStore;
 
 /// How long the loop may go without a heartbeat before `/healthz` fails.
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(120);
-/// The idle loop beats this often, so `/healthz` and the watchdog see it alive between runs.
-const HEARTBEAT_PERIOD: Duration = Duration::from_secs(10);
+pub(super) const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long shutdown waits for a session renewal in flight (one bunq call and its retries).
 const SHUTDOWN_RENEWAL_GRACE: Duration = Duration::from_secs(30);
 /// Consecutive failed runs before `/readyz` reports not ready.
-const FAILURE_THRESHOLD: u32 = 3;
-
-/// Why the daemon could not start (once started, it only stops on a signal).
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    /// The config file is invalid or unreadable at start.
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    /// Another instance holds the state directory.
-    #[error(transparent)]
-    Lock(#[from] LockError),
-    /// The health listener could not bind.
-    #[error("cannot listen on {address} (http.listen): {source}")]
-    Listen {
-        /// The configured address.
-        address: std::net::SocketAddr,
-        /// The bind error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Signal handlers could not be installed.
-    #[error("cannot install signal handlers: {0}")]
-    Signals(#[source] std::io::Error),
-    /// The bunq settings are unusable (e.g. a refused base URL).
-    #[error(transparent)]
-    Bunq(#[from] BunqError),
-    /// The cron expression could not be scheduled.
-    #[error(transparent)]
-    Schedule(#[from] schedule::ScheduleError),
-}
+pub(super) const FAILURE_THRESHOLD: u32 = 3;
 
 /// How the daemon is embedded: production uses [`Options::production`]; tests and `demo` pass
 /// their own shutdown token, notifier and listener.
@@ -96,6 +74,10 @@ pub struct Options {
     pub listener: Option<TcpListener>,
     /// How often the config file is checked for a changed content.
     pub watch: WatchSettings,
+    /// The wall clock for the bunq client's session expiry, the renewal task and the metrics'
+    /// timestamps; [`system_clock`] in production, [`crate::clock::tokio_clock`] under paused
+    /// tokio time in tests.
+    pub clock: WallClock,
 }
 
 impl Options {
@@ -109,18 +91,9 @@ impl Options {
             handle_signals: true,
             listener: None,
             watch: WatchSettings::default(),
+            clock: system_clock(),
         }
     }
-}
-
-/// Reads and validates the config file; also returns the fingerprint of the exact bytes parsed,
-/// so the watcher reports only real changes.
-pub fn read_config(path: &Path) -> Result<(Config, Fingerprint), config::ConfigError> {
-    // One read: the fingerprint must be of the very bytes parsed, or a swap between two reads
-    // would pair the old config with the new content and the watcher would never reload it.
-    let text = config::read(path)?;
-    let config = config::parse(path, &text)?;
-    Ok((config, Fingerprint::of_bytes(text.as_bytes())))
 }
 
 /// Runs the daemon until shutdown. Returns `Ok` on a graceful stop.
@@ -140,39 +113,20 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         None => read_config(&options.config_path)?,
     };
     let api_key = config::resolve_api_key(&config)?;
-    std::fs::create_dir_all(&config.bunq.state_dir).map_err(|err| {
-        BunqError::Context(format!(
-            "cannot create {}: {err}",
-            config.bunq.state_dir.display()
-        ))
-    })?;
+    create_state_dir(&config.bunq.state_dir)?;
     let _lock = StateLock::acquire(&config.bunq.state_dir)?;
 
+    let clock = options.clock;
     let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
-    let health = Arc::new(Health::new(HEARTBEAT_TIMEOUT, FAILURE_THRESHOLD));
+    let health =
+        Arc::new(Health::new(HEARTBEAT_TIMEOUT, FAILURE_THRESHOLD).with_clock(Arc::clone(&clock)));
     health.set_config_loaded(true);
     health.beat();
-    metrics.record_config_reload(true, SystemTime::now());
+    metrics.record_config_reload(true, SystemTime::from(clock()));
+    let observer = Arc::new(Observer::new(Arc::clone(&metrics), Arc::clone(&health)));
 
     let shutdown = options.shutdown.clone();
-    let listener = match options.listener {
-        Some(listener) => listener,
-        None => TcpListener::bind(config.http.listen)
-            .await
-            .map_err(|source| DaemonError::Listen {
-                address: config.http.listen,
-                source,
-            })?,
-    };
-    let local = listener.local_addr().ok();
-    tracing::info!(listen = ?local, "health and metrics listener started");
-    let server = tokio::spawn(health::serve(
-        listener,
-        Arc::clone(&health),
-        Arc::clone(&metrics),
-        shutdown.child_token(),
-    ));
-
+    let server = serve_health(options.listener, &config, &observer, &shutdown).await?;
     let (changes_tx, changes_rx) = mpsc::channel::<ConfigChanged>(1);
     tokio::spawn(watch::watch_config(
         options.config_path.clone(),
@@ -182,57 +136,24 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         shutdown.child_token(),
     ));
 
-    let observer: Arc<dyn ApiObserver> = Arc::new(Observer {
-        metrics: Arc::clone(&metrics),
-        health: Arc::clone(&health),
-    });
     let notifier = options.notifier;
     let _ = notifier.status("connecting to bunq");
-    let mut settings = client_settings(&config, Some(observer))?;
-    // One limiter for every connection attempt below and any other client of the process:
-    // bunq's session-server allows 1 call per 30 s per IP, however many clients make them.
-    settings.rate_limiter = Some(RateLimiter::process());
-    let Some(client) = connect_until_shutdown(
-        settings,
-        api_key,
-        &config.bunq.state_dir,
-        &health,
-        &notifier,
-        &shutdown,
-    )
-    .await
+    let Some(client) = connect(&config, api_key, &observer, &clock, &notifier, &shutdown).await?
     else {
         return stop(&notifier, &shutdown, server).await;
     };
     let client = Arc::new(client);
-    health.set_session_valid_until(Some(client.session_expires_at()));
-    metrics.set_session_expiry(SystemTime::from(client.session_expires_at()));
+    observer.session_valid_until(client.session_expires_at());
 
     let renew_trigger = RenewTrigger::new();
     let renewal = tokio::spawn(renewal_task(
         Arc::clone(&client),
         config.sync.renew_before,
-        Arc::clone(&health),
-        Arc::clone(&metrics),
+        Arc::clone(&observer),
         renew_trigger.clone(),
         shutdown.child_token(),
     ));
-
-    let _ = notifier.ready();
-    if let Some(period) = notifier.watchdog_interval() {
-        tokio::spawn(watchdog_task(
-            notifier.clone(),
-            Arc::clone(&health),
-            period,
-            shutdown.child_token(),
-        ));
-    }
-    tracing::info!(
-        config = %options.config_path.display(),
-        credentials = config.credentials.len(),
-        policy = config.sync.policy.as_str(),
-        "bunq-ipsync running"
-    );
+    announce_running(&notifier, &health, &options.config_path, &config, &shutdown);
 
     let records = RecordStore::new(&config.bunq.state_dir);
     let last_record = records.load();
@@ -245,6 +166,8 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         client,
         metrics,
         health,
+        observer,
+        clock,
         notifier,
         records,
         last_record,
@@ -254,6 +177,104 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         shutdown: shutdown.clone(),
     };
     daemon.run_loop(reload_rx, changes_rx).await;
+    finish(daemon, renewal, server).await
+}
+
+/// Connected: tells systemd the daemon is ready, starts the watchdog it asked for, logs so.
+fn announce_running(
+    notifier: &Notifier,
+    health: &Arc<Health>,
+    config_path: &Path,
+    config: &Config,
+    shutdown: &CancellationToken,
+) {
+    let _ = notifier.ready();
+    if let Some(period) = notifier.watchdog_interval() {
+        tokio::spawn(watchdog_task(
+            notifier.clone(),
+            Arc::clone(health),
+            period,
+            shutdown.child_token(),
+        ));
+    }
+    tracing::info!(
+        config = %config_path.display(),
+        credentials = config.credentials.len(),
+        policy = config.sync.policy.as_str(),
+        "bunq-ipsync running"
+    );
+}
+
+fn create_state_dir(state_dir: &Path) -> Result<(), DaemonError> {
+    std::fs::create_dir_all(state_dir).map_err(|err| {
+        DaemonError::Bunq(BunqError::Context(format!(
+            "cannot create {}: {err}",
+            state_dir.display()
+        )))
+    })
+}
+
+/// Binds `http.listen` (unless the embedder bound a listener) and serves health and metrics
+/// until shutdown.
+async fn serve_health(
+    listener: Option<TcpListener>,
+    config: &Config,
+    observer: &Observer,
+    shutdown: &CancellationToken,
+) -> Result<JoinHandle<()>, DaemonError> {
+    let listener = match listener {
+        Some(listener) => listener,
+        None => TcpListener::bind(config.http.listen)
+            .await
+            .map_err(|source| DaemonError::Listen {
+                address: config.http.listen,
+                source,
+            })?,
+    };
+    let local = listener.local_addr().ok();
+    tracing::info!(listen = ?local, "health and metrics listener started");
+    Ok(tokio::spawn(health::serve(
+        listener,
+        observer.health(),
+        observer.metrics(),
+        shutdown.child_token(),
+    )))
+}
+
+/// The client settings from the config, on the daemon's clock and the process's rate limiter,
+/// connected until it works; `None` on shutdown.
+async fn connect(
+    config: &Config,
+    api_key: crate::secret::Secret,
+    observer: &Arc<Observer>,
+    clock: &WallClock,
+    notifier: &Notifier,
+    shutdown: &CancellationToken,
+) -> Result<Option<BunqClient>, DaemonError> {
+    let api_observer: Arc<dyn ApiObserver> = Arc::clone(observer) as Arc<dyn ApiObserver>;
+    let mut settings = client_settings(config, Some(api_observer))?;
+    settings.clock = Arc::clone(clock);
+    // One limiter for every connection attempt below and any other client of the process:
+    // bunq's session-server allows 1 call per 30 s per IP, however many clients make them.
+    settings.rate_limiter = Some(RateLimiter::process());
+    let health = observer.health();
+    Ok(connect_until_shutdown(
+        settings,
+        api_key,
+        &config.bunq.state_dir,
+        &health,
+        notifier,
+        shutdown,
+    )
+    .await)
+}
+
+/// After the loop: stops the cron ticker, lets a renewal in flight finish, stops the listener.
+async fn finish(
+    mut daemon: Daemon,
+    renewal: JoinHandle<()>,
+    server: JoinHandle<()>,
+) -> Result<(), DaemonError> {
     stop_cron(daemon.cron.take()).await;
     // A renewal in flight finishes and saves its session (a session opened at bunq but never
     // stored would be lost to the next start); the runtime would drop the task otherwise.
@@ -263,13 +284,13 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     {
         tracing::warn!("session renewal still running at shutdown; abandoned");
     }
-    stop(&daemon.notifier, &shutdown, server).await
+    stop(&daemon.notifier, &daemon.shutdown, server).await
 }
 
 async fn stop(
     notifier: &Notifier,
     shutdown: &CancellationToken,
-    server: tokio::task::JoinHandle<()>,
+    server: JoinHandle<()>,
 ) -> Result<(), DaemonError> {
     let _ = notifier.stopping();
     shutdown.cancel();
@@ -278,795 +299,86 @@ async fn stop(
     Ok(())
 }
 
-async fn stop_cron(cron: Option<CronTicker>) {
-    if let Some(cron) = cron
-        && let Err(err) = cron.shutdown().await
-    {
-        tracing::warn!(error = %err, "cron scheduler did not stop cleanly");
-    }
-}
-
-/// Why a reload was asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reload {
-    /// SIGHUP: always re-read.
-    Signal,
-}
-
-/// SIGTERM/SIGINT cancel `shutdown` directly (so a run in progress sees it); SIGHUP becomes a
-/// reload request for the loop.
-fn forward_signals(
-    shutdown: CancellationToken,
-    reloads: mpsc::Sender<Reload>,
-) -> std::io::Result<SignalListener> {
-    let (listener, mut events) = SignalListener::start()?;
-    tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            match event {
-                SignalEvent::Reload => {
-                    let _ = reloads.try_send(Reload::Signal);
-                }
-                SignalEvent::Shutdown => {
-                    tracing::info!("shutdown requested; finishing the call in flight");
-                    shutdown.cancel();
-                }
-            }
-        }
-    });
-    Ok(listener)
-}
-
-/// Connects, retrying with backoff until it works or shutdown. bunq errors never end the
-/// daemon: they show as a readiness reason.
-async fn connect_until_shutdown(
-    settings: crate::bunq::ClientSettings,
-    api_key: crate::secret::Secret,
-    state_dir: &Path,
-    health: &Health,
-    notifier: &Notifier,
-    shutdown: &CancellationToken,
-) -> Option<BunqClient> {
-    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
-    let mut told_systemd = false;
-    loop {
-        // `settings` carries the process's rate limiter: every attempt counts against it.
-        let attempt = BunqClient::connect(settings.clone(), api_key.clone(), state_dir);
-        let result = tokio::select! {
-            () = shutdown.cancelled() => return None,
-            result = attempt => result,
-        };
-        match result {
-            Ok(client) => {
-                health.set_access_refused(None);
-                health.set_registration_deferred(None);
-                return Some(client);
-            }
-            Err(err) => {
-                let delay = backoff.next_delay();
-                let message = explain(&err);
-                tracing::error!(error = %message, retry_in = ?delay, "cannot open a bunq session");
-                health.record_run_result(false, &format!("cannot open a bunq session: {message}"));
-                if err.is_credentials_rejected() {
-                    health.set_access_refused(Some(message.clone()));
-                }
-                // Bounded: the next attempts still try session-server with the saved
-                // installation (the client keeps it), one per backoff and per 30 s at most.
-                health.set_registration_deferred(
-                    err.is_registration_deferred().then(|| message.clone()),
-                );
-                if !told_systemd {
-                    // Up and waiting is a state, not a failed start: without READY=1 systemd
-                    // would kill and restart the daemon in a loop while bunq refuses it. The
-                    // reason is in STATUS= and /readyz.
-                    let _ = notifier.ready();
-                    told_systemd = true;
-                }
-                let _ = notifier.status(&format!("waiting for bunq: {message}"));
-                tokio::select! {
-                    () = shutdown.cancelled() => return None,
-                    () = sleep_beating(health, delay) => {}
-                }
-            }
-        }
-        health.beat();
-    }
-}
-
-/// Sleeps for `delay`, beating every [`HEARTBEAT_PERIOD`]: waiting out a connection backoff
-/// (up to minutes while bunq refuses) is the loop working as intended, and `/healthz` must not
-/// fail over it (an orchestrator would restart a process that cannot fix bunq).
-async fn sleep_beating(health: &Health, delay: Duration) {
-    let deadline = tokio::time::Instant::now() + delay;
-    loop {
-        health.beat();
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            return;
-        }
-        tokio::time::sleep((deadline - now).min(HEARTBEAT_PERIOD)).await;
-    }
-}
-
-/// The error text, plus what to do when bunq refuses the daemon's key or IP.
-fn explain(err: &BunqError) -> String {
-    if err.is_credentials_rejected() {
-        format!(
-            "{err}. bunq refuses this API key from this IP: the daemon's own IP may have been \
-             deactivated outside bunq-ipsync (re-activate it in the bunq app), or the key belongs \
-             to the other environment"
-        )
-    } else {
-        err.to_string()
-    }
-}
-
-async fn build_scheduler(config: &Config) -> Result<(Scheduler, Option<CronTicker>), DaemonError> {
-    let backoff = Backoff::new(
-        Duration::from_secs(5),
-        config.sync.interval.max(Duration::from_secs(5)),
-    );
-    match &config.sync.schedule {
-        Some(cron) => {
-            let (ticker, ticks) = CronTicker::start(cron.expression()).await?;
-            let fallback = schedule::cron_fallback(config.sync.interval, cron);
-            Ok((
-                Scheduler::on_ticks(ticks, fallback).with_backoff(backoff),
-                Some(ticker),
-            ))
-        }
-        None => Ok((
-            Scheduler::every(config.sync.interval)
-                .with_jitter(config.sync.jitter, RandomJitter::new())
-                .with_backoff(backoff),
-            None,
-        )),
-    }
-}
-
-/// Sends `WATCHDOG=1` every `period` while the heartbeat is fresh. Its own task, because the
-/// main loop is busy inside a long, rate-limited apply for minutes; the heartbeat stays fresh
-/// then through every answered bunq request, and goes stale only if the daemon really hangs.
-async fn watchdog_task(
-    notifier: Notifier,
-    health: Arc<Health>,
-    period: Duration,
-    shutdown: CancellationToken,
-) {
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
-        }
-        if health.liveness_at(tokio::time::Instant::now()).alive {
-            let _ = notifier.watchdog();
-        } else {
-            tracing::error!("main loop heartbeat is stale; withholding WATCHDOG=1");
-        }
-    }
-}
-
-/// Keeps the session alive ahead of expiry, independent of sync cycles.
-async fn renewal_task(
-    client: Arc<BunqClient>,
-    renew_before: Duration,
-    health: Arc<Health>,
-    metrics: Arc<Metrics>,
-    trigger: RenewTrigger,
-    shutdown: CancellationToken,
-) {
-    let clock = client.wall_clock();
-    // The user's session_timeout is what every new session lives; the current session may have
-    // only minutes left (a restart), which must not shrink the lead. Only a session imported
-    // without its timeout falls back to what it has left.
-    let session_timeout = client.session_timeout().unwrap_or_else(|| {
-        (client.session_expires_at() - clock())
-            .to_std()
-            .unwrap_or(Duration::from_secs(60))
-    });
-    let mut policy = RenewalPolicy::new(session_timeout);
-    policy.renew_before = Some(renew::renewal_lead(renew_before, session_timeout));
-    let expiry_client = Arc::clone(&client);
-    let current_expiry = move || expiry_client.session_expires_at();
-    let renew = move || {
-        let client = Arc::clone(&client);
-        let health = Arc::clone(&health);
-        let metrics = Arc::clone(&metrics);
-        async move {
-            let before = client.session_expires_at();
-            let result = client.renew_session().await;
-            match &result {
-                // The client keeps a session younger than 30 s (bunq allows one session-server
-                // call per 30 s): nothing was renewed, so nothing is counted.
-                Ok(expires_at) if *expires_at == before => {}
-                Ok(expires_at) => {
-                    metrics.record_session_renewal(true);
-                    health.set_session_valid_until(Some(*expires_at));
-                    metrics.set_session_expiry(SystemTime::from(*expires_at));
-                }
-                Err(_) => metrics.record_session_renewal(false),
-            }
-            result
-        }
-    };
-    renew::run_renewal(policy, clock, current_expiry, renew, trigger, shutdown).await;
-}
-
-/// Feeds bunq request events into the metrics and the heartbeat: every answered request is
-/// progress, so a long, rate-limited apply keeps the watchdog fed.
-struct Observer {
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
-}
-
-impl ApiObserver for Observer {
-    fn request_finished(
-        &self,
-        method: &str,
-        route_pattern: &str,
-        status: Option<u16>,
-        elapsed: Duration,
-    ) {
-        self.metrics
-            .record_api_request(route_pattern, method, status, elapsed);
-        self.health.beat();
-    }
-
-    fn session_created(&self, expires_at: DateTime<Utc>) {
-        self.health.set_session_valid_until(Some(expires_at));
-        self.metrics
-            .set_session_expiry(SystemTime::from(expires_at));
-    }
-}
-
-/// The loop's state.
-struct Daemon {
-    config_path: PathBuf,
-    config: Config,
-    fingerprint: Fingerprint,
-    /// The last reload failed: the file on disk is not the running config, even if it later
-    /// changes back to the running config's bytes.
-    reload_failed: bool,
-    client: Arc<BunqClient>,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
-    notifier: Notifier,
-    records: RecordStore,
-    last_record: Option<RunRecord>,
-    scheduler: Scheduler,
-    cron: Option<CronTicker>,
-    renew_trigger: RenewTrigger,
-    shutdown: CancellationToken,
-}
-
-impl Daemon {
-    async fn run_loop(
-        &mut self,
-        mut reloads: mpsc::Receiver<Reload>,
-        mut changes: mpsc::Receiver<ConfigChanged>,
-    ) {
-        let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                () = self.shutdown.cancelled() => break,
-                Some(_) = reloads.recv() => self.reload(true).await,
-                Some(ConfigChanged) = changes.recv() => self.reload(false).await,
-                _ = heartbeat.tick() => self.health.beat(),
-                trigger = self.scheduler.next_run() => self.reconcile(trigger).await,
-            }
-        }
-    }
-
-    /// Re-reads the config. On success switches to it and reconciles at once; on failure keeps
-    /// running on the last good config and says so in the logs, metrics and `/readyz`.
-    async fn reload(&mut self, forced: bool) {
-        // Unchanged content is no reason to reload, unless a failed reload is still reported:
-        // a file reverted to the running config must clear that warning.
-        if !forced
-            && !self.reload_failed
-            && Fingerprint::of_file(&self.config_path) == self.fingerprint
-        {
-            return;
-        }
-        let _ = self.notifier.reloading();
-        match read_config(&self.config_path) {
-            Ok((config, fingerprint)) => {
-                self.warn_about_restart_only_changes(&config);
-                let schedule_changed = config.sync.interval != self.config.sync.interval
-                    || config.sync.schedule != self.config.sync.schedule
-                    || config.sync.jitter != self.config.sync.jitter;
-                self.config = config;
-                self.fingerprint = fingerprint;
-                self.reload_failed = false;
-                self.metrics.record_config_reload(true, SystemTime::now());
-                self.health.set_reload_error(None);
-                tracing::info!(config = %self.config_path.display(), "config reloaded; reconciling now");
-                if schedule_changed {
-                    self.replace_scheduler().await;
-                }
-                let _ = self.notifier.ready();
-                self.reconcile(Trigger::Startup).await;
-            }
-            Err(err) => {
-                self.reload_failed = true;
-                self.metrics.record_config_reload(false, SystemTime::now());
-                let message = err.to_string();
-                for line in message.lines() {
-                    tracing::error!(error = %line, "config reload failed; still running on the last good config");
-                }
-                self.health
-                    .set_reload_error(Some(message.lines().next().unwrap_or_default().to_string()));
-                let _ = self.notifier.ready();
-                let _ = self
-                    .notifier
-                    .status("config reload failed; running on the last good config");
-            }
-        }
-    }
-
-    /// Names the changed settings the running daemon cannot switch to (they were read once, at
-    /// start), so the operator knows a restart is needed.
-    fn warn_about_restart_only_changes(&self, new: &Config) {
-        let old = &self.config;
-        let changes = [
-            (
-                old.bunq.environment != new.bunq.environment
-                    || old.bunq.base_url != new.bunq.base_url,
-                "bunq.environment/base_url",
-            ),
-            (old.bunq.state_dir != new.bunq.state_dir, "bunq.state_dir"),
-            (
-                old.bunq.device_description != new.bunq.device_description,
-                "bunq.device_description",
-            ),
-            (
-                old.bunq.api_key_file != new.bunq.api_key_file
-                    || old.bunq.api_key_credential != new.bunq.api_key_credential,
-                "bunq.api_key_file/api_key_credential",
-            ),
-            (
-                old.bunq.permitted_ips != new.bunq.permitted_ips,
-                "bunq.permitted_ips",
-            ),
-            (
-                old.sync.renew_before != new.sync.renew_before,
-                "sync.renew_before",
-            ),
-            (old.http.listen != new.http.listen, "http.listen"),
-            (
-                old.log.format != new.log.format || old.log.level != new.log.level,
-                "log.format/level",
-            ),
-        ];
-        let changed: Vec<&str> = changes
-            .iter()
-            .filter(|(changed, _)| *changed)
-            .map(|(_, key)| *key)
-            .collect();
-        if !changed.is_empty() {
-            tracing::warn!(
-                changed = %changed.join(", "),
-                "these settings take effect after a restart; the running connection, session \
-                 renewal, listener and logging keep their old values"
-            );
-        }
-    }
-
-    async fn replace_scheduler(&mut self) {
-        match build_scheduler(&self.config).await {
-            Ok((mut scheduler, cron)) => {
-                // A fresh scheduler hands out a startup run first (at once); the reload
-                // reconciles right after this anyway, so consume it instead of running twice.
-                let _ = scheduler.next_run().await;
-                stop_cron(self.cron.take()).await;
-                self.scheduler = scheduler;
-                self.cron = cron;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot apply the new schedule; keeping the old one")
-            }
-        }
-    }
-
-    /// One reconcile run, with its metrics, readiness, status and scheduling consequences.
-    async fn reconcile(&mut self, trigger: Trigger) {
-        let started = tokio::time::Instant::now();
-        self.metrics.record_run_started(SystemTime::now());
-        let stop = self.shutdown.child_token();
-        let result = run::apply_run(
-            self.client.as_ref(),
-            &self.config,
-            self.last_record.as_ref(),
-            &stop,
-        )
-        .await;
-        let elapsed = started.elapsed();
-        // The summary line carries the run's id, so it can be joined with the run's drift and
-        // audit lines. A run that failed before it planned has logged nothing under an id yet:
-        // it gets one of its own.
-        let (run_id, (run_result, outcome, message)) = match result {
-            Ok((report, record)) => {
-                self.health.set_access_refused(None);
-                self.health.set_registration_deferred(None);
-                if let Err(err) = self.records.save(&record) {
-                    tracing::warn!(run_id = %report.run_id, error = %err, "cannot save the last-run record; drift reports may repeat");
-                }
-                self.last_record = Some(record);
-                self.account(&report);
-                (report.run_id.clone(), summarize(&report))
-            }
-            Err(err) => (run::new_run_id(), self.failed_run(&err)),
-        };
-        self.metrics
-            .record_run(run_result, elapsed, SystemTime::now());
-        self.health
-            .record_run_result(run_result != RunResult::Failed, &message);
-        self.health
-            .set_session_valid_until(Some(self.client.session_expires_at()));
-        self.scheduler.run_finished(outcome);
-        let _ = self.notifier.status(&message);
-        match run_result {
-            RunResult::Failed => {
-                tracing::error!(%run_id, ?trigger, duration = ?elapsed, "{message}")
-            }
-            RunResult::Blocked => {
-                tracing::warn!(%run_id, ?trigger, duration = ?elapsed, "{message}")
-            }
-            _ => tracing::info!(%run_id, ?trigger, duration = ?elapsed, "{message}"),
-        }
-    }
-
-    fn failed_run(&self, err: &RunError) -> (RunResult, RunOutcome, String) {
-        let (transient, text) = match err {
-            RunError::Read(bunq) => {
-                if bunq.is_session_rejected() {
-                    self.renew_trigger.renew_now();
-                }
-                if bunq.is_credentials_rejected() {
-                    self.health.set_access_refused(Some(explain(bunq)));
-                }
-                if bunq.is_registration_deferred() {
-                    self.health.set_registration_deferred(Some(explain(bunq)));
-                }
-                (
-                    bunq.is_transient() || bunq.is_session_rejected(),
-                    explain(bunq),
-                )
-            }
-            RunError::UnknownCredential { .. } => (false, err.to_string()),
-        };
-        let outcome = if transient {
-            RunOutcome::TransientFailure
-        } else {
-            RunOutcome::Failed
-        };
-        (RunResult::Failed, outcome, format!("run failed: {text}"))
-    }
-
-    fn account(&self, report: &RunReport) {
-        self.metrics.set_drift_entries(report.drift_count() as u64);
-        if let Some(applied) = &report.applied {
-            account_changes(&self.metrics, applied);
-        }
-    }
-}
-
-fn account_changes(metrics: &Metrics, applied: &ApplyReport) {
-    for result in &applied.results {
-        let action = match result.action.change.kind() {
-            ChangeKind::Create => ChangeAction::Create,
-            ChangeKind::Activate => ChangeAction::Activate,
-            ChangeKind::Deactivate => ChangeAction::Deactivate,
-        };
-        let outcome = match &result.outcome {
-            Outcome::Applied => ChangeOutcome::Applied,
-            Outcome::Failed(_) => ChangeOutcome::Failed,
-            Outcome::Skipped(_) => ChangeOutcome::Skipped,
-            Outcome::Blocked(rule) => {
-                metrics.record_blocked(rule.name(), 1);
-                ChangeOutcome::Blocked
-            }
-        };
-        metrics.record_change(action, outcome);
-    }
-}
-
-/// The run's result for metrics, scheduling and `STATUS=`.
-fn summarize(report: &RunReport) -> (RunResult, RunOutcome, String) {
-    let Some(applied) = &report.applied else {
-        return (
-            RunResult::Converged,
-            RunOutcome::Completed,
-            "planned only".into(),
-        );
-    };
-    let counts = format!(
-        "{} applied, {} failed, {} skipped, {} blocked, {} drift",
-        applied.count("applied"),
-        applied.count("failed"),
-        applied.count("skipped"),
-        applied.count("blocked"),
-        report.drift_count()
-    );
-    if let Some(reason) = &applied.security_failure {
-        // Not retried within the run: the next scheduled run starts afresh.
-        return (
-            RunResult::Failed,
-            RunOutcome::Failed,
-            format!("run stopped: {reason}"),
-        );
-    }
-    if applied.has_failures() {
-        return (
-            RunResult::Failed,
-            RunOutcome::TransientFailure,
-            format!("run incomplete: {counts}"),
-        );
-    }
-    if applied.has_blocked() {
-        let rules = report
-            .plan
-            .fired_rules()
-            .iter()
-            .map(|rule| rule.name())
-            .collect::<Vec<_>>()
-            .join(", ");
-        return (
-            RunResult::Blocked,
-            RunOutcome::Completed,
-            format!("run blocked by {rules}: {counts}"),
-        );
-    }
-    if applied.count("applied") > 0 {
-        (
-            RunResult::ChangesApplied,
-            RunOutcome::Completed,
-            format!("changes applied: {counts}"),
-        )
-    } else {
-        (
-            RunResult::Converged,
-            RunOutcome::Completed,
-            format!("converged: {counts}"),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::OnceLock;
 
-    use crate::bunq::TransportSettings;
-    use crate::bunq::client::REREGISTRATION_INTERVAL;
-    use crate::bunq::session::WallClock;
-    use crate::bunq::{BaseUrl, ClientSettings, PrivateKey, RateLimits, RetryPolicy};
-    use crate::simulator::{Fault, FaultKind, SeededKey, Simulator, SimulatorOptions};
+    use crate::bunq::model::CredentialId;
+    use crate::bunq::model::IpStatus;
+    use crate::clock::tokio_clock;
+    use crate::daemon::test_bank::{Bank, MINUTE};
 
-    const MINUTE: Duration = Duration::from_secs(60);
+    const INTERVAL: Duration = Duration::from_secs(300);
 
-    /// One server key for these tests (RSA generation is slow in debug builds).
-    fn server_key() -> PrivateKey {
-        static KEY: OnceLock<PrivateKey> = OnceLock::new();
-        KEY.get_or_init(|| PrivateKey::generate().unwrap()).clone()
+    /// The managed credential's status of `ip`.
+    fn status(bank: &Bank, credential: CredentialId, ip: &str) -> IpStatus {
+        let entries = bank.sim.entries(credential).unwrap();
+        let entry = entries.iter().find(|entry| entry.ip == ip).unwrap();
+        entry.status.clone()
     }
 
-    /// A wall clock that follows tokio's paused clock, for the client and the renewal task.
-    fn tokio_wall_clock() -> WallClock {
-        let origin = tokio::time::Instant::now();
-        let wall = Utc::now();
-        Arc::new(move || wall + chrono::Duration::from_std(origin.elapsed()).unwrap())
-    }
-
-    /// A simulated bunq with bunq's rate limits and `session_timeout_secs` sessions, a user, and
-    /// client settings on tokio time sharing `limiter`.
-    struct Bank {
-        sim: Simulator,
-        key: SeededKey,
-        dir: tempfile::TempDir,
-        settings: ClientSettings,
-    }
-
-    impl Bank {
-        async fn start(session_timeout_secs: u64, renew_before: Duration) -> Bank {
-            let sim = Simulator::start(SimulatorOptions {
-                server_key: Some(server_key()),
-                session_timeout_secs,
-                ..SimulatorOptions::default()
-            })
-            .await
-            .unwrap();
-            let key = sim.create_user_with_api_key();
-            let mut settings =
-                ClientSettings::new(BaseUrl::parse(&sim.base_url()).unwrap(), "runtime test");
-            settings.transport = TransportSettings {
-                connect_timeout: Duration::from_secs(5),
-                request_timeout: Duration::from_secs(20),
-                retry: RetryPolicy {
-                    max_attempts: 2,
-                    base_delay: Duration::from_millis(10),
-                    max_delay: Duration::from_millis(40),
-                },
-                rate_limits: RateLimits::bunq(),
-            };
-            settings.rate_limiter = Some(Arc::new(RateLimiter::new(RateLimits::bunq())));
-            settings.renew_before = renew_before;
-            settings.clock = tokio_wall_clock();
-            Bank {
-                sim,
-                key,
-                dir: tempfile::tempdir().unwrap(),
-                settings,
-            }
-        }
-
-        fn state_dir(&self) -> PathBuf {
-            self.dir.path().join("state")
-        }
-
-        async fn connect(&self) -> BunqClient {
-            BunqClient::connect(
-                self.settings.clone(),
-                self.key.api_key.clone(),
-                &self.state_dir(),
-            )
-            .await
-            .unwrap()
-        }
-
-        fn count(&self, method: &str, path: &str, status: Option<u16>) -> usize {
-            self.sim
-                .request_log()
-                .iter()
-                .filter(|r| r.method == method && r.path.ends_with(path) && r.status == status)
-                .count()
-        }
-
-        fn installations(&self) -> usize {
-            self.count("POST", "/installation", Some(200))
+    /// Waits (in tokio time) until `ip` is ACTIVE; fails after `limit`.
+    async fn until_active(bank: &Bank, credential: CredentialId, ip: &str, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while status(bank, credential, ip) != IpStatus::Active {
+            assert!(tokio::time::Instant::now() < deadline, "{ip} not active");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
     #[tokio::test(start_paused = true)]
-    async fn connect_retries_while_bunq_rejects_every_installation_register_once_per_interval() {
+    async fn the_loop_repairs_drift_at_the_next_scheduled_run_not_before() {
         let bank = Bank::start(604_800, Duration::from_secs(600)).await;
-        // Every session-server call meets "Insufficient authentication.": bunq forgets each
-        // installation as the client tries to open a session with it.
-        bank.sim.inject(
-            Fault::once(FaultKind::ForgetInstallation)
-                .on(reqwest::Method::POST, "/session-server")
-                .times(100_000),
+        let device_ip = "203.0.113.200".parse().ok();
+        let user = bank.key.user_id;
+        let managed = bank.sim.add_credential(user, Some("managed"), device_ip);
+        let managed = managed.unwrap();
+        let entry = bank
+            .sim
+            .add_entry(managed, "203.0.113.10", IpStatus::Inactive)
+            .unwrap();
+        let key_file = bank.dir.path().join("api-key");
+        std::fs::write(&key_file, bank.key.api_key.expose()).unwrap();
+        let config_path = bank.dir.path().join("config.yaml");
+        let config = format!(
+            "bunq:\n  environment: sandbox\n  base_url: \"{base}\"\n  device_description: loop-test\n  \
+             state_dir: \"{state}\"\n  api_key_file: \"{key}\"\n\
+             sync:\n  policy: sync\n  interval: {interval}s\n  jitter: 0s\n  max_changes: 10\n\
+             credentials:\n  - id: {managed}\n    name: managed\n    ips:\n      - \"203.0.113.10\"\n",
+            base = bank.sim.base_url(),
+            state = bank.state_dir().display(),
+            key = key_file.display(),
+            interval = INTERVAL.as_secs(),
         );
-        let health = Health::new(HEARTBEAT_TIMEOUT, FAILURE_THRESHOLD);
+        std::fs::write(&config_path, config).unwrap();
         let shutdown = CancellationToken::new();
-        let started = tokio::time::Instant::now();
-        let state_dir = bank.state_dir();
-        let notifier = Notifier::disabled();
-        let connecting = connect_until_shutdown(
-            bank.settings.clone(),
-            bank.key.api_key.clone(),
-            &state_dir,
-            &health,
-            &notifier,
-            &shutdown,
-        );
-        let watching = async {
-            // Three session-server attempts with the one installation...
-            while bank.count("POST", "/session-server", Some(403)) < 3 {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            assert_eq!(bank.installations(), 1);
-            let reasons = health.readiness_at(Utc::now()).reasons;
-            assert!(
-                reasons
-                    .iter()
-                    .any(|r| r.starts_with("re-registration with bunq is bounded: ")),
-                "{reasons:?}"
-            );
-            // ...and the next installation only once the interval has passed.
-            while bank.installations() < 2 {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            assert!(started.elapsed() >= REREGISTRATION_INTERVAL);
-            shutdown.cancel();
-        };
-        let (client, ()) = tokio::join!(connecting, watching);
-        assert!(client.is_none());
-        assert_eq!(bank.installations(), 2);
-        assert_eq!(bank.count("POST", "/device-server", Some(200)), 2);
-        assert_eq!(
-            bank.count("POST", "/session-server", Some(429)),
-            0,
-            "every attempt waited for session-server's window"
-        );
-    }
+        let daemon = tokio::spawn(run(Options {
+            config_path,
+            loaded: None,
+            shutdown: shutdown.clone(),
+            notifier: Notifier::disabled(),
+            handle_signals: false,
+            listener: Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            watch: WatchSettings::default(),
+            clock: tokio_clock(),
+        }));
 
-    /// Runs the daemon's renewal task for `client` until the returned token is cancelled.
-    fn spawn_renewal(
-        client: &Arc<BunqClient>,
-        renew_before: Duration,
-    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(renewal_task(
-            Arc::clone(client),
-            renew_before,
-            Arc::new(Health::new(HEARTBEAT_TIMEOUT, FAILURE_THRESHOLD)),
-            Arc::new(Metrics::new("test")),
-            RenewTrigger::new(),
-            shutdown.clone(),
-        ));
-        (shutdown, task)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn renewal_after_a_restart_is_sized_from_the_session_timeout_not_the_time_left() {
-        // One-hour sessions, renew 15 min ahead. A restart 40 min into a session finds 20 min
-        // left; the lead stays 15 min (not half of 20).
-        let renew_before = 15 * MINUTE;
-        let bank = Bank::start(3600, renew_before).await;
-        drop(bank.connect().await);
-        tokio::time::sleep(40 * MINUTE).await;
-        let client = Arc::new(bank.connect().await);
+        // The start-up run activates the entry at once (the session-server window aside).
+        until_active(&bank, managed, "203.0.113.10", MINUTE).await;
+        // Someone deactivates it in the app: nothing changes until the interval has passed...
+        bank.sim
+            .set_entry_status(managed, entry, IpStatus::Inactive)
+            .unwrap();
+        tokio::time::sleep(INTERVAL - MINUTE).await;
         assert_eq!(
-            bank.sim.sessions_created(),
-            1,
-            "the saved session is reused"
+            status(&bank, managed, "203.0.113.10"),
+            IpStatus::Inactive,
+            "no run between scheduled runs"
         );
+        // ...and the scheduled run repairs it.
+        until_active(&bank, managed, "203.0.113.10", 2 * MINUTE).await;
 
-        let (shutdown, task) = spawn_renewal(&client, renew_before);
-        tokio::time::sleep(6 * MINUTE).await;
-        assert_eq!(
-            bank.sim.sessions_created(),
-            2,
-            "renewed 15 min before expiry (at 45 min), not 10 min before"
-        );
         shutdown.cancel();
-        task.await.unwrap();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn session_renewed_inline_by_a_request_is_not_renewed_again_by_the_task() {
-        let renew_before = 10 * MINUTE;
-        let bank = Bank::start(3600, renew_before).await;
-        let client = Arc::new(bank.connect().await);
-        let (shutdown, task) = spawn_renewal(&client, renew_before);
-
-        // 5 min in, bunq ends the session early; the next request opens a new one inline.
-        tokio::time::sleep(5 * MINUTE).await;
-        bank.sim.expire_all_sessions();
-        client.list_credentials().await.unwrap();
-        assert_eq!(bank.sim.sessions_created(), 2);
-
-        // The first session's renewal time (50 min) passes: that session is gone already.
-        tokio::time::sleep(47 * MINUTE).await;
-        assert_eq!(
-            bank.sim.sessions_created(),
-            2,
-            "no second session-server call for the renewed session"
-        );
-        // The new session is renewed at its own time (55 min).
-        tokio::time::sleep(4 * MINUTE).await;
-        assert_eq!(bank.sim.sessions_created(), 3);
-        shutdown.cancel();
-        task.await.unwrap();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn connection_backoff_keeps_the_heartbeat_fresh() {
-        let health = Arc::new(Health::new(HEARTBEAT_TIMEOUT, FAILURE_THRESHOLD));
-        let longest_backoff = Duration::from_secs(300);
-        let sleeper = tokio::spawn({
-            let health = Arc::clone(&health);
-            async move { sleep_beating(&health, longest_backoff).await }
-        });
-        for _ in 0..30 {
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            let liveness = health.liveness_at(tokio::time::Instant::now());
-            assert!(liveness.alive, "{liveness:?}");
-        }
-        sleeper.await.unwrap();
+        daemon.await.unwrap().unwrap();
     }
 }

@@ -1,0 +1,412 @@
+//! The run loop: one task owns the config, the bunq client and the schedule, runs reconciles
+//! inline (so runs never overlap), reloads the config, and accounts for each run in the
+//! metrics, `/readyz` and `STATUS=`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::bunq::BunqClient;
+use crate::clock::WallClock;
+use crate::config::{self, Config};
+use crate::daemon::connect::{HEARTBEAT_PERIOD, explain};
+use crate::daemon::error::DaemonError;
+use crate::daemon::health::Health;
+use crate::daemon::metrics::{ChangeAction, ChangeOutcome, Metrics, RunResult};
+use crate::daemon::notify::Notifier;
+use crate::daemon::observer::Observer;
+use crate::daemon::renew::RenewTrigger;
+use crate::daemon::schedule::{
+    self, Backoff, CronTicker, RandomJitter, RunOutcome, Scheduler, Trigger,
+};
+use crate::daemon::tasks::Reload;
+use crate::daemon::watch::{ConfigChanged, Fingerprint};
+use crate::reconcile::apply::{ApplyReport, Outcome};
+use crate::reconcile::plan::ChangeKind;
+use crate::reconcile::record::{RecordStore, RunRecord};
+use crate::reconcile::run::{self, RunError, RunReport};
+
+/// Reads and validates the config file; also returns the fingerprint of the exact bytes parsed,
+/// so the watcher reports only real changes.
+pub fn read_config(path: &Path) -> Result<(Config, Fingerprint), config::ConfigError> {
+    // One read: the fingerprint must be of the very bytes parsed, or a swap between two reads
+    // would pair the old config with the new content and the watcher would never reload it.
+    let text = config::read(path)?;
+    let config = config::parse(path, &text)?;
+    Ok((config, Fingerprint::of_bytes(text.as_bytes())))
+}
+/// The schedule for `config`: interval with jitter, or cron ticks (with the ticker to stop).
+pub(super) async fn build_scheduler(
+    config: &Config,
+) -> Result<(Scheduler, Option<CronTicker>), DaemonError> {
+    let backoff = Backoff::new(
+        Duration::from_secs(5),
+        config.sync.interval.max(Duration::from_secs(5)),
+    );
+    match &config.sync.schedule {
+        Some(cron) => {
+            let (ticker, ticks) = CronTicker::start(cron.expression()).await?;
+            let fallback = schedule::cron_fallback(config.sync.interval, cron);
+            Ok((
+                Scheduler::on_ticks(ticks, fallback).with_backoff(backoff),
+                Some(ticker),
+            ))
+        }
+        None => Ok((
+            Scheduler::every(config.sync.interval)
+                .with_jitter(config.sync.jitter, RandomJitter::new())
+                .with_backoff(backoff),
+            None,
+        )),
+    }
+}
+
+/// Stops a cron ticker, if the schedule had one.
+pub(super) async fn stop_cron(cron: Option<CronTicker>) {
+    if let Some(cron) = cron
+        && let Err(err) = cron.shutdown().await
+    {
+        tracing::warn!(error = %err, "cron scheduler did not stop cleanly");
+    }
+}
+
+/// The loop's state.
+pub(super) struct Daemon {
+    /// The config file, re-read on reload.
+    pub(super) config_path: PathBuf,
+    /// The running config (the last good one).
+    pub(super) config: Config,
+    /// The bytes the running config was parsed from, so the watcher's wake-ups for unchanged
+    /// content are no reload.
+    pub(super) fingerprint: Fingerprint,
+    /// The last reload failed: the file on disk is not the running config, even if it later
+    /// changes back to the running config's bytes.
+    pub(super) reload_failed: bool,
+    /// The one client, shared with the renewal task.
+    pub(super) client: Arc<BunqClient>,
+    /// Run accounting.
+    pub(super) metrics: Arc<Metrics>,
+    /// Readiness reasons and the heartbeat.
+    pub(super) health: Arc<Health>,
+    /// Publishes the session's expiry, as every other path that learns it does.
+    pub(super) observer: Arc<Observer>,
+    /// Stamps the metrics' timestamps (the daemon's one clock).
+    pub(super) clock: WallClock,
+    /// systemd notifications.
+    pub(super) notifier: Notifier,
+    /// Where the last run's record is saved.
+    pub(super) records: RecordStore,
+    /// The last run's record, for drift reports.
+    pub(super) last_record: Option<RunRecord>,
+    /// When the next run is due.
+    pub(super) scheduler: Scheduler,
+    /// The cron ticker behind `scheduler`, if the schedule is a cron expression.
+    pub(super) cron: Option<CronTicker>,
+    /// Asks the renewal task for a new session when bunq rejects the current one.
+    pub(super) renew_trigger: RenewTrigger,
+    /// Cancelled to stop the loop (and the run in progress).
+    pub(super) shutdown: CancellationToken,
+}
+
+impl Daemon {
+    /// Selects over shutdown, reloads, the heartbeat and the schedule until shutdown.
+    pub(super) async fn run_loop(
+        &mut self,
+        mut reloads: mpsc::Receiver<Reload>,
+        mut changes: mpsc::Receiver<ConfigChanged>,
+    ) {
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => break,
+                Some(_) = reloads.recv() => self.reload(true).await,
+                Some(ConfigChanged) = changes.recv() => self.reload(false).await,
+                _ = heartbeat.tick() => self.health.beat(),
+                trigger = self.scheduler.next_run() => self.reconcile(trigger).await,
+            }
+        }
+    }
+
+    /// Re-reads the config. On success switches to it and reconciles at once; on failure keeps
+    /// running on the last good config and says so in the logs, metrics and `/readyz`.
+    async fn reload(&mut self, forced: bool) {
+        // Unchanged content is no reason to reload, unless a failed reload is still reported:
+        // a file reverted to the running config must clear that warning.
+        if !forced
+            && !self.reload_failed
+            && Fingerprint::of_file(&self.config_path) == self.fingerprint
+        {
+            return;
+        }
+        let _ = self.notifier.reloading();
+        match read_config(&self.config_path) {
+            Ok((config, fingerprint)) => {
+                self.warn_about_restart_only_changes(&config);
+                let schedule_changed = config.sync.interval != self.config.sync.interval
+                    || config.sync.schedule != self.config.sync.schedule
+                    || config.sync.jitter != self.config.sync.jitter;
+                self.config = config;
+                self.fingerprint = fingerprint;
+                self.reload_failed = false;
+                self.metrics.record_config_reload(true, self.now());
+                self.health.set_reload_error(None);
+                tracing::info!(config = %self.config_path.display(), "config reloaded; reconciling now");
+                if schedule_changed {
+                    self.replace_scheduler().await;
+                }
+                let _ = self.notifier.ready();
+                self.reconcile(Trigger::Startup).await;
+            }
+            Err(err) => {
+                self.reload_failed = true;
+                self.metrics.record_config_reload(false, self.now());
+                let message = err.to_string();
+                for line in message.lines() {
+                    tracing::error!(error = %line, "config reload failed; still running on the last good config");
+                }
+                self.health
+                    .set_reload_error(Some(message.lines().next().unwrap_or_default().to_string()));
+                let _ = self.notifier.ready();
+                let _ = self
+                    .notifier
+                    .status("config reload failed; running on the last good config");
+            }
+        }
+    }
+
+    /// Names the changed settings the running daemon cannot switch to (they were read once, at
+    /// start), so the operator knows a restart is needed.
+    fn warn_about_restart_only_changes(&self, new: &Config) {
+        let old = &self.config;
+        let changes = [
+            (
+                old.bunq.environment != new.bunq.environment
+                    || old.bunq.base_url != new.bunq.base_url,
+                "bunq.environment/base_url",
+            ),
+            (old.bunq.state_dir != new.bunq.state_dir, "bunq.state_dir"),
+            (
+                old.bunq.device_description != new.bunq.device_description,
+                "bunq.device_description",
+            ),
+            (
+                old.bunq.api_key_file != new.bunq.api_key_file
+                    || old.bunq.api_key_credential != new.bunq.api_key_credential,
+                "bunq.api_key_file/api_key_credential",
+            ),
+            (
+                old.bunq.permitted_ips != new.bunq.permitted_ips,
+                "bunq.permitted_ips",
+            ),
+            (
+                old.sync.renew_before != new.sync.renew_before,
+                "sync.renew_before",
+            ),
+            (old.http.listen != new.http.listen, "http.listen"),
+            (
+                old.log.format != new.log.format || old.log.level != new.log.level,
+                "log.format/level",
+            ),
+        ];
+        let changed: Vec<&str> = changes
+            .iter()
+            .filter(|(changed, _)| *changed)
+            .map(|(_, key)| *key)
+            .collect();
+        if !changed.is_empty() {
+            tracing::warn!(
+                changed = %changed.join(", "),
+                "these settings take effect after a restart; the running connection, session \
+                 renewal, listener and logging keep their old values"
+            );
+        }
+    }
+
+    async fn replace_scheduler(&mut self) {
+        match build_scheduler(&self.config).await {
+            Ok((mut scheduler, cron)) => {
+                // A fresh scheduler hands out a startup run first (at once); the reload
+                // reconciles right after this anyway, so consume it instead of running twice.
+                let _ = scheduler.next_run().await;
+                stop_cron(self.cron.take()).await;
+                self.scheduler = scheduler;
+                self.cron = cron;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot apply the new schedule; keeping the old one")
+            }
+        }
+    }
+
+    /// One reconcile run, with its metrics, readiness, status and scheduling consequences.
+    async fn reconcile(&mut self, trigger: Trigger) {
+        let started = tokio::time::Instant::now();
+        self.metrics.record_run_started(self.now());
+        let stop = self.shutdown.child_token();
+        let result = run::apply_run(
+            self.client.as_ref(),
+            &self.config,
+            self.last_record.as_ref(),
+            &stop,
+        )
+        .await;
+        let elapsed = started.elapsed();
+        // The summary line carries the run's id, so it can be joined with the run's drift and
+        // audit lines. A run that failed before it planned has logged nothing under an id yet:
+        // it gets one of its own.
+        let (run_id, (run_result, outcome, message)) = match result {
+            Ok((report, record)) => {
+                self.health.set_access_refused(None);
+                self.health.set_registration_deferred(None);
+                if let Err(err) = self.records.save(&record) {
+                    tracing::warn!(run_id = %report.run_id, error = %err, "cannot save the last-run record; drift reports may repeat");
+                }
+                self.last_record = Some(record);
+                self.account(&report);
+                (report.run_id.clone(), summarize(&report))
+            }
+            Err(err) => (run::new_run_id(), self.failed_run(&err)),
+        };
+        self.metrics.record_run(run_result, elapsed, self.now());
+        self.health
+            .record_run_result(run_result != RunResult::Failed, &message);
+        self.observer
+            .session_valid_until(self.client.session_expires_at());
+        self.scheduler.run_finished(outcome);
+        let _ = self.notifier.status(&message);
+        match run_result {
+            RunResult::Failed => {
+                tracing::error!(%run_id, ?trigger, duration = ?elapsed, "{message}")
+            }
+            RunResult::Blocked => {
+                tracing::warn!(%run_id, ?trigger, duration = ?elapsed, "{message}")
+            }
+            _ => tracing::info!(%run_id, ?trigger, duration = ?elapsed, "{message}"),
+        }
+    }
+
+    fn failed_run(&self, err: &RunError) -> (RunResult, RunOutcome, String) {
+        let (transient, text) = match err {
+            RunError::Read(bunq) => {
+                if bunq.is_session_rejected() {
+                    self.renew_trigger.renew_now();
+                }
+                if bunq.is_credentials_rejected() {
+                    self.health.set_access_refused(Some(explain(bunq)));
+                }
+                if bunq.is_registration_deferred() {
+                    self.health.set_registration_deferred(Some(explain(bunq)));
+                }
+                (
+                    bunq.is_transient() || bunq.is_session_rejected(),
+                    explain(bunq),
+                )
+            }
+            RunError::UnknownCredential { .. } => (false, err.to_string()),
+        };
+        let outcome = if transient {
+            RunOutcome::TransientFailure
+        } else {
+            RunOutcome::Failed
+        };
+        (RunResult::Failed, outcome, format!("run failed: {text}"))
+    }
+
+    /// The daemon's clock, as the metrics take it.
+    fn now(&self) -> SystemTime {
+        SystemTime::from((self.clock)())
+    }
+
+    fn account(&self, report: &RunReport) {
+        self.metrics.set_drift_entries(report.drift_count() as u64);
+        if let Some(applied) = &report.applied {
+            account_changes(&self.metrics, applied);
+        }
+    }
+}
+
+fn account_changes(metrics: &Metrics, applied: &ApplyReport) {
+    for result in &applied.results {
+        let action = match result.action.change.kind() {
+            ChangeKind::Create => ChangeAction::Create,
+            ChangeKind::Activate => ChangeAction::Activate,
+            ChangeKind::Deactivate => ChangeAction::Deactivate,
+        };
+        let outcome = match &result.outcome {
+            Outcome::Applied => ChangeOutcome::Applied,
+            Outcome::Failed(_) => ChangeOutcome::Failed,
+            Outcome::Skipped(_) => ChangeOutcome::Skipped,
+            Outcome::Blocked(rule) => {
+                metrics.record_blocked(rule.name(), 1);
+                ChangeOutcome::Blocked
+            }
+        };
+        metrics.record_change(action, outcome);
+    }
+}
+
+/// The run's result for metrics, scheduling and `STATUS=`.
+fn summarize(report: &RunReport) -> (RunResult, RunOutcome, String) {
+    let Some(applied) = &report.applied else {
+        return (
+            RunResult::Converged,
+            RunOutcome::Completed,
+            "planned only".into(),
+        );
+    };
+    let counts = format!(
+        "{} applied, {} failed, {} skipped, {} blocked, {} drift",
+        applied.count("applied"),
+        applied.count("failed"),
+        applied.count("skipped"),
+        applied.count("blocked"),
+        report.drift_count()
+    );
+    if let Some(reason) = &applied.security_failure {
+        // Not retried within the run: the next scheduled run starts afresh.
+        return (
+            RunResult::Failed,
+            RunOutcome::Failed,
+            format!("run stopped: {reason}"),
+        );
+    }
+    if applied.has_failures() {
+        return (
+            RunResult::Failed,
+            RunOutcome::TransientFailure,
+            format!("run incomplete: {counts}"),
+        );
+    }
+    if applied.has_blocked() {
+        let rules = report
+            .plan
+            .fired_rules()
+            .iter()
+            .map(|rule| rule.name())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return (
+            RunResult::Blocked,
+            RunOutcome::Completed,
+            format!("run blocked by {rules}: {counts}"),
+        );
+    }
+    if applied.count("applied") > 0 {
+        (
+            RunResult::ChangesApplied,
+            RunOutcome::Completed,
+            format!("changes applied: {counts}"),
+        )
+    } else {
+        (
+            RunResult::Converged,
+            RunOutcome::Completed,
+            format!("converged: {counts}"),
+        )
+    }
+}
