@@ -96,6 +96,18 @@ impl Options {
     }
 }
 
+/// Metrics, health and the observer that publishes to both, with the config just loaded.
+fn publishers(clock: &WallClock) -> (Arc<Metrics>, Arc<Health>, Arc<Observer>) {
+    let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
+    let health =
+        Arc::new(Health::new(HEARTBEAT_TIMEOUT, FAILURE_THRESHOLD).with_clock(Arc::clone(clock)));
+    health.set_config_loaded(true);
+    health.beat();
+    metrics.record_config_reload(true, SystemTime::from(clock()));
+    let observer = Arc::new(Observer::new(Arc::clone(&metrics), Arc::clone(&health)));
+    (metrics, health, observer)
+}
+
 /// Runs the daemon until shutdown. Returns `Ok` on a graceful stop.
 pub async fn run(options: Options) -> Result<(), DaemonError> {
     // Handlers first: a SIGHUP during start-up must queue a reload, not kill the process.
@@ -117,13 +129,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let _lock = StateLock::acquire(&config.bunq.state_dir)?;
 
     let clock = options.clock;
-    let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
-    let health =
-        Arc::new(Health::new(HEARTBEAT_TIMEOUT, FAILURE_THRESHOLD).with_clock(Arc::clone(&clock)));
-    health.set_config_loaded(true);
-    health.beat();
-    metrics.record_config_reload(true, SystemTime::from(clock()));
-    let observer = Arc::new(Observer::new(Arc::clone(&metrics), Arc::clone(&health)));
+    let (metrics, health, observer) = publishers(&clock);
 
     let shutdown = options.shutdown.clone();
     let server = serve_health(options.listener, &config, &observer, &shutdown).await?;

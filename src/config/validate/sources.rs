@@ -111,26 +111,9 @@ pub(super) fn validate_sources(
     let defaults = SourceSettings::default();
     let dns = raw.dns.unwrap_or_default();
     let dns_path = path.key("dns");
-    let nameservers = dns.nameservers.map(|items| {
-        let servers = items
-            .into_iter()
-            .enumerate()
-            .filter_map(|(index, Text(value))| {
-                nameserver(&value)
-                    .map_err(|message| {
-                        problems.add(&dns_path.key("nameservers").index(index), message)
-                    })
-                    .ok()
-            })
-            .collect::<Vec<_>>();
-        if servers.is_empty() {
-            problems.add(
-                &dns_path.key("nameservers"),
-                "is empty; leave it out to use the system resolver (/etc/resolv.conf)",
-            );
-        }
-        servers
-    });
+    let nameservers = dns
+        .nameservers
+        .map(|items| nameservers(items, &dns_path.key("nameservers"), problems));
     let dns_timeout = positive(
         dns.timeout,
         defaults.dns_timeout,
@@ -182,6 +165,26 @@ pub(super) fn validate_sources(
         min_refresh: min_refresh?,
         max_cidr_addresses,
     })
+}
+
+/// `sources.dns.nameservers`: every item an address, and at least one.
+fn nameservers(items: Vec<Text>, path: &FieldPath, problems: &mut Problems) -> Vec<SocketAddr> {
+    let servers = items
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, Text(value))| {
+            nameserver(&value)
+                .map_err(|message| problems.add(&path.index(index), message))
+                .ok()
+        })
+        .collect::<Vec<_>>();
+    if servers.is_empty() {
+        problems.add(
+            path,
+            "is empty; leave it out to use the system resolver (/etc/resolv.conf)",
+        );
+    }
+    servers
 }
 
 /// `127.0.0.1:5353`, `[::1]:53` or a bare address (port 53).
