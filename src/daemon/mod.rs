@@ -12,6 +12,7 @@
 //! * [`renew`]: when to renew the bunq session, and the task that does it.
 //! * [`signals`]: SIGHUP/SIGTERM/SIGINT turned into [`signals::SignalEvent`]s on a channel.
 //! * [`watch`]: config file polling that survives the Kubernetes `..data` symlink swap.
+//! * [`follow`]: re-resolving DNS, file and URL sources between runs; a change asks for a run.
 //! * [`lock`]: the single-writer lock file in the state directory.
 //! * [`health`]: the `/healthz`, `/readyz` and `/metrics` HTTP listener and its shared state.
 //! * [`metrics`]: the Prometheus registry and typed recording methods.
@@ -19,6 +20,7 @@
 
 mod connect;
 mod error;
+pub mod follow;
 pub mod health;
 pub mod lock;
 pub mod metrics;

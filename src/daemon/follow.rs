@@ -1,0 +1,329 @@
+//! Following dynamic sources between runs, so a moved DNS name is applied within seconds
+//! instead of at the next `sync.interval`.
+//!
+//! One task per config: it re-resolves each DNS source when its answer's TTL runs out (never
+//! more often than `sources.min_refresh`), each URL source every `max(min_refresh, 60 s)`, and
+//! polls each file source's content (the config watcher's mechanism, so a ConfigMap `..data`
+//! swap counts) and re-reads it when it changed. Re-resolution alone sends nothing to bunq: only
+//! when a source now yields other addresses than the last run used does it ask the run loop for
+//! a run ([`SourceEvent::Changed`]), and the loop runs it as any other (full read of bunq, the
+//! usual rate limits, never two at once). A failed re-resolution starts no run; it is reported
+//! at once ([`SourceEvent::Failed`]) and the next run treats the source as failed anyway.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::daemon::watch::Fingerprint;
+use crate::sources::{Resolutions, Source, SourceError, SourceResolver};
+
+/// What the follower tells the run loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceEvent {
+    /// A source yields other addresses than the last run used: run now.
+    Changed(Source),
+    /// A re-resolution failed (reported once per new error, not on every retry).
+    Failed(Source, SourceError),
+    /// A source that had failed resolves again.
+    Recovered(Source),
+}
+
+/// What each source yielded in the last run, shared between the run loop (which writes it after
+/// every run) and the follower (which compares against it).
+#[derive(Clone, Default)]
+pub struct LastUsed(Arc<Mutex<BTreeMap<Source, Option<BTreeSet<Ipv4Addr>>>>>);
+
+impl LastUsed {
+    /// Records what a run resolved (`None` for a source that failed in it).
+    pub fn record(&self, resolutions: &Resolutions) {
+        let mut used = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        used.clear();
+        for (source, result) in resolutions {
+            let addresses = result
+                .as_ref()
+                .ok()
+                .map(|resolved| resolved.addresses.clone());
+            used.insert(source.clone(), addresses);
+        }
+    }
+
+    /// True when `addresses` is not what the last run used for `source` (also when the last
+    /// run could not resolve it, or has not run yet).
+    fn differs(&self, source: &Source, addresses: &BTreeSet<Ipv4Addr>) -> bool {
+        let used = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        used.get(source)
+            .is_none_or(|last| last.as_ref() != Some(addresses))
+    }
+}
+
+/// One followed source.
+struct Followed {
+    source: Source,
+    /// When it is resolved next; `None` for files, which are polled.
+    due: Option<Instant>,
+    /// Files: the content last read.
+    fingerprint: Option<Fingerprint>,
+    /// The error last reported, so a failure that persists is reported once.
+    failing: Option<SourceError>,
+}
+
+/// Follows `sources` until `stop`: sends [`SourceEvent`]s on `events`. `file_poll` is how often
+/// file sources are checked for new content.
+pub async fn follow_sources(
+    resolver: Arc<SourceResolver>,
+    sources: BTreeSet<Source>,
+    last_used: LastUsed,
+    file_poll: Duration,
+    events: mpsc::Sender<SourceEvent>,
+    stop: CancellationToken,
+) {
+    let start = Instant::now();
+    let mut followed: Vec<Followed> = sources
+        .into_iter()
+        .map(|source| {
+            let file = matches!(source, Source::File(_));
+            let fingerprint = match &source {
+                Source::File(path) => Some(Fingerprint::of_file(path)),
+                _ => None,
+            };
+            // The first run resolved everything just now: wait one period before asking again.
+            let due = (!file).then(|| {
+                start
+                    + resolver
+                        .settings()
+                        .refresh_after(&source, None)
+                        .unwrap_or(file_poll)
+            });
+            Followed {
+                source,
+                due,
+                fingerprint,
+                failing: None,
+            }
+        })
+        .collect();
+    if followed.is_empty() {
+        return;
+    }
+    loop {
+        let next_poll = Instant::now() + file_poll;
+        let wake = followed
+            .iter()
+            .filter_map(|item| item.due)
+            .chain(
+                followed
+                    .iter()
+                    .any(|item| item.due.is_none())
+                    .then_some(next_poll),
+            )
+            .min()
+            .unwrap_or(next_poll);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep_until(wake) => {}
+        }
+        for item in &mut followed {
+            if !item.is_due(Instant::now()) {
+                continue;
+            }
+            let result = resolver.resolve(&item.source).await;
+            let event = item.settle(&resolver, result, &last_used);
+            if let Some(event) = event
+                && events.send(event).await.is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+impl Followed {
+    /// DNS and URL sources when their time has come; files when their content changed.
+    fn is_due(&mut self, now: Instant) -> bool {
+        match (&self.source, self.due) {
+            (Source::File(path), _) => {
+                let now_seen = Fingerprint::of_file(path);
+                let changed = self.fingerprint.as_ref() != Some(&now_seen);
+                self.fingerprint = Some(now_seen);
+                changed
+            }
+            (_, Some(due)) => due <= now,
+            (_, None) => false,
+        }
+    }
+
+    /// Books one resolution: the next due time, and the event it is worth, if any.
+    fn settle(
+        &mut self,
+        resolver: &SourceResolver,
+        result: Result<crate::sources::Resolved, SourceError>,
+        last_used: &LastUsed,
+    ) -> Option<SourceEvent> {
+        let settings = resolver.settings();
+        match result {
+            Ok(resolved) => {
+                if !matches!(self.source, Source::File(_)) {
+                    self.due = settings
+                        .refresh_after(&self.source, resolved.ttl)
+                        .map(|after| Instant::now() + after);
+                }
+                let recovered = self.failing.take().is_some();
+                if last_used.differs(&self.source, &resolved.addresses) {
+                    tracing::info!(
+                        source = %self.source,
+                        addresses = ?resolved.addresses,
+                        "a source changed; starting a run"
+                    );
+                    Some(SourceEvent::Changed(self.source.clone()))
+                } else if recovered {
+                    Some(SourceEvent::Recovered(self.source.clone()))
+                } else {
+                    None
+                }
+            }
+            Err(error) => {
+                if !matches!(self.source, Source::File(_)) {
+                    self.due = Some(Instant::now() + settings.min_refresh);
+                }
+                if self.failing.as_ref() == Some(&error) {
+                    return None;
+                }
+                tracing::warn!(
+                    source = %self.source,
+                    error = %error,
+                    "re-resolving a source failed; no run is started, and the next run holds \
+                     back that credential's deactivations (source-unavailable)"
+                );
+                self.failing = Some(error.clone());
+                Some(SourceEvent::Failed(self.source.clone(), error))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulator::{DnsAnswer, DnsServer};
+    use crate::sources::SourceSettings;
+
+    fn ip(text: &str) -> Ipv4Addr {
+        text.parse().unwrap()
+    }
+
+    async fn next(events: &mut mpsc::Receiver<SourceEvent>) -> SourceEvent {
+        tokio::time::timeout(Duration::from_secs(20), events.recv())
+            .await
+            .expect("an event within 20 s")
+            .expect("the follower is running")
+    }
+
+    fn start(
+        dns: &DnsServer,
+        sources: BTreeSet<Source>,
+        last_used: &LastUsed,
+    ) -> (mpsc::Receiver<SourceEvent>, CancellationToken) {
+        let resolver = Arc::new(SourceResolver::new(SourceSettings {
+            nameservers: Some(vec![dns.address()]),
+            dns_timeout: Duration::from_millis(300),
+            min_refresh: Duration::from_secs(1),
+            ..SourceSettings::default()
+        }));
+        let (tx, rx) = mpsc::channel(8);
+        let stop = CancellationToken::new();
+        tokio::spawn(follow_sources(
+            resolver,
+            sources,
+            last_used.clone(),
+            Duration::from_millis(200),
+            tx,
+            stop.clone(),
+        ));
+        (rx, stop)
+    }
+
+    fn used(source: &Source, addresses: &[Ipv4Addr]) -> LastUsed {
+        let last_used = LastUsed::default();
+        last_used.record(&Resolutions::from([(
+            source.clone(),
+            Ok(crate::sources::Resolved {
+                addresses: addresses.iter().copied().collect(),
+                ttl: None,
+            }),
+        )]));
+        last_used
+    }
+
+    #[tokio::test]
+    async fn a_moved_name_asks_for_a_run_and_an_unchanged_one_does_not() {
+        let dns = DnsServer::start().await.unwrap();
+        let name = Source::Dns("home.example.org".into());
+        dns.set("home.example.org", DnsAnswer::a(&[ip("203.0.113.10")], 1));
+        let last_used = used(&name, &[ip("203.0.113.10")]);
+        let (mut events, stop) = start(&dns, [name.clone()].into(), &last_used);
+        // Asked again after the TTL (1 s), same answer: no event; then the name moves.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(
+            dns.queries("home.example.org") >= 2,
+            "re-resolved on TTL expiry"
+        );
+        assert!(
+            events.try_recv().is_err(),
+            "an unchanged answer starts no run"
+        );
+        dns.set("home.example.org", DnsAnswer::a(&[ip("203.0.113.20")], 1));
+        assert_eq!(next(&mut events).await, SourceEvent::Changed(name));
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_failing_name_is_reported_once_and_its_recovery_too() {
+        let dns = DnsServer::start().await.unwrap();
+        let name = Source::Dns("flaky.example".into());
+        dns.set("flaky.example", DnsAnswer::ServFail);
+        let last_used = used(&name, &[ip("203.0.113.10")]);
+        let (mut events, stop) = start(&dns, [name.clone()].into(), &last_used);
+        assert_eq!(
+            next(&mut events).await,
+            SourceEvent::Failed(name.clone(), SourceError::ServFail)
+        );
+        // Retried every min_refresh (1 s), still failing: not reported again.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(dns.queries("flaky.example") >= 3);
+        assert!(
+            events.try_recv().is_err(),
+            "a persisting failure is reported once"
+        );
+        dns.set("flaky.example", DnsAnswer::a(&[ip("203.0.113.10")], 60));
+        assert_eq!(next(&mut events).await, SourceEvent::Recovered(name));
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_changed_file_is_re_read_at_once() {
+        let dns = DnsServer::start().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nat.txt");
+        std::fs::write(&path, "203.0.113.10\n").unwrap();
+        let file = Source::File(path.clone());
+        let last_used = used(&file, &[ip("203.0.113.10")]);
+        let (mut events, stop) = start(&dns, [file.clone()].into(), &last_used);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(events.try_recv().is_err());
+        std::fs::write(&path, "203.0.113.10\n203.0.113.11\n").unwrap();
+        assert_eq!(next(&mut events).await, SourceEvent::Changed(file.clone()));
+        std::fs::write(&path, "203.0.113.10\nbad line\n").unwrap();
+        match next(&mut events).await {
+            SourceEvent::Failed(source, SourceError::BadLine { line: 2, .. }) => {
+                assert_eq!(source, file)
+            }
+            other => panic!("{other:?}"),
+        }
+        stop.cancel();
+    }
+}
