@@ -35,7 +35,7 @@ use crate::daemon::schedule::{
 use crate::daemon::signals::{SignalEvent, SignalListener};
 use crate::daemon::watch::{self, ConfigChanged, Fingerprint, WatchSettings};
 use crate::reconcile::apply::{ApplyReport, Outcome};
-use crate::reconcile::bunq_port::client_settings;
+use crate::reconcile::bunq_adapter::client_settings;
 use crate::reconcile::plan::ChangeKind;
 use crate::reconcile::record::{RecordStore, RunRecord};
 use crate::reconcile::run::{self, RunError, RunReport};

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bunq::BunqError;
 use crate::bunq::model::{CredentialId, EntryId, IpStatus};
 use crate::reconcile::plan::{Action, Change, Plan, Rule};
-use crate::reconcile::run::AllowlistWriter;
+use crate::reconcile::port::AllowlistWriter;
 
 /// How one planned action ended.
 #[derive(Clone, Debug, PartialEq, Eq)]

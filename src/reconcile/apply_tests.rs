@@ -10,7 +10,7 @@ use super::*;
 use crate::bunq::model::{CredentialPasswordIp, PermittedIp};
 use crate::config::{CredentialSpec, Policy};
 use crate::reconcile::plan::{self, CredentialState, OwnAccess, PlanInput};
-use crate::reconcile::run::AllowlistReader;
+use crate::reconcile::port::AllowlistReader;
 
 /// What the fake does on a matching call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
