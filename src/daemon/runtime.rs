@@ -26,19 +26,18 @@ use crate::bunq::{ApiObserver, BunqClient, BunqError, RateLimiter};
 use crate::config::{self, Config};
 use crate::daemon::health::{self, Health};
 use crate::daemon::lock::{LockError, StateLock};
-use crate::daemon::metrics::{ChangeAction, ChangeOutcome, Metrics, RunResult};
+use crate::daemon::metrics::{Metrics, RunResult};
 use crate::daemon::notify::Notifier;
 use crate::daemon::renew::{self, RenewTrigger, RenewalPolicy};
 use crate::daemon::schedule::{
-    self, Backoff, CronTicker, JitterSource, RandomJitter, RunOutcome, Scheduler, Trigger,
+    self, Backoff, CronTicker, JitterSource, RandomJitter, Scheduler, Trigger,
 };
 use crate::daemon::signals::{SignalEvent, SignalListener};
 use crate::daemon::watch::{self, ConfigChanged, Fingerprint, WatchSettings};
-use crate::reconcile::apply::{ApplyReport, Outcome};
 use crate::reconcile::bunq_adapter::client_settings;
-use crate::reconcile::plan::ChangeKind;
 use crate::reconcile::record::{RecordStore, RunRecord};
-use crate::reconcile::run::{self, RunError, RunReport};
+use crate::reconcile::run::{self, RunError};
+use crate::reconcile::verdict::Verdict;
 
 /// How long the loop may go without a heartbeat before `/healthz` fails.
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -693,7 +692,7 @@ impl Daemon {
         // The summary line carries the run's id, so it can be joined with the run's drift and
         // audit lines. A run that failed before it planned has logged nothing under an id yet:
         // it gets one of its own.
-        let (run_id, (run_result, outcome, message)) = match result {
+        let (run_id, verdict) = match result {
             Ok((report, record)) => {
                 self.health.set_access_refused(None);
                 self.health.set_registration_deferred(None);
@@ -701,20 +700,21 @@ impl Daemon {
                     tracing::warn!(run_id = %report.run_id, error = %err, "cannot save the last-run record; drift reports may repeat");
                 }
                 self.last_record = Some(record);
-                self.account(&report);
-                (report.run_id.clone(), summarize(&report))
+                self.metrics.record_report(&report);
+                (report.run_id.clone(), report.verdict())
             }
             Err(err) => (run::new_run_id(), self.failed_run(&err)),
         };
+        let message = &verdict.summary;
         self.metrics
-            .record_run(run_result, elapsed, SystemTime::now());
+            .record_run(verdict.result, elapsed, SystemTime::now());
         self.health
-            .record_run_result(run_result != RunResult::Failed, &message);
+            .record_run_result(verdict.result != RunResult::Failed, message);
         self.health
             .set_session_valid_until(Some(self.client.session_expires_at()));
-        self.scheduler.run_finished(outcome);
-        let _ = self.notifier.status(&message);
-        match run_result {
+        self.scheduler.run_finished(verdict.outcome);
+        let _ = self.notifier.status(message);
+        match verdict.result {
             RunResult::Failed => {
                 tracing::error!(%run_id, ?trigger, duration = ?elapsed, "{message}")
             }
@@ -725,7 +725,7 @@ impl Daemon {
         }
     }
 
-    fn failed_run(&self, err: &RunError) -> (RunResult, RunOutcome, String) {
+    fn failed_run(&self, err: &RunError) -> Verdict {
         let (transient, text) = match err {
             RunError::Read(bunq) => {
                 if bunq.is_session_rejected() {
@@ -744,100 +744,7 @@ impl Daemon {
             }
             RunError::UnknownCredential { .. } => (false, err.to_string()),
         };
-        let outcome = if transient {
-            RunOutcome::TransientFailure
-        } else {
-            RunOutcome::Failed
-        };
-        (RunResult::Failed, outcome, format!("run failed: {text}"))
-    }
-
-    fn account(&self, report: &RunReport) {
-        self.metrics.set_drift_entries(report.drift_count() as u64);
-        if let Some(applied) = &report.applied {
-            account_changes(&self.metrics, applied);
-        }
-    }
-}
-
-fn account_changes(metrics: &Metrics, applied: &ApplyReport) {
-    for result in &applied.results {
-        let action = match result.action.change.kind() {
-            ChangeKind::Create => ChangeAction::Create,
-            ChangeKind::Activate => ChangeAction::Activate,
-            ChangeKind::Deactivate => ChangeAction::Deactivate,
-        };
-        let outcome = match &result.outcome {
-            Outcome::Applied => ChangeOutcome::Applied,
-            Outcome::Failed(_) => ChangeOutcome::Failed,
-            Outcome::Skipped(_) => ChangeOutcome::Skipped,
-            Outcome::Blocked(rule) => {
-                metrics.record_blocked(rule.name(), 1);
-                ChangeOutcome::Blocked
-            }
-        };
-        metrics.record_change(action, outcome);
-    }
-}
-
-/// The run's result for metrics, scheduling and `STATUS=`.
-fn summarize(report: &RunReport) -> (RunResult, RunOutcome, String) {
-    let Some(applied) = &report.applied else {
-        return (
-            RunResult::Converged,
-            RunOutcome::Completed,
-            "planned only".into(),
-        );
-    };
-    let counts = format!(
-        "{} applied, {} failed, {} skipped, {} blocked, {} drift",
-        applied.count("applied"),
-        applied.count("failed"),
-        applied.count("skipped"),
-        applied.count("blocked"),
-        report.drift_count()
-    );
-    if let Some(reason) = &applied.security_failure {
-        // Not retried within the run: the next scheduled run starts afresh.
-        return (
-            RunResult::Failed,
-            RunOutcome::Failed,
-            format!("run stopped: {reason}"),
-        );
-    }
-    if applied.has_failures() {
-        return (
-            RunResult::Failed,
-            RunOutcome::TransientFailure,
-            format!("run incomplete: {counts}"),
-        );
-    }
-    if applied.has_blocked() {
-        let rules = report
-            .plan
-            .fired_rules()
-            .iter()
-            .map(|rule| rule.name())
-            .collect::<Vec<_>>()
-            .join(", ");
-        return (
-            RunResult::Blocked,
-            RunOutcome::Completed,
-            format!("run blocked by {rules}: {counts}"),
-        );
-    }
-    if applied.count("applied") > 0 {
-        (
-            RunResult::ChangesApplied,
-            RunOutcome::Completed,
-            format!("changes applied: {counts}"),
-        )
-    } else {
-        (
-            RunResult::Converged,
-            RunOutcome::Completed,
-            format!("converged: {counts}"),
-        )
+        err.verdict(transient, &text)
     }
 }
 

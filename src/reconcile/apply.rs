@@ -43,14 +43,76 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Which of the four outcomes this is, without its detail.
+    pub fn kind(&self) -> OutcomeKind {
+        match self {
+            Outcome::Applied => OutcomeKind::Applied,
+            Outcome::Failed(_) => OutcomeKind::Failed,
+            Outcome::Skipped(_) => OutcomeKind::Skipped,
+            Outcome::Blocked(_) => OutcomeKind::Blocked,
+        }
+    }
+
     /// Stable label for logs and metrics: `applied`, `failed`, `skipped`, `blocked`.
     pub fn label(&self) -> &'static str {
+        self.kind().as_str()
+    }
+}
+
+/// An [`Outcome`] without its detail: what counts, reports and the `outcome` metric label use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OutcomeKind {
+    /// See [`Outcome::Applied`].
+    Applied,
+    /// See [`Outcome::Failed`].
+    Failed,
+    /// See [`Outcome::Skipped`].
+    Skipped,
+    /// See [`Outcome::Blocked`].
+    Blocked,
+}
+
+impl OutcomeKind {
+    /// Every kind, in report order (and for pre-initialising metric series).
+    pub const ALL: [OutcomeKind; 4] = [
+        OutcomeKind::Applied,
+        OutcomeKind::Failed,
+        OutcomeKind::Skipped,
+        OutcomeKind::Blocked,
+    ];
+
+    /// The label: `applied`, `failed`, `skipped`, `blocked`.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Applied => "applied",
-            Outcome::Failed(_) => "failed",
-            Outcome::Skipped(_) => "skipped",
-            Outcome::Blocked(_) => "blocked",
+            OutcomeKind::Applied => "applied",
+            OutcomeKind::Failed => "failed",
+            OutcomeKind::Skipped => "skipped",
+            OutcomeKind::Blocked => "blocked",
         }
+    }
+}
+
+/// How many results of an [`ApplyReport`] ended in each [`OutcomeKind`]. Displays as
+/// `1 applied, 0 failed, 2 skipped, 0 blocked`, the form the CLI and the daemon's summary use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Results that ended [`OutcomeKind::Applied`].
+    pub applied: usize,
+    /// Results that ended [`OutcomeKind::Failed`].
+    pub failed: usize,
+    /// Results that ended [`OutcomeKind::Skipped`].
+    pub skipped: usize,
+    /// Results that ended [`OutcomeKind::Blocked`].
+    pub blocked: usize,
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} applied, {} failed, {} skipped, {} blocked",
+            self.applied, self.failed, self.skipped, self.blocked
+        )
     }
 }
 
@@ -80,22 +142,36 @@ pub struct ApplyReport {
 }
 
 impl ApplyReport {
-    /// Results with the given outcome label.
-    pub fn count(&self, label: &str) -> usize {
+    /// Results that ended in `kind`.
+    pub fn count(&self, kind: OutcomeKind) -> usize {
         self.results
             .iter()
-            .filter(|result| result.outcome.label() == label)
+            .filter(|result| result.outcome.kind() == kind)
             .count()
+    }
+
+    /// The results counted by outcome.
+    pub fn tally(&self) -> Tally {
+        let mut tally = Tally::default();
+        for result in &self.results {
+            *match result.outcome.kind() {
+                OutcomeKind::Applied => &mut tally.applied,
+                OutcomeKind::Failed => &mut tally.failed,
+                OutcomeKind::Skipped => &mut tally.skipped,
+                OutcomeKind::Blocked => &mut tally.blocked,
+            } += 1;
+        }
+        tally
     }
 
     /// True when any action failed or the run was stopped for security.
     pub fn has_failures(&self) -> bool {
-        self.security_failure.is_some() || self.count("failed") > 0
+        self.security_failure.is_some() || self.count(OutcomeKind::Failed) > 0
     }
 
     /// True when a safety rule refused something.
     pub fn has_blocked(&self) -> bool {
-        self.count("blocked") > 0
+        self.count(OutcomeKind::Blocked) > 0
     }
 }
 

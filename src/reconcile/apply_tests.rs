@@ -349,7 +349,7 @@ async fn a_blocked_run_writes_nothing_and_reports_every_action_blocked() {
     let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
 
     assert!(fake.writes().is_empty());
-    assert_eq!(report.count("blocked"), 3);
+    assert_eq!(report.count(OutcomeKind::Blocked), 3);
     assert!(
         report
             .results
@@ -378,7 +378,7 @@ async fn own_ip_deactivation_is_blocked_while_the_rest_is_applied() {
         .map(|result| result.action.change.ip())
         .collect();
     assert_eq!(blocked, ["10.0.0.1"]);
-    assert_eq!(report.count("applied"), 2);
+    assert_eq!(report.count(OutcomeKind::Applied), 2);
 }
 
 #[tokio::test]
@@ -510,8 +510,8 @@ async fn shutdown_lets_the_write_in_flight_finish_and_skips_the_rest() {
     let report = apply(&fake, &plan, "run-1", &stop).await;
 
     assert_eq!(fake.writes(), ["POST 1 10.0.0.1"]);
-    assert_eq!(report.count("applied"), 1);
-    assert_eq!(report.count("skipped"), 2);
+    assert_eq!(report.count(OutcomeKind::Applied), 1);
+    assert_eq!(report.count(OutcomeKind::Skipped), 2);
     assert_eq!(
         fake.active_ips(1),
         ["10.0.0.1", "10.0.0.9"],

@@ -7,6 +7,7 @@
 //!   single executor and the only code that writes to bunq.
 //! * [`port`]: the reader/writer ports a run reads and the executor writes through.
 //! * [`bunq_adapter`]: the bunq client behind those ports, settings from the config.
+//! * [`verdict`]: how a run ended, as exit status, metric result, scheduling outcome and summary.
 //! * [`record`]: what the last run left, for drift reports.
 //! * [`export`]: the current allowlists as a config file, for onboarding.
 
@@ -19,6 +20,7 @@ pub mod port;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod verdict;
 
 /// The adapter's former name, kept so existing `reconcile::bunq_port::…` paths still resolve.
 pub use bunq_adapter as bunq_port;

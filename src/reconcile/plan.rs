@@ -213,7 +213,14 @@ pub enum ChangeKind {
 }
 
 impl ChangeKind {
-    /// Lower-case label (`create`, `activate`, `deactivate`).
+    /// Every kind, in plan order (and for pre-initialising metric series).
+    pub const ALL: [ChangeKind; 3] = [
+        ChangeKind::Create,
+        ChangeKind::Activate,
+        ChangeKind::Deactivate,
+    ];
+
+    /// Lower-case label (`create`, `activate`, `deactivate`), also the `action` metric label.
     pub fn as_str(self) -> &'static str {
         match self {
             ChangeKind::Create => "create",

@@ -470,13 +470,7 @@ pub fn render_apply_text(report: &crate::reconcile::apply::ApplyReport) -> Strin
             detail
         ));
     }
-    out.push_str(&format!(
-        "Apply: {} applied, {} failed, {} skipped, {} blocked\n",
-        report.count("applied"),
-        report.count("failed"),
-        report.count("skipped"),
-        report.count("blocked")
-    ));
+    out.push_str(&format!("Apply: {}\n", report.tally()));
     if let Some(reason) = &report.security_failure {
         out.push_str(&format!("Stopped: {reason}\n"));
     }

@@ -12,7 +12,6 @@ use crate::bunq::BunqError;
 use crate::bunq::model::{CredentialId, CredentialPasswordIp, IpStatus, PermittedIp};
 use crate::config::Config;
 use crate::reconcile::apply::{self, ApplyReport, Outcome};
-use crate::reconcile::exit::ExitStatus;
 pub use crate::reconcile::port::{AllowlistReader, AllowlistWriter};
 use tokio_util::sync::CancellationToken;
 
@@ -71,17 +70,6 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// The exit status: for a plan, its outcome; for an apply, error if anything failed,
-    /// blocked if a safety rule refused something, else success (converged).
-    pub fn exit_status(&self) -> ExitStatus {
-        match &self.applied {
-            None => ExitStatus::from_outcome(self.plan.outcome()),
-            Some(report) if report.has_failures() => ExitStatus::Error,
-            Some(report) if report.has_blocked() => ExitStatus::Blocked,
-            Some(_) => ExitStatus::Success,
-        }
-    }
-
     /// Out-of-band changes found in this run.
     pub fn drift_count(&self) -> usize {
         self.plan
