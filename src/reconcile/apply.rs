@@ -24,7 +24,7 @@ use std::net::Ipv4Addr;
 use tokio_util::sync::CancellationToken;
 
 use crate::bunq::BunqError;
-use crate::bunq::model::{CredentialId, EntryId, IpStatus};
+use crate::bunq::model::{EntryId, IpStatus};
 use crate::reconcile::plan::{Action, Change, Plan, Rule};
 use crate::reconcile::port::AllowlistWriter;
 
@@ -175,6 +175,38 @@ impl ApplyReport {
     }
 }
 
+impl ActionResult {
+    /// bunq confirmed the change on `entry`.
+    fn applied(action: &Action, entry: EntryId) -> Self {
+        ActionResult {
+            action: action.clone(),
+            outcome: Outcome::Applied,
+            entry: Some(entry),
+            unconfirmed: false,
+        }
+    }
+
+    /// The change was attempted and did not happen, or may have (`unconfirmed`).
+    fn failed(action: &Action, reason: String, entry: Option<EntryId>, unconfirmed: bool) -> Self {
+        ActionResult {
+            action: action.clone(),
+            outcome: Outcome::Failed(reason),
+            entry,
+            unconfirmed,
+        }
+    }
+
+    /// Not attempted (skipped or blocked): nothing was sent, the planned entry stays.
+    fn not_attempted(action: &Action, outcome: Outcome) -> Self {
+        ActionResult {
+            action: action.clone(),
+            outcome,
+            entry: action.change.entry(),
+            unconfirmed: false,
+        }
+    }
+}
+
 /// Applies `plan` through `writer`. Never returns early on an action's failure: every action
 /// gets an outcome. When `stop` is cancelled (shutdown), the call in flight finishes and the
 /// remaining actions are skipped, so a run is never left half-way through one write.
@@ -185,18 +217,13 @@ pub async fn apply<W: AllowlistWriter>(
     stop: &CancellationToken,
 ) -> ApplyReport {
     let mut report = ApplyReport::default();
-
     for credential in &plan.credentials {
         for blocked in &credential.blocked {
             let outcome = Outcome::Blocked(blocked.rule);
-            let entry = blocked.action.change.entry();
             record(
                 &mut report,
                 run_id,
-                blocked.action.clone(),
-                outcome,
-                entry,
-                false,
+                ActionResult::not_attempted(&blocked.action, outcome),
             );
         }
     }
@@ -206,10 +233,7 @@ pub async fn apply<W: AllowlistWriter>(
             record(
                 &mut report,
                 run_id,
-                action.clone(),
-                outcome,
-                action.change.entry(),
-                false,
+                ActionResult::not_attempted(action, outcome),
             );
         }
         return report;
@@ -217,103 +241,96 @@ pub async fn apply<W: AllowlistWriter>(
 
     let mut credentials_with_failed_grants = BTreeSet::new();
     for action in plan.applicable_actions() {
-        let entry = action.change.entry();
-        if let Some(reason) = &report.security_failure {
-            let skipped = Outcome::Skipped(format!("run stopped after a security error: {reason}"));
-            record(&mut report, run_id, action.clone(), skipped, entry, false);
+        let grants_failed = credentials_with_failed_grants.contains(&action.credential);
+        if let Some(reason) = skip_reason(&report, stop, action, grants_failed) {
+            let skipped = ActionResult::not_attempted(action, Outcome::Skipped(reason));
+            record(&mut report, run_id, skipped);
             continue;
         }
-        if stop.is_cancelled() {
-            let skipped = Outcome::Skipped("shutting down; the next run continues".into());
-            record(&mut report, run_id, action.clone(), skipped, entry, false);
-            continue;
-        }
-        if action.change.is_deactivation()
-            && credentials_with_failed_grants.contains(&action.credential)
-        {
-            let skipped = Outcome::Skipped(
-                "a create or activation on this credential failed; deactivations wait for the \
-                 next run"
-                    .into(),
-            );
-            record(&mut report, run_id, action.clone(), skipped, entry, false);
-            continue;
-        }
-
-        let (outcome, entry, unconfirmed) = match execute(writer, action).await {
-            Ok(done) => done,
-            Err(SecurityStop { error, entry }) => {
-                report.security_failure = Some(error.clone());
-                // A write was sent and answered; only the answer could not be trusted.
-                (Outcome::Failed(error), entry, true)
+        let result = match execute(writer, action).await {
+            Ok(result) => result,
+            Err(SecurityStop { error, result }) => {
+                report.security_failure = Some(error);
+                result
             }
         };
-        if matches!(outcome, Outcome::Failed(_)) && !action.change.is_deactivation() {
+        if matches!(result.outcome, Outcome::Failed(_)) && !action.change.is_deactivation() {
             credentials_with_failed_grants.insert(action.credential);
         }
-        record(
-            &mut report,
-            run_id,
-            action.clone(),
-            outcome,
-            entry,
-            unconfirmed,
-        );
+        record(&mut report, run_id, result);
     }
     report
 }
 
-/// A response-signature failure: the run stops acting.
-struct SecurityStop {
-    error: String,
-    entry: Option<EntryId>,
+/// Why `action` is not attempted, if it is not: the run was stopped for security or is shutting
+/// down, or it is a deactivation on a credential where a create or activation failed
+/// (`grants_failed`), so access never shrinks before the desired IPs are in.
+fn skip_reason(
+    report: &ApplyReport,
+    stop: &CancellationToken,
+    action: &Action,
+    grants_failed: bool,
+) -> Option<String> {
+    if let Some(reason) = &report.security_failure {
+        Some(format!("run stopped after a security error: {reason}"))
+    } else if stop.is_cancelled() {
+        Some("shutting down; the next run continues".into())
+    } else if action.change.is_deactivation() && grants_failed {
+        Some(
+            "a create or activation on this credential failed; deactivations wait for the next \
+             run"
+            .into(),
+        )
+    } else {
+        None
+    }
 }
 
-/// How an action ended, the entry, and whether a failure is unconfirmed (see
-/// [`ActionResult::unconfirmed`]).
-type Step = Result<(Outcome, Option<EntryId>, bool), SecurityStop>;
+/// A response-signature failure: the run stops acting. The action still gets its result: a
+/// write was sent and answered, only the answer could not be trusted, so it is unconfirmed.
+struct SecurityStop {
+    error: String,
+    result: ActionResult,
+}
 
-fn failed(err: BunqError, entry: Option<EntryId>) -> Step {
+/// The result of one attempted action, or the security failure that stops the run.
+type Attempt = Result<ActionResult, SecurityStop>;
+
+fn failed(action: &Action, err: BunqError, entry: Option<EntryId>) -> Attempt {
     if err.is_security() {
-        Err(SecurityStop {
-            error: err.to_string(),
-            entry,
-        })
+        let error = err.to_string();
+        let result = ActionResult::failed(action, error.clone(), entry, true);
+        Err(SecurityStop { error, result })
     } else {
         // No answer at all: the write may have happened.
         let unconfirmed = matches!(err, BunqError::Transport { .. });
-        Ok((Outcome::Failed(err.to_string()), entry, unconfirmed))
+        Ok(ActionResult::failed(
+            action,
+            err.to_string(),
+            entry,
+            unconfirmed,
+        ))
     }
 }
 
 /// Carries out one action; resolves ambiguity for creates.
-async fn execute<W: AllowlistWriter>(writer: &W, action: &Action) -> Step {
-    match &action.change {
-        Change::Create { ip } => match writer.create_ip(action.credential, *ip).await {
-            Ok(entry) => Ok((Outcome::Applied, Some(entry), false)),
-            Err(err) if err.is_unclear_write() => {
-                resolve_ambiguous_create(writer, action.credential, *ip, err).await
-            }
-            Err(err) => failed(err, None),
-        },
-        Change::Activate { entry, .. } => {
-            set_status(writer, action.credential, *entry, IpStatus::Active).await
+async fn execute<W: AllowlistWriter>(writer: &W, action: &Action) -> Attempt {
+    let (entry, status) = match &action.change {
+        Change::Create { ip } => {
+            return match writer.create_ip(action.credential, *ip).await {
+                Ok(entry) => Ok(ActionResult::applied(action, entry)),
+                Err(err) if err.is_unclear_write() => {
+                    resolve_ambiguous_create(writer, action, *ip, err).await
+                }
+                Err(err) => failed(action, err, None),
+            };
         }
-        Change::Deactivate { entry, .. } => {
-            set_status(writer, action.credential, *entry, IpStatus::Inactive).await
-        }
-    }
-}
-
-async fn set_status<W: AllowlistWriter>(
-    writer: &W,
-    credential: CredentialId,
-    entry: EntryId,
-    status: IpStatus,
-) -> Step {
-    match writer.set_ip_status(credential, entry, status).await {
-        Ok(()) => Ok((Outcome::Applied, Some(entry), false)),
-        Err(err) => failed(err, Some(entry)),
+        Change::Activate { entry, .. } => (*entry, IpStatus::Active),
+        Change::Deactivate { entry, .. } => (*entry, IpStatus::Inactive),
+    };
+    match writer.set_ip_status(action.credential, entry, status).await {
+        Ok(()) => Ok(ActionResult::applied(action, entry)),
+        Err(err) => failed(action, err, Some(entry)),
     }
 }
 
@@ -323,12 +340,12 @@ async fn set_status<W: AllowlistWriter>(
 /// the re-read, and the next run must then not take the daemon's own entry for drift.
 async fn resolve_ambiguous_create<W: AllowlistWriter>(
     writer: &W,
-    credential: CredentialId,
+    action: &Action,
     ip: Ipv4Addr,
     err: BunqError,
-) -> Step {
+) -> Attempt {
     let wanted = ip.to_string();
-    match writer.list_ips(credential).await {
+    match writer.list_ips(action.credential).await {
         Ok(entries) => {
             let created = entries
                 .iter()
@@ -336,39 +353,41 @@ async fn resolve_ambiguous_create<W: AllowlistWriter>(
                 .map(|entry| entry.id)
                 .max();
             Ok(match created {
-                Some(entry) => (Outcome::Applied, Some(entry), false),
-                None => (
-                    Outcome::Failed(format!(
-                        "{err}; re-read shows no entry for {ip}, the next run creates it"
-                    )),
+                Some(entry) => ActionResult::applied(action, entry),
+                None => ActionResult::failed(
+                    action,
+                    format!("{err}; re-read shows no entry for {ip}, the next run creates it"),
                     None,
                     true,
                 ),
             })
         }
-        Err(list_err) if list_err.is_security() => failed(list_err, None),
-        Err(list_err) => Ok((
-            Outcome::Failed(format!(
+        Err(list_err) if list_err.is_security() => failed(action, list_err, None),
+        Err(list_err) => Ok(ActionResult::failed(
+            action,
+            format!(
                 "{err}; re-read failed too ({list_err}): outcome unknown, the next run re-reads \
                  and repairs"
-            )),
+            ),
             None,
             true,
         )),
     }
 }
 
-/// Stores the result and writes its audit line.
-fn record(
-    report: &mut ApplyReport,
-    run_id: &str,
-    action: Action,
-    outcome: Outcome,
-    entry: Option<EntryId>,
-    unconfirmed: bool,
-) {
+/// Writes the result's audit line and stores it.
+fn record(report: &mut ApplyReport, run_id: &str, result: ActionResult) {
+    audit(run_id, &result);
+    report.results.push(result);
+}
+
+/// The audit line of one result: every planned action gets exactly one.
+fn audit(run_id: &str, result: &ActionResult) {
+    let ActionResult {
+        action, outcome, ..
+    } = result;
     let from = action.change.current().map(|status| status.to_string());
-    let detail = match &outcome {
+    let detail = match outcome {
         Outcome::Applied => String::new(),
         Outcome::Failed(reason) | Outcome::Skipped(reason) => reason.clone(),
         Outcome::Blocked(rule) => format!("{rule}: {}", rule.description()),
@@ -376,7 +395,10 @@ fn record(
     let fields = (
         action.credential,
         action.change.ip(),
-        entry.map(|id| id.to_string()).unwrap_or_else(|| "-".into()),
+        result
+            .entry
+            .map(|id| id.to_string())
+            .unwrap_or_else(|| "-".into()),
         from.unwrap_or_else(|| "-".into()),
         action.change.wanted().to_string(),
     );
@@ -394,12 +416,6 @@ fn record(
             "change failed"
         ),
     }
-    report.results.push(ActionResult {
-        action,
-        outcome,
-        entry,
-        unconfirmed,
-    });
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::bunq::model::{CredentialPasswordIp, PermittedIp};
+use crate::bunq::model::{CredentialId, CredentialPasswordIp, PermittedIp};
 use crate::config::{CredentialSpec, Policy};
 use crate::reconcile::plan::{self, CredentialState, OwnAccess, PlanInput};
 use crate::reconcile::port::AllowlistReader;
