@@ -1,6 +1,6 @@
-//! A [`Plan`](crate::reconcile::plan::Plan) for people (a table per credential and a summary line) and for programs (a
-//! stable JSON document, `--output json`). Both are deterministic: the same plan renders to the
-//! same bytes.
+//! A [`Plan`](crate::reconcile::plan::Plan) for people (a table per credential and a summary
+//! line) and for programs (a stable JSON document, `--output json`). Both are deterministic: the
+//! same plan renders to the same bytes.
 //!
 //! # JSON format (version 1)
 //!
