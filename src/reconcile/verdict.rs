@@ -166,3 +166,99 @@ impl RunError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::apply::{ActionResult, ApplyReport, Outcome};
+    use crate::reconcile::plan::{Action, Change, Plan, Reason, Rule};
+
+    fn report(outcomes: Vec<Outcome>, security_failure: Option<&str>) -> RunReport {
+        let results = outcomes
+            .into_iter()
+            .map(|outcome| ActionResult {
+                action: Action {
+                    credential: 1,
+                    change: Change::Create {
+                        ip: "192.0.2.1".parse().unwrap(),
+                    },
+                    reason: Reason::DesiredMissing,
+                },
+                outcome,
+                entry: None,
+                unconfirmed: false,
+            })
+            .collect();
+        RunReport {
+            run_id: "run".into(),
+            plan: Plan {
+                credentials: Vec::new(),
+                max_changes: 10,
+                run_block: None,
+            },
+            applied: Some(ApplyReport {
+                results,
+                security_failure: security_failure.map(str::to_owned),
+            }),
+        }
+    }
+
+    #[test]
+    fn nothing_applied_is_converged() {
+        let verdict = report(Vec::new(), None).verdict();
+        assert_eq!(verdict.exit, ExitStatus::Success);
+        assert_eq!(verdict.result, RunResult::Converged);
+        assert_eq!(verdict.outcome, RunOutcome::Completed);
+        assert_eq!(
+            verdict.summary,
+            "converged: 0 applied, 0 failed, 0 skipped, 0 blocked, 0 drift"
+        );
+    }
+
+    #[test]
+    fn an_applied_change_is_changes_applied() {
+        let verdict = report(vec![Outcome::Applied], None).verdict();
+        assert_eq!(verdict.exit, ExitStatus::Success);
+        assert_eq!(verdict.result, RunResult::ChangesApplied);
+        assert!(verdict.summary.starts_with("changes applied: 1 applied"));
+    }
+
+    #[test]
+    fn a_failure_is_retried_soon() {
+        let outcomes = vec![Outcome::Applied, Outcome::Failed("503".into())];
+        let verdict = report(outcomes, None).verdict();
+        assert_eq!(verdict.exit, ExitStatus::Error);
+        assert_eq!(verdict.result, RunResult::Failed);
+        assert_eq!(verdict.outcome, RunOutcome::TransientFailure);
+        assert!(
+            verdict
+                .summary
+                .starts_with("run incomplete: 1 applied, 1 failed")
+        );
+    }
+
+    #[test]
+    fn a_security_stop_waits_for_the_next_run() {
+        let verdict = report(vec![Outcome::Failed("bad".into())], Some("bad signature")).verdict();
+        assert_eq!(verdict.exit, ExitStatus::Error);
+        assert_eq!(verdict.outcome, RunOutcome::Failed);
+        assert_eq!(verdict.summary, "run stopped: bad signature");
+    }
+
+    #[test]
+    fn a_refusal_is_blocked_but_completed() {
+        let verdict = report(vec![Outcome::Blocked(Rule::OwnIp)], None).verdict();
+        assert_eq!(verdict.exit, ExitStatus::Blocked);
+        assert_eq!(verdict.result, RunResult::Blocked);
+        assert_eq!(verdict.outcome, RunOutcome::Completed);
+    }
+
+    #[test]
+    fn a_plan_only_run_is_judged_by_its_plan() {
+        let mut planned = report(Vec::new(), None);
+        planned.applied = None;
+        let verdict = planned.verdict();
+        assert_eq!(verdict.exit, ExitStatus::Success);
+        assert_eq!(verdict.summary, "planned only");
+    }
+}
