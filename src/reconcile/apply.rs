@@ -248,8 +248,8 @@ pub async fn apply<W: AllowlistWriter>(
             continue;
         }
         let result = match execute(writer, action).await {
-            Ok(result) => result,
-            Err(SecurityStop { error, result }) => {
+            Attempt::Done(result) => result,
+            Attempt::SecurityStop { error, result } => {
                 report.security_failure = Some(error);
                 result
             }
@@ -286,25 +286,25 @@ fn skip_reason(
     }
 }
 
-/// A response-signature failure: the run stops acting. The action still gets its result: a
-/// write was sent and answered, only the answer could not be trusted, so it is unconfirmed.
-struct SecurityStop {
-    error: String,
-    result: ActionResult,
+/// How one attempted action went.
+enum Attempt {
+    /// The action has its result; the run goes on.
+    Done(ActionResult),
+    /// A response-signature failure: the run stops acting. The action still gets its result:
+    /// a write was sent and answered, only the answer could not be trusted, so it is
+    /// unconfirmed.
+    SecurityStop { error: String, result: ActionResult },
 }
-
-/// The result of one attempted action, or the security failure that stops the run.
-type Attempt = Result<ActionResult, SecurityStop>;
 
 fn failed(action: &Action, err: BunqError, entry: Option<EntryId>) -> Attempt {
     if err.is_security() {
         let error = err.to_string();
         let result = ActionResult::failed(action, error.clone(), entry, true);
-        Err(SecurityStop { error, result })
+        Attempt::SecurityStop { error, result }
     } else {
         // No answer at all: the write may have happened.
         let unconfirmed = matches!(err, BunqError::Transport { .. });
-        Ok(ActionResult::failed(
+        Attempt::Done(ActionResult::failed(
             action,
             err.to_string(),
             entry,
@@ -318,7 +318,7 @@ async fn execute<W: AllowlistWriter>(writer: &W, action: &Action) -> Attempt {
     let (entry, status) = match &action.change {
         Change::Create { ip } => {
             return match writer.create_ip(action.credential, *ip).await {
-                Ok(entry) => Ok(ActionResult::applied(action, entry)),
+                Ok(entry) => Attempt::Done(ActionResult::applied(action, entry)),
                 Err(err) if err.is_unclear_write() => {
                     resolve_ambiguous_create(writer, action, *ip, err).await
                 }
@@ -329,7 +329,7 @@ async fn execute<W: AllowlistWriter>(writer: &W, action: &Action) -> Attempt {
         Change::Deactivate { entry, .. } => (*entry, IpStatus::Inactive),
     };
     match writer.set_ip_status(action.credential, entry, status).await {
-        Ok(()) => Ok(ActionResult::applied(action, entry)),
+        Ok(()) => Attempt::Done(ActionResult::applied(action, entry)),
         Err(err) => failed(action, err, Some(entry)),
     }
 }
@@ -352,7 +352,7 @@ async fn resolve_ambiguous_create<W: AllowlistWriter>(
                 .filter(|entry| entry.ip == wanted && entry.status == IpStatus::Active)
                 .map(|entry| entry.id)
                 .max();
-            Ok(match created {
+            Attempt::Done(match created {
                 Some(entry) => ActionResult::applied(action, entry),
                 None => ActionResult::failed(
                     action,
@@ -363,7 +363,7 @@ async fn resolve_ambiguous_create<W: AllowlistWriter>(
             })
         }
         Err(list_err) if list_err.is_security() => failed(action, list_err, None),
-        Err(list_err) => Ok(ActionResult::failed(
+        Err(list_err) => Attempt::Done(ActionResult::failed(
             action,
             format!(
                 "{err}; re-read failed too ({list_err}): outcome unknown, the next run re-reads \
