@@ -25,6 +25,7 @@ use bunq_ipsync::bunq::model::{CredentialId, IpStatus};
 use bunq_ipsync::bunq::ratelimit::DEFAULT_MARGIN;
 use bunq_ipsync::cli::setup;
 use bunq_ipsync::config::{self, Config};
+use bunq_ipsync::reconcile::apply::OutcomeKind;
 use bunq_ipsync::reconcile::record::RunRecord;
 use bunq_ipsync::reconcile::run;
 use bunq_ipsync::simulator::{LoggedRequest, Simulator, SimulatorOptions};
@@ -320,7 +321,7 @@ async fn steady_state_calls(cycles: usize) -> anyhow::Result<()> {
     let applied = report
         .applied
         .as_ref()
-        .map_or(0, |applied| applied.count("applied"));
+        .map_or(0, |applied| applied.count(OutcomeKind::Applied));
     println!(
         "Convergence run: {applied} changes applied in {:.1} s.",
         started.elapsed().as_secs_f64()
@@ -611,7 +612,7 @@ async fn converge(mix: Mix, k: usize) -> anyhow::Result<Converged> {
     let applied = report
         .applied
         .as_ref()
-        .map_or(0, |applied| applied.count("applied"));
+        .map_or(0, |applied| applied.count(OutcomeKind::Applied));
     let planned = report.plan.actions().len();
     if planned != k {
         bail!(

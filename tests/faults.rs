@@ -38,7 +38,7 @@ use bunq_ipsync::bunq::{
     TransportSettings,
 };
 use bunq_ipsync::config::{self, Config};
-use bunq_ipsync::reconcile::apply::Outcome;
+use bunq_ipsync::reconcile::apply::{Outcome, OutcomeKind};
 use bunq_ipsync::reconcile::record::RecordStore;
 use bunq_ipsync::reconcile::run::{self, AllowlistReader, AllowlistWriter, RunError, RunReport};
 use bunq_ipsync::secret::Secret;
@@ -565,8 +565,13 @@ impl Run {
             .count()
     }
 
+    /// Results with the outcome labelled `label` (`applied`, `failed`, …).
     fn count(&self, label: &str) -> usize {
-        self.report().applied.as_ref().unwrap().count(label)
+        let kind = OutcomeKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == label)
+            .expect("an outcome label");
+        self.report().applied.as_ref().unwrap().count(kind)
     }
 
     /// The outcome of the action on `ip`.
@@ -596,10 +601,14 @@ impl Run {
         match &self.outcome {
             Ok(report) => {
                 let applied = report.applied.as_ref().unwrap();
-                let mut parts = vec![format!("{} applied", applied.count("applied"))];
-                for label in ["failed", "skipped", "blocked"] {
-                    if applied.count(label) > 0 {
-                        parts.push(format!("{} {label}", applied.count(label)));
+                let mut parts = vec![format!("{} applied", applied.count(OutcomeKind::Applied))];
+                for kind in [
+                    OutcomeKind::Failed,
+                    OutcomeKind::Skipped,
+                    OutcomeKind::Blocked,
+                ] {
+                    if applied.count(kind) > 0 {
+                        parts.push(format!("{} {}", applied.count(kind), kind.as_str()));
                     }
                 }
                 if applied.security_failure.is_some() {

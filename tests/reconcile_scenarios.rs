@@ -20,7 +20,7 @@ use std::time::Duration;
 use bunq_ipsync::bunq::model::{CredentialId, EntryId, IpStatus, PermittedIp};
 use bunq_ipsync::bunq::{BunqClient, PrivateKey, RateLimits, RetryPolicy, TransportSettings};
 use bunq_ipsync::config::{self, Config};
-use bunq_ipsync::reconcile::apply::Outcome;
+use bunq_ipsync::reconcile::apply::{Outcome, OutcomeKind};
 use bunq_ipsync::reconcile::bunq_port::client_settings;
 use bunq_ipsync::reconcile::exit::ExitStatus;
 use bunq_ipsync::reconcile::plan::{ChangeKind, Drift, KeptReason, PlanOutcome, Rule};
@@ -859,7 +859,7 @@ async fn more_changes_than_max_changes_block_the_whole_run_and_write_nothing() {
         ]
     );
     let applied = report.applied.as_ref().unwrap();
-    assert_eq!(applied.count("blocked"), 3);
+    assert_eq!(applied.count(OutcomeKind::Blocked), 3);
     assert!(
         applied
             .results
@@ -1042,7 +1042,10 @@ async fn three_hundred_ips_converge_without_a_single_429() {
 
     let (report, record) = apply(&client, &config, None).await;
     assert_eq!(report.exit_status(), ExitStatus::Success);
-    assert_eq!(report.applied.as_ref().unwrap().count("applied"), 300);
+    assert_eq!(
+        report.applied.as_ref().unwrap().count(OutcomeKind::Applied),
+        300
+    );
     assert_eq!(h.active(ci).len(), 300);
     assert_eq!(h.entries(ci).len(), 300);
     let log = h.log();

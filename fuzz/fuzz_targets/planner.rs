@@ -1,5 +1,5 @@
 //! The planner on arbitrary (`arbitrary`-derived) desired and actual states: `plan()` never
-//! panics, and the plan keeps the planner's contract (see `src/reconcile/plan.rs`):
+//! panics, and the plan keeps the planner's contract (see `src/reconcile/plan/mod.rs`):
 //!
 //! * every write is valid against the actual entries (activate only INACTIVE, deactivate only
 //!   ACTIVE, create only where no entry exists), and touches each entry at most once;

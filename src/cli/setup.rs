@@ -20,7 +20,7 @@ use crate::cli::args::{Cli, LogFormatArg};
 use crate::cli::logging::{self, LogFormat};
 use crate::config::{self, Config};
 use crate::daemon::lock::{LockError, StateLock};
-use crate::reconcile::bunq_port::client_settings;
+use crate::reconcile::bunq_adapter::client_settings;
 
 /// Loads and validates the config named by `--config`, `$BUNQ_IPSYNC_CONFIG` or the default.
 pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {

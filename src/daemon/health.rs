@@ -163,6 +163,12 @@ impl Health {
         }
     }
 
+    /// Failed runs in a row (connection attempts count as runs). This is the one failure
+    /// counter: readiness is decided on it, and `/metrics` publishes it.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.state().consecutive_failures
+    }
+
     /// The last reload failed with `error` (the daemon runs on its previous config), or `None`
     /// after a successful reload.
     pub fn set_reload_error(&self, error: Option<String>) {
@@ -296,14 +302,18 @@ pub fn route(method: &Method, path: &str, health: &Health, metrics: &Metrics) ->
             let readiness = health.readiness_at((health.clock)());
             json_reply(readiness.ready, &readiness)
         }
-        _ => match metrics.encode() {
-            Ok(text) => reply(StatusCode::OK, metrics::CONTENT_TYPE, text),
-            Err(_) => reply(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "text/plain; charset=utf-8",
-                "metrics encoding failed\n",
-            ),
-        },
+        _ => {
+            // The failure streak has one owner, this state; the metric shows it as of now.
+            metrics.set_consecutive_failures(health.consecutive_failures());
+            match metrics.encode() {
+                Ok(text) => reply(StatusCode::OK, metrics::CONTENT_TYPE, text),
+                Err(_) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain; charset=utf-8",
+                    "metrics encoding failed\n",
+                ),
+            }
+        }
     }
 }
 
@@ -523,6 +533,21 @@ mod tests {
         assert_eq!(
             route(&Method::GET, "/", &h, &m).status(),
             StatusCode::NOT_FOUND
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_publish_the_readiness_failure_streak() {
+        let h = ready_health();
+        h.record_run_result(false, "first");
+        h.record_run_result(false, "second");
+        let m = Metrics::new("0");
+        let body = route(&Method::GET, "/metrics", &h, &m).into_body();
+        let bytes = http_body_util::BodyExt::collect(body).await.unwrap();
+        let text = String::from_utf8(bytes.to_bytes().to_vec()).unwrap();
+        assert!(
+            text.contains("\nbunq_ipsync_consecutive_failed_runs 2\n"),
+            "{text}"
         );
     }
 

@@ -2,7 +2,8 @@
 //!
 //! Names follow the Prometheus conventions: everything is prefixed `bunq_ipsync_`, durations and
 //! timestamps are in seconds, counters end in `_total`, build metadata is a `_info` series. Label
-//! values come from closed enums ([`RunResult`], [`ChangeAction`], [`ChangeOutcome`]) or from
+//! values come from the domain's closed enums ([`RunResult`], [`ChangeKind`], [`OutcomeKind`]), whose
+//! own `as_str` is the label value, or from
 //! small operator- or code-defined sets (safety rule names, API route patterns), never from
 //! free text, so cardinality stays bounded.
 //!
@@ -18,7 +19,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
+
+use crate::reconcile::apply::OutcomeKind;
+use crate::reconcile::plan::ChangeKind;
+use crate::reconcile::run::RunReport;
+pub use crate::reconcile::verdict::RunResult;
 
 /// The prefix of every metric name.
 pub const PREFIX: &str = "bunq_ipsync";
@@ -34,106 +40,6 @@ const RUN_DURATION_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30
 /// hundreds of milliseconds; the top buckets catch timeouts.
 const API_DURATION_BUCKETS: [f64; 9] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-/// How a reconcile run ended; the `result` label of `bunq_ipsync_runs_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RunResult {
-    /// Actual state already equalled the desired state; nothing was written.
-    Converged,
-    /// Drift was found and every planned change was applied.
-    ChangesApplied,
-    /// A safety rule refused the plan; nothing was written.
-    Blocked,
-    /// The run did not complete (API error, partial apply, invalid state).
-    Failed,
-}
-
-impl RunResult {
-    /// Every result, for pre-initialising series.
-    pub const ALL: [RunResult; 4] = [
-        RunResult::Converged,
-        RunResult::ChangesApplied,
-        RunResult::Blocked,
-        RunResult::Failed,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunResult::Converged => "converged",
-            RunResult::ChangesApplied => "changes_applied",
-            RunResult::Blocked => "blocked",
-            RunResult::Failed => "failed",
-        }
-    }
-
-    /// Whether the run reached the desired state, which is what "last success" means.
-    pub fn is_success(self) -> bool {
-        matches!(self, RunResult::Converged | RunResult::ChangesApplied)
-    }
-}
-
-/// What a planned change does to one permitted IP; the `action` label of changes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ChangeAction {
-    /// Add an IP that is missing from the credential's allowlist.
-    Create,
-    /// Set an existing, inactive IP to active.
-    Activate,
-    /// Set an active IP that is not desired to inactive.
-    Deactivate,
-}
-
-impl ChangeAction {
-    /// Every action, for pre-initialising series.
-    pub const ALL: [ChangeAction; 3] = [
-        ChangeAction::Create,
-        ChangeAction::Activate,
-        ChangeAction::Deactivate,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeAction::Create => "create",
-            ChangeAction::Activate => "activate",
-            ChangeAction::Deactivate => "deactivate",
-        }
-    }
-}
-
-/// What became of one planned change; the `outcome` label of changes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ChangeOutcome {
-    /// bunq accepted the write.
-    Applied,
-    /// The write was attempted and failed.
-    Failed,
-    /// Not attempted (dry run, or an earlier change in the run failed).
-    Skipped,
-    /// A safety rule refused the plan containing it.
-    Blocked,
-}
-
-impl ChangeOutcome {
-    /// Every outcome, for pre-initialising series.
-    pub const ALL: [ChangeOutcome; 4] = [
-        ChangeOutcome::Applied,
-        ChangeOutcome::Failed,
-        ChangeOutcome::Skipped,
-        ChangeOutcome::Blocked,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeOutcome::Applied => "applied",
-            ChangeOutcome::Failed => "failed",
-            ChangeOutcome::Skipped => "skipped",
-            ChangeOutcome::Blocked => "blocked",
-        }
-    }
-}
-
 macro_rules! label_value_via_as_str {
     ($($t:ty),*) => {$(
         impl EncodeLabelValue for $t {
@@ -143,7 +49,7 @@ macro_rules! label_value_via_as_str {
         }
     )*};
 }
-label_value_via_as_str!(RunResult, ChangeAction, ChangeOutcome);
+label_value_via_as_str!(RunResult, ChangeKind, OutcomeKind);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunLabels {
@@ -152,8 +58,8 @@ struct RunLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChangeLabels {
-    action: ChangeAction,
-    outcome: ChangeOutcome,
+    action: ChangeKind,
+    outcome: OutcomeKind,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -206,7 +112,8 @@ pub struct Metrics {
     run_duration: Histogram,
     /// Runs by how they ended.
     runs: Family<RunLabels, Counter>,
-    /// Failed runs in a row; 0 after any run that did not fail. Mirrors `/readyz`.
+    /// Failed runs in a row: the readiness state's count, copied at every scrape, so it is
+    /// exactly what `/readyz` decides on.
     consecutive_failures: Gauge,
     /// Individual changes by action and outcome.
     changes: Family<ChangeLabels, Counter>,
@@ -233,154 +140,152 @@ pub struct Metrics {
     config_last_reload_success: Gauge<f64, AtomicU64>,
 }
 
+/// One metric's name (without [`PREFIX`] and suffixes), help text and unit.
+struct Definition {
+    name: &'static str,
+    help: &'static str,
+    unit: Option<Unit>,
+}
+
+/// A metric with a unit of seconds.
+const fn seconds(name: &'static str, help: &'static str) -> Definition {
+    Definition {
+        name,
+        help,
+        unit: Some(Unit::Seconds),
+    }
+}
+
+/// A metric without a unit.
+const fn plain(name: &'static str, help: &'static str) -> Definition {
+    Definition {
+        name,
+        help,
+        unit: None,
+    }
+}
+
+// The definitions, in exposition order. Names and help texts are part of the interface:
+// dashboards and alerts use them.
+const BUILD: Definition = plain("build", "Build information of the running binary");
+const LAST_ATTEMPT: Definition = seconds(
+    "last_run_attempt_timestamp",
+    "Unix time the last reconcile run started",
+);
+const LAST_SUCCESS: Definition = seconds(
+    "last_run_success_timestamp",
+    "Unix time the last reconcile run reached the desired state",
+);
+const RUN_DURATION: Definition = seconds("run_duration", "Duration of reconcile runs");
+const RUNS: Definition = plain("runs", "Reconcile runs by result");
+const CONSECUTIVE_FAILURES: Definition = plain(
+    "consecutive_failed_runs",
+    "Reconcile runs that failed in a row",
+);
+const CHANGES: Definition = plain("changes", "Permitted-IP changes by action and outcome");
+const CHANGES_BLOCKED: Definition = plain(
+    "changes_blocked",
+    "Permitted-IP changes refused by a safety rule, by rule",
+);
+const DRIFT_ENTRIES: Definition = plain(
+    "drift_entries",
+    "Permitted-IP entries differing from the desired state at the last run",
+);
+const API_REQUESTS: Definition = plain(
+    "api_requests",
+    "bunq API requests by endpoint, method and HTTP status",
+);
+const API_REQUEST_DURATION: Definition =
+    seconds("api_request_duration", "Duration of bunq API requests");
+const API_THROTTLED: Definition = plain(
+    "api_throttled",
+    "bunq API replies with HTTP 429 (rate limited)",
+);
+const SESSION_EXPIRY: Definition = seconds(
+    "session_expiry_timestamp",
+    "Unix time the current bunq session expires",
+);
+const SESSION_RENEWALS: Definition = plain("session_renewals", "bunq session renewals by result");
+const CONFIG_RELOADS: Definition = plain("config_reloads", "Config reloads by result");
+const CONFIG_LAST_RELOAD_SUCCESSFUL: Definition = plain(
+    "config_last_reload_successful",
+    "1 if the running config is the last one read, 0 if the last reload failed",
+);
+const CONFIG_LAST_RELOAD_SUCCESS: Definition = seconds(
+    "config_last_reload_success_timestamp",
+    "Unix time a config was last loaded successfully",
+);
+
+/// Registers `metric` under `definition` and hands it back (metrics are shared handles: the
+/// registry keeps one clone for encoding, [`Metrics`] the other for recording).
+fn add<M: Metric + Clone>(registry: &mut Registry, definition: Definition, metric: M) -> M {
+    let Definition { name, help, unit } = definition;
+    match unit {
+        Some(unit) => registry.register_with_unit(name, help, unit, metric.clone()),
+        None => registry.register(name, help, metric.clone()),
+    }
+    metric
+}
+
 impl Metrics {
     /// Registers every metric; `version` goes into `bunq_ipsync_build_info`.
     ///
     /// `config_last_reload_successful` starts at 1: the daemon only starts on a valid config.
     pub fn new(version: &str) -> Self {
-        let mut registry = Registry::with_prefix(PREFIX);
+        let mut r = Registry::with_prefix(PREFIX);
+        let version = version.to_owned();
+        r.register(BUILD.name, BUILD.help, Info::new(BuildLabels { version }));
+        let metrics = Metrics {
+            last_attempt: add(&mut r, LAST_ATTEMPT, Gauge::default()),
+            last_success: add(&mut r, LAST_SUCCESS, Gauge::default()),
+            run_duration: add(&mut r, RUN_DURATION, Histogram::new(RUN_DURATION_BUCKETS)),
+            runs: add(&mut r, RUNS, Family::default()),
+            consecutive_failures: add(&mut r, CONSECUTIVE_FAILURES, Gauge::default()),
+            changes: add(&mut r, CHANGES, Family::default()),
+            changes_blocked: add(&mut r, CHANGES_BLOCKED, Family::default()),
+            drift_entries: add(&mut r, DRIFT_ENTRIES, Gauge::default()),
+            api_requests: add(&mut r, API_REQUESTS, Family::default()),
+            api_request_duration: add(
+                &mut r,
+                API_REQUEST_DURATION,
+                Histogram::new(API_DURATION_BUCKETS),
+            ),
+            api_throttled: add(&mut r, API_THROTTLED, Counter::default()),
+            session_expiry: add(&mut r, SESSION_EXPIRY, Gauge::default()),
+            session_renewals: add(&mut r, SESSION_RENEWALS, Family::default()),
+            config_reloads: add(&mut r, CONFIG_RELOADS, Family::default()),
+            config_last_reload_successful: add(
+                &mut r,
+                CONFIG_LAST_RELOAD_SUCCESSFUL,
+                Gauge::default(),
+            ),
+            config_last_reload_success: add(&mut r, CONFIG_LAST_RELOAD_SUCCESS, Gauge::default()),
+            registry: r,
+        };
+        metrics.config_last_reload_successful.set(1);
+        metrics.create_closed_series();
+        metrics
+    }
 
-        let build = Info::new(BuildLabels {
-            version: version.to_owned(),
-        });
-        registry.register("build", "Build information of the running binary", build);
-
-        let last_attempt = Gauge::<f64, AtomicU64>::default();
-        registry.register_with_unit(
-            "last_run_attempt_timestamp",
-            "Unix time the last reconcile run started",
-            Unit::Seconds,
-            last_attempt.clone(),
-        );
-        let last_success = Gauge::<f64, AtomicU64>::default();
-        registry.register_with_unit(
-            "last_run_success_timestamp",
-            "Unix time the last reconcile run reached the desired state",
-            Unit::Seconds,
-            last_success.clone(),
-        );
-        let run_duration = Histogram::new(RUN_DURATION_BUCKETS);
-        registry.register_with_unit(
-            "run_duration",
-            "Duration of reconcile runs",
-            Unit::Seconds,
-            run_duration.clone(),
-        );
-        let runs = Family::<RunLabels, Counter>::default();
-        registry.register("runs", "Reconcile runs by result", runs.clone());
-        let consecutive_failures = Gauge::default();
-        registry.register(
-            "consecutive_failed_runs",
-            "Reconcile runs that failed in a row",
-            consecutive_failures.clone(),
-        );
-        let changes = Family::<ChangeLabels, Counter>::default();
-        registry.register(
-            "changes",
-            "Permitted-IP changes by action and outcome",
-            changes.clone(),
-        );
-        let changes_blocked = Family::<BlockedLabels, Counter>::default();
-        registry.register(
-            "changes_blocked",
-            "Permitted-IP changes refused by a safety rule, by rule",
-            changes_blocked.clone(),
-        );
-        let drift_entries = Gauge::default();
-        registry.register(
-            "drift_entries",
-            "Permitted-IP entries differing from the desired state at the last run",
-            drift_entries.clone(),
-        );
-        let api_requests = Family::<ApiLabels, Counter>::default();
-        registry.register(
-            "api_requests",
-            "bunq API requests by endpoint, method and HTTP status",
-            api_requests.clone(),
-        );
-        let api_request_duration = Histogram::new(API_DURATION_BUCKETS);
-        registry.register_with_unit(
-            "api_request_duration",
-            "Duration of bunq API requests",
-            Unit::Seconds,
-            api_request_duration.clone(),
-        );
-        let api_throttled = Counter::default();
-        registry.register(
-            "api_throttled",
-            "bunq API replies with HTTP 429 (rate limited)",
-            api_throttled.clone(),
-        );
-        let session_expiry = Gauge::<f64, AtomicU64>::default();
-        registry.register_with_unit(
-            "session_expiry_timestamp",
-            "Unix time the current bunq session expires",
-            Unit::Seconds,
-            session_expiry.clone(),
-        );
-        let session_renewals = Family::<ResultLabels, Counter>::default();
-        registry.register(
-            "session_renewals",
-            "bunq session renewals by result",
-            session_renewals.clone(),
-        );
-        let config_reloads = Family::<ResultLabels, Counter>::default();
-        registry.register(
-            "config_reloads",
-            "Config reloads by result",
-            config_reloads.clone(),
-        );
-        let config_last_reload_successful = Gauge::default();
-        config_last_reload_successful.set(1);
-        registry.register(
-            "config_last_reload_successful",
-            "1 if the running config is the last one read, 0 if the last reload failed",
-            config_last_reload_successful.clone(),
-        );
-        let config_last_reload_success = Gauge::<f64, AtomicU64>::default();
-        registry.register_with_unit(
-            "config_last_reload_success_timestamp",
-            "Unix time a config was last loaded successfully",
-            Unit::Seconds,
-            config_last_reload_success.clone(),
-        );
-
-        // Every series with a closed label set exists from the start at 0, so `rate()` and
-        // `increase()` see the first event and absent series never hide a broken exporter.
+    /// Every series with a closed label set exists from the start at 0, so `rate()` and
+    /// `increase()` see the first event and absent series never hide a broken exporter.
+    fn create_closed_series(&self) {
         for result in RunResult::ALL {
-            let _ = runs.get_or_create(&RunLabels { result });
+            let _ = self.runs.get_or_create(&RunLabels { result });
         }
-        for action in ChangeAction::ALL {
-            for outcome in ChangeOutcome::ALL {
-                let _ = changes.get_or_create(&ChangeLabels { action, outcome });
+        for action in ChangeKind::ALL {
+            for outcome in OutcomeKind::ALL {
+                let _ = self
+                    .changes
+                    .get_or_create(&ChangeLabels { action, outcome });
             }
         }
         for ok in [true, false] {
             let labels = ResultLabels {
                 result: result_label(ok),
             };
-            let _ = session_renewals.get_or_create(&labels);
-            let _ = config_reloads.get_or_create(&labels);
-        }
-
-        Metrics {
-            registry,
-            last_attempt,
-            last_success,
-            run_duration,
-            runs,
-            consecutive_failures,
-            changes,
-            changes_blocked,
-            drift_entries,
-            api_requests,
-            api_request_duration,
-            api_throttled,
-            session_expiry,
-            session_renewals,
-            config_reloads,
-            config_last_reload_successful,
-            config_last_reload_success,
+            let _ = self.session_renewals.get_or_create(&labels);
+            let _ = self.config_reloads.get_or_create(&labels);
         }
     }
 
@@ -389,28 +294,36 @@ impl Metrics {
         self.last_attempt.set(unix_seconds(at));
     }
 
-    /// A run that took `duration` ended at `finished_at` with `result`.
-    ///
-    /// Successful results move the last-success timestamp and reset the failure streak;
-    /// `Failed` extends the streak; `Blocked` leaves the streak alone (the run neither failed
-    /// nor converged).
+    /// A run that took `duration` ended at `finished_at` with `result`. Successful results move
+    /// the last-success timestamp. (The failure streak is kept by [`crate::daemon::health::Health`]
+    /// and published with [`Metrics::set_consecutive_failures`].)
     pub fn record_run(&self, result: RunResult, duration: Duration, finished_at: SystemTime) {
         self.runs.get_or_create(&RunLabels { result }).inc();
         self.run_duration.observe(duration.as_secs_f64());
-        match result {
-            RunResult::Failed => {
-                self.consecutive_failures.inc();
+        if result.is_success() {
+            self.last_success.set(unix_seconds(finished_at));
+        }
+    }
+
+    /// Failed runs in a row, as counted by the one owner of that count, the readiness state.
+    pub fn set_consecutive_failures(&self, failures: u32) {
+        self.consecutive_failures.set(i64::from(failures));
+    }
+
+    /// What a finished run found and did: its drift, and every planned change by kind and
+    /// outcome (blocked ones by rule, too).
+    pub fn record_report(&self, report: &RunReport) {
+        self.set_drift_entries(report.drift_count() as u64);
+        for result in report.applied.iter().flat_map(|applied| &applied.results) {
+            if let crate::reconcile::apply::Outcome::Blocked(rule) = &result.outcome {
+                self.record_blocked(rule.name(), 1);
             }
-            RunResult::Converged | RunResult::ChangesApplied => {
-                self.consecutive_failures.set(0);
-                self.last_success.set(unix_seconds(finished_at));
-            }
-            RunResult::Blocked => {}
+            self.record_change(result.action.change.kind(), result.outcome.kind());
         }
     }
 
     /// One planned change ended with `outcome`.
-    pub fn record_change(&self, action: ChangeAction, outcome: ChangeOutcome) {
+    pub fn record_change(&self, action: ChangeKind, outcome: OutcomeKind) {
         self.changes
             .get_or_create(&ChangeLabels { action, outcome })
             .inc();
@@ -586,7 +499,7 @@ mod tests {
     }
 
     #[test]
-    fn failed_run_does_not_move_success_time_and_extends_streak() {
+    fn failed_run_does_not_move_success_time() {
         let m = Metrics::new("0");
         m.record_run(RunResult::Converged, Duration::ZERO, at(100));
         m.record_run(RunResult::Failed, Duration::ZERO, at(200));
@@ -600,21 +513,21 @@ mod tests {
             value(&text, r#"bunq_ipsync_runs_total{result="failed"}"#),
             Some(2.0)
         );
-        assert_eq!(
-            value(&text, "bunq_ipsync_consecutive_failed_runs"),
-            Some(2.0)
-        );
     }
 
     #[test]
-    fn converged_run_resets_failure_streak() {
+    fn failure_streak_is_published_as_given() {
         let m = Metrics::new("0");
-        m.record_run(RunResult::Failed, Duration::ZERO, at(1));
-        m.record_run(RunResult::Converged, Duration::ZERO, at(2));
         let text = m.encode().unwrap();
         assert_eq!(
             value(&text, "bunq_ipsync_consecutive_failed_runs"),
             Some(0.0)
+        );
+        m.set_consecutive_failures(2);
+        let text = m.encode().unwrap();
+        assert_eq!(
+            value(&text, "bunq_ipsync_consecutive_failed_runs"),
+            Some(2.0)
         );
     }
 
@@ -636,9 +549,9 @@ mod tests {
     #[test]
     fn changes_are_counted_by_action_and_outcome() {
         let m = Metrics::new("0");
-        m.record_change(ChangeAction::Create, ChangeOutcome::Applied);
-        m.record_change(ChangeAction::Create, ChangeOutcome::Applied);
-        m.record_change(ChangeAction::Deactivate, ChangeOutcome::Blocked);
+        m.record_change(ChangeKind::Create, OutcomeKind::Applied);
+        m.record_change(ChangeKind::Create, OutcomeKind::Applied);
+        m.record_change(ChangeKind::Deactivate, OutcomeKind::Blocked);
         let text = m.encode().unwrap();
         assert_eq!(
             value(

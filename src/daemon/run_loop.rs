@@ -15,19 +15,16 @@ use crate::config::{self, Config};
 use crate::daemon::connect::{HEARTBEAT_PERIOD, explain};
 use crate::daemon::error::DaemonError;
 use crate::daemon::health::Health;
-use crate::daemon::metrics::{ChangeAction, ChangeOutcome, Metrics, RunResult};
+use crate::daemon::metrics::{Metrics, RunResult};
 use crate::daemon::notify::Notifier;
 use crate::daemon::observer::Observer;
 use crate::daemon::renew::RenewTrigger;
-use crate::daemon::schedule::{
-    self, Backoff, CronTicker, RandomJitter, RunOutcome, Scheduler, Trigger,
-};
+use crate::daemon::schedule::{self, Backoff, CronTicker, RandomJitter, Scheduler, Trigger};
 use crate::daemon::tasks::Reload;
 use crate::daemon::watch::{ConfigChanged, Fingerprint};
-use crate::reconcile::apply::{ApplyReport, Outcome};
-use crate::reconcile::plan::ChangeKind;
 use crate::reconcile::record::{RecordStore, RunRecord};
-use crate::reconcile::run::{self, RunError, RunReport};
+use crate::reconcile::run::{self, RunError};
+use crate::reconcile::verdict::Verdict;
 
 /// Reads and validates the config file; also returns the fingerprint of the exact bytes parsed,
 /// so the watcher reports only real changes.
@@ -259,7 +256,7 @@ impl Daemon {
         // The summary line carries the run's id, so it can be joined with the run's drift and
         // audit lines. A run that failed before it planned has logged nothing under an id yet:
         // it gets one of its own.
-        let (run_id, (run_result, outcome, message)) = match result {
+        let (run_id, verdict) = match result {
             Ok((report, record)) => {
                 self.health.set_access_refused(None);
                 self.health.set_registration_deferred(None);
@@ -267,19 +264,20 @@ impl Daemon {
                     tracing::warn!(run_id = %report.run_id, error = %err, "cannot save the last-run record; drift reports may repeat");
                 }
                 self.last_record = Some(record);
-                self.account(&report);
-                (report.run_id.clone(), summarize(&report))
+                self.metrics.record_report(&report);
+                (report.run_id.clone(), report.verdict())
             }
             Err(err) => (run::new_run_id(), self.failed_run(&err)),
         };
-        self.metrics.record_run(run_result, elapsed, self.now());
+        let message = &verdict.summary;
+        self.metrics.record_run(verdict.result, elapsed, self.now());
         self.health
-            .record_run_result(run_result != RunResult::Failed, &message);
+            .record_run_result(verdict.result != RunResult::Failed, message);
         self.observer
             .session_valid_until(self.client.session_expires_at());
-        self.scheduler.run_finished(outcome);
-        let _ = self.notifier.status(&message);
-        match run_result {
+        self.scheduler.run_finished(verdict.outcome);
+        let _ = self.notifier.status(message);
+        match verdict.result {
             RunResult::Failed => {
                 tracing::error!(%run_id, ?trigger, duration = ?elapsed, "{message}")
             }
@@ -290,7 +288,7 @@ impl Daemon {
         }
     }
 
-    fn failed_run(&self, err: &RunError) -> (RunResult, RunOutcome, String) {
+    fn failed_run(&self, err: &RunError) -> Verdict {
         let (transient, text) = match err {
             RunError::Read(bunq) => {
                 if bunq.is_session_rejected() {
@@ -309,104 +307,11 @@ impl Daemon {
             }
             RunError::UnknownCredential { .. } => (false, err.to_string()),
         };
-        let outcome = if transient {
-            RunOutcome::TransientFailure
-        } else {
-            RunOutcome::Failed
-        };
-        (RunResult::Failed, outcome, format!("run failed: {text}"))
+        err.verdict(transient, &text)
     }
 
     /// The daemon's clock, as the metrics take it.
     fn now(&self) -> SystemTime {
         SystemTime::from((self.clock)())
-    }
-
-    fn account(&self, report: &RunReport) {
-        self.metrics.set_drift_entries(report.drift_count() as u64);
-        if let Some(applied) = &report.applied {
-            account_changes(&self.metrics, applied);
-        }
-    }
-}
-
-fn account_changes(metrics: &Metrics, applied: &ApplyReport) {
-    for result in &applied.results {
-        let action = match result.action.change.kind() {
-            ChangeKind::Create => ChangeAction::Create,
-            ChangeKind::Activate => ChangeAction::Activate,
-            ChangeKind::Deactivate => ChangeAction::Deactivate,
-        };
-        let outcome = match &result.outcome {
-            Outcome::Applied => ChangeOutcome::Applied,
-            Outcome::Failed(_) => ChangeOutcome::Failed,
-            Outcome::Skipped(_) => ChangeOutcome::Skipped,
-            Outcome::Blocked(rule) => {
-                metrics.record_blocked(rule.name(), 1);
-                ChangeOutcome::Blocked
-            }
-        };
-        metrics.record_change(action, outcome);
-    }
-}
-
-/// The run's result for metrics, scheduling and `STATUS=`.
-fn summarize(report: &RunReport) -> (RunResult, RunOutcome, String) {
-    let Some(applied) = &report.applied else {
-        return (
-            RunResult::Converged,
-            RunOutcome::Completed,
-            "planned only".into(),
-        );
-    };
-    let counts = format!(
-        "{} applied, {} failed, {} skipped, {} blocked, {} drift",
-        applied.count("applied"),
-        applied.count("failed"),
-        applied.count("skipped"),
-        applied.count("blocked"),
-        report.drift_count()
-    );
-    if let Some(reason) = &applied.security_failure {
-        // Not retried within the run: the next scheduled run starts afresh.
-        return (
-            RunResult::Failed,
-            RunOutcome::Failed,
-            format!("run stopped: {reason}"),
-        );
-    }
-    if applied.has_failures() {
-        return (
-            RunResult::Failed,
-            RunOutcome::TransientFailure,
-            format!("run incomplete: {counts}"),
-        );
-    }
-    if applied.has_blocked() {
-        let rules = report
-            .plan
-            .fired_rules()
-            .iter()
-            .map(|rule| rule.name())
-            .collect::<Vec<_>>()
-            .join(", ");
-        return (
-            RunResult::Blocked,
-            RunOutcome::Completed,
-            format!("run blocked by {rules}: {counts}"),
-        );
-    }
-    if applied.count("applied") > 0 {
-        (
-            RunResult::ChangesApplied,
-            RunOutcome::Completed,
-            format!("changes applied: {counts}"),
-        )
-    } else {
-        (
-            RunResult::Converged,
-            RunOutcome::Completed,
-            format!("converged: {counts}"),
-        )
     }
 }

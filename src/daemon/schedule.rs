@@ -50,17 +50,8 @@ pub enum Trigger {
     },
 }
 
-/// How a run ended, as far as scheduling cares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunOutcome {
-    /// The run completed (converged, applied, or blocked by a safety rule).
-    Completed,
-    /// The run failed for a reason that may go away by itself (timeout, 5xx, 429): retry soon.
-    TransientFailure,
-    /// The run failed in a way a retry will not fix (rejected credentials, bad state): wait for
-    /// the next scheduled run.
-    Failed,
-}
+/// How a run ended, as far as scheduling cares; decided by [`crate::reconcile::verdict`].
+pub use crate::reconcile::verdict::RunOutcome;
 
 /// A source of jitter: each call returns a number in `[-1.0, 1.0]`.
 ///

@@ -24,9 +24,9 @@ use std::net::Ipv4Addr;
 use tokio_util::sync::CancellationToken;
 
 use crate::bunq::BunqError;
-use crate::bunq::model::{CredentialId, EntryId, IpStatus};
+use crate::bunq::model::{EntryId, IpStatus};
 use crate::reconcile::plan::{Action, Change, Plan, Rule};
-use crate::reconcile::run::AllowlistWriter;
+use crate::reconcile::port::AllowlistWriter;
 
 /// How one planned action ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,14 +43,76 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Which of the four outcomes this is, without its detail.
+    pub fn kind(&self) -> OutcomeKind {
+        match self {
+            Outcome::Applied => OutcomeKind::Applied,
+            Outcome::Failed(_) => OutcomeKind::Failed,
+            Outcome::Skipped(_) => OutcomeKind::Skipped,
+            Outcome::Blocked(_) => OutcomeKind::Blocked,
+        }
+    }
+
     /// Stable label for logs and metrics: `applied`, `failed`, `skipped`, `blocked`.
     pub fn label(&self) -> &'static str {
+        self.kind().as_str()
+    }
+}
+
+/// An [`Outcome`] without its detail: what counts, reports and the `outcome` metric label use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OutcomeKind {
+    /// See [`Outcome::Applied`].
+    Applied,
+    /// See [`Outcome::Failed`].
+    Failed,
+    /// See [`Outcome::Skipped`].
+    Skipped,
+    /// See [`Outcome::Blocked`].
+    Blocked,
+}
+
+impl OutcomeKind {
+    /// Every kind, in report order (and for pre-initialising metric series).
+    pub const ALL: [OutcomeKind; 4] = [
+        OutcomeKind::Applied,
+        OutcomeKind::Failed,
+        OutcomeKind::Skipped,
+        OutcomeKind::Blocked,
+    ];
+
+    /// The label: `applied`, `failed`, `skipped`, `blocked`.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Applied => "applied",
-            Outcome::Failed(_) => "failed",
-            Outcome::Skipped(_) => "skipped",
-            Outcome::Blocked(_) => "blocked",
+            OutcomeKind::Applied => "applied",
+            OutcomeKind::Failed => "failed",
+            OutcomeKind::Skipped => "skipped",
+            OutcomeKind::Blocked => "blocked",
         }
+    }
+}
+
+/// How many results of an [`ApplyReport`] ended in each [`OutcomeKind`]. Displays as
+/// `1 applied, 0 failed, 2 skipped, 0 blocked`, the form the CLI and the daemon's summary use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Results that ended [`OutcomeKind::Applied`].
+    pub applied: usize,
+    /// Results that ended [`OutcomeKind::Failed`].
+    pub failed: usize,
+    /// Results that ended [`OutcomeKind::Skipped`].
+    pub skipped: usize,
+    /// Results that ended [`OutcomeKind::Blocked`].
+    pub blocked: usize,
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} applied, {} failed, {} skipped, {} blocked",
+            self.applied, self.failed, self.skipped, self.blocked
+        )
     }
 }
 
@@ -80,22 +142,68 @@ pub struct ApplyReport {
 }
 
 impl ApplyReport {
-    /// Results with the given outcome label.
-    pub fn count(&self, label: &str) -> usize {
+    /// Results that ended in `kind`.
+    pub fn count(&self, kind: OutcomeKind) -> usize {
         self.results
             .iter()
-            .filter(|result| result.outcome.label() == label)
+            .filter(|result| result.outcome.kind() == kind)
             .count()
+    }
+
+    /// The results counted by outcome.
+    pub fn tally(&self) -> Tally {
+        let mut tally = Tally::default();
+        for result in &self.results {
+            *match result.outcome.kind() {
+                OutcomeKind::Applied => &mut tally.applied,
+                OutcomeKind::Failed => &mut tally.failed,
+                OutcomeKind::Skipped => &mut tally.skipped,
+                OutcomeKind::Blocked => &mut tally.blocked,
+            } += 1;
+        }
+        tally
     }
 
     /// True when any action failed or the run was stopped for security.
     pub fn has_failures(&self) -> bool {
-        self.security_failure.is_some() || self.count("failed") > 0
+        self.security_failure.is_some() || self.count(OutcomeKind::Failed) > 0
     }
 
     /// True when a safety rule refused something.
     pub fn has_blocked(&self) -> bool {
-        self.count("blocked") > 0
+        self.count(OutcomeKind::Blocked) > 0
+    }
+}
+
+impl ActionResult {
+    /// bunq confirmed the change on `entry`.
+    fn applied(action: &Action, entry: EntryId) -> Self {
+        ActionResult {
+            action: action.clone(),
+            outcome: Outcome::Applied,
+            entry: Some(entry),
+            unconfirmed: false,
+        }
+    }
+
+    /// The change was attempted and did not happen, or may have (`unconfirmed`).
+    fn failed(action: &Action, reason: String, entry: Option<EntryId>, unconfirmed: bool) -> Self {
+        ActionResult {
+            action: action.clone(),
+            outcome: Outcome::Failed(reason),
+            entry,
+            unconfirmed,
+        }
+    }
+
+    /// Not attempted (skipped or blocked): nothing was sent, the planned entry stays.
+    fn not_attempted(action: &Action, outcome: Outcome) -> Self {
+        ActionResult {
+            action: action.clone(),
+            outcome,
+            entry: action.change.entry(),
+            unconfirmed: false,
+        }
     }
 }
 
@@ -109,18 +217,13 @@ pub async fn apply<W: AllowlistWriter>(
     stop: &CancellationToken,
 ) -> ApplyReport {
     let mut report = ApplyReport::default();
-
     for credential in &plan.credentials {
         for blocked in &credential.blocked {
             let outcome = Outcome::Blocked(blocked.rule);
-            let entry = blocked.action.change.entry();
             record(
                 &mut report,
                 run_id,
-                blocked.action.clone(),
-                outcome,
-                entry,
-                false,
+                ActionResult::not_attempted(&blocked.action, outcome),
             );
         }
     }
@@ -130,10 +233,7 @@ pub async fn apply<W: AllowlistWriter>(
             record(
                 &mut report,
                 run_id,
-                action.clone(),
-                outcome,
-                action.change.entry(),
-                false,
+                ActionResult::not_attempted(action, outcome),
             );
         }
         return report;
@@ -141,103 +241,96 @@ pub async fn apply<W: AllowlistWriter>(
 
     let mut credentials_with_failed_grants = BTreeSet::new();
     for action in plan.applicable_actions() {
-        let entry = action.change.entry();
-        if let Some(reason) = &report.security_failure {
-            let skipped = Outcome::Skipped(format!("run stopped after a security error: {reason}"));
-            record(&mut report, run_id, action.clone(), skipped, entry, false);
+        let grants_failed = credentials_with_failed_grants.contains(&action.credential);
+        if let Some(reason) = skip_reason(&report, stop, action, grants_failed) {
+            let skipped = ActionResult::not_attempted(action, Outcome::Skipped(reason));
+            record(&mut report, run_id, skipped);
             continue;
         }
-        if stop.is_cancelled() {
-            let skipped = Outcome::Skipped("shutting down; the next run continues".into());
-            record(&mut report, run_id, action.clone(), skipped, entry, false);
-            continue;
-        }
-        if action.change.is_deactivation()
-            && credentials_with_failed_grants.contains(&action.credential)
-        {
-            let skipped = Outcome::Skipped(
-                "a create or activation on this credential failed; deactivations wait for the \
-                 next run"
-                    .into(),
-            );
-            record(&mut report, run_id, action.clone(), skipped, entry, false);
-            continue;
-        }
-
-        let (outcome, entry, unconfirmed) = match execute(writer, action).await {
-            Ok(done) => done,
-            Err(SecurityStop { error, entry }) => {
-                report.security_failure = Some(error.clone());
-                // A write was sent and answered; only the answer could not be trusted.
-                (Outcome::Failed(error), entry, true)
+        let result = match execute(writer, action).await {
+            Attempt::Done(result) => result,
+            Attempt::SecurityStop { error, result } => {
+                report.security_failure = Some(error);
+                result
             }
         };
-        if matches!(outcome, Outcome::Failed(_)) && !action.change.is_deactivation() {
+        if matches!(result.outcome, Outcome::Failed(_)) && !action.change.is_deactivation() {
             credentials_with_failed_grants.insert(action.credential);
         }
-        record(
-            &mut report,
-            run_id,
-            action.clone(),
-            outcome,
-            entry,
-            unconfirmed,
-        );
+        record(&mut report, run_id, result);
     }
     report
 }
 
-/// A response-signature failure: the run stops acting.
-struct SecurityStop {
-    error: String,
-    entry: Option<EntryId>,
+/// Why `action` is not attempted, if it is not: the run was stopped for security or is shutting
+/// down, or it is a deactivation on a credential where a create or activation failed
+/// (`grants_failed`), so access never shrinks before the desired IPs are in.
+fn skip_reason(
+    report: &ApplyReport,
+    stop: &CancellationToken,
+    action: &Action,
+    grants_failed: bool,
+) -> Option<String> {
+    if let Some(reason) = &report.security_failure {
+        Some(format!("run stopped after a security error: {reason}"))
+    } else if stop.is_cancelled() {
+        Some("shutting down; the next run continues".into())
+    } else if action.change.is_deactivation() && grants_failed {
+        Some(
+            "a create or activation on this credential failed; deactivations wait for the next \
+             run"
+            .into(),
+        )
+    } else {
+        None
+    }
 }
 
-/// How an action ended, the entry, and whether a failure is unconfirmed (see
-/// [`ActionResult::unconfirmed`]).
-type Step = Result<(Outcome, Option<EntryId>, bool), SecurityStop>;
+/// How one attempted action went.
+enum Attempt {
+    /// The action has its result; the run goes on.
+    Done(ActionResult),
+    /// A response-signature failure: the run stops acting. The action still gets its result:
+    /// a write was sent and answered, only the answer could not be trusted, so it is
+    /// unconfirmed.
+    SecurityStop { error: String, result: ActionResult },
+}
 
-fn failed(err: BunqError, entry: Option<EntryId>) -> Step {
+fn failed(action: &Action, err: BunqError, entry: Option<EntryId>) -> Attempt {
     if err.is_security() {
-        Err(SecurityStop {
-            error: err.to_string(),
-            entry,
-        })
+        let error = err.to_string();
+        let result = ActionResult::failed(action, error.clone(), entry, true);
+        Attempt::SecurityStop { error, result }
     } else {
         // No answer at all: the write may have happened.
         let unconfirmed = matches!(err, BunqError::Transport { .. });
-        Ok((Outcome::Failed(err.to_string()), entry, unconfirmed))
+        Attempt::Done(ActionResult::failed(
+            action,
+            err.to_string(),
+            entry,
+            unconfirmed,
+        ))
     }
 }
 
 /// Carries out one action; resolves ambiguity for creates.
-async fn execute<W: AllowlistWriter>(writer: &W, action: &Action) -> Step {
-    match &action.change {
-        Change::Create { ip } => match writer.create_ip(action.credential, *ip).await {
-            Ok(entry) => Ok((Outcome::Applied, Some(entry), false)),
-            Err(err) if err.is_unclear_write() => {
-                resolve_ambiguous_create(writer, action.credential, *ip, err).await
-            }
-            Err(err) => failed(err, None),
-        },
-        Change::Activate { entry, .. } => {
-            set_status(writer, action.credential, *entry, IpStatus::Active).await
+async fn execute<W: AllowlistWriter>(writer: &W, action: &Action) -> Attempt {
+    let (entry, status) = match &action.change {
+        Change::Create { ip } => {
+            return match writer.create_ip(action.credential, *ip).await {
+                Ok(entry) => Attempt::Done(ActionResult::applied(action, entry)),
+                Err(err) if err.is_unclear_write() => {
+                    resolve_ambiguous_create(writer, action, *ip, err).await
+                }
+                Err(err) => failed(action, err, None),
+            };
         }
-        Change::Deactivate { entry, .. } => {
-            set_status(writer, action.credential, *entry, IpStatus::Inactive).await
-        }
-    }
-}
-
-async fn set_status<W: AllowlistWriter>(
-    writer: &W,
-    credential: CredentialId,
-    entry: EntryId,
-    status: IpStatus,
-) -> Step {
-    match writer.set_ip_status(credential, entry, status).await {
-        Ok(()) => Ok((Outcome::Applied, Some(entry), false)),
-        Err(err) => failed(err, Some(entry)),
+        Change::Activate { entry, .. } => (*entry, IpStatus::Active),
+        Change::Deactivate { entry, .. } => (*entry, IpStatus::Inactive),
+    };
+    match writer.set_ip_status(action.credential, entry, status).await {
+        Ok(()) => Attempt::Done(ActionResult::applied(action, entry)),
+        Err(err) => failed(action, err, Some(entry)),
     }
 }
 
@@ -247,52 +340,54 @@ async fn set_status<W: AllowlistWriter>(
 /// the re-read, and the next run must then not take the daemon's own entry for drift.
 async fn resolve_ambiguous_create<W: AllowlistWriter>(
     writer: &W,
-    credential: CredentialId,
+    action: &Action,
     ip: Ipv4Addr,
     err: BunqError,
-) -> Step {
+) -> Attempt {
     let wanted = ip.to_string();
-    match writer.list_ips(credential).await {
+    match writer.list_ips(action.credential).await {
         Ok(entries) => {
             let created = entries
                 .iter()
                 .filter(|entry| entry.ip == wanted && entry.status == IpStatus::Active)
                 .map(|entry| entry.id)
                 .max();
-            Ok(match created {
-                Some(entry) => (Outcome::Applied, Some(entry), false),
-                None => (
-                    Outcome::Failed(format!(
-                        "{err}; re-read shows no entry for {ip}, the next run creates it"
-                    )),
+            Attempt::Done(match created {
+                Some(entry) => ActionResult::applied(action, entry),
+                None => ActionResult::failed(
+                    action,
+                    format!("{err}; re-read shows no entry for {ip}, the next run creates it"),
                     None,
                     true,
                 ),
             })
         }
-        Err(list_err) if list_err.is_security() => failed(list_err, None),
-        Err(list_err) => Ok((
-            Outcome::Failed(format!(
+        Err(list_err) if list_err.is_security() => failed(action, list_err, None),
+        Err(list_err) => Attempt::Done(ActionResult::failed(
+            action,
+            format!(
                 "{err}; re-read failed too ({list_err}): outcome unknown, the next run re-reads \
                  and repairs"
-            )),
+            ),
             None,
             true,
         )),
     }
 }
 
-/// Stores the result and writes its audit line.
-fn record(
-    report: &mut ApplyReport,
-    run_id: &str,
-    action: Action,
-    outcome: Outcome,
-    entry: Option<EntryId>,
-    unconfirmed: bool,
-) {
+/// Writes the result's audit line and stores it.
+fn record(report: &mut ApplyReport, run_id: &str, result: ActionResult) {
+    audit(run_id, &result);
+    report.results.push(result);
+}
+
+/// The audit line of one result: every planned action gets exactly one.
+fn audit(run_id: &str, result: &ActionResult) {
+    let ActionResult {
+        action, outcome, ..
+    } = result;
     let from = action.change.current().map(|status| status.to_string());
-    let detail = match &outcome {
+    let detail = match outcome {
         Outcome::Applied => String::new(),
         Outcome::Failed(reason) | Outcome::Skipped(reason) => reason.clone(),
         Outcome::Blocked(rule) => format!("{rule}: {}", rule.description()),
@@ -300,7 +395,10 @@ fn record(
     let fields = (
         action.credential,
         action.change.ip(),
-        entry.map(|id| id.to_string()).unwrap_or_else(|| "-".into()),
+        result
+            .entry
+            .map(|id| id.to_string())
+            .unwrap_or_else(|| "-".into()),
         from.unwrap_or_else(|| "-".into()),
         action.change.wanted().to_string(),
     );
@@ -318,12 +416,6 @@ fn record(
             "change failed"
         ),
     }
-    report.results.push(ActionResult {
-        action,
-        outcome,
-        entry,
-        unconfirmed,
-    });
 }
 
 #[cfg(test)]

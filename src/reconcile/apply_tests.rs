@@ -7,10 +7,10 @@ use std::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::bunq::model::{CredentialPasswordIp, PermittedIp};
+use crate::bunq::model::{CredentialId, CredentialPasswordIp, PermittedIp};
 use crate::config::{CredentialSpec, Policy};
 use crate::reconcile::plan::{self, CredentialState, OwnAccess, PlanInput};
-use crate::reconcile::run::AllowlistReader;
+use crate::reconcile::port::AllowlistReader;
 
 /// What the fake does on a matching call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -350,7 +350,7 @@ async fn a_blocked_run_writes_nothing_and_reports_every_action_blocked() {
     let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
 
     assert!(fake.writes().is_empty());
-    assert_eq!(report.count("blocked"), 3);
+    assert_eq!(report.count(OutcomeKind::Blocked), 3);
     assert!(
         report
             .results
@@ -379,7 +379,7 @@ async fn own_ip_deactivation_is_blocked_while_the_rest_is_applied() {
         .map(|result| result.action.change.ip())
         .collect();
     assert_eq!(blocked, ["10.0.0.1"]);
-    assert_eq!(report.count("applied"), 2);
+    assert_eq!(report.count(OutcomeKind::Applied), 2);
 }
 
 #[tokio::test]
@@ -511,8 +511,8 @@ async fn shutdown_lets_the_write_in_flight_finish_and_skips_the_rest() {
     let report = apply(&fake, &plan, "run-1", &stop).await;
 
     assert_eq!(fake.writes(), ["POST 1 10.0.0.1"]);
-    assert_eq!(report.count("applied"), 1);
-    assert_eq!(report.count("skipped"), 2);
+    assert_eq!(report.count(OutcomeKind::Applied), 1);
+    assert_eq!(report.count(OutcomeKind::Skipped), 2);
     assert_eq!(
         fake.active_ips(1),
         ["10.0.0.1", "10.0.0.9"],

@@ -5,15 +5,23 @@
 //! * [`report`]: the plan as a text table or stable JSON.
 //! * [`run`]: one run: observe bunq, plan, and (apply mode only) hand the plan to [`apply`], the
 //!   single executor and the only code that writes to bunq.
-//! * [`bunq_port`]: the bunq client behind the reader/writer ports, settings from the config.
+//! * [`port`]: the reader/writer ports a run reads and the executor writes through.
+//! * [`bunq_adapter`]: the bunq client behind those ports, settings from the config.
+//! * [`verdict`]: how a run ended, as exit status, metric result, scheduling outcome and summary.
 //! * [`record`]: what the last run left, for drift reports.
 //! * [`export`]: the current allowlists as a config file, for onboarding.
 
 pub mod apply;
-pub mod bunq_port;
+pub mod bunq_adapter;
 pub mod exit;
 pub mod export;
 pub mod plan;
+pub mod port;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod verdict;
+
+/// The adapter's former name, kept so existing `reconcile::bunq_port::…` paths still resolve.
+pub use bunq_adapter as bunq_port;
+pub use port::{AllowlistReader, AllowlistWriter};

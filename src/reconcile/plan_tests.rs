@@ -1,7 +1,12 @@
 //! Scenario tests of the planner, one behaviour each. Property tests are in
 //! `tests/planner_props.rs`.
 
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
 use super::*;
+use crate::bunq::model::{CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp};
+use crate::config::{CredentialSpec, Policy};
 
 fn entry(id: EntryId, ip: &str, status: &str) -> PermittedIp {
     PermittedIp {

@@ -4,8 +4,9 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use super::*;
-use crate::bunq::model::PermittedIp;
-use crate::reconcile::plan::{CredentialState, IpStates, OwnAccess, PlanInput, plan};
+use crate::bunq::model::{EntryId, IpStatus, PermittedIp};
+use crate::config::Policy;
+use crate::reconcile::plan::{CredentialState, IpStates, OwnAccess, Plan, PlanInput, plan};
 
 fn entry(id: EntryId, ip: &str, status: &str) -> PermittedIp {
     PermittedIp {

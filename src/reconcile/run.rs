@@ -7,58 +7,16 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::net::Ipv4Addr;
 
 use crate::bunq::BunqError;
-use crate::bunq::model::{CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp};
+use crate::bunq::model::{CredentialId, CredentialPasswordIp, IpStatus, PermittedIp};
 use crate::config::Config;
 use crate::reconcile::apply::{self, ApplyReport, Outcome};
-use crate::reconcile::exit::ExitStatus;
+pub use crate::reconcile::port::{AllowlistReader, AllowlistWriter};
 use tokio_util::sync::CancellationToken;
 
 use crate::reconcile::plan::{self, CredentialState, IpStates, OwnAccess, Plan, PlanInput};
 use crate::reconcile::record::RunRecord;
-
-/// The reads a run needs. Plan-only code gets nothing more than this.
-pub trait AllowlistReader: Sync {
-    /// Every credential of the user (all pages).
-    fn list_credentials(
-        &self,
-    ) -> impl Future<Output = Result<Vec<CredentialPasswordIp>, BunqError>> + Send;
-
-    /// All entries of one credential (all pages).
-    fn list_ips(
-        &self,
-        credential: CredentialId,
-    ) -> impl Future<Output = Result<Vec<PermittedIp>, BunqError>> + Send;
-
-    /// The description the daemon's device was actually registered with, when known. bunq shows
-    /// this one as the own credential's `permitted_device.description`, so it wins over the
-    /// config's `device_description`, which may have been edited after registration (the saved
-    /// registration is reused). `None`: use the config's.
-    fn registered_device_description(&self) -> Option<String> {
-        None
-    }
-}
-
-/// The writes; only the executor calls them.
-pub trait AllowlistWriter: AllowlistReader {
-    /// Adds an ACTIVE entry; returns its id. Never retried blindly by the implementation.
-    fn create_ip(
-        &self,
-        credential: CredentialId,
-        ip: Ipv4Addr,
-    ) -> impl Future<Output = Result<EntryId, BunqError>> + Send;
-
-    /// Sets an entry's status.
-    fn set_ip_status(
-        &self,
-        credential: CredentialId,
-        entry: EntryId,
-        status: IpStatus,
-    ) -> impl Future<Output = Result<(), BunqError>> + Send;
-}
 
 /// Why a run could not produce a plan.
 #[derive(Debug, thiserror::Error)]
@@ -112,17 +70,6 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// The exit status: for a plan, its outcome; for an apply, error if anything failed,
-    /// blocked if a safety rule refused something, else success (converged).
-    pub fn exit_status(&self) -> ExitStatus {
-        match &self.applied {
-            None => ExitStatus::from_outcome(self.plan.outcome()),
-            Some(report) if report.has_failures() => ExitStatus::Error,
-            Some(report) if report.has_blocked() => ExitStatus::Blocked,
-            Some(_) => ExitStatus::Success,
-        }
-    }
-
     /// Out-of-band changes found in this run.
     pub fn drift_count(&self) -> usize {
         self.plan
@@ -322,6 +269,7 @@ fn log_drift(run_id: &str, plan: &Plan) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bunq::model::EntryId;
 
     fn entry(id: EntryId, ip: &str, status: IpStatus) -> PermittedIp {
         PermittedIp {

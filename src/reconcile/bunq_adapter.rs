@@ -1,5 +1,5 @@
-//! Connects the reconciler to bunq: client settings from the config, and the reader/writer ports
-//! of [`crate::reconcile::run`] implemented by [`BunqClient`].
+//! The bunq adapter of the reconciler: [`BunqClient`] behind the reader/writer ports of
+//! [`crate::reconcile::port`], and the client settings taken from the config.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::bunq::model::{CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp};
 use crate::bunq::{ApiObserver, BunqClient, BunqError, ClientSettings};
 use crate::config::Config;
-use crate::reconcile::run::{AllowlistReader, AllowlistWriter};
+use crate::reconcile::port::{AllowlistReader, AllowlistWriter};
 
 /// Client settings for `config`: base URL (environment default or override), device
 /// description, permitted IPs for registration, session renewal margin.

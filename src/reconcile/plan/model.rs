@@ -1,0 +1,232 @@
+//! The plan as data: per credential what is planned, refused, kept and in sync
+//! ([`CredentialPlan`]), and for the run the [`Plan`] with its outcome and summary. This is what
+//! the executor applies and the reports print.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::bunq::model::{CredentialId, EntryId, IpStatus, PermittedIp};
+use crate::config::Policy;
+
+use super::action::{Action, ChangeKind};
+use super::rule::{BlockedAction, Rule, RunBlock};
+use super::state::{Drift, IpStates, states_after};
+
+/// Why an entry is deliberately left as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeptReason {
+    /// ACTIVE, not desired, but protected.
+    Protected,
+    /// ACTIVE, not desired, policy `additive`.
+    Additive,
+    /// A second ACTIVE entry of a desired IP.
+    DuplicateActive,
+    /// A status this daemon does not know.
+    UnknownStatus,
+    /// The IP text is not a plain IPv4 address (`*`, IPv6, junk): bunq does not let the API
+    /// manage it, so it is never written.
+    NotIpv4,
+}
+
+impl KeptReason {
+    /// Stable machine-readable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            KeptReason::Protected => "protected",
+            KeptReason::Additive => "additive",
+            KeptReason::DuplicateActive => "duplicate-active",
+            KeptReason::UnknownStatus => "unknown-status",
+            KeptReason::NotIpv4 => "not-ipv4",
+        }
+    }
+
+    /// One line for humans.
+    pub fn description(self) -> &'static str {
+        match self {
+            KeptReason::Protected => "protected, never deactivated",
+            KeptReason::Additive => "not desired, left alone (policy additive)",
+            KeptReason::DuplicateActive => "another ACTIVE entry of a desired IP, left alone",
+            KeptReason::UnknownStatus => "unknown status, never touched",
+            KeptReason::NotIpv4 => {
+                "not a plain IPv4 address; bunq does not let the API manage it, never written"
+            }
+        }
+    }
+}
+
+/// An entry deliberately left as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kept {
+    /// The entry.
+    pub entry: EntryId,
+    /// Its address as bunq reports it.
+    pub ip: String,
+    /// Its status.
+    pub status: IpStatus,
+    /// Why it is left alone.
+    pub reason: KeptReason,
+}
+
+/// A desired IP that is already ACTIVE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InSync {
+    /// The address.
+    pub ip: Ipv4Addr,
+    /// The ACTIVE entry (the newest, when there are several).
+    pub entry: EntryId,
+}
+
+/// The plan for one credential.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialPlan {
+    /// The credential.
+    pub credential: CredentialId,
+    /// Its label.
+    pub name: Option<String>,
+    /// The policy applied.
+    pub policy: Policy,
+    /// Planned writes: creates and activations first, then deactivations.
+    pub actions: Vec<Action>,
+    /// Writes a safety rule refused.
+    pub blocked: Vec<BlockedAction>,
+    /// Entries deliberately left alone.
+    pub kept: Vec<Kept>,
+    /// Desired IPs already ACTIVE.
+    pub in_sync: Vec<InSync>,
+    /// Out-of-band changes since the previous run.
+    pub drift: Vec<Drift>,
+}
+
+impl CredentialPlan {
+    /// `4242 (ci-runners)` or `4242`.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{} ({name})", self.credential),
+            None => self.credential.to_string(),
+        }
+    }
+
+    /// The IP states this credential will have once its actions are applied; what a run records
+    /// for the next run's drift report.
+    pub fn states_after(&self, actual: &[PermittedIp]) -> IpStates {
+        states_after(actual, self.actions.iter())
+    }
+}
+
+/// How a plan ends, in increasing severity (so the worst of several is their maximum).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanOutcome {
+    /// Converged.
+    NothingToDo,
+    /// Actions to apply, none blocked.
+    ChangesPending,
+    /// A safety rule refused at least one action (or the whole run).
+    Blocked,
+}
+
+/// Counts for a summary line and metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlanSummary {
+    /// Creates planned.
+    pub create: usize,
+    /// Activations planned.
+    pub activate: usize,
+    /// Deactivations planned.
+    pub deactivate: usize,
+    /// Actions refused by a rule.
+    pub blocked: usize,
+    /// Entries deliberately left alone.
+    pub kept: usize,
+    /// Desired IPs already ACTIVE.
+    pub in_sync: usize,
+    /// Out-of-band changes found.
+    pub drift: usize,
+    /// Rules that refused something (action or run), sorted.
+    pub blocking_rules: Vec<Rule>,
+}
+
+/// The result of planning a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Per credential, in input order.
+    pub credentials: Vec<CredentialPlan>,
+    /// The limit the run was checked against.
+    pub max_changes: usize,
+    /// Set when the whole run is blocked.
+    pub run_block: Option<RunBlock>,
+}
+
+impl Plan {
+    /// Blocked over pending over nothing to do.
+    pub fn outcome(&self) -> PlanOutcome {
+        if self.run_block.is_some() || self.credentials.iter().any(|plan| !plan.blocked.is_empty())
+        {
+            PlanOutcome::Blocked
+        } else if self.credentials.iter().any(|plan| !plan.actions.is_empty()) {
+            PlanOutcome::ChangesPending
+        } else {
+            PlanOutcome::NothingToDo
+        }
+    }
+
+    /// Every planned action in application order (creates and activations of all credentials,
+    /// then deactivations), whether or not the run is blocked; for printing.
+    pub fn actions(&self) -> Vec<&Action> {
+        let all = || self.credentials.iter().flat_map(|plan| plan.actions.iter());
+        all()
+            .filter(|action| !action.change.is_deactivation())
+            .chain(all().filter(|action| action.change.is_deactivation()))
+            .collect()
+    }
+
+    /// The actions the executor may apply, in order; empty when the run is blocked.
+    pub fn applicable_actions(&self) -> Vec<&Action> {
+        if self.run_block.is_some() {
+            Vec::new()
+        } else {
+            self.actions()
+        }
+    }
+
+    /// Counts for a summary.
+    pub fn summary(&self) -> PlanSummary {
+        let mut summary = PlanSummary::default();
+        let mut rules = BTreeSet::new();
+        for plan in &self.credentials {
+            for action in &plan.actions {
+                match action.change.kind() {
+                    ChangeKind::Create => summary.create += 1,
+                    ChangeKind::Activate => summary.activate += 1,
+                    ChangeKind::Deactivate => summary.deactivate += 1,
+                }
+            }
+            summary.blocked += plan.blocked.len();
+            rules.extend(plan.blocked.iter().map(|blocked| blocked.rule));
+            summary.kept += plan.kept.len();
+            summary.in_sync += plan.in_sync.len();
+            summary.drift += plan.drift.len();
+        }
+        if let Some(block) = self.run_block {
+            rules.insert(block.rule);
+        }
+        summary.blocking_rules = rules.into_iter().collect();
+        summary
+    }
+
+    /// Every rule that fired, including `protected` (which keeps, not blocks).
+    pub fn fired_rules(&self) -> BTreeSet<Rule> {
+        let mut rules: BTreeSet<Rule> = self.summary().blocking_rules.into_iter().collect();
+        let protected = self
+            .credentials
+            .iter()
+            .flat_map(|plan| plan.kept.iter())
+            .any(|kept| kept.reason == KeptReason::Protected);
+        if protected {
+            rules.insert(Rule::Protected);
+        }
+        rules
+    }
+}

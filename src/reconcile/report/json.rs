@@ -1,0 +1,259 @@
+//! The plan for programs: the stable JSON document of `--output json` (format in
+//! [`crate::reconcile::report`]).
+
+use serde::Serialize;
+
+use super::FORMAT_VERSION;
+use crate::bunq::model::{CredentialId, EntryId, IpStatus};
+use crate::config::Policy;
+use crate::reconcile::exit::ExitStatus;
+use crate::reconcile::plan::{Action, CredentialPlan, Plan, PlanOutcome};
+
+/// The plan as a pretty-printed JSON document (see the module docs), with a trailing newline.
+pub fn render_json(plan: &Plan) -> Result<String, serde_json::Error> {
+    let mut text = serde_json::to_string_pretty(&PlanDocument::from(plan))?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// The JSON document of a plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlanDocument {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// How the plan ends.
+    pub outcome: PlanOutcome,
+    /// The exit code `plan` returns for this plan.
+    pub exit_code: u8,
+    /// The limit the run was checked against.
+    pub max_changes: usize,
+    /// Set when the whole run is blocked.
+    pub run_blocked: Option<RunBlockedDocument>,
+    /// Counts.
+    pub summary: SummaryDocument,
+    /// Per credential.
+    pub credentials: Vec<CredentialDocument>,
+}
+
+/// `run_blocked`.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunBlockedDocument {
+    /// Rule name.
+    pub rule: &'static str,
+    /// Actions the run would make.
+    pub changes: usize,
+    /// The limit.
+    pub limit: usize,
+}
+
+/// `summary`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SummaryDocument {
+    /// Creates planned.
+    pub create: usize,
+    /// Activations planned.
+    pub activate: usize,
+    /// Deactivations planned.
+    pub deactivate: usize,
+    /// Actions refused by a rule.
+    pub blocked: usize,
+    /// Entries left alone.
+    pub kept: usize,
+    /// Desired IPs already ACTIVE.
+    pub in_sync: usize,
+    /// Out-of-band changes.
+    pub drift: usize,
+    /// Names of the rules that refused something.
+    pub blocking_rules: Vec<&'static str>,
+}
+
+/// One element of `credentials`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CredentialDocument {
+    /// Credential id.
+    pub id: CredentialId,
+    /// Label.
+    pub name: Option<String>,
+    /// Policy applied.
+    pub policy: Policy,
+    /// Planned writes.
+    pub actions: Vec<ActionDocument>,
+    /// Refused writes.
+    pub blocked: Vec<BlockedDocument>,
+    /// Entries left alone.
+    pub kept: Vec<KeptDocument>,
+    /// Desired IPs already ACTIVE.
+    pub in_sync: Vec<InSyncDocument>,
+    /// Out-of-band changes.
+    pub drift: Vec<DriftDocument>,
+}
+
+/// One planned write.
+#[derive(Clone, Debug, Serialize)]
+pub struct ActionDocument {
+    /// `create`, `activate` or `deactivate`.
+    pub action: &'static str,
+    /// Address as text.
+    pub ip: String,
+    /// Entry id, `null` for a create.
+    pub entry: Option<EntryId>,
+    /// Status before, `null` for a create.
+    pub current: Option<IpStatus>,
+    /// Status after.
+    pub wanted: IpStatus,
+    /// Reason code.
+    pub reason: &'static str,
+    /// Reason for humans.
+    pub reason_text: &'static str,
+}
+
+impl From<&Action> for ActionDocument {
+    fn from(action: &Action) -> Self {
+        ActionDocument {
+            action: action.change.kind().as_str(),
+            ip: action.change.ip(),
+            entry: action.change.entry(),
+            current: action.change.current(),
+            wanted: action.change.wanted(),
+            reason: action.reason.code(),
+            reason_text: action.reason.description(),
+        }
+    }
+}
+
+/// One refused write.
+#[derive(Clone, Debug, Serialize)]
+pub struct BlockedDocument {
+    /// The write.
+    #[serde(flatten)]
+    pub action: ActionDocument,
+    /// Rule name.
+    pub rule: &'static str,
+    /// Rule for humans.
+    pub rule_text: &'static str,
+    /// The exact case of the rule (several reasons share `own-ip`).
+    pub block_reason: &'static str,
+    /// That case for humans, with what to fix.
+    pub block_reason_text: &'static str,
+}
+
+/// One entry left alone.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeptDocument {
+    /// Address as text.
+    pub ip: String,
+    /// Entry id.
+    pub entry: EntryId,
+    /// Its status.
+    pub status: IpStatus,
+    /// Reason code.
+    pub reason: &'static str,
+    /// Reason for humans.
+    pub reason_text: &'static str,
+}
+
+/// One desired IP already ACTIVE.
+#[derive(Clone, Debug, Serialize)]
+pub struct InSyncDocument {
+    /// Address.
+    pub ip: String,
+    /// The ACTIVE entry.
+    pub entry: EntryId,
+}
+
+/// One out-of-band change.
+#[derive(Clone, Debug, Serialize)]
+pub struct DriftDocument {
+    /// Address as text.
+    pub ip: String,
+    /// Status the previous run left, `null`: no entry.
+    pub before: Option<IpStatus>,
+    /// Status now, `null`: no entry.
+    pub now: Option<IpStatus>,
+}
+
+impl From<&Plan> for PlanDocument {
+    fn from(plan: &Plan) -> Self {
+        let summary = plan.summary();
+        PlanDocument {
+            format_version: FORMAT_VERSION,
+            outcome: plan.outcome(),
+            exit_code: ExitStatus::from_outcome(plan.outcome()).code(),
+            max_changes: plan.max_changes,
+            run_blocked: plan.run_block.map(|block| RunBlockedDocument {
+                rule: block.rule.name(),
+                changes: block.changes,
+                limit: block.limit,
+            }),
+            summary: SummaryDocument {
+                create: summary.create,
+                activate: summary.activate,
+                deactivate: summary.deactivate,
+                blocked: summary.blocked,
+                kept: summary.kept,
+                in_sync: summary.in_sync,
+                drift: summary.drift,
+                blocking_rules: summary
+                    .blocking_rules
+                    .iter()
+                    .map(|rule| rule.name())
+                    .collect(),
+            },
+            credentials: plan
+                .credentials
+                .iter()
+                .map(CredentialDocument::from)
+                .collect(),
+        }
+    }
+}
+
+impl From<&CredentialPlan> for CredentialDocument {
+    fn from(plan: &CredentialPlan) -> Self {
+        CredentialDocument {
+            id: plan.credential,
+            name: plan.name.clone(),
+            policy: plan.policy,
+            actions: plan.actions.iter().map(ActionDocument::from).collect(),
+            blocked: plan
+                .blocked
+                .iter()
+                .map(|blocked| BlockedDocument {
+                    action: ActionDocument::from(&blocked.action),
+                    rule: blocked.rule.name(),
+                    rule_text: blocked.rule.description(),
+                    block_reason: blocked.why.code(),
+                    block_reason_text: blocked.why.description(),
+                })
+                .collect(),
+            kept: plan
+                .kept
+                .iter()
+                .map(|kept| KeptDocument {
+                    ip: kept.ip.clone(),
+                    entry: kept.entry,
+                    status: kept.status.clone(),
+                    reason: kept.reason.code(),
+                    reason_text: kept.reason.description(),
+                })
+                .collect(),
+            in_sync: plan
+                .in_sync
+                .iter()
+                .map(|in_sync| InSyncDocument {
+                    ip: in_sync.ip.to_string(),
+                    entry: in_sync.entry,
+                })
+                .collect(),
+            drift: plan
+                .drift
+                .iter()
+                .map(|drift| DriftDocument {
+                    ip: drift.ip.clone(),
+                    before: drift.before.clone(),
+                    now: drift.now.clone(),
+                })
+                .collect(),
+        }
+    }
+}
