@@ -122,6 +122,7 @@ fn input(credentials: &[Credential]) -> PlanInput<'_> {
                 protected: &credential.protected,
                 actual: &credential.actual,
                 previous: Some(&credential.previous),
+                sources: None,
             })
             .collect(),
         max_changes: usize::MAX,
@@ -131,6 +132,7 @@ fn input(credentials: &[Credential]) -> PlanInput<'_> {
             .collect(),
         own_credential_known: true,
         egress_ips: None,
+        sources: Vec::new(),
     }
 }
 

@@ -551,11 +551,13 @@ fn regression_planner_states_after_survives_the_largest_entry_id() {
             protected: &protected,
             actual: &actual,
             previous: None,
+            sources: None,
         }],
         max_changes: 0,
         own_access: Vec::new(),
         own_credential_known: true,
         egress_ips: None,
+        sources: Vec::new(),
     };
     let planned = plan(&input);
     let states = planned.credentials[0].states_after(&actual);

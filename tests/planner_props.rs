@@ -124,6 +124,7 @@ impl Case {
                 protected: &self.protected,
                 actual,
                 previous: None,
+                sources: None,
             }],
             max_changes,
             own_access: self
@@ -136,6 +137,7 @@ impl Case {
                 .collect(),
             own_credential_known: self.own_known,
             egress_ips: self.egress.as_ref(),
+            sources: Vec::new(),
         })
     }
 

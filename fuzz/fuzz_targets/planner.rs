@@ -182,6 +182,7 @@ fn states<'a>(owned: &'a [Owned], actual: &'a [Vec<PermittedIp>]) -> Vec<Credent
             protected: &credential.protected,
             actual,
             previous: credential.previous.as_ref(),
+            sources: None,
         })
         .collect()
 }
@@ -410,6 +411,7 @@ fuzz_target!(|input: FuzzInput| {
             own_access: own_access.clone(),
             own_credential_known: !input.own_unknown,
             egress_ips: egress.as_ref(),
+            sources: Vec::new(),
         };
         let first = plan(&plan_input);
         assert_eq!(

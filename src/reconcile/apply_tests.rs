@@ -285,6 +285,7 @@ async fn plan_for(
         // Set, adding nothing: these tests are about the executor, so only the registration
         // IP is protected on the own credential.
         egress_ips: Some(&BTreeSet::new()),
+        sources: Vec::new(),
     })
 }
 

@@ -1,5 +1,6 @@
 //! Desired state versus actual state.
 //!
+//! * [`desired`]: the run's desired state: static items widened by what sources yielded.
 //! * [`plan`]: the pure planner. Decides every action and applies the safety rules.
 //! * [`exit`]: exit codes and their precedence.
 //! * [`report`]: the plan as a text table or stable JSON.
@@ -13,6 +14,7 @@
 
 pub mod apply;
 pub mod bunq_adapter;
+pub mod desired;
 pub mod exit;
 pub mod export;
 pub mod plan;

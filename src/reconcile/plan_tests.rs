@@ -89,6 +89,7 @@ fn plan_full(
             protected: &protected,
             actual,
             previous: None,
+            sources: None,
         }],
         max_changes,
         own_access: access
@@ -100,6 +101,7 @@ fn plan_full(
             .collect(),
         own_credential_known: own.known,
         egress_ips: egress.as_ref(),
+        sources: Vec::new(),
     })
 }
 
@@ -507,6 +509,7 @@ fn unknown_own_credential_blocks_every_deactivation_on_every_managed_credential(
         protected: &none,
         actual,
         previous: None,
+        sources: None,
     };
     let first_actual: &'static [PermittedIp] = Box::leak(Box::new(first_actual));
     let second_actual: &'static [PermittedIp] = Box::leak(Box::new(second_actual));
@@ -519,6 +522,7 @@ fn unknown_own_credential_blocks_every_deactivation_on_every_managed_credential(
         own_access: vec![],
         own_credential_known: false,
         egress_ips: None,
+        sources: Vec::new(),
     });
     assert_eq!(
         blocked_why(&plan, 0),
@@ -809,6 +813,7 @@ fn creates_and_activations_precede_deactivations_across_credentials() {
         protected: &none,
         actual,
         previous: None,
+        sources: None,
     };
     let plan = plan(&PlanInput {
         credentials: vec![
@@ -819,6 +824,7 @@ fn creates_and_activations_precede_deactivations_across_credentials() {
         own_access: vec![],
         own_credential_known: true,
         egress_ips: None,
+        sources: Vec::new(),
     });
     let order: Vec<(CredentialId, ChangeKind)> = plan
         .applicable_actions()
@@ -889,11 +895,13 @@ fn plan_with_previous(actual: &[PermittedIp], previous: Option<&IpStates>) -> Pl
             protected: &none,
             actual,
             previous,
+            sources: None,
         }],
         max_changes: 10,
         own_access: vec![],
         own_credential_known: true,
         egress_ips: None,
+        sources: Vec::new(),
     })
 }
 
@@ -1058,6 +1066,7 @@ fn the_change_limit_counts_every_credential_of_the_run() {
         protected: &none,
         actual: &[],
         previous: None,
+        sources: None,
     };
     let plan = plan(&PlanInput {
         credentials: vec![state(1), state(2)],
@@ -1065,6 +1074,7 @@ fn the_change_limit_counts_every_credential_of_the_run() {
         own_access: vec![],
         own_credential_known: true,
         egress_ips: None,
+        sources: Vec::new(),
     });
     assert_eq!(plan.run_block.map(|block| block.changes), Some(4));
     assert!(plan.applicable_actions().is_empty());
@@ -1090,4 +1100,98 @@ fn action_displays_as_one_audit_line() {
         create.to_string(),
         "credential 1: create 192.0.2.1 none → ACTIVE: desired, no entry yet"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// source-unavailable
+
+/// Two credentials under `sync`: 1 with a failed source (`failed`) or not, 2 without sources;
+/// each has one desired IP missing and one undesired ACTIVE entry.
+fn plan_sources(failed: bool) -> Plan {
+    let desired = ips(&["203.0.113.10", "198.51.100.7"]);
+    let other = ips(&["192.0.2.10"]);
+    let none = BTreeSet::new();
+    let actual_one = [entry(1, "203.0.113.99", "ACTIVE")];
+    let actual_two = [entry(2, "192.0.2.99", "ACTIVE")];
+    let facts = SourceFacts {
+        provenance: [(ip("198.51.100.7"), "dns:home.example".to_owned())].into(),
+        failed: if failed {
+            vec![FailedSource {
+                source: "dns:gone.example".into(),
+                error: "NXDOMAIN (the name does not exist)".into(),
+            }]
+        } else {
+            Vec::new()
+        },
+    };
+    let state = |id, desired, actual| CredentialState {
+        id,
+        name: None,
+        policy: Policy::Sync,
+        desired,
+        protected: &none,
+        actual,
+        previous: None,
+        sources: None,
+    };
+    plan(&PlanInput {
+        credentials: vec![
+            state(1, &desired, &actual_one).with_sources(&desired, &facts),
+            state(2, &other, &actual_two),
+        ],
+        max_changes: 100,
+        own_access: vec![OwnAccess {
+            credential: 9,
+            ip: ip("10.0.0.1"),
+        }],
+        own_credential_known: true,
+        egress_ips: None,
+        sources: Vec::new(),
+    })
+}
+
+#[test]
+fn a_failed_source_blocks_only_that_credentials_deactivations_and_grants_still_apply() {
+    let plan = plan_sources(true);
+    let one = &plan.credentials[0];
+    assert_eq!(
+        one.actions
+            .iter()
+            .map(|a| a.change.clone())
+            .collect::<Vec<_>>(),
+        vec![
+            Change::Create {
+                ip: ip("198.51.100.7")
+            },
+            Change::Create {
+                ip: ip("203.0.113.10")
+            },
+        ],
+        "the IPs it does know are still granted"
+    );
+    assert_eq!(one.blocked.len(), 1);
+    assert_eq!(one.blocked[0].rule, Rule::SourceUnavailable);
+    assert_eq!(one.blocked[0].why, BlockReason::SourceUnavailable);
+    assert_eq!(one.blocked[0].why.code(), "source-unavailable");
+    assert_eq!(one.sources.failed[0].source, "dns:gone.example");
+    let two = &plan.credentials[1];
+    assert!(two.blocked.is_empty(), "other credentials are unaffected");
+    assert!(two.actions.iter().any(|a| a.change.is_deactivation()));
+    assert_eq!(plan.outcome(), PlanOutcome::Blocked);
+    assert!(
+        plan.summary()
+            .blocking_rules
+            .contains(&Rule::SourceUnavailable)
+    );
+}
+
+#[test]
+fn with_every_source_resolved_the_credential_is_planned_as_usual_and_knows_each_ips_source() {
+    let plan = plan_sources(false);
+    let one = &plan.credentials[0];
+    assert!(one.blocked.is_empty());
+    assert!(one.actions.iter().any(|a| a.change.is_deactivation()));
+    assert_eq!(one.source_of("198.51.100.7"), Some("dns:home.example"));
+    assert_eq!(one.source_of("203.0.113.10"), None, "a static item");
+    assert_eq!(plan.outcome(), PlanOutcome::ChangesPending);
 }

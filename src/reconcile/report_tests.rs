@@ -54,6 +54,7 @@ fn sample_plan(max_changes: usize) -> Plan {
                 protected: &protected,
                 actual: &actual,
                 previous: Some(&previous),
+                sources: None,
             },
             CredentialState {
                 id: 5000,
@@ -63,6 +64,7 @@ fn sample_plan(max_changes: usize) -> Plan {
                 protected: &none,
                 actual: &other_actual,
                 previous: None,
+                sources: None,
             },
         ],
         max_changes,
@@ -72,6 +74,7 @@ fn sample_plan(max_changes: usize) -> Plan {
         }],
         own_credential_known: true,
         egress_ips: Some(&egress),
+        sources: Vec::new(),
     })
 }
 
@@ -112,6 +115,7 @@ fn summary_of_nothing_to_do_has_zero_counts() {
         credentials: vec![],
         max_changes: 10,
         run_block: None,
+        sources: Vec::new(),
     };
     assert_eq!(
         summary_line(&empty),

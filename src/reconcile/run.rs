@@ -12,11 +12,13 @@ use crate::bunq::BunqError;
 use crate::bunq::model::{CredentialId, CredentialPasswordIp, IpStatus, PermittedIp};
 use crate::config::Config;
 use crate::reconcile::apply::{self, ApplyReport, Outcome};
+use crate::reconcile::desired::{desired_of, resolve_sources, source_reports};
 pub use crate::reconcile::port::{AllowlistReader, AllowlistWriter};
 use tokio_util::sync::CancellationToken;
 
 use crate::reconcile::plan::{self, CredentialState, IpStates, OwnAccess, Plan, PlanInput};
 use crate::reconcile::record::RunRecord;
+use crate::sources::Resolutions;
 
 /// Why a run could not produce a plan.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,8 @@ pub struct Observation {
     /// Where the daemon itself signs in from (its device's credential and IP). Empty: the own
     /// credential is unknown, and the planner blocks every deactivation.
     pub own_access: Vec<OwnAccess>,
+    /// What each dynamic source yielded, resolved before bunq was read.
+    pub resolutions: Resolutions,
 }
 
 /// The result of one run.
@@ -85,11 +89,13 @@ pub fn new_run_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Reads the credentials list and every configured credential's entries. Nothing is written.
+/// Resolves every source, then reads the credentials list and every configured credential's
+/// entries. Nothing is written.
 pub async fn observe<R: AllowlistReader>(
     reader: &R,
     config: &Config,
 ) -> Result<Observation, RunError> {
+    let resolutions = resolve_sources(config).await;
     let credentials = reader.list_credentials().await?;
     let description = reader
         .registered_device_description()
@@ -128,6 +134,7 @@ pub async fn observe<R: AllowlistReader>(
         credentials,
         entries,
         own_access,
+        resolutions,
     })
 }
 
@@ -142,12 +149,22 @@ pub fn plan_from(config: &Config, observation: &Observation, previous: Option<&R
             previous.and_then(|record| previous_states(record, spec.id, actual_of(&spec.id)))
         })
         .collect();
+    let desired: Vec<_> = config
+        .credentials
+        .iter()
+        .map(|spec| desired_of(spec, &observation.resolutions))
+        .collect();
     let credentials = config
         .credentials
         .iter()
         .zip(&previous_states)
-        .map(|(spec, previous)| {
-            CredentialState::new(spec, actual_of(&spec.id), previous.as_deref())
+        .zip(&desired)
+        .map(|((spec, previous), (desired, facts))| {
+            let state = CredentialState::new(spec, actual_of(&spec.id), previous.as_deref());
+            match facts {
+                Some(facts) => state.with_sources(desired, facts),
+                None => state,
+            }
         })
         .collect();
     plan::plan(&PlanInput {
@@ -157,6 +174,7 @@ pub fn plan_from(config: &Config, observation: &Observation, previous: Option<&R
         // An empty list means no credential showed the daemon's device: fail closed.
         own_credential_known: !observation.own_access.is_empty(),
         egress_ips: config.bunq.egress_ips.as_ref(),
+        sources: source_reports(&observation.resolutions),
     })
 }
 

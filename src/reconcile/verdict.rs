@@ -195,6 +195,7 @@ mod tests {
                 credentials: Vec::new(),
                 max_changes: 10,
                 run_block: None,
+                sources: Vec::new(),
             },
             applied: Some(ApplyReport {
                 results,

@@ -165,6 +165,7 @@ fn plan_undesired(
                     ip: entry.ip.clone(),
                 };
                 guard_own_ip(
+                    state,
                     own,
                     ip,
                     action(state, deactivate, Reason::NotDesired),
@@ -175,9 +176,20 @@ fn plan_undesired(
     }
 }
 
-/// The `own-ip` guard: never deactivate an IP the daemon may be calling bunq from.
-fn guard_own_ip(own: &OwnRule<'_>, ip: Ipv4Addr, deactivation: Action, draft: &mut Draft) {
-    match own.refuses(ip) {
+/// The guards of a deactivation: `own-ip` (never deactivate an IP the daemon may be calling
+/// bunq from), then `source-unavailable` (a failed source may have yielded this IP).
+fn guard_own_ip(
+    state: &CredentialState<'_>,
+    own: &OwnRule<'_>,
+    ip: Ipv4Addr,
+    deactivation: Action,
+    draft: &mut Draft,
+) {
+    let source_failed = state.sources.is_some_and(|facts| !facts.failed.is_empty());
+    let refused = own
+        .refuses(ip)
+        .or(source_failed.then_some(BlockReason::SourceUnavailable));
+    match refused {
         Some(why) => draft.blocked.push(BlockedAction::new(deactivation, why)),
         None => draft.deactivations.push(deactivation),
     }
@@ -227,5 +239,6 @@ fn finish(state: &CredentialState<'_>, draft: Draft) -> CredentialPlan {
             .previous
             .map(|previous| drift(previous, &ip_states(state.actual)))
             .unwrap_or_default(),
+        sources: state.sources.cloned().unwrap_or_default(),
     }
 }

@@ -1,7 +1,7 @@
 //! The planner's input: every configured credential paired with what bunq reports for it, and
 //! what the run knows about the daemon's own access.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use crate::bunq::model::{CredentialId, PermittedIp};
@@ -27,6 +27,41 @@ pub struct CredentialState<'a> {
     pub actual: &'a [PermittedIp],
     /// What the previous run left, for drift; `None` on the first run.
     pub previous: Option<&'a IpStates>,
+    /// What the credential's dynamic sources gave; `None` when it has none.
+    pub sources: Option<&'a SourceFacts>,
+}
+
+/// What one credential's dynamic sources gave this run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceFacts {
+    /// Each desired IP that came from a source (and is not also a static item), with the name of
+    /// the first source that yielded it (`dns:home.example.org`).
+    pub provenance: BTreeMap<Ipv4Addr, String>,
+    /// The sources that failed: the desired set is incomplete, so no deactivation is planned on
+    /// the credential (`source-unavailable`).
+    pub failed: Vec<FailedSource>,
+}
+
+/// A source that yielded nothing usable this run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedSource {
+    /// Its name (`dns:home.example.org`, a URL without its secret parts).
+    pub source: String,
+    /// Why, e.g. `NXDOMAIN (the name does not exist)` or `line 3: ...`.
+    pub error: String,
+}
+
+/// What one distinct source yielded this run, for the plan's `sources` list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceReport {
+    /// Its name.
+    pub source: String,
+    /// Every address (empty when it failed).
+    pub addresses: BTreeSet<Ipv4Addr>,
+    /// Why it failed; `None` when it resolved.
+    pub error: Option<String>,
+    /// The DNS answer's TTL in seconds.
+    pub ttl_secs: Option<u64>,
 }
 
 impl<'a> CredentialState<'a> {
@@ -44,6 +79,16 @@ impl<'a> CredentialState<'a> {
             protected: &spec.protected,
             actual,
             previous,
+            sources: None,
+        }
+    }
+
+    /// The same with the credential's desired set widened by its sources, and what they gave.
+    pub fn with_sources(self, desired: &'a BTreeSet<Ipv4Addr>, sources: &'a SourceFacts) -> Self {
+        CredentialState {
+            desired,
+            sources: Some(sources),
+            ..self
         }
     }
 }
@@ -64,4 +109,6 @@ pub struct PlanInput<'a> {
     /// `bunq.egress_ips`: every address the daemon may call bunq from (CIDRs expanded); `None`
     /// when not configured, which means the daemon's egress is unknown.
     pub egress_ips: Option<&'a BTreeSet<Ipv4Addr>>,
+    /// What every distinct source yielded, carried into the plan for its report.
+    pub sources: Vec<SourceReport>,
 }

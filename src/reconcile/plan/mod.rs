@@ -37,6 +37,10 @@
 //! * `max-changes`: more actions than `max_changes` in one run block the whole run: nothing is
 //!   applicable, the full plan is still there to print.
 //! * `unknown-status`: see above.
+//! * `source-unavailable`: when a DNS, file or URL source of a credential failed this run, its
+//!   desired set is incomplete: grants still apply (static items and the sources that
+//!   resolved), but every deactivation on that credential is blocked, since the failed source
+//!   may have yielded the IP. Other credentials are unaffected.
 //!
 //! # Order
 //!
@@ -63,7 +67,7 @@ mod rule;
 mod state;
 
 pub use action::{Action, Change, ChangeKind, Reason};
-pub use input::{CredentialState, PlanInput};
+pub use input::{CredentialState, FailedSource, PlanInput, SourceFacts, SourceReport};
 pub use model::{CredentialPlan, InSync, Kept, KeptReason, Plan, PlanOutcome, PlanSummary};
 pub use own_ip::{OwnAccess, own_access};
 pub use rule::{BlockReason, BlockedAction, Rule, RunBlock};
@@ -101,6 +105,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         credentials,
         max_changes: input.max_changes,
         run_block,
+        sources: input.sources.clone(),
     }
 }
 

@@ -11,6 +11,7 @@ use crate::bunq::model::{CredentialId, EntryId, IpStatus, PermittedIp};
 use crate::config::Policy;
 
 use super::action::{Action, ChangeKind};
+use super::input::{SourceFacts, SourceReport};
 use super::rule::{BlockedAction, Rule, RunBlock};
 use super::state::{Drift, IpStates, states_after};
 
@@ -97,6 +98,8 @@ pub struct CredentialPlan {
     pub in_sync: Vec<InSync>,
     /// Out-of-band changes since the previous run.
     pub drift: Vec<Drift>,
+    /// Where desired IPs came from and which sources failed (empty without sources).
+    pub sources: SourceFacts,
 }
 
 impl CredentialPlan {
@@ -106,6 +109,12 @@ impl CredentialPlan {
             Some(name) => format!("{} ({name})", self.credential),
             None => self.credential.to_string(),
         }
+    }
+
+    /// The source an IP came from (`dns:…`), `None` for static items.
+    pub fn source_of(&self, ip: &str) -> Option<&str> {
+        let ip: Ipv4Addr = ip.parse().ok()?;
+        self.sources.provenance.get(&ip).map(String::as_str)
     }
 
     /// The IP states this credential will have once its actions are applied; what a run records
@@ -157,6 +166,8 @@ pub struct Plan {
     pub max_changes: usize,
     /// Set when the whole run is blocked.
     pub run_block: Option<RunBlock>,
+    /// What every distinct source yielded this run.
+    pub sources: Vec<SourceReport>,
 }
 
 impl Plan {

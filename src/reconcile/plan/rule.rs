@@ -15,6 +15,8 @@ pub enum Rule {
     MaxChanges,
     /// Entries with a status this daemon does not know are not touched or duplicated.
     UnknownStatus,
+    /// A source of the credential failed: its desired set is incomplete, nothing is deactivated.
+    SourceUnavailable,
 }
 
 impl Rule {
@@ -25,6 +27,7 @@ impl Rule {
             Rule::Protected => "protected",
             Rule::MaxChanges => "max-changes",
             Rule::UnknownStatus => "unknown-status",
+            Rule::SourceUnavailable => "source-unavailable",
         }
     }
 
@@ -36,6 +39,10 @@ impl Rule {
             Rule::MaxChanges => "more changes than sync.max_changes in one run",
             Rule::UnknownStatus => {
                 "an entry with an unknown status exists for this IP; not touched, not duplicated"
+            }
+            Rule::SourceUnavailable => {
+                "a source of this credential failed, so its desired set is incomplete; nothing is \
+                 deactivated on it until the source resolves"
             }
         }
     }
@@ -62,6 +69,8 @@ pub enum BlockReason {
     /// `unknown-status`: the only entries of a desired IP have a status this daemon does not
     /// know.
     UnknownStatus,
+    /// `source-unavailable`: a DNS, file or URL source of the credential failed this run.
+    SourceUnavailable,
 }
 
 impl BlockReason {
@@ -73,6 +82,7 @@ impl BlockReason {
             | BlockReason::EgressUnknown
             | BlockReason::OwnCredentialUnknown => Rule::OwnIp,
             BlockReason::UnknownStatus => Rule::UnknownStatus,
+            BlockReason::SourceUnavailable => Rule::SourceUnavailable,
         }
     }
 
@@ -84,6 +94,7 @@ impl BlockReason {
             BlockReason::EgressUnknown => "egress-unknown",
             BlockReason::OwnCredentialUnknown => "own-credential-unknown",
             BlockReason::UnknownStatus => "unknown-status",
+            BlockReason::SourceUnavailable => "source-unavailable",
         }
     }
 
@@ -111,6 +122,11 @@ impl BlockReason {
                  the device in the bunq app"
             }
             BlockReason::UnknownStatus => Rule::UnknownStatus.description(),
+            BlockReason::SourceUnavailable => {
+                "a source of this credential failed this run (see its failed sources), so this \
+                 IP may still be desired; it is deactivated only once every source resolves; \
+                 `bunq-ipsync validate --resolve` shows what each source yields"
+            }
         }
     }
 }
