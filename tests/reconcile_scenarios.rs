@@ -1252,3 +1252,166 @@ async fn several_active_devices_leave_the_own_credential_unknown_and_every_deact
     );
     assert!(h.active(own).contains(&OWN_IP.to_string()));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Dynamic sources: DNS names and files in the desired state
+
+use bunq_ipsync::simulator::{DnsAnswer, DnsServer};
+
+/// `credentials` YAML items plus a `sources:` section pointing DNS at `dns`.
+fn with_sources(h: &Harness, dns: &DnsServer, credentials: &str) -> Config {
+    h.config_from_text(&format!(
+        "{}sources:\n  dns:\n    nameservers: [{}]\n    timeout: 500ms\n",
+        h.config_text("sync", 10, credentials),
+        dns.address()
+    ))
+}
+
+fn ipv4(text: &str) -> Ipv4Addr {
+    text.parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_moved_name_grants_the_new_address_before_it_retires_the_old_one() {
+    let h = Harness::start().await;
+    let ci = h.credential_with(&[]);
+    let dns = DnsServer::start().await.unwrap();
+    dns.set("home.example.org", DnsAnswer::a(&[ipv4("203.0.113.10")], 5));
+    let config = with_sources(
+        &h,
+        &dns,
+        &format!("  - id: {ci}\n    ips:\n      - dns: home.example.org\n"),
+    );
+    let client = h.connect(&config).await;
+    let (first, record) = apply(&client, &config, None).await;
+    assert_eq!(first.exit_status(), ExitStatus::Success);
+    assert_eq!(h.active(ci), set(&["203.0.113.10"]));
+
+    dns.set("home.example.org", DnsAnswer::a(&[ipv4("203.0.113.20")], 5));
+    h.sim.clear_request_log();
+    let (second, _) = apply(&client, &config, Some(&record)).await;
+    assert_eq!(second.exit_status(), ExitStatus::Success);
+    assert_eq!(h.active(ci), set(&["203.0.113.20"]));
+    let order: Vec<Method> = writes(&h.log()).iter().map(|w| w.method.clone()).collect();
+    assert_eq!(
+        order,
+        vec![Method::POST, Method::PUT],
+        "grant, then deactivation"
+    );
+    let json = plan_json(&second);
+    assert_eq!(
+        json["credentials"][0]["actions"][0]["source"],
+        "dns:home.example.org"
+    );
+    assert_eq!(
+        json["credentials"][0]["actions"][1]["source"],
+        serde_json::Value::Null
+    );
+    assert_eq!(json["sources"][0]["source"], "dns:home.example.org");
+    assert_eq!(
+        json["sources"][0]["addresses"],
+        serde_json::json!(["203.0.113.20"])
+    );
+    assert_eq!(json["sources"][0]["ttl"], 5);
+    let text = report::render_text(&second.plan);
+    assert!(text.contains("(from dns:home.example.org)"), "{text}");
+}
+
+#[tokio::test]
+async fn a_failed_lookup_holds_back_that_credentials_deactivations_only() {
+    for failure in [DnsAnswer::NxDomain, DnsAnswer::ServFail, DnsAnswer::Silent] {
+        let h = Harness::start().await;
+        let home = h.credential_with(&[("198.51.100.99", IpStatus::Active)]);
+        let other = h.credential_with(&[("192.0.2.99", IpStatus::Active)]);
+        let dns = DnsServer::start().await.unwrap();
+        dns.set("home.example.org", failure.clone());
+        let config = with_sources(
+            &h,
+            &dns,
+            &format!(
+                "  - id: {home}\n    ips:\n      - 203.0.113.10\n      - dns: home.example.org\n\
+                 {}",
+                credential_yaml(other, &["192.0.2.10"])
+            ),
+        );
+        let client = h.connect(&config).await;
+        let (report, _) = apply(&client, &config, None).await;
+        assert_eq!(report.exit_status(), ExitStatus::Blocked, "{failure:?}");
+        assert_eq!(
+            h.active(home),
+            set(&["198.51.100.99", "203.0.113.10"]),
+            "{failure:?}: the static item is created, nothing deactivated"
+        );
+        assert_eq!(
+            blocked_json(&report, 0),
+            vec![(
+                "198.51.100.99".to_owned(),
+                "source-unavailable".to_owned(),
+                "source-unavailable".to_owned()
+            )]
+        );
+        assert_eq!(
+            h.active(other),
+            set(&["192.0.2.10"]),
+            "other credentials apply"
+        );
+        let json = plan_json(&report);
+        assert_eq!(
+            json["credentials"][0]["failed_sources"][0]["source"],
+            "dns:home.example.org"
+        );
+        assert_eq!(json["sources"][0]["ok"], false);
+        let text = report::render_text(&report.plan);
+        assert!(
+            text.contains("SOURCE FAILED dns:home.example.org"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_source_shared_by_two_credentials_is_resolved_once_per_run() {
+    let h = Harness::start().await;
+    let (one, two) = (h.credential_with(&[]), h.credential_with(&[]));
+    let dns = DnsServer::start().await.unwrap();
+    dns.set("nat.example.org", DnsAnswer::a(&[ipv4("203.0.113.30")], 60));
+    let item = "    ips:\n      - dns: nat.example.org\n";
+    let config = with_sources(
+        &h,
+        &dns,
+        &format!("  - id: {one}\n{item}  - id: {two}\n{item}"),
+    );
+    let client = h.connect(&config).await;
+    apply(&client, &config, None).await;
+    assert_eq!(dns.queries("nat.example.org"), 1);
+    assert_eq!(h.active(one), set(&["203.0.113.30"]));
+    assert_eq!(h.active(two), set(&["203.0.113.30"]));
+}
+
+#[tokio::test]
+async fn a_file_source_is_read_every_run_and_a_bad_line_blocks_with_its_number() {
+    let h = Harness::start().await;
+    let ci = h.credential_with(&[]);
+    let dns = DnsServer::start().await.unwrap();
+    let file = h.dir.path().join("nat.txt");
+    std::fs::write(&file, "203.0.113.40\n").unwrap();
+    let config = with_sources(
+        &h,
+        &dns,
+        &format!("  - id: {ci}\n    ips:\n      - file: {}\n", file.display()),
+    );
+    let client = h.connect(&config).await;
+    let (_, record) = apply(&client, &config, None).await;
+    assert_eq!(h.active(ci), set(&["203.0.113.40"]));
+
+    std::fs::write(&file, "203.0.113.41\n203.0.113.43/31\n").unwrap();
+    let (report, _) = apply(&client, &config, Some(&record)).await;
+    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    assert_eq!(
+        h.active(ci),
+        set(&["203.0.113.40"]),
+        "nothing written on a bad line"
+    );
+    let error = plan_json(&report)["credentials"][0]["failed_sources"][0]["error"].clone();
+    assert!(error.as_str().unwrap().starts_with("line 2:"), "{error}");
+}

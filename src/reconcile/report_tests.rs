@@ -140,15 +140,15 @@ fn json_plan_has_the_documented_shape() {
                 "id": 4242, "name": "ci-runners", "policy": "sync",
                 "actions": [
                     {"action": "create", "ip": "192.0.2.1", "entry": null, "current": null, "wanted": "ACTIVE",
-                     "reason": "desired-missing", "reason_text": "desired, no entry yet"},
+                     "reason": "desired-missing", "reason_text": "desired, no entry yet", "source": null},
                     {"action": "activate", "ip": "192.0.2.2", "entry": 12, "current": "INACTIVE", "wanted": "ACTIVE",
-                     "reason": "desired-inactive", "reason_text": "desired, reuses the newest INACTIVE entry"},
+                     "reason": "desired-inactive", "reason_text": "desired, reuses the newest INACTIVE entry", "source": null},
                     {"action": "deactivate", "ip": "198.51.100.1", "entry": 3, "current": "ACTIVE", "wanted": "INACTIVE",
-                     "reason": "not-desired", "reason_text": "not desired (policy sync)"}
+                     "reason": "not-desired", "reason_text": "not desired (policy sync)", "source": null}
                 ],
                 "blocked": [
                     {"action": "deactivate", "ip": "203.0.113.5", "entry": 1, "current": "ACTIVE", "wanted": "INACTIVE",
-                     "reason": "not-desired", "reason_text": "not desired (policy sync)",
+                     "reason": "not-desired", "reason_text": "not desired (policy sync)", "source": null,
                      "rule": "own-ip", "rule_text": "would remove the daemon's own IP from the credential it signs in with",
                      "block_reason": "registration-ip",
                      "block_reason_text": "the daemon's device was registered from this IP (permitted_device.ip) on the credential it signs in with; it is never deactivated"}
@@ -157,16 +157,19 @@ fn json_plan_has_the_documented_shape() {
                     {"ip": "198.51.100.9", "entry": 5, "status": "ACTIVE", "reason": "protected",
                      "reason_text": "protected, never deactivated"}
                 ],
-                "in_sync": [{"ip": "192.0.2.3", "entry": 7}],
-                "drift": [{"ip": "192.0.2.2", "before": "ACTIVE", "now": "INACTIVE"}]
+                "in_sync": [{"ip": "192.0.2.3", "entry": 7, "source": null}],
+                "drift": [{"ip": "192.0.2.2", "before": "ACTIVE", "now": "INACTIVE"}],
+                "failed_sources": []
             },
             {
                 "id": 5000, "name": null, "policy": "additive",
                 "actions": [], "blocked": [], "kept": [],
-                "in_sync": [{"ip": "192.0.2.50", "entry": 40}],
-                "drift": []
+                "in_sync": [{"ip": "192.0.2.50", "entry": 40, "source": null}],
+                "drift": [],
+                "failed_sources": []
             }
-        ]
+        ],
+        "sources": []
     });
     assert_eq!(json, expected);
 }

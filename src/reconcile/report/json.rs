@@ -33,6 +33,23 @@ pub struct PlanDocument {
     pub summary: SummaryDocument,
     /// Per credential.
     pub credentials: Vec<CredentialDocument>,
+    /// What every distinct dynamic source yielded this run (empty without sources).
+    pub sources: Vec<SourceDocument>,
+}
+
+/// One element of `sources`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceDocument {
+    /// `dns:home.example.org`, `file:/…`, `url:https://host/path` (no secret parts).
+    pub source: String,
+    /// Whether it resolved.
+    pub ok: bool,
+    /// What it yielded, sorted.
+    pub addresses: Vec<String>,
+    /// Why it failed, `null` when it resolved.
+    pub error: Option<String>,
+    /// The DNS answer's TTL in seconds, `null` for files and URLs.
+    pub ttl: Option<u64>,
 }
 
 /// `run_blocked`.
@@ -86,6 +103,17 @@ pub struct CredentialDocument {
     pub in_sync: Vec<InSyncDocument>,
     /// Out-of-band changes.
     pub drift: Vec<DriftDocument>,
+    /// The credential's sources that failed this run: its deactivations are held back.
+    pub failed_sources: Vec<FailedSourceDocument>,
+}
+
+/// One element of `failed_sources`.
+#[derive(Clone, Debug, Serialize)]
+pub struct FailedSourceDocument {
+    /// The source's name.
+    pub source: String,
+    /// Why it failed.
+    pub error: String,
 }
 
 /// One planned write.
@@ -105,11 +133,25 @@ pub struct ActionDocument {
     pub reason: &'static str,
     /// Reason for humans.
     pub reason_text: &'static str,
+    /// The source the IP came from (`dns:home.example.org`), `null` for a static item or an
+    /// IP that is not desired.
+    pub source: Option<String>,
+}
+
+impl ActionDocument {
+    /// The document of `action`, one of `plan`'s.
+    fn of(action: &Action, plan: &CredentialPlan) -> Self {
+        ActionDocument {
+            source: plan.source_of(&action.change.ip()).map(str::to_owned),
+            ..ActionDocument::from(action)
+        }
+    }
 }
 
 impl From<&Action> for ActionDocument {
     fn from(action: &Action) -> Self {
         ActionDocument {
+            source: None,
             action: action.change.kind().as_str(),
             ip: action.change.ip(),
             entry: action.change.entry(),
@@ -159,6 +201,8 @@ pub struct InSyncDocument {
     pub ip: String,
     /// The ACTIVE entry.
     pub entry: EntryId,
+    /// The source the IP came from, `null` for a static item.
+    pub source: Option<String>,
 }
 
 /// One out-of-band change.
@@ -204,6 +248,17 @@ impl From<&Plan> for PlanDocument {
                 .iter()
                 .map(CredentialDocument::from)
                 .collect(),
+            sources: plan
+                .sources
+                .iter()
+                .map(|report| SourceDocument {
+                    source: report.source.clone(),
+                    ok: report.error.is_none(),
+                    addresses: report.addresses.iter().map(ToString::to_string).collect(),
+                    error: report.error.clone(),
+                    ttl: report.ttl_secs,
+                })
+                .collect(),
         }
     }
 }
@@ -214,12 +269,16 @@ impl From<&CredentialPlan> for CredentialDocument {
             id: plan.credential,
             name: plan.name.clone(),
             policy: plan.policy,
-            actions: plan.actions.iter().map(ActionDocument::from).collect(),
+            actions: plan
+                .actions
+                .iter()
+                .map(|action| ActionDocument::of(action, plan))
+                .collect(),
             blocked: plan
                 .blocked
                 .iter()
                 .map(|blocked| BlockedDocument {
-                    action: ActionDocument::from(&blocked.action),
+                    action: ActionDocument::of(&blocked.action, plan),
                     rule: blocked.rule.name(),
                     rule_text: blocked.rule.description(),
                     block_reason: blocked.why.code(),
@@ -243,6 +302,7 @@ impl From<&CredentialPlan> for CredentialDocument {
                 .map(|in_sync| InSyncDocument {
                     ip: in_sync.ip.to_string(),
                     entry: in_sync.entry,
+                    source: plan.sources.provenance.get(&in_sync.ip).cloned(),
                 })
                 .collect(),
             drift: plan
@@ -252,6 +312,15 @@ impl From<&CredentialPlan> for CredentialDocument {
                     ip: drift.ip.clone(),
                     before: drift.before.clone(),
                     now: drift.now.clone(),
+                })
+                .collect(),
+            failed_sources: plan
+                .sources
+                .failed
+                .iter()
+                .map(|failed| FailedSourceDocument {
+                    source: failed.source.clone(),
+                    error: failed.error.clone(),
                 })
                 .collect(),
         }

@@ -18,20 +18,27 @@
 //!     "actions": [{"action": "create" | "activate" | "deactivate", "ip": "192.0.2.1",
 //!                  "entry": 17 | null, "current": "INACTIVE" | null, "wanted": "ACTIVE",
 //!                  "reason": "desired-missing" | "desired-inactive" | "not-desired",
-//!                  "reason_text": "..."}],
-//!     "blocked": [{<action fields>, "rule": "own-ip" | "unknown-status", "rule_text": "...",
+//!                  "reason_text": "...", "source": "dns:home.example.org" | null}],
+//!     "blocked": [{<action fields>, "rule": "own-ip" | "unknown-status" |
+//!                  "source-unavailable", "rule_text": "...",
 //!                  "block_reason": "registration-ip" | "egress-ip" | "egress-unknown" |
-//!                                  "own-credential-unknown" | "unknown-status",
+//!                                  "own-credential-unknown" | "unknown-status" |
+//!                                  "source-unavailable",
 //!                  "block_reason_text": "what happened and what to fix"}],
 //!     "kept": [{"ip", "entry", "status", "reason": "protected" | "additive" |
 //!               "duplicate-active" | "unknown-status" | "not-ipv4", "reason_text"}],
-//!     "in_sync": [{"ip", "entry"}],
-//!     "drift": [{"ip", "before": status | null, "now": status | null}]
-//!   }]
+//!     "in_sync": [{"ip", "entry", "source": "dns:..." | null}],
+//!     "drift": [{"ip", "before": status | null, "now": status | null}],
+//!     "failed_sources": [{"source": "dns:gone.example", "error": "NXDOMAIN (...)"}]
+//!   }],
+//!   "sources": [{"source": "dns:home.example.org", "ok": true | false,
+//!                "addresses": ["203.0.113.10"], "error": null | "...", "ttl": 30 | null}]
 //! }
 //! ```
 //!
-//! Fields are only ever added within a format version; `actions` are in application order per
+//! `source` names where a desired IP came from (`null` for static items); a URL is named without
+//! its userinfo, query or deeper path, which may hold a token. Fields are only ever added within
+//! a format version; `actions` are in application order per
 //! credential (creates and activations, then deactivations). `not-ipv4` was an action reason
 //! until entries that are not plain IPv4 became kept (bunq does not let the API manage them);
 //! it is now a `kept` reason and no action carries it.
@@ -45,8 +52,9 @@ mod text;
 
 pub use apply::{render_apply_json, render_apply_text};
 pub use json::{
-    ActionDocument, BlockedDocument, CredentialDocument, DriftDocument, InSyncDocument,
-    KeptDocument, PlanDocument, RunBlockedDocument, SummaryDocument, render_json,
+    ActionDocument, BlockedDocument, CredentialDocument, DriftDocument, FailedSourceDocument,
+    InSyncDocument, KeptDocument, PlanDocument, RunBlockedDocument, SourceDocument,
+    SummaryDocument, render_json,
 };
 pub use text::{render_text, summary_line};
 

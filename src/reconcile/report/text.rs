@@ -51,6 +51,7 @@ fn render_credential(out: &mut String, plan: &CredentialPlan) {
             plan.label(),
             plan.policy
         );
+        render_sources(out, plan);
         return;
     }
     let _ = writeln!(
@@ -71,11 +72,16 @@ fn rows(plan: &CredentialPlan) -> Vec<[String; 4]> {
         .actions
         .iter()
         .map(|action| {
+            let reason = action.reason.description();
+            let reason = match plan.source_of(&action.change.ip()) {
+                Some(source) => format!("{reason} (from {source})"),
+                None => reason.to_owned(),
+            };
             [
                 action.change.ip(),
                 entry_text(action.change.entry()),
                 transition(action),
-                action.reason.description().to_owned(),
+                reason,
             ]
         })
         .collect();
@@ -114,8 +120,27 @@ fn render_table(out: &mut String, rows: &[[String; 4]]) {
     }
 }
 
-/// One line per refused action, then one per drifted IP.
+/// Where the desired IPs of sources came from, one line per source, and each failed source.
+fn render_sources(out: &mut String, plan: &CredentialPlan) {
+    let mut by_source: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for (ip, source) in &plan.sources.provenance {
+        by_source.entry(source).or_default().push(ip.to_string());
+    }
+    for (source, ips) in by_source {
+        let _ = writeln!(out, "  FROM {source}: {}", ips.join(", "));
+    }
+    for failed in &plan.sources.failed {
+        let _ = writeln!(
+            out,
+            "  SOURCE FAILED {}: {}; deactivations on this credential are held back",
+            failed.source, failed.error
+        );
+    }
+}
+
+/// The sources' lines, one line per refused action, then one per drifted IP.
 fn render_blocked_and_drift(out: &mut String, plan: &CredentialPlan) {
+    render_sources(out, plan);
     for blocked in &plan.blocked {
         let _ = writeln!(
             out,
