@@ -1169,3 +1169,65 @@ async fn bunq_session_renewal_in_flight_at_sigterm_is_finished_and_saved() {
     // The session bunq opened is the one saved for the next start.
     assert_ne!(saved_session(), first, "{}", daemon.stderr());
 }
+
+// Dynamic sources: a moved DNS name is followed between runs
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_dns_name_is_applied_long_before_the_interval_and_a_failed_lookup_changes_nothing()
+{
+    use bunq_ipsync::simulator::{DnsAnswer, DnsServer};
+    let world = World::start(sim_options(), &[]).await;
+    let dns = DnsServer::start().await.unwrap();
+    let (first, second) = ("203.0.113.61", "203.0.113.62");
+    dns.set(
+        "home.example.org",
+        DnsAnswer::a(&[first.parse().unwrap()], 2),
+    );
+    // Interval 5 minutes: only following the name can apply a move within the test's patience.
+    let text = world
+        .config_text(&ConfigSpec::ips(&[A]), world.port)
+        .replace("  interval: 10s\n", "  interval: 5m\n")
+        + &format!(
+            "      - dns: home.example.org\nsources:\n  dns:\n    nameservers: [{}]\n    \
+             timeout: 500ms\n  min_refresh: 1s\n",
+            dns.address()
+        );
+    std::fs::write(&world.config_path, text).unwrap();
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    wait_active(&world, &daemon, &[A, first]).await;
+
+    world.sim.clear_request_log();
+    dns.set(
+        "home.example.org",
+        DnsAnswer::a(&[second.parse().unwrap()], 2),
+    );
+    wait_active(&world, &daemon, &[A, second]).await;
+    let writes: Vec<Method> = world.writes().iter().map(|w| w.method.clone()).collect();
+    assert_eq!(
+        writes,
+        vec![Method::POST, Method::PUT],
+        "grant before deactivation"
+    );
+
+    world.sim.clear_request_log();
+    dns.set("home.example.org", DnsAnswer::NxDomain);
+    let failures = r#"bunq_ipsync_source_failures_total{kind="dns",reason="nxdomain"}"#;
+    daemon
+        .eventually("the failed lookup counted", async || {
+            (daemon.metric(failures).await? >= 1.0).then_some(())
+        })
+        .await;
+    let (status, body) = daemon.get("/readyz").await.unwrap();
+    assert_eq!(status, 200, "still ready: {body}");
+    assert!(
+        body.contains("source dns:home.example.org failed"),
+        "{body}"
+    );
+    assert!(
+        world.writes().is_empty(),
+        "a failed re-resolution starts no run"
+    );
+    assert_eq!(world.active_ips(), vec![A.to_owned(), second.to_owned()]);
+    stop(daemon).await;
+}

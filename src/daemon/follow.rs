@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::daemon::watch::Fingerprint;
 use crate::sources::{Resolutions, Source, SourceError, SourceResolver};
 
@@ -58,6 +59,62 @@ impl LastUsed {
         let used = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         used.get(source)
             .is_none_or(|last| last.as_ref() != Some(addresses))
+    }
+}
+
+/// The follower of the running config, as the run loop holds it: restarted on every reload
+/// (sources may have changed), stopped with the daemon.
+pub struct Following {
+    /// What the last run used; the run loop records into it after every run.
+    pub last_used: LastUsed,
+    events: mpsc::Receiver<SourceEvent>,
+    sender: mpsc::Sender<SourceEvent>,
+    stop: CancellationToken,
+    shutdown: CancellationToken,
+    file_poll: Duration,
+}
+
+impl Following {
+    /// Starts following `config`'s sources (nothing when it has none).
+    pub fn start(config: &Config, file_poll: Duration, shutdown: &CancellationToken) -> Following {
+        let (sender, events) = mpsc::channel(16);
+        let mut following = Following {
+            last_used: LastUsed::default(),
+            events,
+            sender,
+            stop: shutdown.child_token(),
+            shutdown: shutdown.clone(),
+            file_poll,
+        };
+        following.spawn(config);
+        following
+    }
+
+    /// Follows `config`'s sources from now on instead of the old ones.
+    pub fn restart(&mut self, config: &Config) {
+        self.stop.cancel();
+        self.stop = self.shutdown.child_token();
+        self.spawn(config);
+    }
+
+    fn spawn(&mut self, config: &Config) {
+        let sources: BTreeSet<Source> = config.sources().into_iter().cloned().collect();
+        if sources.is_empty() {
+            return;
+        }
+        tokio::spawn(follow_sources(
+            Arc::new(SourceResolver::new(config.sources.clone())),
+            sources,
+            self.last_used.clone(),
+            self.file_poll,
+            self.sender.clone(),
+            self.stop.clone(),
+        ));
+    }
+
+    /// The next event; pending forever when nothing is followed.
+    pub async fn next(&mut self) -> Option<SourceEvent> {
+        self.events.recv().await
     }
 }
 

@@ -64,6 +64,9 @@ struct State {
     /// bunq rejected the installation and a new registration waits for the re-registration
     /// interval: the daemon retries, but says why it cannot work meanwhile.
     registration_deferred: Option<String>,
+    /// Dynamic sources failing now (name → error): the daemon works on, holding back those
+    /// credentials' deactivations, so these are warnings, not reasons.
+    source_errors: std::collections::BTreeMap<String, String>,
 }
 
 /// Liveness and readiness state shared between the run loop and the listener.
@@ -207,6 +210,15 @@ impl Health {
         }
     }
 
+    /// Marks `source` (its display name) as failing with `error`, or as working (`None`).
+    pub fn set_source_error(&self, source: &str, error: Option<String>) {
+        let mut state = self.state();
+        match error {
+            Some(error) => state.source_errors.insert(source.to_owned(), error),
+            None => state.source_errors.remove(source),
+        };
+    }
+
     /// Readiness as of the wall-clock time `now`.
     pub fn readiness_at(&self, now: DateTime<Utc>) -> Readiness {
         let s = self.state();
@@ -239,6 +251,12 @@ impl Health {
         if let Some(error) = &s.reload_error {
             warnings.push(format!(
                 "config reload failed: {error} (running on last good config)"
+            ));
+        }
+        for (source, error) in &s.source_errors {
+            warnings.push(format!(
+                "source {source} failed: {error} (deactivations of the credentials using it are \
+                 held back)"
             ));
         }
         Readiness {

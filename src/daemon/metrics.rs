@@ -68,6 +68,14 @@ struct BlockedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceFailureLabels {
+    /// `dns`, `file` or `url`: never the source itself (a URL may carry a token).
+    kind: &'static str,
+    /// Why, e.g. `nxdomain`, `timeout`, `bad_line`.
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ApiLabels {
     endpoint: String,
     method: String,
@@ -121,6 +129,8 @@ pub struct Metrics {
     changes_blocked: Family<BlockedLabels, Counter>,
     /// Entries differing between desired and actual state at the last run.
     drift_entries: Gauge,
+    /// Failed resolutions of dynamic sources (in runs and between them), by kind and reason.
+    source_failures: Family<SourceFailureLabels, Counter>,
     /// bunq API requests by route pattern, method and status.
     api_requests: Family<ApiLabels, Counter>,
     /// How long bunq API requests take (all endpoints together, to keep series few).
@@ -191,6 +201,10 @@ const DRIFT_ENTRIES: Definition = plain(
     "drift_entries",
     "Permitted-IP entries differing from the desired state at the last run",
 );
+const SOURCE_FAILURES: Definition = plain(
+    "source_failures",
+    "Failed resolutions of DNS, file and URL sources, by kind and reason",
+);
 const API_REQUESTS: Definition = plain(
     "api_requests",
     "bunq API requests by endpoint, method and HTTP status",
@@ -244,6 +258,7 @@ impl Metrics {
             changes: add(&mut r, CHANGES, Family::default()),
             changes_blocked: add(&mut r, CHANGES_BLOCKED, Family::default()),
             drift_entries: add(&mut r, DRIFT_ENTRIES, Gauge::default()),
+            source_failures: add(&mut r, SOURCE_FAILURES, Family::default()),
             api_requests: add(&mut r, API_REQUESTS, Family::default()),
             api_request_duration: add(
                 &mut r,
@@ -320,6 +335,13 @@ impl Metrics {
             }
             self.record_change(result.action.change.kind(), result.outcome.kind());
         }
+    }
+
+    /// A source of kind `kind` (`dns`, `file`, `url`) failed for `reason`.
+    pub fn record_source_failure(&self, kind: &'static str, reason: &'static str) {
+        self.source_failures
+            .get_or_create(&SourceFailureLabels { kind, reason })
+            .inc();
     }
 
     /// One planned change ended with `outcome`.

@@ -14,6 +14,7 @@ use crate::clock::WallClock;
 use crate::config::{self, Config};
 use crate::daemon::connect::{HEARTBEAT_PERIOD, explain};
 use crate::daemon::error::DaemonError;
+use crate::daemon::follow::{Following, SourceEvent};
 use crate::daemon::health::Health;
 use crate::daemon::metrics::{Metrics, RunResult};
 use crate::daemon::notify::Notifier;
@@ -25,6 +26,7 @@ use crate::daemon::watch::{ConfigChanged, Fingerprint};
 use crate::reconcile::record::{RecordStore, RunRecord};
 use crate::reconcile::run::{self, RunError};
 use crate::reconcile::verdict::Verdict;
+use crate::sources::Resolutions;
 
 /// Reads and validates the config file; also returns the fingerprint of the exact bytes parsed,
 /// so the watcher reports only real changes.
@@ -104,6 +106,8 @@ pub(super) struct Daemon {
     pub(super) cron: Option<CronTicker>,
     /// Asks the renewal task for a new session when bunq rejects the current one.
     pub(super) renew_trigger: RenewTrigger,
+    /// Follows the config's DNS, file and URL sources between runs.
+    pub(super) following: Following,
     /// Cancelled to stop the loop (and the run in progress).
     pub(super) shutdown: CancellationToken,
 }
@@ -124,6 +128,7 @@ impl Daemon {
                 Some(_) = reloads.recv() => self.reload(true).await,
                 Some(ConfigChanged) = changes.recv() => self.reload(false).await,
                 _ = heartbeat.tick() => self.health.beat(),
+                Some(event) = self.following.next() => self.source_event(event).await,
                 trigger = self.scheduler.next_run() => self.reconcile(trigger).await,
             }
         }
@@ -156,6 +161,7 @@ impl Daemon {
                 if schedule_changed {
                     self.replace_scheduler().await;
                 }
+                self.following.restart(&self.config);
                 let _ = self.notifier.ready();
                 self.reconcile(Trigger::Startup).await;
             }
@@ -265,6 +271,7 @@ impl Daemon {
                 }
                 self.last_record = Some(record);
                 self.metrics.record_report(&report);
+                self.account_sources(&report.resolutions);
                 (report.run_id.clone(), report.verdict())
             }
             Err(err) => (run::new_run_id(), self.failed_run(&err)),
@@ -308,6 +315,38 @@ impl Daemon {
             RunError::UnknownCredential { .. } => (false, err.to_string()),
         };
         err.verdict(transient, &text)
+    }
+
+    /// What the follower saw: a change starts a run at once (runs never overlap: this loop runs
+    /// them one at a time); a failure or a recovery is reported without a run.
+    async fn source_event(&mut self, event: SourceEvent) {
+        match event {
+            SourceEvent::Changed(_) => self.reconcile(Trigger::SourceChanged).await,
+            SourceEvent::Failed(source, error) => {
+                self.metrics
+                    .record_source_failure(source.kind(), error.reason());
+                self.health
+                    .set_source_error(&source.to_string(), Some(error.to_string()));
+            }
+            SourceEvent::Recovered(source) => {
+                self.health.set_source_error(&source.to_string(), None)
+            }
+        }
+    }
+
+    /// A run's resolutions: the follower compares against them, `/readyz` warns about the
+    /// failed ones, the failure counter counts them.
+    fn account_sources(&self, resolutions: &Resolutions) {
+        self.following.last_used.record(resolutions);
+        for (source, result) in resolutions {
+            let error = result.as_ref().err();
+            if let Some(error) = error {
+                self.metrics
+                    .record_source_failure(source.kind(), error.reason());
+            }
+            self.health
+                .set_source_error(&source.to_string(), error.map(ToString::to_string));
+        }
     }
 
     /// The daemon's clock, as the metrics take it.

@@ -36,6 +36,7 @@ use crate::clock::{WallClock, system_clock};
 use crate::config::{self, Config};
 use crate::daemon::connect::connect_until_shutdown;
 pub use crate::daemon::error::DaemonError;
+use crate::daemon::follow::Following;
 use crate::daemon::health::{self, Health};
 use crate::daemon::lock::StateLock;
 use crate::daemon::metrics::Metrics;
@@ -137,7 +138,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     tokio::spawn(watch::watch_config(
         options.config_path.clone(),
         Some(fingerprint.clone()),
-        options.watch,
+        options.watch.clone(),
         changes_tx,
         shutdown.child_token(),
     ));
@@ -164,6 +165,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let records = RecordStore::new(&config.bunq.state_dir);
     let last_record = records.load();
     let (scheduler, cron) = build_scheduler(&config).await?;
+    let config_for_following = config.clone();
     let mut daemon = Daemon {
         config_path: options.config_path,
         config,
@@ -180,6 +182,11 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         scheduler,
         cron,
         renew_trigger,
+        following: Following::start(
+            &config_for_following,
+            options.watch.poll_interval,
+            &shutdown,
+        ),
         shutdown: shutdown.clone(),
     };
     daemon.run_loop(reload_rx, changes_rx).await;

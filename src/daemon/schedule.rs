@@ -43,6 +43,8 @@ pub enum Trigger {
     Cron,
     /// No cron tick arrived for the fallback period (cron cadence).
     Fallback,
+    /// A dynamic source now yields other addresses than the last run used.
+    SourceChanged,
     /// Retry of a transiently failed run; `attempt` counts from 1.
     Retry {
         /// Which retry this is since the last non-transient outcome.

@@ -71,6 +71,8 @@ pub struct RunReport {
     pub plan: Plan,
     /// What the executor did; `None` for plan-only runs.
     pub applied: Option<ApplyReport>,
+    /// What each source yielded in this run (the daemon follows sources from here).
+    pub resolutions: Resolutions,
 }
 
 impl RunReport {
@@ -219,6 +221,7 @@ pub async fn plan_run<R: AllowlistReader>(
             run_id,
             plan,
             applied: None,
+            resolutions: observation.resolutions.clone(),
         },
         observation,
     ))

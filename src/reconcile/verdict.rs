@@ -197,6 +197,7 @@ mod tests {
                 run_block: None,
                 sources: Vec::new(),
             },
+            resolutions: Default::default(),
             applied: Some(ApplyReport {
                 results,
                 security_failure: security_failure.map(str::to_owned),
