@@ -20,13 +20,14 @@ fn demo_plans_applies_repairs_drift_and_ends_converged_with_zero_writes() {
     let steps: Vec<&str> = stdout.split("\n== ").collect();
     assert_eq!(
         steps.len(),
-        5,
-        "four numbered steps after the banner:\n{stdout}"
+        8,
+        "seven numbered steps after the banner:\n{stdout}"
     );
-    let (plan, apply, drift, converged) = (steps[1], steps[2], steps[3], steps[4]);
+    let (plan, apply, drift, converged) = (steps[1], steps[2], steps[3], steps[7]);
+    let (moved, failed, back) = (steps[4], steps[5], steps[6]);
 
     assert!(
-        plan.contains("Plan: 5 to create, 1 to activate, 1 to deactivate"),
+        plan.contains("Plan: 6 to create, 1 to activate, 1 to deactivate"),
         "{plan}"
     );
     assert!(
@@ -34,7 +35,7 @@ fn demo_plans_applies_repairs_drift_and_ends_converged_with_zero_writes() {
         "plan reports changes pending: {plan}"
     );
     assert!(
-        apply.contains("Apply: 7 applied, 0 failed, 0 skipped, 0 blocked"),
+        apply.contains("Apply: 8 applied, 0 failed, 0 skipped, 0 blocked"),
         "{apply}"
     );
     assert!(apply.contains("exit code 0"), "{apply}");
@@ -46,4 +47,24 @@ fn demo_plans_applies_repairs_drift_and_ends_converged_with_zero_writes() {
     assert!(converged.contains("Apply: 0 applied"), "{converged}");
     assert!(converged.contains("0 of them writes"), "{converged}");
     assert!(stdout.contains("protected, never deactivated"), "{stdout}");
+
+    // The home server's DDNS name moves, fails, comes back.
+    assert!(
+        moved.contains("203.0.113.51  -      none → ACTIVE      desired, no entry yet (from dns:home.example.org)"),
+        "{moved}"
+    );
+    let grant = moved.find("create 203.0.113.51").expect(moved);
+    let retire = moved.find("deactivate 203.0.113.50").expect(moved);
+    assert!(grant < retire, "granted before retired: {moved}");
+    assert!(
+        failed.contains("SOURCE FAILED dns:home.example.org: NXDOMAIN"),
+        "{failed}"
+    );
+    assert!(
+        failed.contains("BLOCKED [source-unavailable] deactivate 192.0.2.77"),
+        "{failed}"
+    );
+    assert!(failed.contains("exit code 3"), "{failed}");
+    assert!(back.contains("deactivate 192.0.2.77"), "{back}");
+    assert!(back.contains("Apply: 1 applied"), "{back}");
 }

@@ -3,8 +3,9 @@
 //! It seeds a simulated account (credentials with some IPs, some of them drifted), loads the
 //! bundled desired state (`examples/demo.yaml`) through the normal config parser, connects with
 //! the normal client (installation, device, session, signatures both ways, bunq's rate limits),
-//! then shows: the plan, the apply, an out-of-band change being reported and repaired, and a
-//! final run that has nothing to do. `--follow` then keeps the real daemon running.
+//! then shows: the plan, the apply, an out-of-band change being reported and repaired, a DDNS
+//! name that moves, fails and comes back (answered by a loopback nameserver the demo runs), and
+//! a final run that has nothing to do. `--follow` then keeps the real daemon running.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -22,7 +23,7 @@ use crate::daemon::runtime::{self, Options};
 use crate::daemon::watch::WatchSettings;
 use crate::reconcile::exit::ExitStatus;
 use crate::reconcile::{report, run};
-use crate::simulator::{Simulator, SimulatorOptions};
+use crate::simulator::{DnsAnswer, DnsServer, Simulator, SimulatorOptions};
 
 /// The bundled desired state, with placeholders the demo fills in.
 const DEMO_CONFIG: &str = include_str!("../../examples/demo.yaml");
@@ -31,8 +32,14 @@ const DEMO_CONFIG: &str = include_str!("../../examples/demo.yaml");
 struct Seeded {
     ci: u64,
     office: u64,
+    home: u64,
     drifting_entry: u64,
 }
+
+/// The home server's DDNS name, and the addresses its ISP hands out during the demo.
+const HOME_NAME: &str = "home.example.org";
+const HOME_FIRST: std::net::Ipv4Addr = std::net::Ipv4Addr::new(203, 0, 113, 50);
+const HOME_SECOND: std::net::Ipv4Addr = std::net::Ipv4Addr::new(203, 0, 113, 51);
 
 /// Runs the walkthrough; exit 0 when the last run converged.
 pub fn run(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitStatus> {
@@ -59,9 +66,19 @@ async fn walkthrough(args: &DemoArgs) -> anyhow::Result<ExitStatus> {
         .await
         .context("cannot start the bunq simulator")?;
     let workdir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let dns = DnsServer::start()
+        .await
+        .context("cannot start the loopback DNS server")?;
+    dns.set(HOME_NAME, DnsAnswer::a(&[HOME_FIRST], 60));
     let key = simulator.create_user_with_api_key();
     let seeded = seed(&simulator, key.user_id)?;
-    let config_path = write_config(&simulator, &seeded, key.api_key.expose(), workdir.path())?;
+    let config_path = write_config(
+        &simulator,
+        &dns,
+        &seeded,
+        key.api_key.expose(),
+        workdir.path(),
+    )?;
     let config = config::load(&config_path)?;
 
     say(&format!(
@@ -85,7 +102,9 @@ async fn walkthrough(args: &DemoArgs) -> anyhow::Result<ExitStatus> {
     simulator.set_entry_status(seeded.ci, seeded.drifting_entry, IpStatus::Active)?;
     apply_once(&client, &config).await?;
 
-    say("\n== 4. apply again: converged, so no writes");
+    dynamic_ip(&client, &config, &simulator, &dns, &seeded).await?;
+
+    say("\n== 7. apply again: converged, so no writes");
     simulator.clear_request_log();
     let status = apply_once(&client, &config).await?;
     let writes = simulator
@@ -107,6 +126,37 @@ async fn walkthrough(args: &DemoArgs) -> anyhow::Result<ExitStatus> {
     Ok(status)
 }
 
+/// Steps 4 to 6: the home server's DDNS name moves, then fails to resolve, then comes back.
+async fn dynamic_ip(
+    client: &BunqClient,
+    config: &Config,
+    simulator: &Simulator,
+    dns: &DnsServer,
+    seeded: &Seeded,
+) -> anyhow::Result<()> {
+    say(&format!(
+        "\n== 4. the home server's ISP hands out a new address: {HOME_NAME} now resolves to \
+         {HOME_SECOND}; the new IP is granted before the old one is retired"
+    ));
+    dns.set(HOME_NAME, DnsAnswer::a(&[HOME_SECOND], 60));
+    apply_once(client, config).await?;
+
+    say(&format!(
+        "\n== 5. someone adds 192.0.2.77 to home-server by hand, and {HOME_NAME} fails to \
+         resolve (NXDOMAIN): nothing is deactivated on that credential"
+    ));
+    simulator.add_entry(seeded.home, "192.0.2.77", IpStatus::Active)?;
+    dns.set(HOME_NAME, DnsAnswer::NxDomain);
+    apply_once(client, config).await?;
+
+    say(&format!(
+        "\n== 6. {HOME_NAME} resolves again: the hand-made entry is retired"
+    ));
+    dns.set(HOME_NAME, DnsAnswer::a(&[HOME_SECOND], 60));
+    apply_once(client, config).await?;
+    Ok(())
+}
+
 /// A credential for CI runners with drift of every kind, and an office credential under
 /// `additive` with an extra IP someone added by hand.
 fn seed(simulator: &Simulator, user: u64) -> anyhow::Result<Seeded> {
@@ -119,15 +169,18 @@ fn seed(simulator: &Simulator, user: u64) -> anyhow::Result<Seeded> {
     let office =
         simulator.add_credential(user, Some("office-laptops"), Some("198.51.100.20".parse()?))?;
     simulator.add_entry(office, "198.51.100.21", IpStatus::Active)?;
+    let home = simulator.add_credential(user, Some("home-server"), None)?;
     Ok(Seeded {
         ci,
         office,
+        home,
         drifting_entry,
     })
 }
 
 fn write_config(
     simulator: &Simulator,
+    dns: &DnsServer,
     seeded: &Seeded,
     api_key: &str,
     dir: &Path,
@@ -139,7 +192,9 @@ fn write_config(
         .replace("{{API_KEY_FILE}}", &key_file.display().to_string())
         .replace("{{STATE_DIR}}", &dir.join("state").display().to_string())
         .replace("{{CI_CREDENTIAL}}", &seeded.ci.to_string())
-        .replace("{{OFFICE_CREDENTIAL}}", &seeded.office.to_string());
+        .replace("{{OFFICE_CREDENTIAL}}", &seeded.office.to_string())
+        .replace("{{HOME_CREDENTIAL}}", &seeded.home.to_string())
+        .replace("{{NAMESERVER}}", &dns.address().to_string());
     let path = dir.join("config.yaml");
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
