@@ -26,16 +26,16 @@ use bunq_ipsync::secret::Secret;
 use chrono::Utc;
 use mockito::{Matcher, Mock, Request, Server, ServerGuard};
 
-const API_KEY: &str = "sandbox_test_api_key_0123456789";
-const INSTALLATION_TOKEN: &str = "installation-token-0123";
-const SESSION_TOKEN: &str = "session-token-0123";
-const USER_ID: u64 = 1913;
-const UUID_V4: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$";
+mod support;
 
-fn server_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
+use support::mock_bunq::{
+    self, DEVICE_BODY, INSTALLATION_TOKEN, USER_ID, installation_body, respond, session_body,
+};
+use support::server_key;
+
+const API_KEY: &str = "sandbox_test_api_key_0123456789";
+const SESSION_TOKEN: &str = "session-token-0123";
+const UUID_V4: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$";
 
 fn client_key() -> &'static PrivateKey {
     static KEY: OnceLock<PrivateKey> = OnceLock::new();
@@ -91,35 +91,6 @@ fn signature_verifies(request: &Request, key: &PublicKey) -> bool {
     };
     let body = request.body().unwrap();
     key.verify(body, signature.to_str().unwrap()).is_ok()
-}
-
-/// A response as bunq sends it: status, response id, and the body signed by the server key.
-fn respond(mock: Mock, status: usize, body: &str) -> Mock {
-    mock.with_status(status)
-        .with_header("X-Bunq-Client-Response-Id", "response-id-1")
-        .with_header(
-            "X-Bunq-Server-Signature",
-            &server_key().sign(body.as_bytes()),
-        )
-        .with_body(body)
-}
-
-fn session_body(token: &str, timeout_secs: u64) -> String {
-    serde_json::json!({"Response": [
-        {"Id": {"id": 555}},
-        {"Token": {"id": 556, "created": "2026-01-01 00:00:00.000000", "updated": "2026-01-01 00:00:00.000000", "token": token}},
-        {"UserPerson": {"id": USER_ID, "display_name": "Test", "session_timeout": timeout_secs}}
-    ]})
-    .to_string()
-}
-
-fn installation_body() -> String {
-    serde_json::json!({"Response": [
-        {"Id": {"id": 1}},
-        {"Token": {"id": 2, "created": "2026-01-01 00:00:00.000000", "updated": "2026-01-01 00:00:00.000000", "token": INSTALLATION_TOKEN}},
-        {"ServerPublicKey": {"server_public_key": server_key().public_key().to_pem()}}
-    ]})
-    .to_string()
 }
 
 /// A saved context with the known client key and a session valid for `expires_in`.
@@ -241,7 +212,7 @@ async fn connect_registers_installation_device_and_session_with_exact_requests()
             key.is_some_and(|key| signature_verifies(request, &key))
         }),
         200,
-        r#"{"Response":[{"Id":{"id":321}}]}"#,
+        DEVICE_BODY,
     )
     .expect(1)
     .create_async()
@@ -285,27 +256,7 @@ async fn connect_registers_installation_device_and_session_with_exact_requests()
 #[tokio::test]
 async fn registration_saves_the_context_with_modes_0600_and_0700() {
     let mut server = Server::new_async().await;
-    let _installation = respond(
-        server.mock("POST", "/v1/installation"),
-        200,
-        &installation_body(),
-    )
-    .create_async()
-    .await;
-    let _device = respond(
-        server.mock("POST", "/v1/device-server"),
-        200,
-        r#"{"Response":[{"Id":{"id":321}}]}"#,
-    )
-    .create_async()
-    .await;
-    let _session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body(SESSION_TOKEN, 3600),
-    )
-    .create_async()
-    .await;
+    let _registration = mock_bunq::registration(&mut server, SESSION_TOKEN).await;
     let parent = tempfile::tempdir().unwrap();
     let state = parent.path().join("state");
     BunqClient::connect(settings(&server), Secret::new(API_KEY), &state)
@@ -325,13 +276,7 @@ async fn registration_saves_the_context_with_modes_0600_and_0700() {
 #[tokio::test]
 async fn device_server_sends_permitted_ips_when_configured() {
     let mut server = Server::new_async().await;
-    let _installation = respond(
-        server.mock("POST", "/v1/installation"),
-        200,
-        &installation_body(),
-    )
-    .create_async()
-    .await;
+    let _installation = mock_bunq::installation(&mut server).create_async().await;
     let device = respond(
         server
             .mock("POST", "/v1/device-server")
@@ -342,18 +287,14 @@ async fn device_server_sends_permitted_ips_when_configured() {
                 .as_str(),
             ),
         200,
-        r#"{"Response":[{"Id":{"id":321}}]}"#,
+        DEVICE_BODY,
     )
     .expect(1)
     .create_async()
     .await;
-    let _session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body(SESSION_TOKEN, 3600),
-    )
-    .create_async()
-    .await;
+    let _session = mock_bunq::session(&mut server, SESSION_TOKEN)
+        .create_async()
+        .await;
     let mut settings = settings(&server);
     settings.permitted_ips = Some(vec!["1.2.3.4".into(), "*".into()]);
     let state = tempfile::tempdir().unwrap();
@@ -392,19 +333,15 @@ async fn registration_resumes_after_the_last_saved_step() {
         )
         .match_request(move |request| signature_verifies(request, &key)),
         200,
-        r#"{"Response":[{"Id":{"id":321}}]}"#,
+        DEVICE_BODY,
     )
     .expect(1)
     .create_async()
     .await;
-    let session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body(SESSION_TOKEN, 3600),
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    let session = mock_bunq::session(&mut server, SESSION_TOKEN)
+        .expect(1)
+        .create_async()
+        .await;
     BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
         .await
         .unwrap();
@@ -448,32 +385,24 @@ async fn context_of_another_api_key_triggers_a_clean_registration() {
         "some_other_api_key",
         chrono::Duration::days(7),
     );
-    let installation = respond(
-        server.mock("POST", "/v1/installation"),
-        200,
-        &installation_body(),
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    let installation = mock_bunq::installation(&mut server)
+        .expect(1)
+        .create_async()
+        .await;
     let device = respond(
         server
             .mock("POST", "/v1/device-server")
             .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN),
         200,
-        r#"{"Response":[{"Id":{"id":321}}]}"#,
+        DEVICE_BODY,
     )
     .expect(1)
     .create_async()
     .await;
-    let session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body("brand-new-session", 3600),
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    let session = mock_bunq::session(&mut server, "brand-new-session")
+        .expect(1)
+        .create_async()
+        .await;
     BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
         .await
         .unwrap();
@@ -1533,21 +1462,11 @@ async fn a_rejected_saved_installation_is_replaced_by_one_clean_registration() {
 #[tokio::test]
 async fn a_rejected_fresh_installation_is_an_error_not_a_loop() {
     let mut server = Server::new_async().await;
-    let installation = respond(
-        server.mock("POST", "/v1/installation"),
-        200,
-        &installation_body(),
-    )
-    .expect(1)
-    .create_async()
-    .await;
-    let _device = respond(
-        server.mock("POST", "/v1/device-server"),
-        200,
-        r#"{"Response":[{"Id":{"id":321}}]}"#,
-    )
-    .create_async()
-    .await;
+    let installation = mock_bunq::installation(&mut server)
+        .expect(1)
+        .create_async()
+        .await;
+    let _device = mock_bunq::device(&mut server).create_async().await;
     let session = server
         .mock("POST", "/v1/session-server")
         .with_status(403)
@@ -1567,20 +1486,8 @@ async fn a_rejected_fresh_installation_is_an_error_not_a_loop() {
 #[tokio::test]
 async fn unsigned_session_server_response_fails_registration() {
     let mut server = Server::new_async().await;
-    let _installation = respond(
-        server.mock("POST", "/v1/installation"),
-        200,
-        &installation_body(),
-    )
-    .create_async()
-    .await;
-    let _device = respond(
-        server.mock("POST", "/v1/device-server"),
-        200,
-        r#"{"Response":[{"Id":{"id":321}}]}"#,
-    )
-    .create_async()
-    .await;
+    let _installation = mock_bunq::installation(&mut server).create_async().await;
+    let _device = mock_bunq::device(&mut server).create_async().await;
     let session = server
         .mock("POST", "/v1/session-server")
         .with_status(200)
