@@ -29,7 +29,8 @@ use mockito::{Matcher, Mock, Request, Server, ServerGuard};
 mod support;
 
 use support::mock_bunq::{
-    self, DEVICE_BODY, INSTALLATION_TOKEN, USER_ID, installation_body, respond, session_body,
+    self, DEVICE_BODY, INSTALLATION_TOKEN, USER_ID, installation_body, never, once, respond,
+    session_body,
 };
 use support::server_key;
 
@@ -277,7 +278,7 @@ async fn registration_saves_the_context_with_modes_0600_and_0700() {
 async fn device_server_sends_permitted_ips_when_configured() {
     let mut server = Server::new_async().await;
     let _installation = mock_bunq::installation(&mut server).create_async().await;
-    let device = respond(
+    let device = once(respond(
         server
             .mock("POST", "/v1/device-server")
             .match_body(
@@ -288,11 +289,8 @@ async fn device_server_sends_permitted_ips_when_configured() {
             ),
         200,
         DEVICE_BODY,
-    )
-    .expect(1)
-    .create_async()
-    .await;
-    let _session = mock_bunq::session(&mut server, SESSION_TOKEN)
+    )).await;
+    let _session = mock_bunq::session(&mut server, SESSION_TOKEN, 3600)
         .create_async()
         .await;
     let mut settings = settings(&server);
@@ -320,13 +318,9 @@ async fn registration_resumes_after_the_last_saved_step() {
         .save(&context)
         .unwrap();
 
-    let installation = server
-        .mock("POST", "/v1/installation")
-        .expect(0)
-        .create_async()
-        .await;
+    let installation = never(server.mock("POST", "/v1/installation")).await;
     let key = client_key().public_key();
-    let device = respond(
+    let device = once(respond(
         with_standard_headers(
             server.mock("POST", "/v1/device-server"),
             Some(INSTALLATION_TOKEN),
@@ -334,14 +328,9 @@ async fn registration_resumes_after_the_last_saved_step() {
         .match_request(move |request| signature_verifies(request, &key)),
         200,
         DEVICE_BODY,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
-    let session = mock_bunq::session(&mut server, SESSION_TOKEN)
-        .expect(1)
-        .create_async()
-        .await;
+    let session = once(mock_bunq::session(&mut server, SESSION_TOKEN, 3600)).await;
     BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
         .await
         .unwrap();
@@ -354,7 +343,7 @@ async fn registration_resumes_after_the_last_saved_step() {
 async fn restart_with_a_saved_context_makes_no_setup_call() {
     let mut server = Server::new_async().await;
     let setup = forbid_setup_calls(&mut server).await;
-    let list = respond(
+    let list = once(respond(
         session_call(
             &mut server,
             "GET",
@@ -362,9 +351,7 @@ async fn restart_with_a_saved_context_makes_no_setup_call() {
         ),
         200,
         r#"{"Response":[],"Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
@@ -385,24 +372,16 @@ async fn context_of_another_api_key_triggers_a_clean_registration() {
         "some_other_api_key",
         chrono::Duration::days(7),
     );
-    let installation = mock_bunq::installation(&mut server)
-        .expect(1)
-        .create_async()
-        .await;
-    let device = respond(
+    let installation = once(mock_bunq::installation(&mut server)).await;
+    let device = once(respond(
         server
             .mock("POST", "/v1/device-server")
             .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN),
         200,
         DEVICE_BODY,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
-    let session = mock_bunq::session(&mut server, "brand-new-session")
-        .expect(1)
-        .create_async()
-        .await;
+    let session = once(mock_bunq::session(&mut server, "brand-new-session", 3600)).await;
     BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
         .await
         .unwrap();
@@ -466,7 +445,7 @@ async fn connect_renews_a_saved_session_that_expires_within_renew_before() {
         chrono::Duration::minutes(5),
     );
     let key = client_key().public_key();
-    let session = respond(
+    let session = once(respond(
         with_standard_headers(
             server.mock("POST", "/v1/session-server"),
             Some(INSTALLATION_TOKEN),
@@ -475,19 +454,15 @@ async fn connect_renews_a_saved_session_that_expires_within_renew_before() {
         .match_request(move |request| signature_verifies(request, &key)),
         200,
         &session_body("renewed-session", 604_800),
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
-    let list = respond(
+    let list = once(respond(
         server
             .mock("GET", "/v1/user/1913/credential-password-ip?count=200")
             .match_header("X-Bunq-Client-Authentication", "renewed-session"),
         200,
         r#"{"Response":[],"Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     let mut settings = settings(&server);
     settings.renew_before = Duration::from_secs(600);
@@ -515,18 +490,16 @@ async fn a_call_renews_a_session_that_is_within_renew_before() {
     settings.renew_before = Duration::from_secs(3600);
     let clock = now.clone();
     settings.clock = Arc::new(move || *clock.lock().unwrap());
-    let session = respond(
+    let session = once(respond(
         with_standard_headers(
             server.mock("POST", "/v1/session-server"),
             Some(INSTALLATION_TOKEN),
         ),
         200,
         &session_body("renewed-by-call", 604_800),
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
-    let get = respond(
+    let get = once(respond(
         session_call(
             &mut server,
             "GET",
@@ -534,19 +507,15 @@ async fn a_call_renews_a_session_that_is_within_renew_before() {
         ),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
-    let renewed_get = respond(
+    let renewed_get = once(respond(
         server
             .mock("GET", "/v1/user/1913/credential-password-ip/77")
             .match_header("X-Bunq-Client-Authentication", "renewed-by-call"),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
         .await
@@ -569,26 +538,22 @@ async fn renew_session_uses_the_new_token_afterwards_and_saves_it() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
-    let session = respond(
+    let session = once(respond(
         with_standard_headers(
             server.mock("POST", "/v1/session-server"),
             Some(INSTALLATION_TOKEN),
         ),
         200,
         &session_body("fresh-session", 604_800),
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
-    let get = respond(
+    let get = once(respond(
         server
             .mock("GET", "/v1/user/1913/credential-password-ip/77")
             .match_header("X-Bunq-Client-Authentication", "fresh-session"),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     client.renew_session().await.unwrap();
     client.get_credential(77).await.unwrap();
@@ -607,31 +572,19 @@ async fn rejected_session_opens_one_new_session_and_retries_once() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
-    let rejected = server
+    let rejected = once(server
         .mock("GET", "/v1/user/1913/credential-password-ip/77")
         .match_header("X-Bunq-Client-Authentication", SESSION_TOKEN)
         .with_status(403)
-        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication.","error_description_translated":"Insufficient authentication."}]}"#)
-        .expect(1)
-        .create_async()
-        .await;
-    let session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body("second-session", 604_800),
-    )
-    .expect(1)
-    .create_async()
-    .await;
-    let accepted = respond(
+        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication.","error_description_translated":"Insufficient authentication."}]}"#)).await;
+    let session = once(mock_bunq::session(&mut server, "second-session", 604_800)).await;
+    let accepted = once(respond(
         server
             .mock("GET", "/v1/user/1913/credential-password-ip/77")
             .match_header("X-Bunq-Client-Authentication", "second-session"),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     let credential = client.get_credential(77).await.unwrap();
     assert_eq!(credential.id, 77);
@@ -652,14 +605,7 @@ async fn a_second_session_rejection_is_returned_without_another_session() {
         .expect(2)
         .create_async()
         .await;
-    let session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body("second-session", 604_800),
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    let session = once(mock_bunq::session(&mut server, "second-session", 604_800)).await;
     let err = client.get_credential(77).await.unwrap_err();
     assert!(err.is_session_rejected(), "{err}");
     rejected.assert_async().await;
@@ -674,17 +620,14 @@ async fn list_credentials_sends_a_signed_get_and_parses_credentials() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
-    let list = respond(
+    let list = once(respond(
         session_call(&mut server, "GET", "/v1/user/1913/credential-password-ip?count=200")
             .match_body(""),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77,"created":"c","updated":"u","status":"ACTIVE",
             "expiry_time":null,"token_value":null,"permitted_device":{"description":"ipsync-test","ip":"1.2.3.4"}}}],
             "Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#,
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    )).await;
     let credentials = client.list_credentials().await.unwrap();
     list.assert_async().await;
     assert_eq!(credentials.len(), 1);
@@ -698,16 +641,13 @@ async fn list_credentials_follows_older_url() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
-    let first = respond(
+    let first = once(respond(
         session_call(&mut server, "GET", "/v1/user/1913/credential-password-ip?count=200"),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":80}}],"Pagination":{"future_url":null,"newer_url":null,
             "older_url":"\/v1\/user\/1913\/credential-password-ip?count=200&older_id=80"}}"#,
-    )
-    .expect(1)
-    .create_async()
-    .await;
-    let second = respond(
+    )).await;
+    let second = once(respond(
         session_call(
             &mut server,
             "GET",
@@ -715,10 +655,7 @@ async fn list_credentials_follows_older_url() {
         ),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":79}}],"Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#,
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    )).await;
     let ids: Vec<u64> = client
         .list_credentials()
         .await
@@ -736,7 +673,7 @@ async fn get_credential_sends_a_signed_get_to_the_credential_path() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
-    let get = respond(
+    let get = once(respond(
         session_call(
             &mut server,
             "GET",
@@ -745,9 +682,7 @@ async fn get_credential_sends_a_signed_get_to_the_credential_path() {
         .match_body(""),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     let credential = client.get_credential(77).await.unwrap();
     get.assert_async().await;
@@ -825,13 +760,11 @@ async fn get_ip_sends_a_signed_get_to_the_entry_path() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
-    let get = respond(
+    let get = once(respond(
         session_call(&mut server, "GET", &format!("{IP_LIST_PATH}/9")).match_body(""),
         200,
         r#"{"Response":[{"PermittedIp":{"id":9,"ip":"1.2.3.4","status":"INACTIVE"}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     let entry = client.get_ip(77, 9).await.unwrap();
     get.assert_async().await;
@@ -844,14 +777,12 @@ async fn create_ip_posts_exactly_ip_and_status_and_returns_the_new_id() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
-    let create = respond(
+    let create = once(respond(
         session_call(&mut server, "POST", IP_LIST_PATH)
             .match_body(r#"{"ip":"5.6.7.8","status":"ACTIVE"}"#),
         200,
         r#"{"Response":[{"Id":{"id":925}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     let id = client
         .create_ip(77, Ipv4Addr::new(5, 6, 7, 8), IpStatus::Active)
@@ -866,14 +797,12 @@ async fn update_ip_puts_only_the_status() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
-    let update = respond(
+    let update = once(respond(
         session_call(&mut server, "PUT", &format!("{IP_LIST_PATH}/877"))
             .match_body(r#"{"status":"INACTIVE"}"#),
         200,
         r#"{"Response":[{"Id":{"id":877}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     let id = client
         .update_ip_status(77, 877, IpStatus::Inactive)
@@ -886,14 +815,11 @@ async fn update_ip_puts_only_the_status() {
 #[tokio::test]
 async fn sandbox_user_is_created_without_token_or_signature() {
     let mut server = Server::new_async().await;
-    let create = with_standard_headers(server.mock("POST", "/v1/sandbox-user-person"), None)
+    let create = once(with_standard_headers(server.mock("POST", "/v1/sandbox-user-person"), None)
         .match_header("X-Bunq-Client-Signature", Matcher::Missing)
         .match_body("")
         .with_status(200)
-        .with_body(r#"{"Response":[{"ApiKey":{"api_key":"sandbox_new_key","user":{"UserPerson":{"id":44}}}}]}"#)
-        .expect(1)
-        .create_async()
-        .await;
+        .with_body(r#"{"Response":[{"ApiKey":{"api_key":"sandbox_new_key","user":{"UserPerson":{"id":44}}}}]}"#)).await;
     let user = create_sandbox_user(&base_url(&server), &fast_transport())
         .await
         .unwrap();
@@ -911,13 +837,13 @@ async fn missing_server_signature_on_a_200_is_a_security_error_and_not_retried()
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
-    let get = server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
-        .with_status(200)
-        .with_body(r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#)
-        .expect(1)
-        .create_async()
-        .await;
+    let get = once(
+        server
+            .mock("GET", "/v1/user/1913/credential-password-ip/77")
+            .with_status(200)
+            .with_body(r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#),
+    )
+    .await;
     let err = client.get_credential(77).await.unwrap_err();
     assert!(matches!(err, BunqError::ResponseSignature { .. }), "{err}");
     assert!(err.is_security());
@@ -931,17 +857,17 @@ async fn tampered_response_body_fails_verification_and_is_not_retried() {
     let client = saved_client(&server, state.path()).await;
     let genuine = r#"{"Response":[{"PermittedIp":{"id":9,"ip":"1.2.3.4","status":"INACTIVE"}}]}"#;
     let tampered = r#"{"Response":[{"PermittedIp":{"id":9,"ip":"6.6.6.6","status":"ACTIVE"}}]}"#;
-    let get = server
-        .mock("GET", &format!("{IP_LIST_PATH}/9") as &str)
-        .with_status(200)
-        .with_header(
-            "X-Bunq-Server-Signature",
-            &server_key().sign(genuine.as_bytes()),
-        )
-        .with_body(tampered)
-        .expect(1)
-        .create_async()
-        .await;
+    let get = once(
+        server
+            .mock("GET", &format!("{IP_LIST_PATH}/9") as &str)
+            .with_status(200)
+            .with_header(
+                "X-Bunq-Server-Signature",
+                &server_key().sign(genuine.as_bytes()),
+            )
+            .with_body(tampered),
+    )
+    .await;
     let err = client.get_ip(77, 9).await.unwrap_err();
     assert!(matches!(err, BunqError::ResponseSignature { .. }), "{err}");
     get.assert_async().await;
@@ -953,17 +879,17 @@ async fn signature_by_another_key_fails_verification() {
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
     let body = r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#;
-    let get = server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
-        .with_status(200)
-        .with_header(
-            "X-Bunq-Server-Signature",
-            &client_key().sign(body.as_bytes()),
-        )
-        .with_body(body)
-        .expect(1)
-        .create_async()
-        .await;
+    let get = once(
+        server
+            .mock("GET", "/v1/user/1913/credential-password-ip/77")
+            .with_status(200)
+            .with_header(
+                "X-Bunq-Server-Signature",
+                &client_key().sign(body.as_bytes()),
+            )
+            .with_body(body),
+    )
+    .await;
     let err = client.get_credential(77).await.unwrap_err();
     assert!(matches!(err, BunqError::ResponseSignature { .. }), "{err}");
     get.assert_async().await;
@@ -974,14 +900,11 @@ async fn error_body_becomes_an_api_error_with_status_description_and_response_id
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
-    let _get = server
+    let _get = once(server
         .mock("GET", "/v1/user/1913/credential-password-ip/77")
         .with_status(400)
         .with_header("X-Bunq-Client-Response-Id", "resp-400")
-        .with_body(r#"{"Error":[{"error_description":"User credentials are incorrect. Incorrect API key or IP address.","error_description_translated":"x"}]}"#)
-        .expect(1)
-        .create_async()
-        .await;
+        .with_body(r#"{"Error":[{"error_description":"User credentials are incorrect. Incorrect API key or IP address.","error_description_translated":"x"}]}"#)).await;
     let err = client.get_credential(77).await.unwrap_err();
     match &err {
         BunqError::Api {
@@ -1020,15 +943,12 @@ async fn rate_limited_request_is_retried_with_a_new_request_id_and_succeeds() {
             true
         }
     };
-    let limited = server
+    let limited = once(server
         .mock("GET", "/v1/user/1913/credential-password-ip/77")
         .match_request(record(ids.clone()))
         .with_status(429)
-        .with_body(r#"{"Error":[{"error_description":"Too many requests. You can do a maximum of 3 calls per 3 second to this endpoint."}]}"#)
-        .expect(1)
-        .create_async()
-        .await;
-    let ok = respond(
+        .with_body(r#"{"Error":[{"error_description":"Too many requests. You can do a maximum of 3 calls per 3 second to this endpoint."}]}"#)).await;
+    let ok = once(respond(
         session_call(
             &mut server,
             "GET",
@@ -1037,9 +957,7 @@ async fn rate_limited_request_is_retried_with_a_new_request_id_and_succeeds() {
         .match_request(record(ids.clone())),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     assert_eq!(client.get_credential(77).await.unwrap().id, 77);
     limited.assert_async().await;
@@ -1081,13 +999,13 @@ async fn create_ip_is_not_retried_on_a_server_error() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
-    let create = server
-        .mock("POST", IP_LIST_PATH)
-        .with_status(500)
-        .with_body(r#"{"Error":[{"error_description":"Internal error"}]}"#)
-        .expect(1)
-        .create_async()
-        .await;
+    let create = once(
+        server
+            .mock("POST", IP_LIST_PATH)
+            .with_status(500)
+            .with_body(r#"{"Error":[{"error_description":"Internal error"}]}"#),
+    )
+    .await;
     let err = client
         .create_ip(77, Ipv4Addr::new(5, 6, 7, 8), IpStatus::Active)
         .await
@@ -1101,19 +1019,17 @@ async fn update_ip_is_retried_on_a_server_error() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
-    let failing = server
-        .mock("PUT", &format!("{IP_LIST_PATH}/877") as &str)
-        .with_status(500)
-        .expect(1)
-        .create_async()
-        .await;
-    let ok = respond(
+    let failing = once(
+        server
+            .mock("PUT", &format!("{IP_LIST_PATH}/877") as &str)
+            .with_status(500),
+    )
+    .await;
+    let ok = once(respond(
         session_call(&mut server, "PUT", &format!("{IP_LIST_PATH}/877")),
         200,
         r#"{"Response":[{"Id":{"id":877}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     client
         .update_ip_status(77, 877, IpStatus::Active)
@@ -1186,12 +1102,12 @@ async fn observer_sees_every_attempt_by_route_pattern() {
     let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
         .await
         .unwrap();
-    let _limited = server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
-        .with_status(429)
-        .expect(1)
-        .create_async()
-        .await;
+    let _limited = once(
+        server
+            .mock("GET", "/v1/user/1913/credential-password-ip/77")
+            .with_status(429),
+    )
+    .await;
     let _ok = respond(
         server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
         200,
@@ -1199,13 +1115,9 @@ async fn observer_sees_every_attempt_by_route_pattern() {
     )
     .create_async()
     .await;
-    let _session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body("s2", 604_800),
-    )
-    .create_async()
-    .await;
+    let _session = mock_bunq::session(&mut server, "s2", 604_800)
+        .create_async()
+        .await;
     client.get_credential(77).await.unwrap();
     client.renew_session().await.unwrap();
     let pattern = "/user/{user}/credential-password-ip/{cred}";
@@ -1237,14 +1149,7 @@ async fn renewing_twice_in_a_row_opens_only_one_session() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
-    let session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body("fresh-session", 604_800),
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    let session = once(mock_bunq::session(&mut server, "fresh-session", 604_800)).await;
     let first = client.renew_session().await.unwrap();
     let second = client.renew_session().await.unwrap();
     session.assert_async().await;
@@ -1264,14 +1169,7 @@ async fn concurrent_rejections_open_a_single_new_session() {
         .expect_at_least(1)
         .create_async()
         .await;
-    let session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body("shared-session", 604_800),
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    let session = once(mock_bunq::session(&mut server, "shared-session", 604_800)).await;
     let accepted = respond(
         server
             .mock("GET", "/v1/user/1913/credential-password-ip/77")
@@ -1380,12 +1278,12 @@ async fn the_rate_limiter_is_acquired_before_a_retry_too() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = client_with_hourly_get_limit(&server, state.path(), 1).await;
-    let limited = server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
-        .with_status(429)
-        .expect(1)
-        .create_async()
-        .await;
+    let limited = once(
+        server
+            .mock("GET", "/v1/user/1913/credential-password-ip/77")
+            .with_status(429),
+    )
+    .await;
     let retry = tokio::time::timeout(Duration::from_millis(50), client.get_credential(77)).await;
     assert!(retry.is_err(), "the retry was not held back by the limiter");
     limited.assert_async().await;
@@ -1402,47 +1300,41 @@ async fn a_rejected_saved_installation_is_replaced_by_one_clean_registration() {
         API_KEY,
         chrono::Duration::seconds(30),
     );
-    let rejected = server
-        .mock("POST", "/v1/session-server")
-        .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN)
-        .with_status(403)
-        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
-        .expect(1)
-        .create_async()
-        .await;
+    let rejected = once(
+        server
+            .mock("POST", "/v1/session-server")
+            .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN)
+            .with_status(403)
+            .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#),
+    )
+    .await;
     let new_installation = serde_json::json!({"Response": [
         {"Id": {"id": 1}},
         {"Token": {"id": 2, "token": "installation-2"}},
         {"ServerPublicKey": {"server_public_key": server_key().public_key().to_pem()}}
     ]})
     .to_string();
-    let installation = respond(
+    let installation = once(respond(
         server.mock("POST", "/v1/installation"),
         200,
         &new_installation,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
-    let device = respond(
+    let device = once(respond(
         server
             .mock("POST", "/v1/device-server")
             .match_header("X-Bunq-Client-Authentication", "installation-2"),
         200,
         r#"{"Response":[{"Id":{"id":322}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
-    let session = respond(
+    let session = once(respond(
         server
             .mock("POST", "/v1/session-server")
             .match_header("X-Bunq-Client-Authentication", "installation-2"),
         200,
         &session_body("session-after-reinstall", 604_800),
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
         .await
@@ -1462,18 +1354,15 @@ async fn a_rejected_saved_installation_is_replaced_by_one_clean_registration() {
 #[tokio::test]
 async fn a_rejected_fresh_installation_is_an_error_not_a_loop() {
     let mut server = Server::new_async().await;
-    let installation = mock_bunq::installation(&mut server)
-        .expect(1)
-        .create_async()
-        .await;
+    let installation = once(mock_bunq::installation(&mut server)).await;
     let _device = mock_bunq::device(&mut server).create_async().await;
-    let session = server
-        .mock("POST", "/v1/session-server")
-        .with_status(403)
-        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
-        .expect(1)
-        .create_async()
-        .await;
+    let session = once(
+        server
+            .mock("POST", "/v1/session-server")
+            .with_status(403)
+            .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#),
+    )
+    .await;
     let state = tempfile::tempdir().unwrap();
     let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
         .await
@@ -1488,13 +1377,13 @@ async fn unsigned_session_server_response_fails_registration() {
     let mut server = Server::new_async().await;
     let _installation = mock_bunq::installation(&mut server).create_async().await;
     let _device = mock_bunq::device(&mut server).create_async().await;
-    let session = server
-        .mock("POST", "/v1/session-server")
-        .with_status(200)
-        .with_body(session_body("forged-session", 604_800))
-        .expect(1)
-        .create_async()
-        .await;
+    let session = once(
+        server
+            .mock("POST", "/v1/session-server")
+            .with_status(200)
+            .with_body(session_body("forged-session", 604_800)),
+    )
+    .await;
     let state = tempfile::tempdir().unwrap();
     let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
         .await
@@ -1535,14 +1424,7 @@ async fn ensure_session_renews_only_when_due() {
     settings.renew_before = Duration::from_secs(3600);
     let clock = now.clone();
     settings.clock = Arc::new(move || *clock.lock().unwrap());
-    let session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body("due-session", 604_800),
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    let session = once(mock_bunq::session(&mut server, "due-session", 604_800)).await;
     let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
         .await
         .unwrap();
@@ -1579,35 +1461,29 @@ async fn a_session_call_answered_401_with_any_wording_opens_one_new_session_and_
         let client = saved_client(&server, state.path()).await;
         let body = format!(r#"{{"Error":[{{"error_description":"{text}"}}]}}"#);
         // Signed like bunq signs it: verified, then acted on.
-        let rejected = respond(
+        let rejected = once(respond(
             server
                 .mock("GET", "/v1/user/1913/credential-password-ip/77")
                 .match_header("X-Bunq-Client-Authentication", SESSION_TOKEN),
             status,
             &body,
-        )
-        .expect(1)
-        .create_async()
+        ))
         .await;
-        let session = respond(
+        let session = once(respond(
             server
                 .mock("POST", "/v1/session-server")
                 .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN),
             200,
             &session_body("second-session", 604_800),
-        )
-        .expect(1)
-        .create_async()
+        ))
         .await;
-        let accepted = respond(
+        let accepted = once(respond(
             server
                 .mock("GET", "/v1/user/1913/credential-password-ip/77")
                 .match_header("X-Bunq-Client-Authentication", "second-session"),
             200,
             r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#,
-        )
-        .expect(1)
-        .create_async()
+        ))
         .await;
         let credential = client.get_credential(77).await.unwrap();
         assert_eq!(credential.id, 77, "{status} {text}");
@@ -1623,19 +1499,13 @@ async fn an_error_response_with_an_invalid_server_signature_is_a_security_error_
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
-    let rejected = respond_with_a_bad_signature(
+    let rejected = once(respond_with_a_bad_signature(
         server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
         403,
         r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
-    let session = server
-        .mock("POST", "/v1/session-server")
-        .expect(0)
-        .create_async()
-        .await;
+    let session = never(server.mock("POST", "/v1/session-server")).await;
     let err = client.get_credential(77).await.unwrap_err();
     assert!(err.is_security(), "{err}");
     rejected.assert_async().await;
@@ -1647,13 +1517,11 @@ async fn a_server_error_with_an_invalid_server_signature_is_not_retried() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
-    let failing = respond_with_a_bad_signature(
+    let failing = once(respond_with_a_bad_signature(
         server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
         503,
         r#"{"Error":[{"error_description":"Service unavailable."}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     let err = client.get_credential(77).await.unwrap_err();
     assert!(err.is_security(), "{err}");
@@ -1672,26 +1540,16 @@ async fn a_forged_installation_rejection_discards_nothing_and_registers_nothing(
         chrono::Duration::seconds(30),
     );
     let before = std::fs::read(state.path().join(CONTEXT_FILE_NAME)).unwrap();
-    let rejected = respond_with_a_bad_signature(
+    let rejected = once(respond_with_a_bad_signature(
         server
             .mock("POST", "/v1/session-server")
             .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN),
         403,
         r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
-    let installation = server
-        .mock("POST", "/v1/installation")
-        .expect(0)
-        .create_async()
-        .await;
-    let device = server
-        .mock("POST", "/v1/device-server")
-        .expect(0)
-        .create_async()
-        .await;
+    let installation = never(server.mock("POST", "/v1/installation")).await;
+    let device = never(server.mock("POST", "/v1/device-server")).await;
     let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
         .await
         .unwrap_err();
@@ -1716,19 +1574,12 @@ async fn a_session_server_refusing_the_credentials_with_403_keeps_the_saved_inst
         chrono::Duration::seconds(30),
     );
     let before = std::fs::read(state.path().join(CONTEXT_FILE_NAME)).unwrap();
-    let rejected = respond(
+    let rejected = once(respond(
         server.mock("POST", "/v1/session-server"),
         403,
         r#"{"Error":[{"error_description":"User credentials are incorrect. Incorrect API key or IP address."}]}"#,
-    )
-    .expect(1)
-    .create_async()
-    .await;
-    let installation = server
-        .mock("POST", "/v1/installation")
-        .expect(0)
-        .create_async()
-        .await;
+    )).await;
+    let installation = never(server.mock("POST", "/v1/installation")).await;
     let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
         .await
         .unwrap_err();
@@ -1753,13 +1604,11 @@ async fn a_429_is_retried_beyond_the_transient_attempt_budget_until_it_succeeds(
     .expect(5)
     .create_async()
     .await;
-    let ok = respond(
+    let ok = once(respond(
         server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     assert_eq!(client.get_credential(77).await.unwrap().id, 77);
     limited.assert_async().await;
@@ -1779,14 +1628,12 @@ async fn create_ip_answered_429_is_retried_and_creates_once() {
     .expect(2)
     .create_async()
     .await;
-    let created = respond(
+    let created = once(respond(
         session_call(&mut server, "POST", IP_LIST_PATH)
             .match_body(r#"{"ip":"5.6.7.8","status":"ACTIVE"}"#),
         200,
         r#"{"Response":[{"Id":{"id":901}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     let id = client
         .create_ip(77, Ipv4Addr::new(5, 6, 7, 8), IpStatus::Active)

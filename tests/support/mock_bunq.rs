@@ -59,12 +59,13 @@ pub fn device(server: &mut ServerGuard) -> Mock {
     respond(server.mock("POST", "/v1/device-server"), 200, DEVICE_BODY)
 }
 
-/// `POST /v1/session-server` answered 200 with session `token` for an hour (not yet created).
-pub fn session(server: &mut ServerGuard, token: &str) -> Mock {
+/// `POST /v1/session-server` answered 200 with session `token` lasting `timeout_secs` (not yet
+/// created).
+pub fn session(server: &mut ServerGuard, token: &str, timeout_secs: u64) -> Mock {
     respond(
         server.mock("POST", "/v1/session-server"),
         200,
-        &session_body(token, 3600),
+        &session_body(token, timeout_secs),
     )
 }
 
@@ -78,11 +79,21 @@ pub struct Registration {
     pub session: Mock,
 }
 
-/// All three registration calls answered, session `token`, any number of times each.
+/// All three registration calls answered, session `token` for an hour, any number of times each.
 pub async fn registration(server: &mut ServerGuard, token: &str) -> Registration {
     Registration {
         installation: installation(server).create_async().await,
         device: device(server).create_async().await,
-        session: session(server, token).create_async().await,
+        session: session(server, token, 3600).create_async().await,
     }
+}
+
+/// `mock` created, expected exactly once (`assert_async` checks it).
+pub async fn once(mock: Mock) -> Mock {
+    mock.expect(1).create_async().await
+}
+
+/// `mock` created, expected never.
+pub async fn never(mock: Mock) -> Mock {
+    mock.expect(0).create_async().await
 }
