@@ -118,6 +118,14 @@ fn save_context(state_dir: &Path, base: &BaseUrl, api_key: &str, expires_in: chr
         .unwrap();
 }
 
+/// A mock server, a state dir and a client connected to it from a saved context.
+async fn with_saved_client() -> (ServerGuard, tempfile::TempDir, BunqClient) {
+    let server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    (server, state, client)
+}
+
 /// A connected client from a saved context (no setup calls).
 async fn saved_client(server: &ServerGuard, state: &Path) -> BunqClient {
     save_context(state, &base_url(server), API_KEY, chrono::Duration::days(7));
@@ -146,6 +154,8 @@ fn session_call(server: &mut ServerGuard, method: &str, path: &str) -> Mock {
         .match_request(move |request| signature_verifies(request, &key))
 }
 
+/// The credential most tests read.
+const CREDENTIAL_PATH: &str = "/v1/user/1913/credential-password-ip/77";
 const IP_LIST_PATH: &str = "/v1/user/1913/credential-password-ip/77/ip";
 
 fn ip_page(ids: &[u64], older_url: Option<&str>) -> String {
@@ -500,18 +510,14 @@ async fn a_call_renews_a_session_that_is_within_renew_before() {
     ))
     .await;
     let get = once(respond(
-        session_call(
-            &mut server,
-            "GET",
-            "/v1/user/1913/credential-password-ip/77",
-        ),
+        session_call(&mut server, "GET", CREDENTIAL_PATH),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
     ))
     .await;
     let renewed_get = once(respond(
         server
-            .mock("GET", "/v1/user/1913/credential-password-ip/77")
+            .mock("GET", CREDENTIAL_PATH)
             .match_header("X-Bunq-Client-Authentication", "renewed-by-call"),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
@@ -535,9 +541,7 @@ async fn a_call_renews_a_session_that_is_within_renew_before() {
 
 #[tokio::test]
 async fn renew_session_uses_the_new_token_afterwards_and_saves_it() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, state, client) = with_saved_client().await;
     let session = once(respond(
         with_standard_headers(
             server.mock("POST", "/v1/session-server"),
@@ -549,7 +553,7 @@ async fn renew_session_uses_the_new_token_afterwards_and_saves_it() {
     .await;
     let get = once(respond(
         server
-            .mock("GET", "/v1/user/1913/credential-password-ip/77")
+            .mock("GET", CREDENTIAL_PATH)
             .match_header("X-Bunq-Client-Authentication", "fresh-session"),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
@@ -569,18 +573,16 @@ async fn renew_session_uses_the_new_token_afterwards_and_saves_it() {
 
 #[tokio::test]
 async fn rejected_session_opens_one_new_session_and_retries_once() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let rejected = once(server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .mock("GET", CREDENTIAL_PATH)
         .match_header("X-Bunq-Client-Authentication", SESSION_TOKEN)
         .with_status(403)
         .with_body(r#"{"Error":[{"error_description":"Insufficient authentication.","error_description_translated":"Insufficient authentication."}]}"#)).await;
     let session = once(mock_bunq::session(&mut server, "second-session", 604_800)).await;
     let accepted = once(respond(
         server
-            .mock("GET", "/v1/user/1913/credential-password-ip/77")
+            .mock("GET", CREDENTIAL_PATH)
             .match_header("X-Bunq-Client-Authentication", "second-session"),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#,
@@ -595,11 +597,9 @@ async fn rejected_session_opens_one_new_session_and_retries_once() {
 
 #[tokio::test]
 async fn a_second_session_rejection_is_returned_without_another_session() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let rejected = server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .mock("GET", CREDENTIAL_PATH)
         .with_status(403)
         .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
         .expect(2)
@@ -617,9 +617,7 @@ async fn a_second_session_rejection_is_returned_without_another_session() {
 
 #[tokio::test]
 async fn list_credentials_sends_a_signed_get_and_parses_credentials() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let list = once(respond(
         session_call(&mut server, "GET", "/v1/user/1913/credential-password-ip?count=200")
             .match_body(""),
@@ -638,9 +636,7 @@ async fn list_credentials_sends_a_signed_get_and_parses_credentials() {
 
 #[tokio::test]
 async fn list_credentials_follows_older_url() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let first = once(respond(
         session_call(&mut server, "GET", "/v1/user/1913/credential-password-ip?count=200"),
         200,
@@ -670,16 +666,9 @@ async fn list_credentials_follows_older_url() {
 
 #[tokio::test]
 async fn get_credential_sends_a_signed_get_to_the_credential_path() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let get = once(respond(
-        session_call(
-            &mut server,
-            "GET",
-            "/v1/user/1913/credential-password-ip/77",
-        )
-        .match_body(""),
+        session_call(&mut server, "GET", CREDENTIAL_PATH).match_body(""),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#,
     ))
@@ -691,9 +680,7 @@ async fn get_credential_sends_a_signed_get_to_the_credential_path() {
 
 #[tokio::test]
 async fn list_ips_follows_older_url_across_three_pages_keeping_ids_and_timestamps() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let first_path = format!("{IP_LIST_PATH}?count=200");
     let second_path = format!("{IP_LIST_PATH}?count=200&older_id=5");
     let third_path = format!("{IP_LIST_PATH}?count=200&older_id=3");
@@ -738,9 +725,7 @@ async fn list_ips_follows_older_url_across_three_pages_keeping_ids_and_timestamp
 
 #[tokio::test]
 async fn a_pagination_link_to_another_host_is_refused() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let _first = respond(
         session_call(&mut server, "GET", &format!("{IP_LIST_PATH}?count=200")),
         200,
@@ -757,9 +742,7 @@ async fn a_pagination_link_to_another_host_is_refused() {
 
 #[tokio::test]
 async fn get_ip_sends_a_signed_get_to_the_entry_path() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let get = once(respond(
         session_call(&mut server, "GET", &format!("{IP_LIST_PATH}/9")).match_body(""),
         200,
@@ -774,9 +757,7 @@ async fn get_ip_sends_a_signed_get_to_the_entry_path() {
 
 #[tokio::test]
 async fn create_ip_posts_exactly_ip_and_status_and_returns_the_new_id() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let create = once(respond(
         session_call(&mut server, "POST", IP_LIST_PATH)
             .match_body(r#"{"ip":"5.6.7.8","status":"ACTIVE"}"#),
@@ -794,9 +775,7 @@ async fn create_ip_posts_exactly_ip_and_status_and_returns_the_new_id() {
 
 #[tokio::test]
 async fn update_ip_puts_only_the_status() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let update = once(respond(
         session_call(&mut server, "PUT", &format!("{IP_LIST_PATH}/877"))
             .match_body(r#"{"status":"INACTIVE"}"#),
@@ -834,12 +813,10 @@ async fn sandbox_user_is_created_without_token_or_signature() {
 
 #[tokio::test]
 async fn missing_server_signature_on_a_200_is_a_security_error_and_not_retried() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let get = once(
         server
-            .mock("GET", "/v1/user/1913/credential-password-ip/77")
+            .mock("GET", CREDENTIAL_PATH)
             .with_status(200)
             .with_body(r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#),
     )
@@ -852,9 +829,7 @@ async fn missing_server_signature_on_a_200_is_a_security_error_and_not_retried()
 
 #[tokio::test]
 async fn tampered_response_body_fails_verification_and_is_not_retried() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let genuine = r#"{"Response":[{"PermittedIp":{"id":9,"ip":"1.2.3.4","status":"INACTIVE"}}]}"#;
     let tampered = r#"{"Response":[{"PermittedIp":{"id":9,"ip":"6.6.6.6","status":"ACTIVE"}}]}"#;
     let get = once(
@@ -875,13 +850,11 @@ async fn tampered_response_body_fails_verification_and_is_not_retried() {
 
 #[tokio::test]
 async fn signature_by_another_key_fails_verification() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let body = r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#;
     let get = once(
         server
-            .mock("GET", "/v1/user/1913/credential-password-ip/77")
+            .mock("GET", CREDENTIAL_PATH)
             .with_status(200)
             .with_header(
                 "X-Bunq-Server-Signature",
@@ -897,11 +870,9 @@ async fn signature_by_another_key_fails_verification() {
 
 #[tokio::test]
 async fn error_body_becomes_an_api_error_with_status_description_and_response_id() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let _get = once(server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .mock("GET", CREDENTIAL_PATH)
         .with_status(400)
         .with_header("X-Bunq-Client-Response-Id", "resp-400")
         .with_body(r#"{"Error":[{"error_description":"User credentials are incorrect. Incorrect API key or IP address.","error_description_translated":"x"}]}"#)).await;
@@ -929,9 +900,7 @@ async fn error_body_becomes_an_api_error_with_status_description_and_response_id
 
 #[tokio::test]
 async fn rate_limited_request_is_retried_with_a_new_request_id_and_succeeds() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let ids: Arc<Mutex<Vec<String>>> = Arc::default();
     let record = |ids: Arc<Mutex<Vec<String>>>| {
         move |request: &Request| {
@@ -944,17 +913,12 @@ async fn rate_limited_request_is_retried_with_a_new_request_id_and_succeeds() {
         }
     };
     let limited = once(server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .mock("GET", CREDENTIAL_PATH)
         .match_request(record(ids.clone()))
         .with_status(429)
         .with_body(r#"{"Error":[{"error_description":"Too many requests. You can do a maximum of 3 calls per 3 second to this endpoint."}]}"#)).await;
     let ok = once(respond(
-        session_call(
-            &mut server,
-            "GET",
-            "/v1/user/1913/credential-password-ip/77",
-        )
-        .match_request(record(ids.clone())),
+        session_call(&mut server, "GET", CREDENTIAL_PATH).match_request(record(ids.clone())),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
     ))
@@ -969,11 +933,9 @@ async fn rate_limited_request_is_retried_with_a_new_request_id_and_succeeds() {
 
 #[tokio::test]
 async fn server_errors_are_retried_up_to_the_attempt_limit() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let failing = server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .mock("GET", CREDENTIAL_PATH)
         .with_status(503)
         .with_body("<html><body>Service Unavailable</body></html>")
         .expect(3)
@@ -996,9 +958,7 @@ async fn server_errors_are_retried_up_to_the_attempt_limit() {
 
 #[tokio::test]
 async fn create_ip_is_not_retried_on_a_server_error() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let create = once(
         server
             .mock("POST", IP_LIST_PATH)
@@ -1016,9 +976,7 @@ async fn create_ip_is_not_retried_on_a_server_error() {
 
 #[tokio::test]
 async fn update_ip_is_retried_on_a_server_error() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let failing = once(
         server
             .mock("PUT", &format!("{IP_LIST_PATH}/877") as &str)
@@ -1102,14 +1060,9 @@ async fn observer_sees_every_attempt_by_route_pattern() {
     let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
         .await
         .unwrap();
-    let _limited = once(
-        server
-            .mock("GET", "/v1/user/1913/credential-password-ip/77")
-            .with_status(429),
-    )
-    .await;
+    let _limited = once(server.mock("GET", CREDENTIAL_PATH).with_status(429)).await;
     let _ok = respond(
-        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
+        server.mock("GET", CREDENTIAL_PATH),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
     )
@@ -1146,9 +1099,7 @@ fn client_can_be_shared_between_tasks() {
 
 #[tokio::test]
 async fn renewing_twice_in_a_row_opens_only_one_session() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let session = once(mock_bunq::session(&mut server, "fresh-session", 604_800)).await;
     let first = client.renew_session().await.unwrap();
     let second = client.renew_session().await.unwrap();
@@ -1162,7 +1113,7 @@ async fn concurrent_rejections_open_a_single_new_session() {
     let state = tempfile::tempdir().unwrap();
     let client = Arc::new(saved_client(&server, state.path()).await);
     let rejected = server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .mock("GET", CREDENTIAL_PATH)
         .match_header("X-Bunq-Client-Authentication", SESSION_TOKEN)
         .with_status(403)
         .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
@@ -1172,7 +1123,7 @@ async fn concurrent_rejections_open_a_single_new_session() {
     let session = once(mock_bunq::session(&mut server, "shared-session", 604_800)).await;
     let accepted = respond(
         server
-            .mock("GET", "/v1/user/1913/credential-password-ip/77")
+            .mock("GET", CREDENTIAL_PATH)
             .match_header("X-Bunq-Client-Authentication", "shared-session"),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
@@ -1258,7 +1209,7 @@ async fn the_rate_limiter_holds_a_request_beyond_the_window_limit() {
     let state = tempfile::tempdir().unwrap();
     let client = client_with_hourly_get_limit(&server, state.path(), 3).await;
     let get = respond(
-        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
+        server.mock("GET", CREDENTIAL_PATH),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
     )
@@ -1278,12 +1229,7 @@ async fn the_rate_limiter_is_acquired_before_a_retry_too() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = client_with_hourly_get_limit(&server, state.path(), 1).await;
-    let limited = once(
-        server
-            .mock("GET", "/v1/user/1913/credential-password-ip/77")
-            .with_status(429),
-    )
-    .await;
+    let limited = once(server.mock("GET", CREDENTIAL_PATH).with_status(429)).await;
     let retry = tokio::time::timeout(Duration::from_millis(50), client.get_credential(77)).await;
     assert!(retry.is_err(), "the retry was not held back by the limiter");
     limited.assert_async().await;
@@ -1463,7 +1409,7 @@ async fn a_session_call_answered_401_with_any_wording_opens_one_new_session_and_
         // Signed like bunq signs it: verified, then acted on.
         let rejected = once(respond(
             server
-                .mock("GET", "/v1/user/1913/credential-password-ip/77")
+                .mock("GET", CREDENTIAL_PATH)
                 .match_header("X-Bunq-Client-Authentication", SESSION_TOKEN),
             status,
             &body,
@@ -1479,7 +1425,7 @@ async fn a_session_call_answered_401_with_any_wording_opens_one_new_session_and_
         .await;
         let accepted = once(respond(
             server
-                .mock("GET", "/v1/user/1913/credential-password-ip/77")
+                .mock("GET", CREDENTIAL_PATH)
                 .match_header("X-Bunq-Client-Authentication", "second-session"),
             200,
             r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#,
@@ -1496,11 +1442,9 @@ async fn a_session_call_answered_401_with_any_wording_opens_one_new_session_and_
 #[tokio::test]
 async fn an_error_response_with_an_invalid_server_signature_is_a_security_error_and_nothing_follows()
  {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let rejected = once(respond_with_a_bad_signature(
-        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
+        server.mock("GET", CREDENTIAL_PATH),
         403,
         r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#,
     ))
@@ -1514,11 +1458,9 @@ async fn an_error_response_with_an_invalid_server_signature_is_a_security_error_
 
 #[tokio::test]
 async fn a_server_error_with_an_invalid_server_signature_is_not_retried() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let failing = once(respond_with_a_bad_signature(
-        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
+        server.mock("GET", CREDENTIAL_PATH),
         503,
         r#"{"Error":[{"error_description":"Service unavailable."}]}"#,
     ))
@@ -1593,11 +1535,9 @@ async fn a_session_server_refusing_the_credentials_with_403_keeps_the_saved_inst
 #[tokio::test]
 async fn a_429_is_retried_beyond_the_transient_attempt_budget_until_it_succeeds() {
     // fast_transport allows 3 attempts for transient failures; a rate limit gets at least 6.
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let limited = respond(
-        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
+        server.mock("GET", CREDENTIAL_PATH),
         429,
         r#"{"Error":[{"error_description":"Too many requests."}]}"#,
     )
@@ -1605,7 +1545,7 @@ async fn a_429_is_retried_beyond_the_transient_attempt_budget_until_it_succeeds(
     .create_async()
     .await;
     let ok = once(respond(
-        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
+        server.mock("GET", CREDENTIAL_PATH),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
     ))
@@ -1617,9 +1557,7 @@ async fn a_429_is_retried_beyond_the_transient_attempt_budget_until_it_succeeds(
 
 #[tokio::test]
 async fn create_ip_answered_429_is_retried_and_creates_once() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let limited = respond(
         server.mock("POST", IP_LIST_PATH),
         429,
