@@ -11,7 +11,7 @@
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bunq_ipsync::bunq::context::{
@@ -19,7 +19,7 @@ use bunq_ipsync::bunq::context::{
 };
 use bunq_ipsync::bunq::model::IpStatus;
 use bunq_ipsync::bunq::{
-    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, PrivateKey, PublicKey, RateLimits,
+    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, PublicKey, RateLimits,
     RetryPolicy, TransportSettings, create_sandbox_user,
 };
 use bunq_ipsync::secret::Secret;
@@ -32,16 +32,11 @@ use support::mock_bunq::{
     self, DEVICE_BODY, INSTALLATION_TOKEN, USER_ID, installation_body, never, once, respond,
     session_body,
 };
-use support::server_key;
+use support::{client_key, server_key};
 
 const API_KEY: &str = "sandbox_test_api_key_0123456789";
 const SESSION_TOKEN: &str = "session-token-0123";
 const UUID_V4: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$";
-
-fn client_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
 
 fn base_url(server: &ServerGuard) -> BaseUrl {
     BaseUrl::parse(&format!("{}/v1", server.url())).unwrap()

@@ -16,18 +16,21 @@ use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bunq_ipsync::bunq::model::{CredentialId, IpStatus};
 use bunq_ipsync::bunq::{ContextStore, PrivateKey};
 use bunq_ipsync::daemon::lock::StateLock;
 use bunq_ipsync::simulator::{
-    DEFAULT_CALLER_IP, Fault, FaultKind, LoggedRequest, SeededKey, Simulator, SimulatorOptions,
+    DEFAULT_CALLER_IP, Fault, FaultKind, LoggedRequest, SeededKey, Simulator,
 };
 use chrono::{DateTime, Utc};
 use hyper::Method;
 use serde_json::Value;
+
+mod support;
+
+use support::{server_key, sim_options};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bunq-ipsync");
 /// A command that runs longer than this is killed and the test fails.
@@ -43,11 +46,6 @@ const SUBCOMMANDS: [&str; 9] = [
     "sandbox-user",
     "import-sdk-context",
 ];
-
-fn server_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
 
 /// What a finished command left.
 #[derive(Debug)]
@@ -117,13 +115,7 @@ struct Env {
 
 impl Env {
     async fn start() -> Env {
-        let sim = Simulator::start(SimulatorOptions {
-            rate_limits: false,
-            server_key: Some(server_key().clone()),
-            ..SimulatorOptions::default()
-        })
-        .await
-        .unwrap();
+        let sim = Simulator::start(sim_options()).await.unwrap();
         let key = sim.create_user_with_api_key();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("api-key"), key.api_key.expose()).unwrap();

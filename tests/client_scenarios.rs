@@ -21,7 +21,7 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bunq_ipsync::bunq::client::REREGISTRATION_INTERVAL;
@@ -32,8 +32,8 @@ use bunq_ipsync::bunq::context::{
 use bunq_ipsync::bunq::model::IpStatus;
 use bunq_ipsync::bunq::session::WallClock;
 use bunq_ipsync::bunq::{
-    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, PrivateKey, RateLimiter,
-    RateLimits, RetryPolicy, TransportSettings,
+    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, RateLimiter, RateLimits,
+    RetryPolicy, TransportSettings,
 };
 use bunq_ipsync::secret::Secret;
 use bunq_ipsync::simulator::{
@@ -42,6 +42,10 @@ use bunq_ipsync::simulator::{
 };
 use chrono::Utc;
 use reqwest::Method;
+
+mod support;
+
+use support::{client_key, server_key};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -53,19 +57,6 @@ const DEVICE_OK: &str = "POST /device-server 200";
 const SESSION_OK: &str = "POST /session-server 200";
 const LIST_IPS_OK: &str = "GET /user/*/credential-password-ip/*/ip 200";
 const LIST_IPS_REJECTED: &str = "GET /user/*/credential-password-ip/*/ip 403";
-
-/// One server key for the suite: RSA generation is the slow part of starting a simulator.
-fn server_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
-
-/// One client key for the suite, planted in the state file before the first connect (see
-/// [`Scenario::seed_client_key`]), so only tests of a new registration pay for generating one.
-fn client_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
 
 /// bunq as documented: rate limits on, one-week sessions, 403 for a dead session.
 fn sim_options() -> SimulatorOptions {

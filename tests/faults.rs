@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bunq_ipsync::bunq::context::CONTEXT_FILE_NAME;
@@ -34,20 +34,23 @@ use bunq_ipsync::bunq::model::{
     CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp,
 };
 use bunq_ipsync::bunq::{
-    BaseUrl, BunqClient, BunqError, ClientSettings, PrivateKey, RateLimits, RetryPolicy,
-    TransportSettings,
+    BaseUrl, BunqClient, BunqError, ClientSettings, RateLimits, RetryPolicy, TransportSettings,
 };
 use bunq_ipsync::config::{self, Config};
 use bunq_ipsync::reconcile::apply::Outcome;
 use bunq_ipsync::reconcile::record::RecordStore;
 use bunq_ipsync::reconcile::run::{self, AllowlistReader, AllowlistWriter, RunError, RunReport};
 use bunq_ipsync::secret::Secret;
-use bunq_ipsync::simulator::{Fault, FaultKind, LoggedRequest, Simulator, SimulatorOptions};
+use bunq_ipsync::simulator::{Fault, FaultKind, LoggedRequest, Simulator};
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
 
 mod invariants;
 use invariants::{Snapshot, assert_invariants, saved_installation};
+
+mod support;
+
+use support::sim_options;
 
 // ---------------------------------------------------------------------------------------------
 // The outcome table.
@@ -320,11 +323,6 @@ const DELAY: Duration = Duration::from_secs(2);
 /// The request timeout of the slow-response tests.
 const SLOW_TIMEOUT: Duration = Duration::from_millis(400);
 
-fn server_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
-
 /// A user with the daemon's own key and a managed credential "pool" with work of every kind:
 /// one desired IP in sync, one to reactivate, two to create, a protected IP and two undesired
 /// ACTIVE entries to deactivate (5 actions: 2 creates, 1 activation, 2 deactivations).
@@ -342,13 +340,7 @@ struct Bank {
 
 impl Bank {
     async fn start() -> Bank {
-        let sim = Simulator::start(SimulatorOptions {
-            rate_limits: false,
-            server_key: Some(server_key().clone()),
-            ..SimulatorOptions::default()
-        })
-        .await
-        .unwrap();
+        let sim = Simulator::start(sim_options()).await.unwrap();
         let key = sim.create_user_with_api_key();
         let pool = sim
             .add_credential(key.user_id, Some("ci-pool"), Some(IN_SYNC))

@@ -9,9 +9,7 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::sync::OnceLock;
 
-use bunq_ipsync::bunq::PrivateKey;
 use bunq_ipsync::bunq::allowlist::{LIST_CREDENTIALS, LIST_IPS, page_items};
 use bunq_ipsync::bunq::endpoint::BaseUrl;
 use bunq_ipsync::bunq::model::{
@@ -24,6 +22,10 @@ use bunq_ipsync::reconcile::plan::{CredentialState, PlanInput, plan};
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
+
+mod support;
+
+use support::server_key;
 
 const FILE: &str = "fuzz.yaml";
 
@@ -318,12 +320,6 @@ fn check_models(bytes: &[u8]) {
     let _ = serde_json::from_slice::<Pagination>(bytes);
     let signature = String::from_utf8_lossy(bytes);
     assert!(server_key().public_key().verify(bytes, &signature).is_err());
-}
-
-/// One server key for every case: generating an RSA-2048 key per case would dominate the run.
-fn server_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
 }
 
 /// A pagination link the client accepts leads to the base URL's origin, under its path: the

@@ -14,11 +14,10 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bunq_ipsync::bunq::model::{CredentialId, EntryId, IpStatus, PermittedIp};
-use bunq_ipsync::bunq::{BunqClient, PrivateKey, RateLimits, RetryPolicy, TransportSettings};
+use bunq_ipsync::bunq::{BunqClient, RateLimits, RetryPolicy, TransportSettings};
 use bunq_ipsync::config::{self, Config};
 use bunq_ipsync::reconcile::apply::Outcome;
 use bunq_ipsync::reconcile::bunq_port::client_settings;
@@ -32,6 +31,10 @@ use bunq_ipsync::simulator::{
 };
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
+
+mod support;
+
+use support::sim_options;
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -47,12 +50,6 @@ const DEVICE: &str = "ipsync-scenarios";
 /// The IP the simulated bunq sees: the daemon's own IP.
 const OWN_IP: Ipv4Addr = DEFAULT_CALLER_IP;
 
-/// One server key for the suite: RSA generation is the slow part of starting a simulator.
-fn server_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
-
 /// A simulator with one user and API key, and a temporary directory for config and state.
 struct Harness {
     sim: Simulator,
@@ -65,8 +62,7 @@ impl Harness {
         let sim = Simulator::start(SimulatorOptions {
             time_scale: TIME_SCALE,
             rate_limits: true,
-            server_key: Some(server_key().clone()),
-            ..SimulatorOptions::default()
+            ..sim_options()
         })
         .await
         .unwrap();

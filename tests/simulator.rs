@@ -7,16 +7,19 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::Ipv4Addr;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use bunq_ipsync::bunq::crypto::{PrivateKey, PublicKey};
+use bunq_ipsync::bunq::crypto::PublicKey;
 use bunq_ipsync::bunq::model::{Envelope, ErrorBody, IpStatus, PermittedIp, TIMESTAMP_FORMAT};
 use bunq_ipsync::simulator::{
     DEFAULT_CALLER_IP, Fault, FaultKind, SeededKey, Simulator, SimulatorOptions, UserKind,
 };
 use reqwest::Method;
 use serde_json::Value;
+
+mod support;
+
+use support::{client_key, sim_options};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: keys, a raw request builder, and the context flow done by hand.
@@ -26,28 +29,8 @@ const CREDENTIALS_INCORRECT: &str =
 const INSUFFICIENT_AUTHENTICATION: &str = "Insufficient authentication.";
 const OTHER_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
 
-/// One client key for the whole suite: RSA generation is the slow part of every test.
-fn client_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
-
-fn server_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
-
-/// Rate limits off: only the rate-limit tests want them.
-fn options() -> SimulatorOptions {
-    SimulatorOptions {
-        rate_limits: false,
-        server_key: Some(server_key().clone()),
-        ..SimulatorOptions::default()
-    }
-}
-
 async fn start() -> Simulator {
-    Simulator::start(options()).await.unwrap()
+    Simulator::start(sim_options()).await.unwrap()
 }
 
 fn http(timeout: Option<Duration>) -> reqwest::Client {
@@ -405,7 +388,7 @@ async fn session_server_answers_id_token_and_user_person_in_that_order() {
 async fn session_server_can_answer_a_user_company() {
     let sim = Simulator::start(SimulatorOptions {
         user_kind: UserKind::Company,
-        ..options()
+        ..sim_options()
     })
     .await
     .unwrap();
@@ -522,7 +505,7 @@ async fn missing_token_is_refused_on_device_server() {
 async fn bad_token_status_is_configurable_to_401() {
     let sim = Simulator::start(SimulatorOptions {
         expired_session_status: 401,
-        ..options()
+        ..sim_options()
     })
     .await
     .unwrap();
@@ -646,7 +629,7 @@ async fn device_server_verifies_a_present_signature() {
 async fn strict_mode_requires_a_signature_on_device_server() {
     let sim = Simulator::start(SimulatorOptions {
         strict_device_signature: true,
-        ..options()
+        ..sim_options()
     })
     .await
     .unwrap();
@@ -1113,7 +1096,7 @@ async fn newer_url_leads_back_to_the_previous_page() {
 async fn rate_limited() -> (Simulator, Context) {
     let sim = Simulator::start(SimulatorOptions {
         rate_limits: true,
-        ..options()
+        ..sim_options()
     })
     .await
     .unwrap();
@@ -1171,7 +1154,7 @@ async fn third_put_in_three_seconds_is_429() {
 async fn second_session_server_call_in_thirty_seconds_is_429() {
     let sim = Simulator::start(SimulatorOptions {
         rate_limits: true,
-        ..options()
+        ..sim_options()
     })
     .await
     .unwrap();
@@ -1197,7 +1180,7 @@ async fn time_scale_shrinks_the_windows() {
     let sim = Simulator::start(SimulatorOptions {
         rate_limits: true,
         time_scale: 0.01,
-        ..options()
+        ..sim_options()
     })
     .await
     .unwrap();
@@ -1241,7 +1224,7 @@ async fn rate_limits_can_be_switched_off() {
 async fn session_token_is_refused_after_session_timeout() {
     let sim = Simulator::start(SimulatorOptions {
         session_timeout_secs: 300,
-        ..options()
+        ..sim_options()
     })
     .await
     .unwrap();

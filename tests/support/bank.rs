@@ -95,3 +95,10 @@ impl Account {
         path
     }
 }
+
+/// One client key for this test binary, for tests that plant a saved registration instead of
+/// paying for a new key.
+pub fn client_key() -> &'static PrivateKey {
+    static KEY: OnceLock<PrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| PrivateKey::generate().expect("client key"))
+}

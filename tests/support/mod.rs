@@ -18,5 +18,5 @@ pub mod config_text;
 pub mod daemon;
 pub mod mock_bunq;
 
-pub use bank::{Account, server_key, sim_options};
+pub use bank::{Account, client_key, server_key, sim_options};
 pub use daemon::*;
