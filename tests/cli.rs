@@ -21,16 +21,14 @@ use std::time::{Duration, Instant};
 use bunq_ipsync::bunq::model::{CredentialId, IpStatus};
 use bunq_ipsync::bunq::{ContextStore, PrivateKey};
 use bunq_ipsync::daemon::lock::StateLock;
-use bunq_ipsync::simulator::{
-    DEFAULT_CALLER_IP, Fault, FaultKind, LoggedRequest, SeededKey, Simulator,
-};
+use bunq_ipsync::simulator::{DEFAULT_CALLER_IP, Fault, FaultKind, LoggedRequest};
 use chrono::{DateTime, Utc};
 use hyper::Method;
 use serde_json::Value;
 
 mod support;
 
-use support::{server_key, sim_options};
+use support::{Account, config_text, server_key, sim_options};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bunq-ipsync");
 /// A command that runs longer than this is killed and the test fails.
@@ -106,63 +104,29 @@ fn run_binary(args: &[&str], env: &[(&str, &str)]) -> Output {
     }
 }
 
-/// A simulator with a user and key, and a directory for the config, the key file and state.
-struct Env {
-    sim: Simulator,
-    key: SeededKey,
-    dir: tempfile::TempDir,
+/// The shared [`Account`] (simulator, user and key, directory for config, key file and state)
+/// with the CLI's config and runner on top.
+struct Env(Account);
+
+impl std::ops::Deref for Env {
+    type Target = Account;
+
+    fn deref(&self) -> &Account {
+        &self.0
+    }
 }
 
 impl Env {
     async fn start() -> Env {
-        let sim = Simulator::start(sim_options()).await.unwrap();
-        let key = sim.create_user_with_api_key();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("api-key"), key.api_key.expose()).unwrap();
-        Env { sim, key, dir }
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn key_file(&self) -> PathBuf {
-        self.dir.path().join("api-key")
-    }
-
-    /// Another credential of the user with the given entries.
-    fn credential_with(&self, entries: &[(&str, IpStatus)]) -> CredentialId {
-        let id = self
-            .sim
-            .add_credential(
-                self.key.user_id,
-                Some("ci-runner"),
-                Some("192.0.2.200".parse().unwrap()),
-            )
-            .unwrap();
-        for (ip, status) in entries {
-            self.sim.add_entry(id, ip, status.clone()).unwrap();
-        }
-        id
+        Env(Account::start(sim_options()).await)
     }
 
     /// The `bunq:` section pointing at the simulator, then `sync:` and `credentials:`.
     fn config_text(&self, policy: &str, max_changes: usize, credentials: &str) -> String {
         format!(
-            "bunq:\n  environment: sandbox\n  base_url: {}\n  api_key_file: {}\n  \
-             device_description: ipsync-cli-test\n  state_dir: {}\n\
-             sync:\n  policy: {policy}\n  max_changes: {max_changes}\n\
-             credentials:\n{credentials}",
-            self.sim.base_url(),
-            self.key_file().display(),
-            self.state_dir().display(),
+            "{}sync:\n  policy: {policy}\n  max_changes: {max_changes}\ncredentials:\n{credentials}",
+            self.bunq_section("ipsync-cli-test"),
         )
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
     }
 
     /// A config managing `credential` with `ips` under `policy`.
@@ -173,10 +137,7 @@ impl Env {
         credential: CredentialId,
         ips: &[&str],
     ) -> PathBuf {
-        let mut credentials = format!("  - id: {credential}\n    name: ci\n    ips:\n");
-        for ip in ips {
-            credentials.push_str(&format!("      - {ip}\n"));
-        }
+        let credentials = config_text::credential_item(credential, "ci", ips);
         self.write(
             "config.yaml",
             &self.config_text(policy, max_changes, &credentials),

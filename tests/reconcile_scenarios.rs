@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bunq_ipsync::bunq::model::{CredentialId, EntryId, IpStatus, PermittedIp};
@@ -27,14 +27,14 @@ use bunq_ipsync::reconcile::record::RunRecord;
 use bunq_ipsync::reconcile::report;
 use bunq_ipsync::reconcile::run::{self, RunReport};
 use bunq_ipsync::simulator::{
-    DEFAULT_CALLER_IP, Fault, FaultKind, LoggedRequest, SeededKey, Simulator, SimulatorOptions,
+    DEFAULT_CALLER_IP, Fault, FaultKind, LoggedRequest, SimulatorOptions,
 };
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
 
 mod support;
 
-use support::sim_options;
+use support::{Account, sim_options};
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -50,55 +50,33 @@ const DEVICE: &str = "ipsync-scenarios";
 /// The IP the simulated bunq sees: the daemon's own IP.
 const OWN_IP: Ipv4Addr = DEFAULT_CALLER_IP;
 
-/// A simulator with one user and API key, and a temporary directory for config and state.
-struct Harness {
-    sim: Simulator,
-    key: SeededKey,
-    dir: tempfile::TempDir,
+/// The shared [`Account`] (simulator, user and key, directory for config and state) under
+/// bunq's rate limits, scaled by [`TIME_SCALE`], with the scenarios' config and client on top.
+struct Harness(Account);
+
+impl std::ops::Deref for Harness {
+    type Target = Account;
+
+    fn deref(&self) -> &Account {
+        &self.0
+    }
 }
 
 impl Harness {
     async fn start() -> Harness {
-        let sim = Simulator::start(SimulatorOptions {
-            time_scale: TIME_SCALE,
-            rate_limits: true,
-            ..sim_options()
-        })
-        .await
-        .unwrap();
-        let key = sim.create_user_with_api_key();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("api-key"), key.api_key.expose()).unwrap();
-        Harness { sim, key, dir }
-    }
-
-    fn user(&self) -> u64 {
-        self.key.user_id
+        Harness(
+            Account::start(SimulatorOptions {
+                time_scale: TIME_SCALE,
+                rate_limits: true,
+                ..sim_options()
+            })
+            .await,
+        )
     }
 
     /// The API key's own credential: device registration binds it to [`OWN_IP`].
     fn own_credential(&self) -> CredentialId {
         self.key.credential_id
-    }
-
-    /// Another credential of the user (another API key's), with the given entries.
-    fn credential_with(&self, entries: &[(&str, IpStatus)]) -> CredentialId {
-        let id = self
-            .sim
-            .add_credential(
-                self.user(),
-                Some("ci-runner"),
-                Some("192.0.2.200".parse().unwrap()),
-            )
-            .unwrap();
-        for (ip, status) in entries {
-            self.sim.add_entry(id, ip, status.clone()).unwrap();
-        }
-        id
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
     }
 
     /// A config with `sync.policy` and `sync.max_changes`, and `credentials` as YAML list items.
@@ -125,13 +103,9 @@ impl Harness {
         credentials: &str,
     ) -> String {
         format!(
-            "bunq:\n  environment: sandbox\n  base_url: {}\n  api_key_file: {}\n  \
-             device_description: {DEVICE}\n  state_dir: {}\n{bunq_extra}\
-             sync:\n  policy: {policy}\n  max_changes: {max_changes}\n\
+            "{}{bunq_extra}sync:\n  policy: {policy}\n  max_changes: {max_changes}\n\
              credentials:\n{credentials}",
-            self.sim.base_url(),
-            self.dir.path().join("api-key").display(),
-            self.state_dir().display(),
+            self.bunq_section(DEVICE),
         )
     }
 

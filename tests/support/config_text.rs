@@ -6,7 +6,8 @@ use std::fmt::Display;
 use std::path::Path;
 
 /// The `bunq:` section: sandbox, `base_url`, `api_key_file` (when given), the device description
-/// and the state dir, one line each.
+/// and the state dir, one line each, unquoted (test paths and loopback URLs need no quotes, and
+/// tests find these lines by their text).
 pub fn bunq_section(
     base_url: &str,
     key_file: Option<&Path>,
@@ -14,11 +15,11 @@ pub fn bunq_section(
     state_dir: &Path,
 ) -> String {
     let key_file = key_file
-        .map(|path| format!("  api_key_file: \"{}\"\n", path.display()))
+        .map(|path| format!("  api_key_file: {}\n", path.display()))
         .unwrap_or_default();
     format!(
-        "bunq:\n  environment: sandbox\n  base_url: \"{base_url}\"\n{key_file}  \
-         device_description: {device}\n  state_dir: \"{}\"\n",
+        "bunq:\n  environment: sandbox\n  base_url: {base_url}\n{key_file}  \
+         device_description: {device}\n  state_dir: {}\n",
         state_dir.display()
     )
 }

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use bunq_ipsync::bunq::model::{IpStatus, PermittedIp};
 use bunq_ipsync::simulator::{LoggedRequest, SeededKey, Simulator, SimulatorOptions};
 
+use super::config_text;
+
 /// How long any condition may take before a test gives up (debug builds on a busy machine).
 pub const PATIENCE: Duration = Duration::from_secs(90);
 
@@ -137,14 +139,17 @@ impl World {
             .map(|name| format!("  api_key_credential: {name}\n"))
             .unwrap_or_default();
         format!(
-            "bunq:\n  environment: sandbox\n  base_url: \"{base}\"\n  device_description: e2e-daemon\n  \
-             state_dir: \"{state}\"\n{credential}\
+            "{bunq}{credential}\
              sync:\n  policy: sync\n{timing}  max_changes: {max}\n{renew}\
              http:\n  listen: 127.0.0.1:{port}\n\
              {log}\
              credentials:\n  - id: {cred}\n    name: managed\n    ips:\n{ips}",
-            base = self.sim.base_url(),
-            state = self.state_dir.display(),
+            bunq = config_text::bunq_section(
+                &self.sim.base_url(),
+                None,
+                "e2e-daemon",
+                &self.state_dir
+            ),
             max = spec.max_changes,
             cred = self.managed,
         )
