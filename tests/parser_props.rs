@@ -531,13 +531,7 @@ fn regression_config_issue_under_a_tagged_mapping_is_located_at_the_field() {
 fn regression_planner_states_after_survives_the_largest_entry_id() {
     let desired: BTreeSet<Ipv4Addr> = ["10.0.0.3".parse().unwrap()].into_iter().collect();
     let protected = BTreeSet::new();
-    let actual = vec![PermittedIp {
-        id: u64::MAX,
-        ip: "10.0.0.0".to_owned(),
-        status: IpStatus::Active,
-        created: None,
-        updated: None,
-    }];
+    let actual = vec![PermittedIp::new(u64::MAX, "10.0.0.0", IpStatus::Active)];
     let input = PlanInput {
         credentials: vec![CredentialState {
             id: 168,

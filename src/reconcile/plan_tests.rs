@@ -4,13 +4,7 @@
 use super::*;
 
 fn entry(id: EntryId, ip: &str, status: &str) -> PermittedIp {
-    PermittedIp {
-        id,
-        ip: ip.to_owned(),
-        status: IpStatus::from_wire(status),
-        created: None,
-        updated: None,
-    }
+    PermittedIp::new(id, ip, IpStatus::from_wire(status))
 }
 
 fn ips(list: &[&str]) -> BTreeSet<Ipv4Addr> {

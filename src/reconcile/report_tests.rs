@@ -8,13 +8,7 @@ use crate::bunq::model::PermittedIp;
 use crate::reconcile::plan::{CredentialState, IpStates, OwnAccess, PlanInput, plan};
 
 fn entry(id: EntryId, ip: &str, status: &str) -> PermittedIp {
-    PermittedIp {
-        id,
-        ip: ip.to_owned(),
-        status: IpStatus::from_wire(status),
-        created: None,
-        updated: None,
-    }
+    PermittedIp::new(id, ip, IpStatus::from_wire(status))
 }
 
 fn ips(list: &[&str]) -> BTreeSet<Ipv4Addr> {
