@@ -253,6 +253,18 @@ async fn install(sim: &Simulator) -> (String, PublicKey) {
     (token, PublicKey::from_pem(&pem).unwrap())
 }
 
+/// A new seeded key with its installation and device registered, no session yet: the key, the
+/// installation token and the server key.
+async fn registered_device(sim: &Simulator) -> (SeededKey, String, PublicKey) {
+    let seeded = sim.create_user_with_api_key();
+    let (token, server_key) = install(sim).await;
+    post("/device-server", &device_body(seeded.api_key.expose(), &[]))
+        .token(&token)
+        .send(sim)
+        .await;
+    (seeded, token, server_key)
+}
+
 /// Installation, device-server and session-server for `seeded`, from the current caller IP.
 async fn context(sim: &Simulator, seeded: &SeededKey) -> Context {
     let (installation_token, server_key) = install(sim).await;
@@ -358,13 +370,8 @@ async fn device_server_answers_a_bare_id_and_binds_the_caller() {
 #[tokio::test]
 async fn session_server_answers_id_token_and_user_person_in_that_order() {
     let sim = start().await;
-    let seeded = sim.create_user_with_api_key();
-    let (token, server_key) = install(&sim).await;
+    let (seeded, token, server_key) = registered_device(&sim).await;
     let key = seeded.api_key.expose();
-    post("/device-server", &device_body(key, &[]))
-        .token(&token)
-        .send(&sim)
-        .await;
     let answer = post("/session-server", &session_body(key))
         .token(&token)
         .send(&sim)
@@ -392,13 +399,8 @@ async fn session_server_can_answer_a_user_company() {
     })
     .await
     .unwrap();
-    let seeded = sim.create_user_with_api_key();
-    let (token, _) = install(&sim).await;
+    let (seeded, token, _) = registered_device(&sim).await;
     let key = seeded.api_key.expose();
-    post("/device-server", &device_body(key, &[]))
-        .token(&token)
-        .send(&sim)
-        .await;
     let envelope = post("/session-server", &session_body(key))
         .token(&token)
         .send(&sim)
@@ -545,13 +547,8 @@ async fn unknown_api_key_is_refused_with_the_credentials_error() {
 #[tokio::test]
 async fn session_server_without_signature_is_466() {
     let sim = start().await;
-    let seeded = sim.create_user_with_api_key();
-    let (token, _) = install(&sim).await;
+    let (seeded, token, _) = registered_device(&sim).await;
     let key = seeded.api_key.expose();
-    post("/device-server", &device_body(key, &[]))
-        .token(&token)
-        .send(&sim)
-        .await;
     post("/session-server", &session_body(key))
         .token(&token)
         .unsigned()
@@ -563,13 +560,8 @@ async fn session_server_without_signature_is_466() {
 #[tokio::test]
 async fn session_server_with_a_wrong_signature_is_400() {
     let sim = start().await;
-    let seeded = sim.create_user_with_api_key();
-    let (token, _) = install(&sim).await;
+    let (seeded, token, _) = registered_device(&sim).await;
     let key = seeded.api_key.expose();
-    post("/device-server", &device_body(key, &[]))
-        .token(&token)
-        .send(&sim)
-        .await;
     post("/session-server", &session_body(key))
         .token(&token)
         .signature(client_key().sign(b"other bytes"))
@@ -709,13 +701,8 @@ async fn device_server_from_an_ip_outside_an_existing_allowlist_is_refused() {
 #[tokio::test]
 async fn session_server_from_an_inactive_ip_is_refused() {
     let sim = start().await;
-    let seeded = sim.create_user_with_api_key();
-    let (token, _) = install(&sim).await;
+    let (seeded, token, _) = registered_device(&sim).await;
     let key = seeded.api_key.expose();
-    post("/device-server", &device_body(key, &[]))
-        .token(&token)
-        .send(&sim)
-        .await;
     sim.set_caller_ip(OTHER_IP);
     post("/session-server", &session_body(key))
         .token(&token)
