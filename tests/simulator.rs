@@ -216,6 +216,14 @@ impl Context {
     fn entry_path(&self, entry: u64) -> String {
         format!("{}/{entry}", self.entries_path())
     }
+
+    /// `GET` the credential's allowlist (first page, default count) with the session token.
+    async fn list_entries(&self, sim: &Simulator) -> Answer {
+        get(&self.entries_path())
+            .token(&self.session_token)
+            .send(sim)
+            .await
+    }
 }
 
 fn installation_body() -> String {
@@ -715,24 +723,17 @@ async fn session_server_from_an_inactive_ip_is_refused() {
 async fn session_call_from_a_non_active_ip_gets_the_credentials_error() {
     let (sim, _, ctx) = ready().await;
     sim.set_caller_ip(OTHER_IP);
-    get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
+    ctx.list_entries(&sim)
         .await
         .assert_error(400, CREDENTIALS_INCORRECT);
     let entry = sim
         .add_entry(ctx.credential_id, "203.0.113.9", IpStatus::Active)
         .unwrap();
-    let allowed = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let allowed = ctx.list_entries(&sim).await;
     assert_eq!(allowed.status, 200);
     sim.set_entry_status(ctx.credential_id, entry, IpStatus::Inactive)
         .unwrap();
-    get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
+    ctx.list_entries(&sim)
         .await
         .assert_error(400, CREDENTIALS_INCORRECT);
 }
@@ -746,9 +747,7 @@ async fn deactivating_the_callers_own_ip_locks_it_out_on_the_next_call() {
         .send(&sim)
         .await;
     assert_eq!(answer.status, 200);
-    get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
+    ctx.list_entries(&sim)
         .await
         .assert_error(400, CREDENTIALS_INCORRECT);
 }
@@ -759,10 +758,7 @@ async fn active_wildcard_entry_admits_any_caller() {
     sim.add_entry(ctx.credential_id, "*", IpStatus::Active)
         .unwrap();
     sim.set_caller_ip(OTHER_IP);
-    let answer = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let answer = ctx.list_entries(&sim).await;
     assert_eq!(answer.status, 200);
 }
 
@@ -851,10 +847,7 @@ async fn created_entry_defaults_to_active_and_is_listed_first() {
     let id = answer.envelope().find("Id").unwrap()["id"]
         .as_u64()
         .unwrap();
-    let listed = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let listed = ctx.list_entries(&sim).await;
     let envelope = listed.envelope();
     let first: PermittedIp =
         serde_json::from_value(envelope.all("PermittedIp").next().unwrap().clone()).unwrap();
@@ -1034,11 +1027,7 @@ async fn list_defaults_to_ten_items_and_refuses_more_than_two_hundred() {
         sim.add_entry(ctx.credential_id, &ip, IpStatus::Active)
             .unwrap();
     }
-    let page = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await
-        .envelope();
+    let page = ctx.list_entries(&sim).await.envelope();
     assert_eq!(ids(&page).len(), 10);
     let pagination = page.pagination.unwrap();
     assert!(pagination.future_url.is_some() && pagination.newer_url.is_none());
@@ -1096,25 +1085,15 @@ async fn rate_limited() -> (Simulator, Context) {
 async fn fourth_get_in_three_seconds_is_429_and_passes_after_the_window() {
     let (sim, ctx) = rate_limited().await;
     for _ in 0..3 {
-        let answer = get(&ctx.entries_path())
-            .token(&ctx.session_token)
-            .send(&sim)
-            .await;
+        let answer = ctx.list_entries(&sim).await;
         assert_eq!(answer.status, 200);
     }
-    get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await
-        .assert_error(
-            429,
-            "Too many requests. You can do a maximum of 3 calls per 3 second to this endpoint.",
-        );
+    ctx.list_entries(&sim).await.assert_error(
+        429,
+        "Too many requests. You can do a maximum of 3 calls per 3 second to this endpoint.",
+    );
     tokio::time::advance(Duration::from_secs(3)).await;
-    let answer = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let answer = ctx.list_entries(&sim).await;
     assert_eq!(answer.status, 200);
 }
 
@@ -1174,21 +1153,12 @@ async fn time_scale_shrinks_the_windows() {
     let seeded = sim.create_user_with_api_key();
     let ctx = context(&sim, &seeded).await;
     for _ in 0..3 {
-        get(&ctx.entries_path())
-            .token(&ctx.session_token)
-            .send(&sim)
-            .await;
+        ctx.list_entries(&sim).await;
     }
-    let limited = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let limited = ctx.list_entries(&sim).await;
     assert_eq!(limited.status, 429);
     tokio::time::advance(Duration::from_millis(30)).await;
-    let answer = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let answer = ctx.list_entries(&sim).await;
     assert_eq!(answer.status, 200);
 }
 
@@ -1196,10 +1166,7 @@ async fn time_scale_shrinks_the_windows() {
 async fn rate_limits_can_be_switched_off() {
     let (sim, _, ctx) = ready().await;
     for _ in 0..6 {
-        let answer = get(&ctx.entries_path())
-            .token(&ctx.session_token)
-            .send(&sim)
-            .await;
+        let answer = ctx.list_entries(&sim).await;
         assert_eq!(answer.status, 200);
     }
 }
@@ -1218,15 +1185,10 @@ async fn session_token_is_refused_after_session_timeout() {
     let seeded = sim.create_user_with_api_key();
     let ctx = context(&sim, &seeded).await;
     tokio::time::advance(Duration::from_secs(299)).await;
-    let alive = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let alive = ctx.list_entries(&sim).await;
     assert_eq!(alive.status, 200);
     tokio::time::advance(Duration::from_secs(1)).await;
-    get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
+    ctx.list_entries(&sim)
         .await
         .assert_error(403, INSUFFICIENT_AUTHENTICATION);
 }
@@ -1235,9 +1197,7 @@ async fn session_token_is_refused_after_session_timeout() {
 async fn expire_all_sessions_ends_sessions_but_not_installations() {
     let (sim, seeded, ctx) = ready().await;
     sim.expire_all_sessions();
-    get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
+    ctx.list_entries(&sim)
         .await
         .assert_error(403, INSUFFICIENT_AUTHENTICATION);
     let renewed = post("/session-server", &session_body(seeded.api_key.expose()))
@@ -1256,10 +1216,7 @@ async fn delete_session_ends_the_callers_session() {
         .send(&sim)
         .await;
     assert_eq!(answer.body, br#"{"Response":[]}"#);
-    let after = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let after = ctx.list_entries(&sim).await;
     assert_eq!(after.status, 403);
 }
 
@@ -1286,10 +1243,7 @@ async fn status_fault_answers_a_signed_bunq_error_without_applying() {
 async fn html_503_fault_answers_html_without_bunq_headers() {
     let (sim, _, ctx) = ready().await;
     sim.inject(Fault::once(FaultKind::Html503));
-    let answer = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let answer = ctx.list_entries(&sim).await;
     assert_eq!(answer.status, 503);
     assert_eq!(answer.header("content-type"), Some("text/html"));
     assert!(String::from_utf8_lossy(&answer.body).starts_with("<html>"));
@@ -1300,10 +1254,7 @@ async fn html_503_fault_answers_html_without_bunq_headers() {
 async fn drop_signature_fault_sends_no_server_signature() {
     let (sim, _, ctx) = ready().await;
     sim.inject(Fault::once(FaultKind::DropSignature));
-    let answer = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let answer = ctx.list_entries(&sim).await;
     assert_eq!(answer.status, 200);
     assert!(answer.header("x-bunq-server-signature").is_none());
     assert!(answer.header("x-bunq-client-response-id").is_some());
@@ -1313,17 +1264,11 @@ async fn drop_signature_fault_sends_no_server_signature() {
 async fn garble_signature_fault_sends_a_signature_that_does_not_verify() {
     let (sim, _, ctx) = ready().await;
     sim.inject(Fault::once(FaultKind::GarbleSignature));
-    let answer = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let answer = ctx.list_entries(&sim).await;
     assert_eq!(answer.status, 200);
     assert!(answer.header("x-bunq-server-signature").is_some());
     assert!(!answer.signature_verifies(&ctx.server_key));
-    let next = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let next = ctx.list_entries(&sim).await;
     assert!(next.signature_verifies(&ctx.server_key), "fault fires once");
 }
 
@@ -1380,9 +1325,7 @@ async fn expire_session_fault_ends_the_session_early() {
     let (sim, _, ctx) = ready().await;
     sim.inject(Fault::once(FaultKind::ExpireSession).on(Method::GET, "/ip"));
     for _ in 0..2 {
-        get(&ctx.entries_path())
-            .token(&ctx.session_token)
-            .send(&sim)
+        ctx.list_entries(&sim)
             .await
             .assert_error(403, INSUFFICIENT_AUTHENTICATION);
     }
