@@ -113,6 +113,15 @@ fn save_context(state_dir: &Path, base: &BaseUrl, api_key: &str, expires_in: chr
         .unwrap();
 }
 
+/// A mock server and a state dir holding a saved context for [`API_KEY`] whose session expires
+/// in `expires_in`.
+async fn with_saved_context(expires_in: chrono::Duration) -> (ServerGuard, tempfile::TempDir) {
+    let server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    save_context(state.path(), &base_url(&server), API_KEY, expires_in);
+    (server, state)
+}
+
 /// A mock server, a state dir and a client connected to it from a saved context.
 async fn with_saved_client() -> (ServerGuard, tempfile::TempDir, BunqClient) {
     let server = Server::new_async().await;
@@ -441,14 +450,7 @@ fn plain_http_to_a_non_loopback_host_is_refused() {
 
 #[tokio::test]
 async fn connect_renews_a_saved_session_that_expires_within_renew_before() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    save_context(
-        state.path(),
-        &base_url(&server),
-        API_KEY,
-        chrono::Duration::minutes(5),
-    );
+    let (mut server, state) = with_saved_context(chrono::Duration::minutes(5)).await;
     let key = client_key().public_key();
     let session = once(respond(
         with_standard_headers(
@@ -482,14 +484,7 @@ async fn connect_renews_a_saved_session_that_expires_within_renew_before() {
 
 #[tokio::test]
 async fn a_call_renews_a_session_that_is_within_renew_before() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    save_context(
-        state.path(),
-        &base_url(&server),
-        API_KEY,
-        chrono::Duration::hours(2),
-    );
+    let (mut server, state) = with_saved_context(chrono::Duration::hours(2)).await;
     let now = Arc::new(Mutex::new(Utc::now()));
     let mut settings = settings(&server);
     settings.renew_before = Duration::from_secs(3600);
@@ -1041,14 +1036,7 @@ impl ApiObserver for CountingObserver {
 
 #[tokio::test]
 async fn observer_sees_every_attempt_by_route_pattern() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    save_context(
-        state.path(),
-        &base_url(&server),
-        API_KEY,
-        chrono::Duration::days(7),
-    );
+    let (mut server, state) = with_saved_context(chrono::Duration::days(7)).await;
     let observer = Arc::new(CountingObserver::default());
     let mut settings = settings(&server);
     settings.observer = Some(observer.clone());
@@ -1232,15 +1220,8 @@ async fn the_rate_limiter_is_acquired_before_a_retry_too() {
 
 #[tokio::test]
 async fn a_rejected_saved_installation_is_replaced_by_one_clean_registration() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
     // The saved session is stale, so connect opens a new one with the saved installation token.
-    save_context(
-        state.path(),
-        &base_url(&server),
-        API_KEY,
-        chrono::Duration::seconds(30),
-    );
+    let (mut server, state) = with_saved_context(chrono::Duration::seconds(30)).await;
     let rejected = once(
         server
             .mock("POST", "/v1/session-server")
@@ -1352,14 +1333,7 @@ async fn debug_output_of_client_and_settings_shows_no_secret() {
 
 #[tokio::test]
 async fn ensure_session_renews_only_when_due() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    save_context(
-        state.path(),
-        &base_url(&server),
-        API_KEY,
-        chrono::Duration::hours(2),
-    );
+    let (mut server, state) = with_saved_context(chrono::Duration::hours(2)).await;
     let now = Arc::new(Mutex::new(Utc::now()));
     let mut settings = settings(&server);
     settings.renew_before = Duration::from_secs(3600);
@@ -1467,15 +1441,8 @@ async fn a_server_error_with_an_invalid_server_signature_is_not_retried() {
 
 #[tokio::test]
 async fn a_forged_installation_rejection_discards_nothing_and_registers_nothing() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
     // Stale session: connect opens a new one with the saved installation token.
-    save_context(
-        state.path(),
-        &base_url(&server),
-        API_KEY,
-        chrono::Duration::seconds(30),
-    );
+    let (mut server, state) = with_saved_context(chrono::Duration::seconds(30)).await;
     let before = std::fs::read(state.path().join(CONTEXT_FILE_NAME)).unwrap();
     let rejected = once(respond_with_a_bad_signature(
         server
@@ -1502,14 +1469,7 @@ async fn a_forged_installation_rejection_discards_nothing_and_registers_nothing(
 async fn a_session_server_refusing_the_credentials_with_403_keeps_the_saved_installation() {
     // "User credentials are incorrect" is not bunq forgetting the installation, whatever the
     // status: the error is returned and the installation is kept.
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    save_context(
-        state.path(),
-        &base_url(&server),
-        API_KEY,
-        chrono::Duration::seconds(30),
-    );
+    let (mut server, state) = with_saved_context(chrono::Duration::seconds(30)).await;
     let before = std::fs::read(state.path().join(CONTEXT_FILE_NAME)).unwrap();
     let rejected = once(respond(
         server.mock("POST", "/v1/session-server"),
