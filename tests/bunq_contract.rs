@@ -158,8 +158,26 @@ fn session_call(server: &mut ServerGuard, method: &str, path: &str) -> Mock {
         .match_request(move |request| signature_verifies(request, &key))
 }
 
-/// The credential most tests read.
+/// The credential most tests read, and its answers.
 const CREDENTIAL_PATH: &str = "/v1/user/1913/credential-password-ip/77";
+const CREDENTIAL_BODY: &str = r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#;
+const ACTIVE_CREDENTIAL_BODY: &str =
+    r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#;
+
+/// `GET` of [`CREDENTIAL_PATH`] authenticated by `token`.
+fn credential_get(server: &mut ServerGuard, token: &str) -> Mock {
+    server
+        .mock("GET", CREDENTIAL_PATH)
+        .match_header("X-Bunq-Client-Authentication", token)
+}
+
+/// `POST /v1/session-server` with the standard headers, authenticated by the installation token.
+fn session_server_call(server: &mut ServerGuard) -> Mock {
+    with_standard_headers(
+        server.mock("POST", "/v1/session-server"),
+        Some(INSTALLATION_TOKEN),
+    )
+}
 const IP_LIST_PATH: &str = "/v1/user/1913/credential-password-ip/77/ip";
 
 fn ip_page(ids: &[u64], older_url: Option<&str>) -> String {
@@ -235,15 +253,12 @@ async fn connect_registers_installation_device_and_session_with_exact_requests()
 
     let key = client_public.clone();
     let session = respond(
-        with_standard_headers(
-            server.mock("POST", "/v1/session-server"),
-            Some(INSTALLATION_TOKEN),
-        )
-        .match_body(format!(r#"{{"secret":"{API_KEY}"}}"#).as_str())
-        .match_request(move |request| {
-            let key = key.lock().unwrap().clone();
-            key.is_some_and(|key| signature_verifies(request, &key))
-        }),
+        session_server_call(&mut server)
+            .match_body(format!(r#"{{"secret":"{API_KEY}"}}"#).as_str())
+            .match_request(move |request| {
+                let key = key.lock().unwrap().clone();
+                key.is_some_and(|key| signature_verifies(request, &key))
+            }),
         200,
         &session_body(SESSION_TOKEN, 3600),
     )
@@ -453,12 +468,9 @@ async fn connect_renews_a_saved_session_that_expires_within_renew_before() {
     let (mut server, state) = with_saved_context(chrono::Duration::minutes(5)).await;
     let key = client_key().public_key();
     let session = once(respond(
-        with_standard_headers(
-            server.mock("POST", "/v1/session-server"),
-            Some(INSTALLATION_TOKEN),
-        )
-        .match_body(format!(r#"{{"secret":"{API_KEY}"}}"#).as_str())
-        .match_request(move |request| signature_verifies(request, &key)),
+        session_server_call(&mut server)
+            .match_body(format!(r#"{{"secret":"{API_KEY}"}}"#).as_str())
+            .match_request(move |request| signature_verifies(request, &key)),
         200,
         &session_body("renewed-session", 604_800),
     ))
@@ -491,10 +503,7 @@ async fn a_call_renews_a_session_that_is_within_renew_before() {
     let clock = now.clone();
     settings.clock = Arc::new(move || *clock.lock().unwrap());
     let session = once(respond(
-        with_standard_headers(
-            server.mock("POST", "/v1/session-server"),
-            Some(INSTALLATION_TOKEN),
-        ),
+        session_server_call(&mut server),
         200,
         &session_body("renewed-by-call", 604_800),
     ))
@@ -502,15 +511,13 @@ async fn a_call_renews_a_session_that_is_within_renew_before() {
     let get = once(respond(
         session_call(&mut server, "GET", CREDENTIAL_PATH),
         200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+        CREDENTIAL_BODY,
     ))
     .await;
     let renewed_get = once(respond(
-        server
-            .mock("GET", CREDENTIAL_PATH)
-            .match_header("X-Bunq-Client-Authentication", "renewed-by-call"),
+        credential_get(&mut server, "renewed-by-call"),
         200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+        CREDENTIAL_BODY,
     ))
     .await;
     let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
@@ -533,20 +540,15 @@ async fn a_call_renews_a_session_that_is_within_renew_before() {
 async fn renew_session_uses_the_new_token_afterwards_and_saves_it() {
     let (mut server, state, client) = with_saved_client().await;
     let session = once(respond(
-        with_standard_headers(
-            server.mock("POST", "/v1/session-server"),
-            Some(INSTALLATION_TOKEN),
-        ),
+        session_server_call(&mut server),
         200,
         &session_body("fresh-session", 604_800),
     ))
     .await;
     let get = once(respond(
-        server
-            .mock("GET", CREDENTIAL_PATH)
-            .match_header("X-Bunq-Client-Authentication", "fresh-session"),
+        credential_get(&mut server, "fresh-session"),
         200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+        CREDENTIAL_BODY,
     ))
     .await;
     client.renew_session().await.unwrap();
@@ -564,18 +566,14 @@ async fn renew_session_uses_the_new_token_afterwards_and_saves_it() {
 #[tokio::test]
 async fn rejected_session_opens_one_new_session_and_retries_once() {
     let (mut server, _state, client) = with_saved_client().await;
-    let rejected = once(server
-        .mock("GET", CREDENTIAL_PATH)
-        .match_header("X-Bunq-Client-Authentication", SESSION_TOKEN)
+    let rejected = once(credential_get(&mut server, SESSION_TOKEN)
         .with_status(403)
         .with_body(r#"{"Error":[{"error_description":"Insufficient authentication.","error_description_translated":"Insufficient authentication."}]}"#)).await;
     let session = once(mock_bunq::session(&mut server, "second-session", 604_800)).await;
     let accepted = once(respond(
-        server
-            .mock("GET", CREDENTIAL_PATH)
-            .match_header("X-Bunq-Client-Authentication", "second-session"),
+        credential_get(&mut server, "second-session"),
         200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#,
+        ACTIVE_CREDENTIAL_BODY,
     ))
     .await;
     let credential = client.get_credential(77).await.unwrap();
@@ -660,7 +658,7 @@ async fn get_credential_sends_a_signed_get_to_the_credential_path() {
     let get = once(respond(
         session_call(&mut server, "GET", CREDENTIAL_PATH).match_body(""),
         200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#,
+        ACTIVE_CREDENTIAL_BODY,
     ))
     .await;
     let credential = client.get_credential(77).await.unwrap();
@@ -808,7 +806,7 @@ async fn missing_server_signature_on_a_200_is_a_security_error_and_not_retried()
         server
             .mock("GET", CREDENTIAL_PATH)
             .with_status(200)
-            .with_body(r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#),
+            .with_body(CREDENTIAL_BODY),
     )
     .await;
     let err = client.get_credential(77).await.unwrap_err();
@@ -841,7 +839,7 @@ async fn tampered_response_body_fails_verification_and_is_not_retried() {
 #[tokio::test]
 async fn signature_by_another_key_fails_verification() {
     let (mut server, _state, client) = with_saved_client().await;
-    let body = r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#;
+    let body = CREDENTIAL_BODY;
     let get = once(
         server
             .mock("GET", CREDENTIAL_PATH)
@@ -910,7 +908,7 @@ async fn rate_limited_request_is_retried_with_a_new_request_id_and_succeeds() {
     let ok = once(respond(
         session_call(&mut server, "GET", CREDENTIAL_PATH).match_request(record(ids.clone())),
         200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+        CREDENTIAL_BODY,
     ))
     .await;
     assert_eq!(client.get_credential(77).await.unwrap().id, 77);
@@ -1044,13 +1042,9 @@ async fn observer_sees_every_attempt_by_route_pattern() {
         .await
         .unwrap();
     let _limited = once(server.mock("GET", CREDENTIAL_PATH).with_status(429)).await;
-    let _ok = respond(
-        server.mock("GET", CREDENTIAL_PATH),
-        200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
-    )
-    .create_async()
-    .await;
+    let _ok = respond(server.mock("GET", CREDENTIAL_PATH), 200, CREDENTIAL_BODY)
+        .create_async()
+        .await;
     let _session = mock_bunq::session(&mut server, "s2", 604_800)
         .create_async()
         .await;
@@ -1095,9 +1089,7 @@ async fn concurrent_rejections_open_a_single_new_session() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = Arc::new(saved_client(&server, state.path()).await);
-    let rejected = server
-        .mock("GET", CREDENTIAL_PATH)
-        .match_header("X-Bunq-Client-Authentication", SESSION_TOKEN)
+    let rejected = credential_get(&mut server, SESSION_TOKEN)
         .with_status(403)
         .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
         .expect_at_least(1)
@@ -1105,11 +1097,9 @@ async fn concurrent_rejections_open_a_single_new_session() {
         .await;
     let session = once(mock_bunq::session(&mut server, "shared-session", 604_800)).await;
     let accepted = respond(
-        server
-            .mock("GET", CREDENTIAL_PATH)
-            .match_header("X-Bunq-Client-Authentication", "shared-session"),
+        credential_get(&mut server, "shared-session"),
         200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+        CREDENTIAL_BODY,
     )
     .expect_at_least(1)
     .create_async()
@@ -1191,14 +1181,10 @@ async fn the_rate_limiter_holds_a_request_beyond_the_window_limit() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = client_with_hourly_get_limit(&server, state.path(), 3).await;
-    let get = respond(
-        server.mock("GET", CREDENTIAL_PATH),
-        200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
-    )
-    .expect(3)
-    .create_async()
-    .await;
+    let get = respond(server.mock("GET", CREDENTIAL_PATH), 200, CREDENTIAL_BODY)
+        .expect(3)
+        .create_async()
+        .await;
     for _ in 0..3 {
         client.get_credential(77).await.unwrap();
     }
@@ -1377,9 +1363,7 @@ async fn a_session_call_answered_401_with_any_wording_opens_one_new_session_and_
         let body = format!(r#"{{"Error":[{{"error_description":"{text}"}}]}}"#);
         // Signed like bunq signs it: verified, then acted on.
         let rejected = once(respond(
-            server
-                .mock("GET", CREDENTIAL_PATH)
-                .match_header("X-Bunq-Client-Authentication", SESSION_TOKEN),
+            credential_get(&mut server, SESSION_TOKEN),
             status,
             &body,
         ))
@@ -1393,11 +1377,9 @@ async fn a_session_call_answered_401_with_any_wording_opens_one_new_session_and_
         ))
         .await;
         let accepted = once(respond(
-            server
-                .mock("GET", CREDENTIAL_PATH)
-                .match_header("X-Bunq-Client-Authentication", "second-session"),
+            credential_get(&mut server, "second-session"),
             200,
-            r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#,
+            ACTIVE_CREDENTIAL_BODY,
         ))
         .await;
         let credential = client.get_credential(77).await.unwrap();
@@ -1502,7 +1484,7 @@ async fn a_429_is_retried_beyond_the_transient_attempt_budget_until_it_succeeds(
     let ok = once(respond(
         server.mock("GET", CREDENTIAL_PATH),
         200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+        CREDENTIAL_BODY,
     ))
     .await;
     assert_eq!(client.get_credential(77).await.unwrap().id, 77);
