@@ -253,6 +253,12 @@ static OBSERVED: Mutex<BTreeMap<&'static str, String>> = Mutex::new(BTreeMap::ne
 const TABLE_BEGIN: &str = "<!-- fault-table:begin -->";
 const TABLE_END: &str = "<!-- fault-table:end -->";
 
+/// [`record_outcome`] for a test whose first run ends as `first` says and whose later runs
+/// converge.
+fn record_then_converged(test: &'static str, first: &str, runs: &[Run]) {
+    record_outcome(test, format!("{first}; {}", converged_summary(&runs[1..])));
+}
+
 /// Records what `test` observed and, with `FAULT_TABLE` set, rewrites the table. Every test
 /// rewrites the whole table, so after the last one it is complete; a row whose test did not
 /// run (or failed before recording) says so.
@@ -822,12 +828,10 @@ async fn maintenance_491_refuses_the_run_without_writes_and_the_next_run_converg
     assert_eq!(err.metric_label(), "server_error");
     assert!(err.to_string().contains("maintenance"), "{err}");
     assert_eq!(runs.len(), 2);
-    record_outcome(
+    record_then_converged(
         "maintenance_491_refuses_the_run_without_writes_and_the_next_run_converges",
-        format!(
-            "run 1 refused after 4 attempts (server_error), 0 writes; {}",
-            converged_summary(&runs[1..])
-        ),
+        "run 1 refused after 4 attempts (server_error), 0 writes",
+        &runs,
     );
 }
 
@@ -850,12 +854,10 @@ async fn html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writ
         "{message}"
     );
     assert_eq!(runs.len(), 2);
-    record_outcome(
+    record_then_converged(
         "html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writes",
-        format!(
-            "run 1 refused (HTTP 503, body quoted as text), 0 writes; {}",
-            converged_summary(&runs[1..])
-        ),
+        "run 1 refused (HTTP 503, body quoted as text), 0 writes",
+        &runs,
     );
 }
 
@@ -1169,12 +1171,10 @@ async fn garbled_signature_on_a_listing_refuses_the_run_without_writes() {
     // Not retried: the listing was sent once.
     assert_eq!(first.log.len(), 1);
     assert_eq!(runs.len(), 2);
-    record_outcome(
+    record_then_converged(
         "garbled_signature_on_a_listing_refuses_the_run_without_writes",
-        format!(
-            "run 1 refused (security error, not retried), 0 writes; {}",
-            converged_summary(&runs[1..])
-        ),
+        "run 1 refused (security error, not retried), 0 writes",
+        &runs,
     );
 }
 
@@ -1192,12 +1192,10 @@ async fn garbled_signature_on_the_second_page_refuses_the_run_instead_of_plannin
     assert_eq!(first.writes(), 0);
     assert_eq!(first.error().metric_label(), "signature");
     assert_eq!(runs.len(), 2);
-    record_outcome(
+    record_then_converged(
         "garbled_signature_on_the_second_page_refuses_the_run_instead_of_planning_from_page_one",
-        format!(
-            "run 1 refused (security error), 0 writes; {}",
-            converged_summary(&runs[1..])
-        ),
+        "run 1 refused (security error), 0 writes",
+        &runs,
     );
 }
 
@@ -1214,12 +1212,10 @@ async fn garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_r
     assert_eq!(first.writes(), 0);
     assert_eq!(first.error().metric_label(), "signature");
     assert_eq!(runs.len(), 2);
-    record_outcome(
+    record_then_converged(
         "garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_recovers",
-        format!(
-            "run 1 refused (security error), 0 writes; {}",
-            converged_summary(&runs[1..])
-        ),
+        "run 1 refused (security error), 0 writes",
+        &runs,
     );
 }
 
@@ -1256,12 +1252,10 @@ async fn dropped_signature_on_a_listing_refuses_the_run_without_writes() {
     assert_eq!(first.writes(), 0);
     assert_eq!(first.error().metric_label(), "signature");
     assert_eq!(runs.len(), 2);
-    record_outcome(
+    record_then_converged(
         "dropped_signature_on_a_listing_refuses_the_run_without_writes",
-        format!(
-            "run 1 refused (security error), 0 writes; {}",
-            converged_summary(&runs[1..])
-        ),
+        "run 1 refused (security error), 0 writes",
+        &runs,
     );
 }
 
