@@ -630,6 +630,15 @@ async fn connected() -> (Bank, BunqClient) {
     (bank, client)
 }
 
+/// A connected bank with the fault `fault` builds injected, and its runs until convergence
+/// (three at most).
+async fn converged_after(fault: impl FnOnce(&Bank) -> Fault) -> (Bank, Vec<Run>) {
+    let (bank, client) = connected().await;
+    bank.sim.inject(fault(&bank));
+    let runs = bank.converge(&client, 3).await;
+    (bank, runs)
+}
+
 fn ip_list_path(bank: &Bank) -> String {
     format!("/credential-password-ip/{}/ip?count", bank.pool)
 }
@@ -682,11 +691,10 @@ fn table_marks_rows_without_an_observation() {
 
 #[tokio::test]
 async fn http_500_on_a_create_fails_it_holds_back_deactivations_and_the_next_run_converges() {
-    let (bank, client) = connected().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::Status(500)).on(Method::POST, &create_path(&bank)));
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::Status(500)).on(Method::POST, &create_path(&bank))
+    })
+    .await;
 
     assert_eq!(runs.len(), 2);
     let first = &runs[0];
@@ -775,14 +783,12 @@ async fn http_500_on_a_create_that_bunq_commits_late_is_not_reported_as_drift() 
 
 #[tokio::test]
 async fn http_500_on_a_listing_is_retried_and_the_run_converges() {
-    let (bank, client) = connected().await;
-    bank.sim.inject(
+    let (_bank, runs) = converged_after(|bank| {
         Fault::once(FaultKind::Status(500))
             .on(Method::GET, &ip_list_path(&bank))
-            .times(2),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+            .times(2)
+    })
+    .await;
 
     assert_eq!(runs.len(), 1);
     let retried = runs[0].log.iter().filter(|r| r.fault.is_some()).count();
@@ -813,14 +819,12 @@ async fn http_500_on_the_second_page_is_retried_and_nothing_is_duplicated() {
 
 #[tokio::test]
 async fn maintenance_491_refuses_the_run_without_writes_and_the_next_run_converges() {
-    let (bank, client) = connected().await;
-    bank.sim.inject(
+    let (_bank, runs) = converged_after(|_| {
         Fault::once(FaultKind::Status(491))
             .on(Method::GET, "credential-password-ip?count")
-            .times(4),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+            .times(4)
+    })
+    .await;
 
     let first = &runs[0];
     let err = first.error();
@@ -837,14 +841,12 @@ async fn maintenance_491_refuses_the_run_without_writes_and_the_next_run_converg
 
 #[tokio::test]
 async fn html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writes() {
-    let (bank, client) = connected().await;
-    bank.sim.inject(
+    let (_bank, runs) = converged_after(|_| {
         Fault::once(FaultKind::Html503)
             .on(Method::GET, "credential-password-ip?count")
-            .times(4),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+            .times(4)
+    })
+    .await;
 
     let first = &runs[0];
     let message = first.error().to_string();
@@ -863,11 +865,10 @@ async fn html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writ
 
 #[tokio::test]
 async fn html_503_on_a_status_change_is_retried_and_the_run_converges() {
-    let (bank, client) = connected().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::Html503).on(Method::PUT, &entry_path(&bank, STRAY_A)));
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::Html503).on(Method::PUT, &entry_path(&bank, STRAY_A))
+    })
+    .await;
 
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].count("applied"), 5);
@@ -882,11 +883,10 @@ async fn html_503_on_a_status_change_is_retried_and_the_run_converges() {
 
 #[tokio::test]
 async fn reset_before_a_create_is_resolved_by_re_listing_and_never_duplicates() {
-    let (bank, client) = connected().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, &create_path(&bank)));
-
-    let runs = bank.converge(&client, 3).await;
+    let (bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, &create_path(&bank))
+    })
+    .await;
 
     let first = &runs[0];
     let reset = first.fault_index();
@@ -903,11 +903,10 @@ async fn reset_before_a_create_is_resolved_by_re_listing_and_never_duplicates() 
 
 #[tokio::test]
 async fn reset_after_a_create_is_resolved_by_re_listing_and_never_duplicates() {
-    let (bank, client) = connected().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, &create_path(&bank)));
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::ResetAfterApply).on(Method::POST, &create_path(&bank))
+    })
+    .await;
 
     let first = &runs[0];
     let reset = first.fault_index();
@@ -923,12 +922,10 @@ async fn reset_after_a_create_is_resolved_by_re_listing_and_never_duplicates() {
 
 #[tokio::test]
 async fn reset_before_a_status_change_is_retried_and_the_run_converges() {
-    let (bank, client) = connected().await;
-    bank.sim.inject(
-        Fault::once(FaultKind::ResetBeforeApply).on(Method::PUT, &entry_path(&bank, TO_ACTIVATE)),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+    let (bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::ResetBeforeApply).on(Method::PUT, &entry_path(&bank, TO_ACTIVATE))
+    })
+    .await;
 
     assert_eq!(runs.len(), 1);
     let puts = runs[0]
@@ -945,12 +942,10 @@ async fn reset_before_a_status_change_is_retried_and_the_run_converges() {
 
 #[tokio::test]
 async fn reset_after_a_status_change_is_retried_idempotently_and_the_run_converges() {
-    let (bank, client) = connected().await;
-    bank.sim.inject(
-        Fault::once(FaultKind::ResetAfterApply).on(Method::PUT, &entry_path(&bank, STRAY_A)),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+    let (bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::ResetAfterApply).on(Method::PUT, &entry_path(&bank, STRAY_A))
+    })
+    .await;
 
     assert_eq!(runs.len(), 1);
     assert_eq!(bank.status_of(STRAY_A), vec![IpStatus::Inactive]);
@@ -1002,14 +997,12 @@ async fn slow_status_change_beyond_the_timeout_is_retried_and_the_run_converges(
 
 #[tokio::test]
 async fn rate_limit_burst_on_a_listing_is_ridden_out_by_backoff() {
-    let (bank, client) = connected().await;
-    bank.sim.inject(
+    let (_bank, runs) = converged_after(|bank| {
         Fault::once(FaultKind::Status(429))
             .on(Method::GET, &ip_list_path(&bank))
-            .times(3),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+            .times(3)
+    })
+    .await;
 
     assert_eq!(runs.len(), 1);
     let rate_limited = runs[0].log.iter().filter(|r| r.status == Some(429)).count();
@@ -1022,11 +1015,10 @@ async fn rate_limit_burst_on_a_listing_is_ridden_out_by_backoff() {
 
 #[tokio::test]
 async fn rate_limit_on_a_create_is_retried_and_the_run_converges() {
-    let (bank, client) = connected().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::Status(429)).on(Method::POST, &create_path(&bank)));
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::Status(429)).on(Method::POST, &create_path(&bank))
+    })
+    .await;
 
     let first = &runs[0];
     let limited = first.fault_index();
@@ -1134,11 +1126,10 @@ fn assert_no_write_after_fault(run: &Run) {
 
 #[tokio::test]
 async fn garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_duplicate() {
-    let (bank, client) = connected().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, &create_path(&bank)));
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::GarbleSignature).on(Method::POST, &create_path(&bank))
+    })
+    .await;
 
     let first = &runs[0];
     assert_no_write_after_fault(first);
@@ -1158,12 +1149,10 @@ async fn garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_d
 
 #[tokio::test]
 async fn garbled_signature_on_a_listing_refuses_the_run_without_writes() {
-    let (bank, client) = connected().await;
-    bank.sim.inject(
-        Fault::once(FaultKind::GarbleSignature).on(Method::GET, "credential-password-ip?count"),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after(|_| {
+        Fault::once(FaultKind::GarbleSignature).on(Method::GET, "credential-password-ip?count")
+    })
+    .await;
 
     let first = &runs[0];
     assert_eq!(first.writes(), 0);
@@ -1221,12 +1210,10 @@ async fn garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_r
 
 #[tokio::test]
 async fn dropped_signature_on_a_status_change_stops_the_run_before_any_deactivation() {
-    let (bank, client) = connected().await;
-    bank.sim.inject(
-        Fault::once(FaultKind::DropSignature).on(Method::PUT, &entry_path(&bank, TO_ACTIVATE)),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::DropSignature).on(Method::PUT, &entry_path(&bank, TO_ACTIVATE))
+    })
+    .await;
 
     let first = &runs[0];
     assert_no_write_after_fault(first);
@@ -1242,11 +1229,10 @@ async fn dropped_signature_on_a_status_change_stops_the_run_before_any_deactivat
 
 #[tokio::test]
 async fn dropped_signature_on_a_listing_refuses_the_run_without_writes() {
-    let (bank, client) = connected().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::DropSignature).on(Method::GET, &ip_list_path(&bank)));
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::DropSignature).on(Method::GET, &ip_list_path(&bank))
+    })
+    .await;
 
     let first = &runs[0];
     assert_eq!(first.writes(), 0);
