@@ -79,6 +79,17 @@ impl Harness {
         self.key.credential_id
     }
 
+    /// A config managing only `credential`, wanting `ips` (see [`credential_yaml`]).
+    fn managing(
+        &self,
+        policy: &str,
+        max_changes: usize,
+        credential: CredentialId,
+        ips: &[&str],
+    ) -> Config {
+        self.config(policy, max_changes, &credential_yaml(credential, ips))
+    }
+
     /// A config with `sync.policy` and `sync.max_changes`, and `credentials` as YAML list items.
     fn config(&self, policy: &str, max_changes: usize, credentials: &str) -> Config {
         self.config_from_text(&self.config_text(policy, max_changes, credentials))
@@ -250,10 +261,11 @@ async fn fresh_account_converges_in_one_apply_and_the_second_apply_writes_nothin
         ("203.0.113.11", IpStatus::Inactive),
         ("192.0.2.1", IpStatus::Active),
     ]);
-    let config = h.config(
+    let config = h.managing(
         "sync",
         10,
-        &credential_yaml(ci, &["203.0.113.10", "203.0.113.11", "203.0.113.12"]),
+        ci,
+        &["203.0.113.10", "203.0.113.11", "203.0.113.12"],
     );
     let client = h.connect(&config).await;
 
@@ -333,7 +345,7 @@ async fn out_of_band_drift_is_reported_against_the_last_run_and_repaired() {
         .sim
         .add_entry(ci, "192.0.2.99", IpStatus::Inactive)
         .unwrap();
-    let config = h.config("sync", 10, &credential_yaml(ci, &["203.0.113.10"]));
+    let config = h.managing("sync", 10, ci, &["203.0.113.10"]);
     let client = h.connect(&config).await;
     let (first, record) = apply(&client, &config, None).await;
     assert_eq!(
@@ -398,7 +410,7 @@ async fn additive_leaves_extra_ips_active_and_never_deactivates() {
         ("198.51.100.21", IpStatus::Active),
         ("198.51.100.22", IpStatus::Active),
     ]);
-    let config = h.config("additive", 10, &credential_yaml(office, &["198.51.100.20"]));
+    let config = h.managing("additive", 10, office, &["198.51.100.20"]);
     let client = h.connect(&config).await;
 
     let (report, record) = apply(&client, &config, None).await;
@@ -514,7 +526,7 @@ async fn own_ip_deactivation_is_blocked_the_rest_is_applied_and_the_run_is_block
 async fn own_ip_stays_protected_after_the_device_description_changes_in_the_config() {
     let h = Harness::start().await;
     let own = h.own_credential();
-    let registered = h.config("sync", 10, &credential_yaml(own, &[&OWN_IP.to_string()]));
+    let registered = h.managing("sync", 10, own, &[&OWN_IP.to_string()]);
     drop(h.connect(&registered).await);
 
     // The operator renames the device in the config; the saved registration is reused, so bunq
@@ -687,7 +699,7 @@ async fn egress_ips_on_the_own_credential_are_never_deactivated_and_other_ips_ar
 async fn a_re_registration_updates_the_description_the_own_ip_rule_matches() {
     let h = Harness::start().await;
     let own = h.own_credential();
-    let registered = h.config("sync", 10, &credential_yaml(own, &[&OWN_IP.to_string()]));
+    let registered = h.managing("sync", 10, own, &[&OWN_IP.to_string()]);
     drop(h.connect(&registered).await);
     // That registration was over an hour ago, so a new one is not deferred by the
     // re-registration bound (one per REREGISTRATION_INTERVAL per state directory).
@@ -733,7 +745,7 @@ async fn entries_that_are_not_ipv4_are_kept_and_never_written() {
         ("2001:db8::1", IpStatus::Active),
         ("not-an-ip", IpStatus::Inactive),
     ]);
-    let config = h.config("sync", 10, &credential_yaml(ci, &["203.0.113.10"]));
+    let config = h.managing("sync", 10, ci, &["203.0.113.10"]);
     let client = h.connect(&config).await;
 
     let (report, record) = apply(&client, &config, None).await;
@@ -798,11 +810,7 @@ async fn more_changes_than_max_changes_block_the_whole_run_and_write_nothing() {
         ("192.0.2.1", IpStatus::Active),
         ("203.0.113.11", IpStatus::Inactive),
     ]);
-    let config = h.config(
-        "sync",
-        2,
-        &credential_yaml(ci, &["203.0.113.11", "203.0.113.12"]),
-    );
+    let config = h.managing("sync", 2, ci, &["203.0.113.11", "203.0.113.12"]);
     let client = h.connect(&config).await;
     let before = h.entries(ci);
 
@@ -882,11 +890,7 @@ async fn plan_reads_only_and_writes_nothing() {
         ("192.0.2.1", IpStatus::Active),
         ("203.0.113.11", IpStatus::Inactive),
     ]);
-    let config = h.config(
-        "sync",
-        10,
-        &credential_yaml(ci, &["203.0.113.11", "203.0.113.12"]),
-    );
+    let config = h.managing("sync", 10, ci, &["203.0.113.11", "203.0.113.12"]);
     let client = h.connect(&config).await;
     let before = h.entries(ci);
 
@@ -907,17 +911,13 @@ async fn plan_reads_only_and_writes_nothing() {
 async fn a_re_added_ip_reactivates_its_old_entry() {
     let h = Harness::start().await;
     let ci = h.credential_with(&[]);
-    let both = h.config(
-        "sync",
-        10,
-        &credential_yaml(ci, &["203.0.113.10", "203.0.113.11"]),
-    );
+    let both = h.managing("sync", 10, ci, &["203.0.113.10", "203.0.113.11"]);
     let client = h.connect(&both).await;
     let (_, record) = apply(&client, &both, None).await;
     let original = h.entries_for(ci, "203.0.113.11");
     assert_eq!(original.len(), 1);
 
-    let one = h.config("sync", 10, &credential_yaml(ci, &["203.0.113.10"]));
+    let one = h.managing("sync", 10, ci, &["203.0.113.10"]);
     let (_, record) = apply(&client, &one, Some(&record)).await;
     assert_eq!(h.status_of(ci, original[0].id), IpStatus::Inactive);
     let entries_before = h.entries(ci).len();
@@ -943,7 +943,7 @@ async fn a_re_added_ip_reactivates_its_old_entry() {
 async fn ambiguous_create_ends_with_exactly_one_entry() {
     let h = Harness::start().await;
     let ci = h.credential_with(&[]);
-    let config = h.config("sync", 10, &credential_yaml(ci, &["203.0.113.10"]));
+    let config = h.managing("sync", 10, ci, &["203.0.113.10"]);
     let client = h.connect(&config).await;
     // bunq creates the entry, then the connection breaks before the answer arrives.
     h.sim
@@ -981,7 +981,7 @@ async fn ambiguous_create_ends_with_exactly_one_entry() {
 async fn create_reset_before_bunq_applied_it_fails_and_the_next_run_creates_one_entry() {
     let h = Harness::start().await;
     let ci = h.credential_with(&[]);
-    let config = h.config("sync", 10, &credential_yaml(ci, &["203.0.113.10"]));
+    let config = h.managing("sync", 10, ci, &["203.0.113.10"]);
     let client = h.connect(&config).await;
     h.sim
         .inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, "/ip"));
@@ -1037,11 +1037,7 @@ async fn three_hundred_ips_converge_without_a_single_429() {
 async fn a_response_with_a_bad_signature_stops_the_run_before_the_next_write() {
     let h = Harness::start().await;
     let ci = h.credential_with(&[("192.0.2.1", IpStatus::Active)]);
-    let config = h.config(
-        "sync",
-        10,
-        &credential_yaml(ci, &["203.0.113.10", "203.0.113.11"]),
-    );
+    let config = h.managing("sync", 10, ci, &["203.0.113.10", "203.0.113.11"]);
     let client = h.connect(&config).await;
     h.sim
         .inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, "/ip"));
