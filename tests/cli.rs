@@ -259,16 +259,7 @@ impl Env {
     }
 
     fn active(&self, credential: CredentialId) -> Vec<String> {
-        let mut ips: Vec<String> = self
-            .sim
-            .entries(credential)
-            .unwrap()
-            .into_iter()
-            .filter(|entry| entry.status == IpStatus::Active)
-            .map(|entry| entry.ip)
-            .collect();
-        ips.sort();
-        ips
+        support::bank::active_ips(&self.sim, credential)
     }
 }
 

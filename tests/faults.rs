@@ -50,7 +50,7 @@ use invariants::{Snapshot, assert_invariants, saved_installation};
 
 mod support;
 
-use support::sim_options;
+use support::{config_text, sim_options};
 
 // ---------------------------------------------------------------------------------------------
 // The outcome table.
@@ -513,14 +513,10 @@ impl Bank {
 fn config_text(sim: &Simulator, dir: &Path, pool: CredentialId) -> String {
     let key_file = dir.join("api-key");
     std::fs::write(&key_file, "unused: the tests pass the key directly").unwrap();
+    let bunq =
+        config_text::bunq_section(&sim.base_url(), Some(&key_file), DEVICE, &dir.join("state"));
     format!(
-        "bunq:
-  environment: sandbox
-  base_url: \"{url}\"
-  api_key_file: \"{key}\"
-  device_description: {DEVICE}
-  state_dir: \"{state}\"
-sync:
+        "{bunq}sync:
   policy: sync
   interval: 30s
   max_changes: 10
@@ -529,10 +525,7 @@ credentials:
     name: ci-pool
     ips: [{IN_SYNC}, {TO_ACTIVATE}, {TO_CREATE_A}, {TO_CREATE_B}]
     protected: [{PROTECTED}]
-",
-        url = sim.base_url(),
-        key = key_file.display(),
-        state = dir.join("state").display(),
+"
     )
 }
 

@@ -28,6 +28,19 @@ pub fn sim_options() -> SimulatorOptions {
     }
 }
 
+/// The ACTIVE IPs of `credential`, sorted.
+pub fn active_ips(sim: &Simulator, credential: CredentialId) -> Vec<String> {
+    let mut ips: Vec<String> = sim
+        .entries(credential)
+        .expect("entries")
+        .into_iter()
+        .filter(|entry| entry.status == IpStatus::Active)
+        .map(|entry| entry.ip)
+        .collect();
+    ips.sort();
+    ips
+}
+
 /// A simulator with one user and API key, and a directory holding the key file (`api-key`), the
 /// config and the state dir (`state`).
 pub struct Account {

@@ -184,16 +184,7 @@ impl World {
 
     /// The managed credential's ACTIVE IPs.
     pub fn active_ips(&self) -> Vec<String> {
-        let mut ips: Vec<String> = self
-            .sim
-            .entries(self.managed)
-            .expect("entries")
-            .into_iter()
-            .filter(|entry| entry.status == IpStatus::Active)
-            .map(|entry| entry.ip)
-            .collect();
-        ips.sort();
-        ips
+        super::bank::active_ips(&self.sim, self.managed)
     }
 
     /// The requests bunq saw that change something.
