@@ -123,10 +123,8 @@ impl Env {
 
     /// The `bunq:` section pointing at the simulator, then `sync:` and `credentials:`.
     fn config_text(&self, policy: &str, max_changes: usize, credentials: &str) -> String {
-        format!(
-            "{}sync:\n  policy: {policy}\n  max_changes: {max_changes}\ncredentials:\n{credentials}",
-            self.bunq_section("ipsync-cli-test"),
-        )
+        self.0
+            .config_text("ipsync-cli-test", "", policy, max_changes, credentials)
     }
 
     /// A config managing `credential` with `ips` under `policy`.

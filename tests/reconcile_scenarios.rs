@@ -113,11 +113,8 @@ impl Harness {
         max_changes: usize,
         credentials: &str,
     ) -> String {
-        format!(
-            "{}{bunq_extra}sync:\n  policy: {policy}\n  max_changes: {max_changes}\n\
-             credentials:\n{credentials}",
-            self.bunq_section(DEVICE),
-        )
+        self.0
+            .config_text(DEVICE, bunq_extra, policy, max_changes, credentials)
     }
 
     /// Connects the real client (installation, device, session) with the scaled limiter, then

@@ -101,6 +101,24 @@ impl Account {
         )
     }
 
+    /// A whole config: [`Account::bunq_section`] for `device` with `bunq_extra` (indented
+    /// `key: value` lines) appended, `sync.policy`, `sync.max_changes`, and `credentials` (YAML
+    /// list items).
+    pub fn config_text(
+        &self,
+        device: &str,
+        bunq_extra: &str,
+        policy: &str,
+        max_changes: usize,
+        credentials: &str,
+    ) -> String {
+        format!(
+            "{}{bunq_extra}sync:\n  policy: {policy}\n  max_changes: {max_changes}\n\
+             credentials:\n{credentials}",
+            self.bunq_section(device),
+        )
+    }
+
     /// Writes `text` to `name` in the account's directory.
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir.path().join(name);
