@@ -71,6 +71,14 @@ impl<'a> Case<'a> {
         Case { own, ..self }
     }
 
+    /// `bunq.egress_ips` (`None`: not set).
+    fn egress(self, egress: Option<&'a [&'a str]>) -> Case<'a> {
+        Case {
+            own: Own { egress, ..self.own },
+            ..self
+        }
+    }
+
     /// `sync.max_changes`.
     fn limit(self, max_changes: usize) -> Case<'a> {
         Case {
@@ -136,6 +144,14 @@ fn plan_full(
         own_credential_known: own.known,
         egress_ips: egress.as_ref(),
     })
+}
+
+/// The changes the plan would apply (not blocked).
+fn applicable(plan: &Plan) -> Vec<Change> {
+    plan.applicable_actions()
+        .iter()
+        .map(|action| action.change.clone())
+        .collect()
 }
 
 fn changes(plan: &Plan) -> Vec<Change> {
@@ -415,11 +431,7 @@ fn own_ip_deactivation_is_blocked_and_the_rest_still_applies() {
         blocked(&plan),
         vec![(deactivate(1, "203.0.113.5"), Rule::OwnIp)]
     );
-    let applicable: Vec<Change> = plan
-        .applicable_actions()
-        .iter()
-        .map(|action| action.change.clone())
-        .collect();
+    let applicable: Vec<Change> = applicable(&plan);
     assert_eq!(
         applicable,
         vec![create("192.0.2.1"), deactivate(2, "198.51.100.7")]
@@ -506,11 +518,7 @@ fn unknown_own_credential_blocks_every_deactivation_on_every_managed_credential(
         )]
     );
     // Creates and activations still apply; nothing else does.
-    let applicable: Vec<Change> = plan
-        .applicable_actions()
-        .iter()
-        .map(|action| action.change.clone())
-        .collect();
+    let applicable: Vec<Change> = applicable(&plan);
     assert_eq!(
         applicable,
         vec![create("192.0.2.1"), activate(2, "192.0.2.2")]
@@ -553,12 +561,10 @@ fn without_egress_ips_every_deactivation_on_the_own_credential_is_blocked() {
         entry(2, "198.51.100.7", "ACTIVE"),
         entry(3, "198.51.100.8", "ACTIVE"),
     ];
-    let own = Own {
-        access: &[(CREDENTIAL, "203.0.113.5")],
-        known: true,
-        egress: None,
-    };
-    let plan = sync(&["192.0.2.1"]).own(own).plan(&actual);
+    let plan = sync(&["192.0.2.1"])
+        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
+        .egress(None)
+        .plan(&actual);
     assert_eq!(
         blocked_why(&plan, 0),
         vec![
@@ -573,13 +579,9 @@ fn without_egress_ips_every_deactivation_on_the_own_credential_is_blocked() {
 
 #[test]
 fn without_egress_ips_other_credentials_are_unaffected() {
-    let own = Own {
-        access: &[(9999, "203.0.113.5")],
-        known: true,
-        egress: None,
-    };
     let plan = sync(&[])
-        .own(own)
+        .owned_by(&[(9999, "203.0.113.5")])
+        .egress(None)
         .plan(&[entry(1, "198.51.100.7", "ACTIVE")]);
     assert_eq!(changes(&plan), vec![deactivate(1, "198.51.100.7")]);
     assert_eq!(plan.outcome(), PlanOutcome::ChangesPending);
@@ -592,12 +594,10 @@ fn egress_ips_are_never_deactivated_on_the_own_credential_and_other_ips_are() {
         entry(2, "198.51.100.7", "ACTIVE"),
         entry(3, "198.51.100.8", "ACTIVE"),
     ];
-    let own = Own {
-        access: &[(CREDENTIAL, "203.0.113.5")],
-        known: true,
-        egress: Some(&["198.51.100.7"]),
-    };
-    let plan = sync(&[]).own(own).plan(&actual);
+    let plan = sync(&[])
+        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
+        .egress(Some(&["198.51.100.7"]))
+        .plan(&actual);
     assert_eq!(
         blocked_why(&plan, 0),
         vec![
@@ -610,13 +610,9 @@ fn egress_ips_are_never_deactivated_on_the_own_credential_and_other_ips_are() {
 
 #[test]
 fn egress_ips_do_not_protect_other_credentials() {
-    let own = Own {
-        access: &[(9999, "203.0.113.5")],
-        known: true,
-        egress: Some(&["198.51.100.7"]),
-    };
     let plan = sync(&[])
-        .own(own)
+        .owned_by(&[(9999, "203.0.113.5")])
+        .egress(Some(&["198.51.100.7"]))
         .plan(&[entry(1, "198.51.100.7", "ACTIVE")]);
     assert_eq!(changes(&plan), vec![deactivate(1, "198.51.100.7")]);
 }
