@@ -685,7 +685,7 @@ fn table_marks_rows_without_an_observation() {
 #[tokio::test]
 async fn http_500_on_a_create_fails_it_holds_back_deactivations_and_the_next_run_converges() {
     let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::Status(500)).on(Method::POST, &create_path(&bank))
+        Fault::once(FaultKind::Status(500)).on(Method::POST, &create_path(bank))
     })
     .await;
 
@@ -778,7 +778,7 @@ async fn http_500_on_a_create_that_bunq_commits_late_is_not_reported_as_drift() 
 async fn http_500_on_a_listing_is_retried_and_the_run_converges() {
     let (_bank, runs) = converged_after(|bank| {
         Fault::once(FaultKind::Status(500))
-            .on(Method::GET, &ip_list_path(&bank))
+            .on(Method::GET, &ip_list_path(bank))
             .times(2)
     })
     .await;
@@ -859,7 +859,7 @@ async fn html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writ
 #[tokio::test]
 async fn html_503_on_a_status_change_is_retried_and_the_run_converges() {
     let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::Html503).on(Method::PUT, &entry_path(&bank, STRAY_A))
+        Fault::once(FaultKind::Html503).on(Method::PUT, &entry_path(bank, STRAY_A))
     })
     .await;
 
@@ -877,7 +877,7 @@ async fn html_503_on_a_status_change_is_retried_and_the_run_converges() {
 #[tokio::test]
 async fn reset_before_a_create_is_resolved_by_re_listing_and_never_duplicates() {
     let (bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, &create_path(&bank))
+        Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, &create_path(bank))
     })
     .await;
 
@@ -897,7 +897,7 @@ async fn reset_before_a_create_is_resolved_by_re_listing_and_never_duplicates() 
 #[tokio::test]
 async fn reset_after_a_create_is_resolved_by_re_listing_and_never_duplicates() {
     let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::ResetAfterApply).on(Method::POST, &create_path(&bank))
+        Fault::once(FaultKind::ResetAfterApply).on(Method::POST, &create_path(bank))
     })
     .await;
 
@@ -916,7 +916,7 @@ async fn reset_after_a_create_is_resolved_by_re_listing_and_never_duplicates() {
 #[tokio::test]
 async fn reset_before_a_status_change_is_retried_and_the_run_converges() {
     let (bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::ResetBeforeApply).on(Method::PUT, &entry_path(&bank, TO_ACTIVATE))
+        Fault::once(FaultKind::ResetBeforeApply).on(Method::PUT, &entry_path(bank, TO_ACTIVATE))
     })
     .await;
 
@@ -936,7 +936,7 @@ async fn reset_before_a_status_change_is_retried_and_the_run_converges() {
 #[tokio::test]
 async fn reset_after_a_status_change_is_retried_idempotently_and_the_run_converges() {
     let (bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::ResetAfterApply).on(Method::PUT, &entry_path(&bank, STRAY_A))
+        Fault::once(FaultKind::ResetAfterApply).on(Method::PUT, &entry_path(bank, STRAY_A))
     })
     .await;
 
@@ -992,7 +992,7 @@ async fn slow_status_change_beyond_the_timeout_is_retried_and_the_run_converges(
 async fn rate_limit_burst_on_a_listing_is_ridden_out_by_backoff() {
     let (_bank, runs) = converged_after(|bank| {
         Fault::once(FaultKind::Status(429))
-            .on(Method::GET, &ip_list_path(&bank))
+            .on(Method::GET, &ip_list_path(bank))
             .times(3)
     })
     .await;
@@ -1009,7 +1009,7 @@ async fn rate_limit_burst_on_a_listing_is_ridden_out_by_backoff() {
 #[tokio::test]
 async fn rate_limit_on_a_create_is_retried_and_the_run_converges() {
     let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::Status(429)).on(Method::POST, &create_path(&bank))
+        Fault::once(FaultKind::Status(429)).on(Method::POST, &create_path(bank))
     })
     .await;
 
@@ -1120,7 +1120,7 @@ fn assert_no_write_after_fault(run: &Run) {
 #[tokio::test]
 async fn garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_duplicate() {
     let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::GarbleSignature).on(Method::POST, &create_path(&bank))
+        Fault::once(FaultKind::GarbleSignature).on(Method::POST, &create_path(bank))
     })
     .await;
 
@@ -1204,7 +1204,7 @@ async fn garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_r
 #[tokio::test]
 async fn dropped_signature_on_a_status_change_stops_the_run_before_any_deactivation() {
     let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::DropSignature).on(Method::PUT, &entry_path(&bank, TO_ACTIVATE))
+        Fault::once(FaultKind::DropSignature).on(Method::PUT, &entry_path(bank, TO_ACTIVATE))
     })
     .await;
 
@@ -1223,7 +1223,7 @@ async fn dropped_signature_on_a_status_change_stops_the_run_before_any_deactivat
 #[tokio::test]
 async fn dropped_signature_on_a_listing_refuses_the_run_without_writes() {
     let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::DropSignature).on(Method::GET, &ip_list_path(&bank))
+        Fault::once(FaultKind::DropSignature).on(Method::GET, &ip_list_path(bank))
     })
     .await;
 
