@@ -48,11 +48,9 @@ struct Credential {
 fn entry(id: &mut u64, ip: Ipv4Addr, status: IpStatus) -> PermittedIp {
     *id += 1;
     PermittedIp {
-        id: *id,
-        ip: ip.to_string(),
-        status,
         created: Some("2026-01-01 00:00:00.000000".to_owned()),
         updated: Some("2026-01-01 00:00:00.000000".to_owned()),
+        ..PermittedIp::new(*id, ip.to_string(), status)
     }
 }
 

@@ -11,7 +11,7 @@
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bunq_ipsync::bunq::context::{
@@ -19,28 +19,24 @@ use bunq_ipsync::bunq::context::{
 };
 use bunq_ipsync::bunq::model::IpStatus;
 use bunq_ipsync::bunq::{
-    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, PrivateKey, PublicKey, RateLimits,
+    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, PublicKey, RateLimits,
     RetryPolicy, TransportSettings, create_sandbox_user,
 };
 use bunq_ipsync::secret::Secret;
 use chrono::Utc;
 use mockito::{Matcher, Mock, Request, Server, ServerGuard};
 
+mod support;
+
+use support::mock_bunq::{
+    self, DEVICE_BODY, INSTALLATION_TOKEN, USER_ID, installation_body, never, once, respond,
+    session_body,
+};
+use support::{client_key, server_key};
+
 const API_KEY: &str = "sandbox_test_api_key_0123456789";
-const INSTALLATION_TOKEN: &str = "installation-token-0123";
 const SESSION_TOKEN: &str = "session-token-0123";
-const USER_ID: u64 = 1913;
 const UUID_V4: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$";
-
-fn server_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
-
-fn client_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
 
 fn base_url(server: &ServerGuard) -> BaseUrl {
     BaseUrl::parse(&format!("{}/v1", server.url())).unwrap()
@@ -93,35 +89,6 @@ fn signature_verifies(request: &Request, key: &PublicKey) -> bool {
     key.verify(body, signature.to_str().unwrap()).is_ok()
 }
 
-/// A response as bunq sends it: status, response id, and the body signed by the server key.
-fn respond(mock: Mock, status: usize, body: &str) -> Mock {
-    mock.with_status(status)
-        .with_header("X-Bunq-Client-Response-Id", "response-id-1")
-        .with_header(
-            "X-Bunq-Server-Signature",
-            &server_key().sign(body.as_bytes()),
-        )
-        .with_body(body)
-}
-
-fn session_body(token: &str, timeout_secs: u64) -> String {
-    serde_json::json!({"Response": [
-        {"Id": {"id": 555}},
-        {"Token": {"id": 556, "created": "2026-01-01 00:00:00.000000", "updated": "2026-01-01 00:00:00.000000", "token": token}},
-        {"UserPerson": {"id": USER_ID, "display_name": "Test", "session_timeout": timeout_secs}}
-    ]})
-    .to_string()
-}
-
-fn installation_body() -> String {
-    serde_json::json!({"Response": [
-        {"Id": {"id": 1}},
-        {"Token": {"id": 2, "created": "2026-01-01 00:00:00.000000", "updated": "2026-01-01 00:00:00.000000", "token": INSTALLATION_TOKEN}},
-        {"ServerPublicKey": {"server_public_key": server_key().public_key().to_pem()}}
-    ]})
-    .to_string()
-}
-
 /// A saved context with the known client key and a session valid for `expires_in`.
 fn save_context(state_dir: &Path, base: &BaseUrl, api_key: &str, expires_in: chrono::Duration) {
     let mut context = Context::new(base, &Secret::new(api_key), client_key()).unwrap();
@@ -144,6 +111,23 @@ fn save_context(state_dir: &Path, base: &BaseUrl, api_key: &str, expires_in: chr
         .unwrap()
         .save(&context)
         .unwrap();
+}
+
+/// A mock server and a state dir holding a saved context for [`API_KEY`] whose session expires
+/// in `expires_in`.
+async fn with_saved_context(expires_in: chrono::Duration) -> (ServerGuard, tempfile::TempDir) {
+    let server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    save_context(state.path(), &base_url(&server), API_KEY, expires_in);
+    (server, state)
+}
+
+/// A mock server, a state dir and a client connected to it from a saved context.
+async fn with_saved_client() -> (ServerGuard, tempfile::TempDir, BunqClient) {
+    let server = Server::new_async().await;
+    let state = tempfile::tempdir().unwrap();
+    let client = saved_client(&server, state.path()).await;
+    (server, state, client)
 }
 
 /// A connected client from a saved context (no setup calls).
@@ -174,6 +158,26 @@ fn session_call(server: &mut ServerGuard, method: &str, path: &str) -> Mock {
         .match_request(move |request| signature_verifies(request, &key))
 }
 
+/// The credential most tests read, and its answers.
+const CREDENTIAL_PATH: &str = "/v1/user/1913/credential-password-ip/77";
+const CREDENTIAL_BODY: &str = r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#;
+const ACTIVE_CREDENTIAL_BODY: &str =
+    r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#;
+
+/// `GET` of [`CREDENTIAL_PATH`] authenticated by `token`.
+fn credential_get(server: &mut ServerGuard, token: &str) -> Mock {
+    server
+        .mock("GET", CREDENTIAL_PATH)
+        .match_header("X-Bunq-Client-Authentication", token)
+}
+
+/// `POST /v1/session-server` with the standard headers, authenticated by the installation token.
+fn session_server_call(server: &mut ServerGuard) -> Mock {
+    with_standard_headers(
+        server.mock("POST", "/v1/session-server"),
+        Some(INSTALLATION_TOKEN),
+    )
+}
 const IP_LIST_PATH: &str = "/v1/user/1913/credential-password-ip/77/ip";
 
 fn ip_page(ids: &[u64], older_url: Option<&str>) -> String {
@@ -241,7 +245,7 @@ async fn connect_registers_installation_device_and_session_with_exact_requests()
             key.is_some_and(|key| signature_verifies(request, &key))
         }),
         200,
-        r#"{"Response":[{"Id":{"id":321}}]}"#,
+        DEVICE_BODY,
     )
     .expect(1)
     .create_async()
@@ -249,15 +253,12 @@ async fn connect_registers_installation_device_and_session_with_exact_requests()
 
     let key = client_public.clone();
     let session = respond(
-        with_standard_headers(
-            server.mock("POST", "/v1/session-server"),
-            Some(INSTALLATION_TOKEN),
-        )
-        .match_body(format!(r#"{{"secret":"{API_KEY}"}}"#).as_str())
-        .match_request(move |request| {
-            let key = key.lock().unwrap().clone();
-            key.is_some_and(|key| signature_verifies(request, &key))
-        }),
+        session_server_call(&mut server)
+            .match_body(format!(r#"{{"secret":"{API_KEY}"}}"#).as_str())
+            .match_request(move |request| {
+                let key = key.lock().unwrap().clone();
+                key.is_some_and(|key| signature_verifies(request, &key))
+            }),
         200,
         &session_body(SESSION_TOKEN, 3600),
     )
@@ -285,27 +286,7 @@ async fn connect_registers_installation_device_and_session_with_exact_requests()
 #[tokio::test]
 async fn registration_saves_the_context_with_modes_0600_and_0700() {
     let mut server = Server::new_async().await;
-    let _installation = respond(
-        server.mock("POST", "/v1/installation"),
-        200,
-        &installation_body(),
-    )
-    .create_async()
-    .await;
-    let _device = respond(
-        server.mock("POST", "/v1/device-server"),
-        200,
-        r#"{"Response":[{"Id":{"id":321}}]}"#,
-    )
-    .create_async()
-    .await;
-    let _session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body(SESSION_TOKEN, 3600),
-    )
-    .create_async()
-    .await;
+    let _registration = mock_bunq::registration(&mut server, SESSION_TOKEN).await;
     let parent = tempfile::tempdir().unwrap();
     let state = parent.path().join("state");
     BunqClient::connect(settings(&server), Secret::new(API_KEY), &state)
@@ -325,14 +306,8 @@ async fn registration_saves_the_context_with_modes_0600_and_0700() {
 #[tokio::test]
 async fn device_server_sends_permitted_ips_when_configured() {
     let mut server = Server::new_async().await;
-    let _installation = respond(
-        server.mock("POST", "/v1/installation"),
-        200,
-        &installation_body(),
-    )
-    .create_async()
-    .await;
-    let device = respond(
+    let _installation = mock_bunq::installation(&mut server).create_async().await;
+    let device = once(respond(
         server
             .mock("POST", "/v1/device-server")
             .match_body(
@@ -342,18 +317,11 @@ async fn device_server_sends_permitted_ips_when_configured() {
                 .as_str(),
             ),
         200,
-        r#"{"Response":[{"Id":{"id":321}}]}"#,
-    )
-    .expect(1)
-    .create_async()
-    .await;
-    let _session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body(SESSION_TOKEN, 3600),
-    )
-    .create_async()
-    .await;
+        DEVICE_BODY,
+    )).await;
+    let _session = mock_bunq::session(&mut server, SESSION_TOKEN, 3600)
+        .create_async()
+        .await;
     let mut settings = settings(&server);
     settings.permitted_ips = Some(vec!["1.2.3.4".into(), "*".into()]);
     let state = tempfile::tempdir().unwrap();
@@ -379,32 +347,19 @@ async fn registration_resumes_after_the_last_saved_step() {
         .save(&context)
         .unwrap();
 
-    let installation = server
-        .mock("POST", "/v1/installation")
-        .expect(0)
-        .create_async()
-        .await;
+    let installation = never(server.mock("POST", "/v1/installation")).await;
     let key = client_key().public_key();
-    let device = respond(
+    let device = once(respond(
         with_standard_headers(
             server.mock("POST", "/v1/device-server"),
             Some(INSTALLATION_TOKEN),
         )
         .match_request(move |request| signature_verifies(request, &key)),
         200,
-        r#"{"Response":[{"Id":{"id":321}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+        DEVICE_BODY,
+    ))
     .await;
-    let session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body(SESSION_TOKEN, 3600),
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    let session = once(mock_bunq::session(&mut server, SESSION_TOKEN, 3600)).await;
     BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
         .await
         .unwrap();
@@ -417,7 +372,7 @@ async fn registration_resumes_after_the_last_saved_step() {
 async fn restart_with_a_saved_context_makes_no_setup_call() {
     let mut server = Server::new_async().await;
     let setup = forbid_setup_calls(&mut server).await;
-    let list = respond(
+    let list = once(respond(
         session_call(
             &mut server,
             "GET",
@@ -425,9 +380,7 @@ async fn restart_with_a_saved_context_makes_no_setup_call() {
         ),
         200,
         r#"{"Response":[],"Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
@@ -448,32 +401,16 @@ async fn context_of_another_api_key_triggers_a_clean_registration() {
         "some_other_api_key",
         chrono::Duration::days(7),
     );
-    let installation = respond(
-        server.mock("POST", "/v1/installation"),
-        200,
-        &installation_body(),
-    )
-    .expect(1)
-    .create_async()
-    .await;
-    let device = respond(
+    let installation = once(mock_bunq::installation(&mut server)).await;
+    let device = once(respond(
         server
             .mock("POST", "/v1/device-server")
             .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN),
         200,
-        r#"{"Response":[{"Id":{"id":321}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+        DEVICE_BODY,
+    ))
     .await;
-    let session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body("brand-new-session", 3600),
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    let session = once(mock_bunq::session(&mut server, "brand-new-session", 3600)).await;
     BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
         .await
         .unwrap();
@@ -528,37 +465,23 @@ fn plain_http_to_a_non_loopback_host_is_refused() {
 
 #[tokio::test]
 async fn connect_renews_a_saved_session_that_expires_within_renew_before() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    save_context(
-        state.path(),
-        &base_url(&server),
-        API_KEY,
-        chrono::Duration::minutes(5),
-    );
+    let (mut server, state) = with_saved_context(chrono::Duration::minutes(5)).await;
     let key = client_key().public_key();
-    let session = respond(
-        with_standard_headers(
-            server.mock("POST", "/v1/session-server"),
-            Some(INSTALLATION_TOKEN),
-        )
-        .match_body(format!(r#"{{"secret":"{API_KEY}"}}"#).as_str())
-        .match_request(move |request| signature_verifies(request, &key)),
+    let session = once(respond(
+        session_server_call(&mut server)
+            .match_body(format!(r#"{{"secret":"{API_KEY}"}}"#).as_str())
+            .match_request(move |request| signature_verifies(request, &key)),
         200,
         &session_body("renewed-session", 604_800),
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
-    let list = respond(
+    let list = once(respond(
         server
             .mock("GET", "/v1/user/1913/credential-password-ip?count=200")
             .match_header("X-Bunq-Client-Authentication", "renewed-session"),
         200,
         r#"{"Response":[],"Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     let mut settings = settings(&server);
     settings.renew_before = Duration::from_secs(600);
@@ -573,51 +496,29 @@ async fn connect_renews_a_saved_session_that_expires_within_renew_before() {
 
 #[tokio::test]
 async fn a_call_renews_a_session_that_is_within_renew_before() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    save_context(
-        state.path(),
-        &base_url(&server),
-        API_KEY,
-        chrono::Duration::hours(2),
-    );
+    let (mut server, state) = with_saved_context(chrono::Duration::hours(2)).await;
     let now = Arc::new(Mutex::new(Utc::now()));
     let mut settings = settings(&server);
     settings.renew_before = Duration::from_secs(3600);
     let clock = now.clone();
     settings.clock = Arc::new(move || *clock.lock().unwrap());
-    let session = respond(
-        with_standard_headers(
-            server.mock("POST", "/v1/session-server"),
-            Some(INSTALLATION_TOKEN),
-        ),
+    let session = once(respond(
+        session_server_call(&mut server),
         200,
         &session_body("renewed-by-call", 604_800),
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
-    let get = respond(
-        session_call(
-            &mut server,
-            "GET",
-            "/v1/user/1913/credential-password-ip/77",
-        ),
+    let get = once(respond(
+        session_call(&mut server, "GET", CREDENTIAL_PATH),
         200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+        CREDENTIAL_BODY,
+    ))
     .await;
-    let renewed_get = respond(
-        server
-            .mock("GET", "/v1/user/1913/credential-password-ip/77")
-            .match_header("X-Bunq-Client-Authentication", "renewed-by-call"),
+    let renewed_get = once(respond(
+        credential_get(&mut server, "renewed-by-call"),
         200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+        CREDENTIAL_BODY,
+    ))
     .await;
     let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
         .await
@@ -637,29 +538,18 @@ async fn a_call_renews_a_session_that_is_within_renew_before() {
 
 #[tokio::test]
 async fn renew_session_uses_the_new_token_afterwards_and_saves_it() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
-    let session = respond(
-        with_standard_headers(
-            server.mock("POST", "/v1/session-server"),
-            Some(INSTALLATION_TOKEN),
-        ),
+    let (mut server, state, client) = with_saved_client().await;
+    let session = once(respond(
+        session_server_call(&mut server),
         200,
         &session_body("fresh-session", 604_800),
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
-    let get = respond(
-        server
-            .mock("GET", "/v1/user/1913/credential-password-ip/77")
-            .match_header("X-Bunq-Client-Authentication", "fresh-session"),
+    let get = once(respond(
+        credential_get(&mut server, "fresh-session"),
         200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+        CREDENTIAL_BODY,
+    ))
     .await;
     client.renew_session().await.unwrap();
     client.get_credential(77).await.unwrap();
@@ -675,34 +565,16 @@ async fn renew_session_uses_the_new_token_afterwards_and_saves_it() {
 
 #[tokio::test]
 async fn rejected_session_opens_one_new_session_and_retries_once() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
-    let rejected = server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
-        .match_header("X-Bunq-Client-Authentication", SESSION_TOKEN)
+    let (mut server, _state, client) = with_saved_client().await;
+    let rejected = once(credential_get(&mut server, SESSION_TOKEN)
         .with_status(403)
-        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication.","error_description_translated":"Insufficient authentication."}]}"#)
-        .expect(1)
-        .create_async()
-        .await;
-    let session = respond(
-        server.mock("POST", "/v1/session-server"),
+        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication.","error_description_translated":"Insufficient authentication."}]}"#)).await;
+    let session = once(mock_bunq::session(&mut server, "second-session", 604_800)).await;
+    let accepted = once(respond(
+        credential_get(&mut server, "second-session"),
         200,
-        &session_body("second-session", 604_800),
-    )
-    .expect(1)
-    .create_async()
-    .await;
-    let accepted = respond(
-        server
-            .mock("GET", "/v1/user/1913/credential-password-ip/77")
-            .match_header("X-Bunq-Client-Authentication", "second-session"),
-        200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+        ACTIVE_CREDENTIAL_BODY,
+    ))
     .await;
     let credential = client.get_credential(77).await.unwrap();
     assert_eq!(credential.id, 77);
@@ -713,24 +585,15 @@ async fn rejected_session_opens_one_new_session_and_retries_once() {
 
 #[tokio::test]
 async fn a_second_session_rejection_is_returned_without_another_session() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let rejected = server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .mock("GET", CREDENTIAL_PATH)
         .with_status(403)
         .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
         .expect(2)
         .create_async()
         .await;
-    let session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body("second-session", 604_800),
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    let session = once(mock_bunq::session(&mut server, "second-session", 604_800)).await;
     let err = client.get_credential(77).await.unwrap_err();
     assert!(err.is_session_rejected(), "{err}");
     rejected.assert_async().await;
@@ -742,20 +605,15 @@ async fn a_second_session_rejection_is_returned_without_another_session() {
 
 #[tokio::test]
 async fn list_credentials_sends_a_signed_get_and_parses_credentials() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
-    let list = respond(
+    let (mut server, _state, client) = with_saved_client().await;
+    let list = once(respond(
         session_call(&mut server, "GET", "/v1/user/1913/credential-password-ip?count=200")
             .match_body(""),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":77,"created":"c","updated":"u","status":"ACTIVE",
             "expiry_time":null,"token_value":null,"permitted_device":{"description":"ipsync-test","ip":"1.2.3.4"}}}],
             "Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#,
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    )).await;
     let credentials = client.list_credentials().await.unwrap();
     list.assert_async().await;
     assert_eq!(credentials.len(), 1);
@@ -766,19 +624,14 @@ async fn list_credentials_sends_a_signed_get_and_parses_credentials() {
 
 #[tokio::test]
 async fn list_credentials_follows_older_url() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
-    let first = respond(
+    let (mut server, _state, client) = with_saved_client().await;
+    let first = once(respond(
         session_call(&mut server, "GET", "/v1/user/1913/credential-password-ip?count=200"),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":80}}],"Pagination":{"future_url":null,"newer_url":null,
             "older_url":"\/v1\/user\/1913\/credential-password-ip?count=200&older_id=80"}}"#,
-    )
-    .expect(1)
-    .create_async()
-    .await;
-    let second = respond(
+    )).await;
+    let second = once(respond(
         session_call(
             &mut server,
             "GET",
@@ -786,10 +639,7 @@ async fn list_credentials_follows_older_url() {
         ),
         200,
         r#"{"Response":[{"CredentialPasswordIp":{"id":79}}],"Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#,
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    )).await;
     let ids: Vec<u64> = client
         .list_credentials()
         .await
@@ -804,21 +654,12 @@ async fn list_credentials_follows_older_url() {
 
 #[tokio::test]
 async fn get_credential_sends_a_signed_get_to_the_credential_path() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
-    let get = respond(
-        session_call(
-            &mut server,
-            "GET",
-            "/v1/user/1913/credential-password-ip/77",
-        )
-        .match_body(""),
+    let (mut server, _state, client) = with_saved_client().await;
+    let get = once(respond(
+        session_call(&mut server, "GET", CREDENTIAL_PATH).match_body(""),
         200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+        ACTIVE_CREDENTIAL_BODY,
+    ))
     .await;
     let credential = client.get_credential(77).await.unwrap();
     get.assert_async().await;
@@ -827,9 +668,7 @@ async fn get_credential_sends_a_signed_get_to_the_credential_path() {
 
 #[tokio::test]
 async fn list_ips_follows_older_url_across_three_pages_keeping_ids_and_timestamps() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let first_path = format!("{IP_LIST_PATH}?count=200");
     let second_path = format!("{IP_LIST_PATH}?count=200&older_id=5");
     let third_path = format!("{IP_LIST_PATH}?count=200&older_id=3");
@@ -874,9 +713,7 @@ async fn list_ips_follows_older_url_across_three_pages_keeping_ids_and_timestamp
 
 #[tokio::test]
 async fn a_pagination_link_to_another_host_is_refused() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let _first = respond(
         session_call(&mut server, "GET", &format!("{IP_LIST_PATH}?count=200")),
         200,
@@ -893,16 +730,12 @@ async fn a_pagination_link_to_another_host_is_refused() {
 
 #[tokio::test]
 async fn get_ip_sends_a_signed_get_to_the_entry_path() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
-    let get = respond(
+    let (mut server, _state, client) = with_saved_client().await;
+    let get = once(respond(
         session_call(&mut server, "GET", &format!("{IP_LIST_PATH}/9")).match_body(""),
         200,
         r#"{"Response":[{"PermittedIp":{"id":9,"ip":"1.2.3.4","status":"INACTIVE"}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     let entry = client.get_ip(77, 9).await.unwrap();
     get.assert_async().await;
@@ -912,17 +745,13 @@ async fn get_ip_sends_a_signed_get_to_the_entry_path() {
 
 #[tokio::test]
 async fn create_ip_posts_exactly_ip_and_status_and_returns_the_new_id() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
-    let create = respond(
+    let (mut server, _state, client) = with_saved_client().await;
+    let create = once(respond(
         session_call(&mut server, "POST", IP_LIST_PATH)
             .match_body(r#"{"ip":"5.6.7.8","status":"ACTIVE"}"#),
         200,
         r#"{"Response":[{"Id":{"id":925}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     let id = client
         .create_ip(77, Ipv4Addr::new(5, 6, 7, 8), IpStatus::Active)
@@ -934,17 +763,13 @@ async fn create_ip_posts_exactly_ip_and_status_and_returns_the_new_id() {
 
 #[tokio::test]
 async fn update_ip_puts_only_the_status() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
-    let update = respond(
+    let (mut server, _state, client) = with_saved_client().await;
+    let update = once(respond(
         session_call(&mut server, "PUT", &format!("{IP_LIST_PATH}/877"))
             .match_body(r#"{"status":"INACTIVE"}"#),
         200,
         r#"{"Response":[{"Id":{"id":877}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     let id = client
         .update_ip_status(77, 877, IpStatus::Inactive)
@@ -957,14 +782,11 @@ async fn update_ip_puts_only_the_status() {
 #[tokio::test]
 async fn sandbox_user_is_created_without_token_or_signature() {
     let mut server = Server::new_async().await;
-    let create = with_standard_headers(server.mock("POST", "/v1/sandbox-user-person"), None)
+    let create = once(with_standard_headers(server.mock("POST", "/v1/sandbox-user-person"), None)
         .match_header("X-Bunq-Client-Signature", Matcher::Missing)
         .match_body("")
         .with_status(200)
-        .with_body(r#"{"Response":[{"ApiKey":{"api_key":"sandbox_new_key","user":{"UserPerson":{"id":44}}}}]}"#)
-        .expect(1)
-        .create_async()
-        .await;
+        .with_body(r#"{"Response":[{"ApiKey":{"api_key":"sandbox_new_key","user":{"UserPerson":{"id":44}}}}]}"#)).await;
     let user = create_sandbox_user(&base_url(&server), &fast_transport())
         .await
         .unwrap();
@@ -979,16 +801,14 @@ async fn sandbox_user_is_created_without_token_or_signature() {
 
 #[tokio::test]
 async fn missing_server_signature_on_a_200_is_a_security_error_and_not_retried() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
-    let get = server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
-        .with_status(200)
-        .with_body(r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#)
-        .expect(1)
-        .create_async()
-        .await;
+    let (mut server, _state, client) = with_saved_client().await;
+    let get = once(
+        server
+            .mock("GET", CREDENTIAL_PATH)
+            .with_status(200)
+            .with_body(CREDENTIAL_BODY),
+    )
+    .await;
     let err = client.get_credential(77).await.unwrap_err();
     assert!(matches!(err, BunqError::ResponseSignature { .. }), "{err}");
     assert!(err.is_security());
@@ -997,22 +817,20 @@ async fn missing_server_signature_on_a_200_is_a_security_error_and_not_retried()
 
 #[tokio::test]
 async fn tampered_response_body_fails_verification_and_is_not_retried() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let genuine = r#"{"Response":[{"PermittedIp":{"id":9,"ip":"1.2.3.4","status":"INACTIVE"}}]}"#;
     let tampered = r#"{"Response":[{"PermittedIp":{"id":9,"ip":"6.6.6.6","status":"ACTIVE"}}]}"#;
-    let get = server
-        .mock("GET", &format!("{IP_LIST_PATH}/9") as &str)
-        .with_status(200)
-        .with_header(
-            "X-Bunq-Server-Signature",
-            &server_key().sign(genuine.as_bytes()),
-        )
-        .with_body(tampered)
-        .expect(1)
-        .create_async()
-        .await;
+    let get = once(
+        server
+            .mock("GET", &format!("{IP_LIST_PATH}/9") as &str)
+            .with_status(200)
+            .with_header(
+                "X-Bunq-Server-Signature",
+                &server_key().sign(genuine.as_bytes()),
+            )
+            .with_body(tampered),
+    )
+    .await;
     let err = client.get_ip(77, 9).await.unwrap_err();
     assert!(matches!(err, BunqError::ResponseSignature { .. }), "{err}");
     get.assert_async().await;
@@ -1020,21 +838,19 @@ async fn tampered_response_body_fails_verification_and_is_not_retried() {
 
 #[tokio::test]
 async fn signature_by_another_key_fails_verification() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
-    let body = r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#;
-    let get = server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
-        .with_status(200)
-        .with_header(
-            "X-Bunq-Server-Signature",
-            &client_key().sign(body.as_bytes()),
-        )
-        .with_body(body)
-        .expect(1)
-        .create_async()
-        .await;
+    let (mut server, _state, client) = with_saved_client().await;
+    let body = CREDENTIAL_BODY;
+    let get = once(
+        server
+            .mock("GET", CREDENTIAL_PATH)
+            .with_status(200)
+            .with_header(
+                "X-Bunq-Server-Signature",
+                &client_key().sign(body.as_bytes()),
+            )
+            .with_body(body),
+    )
+    .await;
     let err = client.get_credential(77).await.unwrap_err();
     assert!(matches!(err, BunqError::ResponseSignature { .. }), "{err}");
     get.assert_async().await;
@@ -1042,17 +858,12 @@ async fn signature_by_another_key_fails_verification() {
 
 #[tokio::test]
 async fn error_body_becomes_an_api_error_with_status_description_and_response_id() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
-    let _get = server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+    let (mut server, _state, client) = with_saved_client().await;
+    let _get = once(server
+        .mock("GET", CREDENTIAL_PATH)
         .with_status(400)
         .with_header("X-Bunq-Client-Response-Id", "resp-400")
-        .with_body(r#"{"Error":[{"error_description":"User credentials are incorrect. Incorrect API key or IP address.","error_description_translated":"x"}]}"#)
-        .expect(1)
-        .create_async()
-        .await;
+        .with_body(r#"{"Error":[{"error_description":"User credentials are incorrect. Incorrect API key or IP address.","error_description_translated":"x"}]}"#)).await;
     let err = client.get_credential(77).await.unwrap_err();
     match &err {
         BunqError::Api {
@@ -1077,9 +888,7 @@ async fn error_body_becomes_an_api_error_with_status_description_and_response_id
 
 #[tokio::test]
 async fn rate_limited_request_is_retried_with_a_new_request_id_and_succeeds() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let ids: Arc<Mutex<Vec<String>>> = Arc::default();
     let record = |ids: Arc<Mutex<Vec<String>>>| {
         move |request: &Request| {
@@ -1091,26 +900,16 @@ async fn rate_limited_request_is_retried_with_a_new_request_id_and_succeeds() {
             true
         }
     };
-    let limited = server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+    let limited = once(server
+        .mock("GET", CREDENTIAL_PATH)
         .match_request(record(ids.clone()))
         .with_status(429)
-        .with_body(r#"{"Error":[{"error_description":"Too many requests. You can do a maximum of 3 calls per 3 second to this endpoint."}]}"#)
-        .expect(1)
-        .create_async()
-        .await;
-    let ok = respond(
-        session_call(
-            &mut server,
-            "GET",
-            "/v1/user/1913/credential-password-ip/77",
-        )
-        .match_request(record(ids.clone())),
+        .with_body(r#"{"Error":[{"error_description":"Too many requests. You can do a maximum of 3 calls per 3 second to this endpoint."}]}"#)).await;
+    let ok = once(respond(
+        session_call(&mut server, "GET", CREDENTIAL_PATH).match_request(record(ids.clone())),
         200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+        CREDENTIAL_BODY,
+    ))
     .await;
     assert_eq!(client.get_credential(77).await.unwrap().id, 77);
     limited.assert_async().await;
@@ -1122,11 +921,9 @@ async fn rate_limited_request_is_retried_with_a_new_request_id_and_succeeds() {
 
 #[tokio::test]
 async fn server_errors_are_retried_up_to_the_attempt_limit() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let failing = server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
+        .mock("GET", CREDENTIAL_PATH)
         .with_status(503)
         .with_body("<html><body>Service Unavailable</body></html>")
         .expect(3)
@@ -1149,16 +946,14 @@ async fn server_errors_are_retried_up_to_the_attempt_limit() {
 
 #[tokio::test]
 async fn create_ip_is_not_retried_on_a_server_error() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
-    let create = server
-        .mock("POST", IP_LIST_PATH)
-        .with_status(500)
-        .with_body(r#"{"Error":[{"error_description":"Internal error"}]}"#)
-        .expect(1)
-        .create_async()
-        .await;
+    let (mut server, _state, client) = with_saved_client().await;
+    let create = once(
+        server
+            .mock("POST", IP_LIST_PATH)
+            .with_status(500)
+            .with_body(r#"{"Error":[{"error_description":"Internal error"}]}"#),
+    )
+    .await;
     let err = client
         .create_ip(77, Ipv4Addr::new(5, 6, 7, 8), IpStatus::Active)
         .await
@@ -1169,22 +964,18 @@ async fn create_ip_is_not_retried_on_a_server_error() {
 
 #[tokio::test]
 async fn update_ip_is_retried_on_a_server_error() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
-    let failing = server
-        .mock("PUT", &format!("{IP_LIST_PATH}/877") as &str)
-        .with_status(500)
-        .expect(1)
-        .create_async()
-        .await;
-    let ok = respond(
+    let (mut server, _state, client) = with_saved_client().await;
+    let failing = once(
+        server
+            .mock("PUT", &format!("{IP_LIST_PATH}/877") as &str)
+            .with_status(500),
+    )
+    .await;
+    let ok = once(respond(
         session_call(&mut server, "PUT", &format!("{IP_LIST_PATH}/877")),
         200,
         r#"{"Response":[{"Id":{"id":877}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     client
         .update_ip_status(77, 877, IpStatus::Active)
@@ -1243,40 +1034,20 @@ impl ApiObserver for CountingObserver {
 
 #[tokio::test]
 async fn observer_sees_every_attempt_by_route_pattern() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    save_context(
-        state.path(),
-        &base_url(&server),
-        API_KEY,
-        chrono::Duration::days(7),
-    );
+    let (mut server, state) = with_saved_context(chrono::Duration::days(7)).await;
     let observer = Arc::new(CountingObserver::default());
     let mut settings = settings(&server);
     settings.observer = Some(observer.clone());
     let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
         .await
         .unwrap();
-    let _limited = server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
-        .with_status(429)
-        .expect(1)
+    let _limited = once(server.mock("GET", CREDENTIAL_PATH).with_status(429)).await;
+    let _ok = respond(server.mock("GET", CREDENTIAL_PATH), 200, CREDENTIAL_BODY)
         .create_async()
         .await;
-    let _ok = respond(
-        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
-        200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
-    )
-    .create_async()
-    .await;
-    let _session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body("s2", 604_800),
-    )
-    .create_async()
-    .await;
+    let _session = mock_bunq::session(&mut server, "s2", 604_800)
+        .create_async()
+        .await;
     client.get_credential(77).await.unwrap();
     client.renew_session().await.unwrap();
     let pattern = "/user/{user}/credential-password-ip/{cred}";
@@ -1305,17 +1076,8 @@ fn client_can_be_shared_between_tasks() {
 
 #[tokio::test]
 async fn renewing_twice_in_a_row_opens_only_one_session() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
-    let session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body("fresh-session", 604_800),
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    let (mut server, _state, client) = with_saved_client().await;
+    let session = once(mock_bunq::session(&mut server, "fresh-session", 604_800)).await;
     let first = client.renew_session().await.unwrap();
     let second = client.renew_session().await.unwrap();
     session.assert_async().await;
@@ -1327,28 +1089,17 @@ async fn concurrent_rejections_open_a_single_new_session() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = Arc::new(saved_client(&server, state.path()).await);
-    let rejected = server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
-        .match_header("X-Bunq-Client-Authentication", SESSION_TOKEN)
+    let rejected = credential_get(&mut server, SESSION_TOKEN)
         .with_status(403)
         .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
         .expect_at_least(1)
         .create_async()
         .await;
-    let session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body("shared-session", 604_800),
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    let session = once(mock_bunq::session(&mut server, "shared-session", 604_800)).await;
     let accepted = respond(
-        server
-            .mock("GET", "/v1/user/1913/credential-password-ip/77")
-            .match_header("X-Bunq-Client-Authentication", "shared-session"),
+        credential_get(&mut server, "shared-session"),
         200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
+        CREDENTIAL_BODY,
     )
     .expect_at_least(1)
     .create_async()
@@ -1430,14 +1181,10 @@ async fn the_rate_limiter_holds_a_request_beyond_the_window_limit() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = client_with_hourly_get_limit(&server, state.path(), 3).await;
-    let get = respond(
-        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
-        200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
-    )
-    .expect(3)
-    .create_async()
-    .await;
+    let get = respond(server.mock("GET", CREDENTIAL_PATH), 200, CREDENTIAL_BODY)
+        .expect(3)
+        .create_async()
+        .await;
     for _ in 0..3 {
         client.get_credential(77).await.unwrap();
     }
@@ -1451,12 +1198,7 @@ async fn the_rate_limiter_is_acquired_before_a_retry_too() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = client_with_hourly_get_limit(&server, state.path(), 1).await;
-    let limited = server
-        .mock("GET", "/v1/user/1913/credential-password-ip/77")
-        .with_status(429)
-        .expect(1)
-        .create_async()
-        .await;
+    let limited = once(server.mock("GET", CREDENTIAL_PATH).with_status(429)).await;
     let retry = tokio::time::timeout(Duration::from_millis(50), client.get_credential(77)).await;
     assert!(retry.is_err(), "the retry was not held back by the limiter");
     limited.assert_async().await;
@@ -1464,56 +1206,43 @@ async fn the_rate_limiter_is_acquired_before_a_retry_too() {
 
 #[tokio::test]
 async fn a_rejected_saved_installation_is_replaced_by_one_clean_registration() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
     // The saved session is stale, so connect opens a new one with the saved installation token.
-    save_context(
-        state.path(),
-        &base_url(&server),
-        API_KEY,
-        chrono::Duration::seconds(30),
-    );
-    let rejected = server
-        .mock("POST", "/v1/session-server")
-        .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN)
-        .with_status(403)
-        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
-        .expect(1)
-        .create_async()
-        .await;
+    let (mut server, state) = with_saved_context(chrono::Duration::seconds(30)).await;
+    let rejected = once(
+        server
+            .mock("POST", "/v1/session-server")
+            .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN)
+            .with_status(403)
+            .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#),
+    )
+    .await;
     let new_installation = serde_json::json!({"Response": [
         {"Id": {"id": 1}},
         {"Token": {"id": 2, "token": "installation-2"}},
         {"ServerPublicKey": {"server_public_key": server_key().public_key().to_pem()}}
     ]})
     .to_string();
-    let installation = respond(
+    let installation = once(respond(
         server.mock("POST", "/v1/installation"),
         200,
         &new_installation,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
-    let device = respond(
+    let device = once(respond(
         server
             .mock("POST", "/v1/device-server")
             .match_header("X-Bunq-Client-Authentication", "installation-2"),
         200,
         r#"{"Response":[{"Id":{"id":322}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
-    let session = respond(
+    let session = once(respond(
         server
             .mock("POST", "/v1/session-server")
             .match_header("X-Bunq-Client-Authentication", "installation-2"),
         200,
         &session_body("session-after-reinstall", 604_800),
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
         .await
@@ -1533,28 +1262,15 @@ async fn a_rejected_saved_installation_is_replaced_by_one_clean_registration() {
 #[tokio::test]
 async fn a_rejected_fresh_installation_is_an_error_not_a_loop() {
     let mut server = Server::new_async().await;
-    let installation = respond(
-        server.mock("POST", "/v1/installation"),
-        200,
-        &installation_body(),
+    let installation = once(mock_bunq::installation(&mut server)).await;
+    let _device = mock_bunq::device(&mut server).create_async().await;
+    let session = once(
+        server
+            .mock("POST", "/v1/session-server")
+            .with_status(403)
+            .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#),
     )
-    .expect(1)
-    .create_async()
     .await;
-    let _device = respond(
-        server.mock("POST", "/v1/device-server"),
-        200,
-        r#"{"Response":[{"Id":{"id":321}}]}"#,
-    )
-    .create_async()
-    .await;
-    let session = server
-        .mock("POST", "/v1/session-server")
-        .with_status(403)
-        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
-        .expect(1)
-        .create_async()
-        .await;
     let state = tempfile::tempdir().unwrap();
     let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
         .await
@@ -1567,27 +1283,15 @@ async fn a_rejected_fresh_installation_is_an_error_not_a_loop() {
 #[tokio::test]
 async fn unsigned_session_server_response_fails_registration() {
     let mut server = Server::new_async().await;
-    let _installation = respond(
-        server.mock("POST", "/v1/installation"),
-        200,
-        &installation_body(),
+    let _installation = mock_bunq::installation(&mut server).create_async().await;
+    let _device = mock_bunq::device(&mut server).create_async().await;
+    let session = once(
+        server
+            .mock("POST", "/v1/session-server")
+            .with_status(200)
+            .with_body(session_body("forged-session", 604_800)),
     )
-    .create_async()
     .await;
-    let _device = respond(
-        server.mock("POST", "/v1/device-server"),
-        200,
-        r#"{"Response":[{"Id":{"id":321}}]}"#,
-    )
-    .create_async()
-    .await;
-    let session = server
-        .mock("POST", "/v1/session-server")
-        .with_status(200)
-        .with_body(session_body("forged-session", 604_800))
-        .expect(1)
-        .create_async()
-        .await;
     let state = tempfile::tempdir().unwrap();
     let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
         .await
@@ -1615,27 +1319,13 @@ async fn debug_output_of_client_and_settings_shows_no_secret() {
 
 #[tokio::test]
 async fn ensure_session_renews_only_when_due() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    save_context(
-        state.path(),
-        &base_url(&server),
-        API_KEY,
-        chrono::Duration::hours(2),
-    );
+    let (mut server, state) = with_saved_context(chrono::Duration::hours(2)).await;
     let now = Arc::new(Mutex::new(Utc::now()));
     let mut settings = settings(&server);
     settings.renew_before = Duration::from_secs(3600);
     let clock = now.clone();
     settings.clock = Arc::new(move || *clock.lock().unwrap());
-    let session = respond(
-        server.mock("POST", "/v1/session-server"),
-        200,
-        &session_body("due-session", 604_800),
-    )
-    .expect(1)
-    .create_async()
-    .await;
+    let session = once(mock_bunq::session(&mut server, "due-session", 604_800)).await;
     let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
         .await
         .unwrap();
@@ -1672,35 +1362,25 @@ async fn a_session_call_answered_401_with_any_wording_opens_one_new_session_and_
         let client = saved_client(&server, state.path()).await;
         let body = format!(r#"{{"Error":[{{"error_description":"{text}"}}]}}"#);
         // Signed like bunq signs it: verified, then acted on.
-        let rejected = respond(
-            server
-                .mock("GET", "/v1/user/1913/credential-password-ip/77")
-                .match_header("X-Bunq-Client-Authentication", SESSION_TOKEN),
+        let rejected = once(respond(
+            credential_get(&mut server, SESSION_TOKEN),
             status,
             &body,
-        )
-        .expect(1)
-        .create_async()
+        ))
         .await;
-        let session = respond(
+        let session = once(respond(
             server
                 .mock("POST", "/v1/session-server")
                 .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN),
             200,
             &session_body("second-session", 604_800),
-        )
-        .expect(1)
-        .create_async()
+        ))
         .await;
-        let accepted = respond(
-            server
-                .mock("GET", "/v1/user/1913/credential-password-ip/77")
-                .match_header("X-Bunq-Client-Authentication", "second-session"),
+        let accepted = once(respond(
+            credential_get(&mut server, "second-session"),
             200,
-            r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#,
-        )
-        .expect(1)
-        .create_async()
+            ACTIVE_CREDENTIAL_BODY,
+        ))
         .await;
         let credential = client.get_credential(77).await.unwrap();
         assert_eq!(credential.id, 77, "{status} {text}");
@@ -1713,22 +1393,14 @@ async fn a_session_call_answered_401_with_any_wording_opens_one_new_session_and_
 #[tokio::test]
 async fn an_error_response_with_an_invalid_server_signature_is_a_security_error_and_nothing_follows()
  {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
-    let rejected = respond_with_a_bad_signature(
-        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
+    let (mut server, _state, client) = with_saved_client().await;
+    let rejected = once(respond_with_a_bad_signature(
+        server.mock("GET", CREDENTIAL_PATH),
         403,
         r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
-    let session = server
-        .mock("POST", "/v1/session-server")
-        .expect(0)
-        .create_async()
-        .await;
+    let session = never(server.mock("POST", "/v1/session-server")).await;
     let err = client.get_credential(77).await.unwrap_err();
     assert!(err.is_security(), "{err}");
     rejected.assert_async().await;
@@ -1737,16 +1409,12 @@ async fn an_error_response_with_an_invalid_server_signature_is_a_security_error_
 
 #[tokio::test]
 async fn a_server_error_with_an_invalid_server_signature_is_not_retried() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
-    let failing = respond_with_a_bad_signature(
-        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
+    let (mut server, _state, client) = with_saved_client().await;
+    let failing = once(respond_with_a_bad_signature(
+        server.mock("GET", CREDENTIAL_PATH),
         503,
         r#"{"Error":[{"error_description":"Service unavailable."}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     let err = client.get_credential(77).await.unwrap_err();
     assert!(err.is_security(), "{err}");
@@ -1755,36 +1423,19 @@ async fn a_server_error_with_an_invalid_server_signature_is_not_retried() {
 
 #[tokio::test]
 async fn a_forged_installation_rejection_discards_nothing_and_registers_nothing() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
     // Stale session: connect opens a new one with the saved installation token.
-    save_context(
-        state.path(),
-        &base_url(&server),
-        API_KEY,
-        chrono::Duration::seconds(30),
-    );
+    let (mut server, state) = with_saved_context(chrono::Duration::seconds(30)).await;
     let before = std::fs::read(state.path().join(CONTEXT_FILE_NAME)).unwrap();
-    let rejected = respond_with_a_bad_signature(
+    let rejected = once(respond_with_a_bad_signature(
         server
             .mock("POST", "/v1/session-server")
             .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN),
         403,
         r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
-    let installation = server
-        .mock("POST", "/v1/installation")
-        .expect(0)
-        .create_async()
-        .await;
-    let device = server
-        .mock("POST", "/v1/device-server")
-        .expect(0)
-        .create_async()
-        .await;
+    let installation = never(server.mock("POST", "/v1/installation")).await;
+    let device = never(server.mock("POST", "/v1/device-server")).await;
     let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
         .await
         .unwrap_err();
@@ -1800,28 +1451,14 @@ async fn a_forged_installation_rejection_discards_nothing_and_registers_nothing(
 async fn a_session_server_refusing_the_credentials_with_403_keeps_the_saved_installation() {
     // "User credentials are incorrect" is not bunq forgetting the installation, whatever the
     // status: the error is returned and the installation is kept.
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    save_context(
-        state.path(),
-        &base_url(&server),
-        API_KEY,
-        chrono::Duration::seconds(30),
-    );
+    let (mut server, state) = with_saved_context(chrono::Duration::seconds(30)).await;
     let before = std::fs::read(state.path().join(CONTEXT_FILE_NAME)).unwrap();
-    let rejected = respond(
+    let rejected = once(respond(
         server.mock("POST", "/v1/session-server"),
         403,
         r#"{"Error":[{"error_description":"User credentials are incorrect. Incorrect API key or IP address."}]}"#,
-    )
-    .expect(1)
-    .create_async()
-    .await;
-    let installation = server
-        .mock("POST", "/v1/installation")
-        .expect(0)
-        .create_async()
-        .await;
+    )).await;
+    let installation = never(server.mock("POST", "/v1/installation")).await;
     let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
         .await
         .unwrap_err();
@@ -1835,24 +1472,20 @@ async fn a_session_server_refusing_the_credentials_with_403_keeps_the_saved_inst
 #[tokio::test]
 async fn a_429_is_retried_beyond_the_transient_attempt_budget_until_it_succeeds() {
     // fast_transport allows 3 attempts for transient failures; a rate limit gets at least 6.
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let limited = respond(
-        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
+        server.mock("GET", CREDENTIAL_PATH),
         429,
         r#"{"Error":[{"error_description":"Too many requests."}]}"#,
     )
     .expect(5)
     .create_async()
     .await;
-    let ok = respond(
-        server.mock("GET", "/v1/user/1913/credential-password-ip/77"),
+    let ok = once(respond(
+        server.mock("GET", CREDENTIAL_PATH),
         200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+        CREDENTIAL_BODY,
+    ))
     .await;
     assert_eq!(client.get_credential(77).await.unwrap().id, 77);
     limited.assert_async().await;
@@ -1861,9 +1494,7 @@ async fn a_429_is_retried_beyond_the_transient_attempt_budget_until_it_succeeds(
 
 #[tokio::test]
 async fn create_ip_answered_429_is_retried_and_creates_once() {
-    let mut server = Server::new_async().await;
-    let state = tempfile::tempdir().unwrap();
-    let client = saved_client(&server, state.path()).await;
+    let (mut server, _state, client) = with_saved_client().await;
     let limited = respond(
         server.mock("POST", IP_LIST_PATH),
         429,
@@ -1872,14 +1503,12 @@ async fn create_ip_answered_429_is_retried_and_creates_once() {
     .expect(2)
     .create_async()
     .await;
-    let created = respond(
+    let created = once(respond(
         session_call(&mut server, "POST", IP_LIST_PATH)
             .match_body(r#"{"ip":"5.6.7.8","status":"ACTIVE"}"#),
         200,
         r#"{"Response":[{"Id":{"id":901}}]}"#,
-    )
-    .expect(1)
-    .create_async()
+    ))
     .await;
     let id = client
         .create_ip(77, Ipv4Addr::new(5, 6, 7, 8), IpStatus::Active)

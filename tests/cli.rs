@@ -16,18 +16,19 @@ use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bunq_ipsync::bunq::model::{CredentialId, IpStatus};
 use bunq_ipsync::bunq::{ContextStore, PrivateKey};
 use bunq_ipsync::daemon::lock::StateLock;
-use bunq_ipsync::simulator::{
-    DEFAULT_CALLER_IP, Fault, FaultKind, LoggedRequest, SeededKey, Simulator, SimulatorOptions,
-};
+use bunq_ipsync::simulator::{DEFAULT_CALLER_IP, Fault, FaultKind, LoggedRequest};
 use chrono::{DateTime, Utc};
 use hyper::Method;
 use serde_json::Value;
+
+mod support;
+
+use support::{Account, config_text, server_key, sim_options};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bunq-ipsync");
 /// A command that runs longer than this is killed and the test fails.
@@ -43,11 +44,6 @@ const SUBCOMMANDS: [&str; 9] = [
     "sandbox-user",
     "import-sdk-context",
 ];
-
-fn server_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
 
 /// What a finished command left.
 #[derive(Debug)]
@@ -108,69 +104,27 @@ fn run_binary(args: &[&str], env: &[(&str, &str)]) -> Output {
     }
 }
 
-/// A simulator with a user and key, and a directory for the config, the key file and state.
-struct Env {
-    sim: Simulator,
-    key: SeededKey,
-    dir: tempfile::TempDir,
+/// The shared [`Account`] (simulator, user and key, directory for config, key file and state)
+/// with the CLI's config and runner on top.
+struct Env(Account);
+
+impl std::ops::Deref for Env {
+    type Target = Account;
+
+    fn deref(&self) -> &Account {
+        &self.0
+    }
 }
 
 impl Env {
     async fn start() -> Env {
-        let sim = Simulator::start(SimulatorOptions {
-            rate_limits: false,
-            server_key: Some(server_key().clone()),
-            ..SimulatorOptions::default()
-        })
-        .await
-        .unwrap();
-        let key = sim.create_user_with_api_key();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("api-key"), key.api_key.expose()).unwrap();
-        Env { sim, key, dir }
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn key_file(&self) -> PathBuf {
-        self.dir.path().join("api-key")
-    }
-
-    /// Another credential of the user with the given entries.
-    fn credential_with(&self, entries: &[(&str, IpStatus)]) -> CredentialId {
-        let id = self
-            .sim
-            .add_credential(
-                self.key.user_id,
-                Some("ci-runner"),
-                Some("192.0.2.200".parse().unwrap()),
-            )
-            .unwrap();
-        for (ip, status) in entries {
-            self.sim.add_entry(id, ip, status.clone()).unwrap();
-        }
-        id
+        Env(Account::start(sim_options()).await)
     }
 
     /// The `bunq:` section pointing at the simulator, then `sync:` and `credentials:`.
     fn config_text(&self, policy: &str, max_changes: usize, credentials: &str) -> String {
-        format!(
-            "bunq:\n  environment: sandbox\n  base_url: {}\n  api_key_file: {}\n  \
-             device_description: ipsync-cli-test\n  state_dir: {}\n\
-             sync:\n  policy: {policy}\n  max_changes: {max_changes}\n\
-             credentials:\n{credentials}",
-            self.sim.base_url(),
-            self.key_file().display(),
-            self.state_dir().display(),
-        )
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
+        self.0
+            .config_text("ipsync-cli-test", "", policy, max_changes, credentials)
     }
 
     /// A config managing `credential` with `ips` under `policy`.
@@ -181,10 +135,7 @@ impl Env {
         credential: CredentialId,
         ips: &[&str],
     ) -> PathBuf {
-        let mut credentials = format!("  - id: {credential}\n    name: ci\n    ips:\n");
-        for ip in ips {
-            credentials.push_str(&format!("      - {ip}\n"));
-        }
+        let credentials = config_text::credential_item(credential, "ci", ips);
         self.write(
             "config.yaml",
             &self.config_text(policy, max_changes, &credentials),
@@ -306,20 +257,23 @@ impl Env {
     }
 
     fn active(&self, credential: CredentialId) -> Vec<String> {
-        let mut ips: Vec<String> = self
-            .sim
-            .entries(credential)
-            .unwrap()
-            .into_iter()
-            .filter(|entry| entry.status == IpStatus::Active)
-            .map(|entry| entry.ip)
-            .collect();
-        ips.sort();
-        ips
+        support::bank::active_ips(&self.sim, credential)
     }
 }
 
 /// Stdout/stderr in a failure message.
+/// Fails with [`show`] unless stdout contains `text`.
+#[track_caller]
+fn assert_stdout_has(out: &Output, text: &str) {
+    assert!(out.stdout.contains(text), "{}", show(out));
+}
+
+/// Fails with [`show`] unless stderr contains `text`.
+#[track_caller]
+fn assert_stderr_has(out: &Output, text: &str) {
+    assert!(out.stderr.contains(text), "{}", show(out));
+}
+
 fn show(output: &Output) -> String {
     format!(
         "exit {}\n--- stdout\n{}--- stderr\n{}",
@@ -337,7 +291,7 @@ async fn validate_accepts_a_good_config_and_writes_nothing() {
     let config = env.config("sync", 10, ci, &["203.0.113.10", "198.51.100.0/30"]);
     let out = env.run(&config, &["validate"]).await;
     assert_eq!(out.code, 0, "{}", show(&out));
-    assert!(out.stdout.contains("valid"), "{}", show(&out));
+    assert_stdout_has(&out, "valid");
     assert!(
         out.stdout.contains("5 desired IP(s)"),
         "CIDR expanded: {}",
@@ -357,11 +311,9 @@ async fn validate_explains_what_bunq_egress_ips_does_set_or_not() {
     let unset = env.config("sync", 10, ci, &["203.0.113.10"]);
     let out = env.run(&unset, &["validate"]).await;
     assert_eq!(out.code, 0, "{}", show(&out));
-    assert!(
-        out.stdout
-            .contains("bunq.egress_ips: not set, so the daemon's egress is unknown"),
-        "{}",
-        show(&out)
+    assert_stdout_has(
+        &out,
+        "bunq.egress_ips: not set, so the daemon's egress is unknown",
     );
 
     let text = std::fs::read_to_string(&unset).unwrap().replace(
@@ -371,11 +323,7 @@ async fn validate_explains_what_bunq_egress_ips_does_set_or_not() {
     let set = env.write("config.yaml", &text);
     let out = env.run(&set, &["validate"]).await;
     assert_eq!(out.code, 0, "{}", show(&out));
-    assert!(
-        out.stdout.contains("bunq.egress_ips: 5 address(es)"),
-        "{}",
-        show(&out)
-    );
+    assert_stdout_has(&out, "bunq.egress_ips: 5 address(es)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,12 +482,8 @@ async fn validate_fails_when_the_api_key_file_is_unreadable() {
     std::fs::remove_file(env.key_file()).unwrap();
     let out = env.run(&config, &["validate"]).await;
     assert_eq!(out.code, 1, "{}", show(&out));
-    assert!(out.stderr.contains("api_key_file"), "{}", show(&out));
-    assert!(
-        out.stderr.contains(&env.key_file().display().to_string()),
-        "{}",
-        show(&out)
-    );
+    assert_stderr_has(&out, "api_key_file");
+    assert_stderr_has(&out, &env.key_file().display().to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -548,7 +492,7 @@ async fn a_missing_config_file_exits_1_naming_it() {
     let missing = env.dir.path().join("nope.yaml");
     let out = env.run(&missing, &["plan"]).await;
     assert_eq!(out.code, 1, "{}", show(&out));
-    assert!(out.stderr.contains("nope.yaml"), "{}", show(&out));
+    assert_stderr_has(&out, "nope.yaml");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -578,7 +522,7 @@ async fn plan_exits_2_with_a_table_on_stdout_and_writes_nothing() {
     let config = env.config("sync", 10, ci, &["203.0.113.11", "203.0.113.12"]);
     let out = env.run(&config, &["plan"]).await;
     assert_eq!(out.code, 2, "{}", show(&out));
-    assert!(out.stdout.contains("CURRENT → WANTED"), "{}", show(&out));
+    assert_stdout_has(&out, "CURRENT → WANTED");
     assert!(
         !out.stderr.contains("own credential is unknown"),
         "the daemon found its own credential: {}",
@@ -587,11 +531,9 @@ async fn plan_exits_2_with_a_table_on_stdout_and_writes_nothing() {
     for row in ["203.0.113.11", "203.0.113.12", "192.0.2.1"] {
         assert!(out.stdout.contains(row), "{row} missing: {}", show(&out));
     }
-    assert!(
-        out.stdout
-            .contains("Plan: 1 to create, 1 to activate, 1 to deactivate, 0 blocked"),
-        "{}",
-        show(&out)
+    assert_stdout_has(
+        &out,
+        "Plan: 1 to create, 1 to activate, 1 to deactivate, 0 blocked",
     );
     assert!(
         env.allowlist_writes().is_empty(),
@@ -608,7 +550,7 @@ async fn plan_exits_0_when_converged() {
     let config = env.config("sync", 10, ci, &["203.0.113.10"]);
     let out = env.run(&config, &["plan"]).await;
     assert_eq!(out.code, 0, "{}", show(&out));
-    assert!(out.stdout.contains("in sync"), "{}", show(&out));
+    assert_stdout_has(&out, "in sync");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -618,11 +560,7 @@ async fn plan_exits_3_when_max_changes_blocks_the_run_and_still_prints_the_plan(
     let config = env.config("sync", 1, ci, &["203.0.113.10", "203.0.113.11"]);
     let out = env.run(&config, &["plan"]).await;
     assert_eq!(out.code, 3, "{}", show(&out));
-    assert!(
-        out.stdout.contains("BLOCKED [max-changes]"),
-        "{}",
-        show(&out)
-    );
+    assert_stdout_has(&out, "BLOCKED [max-changes]");
     assert!(
         out.stdout.contains("203.0.113.10") && out.stdout.contains("203.0.113.11"),
         "full plan: {}",
@@ -663,11 +601,7 @@ async fn plan_exits_3_naming_the_fix_when_the_own_credential_is_not_found() {
     assert_eq!(blocked["block_reason"], "own-credential-unknown");
     let fix = blocked["block_reason_text"].as_str().unwrap();
     assert!(fix.contains("set bunq.device_description"), "{fix}");
-    assert!(
-        out.stderr.contains("own credential is unknown"),
-        "{}",
-        show(&out)
-    );
+    assert_stderr_has(&out, "own credential is unknown");
 
     let text = env.run(&config, &["plan"]).await;
     assert_eq!(text.code, 3, "{}", show(&text));
@@ -732,7 +666,7 @@ async fn plan_reports_an_unknown_credential_as_an_error() {
     let config = env.config("sync", 10, 999_999, &["203.0.113.10"]);
     let out = env.run(&config, &["plan"]).await;
     assert_eq!(out.code, 1, "{}", show(&out));
-    assert!(out.stderr.contains("999999"), "{}", show(&out));
+    assert_stderr_has(&out, "999999");
     assert!(out.stdout.is_empty(), "{}", show(&out));
 }
 
@@ -749,11 +683,7 @@ async fn apply_converges_and_exits_0_then_plan_exits_0() {
     let config = env.config("sync", 10, ci, &["203.0.113.11", "203.0.113.12"]);
     let out = env.run(&config, &["apply"]).await;
     assert_eq!(out.code, 0, "{}", show(&out));
-    assert!(
-        out.stdout.contains("Apply: 3 applied, 0 failed"),
-        "{}",
-        show(&out)
-    );
+    assert_stdout_has(&out, "Apply: 3 applied, 0 failed");
     assert_eq!(env.active(ci), vec!["203.0.113.11", "203.0.113.12"]);
 
     env.sim.clear_request_log();
@@ -775,11 +705,7 @@ async fn apply_exits_3_when_blocked_and_writes_nothing() {
     let config = env.config("sync", 1, ci, &["203.0.113.10", "203.0.113.11"]);
     let out = env.run(&config, &["apply"]).await;
     assert_eq!(out.code, 3, "{}", show(&out));
-    assert!(
-        out.stdout.contains("BLOCKED [max-changes]"),
-        "{}",
-        show(&out)
-    );
+    assert_stdout_has(&out, "BLOCKED [max-changes]");
     assert!(
         env.allowlist_writes().is_empty(),
         "{:?}",
@@ -852,17 +778,13 @@ async fn export_prints_a_config_that_validates_and_plans_nothing() {
     let config = env.config("sync", 10, ci, &["203.0.113.10"]);
     let out = env.run(&config, &["export"]).await;
     assert_eq!(out.code, 0, "{}", show(&out));
-    assert!(out.stdout.contains("policy: additive"), "{}", show(&out));
-    assert!(out.stdout.contains("- 203.0.113.10"), "{}", show(&out));
-    assert!(out.stdout.contains(&format!("id: {ci}")), "{}", show(&out));
-    assert!(
-        out.stdout.contains(&format!("id: {unused}")),
-        "{}",
-        show(&out)
-    );
-    assert!(out.stdout.contains("allow_empty: true"), "{}", show(&out));
+    assert_stdout_has(&out, "policy: additive");
+    assert_stdout_has(&out, "- 203.0.113.10");
+    assert_stdout_has(&out, &format!("id: {ci}"));
+    assert_stdout_has(&out, &format!("id: {unused}"));
+    assert_stdout_has(&out, "allow_empty: true");
     let own = format!("id: {}", env.key.credential_id);
-    assert!(out.stdout.contains(&own), "{}", show(&out));
+    assert_stdout_has(&out, &own);
 
     let exported = env.write("exported.yaml", &out.stdout);
     let valid = env.run(&exported, &["validate"]).await;
@@ -902,23 +824,14 @@ async fn status_shows_the_context_without_secrets() {
     assert_eq!(plan.code, 2, "{}", show(&plan));
     let out = env.run(&config, &["status"]).await;
     assert_eq!(out.code, 0, "{}", show(&out));
-    assert!(
-        out.stdout.contains("matches the configured API key"),
-        "{}",
-        show(&out)
-    );
+    assert_stdout_has(&out, "matches the configured API key");
     assert!(
         out.stdout.contains("ipsync-cli-test"),
         "device: {}",
         show(&out)
     );
-    assert!(
-        out.stdout
-            .contains(&format!("user id:         {}", env.key.user_id)),
-        "{}",
-        show(&out)
-    );
-    assert!(out.stdout.contains("valid for"), "{}", show(&out));
+    assert_stdout_has(&out, &format!("user id:         {}", env.key.user_id));
+    assert_stdout_has(&out, "valid for");
     // Env::run checked the tokens and key from the state file; make sure there were some.
     assert_eq!(
         env.secrets().len(),
@@ -1067,7 +980,7 @@ async fn sandbox_user_prints_only_the_new_key_on_stdout() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 1, "only the key: {}", show(&out));
     assert!(lines[0].starts_with("sandbox_"), "{}", show(&out));
-    assert!(out.stderr.contains("api_key_file"), "{}", show(&out));
+    assert_stderr_has(&out, "api_key_file");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1079,7 +992,7 @@ async fn apply_prints_what_it_did_even_when_the_run_record_cannot_be_saved() {
     std::fs::create_dir_all(env.state_dir().join("last-run.json")).unwrap();
     let out = env.run(&config, &["apply"]).await;
     assert_eq!(out.code, 1, "{}", show(&out));
-    assert!(out.stderr.contains("last-run.json"), "{}", show(&out));
+    assert_stderr_has(&out, "last-run.json");
     assert_eq!(env.active(ci), vec!["203.0.113.10"]);
     assert!(
         out.stdout.contains("Apply: 1 applied"),
@@ -1169,7 +1082,7 @@ async fn export_credential_limits_the_output_and_an_unknown_id_exits_1() {
         .run(&config, &["export", "--credential", &ci_text])
         .await;
     assert_eq!(out.code, 0, "{}", show(&out));
-    assert!(out.stdout.contains(&format!("id: {ci}")), "{}", show(&out));
+    assert_stdout_has(&out, &format!("id: {ci}"));
     assert!(
         !out.stdout.contains(&format!("id: {other}")),
         "{}",
@@ -1182,7 +1095,7 @@ async fn export_credential_limits_the_output_and_an_unknown_id_exits_1() {
         .await;
     assert_eq!(out.code, 1, "{}", show(&out));
     assert!(out.stdout.is_empty(), "{}", show(&out));
-    assert!(out.stderr.contains("999999"), "{}", show(&out));
+    assert_stderr_has(&out, "999999");
 }
 
 /// A `bunq.conf` as the official SDK saves it, for `key`, without a session.
@@ -1213,7 +1126,7 @@ async fn import_sdk_context_adopts_a_matching_file_once_and_never_prints_its_sec
         .run(&simulator, &["import-sdk-context", &conf_text])
         .await;
     assert_eq!(out.code, 1, "{}", show(&out));
-    assert!(out.stderr.contains("was saved for"), "{}", show(&out));
+    assert_stderr_has(&out, "was saved for");
     assert!(!env.state_dir().exists(), "nothing written on refusal");
 
     let text = std::fs::read_to_string(&simulator).unwrap();
@@ -1291,9 +1204,9 @@ async fn apply_refuses_when_the_daemon_holds_the_state_dir() {
     let out = env.run(&config, &["apply"]).await;
     assert_eq!(out.code, 1, "{}", show(&out));
     let state_dir = env.state_dir().display().to_string();
-    assert!(out.stderr.contains(&state_dir), "{}", show(&out));
+    assert_stderr_has(&out, &state_dir);
     let holder = format!("pid {}", std::process::id());
-    assert!(out.stderr.contains(&holder), "{}", show(&out));
+    assert_stderr_has(&out, &holder);
     assert!(out.stdout.is_empty(), "{}", show(&out));
     assert_eq!(env.sim.request_log(), vec![], "no request to bunq");
     assert_eq!(env.active(ci), vec!["192.0.2.1"]);
@@ -1392,7 +1305,7 @@ async fn plan_while_the_state_dir_is_held_exits_1_without_a_request_when_no_usab
     let before = env.state_files();
     let out = env.run(&config, &["plan"]).await;
     assert_eq!(out.code, 1, "{}", show(&out));
-    assert!(out.stderr.contains(DAEMON_HOLDS), "{}", show(&out));
+    assert_stderr_has(&out, DAEMON_HOLDS);
     assert_eq!(env.sim.request_log(), vec![], "no request to bunq");
     assert_eq!(env.state_files(), before);
     drop(daemon);
@@ -1406,8 +1319,8 @@ async fn plan_while_the_state_dir_is_held_exits_1_without_a_request_when_no_usab
     env.sim.clear_request_log();
     let out = env.run(&config, &["plan"]).await;
     assert_eq!(out.code, 1, "{}", show(&out));
-    assert!(out.stderr.contains(DAEMON_HOLDS), "{}", show(&out));
-    assert!(out.stderr.contains("expired"), "{}", show(&out));
+    assert_stderr_has(&out, DAEMON_HOLDS);
+    assert_stderr_has(&out, "expired");
     assert_eq!(env.sim.request_log(), vec![], "no request to bunq");
     assert_eq!(env.state_files(), before);
 }
@@ -1427,8 +1340,8 @@ async fn status_while_the_state_dir_is_held_names_the_holder_and_exits_1_when_th
     let out = env.run(&config, &["status"]).await;
     assert_eq!(out.code, 0, "{}", show(&out));
     let holder = format!("pid {}", std::process::id());
-    assert!(out.stdout.contains(&holder), "{}", show(&out));
-    assert!(out.stdout.contains("valid for"), "{}", show(&out));
+    assert_stdout_has(&out, &holder);
+    assert_stdout_has(&out, "valid for");
     assert_eq!(env.state_files(), before);
     drop(daemon);
 
@@ -1437,8 +1350,8 @@ async fn status_while_the_state_dir_is_held_names_the_holder_and_exits_1_when_th
     let before = env.state_files();
     let out = env.run(&config, &["status"]).await;
     assert_eq!(out.code, 1, "{}", show(&out));
-    assert!(out.stdout.contains("expired"), "{}", show(&out));
-    assert!(out.stderr.contains(DAEMON_HOLDS), "{}", show(&out));
+    assert_stdout_has(&out, "expired");
+    assert_stderr_has(&out, DAEMON_HOLDS);
     assert_eq!(env.state_files(), before);
     assert_eq!(env.sim.request_log(), vec![], "status sends nothing");
 }
@@ -1478,7 +1391,7 @@ async fn import_sdk_context_refuses_when_the_daemon_holds_the_state_dir() {
         .await;
     assert_eq!(out.code, 1, "{}", show(&out));
     let holder = format!("pid {}", std::process::id());
-    assert!(out.stderr.contains(&holder), "{}", show(&out));
+    assert_stderr_has(&out, &holder);
     assert_eq!(
         env.state_files(),
         before,

@@ -21,7 +21,7 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bunq_ipsync::bunq::client::REREGISTRATION_INTERVAL;
@@ -32,8 +32,8 @@ use bunq_ipsync::bunq::context::{
 use bunq_ipsync::bunq::model::IpStatus;
 use bunq_ipsync::bunq::session::WallClock;
 use bunq_ipsync::bunq::{
-    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, PrivateKey, RateLimiter,
-    RateLimits, RetryPolicy, TransportSettings,
+    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, RateLimiter, RateLimits,
+    RetryPolicy, TransportSettings,
 };
 use bunq_ipsync::secret::Secret;
 use bunq_ipsync::simulator::{
@@ -42,6 +42,10 @@ use bunq_ipsync::simulator::{
 };
 use chrono::Utc;
 use reqwest::Method;
+
+mod support;
+
+use support::{client_key, server_key};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -53,19 +57,16 @@ const DEVICE_OK: &str = "POST /device-server 200";
 const SESSION_OK: &str = "POST /session-server 200";
 const LIST_IPS_OK: &str = "GET /user/*/credential-password-ip/*/ip 200";
 const LIST_IPS_REJECTED: &str = "GET /user/*/credential-password-ip/*/ip 403";
-
-/// One server key for the suite: RSA generation is the slow part of starting a simulator.
-fn server_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
-
-/// One client key for the suite, planted in the state file before the first connect (see
-/// [`Scenario::seed_client_key`]), so only tests of a new registration pay for generating one.
-fn client_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
+/// A listing met by a dead installation: rejected, the session refused, one new registration,
+/// the listing again.
+const REREGISTERED_LISTING: [&str; 6] = [
+    LIST_IPS_REJECTED,
+    SESSION_REJECTED,
+    INSTALLATION_OK,
+    DEVICE_OK,
+    SESSION_OK,
+    LIST_IPS_OK,
+];
 
 /// bunq as documented: rate limits on, one-week sessions, 403 for a dead session.
 fn sim_options() -> SimulatorOptions {
@@ -165,6 +166,19 @@ impl Scenario {
     }
 
     /// The request log as `METHOD /path/with/*/for/ids STATUS` lines (`reset` for no answer).
+    /// 20-minute sessions and a client that renews 5 minutes before expiry: the session is due
+    /// after 15 minutes.
+    async fn renewing() -> (Scenario, ClientSettings) {
+        let s = Scenario::with(SimulatorOptions {
+            session_timeout_secs: 1200,
+            ..sim_options()
+        })
+        .await;
+        let mut settings = s.settings();
+        settings.renew_before = Duration::from_secs(300);
+        (s, settings)
+    }
+
     fn log(&self) -> Vec<String> {
         self.sim.request_log().iter().map(line).collect()
     }
@@ -376,13 +390,7 @@ async fn restart_after_the_saved_session_expired_opens_only_a_new_session() {
 
 #[tokio::test(start_paused = true)]
 async fn session_due_within_renew_before_is_renewed_before_the_next_call() {
-    let s = Scenario::with(SimulatorOptions {
-        session_timeout_secs: 1200,
-        ..sim_options()
-    })
-    .await;
-    let mut settings = s.settings();
-    settings.renew_before = Duration::from_secs(300);
+    let (s, settings) = Scenario::renewing().await;
     let client = s.try_connect(settings).await.unwrap();
     s.sim.clear_request_log();
     let first_expiry = client.session_expires_at();
@@ -495,13 +503,7 @@ async fn session_rejection_on_a_create_is_retried_once_and_creates_one_entry() {
 
 #[tokio::test(start_paused = true)]
 async fn concurrent_calls_at_renewal_time_open_one_session() {
-    let s = Scenario::with(SimulatorOptions {
-        session_timeout_secs: 1200,
-        ..sim_options()
-    })
-    .await;
-    let mut settings = s.settings();
-    settings.renew_before = Duration::from_secs(300);
+    let (s, settings) = Scenario::renewing().await;
     let client = Arc::new(s.try_connect(settings).await.unwrap());
     s.sim.clear_request_log();
     tokio::time::advance(Duration::from_secs(910)).await;
@@ -1507,17 +1509,7 @@ async fn dead_installation_met_by_a_call_is_registered_anew_within_that_call() {
 
     let ips = client.list_ips(s.key.credential_id).await.unwrap();
     assert_eq!(ips.len(), 1);
-    assert_eq!(
-        s.log(),
-        vec![
-            LIST_IPS_REJECTED,
-            SESSION_REJECTED,
-            INSTALLATION_OK,
-            DEVICE_OK,
-            SESSION_OK,
-            LIST_IPS_OK
-        ]
-    );
+    assert_eq!(s.log(), REREGISTERED_LISTING);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1602,17 +1594,7 @@ async fn installation_forgotten_again_after_the_interval_is_registered_anew_agai
     s.sim.forget_installations();
 
     client.list_ips(s.key.credential_id).await.unwrap();
-    assert_eq!(
-        s.log(),
-        vec![
-            LIST_IPS_REJECTED,
-            SESSION_REJECTED,
-            INSTALLATION_OK,
-            DEVICE_OK,
-            SESSION_OK,
-            LIST_IPS_OK
-        ]
-    );
+    assert_eq!(s.log(), REREGISTERED_LISTING);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1777,13 +1759,7 @@ async fn observer_events_match_what_bunq_saw() {
 
 #[tokio::test(start_paused = true)]
 async fn read_only_client_uses_the_saved_session_to_its_end_and_never_renews_registers_or_saves() {
-    let s = Scenario::with(SimulatorOptions {
-        session_timeout_secs: 1200,
-        ..sim_options()
-    })
-    .await;
-    let mut settings = s.settings();
-    settings.renew_before = Duration::from_secs(300);
+    let (s, settings) = Scenario::renewing().await;
     drop(s.try_connect(settings.clone()).await.unwrap());
     s.sim.clear_request_log();
     let saved = fs::read(s.state_file()).unwrap();

@@ -58,6 +58,24 @@ fn ip(text: &str) -> Ipv4Addr {
     text.parse().unwrap()
 }
 
+/// Fails showing `text` unless it starts with `prefix`.
+#[track_caller]
+fn assert_starts_with(text: &str, prefix: &str) {
+    assert!(text.starts_with(prefix), "{text}");
+}
+
+/// Fails showing `text` unless it ends with `suffix`.
+#[track_caller]
+fn assert_ends_with(text: &str, suffix: &str) {
+    assert!(text.ends_with(suffix), "{text}");
+}
+
+/// Fails showing `text` unless it contains `part`.
+#[track_caller]
+fn assert_contains(text: &str, part: &str) {
+    assert!(text.contains(part), "{text}");
+}
+
 #[test]
 fn example_config_is_valid() {
     let config = valid(include_str!("../config.example.yaml"));
@@ -173,19 +191,16 @@ credentials:
 fn unknown_key_is_refused_with_its_location() {
     let text = MINIMAL.replace("  policy: sync\n", "  policy: sync\n  max_change: 3\n");
     let error = single_error(&text);
-    assert!(
-        error.starts_with("config.yaml:5:3: sync: unknown field `max_change`"),
-        "{error}"
-    );
+    assert_starts_with(&error, "config.yaml:5:3: sync: unknown field `max_change`");
 }
 
 #[test]
 fn unknown_key_in_a_credential_is_refused() {
     let text = format!("{MINIMAL}    protect: [192.0.2.1]\n");
     let error = single_error(&text);
-    assert!(
-        error.starts_with("config.yaml:9:5: credentials[0]: unknown field `protect`"),
-        "{error}"
+    assert_starts_with(
+        &error,
+        "config.yaml:9:5: credentials[0]: unknown field `protect`",
     );
 }
 
@@ -193,9 +208,9 @@ fn unknown_key_in_a_credential_is_refused() {
 fn missing_policy_is_required_and_the_message_says_why() {
     let text = MINIMAL.replace("  policy: sync\n", "  interval: 5m\n");
     let error = single_error(&text);
-    assert!(
-        error.starts_with("config.yaml:4:3: sync.policy: is required and has no default"),
-        "{error}"
+    assert_starts_with(
+        &error,
+        "config.yaml:4:3: sync.policy: is required and has no default",
     );
     assert!(
         error.contains("sync") && error.contains("additive"),
@@ -207,7 +222,7 @@ fn missing_policy_is_required_and_the_message_says_why() {
 fn missing_sync_section_reports_the_policy_as_required() {
     let text = MINIMAL.replace("sync:\n  policy: sync\n", "");
     let error = single_error(&text);
-    assert!(error.contains("sync.policy: is required"), "{error}");
+    assert_contains(&error, "sync.policy: is required");
 }
 
 #[test]
@@ -247,20 +262,15 @@ fn ipv6_cidr_is_refused_as_ipv6() {
 #[test]
 fn wildcard_is_refused_with_a_reason() {
     let error = single_error(&MINIMAL.replace("203.0.113.10", "'*'"));
-    assert!(
-        error.contains("cannot be managed through the API"),
-        "{error}"
-    );
+    assert_contains(&error, "cannot be managed through the API");
 }
 
 #[test]
 fn cidr_larger_than_the_cap_is_refused() {
     let error = single_error(&MINIMAL.replace("203.0.113.10", "10.0.0.0/23"));
-    assert!(
-        error.ends_with(
-            "\"10.0.0.0/23\" expands to 512 addresses, more than sync.max_cidr_addresses (256)"
-        ),
-        "{error}"
+    assert_ends_with(
+        &error,
+        "\"10.0.0.0/23\" expands to 512 addresses, more than sync.max_cidr_addresses (256)",
     );
 }
 
@@ -279,14 +289,14 @@ fn cidr_cap_applies_even_when_the_policy_is_missing() {
         .replace("203.0.113.10", "10.0.0.0/23")
         .replace("  policy: sync\n", "  max_cidr_addresses: 512\n");
     let error = single_error(&text);
-    assert!(error.contains("sync.policy: is required"), "{error}");
+    assert_contains(&error, "sync.policy: is required");
 }
 
 #[test]
 fn duplicate_yaml_key_is_refused() {
     let text = MINIMAL.replace("  policy: sync\n", "  policy: sync\n  policy: additive\n");
     let error = single_error(&text);
-    assert!(error.contains("duplicate"), "{error}");
+    assert_contains(&error, "duplicate");
 }
 
 #[test]
@@ -325,9 +335,9 @@ fn the_same_ip_twice_is_refused_naming_the_first() {
 fn an_ip_inside_a_listed_cidr_is_refused_as_overlap() {
     let text = format!("{MINIMAL}      - 203.0.113.8/30\n");
     let error = single_error(&text);
-    assert!(
-        error.ends_with(r#"credentials[0].ips[1]: "203.0.113.8/30" overlaps [0] ("203.0.113.10"): 203.0.113.10 is listed twice"#),
-        "{error}"
+    assert_ends_with(
+        &error,
+        r#"credentials[0].ips[1]: "203.0.113.8/30" overlaps [0] ("203.0.113.10"): 203.0.113.10 is listed twice"#,
     );
 }
 
@@ -350,7 +360,7 @@ fn duplicate_credential_ids_are_refused() {
 #[test]
 fn missing_credential_id_is_refused() {
     let error = single_error(&MINIMAL.replace("  - id: 4242\n    ips:", "  - ips:"));
-    assert!(error.contains("credentials[0].id: is required"), "{error}");
+    assert_contains(&error, "credentials[0].id: is required");
 }
 
 #[test]
@@ -378,11 +388,8 @@ fn protected_ips_are_parsed_and_expanded() {
 fn empty_ips_without_allow_empty_is_refused() {
     let text = MINIMAL.replace("    ips:\n      - 203.0.113.10\n", "    ips: []\n");
     let error = single_error(&text);
-    assert!(
-        error.starts_with("config.yaml:7:10: credentials[0].ips: is empty"),
-        "{error}"
-    );
-    assert!(error.contains("allow_empty: true"), "{error}");
+    assert_starts_with(&error, "config.yaml:7:10: credentials[0].ips: is empty");
+    assert_contains(&error, "allow_empty: true");
 }
 
 #[test]
@@ -405,9 +412,9 @@ fn empty_ips_with_allow_empty_is_accepted() {
 #[test]
 fn allow_empty_must_be_a_boolean() {
     let error = single_error(&format!("{MINIMAL}    allow_empty: sometimes\n"));
-    assert!(
-        error.ends_with(r#"credentials[0].allow_empty: "sometimes" is not true or false"#),
-        "{error}"
+    assert_ends_with(
+        &error,
+        r#"credentials[0].allow_empty: "sometimes" is not true or false"#,
     );
 }
 
@@ -432,11 +439,11 @@ fn bad_duration_is_refused_with_an_example() {
         "  policy: sync\n  interval: five minutes\n",
     );
     let error = single_error(&text);
-    assert!(
-        error.starts_with(r#"config.yaml:5:13: sync.interval: "five minutes" is not a duration"#),
-        "{error}"
+    assert_starts_with(
+        &error,
+        r#"config.yaml:5:13: sync.interval: "five minutes" is not a duration"#,
     );
-    assert!(error.ends_with("write e.g. 30s, 5m or 1h"), "{error}");
+    assert_ends_with(&error, "write e.g. 30s, 5m or 1h");
 }
 
 #[test]
@@ -512,9 +519,9 @@ fn schedule_and_interval_together_are_refused() {
 #[test]
 fn bad_listen_address_is_refused() {
     let error = single_error(&format!("{MINIMAL}http:\n  listen: localhost\n"));
-    assert!(
-        error.starts_with(r#"config.yaml:10:11: http.listen: "localhost" is not a socket address"#),
-        "{error}"
+    assert_starts_with(
+        &error,
+        r#"config.yaml:10:11: http.listen: "localhost" is not a socket address"#,
     );
 }
 
@@ -537,7 +544,7 @@ fn unknown_environment_is_refused() {
 fn missing_environment_is_refused() {
     let error =
         single_error(&MINIMAL.replace("  environment: sandbox\n", "  device_description: x\n"));
-    assert!(error.contains("bunq.environment: is required"), "{error}");
+    assert_contains(&error, "bunq.environment: is required");
 }
 
 #[test]
@@ -547,13 +554,11 @@ fn plain_http_base_url_to_a_remote_host_is_refused_with_the_reason() {
         "  environment: sandbox\n  base_url: http://api.example.com/v1\n",
     );
     let error = single_error(&text);
-    assert!(
-        error.starts_with(
-            r#"config.yaml:3:13: bunq.base_url: "http://api.example.com/v1" refused: plain http"#
-        ),
-        "{error}"
+    assert_starts_with(
+        &error,
+        r#"config.yaml:3:13: bunq.base_url: "http://api.example.com/v1" refused: plain http"#,
     );
-    assert!(error.contains("unencrypted"), "{error}");
+    assert_contains(&error, "unencrypted");
 }
 
 #[test]
@@ -654,7 +659,7 @@ fn bad_log_format_and_level_are_refused() {
 #[test]
 fn log_directive_with_a_bad_level_is_refused() {
     let error = single_error(&format!("{MINIMAL}log:\n  level: bunq_ipsync=loud\n"));
-    assert!(error.contains("log.level"), "{error}");
+    assert_contains(&error, "log.level");
 }
 
 #[test]
@@ -773,10 +778,7 @@ fn an_empty_egress_ips_list_is_refused() {
         "  environment: sandbox\n  egress_ips: []\n",
     );
     let error = single_error(&text);
-    assert!(
-        error.starts_with("config.yaml:3:15: bunq.egress_ips: is empty"),
-        "{error}"
-    );
+    assert_starts_with(&error, "config.yaml:3:15: bunq.egress_ips: is empty");
 }
 
 #[test]
@@ -794,7 +796,7 @@ fn api_key_credential_must_be_a_file_name() {
 #[test]
 fn yaml_syntax_error_names_line_and_column() {
     let error = single_error("bunq:\n  environment: [sandbox\nsync:\n");
-    assert!(error.starts_with("config.yaml:"), "{error}");
+    assert_starts_with(&error, "config.yaml:");
     assert!(
         !error.starts_with("config.yaml: "),
         "no location in {error}"
@@ -807,10 +809,7 @@ fn wrong_structure_names_the_field() {
         "    ips:\n      - 203.0.113.10\n",
         "    ips: 203.0.113.10\n",
     ));
-    assert!(
-        error.starts_with("config.yaml:7:10: credentials[0].ips: invalid type"),
-        "{error}"
-    );
+    assert_starts_with(&error, "config.yaml:7:10: credentials[0].ips: invalid type");
 }
 
 #[test]
@@ -924,10 +923,7 @@ fn api_key_credential_without_credentials_directory_is_a_clear_error() {
     let error = resolve_api_key_with(&config, &env_of(&[]))
         .unwrap_err()
         .to_string();
-    assert!(
-        error.contains("$CREDENTIALS_DIRECTORY is not set"),
-        "{error}"
-    );
+    assert_contains(&error, "$CREDENTIALS_DIRECTORY is not set");
 }
 
 #[test]
@@ -959,10 +955,7 @@ fn unreadable_api_key_file_names_the_path() {
     let error = resolve_api_key_with(&config, &env_of(&[]))
         .unwrap_err()
         .to_string();
-    assert!(
-        error.starts_with("cannot read the API key file /nonexistent/bunq-key"),
-        "{error}"
-    );
+    assert_starts_with(&error, "cannot read the API key file /nonexistent/bunq-key");
 }
 
 #[test]

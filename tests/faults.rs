@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bunq_ipsync::bunq::context::CONTEXT_FILE_NAME;
@@ -34,20 +34,23 @@ use bunq_ipsync::bunq::model::{
     CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp,
 };
 use bunq_ipsync::bunq::{
-    BaseUrl, BunqClient, BunqError, ClientSettings, PrivateKey, RateLimits, RetryPolicy,
-    TransportSettings,
+    BaseUrl, BunqClient, BunqError, ClientSettings, RateLimits, RetryPolicy, TransportSettings,
 };
 use bunq_ipsync::config::{self, Config};
 use bunq_ipsync::reconcile::apply::{Outcome, OutcomeKind};
 use bunq_ipsync::reconcile::record::RecordStore;
 use bunq_ipsync::reconcile::run::{self, AllowlistReader, AllowlistWriter, RunError, RunReport};
 use bunq_ipsync::secret::Secret;
-use bunq_ipsync::simulator::{Fault, FaultKind, LoggedRequest, Simulator, SimulatorOptions};
+use bunq_ipsync::simulator::{Fault, FaultKind, LoggedRequest, Simulator};
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
 
 mod invariants;
 use invariants::{Snapshot, assert_invariants, saved_installation};
+
+mod support;
+
+use support::{config_text, sim_options};
 
 // ---------------------------------------------------------------------------------------------
 // The outcome table.
@@ -250,6 +253,12 @@ static OBSERVED: Mutex<BTreeMap<&'static str, String>> = Mutex::new(BTreeMap::ne
 const TABLE_BEGIN: &str = "<!-- fault-table:begin -->";
 const TABLE_END: &str = "<!-- fault-table:end -->";
 
+/// [`record_outcome`] for a test whose first run ends as `first` says and whose later runs
+/// converge.
+fn record_then_converged(test: &'static str, first: &str, runs: &[Run]) {
+    record_outcome(test, format!("{first}; {}", converged_summary(&runs[1..])));
+}
+
 /// Records what `test` observed and, with `FAULT_TABLE` set, rewrites the table. Every test
 /// rewrites the whole table, so after the last one it is complete; a row whose test did not
 /// run (or failed before recording) says so.
@@ -320,11 +329,6 @@ const DELAY: Duration = Duration::from_secs(2);
 /// The request timeout of the slow-response tests.
 const SLOW_TIMEOUT: Duration = Duration::from_millis(400);
 
-fn server_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
-
 /// A user with the daemon's own key and a managed credential "pool" with work of every kind:
 /// one desired IP in sync, one to reactivate, two to create, a protected IP and two undesired
 /// ACTIVE entries to deactivate (5 actions: 2 creates, 1 activation, 2 deactivations).
@@ -342,13 +346,7 @@ struct Bank {
 
 impl Bank {
     async fn start() -> Bank {
-        let sim = Simulator::start(SimulatorOptions {
-            rate_limits: false,
-            server_key: Some(server_key().clone()),
-            ..SimulatorOptions::default()
-        })
-        .await
-        .unwrap();
+        let sim = Simulator::start(sim_options()).await.unwrap();
         let key = sim.create_user_with_api_key();
         let pool = sim
             .add_credential(key.user_id, Some("ci-pool"), Some(IN_SYNC))
@@ -515,14 +513,10 @@ impl Bank {
 fn config_text(sim: &Simulator, dir: &Path, pool: CredentialId) -> String {
     let key_file = dir.join("api-key");
     std::fs::write(&key_file, "unused: the tests pass the key directly").unwrap();
+    let bunq =
+        config_text::bunq_section(&sim.base_url(), Some(&key_file), DEVICE, &dir.join("state"));
     format!(
-        "bunq:
-  environment: sandbox
-  base_url: \"{url}\"
-  api_key_file: \"{key}\"
-  device_description: {DEVICE}
-  state_dir: \"{state}\"
-sync:
+        "{bunq}sync:
   policy: sync
   interval: 30s
   max_changes: 10
@@ -531,10 +525,7 @@ credentials:
     name: ci-pool
     ips: [{IN_SYNC}, {TO_ACTIVATE}, {TO_CREATE_A}, {TO_CREATE_B}]
     protected: [{PROTECTED}]
-",
-        url = sim.base_url(),
-        key = key_file.display(),
-        state = dir.join("state").display(),
+"
     )
 }
 
@@ -641,6 +632,15 @@ async fn connected() -> (Bank, BunqClient) {
     (bank, client)
 }
 
+/// A connected bank with the fault `fault` builds injected, and its runs until convergence
+/// (three at most).
+async fn converged_after(fault: impl FnOnce(&Bank) -> Fault) -> (Bank, Vec<Run>) {
+    let (bank, client) = connected().await;
+    bank.sim.inject(fault(&bank));
+    let runs = bank.converge(&client, 3).await;
+    (bank, runs)
+}
+
 fn ip_list_path(bank: &Bank) -> String {
     format!("/credential-password-ip/{}/ip?count", bank.pool)
 }
@@ -693,11 +693,10 @@ fn table_marks_rows_without_an_observation() {
 
 #[tokio::test]
 async fn http_500_on_a_create_fails_it_holds_back_deactivations_and_the_next_run_converges() {
-    let (bank, client) = connected().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::Status(500)).on(Method::POST, &create_path(&bank)));
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::Status(500)).on(Method::POST, &create_path(bank))
+    })
+    .await;
 
     assert_eq!(runs.len(), 2);
     let first = &runs[0];
@@ -786,14 +785,12 @@ async fn http_500_on_a_create_that_bunq_commits_late_is_not_reported_as_drift() 
 
 #[tokio::test]
 async fn http_500_on_a_listing_is_retried_and_the_run_converges() {
-    let (bank, client) = connected().await;
-    bank.sim.inject(
+    let (_bank, runs) = converged_after(|bank| {
         Fault::once(FaultKind::Status(500))
-            .on(Method::GET, &ip_list_path(&bank))
-            .times(2),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+            .on(Method::GET, &ip_list_path(bank))
+            .times(2)
+    })
+    .await;
 
     assert_eq!(runs.len(), 1);
     let retried = runs[0].log.iter().filter(|r| r.fault.is_some()).count();
@@ -824,14 +821,12 @@ async fn http_500_on_the_second_page_is_retried_and_nothing_is_duplicated() {
 
 #[tokio::test]
 async fn maintenance_491_refuses_the_run_without_writes_and_the_next_run_converges() {
-    let (bank, client) = connected().await;
-    bank.sim.inject(
+    let (_bank, runs) = converged_after(|_| {
         Fault::once(FaultKind::Status(491))
             .on(Method::GET, "credential-password-ip?count")
-            .times(4),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+            .times(4)
+    })
+    .await;
 
     let first = &runs[0];
     let err = first.error();
@@ -839,25 +834,21 @@ async fn maintenance_491_refuses_the_run_without_writes_and_the_next_run_converg
     assert_eq!(err.metric_label(), "server_error");
     assert!(err.to_string().contains("maintenance"), "{err}");
     assert_eq!(runs.len(), 2);
-    record_outcome(
+    record_then_converged(
         "maintenance_491_refuses_the_run_without_writes_and_the_next_run_converges",
-        format!(
-            "run 1 refused after 4 attempts (server_error), 0 writes; {}",
-            converged_summary(&runs[1..])
-        ),
+        "run 1 refused after 4 attempts (server_error), 0 writes",
+        &runs,
     );
 }
 
 #[tokio::test]
 async fn html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writes() {
-    let (bank, client) = connected().await;
-    bank.sim.inject(
+    let (_bank, runs) = converged_after(|_| {
         Fault::once(FaultKind::Html503)
             .on(Method::GET, "credential-password-ip?count")
-            .times(4),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+            .times(4)
+    })
+    .await;
 
     let first = &runs[0];
     let message = first.error().to_string();
@@ -867,22 +858,19 @@ async fn html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writ
         "{message}"
     );
     assert_eq!(runs.len(), 2);
-    record_outcome(
+    record_then_converged(
         "html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writes",
-        format!(
-            "run 1 refused (HTTP 503, body quoted as text), 0 writes; {}",
-            converged_summary(&runs[1..])
-        ),
+        "run 1 refused (HTTP 503, body quoted as text), 0 writes",
+        &runs,
     );
 }
 
 #[tokio::test]
 async fn html_503_on_a_status_change_is_retried_and_the_run_converges() {
-    let (bank, client) = connected().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::Html503).on(Method::PUT, &entry_path(&bank, STRAY_A)));
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::Html503).on(Method::PUT, &entry_path(bank, STRAY_A))
+    })
+    .await;
 
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].count("applied"), 5);
@@ -897,11 +885,10 @@ async fn html_503_on_a_status_change_is_retried_and_the_run_converges() {
 
 #[tokio::test]
 async fn reset_before_a_create_is_resolved_by_re_listing_and_never_duplicates() {
-    let (bank, client) = connected().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, &create_path(&bank)));
-
-    let runs = bank.converge(&client, 3).await;
+    let (bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, &create_path(bank))
+    })
+    .await;
 
     let first = &runs[0];
     let reset = first.fault_index();
@@ -918,11 +905,10 @@ async fn reset_before_a_create_is_resolved_by_re_listing_and_never_duplicates() 
 
 #[tokio::test]
 async fn reset_after_a_create_is_resolved_by_re_listing_and_never_duplicates() {
-    let (bank, client) = connected().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, &create_path(&bank)));
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::ResetAfterApply).on(Method::POST, &create_path(bank))
+    })
+    .await;
 
     let first = &runs[0];
     let reset = first.fault_index();
@@ -938,12 +924,10 @@ async fn reset_after_a_create_is_resolved_by_re_listing_and_never_duplicates() {
 
 #[tokio::test]
 async fn reset_before_a_status_change_is_retried_and_the_run_converges() {
-    let (bank, client) = connected().await;
-    bank.sim.inject(
-        Fault::once(FaultKind::ResetBeforeApply).on(Method::PUT, &entry_path(&bank, TO_ACTIVATE)),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+    let (bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::ResetBeforeApply).on(Method::PUT, &entry_path(bank, TO_ACTIVATE))
+    })
+    .await;
 
     assert_eq!(runs.len(), 1);
     let puts = runs[0]
@@ -960,12 +944,10 @@ async fn reset_before_a_status_change_is_retried_and_the_run_converges() {
 
 #[tokio::test]
 async fn reset_after_a_status_change_is_retried_idempotently_and_the_run_converges() {
-    let (bank, client) = connected().await;
-    bank.sim.inject(
-        Fault::once(FaultKind::ResetAfterApply).on(Method::PUT, &entry_path(&bank, STRAY_A)),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+    let (bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::ResetAfterApply).on(Method::PUT, &entry_path(bank, STRAY_A))
+    })
+    .await;
 
     assert_eq!(runs.len(), 1);
     assert_eq!(bank.status_of(STRAY_A), vec![IpStatus::Inactive]);
@@ -1017,14 +999,12 @@ async fn slow_status_change_beyond_the_timeout_is_retried_and_the_run_converges(
 
 #[tokio::test]
 async fn rate_limit_burst_on_a_listing_is_ridden_out_by_backoff() {
-    let (bank, client) = connected().await;
-    bank.sim.inject(
+    let (_bank, runs) = converged_after(|bank| {
         Fault::once(FaultKind::Status(429))
-            .on(Method::GET, &ip_list_path(&bank))
-            .times(3),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+            .on(Method::GET, &ip_list_path(bank))
+            .times(3)
+    })
+    .await;
 
     assert_eq!(runs.len(), 1);
     let rate_limited = runs[0].log.iter().filter(|r| r.status == Some(429)).count();
@@ -1037,11 +1017,10 @@ async fn rate_limit_burst_on_a_listing_is_ridden_out_by_backoff() {
 
 #[tokio::test]
 async fn rate_limit_on_a_create_is_retried_and_the_run_converges() {
-    let (bank, client) = connected().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::Status(429)).on(Method::POST, &create_path(&bank)));
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::Status(429)).on(Method::POST, &create_path(bank))
+    })
+    .await;
 
     let first = &runs[0];
     let limited = first.fault_index();
@@ -1149,11 +1128,10 @@ fn assert_no_write_after_fault(run: &Run) {
 
 #[tokio::test]
 async fn garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_duplicate() {
-    let (bank, client) = connected().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, &create_path(&bank)));
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::GarbleSignature).on(Method::POST, &create_path(bank))
+    })
+    .await;
 
     let first = &runs[0];
     assert_no_write_after_fault(first);
@@ -1173,12 +1151,10 @@ async fn garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_d
 
 #[tokio::test]
 async fn garbled_signature_on_a_listing_refuses_the_run_without_writes() {
-    let (bank, client) = connected().await;
-    bank.sim.inject(
-        Fault::once(FaultKind::GarbleSignature).on(Method::GET, "credential-password-ip?count"),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after(|_| {
+        Fault::once(FaultKind::GarbleSignature).on(Method::GET, "credential-password-ip?count")
+    })
+    .await;
 
     let first = &runs[0];
     assert_eq!(first.writes(), 0);
@@ -1186,12 +1162,10 @@ async fn garbled_signature_on_a_listing_refuses_the_run_without_writes() {
     // Not retried: the listing was sent once.
     assert_eq!(first.log.len(), 1);
     assert_eq!(runs.len(), 2);
-    record_outcome(
+    record_then_converged(
         "garbled_signature_on_a_listing_refuses_the_run_without_writes",
-        format!(
-            "run 1 refused (security error, not retried), 0 writes; {}",
-            converged_summary(&runs[1..])
-        ),
+        "run 1 refused (security error, not retried), 0 writes",
+        &runs,
     );
 }
 
@@ -1209,12 +1183,10 @@ async fn garbled_signature_on_the_second_page_refuses_the_run_instead_of_plannin
     assert_eq!(first.writes(), 0);
     assert_eq!(first.error().metric_label(), "signature");
     assert_eq!(runs.len(), 2);
-    record_outcome(
+    record_then_converged(
         "garbled_signature_on_the_second_page_refuses_the_run_instead_of_planning_from_page_one",
-        format!(
-            "run 1 refused (security error), 0 writes; {}",
-            converged_summary(&runs[1..])
-        ),
+        "run 1 refused (security error), 0 writes",
+        &runs,
     );
 }
 
@@ -1231,23 +1203,19 @@ async fn garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_r
     assert_eq!(first.writes(), 0);
     assert_eq!(first.error().metric_label(), "signature");
     assert_eq!(runs.len(), 2);
-    record_outcome(
+    record_then_converged(
         "garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_recovers",
-        format!(
-            "run 1 refused (security error), 0 writes; {}",
-            converged_summary(&runs[1..])
-        ),
+        "run 1 refused (security error), 0 writes",
+        &runs,
     );
 }
 
 #[tokio::test]
 async fn dropped_signature_on_a_status_change_stops_the_run_before_any_deactivation() {
-    let (bank, client) = connected().await;
-    bank.sim.inject(
-        Fault::once(FaultKind::DropSignature).on(Method::PUT, &entry_path(&bank, TO_ACTIVATE)),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::DropSignature).on(Method::PUT, &entry_path(bank, TO_ACTIVATE))
+    })
+    .await;
 
     let first = &runs[0];
     assert_no_write_after_fault(first);
@@ -1263,22 +1231,19 @@ async fn dropped_signature_on_a_status_change_stops_the_run_before_any_deactivat
 
 #[tokio::test]
 async fn dropped_signature_on_a_listing_refuses_the_run_without_writes() {
-    let (bank, client) = connected().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::DropSignature).on(Method::GET, &ip_list_path(&bank)));
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after(|bank| {
+        Fault::once(FaultKind::DropSignature).on(Method::GET, &ip_list_path(bank))
+    })
+    .await;
 
     let first = &runs[0];
     assert_eq!(first.writes(), 0);
     assert_eq!(first.error().metric_label(), "signature");
     assert_eq!(runs.len(), 2);
-    record_outcome(
+    record_then_converged(
         "dropped_signature_on_a_listing_refuses_the_run_without_writes",
-        format!(
-            "run 1 refused (security error), 0 writes; {}",
-            converged_summary(&runs[1..])
-        ),
+        "run 1 refused (security error), 0 writes",
+        &runs,
     );
 }
 

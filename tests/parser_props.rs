@@ -9,9 +9,7 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::sync::OnceLock;
 
-use bunq_ipsync::bunq::PrivateKey;
 use bunq_ipsync::bunq::allowlist::{LIST_CREDENTIALS, LIST_IPS, page_items};
 use bunq_ipsync::bunq::endpoint::BaseUrl;
 use bunq_ipsync::bunq::model::{
@@ -24,6 +22,10 @@ use bunq_ipsync::reconcile::plan::{CredentialState, PlanInput, plan};
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
+
+mod support;
+
+use support::server_key;
 
 const FILE: &str = "fuzz.yaml";
 
@@ -320,12 +322,6 @@ fn check_models(bytes: &[u8]) {
     assert!(server_key().public_key().verify(bytes, &signature).is_err());
 }
 
-/// One server key for every case: generating an RSA-2048 key per case would dominate the run.
-fn server_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
-
 /// A pagination link the client accepts leads to the base URL's origin, under its path: the
 /// session token is sent wherever the link points.
 fn check_link(link: &str) {
@@ -535,13 +531,7 @@ fn regression_config_issue_under_a_tagged_mapping_is_located_at_the_field() {
 fn regression_planner_states_after_survives_the_largest_entry_id() {
     let desired: BTreeSet<Ipv4Addr> = ["10.0.0.3".parse().unwrap()].into_iter().collect();
     let protected = BTreeSet::new();
-    let actual = vec![PermittedIp {
-        id: u64::MAX,
-        ip: "10.0.0.0".to_owned(),
-        status: IpStatus::Active,
-        created: None,
-        updated: None,
-    }];
+    let actual = vec![PermittedIp::new(u64::MAX, "10.0.0.0", IpStatus::Active)];
     let input = PlanInput {
         credentials: vec![CredentialState {
             id: 168,

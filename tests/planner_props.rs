@@ -41,13 +41,7 @@ fn simulate_apply(
         match &action.change {
             Change::Create { ip } => {
                 let id = entries.iter().map(|entry| entry.id).max().unwrap_or(0) + 1;
-                entries.push(PermittedIp {
-                    id,
-                    ip: ip.to_string(),
-                    status: IpStatus::Active,
-                    created: None,
-                    updated: None,
-                });
+                entries.push(PermittedIp::new(id, ip.to_string(), IpStatus::Active));
             }
             Change::Activate { entry, ip } => {
                 let target = entries
@@ -204,13 +198,7 @@ fn entries() -> impl Strategy<Value = Vec<PermittedIp>> {
             items
                 .into_iter()
                 .zip(ids)
-                .map(|((pool, status), id)| PermittedIp {
-                    id,
-                    ip: POOL[pool].to_owned(),
-                    status,
-                    created: None,
-                    updated: None,
-                })
+                .map(|((pool, status), id)| PermittedIp::new(id, POOL[pool], status))
                 .collect()
         })
 }

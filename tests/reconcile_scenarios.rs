@@ -13,12 +13,11 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 use std::time::Duration;
 
 use bunq_ipsync::bunq::model::{CredentialId, EntryId, IpStatus, PermittedIp};
-use bunq_ipsync::bunq::{BunqClient, PrivateKey, RateLimits, RetryPolicy, TransportSettings};
+use bunq_ipsync::bunq::{BunqClient, RateLimits, RetryPolicy, TransportSettings};
 use bunq_ipsync::config::{self, Config};
 use bunq_ipsync::reconcile::apply::{Outcome, OutcomeKind};
 use bunq_ipsync::reconcile::bunq_port::client_settings;
@@ -28,10 +27,14 @@ use bunq_ipsync::reconcile::record::RunRecord;
 use bunq_ipsync::reconcile::report;
 use bunq_ipsync::reconcile::run::{self, RunReport};
 use bunq_ipsync::simulator::{
-    DEFAULT_CALLER_IP, Fault, FaultKind, LoggedRequest, SeededKey, Simulator, SimulatorOptions,
+    DEFAULT_CALLER_IP, Fault, FaultKind, LoggedRequest, SimulatorOptions,
 };
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
+
+mod support;
+
+use support::{Account, sim_options};
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -47,37 +50,28 @@ const DEVICE: &str = "ipsync-scenarios";
 /// The IP the simulated bunq sees: the daemon's own IP.
 const OWN_IP: Ipv4Addr = DEFAULT_CALLER_IP;
 
-/// One server key for the suite: RSA generation is the slow part of starting a simulator.
-fn server_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
+/// The shared [`Account`] (simulator, user and key, directory for config and state) under
+/// bunq's rate limits, scaled by [`TIME_SCALE`], with the scenarios' config and client on top.
+struct Harness(Account);
 
-/// A simulator with one user and API key, and a temporary directory for config and state.
-struct Harness {
-    sim: Simulator,
-    key: SeededKey,
-    dir: tempfile::TempDir,
+impl std::ops::Deref for Harness {
+    type Target = Account;
+
+    fn deref(&self) -> &Account {
+        &self.0
+    }
 }
 
 impl Harness {
     async fn start() -> Harness {
-        let sim = Simulator::start(SimulatorOptions {
-            time_scale: TIME_SCALE,
-            rate_limits: true,
-            server_key: Some(server_key().clone()),
-            ..SimulatorOptions::default()
-        })
-        .await
-        .unwrap();
-        let key = sim.create_user_with_api_key();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("api-key"), key.api_key.expose()).unwrap();
-        Harness { sim, key, dir }
-    }
-
-    fn user(&self) -> u64 {
-        self.key.user_id
+        Harness(
+            Account::start(SimulatorOptions {
+                time_scale: TIME_SCALE,
+                rate_limits: true,
+                ..sim_options()
+            })
+            .await,
+        )
     }
 
     /// The API key's own credential: device registration binds it to [`OWN_IP`].
@@ -85,24 +79,15 @@ impl Harness {
         self.key.credential_id
     }
 
-    /// Another credential of the user (another API key's), with the given entries.
-    fn credential_with(&self, entries: &[(&str, IpStatus)]) -> CredentialId {
-        let id = self
-            .sim
-            .add_credential(
-                self.user(),
-                Some("ci-runner"),
-                Some("192.0.2.200".parse().unwrap()),
-            )
-            .unwrap();
-        for (ip, status) in entries {
-            self.sim.add_entry(id, ip, status.clone()).unwrap();
-        }
-        id
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
+    /// A config managing only `credential`, wanting `ips` (see [`credential_yaml`]).
+    fn managing(
+        &self,
+        policy: &str,
+        max_changes: usize,
+        credential: CredentialId,
+        ips: &[&str],
+    ) -> Config {
+        self.config(policy, max_changes, &credential_yaml(credential, ips))
     }
 
     /// A config with `sync.policy` and `sync.max_changes`, and `credentials` as YAML list items.
@@ -128,15 +113,8 @@ impl Harness {
         max_changes: usize,
         credentials: &str,
     ) -> String {
-        format!(
-            "bunq:\n  environment: sandbox\n  base_url: {}\n  api_key_file: {}\n  \
-             device_description: {DEVICE}\n  state_dir: {}\n{bunq_extra}\
-             sync:\n  policy: {policy}\n  max_changes: {max_changes}\n\
-             credentials:\n{credentials}",
-            self.sim.base_url(),
-            self.dir.path().join("api-key").display(),
-            self.state_dir().display(),
-        )
+        self.0
+            .config_text(DEVICE, bunq_extra, policy, max_changes, credentials)
     }
 
     /// Connects the real client (installation, device, session) with the scaled limiter, then
@@ -280,10 +258,11 @@ async fn fresh_account_converges_in_one_apply_and_the_second_apply_writes_nothin
         ("203.0.113.11", IpStatus::Inactive),
         ("192.0.2.1", IpStatus::Active),
     ]);
-    let config = h.config(
+    let config = h.managing(
         "sync",
         10,
-        &credential_yaml(ci, &["203.0.113.10", "203.0.113.11", "203.0.113.12"]),
+        ci,
+        &["203.0.113.10", "203.0.113.11", "203.0.113.12"],
     );
     let client = h.connect(&config).await;
 
@@ -363,7 +342,7 @@ async fn out_of_band_drift_is_reported_against_the_last_run_and_repaired() {
         .sim
         .add_entry(ci, "192.0.2.99", IpStatus::Inactive)
         .unwrap();
-    let config = h.config("sync", 10, &credential_yaml(ci, &["203.0.113.10"]));
+    let config = h.managing("sync", 10, ci, &["203.0.113.10"]);
     let client = h.connect(&config).await;
     let (first, record) = apply(&client, &config, None).await;
     assert_eq!(
@@ -428,7 +407,7 @@ async fn additive_leaves_extra_ips_active_and_never_deactivates() {
         ("198.51.100.21", IpStatus::Active),
         ("198.51.100.22", IpStatus::Active),
     ]);
-    let config = h.config("additive", 10, &credential_yaml(office, &["198.51.100.20"]));
+    let config = h.managing("additive", 10, office, &["198.51.100.20"]);
     let client = h.connect(&config).await;
 
     let (report, record) = apply(&client, &config, None).await;
@@ -544,7 +523,7 @@ async fn own_ip_deactivation_is_blocked_the_rest_is_applied_and_the_run_is_block
 async fn own_ip_stays_protected_after_the_device_description_changes_in_the_config() {
     let h = Harness::start().await;
     let own = h.own_credential();
-    let registered = h.config("sync", 10, &credential_yaml(own, &[&OWN_IP.to_string()]));
+    let registered = h.managing("sync", 10, own, &[&OWN_IP.to_string()]);
     drop(h.connect(&registered).await);
 
     // The operator renames the device in the config; the saved registration is reused, so bunq
@@ -717,7 +696,7 @@ async fn egress_ips_on_the_own_credential_are_never_deactivated_and_other_ips_ar
 async fn a_re_registration_updates_the_description_the_own_ip_rule_matches() {
     let h = Harness::start().await;
     let own = h.own_credential();
-    let registered = h.config("sync", 10, &credential_yaml(own, &[&OWN_IP.to_string()]));
+    let registered = h.managing("sync", 10, own, &[&OWN_IP.to_string()]);
     drop(h.connect(&registered).await);
     // That registration was over an hour ago, so a new one is not deferred by the
     // re-registration bound (one per REREGISTRATION_INTERVAL per state directory).
@@ -763,7 +742,7 @@ async fn entries_that_are_not_ipv4_are_kept_and_never_written() {
         ("2001:db8::1", IpStatus::Active),
         ("not-an-ip", IpStatus::Inactive),
     ]);
-    let config = h.config("sync", 10, &credential_yaml(ci, &["203.0.113.10"]));
+    let config = h.managing("sync", 10, ci, &["203.0.113.10"]);
     let client = h.connect(&config).await;
 
     let (report, record) = apply(&client, &config, None).await;
@@ -828,11 +807,7 @@ async fn more_changes_than_max_changes_block_the_whole_run_and_write_nothing() {
         ("192.0.2.1", IpStatus::Active),
         ("203.0.113.11", IpStatus::Inactive),
     ]);
-    let config = h.config(
-        "sync",
-        2,
-        &credential_yaml(ci, &["203.0.113.11", "203.0.113.12"]),
-    );
+    let config = h.managing("sync", 2, ci, &["203.0.113.11", "203.0.113.12"]);
     let client = h.connect(&config).await;
     let before = h.entries(ci);
 
@@ -912,11 +887,7 @@ async fn plan_reads_only_and_writes_nothing() {
         ("192.0.2.1", IpStatus::Active),
         ("203.0.113.11", IpStatus::Inactive),
     ]);
-    let config = h.config(
-        "sync",
-        10,
-        &credential_yaml(ci, &["203.0.113.11", "203.0.113.12"]),
-    );
+    let config = h.managing("sync", 10, ci, &["203.0.113.11", "203.0.113.12"]);
     let client = h.connect(&config).await;
     let before = h.entries(ci);
 
@@ -937,17 +908,13 @@ async fn plan_reads_only_and_writes_nothing() {
 async fn a_re_added_ip_reactivates_its_old_entry() {
     let h = Harness::start().await;
     let ci = h.credential_with(&[]);
-    let both = h.config(
-        "sync",
-        10,
-        &credential_yaml(ci, &["203.0.113.10", "203.0.113.11"]),
-    );
+    let both = h.managing("sync", 10, ci, &["203.0.113.10", "203.0.113.11"]);
     let client = h.connect(&both).await;
     let (_, record) = apply(&client, &both, None).await;
     let original = h.entries_for(ci, "203.0.113.11");
     assert_eq!(original.len(), 1);
 
-    let one = h.config("sync", 10, &credential_yaml(ci, &["203.0.113.10"]));
+    let one = h.managing("sync", 10, ci, &["203.0.113.10"]);
     let (_, record) = apply(&client, &one, Some(&record)).await;
     assert_eq!(h.status_of(ci, original[0].id), IpStatus::Inactive);
     let entries_before = h.entries(ci).len();
@@ -973,7 +940,7 @@ async fn a_re_added_ip_reactivates_its_old_entry() {
 async fn ambiguous_create_ends_with_exactly_one_entry() {
     let h = Harness::start().await;
     let ci = h.credential_with(&[]);
-    let config = h.config("sync", 10, &credential_yaml(ci, &["203.0.113.10"]));
+    let config = h.managing("sync", 10, ci, &["203.0.113.10"]);
     let client = h.connect(&config).await;
     // bunq creates the entry, then the connection breaks before the answer arrives.
     h.sim
@@ -1011,7 +978,7 @@ async fn ambiguous_create_ends_with_exactly_one_entry() {
 async fn create_reset_before_bunq_applied_it_fails_and_the_next_run_creates_one_entry() {
     let h = Harness::start().await;
     let ci = h.credential_with(&[]);
-    let config = h.config("sync", 10, &credential_yaml(ci, &["203.0.113.10"]));
+    let config = h.managing("sync", 10, ci, &["203.0.113.10"]);
     let client = h.connect(&config).await;
     h.sim
         .inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, "/ip"));
@@ -1070,11 +1037,7 @@ async fn three_hundred_ips_converge_without_a_single_429() {
 async fn a_response_with_a_bad_signature_stops_the_run_before_the_next_write() {
     let h = Harness::start().await;
     let ci = h.credential_with(&[("192.0.2.1", IpStatus::Active)]);
-    let config = h.config(
-        "sync",
-        10,
-        &credential_yaml(ci, &["203.0.113.10", "203.0.113.11"]),
-    );
+    let config = h.managing("sync", 10, ci, &["203.0.113.10", "203.0.113.11"]);
     let client = h.connect(&config).await;
     h.sim
         .inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, "/ip"));

@@ -7,16 +7,19 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::Ipv4Addr;
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use bunq_ipsync::bunq::crypto::{PrivateKey, PublicKey};
+use bunq_ipsync::bunq::crypto::PublicKey;
 use bunq_ipsync::bunq::model::{Envelope, ErrorBody, IpStatus, PermittedIp, TIMESTAMP_FORMAT};
 use bunq_ipsync::simulator::{
     DEFAULT_CALLER_IP, Fault, FaultKind, SeededKey, Simulator, SimulatorOptions, UserKind,
 };
 use reqwest::Method;
 use serde_json::Value;
+
+mod support;
+
+use support::{client_key, sim_options};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: keys, a raw request builder, and the context flow done by hand.
@@ -26,28 +29,8 @@ const CREDENTIALS_INCORRECT: &str =
 const INSUFFICIENT_AUTHENTICATION: &str = "Insufficient authentication.";
 const OTHER_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
 
-/// One client key for the whole suite: RSA generation is the slow part of every test.
-fn client_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
-
-fn server_key() -> &'static PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap())
-}
-
-/// Rate limits off: only the rate-limit tests want them.
-fn options() -> SimulatorOptions {
-    SimulatorOptions {
-        rate_limits: false,
-        server_key: Some(server_key().clone()),
-        ..SimulatorOptions::default()
-    }
-}
-
 async fn start() -> Simulator {
-    Simulator::start(options()).await.unwrap()
+    Simulator::start(sim_options()).await.unwrap()
 }
 
 fn http(timeout: Option<Duration>) -> reqwest::Client {
@@ -233,6 +216,14 @@ impl Context {
     fn entry_path(&self, entry: u64) -> String {
         format!("{}/{entry}", self.entries_path())
     }
+
+    /// `GET` the credential's allowlist (first page, default count) with the session token.
+    async fn list_entries(&self, sim: &Simulator) -> Answer {
+        get(&self.entries_path())
+            .token(&self.session_token)
+            .send(sim)
+            .await
+    }
 }
 
 fn installation_body() -> String {
@@ -268,6 +259,18 @@ async fn install(sim: &Simulator) -> (String, PublicKey) {
         .unwrap()
         .to_owned();
     (token, PublicKey::from_pem(&pem).unwrap())
+}
+
+/// A new seeded key with its installation and device registered, no session yet: the key, the
+/// installation token and the server key.
+async fn registered_device(sim: &Simulator) -> (SeededKey, String, PublicKey) {
+    let seeded = sim.create_user_with_api_key();
+    let (token, server_key) = install(sim).await;
+    post("/device-server", &device_body(seeded.api_key.expose(), &[]))
+        .token(&token)
+        .send(sim)
+        .await;
+    (seeded, token, server_key)
 }
 
 /// Installation, device-server and session-server for `seeded`, from the current caller IP.
@@ -375,13 +378,8 @@ async fn device_server_answers_a_bare_id_and_binds_the_caller() {
 #[tokio::test]
 async fn session_server_answers_id_token_and_user_person_in_that_order() {
     let sim = start().await;
-    let seeded = sim.create_user_with_api_key();
-    let (token, server_key) = install(&sim).await;
+    let (seeded, token, server_key) = registered_device(&sim).await;
     let key = seeded.api_key.expose();
-    post("/device-server", &device_body(key, &[]))
-        .token(&token)
-        .send(&sim)
-        .await;
     let answer = post("/session-server", &session_body(key))
         .token(&token)
         .send(&sim)
@@ -405,17 +403,12 @@ async fn session_server_answers_id_token_and_user_person_in_that_order() {
 async fn session_server_can_answer_a_user_company() {
     let sim = Simulator::start(SimulatorOptions {
         user_kind: UserKind::Company,
-        ..options()
+        ..sim_options()
     })
     .await
     .unwrap();
-    let seeded = sim.create_user_with_api_key();
-    let (token, _) = install(&sim).await;
+    let (seeded, token, _) = registered_device(&sim).await;
     let key = seeded.api_key.expose();
-    post("/device-server", &device_body(key, &[]))
-        .token(&token)
-        .send(&sim)
-        .await;
     let envelope = post("/session-server", &session_body(key))
         .token(&token)
         .send(&sim)
@@ -522,7 +515,7 @@ async fn missing_token_is_refused_on_device_server() {
 async fn bad_token_status_is_configurable_to_401() {
     let sim = Simulator::start(SimulatorOptions {
         expired_session_status: 401,
-        ..options()
+        ..sim_options()
     })
     .await
     .unwrap();
@@ -562,13 +555,8 @@ async fn unknown_api_key_is_refused_with_the_credentials_error() {
 #[tokio::test]
 async fn session_server_without_signature_is_466() {
     let sim = start().await;
-    let seeded = sim.create_user_with_api_key();
-    let (token, _) = install(&sim).await;
+    let (seeded, token, _) = registered_device(&sim).await;
     let key = seeded.api_key.expose();
-    post("/device-server", &device_body(key, &[]))
-        .token(&token)
-        .send(&sim)
-        .await;
     post("/session-server", &session_body(key))
         .token(&token)
         .unsigned()
@@ -580,13 +568,8 @@ async fn session_server_without_signature_is_466() {
 #[tokio::test]
 async fn session_server_with_a_wrong_signature_is_400() {
     let sim = start().await;
-    let seeded = sim.create_user_with_api_key();
-    let (token, _) = install(&sim).await;
+    let (seeded, token, _) = registered_device(&sim).await;
     let key = seeded.api_key.expose();
-    post("/device-server", &device_body(key, &[]))
-        .token(&token)
-        .send(&sim)
-        .await;
     post("/session-server", &session_body(key))
         .token(&token)
         .signature(client_key().sign(b"other bytes"))
@@ -646,7 +629,7 @@ async fn device_server_verifies_a_present_signature() {
 async fn strict_mode_requires_a_signature_on_device_server() {
     let sim = Simulator::start(SimulatorOptions {
         strict_device_signature: true,
-        ..options()
+        ..sim_options()
     })
     .await
     .unwrap();
@@ -726,13 +709,8 @@ async fn device_server_from_an_ip_outside_an_existing_allowlist_is_refused() {
 #[tokio::test]
 async fn session_server_from_an_inactive_ip_is_refused() {
     let sim = start().await;
-    let seeded = sim.create_user_with_api_key();
-    let (token, _) = install(&sim).await;
+    let (seeded, token, _) = registered_device(&sim).await;
     let key = seeded.api_key.expose();
-    post("/device-server", &device_body(key, &[]))
-        .token(&token)
-        .send(&sim)
-        .await;
     sim.set_caller_ip(OTHER_IP);
     post("/session-server", &session_body(key))
         .token(&token)
@@ -745,24 +723,17 @@ async fn session_server_from_an_inactive_ip_is_refused() {
 async fn session_call_from_a_non_active_ip_gets_the_credentials_error() {
     let (sim, _, ctx) = ready().await;
     sim.set_caller_ip(OTHER_IP);
-    get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
+    ctx.list_entries(&sim)
         .await
         .assert_error(400, CREDENTIALS_INCORRECT);
     let entry = sim
         .add_entry(ctx.credential_id, "203.0.113.9", IpStatus::Active)
         .unwrap();
-    let allowed = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let allowed = ctx.list_entries(&sim).await;
     assert_eq!(allowed.status, 200);
     sim.set_entry_status(ctx.credential_id, entry, IpStatus::Inactive)
         .unwrap();
-    get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
+    ctx.list_entries(&sim)
         .await
         .assert_error(400, CREDENTIALS_INCORRECT);
 }
@@ -776,9 +747,7 @@ async fn deactivating_the_callers_own_ip_locks_it_out_on_the_next_call() {
         .send(&sim)
         .await;
     assert_eq!(answer.status, 200);
-    get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
+    ctx.list_entries(&sim)
         .await
         .assert_error(400, CREDENTIALS_INCORRECT);
 }
@@ -789,10 +758,7 @@ async fn active_wildcard_entry_admits_any_caller() {
     sim.add_entry(ctx.credential_id, "*", IpStatus::Active)
         .unwrap();
     sim.set_caller_ip(OTHER_IP);
-    let answer = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let answer = ctx.list_entries(&sim).await;
     assert_eq!(answer.status, 200);
 }
 
@@ -881,10 +847,7 @@ async fn created_entry_defaults_to_active_and_is_listed_first() {
     let id = answer.envelope().find("Id").unwrap()["id"]
         .as_u64()
         .unwrap();
-    let listed = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let listed = ctx.list_entries(&sim).await;
     let envelope = listed.envelope();
     let first: PermittedIp =
         serde_json::from_value(envelope.all("PermittedIp").next().unwrap().clone()).unwrap();
@@ -1064,11 +1027,7 @@ async fn list_defaults_to_ten_items_and_refuses_more_than_two_hundred() {
         sim.add_entry(ctx.credential_id, &ip, IpStatus::Active)
             .unwrap();
     }
-    let page = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await
-        .envelope();
+    let page = ctx.list_entries(&sim).await.envelope();
     assert_eq!(ids(&page).len(), 10);
     let pagination = page.pagination.unwrap();
     assert!(pagination.future_url.is_some() && pagination.newer_url.is_none());
@@ -1113,7 +1072,7 @@ async fn newer_url_leads_back_to_the_previous_page() {
 async fn rate_limited() -> (Simulator, Context) {
     let sim = Simulator::start(SimulatorOptions {
         rate_limits: true,
-        ..options()
+        ..sim_options()
     })
     .await
     .unwrap();
@@ -1126,25 +1085,15 @@ async fn rate_limited() -> (Simulator, Context) {
 async fn fourth_get_in_three_seconds_is_429_and_passes_after_the_window() {
     let (sim, ctx) = rate_limited().await;
     for _ in 0..3 {
-        let answer = get(&ctx.entries_path())
-            .token(&ctx.session_token)
-            .send(&sim)
-            .await;
+        let answer = ctx.list_entries(&sim).await;
         assert_eq!(answer.status, 200);
     }
-    get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await
-        .assert_error(
-            429,
-            "Too many requests. You can do a maximum of 3 calls per 3 second to this endpoint.",
-        );
+    ctx.list_entries(&sim).await.assert_error(
+        429,
+        "Too many requests. You can do a maximum of 3 calls per 3 second to this endpoint.",
+    );
     tokio::time::advance(Duration::from_secs(3)).await;
-    let answer = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let answer = ctx.list_entries(&sim).await;
     assert_eq!(answer.status, 200);
 }
 
@@ -1171,7 +1120,7 @@ async fn third_put_in_three_seconds_is_429() {
 async fn second_session_server_call_in_thirty_seconds_is_429() {
     let sim = Simulator::start(SimulatorOptions {
         rate_limits: true,
-        ..options()
+        ..sim_options()
     })
     .await
     .unwrap();
@@ -1197,28 +1146,19 @@ async fn time_scale_shrinks_the_windows() {
     let sim = Simulator::start(SimulatorOptions {
         rate_limits: true,
         time_scale: 0.01,
-        ..options()
+        ..sim_options()
     })
     .await
     .unwrap();
     let seeded = sim.create_user_with_api_key();
     let ctx = context(&sim, &seeded).await;
     for _ in 0..3 {
-        get(&ctx.entries_path())
-            .token(&ctx.session_token)
-            .send(&sim)
-            .await;
+        ctx.list_entries(&sim).await;
     }
-    let limited = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let limited = ctx.list_entries(&sim).await;
     assert_eq!(limited.status, 429);
     tokio::time::advance(Duration::from_millis(30)).await;
-    let answer = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let answer = ctx.list_entries(&sim).await;
     assert_eq!(answer.status, 200);
 }
 
@@ -1226,10 +1166,7 @@ async fn time_scale_shrinks_the_windows() {
 async fn rate_limits_can_be_switched_off() {
     let (sim, _, ctx) = ready().await;
     for _ in 0..6 {
-        let answer = get(&ctx.entries_path())
-            .token(&ctx.session_token)
-            .send(&sim)
-            .await;
+        let answer = ctx.list_entries(&sim).await;
         assert_eq!(answer.status, 200);
     }
 }
@@ -1241,22 +1178,17 @@ async fn rate_limits_can_be_switched_off() {
 async fn session_token_is_refused_after_session_timeout() {
     let sim = Simulator::start(SimulatorOptions {
         session_timeout_secs: 300,
-        ..options()
+        ..sim_options()
     })
     .await
     .unwrap();
     let seeded = sim.create_user_with_api_key();
     let ctx = context(&sim, &seeded).await;
     tokio::time::advance(Duration::from_secs(299)).await;
-    let alive = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let alive = ctx.list_entries(&sim).await;
     assert_eq!(alive.status, 200);
     tokio::time::advance(Duration::from_secs(1)).await;
-    get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
+    ctx.list_entries(&sim)
         .await
         .assert_error(403, INSUFFICIENT_AUTHENTICATION);
 }
@@ -1265,9 +1197,7 @@ async fn session_token_is_refused_after_session_timeout() {
 async fn expire_all_sessions_ends_sessions_but_not_installations() {
     let (sim, seeded, ctx) = ready().await;
     sim.expire_all_sessions();
-    get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
+    ctx.list_entries(&sim)
         .await
         .assert_error(403, INSUFFICIENT_AUTHENTICATION);
     let renewed = post("/session-server", &session_body(seeded.api_key.expose()))
@@ -1286,10 +1216,7 @@ async fn delete_session_ends_the_callers_session() {
         .send(&sim)
         .await;
     assert_eq!(answer.body, br#"{"Response":[]}"#);
-    let after = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let after = ctx.list_entries(&sim).await;
     assert_eq!(after.status, 403);
 }
 
@@ -1316,10 +1243,7 @@ async fn status_fault_answers_a_signed_bunq_error_without_applying() {
 async fn html_503_fault_answers_html_without_bunq_headers() {
     let (sim, _, ctx) = ready().await;
     sim.inject(Fault::once(FaultKind::Html503));
-    let answer = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let answer = ctx.list_entries(&sim).await;
     assert_eq!(answer.status, 503);
     assert_eq!(answer.header("content-type"), Some("text/html"));
     assert!(String::from_utf8_lossy(&answer.body).starts_with("<html>"));
@@ -1330,10 +1254,7 @@ async fn html_503_fault_answers_html_without_bunq_headers() {
 async fn drop_signature_fault_sends_no_server_signature() {
     let (sim, _, ctx) = ready().await;
     sim.inject(Fault::once(FaultKind::DropSignature));
-    let answer = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let answer = ctx.list_entries(&sim).await;
     assert_eq!(answer.status, 200);
     assert!(answer.header("x-bunq-server-signature").is_none());
     assert!(answer.header("x-bunq-client-response-id").is_some());
@@ -1343,17 +1264,11 @@ async fn drop_signature_fault_sends_no_server_signature() {
 async fn garble_signature_fault_sends_a_signature_that_does_not_verify() {
     let (sim, _, ctx) = ready().await;
     sim.inject(Fault::once(FaultKind::GarbleSignature));
-    let answer = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let answer = ctx.list_entries(&sim).await;
     assert_eq!(answer.status, 200);
     assert!(answer.header("x-bunq-server-signature").is_some());
     assert!(!answer.signature_verifies(&ctx.server_key));
-    let next = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let next = ctx.list_entries(&sim).await;
     assert!(next.signature_verifies(&ctx.server_key), "fault fires once");
 }
 
@@ -1410,9 +1325,7 @@ async fn expire_session_fault_ends_the_session_early() {
     let (sim, _, ctx) = ready().await;
     sim.inject(Fault::once(FaultKind::ExpireSession).on(Method::GET, "/ip"));
     for _ in 0..2 {
-        get(&ctx.entries_path())
-            .token(&ctx.session_token)
-            .send(&sim)
+        ctx.list_entries(&sim)
             .await
             .assert_error(403, INSUFFICIENT_AUTHENTICATION);
     }

@@ -58,7 +58,9 @@ use hyper::Method;
 use tokio_util::sync::CancellationToken;
 
 mod invariants;
+mod support;
 use invariants::{Snapshot, assert_invariants};
+use support::config_text;
 
 const DEFAULT_SEED: u64 = 20_261_121;
 const DEFAULT_CYCLES: usize = 500;
@@ -262,14 +264,10 @@ fn write_config(
     };
     let key_file = dir.join("api-key");
     std::fs::write(&key_file, "unused: the soak passes the key directly").unwrap();
+    let bunq =
+        config_text::bunq_section(&sim.base_url(), Some(&key_file), DEVICE, &dir.join("state"));
     let text = format!(
-        "bunq:
-  environment: sandbox
-  base_url: \"{url}\"
-  api_key_file: \"{key}\"
-  device_description: {DEVICE}
-  state_dir: \"{state}\"
-sync:
+        "{bunq}sync:
   policy: sync
   interval: 30s
   max_changes: 20
@@ -283,9 +281,6 @@ credentials:
     policy: additive
     ips: [{office_ips}]
 ",
-        url = sim.base_url(),
-        key = key_file.display(),
-        state = dir.join("state").display(),
         pool_id = pool.id,
         pool_ips = list(&pool.desired),
         pool_protected = list(&pool.protected),

@@ -85,6 +85,22 @@ pub struct PermittedIp {
     pub updated: Option<String>,
 }
 
+impl PermittedIp {
+    /// An entry without timestamps, the way unit tests, property tests and benches build their
+    /// allowlists (one constructor instead of a struct literal in each). The daemon itself only
+    /// gets entries from bunq's listings.
+    #[doc(hidden)]
+    pub fn new(id: EntryId, ip: impl Into<String>, status: IpStatus) -> PermittedIp {
+        PermittedIp {
+            id,
+            ip: ip.into(),
+            status,
+            created: None,
+            updated: None,
+        }
+    }
+}
+
 /// The device a credential is bound to, as reported in the credential listing. The daemon
 /// finds its own credential (and so its own egress IP) through the device description.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]

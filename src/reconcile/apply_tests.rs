@@ -53,13 +53,7 @@ impl FakeBunq {
                 .unwrap()
                 .entry(*credential)
                 .or_default()
-                .push(PermittedIp {
-                    id: *id,
-                    ip: (*ip).into(),
-                    status: status.clone(),
-                    created: None,
-                    updated: None,
-                });
+                .push(PermittedIp::new(*id, *ip, status.clone()));
         }
         fake
     }
@@ -205,13 +199,7 @@ impl AllowlistWriter for FakeBunq {
         let mut entries = self.entries.lock().unwrap();
         let list = entries.entry(credential).or_default();
         let id = list.iter().map(|entry| entry.id).max().unwrap_or(100) + 1;
-        list.push(PermittedIp {
-            id,
-            ip,
-            status: IpStatus::Active,
-            created: None,
-            updated: None,
-        });
+        list.push(PermittedIp::new(id, ip, IpStatus::Active));
         drop(entries);
         self.after_write();
         match trouble {

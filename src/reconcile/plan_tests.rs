@@ -9,13 +9,7 @@ use crate::bunq::model::{CredentialId, CredentialPasswordIp, EntryId, IpStatus, 
 use crate::config::{CredentialSpec, Policy};
 
 fn entry(id: EntryId, ip: &str, status: &str) -> PermittedIp {
-    PermittedIp {
-        id,
-        ip: ip.to_owned(),
-        status: IpStatus::from_wire(status),
-        created: None,
-        updated: None,
-    }
+    PermittedIp::new(id, ip, IpStatus::from_wire(status))
 }
 
 fn ips(list: &[&str]) -> BTreeSet<Ipv4Addr> {
@@ -28,33 +22,87 @@ fn ip(text: &str) -> Ipv4Addr {
 
 const CREDENTIAL: CredentialId = 4242;
 
-/// One credential, no own access, a generous limit.
-fn plan_one(policy: Policy, desired: &[&str], protected: &[&str], actual: &[PermittedIp]) -> Plan {
-    plan_with(policy, desired, protected, actual, &[], 100)
+/// A planner case for one credential ([`CREDENTIAL`]): its policy and desired IPs, refined by
+/// the builder methods; by default nothing is protected, the own credential is known with no
+/// registration IP on it, `bunq.egress_ips` is set but adds nothing, and the limit is generous.
+#[derive(Clone, Copy)]
+struct Case<'a> {
+    policy: Policy,
+    desired: &'a [&'a str],
+    protected: &'a [&'a str],
+    own: Own<'a>,
+    max_changes: usize,
 }
 
-/// One credential; the own credential is known and `bunq.egress_ips` is set but adds nothing,
-/// so only the registration IPs in `own` are protected by `own-ip`.
-fn plan_with(
-    policy: Policy,
-    desired: &[&str],
-    protected: &[&str],
-    actual: &[PermittedIp],
-    own: &[(CredentialId, &str)],
-    max_changes: usize,
-) -> Plan {
-    plan_full(
+fn case<'a>(policy: Policy, desired: &'a [&'a str]) -> Case<'a> {
+    Case {
         policy,
         desired,
-        protected,
-        actual,
-        Own {
-            access: own,
+        protected: &[],
+        own: Own {
+            access: &[],
             known: true,
             egress: Some(&[]),
         },
-        max_changes,
-    )
+        max_changes: 100,
+    }
+}
+
+fn sync<'a>(desired: &'a [&'a str]) -> Case<'a> {
+    case(Policy::Sync, desired)
+}
+
+fn additive<'a>(desired: &'a [&'a str]) -> Case<'a> {
+    case(Policy::Additive, desired)
+}
+
+impl<'a> Case<'a> {
+    /// `protected_ips`.
+    fn protect(self, protected: &'a [&'a str]) -> Case<'a> {
+        Case { protected, ..self }
+    }
+
+    /// The own credential is known and `access` lists its `(credential, registration IP)`
+    /// pairs, so only those are protected by `own-ip`.
+    fn owned_by(self, access: &'a [(CredentialId, &'a str)]) -> Case<'a> {
+        Case {
+            own: Own { access, ..self.own },
+            ..self
+        }
+    }
+
+    /// Everything the planner is told about the daemon's own access.
+    fn own(self, own: Own<'a>) -> Case<'a> {
+        Case { own, ..self }
+    }
+
+    /// `bunq.egress_ips` (`None`: not set).
+    fn egress(self, egress: Option<&'a [&'a str]>) -> Case<'a> {
+        Case {
+            own: Own { egress, ..self.own },
+            ..self
+        }
+    }
+
+    /// `sync.max_changes`.
+    fn limit(self, max_changes: usize) -> Case<'a> {
+        Case {
+            max_changes,
+            ..self
+        }
+    }
+
+    /// The plan for `actual` as the credential's listing.
+    fn plan(self, actual: &[PermittedIp]) -> Plan {
+        plan_full(
+            self.policy,
+            self.desired,
+            self.protected,
+            actual,
+            self.own,
+            self.max_changes,
+        )
+    }
 }
 
 /// What the planner is told about the daemon's own access.
@@ -103,6 +151,14 @@ fn plan_full(
         egress_ips: egress.as_ref(),
         sources: Vec::new(),
     })
+}
+
+/// The changes the plan would apply (not blocked).
+fn applicable(plan: &Plan) -> Vec<Change> {
+    plan.applicable_actions()
+        .iter()
+        .map(|action| action.change.clone())
+        .collect()
 }
 
 fn changes(plan: &Plan) -> Vec<Change> {
@@ -158,7 +214,7 @@ fn blocked_why(plan: &Plan, index: usize) -> Vec<(Change, BlockReason)> {
 
 #[test]
 fn desired_ip_without_entry_is_created() {
-    let plan = plan_one(Policy::Sync, &["192.0.2.1"], &[], &[]);
+    let plan = sync(&["192.0.2.1"]).plan(&[]);
     assert_eq!(changes(&plan), vec![create("192.0.2.1")]);
     assert_eq!(
         plan.credentials[0].actions[0].reason,
@@ -168,12 +224,7 @@ fn desired_ip_without_entry_is_created() {
 
 #[test]
 fn desired_ip_with_an_active_entry_plans_nothing() {
-    let plan = plan_one(
-        Policy::Sync,
-        &["192.0.2.1"],
-        &[],
-        &[entry(7, "192.0.2.1", "ACTIVE")],
-    );
+    let plan = sync(&["192.0.2.1"]).plan(&[entry(7, "192.0.2.1", "ACTIVE")]);
     assert!(changes(&plan).is_empty());
     assert_eq!(
         plan.credentials[0].in_sync,
@@ -192,7 +243,7 @@ fn desired_ip_with_only_inactive_entries_activates_the_newest() {
         entry(9, "192.0.2.1", "INACTIVE"),
         entry(5, "192.0.2.1", "INACTIVE"),
     ];
-    let plan = plan_one(Policy::Sync, &["192.0.2.1"], &[], &actual);
+    let plan = sync(&["192.0.2.1"]).plan(&actual);
     assert_eq!(changes(&plan), vec![activate(9, "192.0.2.1")]);
     assert_eq!(
         plan.credentials[0].actions[0].reason,
@@ -202,12 +253,7 @@ fn desired_ip_with_only_inactive_entries_activates_the_newest() {
 
 #[test]
 fn desired_ip_with_an_inactive_entry_is_never_created_again() {
-    let plan = plan_one(
-        Policy::Sync,
-        &["192.0.2.1"],
-        &[],
-        &[entry(3, "192.0.2.1", "INACTIVE")],
-    );
+    let plan = sync(&["192.0.2.1"]).plan(&[entry(3, "192.0.2.1", "INACTIVE")]);
     assert!(
         !changes(&plan)
             .iter()
@@ -221,7 +267,7 @@ fn extra_active_entries_of_a_desired_ip_are_kept_and_reported() {
         entry(3, "192.0.2.1", "ACTIVE"),
         entry(9, "192.0.2.1", "ACTIVE"),
     ];
-    let plan = plan_one(Policy::Sync, &["192.0.2.1"], &[], &actual);
+    let plan = sync(&["192.0.2.1"]).plan(&actual);
     assert!(changes(&plan).is_empty());
     assert_eq!(plan.credentials[0].in_sync[0].entry, 9);
     assert_eq!(kept(&plan), vec![(3, KeptReason::DuplicateActive)]);
@@ -230,12 +276,7 @@ fn extra_active_entries_of_a_desired_ip_are_kept_and_reported() {
 
 #[test]
 fn undesired_active_entry_is_deactivated_under_sync() {
-    let plan = plan_one(
-        Policy::Sync,
-        &[],
-        &[],
-        &[entry(4, "198.51.100.7", "ACTIVE")],
-    );
+    let plan = sync(&[]).plan(&[entry(4, "198.51.100.7", "ACTIVE")]);
     assert_eq!(changes(&plan), vec![deactivate(4, "198.51.100.7")]);
     assert_eq!(plan.credentials[0].actions[0].reason, Reason::NotDesired);
 }
@@ -246,7 +287,7 @@ fn every_active_entry_of_an_undesired_ip_is_deactivated() {
         entry(4, "198.51.100.7", "ACTIVE"),
         entry(2, "198.51.100.7", "ACTIVE"),
     ];
-    let plan = plan_one(Policy::Sync, &[], &[], &actual);
+    let plan = sync(&[]).plan(&actual);
     assert_eq!(
         changes(&plan),
         vec![deactivate(2, "198.51.100.7"), deactivate(4, "198.51.100.7")]
@@ -255,12 +296,7 @@ fn every_active_entry_of_an_undesired_ip_is_deactivated() {
 
 #[test]
 fn undesired_inactive_entry_is_left_alone_silently() {
-    let plan = plan_one(
-        Policy::Sync,
-        &[],
-        &[],
-        &[entry(4, "198.51.100.7", "INACTIVE")],
-    );
+    let plan = sync(&[]).plan(&[entry(4, "198.51.100.7", "INACTIVE")]);
     assert!(changes(&plan).is_empty());
     assert!(kept(&plan).is_empty());
     assert_eq!(plan.outcome(), PlanOutcome::NothingToDo);
@@ -268,24 +304,16 @@ fn undesired_inactive_entry_is_left_alone_silently() {
 
 #[test]
 fn undesired_active_entry_is_kept_under_additive() {
-    let plan = plan_one(
-        Policy::Additive,
-        &["192.0.2.1"],
-        &[],
-        &[entry(4, "198.51.100.7", "ACTIVE")],
-    );
+    let plan = additive(&["192.0.2.1"]).plan(&[entry(4, "198.51.100.7", "ACTIVE")]);
     assert_eq!(changes(&plan), vec![create("192.0.2.1")]);
     assert_eq!(kept(&plan), vec![(4, KeptReason::Additive)]);
 }
 
 #[test]
 fn protected_ip_is_kept_under_sync_without_blocking() {
-    let plan = plan_one(
-        Policy::Sync,
-        &[],
-        &["198.51.100.7"],
-        &[entry(4, "198.51.100.7", "ACTIVE")],
-    );
+    let plan = sync(&[])
+        .protect(&["198.51.100.7"])
+        .plan(&[entry(4, "198.51.100.7", "ACTIVE")]);
     assert!(changes(&plan).is_empty());
     assert_eq!(kept(&plan), vec![(4, KeptReason::Protected)]);
     assert_eq!(plan.outcome(), PlanOutcome::NothingToDo);
@@ -295,23 +323,16 @@ fn protected_ip_is_kept_under_sync_without_blocking() {
 
 #[test]
 fn protected_desired_ip_that_is_inactive_is_still_activated() {
-    let plan = plan_one(
-        Policy::Sync,
-        &["198.51.100.7"],
-        &["198.51.100.7"],
-        &[entry(4, "198.51.100.7", "INACTIVE")],
-    );
+    let plan = sync(&["198.51.100.7"])
+        .protect(&["198.51.100.7"])
+        .plan(&[entry(4, "198.51.100.7", "INACTIVE")]);
     assert_eq!(changes(&plan), vec![activate(4, "198.51.100.7")]);
 }
 
 #[test]
 fn wildcard_entry_is_kept_as_not_ipv4_under_sync_and_never_written() {
-    let plan = plan_one(
-        Policy::Sync,
-        &["192.0.2.1"],
-        &[],
-        &[entry(1, "192.0.2.1", "ACTIVE"), entry(2, "*", "ACTIVE")],
-    );
+    let plan =
+        sync(&["192.0.2.1"]).plan(&[entry(1, "192.0.2.1", "ACTIVE"), entry(2, "*", "ACTIVE")]);
     assert!(changes(&plan).is_empty());
     assert_eq!(kept(&plan), vec![(2, KeptReason::NotIpv4)]);
     assert_eq!(plan.outcome(), PlanOutcome::NothingToDo);
@@ -319,12 +340,7 @@ fn wildcard_entry_is_kept_as_not_ipv4_under_sync_and_never_written() {
 
 #[test]
 fn ipv6_entry_is_never_matched_to_a_desired_ip() {
-    let plan = plan_one(
-        Policy::Additive,
-        &["192.0.2.1"],
-        &[],
-        &[entry(2, "2001:db8::1", "ACTIVE")],
-    );
+    let plan = additive(&["192.0.2.1"]).plan(&[entry(2, "2001:db8::1", "ACTIVE")]);
     assert_eq!(changes(&plan), vec![create("192.0.2.1")]);
     assert_eq!(kept(&plan), vec![(2, KeptReason::NotIpv4)]);
 }
@@ -341,7 +357,7 @@ fn entries_that_are_not_plain_ipv4_are_kept_whatever_their_status_and_policy() {
         entry(6, "192.0.2.0/24", "ACTIVE"),
     ];
     for policy in [Policy::Sync, Policy::Additive] {
-        let plan = plan_one(policy, &["192.0.2.1"], &[], &actual);
+        let plan = case(policy, &["192.0.2.1"]).plan(&actual);
         assert_eq!(changes(&plan), vec![create("192.0.2.1")], "{policy}");
         assert!(blocked(&plan).is_empty(), "{policy}");
         let mut reasons = kept(&plan);
@@ -372,7 +388,7 @@ fn entries_that_are_not_ipv4_are_kept_on_the_own_credential_and_never_block() {
             egress: None,
         },
     ] {
-        let plan = plan_full(Policy::Sync, &["203.0.113.5"], &[], &actual, own, 100);
+        let plan = sync(&["203.0.113.5"]).own(own).plan(&actual);
         assert!(changes(&plan).is_empty());
         assert!(blocked(&plan).is_empty());
         assert_eq!(kept(&plan), vec![(2, KeptReason::NotIpv4)]);
@@ -387,7 +403,7 @@ fn unknown_status_entries_are_kept_and_never_touched() {
         entry(3, "192.0.2.1", "ACTIVE"),
         entry(5, "192.0.2.1", "LOCKED"),
     ];
-    let plan = plan_one(Policy::Sync, &["192.0.2.1"], &[], &actual);
+    let plan = sync(&["192.0.2.1"]).plan(&actual);
     assert!(changes(&plan).is_empty());
     assert_eq!(
         kept(&plan),
@@ -400,12 +416,7 @@ fn unknown_status_entries_are_kept_and_never_touched() {
 
 #[test]
 fn desired_ip_with_only_an_unknown_status_entry_blocks_the_create() {
-    let plan = plan_one(
-        Policy::Sync,
-        &["192.0.2.1"],
-        &[],
-        &[entry(5, "192.0.2.1", "PENDING")],
-    );
+    let plan = sync(&["192.0.2.1"]).plan(&[entry(5, "192.0.2.1", "PENDING")]);
     assert!(changes(&plan).is_empty());
     assert_eq!(
         blocked(&plan),
@@ -420,23 +431,14 @@ fn own_ip_deactivation_is_blocked_and_the_rest_still_applies() {
         entry(1, "203.0.113.5", "ACTIVE"),
         entry(2, "198.51.100.7", "ACTIVE"),
     ];
-    let plan = plan_with(
-        Policy::Sync,
-        &["192.0.2.1"],
-        &[],
-        &actual,
-        &[(CREDENTIAL, "203.0.113.5")],
-        100,
-    );
+    let plan = sync(&["192.0.2.1"])
+        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
+        .plan(&actual);
     assert_eq!(
         blocked(&plan),
         vec![(deactivate(1, "203.0.113.5"), Rule::OwnIp)]
     );
-    let applicable: Vec<Change> = plan
-        .applicable_actions()
-        .iter()
-        .map(|action| action.change.clone())
-        .collect();
+    let applicable: Vec<Change> = applicable(&plan);
     assert_eq!(
         applicable,
         vec![create("192.0.2.1"), deactivate(2, "198.51.100.7")]
@@ -447,14 +449,10 @@ fn own_ip_deactivation_is_blocked_and_the_rest_still_applies() {
 
 #[test]
 fn own_ip_is_only_protected_on_the_daemons_own_credential() {
-    let plan = plan_with(
-        Policy::Sync,
-        &[],
-        &[],
-        &[entry(1, "203.0.113.5", "ACTIVE")],
-        &[(9999, "203.0.113.5")],
-        100,
-    );
+    let plan =
+        sync(&[])
+            .owned_by(&[(9999, "203.0.113.5")])
+            .plan(&[entry(1, "203.0.113.5", "ACTIVE")]);
     assert_eq!(changes(&plan), vec![deactivate(1, "203.0.113.5")]);
     assert_eq!(plan.outcome(), PlanOutcome::ChangesPending);
 }
@@ -465,14 +463,9 @@ fn every_active_entry_of_the_own_ip_is_blocked_when_all_would_go() {
         entry(1, "203.0.113.5", "ACTIVE"),
         entry(4, "203.0.113.5", "ACTIVE"),
     ];
-    let plan = plan_with(
-        Policy::Sync,
-        &[],
-        &[],
-        &actual,
-        &[(CREDENTIAL, "203.0.113.5")],
-        100,
-    );
+    let plan = sync(&[])
+        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
+        .plan(&actual);
     assert!(changes(&plan).is_empty());
     assert_eq!(blocked(&plan).len(), 2);
 }
@@ -480,14 +473,9 @@ fn every_active_entry_of_the_own_ip_is_blocked_when_all_would_go() {
 #[test]
 fn wildcard_that_is_the_only_grant_of_the_own_ip_is_kept_while_the_own_ip_is_created() {
     let actual = [entry(2, "*", "ACTIVE")];
-    let plan = plan_with(
-        Policy::Sync,
-        &["203.0.113.5"],
-        &[],
-        &actual,
-        &[(CREDENTIAL, "203.0.113.5")],
-        100,
-    );
+    let plan = sync(&["203.0.113.5"])
+        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
+        .plan(&actual);
     assert_eq!(changes(&plan), vec![create("203.0.113.5")]);
     assert_eq!(kept(&plan), vec![(2, KeptReason::NotIpv4)]);
     assert!(blocked(&plan).is_empty());
@@ -539,11 +527,7 @@ fn unknown_own_credential_blocks_every_deactivation_on_every_managed_credential(
         )]
     );
     // Creates and activations still apply; nothing else does.
-    let applicable: Vec<Change> = plan
-        .applicable_actions()
-        .iter()
-        .map(|action| action.change.clone())
-        .collect();
+    let applicable: Vec<Change> = applicable(&plan);
     assert_eq!(
         applicable,
         vec![create("192.0.2.1"), activate(2, "192.0.2.2")]
@@ -563,25 +547,18 @@ fn unknown_own_credential_blocks_nothing_when_nothing_would_be_deactivated() {
         known: false,
         egress: None,
     };
-    let sync = plan_full(
-        Policy::Sync,
-        &["192.0.2.1", "198.51.100.1"],
-        &[],
-        &actual,
-        unknown,
-        100,
-    );
+    let sync = case(Policy::Sync, &["192.0.2.1", "198.51.100.1"])
+        .own(unknown)
+        .plan(&actual);
     assert_eq!(sync.outcome(), PlanOutcome::NothingToDo);
-    let additive = plan_full(Policy::Additive, &["192.0.2.1"], &[], &actual, unknown, 100);
+    let additive = case(Policy::Additive, &["192.0.2.1"])
+        .own(unknown)
+        .plan(&actual);
     assert_eq!(additive.outcome(), PlanOutcome::NothingToDo);
-    let protected = plan_full(
-        Policy::Sync,
-        &["192.0.2.1"],
-        &["198.51.100.1"],
-        &actual,
-        unknown,
-        100,
-    );
+    let protected = case(Policy::Sync, &["192.0.2.1"])
+        .protect(&["198.51.100.1"])
+        .own(unknown)
+        .plan(&actual);
     assert_eq!(protected.outcome(), PlanOutcome::NothingToDo);
     assert_eq!(kept(&protected), vec![(2, KeptReason::Protected)]);
 }
@@ -593,12 +570,10 @@ fn without_egress_ips_every_deactivation_on_the_own_credential_is_blocked() {
         entry(2, "198.51.100.7", "ACTIVE"),
         entry(3, "198.51.100.8", "ACTIVE"),
     ];
-    let own = Own {
-        access: &[(CREDENTIAL, "203.0.113.5")],
-        known: true,
-        egress: None,
-    };
-    let plan = plan_full(Policy::Sync, &["192.0.2.1"], &[], &actual, own, 100);
+    let plan = sync(&["192.0.2.1"])
+        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
+        .egress(None)
+        .plan(&actual);
     assert_eq!(
         blocked_why(&plan, 0),
         vec![
@@ -613,19 +588,10 @@ fn without_egress_ips_every_deactivation_on_the_own_credential_is_blocked() {
 
 #[test]
 fn without_egress_ips_other_credentials_are_unaffected() {
-    let own = Own {
-        access: &[(9999, "203.0.113.5")],
-        known: true,
-        egress: None,
-    };
-    let plan = plan_full(
-        Policy::Sync,
-        &[],
-        &[],
-        &[entry(1, "198.51.100.7", "ACTIVE")],
-        own,
-        100,
-    );
+    let plan = sync(&[])
+        .owned_by(&[(9999, "203.0.113.5")])
+        .egress(None)
+        .plan(&[entry(1, "198.51.100.7", "ACTIVE")]);
     assert_eq!(changes(&plan), vec![deactivate(1, "198.51.100.7")]);
     assert_eq!(plan.outcome(), PlanOutcome::ChangesPending);
 }
@@ -637,12 +603,10 @@ fn egress_ips_are_never_deactivated_on_the_own_credential_and_other_ips_are() {
         entry(2, "198.51.100.7", "ACTIVE"),
         entry(3, "198.51.100.8", "ACTIVE"),
     ];
-    let own = Own {
-        access: &[(CREDENTIAL, "203.0.113.5")],
-        known: true,
-        egress: Some(&["198.51.100.7"]),
-    };
-    let plan = plan_full(Policy::Sync, &[], &[], &actual, own, 100);
+    let plan = sync(&[])
+        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
+        .egress(Some(&["198.51.100.7"]))
+        .plan(&actual);
     assert_eq!(
         blocked_why(&plan, 0),
         vec![
@@ -655,19 +619,10 @@ fn egress_ips_are_never_deactivated_on_the_own_credential_and_other_ips_are() {
 
 #[test]
 fn egress_ips_do_not_protect_other_credentials() {
-    let own = Own {
-        access: &[(9999, "203.0.113.5")],
-        known: true,
-        egress: Some(&["198.51.100.7"]),
-    };
-    let plan = plan_full(
-        Policy::Sync,
-        &[],
-        &[],
-        &[entry(1, "198.51.100.7", "ACTIVE")],
-        own,
-        100,
-    );
+    let plan = sync(&[])
+        .owned_by(&[(9999, "203.0.113.5")])
+        .egress(Some(&["198.51.100.7"]))
+        .plan(&[entry(1, "198.51.100.7", "ACTIVE")]);
     assert_eq!(changes(&plan), vec![deactivate(1, "198.51.100.7")]);
 }
 
@@ -688,8 +643,7 @@ fn own_ip_rule_decides_every_combination() {
                         known,
                         egress,
                     };
-                    let plan =
-                        plan_full(Policy::Sync, &[], &[], &[entry(1, ip, "ACTIVE")], own, 100);
+                    let plan = sync(&[]).own(own).plan(&[entry(1, ip, "ACTIVE")]);
                     let expected = if !known {
                         Some(BlockReason::OwnCredentialUnknown)
                     } else if !on_own {
@@ -754,14 +708,9 @@ fn every_block_reason_has_its_own_code_and_its_rule() {
 
 #[test]
 fn more_changes_than_the_limit_block_the_whole_run_but_keep_the_plan() {
-    let plan = plan_with(
-        Policy::Sync,
-        &["192.0.2.1", "192.0.2.2", "192.0.2.3"],
-        &[],
-        &[],
-        &[],
-        2,
-    );
+    let plan = sync(&["192.0.2.1", "192.0.2.2", "192.0.2.3"])
+        .limit(2)
+        .plan(&[]);
     assert_eq!(
         plan.run_block,
         Some(RunBlock {
@@ -778,7 +727,7 @@ fn more_changes_than_the_limit_block_the_whole_run_but_keep_the_plan() {
 
 #[test]
 fn exactly_the_limit_is_allowed() {
-    let plan = plan_with(Policy::Sync, &["192.0.2.1", "192.0.2.2"], &[], &[], &[], 2);
+    let plan = sync(&["192.0.2.1", "192.0.2.2"]).limit(2).plan(&[]);
     assert_eq!(plan.run_block, None);
     assert_eq!(plan.applicable_actions().len(), 2);
 }
@@ -786,14 +735,10 @@ fn exactly_the_limit_is_allowed() {
 #[test]
 fn actions_blocked_by_own_ip_do_not_count_toward_the_limit() {
     let actual = [entry(1, "203.0.113.5", "ACTIVE")];
-    let plan = plan_with(
-        Policy::Sync,
-        &["192.0.2.1"],
-        &[],
-        &actual,
-        &[(CREDENTIAL, "203.0.113.5")],
-        1,
-    );
+    let plan = sync(&["192.0.2.1"])
+        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
+        .limit(1)
+        .plan(&actual);
     assert_eq!(plan.run_block, None);
     assert_eq!(plan.applicable_actions().len(), 1);
 }
@@ -839,7 +784,7 @@ fn creates_and_activations_precede_deactivations_across_credentials() {
 
 #[test]
 fn actions_are_ordered_by_address_numerically() {
-    let plan = plan_one(Policy::Sync, &["192.0.2.10", "192.0.2.9"], &[], &[]);
+    let plan = sync(&["192.0.2.10", "192.0.2.9"]).plan(&[]);
     assert_eq!(
         changes(&plan),
         vec![create("192.0.2.9"), create("192.0.2.10")]
@@ -849,7 +794,7 @@ fn actions_are_ordered_by_address_numerically() {
 #[test]
 fn pending_changes_without_blocks_are_pending() {
     assert_eq!(
-        plan_one(Policy::Sync, &["192.0.2.1"], &[], &[]).outcome(),
+        sync(&["192.0.2.1"]).plan(&[]).outcome(),
         PlanOutcome::ChangesPending
     );
 }
@@ -861,13 +806,9 @@ fn summary_counts_each_kind() {
         entry(2, "198.51.100.1", "ACTIVE"),
         entry(3, "192.0.2.3", "ACTIVE"),
     ];
-    let summary = plan_one(
-        Policy::Sync,
-        &["192.0.2.1", "192.0.2.2", "192.0.2.3"],
-        &[],
-        &actual,
-    )
-    .summary();
+    let summary = sync(&["192.0.2.1", "192.0.2.2", "192.0.2.3"])
+        .plan(&actual)
+        .summary();
     assert_eq!(
         summary,
         PlanSummary {
@@ -983,7 +924,7 @@ fn states_after_applying_the_plan_are_converged() {
         entry(1, "192.0.2.2", "INACTIVE"),
         entry(2, "198.51.100.1", "ACTIVE"),
     ];
-    let plan = plan_one(Policy::Sync, &["192.0.2.1", "192.0.2.2"], &[], &actual);
+    let plan = sync(&["192.0.2.1", "192.0.2.2"]).plan(&actual);
     let after = plan.credentials[0].states_after(&actual);
     assert_eq!(
         after,

@@ -9,13 +9,7 @@ use crate::config::Policy;
 use crate::reconcile::plan::{CredentialState, IpStates, OwnAccess, Plan, PlanInput, plan};
 
 fn entry(id: EntryId, ip: &str, status: &str) -> PermittedIp {
-    PermittedIp {
-        id,
-        ip: ip.to_owned(),
-        status: IpStatus::from_wire(status),
-        created: None,
-        updated: None,
-    }
+    PermittedIp::new(id, ip, IpStatus::from_wire(status))
 }
 
 fn ips(list: &[&str]) -> BTreeSet<Ipv4Addr> {
