@@ -1184,7 +1184,7 @@ async fn several_active_devices_leave_the_own_credential_unknown_and_every_deact
             .await,
     );
     h.sim
-        .add_device(h.user(), "phone app", Ipv4Addr::new(192, 0, 2, 44))
+        .add_device(h.key.user_id, "phone app", Ipv4Addr::new(192, 0, 2, 44))
         .unwrap();
     let config = h.config_from_text(
         &h.config_text("sync", 10, &credential_yaml(own, &["203.0.113.5"]))
