@@ -109,6 +109,23 @@ fn publishers(clock: &WallClock) -> (Arc<Metrics>, Arc<Health>, Arc<Observer>) {
     (metrics, health, observer)
 }
 
+/// The session renewal task for `client`, stopped with the daemon.
+fn spawn_renewal(
+    client: &Arc<BunqClient>,
+    config: &Config,
+    observer: &Arc<Observer>,
+    trigger: &RenewTrigger,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(renewal_task(
+        Arc::clone(client),
+        config.sync.renew_before,
+        Arc::clone(observer),
+        trigger.clone(),
+        shutdown.child_token(),
+    ))
+}
+
 /// Runs the daemon until shutdown. Returns `Ok` on a graceful stop.
 pub async fn run(options: Options) -> Result<(), DaemonError> {
     // Handlers first: a SIGHUP during start-up must queue a reload, not kill the process.
@@ -153,19 +170,13 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     observer.session_valid_until(client.session_expires_at());
 
     let renew_trigger = RenewTrigger::new();
-    let renewal = tokio::spawn(renewal_task(
-        Arc::clone(&client),
-        config.sync.renew_before,
-        Arc::clone(&observer),
-        renew_trigger.clone(),
-        shutdown.child_token(),
-    ));
+    let renewal = spawn_renewal(&client, &config, &observer, &renew_trigger, &shutdown);
     announce_running(&notifier, &health, &options.config_path, &config, &shutdown);
 
     let records = RecordStore::new(&config.bunq.state_dir);
     let last_record = records.load();
     let (scheduler, cron) = build_scheduler(&config).await?;
-    let config_for_following = config.clone();
+    let following = Following::start(&config, options.watch.poll_interval, &shutdown);
     let mut daemon = Daemon {
         config_path: options.config_path,
         config,
@@ -182,11 +193,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         scheduler,
         cron,
         renew_trigger,
-        following: Following::start(
-            &config_for_following,
-            options.watch.poll_interval,
-            &shutdown,
-        ),
+        following,
         shutdown: shutdown.clone(),
     };
     daemon.run_loop(reload_rx, changes_rx).await;
