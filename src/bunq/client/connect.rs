@@ -16,6 +16,15 @@ use crate::bunq::registration::{Registered, fresh_context, register, registratio
 use crate::bunq::transport::Transport;
 use crate::secret::Secret;
 
+/// What a client talks and saves through, before its session state is known.
+type ClientParts = (
+    Transport,
+    ContextStore,
+    Secret,
+    ClientSettings,
+    Arc<dyn ApiObserver>,
+);
+
 impl BunqClient {
     /// Loads the saved context from `state_dir` or registers anew, and makes sure a session is
     /// open. With a matching saved context and a fresh session this sends no request at all.
@@ -35,10 +44,6 @@ impl BunqClient {
             installation_token,
             opened_at,
         } = registered;
-        let device_description = context
-            .device
-            .as_ref()
-            .and_then(|device| device.description.clone());
         let info = match &context.session {
             Some(session) => SessionInfo {
                 user_id: session.user_id,
@@ -53,28 +58,18 @@ impl BunqClient {
                 ));
             }
         };
-
-        let client = BunqClient {
-            transport,
-            store,
-            api_key,
-            settings,
-            device_description: std::sync::Mutex::new(device_description),
-            observer,
-            state: tokio::sync::Mutex::new(ClientState {
-                context,
-                registration: Some(Arc::new(Registration {
-                    client_key,
-                    server_key,
-                    installation_token,
-                })),
-                reregistered_at,
-            }),
-            info: std::sync::Mutex::new(info),
-            read_only: false,
+        let registration = Registration {
+            client_key,
+            server_key,
+            installation_token,
         };
-        client.learn_own_device().await;
-        Ok(client)
+        let state = ClientState {
+            context,
+            registration: Some(Arc::new(registration)),
+            reregistered_at,
+        };
+        let parts = (transport, store, api_key, settings, observer);
+        Ok(BunqClient::assemble(parts, state, info, false).await)
     }
 
     /// A client on a state directory that another process (normally the daemon) holds: it uses
@@ -131,7 +126,25 @@ impl BunqClient {
             opened_at: None,
         };
         let transport = transport_for(&settings, &observer)?;
-        let device_description = context
+        let state = ClientState {
+            context,
+            registration: Some(Arc::new(registration)),
+            reregistered_at: None,
+        };
+        let parts = (transport, store, api_key, settings, observer);
+        Ok(BunqClient::assemble(parts, state, info, true).await)
+    }
+
+    /// The client both constructors end with; it reads the own device back from bunq when the
+    /// saved one lacks its description (see [`crate::bunq::device`]).
+    async fn assemble(
+        (transport, store, api_key, settings, observer): ClientParts,
+        state: ClientState,
+        info: SessionInfo,
+        read_only: bool,
+    ) -> BunqClient {
+        let device_description = state
+            .context
             .device
             .as_ref()
             .and_then(|device| device.description.clone());
@@ -142,16 +155,12 @@ impl BunqClient {
             settings,
             device_description: std::sync::Mutex::new(device_description),
             observer,
-            state: tokio::sync::Mutex::new(ClientState {
-                context,
-                registration: Some(Arc::new(registration)),
-                reregistered_at: None,
-            }),
+            state: tokio::sync::Mutex::new(state),
             info: std::sync::Mutex::new(info),
-            read_only: true,
+            read_only,
         };
         client.learn_own_device().await;
-        Ok(client)
+        client
     }
 }
 
