@@ -721,15 +721,7 @@ async fn a_re_registration_updates_the_description_the_own_ip_rule_matches() {
         "the run registered anew"
     );
     assert_eq!(report.exit_status(), ExitStatus::Blocked);
-    assert_eq!(
-        blocked_json(&report, 0),
-        vec![(
-            OWN_IP.to_string(),
-            "own-ip".to_owned(),
-            "registration-ip".to_owned()
-        )],
-        "the own credential is recognised by its new description"
-    );
+    assert_own_ip_blocked(&report, "registration-ip");
     assert_eq!(h.active(own), set(&["203.0.113.5", &OWN_IP.to_string()]));
 }
 
@@ -1078,20 +1070,37 @@ fn forget_device_as_an_sdk_import_does(config: &Config) -> bunq_ipsync::bunq::Co
     store
 }
 
-#[tokio::test]
-async fn an_imported_context_reads_the_own_device_from_bunq_so_the_own_ip_rule_still_protects() {
-    let h = Harness::start().await;
+/// Registers, then leaves the state directory as `import-sdk-context` would: the device without
+/// id or description, and a config that names another description than the one registered (the
+/// SDK's), wanting 203.0.113.5 on the own credential.
+async fn imported(h: &Harness) -> (Config, bunq_ipsync::bunq::ContextStore) {
     let own = h.own_credential();
     drop(
         h.connect(&h.config("sync", 10, &credential_yaml(own, &[&OWN_IP.to_string()])))
             .await,
     );
-    // The SDK registered the device under a description this config does not know.
     let config = h.config_from_text(
         &h.config_text("sync", 10, &credential_yaml(own, &["203.0.113.5"]))
             .replace(DEVICE, "not-what-the-sdk-registered"),
     );
     let store = forget_device_as_an_sdk_import_does(&config);
+    (config, store)
+}
+
+/// The one blocked action of the first credential: the own registration IP, by `own-ip` for
+/// `reason`.
+fn assert_own_ip_blocked(report: &RunReport, reason: &str) {
+    assert_eq!(
+        blocked_json(report, 0),
+        vec![(OWN_IP.to_string(), "own-ip".to_owned(), reason.to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn an_imported_context_reads_the_own_device_from_bunq_so_the_own_ip_rule_still_protects() {
+    let h = Harness::start().await;
+    let own = h.own_credential();
+    let (config, store) = imported(&h).await;
 
     let client = h.connect(&config).await;
     assert_eq!(client.device_description().as_deref(), Some(DEVICE));
@@ -1105,15 +1114,7 @@ async fn an_imported_context_reads_the_own_device_from_bunq_so_the_own_ip_rule_s
 
     let (report, _) = apply(&client, &config, None).await;
     assert_eq!(report.exit_status(), ExitStatus::Blocked);
-    assert_eq!(
-        blocked_json(&report, 0),
-        vec![(
-            OWN_IP.to_string(),
-            "own-ip".to_owned(),
-            "registration-ip".to_owned()
-        )],
-        "the own credential is recognised, not unknown"
-    );
+    assert_own_ip_blocked(&report, "registration-ip");
     assert_eq!(h.active(own), set(&["203.0.113.5", &OWN_IP.to_string()]));
 }
 
@@ -1121,15 +1122,7 @@ async fn an_imported_context_reads_the_own_device_from_bunq_so_the_own_ip_rule_s
 async fn a_failed_device_lookup_leaves_the_own_credential_unknown_and_the_connect_working() {
     let h = Harness::start().await;
     let own = h.own_credential();
-    drop(
-        h.connect(&h.config("sync", 10, &credential_yaml(own, &[&OWN_IP.to_string()])))
-            .await,
-    );
-    let config = h.config_from_text(
-        &h.config_text("sync", 10, &credential_yaml(own, &["203.0.113.5"]))
-            .replace(DEVICE, "not-what-the-sdk-registered"),
-    );
-    let store = forget_device_as_an_sdk_import_does(&config);
+    let (config, store) = imported(&h).await;
     h.sim.inject(
         Fault::once(FaultKind::Status(500))
             .on(Method::GET, "/device-server")
@@ -1143,14 +1136,7 @@ async fn a_failed_device_lookup_leaves_the_own_credential_unknown_and_the_connec
         None
     );
     let (report, _) = apply(&client, &config, None).await;
-    assert_eq!(
-        blocked_json(&report, 0),
-        vec![(
-            OWN_IP.to_string(),
-            "own-ip".to_owned(),
-            "own-credential-unknown".to_owned()
-        )]
-    );
+    assert_own_ip_blocked(&report, "own-credential-unknown");
     assert!(h.active(own).contains(&OWN_IP.to_string()));
 }
 
@@ -1179,18 +1165,10 @@ async fn a_read_only_client_reads_the_imported_device_but_leaves_the_state_file_
 async fn several_active_devices_leave_the_own_credential_unknown_and_every_deactivation_blocked() {
     let h = Harness::start().await;
     let own = h.own_credential();
-    drop(
-        h.connect(&h.config("sync", 10, &credential_yaml(own, &[&OWN_IP.to_string()])))
-            .await,
-    );
+    let (config, store) = imported(&h).await;
     h.sim
         .add_device(h.key.user_id, "phone app", Ipv4Addr::new(192, 0, 2, 44))
         .unwrap();
-    let config = h.config_from_text(
-        &h.config_text("sync", 10, &credential_yaml(own, &["203.0.113.5"]))
-            .replace(DEVICE, "not-what-the-sdk-registered"),
-    );
-    let store = forget_device_as_an_sdk_import_does(&config);
 
     let client = h.connect(&config).await;
     assert_eq!(
@@ -1205,14 +1183,7 @@ async fn several_active_devices_leave_the_own_credential_unknown_and_every_deact
 
     let (report, _) = apply(&client, &config, None).await;
     assert_eq!(report.exit_status(), ExitStatus::Blocked);
-    assert_eq!(
-        blocked_json(&report, 0),
-        vec![(
-            OWN_IP.to_string(),
-            "own-ip".to_owned(),
-            "own-credential-unknown".to_owned()
-        )]
-    );
+    assert_own_ip_blocked(&report, "own-credential-unknown");
     assert!(h.active(own).contains(&OWN_IP.to_string()));
 }
 
