@@ -1251,3 +1251,51 @@ async fn a_moved_dns_name_is_applied_long_before_the_interval_and_a_failed_looku
     assert_eq!(world.active_ips(), vec![A.to_owned(), second.to_owned()]);
     stop(daemon).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_names_another_source_follows_the_new_one() {
+    use bunq_ipsync::simulator::{DnsAnswer, DnsServer};
+    let world = World::start(sim_options(), &[]).await;
+    let dns = DnsServer::start().await.unwrap();
+    dns.set(
+        "old.example.org",
+        DnsAnswer::a(&["203.0.113.71".parse().unwrap()], 2),
+    );
+    dns.set(
+        "new.example.org",
+        DnsAnswer::a(&["203.0.113.72".parse().unwrap()], 2),
+    );
+    let config_for = |name: &str| {
+        world
+            .config_text(&ConfigSpec::ips(&[A]), world.port)
+            .replace("  interval: 10s\n", "  interval: 5m\n")
+            + &format!(
+                "      - dns: {name}\nsources:\n  dns:\n    nameservers: [{}]\n    \
+                 timeout: 500ms\n  min_refresh: 1s\n",
+                dns.address()
+            )
+    };
+    std::fs::write(&world.config_path, config_for("old.example.org")).unwrap();
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
+    wait_active(&world, &daemon, &[A, "203.0.113.71"]).await;
+
+    // The config now names another source: the reload applies it, and the follower follows it
+    // (not the old name) from then on.
+    std::fs::write(&world.config_path, config_for("new.example.org")).unwrap();
+    daemon.signal("HUP");
+    wait_active(&world, &daemon, &[A, "203.0.113.72"]).await;
+    dns.set(
+        "new.example.org",
+        DnsAnswer::a(&["203.0.113.73".parse().unwrap()], 2),
+    );
+    wait_active(&world, &daemon, &[A, "203.0.113.73"]).await;
+    let asked = dns.queries("old.example.org");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        dns.queries("old.example.org"),
+        asked,
+        "the old name is no longer followed"
+    );
+    stop(daemon).await;
+}
