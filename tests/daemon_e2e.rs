@@ -1279,6 +1279,14 @@ async fn a_reload_that_names_another_source_follows_the_new_one() {
     let daemon = world.spawn(&[], &[]);
     daemon.wait_ready().await;
     wait_active(&world, &daemon, &[A, "203.0.113.71"]).await;
+    dns.set("old.example.org", DnsAnswer::NxDomain);
+    daemon
+        .eventually("the old name's failure in /readyz", async || {
+            let (_, body) = daemon.get("/readyz").await?;
+            body.contains("source dns:old.example.org failed")
+                .then_some(())
+        })
+        .await;
 
     // The config now names another source: the reload applies it, and the follower follows it
     // (not the old name) from then on.
@@ -1296,6 +1304,11 @@ async fn a_reload_that_names_another_source_follows_the_new_one() {
         dns.queries("old.example.org"),
         asked,
         "the old name is no longer followed"
+    );
+    let (_, body) = daemon.get("/readyz").await.unwrap();
+    assert!(
+        !body.contains("old.example.org"),
+        "a source the config no longer names leaves no warning: {body}"
     );
     stop(daemon).await;
 }

@@ -219,6 +219,12 @@ impl Health {
         };
     }
 
+    /// Replaces every source warning with `errors` (name → error), what a run just resolved: a
+    /// source the config no longer names, or one that works again, leaves no warning behind.
+    pub fn replace_source_errors(&self, errors: std::collections::BTreeMap<String, String>) {
+        self.state().source_errors = errors;
+    }
+
     /// Readiness as of the wall-clock time `now`.
     pub fn readiness_at(&self, now: DateTime<Utc>) -> Readiness {
         let s = self.state();
@@ -403,6 +409,23 @@ mod tests {
         h.set_config_loaded(true);
         h.set_session_valid_until(Some(Utc::now() + chrono::Duration::hours(1)));
         h
+    }
+
+    #[test]
+    fn source_failures_are_warnings_and_a_run_replaces_them_all() {
+        let h = ready_health();
+        h.set_source_error("dns:old.example", Some("NXDOMAIN".into()));
+        h.set_source_error("dns:flaky.example", Some("SERVFAIL".into()));
+        h.set_source_error("dns:flaky.example", None);
+        let r = h.readiness_at(Utc::now());
+        assert!(r.ready, "{r:?}");
+        assert_eq!(r.warnings.len(), 1);
+        assert!(r.warnings[0].starts_with("source dns:old.example failed: NXDOMAIN"));
+
+        h.replace_source_errors([("dns:new.example".into(), "timed out".into())].into());
+        let r = h.readiness_at(Utc::now());
+        assert_eq!(r.warnings.len(), 1, "{r:?}");
+        assert!(r.warnings[0].contains("dns:new.example"), "{r:?}");
     }
 
     #[tokio::test(start_paused = true)]

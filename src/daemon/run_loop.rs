@@ -338,15 +338,15 @@ impl Daemon {
     /// failed ones, the failure counter counts them.
     fn account_sources(&self, resolutions: &Resolutions) {
         self.following.last_used.record(resolutions);
+        let mut errors = std::collections::BTreeMap::new();
         for (source, result) in resolutions {
-            let error = result.as_ref().err();
-            if let Some(error) = error {
+            if let Err(error) = result {
                 self.metrics
                     .record_source_failure(source.kind(), error.reason());
+                errors.insert(source.to_string(), error.to_string());
             }
-            self.health
-                .set_source_error(&source.to_string(), error.map(ToString::to_string));
         }
+        self.health.replace_source_errors(errors);
     }
 
     /// The daemon's clock, as the metrics take it.
