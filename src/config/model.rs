@@ -68,7 +68,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// Every distinct source any credential names, in order.
+    /// Every distinct source any credential names, each once (sorted by value).
     pub fn sources(&self) -> std::collections::BTreeSet<&Source> {
         self.credentials
             .iter()

@@ -290,17 +290,6 @@ fn log_drift(run_id: &str, plan: &Plan) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bunq::model::EntryId;
-
-    fn entry(id: EntryId, ip: &str, status: IpStatus) -> PermittedIp {
-        PermittedIp {
-            id,
-            ip: ip.into(),
-            status,
-            created: None,
-            updated: None,
-        }
-    }
 
     #[test]
     fn unconfirmed_ips_take_their_current_state_and_the_others_keep_the_record() {
@@ -317,8 +306,8 @@ mod tests {
             unconfirmed: [(1, ["10.0.0.1".to_owned(), "10.0.0.3".to_owned()].into())].into(),
         };
         let actual = [
-            entry(5, "10.0.0.1", IpStatus::Active),
-            entry(6, "10.0.0.2", IpStatus::Inactive),
+            PermittedIp::new(5, "10.0.0.1", IpStatus::Active),
+            PermittedIp::new(6, "10.0.0.2", IpStatus::Inactive),
         ];
 
         let states = previous_states(&record, 1, &actual).unwrap();
