@@ -20,6 +20,26 @@ fn ip(text: &str) -> Ipv4Addr {
     text.parse().unwrap()
 }
 
+/// A credential under `sync` with nothing protected beyond `protected`, no previous run and no
+/// sources.
+fn sync_state<'a>(
+    id: CredentialId,
+    desired: &'a BTreeSet<Ipv4Addr>,
+    protected: &'a BTreeSet<Ipv4Addr>,
+    actual: &'a [PermittedIp],
+) -> CredentialState<'a> {
+    CredentialState {
+        id,
+        name: None,
+        policy: Policy::Sync,
+        desired,
+        protected,
+        actual,
+        previous: None,
+        sources: None,
+    }
+}
+
 const CREDENTIAL: CredentialId = 4242;
 
 /// A planner case for one credential ([`CREDENTIAL`]): its policy and desired IPs, refined by
@@ -750,16 +770,7 @@ fn creates_and_activations_precede_deactivations_across_credentials() {
     let none = ips(&[]);
     let first_actual = [entry(1, "198.51.100.1", "ACTIVE")];
     let second_actual = [entry(2, "192.0.2.9", "INACTIVE")];
-    let state = |id, desired, actual| CredentialState {
-        id,
-        name: None,
-        policy: Policy::Sync,
-        desired,
-        protected: &none,
-        actual,
-        previous: None,
-        sources: None,
-    };
+    let state = |id, desired, actual| sync_state(id, desired, &none, actual);
     let plan = plan(&PlanInput {
         credentials: vec![
             state(1, &first_desired, &first_actual[..]),
@@ -1065,16 +1076,7 @@ fn plan_sources(failed: bool) -> Plan {
             Vec::new()
         },
     };
-    let state = |id, desired, actual| CredentialState {
-        id,
-        name: None,
-        policy: Policy::Sync,
-        desired,
-        protected: &none,
-        actual,
-        previous: None,
-        sources: None,
-    };
+    let state = |id, desired, actual| sync_state(id, desired, &none, actual);
     plan(&PlanInput {
         credentials: vec![
             state(1, &desired, &actual_one).with_sources(&desired, &facts),
