@@ -26,13 +26,11 @@ use bunq_ipsync::secret::Secret;
 use chrono::Utc;
 use mockito::{Matcher, Mock, Request, Server, ServerGuard};
 
-mod support;
-
-use support::mock_bunq::{
+use crate::support::mock_bunq::{
     self, DEVICE_BODY, INSTALLATION_TOKEN, USER_ID, installation_body, never, once, respond,
     session_body,
 };
-use support::{client_key, server_key};
+use crate::support::{client_key, server_key};
 
 const API_KEY: &str = "sandbox_test_api_key_0123456789";
 const SESSION_TOKEN: &str = "session-token-0123";

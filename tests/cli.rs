@@ -26,9 +26,7 @@ use chrono::{DateTime, Utc};
 use hyper::Method;
 use serde_json::Value;
 
-mod support;
-
-use support::{Account, config_text, server_key, sim_options};
+use crate::support::{Account, config_text, server_key, sim_options};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bunq-ipsync");
 /// A command that runs longer than this is killed and the test fails.
@@ -257,7 +255,7 @@ impl Env {
     }
 
     fn active(&self, credential: CredentialId) -> Vec<String> {
-        support::bank::active_ips(&self.sim, credential)
+        crate::support::bank::active_ips(&self.sim, credential)
     }
 }
 

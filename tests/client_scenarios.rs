@@ -43,9 +43,7 @@ use bunq_ipsync::simulator::{
 use chrono::Utc;
 use reqwest::Method;
 
-mod support;
-
-use support::{client_key, server_key};
+use crate::support::{client_key, server_key};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.

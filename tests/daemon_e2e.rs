@@ -8,20 +8,18 @@
 //!
 //! Most of a test's time is waiting (two tests wait out bunq's 30 s session windows), so the
 //! file finishes in about the longest test's time given enough test threads:
-//! `cargo test --test daemon_e2e -- --test-threads=16`.
+//! `cargo test --test integration daemon_e2e:: -- --test-threads=16`.
 
 // clippy's allow-unwrap-in-tests covers #[test] functions only, not the helpers here.
 #![allow(clippy::unwrap_used, reason = "a panic is how a test reports failure")]
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{ConfigSpec, Daemon, NotifySocket, World, metric_value, sim_options};
 use bunq_ipsync::bunq::model::IpStatus::{Active, Inactive};
 use bunq_ipsync::reconcile::record::RecordStore;
 use bunq_ipsync::simulator::{Fault, FaultKind, SimulatorOptions};
 use hyper::Method;
-use support::{ConfigSpec, Daemon, NotifySocket, World, metric_value, sim_options};
 
 const A: &str = "203.0.113.1";
 const B: &str = "203.0.113.2";
@@ -159,7 +157,7 @@ async fn sighup_with_a_bad_config_keeps_the_old_one_and_writes_nothing() {
     // written from it.
     let mut bad = ConfigSpec::ips(&[A, B, STRAY]);
     bad.ips.push("not-an-ip".into());
-    support::write_atomically(&world.config_path, &world.config_text(&bad, world.port));
+    crate::support::write_atomically(&world.config_path, &world.config_text(&bad, world.port));
     daemon.signal("HUP");
 
     let failure = r#"bunq_ipsync_config_reloads_total{result="failure"}"#;
@@ -194,7 +192,7 @@ async fn sighup_with_a_bad_config_keeps_the_old_one_and_writes_nothing() {
         .await;
     let after = &world.sim.request_log()[requests_before..];
     assert!(
-        support::write_requests(after).is_empty(),
+        crate::support::write_requests(after).is_empty(),
         "writes after the bad reload: {after:?}"
     );
     assert_eq!(world.active_ips(), sorted(&[A]));
@@ -278,7 +276,7 @@ async fn sigterm_during_an_apply_exits_zero_without_half_applied_state() {
         assert_eq!(entry.status, Active, "{entry:?}");
         assert!(wanted.contains(&entry.ip.as_str()), "{entry:?}");
     }
-    let creates = support::write_requests(&world.sim.request_log()).len();
+    let creates = crate::support::write_requests(&world.sim.request_log()).len();
     assert_eq!(creates, entries.len(), "every write sent has landed once");
     // The interrupted run's record was persisted: exactly what it created, ACTIVE.
     let record = RecordStore::new(&world.state_dir)
@@ -474,7 +472,7 @@ async fn second_instance_on_the_same_state_dir_refuses_to_start() {
     first.wait_ready().await;
 
     // Same state dir, its own port (so the lock, not the port, is what stops it).
-    let other_port = support::free_port();
+    let other_port = crate::support::free_port();
     let other_config = world.dir.path().join("second.yaml");
     std::fs::write(
         &other_config,
@@ -863,7 +861,7 @@ async fn reverting_a_bad_config_file_clears_the_reload_warning() {
     // An edit with a typo (picked up by the file watcher, no signal)...
     let mut bad = good.clone();
     bad.ips.push("not-an-ip".into());
-    support::write_atomically(&world.config_path, &world.config_text(&bad, world.port));
+    crate::support::write_atomically(&world.config_path, &world.config_text(&bad, world.port));
     daemon
         .eventually("the reload warning", async || {
             let (_, body) = daemon.get("/readyz").await?;

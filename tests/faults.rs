@@ -12,7 +12,7 @@
 //! `fault-table:begin/end` markers if the file has them), which is how `docs/faults.md` is made:
 //!
 //! ```text
-//! FAULT_TABLE=docs/faults.md cargo test --test faults
+//! FAULT_TABLE=docs/faults.md cargo test --test integration faults::
 //! ```
 //!
 //! Timeouts: the slow-response tests need real time (the simulator's delay and the client's
@@ -45,12 +45,9 @@ use bunq_ipsync::simulator::{Fault, FaultKind, LoggedRequest, Simulator};
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
 
-mod invariants;
-use invariants::{Snapshot, assert_invariants, saved_installation};
+use crate::invariants::{Snapshot, assert_invariants, saved_installation};
 
-mod support;
-
-use support::{config_text, sim_options};
+use crate::support::{config_text, sim_options};
 
 // ---------------------------------------------------------------------------------------------
 // The outcome table.

@@ -23,9 +23,7 @@ use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-mod support;
-
-use support::server_key;
+use crate::support::server_key;
 
 const FILE: &str = "fuzz.yaml";
 

@@ -32,9 +32,7 @@ use bunq_ipsync::simulator::{
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
 
-mod support;
-
-use support::{Account, sim_options};
+use crate::support::{Account, sim_options};
 
 // ---------------------------------------------------------------------------------------------
 // Harness

@@ -17,9 +17,7 @@ use bunq_ipsync::simulator::{
 use reqwest::Method;
 use serde_json::Value;
 
-mod support;
-
-use support::{client_key, sim_options};
+use crate::support::{client_key, sim_options};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: keys, a raw request builder, and the context flow done by hand.

@@ -3,7 +3,7 @@
 //! every cycle and memory at the end. Ignored by default; run it with
 //!
 //! ```text
-//! cargo test --release --test soak -- --ignored --nocapture
+//! cargo test --release --test integration soak:: -- --ignored --nocapture
 //! ```
 //!
 //! `SOAK_SEED` (decimal) replays a run; `SOAK_CYCLES` changes the number of cycles (500) and
@@ -57,10 +57,8 @@ use bunq_ipsync::simulator::{Fault, FaultKind, Simulator, SimulatorOptions};
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
 
-mod invariants;
-mod support;
-use invariants::{Snapshot, assert_invariants};
-use support::config_text;
+use crate::invariants::{Snapshot, assert_invariants};
+use crate::support::config_text;
 
 const DEFAULT_SEED: u64 = 20_261_121;
 const DEFAULT_CYCLES: usize = 500;
