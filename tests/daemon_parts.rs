@@ -316,7 +316,7 @@ fn notifier_from_env_uses_notify_socket_and_watchdog() {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "notify_child_process",
+            "daemon_parts::notify_child_process",
             "--ignored",
             "--test-threads=1",
         ])
@@ -421,7 +421,7 @@ fn second_sigterm_exits_at_once_with_143() {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "signal_child_process",
+            "daemon_parts::signal_child_process",
             "--ignored",
             "--nocapture",
             "--test-threads=1",
