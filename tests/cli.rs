@@ -102,17 +102,11 @@ fn run_binary(args: &[&str], env: &[(&str, &str)]) -> Output {
     }
 }
 
-/// The shared [`Account`] (simulator, user and key, directory for config, key file and state)
-/// with the CLI's config and runner on top.
-struct Env(Account);
-
-impl std::ops::Deref for Env {
-    type Target = Account;
-
-    fn deref(&self) -> &Account {
-        &self.0
-    }
-}
+crate::support::account_harness!(
+    /// The shared [`Account`] (simulator, user and key, directory for config, key file and
+    /// state) with the CLI's config and runner on top.
+    Env
+);
 
 impl Env {
     async fn start() -> Env {

@@ -20,3 +20,31 @@ pub mod mock_bunq;
 
 pub use bank::{Account, client_key, server_key, sim_options};
 pub use daemon::*;
+
+/// Declares an area's harness: `struct $name(Account)` that derefs to the shared [`Account`], so
+/// the area's own helpers (its config shape, its runner, its client) sit on top of the one
+/// simulator-and-key setup. The delegation is the only part two harnesses share, and a newtype
+/// cannot inherit it any other way.
+///
+/// ```ignore
+/// crate::support::account_harness!(
+///     /// The CLI's harness.
+///     Env
+/// );
+/// impl Env { async fn start() -> Env { Env(Account::start(sim_options()).await) } }
+/// ```
+macro_rules! account_harness {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        struct $name($crate::support::Account);
+
+        impl std::ops::Deref for $name {
+            type Target = $crate::support::Account;
+
+            fn deref(&self) -> &$crate::support::Account {
+                &self.0
+            }
+        }
+    };
+}
+pub(crate) use account_harness;
