@@ -134,6 +134,22 @@ impl Env {
         )
     }
 
+    /// A started [`Env`] with a "ci" credential holding `entries` and `config.yaml` syncing `ips`
+    /// onto it (`max_changes: 10`): the setup most commands are tested on.
+    async fn with_ci(entries: &[(&str, IpStatus)], ips: &[&str]) -> (Env, CredentialId, PathBuf) {
+        let env = Env::start().await;
+        let ci = env.credential_with(entries);
+        let config = env.config("sync", 10, ci, ips);
+        (env, ci, config)
+    }
+
+    /// [`Env::run`], failing with the output unless the command exits with `code`.
+    async fn run_exits(&self, config: &Path, args: &[&str], code: i32) -> Output {
+        let out = self.run(config, args).await;
+        assert_eq!(out.code, code, "{args:?}: {}", show(&out));
+        out
+    }
+
     /// Runs `bunq-ipsync --config CONFIG ARGS` and checks that no secret reached its output.
     async fn run(&self, config: &Path, args: &[&str]) -> Output {
         self.run_with_env(config, args, &[]).await
@@ -208,6 +224,12 @@ impl Env {
             .collect()
     }
 
+    /// Fails unless the simulator saw no allowlist write.
+    fn assert_no_allowlist_write(&self) {
+        let writes = self.allowlist_writes();
+        assert!(writes.is_empty(), "{writes:?}");
+    }
+
     /// Takes the state-directory lock from the test process, as a running daemon holds it. The
     /// commands under test run as child processes, so their `flock` conflicts with this one.
     fn hold_state_dir(&self) -> StateLock {
@@ -253,7 +275,6 @@ impl Env {
     }
 }
 
-/// Stdout/stderr in a failure message.
 /// Fails with [`show`] unless stdout contains `text`.
 #[track_caller]
 fn assert_stdout_has(out: &Output, text: &str) {
@@ -266,6 +287,19 @@ fn assert_stderr_has(out: &Output, text: &str) {
     assert!(out.stderr.contains(text), "{}", show(out));
 }
 
+/// Fails with [`show`] if stdout contains `text`.
+#[track_caller]
+fn assert_stdout_lacks(out: &Output, text: &str) {
+    assert!(!out.stdout.contains(text), "{}", show(out));
+}
+
+/// Fails with [`show`] unless stdout is empty (nothing but data goes there, and there is none).
+#[track_caller]
+fn assert_stdout_empty(out: &Output) {
+    assert!(out.stdout.is_empty(), "{}", show(out));
+}
+
+/// Stdout/stderr in a failure message.
 fn show(output: &Output) -> String {
     format!(
         "exit {}\n--- stdout\n{}--- stderr\n{}",
@@ -278,11 +312,8 @@ fn show(output: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_accepts_a_good_config_and_writes_nothing() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10", "198.51.100.0/30"]);
-    let out = env.run(&config, &["validate"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    let (env, _, config) = Env::with_ci(&[], &["203.0.113.10", "198.51.100.0/30"]).await;
+    let out = env.run_exits(&config, &["validate"], 0).await;
     assert_stdout_has(&out, "valid");
     assert!(
         out.stdout.contains("5 desired IP(s)"),
@@ -301,8 +332,7 @@ async fn validate_explains_what_bunq_egress_ips_does_set_or_not() {
     let env = Env::start().await;
     let ci = env.credential_with(&[]);
     let unset = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let out = env.run(&unset, &["validate"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    let out = env.run_exits(&unset, &["validate"], 0).await;
     assert_stdout_has(
         &out,
         "bunq.egress_ips: not set, so the daemon's egress is unknown",
@@ -313,8 +343,7 @@ async fn validate_explains_what_bunq_egress_ips_does_set_or_not() {
         "  egress_ips: [192.0.2.7, 198.51.100.0/30]\n  state_dir:",
     );
     let set = env.write("config.yaml", &text);
-    let out = env.run(&set, &["validate"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    let out = env.run_exits(&set, &["validate"], 0).await;
     assert_stdout_has(&out, "bunq.egress_ips: 5 address(es)");
 }
 
@@ -339,48 +368,22 @@ async fn validate_resolve_prints_what_every_source_yields_and_fails_on_a_failed_
         + &format!("sources:\n  dns:\n    nameservers: [{}]\n", dns.address());
     let config = env.write("config.yaml", &text);
 
-    let syntax_only = env.run(&config, &["validate"]).await;
-    assert_eq!(syntax_only.code, 0, "{}", show(&syntax_only));
-    assert!(
-        syntax_only.stdout.contains("2 source(s)"),
-        "{}",
-        show(&syntax_only)
-    );
+    let syntax_only = env.run_exits(&config, &["validate"], 0).await;
+    assert_stdout_has(&syntax_only, "2 source(s)");
     assert_eq!(
         dns.queries("home.example.org"),
         0,
         "validate alone resolves nothing"
     );
 
-    let out = env.run(&config, &["validate", "--resolve"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
-    assert!(
-        out.stdout
-            .contains("dns:home.example.org: 203.0.113.20 (ttl 30s)"),
-        "{}",
-        show(&out)
-    );
-    assert!(
-        out.stdout
-            .contains(&format!("file:{}: 198.51.100.7", nat.display())),
-        "{}",
-        show(&out)
-    );
+    let out = env.run_exits(&config, &["validate", "--resolve"], 0).await;
+    assert_stdout_has(&out, "dns:home.example.org: 203.0.113.20 (ttl 30s)");
+    assert_stdout_has(&out, &format!("file:{}: 198.51.100.7", nat.display()));
 
     dns.set("home.example.org", DnsAnswer::NxDomain);
-    let out = env.run(&config, &["validate", "--resolve"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
-    assert!(
-        out.stdout
-            .contains("dns:home.example.org: FAILED: NXDOMAIN"),
-        "{}",
-        show(&out)
-    );
-    assert!(
-        out.stderr.contains("1 of 2 source(s) failed"),
-        "{}",
-        show(&out)
-    );
+    let out = env.run_exits(&config, &["validate", "--resolve"], 1).await;
+    assert_stdout_has(&out, "dns:home.example.org: FAILED: NXDOMAIN");
+    assert_stderr_has(&out, "1 of 2 source(s) failed");
     assert!(env.sim.request_log().is_empty(), "validate contacted bunq");
 }
 
@@ -396,12 +399,9 @@ fn config_issue_line<'a>(out: &'a Output, file: &Path, field: &str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_rejects_ipv6_with_file_line_column_and_field() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10", "2001:db8::1"]);
-    let out = env.run(&config, &["validate"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
-    assert!(out.stdout.is_empty(), "{}", show(&out));
+    let (env, _, config) = Env::with_ci(&[], &["203.0.113.10", "2001:db8::1"]).await;
+    let out = env.run_exits(&config, &["validate"], 1).await;
+    assert_stdout_empty(&out);
     let line = config_issue_line(&out, &config, "credentials[0].ips[1]");
     // bunq: 6 lines, sync: 3, credentials: 1, then id, name, ips:, first IP; the IPv6 value is
     // on line 15 after `      - `.
@@ -439,8 +439,7 @@ async fn validate_rejects_a_missing_policy_and_an_unknown_key() {
         )
         .replace("  policy: sync\n", "");
     let config = env.write("config.yaml", &text);
-    let out = env.run(&config, &["validate"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&config, &["validate"], 1).await;
     let line = config_issue_line(&out, &config, "sync.policy");
     assert!(line.contains("required"), "{line}");
     assert!(!env.state_dir().exists());
@@ -453,8 +452,7 @@ async fn validate_rejects_a_missing_policy_and_an_unknown_key() {
             &format!("  - id: {ci}\n    ipz: [203.0.113.10]\n"),
         ),
     );
-    let out = env.run(&typo, &["validate"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&typo, &["validate"], 1).await;
     let prefix = format!("{}:", typo.display());
     let line = out
         .stderr
@@ -468,12 +466,9 @@ async fn validate_rejects_a_missing_policy_and_an_unknown_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_fails_when_the_api_key_file_is_unreadable() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let (env, _, config) = Env::with_ci(&[], &["203.0.113.10"]).await;
     std::fs::remove_file(env.key_file()).unwrap();
-    let out = env.run(&config, &["validate"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&config, &["validate"], 1).await;
     assert_stderr_has(&out, "api_key_file");
     assert_stderr_has(&out, &env.key_file().display().to_string());
 }
@@ -482,8 +477,7 @@ async fn validate_fails_when_the_api_key_file_is_unreadable() {
 async fn a_missing_config_file_exits_1_naming_it() {
     let env = Env::start().await;
     let missing = env.dir.path().join("nope.yaml");
-    let out = env.run(&missing, &["plan"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&missing, &["plan"], 1).await;
     assert_stderr_has(&out, "nope.yaml");
 }
 
@@ -491,8 +485,9 @@ async fn a_missing_config_file_exits_1_naming_it() {
 async fn a_start_up_error_with_json_logs_is_one_json_object_on_stderr() {
     let env = Env::start().await;
     let missing = env.dir.path().join("nope.yaml");
-    let out = env.run(&missing, &["--log-format", "json", "plan"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env
+        .run_exits(&missing, &["--log-format", "json", "plan"], 1)
+        .await;
     let line: serde_json::Value = serde_json::from_str(out.stderr.trim()).expect("one JSON object");
     assert_eq!(line["level"], "ERROR");
     assert!(
@@ -506,14 +501,15 @@ async fn a_start_up_error_with_json_logs_is_one_json_object_on_stderr() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_exits_2_with_a_table_on_stdout_and_writes_nothing() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[
-        ("192.0.2.1", IpStatus::Active),
-        ("203.0.113.11", IpStatus::Inactive),
-    ]);
-    let config = env.config("sync", 10, ci, &["203.0.113.11", "203.0.113.12"]);
-    let out = env.run(&config, &["plan"]).await;
-    assert_eq!(out.code, 2, "{}", show(&out));
+    let (env, ci, config) = Env::with_ci(
+        &[
+            ("192.0.2.1", IpStatus::Active),
+            ("203.0.113.11", IpStatus::Inactive),
+        ],
+        &["203.0.113.11", "203.0.113.12"],
+    )
+    .await;
+    let out = env.run_exits(&config, &["plan"], 2).await;
     assert_stdout_has(&out, "CURRENT → WANTED");
     assert!(
         !out.stderr.contains("own credential is unknown"),
@@ -527,21 +523,15 @@ async fn plan_exits_2_with_a_table_on_stdout_and_writes_nothing() {
         &out,
         "Plan: 1 to create, 1 to activate, 1 to deactivate, 0 blocked",
     );
-    assert!(
-        env.allowlist_writes().is_empty(),
-        "{:?}",
-        env.allowlist_writes()
-    );
+    env.assert_no_allowlist_write();
     assert_eq!(env.active(ci), vec!["192.0.2.1".to_owned()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_exits_0_when_converged() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let out = env.run(&config, &["plan"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    let (env, _, config) =
+        Env::with_ci(&[("203.0.113.10", IpStatus::Active)], &["203.0.113.10"]).await;
+    let out = env.run_exits(&config, &["plan"], 0).await;
     assert_stdout_has(&out, "in sync");
 }
 
@@ -550,8 +540,7 @@ async fn plan_exits_3_when_max_changes_blocks_the_run_and_still_prints_the_plan(
     let env = Env::start().await;
     let ci = env.credential_with(&[]);
     let config = env.config("sync", 1, ci, &["203.0.113.10", "203.0.113.11"]);
-    let out = env.run(&config, &["plan"]).await;
-    assert_eq!(out.code, 3, "{}", show(&out));
+    let out = env.run_exits(&config, &["plan"], 3).await;
     assert_stdout_has(&out, "BLOCKED [max-changes]");
     assert!(
         out.stdout.contains("203.0.113.10") && out.stdout.contains("203.0.113.11"),
@@ -562,9 +551,8 @@ async fn plan_exits_3_when_max_changes_blocks_the_run_and_still_prints_the_plan(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_exits_3_naming_the_fix_when_the_own_credential_is_not_found() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("192.0.2.1", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let (env, ci, config) =
+        Env::with_ci(&[("192.0.2.1", IpStatus::Active)], &["203.0.113.10"]).await;
     let first = env.run(&config, &["plan"]).await;
     assert_eq!(
         first.code,
@@ -577,8 +565,9 @@ async fn plan_exits_3_naming_the_fix_when_the_own_credential_is_not_found() {
         .set_permitted_device(env.key.credential_id, Some("renamed"), None)
         .unwrap();
 
-    let out = env.run(&config, &["plan", "--output", "json"]).await;
-    assert_eq!(out.code, 3, "{}", show(&out));
+    let out = env
+        .run_exits(&config, &["plan", "--output", "json"], 3)
+        .await;
     let doc = out.json();
     assert_eq!(doc["outcome"], "blocked");
     assert_eq!(
@@ -595,24 +584,18 @@ async fn plan_exits_3_naming_the_fix_when_the_own_credential_is_not_found() {
     assert!(fix.contains("set bunq.device_description"), "{fix}");
     assert_stderr_has(&out, "own credential is unknown");
 
-    let text = env.run(&config, &["plan"]).await;
-    assert_eq!(text.code, 3, "{}", show(&text));
-    assert!(
-        text.stdout
-            .contains("BLOCKED [own-ip] deactivate 192.0.2.1"),
-        "{}",
-        show(&text)
-    );
+    let text = env.run_exits(&config, &["plan"], 3).await;
+    assert_stdout_has(&text, "BLOCKED [own-ip] deactivate 192.0.2.1");
     assert_eq!(env.active(ci), vec!["192.0.2.1".to_owned()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_json_is_one_document_with_the_documented_fields() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("192.0.2.1", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let out = env.run(&config, &["plan", "--output", "json"]).await;
-    assert_eq!(out.code, 2, "{}", show(&out));
+    let (env, ci, config) =
+        Env::with_ci(&[("192.0.2.1", IpStatus::Active)], &["203.0.113.10"]).await;
+    let out = env
+        .run_exits(&config, &["plan", "--output", "json"], 2)
+        .await;
     let doc = out.json();
     assert_eq!(doc["format_version"], 1);
     assert_eq!(doc["outcome"], "changes_pending");
@@ -656,10 +639,9 @@ async fn plan_json_is_one_document_with_the_documented_fields() {
 async fn plan_reports_an_unknown_credential_as_an_error() {
     let env = Env::start().await;
     let config = env.config("sync", 10, 999_999, &["203.0.113.10"]);
-    let out = env.run(&config, &["plan"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&config, &["plan"], 1).await;
     assert_stderr_has(&out, "999999");
-    assert!(out.stdout.is_empty(), "{}", show(&out));
+    assert_stdout_empty(&out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -667,27 +649,22 @@ async fn plan_reports_an_unknown_credential_as_an_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_converges_and_exits_0_then_plan_exits_0() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[
-        ("192.0.2.1", IpStatus::Active),
-        ("203.0.113.11", IpStatus::Inactive),
-    ]);
-    let config = env.config("sync", 10, ci, &["203.0.113.11", "203.0.113.12"]);
-    let out = env.run(&config, &["apply"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    let (env, ci, config) = Env::with_ci(
+        &[
+            ("192.0.2.1", IpStatus::Active),
+            ("203.0.113.11", IpStatus::Inactive),
+        ],
+        &["203.0.113.11", "203.0.113.12"],
+    )
+    .await;
+    let out = env.run_exits(&config, &["apply"], 0).await;
     assert_stdout_has(&out, "Apply: 3 applied, 0 failed");
     assert_eq!(env.active(ci), vec!["203.0.113.11", "203.0.113.12"]);
 
     env.sim.clear_request_log();
-    let again = env.run(&config, &["apply"]).await;
-    assert_eq!(again.code, 0, "{}", show(&again));
-    assert!(
-        env.allowlist_writes().is_empty(),
-        "{:?}",
-        env.allowlist_writes()
-    );
-    let plan = env.run(&config, &["plan"]).await;
-    assert_eq!(plan.code, 0, "{}", show(&plan));
+    env.run_exits(&config, &["apply"], 0).await;
+    env.assert_no_allowlist_write();
+    env.run_exits(&config, &["plan"], 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -695,14 +672,9 @@ async fn apply_exits_3_when_blocked_and_writes_nothing() {
     let env = Env::start().await;
     let ci = env.credential_with(&[]);
     let config = env.config("sync", 1, ci, &["203.0.113.10", "203.0.113.11"]);
-    let out = env.run(&config, &["apply"]).await;
-    assert_eq!(out.code, 3, "{}", show(&out));
+    let out = env.run_exits(&config, &["apply"], 3).await;
     assert_stdout_has(&out, "BLOCKED [max-changes]");
-    assert!(
-        env.allowlist_writes().is_empty(),
-        "{:?}",
-        env.allowlist_writes()
-    );
+    env.assert_no_allowlist_write();
     assert!(env.active(ci).is_empty());
 }
 
@@ -717,18 +689,16 @@ async fn apply_exit_code_prefers_error_over_blocked() {
     assert_eq!(first.code, 3, "own-ip blocks: {}", show(&first));
     env.sim
         .inject(Fault::once(FaultKind::Status(400)).on(Method::POST, "/ip"));
-    let out = env.run(&config, &["apply"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    env.run_exits(&config, &["apply"], 1).await;
     assert_eq!(env.active(own), vec![DEFAULT_CALLER_IP.to_string()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_json_is_one_document_with_plan_and_results() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let out = env.run(&config, &["apply", "--output", "json"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    let (env, ci, config) = Env::with_ci(&[], &["203.0.113.10"]).await;
+    let out = env
+        .run_exits(&config, &["apply", "--output", "json"], 0)
+        .await;
     let doc = out.json();
     assert_eq!(doc["exit_code"], 0, "the apply's own exit code: {doc}");
     assert_eq!(doc["plan"]["exit_code"], 2, "what plan said before: {doc}");
@@ -745,9 +715,8 @@ async fn apply_json_is_one_document_with_plan_and_results() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_key_can_come_from_bunq_api_key() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let (env, _, config) =
+        Env::with_ci(&[("203.0.113.10", IpStatus::Active)], &["203.0.113.10"]).await;
     std::fs::remove_file(env.key_file()).unwrap();
     let key = env.key.api_key.expose().to_owned();
     let out = env
@@ -768,8 +737,7 @@ async fn export_prints_a_config_that_validates_and_plans_nothing() {
     ]);
     let unused = env.credential_with(&[("198.51.100.30", IpStatus::Inactive)]);
     let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let out = env.run(&config, &["export"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    let out = env.run_exits(&config, &["export"], 0).await;
     assert_stdout_has(&out, "policy: additive");
     assert_stdout_has(&out, "- 203.0.113.10");
     assert_stdout_has(&out, &format!("id: {ci}"));
@@ -779,8 +747,7 @@ async fn export_prints_a_config_that_validates_and_plans_nothing() {
     assert_stdout_has(&out, &own);
 
     let exported = env.write("exported.yaml", &out.stdout);
-    let valid = env.run(&exported, &["validate"]).await;
-    assert_eq!(valid.code, 0, "{}", show(&valid));
+    env.run_exits(&exported, &["validate"], 0).await;
     env.sim.clear_request_log();
     let plan = env.run(&exported, &["plan"]).await;
     assert_eq!(
@@ -795,27 +762,21 @@ async fn export_prints_a_config_that_validates_and_plans_nothing() {
         "sync.yaml",
         &out.stdout.replace("policy: additive", "policy: sync"),
     );
-    let plan = env.run(&sync, &["plan"]).await;
-    assert_eq!(plan.code, 0, "{}", show(&plan));
+    env.run_exits(&sync, &["plan"], 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_the_context_without_secrets() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let before = env.run(&config, &["status"]).await;
-    assert_eq!(before.code, 0, "{}", show(&before));
-    assert!(before.stdout.contains("none yet"), "{}", show(&before));
+    let (env, _, config) = Env::with_ci(&[], &["203.0.113.10"]).await;
+    let before = env.run_exits(&config, &["status"], 0).await;
+    assert_stdout_has(&before, "none yet");
     assert!(
         !env.state_dir().exists(),
         "status created the state directory"
     );
 
-    let plan = env.run(&config, &["plan"]).await;
-    assert_eq!(plan.code, 2, "{}", show(&plan));
-    let out = env.run(&config, &["status"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    env.run_exits(&config, &["plan"], 2).await;
+    let out = env.run_exits(&config, &["status"], 0).await;
     assert_stdout_has(&out, "matches the configured API key");
     assert!(
         out.stdout.contains("ipsync-cli-test"),
@@ -877,9 +838,7 @@ fn usage_errors_exit_1_not_2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_go_to_stderr_and_data_to_stdout() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let (env, _, config) = Env::with_ci(&[], &["203.0.113.10"]).await;
     let out = env
         .run(
             &config,
@@ -916,7 +875,7 @@ async fn the_config_path_comes_from_the_flag_else_bunq_ipsync_config() {
 
     let from_env = run_binary(&["validate"], &[("BUNQ_IPSYNC_CONFIG", &good_text)]);
     assert_eq!(from_env.code, 0, "{}", show(&from_env));
-    assert!(from_env.stdout.contains(&good_text), "{}", show(&from_env));
+    assert_stdout_has(&from_env, &good_text);
 
     let flag_wins = run_binary(
         &["validate", "--config", &good_text],
@@ -928,11 +887,7 @@ async fn the_config_path_comes_from_the_flag_else_bunq_ipsync_config() {
     env.assert_no_secret(&flag_wins);
     let env_missing = run_binary(&["validate"], &[("BUNQ_IPSYNC_CONFIG", &missing_text)]);
     assert_eq!(env_missing.code, 1, "{}", show(&env_missing));
-    assert!(
-        env_missing.stderr.contains("missing.yaml"),
-        "{}",
-        show(&env_missing)
-    );
+    assert_stderr_has(&env_missing, "missing.yaml");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -943,8 +898,7 @@ async fn validate_rejects_empty_ips_unless_allow_empty() {
         "empty.yaml",
         &env.config_text("sync", 10, &format!("  - id: {ci}\n    ips: []\n")),
     );
-    let out = env.run(&empty, &["validate"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&empty, &["validate"], 1).await;
     let line = config_issue_line(&out, &empty, "credentials[0].ips");
     assert!(line.contains("allow_empty: true"), "{line}");
 
@@ -956,8 +910,7 @@ async fn validate_rejects_empty_ips_unless_allow_empty() {
             &format!("  - id: {ci}\n    ips: []\n    allow_empty: true\n"),
         ),
     );
-    let out = env.run(&allowed, &["validate"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    env.run_exits(&allowed, &["validate"], 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -977,13 +930,10 @@ async fn sandbox_user_prints_only_the_new_key_on_stdout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_prints_what_it_did_even_when_the_run_record_cannot_be_saved() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let (env, ci, config) = Env::with_ci(&[], &["203.0.113.10"]).await;
     // A directory where the record file belongs: the save fails after bunq was written.
     std::fs::create_dir_all(env.state_dir().join("last-run.json")).unwrap();
-    let out = env.run(&config, &["apply"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&config, &["apply"], 1).await;
     assert_stderr_has(&out, "last-run.json");
     assert_eq!(env.active(ci), vec!["203.0.113.10"]);
     assert!(
@@ -995,16 +945,13 @@ async fn apply_prints_what_it_did_even_when_the_run_record_cannot_be_saved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_reuse_the_saved_session_and_reopen_one_bunq_ended() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let first = env.run(&config, &["plan"]).await;
-    assert_eq!(first.code, 0, "{}", show(&first));
+    let (env, _, config) =
+        Env::with_ci(&[("203.0.113.10", IpStatus::Active)], &["203.0.113.10"]).await;
+    env.run_exits(&config, &["plan"], 0).await;
     assert_eq!(env.sim.sessions_created(), 1);
 
     env.sim.clear_request_log();
-    let reused = env.run(&config, &["plan"]).await;
-    assert_eq!(reused.code, 0, "{}", show(&reused));
+    let reused = env.run_exits(&config, &["plan"], 0).await;
     assert_eq!(
         env.sim.sessions_created(),
         1,
@@ -1020,30 +967,23 @@ async fn commands_reuse_the_saved_session_and_reopen_one_bunq_ended() {
     );
 
     env.sim.expire_all_sessions();
-    let reopened = env.run(&config, &["plan"]).await;
-    assert_eq!(reopened.code, 0, "{}", show(&reopened));
+    env.run_exits(&config, &["plan"], 0).await;
     assert_eq!(env.sim.sessions_created(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_reports_drift_since_the_last_apply_and_apply_repairs_it() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let applied = env.run(&config, &["apply"]).await;
-    assert_eq!(applied.code, 0, "{}", show(&applied));
+    let (env, ci, config) = Env::with_ci(&[], &["203.0.113.10"]).await;
+    env.run_exits(&config, &["apply"], 0).await;
     let entry = env.sim.entries(ci).unwrap()[0].id;
     env.sim
         .set_entry_status(ci, entry, IpStatus::Inactive)
         .unwrap();
 
-    let plan = env.run(&config, &["plan"]).await;
-    assert_eq!(plan.code, 2, "{}", show(&plan));
-    assert!(
-        plan.stdout
-            .contains("DRIFT 203.0.113.10: ACTIVE → INACTIVE since the last run"),
-        "{}",
-        show(&plan)
+    let plan = env.run_exits(&config, &["plan"], 2).await;
+    assert_stdout_has(
+        &plan,
+        "DRIFT 203.0.113.10: ACTIVE → INACTIVE since the last run",
     );
     assert!(
         plan.stderr.contains("drift"),
@@ -1055,12 +995,10 @@ async fn plan_reports_drift_since_the_last_apply_and_apply_repairs_it() {
     assert_eq!(json["credentials"][0]["drift"][0]["before"], "ACTIVE");
     assert_eq!(json["credentials"][0]["drift"][0]["now"], "INACTIVE");
 
-    let repaired = env.run(&config, &["apply"]).await;
-    assert_eq!(repaired.code, 0, "{}", show(&repaired));
+    env.run_exits(&config, &["apply"], 0).await;
     assert_eq!(env.active(ci), vec!["203.0.113.10"]);
-    let after = env.run(&config, &["plan"]).await;
-    assert_eq!(after.code, 0, "{}", show(&after));
-    assert!(!after.stdout.contains("DRIFT"), "{}", show(&after));
+    let after = env.run_exits(&config, &["plan"], 0).await;
+    assert_stdout_lacks(&after, "DRIFT");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1071,22 +1009,16 @@ async fn export_credential_limits_the_output_and_an_unknown_id_exits_1() {
     let config = env.config("sync", 10, ci, &["203.0.113.10"]);
     let ci_text = ci.to_string();
     let out = env
-        .run(&config, &["export", "--credential", &ci_text])
+        .run_exits(&config, &["export", "--credential", &ci_text], 0)
         .await;
-    assert_eq!(out.code, 0, "{}", show(&out));
     assert_stdout_has(&out, &format!("id: {ci}"));
-    assert!(
-        !out.stdout.contains(&format!("id: {other}")),
-        "{}",
-        show(&out)
-    );
-    assert!(!out.stdout.contains("198.51.100.30"), "{}", show(&out));
+    assert_stdout_lacks(&out, &format!("id: {other}"));
+    assert_stdout_lacks(&out, "198.51.100.30");
 
     let out = env
-        .run(&config, &["export", "--credential", "999999"])
+        .run_exits(&config, &["export", "--credential", "999999"], 1)
         .await;
-    assert_eq!(out.code, 1, "{}", show(&out));
-    assert!(out.stdout.is_empty(), "{}", show(&out));
+    assert_stdout_empty(&out);
     assert_stderr_has(&out, "999999");
 }
 
@@ -1115,9 +1047,8 @@ async fn import_sdk_context_adopts_a_matching_file_once_and_never_prints_its_sec
     // Saved for the public sandbox: a config pointing elsewhere refuses it.
     let simulator = env.config("sync", 10, ci, &["203.0.113.10"]);
     let out = env
-        .run(&simulator, &["import-sdk-context", &conf_text])
+        .run_exits(&simulator, &["import-sdk-context", &conf_text], 1)
         .await;
-    assert_eq!(out.code, 1, "{}", show(&out));
     assert_stderr_has(&out, "was saved for");
     assert!(!env.state_dir().exists(), "nothing written on refusal");
 
@@ -1125,8 +1056,9 @@ async fn import_sdk_context_adopts_a_matching_file_once_and_never_prints_its_sec
     let base_url = format!("  base_url: {}\n", env.sim.base_url());
     assert!(text.contains(&base_url));
     let sandbox = env.write("sandbox.yaml", &text.replace(&base_url, ""));
-    let out = env.run(&sandbox, &["import-sdk-context", &conf_text]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    let out = env
+        .run_exits(&sandbox, &["import-sdk-context", &conf_text], 0)
+        .await;
     assert!(env.state_dir().join("bunq-context.json").exists());
     // Env::run checked the imported private key and token against every output from here on.
     assert_eq!(
@@ -1134,13 +1066,8 @@ async fn import_sdk_context_adopts_a_matching_file_once_and_never_prints_its_sec
         3,
         "API key, private key, installation token"
     );
-    let status = env.run(&sandbox, &["status"]).await;
-    assert_eq!(status.code, 0, "{}", show(&status));
-    assert!(
-        status.stdout.contains("installation:    registered"),
-        "{}",
-        show(&status)
-    );
+    let status = env.run_exits(&sandbox, &["status"], 0).await;
+    assert_stdout_has(&status, "installation:    registered");
 
     let again = env.run(&sandbox, &["import-sdk-context", &conf_text]).await;
     assert_eq!(
@@ -1149,11 +1076,9 @@ async fn import_sdk_context_adopts_a_matching_file_once_and_never_prints_its_sec
         "an existing context is not replaced: {}",
         show(&again)
     );
-    assert!(again.stderr.contains("--force"), "{}", show(&again));
-    let forced = env
-        .run(&sandbox, &["import-sdk-context", "--force", &conf_text])
+    assert_stderr_has(&again, "--force");
+    env.run_exits(&sandbox, &["import-sdk-context", "--force", &conf_text], 0)
         .await;
-    assert_eq!(forced.code, 0, "{}", show(&forced));
 
     let other_key = env.write(
         "other.conf",
@@ -1184,22 +1109,19 @@ const DAEMON_HOLDS: &str = "the daemon holds state directory";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_refuses_when_the_daemon_holds_the_state_dir() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("192.0.2.1", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let plan = env.run(&config, &["plan"]).await;
-    assert_eq!(plan.code, 2, "{}", show(&plan));
+    let (env, ci, config) =
+        Env::with_ci(&[("192.0.2.1", IpStatus::Active)], &["203.0.113.10"]).await;
+    env.run_exits(&config, &["plan"], 2).await;
 
     let _daemon = env.hold_state_dir();
     let before = env.state_files();
     env.sim.clear_request_log();
-    let out = env.run(&config, &["apply"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&config, &["apply"], 1).await;
     let state_dir = env.state_dir().display().to_string();
     assert_stderr_has(&out, &state_dir);
     let holder = format!("pid {}", std::process::id());
     assert_stderr_has(&out, &holder);
-    assert!(out.stdout.is_empty(), "{}", show(&out));
+    assert_stdout_empty(&out);
     assert_eq!(env.sim.request_log(), vec![], "no request to bunq");
     assert_eq!(env.active(ci), vec!["192.0.2.1"]);
     assert_eq!(env.state_files(), before);
@@ -1208,11 +1130,8 @@ async fn apply_refuses_when_the_daemon_holds_the_state_dir() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_and_export_while_the_state_dir_is_held_use_the_saved_session_as_is_and_change_no_file()
  {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let applied = env.run(&config, &["apply"]).await;
-    assert_eq!(applied.code, 0, "{}", show(&applied));
+    let (env, ci, config) = Env::with_ci(&[], &["203.0.113.10"]).await;
+    env.run_exits(&config, &["apply"], 0).await;
     assert!(env.state_dir().join("last-run.json").exists());
     // Drift since the last run: a writer would report it and save a new record; a reader must
     // report it and save nothing.
@@ -1227,21 +1146,13 @@ async fn plan_and_export_while_the_state_dir_is_held_use_the_saved_session_as_is
     let _daemon = env.hold_state_dir();
     let before = env.state_files();
     env.sim.clear_request_log();
-    let plan = env.run(&config, &["plan"]).await;
-    assert_eq!(plan.code, 2, "{}", show(&plan));
-    assert!(
-        plan.stdout
-            .contains("DRIFT 203.0.113.10: ACTIVE → INACTIVE since the last run"),
-        "{}",
-        show(&plan)
+    let plan = env.run_exits(&config, &["plan"], 2).await;
+    assert_stdout_has(
+        &plan,
+        "DRIFT 203.0.113.10: ACTIVE → INACTIVE since the last run",
     );
-    let export = env.run(&config, &["export"]).await;
-    assert_eq!(export.code, 0, "{}", show(&export));
-    assert!(
-        export.stdout.contains(&format!("id: {ci}")),
-        "{}",
-        show(&export)
-    );
+    let export = env.run_exits(&config, &["export"], 0).await;
+    assert_stdout_has(&export, &format!("id: {ci}"));
 
     let log = env.sim.request_log();
     assert!(!log.is_empty(), "the reads went to bunq");
@@ -1257,11 +1168,9 @@ async fn plan_and_export_while_the_state_dir_is_held_use_the_saved_session_as_is
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_and_export_while_the_state_dir_is_held_exit_1_naming_the_daemon_when_bunq_rejects_the_saved_session()
  {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let plan = env.run(&config, &["plan"]).await;
-    assert_eq!(plan.code, 0, "{}", show(&plan));
+    let (env, _, config) =
+        Env::with_ci(&[("203.0.113.10", IpStatus::Active)], &["203.0.113.10"]).await;
+    let plan = env.run_exits(&config, &["plan"], 0).await;
     env.sim.expire_all_sessions();
     let sessions = env.sim.sessions_created();
 
@@ -1288,29 +1197,25 @@ async fn plan_and_export_while_the_state_dir_is_held_exit_1_naming_the_daemon_wh
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_while_the_state_dir_is_held_exits_1_without_a_request_when_no_usable_session_is_saved()
  {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let (env, _, config) =
+        Env::with_ci(&[("203.0.113.10", IpStatus::Active)], &["203.0.113.10"]).await;
 
     // Nothing saved yet: a reader must not register.
     let daemon = env.hold_state_dir();
     let before = env.state_files();
-    let out = env.run(&config, &["plan"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&config, &["plan"], 1).await;
     assert_stderr_has(&out, DAEMON_HOLDS);
     assert_eq!(env.sim.request_log(), vec![], "no request to bunq");
     assert_eq!(env.state_files(), before);
     drop(daemon);
 
     // A saved session that has expired: a reader must not renew it.
-    let plan = env.run(&config, &["plan"]).await;
-    assert_eq!(plan.code, 0, "{}", show(&plan));
+    let plan = env.run_exits(&config, &["plan"], 0).await;
     env.set_saved_session_expiry(Utc::now() - chrono::Duration::minutes(1));
     let _daemon = env.hold_state_dir();
     let before = env.state_files();
     env.sim.clear_request_log();
-    let out = env.run(&config, &["plan"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&config, &["plan"], 1).await;
     assert_stderr_has(&out, DAEMON_HOLDS);
     assert_stderr_has(&out, "expired");
     assert_eq!(env.sim.request_log(), vec![], "no request to bunq");
@@ -1320,17 +1225,13 @@ async fn plan_while_the_state_dir_is_held_exits_1_without_a_request_when_no_usab
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_while_the_state_dir_is_held_names_the_holder_and_exits_1_when_the_saved_session_expired()
  {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let plan = env.run(&config, &["plan"]).await;
-    assert_eq!(plan.code, 2, "{}", show(&plan));
+    let (env, _, config) = Env::with_ci(&[], &["203.0.113.10"]).await;
+    env.run_exits(&config, &["plan"], 2).await;
     env.sim.clear_request_log();
 
     let daemon = env.hold_state_dir();
     let before = env.state_files();
-    let out = env.run(&config, &["status"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    let out = env.run_exits(&config, &["status"], 0).await;
     let holder = format!("pid {}", std::process::id());
     assert_stdout_has(&out, &holder);
     assert_stdout_has(&out, "valid for");
@@ -1340,8 +1241,7 @@ async fn status_while_the_state_dir_is_held_names_the_holder_and_exits_1_when_th
     env.set_saved_session_expiry(Utc::now() - chrono::Duration::minutes(1));
     let _daemon = env.hold_state_dir();
     let before = env.state_files();
-    let out = env.run(&config, &["status"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&config, &["status"], 1).await;
     assert_stdout_has(&out, "expired");
     assert_stderr_has(&out, DAEMON_HOLDS);
     assert_eq!(env.state_files(), before);
@@ -1350,9 +1250,8 @@ async fn status_while_the_state_dir_is_held_names_the_holder_and_exits_1_when_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_export_and_status_take_the_state_dir_lock_when_it_is_free() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let (env, _, config) =
+        Env::with_ci(&[("203.0.113.10", IpStatus::Active)], &["203.0.113.10"]).await;
     let lock_file = env.state_dir().join("bunq-ipsync.lock");
     for command in ["plan", "export", "status"] {
         if lock_file.exists() {
@@ -1379,9 +1278,8 @@ async fn import_sdk_context_refuses_when_the_daemon_holds_the_state_dir() {
     let _daemon = env.hold_state_dir();
     let before = env.state_files();
     let out = env
-        .run(&sandbox, &["import-sdk-context", "--force", &conf_text])
+        .run_exits(&sandbox, &["import-sdk-context", "--force", &conf_text], 1)
         .await;
-    assert_eq!(out.code, 1, "{}", show(&out));
     let holder = format!("pid {}", std::process::id());
     assert_stderr_has(&out, &holder);
     assert_eq!(
