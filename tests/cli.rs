@@ -951,7 +951,7 @@ async fn commands_reuse_the_saved_session_and_reopen_one_bunq_ended() {
     assert_eq!(env.sim.sessions_created(), 1);
 
     env.sim.clear_request_log();
-    let reused = env.run_exits(&config, &["plan"], 0).await;
+    env.run_exits(&config, &["plan"], 0).await;
     assert_eq!(
         env.sim.sessions_created(),
         1,
@@ -1056,8 +1056,7 @@ async fn import_sdk_context_adopts_a_matching_file_once_and_never_prints_its_sec
     let base_url = format!("  base_url: {}\n", env.sim.base_url());
     assert!(text.contains(&base_url));
     let sandbox = env.write("sandbox.yaml", &text.replace(&base_url, ""));
-    let out = env
-        .run_exits(&sandbox, &["import-sdk-context", &conf_text], 0)
+    env.run_exits(&sandbox, &["import-sdk-context", &conf_text], 0)
         .await;
     assert!(env.state_dir().join("bunq-context.json").exists());
     // Env::run checked the imported private key and token against every output from here on.
@@ -1170,7 +1169,7 @@ async fn plan_and_export_while_the_state_dir_is_held_exit_1_naming_the_daemon_wh
  {
     let (env, _, config) =
         Env::with_ci(&[("203.0.113.10", IpStatus::Active)], &["203.0.113.10"]).await;
-    let plan = env.run_exits(&config, &["plan"], 0).await;
+    env.run_exits(&config, &["plan"], 0).await;
     env.sim.expire_all_sessions();
     let sessions = env.sim.sessions_created();
 
@@ -1210,7 +1209,7 @@ async fn plan_while_the_state_dir_is_held_exits_1_without_a_request_when_no_usab
     drop(daemon);
 
     // A saved session that has expired: a reader must not renew it.
-    let plan = env.run_exits(&config, &["plan"], 0).await;
+    env.run_exits(&config, &["plan"], 0).await;
     env.set_saved_session_expiry(Utc::now() - chrono::Duration::minutes(1));
     let _daemon = env.hold_state_dir();
     let before = env.state_files();

@@ -64,12 +64,6 @@ fn assert_starts_with(text: &str, prefix: &str) {
     assert!(text.starts_with(prefix), "{text}");
 }
 
-/// Fails showing `text` unless it ends with `suffix`.
-#[track_caller]
-fn assert_ends_with(text: &str, suffix: &str) {
-    assert!(text.ends_with(suffix), "{text}");
-}
-
 /// Fails showing `text` unless it contains `part`.
 #[track_caller]
 fn assert_contains(text: &str, part: &str) {
