@@ -26,7 +26,9 @@ use chrono::{DateTime, Utc};
 use hyper::Method;
 use serde_json::Value;
 
-use crate::support::{Account, config_text, server_key, sim_options};
+use crate::support::{
+    Account, ONE_OF_EACH_ENTRIES, ONE_OF_EACH_WANTED, config_text, server_key, sim_options,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bunq-ipsync");
 /// A command that runs longer than this is killed and the test fails.
@@ -501,14 +503,7 @@ async fn a_start_up_error_with_json_logs_is_one_json_object_on_stderr() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_exits_2_with_a_table_on_stdout_and_writes_nothing() {
-    let (env, ci, config) = Env::with_ci(
-        &[
-            ("192.0.2.1", IpStatus::Active),
-            ("203.0.113.11", IpStatus::Inactive),
-        ],
-        &["203.0.113.11", "203.0.113.12"],
-    )
-    .await;
+    let (env, ci, config) = Env::with_ci(&ONE_OF_EACH_ENTRIES, &ONE_OF_EACH_WANTED).await;
     let out = env.run_exits(&config, &["plan"], 2).await;
     assert_stdout_has(&out, "CURRENT → WANTED");
     assert!(
@@ -649,14 +644,7 @@ async fn plan_reports_an_unknown_credential_as_an_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_converges_and_exits_0_then_plan_exits_0() {
-    let (env, ci, config) = Env::with_ci(
-        &[
-            ("192.0.2.1", IpStatus::Active),
-            ("203.0.113.11", IpStatus::Inactive),
-        ],
-        &["203.0.113.11", "203.0.113.12"],
-    )
-    .await;
+    let (env, ci, config) = Env::with_ci(&ONE_OF_EACH_ENTRIES, &ONE_OF_EACH_WANTED).await;
     let out = env.run_exits(&config, &["apply"], 0).await;
     assert_stdout_has(&out, "Apply: 3 applied, 0 failed");
     assert_eq!(env.active(ci), vec!["203.0.113.11", "203.0.113.12"]);

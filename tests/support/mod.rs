@@ -21,6 +21,18 @@ pub mod mock_bunq;
 pub use bank::{Account, client_key, server_key, sim_options};
 pub use daemon::*;
 
+/// A credential's entries that, against [`ONE_OF_EACH_WANTED`], need one change of each kind:
+/// 192.0.2.1 is ACTIVE but not wanted (deactivate), 203.0.113.11 is INACTIVE and wanted
+/// (activate).
+pub const ONE_OF_EACH_ENTRIES: [(&str, bunq_ipsync::bunq::model::IpStatus); 2] = [
+    ("192.0.2.1", bunq_ipsync::bunq::model::IpStatus::Active),
+    ("203.0.113.11", bunq_ipsync::bunq::model::IpStatus::Inactive),
+];
+
+/// The desired IPs for [`ONE_OF_EACH_ENTRIES`]: 203.0.113.11 (activate) and 203.0.113.12, which
+/// no entry holds (create).
+pub const ONE_OF_EACH_WANTED: [&str; 2] = ["203.0.113.11", "203.0.113.12"];
+
 /// Declares an area's harness: `struct $name(Account)` that derefs to the shared [`Account`], so
 /// the area's own helpers (its config shape, its runner, its client) sit on top of the one
 /// simulator-and-key setup. The delegation is the only part two harnesses share, and a newtype
