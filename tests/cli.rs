@@ -145,6 +145,23 @@ impl Env {
         (env, ci, config)
     }
 
+    /// [`Env::with_ci`] where the credential already holds exactly the one IP the config wants
+    /// (203.0.113.10, ACTIVE): every command finds nothing to do.
+    async fn in_sync() -> (Env, CredentialId, PathBuf) {
+        Env::with_ci(&[("203.0.113.10", IpStatus::Active)], &["203.0.113.10"]).await
+    }
+
+    /// [`Env::with_ci`] with an empty credential and a config wanting 203.0.113.10: one create.
+    async fn wanting_one() -> (Env, CredentialId, PathBuf) {
+        Env::with_ci(&[], &["203.0.113.10"]).await
+    }
+
+    /// [`Env::with_ci`] where the credential holds 192.0.2.1 ACTIVE and the config wants
+    /// 203.0.113.10 instead: one create and one deactivation.
+    async fn replacing_one() -> (Env, CredentialId, PathBuf) {
+        Env::with_ci(&[("192.0.2.1", IpStatus::Active)], &["203.0.113.10"]).await
+    }
+
     /// [`Env::run`], failing with the output unless the command exits with `code`.
     async fn run_exits(&self, config: &Path, args: &[&str], code: i32) -> Output {
         let out = self.run(config, args).await;
@@ -239,6 +256,37 @@ impl Env {
         StateLock::acquire(&self.state_dir()).unwrap()
     }
 
+    /// [`Env::hold_state_dir`], noting the state files and the sessions bunq opened so far: what
+    /// a command that must change nothing is checked against while the daemon holds the dir.
+    fn hold_as_daemon(&self) -> Held {
+        Held {
+            _lock: self.hold_state_dir(),
+            files: self.state_files(),
+            sessions: self.sim.sessions_created(),
+        }
+    }
+
+    /// Fails unless every state file is byte-identical to when `held` was taken.
+    fn assert_files_untouched(&self, held: &Held) {
+        assert_eq!(self.state_files(), held.files, "every file byte-identical");
+    }
+
+    /// Fails if a registration call reached bunq or a session was opened since `held` was
+    /// taken.
+    fn assert_registered_nothing(&self, held: &Held) {
+        assert_eq!(self.registration_calls(), vec![]);
+        assert_eq!(
+            self.sim.sessions_created(),
+            held.sessions,
+            "no session opened"
+        );
+    }
+
+    /// Fails if bunq saw any request since the log was last cleared.
+    fn assert_no_request(&self) {
+        assert_eq!(self.sim.request_log(), vec![], "no request to bunq");
+    }
+
     /// Every file in the state directory with its bytes, to prove a command changed none.
     fn state_files(&self) -> BTreeMap<String, Vec<u8>> {
         std::fs::read_dir(self.state_dir())
@@ -299,6 +347,14 @@ fn assert_stdout_lacks(out: &Output, text: &str) {
 #[track_caller]
 fn assert_stdout_empty(out: &Output) {
     assert!(out.stdout.is_empty(), "{}", show(out));
+}
+
+/// The state directory held as a running daemon holds it ([`Env::hold_as_daemon`]), with its files
+/// and bunq's session count as they were then. Dropping it releases the lock.
+struct Held {
+    _lock: StateLock,
+    files: BTreeMap<String, Vec<u8>>,
+    sessions: usize,
 }
 
 /// Stdout/stderr in a failure message.
@@ -468,7 +524,7 @@ async fn validate_rejects_a_missing_policy_and_an_unknown_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_fails_when_the_api_key_file_is_unreadable() {
-    let (env, _, config) = Env::with_ci(&[], &["203.0.113.10"]).await;
+    let (env, _, config) = Env::wanting_one().await;
     std::fs::remove_file(env.key_file()).unwrap();
     let out = env.run_exits(&config, &["validate"], 1).await;
     assert_stderr_has(&out, "api_key_file");
@@ -524,8 +580,7 @@ async fn plan_exits_2_with_a_table_on_stdout_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_exits_0_when_converged() {
-    let (env, _, config) =
-        Env::with_ci(&[("203.0.113.10", IpStatus::Active)], &["203.0.113.10"]).await;
+    let (env, _, config) = Env::in_sync().await;
     let out = env.run_exits(&config, &["plan"], 0).await;
     assert_stdout_has(&out, "in sync");
 }
@@ -546,8 +601,7 @@ async fn plan_exits_3_when_max_changes_blocks_the_run_and_still_prints_the_plan(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_exits_3_naming_the_fix_when_the_own_credential_is_not_found() {
-    let (env, ci, config) =
-        Env::with_ci(&[("192.0.2.1", IpStatus::Active)], &["203.0.113.10"]).await;
+    let (env, ci, config) = Env::replacing_one().await;
     let first = env.run(&config, &["plan"]).await;
     assert_eq!(
         first.code,
@@ -586,8 +640,7 @@ async fn plan_exits_3_naming_the_fix_when_the_own_credential_is_not_found() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_json_is_one_document_with_the_documented_fields() {
-    let (env, ci, config) =
-        Env::with_ci(&[("192.0.2.1", IpStatus::Active)], &["203.0.113.10"]).await;
+    let (env, ci, config) = Env::replacing_one().await;
     let out = env
         .run_exits(&config, &["plan", "--output", "json"], 2)
         .await;
@@ -683,7 +736,7 @@ async fn apply_exit_code_prefers_error_over_blocked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_json_is_one_document_with_plan_and_results() {
-    let (env, ci, config) = Env::with_ci(&[], &["203.0.113.10"]).await;
+    let (env, ci, config) = Env::wanting_one().await;
     let out = env
         .run_exits(&config, &["apply", "--output", "json"], 0)
         .await;
@@ -703,8 +756,7 @@ async fn apply_json_is_one_document_with_plan_and_results() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_key_can_come_from_bunq_api_key() {
-    let (env, _, config) =
-        Env::with_ci(&[("203.0.113.10", IpStatus::Active)], &["203.0.113.10"]).await;
+    let (env, _, config) = Env::in_sync().await;
     std::fs::remove_file(env.key_file()).unwrap();
     let key = env.key.api_key.expose().to_owned();
     let out = env
@@ -755,7 +807,7 @@ async fn export_prints_a_config_that_validates_and_plans_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_the_context_without_secrets() {
-    let (env, _, config) = Env::with_ci(&[], &["203.0.113.10"]).await;
+    let (env, _, config) = Env::wanting_one().await;
     let before = env.run_exits(&config, &["status"], 0).await;
     assert_stdout_has(&before, "none yet");
     assert!(
@@ -826,7 +878,7 @@ fn usage_errors_exit_1_not_2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_go_to_stderr_and_data_to_stdout() {
-    let (env, _, config) = Env::with_ci(&[], &["203.0.113.10"]).await;
+    let (env, _, config) = Env::wanting_one().await;
     let out = env
         .run(
             &config,
@@ -918,7 +970,7 @@ async fn sandbox_user_prints_only_the_new_key_on_stdout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_prints_what_it_did_even_when_the_run_record_cannot_be_saved() {
-    let (env, ci, config) = Env::with_ci(&[], &["203.0.113.10"]).await;
+    let (env, ci, config) = Env::wanting_one().await;
     // A directory where the record file belongs: the save fails after bunq was written.
     std::fs::create_dir_all(env.state_dir().join("last-run.json")).unwrap();
     let out = env.run_exits(&config, &["apply"], 1).await;
@@ -933,8 +985,7 @@ async fn apply_prints_what_it_did_even_when_the_run_record_cannot_be_saved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_reuse_the_saved_session_and_reopen_one_bunq_ended() {
-    let (env, _, config) =
-        Env::with_ci(&[("203.0.113.10", IpStatus::Active)], &["203.0.113.10"]).await;
+    let (env, _, config) = Env::in_sync().await;
     env.run_exits(&config, &["plan"], 0).await;
     assert_eq!(env.sim.sessions_created(), 1);
 
@@ -961,7 +1012,7 @@ async fn commands_reuse_the_saved_session_and_reopen_one_bunq_ended() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_reports_drift_since_the_last_apply_and_apply_repairs_it() {
-    let (env, ci, config) = Env::with_ci(&[], &["203.0.113.10"]).await;
+    let (env, ci, config) = Env::wanting_one().await;
     env.run_exits(&config, &["apply"], 0).await;
     let entry = env.sim.entries(ci).unwrap()[0].id;
     env.sim
@@ -1094,30 +1145,42 @@ async fn import_sdk_context_adopts_a_matching_file_once_and_never_prints_its_sec
 /// The message a read-only command gives when the daemon's saved session does not work.
 const DAEMON_HOLDS: &str = "the daemon holds state directory";
 
+/// How a command names the holder of the state-directory lock this test process took.
+fn holder() -> String {
+    format!("pid {}", std::process::id())
+}
+
+impl Env {
+    /// [`Env::run_exits`] with exit 1 and [`DAEMON_HOLDS`] on stderr: a reader that cannot use
+    /// the daemon's saved session while the daemon holds the state directory.
+    async fn run_refused_while_held(&self, config: &Path, args: &[&str]) -> Output {
+        let out = self.run_exits(config, args, 1).await;
+        assert_stderr_has(&out, DAEMON_HOLDS);
+        out
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_refuses_when_the_daemon_holds_the_state_dir() {
-    let (env, ci, config) =
-        Env::with_ci(&[("192.0.2.1", IpStatus::Active)], &["203.0.113.10"]).await;
+    let (env, ci, config) = Env::replacing_one().await;
     env.run_exits(&config, &["plan"], 2).await;
 
-    let _daemon = env.hold_state_dir();
-    let before = env.state_files();
+    let held = env.hold_as_daemon();
     env.sim.clear_request_log();
     let out = env.run_exits(&config, &["apply"], 1).await;
     let state_dir = env.state_dir().display().to_string();
     assert_stderr_has(&out, &state_dir);
-    let holder = format!("pid {}", std::process::id());
-    assert_stderr_has(&out, &holder);
+    assert_stderr_has(&out, &holder());
     assert_stdout_empty(&out);
-    assert_eq!(env.sim.request_log(), vec![], "no request to bunq");
+    env.assert_no_request();
     assert_eq!(env.active(ci), vec!["192.0.2.1"]);
-    assert_eq!(env.state_files(), before);
+    env.assert_files_untouched(&held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_and_export_while_the_state_dir_is_held_use_the_saved_session_as_is_and_change_no_file()
  {
-    let (env, ci, config) = Env::with_ci(&[], &["203.0.113.10"]).await;
+    let (env, ci, config) = Env::wanting_one().await;
     env.run_exits(&config, &["apply"], 0).await;
     assert!(env.state_dir().join("last-run.json").exists());
     // Drift since the last run: a writer would report it and save a new record; a reader must
@@ -1128,10 +1191,8 @@ async fn plan_and_export_while_the_state_dir_is_held_use_the_saved_session_as_is
         .unwrap();
     // Due for renewal (less than renew_before left) but still valid: a writer would renew it.
     env.set_saved_session_expiry(Utc::now() + chrono::Duration::minutes(5));
-    let sessions = env.sim.sessions_created();
 
-    let _daemon = env.hold_state_dir();
-    let before = env.state_files();
+    let held = env.hold_as_daemon();
     env.sim.clear_request_log();
     let plan = env.run_exits(&config, &["plan"], 2).await;
     assert_stdout_has(
@@ -1147,98 +1208,77 @@ async fn plan_and_export_while_the_state_dir_is_held_use_the_saved_session_as_is
         log.iter().all(|request| request.method == Method::GET),
         "reads only: {log:?}"
     );
-    assert_eq!(env.registration_calls(), vec![]);
-    assert_eq!(env.sim.sessions_created(), sessions, "no session opened");
-    assert_eq!(env.state_files(), before, "every file byte-identical");
+    env.assert_registered_nothing(&held);
+    env.assert_files_untouched(&held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_and_export_while_the_state_dir_is_held_exit_1_naming_the_daemon_when_bunq_rejects_the_saved_session()
  {
-    let (env, _, config) =
-        Env::with_ci(&[("203.0.113.10", IpStatus::Active)], &["203.0.113.10"]).await;
+    let (env, _, config) = Env::in_sync().await;
     env.run_exits(&config, &["plan"], 0).await;
     env.sim.expire_all_sessions();
-    let sessions = env.sim.sessions_created();
 
-    let _daemon = env.hold_state_dir();
-    let before = env.state_files();
+    let held = env.hold_as_daemon();
     env.sim.clear_request_log();
     let state_dir = env.state_dir().display().to_string();
     for command in ["plan", "export"] {
-        let out = env.run(&config, &[command]).await;
-        assert_eq!(out.code, 1, "{command}: {}", show(&out));
-        assert!(
-            out.stderr.contains(DAEMON_HOLDS),
-            "{command}: {}",
-            show(&out)
-        );
+        let out = env.run_refused_while_held(&config, &[command]).await;
         assert!(out.stderr.contains(&state_dir), "{command}: {}", show(&out));
         assert!(out.stdout.is_empty(), "{command}: {}", show(&out));
     }
-    assert_eq!(env.registration_calls(), vec![]);
-    assert_eq!(env.sim.sessions_created(), sessions, "no session opened");
-    assert_eq!(env.state_files(), before, "every file byte-identical");
+    env.assert_registered_nothing(&held);
+    env.assert_files_untouched(&held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_while_the_state_dir_is_held_exits_1_without_a_request_when_no_usable_session_is_saved()
  {
-    let (env, _, config) =
-        Env::with_ci(&[("203.0.113.10", IpStatus::Active)], &["203.0.113.10"]).await;
+    let (env, _, config) = Env::in_sync().await;
 
     // Nothing saved yet: a reader must not register.
-    let daemon = env.hold_state_dir();
-    let before = env.state_files();
-    let out = env.run_exits(&config, &["plan"], 1).await;
-    assert_stderr_has(&out, DAEMON_HOLDS);
-    assert_eq!(env.sim.request_log(), vec![], "no request to bunq");
-    assert_eq!(env.state_files(), before);
-    drop(daemon);
+    let held = env.hold_as_daemon();
+    env.run_refused_while_held(&config, &["plan"]).await;
+    env.assert_no_request();
+    env.assert_files_untouched(&held);
+    drop(held);
 
     // A saved session that has expired: a reader must not renew it.
     env.run_exits(&config, &["plan"], 0).await;
     env.set_saved_session_expiry(Utc::now() - chrono::Duration::minutes(1));
-    let _daemon = env.hold_state_dir();
-    let before = env.state_files();
+    let held = env.hold_as_daemon();
     env.sim.clear_request_log();
-    let out = env.run_exits(&config, &["plan"], 1).await;
-    assert_stderr_has(&out, DAEMON_HOLDS);
+    let out = env.run_refused_while_held(&config, &["plan"]).await;
     assert_stderr_has(&out, "expired");
-    assert_eq!(env.sim.request_log(), vec![], "no request to bunq");
-    assert_eq!(env.state_files(), before);
+    env.assert_no_request();
+    env.assert_files_untouched(&held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_while_the_state_dir_is_held_names_the_holder_and_exits_1_when_the_saved_session_expired()
  {
-    let (env, _, config) = Env::with_ci(&[], &["203.0.113.10"]).await;
+    let (env, _, config) = Env::wanting_one().await;
     env.run_exits(&config, &["plan"], 2).await;
     env.sim.clear_request_log();
 
-    let daemon = env.hold_state_dir();
-    let before = env.state_files();
+    let held = env.hold_as_daemon();
     let out = env.run_exits(&config, &["status"], 0).await;
-    let holder = format!("pid {}", std::process::id());
-    assert_stdout_has(&out, &holder);
+    assert_stdout_has(&out, &holder());
     assert_stdout_has(&out, "valid for");
-    assert_eq!(env.state_files(), before);
-    drop(daemon);
+    env.assert_files_untouched(&held);
+    drop(held);
 
     env.set_saved_session_expiry(Utc::now() - chrono::Duration::minutes(1));
-    let _daemon = env.hold_state_dir();
-    let before = env.state_files();
-    let out = env.run_exits(&config, &["status"], 1).await;
+    let held = env.hold_as_daemon();
+    let out = env.run_refused_while_held(&config, &["status"]).await;
     assert_stdout_has(&out, "expired");
-    assert_stderr_has(&out, DAEMON_HOLDS);
-    assert_eq!(env.state_files(), before);
-    assert_eq!(env.sim.request_log(), vec![], "status sends nothing");
+    env.assert_files_untouched(&held);
+    env.assert_no_request();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_export_and_status_take_the_state_dir_lock_when_it_is_free() {
-    let (env, _, config) =
-        Env::with_ci(&[("203.0.113.10", IpStatus::Active)], &["203.0.113.10"]).await;
+    let (env, _, config) = Env::in_sync().await;
     let lock_file = env.state_dir().join("bunq-ipsync.lock");
     for command in ["plan", "export", "status"] {
         if lock_file.exists() {
@@ -1262,16 +1302,10 @@ async fn import_sdk_context_refuses_when_the_daemon_holds_the_state_dir() {
     let base_url = format!("  base_url: {}\n", env.sim.base_url());
     let sandbox = env.write("sandbox.yaml", &text.replace(&base_url, ""));
 
-    let _daemon = env.hold_state_dir();
-    let before = env.state_files();
+    let held = env.hold_as_daemon();
     let out = env
         .run_exits(&sandbox, &["import-sdk-context", "--force", &conf_text], 1)
         .await;
-    let holder = format!("pid {}", std::process::id());
-    assert_stderr_has(&out, &holder);
-    assert_eq!(
-        env.state_files(),
-        before,
-        "the daemon's context is untouched"
-    );
+    assert_stderr_has(&out, &holder());
+    env.assert_files_untouched(&held);
 }
