@@ -231,22 +231,15 @@ fn refusal(name: &'static str, text: impl Into<String>, says: &'static [Says]) -
     }
 }
 
-/// Every config here has one problem, and the error names it with its location and the fix.
-fn one_problem_refusals() -> Vec<Refusal> {
-    use Says::{Contains, EndsWith, Exactly, StartsWith};
+/// One-problem configs: The `sync:` section: its keys, the policy and `max_changes`.
+fn sync_refusals() -> Vec<Refusal> {
+    use Says::{Contains, EndsWith, StartsWith};
     vec![
         refusal(
             "unknown_key_is_refused_with_its_location",
             with_sync("  max_change: 3\n"),
             &[StartsWith(
                 "config.yaml:5:3: sync: unknown field `max_change`",
-            )],
-        ),
-        refusal(
-            "unknown_key_in_a_credential_is_refused",
-            format!("{MINIMAL}    protect: [192.0.2.1]\n"),
-            &[StartsWith(
-                "config.yaml:9:5: credentials[0]: unknown field `protect`",
             )],
         ),
         refusal(
@@ -270,6 +263,74 @@ fn one_problem_refusals() -> Vec<Refusal> {
                 r#"sync.policy: "mirror" is not a policy; use sync or additive"#,
             )],
         ),
+        refusal(
+            "duplicate_yaml_key_is_refused",
+            with_sync("  policy: additive\n"),
+            &[Contains("duplicate")],
+        ),
+        refusal(
+            "max_changes_zero_is_refused",
+            with_sync("  max_changes: 0\n"),
+            &[Contains("sync.max_changes: 0 would block every run")],
+        ),
+        refusal(
+            "negative_max_changes_is_refused",
+            with_sync("  max_changes: -1\n"),
+            &[Contains(
+                r#"sync.max_changes: "-1" is not a positive whole number"#,
+            )],
+        ),
+    ]
+}
+
+/// One-problem configs: `sync.interval`, `sync.jitter` and `sync.schedule`.
+fn timing_refusals() -> Vec<Refusal> {
+    use Says::{Contains, EndsWith, StartsWith};
+    vec![
+        refusal(
+            "bad_duration_is_refused_with_an_example",
+            with_sync("  interval: five minutes\n"),
+            &[
+                StartsWith(r#"config.yaml:5:13: sync.interval: "five minutes" is not a duration"#),
+                EndsWith("write e.g. 30s, 5m or 1h"),
+            ],
+        ),
+        refusal(
+            "interval_below_the_minimum_is_refused",
+            with_sync("  interval: 1s\n"),
+            &[Contains("shorter than the minimum of 10s")],
+        ),
+        refusal(
+            "jitter_not_shorter_than_interval_is_refused",
+            with_sync("  interval: 1m\n  jitter: 1m\n"),
+            &[Contains(
+                "sync.jitter: 1m is not shorter than sync.interval (1m)",
+            )],
+        ),
+        refusal(
+            "cron_schedule_with_five_fields_is_refused",
+            with_sync("  schedule: \"*/10 * * * *\"\n"),
+            &[Contains("has 5 fields; write sec min hour")],
+        ),
+        refusal(
+            "cron_schedule_with_a_bad_field_is_refused",
+            with_sync("  schedule: \"0 */10 * * * Funday\"\n"),
+            &[Contains("is not a valid cron expression")],
+        ),
+        refusal(
+            "schedule_and_interval_together_are_refused",
+            with_sync("  interval: 5m\n  schedule: \"0 */10 * * * *\"\n"),
+            &[Contains(
+                "set either sync.interval or sync.schedule, not both",
+            )],
+        ),
+    ]
+}
+
+/// One-problem configs: The items of a credential's `ips`.
+fn ip_refusals() -> Vec<Refusal> {
+    use Says::{Contains, EndsWith, Exactly};
+    vec![
         refusal(
             "text_that_is_not_an_ip_is_refused",
             with_ip("gateway.example"),
@@ -300,11 +361,6 @@ fn one_problem_refusals() -> Vec<Refusal> {
             &[Contains("sync.policy: is required")],
         ),
         refusal(
-            "duplicate_yaml_key_is_refused",
-            with_sync("  policy: additive\n"),
-            &[Contains("duplicate")],
-        ),
-        refusal(
             "cidr_with_host_bits_set_is_refused_and_the_network_is_suggested",
             with_ip("198.51.100.1/30"),
             &[Contains(
@@ -323,6 +379,20 @@ fn one_problem_refusals() -> Vec<Refusal> {
             format!("{MINIMAL}      - 203.0.113.8/30\n"),
             &[EndsWith(
                 r#"credentials[0].ips[1]: "203.0.113.8/30" overlaps [0] ("203.0.113.10"): 203.0.113.10 is listed twice"#,
+            )],
+        ),
+    ]
+}
+
+/// One-problem configs: A credential's other keys: `id`, `protected`, `allow_empty`, the shape of `ips`.
+fn credential_refusals() -> Vec<Refusal> {
+    use Says::{Contains, EndsWith, Exactly, StartsWith};
+    vec![
+        refusal(
+            "unknown_key_in_a_credential_is_refused",
+            format!("{MINIMAL}    protect: [192.0.2.1]\n"),
+            &[StartsWith(
+                "config.yaml:9:5: credentials[0]: unknown field `protect`",
             )],
         ),
         refusal(
@@ -365,61 +435,19 @@ fn one_problem_refusals() -> Vec<Refusal> {
             )],
         ),
         refusal(
-            "max_changes_zero_is_refused",
-            with_sync("  max_changes: 0\n"),
-            &[Contains("sync.max_changes: 0 would block every run")],
-        ),
-        refusal(
-            "negative_max_changes_is_refused",
-            with_sync("  max_changes: -1\n"),
-            &[Contains(
-                r#"sync.max_changes: "-1" is not a positive whole number"#,
-            )],
-        ),
-        refusal(
-            "bad_duration_is_refused_with_an_example",
-            with_sync("  interval: five minutes\n"),
-            &[
-                StartsWith(r#"config.yaml:5:13: sync.interval: "five minutes" is not a duration"#),
-                EndsWith("write e.g. 30s, 5m or 1h"),
-            ],
-        ),
-        refusal(
-            "interval_below_the_minimum_is_refused",
-            with_sync("  interval: 1s\n"),
-            &[Contains("shorter than the minimum of 10s")],
-        ),
-        refusal(
-            "jitter_not_shorter_than_interval_is_refused",
-            with_sync("  interval: 1m\n  jitter: 1m\n"),
-            &[Contains(
-                "sync.jitter: 1m is not shorter than sync.interval (1m)",
-            )],
-        ),
-        refusal(
-            "cron_schedule_with_five_fields_is_refused",
-            with_sync("  schedule: \"*/10 * * * *\"\n"),
-            &[Contains("has 5 fields; write sec min hour")],
-        ),
-        refusal(
-            "cron_schedule_with_a_bad_field_is_refused",
-            with_sync("  schedule: \"0 */10 * * * Funday\"\n"),
-            &[Contains("is not a valid cron expression")],
-        ),
-        refusal(
-            "schedule_and_interval_together_are_refused",
-            with_sync("  interval: 5m\n  schedule: \"0 */10 * * * *\"\n"),
-            &[Contains(
-                "set either sync.interval or sync.schedule, not both",
-            )],
-        ),
-        refusal(
-            "bad_listen_address_is_refused",
-            format!("{MINIMAL}http:\n  listen: localhost\n"),
+            "wrong_structure_names_the_field",
+            without_ips("    ips: 203.0.113.10\n"),
             &[StartsWith(
-                r#"config.yaml:10:11: http.listen: "localhost" is not a socket address"#,
+                "config.yaml:7:10: credentials[0].ips: invalid type",
             )],
         ),
+    ]
+}
+
+/// One-problem configs: The `bunq:`, `http:` and `log:` sections, and the file as a whole.
+fn bunq_and_file_refusals() -> Vec<Refusal> {
+    use Says::{Contains, Exactly, StartsWith};
+    vec![
         refusal(
             "unknown_environment_is_refused",
             MINIMAL.replace("sandbox", "staging"),
@@ -448,11 +476,6 @@ fn one_problem_refusals() -> Vec<Refusal> {
             &[Contains("scheme \"ftp\" is not supported")],
         ),
         refusal(
-            "log_directive_with_a_bad_level_is_refused",
-            format!("{MINIMAL}log:\n  level: bunq_ipsync=loud\n"),
-            &[Contains("log.level")],
-        ),
-        refusal(
             "permitted_ips_must_be_ipv4_addresses",
             with_bunq("  permitted_ips: [192.0.2.1, '::1']\n"),
             &[Contains(r#"bunq.permitted_ips[1]: "::1" is IPv6"#)],
@@ -470,11 +493,16 @@ fn one_problem_refusals() -> Vec<Refusal> {
             )],
         ),
         refusal(
-            "wrong_structure_names_the_field",
-            without_ips("    ips: 203.0.113.10\n"),
+            "bad_listen_address_is_refused",
+            format!("{MINIMAL}http:\n  listen: localhost\n"),
             &[StartsWith(
-                "config.yaml:7:10: credentials[0].ips: invalid type",
+                r#"config.yaml:10:11: http.listen: "localhost" is not a socket address"#,
             )],
+        ),
+        refusal(
+            "log_directive_with_a_bad_level_is_refused",
+            format!("{MINIMAL}log:\n  level: bunq_ipsync=loud\n"),
+            &[Contains("log.level")],
         ),
         refusal(
             "empty_file_is_refused",
@@ -484,11 +512,18 @@ fn one_problem_refusals() -> Vec<Refusal> {
     ]
 }
 
-/// The cases of [`one_problem_refusals`]: each config yields one error line, and that line says
+/// Every config of these tables has one problem: it yields one error line, and that line says
 /// everything its case lists; a failure names the case.
 #[test]
 fn configs_with_one_problem_are_refused_with_its_location_and_message() {
-    for case in one_problem_refusals() {
+    let tables = [
+        sync_refusals(),
+        timing_refusals(),
+        ip_refusals(),
+        credential_refusals(),
+        bunq_and_file_refusals(),
+    ];
+    for case in tables.into_iter().flatten() {
         let name = case.name;
         let lines = match parse(&case.text) {
             Ok(_) => panic!("{name}: expected the config to be refused"),
