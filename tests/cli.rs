@@ -1076,25 +1076,32 @@ fn sdk_conf(api_key: &str) -> String {
     .to_string()
 }
 
+impl Env {
+    /// `bunq.conf` as the official SDK saves it for this API key (its path, as text), and
+    /// `sandbox.yaml`: `config` without its `base_url`, so it points at the public sandbox the
+    /// file was saved for.
+    fn sdk_files(&self, config: &Path) -> (String, PathBuf) {
+        let conf = self.write("bunq.conf", &sdk_conf(self.key.api_key.expose()));
+        let text = std::fs::read_to_string(config).unwrap();
+        let base_url = format!("  base_url: {}\n", self.sim.base_url());
+        assert!(text.contains(&base_url));
+        let sandbox = self.write("sandbox.yaml", &text.replace(&base_url, ""));
+        (conf.display().to_string(), sandbox)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_sdk_context_adopts_a_matching_file_once_and_never_prints_its_secrets() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let conf = env.write("bunq.conf", &sdk_conf(env.key.api_key.expose()));
-    let conf_text = conf.display().to_string();
+    let (env, _, simulator) = Env::wanting_one().await;
+    let (conf_text, sandbox) = env.sdk_files(&simulator);
 
     // Saved for the public sandbox: a config pointing elsewhere refuses it.
-    let simulator = env.config("sync", 10, ci, &["203.0.113.10"]);
     let out = env
         .run_exits(&simulator, &["import-sdk-context", &conf_text], 1)
         .await;
     assert_stderr_has(&out, "was saved for");
     assert!(!env.state_dir().exists(), "nothing written on refusal");
 
-    let text = std::fs::read_to_string(&simulator).unwrap();
-    let base_url = format!("  base_url: {}\n", env.sim.base_url());
-    assert!(text.contains(&base_url));
-    let sandbox = env.write("sandbox.yaml", &text.replace(&base_url, ""));
     env.run_exits(&sandbox, &["import-sdk-context", &conf_text], 0)
         .await;
     assert!(env.state_dir().join("bunq-context.json").exists());
@@ -1294,13 +1301,8 @@ async fn plan_export_and_status_take_the_state_dir_lock_when_it_is_free() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_sdk_context_refuses_when_the_daemon_holds_the_state_dir() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let conf = env.write("bunq.conf", &sdk_conf(env.key.api_key.expose()));
-    let conf_text = conf.display().to_string();
-    let text = std::fs::read_to_string(env.config("sync", 10, ci, &["203.0.113.10"])).unwrap();
-    let base_url = format!("  base_url: {}\n", env.sim.base_url());
-    let sandbox = env.write("sandbox.yaml", &text.replace(&base_url, ""));
+    let (env, _, simulator) = Env::wanting_one().await;
+    let (conf_text, sandbox) = env.sdk_files(&simulator);
 
     let held = env.hold_as_daemon();
     let out = env
