@@ -8,6 +8,9 @@
 //!   items).
 //! * [`mock_bunq`]: mockito answers signed like bunq's and the three registration mocks.
 //! * [`daemon`]: the end-to-end harness (the real binary as a child process).
+//! * [`account_harness!`]: an area's own harness as a newtype over [`Account`].
+//! * [`ONE_OF_EACH_ENTRIES`] and [`ONE_OF_EACH_WANTED`]: a credential that needs one create, one
+//!   activation and one deactivation.
 //!
 //! Each test binary uses a part of this layer, so unused items are expected.
 
