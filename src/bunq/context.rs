@@ -346,13 +346,8 @@ impl ContextStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::OnceLock;
+    use crate::bunq::crypto::test_key as key;
     use std::time::Duration;
-
-    fn key() -> &'static PrivateKey {
-        static KEY: OnceLock<PrivateKey> = OnceLock::new();
-        KEY.get_or_init(|| PrivateKey::generate().unwrap())
-    }
 
     fn base() -> BaseUrl {
         BaseUrl::parse("http://127.0.0.1:9/v1").unwrap()

@@ -168,12 +168,7 @@ mod tests {
     use super::*;
     use crate::bunq::BaseUrl;
     use crate::bunq::context::api_key_fingerprint;
-    use std::sync::OnceLock;
-
-    fn key() -> &'static PrivateKey {
-        static KEY: OnceLock<PrivateKey> = OnceLock::new();
-        KEY.get_or_init(|| PrivateKey::generate().unwrap())
-    }
+    use crate::bunq::crypto::test_key as key;
 
     fn sdk_conf() -> String {
         let private = key().to_pkcs8_pem().unwrap();
