@@ -126,7 +126,6 @@ pub(crate) fn caller_ip(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bunq::crypto::PrivateKey;
     use crate::bunq::crypto::test_key as key;
     use crate::bunq::model::IpStatus;
     use crate::simulator::clock::Clock;
