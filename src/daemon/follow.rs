@@ -316,6 +316,32 @@ mod tests {
         last_used
     }
 
+    /// A stretch of 2.5 s (past a 1 s TTL or `min_refresh`) in which `name` is asked at least
+    /// `queries` times and no event comes (`why`).
+    struct Quiet<'a> {
+        name: &'a str,
+        queries: usize,
+        why: &'a str,
+    }
+
+    impl Quiet<'_> {
+        /// Lets the stretch pass and asserts it, then answers `name` with `answer` and returns
+        /// the event that follows.
+        async fn then_answer(
+            &self,
+            dns: &DnsServer,
+            events: &mut mpsc::Receiver<SourceEvent>,
+            answer: DnsAnswer,
+        ) -> SourceEvent {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            let asked = dns.queries(self.name);
+            assert!(asked >= self.queries, "{} asked {asked} times", self.name);
+            assert!(events.try_recv().is_err(), "{}", self.why);
+            dns.set(self.name, answer);
+            next(events).await
+        }
+    }
+
     #[tokio::test]
     async fn a_moved_name_asks_for_a_run_and_an_unchanged_one_does_not() {
         let dns = DnsServer::start().await.unwrap();
@@ -324,17 +350,14 @@ mod tests {
         let last_used = used(&name, &[ip("203.0.113.10")]);
         let (mut events, stop) = start(&dns, [name.clone()].into(), &last_used);
         // Asked again after the TTL (1 s), same answer: no event; then the name moves.
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        assert!(
-            dns.queries("home.example.org") >= 2,
-            "re-resolved on TTL expiry"
-        );
-        assert!(
-            events.try_recv().is_err(),
-            "an unchanged answer starts no run"
-        );
-        dns.set("home.example.org", DnsAnswer::a(&[ip("203.0.113.20")], 1));
-        assert_eq!(next(&mut events).await, SourceEvent::Changed(name));
+        let quiet = Quiet {
+            name: "home.example.org",
+            queries: 2,
+            why: "an unchanged answer starts no run",
+        };
+        let moved = DnsAnswer::a(&[ip("203.0.113.20")], 1);
+        let event = quiet.then_answer(&dns, &mut events, moved).await;
+        assert_eq!(event, SourceEvent::Changed(name));
         stop.cancel();
     }
 
@@ -350,14 +373,14 @@ mod tests {
             SourceEvent::Failed(name.clone(), SourceError::ServFail)
         );
         // Retried every min_refresh (1 s), still failing: not reported again.
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        assert!(dns.queries("flaky.example") >= 3);
-        assert!(
-            events.try_recv().is_err(),
-            "a persisting failure is reported once"
-        );
-        dns.set("flaky.example", DnsAnswer::a(&[ip("203.0.113.10")], 60));
-        assert_eq!(next(&mut events).await, SourceEvent::Recovered(name));
+        let quiet = Quiet {
+            name: "flaky.example",
+            queries: 3,
+            why: "a persisting failure is reported once",
+        };
+        let recovered = DnsAnswer::a(&[ip("203.0.113.10")], 60);
+        let event = quiet.then_answer(&dns, &mut events, recovered).await;
+        assert_eq!(event, SourceEvent::Recovered(name));
         stop.cancel();
     }
 

@@ -411,6 +411,18 @@ mod tests {
         h
     }
 
+    /// On a ready daemon, `set(Some(why))` makes it not ready with exactly `reason`, and
+    /// `set(None)` makes it ready again.
+    fn assert_not_ready_until_cleared(set: fn(&Health, Option<String>), why: &str, reason: &str) {
+        let h = ready_health();
+        set(&h, Some(why.to_owned()));
+        let not_ready = h.readiness_at(Utc::now());
+        assert!(!not_ready.ready, "{why}");
+        assert_eq!(not_ready.reasons, vec![reason]);
+        set(&h, None);
+        assert!(h.readiness_at(Utc::now()).ready, "{why} cleared");
+    }
+
     #[test]
     fn source_failures_are_warnings_and_a_run_replaces_them_all() {
         let h = ready_health();
@@ -471,30 +483,20 @@ mod tests {
 
     #[test]
     fn refused_access_makes_not_ready_at_once_and_clears_when_accepted_again() {
-        let h = ready_health();
-        h.set_access_refused(Some("Incorrect API key or IP address.".into()));
-        let refused = h.readiness_at(Utc::now());
-        assert!(!refused.ready);
-        assert_eq!(
-            refused.reasons,
-            vec!["bunq refuses this daemon: Incorrect API key or IP address."]
+        assert_not_ready_until_cleared(
+            Health::set_access_refused,
+            "Incorrect API key or IP address.",
+            "bunq refuses this daemon: Incorrect API key or IP address.",
         );
-        h.set_access_refused(None);
-        assert!(h.readiness_at(Utc::now()).ready);
     }
 
     #[test]
     fn deferred_registration_makes_not_ready_naming_the_reason_and_clears_when_connected() {
-        let h = ready_health();
-        h.set_registration_deferred(Some("next registration allowed in 55m".into()));
-        let bounded = h.readiness_at(Utc::now());
-        assert!(!bounded.ready);
-        assert_eq!(
-            bounded.reasons,
-            vec!["re-registration with bunq is bounded: next registration allowed in 55m"]
+        assert_not_ready_until_cleared(
+            Health::set_registration_deferred,
+            "next registration allowed in 55m",
+            "re-registration with bunq is bounded: next registration allowed in 55m",
         );
-        h.set_registration_deferred(None);
-        assert!(h.readiness_at(Utc::now()).ready);
     }
 
     #[test]
