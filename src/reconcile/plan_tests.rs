@@ -40,6 +40,19 @@ fn sync_state<'a>(
     }
 }
 
+/// A run of `credentials` limited to `max_changes`, with the own credential known but none of
+/// them (no own access), `bunq.egress_ips` not set and no sources.
+fn run_of(credentials: Vec<CredentialState<'_>>, max_changes: usize) -> PlanInput<'_> {
+    PlanInput {
+        credentials,
+        max_changes,
+        own_access: vec![],
+        own_credential_known: true,
+        egress_ips: None,
+        sources: Vec::new(),
+    }
+}
+
 const CREDENTIAL: CredentialId = 4242;
 
 /// A planner case for one credential ([`CREDENTIAL`]): its policy and desired IPs, refined by
@@ -148,18 +161,12 @@ fn plan_full(
     let protected = ips(protected);
     let egress = own.egress.map(ips);
     let access = own.access;
+    let state = CredentialState {
+        name: Some("ci"),
+        policy,
+        ..sync_state(CREDENTIAL, &desired, &protected, actual)
+    };
     plan(&PlanInput {
-        credentials: vec![CredentialState {
-            id: CREDENTIAL,
-            name: Some("ci"),
-            policy,
-            desired: &desired,
-            protected: &protected,
-            actual,
-            previous: None,
-            sources: None,
-        }],
-        max_changes,
         own_access: access
             .iter()
             .map(|(credential, ip)| OwnAccess {
@@ -169,7 +176,7 @@ fn plan_full(
             .collect(),
         own_credential_known: own.known,
         egress_ips: egress.as_ref(),
-        sources: Vec::new(),
+        ..run_of(vec![state], max_changes)
     })
 }
 
@@ -509,28 +516,17 @@ fn unknown_own_credential_blocks_every_deactivation_on_every_managed_credential(
     ];
     let second_actual = [entry(10, "198.51.100.2", "ACTIVE")];
     let (desired, none) = (ips(&["192.0.2.1", "192.0.2.2"]), ips(&[]));
-    let state = |id, actual: &'static [PermittedIp], desired| CredentialState {
-        id,
-        name: None,
-        policy: Policy::Sync,
-        desired,
-        protected: &none,
-        actual,
-        previous: None,
-        sources: None,
-    };
+    let state =
+        |id, actual: &'static [PermittedIp], desired| sync_state(id, desired, &none, actual);
     let first_actual: &'static [PermittedIp] = Box::leak(Box::new(first_actual));
     let second_actual: &'static [PermittedIp] = Box::leak(Box::new(second_actual));
+    let credentials = vec![
+        state(1, first_actual, &desired),
+        state(2, second_actual, &none),
+    ];
     let plan = plan(&PlanInput {
-        credentials: vec![
-            state(1, first_actual, &desired),
-            state(2, second_actual, &none),
-        ],
-        max_changes: 100,
-        own_access: vec![],
         own_credential_known: false,
-        egress_ips: None,
-        sources: Vec::new(),
+        ..run_of(credentials, 100)
     });
     assert_eq!(
         blocked_why(&plan, 0),
@@ -771,17 +767,13 @@ fn creates_and_activations_precede_deactivations_across_credentials() {
     let first_actual = [entry(1, "198.51.100.1", "ACTIVE")];
     let second_actual = [entry(2, "192.0.2.9", "INACTIVE")];
     let state = |id, desired, actual| sync_state(id, desired, &none, actual);
-    let plan = plan(&PlanInput {
-        credentials: vec![
+    let plan = plan(&run_of(
+        vec![
             state(1, &first_desired, &first_actual[..]),
             state(2, &second_desired, &second_actual[..]),
         ],
-        max_changes: 10,
-        own_access: vec![],
-        own_credential_known: true,
-        egress_ips: None,
-        sources: Vec::new(),
-    });
+        10,
+    ));
     let order: Vec<(CredentialId, ChangeKind)> = plan
         .applicable_actions()
         .iter()
@@ -838,23 +830,12 @@ fn summary_counts_each_kind() {
 fn plan_with_previous(actual: &[PermittedIp], previous: Option<&IpStates>) -> Plan {
     let desired = ips(&["192.0.2.1"]);
     let none = ips(&[]);
-    plan(&PlanInput {
-        credentials: vec![CredentialState {
-            id: CREDENTIAL,
-            name: None,
-            policy: Policy::Additive,
-            desired: &desired,
-            protected: &none,
-            actual,
-            previous,
-            sources: None,
-        }],
-        max_changes: 10,
-        own_access: vec![],
-        own_credential_known: true,
-        egress_ips: None,
-        sources: Vec::new(),
-    })
+    let state = CredentialState {
+        policy: Policy::Additive,
+        previous,
+        ..sync_state(CREDENTIAL, &desired, &none, actual)
+    };
+    plan(&run_of(vec![state], 10))
 }
 
 #[test]
@@ -1010,24 +991,8 @@ fn own_access_ignores_a_device_without_an_ipv4_address() {
 fn the_change_limit_counts_every_credential_of_the_run() {
     let desired = ips(&["192.0.2.1", "192.0.2.2"]);
     let none = ips(&[]);
-    let state = |id| CredentialState {
-        id,
-        name: None,
-        policy: Policy::Sync,
-        desired: &desired,
-        protected: &none,
-        actual: &[],
-        previous: None,
-        sources: None,
-    };
-    let plan = plan(&PlanInput {
-        credentials: vec![state(1), state(2)],
-        max_changes: 3,
-        own_access: vec![],
-        own_credential_known: true,
-        egress_ips: None,
-        sources: Vec::new(),
-    });
+    let state = |id| sync_state(id, &desired, &none, &[]);
+    let plan = plan(&run_of(vec![state(1), state(2)], 3));
     assert_eq!(plan.run_block.map(|block| block.changes), Some(4));
     assert!(plan.applicable_actions().is_empty());
 }
@@ -1077,19 +1042,16 @@ fn plan_sources(failed: bool) -> Plan {
         },
     };
     let state = |id, desired, actual| sync_state(id, desired, &none, actual);
+    let credentials = vec![
+        state(1, &desired, &actual_one).with_sources(&desired, &facts),
+        state(2, &other, &actual_two),
+    ];
     plan(&PlanInput {
-        credentials: vec![
-            state(1, &desired, &actual_one).with_sources(&desired, &facts),
-            state(2, &other, &actual_two),
-        ],
-        max_changes: 100,
         own_access: vec![OwnAccess {
             credential: 9,
             ip: ip("10.0.0.1"),
         }],
-        own_credential_known: true,
-        egress_ips: None,
-        sources: Vec::new(),
+        ..run_of(credentials, 100)
     })
 }
 
