@@ -411,6 +411,20 @@ mod tests {
         h
     }
 
+    /// A ready daemon after failed runs with `messages`, in order.
+    fn after_failures(messages: &[&str]) -> Health {
+        let h = ready_health();
+        for message in messages {
+            h.record_run_result(false, message);
+        }
+        h
+    }
+
+    /// Why `h` is not ready now (empty when it is).
+    fn reasons_now(h: &Health) -> Vec<String> {
+        h.readiness_at(Utc::now()).reasons
+    }
+
     /// On a ready daemon, `set(Some(why))` makes it not ready with exactly `reason`, and
     /// `set(None)` makes it ready again.
     fn assert_not_ready_until_cleared(set: fn(&Health, Option<String>), why: &str, reason: &str) {
@@ -503,17 +517,14 @@ mod tests {
     fn not_ready_without_config() {
         let h = ready_health();
         h.set_config_loaded(false);
-        assert_eq!(
-            h.readiness_at(Utc::now()).reasons,
-            vec!["config not loaded"]
-        );
+        assert_eq!(reasons_now(&h), vec!["config not loaded"]);
     }
 
     #[test]
     fn not_ready_without_session() {
         let h = ready_health();
         h.set_session_valid_until(None);
-        assert_eq!(h.readiness_at(Utc::now()).reasons, vec!["no bunq session"]);
+        assert_eq!(reasons_now(&h), vec!["no bunq session"]);
     }
 
     #[test]
@@ -529,30 +540,22 @@ mod tests {
 
     #[test]
     fn failures_below_threshold_keep_ready() {
-        let h = ready_health();
-        h.record_run_result(false, "timeout");
-        h.record_run_result(false, "timeout");
+        let h = after_failures(&["timeout", "timeout"]);
         assert!(h.readiness_at(Utc::now()).ready);
     }
 
     #[test]
     fn failures_at_threshold_make_not_ready_with_last_message() {
-        let h = ready_health();
-        h.record_run_result(false, "first");
-        h.record_run_result(false, "second");
-        h.record_run_result(false, "bunq returned 503");
+        let h = after_failures(&["first", "second", "bunq returned 503"]);
         assert_eq!(
-            h.readiness_at(Utc::now()).reasons,
+            reasons_now(&h),
             vec!["last 3 runs failed: bunq returned 503"]
         );
     }
 
     #[test]
     fn success_clears_failure_streak() {
-        let h = ready_health();
-        for _ in 0..3 {
-            h.record_run_result(false, "x");
-        }
+        let h = after_failures(&["x"; 3]);
         h.record_run_result(true, "");
         assert!(h.readiness_at(Utc::now()).ready);
     }
