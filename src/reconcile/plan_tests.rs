@@ -12,6 +12,11 @@ fn entry(id: EntryId, ip: &str, status: &str) -> PermittedIp {
     PermittedIp::new(id, ip, IpStatus::from_wire(status))
 }
 
+/// An ACTIVE entry.
+fn active(id: EntryId, ip: &str) -> PermittedIp {
+    entry(id, ip, "ACTIVE")
+}
+
 fn ips(list: &[&str]) -> BTreeSet<Ipv4Addr> {
     list.iter().map(|ip| ip.parse().unwrap()).collect()
 }
@@ -102,6 +107,11 @@ impl<'a> Case<'a> {
             own: Own { access, ..self.own },
             ..self
         }
+    }
+
+    /// This credential is the daemon's own, registered from 203.0.113.5.
+    fn owned(self) -> Case<'a> {
+        self.owned_by(&[(CREDENTIAL, "203.0.113.5")])
     }
 
     /// Everything the planner is told about the daemon's own access.
@@ -251,7 +261,7 @@ fn desired_ip_without_entry_is_created() {
 
 #[test]
 fn desired_ip_with_an_active_entry_plans_nothing() {
-    let plan = sync(&["192.0.2.1"]).plan(&[entry(7, "192.0.2.1", "ACTIVE")]);
+    let plan = sync(&["192.0.2.1"]).plan(&[active(7, "192.0.2.1")]);
     assert!(changes(&plan).is_empty());
     assert_eq!(
         plan.credentials[0].in_sync,
@@ -290,10 +300,7 @@ fn desired_ip_with_an_inactive_entry_is_never_created_again() {
 
 #[test]
 fn extra_active_entries_of_a_desired_ip_are_kept_and_reported() {
-    let actual = [
-        entry(3, "192.0.2.1", "ACTIVE"),
-        entry(9, "192.0.2.1", "ACTIVE"),
-    ];
+    let actual = [active(3, "192.0.2.1"), active(9, "192.0.2.1")];
     let plan = sync(&["192.0.2.1"]).plan(&actual);
     assert!(changes(&plan).is_empty());
     assert_eq!(plan.credentials[0].in_sync[0].entry, 9);
@@ -303,17 +310,14 @@ fn extra_active_entries_of_a_desired_ip_are_kept_and_reported() {
 
 #[test]
 fn undesired_active_entry_is_deactivated_under_sync() {
-    let plan = sync(&[]).plan(&[entry(4, "198.51.100.7", "ACTIVE")]);
+    let plan = sync(&[]).plan(&[active(4, "198.51.100.7")]);
     assert_eq!(changes(&plan), vec![deactivate(4, "198.51.100.7")]);
     assert_eq!(plan.credentials[0].actions[0].reason, Reason::NotDesired);
 }
 
 #[test]
 fn every_active_entry_of_an_undesired_ip_is_deactivated() {
-    let actual = [
-        entry(4, "198.51.100.7", "ACTIVE"),
-        entry(2, "198.51.100.7", "ACTIVE"),
-    ];
+    let actual = [active(4, "198.51.100.7"), active(2, "198.51.100.7")];
     let plan = sync(&[]).plan(&actual);
     assert_eq!(
         changes(&plan),
@@ -331,7 +335,7 @@ fn undesired_inactive_entry_is_left_alone_silently() {
 
 #[test]
 fn undesired_active_entry_is_kept_under_additive() {
-    let plan = additive(&["192.0.2.1"]).plan(&[entry(4, "198.51.100.7", "ACTIVE")]);
+    let plan = additive(&["192.0.2.1"]).plan(&[active(4, "198.51.100.7")]);
     assert_eq!(changes(&plan), vec![create("192.0.2.1")]);
     assert_eq!(kept(&plan), vec![(4, KeptReason::Additive)]);
 }
@@ -340,7 +344,7 @@ fn undesired_active_entry_is_kept_under_additive() {
 fn protected_ip_is_kept_under_sync_without_blocking() {
     let plan = sync(&[])
         .protect(&["198.51.100.7"])
-        .plan(&[entry(4, "198.51.100.7", "ACTIVE")]);
+        .plan(&[active(4, "198.51.100.7")]);
     assert!(changes(&plan).is_empty());
     assert_eq!(kept(&plan), vec![(4, KeptReason::Protected)]);
     assert_eq!(plan.outcome(), PlanOutcome::NothingToDo);
@@ -358,8 +362,7 @@ fn protected_desired_ip_that_is_inactive_is_still_activated() {
 
 #[test]
 fn wildcard_entry_is_kept_as_not_ipv4_under_sync_and_never_written() {
-    let plan =
-        sync(&["192.0.2.1"]).plan(&[entry(1, "192.0.2.1", "ACTIVE"), entry(2, "*", "ACTIVE")]);
+    let plan = sync(&["192.0.2.1"]).plan(&[active(1, "192.0.2.1"), active(2, "*")]);
     assert!(changes(&plan).is_empty());
     assert_eq!(kept(&plan), vec![(2, KeptReason::NotIpv4)]);
     assert_eq!(plan.outcome(), PlanOutcome::NothingToDo);
@@ -367,7 +370,7 @@ fn wildcard_entry_is_kept_as_not_ipv4_under_sync_and_never_written() {
 
 #[test]
 fn ipv6_entry_is_never_matched_to_a_desired_ip() {
-    let plan = additive(&["192.0.2.1"]).plan(&[entry(2, "2001:db8::1", "ACTIVE")]);
+    let plan = additive(&["192.0.2.1"]).plan(&[active(2, "2001:db8::1")]);
     assert_eq!(changes(&plan), vec![create("192.0.2.1")]);
     assert_eq!(kept(&plan), vec![(2, KeptReason::NotIpv4)]);
 }
@@ -376,12 +379,12 @@ fn ipv6_entry_is_never_matched_to_a_desired_ip() {
 fn entries_that_are_not_plain_ipv4_are_kept_whatever_their_status_and_policy() {
     // Texts a strict IPv4 parser refuses: the wildcard, IPv6, junk, padding, leading zeros.
     let actual = [
-        entry(1, "*", "ACTIVE"),
+        active(1, "*"),
         entry(2, "2001:db8::1", "INACTIVE"),
         entry(3, "not-an-ip", "PENDING"),
-        entry(4, " 192.0.2.1", "ACTIVE"),
-        entry(5, "192.0.2.01", "ACTIVE"),
-        entry(6, "192.0.2.0/24", "ACTIVE"),
+        active(4, " 192.0.2.1"),
+        active(5, "192.0.2.01"),
+        active(6, "192.0.2.0/24"),
     ];
     for policy in [Policy::Sync, Policy::Additive] {
         let plan = case(policy, &["192.0.2.1"]).plan(&actual);
@@ -402,7 +405,7 @@ fn entries_that_are_not_plain_ipv4_are_kept_whatever_their_status_and_policy() {
 
 #[test]
 fn entries_that_are_not_ipv4_are_kept_on_the_own_credential_and_never_block() {
-    let actual = [entry(1, "203.0.113.5", "ACTIVE"), entry(2, "*", "ACTIVE")];
+    let actual = [active(1, "203.0.113.5"), active(2, "*")];
     for own in [
         Own {
             access: &[(CREDENTIAL, "203.0.113.5")],
@@ -427,7 +430,7 @@ fn entries_that_are_not_ipv4_are_kept_on_the_own_credential_and_never_block() {
 fn unknown_status_entries_are_kept_and_never_touched() {
     let actual = [
         entry(2, "198.51.100.7", "PENDING"),
-        entry(3, "192.0.2.1", "ACTIVE"),
+        active(3, "192.0.2.1"),
         entry(5, "192.0.2.1", "LOCKED"),
     ];
     let plan = sync(&["192.0.2.1"]).plan(&actual);
@@ -454,13 +457,8 @@ fn desired_ip_with_only_an_unknown_status_entry_blocks_the_create() {
 
 #[test]
 fn own_ip_deactivation_is_blocked_and_the_rest_still_applies() {
-    let actual = [
-        entry(1, "203.0.113.5", "ACTIVE"),
-        entry(2, "198.51.100.7", "ACTIVE"),
-    ];
-    let plan = sync(&["192.0.2.1"])
-        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
-        .plan(&actual);
+    let actual = [active(1, "203.0.113.5"), active(2, "198.51.100.7")];
+    let plan = sync(&["192.0.2.1"]).owned().plan(&actual);
     assert_eq!(
         blocked(&plan),
         vec![(deactivate(1, "203.0.113.5"), Rule::OwnIp)]
@@ -476,33 +474,25 @@ fn own_ip_deactivation_is_blocked_and_the_rest_still_applies() {
 
 #[test]
 fn own_ip_is_only_protected_on_the_daemons_own_credential() {
-    let plan =
-        sync(&[])
-            .owned_by(&[(9999, "203.0.113.5")])
-            .plan(&[entry(1, "203.0.113.5", "ACTIVE")]);
+    let plan = sync(&[])
+        .owned_by(&[(9999, "203.0.113.5")])
+        .plan(&[active(1, "203.0.113.5")]);
     assert_eq!(changes(&plan), vec![deactivate(1, "203.0.113.5")]);
     assert_eq!(plan.outcome(), PlanOutcome::ChangesPending);
 }
 
 #[test]
 fn every_active_entry_of_the_own_ip_is_blocked_when_all_would_go() {
-    let actual = [
-        entry(1, "203.0.113.5", "ACTIVE"),
-        entry(4, "203.0.113.5", "ACTIVE"),
-    ];
-    let plan = sync(&[])
-        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
-        .plan(&actual);
+    let actual = [active(1, "203.0.113.5"), active(4, "203.0.113.5")];
+    let plan = sync(&[]).owned().plan(&actual);
     assert!(changes(&plan).is_empty());
     assert_eq!(blocked(&plan).len(), 2);
 }
 
 #[test]
 fn wildcard_that_is_the_only_grant_of_the_own_ip_is_kept_while_the_own_ip_is_created() {
-    let actual = [entry(2, "*", "ACTIVE")];
-    let plan = sync(&["203.0.113.5"])
-        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
-        .plan(&actual);
+    let actual = [active(2, "*")];
+    let plan = sync(&["203.0.113.5"]).owned().plan(&actual);
     assert_eq!(changes(&plan), vec![create("203.0.113.5")]);
     assert_eq!(kept(&plan), vec![(2, KeptReason::NotIpv4)]);
     assert!(blocked(&plan).is_empty());
@@ -510,11 +500,8 @@ fn wildcard_that_is_the_only_grant_of_the_own_ip_is_kept_while_the_own_ip_is_cre
 
 #[test]
 fn unknown_own_credential_blocks_every_deactivation_on_every_managed_credential() {
-    let first_actual = [
-        entry(1, "198.51.100.1", "ACTIVE"),
-        entry(2, "192.0.2.2", "INACTIVE"),
-    ];
-    let second_actual = [entry(10, "198.51.100.2", "ACTIVE")];
+    let first_actual = [active(1, "198.51.100.1"), entry(2, "192.0.2.2", "INACTIVE")];
+    let second_actual = [active(10, "198.51.100.2")];
     let (desired, none) = (ips(&["192.0.2.1", "192.0.2.2"]), ips(&[]));
     let state =
         |id, actual: &'static [PermittedIp], desired| sync_state(id, desired, &none, actual);
@@ -554,10 +541,7 @@ fn unknown_own_credential_blocks_every_deactivation_on_every_managed_credential(
 
 #[test]
 fn unknown_own_credential_blocks_nothing_when_nothing_would_be_deactivated() {
-    let actual = [
-        entry(1, "192.0.2.1", "ACTIVE"),
-        entry(2, "198.51.100.1", "ACTIVE"),
-    ];
+    let actual = [active(1, "192.0.2.1"), active(2, "198.51.100.1")];
     let unknown = Own {
         access: &[],
         known: false,
@@ -582,14 +566,11 @@ fn unknown_own_credential_blocks_nothing_when_nothing_would_be_deactivated() {
 #[test]
 fn without_egress_ips_every_deactivation_on_the_own_credential_is_blocked() {
     let actual = [
-        entry(1, "203.0.113.5", "ACTIVE"),
-        entry(2, "198.51.100.7", "ACTIVE"),
-        entry(3, "198.51.100.8", "ACTIVE"),
+        active(1, "203.0.113.5"),
+        active(2, "198.51.100.7"),
+        active(3, "198.51.100.8"),
     ];
-    let plan = sync(&["192.0.2.1"])
-        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
-        .egress(None)
-        .plan(&actual);
+    let plan = sync(&["192.0.2.1"]).owned().egress(None).plan(&actual);
     assert_eq!(
         blocked_why(&plan, 0),
         vec![
@@ -607,7 +588,7 @@ fn without_egress_ips_other_credentials_are_unaffected() {
     let plan = sync(&[])
         .owned_by(&[(9999, "203.0.113.5")])
         .egress(None)
-        .plan(&[entry(1, "198.51.100.7", "ACTIVE")]);
+        .plan(&[active(1, "198.51.100.7")]);
     assert_eq!(changes(&plan), vec![deactivate(1, "198.51.100.7")]);
     assert_eq!(plan.outcome(), PlanOutcome::ChangesPending);
 }
@@ -615,12 +596,12 @@ fn without_egress_ips_other_credentials_are_unaffected() {
 #[test]
 fn egress_ips_are_never_deactivated_on_the_own_credential_and_other_ips_are() {
     let actual = [
-        entry(1, "203.0.113.5", "ACTIVE"),
-        entry(2, "198.51.100.7", "ACTIVE"),
-        entry(3, "198.51.100.8", "ACTIVE"),
+        active(1, "203.0.113.5"),
+        active(2, "198.51.100.7"),
+        active(3, "198.51.100.8"),
     ];
     let plan = sync(&[])
-        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
+        .owned()
         .egress(Some(&["198.51.100.7"]))
         .plan(&actual);
     assert_eq!(
@@ -638,7 +619,7 @@ fn egress_ips_do_not_protect_other_credentials() {
     let plan = sync(&[])
         .owned_by(&[(9999, "203.0.113.5")])
         .egress(Some(&["198.51.100.7"]))
-        .plan(&[entry(1, "198.51.100.7", "ACTIVE")]);
+        .plan(&[active(1, "198.51.100.7")]);
     assert_eq!(changes(&plan), vec![deactivate(1, "198.51.100.7")]);
 }
 
@@ -750,11 +731,8 @@ fn exactly_the_limit_is_allowed() {
 
 #[test]
 fn actions_blocked_by_own_ip_do_not_count_toward_the_limit() {
-    let actual = [entry(1, "203.0.113.5", "ACTIVE")];
-    let plan = sync(&["192.0.2.1"])
-        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
-        .limit(1)
-        .plan(&actual);
+    let actual = [active(1, "203.0.113.5")];
+    let plan = sync(&["192.0.2.1"]).owned().limit(1).plan(&actual);
     assert_eq!(plan.run_block, None);
     assert_eq!(plan.applicable_actions().len(), 1);
 }
@@ -764,7 +742,7 @@ fn creates_and_activations_precede_deactivations_across_credentials() {
     let first_desired = ips(&[]);
     let second_desired = ips(&["192.0.2.9"]);
     let none = ips(&[]);
-    let first_actual = [entry(1, "198.51.100.1", "ACTIVE")];
+    let first_actual = [active(1, "198.51.100.1")];
     let second_actual = [entry(2, "192.0.2.9", "INACTIVE")];
     let state = |id, desired, actual| sync_state(id, desired, &none, actual);
     let plan = plan(&run_of(
@@ -806,8 +784,8 @@ fn pending_changes_without_blocks_are_pending() {
 fn summary_counts_each_kind() {
     let actual = [
         entry(1, "192.0.2.2", "INACTIVE"),
-        entry(2, "198.51.100.1", "ACTIVE"),
-        entry(3, "192.0.2.3", "ACTIVE"),
+        active(2, "198.51.100.1"),
+        active(3, "192.0.2.3"),
     ];
     let summary = sync(&["192.0.2.1", "192.0.2.2", "192.0.2.3"])
         .plan(&actual)
@@ -856,10 +834,7 @@ fn status_toggled_outside_the_daemon_is_reported_as_drift() {
 #[test]
 fn entry_added_outside_the_daemon_is_reported_as_drift() {
     let previous = IpStates::from([("192.0.2.1".to_owned(), IpStatus::Active)]);
-    let actual = [
-        entry(1, "192.0.2.1", "ACTIVE"),
-        entry(2, "198.51.100.1", "ACTIVE"),
-    ];
+    let actual = [active(1, "192.0.2.1"), active(2, "198.51.100.1")];
     let plan = plan_with_previous(&actual, Some(&previous));
     assert_eq!(
         plan.credentials[0].drift,
@@ -892,7 +867,7 @@ fn entry_gone_outside_the_daemon_is_reported_as_drift() {
 
 #[test]
 fn first_run_reports_no_drift() {
-    let plan = plan_with_previous(&[entry(2, "198.51.100.1", "ACTIVE")], None);
+    let plan = plan_with_previous(&[active(2, "198.51.100.1")], None);
     assert!(plan.credentials[0].drift.is_empty());
 }
 
@@ -900,7 +875,7 @@ fn first_run_reports_no_drift() {
 fn ip_states_prefer_active_over_inactive_over_unknown() {
     let states = ip_states(&[
         entry(1, "192.0.2.1", "INACTIVE"),
-        entry(2, "192.0.2.1", "ACTIVE"),
+        active(2, "192.0.2.1"),
         entry(3, "192.0.2.2", "PENDING"),
         entry(4, "192.0.2.2", "INACTIVE"),
         entry(5, "192.0.2.3", "PENDING"),
@@ -912,10 +887,7 @@ fn ip_states_prefer_active_over_inactive_over_unknown() {
 
 #[test]
 fn states_after_applying_the_plan_are_converged() {
-    let actual = [
-        entry(1, "192.0.2.2", "INACTIVE"),
-        entry(2, "198.51.100.1", "ACTIVE"),
-    ];
+    let actual = [entry(1, "192.0.2.2", "INACTIVE"), active(2, "198.51.100.1")];
     let plan = sync(&["192.0.2.1", "192.0.2.2"]).plan(&actual);
     let after = plan.credentials[0].states_after(&actual);
     assert_eq!(
@@ -1028,8 +1000,8 @@ fn plan_sources(failed: bool) -> Plan {
     let desired = ips(&["203.0.113.10", "198.51.100.7"]);
     let other = ips(&["192.0.2.10"]);
     let none = BTreeSet::new();
-    let actual_one = [entry(1, "203.0.113.99", "ACTIVE")];
-    let actual_two = [entry(2, "192.0.2.99", "ACTIVE")];
+    let actual_one = [active(1, "203.0.113.99")];
+    let actual_two = [active(2, "192.0.2.99")];
     let facts = SourceFacts {
         provenance: [(ip("198.51.100.7"), "dns:home.example".to_owned())].into(),
         failed: if failed {
