@@ -7,15 +7,7 @@ use std::net::Ipv4Addr;
 use super::*;
 use crate::bunq::model::{CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp};
 use crate::config::{CredentialSpec, Policy};
-
-fn entry(id: EntryId, ip: &str, status: &str) -> PermittedIp {
-    PermittedIp::new(id, ip, IpStatus::from_wire(status))
-}
-
-/// An ACTIVE entry.
-fn active(id: EntryId, ip: &str) -> PermittedIp {
-    entry(id, ip, "ACTIVE")
-}
+use crate::reconcile::fixtures::{active, entry};
 
 fn ips(list: &[&str]) -> BTreeSet<Ipv4Addr> {
     list.iter().map(|ip| ip.parse().unwrap()).collect()
