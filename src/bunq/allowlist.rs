@@ -55,15 +55,10 @@ impl BunqClient {
         &self,
         credential: CredentialId,
     ) -> Result<CredentialPasswordIp, BunqError> {
-        let envelope = self
-            .call_envelope(
-                &GET_CREDENTIAL,
-                &|user| format!("/user/{user}/credential-password-ip/{credential}"),
-                None,
-                RetryMode::Transient,
-            )
-            .await?;
-        single(&GET_CREDENTIAL, &envelope, CREDENTIAL_TYPE)
+        self.get_one(&GET_CREDENTIAL, CREDENTIAL_TYPE, &|user| {
+            format!("/user/{user}/credential-password-ip/{credential}")
+        })
+        .await
     }
 
     /// Every IP entry of a credential (id, ip, status, created, updated), all pages, in bunq's
@@ -81,15 +76,10 @@ impl BunqClient {
         credential: CredentialId,
         entry: EntryId,
     ) -> Result<PermittedIp, BunqError> {
-        let envelope = self
-            .call_envelope(
-                &GET_IP,
-                &|user| format!("/user/{user}/credential-password-ip/{credential}/ip/{entry}"),
-                None,
-                RetryMode::Transient,
-            )
-            .await?;
-        single(&GET_IP, &envelope, IP_TYPE)
+        self.get_one(&GET_IP, IP_TYPE, &|user| {
+            format!("/user/{user}/credential-password-ip/{credential}/ip/{entry}")
+        })
+        .await
     }
 
     /// Adds `ip` with `status` to a credential's allowlist and returns the new entry's id.
@@ -106,22 +96,13 @@ impl BunqClient {
         ip: Ipv4Addr,
         status: IpStatus,
     ) -> Result<EntryId, BunqError> {
-        let body = to_body(
-            &CREATE_IP,
-            &PermittedIpWrite {
-                ip: Some(ip.to_string()),
-                status: Some(status),
-            },
-        )?;
-        let envelope = self
-            .call_envelope(
-                &CREATE_IP,
-                &|user| format!("/user/{user}/credential-password-ip/{credential}/ip"),
-                Some(body),
-                RetryMode::RateLimitedOnly,
-            )
-            .await?;
-        parse_id(&envelope, &CREATE_IP)
+        let write = PermittedIpWrite {
+            ip: Some(ip.to_string()),
+            status: Some(status),
+        };
+        let path = |user| format!("/user/{user}/credential-password-ip/{credential}/ip");
+        self.write_entry(&CREATE_IP, &path, &write, RetryMode::RateLimitedOnly)
+            .await
     }
 
     /// Sets the status of an existing entry (its IP cannot change) and returns the entry id bunq
@@ -132,22 +113,39 @@ impl BunqClient {
         entry: EntryId,
         status: IpStatus,
     ) -> Result<EntryId, BunqError> {
-        let body = to_body(
-            &UPDATE_IP,
-            &PermittedIpWrite {
-                ip: None,
-                status: Some(status),
-            },
-        )?;
+        let write = PermittedIpWrite {
+            ip: None,
+            status: Some(status),
+        };
+        let path = |user| format!("/user/{user}/credential-password-ip/{credential}/ip/{entry}");
+        self.write_entry(&UPDATE_IP, &path, &write, RetryMode::Transient)
+            .await
+    }
+
+    /// Sends `write` to `route` at `path` and returns the entry id bunq answers with.
+    async fn write_entry(
+        &self,
+        route: &Route,
+        path: &(dyn Fn(UserId) -> String + Sync),
+        write: &PermittedIpWrite,
+        retry: RetryMode,
+    ) -> Result<EntryId, BunqError> {
+        let body = to_body(route, write)?;
+        let envelope = self.call_envelope(route, path, Some(body), retry).await?;
+        parse_id(&envelope, route)
+    }
+
+    /// The one object of `type_name` that `GET path` answers (retried on transient failures).
+    pub(crate) async fn get_one<T: DeserializeOwned>(
+        &self,
+        route: &Route,
+        type_name: &str,
+        path: &(dyn Fn(UserId) -> String + Sync),
+    ) -> Result<T, BunqError> {
         let envelope = self
-            .call_envelope(
-                &UPDATE_IP,
-                &|user| format!("/user/{user}/credential-password-ip/{credential}/ip/{entry}"),
-                Some(body),
-                RetryMode::Transient,
-            )
+            .call_envelope(route, path, None, RetryMode::Transient)
             .await?;
-        parse_id(&envelope, &UPDATE_IP)
+        single(route, &envelope, type_name)
     }
 
     /// Fetches a list and follows `older_url` to the end.
@@ -221,7 +219,7 @@ pub fn page_items<T: DeserializeOwned>(
         .collect()
 }
 
-pub(crate) fn single<T: DeserializeOwned>(
+fn single<T: DeserializeOwned>(
     route: &Route,
     envelope: &Envelope,
     type_name: &str,

@@ -346,12 +346,35 @@ impl ContextStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::OnceLock;
+    use crate::bunq::crypto::test_key as key;
     use std::time::Duration;
 
-    fn key() -> &'static PrivateKey {
-        static KEY: OnceLock<PrivateKey> = OnceLock::new();
-        KEY.get_or_init(|| PrivateKey::generate().unwrap())
+    /// A context store in a fresh temporary directory (kept while the handle lives).
+    fn temp_store() -> (tempfile::TempDir, ContextStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContextStore::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    /// Why loading a context file holding `text` fails.
+    fn load_error(text: impl AsRef<[u8]>) -> BunqError {
+        let (_dir, store) = temp_store();
+        fs::write(store.path(), text).unwrap();
+        store.load().unwrap_err()
+    }
+
+    /// A session of user 1 that expires at `expires_at`.
+    fn session_until(
+        expires_at: DateTime<Utc>,
+        session_timeout_secs: Option<u64>,
+    ) -> SessionContext {
+        SessionContext {
+            token: Secret::new("t"),
+            id: None,
+            user_id: 1,
+            expires_at,
+            session_timeout_secs,
+        }
     }
 
     fn base() -> BaseUrl {
@@ -391,8 +414,7 @@ mod tests {
 
     #[test]
     fn saved_context_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ContextStore::open(dir.path()).unwrap();
+        let (_dir, store) = temp_store();
         let api_key = Secret::new("api-key");
         store.save(&full_context(&api_key)).unwrap();
         let loaded = store.load_matching(&base(), &api_key).unwrap().unwrap();
@@ -406,8 +428,7 @@ mod tests {
 
     #[test]
     fn context_written_before_registered_at_existed_loads_without_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ContextStore::open(dir.path()).unwrap();
+        let (_dir, store) = temp_store();
         let api_key = Secret::new("api-key");
         let mut old: Value = serde_json::to_value(full_context(&api_key)).unwrap();
         assert!(
@@ -423,8 +444,7 @@ mod tests {
 
     #[test]
     fn registration_time_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ContextStore::open(dir.path()).unwrap();
+        let (_dir, store) = temp_store();
         let api_key = Secret::new("api-key");
         let mut context = full_context(&api_key);
         let at = Utc::now();
@@ -456,8 +476,7 @@ mod tests {
 
     #[test]
     fn lax_existing_file_is_tightened_on_load() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ContextStore::open(dir.path()).unwrap();
+        let (_dir, store) = temp_store();
         store.save(&full_context(&Secret::new("k"))).unwrap();
         fs::set_permissions(store.path(), fs::Permissions::from_mode(0o644)).unwrap();
         store.load().unwrap();
@@ -466,8 +485,7 @@ mod tests {
 
     #[test]
     fn file_never_contains_the_api_key_only_its_fingerprint() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ContextStore::open(dir.path()).unwrap();
+        let (_dir, store) = temp_store();
         let api_key = Secret::new("sandbox_supersecretapikey");
         store.save(&full_context(&api_key)).unwrap();
         let text = fs::read_to_string(store.path()).unwrap();
@@ -493,18 +511,14 @@ mod tests {
 
     #[test]
     fn corrupt_json_is_an_error_naming_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ContextStore::open(dir.path()).unwrap();
-        fs::write(store.path(), b"{ not json").unwrap();
-        let err = store.load().unwrap_err();
+        let err = load_error(b"{ not json");
         assert!(matches!(err, BunqError::ContextCorrupt { .. }), "{err}");
         assert!(err.to_string().contains(CONTEXT_FILE_NAME), "{err}");
     }
 
     #[test]
     fn wrong_layout_is_corrupt_not_a_panic() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ContextStore::open(dir.path()).unwrap();
+        let (_dir, store) = temp_store();
         fs::write(store.path(), br#"{"format_version":1,"base_url":3}"#).unwrap();
         assert!(matches!(
             store.load().unwrap_err(),
@@ -514,8 +528,7 @@ mod tests {
 
     #[test]
     fn layout_errors_do_not_quote_values_of_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ContextStore::open(dir.path()).unwrap();
+        let (_dir, store) = temp_store();
         let text = r#"{"format_version":1,"base_url":"x","api_key_fingerprint":"f",
             "client_private_key":987654321987}"#;
         fs::write(store.path(), text).unwrap();
@@ -527,19 +540,13 @@ mod tests {
 
     #[test]
     fn missing_fields_are_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ContextStore::open(dir.path()).unwrap();
-        fs::write(store.path(), br#"{"format_version":1}"#).unwrap();
-        let err = store.load().unwrap_err().to_string();
+        let err = load_error(br#"{"format_version":1}"#).to_string();
         assert!(err.contains("missing field `base_url`"), "{err}");
     }
 
     #[test]
     fn future_format_version_is_refused_with_its_number() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ContextStore::open(dir.path()).unwrap();
-        fs::write(store.path(), br#"{"format_version":99}"#).unwrap();
-        let err = store.load().unwrap_err();
+        let err = load_error(br#"{"format_version":99}"#);
         assert!(
             matches!(err, BunqError::ContextVersion { found: 99, .. }),
             "{err}"
@@ -549,8 +556,7 @@ mod tests {
 
     #[test]
     fn context_of_another_api_key_does_not_match() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ContextStore::open(dir.path()).unwrap();
+        let (_dir, store) = temp_store();
         store.save(&full_context(&Secret::new("key-a"))).unwrap();
         assert!(
             store
@@ -562,8 +568,7 @@ mod tests {
 
     #[test]
     fn context_of_another_base_url_does_not_match() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ContextStore::open(dir.path()).unwrap();
+        let (_dir, store) = temp_store();
         let api_key = Secret::new("key-a");
         store.save(&full_context(&api_key)).unwrap();
         let other = BaseUrl::parse("http://127.0.0.1:10/v1").unwrap();
@@ -572,8 +577,7 @@ mod tests {
 
     #[test]
     fn save_replaces_the_file_and_leaves_no_temp_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ContextStore::open(dir.path()).unwrap();
+        let (dir, store) = temp_store();
         let mut context = full_context(&Secret::new("k"));
         store.save(&context).unwrap();
         context.session = None;
@@ -589,13 +593,7 @@ mod tests {
     #[test]
     fn session_is_fresh_until_renew_before_expiry() {
         let now = Utc::now();
-        let session = SessionContext {
-            token: Secret::new("t"),
-            id: None,
-            user_id: 1,
-            expires_at: now + chrono::Duration::seconds(600),
-            session_timeout_secs: None,
-        };
+        let session = session_until(now + chrono::Duration::seconds(600), None);
         assert!(session.is_fresh(now, Duration::from_secs(599)));
         assert!(!session.is_fresh(now, Duration::from_secs(600)));
         assert!(!session.is_fresh(now + chrono::Duration::seconds(700), Duration::ZERO));
@@ -604,13 +602,7 @@ mod tests {
     #[test]
     fn renewal_margin_is_at_most_half_the_session_lifetime() {
         let now = Utc::now();
-        let session = SessionContext {
-            token: Secret::new("t"),
-            id: None,
-            user_id: 1,
-            expires_at: now + chrono::Duration::seconds(300),
-            session_timeout_secs: Some(300),
-        };
+        let session = session_until(now + chrono::Duration::seconds(300), Some(300));
         // renew_before (10 min) exceeds the 5-minute lifetime: renew at half-life instead.
         assert!(session.is_fresh(now, Duration::from_secs(600)));
         assert!(session.is_fresh(

@@ -143,15 +143,18 @@ impl PublicKey {
     }
 }
 
+/// The one RSA key of the unit tests (generating one is slow in debug builds); tests that need
+/// a client and a server key use it for both.
+#[cfg(test)]
+pub(crate) fn test_key() -> &'static PrivateKey {
+    static KEY: std::sync::OnceLock<PrivateKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| PrivateKey::generate().unwrap())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::OnceLock;
-
-    fn key() -> &'static PrivateKey {
-        static KEY: OnceLock<PrivateKey> = OnceLock::new();
-        KEY.get_or_init(|| PrivateKey::generate().unwrap())
-    }
+    use test_key as key;
 
     #[test]
     fn signature_verifies_over_the_exact_bytes_only() {

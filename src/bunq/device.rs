@@ -12,11 +12,10 @@
 //! the user may have registered one), so the choice is left open rather than guessed; the
 //! config's `bunq.device_description` then names the device.
 
-use crate::bunq::allowlist::single;
 use crate::bunq::client::BunqClient;
 use crate::bunq::error::BunqError;
 use crate::bunq::model::DeviceServer;
-use crate::bunq::transport::{RetryMode, Route};
+use crate::bunq::transport::Route;
 
 /// `GET /device-server`.
 pub const LIST_DEVICES: Route = Route::get("/device-server");
@@ -36,15 +35,10 @@ impl BunqClient {
 
     /// One device.
     pub async fn get_device(&self, id: u64) -> Result<DeviceServer, BunqError> {
-        let envelope = self
-            .call_envelope(
-                &GET_DEVICE,
-                &|_| format!("/device-server/{id}"),
-                None,
-                RetryMode::Transient,
-            )
-            .await?;
-        single(&GET_DEVICE, &envelope, DEVICE_TYPE)
+        self.get_one(&GET_DEVICE, DEVICE_TYPE, &|_| {
+            format!("/device-server/{id}")
+        })
+        .await
     }
 
     /// After a connect: when the saved device has no description (a context imported from the

@@ -13,6 +13,15 @@ use serde_json::Value;
 pub type UserId = u64;
 /// The id of a `credential-password-ip` (one API key's credential).
 pub type CredentialId = u64;
+
+/// How messages, logs and plans name a credential: `4242 (ci-runners)` with a configured name,
+/// `4242` without.
+pub fn credential_label(id: CredentialId, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{id} ({name})"),
+        None => id.to_string(),
+    }
+}
 /// The id of one permitted-IP entry of a credential.
 pub type EntryId = u64;
 

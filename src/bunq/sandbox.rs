@@ -42,18 +42,16 @@ pub async fn create_sandbox_user(
         })
         .await?;
     let envelope = response.envelope(&route)?;
-    let api_key_object = envelope.find("ApiKey").ok_or_else(|| BunqError::Protocol {
+    let missing = |what: &str| BunqError::Protocol {
         endpoint: route.endpoint(),
-        message: "no ApiKey in the response".to_owned(),
-    })?;
+        message: format!("no {what} in the response"),
+    };
+    let api_key_object = envelope.find("ApiKey").ok_or_else(|| missing("ApiKey"))?;
     let api_key = api_key_object
         .get("api_key")
         .and_then(Value::as_str)
         .filter(|key| !key.is_empty())
-        .ok_or_else(|| BunqError::Protocol {
-            endpoint: route.endpoint(),
-            message: "no ApiKey.api_key in the response".to_owned(),
-        })?;
+        .ok_or_else(|| missing("ApiKey.api_key"))?;
     let user_id = api_key_object
         .get("user")
         .and_then(Value::as_object)

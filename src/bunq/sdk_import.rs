@@ -168,12 +168,7 @@ mod tests {
     use super::*;
     use crate::bunq::BaseUrl;
     use crate::bunq::context::api_key_fingerprint;
-    use std::sync::OnceLock;
-
-    fn key() -> &'static PrivateKey {
-        static KEY: OnceLock<PrivateKey> = OnceLock::new();
-        KEY.get_or_init(|| PrivateKey::generate().unwrap())
-    }
+    use crate::bunq::crypto::test_key as key;
 
     fn sdk_conf() -> String {
         let private = key().to_pkcs8_pem().unwrap();
@@ -191,19 +186,30 @@ mod tests {
         .to_string()
     }
 
-    #[test]
-    fn sdk_conf_imports_installation_device_and_session() {
+    /// [`sdk_conf`] with `session` as its `session_context`.
+    fn with_session(session: Value) -> String {
+        let mut conf: Value = serde_json::from_str(&sdk_conf()).unwrap();
+        conf["session_context"] = session;
+        conf.to_string()
+    }
+
+    /// Imports an SDK context file holding `conf`.
+    fn import_conf(conf: &str) -> Result<SdkImport, BunqError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bunq.conf");
-        let mut conf: Value = serde_json::from_str(&sdk_conf()).unwrap();
-        conf["session_context"] = serde_json::json!({
+        fs::write(&path, conf).unwrap();
+        import_sdk_conf(&path)
+    }
+
+    #[test]
+    fn sdk_conf_imports_installation_device_and_session() {
+        let session = serde_json::json!({
             "token": "sess-token",
             "expiry_time": "2030-01-02 03:04:05.123456",
             "user_id": 42,
             "user_person": {"id": 42, "session_timeout": 3600}
         });
-        fs::write(&path, conf.to_string()).unwrap();
-        let import = import_sdk_conf(&path).unwrap();
+        let import = import_conf(&with_session(session)).unwrap();
         assert_eq!(import.environment, Environment::Sandbox);
         assert_eq!(import.api_key.expose(), "sandbox_abc");
         let context = import.context;
@@ -234,36 +240,30 @@ mod tests {
 
     #[test]
     fn sdk_conf_oauth_session_takes_timeout_from_requested_by_user() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bunq.conf");
-        let mut conf: Value = serde_json::from_str(&sdk_conf()).unwrap();
-        conf["session_context"] = serde_json::json!({
+        let session = serde_json::json!({
             "token": "t", "expiry_time": "2030-01-02 03:04:05.000000", "user_id": 7,
             "user_api_key": {"id": 7, "requested_by_user": {"user_company": {"session_timeout": 900}}}
         });
-        fs::write(&path, conf.to_string()).unwrap();
-        let session = import_sdk_conf(&path).unwrap().context.session.unwrap();
+        let session = import_conf(&with_session(session))
+            .unwrap()
+            .context
+            .session
+            .unwrap();
         assert_eq!(session.session_timeout_secs, Some(900));
         assert_eq!(session.user_id, 7);
     }
 
     #[test]
     fn sdk_conf_without_session_imports_installation_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bunq.conf");
-        fs::write(&path, sdk_conf()).unwrap();
-        let context = import_sdk_conf(&path).unwrap().context;
+        let context = import_conf(&sdk_conf()).unwrap().context;
         assert!(context.installation.is_some());
         assert!(context.session.is_none());
     }
 
     #[test]
     fn sdk_conf_with_unknown_environment_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bunq.conf");
         let conf = sdk_conf().replace("SANDBOX", "sandbox");
-        fs::write(&path, conf).unwrap();
-        let err = import_sdk_conf(&path).unwrap_err();
+        let err = import_conf(&conf).unwrap_err();
         assert!(matches!(err, BunqError::ContextCorrupt { .. }), "{err}");
         assert!(!err.to_string().contains("sandbox_abc"), "{err}");
     }

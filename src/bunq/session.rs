@@ -53,6 +53,47 @@ struct SessionServerBody<'a> {
     secret: &'a str,
 }
 
+/// What the calls made after installation and before a session (device and session
+/// registration) are sent with: the installation token as auth, the client key to sign, the
+/// server key to verify the response.
+struct Installed<'a> {
+    token: &'a Secret,
+    client_key: &'a PrivateKey,
+    server_key: &'a PublicKey,
+}
+
+impl<'a> Installed<'a> {
+    fn new(token: &'a Secret, client_key: &'a PrivateKey, server_key: &'a PublicKey) -> Self {
+        Installed {
+            token,
+            client_key,
+            server_key,
+        }
+    }
+
+    /// Posts `body` to `route` (retried on transient failures) and reads the reply's envelope.
+    async fn post(
+        &self,
+        transport: &Transport,
+        route: &Route,
+        body: &impl Serialize,
+    ) -> Result<Envelope, BunqError> {
+        let body = to_body(route, body)?;
+        transport
+            .send(&Call {
+                route: route.clone(),
+                path: route.pattern.to_owned(),
+                body: Some(body),
+                auth: Some(self.token),
+                signer: Some(self.client_key),
+                verifier: Some(self.server_key),
+                retry: RetryMode::Transient,
+            })
+            .await?
+            .envelope(route)
+    }
+}
+
 /// Registers the client's public key. No token, no signature, no response verification (the
 /// server key arrives in this very response).
 pub async fn install(
@@ -108,26 +149,15 @@ pub async fn register_device(
     description: &str,
     permitted_ips: Option<&[String]>,
 ) -> Result<DeviceContext, BunqError> {
-    let body = to_body(
-        &DEVICE_SERVER,
-        &DeviceServerBody {
-            description,
-            secret: api_key.expose(),
-            permitted_ips,
-        },
-    )?;
-    let response = transport
-        .send(&Call {
-            route: DEVICE_SERVER,
-            path: DEVICE_SERVER.pattern.to_owned(),
-            body: Some(body),
-            auth: Some(installation_token),
-            signer: Some(client_key),
-            verifier: Some(server_key),
-            retry: RetryMode::Transient,
-        })
+    let body = DeviceServerBody {
+        description,
+        secret: api_key.expose(),
+        permitted_ips,
+    };
+    let envelope = Installed::new(installation_token, client_key, server_key)
+        .post(transport, &DEVICE_SERVER, &body)
         .await?;
-    let id = parse_id(&response.envelope(&DEVICE_SERVER)?, &DEVICE_SERVER)?;
+    let id = parse_id(&envelope, &DEVICE_SERVER)?;
     Ok(DeviceContext {
         id: Some(id),
         description: Some(description.to_owned()),
@@ -144,24 +174,13 @@ pub async fn open_session(
     api_key: &Secret,
     clock: &WallClock,
 ) -> Result<SessionContext, BunqError> {
-    let body = to_body(
-        &SESSION_SERVER,
-        &SessionServerBody {
-            secret: api_key.expose(),
-        },
-    )?;
-    let response = transport
-        .send(&Call {
-            route: SESSION_SERVER,
-            path: SESSION_SERVER.pattern.to_owned(),
-            body: Some(body),
-            auth: Some(installation_token),
-            signer: Some(client_key),
-            verifier: Some(server_key),
-            retry: RetryMode::Transient,
-        })
+    let body = SessionServerBody {
+        secret: api_key.expose(),
+    };
+    let envelope = Installed::new(installation_token, client_key, server_key)
+        .post(transport, &SESSION_SERVER, &body)
         .await?;
-    let session = parse_session(&response.envelope(&SESSION_SERVER)?, clock())?;
+    let session = parse_session(&envelope, clock())?;
     tracing::info!(
         user_id = session.user_id,
         expires_at = %session.expires_at,

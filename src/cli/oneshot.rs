@@ -90,19 +90,31 @@ fn explain_egress(config: &config::Config) {
 /// drift record (only an apply's writes make one), but with the state directory's lock it
 /// registers with bunq when nothing is saved yet.
 pub fn plan(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
-    let config = setup::load_config(cli)?;
-    setup::init_logging(cli, Some(&config));
-    let access = setup::claim_state_dir(&config.bunq.state_dir)?;
-    let result = setup::runtime()?.block_on(async {
-        let client = setup::connect_with(&config, &access, None).await?;
+    with_reading_client(cli, async |client, config| {
         let previous = RecordStore::new(&config.bunq.state_dir).load();
-        let (report, _) = run::plan_run(&client, &config, previous.as_ref()).await?;
+        let (report, _) = run::plan_run(client, config, previous.as_ref()).await?;
         let text = match args.output {
             OutputFormat::Text => report::render_text(&report.plan),
             OutputFormat::Json => report::render_json(&report.plan)?,
         };
         std::io::stdout().write_all(text.as_bytes())?;
         Ok(report.exit_status())
+    })
+}
+
+/// The frame of the commands that only read bunq (`plan`, `export`): the config and logging,
+/// the state directory claimed (locked when free, read with the holder's session when not), a
+/// client for `read`, and the claim's explanation added to a failure.
+fn with_reading_client(
+    cli: &Cli,
+    read: impl AsyncFnOnce(&BunqClient, &config::Config) -> anyhow::Result<ExitStatus>,
+) -> anyhow::Result<ExitStatus> {
+    let config = setup::load_config(cli)?;
+    setup::init_logging(cli, Some(&config));
+    let access = setup::claim_state_dir(&config.bunq.state_dir)?;
+    let result = setup::runtime()?.block_on(async {
+        let client = setup::connect_with(&config, &access, None).await?;
+        read(&client, &config).await
     });
     access.explain(result)
 }
@@ -152,16 +164,11 @@ pub async fn apply_and_report(
 
 /// `export`: the current allowlists as a config file.
 pub fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<ExitStatus> {
-    let config = setup::load_config(cli)?;
-    setup::init_logging(cli, Some(&config));
-    let access = setup::claim_state_dir(&config.bunq.state_dir)?;
-    let result = setup::runtime()?.block_on(async {
-        let client = setup::connect_with(&config, &access, None).await?;
-        let text = export_text(&client, &config, &args.credentials).await?;
+    with_reading_client(cli, async |client, config| {
+        let text = export_text(client, config, &args.credentials).await?;
         std::io::stdout().write_all(text.as_bytes())?;
         Ok(ExitStatus::Success)
-    });
-    access.explain(result)
+    })
 }
 
 async fn export_text(

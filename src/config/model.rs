@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::bunq::model::CredentialId;
+use crate::bunq::model::{CredentialId, credential_label};
 use crate::bunq::{BaseUrl, Environment};
 use crate::config::cron::CronSchedule;
 use crate::sources::{Source, SourceSettings};
@@ -197,9 +197,6 @@ pub struct CredentialSpec {
 impl CredentialSpec {
     /// `4242 (ci-runners)` or `4242`, for messages.
     pub fn label(&self) -> String {
-        match &self.name {
-            Some(name) => format!("{} ({name})", self.id),
-            None => self.id.to_string(),
-        }
+        credential_label(self.id, self.name.as_deref())
     }
 }

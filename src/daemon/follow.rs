@@ -308,56 +308,90 @@ mod tests {
         let last_used = LastUsed::default();
         last_used.record(&Resolutions::from([(
             source.clone(),
-            Ok(crate::sources::Resolved {
-                addresses: addresses.iter().copied().collect(),
-                ttl: None,
-            }),
+            Ok(crate::sources::Resolved::without_ttl(
+                addresses.iter().copied().collect(),
+            )),
         )]));
         last_used
     }
 
+    /// A DNS server answering `host` with `answer`, and a follower of `dns:host` whose last
+    /// run used 203.0.113.10.
+    async fn follow_host(
+        host: &str,
+        answer: DnsAnswer,
+    ) -> (
+        DnsServer,
+        Source,
+        mpsc::Receiver<SourceEvent>,
+        CancellationToken,
+    ) {
+        let dns = DnsServer::start().await.unwrap();
+        let name = Source::Dns(host.into());
+        dns.set(host, answer);
+        let last_used = used(&name, &[ip("203.0.113.10")]);
+        let (events, stop) = start(&dns, [name.clone()].into(), &last_used);
+        (dns, name, events, stop)
+    }
+
+    /// A stretch of 2.5 s (past a 1 s TTL or `min_refresh`) in which `name` is asked at least
+    /// `queries` times and no event comes (`why`).
+    struct Quiet<'a> {
+        name: &'a str,
+        queries: usize,
+        why: &'a str,
+    }
+
+    impl<'a> Quiet<'a> {
+        fn new(name: &'a str, queries: usize, why: &'a str) -> Self {
+            Quiet { name, queries, why }
+        }
+
+        /// Lets the stretch pass and asserts it, then answers `name` with `answer` and asserts
+        /// that `expected` follows.
+        async fn then_answer(
+            &self,
+            dns: &DnsServer,
+            events: &mut mpsc::Receiver<SourceEvent>,
+            answer: DnsAnswer,
+            expected: SourceEvent,
+        ) {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            let asked = dns.queries(self.name);
+            assert!(asked >= self.queries, "{} asked {asked} times", self.name);
+            assert!(events.try_recv().is_err(), "{}", self.why);
+            dns.set(self.name, answer);
+            assert_eq!(next(events).await, expected);
+        }
+    }
+
     #[tokio::test]
     async fn a_moved_name_asks_for_a_run_and_an_unchanged_one_does_not() {
-        let dns = DnsServer::start().await.unwrap();
-        let name = Source::Dns("home.example.org".into());
-        dns.set("home.example.org", DnsAnswer::a(&[ip("203.0.113.10")], 1));
-        let last_used = used(&name, &[ip("203.0.113.10")]);
-        let (mut events, stop) = start(&dns, [name.clone()].into(), &last_used);
+        let (dns, name, mut events, stop) =
+            follow_host("home.example.org", DnsAnswer::a(&[ip("203.0.113.10")], 1)).await;
         // Asked again after the TTL (1 s), same answer: no event; then the name moves.
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        assert!(
-            dns.queries("home.example.org") >= 2,
-            "re-resolved on TTL expiry"
-        );
-        assert!(
-            events.try_recv().is_err(),
-            "an unchanged answer starts no run"
-        );
-        dns.set("home.example.org", DnsAnswer::a(&[ip("203.0.113.20")], 1));
-        assert_eq!(next(&mut events).await, SourceEvent::Changed(name));
+        let quiet = Quiet::new("home.example.org", 2, "an unchanged answer starts no run");
+        let moved = DnsAnswer::a(&[ip("203.0.113.20")], 1);
+        quiet
+            .then_answer(&dns, &mut events, moved, SourceEvent::Changed(name))
+            .await;
         stop.cancel();
     }
 
     #[tokio::test]
     async fn a_failing_name_is_reported_once_and_its_recovery_too() {
-        let dns = DnsServer::start().await.unwrap();
-        let name = Source::Dns("flaky.example".into());
-        dns.set("flaky.example", DnsAnswer::ServFail);
-        let last_used = used(&name, &[ip("203.0.113.10")]);
-        let (mut events, stop) = start(&dns, [name.clone()].into(), &last_used);
+        let (dns, name, mut events, stop) = follow_host("flaky.example", DnsAnswer::ServFail).await;
         assert_eq!(
             next(&mut events).await,
             SourceEvent::Failed(name.clone(), SourceError::ServFail)
         );
         // Retried every min_refresh (1 s), still failing: not reported again.
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        assert!(dns.queries("flaky.example") >= 3);
-        assert!(
-            events.try_recv().is_err(),
-            "a persisting failure is reported once"
-        );
-        dns.set("flaky.example", DnsAnswer::a(&[ip("203.0.113.10")], 60));
-        assert_eq!(next(&mut events).await, SourceEvent::Recovered(name));
+        let quiet = Quiet::new("flaky.example", 3, "a persisting failure is reported once");
+        let recovered = DnsAnswer::a(&[ip("203.0.113.10")], 60);
+        let recovered_event = SourceEvent::Recovered(name);
+        quiet
+            .then_answer(&dns, &mut events, recovered, recovered_event)
+            .await;
         stop.cancel();
     }
 

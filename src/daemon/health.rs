@@ -411,6 +411,32 @@ mod tests {
         h
     }
 
+    /// A ready daemon after failed runs with `messages`, in order.
+    fn after_failures(messages: &[&str]) -> Health {
+        let h = ready_health();
+        for message in messages {
+            h.record_run_result(false, message);
+        }
+        h
+    }
+
+    /// Why `h` is not ready now (empty when it is).
+    fn reasons_now(h: &Health) -> Vec<String> {
+        h.readiness_at(Utc::now()).reasons
+    }
+
+    /// On a ready daemon, `set(Some(why))` makes it not ready with exactly `reason`, and
+    /// `set(None)` makes it ready again.
+    fn assert_not_ready_until_cleared(set: fn(&Health, Option<String>), why: &str, reason: &str) {
+        let h = ready_health();
+        set(&h, Some(why.to_owned()));
+        let not_ready = h.readiness_at(Utc::now());
+        assert!(!not_ready.ready, "{why}");
+        assert_eq!(not_ready.reasons, vec![reason]);
+        set(&h, None);
+        assert!(h.readiness_at(Utc::now()).ready, "{why} cleared");
+    }
+
     #[test]
     fn source_failures_are_warnings_and_a_run_replaces_them_all() {
         let h = ready_health();
@@ -471,47 +497,34 @@ mod tests {
 
     #[test]
     fn refused_access_makes_not_ready_at_once_and_clears_when_accepted_again() {
-        let h = ready_health();
-        h.set_access_refused(Some("Incorrect API key or IP address.".into()));
-        let refused = h.readiness_at(Utc::now());
-        assert!(!refused.ready);
-        assert_eq!(
-            refused.reasons,
-            vec!["bunq refuses this daemon: Incorrect API key or IP address."]
+        assert_not_ready_until_cleared(
+            Health::set_access_refused,
+            "Incorrect API key or IP address.",
+            "bunq refuses this daemon: Incorrect API key or IP address.",
         );
-        h.set_access_refused(None);
-        assert!(h.readiness_at(Utc::now()).ready);
     }
 
     #[test]
     fn deferred_registration_makes_not_ready_naming_the_reason_and_clears_when_connected() {
-        let h = ready_health();
-        h.set_registration_deferred(Some("next registration allowed in 55m".into()));
-        let bounded = h.readiness_at(Utc::now());
-        assert!(!bounded.ready);
-        assert_eq!(
-            bounded.reasons,
-            vec!["re-registration with bunq is bounded: next registration allowed in 55m"]
+        assert_not_ready_until_cleared(
+            Health::set_registration_deferred,
+            "next registration allowed in 55m",
+            "re-registration with bunq is bounded: next registration allowed in 55m",
         );
-        h.set_registration_deferred(None);
-        assert!(h.readiness_at(Utc::now()).ready);
     }
 
     #[test]
     fn not_ready_without_config() {
         let h = ready_health();
         h.set_config_loaded(false);
-        assert_eq!(
-            h.readiness_at(Utc::now()).reasons,
-            vec!["config not loaded"]
-        );
+        assert_eq!(reasons_now(&h), vec!["config not loaded"]);
     }
 
     #[test]
     fn not_ready_without_session() {
         let h = ready_health();
         h.set_session_valid_until(None);
-        assert_eq!(h.readiness_at(Utc::now()).reasons, vec!["no bunq session"]);
+        assert_eq!(reasons_now(&h), vec!["no bunq session"]);
     }
 
     #[test]
@@ -527,30 +540,22 @@ mod tests {
 
     #[test]
     fn failures_below_threshold_keep_ready() {
-        let h = ready_health();
-        h.record_run_result(false, "timeout");
-        h.record_run_result(false, "timeout");
+        let h = after_failures(&["timeout", "timeout"]);
         assert!(h.readiness_at(Utc::now()).ready);
     }
 
     #[test]
     fn failures_at_threshold_make_not_ready_with_last_message() {
-        let h = ready_health();
-        h.record_run_result(false, "first");
-        h.record_run_result(false, "second");
-        h.record_run_result(false, "bunq returned 503");
+        let h = after_failures(&["first", "second", "bunq returned 503"]);
         assert_eq!(
-            h.readiness_at(Utc::now()).reasons,
+            reasons_now(&h),
             vec!["last 3 runs failed: bunq returned 503"]
         );
     }
 
     #[test]
     fn success_clears_failure_streak() {
-        let h = ready_health();
-        for _ in 0..3 {
-            h.record_run_result(false, "x");
-        }
+        let h = after_failures(&["x"; 3]);
         h.record_run_result(true, "");
         assert!(h.readiness_at(Utc::now()).ready);
     }

@@ -445,6 +445,13 @@ mod tests {
         })
     }
 
+    /// Asserts that every `(series, value)` is exported with exactly that value.
+    fn assert_series(text: &str, expected: &[(&str, f64)]) {
+        for &(series, want) in expected {
+            assert_eq!(value(text, series), Some(want), "{series} in\n{text}");
+        }
+    }
+
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
@@ -452,9 +459,9 @@ mod tests {
     #[test]
     fn build_info_carries_the_version() {
         let text = Metrics::new("1.2.3").encode().unwrap();
-        assert_eq!(
-            value(&text, r#"bunq_ipsync_build_info{version="1.2.3"}"#),
-            Some(1.0)
+        assert_series(
+            &text,
+            &[(r#"bunq_ipsync_build_info{version="1.2.3"}"#, 1.0)],
         );
     }
 
@@ -469,13 +476,15 @@ mod tests {
         let m = Metrics::new("0");
         m.record_run_started(at(1_700_000_000));
         let text = m.encode().unwrap();
-        assert_eq!(
-            value(&text, "bunq_ipsync_last_run_attempt_timestamp_seconds"),
-            Some(1_700_000_000.0)
-        );
-        assert_eq!(
-            value(&text, "bunq_ipsync_last_run_success_timestamp_seconds"),
-            Some(0.0)
+        assert_series(
+            &text,
+            &[
+                (
+                    "bunq_ipsync_last_run_attempt_timestamp_seconds",
+                    1_700_000_000.0,
+                ),
+                ("bunq_ipsync_last_run_success_timestamp_seconds", 0.0),
+            ],
         );
     }
 
@@ -488,35 +497,19 @@ mod tests {
             at(1_700_000_100),
         );
         let text = m.encode().unwrap();
-        assert_eq!(
-            value(&text, r#"bunq_ipsync_runs_total{result="changes_applied"}"#),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(&text, "bunq_ipsync_last_run_success_timestamp_seconds"),
-            Some(1_700_000_100.0)
-        );
-        assert_eq!(
-            value(&text, "bunq_ipsync_run_duration_seconds_count"),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(&text, "bunq_ipsync_run_duration_seconds_sum"),
-            Some(0.3)
-        );
-        assert_eq!(
-            value(
-                &text,
-                r#"bunq_ipsync_run_duration_seconds_bucket{le="0.25"}"#
-            ),
-            Some(0.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                r#"bunq_ipsync_run_duration_seconds_bucket{le="0.5"}"#
-            ),
-            Some(1.0)
+        assert_series(
+            &text,
+            &[
+                (r#"bunq_ipsync_runs_total{result="changes_applied"}"#, 1.0),
+                (
+                    "bunq_ipsync_last_run_success_timestamp_seconds",
+                    1_700_000_100.0,
+                ),
+                ("bunq_ipsync_run_duration_seconds_count", 1.0),
+                ("bunq_ipsync_run_duration_seconds_sum", 0.3),
+                (r#"bunq_ipsync_run_duration_seconds_bucket{le="0.25"}"#, 0.0),
+                (r#"bunq_ipsync_run_duration_seconds_bucket{le="0.5"}"#, 1.0),
+            ],
         );
     }
 
@@ -527,13 +520,12 @@ mod tests {
         m.record_run(RunResult::Failed, Duration::ZERO, at(200));
         m.record_run(RunResult::Failed, Duration::ZERO, at(300));
         let text = m.encode().unwrap();
-        assert_eq!(
-            value(&text, "bunq_ipsync_last_run_success_timestamp_seconds"),
-            Some(100.0)
-        );
-        assert_eq!(
-            value(&text, r#"bunq_ipsync_runs_total{result="failed"}"#),
-            Some(2.0)
+        assert_series(
+            &text,
+            &[
+                ("bunq_ipsync_last_run_success_timestamp_seconds", 100.0),
+                (r#"bunq_ipsync_runs_total{result="failed"}"#, 2.0),
+            ],
         );
     }
 
@@ -541,16 +533,10 @@ mod tests {
     fn failure_streak_is_published_as_given() {
         let m = Metrics::new("0");
         let text = m.encode().unwrap();
-        assert_eq!(
-            value(&text, "bunq_ipsync_consecutive_failed_runs"),
-            Some(0.0)
-        );
+        assert_series(&text, &[("bunq_ipsync_consecutive_failed_runs", 0.0)]);
         m.set_consecutive_failures(2);
         let text = m.encode().unwrap();
-        assert_eq!(
-            value(&text, "bunq_ipsync_consecutive_failed_runs"),
-            Some(2.0)
-        );
+        assert_series(&text, &[("bunq_ipsync_consecutive_failed_runs", 2.0)]);
     }
 
     #[test]
@@ -558,13 +544,12 @@ mod tests {
         let m = Metrics::new("0");
         m.record_run(RunResult::Blocked, Duration::ZERO, at(500));
         let text = m.encode().unwrap();
-        assert_eq!(
-            value(&text, r#"bunq_ipsync_runs_total{result="blocked"}"#),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(&text, "bunq_ipsync_last_run_success_timestamp_seconds"),
-            Some(0.0)
+        assert_series(
+            &text,
+            &[
+                (r#"bunq_ipsync_runs_total{result="blocked"}"#, 1.0),
+                ("bunq_ipsync_last_run_success_timestamp_seconds", 0.0),
+            ],
         );
     }
 
@@ -575,26 +560,22 @@ mod tests {
         m.record_change(ChangeKind::Create, OutcomeKind::Applied);
         m.record_change(ChangeKind::Deactivate, OutcomeKind::Blocked);
         let text = m.encode().unwrap();
-        assert_eq!(
-            value(
-                &text,
-                r#"bunq_ipsync_changes_total{action="create",outcome="applied"}"#
-            ),
-            Some(2.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                r#"bunq_ipsync_changes_total{action="deactivate",outcome="blocked"}"#
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                r#"bunq_ipsync_changes_total{action="activate",outcome="applied"}"#
-            ),
-            Some(0.0)
+        assert_series(
+            &text,
+            &[
+                (
+                    r#"bunq_ipsync_changes_total{action="create",outcome="applied"}"#,
+                    2.0,
+                ),
+                (
+                    r#"bunq_ipsync_changes_total{action="deactivate",outcome="blocked"}"#,
+                    1.0,
+                ),
+                (
+                    r#"bunq_ipsync_changes_total{action="activate",outcome="applied"}"#,
+                    0.0,
+                ),
+            ],
         );
     }
 
@@ -604,12 +585,12 @@ mod tests {
         m.record_blocked("max_deactivations", 3);
         m.record_blocked("max_deactivations", 2);
         let text = m.encode().unwrap();
-        assert_eq!(
-            value(
-                &text,
-                r#"bunq_ipsync_changes_blocked_total{reason="max_deactivations"}"#
-            ),
-            Some(5.0)
+        assert_series(
+            &text,
+            &[(
+                r#"bunq_ipsync_changes_blocked_total{reason="max_deactivations"}"#,
+                5.0,
+            )],
         );
     }
 
@@ -619,7 +600,7 @@ mod tests {
         m.set_drift_entries(4);
         m.set_drift_entries(1);
         let text = m.encode().unwrap();
-        assert_eq!(value(&text, "bunq_ipsync_drift_entries"), Some(1.0));
+        assert_series(&text, &[("bunq_ipsync_drift_entries", 1.0)]);
     }
 
     #[test]
@@ -633,21 +614,20 @@ mod tests {
         );
         m.record_api_request("/v1/session-server", "POST", None, Duration::from_secs(30));
         let text = m.encode().unwrap();
-        assert_eq!(
-            value(
-                &text,
-                r#"bunq_ipsync_api_requests_total{endpoint="/v1/user/{id}/credential-password-ip",method="GET",status="200"}"#
-            ),
-            Some(1.0)
+        assert_series(
+            &text,
+            &[
+                (
+                    r#"bunq_ipsync_api_requests_total{endpoint="/v1/user/{id}/credential-password-ip",method="GET",status="200"}"#,
+                    1.0,
+                ),
+                (
+                    r#"bunq_ipsync_api_requests_total{endpoint="/v1/session-server",method="POST",status="error"}"#,
+                    1.0,
+                ),
+                ("bunq_ipsync_api_throttled_total", 0.0),
+            ],
         );
-        assert_eq!(
-            value(
-                &text,
-                r#"bunq_ipsync_api_requests_total{endpoint="/v1/session-server",method="POST",status="error"}"#
-            ),
-            Some(1.0)
-        );
-        assert_eq!(value(&text, "bunq_ipsync_api_throttled_total"), Some(0.0));
     }
 
     #[test]
@@ -656,23 +636,19 @@ mod tests {
         m.record_api_request("/v1/user", "GET", Some(200), Duration::from_millis(80));
         m.record_api_request("/v1/user", "GET", Some(200), Duration::from_secs(3));
         let text = m.encode().unwrap();
-        assert_eq!(
-            value(&text, "bunq_ipsync_api_request_duration_seconds_count"),
-            Some(2.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                r#"bunq_ipsync_api_request_duration_seconds_bucket{le="0.1"}"#
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                r#"bunq_ipsync_api_request_duration_seconds_bucket{le="5.0"}"#
-            ),
-            Some(2.0)
+        assert_series(
+            &text,
+            &[
+                ("bunq_ipsync_api_request_duration_seconds_count", 2.0),
+                (
+                    r#"bunq_ipsync_api_request_duration_seconds_bucket{le="0.1"}"#,
+                    1.0,
+                ),
+                (
+                    r#"bunq_ipsync_api_request_duration_seconds_bucket{le="5.0"}"#,
+                    2.0,
+                ),
+            ],
         );
     }
 
@@ -681,7 +657,7 @@ mod tests {
         let m = Metrics::new("0");
         m.record_api_request("/v1/user", "GET", Some(429), Duration::ZERO);
         let text = m.encode().unwrap();
-        assert_eq!(value(&text, "bunq_ipsync_api_throttled_total"), Some(1.0));
+        assert_series(&text, &[("bunq_ipsync_api_throttled_total", 1.0)]);
     }
 
     #[test]
@@ -692,33 +668,29 @@ mod tests {
         m.record_session_renewal(false);
         m.record_session_renewal(true);
         let text = m.encode().unwrap();
-        assert_eq!(
-            value(&text, "bunq_ipsync_session_expiry_timestamp_seconds"),
-            Some(1_800_000_000.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                r#"bunq_ipsync_session_renewals_total{result="success"}"#
-            ),
-            Some(2.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                r#"bunq_ipsync_session_renewals_total{result="failure"}"#
-            ),
-            Some(1.0)
+        assert_series(
+            &text,
+            &[
+                (
+                    "bunq_ipsync_session_expiry_timestamp_seconds",
+                    1_800_000_000.0,
+                ),
+                (
+                    r#"bunq_ipsync_session_renewals_total{result="success"}"#,
+                    2.0,
+                ),
+                (
+                    r#"bunq_ipsync_session_renewals_total{result="failure"}"#,
+                    1.0,
+                ),
+            ],
         );
     }
 
     #[test]
     fn running_config_is_current_before_any_reload() {
         let text = Metrics::new("0").encode().unwrap();
-        assert_eq!(
-            value(&text, "bunq_ipsync_config_last_reload_successful"),
-            Some(1.0)
-        );
+        assert_series(&text, &[("bunq_ipsync_config_last_reload_successful", 1.0)]);
     }
 
     #[test]
@@ -727,30 +699,17 @@ mod tests {
         m.record_config_reload(true, at(1000));
         m.record_config_reload(false, at(2000));
         let text = m.encode().unwrap();
-        assert_eq!(
-            value(&text, "bunq_ipsync_config_last_reload_successful"),
-            Some(0.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                "bunq_ipsync_config_last_reload_success_timestamp_seconds"
-            ),
-            Some(1000.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                r#"bunq_ipsync_config_reloads_total{result="failure"}"#
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                r#"bunq_ipsync_config_reloads_total{result="success"}"#
-            ),
-            Some(1.0)
+        assert_series(
+            &text,
+            &[
+                ("bunq_ipsync_config_last_reload_successful", 0.0),
+                (
+                    "bunq_ipsync_config_last_reload_success_timestamp_seconds",
+                    1000.0,
+                ),
+                (r#"bunq_ipsync_config_reloads_total{result="failure"}"#, 1.0),
+                (r#"bunq_ipsync_config_reloads_total{result="success"}"#, 1.0),
+            ],
         );
     }
 
@@ -760,16 +719,15 @@ mod tests {
         m.record_config_reload(false, at(1000));
         m.record_config_reload(true, at(3000));
         let text = m.encode().unwrap();
-        assert_eq!(
-            value(&text, "bunq_ipsync_config_last_reload_successful"),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(
-                &text,
-                "bunq_ipsync_config_last_reload_success_timestamp_seconds"
-            ),
-            Some(3000.0)
+        assert_series(
+            &text,
+            &[
+                ("bunq_ipsync_config_last_reload_successful", 1.0),
+                (
+                    "bunq_ipsync_config_last_reload_success_timestamp_seconds",
+                    3000.0,
+                ),
+            ],
         );
     }
 

@@ -263,20 +263,41 @@ mod tests {
         }
     }
 
+    /// When every test starts: 2026-11-21 09:00 UTC.
+    const START: &str = "2026-11-21T09:00:00Z";
+
+    /// A running renewal task and the wall times its fake renew was called at.
+    struct Renewal {
+        calls: mpsc::UnboundedReceiver<DateTime<Utc>>,
+        trigger: RenewTrigger,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Renewal {
+        /// Asserts that the next renew calls come at `times` (RFC 3339), in order.
+        async fn assert_calls_at(&mut self, times: &[&str]) {
+            for at in times {
+                assert_eq!(self.calls.recv().await, Some(t(at)), "renewal due at {at}");
+            }
+        }
+
+        /// Shuts the task down and waits until it has ended.
+        async fn stop(&mut self) {
+            self.shutdown.cancel();
+            (&mut self.task).await.unwrap();
+        }
+    }
+
     /// Starts the task with a fake renew that reports each call's wall time and then answers
     /// with the next scripted result (`Ok(lifetime)` → expiry = call time + lifetime).
     fn start(
         policy: RenewalPolicy,
         clock: TestClock,
-        expires_at: DateTime<Utc>,
+        expires_at: &str,
         script: Vec<Result<Duration, &'static str>>,
-    ) -> (
-        mpsc::UnboundedReceiver<DateTime<Utc>>,
-        RenewTrigger,
-        CancellationToken,
-        tokio::task::JoinHandle<()>,
-    ) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    ) -> Renewal {
+        let (tx, calls) = mpsc::unbounded_channel();
         let trigger = RenewTrigger::new();
         let shutdown = CancellationToken::new();
         let mut script = script.into_iter();
@@ -287,6 +308,7 @@ mod tests {
             let next = script.next().unwrap_or(Err("script exhausted"));
             async move { next.map(|lifetime| at + chrono::Duration::from_std(lifetime).unwrap()) }
         };
+        let expires_at = t(expires_at);
         let task = tokio::spawn(run_renewal(
             policy,
             clock.wall(),
@@ -295,7 +317,12 @@ mod tests {
             trigger.clone(),
             shutdown.clone(),
         ));
-        (rx, trigger, shutdown, task)
+        Renewal {
+            calls,
+            trigger,
+            shutdown,
+            task,
+        }
     }
 
     #[test]
@@ -329,7 +356,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn session_renewed_inline_moves_the_deadline_instead_of_being_renewed_again() {
-        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
+        let clock = TestClock::new(t(START));
         let current = Arc::new(std::sync::Mutex::new(t("2026-11-21T10:00:00Z")));
         let (tx, mut calls) = mpsc::unbounded_channel();
         let call_clock = clock.clone();
@@ -359,152 +386,124 @@ mod tests {
         task.await.unwrap();
     }
 
+    /// The deadline computed at `now` for a session expiring at `expires_at`.
+    fn deadline(
+        now: &str,
+        expires_at: &str,
+        session_timeout: Duration,
+        renew_before: Option<Duration>,
+    ) -> DateTime<Utc> {
+        renewal_deadline(t(now), t(expires_at), session_timeout, renew_before)
+    }
+
     #[test]
     fn deadline_is_expiry_minus_default_lead() {
-        let d = renewal_deadline(
-            t("2026-11-21T09:00:00Z"),
-            t("2026-11-21T12:00:00Z"),
-            7 * 24 * HOUR,
-            None,
-        );
+        let d = deadline(START, "2026-11-21T12:00:00Z", 7 * 24 * HOUR, None);
         assert_eq!(d, t("2026-11-21T11:00:00Z"));
     }
 
     #[test]
     fn explicit_lead_overrides_default() {
-        let d = renewal_deadline(
-            t("2026-11-21T09:00:00Z"),
-            t("2026-11-21T12:00:00Z"),
-            7 * 24 * HOUR,
-            Some(Duration::from_secs(300)),
-        );
+        let lead = Some(Duration::from_secs(300));
+        let d = deadline(START, "2026-11-21T12:00:00Z", 7 * 24 * HOUR, lead);
         assert_eq!(d, t("2026-11-21T11:55:00Z"));
     }
 
     #[test]
     fn deadline_in_the_past_is_clamped_to_now() {
-        let now = t("2026-11-21T11:30:00Z");
-        let d = renewal_deadline(now, t("2026-11-21T12:00:00Z"), 7 * 24 * HOUR, None);
-        assert_eq!(d, now);
+        let now = "2026-11-21T11:30:00Z";
+        let d = deadline(now, "2026-11-21T12:00:00Z", 7 * 24 * HOUR, None);
+        assert_eq!(d, t(now));
     }
 
     #[test]
     fn huge_lead_does_not_overflow() {
-        let now = t("2026-11-21T09:00:00Z");
-        let d = renewal_deadline(now, t("2026-11-21T12:00:00Z"), HOUR, Some(Duration::MAX));
-        assert_eq!(d, now);
+        let d = deadline(START, "2026-11-21T12:00:00Z", HOUR, Some(Duration::MAX));
+        assert_eq!(d, t(START));
     }
 
     #[tokio::test(start_paused = true)]
     async fn renews_at_the_deadline_not_before() {
-        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
-        let (mut calls, _trigger, shutdown, task) = start(
-            RenewalPolicy::new(2 * HOUR),
-            clock,
-            t("2026-11-21T11:00:00Z"),
-            vec![Ok(2 * HOUR)],
-        );
+        let (clock, policy) = (TestClock::new(t(START)), RenewalPolicy::new(2 * HOUR));
+        let mut renewal = start(policy, clock, "2026-11-21T11:00:00Z", vec![Ok(2 * HOUR)]);
         // Lead = 10 % of 2 h = 12 min.
-        assert_eq!(calls.recv().await, Some(t("2026-11-21T10:48:00Z")));
-        shutdown.cancel();
-        task.await.unwrap();
+        renewal.assert_calls_at(&["2026-11-21T10:48:00Z"]).await;
+        renewal.stop().await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn next_renewal_follows_the_new_expiry() {
-        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
-        let (mut calls, _trigger, shutdown, task) = start(
-            RenewalPolicy::new(2 * HOUR),
+        let (clock, policy) = (TestClock::new(t(START)), RenewalPolicy::new(2 * HOUR));
+        let mut renewal = start(
+            policy,
             clock,
-            t("2026-11-21T09:30:00Z"),
+            "2026-11-21T09:30:00Z",
             vec![Ok(2 * HOUR), Ok(2 * HOUR)],
         );
-        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:18:00Z")));
-        assert_eq!(calls.recv().await, Some(t("2026-11-21T11:06:00Z")));
-        shutdown.cancel();
-        task.await.unwrap();
+        renewal
+            .assert_calls_at(&["2026-11-21T09:18:00Z", "2026-11-21T11:06:00Z"])
+            .await;
+        renewal.stop().await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn failed_renewal_is_retried_with_backoff() {
-        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
+        let clock = TestClock::new(t(START));
         let mut policy = RenewalPolicy::new(2 * HOUR);
         policy.backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(60));
-        let (mut calls, _trigger, shutdown, task) = start(
-            policy,
-            clock,
-            t("2026-11-21T09:12:00Z"),
-            vec![Err("503"), Err("503"), Ok(2 * HOUR)],
-        );
-        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:00Z")));
-        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:05Z")));
-        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:15Z")));
+        let script = vec![Err("503"), Err("503"), Ok(2 * HOUR)];
+        let mut renewal = start(policy, clock, "2026-11-21T09:12:00Z", script);
+        let retries = [START, "2026-11-21T09:00:05Z", "2026-11-21T09:00:15Z"];
+        renewal.assert_calls_at(&retries).await;
         // Success: the next call is the regular one, 12 min before the new expiry.
-        assert_eq!(calls.recv().await, Some(t("2026-11-21T10:48:15Z")));
-        shutdown.cancel();
-        task.await.unwrap();
+        renewal.assert_calls_at(&["2026-11-21T10:48:15Z"]).await;
+        renewal.stop().await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn trigger_renews_at_once() {
-        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
-        let (mut calls, trigger, shutdown, task) = start(
-            RenewalPolicy::new(7 * 24 * HOUR),
-            clock,
-            t("2026-11-28T09:00:00Z"),
-            vec![Ok(HOUR)],
-        );
+        let clock = TestClock::new(t(START));
+        let week = RenewalPolicy::new(7 * 24 * HOUR);
+        let mut renewal = start(week, clock, "2026-11-28T09:00:00Z", vec![Ok(HOUR)]);
         tokio::time::sleep(Duration::from_secs(30)).await;
-        trigger.renew_now();
-        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:30Z")));
-        shutdown.cancel();
-        task.await.unwrap();
+        renewal.trigger.renew_now();
+        renewal.assert_calls_at(&["2026-11-21T09:00:30Z"]).await;
+        renewal.stop().await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn wall_clock_jump_is_noticed_within_one_sleep_step() {
-        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
+        let clock = TestClock::new(t(START));
         let jump = Arc::clone(&clock.jump_secs);
-        let (mut calls, _trigger, shutdown, task) = start(
-            RenewalPolicy::new(7 * 24 * HOUR),
-            clock,
-            t("2026-11-21T12:00:00Z"),
-            vec![Ok(HOUR)],
-        );
+        let week = RenewalPolicy::new(7 * 24 * HOUR);
+        let mut renewal = start(week, clock, "2026-11-21T12:00:00Z", vec![Ok(HOUR)]);
         // Host suspended for 2 h 30 min: wall time moves, tokio's clock does not.
         tokio::time::sleep(Duration::from_secs(1)).await;
         jump.store(9000, Ordering::SeqCst);
-        let at = calls.recv().await.unwrap();
+        let at = renewal.calls.recv().await.unwrap();
         assert!(at <= t("2026-11-21T11:31:01Z"), "renewed only at {at}");
         assert!(at >= t("2026-11-21T11:30:01Z"), "renewed at {at}");
-        shutdown.cancel();
-        task.await.unwrap();
+        renewal.stop().await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn session_shorter_than_lead_time_does_not_spin() {
-        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
+        let clock = TestClock::new(t(START));
         let mut policy = RenewalPolicy::new(7 * 24 * HOUR);
         policy.renew_before = Some(HOUR);
         policy.backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(60));
         let lifetime = Duration::from_secs(1800);
-        let (mut calls, _trigger, shutdown, task) = start(
-            policy,
-            clock,
-            t("2026-11-21T09:30:00Z"),
-            vec![Ok(lifetime), Ok(lifetime), Ok(lifetime)],
-        );
-        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:00Z")));
-        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:05Z")));
-        assert_eq!(calls.recv().await, Some(t("2026-11-21T09:00:15Z")));
-        shutdown.cancel();
-        task.await.unwrap();
+        let script = vec![Ok(lifetime), Ok(lifetime), Ok(lifetime)];
+        let mut renewal = start(policy, clock, "2026-11-21T09:30:00Z", script);
+        let retries = [START, "2026-11-21T09:00:05Z", "2026-11-21T09:00:15Z"];
+        renewal.assert_calls_at(&retries).await;
+        renewal.stop().await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn renewal_in_progress_is_finished_on_shutdown() {
         use std::sync::atomic::AtomicBool;
-        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
+        let clock = TestClock::new(t(START));
         let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
         let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
         let finished = Arc::new(AtomicBool::new(false));
@@ -542,15 +541,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_ends_the_task() {
-        let clock = TestClock::new(t("2026-11-21T09:00:00Z"));
-        let (mut calls, _trigger, shutdown, task) = start(
-            RenewalPolicy::new(7 * 24 * HOUR),
-            clock,
-            t("2026-11-28T09:00:00Z"),
-            vec![],
-        );
-        shutdown.cancel();
-        task.await.unwrap();
-        assert_eq!(calls.recv().await, None);
+        let clock = TestClock::new(t(START));
+        let week = RenewalPolicy::new(7 * 24 * HOUR);
+        let mut renewal = start(week, clock, "2026-11-28T09:00:00Z", vec![]);
+        renewal.stop().await;
+        assert_eq!(renewal.calls.recv().await, None);
     }
 }

@@ -206,33 +206,28 @@ impl Scheduler {
     /// Interval cadence: a run at start, then `interval` after each run finished (spread by
     /// [`Scheduler::with_jitter`], if set). Intervals below [`MIN_PERIOD`] are raised to it.
     pub fn every(interval: Duration) -> Scheduler {
-        let interval = interval.max(MIN_PERIOD);
-        Scheduler {
-            period: interval,
-            ticks: None,
-            cron: false,
-            jitter: Box::new(|| 0.0),
-            jitter_bound: Duration::ZERO,
-            backoff: Backoff::default(),
-            started: false,
-            next_scheduled: Instant::now() + interval,
-            retry_at: None,
-        }
+        Scheduler::fresh(interval, None)
     }
 
     /// Cron cadence: a run at start, then one per tick on `ticks`; if no tick arrives for
     /// `fallback` after a run, a run happens anyway (at least [`MIN_PERIOD`]).
     pub fn on_ticks(ticks: mpsc::Receiver<()>, fallback: Duration) -> Scheduler {
-        let fallback = fallback.max(MIN_PERIOD);
+        Scheduler::fresh(fallback, Some(ticks))
+    }
+
+    /// A scheduler before its first run: `period` (the interval, or the cron fallback) raised
+    /// to [`MIN_PERIOD`], cron cadence when `ticks` are given, no jitter, the default backoff.
+    fn fresh(period: Duration, ticks: Option<mpsc::Receiver<()>>) -> Scheduler {
+        let period = period.max(MIN_PERIOD);
         Scheduler {
-            period: fallback,
-            ticks: Some(ticks),
-            cron: true,
+            period,
+            cron: ticks.is_some(),
+            ticks,
             jitter: Box::new(|| 0.0),
             jitter_bound: Duration::ZERO,
             backoff: Backoff::default(),
             started: false,
-            next_scheduled: Instant::now() + fallback,
+            next_scheduled: Instant::now() + period,
             retry_at: None,
         }
     }
@@ -423,7 +418,11 @@ mod tests {
     use super::*;
     use tokio::time::advance;
 
-    const MIN: Duration = Duration::from_secs(60);
+    const MIN: Duration = secs(60);
+
+    const fn secs(seconds: u64) -> Duration {
+        Duration::from_secs(seconds)
+    }
 
     /// Polls `next_run` once without letting time pass beyond what is already due.
     async fn due_now(s: &mut Scheduler) -> Option<Trigger> {
@@ -432,24 +431,56 @@ mod tests {
             .ok()
     }
 
+    /// Takes the next trigger and reports the run's `outcome`.
+    async fn run_once(s: &mut Scheduler, outcome: RunOutcome) {
+        s.next_run().await;
+        s.run_finished(outcome);
+    }
+
+    /// A cron scheduler with `fallback`, its startup run done, and the sender of its ticks.
+    async fn cron_after_startup(fallback: Duration) -> (mpsc::Sender<()>, Scheduler) {
+        let (tx, rx) = mpsc::channel(1);
+        let mut s = Scheduler::on_ticks(rx, fallback);
+        run_once(&mut s, RunOutcome::Completed).await;
+        (tx, s)
+    }
+
+    /// Asserts that nothing is due once `quiet` has passed and that `trigger` is due `then`
+    /// later.
+    async fn assert_due_only_after(
+        s: &mut Scheduler,
+        quiet: Duration,
+        then: Duration,
+        trigger: Trigger,
+    ) {
+        advance(quiet).await;
+        assert_eq!(due_now(s).await, None, "due before {quiet:?}");
+        advance(then).await;
+        assert_eq!(
+            due_now(s).await,
+            Some(trigger),
+            "after {quiet:?} + {then:?}"
+        );
+    }
+
     #[test]
     fn jitter_is_ten_percent_of_short_intervals() {
-        assert_eq!(jittered(MIN, Duration::MAX, 1.0), Duration::from_secs(66));
-        assert_eq!(jittered(MIN, Duration::MAX, -1.0), Duration::from_secs(54));
-        assert_eq!(jittered(MIN, Duration::MAX, 0.5), Duration::from_secs(63));
+        assert_eq!(jittered(MIN, Duration::MAX, 1.0), secs(66));
+        assert_eq!(jittered(MIN, Duration::MAX, -1.0), secs(54));
+        assert_eq!(jittered(MIN, Duration::MAX, 0.5), secs(63));
         assert_eq!(jittered(MIN, Duration::MAX, 0.0), MIN);
     }
 
     #[test]
     fn jitter_is_capped_for_long_intervals() {
-        let hour = Duration::from_secs(3600);
+        let hour = secs(3600);
         assert_eq!(jittered(hour, Duration::MAX, 1.0), hour + MAX_JITTER);
         assert_eq!(jittered(hour, Duration::MAX, -1.0), hour - MAX_JITTER);
     }
 
     #[test]
     fn out_of_range_jitter_is_clamped() {
-        assert_eq!(jittered(MIN, Duration::MAX, 7.0), Duration::from_secs(66));
+        assert_eq!(jittered(MIN, Duration::MAX, 7.0), secs(66));
         assert_eq!(jittered(MIN, Duration::MAX, f64::NAN), MIN);
     }
 
@@ -464,7 +495,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(5));
+        let mut b = Backoff::new(secs(1), secs(5));
         let delays: Vec<u64> = (0..5).map(|_| b.next_delay().as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 5, 5]);
         assert_eq!(b.attempt(), 5);
@@ -472,20 +503,20 @@ mod tests {
 
     #[test]
     fn backoff_reset_starts_over() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let mut b = Backoff::new(secs(1), secs(60));
         b.next_delay();
         b.next_delay();
         b.reset();
-        assert_eq!(b.next_delay(), Duration::from_secs(1));
+        assert_eq!(b.next_delay(), secs(1));
     }
 
     #[test]
     fn backoff_survives_many_attempts() {
-        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let mut b = Backoff::new(secs(1), secs(60));
         for _ in 0..100 {
             b.next_delay();
         }
-        assert_eq!(b.next_delay(), Duration::from_secs(60));
+        assert_eq!(b.next_delay(), secs(60));
     }
 
     #[tokio::test(start_paused = true)]
@@ -498,30 +529,22 @@ mod tests {
     async fn next_run_waits_the_interval_after_the_run_finished() {
         let mut s = Scheduler::every(MIN);
         s.next_run().await;
-        advance(Duration::from_secs(10)).await; // the run takes 10 s
+        advance(secs(10)).await; // the run takes 10 s
         s.run_finished(RunOutcome::Completed);
-        advance(Duration::from_secs(59)).await;
-        assert_eq!(due_now(&mut s).await, None);
-        advance(Duration::from_secs(1)).await;
-        assert_eq!(due_now(&mut s).await, Some(Trigger::Interval));
+        assert_due_only_after(&mut s, secs(59), secs(1), Trigger::Interval).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn interval_is_jittered_by_the_injected_source() {
         let mut s = Scheduler::every(MIN).with_jitter(Duration::MAX, || 1.0);
-        s.next_run().await;
-        s.run_finished(RunOutcome::Completed);
-        advance(Duration::from_secs(65)).await;
-        assert_eq!(due_now(&mut s).await, None);
-        advance(Duration::from_secs(1)).await;
-        assert_eq!(due_now(&mut s).await, Some(Trigger::Interval));
+        run_once(&mut s, RunOutcome::Completed).await;
+        assert_due_only_after(&mut s, secs(65), secs(1), Trigger::Interval).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn zero_interval_is_raised_to_the_minimum() {
         let mut s = Scheduler::every(Duration::ZERO);
-        s.next_run().await;
-        s.run_finished(RunOutcome::Completed);
+        run_once(&mut s, RunOutcome::Completed).await;
         assert_eq!(due_now(&mut s).await, None);
         advance(MIN_PERIOD).await;
         assert_eq!(due_now(&mut s).await, Some(Trigger::Interval));
@@ -536,47 +559,27 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn transient_failure_is_retried_with_backoff() {
-        let mut s = Scheduler::every(Duration::from_secs(600)).with_backoff(Backoff::new(
-            Duration::from_secs(5),
-            Duration::from_secs(60),
-        ));
-        s.next_run().await;
+        let mut s = Scheduler::every(secs(600)).with_backoff(Backoff::new(secs(5), secs(60)));
+        run_once(&mut s, RunOutcome::TransientFailure).await;
+        assert_due_only_after(&mut s, secs(4), secs(1), Trigger::Retry { attempt: 1 }).await;
         s.run_finished(RunOutcome::TransientFailure);
-        advance(Duration::from_secs(4)).await;
-        assert_eq!(due_now(&mut s).await, None);
-        advance(Duration::from_secs(1)).await;
-        assert_eq!(due_now(&mut s).await, Some(Trigger::Retry { attempt: 1 }));
-        s.run_finished(RunOutcome::TransientFailure);
-        advance(Duration::from_secs(9)).await;
-        assert_eq!(due_now(&mut s).await, None);
-        advance(Duration::from_secs(1)).await;
-        assert_eq!(due_now(&mut s).await, Some(Trigger::Retry { attempt: 2 }));
+        assert_due_only_after(&mut s, secs(9), secs(1), Trigger::Retry { attempt: 2 }).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn success_after_retry_resets_backoff() {
-        let mut s = Scheduler::every(Duration::from_secs(600)).with_backoff(Backoff::new(
-            Duration::from_secs(5),
-            Duration::from_secs(60),
-        ));
-        s.next_run().await;
-        s.run_finished(RunOutcome::TransientFailure);
-        s.next_run().await;
-        s.run_finished(RunOutcome::Completed);
-        s.next_run().await;
-        s.run_finished(RunOutcome::TransientFailure);
-        advance(Duration::from_secs(5)).await;
+        let mut s = Scheduler::every(secs(600)).with_backoff(Backoff::new(secs(5), secs(60)));
+        run_once(&mut s, RunOutcome::TransientFailure).await;
+        run_once(&mut s, RunOutcome::Completed).await;
+        run_once(&mut s, RunOutcome::TransientFailure).await;
+        advance(secs(5)).await;
         assert_eq!(due_now(&mut s).await, Some(Trigger::Retry { attempt: 1 }));
     }
 
     #[tokio::test(start_paused = true)]
     async fn no_retry_is_scheduled_past_the_next_regular_run() {
-        let mut s = Scheduler::every(MIN).with_backoff(Backoff::new(
-            Duration::from_secs(90),
-            Duration::from_secs(300),
-        ));
-        s.next_run().await;
-        s.run_finished(RunOutcome::TransientFailure);
+        let mut s = Scheduler::every(MIN).with_backoff(Backoff::new(secs(90), secs(300)));
+        run_once(&mut s, RunOutcome::TransientFailure).await;
         advance(MIN).await;
         assert_eq!(due_now(&mut s).await, Some(Trigger::Interval));
     }
@@ -584,20 +587,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn permanent_failure_waits_for_the_next_regular_run() {
         let mut s = Scheduler::every(MIN);
-        s.next_run().await;
-        s.run_finished(RunOutcome::Failed);
-        advance(Duration::from_secs(59)).await;
-        assert_eq!(due_now(&mut s).await, None);
-        advance(Duration::from_secs(1)).await;
-        assert_eq!(due_now(&mut s).await, Some(Trigger::Interval));
+        run_once(&mut s, RunOutcome::Failed).await;
+        assert_due_only_after(&mut s, secs(59), secs(1), Trigger::Interval).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn cron_tick_triggers_a_run() {
-        let (tx, rx) = mpsc::channel(1);
-        let mut s = Scheduler::on_ticks(rx, Duration::from_secs(3600));
-        s.next_run().await;
-        s.run_finished(RunOutcome::Completed);
+        let (tx, mut s) = cron_after_startup(secs(3600)).await;
         assert_eq!(due_now(&mut s).await, None);
         tx.send(()).await.unwrap();
         assert_eq!(due_now(&mut s).await, Some(Trigger::Cron));
@@ -605,70 +601,59 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn fallback_runs_when_cron_ticks_stop() {
-        let (_tx, rx) = mpsc::channel(1);
-        let mut s = Scheduler::on_ticks(rx, Duration::from_secs(3600));
-        s.next_run().await;
-        s.run_finished(RunOutcome::Completed);
-        advance(Duration::from_secs(3599)).await;
-        assert_eq!(due_now(&mut s).await, None);
-        advance(Duration::from_secs(1)).await;
-        assert_eq!(due_now(&mut s).await, Some(Trigger::Fallback));
+        let (_tx, mut s) = cron_after_startup(secs(3600)).await;
+        assert_due_only_after(&mut s, secs(3599), secs(1), Trigger::Fallback).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn fallback_runs_when_cron_ticker_is_gone() {
         let (tx, rx) = mpsc::channel(1);
         drop(tx);
-        let mut s = Scheduler::on_ticks(rx, Duration::from_secs(100));
-        s.next_run().await;
-        s.run_finished(RunOutcome::Completed);
-        advance(Duration::from_secs(100)).await;
+        let mut s = Scheduler::on_ticks(rx, secs(100));
+        run_once(&mut s, RunOutcome::Completed).await;
+        advance(secs(100)).await;
         assert_eq!(due_now(&mut s).await, Some(Trigger::Fallback));
     }
 
     #[tokio::test(start_paused = true)]
     async fn cron_tick_pushes_the_fallback_back() {
-        let (tx, rx) = mpsc::channel(1);
-        let mut s = Scheduler::on_ticks(rx, Duration::from_secs(100));
-        s.next_run().await;
-        s.run_finished(RunOutcome::Completed);
-        advance(Duration::from_secs(90)).await;
+        let (tx, mut s) = cron_after_startup(secs(100)).await;
+        advance(secs(90)).await;
         tx.send(()).await.unwrap();
         assert_eq!(s.next_run().await, Trigger::Cron);
         s.run_finished(RunOutcome::Completed);
-        advance(Duration::from_secs(90)).await;
+        advance(secs(90)).await;
         assert_eq!(due_now(&mut s).await, None);
     }
 
     #[test]
     fn jitter_is_bounded_by_the_configured_jitter() {
-        let hour = Duration::from_secs(3600);
-        let bound = Duration::from_secs(15);
+        let hour = secs(3600);
+        let bound = secs(15);
         assert_eq!(jittered(hour, bound, 1.0), hour + bound);
         assert_eq!(jittered(hour, bound, -0.5), hour - bound / 2);
-        assert_eq!(jittered(MIN, bound, 1.0), Duration::from_secs(66));
+        assert_eq!(jittered(MIN, bound, 1.0), secs(66));
         assert_eq!(jittered(MIN, Duration::ZERO, 1.0), MIN);
     }
 
     #[tokio::test(start_paused = true)]
     async fn interval_without_jitter_is_exact() {
         let mut s = Scheduler::every(MIN);
-        s.next_run().await;
-        s.run_finished(RunOutcome::Completed);
-        advance(MIN - Duration::from_millis(1)).await;
-        assert_eq!(due_now(&mut s).await, None);
-        advance(Duration::from_millis(1)).await;
-        assert_eq!(due_now(&mut s).await, Some(Trigger::Interval));
+        run_once(&mut s, RunOutcome::Completed).await;
+        assert_due_only_after(
+            &mut s,
+            MIN - Duration::from_millis(1),
+            Duration::from_millis(1),
+            Trigger::Interval,
+        )
+        .await;
     }
 
     #[test]
     fn cron_fallback_is_at_least_twice_the_period() {
         let every_five_minutes = CronSchedule::parse("0 */5 * * * *").unwrap();
         assert_eq!(cron_fallback(MIN, &every_five_minutes), 10 * MIN);
-        assert_eq!(
-            cron_fallback(Duration::from_secs(3600), &every_five_minutes),
-            Duration::from_secs(3600)
-        );
+        assert_eq!(cron_fallback(secs(3600), &every_five_minutes), secs(3600));
     }
 
     #[tokio::test]

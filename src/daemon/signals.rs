@@ -130,53 +130,51 @@ impl Drop for SignalListener {
 mod tests {
     use super::*;
 
+    const RELOAD: Option<SignalAction> = Some(SignalAction::Forward(SignalEvent::Reload));
+    const SHUTDOWN: Option<SignalAction> = Some(SignalAction::Forward(SignalEvent::Shutdown));
+
+    /// The action a fresh policy takes on the last of `signals`, after the ones before it.
+    fn last_action(signals: &[i32]) -> Option<SignalAction> {
+        let mut p = SignalPolicy::default();
+        let (last, before) = signals.split_last().expect("at least one signal");
+        for &signal in before {
+            p.on_signal(signal);
+        }
+        p.on_signal(*last)
+    }
+
     #[test]
     fn sighup_requests_reload_every_time() {
         let mut p = SignalPolicy::default();
         for _ in 0..3 {
-            assert_eq!(
-                p.on_signal(SIGHUP),
-                Some(SignalAction::Forward(SignalEvent::Reload))
-            );
+            assert_eq!(p.on_signal(SIGHUP), RELOAD);
         }
     }
 
     #[test]
     fn first_sigterm_requests_shutdown() {
-        let mut p = SignalPolicy::default();
-        assert_eq!(
-            p.on_signal(SIGTERM),
-            Some(SignalAction::Forward(SignalEvent::Shutdown))
-        );
+        assert_eq!(last_action(&[SIGTERM]), SHUTDOWN);
     }
 
     #[test]
     fn second_sigterm_exits_with_143() {
-        let mut p = SignalPolicy::default();
-        p.on_signal(SIGTERM);
-        assert_eq!(p.on_signal(SIGTERM), Some(SignalAction::ExitNow(143)));
+        let action = last_action(&[SIGTERM, SIGTERM]);
+        assert_eq!(action, Some(SignalAction::ExitNow(143)));
     }
 
     #[test]
     fn sigint_after_sigterm_exits_with_130() {
-        let mut p = SignalPolicy::default();
-        p.on_signal(SIGTERM);
-        assert_eq!(p.on_signal(SIGINT), Some(SignalAction::ExitNow(130)));
+        let action = last_action(&[SIGTERM, SIGINT]);
+        assert_eq!(action, Some(SignalAction::ExitNow(130)));
     }
 
     #[test]
     fn reload_after_shutdown_request_is_still_forwarded() {
-        let mut p = SignalPolicy::default();
-        p.on_signal(SIGINT);
-        assert_eq!(
-            p.on_signal(SIGHUP),
-            Some(SignalAction::Forward(SignalEvent::Reload))
-        );
+        assert_eq!(last_action(&[SIGINT, SIGHUP]), RELOAD);
     }
 
     #[test]
     fn other_signals_are_ignored() {
-        let mut p = SignalPolicy::default();
-        assert_eq!(p.on_signal(signal_hook::consts::SIGUSR1), None);
+        assert_eq!(last_action(&[signal_hook::consts::SIGUSR1]), None);
     }
 }

@@ -2,7 +2,7 @@
 //! (paused) clock.
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bunq::{
@@ -16,8 +16,7 @@ pub(super) const MINUTE: Duration = Duration::from_secs(60);
 
 /// One server key for these tests (RSA generation is slow in debug builds).
 pub(super) fn server_key() -> PrivateKey {
-    static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate().unwrap()).clone()
+    crate::bunq::crypto::test_key().clone()
 }
 
 /// A simulated bunq with bunq's rate limits and `session_timeout_secs` sessions, a user, and

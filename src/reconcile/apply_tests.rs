@@ -277,6 +277,18 @@ async fn plan_for(
     })
 }
 
+/// The plan for credential 1 wanting `ips` under `policy`, with no own access and a limit
+/// of 10.
+async fn plan_one(fake: &FakeBunq, ips: &[&str], policy: Policy) -> Plan {
+    plan_for(fake, &[spec(1, ips, policy)], &[], 10).await
+}
+
+/// [`plan_one`] applied as run `run-1`, never cancelled.
+async fn apply_one(fake: &FakeBunq, ips: &[&str], policy: Policy) -> ApplyReport {
+    let plan = plan_one(fake, ips, policy).await;
+    apply(fake, &plan, "run-1", &CancellationToken::new()).await
+}
+
 fn outcomes(report: &ApplyReport) -> Vec<(String, String)> {
     report
         .results
@@ -374,15 +386,7 @@ async fn own_ip_deactivation_is_blocked_while_the_rest_is_applied() {
 #[tokio::test]
 async fn one_failure_does_not_hide_the_other_actions() {
     let fake = FakeBunq::with(&[]).trouble(1, "10.0.0.2", Trouble::ServerError);
-    let plan = plan_for(
-        &fake,
-        &[spec(1, &["10.0.0.1", "10.0.0.2", "10.0.0.3"], Policy::Sync)],
-        &[],
-        10,
-    )
-    .await;
-
-    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+    let report = apply_one(&fake, &["10.0.0.1", "10.0.0.2", "10.0.0.3"], Policy::Sync).await;
 
     assert_eq!(
         outcomes(&report),
@@ -428,9 +432,7 @@ async fn a_failed_grant_holds_back_that_credentials_deactivations_only() {
 #[tokio::test]
 async fn an_ambiguous_create_that_bunq_applied_counts_as_applied_without_a_second_post() {
     let fake = FakeBunq::with(&[]).trouble(1, "10.0.0.1", Trouble::ResetAfterApply);
-    let plan = plan_for(&fake, &[spec(1, &["10.0.0.1"], Policy::Sync)], &[], 10).await;
-
-    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+    let report = apply_one(&fake, &["10.0.0.1"], Policy::Sync).await;
 
     assert_eq!(fake.calls(), ["POST 1 10.0.0.1", "GET 1"]);
     assert_eq!(report.results[0].outcome, Outcome::Applied);
@@ -441,9 +443,7 @@ async fn an_ambiguous_create_that_bunq_applied_counts_as_applied_without_a_secon
 #[tokio::test]
 async fn an_ambiguous_create_that_bunq_did_not_apply_fails_without_a_retry() {
     let fake = FakeBunq::with(&[]).trouble(1, "10.0.0.1", Trouble::ResetBeforeApply);
-    let plan = plan_for(&fake, &[spec(1, &["10.0.0.1"], Policy::Sync)], &[], 10).await;
-
-    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+    let report = apply_one(&fake, &["10.0.0.1"], Policy::Sync).await;
 
     assert_eq!(fake.calls(), ["POST 1 10.0.0.1", "GET 1"]);
     assert!(
@@ -456,15 +456,7 @@ async fn an_ambiguous_create_that_bunq_did_not_apply_fails_without_a_retry() {
 async fn a_signature_failure_stops_the_run_and_nothing_after_it_is_written() {
     let fake =
         FakeBunq::with(&[(1, 10, "10.0.0.9", A)]).trouble(1, "10.0.0.1", Trouble::BadSignature);
-    let plan = plan_for(
-        &fake,
-        &[spec(1, &["10.0.0.1", "10.0.0.2"], Policy::Sync)],
-        &[],
-        10,
-    )
-    .await;
-
-    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+    let report = apply_one(&fake, &["10.0.0.1", "10.0.0.2"], Policy::Sync).await;
 
     assert_eq!(fake.writes(), ["POST 1 10.0.0.1"]);
     assert!(
@@ -489,13 +481,7 @@ async fn shutdown_lets_the_write_in_flight_finish_and_skips_the_rest() {
     let stop = CancellationToken::new();
     let mut fake = FakeBunq::with(&[(1, 10, "10.0.0.9", A)]);
     fake.cancel_after_first_write = Some(stop.clone());
-    let plan = plan_for(
-        &fake,
-        &[spec(1, &["10.0.0.1", "10.0.0.2"], Policy::Sync)],
-        &[],
-        10,
-    )
-    .await;
+    let plan = plan_one(&fake, &["10.0.0.1", "10.0.0.2"], Policy::Sync).await;
 
     let report = apply(&fake, &plan, "run-1", &stop).await;
 
@@ -512,9 +498,7 @@ async fn shutdown_lets_the_write_in_flight_finish_and_skips_the_rest() {
 #[tokio::test]
 async fn additive_plans_never_write_a_deactivation() {
     let fake = FakeBunq::with(&[(1, 10, "10.0.0.9", A)]);
-    let plan = plan_for(&fake, &[spec(1, &["10.0.0.1"], Policy::Additive)], &[], 10).await;
-
-    apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+    apply_one(&fake, &["10.0.0.1"], Policy::Additive).await;
 
     assert_eq!(fake.writes(), ["POST 1 10.0.0.1"]);
 }
@@ -524,15 +508,7 @@ async fn a_failure_without_an_answer_is_unconfirmed_and_an_error_answer_is_not()
     let fake = FakeBunq::with(&[(1, 10, "10.0.0.2", I)])
         .trouble(1, "10.0.0.1", Trouble::Refused)
         .trouble(1, "10.0.0.2", Trouble::ResetBeforeApply);
-    let plan = plan_for(
-        &fake,
-        &[spec(1, &["10.0.0.1", "10.0.0.2"], Policy::Sync)],
-        &[],
-        10,
-    )
-    .await;
-
-    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+    let report = apply_one(&fake, &["10.0.0.1", "10.0.0.2"], Policy::Sync).await;
 
     let unconfirmed: Vec<(String, bool)> = report
         .results
@@ -555,9 +531,7 @@ async fn an_unclear_create_that_bunq_applied_is_re_listed_and_counts_as_applied_
         Trouble::UnreadableAfterApply,
     ] {
         let fake = FakeBunq::with(&[]).trouble(1, "10.0.0.1", trouble);
-        let plan = plan_for(&fake, &[spec(1, &["10.0.0.1"], Policy::Sync)], &[], 10).await;
-
-        let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+        let report = apply_one(&fake, &["10.0.0.1"], Policy::Sync).await;
 
         assert_eq!(fake.calls(), ["POST 1 10.0.0.1", "GET 1"], "{trouble:?}");
         assert_eq!(report.results[0].outcome, Outcome::Applied, "{trouble:?}");
@@ -569,9 +543,7 @@ async fn an_unclear_create_that_bunq_applied_is_re_listed_and_counts_as_applied_
 #[tokio::test]
 async fn a_create_answered_500_that_bunq_did_not_apply_is_re_listed_failed_and_unconfirmed() {
     let fake = FakeBunq::with(&[]).trouble(1, "10.0.0.1", Trouble::ServerError);
-    let plan = plan_for(&fake, &[spec(1, &["10.0.0.1"], Policy::Sync)], &[], 10).await;
-
-    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+    let report = apply_one(&fake, &["10.0.0.1"], Policy::Sync).await;
 
     assert_eq!(fake.calls(), ["POST 1 10.0.0.1", "GET 1"]);
     assert!(matches!(&report.results[0].outcome, Outcome::Failed(_)));
@@ -583,9 +555,7 @@ async fn a_create_answered_500_that_bunq_did_not_apply_is_re_listed_failed_and_u
 #[tokio::test]
 async fn a_create_refused_by_bunq_is_not_re_listed() {
     let fake = FakeBunq::with(&[]).trouble(1, "10.0.0.1", Trouble::Refused);
-    let plan = plan_for(&fake, &[spec(1, &["10.0.0.1"], Policy::Sync)], &[], 10).await;
-
-    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+    let report = apply_one(&fake, &["10.0.0.1"], Policy::Sync).await;
 
     assert_eq!(fake.calls(), ["POST 1 10.0.0.1"]);
     assert!(matches!(&report.results[0].outcome, Outcome::Failed(_)));
@@ -596,9 +566,7 @@ async fn a_create_refused_by_bunq_is_not_re_listed() {
 async fn a_write_answered_with_a_bad_signature_is_unconfirmed_and_the_skipped_rest_is_not() {
     let fake =
         FakeBunq::with(&[(1, 10, "10.0.0.9", A)]).trouble(1, "10.0.0.1", Trouble::BadSignature);
-    let plan = plan_for(&fake, &[spec(1, &["10.0.0.1"], Policy::Sync)], &[], 10).await;
-
-    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+    let report = apply_one(&fake, &["10.0.0.1"], Policy::Sync).await;
 
     let unconfirmed: Vec<bool> = report.results.iter().map(|r| r.unconfirmed).collect();
     assert_eq!(unconfirmed, [true, false]);

@@ -100,6 +100,13 @@ mod tests {
         text.parse().unwrap()
     }
 
+    /// A resolution without TTL that yielded `ips`.
+    fn yielded(ips: &[&str]) -> Result<Resolved, SourceError> {
+        Ok(Resolved::without_ttl(
+            ips.iter().map(|text| ip(text)).collect(),
+        ))
+    }
+
     fn spec(sources: Vec<Source>) -> CredentialSpec {
         CredentialSpec {
             id: 1,
@@ -117,20 +124,8 @@ mod tests {
         let home = Source::Dns("home.example".into());
         let nat = Source::File("/etc/nat.txt".into());
         let resolutions = Resolutions::from([
-            (
-                home.clone(),
-                Ok(Resolved {
-                    addresses: [ip("203.0.113.10"), ip("198.51.100.7")].into(),
-                    ttl: None,
-                }),
-            ),
-            (
-                nat.clone(),
-                Ok(Resolved {
-                    addresses: [ip("198.51.100.7"), ip("192.0.2.1")].into(),
-                    ttl: None,
-                }),
-            ),
+            (home.clone(), yielded(&["203.0.113.10", "198.51.100.7"])),
+            (nat.clone(), yielded(&["198.51.100.7", "192.0.2.1"])),
         ]);
         let (desired, facts) = desired_of(&spec(vec![home, nat]), &resolutions);
         assert_eq!(
@@ -155,13 +150,7 @@ mod tests {
         let home = Source::Dns("home.example".into());
         let gone = Source::Dns("gone.example".into());
         let resolutions = Resolutions::from([
-            (
-                home.clone(),
-                Ok(Resolved {
-                    addresses: [ip("198.51.100.7")].into(),
-                    ttl: None,
-                }),
-            ),
+            (home.clone(), yielded(&["198.51.100.7"])),
             (gone.clone(), Err(SourceError::NxDomain)),
         ]);
         let (desired, facts) = desired_of(&spec(vec![home, gone]), &resolutions);

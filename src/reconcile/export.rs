@@ -175,16 +175,7 @@ mod tests {
 
     use super::*;
     use crate::config::{Config, Environment, Policy};
-
-    fn entry(id: u64, ip: &str, status: &str) -> PermittedIp {
-        PermittedIp {
-            id,
-            ip: ip.to_owned(),
-            status: IpStatus::from_wire(status),
-            created: None,
-            updated: None,
-        }
-    }
+    use crate::reconcile::fixtures::{active, entry};
 
     fn bunq() -> BunqSettings {
         BunqSettings {
@@ -202,12 +193,12 @@ mod tests {
 
     fn sample() -> String {
         let first = [
-            entry(9, "198.51.100.20", "ACTIVE"),
-            entry(3, "192.0.2.10", "ACTIVE"),
-            entry(4, "192.0.2.9", "ACTIVE"),
-            entry(5, "192.0.2.9", "ACTIVE"),
+            active(9, "198.51.100.20"),
+            active(3, "192.0.2.10"),
+            active(4, "192.0.2.9"),
+            active(5, "192.0.2.9"),
             entry(6, "192.0.2.77", "INACTIVE"),
-            entry(7, "*", "ACTIVE"),
+            active(7, "*"),
         ];
         let second = [entry(20, "203.0.113.1", "INACTIVE")];
         let names = BTreeMap::from([(4242, "ci: runners #1".to_owned())]);

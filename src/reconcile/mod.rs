@@ -17,6 +17,8 @@ pub mod bunq_adapter;
 pub mod desired;
 pub mod exit;
 pub mod export;
+#[cfg(test)]
+mod fixtures;
 pub mod plan;
 pub mod port;
 pub mod record;

@@ -7,10 +7,7 @@ use std::net::Ipv4Addr;
 use super::*;
 use crate::bunq::model::{CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp};
 use crate::config::{CredentialSpec, Policy};
-
-fn entry(id: EntryId, ip: &str, status: &str) -> PermittedIp {
-    PermittedIp::new(id, ip, IpStatus::from_wire(status))
-}
+use crate::reconcile::fixtures::{active, entry};
 
 fn ips(list: &[&str]) -> BTreeSet<Ipv4Addr> {
     list.iter().map(|ip| ip.parse().unwrap()).collect()
@@ -37,6 +34,19 @@ fn sync_state<'a>(
         actual,
         previous: None,
         sources: None,
+    }
+}
+
+/// A run of `credentials` limited to `max_changes`, with the own credential known but none of
+/// them (no own access), `bunq.egress_ips` not set and no sources.
+fn run_of(credentials: Vec<CredentialState<'_>>, max_changes: usize) -> PlanInput<'_> {
+    PlanInput {
+        credentials,
+        max_changes,
+        own_access: vec![],
+        own_credential_known: true,
+        egress_ips: None,
+        sources: Vec::new(),
     }
 }
 
@@ -89,6 +99,11 @@ impl<'a> Case<'a> {
             own: Own { access, ..self.own },
             ..self
         }
+    }
+
+    /// This credential is the daemon's own, registered from 203.0.113.5.
+    fn owned(self) -> Case<'a> {
+        self.owned_by(&[(CREDENTIAL, "203.0.113.5")])
     }
 
     /// Everything the planner is told about the daemon's own access.
@@ -148,18 +163,12 @@ fn plan_full(
     let protected = ips(protected);
     let egress = own.egress.map(ips);
     let access = own.access;
+    let state = CredentialState {
+        name: Some("ci"),
+        policy,
+        ..sync_state(CREDENTIAL, &desired, &protected, actual)
+    };
     plan(&PlanInput {
-        credentials: vec![CredentialState {
-            id: CREDENTIAL,
-            name: Some("ci"),
-            policy,
-            desired: &desired,
-            protected: &protected,
-            actual,
-            previous: None,
-            sources: None,
-        }],
-        max_changes,
         own_access: access
             .iter()
             .map(|(credential, ip)| OwnAccess {
@@ -169,7 +178,7 @@ fn plan_full(
             .collect(),
         own_credential_known: own.known,
         egress_ips: egress.as_ref(),
-        sources: Vec::new(),
+        ..run_of(vec![state], max_changes)
     })
 }
 
@@ -244,7 +253,7 @@ fn desired_ip_without_entry_is_created() {
 
 #[test]
 fn desired_ip_with_an_active_entry_plans_nothing() {
-    let plan = sync(&["192.0.2.1"]).plan(&[entry(7, "192.0.2.1", "ACTIVE")]);
+    let plan = sync(&["192.0.2.1"]).plan(&[active(7, "192.0.2.1")]);
     assert!(changes(&plan).is_empty());
     assert_eq!(
         plan.credentials[0].in_sync,
@@ -283,10 +292,7 @@ fn desired_ip_with_an_inactive_entry_is_never_created_again() {
 
 #[test]
 fn extra_active_entries_of_a_desired_ip_are_kept_and_reported() {
-    let actual = [
-        entry(3, "192.0.2.1", "ACTIVE"),
-        entry(9, "192.0.2.1", "ACTIVE"),
-    ];
+    let actual = [active(3, "192.0.2.1"), active(9, "192.0.2.1")];
     let plan = sync(&["192.0.2.1"]).plan(&actual);
     assert!(changes(&plan).is_empty());
     assert_eq!(plan.credentials[0].in_sync[0].entry, 9);
@@ -296,17 +302,14 @@ fn extra_active_entries_of_a_desired_ip_are_kept_and_reported() {
 
 #[test]
 fn undesired_active_entry_is_deactivated_under_sync() {
-    let plan = sync(&[]).plan(&[entry(4, "198.51.100.7", "ACTIVE")]);
+    let plan = sync(&[]).plan(&[active(4, "198.51.100.7")]);
     assert_eq!(changes(&plan), vec![deactivate(4, "198.51.100.7")]);
     assert_eq!(plan.credentials[0].actions[0].reason, Reason::NotDesired);
 }
 
 #[test]
 fn every_active_entry_of_an_undesired_ip_is_deactivated() {
-    let actual = [
-        entry(4, "198.51.100.7", "ACTIVE"),
-        entry(2, "198.51.100.7", "ACTIVE"),
-    ];
+    let actual = [active(4, "198.51.100.7"), active(2, "198.51.100.7")];
     let plan = sync(&[]).plan(&actual);
     assert_eq!(
         changes(&plan),
@@ -324,7 +327,7 @@ fn undesired_inactive_entry_is_left_alone_silently() {
 
 #[test]
 fn undesired_active_entry_is_kept_under_additive() {
-    let plan = additive(&["192.0.2.1"]).plan(&[entry(4, "198.51.100.7", "ACTIVE")]);
+    let plan = additive(&["192.0.2.1"]).plan(&[active(4, "198.51.100.7")]);
     assert_eq!(changes(&plan), vec![create("192.0.2.1")]);
     assert_eq!(kept(&plan), vec![(4, KeptReason::Additive)]);
 }
@@ -333,7 +336,7 @@ fn undesired_active_entry_is_kept_under_additive() {
 fn protected_ip_is_kept_under_sync_without_blocking() {
     let plan = sync(&[])
         .protect(&["198.51.100.7"])
-        .plan(&[entry(4, "198.51.100.7", "ACTIVE")]);
+        .plan(&[active(4, "198.51.100.7")]);
     assert!(changes(&plan).is_empty());
     assert_eq!(kept(&plan), vec![(4, KeptReason::Protected)]);
     assert_eq!(plan.outcome(), PlanOutcome::NothingToDo);
@@ -351,8 +354,7 @@ fn protected_desired_ip_that_is_inactive_is_still_activated() {
 
 #[test]
 fn wildcard_entry_is_kept_as_not_ipv4_under_sync_and_never_written() {
-    let plan =
-        sync(&["192.0.2.1"]).plan(&[entry(1, "192.0.2.1", "ACTIVE"), entry(2, "*", "ACTIVE")]);
+    let plan = sync(&["192.0.2.1"]).plan(&[active(1, "192.0.2.1"), active(2, "*")]);
     assert!(changes(&plan).is_empty());
     assert_eq!(kept(&plan), vec![(2, KeptReason::NotIpv4)]);
     assert_eq!(plan.outcome(), PlanOutcome::NothingToDo);
@@ -360,7 +362,7 @@ fn wildcard_entry_is_kept_as_not_ipv4_under_sync_and_never_written() {
 
 #[test]
 fn ipv6_entry_is_never_matched_to_a_desired_ip() {
-    let plan = additive(&["192.0.2.1"]).plan(&[entry(2, "2001:db8::1", "ACTIVE")]);
+    let plan = additive(&["192.0.2.1"]).plan(&[active(2, "2001:db8::1")]);
     assert_eq!(changes(&plan), vec![create("192.0.2.1")]);
     assert_eq!(kept(&plan), vec![(2, KeptReason::NotIpv4)]);
 }
@@ -369,12 +371,12 @@ fn ipv6_entry_is_never_matched_to_a_desired_ip() {
 fn entries_that_are_not_plain_ipv4_are_kept_whatever_their_status_and_policy() {
     // Texts a strict IPv4 parser refuses: the wildcard, IPv6, junk, padding, leading zeros.
     let actual = [
-        entry(1, "*", "ACTIVE"),
+        active(1, "*"),
         entry(2, "2001:db8::1", "INACTIVE"),
         entry(3, "not-an-ip", "PENDING"),
-        entry(4, " 192.0.2.1", "ACTIVE"),
-        entry(5, "192.0.2.01", "ACTIVE"),
-        entry(6, "192.0.2.0/24", "ACTIVE"),
+        active(4, " 192.0.2.1"),
+        active(5, "192.0.2.01"),
+        active(6, "192.0.2.0/24"),
     ];
     for policy in [Policy::Sync, Policy::Additive] {
         let plan = case(policy, &["192.0.2.1"]).plan(&actual);
@@ -395,7 +397,7 @@ fn entries_that_are_not_plain_ipv4_are_kept_whatever_their_status_and_policy() {
 
 #[test]
 fn entries_that_are_not_ipv4_are_kept_on_the_own_credential_and_never_block() {
-    let actual = [entry(1, "203.0.113.5", "ACTIVE"), entry(2, "*", "ACTIVE")];
+    let actual = [active(1, "203.0.113.5"), active(2, "*")];
     for own in [
         Own {
             access: &[(CREDENTIAL, "203.0.113.5")],
@@ -420,7 +422,7 @@ fn entries_that_are_not_ipv4_are_kept_on_the_own_credential_and_never_block() {
 fn unknown_status_entries_are_kept_and_never_touched() {
     let actual = [
         entry(2, "198.51.100.7", "PENDING"),
-        entry(3, "192.0.2.1", "ACTIVE"),
+        active(3, "192.0.2.1"),
         entry(5, "192.0.2.1", "LOCKED"),
     ];
     let plan = sync(&["192.0.2.1"]).plan(&actual);
@@ -447,13 +449,8 @@ fn desired_ip_with_only_an_unknown_status_entry_blocks_the_create() {
 
 #[test]
 fn own_ip_deactivation_is_blocked_and_the_rest_still_applies() {
-    let actual = [
-        entry(1, "203.0.113.5", "ACTIVE"),
-        entry(2, "198.51.100.7", "ACTIVE"),
-    ];
-    let plan = sync(&["192.0.2.1"])
-        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
-        .plan(&actual);
+    let actual = [active(1, "203.0.113.5"), active(2, "198.51.100.7")];
+    let plan = sync(&["192.0.2.1"]).owned().plan(&actual);
     assert_eq!(
         blocked(&plan),
         vec![(deactivate(1, "203.0.113.5"), Rule::OwnIp)]
@@ -469,33 +466,25 @@ fn own_ip_deactivation_is_blocked_and_the_rest_still_applies() {
 
 #[test]
 fn own_ip_is_only_protected_on_the_daemons_own_credential() {
-    let plan =
-        sync(&[])
-            .owned_by(&[(9999, "203.0.113.5")])
-            .plan(&[entry(1, "203.0.113.5", "ACTIVE")]);
+    let plan = sync(&[])
+        .owned_by(&[(9999, "203.0.113.5")])
+        .plan(&[active(1, "203.0.113.5")]);
     assert_eq!(changes(&plan), vec![deactivate(1, "203.0.113.5")]);
     assert_eq!(plan.outcome(), PlanOutcome::ChangesPending);
 }
 
 #[test]
 fn every_active_entry_of_the_own_ip_is_blocked_when_all_would_go() {
-    let actual = [
-        entry(1, "203.0.113.5", "ACTIVE"),
-        entry(4, "203.0.113.5", "ACTIVE"),
-    ];
-    let plan = sync(&[])
-        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
-        .plan(&actual);
+    let actual = [active(1, "203.0.113.5"), active(4, "203.0.113.5")];
+    let plan = sync(&[]).owned().plan(&actual);
     assert!(changes(&plan).is_empty());
     assert_eq!(blocked(&plan).len(), 2);
 }
 
 #[test]
 fn wildcard_that_is_the_only_grant_of_the_own_ip_is_kept_while_the_own_ip_is_created() {
-    let actual = [entry(2, "*", "ACTIVE")];
-    let plan = sync(&["203.0.113.5"])
-        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
-        .plan(&actual);
+    let actual = [active(2, "*")];
+    let plan = sync(&["203.0.113.5"]).owned().plan(&actual);
     assert_eq!(changes(&plan), vec![create("203.0.113.5")]);
     assert_eq!(kept(&plan), vec![(2, KeptReason::NotIpv4)]);
     assert!(blocked(&plan).is_empty());
@@ -503,34 +492,20 @@ fn wildcard_that_is_the_only_grant_of_the_own_ip_is_kept_while_the_own_ip_is_cre
 
 #[test]
 fn unknown_own_credential_blocks_every_deactivation_on_every_managed_credential() {
-    let first_actual = [
-        entry(1, "198.51.100.1", "ACTIVE"),
-        entry(2, "192.0.2.2", "INACTIVE"),
-    ];
-    let second_actual = [entry(10, "198.51.100.2", "ACTIVE")];
+    let first_actual = [active(1, "198.51.100.1"), entry(2, "192.0.2.2", "INACTIVE")];
+    let second_actual = [active(10, "198.51.100.2")];
     let (desired, none) = (ips(&["192.0.2.1", "192.0.2.2"]), ips(&[]));
-    let state = |id, actual: &'static [PermittedIp], desired| CredentialState {
-        id,
-        name: None,
-        policy: Policy::Sync,
-        desired,
-        protected: &none,
-        actual,
-        previous: None,
-        sources: None,
-    };
+    let state =
+        |id, actual: &'static [PermittedIp], desired| sync_state(id, desired, &none, actual);
     let first_actual: &'static [PermittedIp] = Box::leak(Box::new(first_actual));
     let second_actual: &'static [PermittedIp] = Box::leak(Box::new(second_actual));
+    let credentials = vec![
+        state(1, first_actual, &desired),
+        state(2, second_actual, &none),
+    ];
     let plan = plan(&PlanInput {
-        credentials: vec![
-            state(1, first_actual, &desired),
-            state(2, second_actual, &none),
-        ],
-        max_changes: 100,
-        own_access: vec![],
         own_credential_known: false,
-        egress_ips: None,
-        sources: Vec::new(),
+        ..run_of(credentials, 100)
     });
     assert_eq!(
         blocked_why(&plan, 0),
@@ -558,10 +533,7 @@ fn unknown_own_credential_blocks_every_deactivation_on_every_managed_credential(
 
 #[test]
 fn unknown_own_credential_blocks_nothing_when_nothing_would_be_deactivated() {
-    let actual = [
-        entry(1, "192.0.2.1", "ACTIVE"),
-        entry(2, "198.51.100.1", "ACTIVE"),
-    ];
+    let actual = [active(1, "192.0.2.1"), active(2, "198.51.100.1")];
     let unknown = Own {
         access: &[],
         known: false,
@@ -586,14 +558,11 @@ fn unknown_own_credential_blocks_nothing_when_nothing_would_be_deactivated() {
 #[test]
 fn without_egress_ips_every_deactivation_on_the_own_credential_is_blocked() {
     let actual = [
-        entry(1, "203.0.113.5", "ACTIVE"),
-        entry(2, "198.51.100.7", "ACTIVE"),
-        entry(3, "198.51.100.8", "ACTIVE"),
+        active(1, "203.0.113.5"),
+        active(2, "198.51.100.7"),
+        active(3, "198.51.100.8"),
     ];
-    let plan = sync(&["192.0.2.1"])
-        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
-        .egress(None)
-        .plan(&actual);
+    let plan = sync(&["192.0.2.1"]).owned().egress(None).plan(&actual);
     assert_eq!(
         blocked_why(&plan, 0),
         vec![
@@ -611,7 +580,7 @@ fn without_egress_ips_other_credentials_are_unaffected() {
     let plan = sync(&[])
         .owned_by(&[(9999, "203.0.113.5")])
         .egress(None)
-        .plan(&[entry(1, "198.51.100.7", "ACTIVE")]);
+        .plan(&[active(1, "198.51.100.7")]);
     assert_eq!(changes(&plan), vec![deactivate(1, "198.51.100.7")]);
     assert_eq!(plan.outcome(), PlanOutcome::ChangesPending);
 }
@@ -619,12 +588,12 @@ fn without_egress_ips_other_credentials_are_unaffected() {
 #[test]
 fn egress_ips_are_never_deactivated_on_the_own_credential_and_other_ips_are() {
     let actual = [
-        entry(1, "203.0.113.5", "ACTIVE"),
-        entry(2, "198.51.100.7", "ACTIVE"),
-        entry(3, "198.51.100.8", "ACTIVE"),
+        active(1, "203.0.113.5"),
+        active(2, "198.51.100.7"),
+        active(3, "198.51.100.8"),
     ];
     let plan = sync(&[])
-        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
+        .owned()
         .egress(Some(&["198.51.100.7"]))
         .plan(&actual);
     assert_eq!(
@@ -642,7 +611,7 @@ fn egress_ips_do_not_protect_other_credentials() {
     let plan = sync(&[])
         .owned_by(&[(9999, "203.0.113.5")])
         .egress(Some(&["198.51.100.7"]))
-        .plan(&[entry(1, "198.51.100.7", "ACTIVE")]);
+        .plan(&[active(1, "198.51.100.7")]);
     assert_eq!(changes(&plan), vec![deactivate(1, "198.51.100.7")]);
 }
 
@@ -754,11 +723,8 @@ fn exactly_the_limit_is_allowed() {
 
 #[test]
 fn actions_blocked_by_own_ip_do_not_count_toward_the_limit() {
-    let actual = [entry(1, "203.0.113.5", "ACTIVE")];
-    let plan = sync(&["192.0.2.1"])
-        .owned_by(&[(CREDENTIAL, "203.0.113.5")])
-        .limit(1)
-        .plan(&actual);
+    let actual = [active(1, "203.0.113.5")];
+    let plan = sync(&["192.0.2.1"]).owned().limit(1).plan(&actual);
     assert_eq!(plan.run_block, None);
     assert_eq!(plan.applicable_actions().len(), 1);
 }
@@ -768,20 +734,16 @@ fn creates_and_activations_precede_deactivations_across_credentials() {
     let first_desired = ips(&[]);
     let second_desired = ips(&["192.0.2.9"]);
     let none = ips(&[]);
-    let first_actual = [entry(1, "198.51.100.1", "ACTIVE")];
+    let first_actual = [active(1, "198.51.100.1")];
     let second_actual = [entry(2, "192.0.2.9", "INACTIVE")];
     let state = |id, desired, actual| sync_state(id, desired, &none, actual);
-    let plan = plan(&PlanInput {
-        credentials: vec![
+    let plan = plan(&run_of(
+        vec![
             state(1, &first_desired, &first_actual[..]),
             state(2, &second_desired, &second_actual[..]),
         ],
-        max_changes: 10,
-        own_access: vec![],
-        own_credential_known: true,
-        egress_ips: None,
-        sources: Vec::new(),
-    });
+        10,
+    ));
     let order: Vec<(CredentialId, ChangeKind)> = plan
         .applicable_actions()
         .iter()
@@ -814,8 +776,8 @@ fn pending_changes_without_blocks_are_pending() {
 fn summary_counts_each_kind() {
     let actual = [
         entry(1, "192.0.2.2", "INACTIVE"),
-        entry(2, "198.51.100.1", "ACTIVE"),
-        entry(3, "192.0.2.3", "ACTIVE"),
+        active(2, "198.51.100.1"),
+        active(3, "192.0.2.3"),
     ];
     let summary = sync(&["192.0.2.1", "192.0.2.2", "192.0.2.3"])
         .plan(&actual)
@@ -838,23 +800,12 @@ fn summary_counts_each_kind() {
 fn plan_with_previous(actual: &[PermittedIp], previous: Option<&IpStates>) -> Plan {
     let desired = ips(&["192.0.2.1"]);
     let none = ips(&[]);
-    plan(&PlanInput {
-        credentials: vec![CredentialState {
-            id: CREDENTIAL,
-            name: None,
-            policy: Policy::Additive,
-            desired: &desired,
-            protected: &none,
-            actual,
-            previous,
-            sources: None,
-        }],
-        max_changes: 10,
-        own_access: vec![],
-        own_credential_known: true,
-        egress_ips: None,
-        sources: Vec::new(),
-    })
+    let state = CredentialState {
+        policy: Policy::Additive,
+        previous,
+        ..sync_state(CREDENTIAL, &desired, &none, actual)
+    };
+    plan(&run_of(vec![state], 10))
 }
 
 #[test]
@@ -875,10 +826,7 @@ fn status_toggled_outside_the_daemon_is_reported_as_drift() {
 #[test]
 fn entry_added_outside_the_daemon_is_reported_as_drift() {
     let previous = IpStates::from([("192.0.2.1".to_owned(), IpStatus::Active)]);
-    let actual = [
-        entry(1, "192.0.2.1", "ACTIVE"),
-        entry(2, "198.51.100.1", "ACTIVE"),
-    ];
+    let actual = [active(1, "192.0.2.1"), active(2, "198.51.100.1")];
     let plan = plan_with_previous(&actual, Some(&previous));
     assert_eq!(
         plan.credentials[0].drift,
@@ -911,7 +859,7 @@ fn entry_gone_outside_the_daemon_is_reported_as_drift() {
 
 #[test]
 fn first_run_reports_no_drift() {
-    let plan = plan_with_previous(&[entry(2, "198.51.100.1", "ACTIVE")], None);
+    let plan = plan_with_previous(&[active(2, "198.51.100.1")], None);
     assert!(plan.credentials[0].drift.is_empty());
 }
 
@@ -919,7 +867,7 @@ fn first_run_reports_no_drift() {
 fn ip_states_prefer_active_over_inactive_over_unknown() {
     let states = ip_states(&[
         entry(1, "192.0.2.1", "INACTIVE"),
-        entry(2, "192.0.2.1", "ACTIVE"),
+        active(2, "192.0.2.1"),
         entry(3, "192.0.2.2", "PENDING"),
         entry(4, "192.0.2.2", "INACTIVE"),
         entry(5, "192.0.2.3", "PENDING"),
@@ -931,10 +879,7 @@ fn ip_states_prefer_active_over_inactive_over_unknown() {
 
 #[test]
 fn states_after_applying_the_plan_are_converged() {
-    let actual = [
-        entry(1, "192.0.2.2", "INACTIVE"),
-        entry(2, "198.51.100.1", "ACTIVE"),
-    ];
+    let actual = [entry(1, "192.0.2.2", "INACTIVE"), active(2, "198.51.100.1")];
     let plan = sync(&["192.0.2.1", "192.0.2.2"]).plan(&actual);
     let after = plan.credentials[0].states_after(&actual);
     assert_eq!(
@@ -1010,24 +955,8 @@ fn own_access_ignores_a_device_without_an_ipv4_address() {
 fn the_change_limit_counts_every_credential_of_the_run() {
     let desired = ips(&["192.0.2.1", "192.0.2.2"]);
     let none = ips(&[]);
-    let state = |id| CredentialState {
-        id,
-        name: None,
-        policy: Policy::Sync,
-        desired: &desired,
-        protected: &none,
-        actual: &[],
-        previous: None,
-        sources: None,
-    };
-    let plan = plan(&PlanInput {
-        credentials: vec![state(1), state(2)],
-        max_changes: 3,
-        own_access: vec![],
-        own_credential_known: true,
-        egress_ips: None,
-        sources: Vec::new(),
-    });
+    let state = |id| sync_state(id, &desired, &none, &[]);
+    let plan = plan(&run_of(vec![state(1), state(2)], 3));
     assert_eq!(plan.run_block.map(|block| block.changes), Some(4));
     assert!(plan.applicable_actions().is_empty());
 }
@@ -1063,8 +992,8 @@ fn plan_sources(failed: bool) -> Plan {
     let desired = ips(&["203.0.113.10", "198.51.100.7"]);
     let other = ips(&["192.0.2.10"]);
     let none = BTreeSet::new();
-    let actual_one = [entry(1, "203.0.113.99", "ACTIVE")];
-    let actual_two = [entry(2, "192.0.2.99", "ACTIVE")];
+    let actual_one = [active(1, "203.0.113.99")];
+    let actual_two = [active(2, "192.0.2.99")];
     let facts = SourceFacts {
         provenance: [(ip("198.51.100.7"), "dns:home.example".to_owned())].into(),
         failed: if failed {
@@ -1077,19 +1006,16 @@ fn plan_sources(failed: bool) -> Plan {
         },
     };
     let state = |id, desired, actual| sync_state(id, desired, &none, actual);
+    let credentials = vec![
+        state(1, &desired, &actual_one).with_sources(&desired, &facts),
+        state(2, &other, &actual_two),
+    ];
     plan(&PlanInput {
-        credentials: vec![
-            state(1, &desired, &actual_one).with_sources(&desired, &facts),
-            state(2, &other, &actual_two),
-        ],
-        max_changes: 100,
         own_access: vec![OwnAccess {
             credential: 9,
             ip: ip("10.0.0.1"),
         }],
-        own_credential_known: true,
-        egress_ips: None,
-        sources: Vec::new(),
+        ..run_of(credentials, 100)
     })
 }
 

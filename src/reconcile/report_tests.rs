@@ -4,13 +4,10 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use super::*;
-use crate::bunq::model::{EntryId, IpStatus, PermittedIp};
+use crate::bunq::model::IpStatus;
 use crate::config::Policy;
+use crate::reconcile::fixtures::{active, entry};
 use crate::reconcile::plan::{CredentialState, IpStates, OwnAccess, Plan, PlanInput, plan};
-
-fn entry(id: EntryId, ip: &str, status: &str) -> PermittedIp {
-    PermittedIp::new(id, ip, IpStatus::from_wire(status))
-}
 
 fn ips(list: &[&str]) -> BTreeSet<Ipv4Addr> {
     list.iter().map(|ip| ip.parse().unwrap()).collect()
@@ -21,10 +18,10 @@ fn sample_plan(max_changes: usize) -> Plan {
     let desired = ips(&["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
     let protected = ips(&["198.51.100.9"]);
     let actual = [
-        entry(1, "203.0.113.5", "ACTIVE"),
-        entry(3, "198.51.100.1", "ACTIVE"),
-        entry(5, "198.51.100.9", "ACTIVE"),
-        entry(7, "192.0.2.3", "ACTIVE"),
+        active(1, "203.0.113.5"),
+        active(3, "198.51.100.1"),
+        active(5, "198.51.100.9"),
+        active(7, "192.0.2.3"),
         entry(12, "192.0.2.2", "INACTIVE"),
     ];
     let previous = IpStates::from([
@@ -36,7 +33,7 @@ fn sample_plan(max_changes: usize) -> Plan {
     ]);
     let other_desired = ips(&["192.0.2.50"]);
     let none = ips(&[]);
-    let other_actual = [entry(40, "192.0.2.50", "ACTIVE")];
+    let other_actual = [active(40, "192.0.2.50")];
     let egress = ips(&["203.0.113.6"]);
     plan(&PlanInput {
         credentials: vec![

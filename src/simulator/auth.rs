@@ -126,15 +126,9 @@ pub(crate) fn caller_ip(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bunq::crypto::PrivateKey;
+    use crate::bunq::crypto::test_key as key;
     use crate::bunq::model::IpStatus;
     use crate::simulator::clock::Clock;
-    use std::sync::OnceLock;
-
-    fn key() -> &'static PrivateKey {
-        static KEY: OnceLock<PrivateKey> = OnceLock::new();
-        KEY.get_or_init(|| PrivateKey::generate().unwrap())
-    }
 
     fn request<'a>(signature: Option<&'a str>, request_id: Option<&'a str>) -> Credentials<'a> {
         Credentials {

@@ -21,10 +21,7 @@ pub(super) async fn read_file(
     let text = tokio::fs::read_to_string(path)
         .await
         .map_err(|err| SourceError::Unreadable(err.to_string()))?;
-    Ok(Resolved {
-        addresses: body::parse(&text, settings)?,
-        ttl: None,
-    })
+    Ok(Resolved::without_ttl(body::parse(&text, settings)?))
 }
 
 /// The HTTP client for URL sources.
@@ -68,8 +65,5 @@ pub(super) async fn fetch_url(
     }
     let text =
         String::from_utf8(bytes).map_err(|_| SourceError::BadBody("not UTF-8 text".to_owned()))?;
-    Ok(Resolved {
-        addresses: body::parse(&text, settings)?,
-        ttl: None,
-    })
+    Ok(Resolved::without_ttl(body::parse(&text, settings)?))
 }

@@ -149,6 +149,16 @@ pub struct Resolved {
     pub ttl: Option<Duration>,
 }
 
+impl Resolved {
+    /// What a source without a TTL (a file, a URL) yielded: `addresses`.
+    pub fn without_ttl(addresses: BTreeSet<Ipv4Addr>) -> Resolved {
+        Resolved {
+            addresses,
+            ttl: None,
+        }
+    }
+}
+
 /// Why a source yielded nothing usable. The message never holds a URL's secret parts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {

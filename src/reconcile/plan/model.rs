@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use crate::bunq::model::{CredentialId, EntryId, IpStatus, PermittedIp};
+use crate::bunq::model::{CredentialId, EntryId, IpStatus, PermittedIp, credential_label};
 use crate::config::Policy;
 
 use super::action::{Action, ChangeKind};
@@ -105,10 +105,7 @@ pub struct CredentialPlan {
 impl CredentialPlan {
     /// `4242 (ci-runners)` or `4242`.
     pub fn label(&self) -> String {
-        match &self.name {
-            Some(name) => format!("{} ({name})", self.credential),
-            None => self.credential.to_string(),
-        }
+        credential_label(self.credential, self.name.as_deref())
     }
 
     /// The source an IP came from (`dns:…`), `None` for static items.

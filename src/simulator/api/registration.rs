@@ -29,17 +29,13 @@ pub(super) fn installation(
     let token = world
         .installations
         .get(&id)
-        .map(|found| found.token.expose().to_owned())
-        .ok_or_else(|| ApiError::new(500, "installation vanished"))?;
-    let token_object = token_object(world, &token);
-    Ok(wire::items(vec![
-        ("Id", json!({ "id": id })),
-        ("Token", token_object),
-        (
-            "ServerPublicKey",
-            json!({ "server_public_key": settings.server_public_key_pem }),
-        ),
-    ]))
+        .map(|found| found.token.expose().to_owned());
+    let mut items = id_and_token(world, id, token, "installation")?;
+    items.push((
+        "ServerPublicKey",
+        json!({ "server_public_key": settings.server_public_key_pem }),
+    ));
+    Ok(wire::items(items))
 }
 
 pub(super) fn device_server(
@@ -146,14 +142,25 @@ pub(super) fn session_server(
     let token = world
         .sessions
         .get(&session)
-        .map(|found| found.token.expose().to_owned())
-        .ok_or_else(|| ApiError::new(500, "session vanished"))?;
-    let token_object = token_object(world, &token);
-    Ok(wire::items(vec![
-        ("Id", json!({ "id": session })),
-        ("Token", token_object),
-        (settings.user_wrapper, user_object(world, user_id)?),
-    ]))
+        .map(|found| found.token.expose().to_owned());
+    let mut items = id_and_token(world, session, token, "session")?;
+    items.push((settings.user_wrapper, user_object(world, user_id)?));
+    Ok(wire::items(items))
+}
+
+/// The `Id` and `Token` items of a reply that hands out a new installation's or session's
+/// `token` (`None`: the `what` just created is gone, a simulator bug).
+fn id_and_token(
+    world: &mut World,
+    id: u64,
+    token: Option<String>,
+    what: &str,
+) -> Result<Vec<(&'static str, Value)>, ApiError> {
+    let token = token.ok_or_else(|| ApiError::new(500, format!("{what} vanished")))?;
+    Ok(vec![
+        ("Id", json!({ "id": id })),
+        ("Token", token_object(world, &token)),
+    ])
 }
 
 pub(super) fn sandbox_user_person(world: &mut World) -> Envelope {
