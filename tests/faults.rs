@@ -256,6 +256,15 @@ fn record_then_converged(test: &'static str, first: &str, runs: &[Run]) {
     record_outcome(test, format!("{first}; {}", converged_summary(&runs[1..])));
 }
 
+/// Run 1 was refused for `label` (its metric label) before any write and run 2 converged;
+/// recorded for `test` as `first` and the summary of run 2.
+fn assert_refused_then_converged(test: &'static str, runs: &[Run], label: &str, first: &str) {
+    assert_eq!(runs[0].writes(), 0);
+    assert_eq!(runs[0].error().metric_label(), label);
+    assert_eq!(runs.len(), 2);
+    record_then_converged(test, first, runs);
+}
+
 /// Records what `test` observed and, with `FAULT_TABLE` set, rewrites the table. Every test
 /// rewrites the whole table, so after the last one it is complete; a row whose test did not
 /// run (or failed before recording) says so.
@@ -471,6 +480,12 @@ impl Bank {
         );
     }
 
+    /// [`Bank::converge`] (three runs at most) with `fault` injected first.
+    async fn converge_under(&self, client: &BunqClient, fault: Fault) -> Vec<Run> {
+        self.sim.inject(fault);
+        self.converge(client, 3).await
+    }
+
     /// The ACTIVE set is exactly desired + protected (protected is seeded ACTIVE).
     fn converged(&self) -> bool {
         let active: BTreeSet<String> = self
@@ -633,8 +648,7 @@ async fn connected() -> (Bank, BunqClient) {
 /// (three at most).
 async fn converged_after(fault: impl FnOnce(&Bank) -> Fault) -> (Bank, Vec<Run>) {
     let (bank, client) = connected().await;
-    bank.sim.inject(fault(&bank));
-    let runs = bank.converge(&client, 3).await;
+    let runs = bank.converge_under(&client, fault(&bank)).await;
     (bank, runs)
 }
 
@@ -802,10 +816,12 @@ async fn http_500_on_a_listing_is_retried_and_the_run_converges() {
 async fn http_500_on_the_second_page_is_retried_and_nothing_is_duplicated() {
     let bank = Bank::start().await.with_history(250);
     let client = bank.connect().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::Status(500)).on(Method::GET, "older_id"));
-
-    let runs = bank.converge(&client, 3).await;
+    let runs = bank
+        .converge_under(
+            &client,
+            Fault::once(FaultKind::Status(500)).on(Method::GET, "older_id"),
+        )
+        .await;
 
     assert_eq!(runs.len(), 1);
     assert!(runs[0].log.iter().any(|r| r.fault.is_some()));
@@ -825,16 +841,13 @@ async fn maintenance_491_refuses_the_run_without_writes_and_the_next_run_converg
     })
     .await;
 
-    let first = &runs[0];
-    let err = first.error();
-    assert_eq!(first.writes(), 0);
-    assert_eq!(err.metric_label(), "server_error");
+    let err = runs[0].error();
     assert!(err.to_string().contains("maintenance"), "{err}");
-    assert_eq!(runs.len(), 2);
-    record_then_converged(
+    assert_refused_then_converged(
         "maintenance_491_refuses_the_run_without_writes_and_the_next_run_converges",
-        "run 1 refused after 4 attempts (server_error), 0 writes",
         &runs,
+        "server_error",
+        "run 1 refused after 4 attempts (server_error), 0 writes",
     );
 }
 
@@ -958,10 +971,12 @@ async fn reset_after_a_status_change_is_retried_idempotently_and_the_run_converg
 async fn slow_create_beyond_the_timeout_is_resolved_by_re_listing_and_never_duplicates() {
     let bank = Bank::start().await;
     let client = bank.try_connect(SLOW_TIMEOUT).await.unwrap();
-    bank.sim
-        .inject(Fault::once(FaultKind::Delay(DELAY)).on(Method::POST, &create_path(&bank)));
-
-    let runs = bank.converge(&client, 3).await;
+    let runs = bank
+        .converge_under(
+            &client,
+            Fault::once(FaultKind::Delay(DELAY)).on(Method::POST, &create_path(&bank)),
+        )
+        .await;
 
     assert_eq!(runs.len(), 1);
     // The timed-out create was found by the re-list, not sent again.
@@ -977,11 +992,12 @@ async fn slow_create_beyond_the_timeout_is_resolved_by_re_listing_and_never_dupl
 async fn slow_status_change_beyond_the_timeout_is_retried_and_the_run_converges() {
     let bank = Bank::start().await;
     let client = bank.try_connect(SLOW_TIMEOUT).await.unwrap();
-    bank.sim.inject(
-        Fault::once(FaultKind::Delay(DELAY)).on(Method::PUT, &entry_path(&bank, TO_ACTIVATE)),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+    let runs = bank
+        .converge_under(
+            &client,
+            Fault::once(FaultKind::Delay(DELAY)).on(Method::PUT, &entry_path(&bank, TO_ACTIVATE)),
+        )
+        .await;
 
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].count("applied"), 5);
@@ -1094,10 +1110,12 @@ async fn sessions_expired_between_runs_are_renewed_without_losing_the_context() 
 async fn session_expired_during_a_create_is_renewed_and_the_create_sent_once_more() {
     let (bank, client) = connected().await;
     let sessions = bank.sim.sessions_created();
-    bank.sim
-        .inject(Fault::once(FaultKind::ExpireSession).on(Method::POST, &create_path(&bank)));
-
-    let runs = bank.converge(&client, 3).await;
+    let runs = bank
+        .converge_under(
+            &client,
+            Fault::once(FaultKind::ExpireSession).on(Method::POST, &create_path(&bank)),
+        )
+        .await;
 
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].count("applied"), 5);
@@ -1153,16 +1171,13 @@ async fn garbled_signature_on_a_listing_refuses_the_run_without_writes() {
     })
     .await;
 
-    let first = &runs[0];
-    assert_eq!(first.writes(), 0);
-    assert_eq!(first.error().metric_label(), "signature");
     // Not retried: the listing was sent once.
-    assert_eq!(first.log.len(), 1);
-    assert_eq!(runs.len(), 2);
-    record_then_converged(
+    assert_eq!(runs[0].log.len(), 1);
+    assert_refused_then_converged(
         "garbled_signature_on_a_listing_refuses_the_run_without_writes",
-        "run 1 refused (security error, not retried), 0 writes",
         &runs,
+        "signature",
+        "run 1 refused (security error, not retried), 0 writes",
     );
 }
 
@@ -1170,20 +1185,19 @@ async fn garbled_signature_on_a_listing_refuses_the_run_without_writes() {
 async fn garbled_signature_on_the_second_page_refuses_the_run_instead_of_planning_from_page_one() {
     let bank = Bank::start().await.with_history(250);
     let client = bank.connect().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::GET, "older_id"));
-
-    let runs = bank.converge(&client, 3).await;
+    let runs = bank
+        .converge_under(
+            &client,
+            Fault::once(FaultKind::GarbleSignature).on(Method::GET, "older_id"),
+        )
+        .await;
 
     // Page 1 alone lacks every desired entry: planning from it would create duplicates.
-    let first = &runs[0];
-    assert_eq!(first.writes(), 0);
-    assert_eq!(first.error().metric_label(), "signature");
-    assert_eq!(runs.len(), 2);
-    record_then_converged(
+    assert_refused_then_converged(
         "garbled_signature_on_the_second_page_refuses_the_run_instead_of_planning_from_page_one",
-        "run 1 refused (security error), 0 writes",
         &runs,
+        "signature",
+        "run 1 refused (security error), 0 writes",
     );
 }
 
@@ -1191,19 +1205,18 @@ async fn garbled_signature_on_the_second_page_refuses_the_run_instead_of_plannin
 async fn garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_recovers() {
     let (bank, client) = connected().await;
     bank.sim.expire_all_sessions();
-    bank.sim
-        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, "/session-server"));
+    let runs = bank
+        .converge_under(
+            &client,
+            Fault::once(FaultKind::GarbleSignature).on(Method::POST, "/session-server"),
+        )
+        .await;
 
-    let runs = bank.converge(&client, 3).await;
-
-    let first = &runs[0];
-    assert_eq!(first.writes(), 0);
-    assert_eq!(first.error().metric_label(), "signature");
-    assert_eq!(runs.len(), 2);
-    record_then_converged(
+    assert_refused_then_converged(
         "garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_recovers",
-        "run 1 refused (security error), 0 writes",
         &runs,
+        "signature",
+        "run 1 refused (security error), 0 writes",
     );
 }
 
@@ -1233,14 +1246,11 @@ async fn dropped_signature_on_a_listing_refuses_the_run_without_writes() {
     })
     .await;
 
-    let first = &runs[0];
-    assert_eq!(first.writes(), 0);
-    assert_eq!(first.error().metric_label(), "signature");
-    assert_eq!(runs.len(), 2);
-    record_then_converged(
+    assert_refused_then_converged(
         "dropped_signature_on_a_listing_refuses_the_run_without_writes",
-        "run 1 refused (security error), 0 writes",
         &runs,
+        "signature",
+        "run 1 refused (security error), 0 writes",
     );
 }
 
