@@ -86,10 +86,6 @@ fn post(path: &str, body: &str) -> Call {
     call(Method::POST, path, body)
 }
 
-fn put(path: &str, body: &str) -> Call {
-    call(Method::PUT, path, body)
-}
-
 impl Call {
     fn token(mut self, token: &str) -> Self {
         self.token = Some(token.to_owned());
