@@ -30,16 +30,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bunq_ipsync::bunq::context::CONTEXT_FILE_NAME;
-use bunq_ipsync::bunq::model::{
-    CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp,
-};
+use bunq_ipsync::bunq::model::{CredentialId, EntryId, IpStatus, PermittedIp};
 use bunq_ipsync::bunq::{
     BaseUrl, BunqClient, BunqError, ClientSettings, RateLimits, RetryPolicy, TransportSettings,
 };
 use bunq_ipsync::config::{self, Config};
 use bunq_ipsync::reconcile::apply::{Outcome, OutcomeKind};
 use bunq_ipsync::reconcile::record::RecordStore;
-use bunq_ipsync::reconcile::run::{self, AllowlistReader, AllowlistWriter, RunError, RunReport};
+use bunq_ipsync::reconcile::run::{self, AllowlistWriter, RunError, RunReport};
 use bunq_ipsync::secret::Secret;
 use bunq_ipsync::simulator::{Fault, FaultKind, LoggedRequest, Simulator};
 use hyper::Method;
@@ -47,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::invariants::{Snapshot, assert_invariants, saved_installation};
 
+use crate::support::bank::{Hook, Hooked};
 use crate::support::{config_text, sim_options};
 
 // ---------------------------------------------------------------------------------------------
@@ -644,11 +643,39 @@ async fn connected() -> (Bank, BunqClient) {
     (bank, client)
 }
 
-/// A connected bank with the fault `fault` builds injected, and its runs until convergence
-/// (three at most).
-async fn converged_after(fault: impl FnOnce(&Bank) -> Fault) -> (Bank, Vec<Run>) {
+/// The request of a run a test's fault fires on.
+#[derive(Clone, Copy)]
+enum On {
+    /// A create on the pool (POST .../ip).
+    Create,
+    /// The pool's IP listing (GET .../ip?count).
+    Listing,
+    /// The credentials listing (GET credential-password-ip?count).
+    Credentials,
+    /// The status change of this IP's seeded entry (PUT .../ip/{id}).
+    Entry(Ipv4Addr),
+}
+
+impl On {
+    /// A fault of `kind` on this request of `bank`'s runs, firing `times` times.
+    fn fault(self, bank: &Bank, kind: FaultKind, times: usize) -> Fault {
+        let fault = Fault::once(kind).times(times);
+        match self {
+            On::Create => fault.on(Method::POST, &create_path(bank)),
+            On::Listing => fault.on(Method::GET, &ip_list_path(bank)),
+            On::Credentials => fault.on(Method::GET, "credential-password-ip?count"),
+            On::Entry(ip) => fault.on(Method::PUT, &entry_path(bank, ip)),
+        }
+    }
+}
+
+/// A connected bank with a fault of `kind` on the request `on` (firing `times` times), and its
+/// runs until convergence (three at most).
+async fn converged_after(kind: FaultKind, on: On, times: usize) -> (Bank, Vec<Run>) {
     let (bank, client) = connected().await;
-    let runs = bank.converge_under(&client, fault(&bank)).await;
+    let runs = bank
+        .converge_under(&client, on.fault(&bank, kind, times))
+        .await;
     (bank, runs)
 }
 
@@ -704,10 +731,7 @@ fn table_marks_rows_without_an_observation() {
 
 #[tokio::test]
 async fn http_500_on_a_create_fails_it_holds_back_deactivations_and_the_next_run_converges() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::Status(500)).on(Method::POST, &create_path(bank))
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::Status(500), On::Create, 1).await;
 
     assert_eq!(runs.len(), 2);
     let first = &runs[0];
@@ -796,12 +820,7 @@ async fn http_500_on_a_create_that_bunq_commits_late_is_not_reported_as_drift() 
 
 #[tokio::test]
 async fn http_500_on_a_listing_is_retried_and_the_run_converges() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::Status(500))
-            .on(Method::GET, &ip_list_path(bank))
-            .times(2)
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::Status(500), On::Listing, 2).await;
 
     assert_eq!(runs.len(), 1);
     let retried = runs[0].log.iter().filter(|r| r.fault.is_some()).count();
@@ -834,12 +853,7 @@ async fn http_500_on_the_second_page_is_retried_and_nothing_is_duplicated() {
 
 #[tokio::test]
 async fn maintenance_491_refuses_the_run_without_writes_and_the_next_run_converges() {
-    let (_bank, runs) = converged_after(|_| {
-        Fault::once(FaultKind::Status(491))
-            .on(Method::GET, "credential-password-ip?count")
-            .times(4)
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::Status(491), On::Credentials, 4).await;
 
     let err = runs[0].error();
     assert!(err.to_string().contains("maintenance"), "{err}");
@@ -853,12 +867,7 @@ async fn maintenance_491_refuses_the_run_without_writes_and_the_next_run_converg
 
 #[tokio::test]
 async fn html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writes() {
-    let (_bank, runs) = converged_after(|_| {
-        Fault::once(FaultKind::Html503)
-            .on(Method::GET, "credential-password-ip?count")
-            .times(4)
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::Html503, On::Credentials, 4).await;
 
     let first = &runs[0];
     let message = first.error().to_string();
@@ -877,10 +886,7 @@ async fn html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writ
 
 #[tokio::test]
 async fn html_503_on_a_status_change_is_retried_and_the_run_converges() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::Html503).on(Method::PUT, &entry_path(bank, STRAY_A))
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::Html503, On::Entry(STRAY_A), 1).await;
 
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].count("applied"), 5);
@@ -895,10 +901,7 @@ async fn html_503_on_a_status_change_is_retried_and_the_run_converges() {
 
 #[tokio::test]
 async fn reset_before_a_create_is_resolved_by_re_listing_and_never_duplicates() {
-    let (bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, &create_path(bank))
-    })
-    .await;
+    let (bank, runs) = converged_after(FaultKind::ResetBeforeApply, On::Create, 1).await;
 
     let first = &runs[0];
     let reset = first.fault_index();
@@ -915,10 +918,7 @@ async fn reset_before_a_create_is_resolved_by_re_listing_and_never_duplicates() 
 
 #[tokio::test]
 async fn reset_after_a_create_is_resolved_by_re_listing_and_never_duplicates() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::ResetAfterApply).on(Method::POST, &create_path(bank))
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::ResetAfterApply, On::Create, 1).await;
 
     let first = &runs[0];
     let reset = first.fault_index();
@@ -934,10 +934,8 @@ async fn reset_after_a_create_is_resolved_by_re_listing_and_never_duplicates() {
 
 #[tokio::test]
 async fn reset_before_a_status_change_is_retried_and_the_run_converges() {
-    let (bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::ResetBeforeApply).on(Method::PUT, &entry_path(bank, TO_ACTIVATE))
-    })
-    .await;
+    let (bank, runs) =
+        converged_after(FaultKind::ResetBeforeApply, On::Entry(TO_ACTIVATE), 1).await;
 
     assert_eq!(runs.len(), 1);
     let puts = runs[0]
@@ -954,10 +952,7 @@ async fn reset_before_a_status_change_is_retried_and_the_run_converges() {
 
 #[tokio::test]
 async fn reset_after_a_status_change_is_retried_idempotently_and_the_run_converges() {
-    let (bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::ResetAfterApply).on(Method::PUT, &entry_path(bank, STRAY_A))
-    })
-    .await;
+    let (bank, runs) = converged_after(FaultKind::ResetAfterApply, On::Entry(STRAY_A), 1).await;
 
     assert_eq!(runs.len(), 1);
     assert_eq!(bank.status_of(STRAY_A), vec![IpStatus::Inactive]);
@@ -1012,12 +1007,7 @@ async fn slow_status_change_beyond_the_timeout_is_retried_and_the_run_converges(
 
 #[tokio::test]
 async fn rate_limit_burst_on_a_listing_is_ridden_out_by_backoff() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::Status(429))
-            .on(Method::GET, &ip_list_path(bank))
-            .times(3)
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::Status(429), On::Listing, 3).await;
 
     assert_eq!(runs.len(), 1);
     let rate_limited = runs[0].log.iter().filter(|r| r.status == Some(429)).count();
@@ -1030,10 +1020,7 @@ async fn rate_limit_burst_on_a_listing_is_ridden_out_by_backoff() {
 
 #[tokio::test]
 async fn rate_limit_on_a_create_is_retried_and_the_run_converges() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::Status(429)).on(Method::POST, &create_path(bank))
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::Status(429), On::Create, 1).await;
 
     let first = &runs[0];
     let limited = first.fault_index();
@@ -1143,10 +1130,7 @@ fn assert_no_write_after_fault(run: &Run) {
 
 #[tokio::test]
 async fn garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_duplicate() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::GarbleSignature).on(Method::POST, &create_path(bank))
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::GarbleSignature, On::Create, 1).await;
 
     let first = &runs[0];
     assert_no_write_after_fault(first);
@@ -1166,10 +1150,7 @@ async fn garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_d
 
 #[tokio::test]
 async fn garbled_signature_on_a_listing_refuses_the_run_without_writes() {
-    let (_bank, runs) = converged_after(|_| {
-        Fault::once(FaultKind::GarbleSignature).on(Method::GET, "credential-password-ip?count")
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::GarbleSignature, On::Credentials, 1).await;
 
     // Not retried: the listing was sent once.
     assert_eq!(runs[0].log.len(), 1);
@@ -1222,10 +1203,7 @@ async fn garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_r
 
 #[tokio::test]
 async fn dropped_signature_on_a_status_change_stops_the_run_before_any_deactivation() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::DropSignature).on(Method::PUT, &entry_path(bank, TO_ACTIVATE))
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::DropSignature, On::Entry(TO_ACTIVATE), 1).await;
 
     let first = &runs[0];
     assert_no_write_after_fault(first);
@@ -1241,10 +1219,7 @@ async fn dropped_signature_on_a_status_change_stops_the_run_before_any_deactivat
 
 #[tokio::test]
 async fn dropped_signature_on_a_listing_refuses_the_run_without_writes() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::DropSignature).on(Method::GET, &ip_list_path(bank))
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::DropSignature, On::Listing, 1).await;
 
     assert_refused_then_converged(
         "dropped_signature_on_a_listing_refuses_the_run_without_writes",
@@ -1428,63 +1403,30 @@ async fn config_with_one_invalid_ip_is_refused_whole_before_anything_is_sent() {
 // ---------------------------------------------------------------------------------------------
 // Shutdown in the middle of an apply.
 
-/// The client, with a stop signal (what SIGTERM cancels in the daemon) that arrives while the
-/// first write is in flight.
-struct StopDuringFirstWrite<'a> {
-    client: &'a BunqClient,
+/// The [`Hook`] whose stop signal (what SIGTERM cancels in the daemon) arrives while the first
+/// write is in flight.
+struct StopDuringFirstWrite {
     stop: CancellationToken,
 }
 
-impl StopDuringFirstWrite<'_> {
-    /// Runs `write`; 20 ms in (the injected delay holds the response for 100 ms) the stop
-    /// signal arrives.
-    async fn signalled_during<T>(&self, write: impl std::future::Future<Output = T>) -> T {
+impl Hook for StopDuringFirstWrite {
+    /// Runs a write; 20 ms in (the injected delay holds the response for 100 ms) the stop
+    /// signal arrives. Reads pass through.
+    async fn around<T: Send>(
+        &self,
+        method: Method,
+        _path: String,
+        write: impl std::future::Future<Output = T> + Send,
+    ) -> T {
+        if method == Method::GET {
+            return write.await;
+        }
         let stop = self.stop.clone();
         let (result, ()) = tokio::join!(write, async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
             stop.cancel();
         });
         result
-    }
-}
-
-impl AllowlistReader for StopDuringFirstWrite<'_> {
-    fn registered_device_description(&self) -> Option<String> {
-        self.client.registered_device_description()
-    }
-
-    async fn list_credentials(&self) -> Result<Vec<CredentialPasswordIp>, BunqError> {
-        self.client.list_credentials().await
-    }
-
-    async fn list_ips(&self, credential: CredentialId) -> Result<Vec<PermittedIp>, BunqError> {
-        self.client.list_ips(credential).await
-    }
-}
-
-impl AllowlistWriter for StopDuringFirstWrite<'_> {
-    async fn create_ip(
-        &self,
-        credential: CredentialId,
-        ip: Ipv4Addr,
-    ) -> Result<EntryId, BunqError> {
-        self.signalled_during(AllowlistWriter::create_ip(self.client, credential, ip))
-            .await
-    }
-
-    async fn set_ip_status(
-        &self,
-        credential: CredentialId,
-        entry: EntryId,
-        status: IpStatus,
-    ) -> Result<(), BunqError> {
-        self.signalled_during(AllowlistWriter::set_ip_status(
-            self.client,
-            credential,
-            entry,
-            status,
-        ))
-        .await
     }
 }
 
@@ -1498,9 +1440,9 @@ async fn stop_during_apply_finishes_the_write_in_flight_and_skips_the_rest() {
             .on(Method::PUT, &entry_path(&bank, TO_ACTIVATE)),
     );
     let stop = CancellationToken::new();
-    let stopping = StopDuringFirstWrite {
+    let stopping = Hooked {
         client: &client,
-        stop: stop.clone(),
+        hook: StopDuringFirstWrite { stop: stop.clone() },
     };
 
     let first = bank.run_with(&stopping, &stop).await;
