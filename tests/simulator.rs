@@ -17,6 +17,7 @@ use bunq_ipsync::simulator::{
 use reqwest::Method;
 use serde_json::Value;
 
+use crate::support::bank::active_ips;
 use crate::support::{client_key, sim_options};
 
 // ---------------------------------------------------------------------------------------------
@@ -25,6 +26,8 @@ use crate::support::{client_key, sim_options};
 const CREDENTIALS_INCORRECT: &str =
     "User credentials are incorrect. Incorrect API key or IP address.";
 const INSUFFICIENT_AUTHENTICATION: &str = "Insufficient authentication.";
+const SIGNATURE_REQUIRED: &str = "For this operation a request signature is required.";
+const SIGNATURE_INVALID: &str = "The request signature is invalid.";
 const OTHER_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
 
 async fn start() -> Simulator {
@@ -355,6 +358,14 @@ async fn ready_with(options: SimulatorOptions) -> (Simulator, SeededKey, Context
     (sim, seeded, ctx)
 }
 
+/// A [`ready`] simulator with a fault of `kind` injected, and its answer to the next listing.
+async fn listed_under(kind: FaultKind) -> (Simulator, Context, Answer) {
+    let (sim, _, ctx) = ready().await;
+    sim.inject(Fault::once(kind));
+    let answer = ctx.list_entries(&sim).await;
+    (sim, ctx, answer)
+}
+
 /// Seeds `count` entries 10.0.0.0, 10.0.0.1, ... with `status` on the context's credential.
 fn seed_entries(sim: &Simulator, ctx: &Context, count: u32, status: IpStatus) {
     for n in 0..count {
@@ -429,8 +440,9 @@ async fn device_server_answers_a_bare_id_and_binds_the_caller() {
 async fn session_server_answers_id_token_and_user_person_in_that_order() {
     let sim = start().await;
     let (seeded, token, server_key) = registered_device(&sim).await;
-    let key = seeded.api_key.expose();
-    let answer = session_server(&token, key).send(&sim).await;
+    let answer = session_server(&token, seeded.api_key.expose())
+        .send(&sim)
+        .await;
     assert_eq!(answer.status, 200);
     assert!(answer.signature_verifies(&server_key));
     let json = answer.json();
@@ -454,8 +466,10 @@ async fn session_server_can_answer_a_user_company() {
     })
     .await;
     let (seeded, token, _) = registered_device(&sim).await;
-    let key = seeded.api_key.expose();
-    let envelope = session_server(&token, key).send(&sim).await.envelope();
+    let envelope = session_server(&token, seeded.api_key.expose())
+        .send(&sim)
+        .await
+        .envelope();
     assert!(envelope.find("UserPerson").is_none());
     let user = envelope.find("UserCompany").unwrap();
     assert_eq!(user["id"], seeded.user_id);
@@ -584,14 +598,9 @@ async fn unknown_api_key_is_refused_with_the_credentials_error() {
 async fn session_server_without_signature_is_466() {
     let sim = start().await;
     let (seeded, token, _) = registered_device(&sim).await;
-    let key = seeded.api_key.expose();
-    session_server(&token, key)
+    session_server(&token, seeded.api_key.expose())
         .unsigned()
-        .refused(
-            &sim,
-            466,
-            "For this operation a request signature is required.",
-        )
+        .refused(&sim, 466, SIGNATURE_REQUIRED)
         .await;
 }
 
@@ -599,10 +608,9 @@ async fn session_server_without_signature_is_466() {
 async fn session_server_with_a_wrong_signature_is_400() {
     let sim = start().await;
     let (seeded, token, _) = registered_device(&sim).await;
-    let key = seeded.api_key.expose();
-    session_server(&token, key)
+    session_server(&token, seeded.api_key.expose())
         .signature(client_key().sign(b"other bytes"))
-        .refused(&sim, 400, "The request signature is invalid.")
+        .refused(&sim, 400, SIGNATURE_INVALID)
         .await;
 }
 
@@ -611,7 +619,7 @@ async fn wrong_signature_on_a_get_is_400_but_none_is_fine() {
     let (sim, _, ctx) = ready().await;
     ctx.get(&ctx.entries_path())
         .signature("bm90IGEgc2lnbmF0dXJl".to_owned())
-        .refused(&sim, 400, "The request signature is invalid.")
+        .refused(&sim, 400, SIGNATURE_INVALID)
         .await;
     let unsigned = ctx.get(&ctx.entries_path()).unsigned().send(&sim).await;
     assert_eq!(unsigned.status, 200);
@@ -634,7 +642,7 @@ async fn device_server_verifies_a_present_signature() {
     let (seeded, token) = installed(&sim).await;
     device_server(&token, seeded.api_key.expose())
         .signature(client_key().sign(b"{}"))
-        .refused(&sim, 400, "The request signature is invalid.")
+        .refused(&sim, 400, SIGNATURE_INVALID)
         .await;
     let unsigned = device_server(&token, seeded.api_key.expose())
         .unsigned()
@@ -653,11 +661,7 @@ async fn strict_mode_requires_a_signature_on_device_server() {
     let (seeded, token) = installed(&sim).await;
     device_server(&token, seeded.api_key.expose())
         .unsigned()
-        .refused(
-            &sim,
-            466,
-            "For this operation a request signature is required.",
-        )
+        .refused(&sim, 466, SIGNATURE_REQUIRED)
         .await;
 }
 
@@ -697,15 +701,10 @@ async fn device_server_makes_the_caller_and_permitted_ips_active() {
     .token(&token)
     .send(&sim)
     .await;
-    let mut active: Vec<String> = sim
-        .entries(seeded.credential_id)
-        .unwrap()
-        .into_iter()
-        .filter(|entry| entry.status == IpStatus::Active)
-        .map(|entry| entry.ip)
-        .collect();
-    active.sort();
-    assert_eq!(active, ["10.0.0.2", "10.0.0.3", "198.51.100.7"]);
+    assert_eq!(
+        active_ips(&sim, seeded.credential_id),
+        ["10.0.0.2", "10.0.0.3", "198.51.100.7"]
+    );
 }
 
 #[tokio::test]
@@ -725,9 +724,8 @@ async fn device_server_from_an_ip_outside_an_existing_allowlist_is_refused() {
 async fn session_server_from_an_inactive_ip_is_refused() {
     let sim = start().await;
     let (seeded, token, _) = registered_device(&sim).await;
-    let key = seeded.api_key.expose();
     sim.set_caller_ip(OTHER_IP);
-    session_server(&token, key)
+    session_server(&token, seeded.api_key.expose())
         .refused(&sim, 400, CREDENTIALS_INCORRECT)
         .await;
 }
@@ -1200,9 +1198,7 @@ async fn status_fault_answers_a_signed_bunq_error_without_applying() {
 
 #[tokio::test]
 async fn html_503_fault_answers_html_without_bunq_headers() {
-    let (sim, _, ctx) = ready().await;
-    sim.inject(Fault::once(FaultKind::Html503));
-    let answer = ctx.list_entries(&sim).await;
+    let (_sim, _ctx, answer) = listed_under(FaultKind::Html503).await;
     assert_eq!(answer.status, 503);
     assert_eq!(answer.header("content-type"), Some("text/html"));
     assert!(String::from_utf8_lossy(&answer.body).starts_with("<html>"));
@@ -1211,9 +1207,7 @@ async fn html_503_fault_answers_html_without_bunq_headers() {
 
 #[tokio::test]
 async fn drop_signature_fault_sends_no_server_signature() {
-    let (sim, _, ctx) = ready().await;
-    sim.inject(Fault::once(FaultKind::DropSignature));
-    let answer = ctx.list_entries(&sim).await;
+    let (_sim, _ctx, answer) = listed_under(FaultKind::DropSignature).await;
     assert_eq!(answer.status, 200);
     assert!(answer.header("x-bunq-server-signature").is_none());
     assert!(answer.header("x-bunq-client-response-id").is_some());
@@ -1221,9 +1215,7 @@ async fn drop_signature_fault_sends_no_server_signature() {
 
 #[tokio::test]
 async fn garble_signature_fault_sends_a_signature_that_does_not_verify() {
-    let (sim, _, ctx) = ready().await;
-    sim.inject(Fault::once(FaultKind::GarbleSignature));
-    let answer = ctx.list_entries(&sim).await;
+    let (sim, ctx, answer) = listed_under(FaultKind::GarbleSignature).await;
     assert_eq!(answer.status, 200);
     assert!(answer.header("x-bunq-server-signature").is_some());
     assert!(!answer.signature_verifies(&ctx.server_key));
