@@ -810,23 +810,15 @@ async fn error_body_becomes_an_api_error_with_status_description_and_response_id
         .with_header("X-Bunq-Client-Response-Id", "resp-400")
         .with_body(r#"{"Error":[{"error_description":"User credentials are incorrect. Incorrect API key or IP address.","error_description_translated":"x"}]}"#)).await;
     let err = client.get_credential(77).await.unwrap_err();
-    match &err {
-        BunqError::Api {
-            status,
-            description,
-            response_id,
-            endpoint,
-        } => {
-            assert_eq!(*status, 400);
-            assert_eq!(
-                description,
-                "User credentials are incorrect. Incorrect API key or IP address."
-            );
-            assert_eq!(response_id.as_deref(), Some("resp-400"));
-            assert_eq!(endpoint, "GET /user/{user}/credential-password-ip/{cred}");
-        }
-        other => panic!("{other:?}"),
-    }
+    let credentials_incorrect = "User credentials are incorrect. Incorrect API key or IP address.";
+    let credential_route = "GET /user/{user}/credential-password-ip/{cred}";
+    assert!(
+        matches!(&err, BunqError::Api { status: 400, description, response_id, endpoint }
+            if description == credentials_incorrect
+                && response_id.as_deref() == Some("resp-400")
+                && endpoint == credential_route),
+        "{err:?}"
+    );
     assert!(err.is_credentials_rejected());
     assert!(!err.to_string().contains(SESSION_TOKEN));
 }
