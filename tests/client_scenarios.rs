@@ -212,6 +212,12 @@ impl Scenario {
             .await
     }
 
+    /// [`Scenario::create_new_ip`] with a fault of `kind` on the create: the error it fails with.
+    async fn failed_create(&self, client: &BunqClient, kind: FaultKind) -> BunqError {
+        self.inject(Fault::once(kind).on(Method::POST, ENTRIES_PATH));
+        self.create_new_ip(client).await.unwrap_err()
+    }
+
     /// How many entries for [`NEW_IP`] the key's own credential holds.
     fn new_ip_entries(&self) -> usize {
         entries_for(self, self.key.credential_id, &NEW_IP.to_string())
@@ -994,8 +1000,7 @@ async fn missing_signature_on_a_list_is_a_security_error_and_nothing_follows() {
 #[tokio::test(start_paused = true)]
 async fn garbled_signature_on_a_create_is_a_security_error_and_the_post_is_not_repeated() {
     let (s, client) = Scenario::connected_start().await;
-    s.inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, ENTRIES_PATH));
-    let err = s.create_new_ip(&client).await.unwrap_err();
+    let err = s.failed_create(&client, FaultKind::GarbleSignature).await;
     assert!(err.is_security(), "{err}");
     let_retries_pass().await;
     s.assert_log(&["POST /user/*/credential-password-ip/*/ip 200"]);
@@ -1027,8 +1032,7 @@ async fn unsigned_session_server_answer_is_refused_and_its_token_never_used() {
 #[tokio::test(start_paused = true)]
 async fn reset_after_a_create_is_a_transport_error_and_the_post_is_not_retried() {
     let (s, client) = Scenario::connected_start().await;
-    s.inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, ENTRIES_PATH));
-    let err = s.create_new_ip(&client).await.unwrap_err();
+    let err = s.failed_create(&client, FaultKind::ResetAfterApply).await;
     assert!(matches!(err, BunqError::Transport { .. }), "{err}");
     let_retries_pass().await;
     s.assert_log(&["POST /user/*/credential-password-ip/*/ip reset"]);
@@ -1039,8 +1043,9 @@ async fn reset_after_a_create_is_a_transport_error_and_the_post_is_not_retried()
 async fn timed_out_create_is_not_retried_and_bunq_holds_the_entry_once() {
     let (s, client) = Scenario::connected_start().await;
     // The simulator applies the create at once and answers after 60 s; the client gives up at 20 s.
-    s.inject(Fault::once(FaultKind::Delay(Duration::from_secs(60))).on(Method::POST, ENTRIES_PATH));
-    let err = s.create_new_ip(&client).await.unwrap_err();
+    let err = s
+        .failed_create(&client, FaultKind::Delay(Duration::from_secs(60)))
+        .await;
     assert!(
         matches!(err, BunqError::Transport { timeout: true, .. }),
         "{err}"
