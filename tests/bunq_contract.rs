@@ -552,7 +552,7 @@ async fn a_second_session_rejection_is_returned_without_another_session() {
     let rejected = server
         .mock("GET", CREDENTIAL_PATH)
         .with_status(403)
-        .with_body(&error_body("Insufficient authentication."))
+        .with_body(error_body("Insufficient authentication."))
         .expect(2)
         .create_async()
         .await;
@@ -842,7 +842,7 @@ async fn rate_limited_request_is_retried_with_a_new_request_id_and_succeeds() {
             .mock("GET", CREDENTIAL_PATH)
             .match_request(record(ids.clone()))
             .with_status(429)
-            .with_body(&error_body(
+            .with_body(error_body(
                 "Too many requests. You can do a maximum of 3 calls per 3 second to this endpoint.",
             )),
     )
@@ -891,7 +891,7 @@ async fn create_ip_is_not_retried_on_a_server_error() {
         server
             .mock("POST", IP_LIST_PATH)
             .with_status(500)
-            .with_body(&error_body("Internal error")),
+            .with_body(error_body("Internal error")),
     )
     .await;
     let err = client
@@ -1027,7 +1027,7 @@ async fn concurrent_rejections_open_a_single_new_session() {
     let client = Arc::new(saved_client(&server, state.path()).await);
     let rejected = credential_get(&mut server, SESSION_TOKEN)
         .with_status(403)
-        .with_body(&error_body("Insufficient authentication."))
+        .with_body(error_body("Insufficient authentication."))
         .expect_at_least(1)
         .create_async()
         .await;
@@ -1145,7 +1145,7 @@ async fn a_rejected_saved_installation_is_replaced_by_one_clean_registration() {
             .mock("POST", "/v1/session-server")
             .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN)
             .with_status(403)
-            .with_body(&error_body("Insufficient authentication.")),
+            .with_body(error_body("Insufficient authentication.")),
     )
     .await;
     let new_installation = serde_json::json!({"Response": [
@@ -1184,7 +1184,7 @@ async fn a_rejected_fresh_installation_is_an_error_not_a_loop() {
         server
             .mock("POST", "/v1/session-server")
             .with_status(403)
-            .with_body(&error_body("Insufficient authentication.")),
+            .with_body(error_body("Insufficient authentication.")),
     )
     .await;
     let state = tempfile::tempdir().unwrap();

@@ -835,12 +835,8 @@ async fn http_500_on_a_listing_is_retried_and_the_run_converges() {
 async fn http_500_on_the_second_page_is_retried_and_nothing_is_duplicated() {
     let bank = Bank::start().await.with_history(250);
     let client = bank.connect().await;
-    let runs = bank
-        .converge_under(
-            &client,
-            Fault::once(FaultKind::Status(500)).on(Method::GET, "older_id"),
-        )
-        .await;
+    let fault = Fault::once(FaultKind::Status(500)).on(Method::GET, "older_id");
+    let runs = bank.converge_under(&client, fault).await;
 
     assert_eq!(runs.len(), 1);
     assert!(runs[0].log.iter().any(|r| r.fault.is_some()));
@@ -966,12 +962,8 @@ async fn reset_after_a_status_change_is_retried_idempotently_and_the_run_converg
 async fn slow_create_beyond_the_timeout_is_resolved_by_re_listing_and_never_duplicates() {
     let bank = Bank::start().await;
     let client = bank.try_connect(SLOW_TIMEOUT).await.unwrap();
-    let runs = bank
-        .converge_under(
-            &client,
-            Fault::once(FaultKind::Delay(DELAY)).on(Method::POST, &create_path(&bank)),
-        )
-        .await;
+    let fault = Fault::once(FaultKind::Delay(DELAY)).on(Method::POST, &create_path(&bank));
+    let runs = bank.converge_under(&client, fault).await;
 
     assert_eq!(runs.len(), 1);
     // The timed-out create was found by the re-list, not sent again.
@@ -987,12 +979,9 @@ async fn slow_create_beyond_the_timeout_is_resolved_by_re_listing_and_never_dupl
 async fn slow_status_change_beyond_the_timeout_is_retried_and_the_run_converges() {
     let bank = Bank::start().await;
     let client = bank.try_connect(SLOW_TIMEOUT).await.unwrap();
-    let runs = bank
-        .converge_under(
-            &client,
-            Fault::once(FaultKind::Delay(DELAY)).on(Method::PUT, &entry_path(&bank, TO_ACTIVATE)),
-        )
-        .await;
+    let fault =
+        Fault::once(FaultKind::Delay(DELAY)).on(Method::PUT, &entry_path(&bank, TO_ACTIVATE));
+    let runs = bank.converge_under(&client, fault).await;
 
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].count("applied"), 5);
@@ -1097,12 +1086,8 @@ async fn sessions_expired_between_runs_are_renewed_without_losing_the_context() 
 async fn session_expired_during_a_create_is_renewed_and_the_create_sent_once_more() {
     let (bank, client) = connected().await;
     let sessions = bank.sim.sessions_created();
-    let runs = bank
-        .converge_under(
-            &client,
-            Fault::once(FaultKind::ExpireSession).on(Method::POST, &create_path(&bank)),
-        )
-        .await;
+    let fault = Fault::once(FaultKind::ExpireSession).on(Method::POST, &create_path(&bank));
+    let runs = bank.converge_under(&client, fault).await;
 
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].count("applied"), 5);
@@ -1166,12 +1151,8 @@ async fn garbled_signature_on_a_listing_refuses_the_run_without_writes() {
 async fn garbled_signature_on_the_second_page_refuses_the_run_instead_of_planning_from_page_one() {
     let bank = Bank::start().await.with_history(250);
     let client = bank.connect().await;
-    let runs = bank
-        .converge_under(
-            &client,
-            Fault::once(FaultKind::GarbleSignature).on(Method::GET, "older_id"),
-        )
-        .await;
+    let fault = Fault::once(FaultKind::GarbleSignature).on(Method::GET, "older_id");
+    let runs = bank.converge_under(&client, fault).await;
 
     // Page 1 alone lacks every desired entry: planning from it would create duplicates.
     assert_refused_then_converged(
@@ -1186,12 +1167,8 @@ async fn garbled_signature_on_the_second_page_refuses_the_run_instead_of_plannin
 async fn garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_recovers() {
     let (bank, client) = connected().await;
     bank.sim.expire_all_sessions();
-    let runs = bank
-        .converge_under(
-            &client,
-            Fault::once(FaultKind::GarbleSignature).on(Method::POST, "/session-server"),
-        )
-        .await;
+    let fault = Fault::once(FaultKind::GarbleSignature).on(Method::POST, "/session-server");
+    let runs = bank.converge_under(&client, fault).await;
 
     assert_refused_then_converged(
         "garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_recovers",

@@ -286,12 +286,13 @@ fn credential_yaml(id: CredentialId, ips: &[&str]) -> String {
 
 #[tokio::test]
 async fn fresh_account_converges_in_one_apply_and_the_second_apply_writes_nothing() {
+    let seeded = [
+        ("203.0.113.10", IpStatus::Active),
+        ("203.0.113.11", IpStatus::Inactive),
+        ("192.0.2.1", IpStatus::Active),
+    ];
     let (h, ci, config, client) = Harness::managing_one(
-        &[
-            ("203.0.113.10", IpStatus::Active),
-            ("203.0.113.11", IpStatus::Inactive),
-            ("192.0.2.1", IpStatus::Active),
-        ],
+        &seeded,
         "sync",
         10,
         &["203.0.113.10", "203.0.113.11", "203.0.113.12"],
@@ -419,16 +420,12 @@ async fn out_of_band_drift_is_reported_against_the_last_run_and_repaired() {
 
 #[tokio::test]
 async fn additive_leaves_extra_ips_active_and_never_deactivates() {
-    let (h, office, config, client) = Harness::managing_one(
-        &[
-            ("198.51.100.21", IpStatus::Active),
-            ("198.51.100.22", IpStatus::Active),
-        ],
-        "additive",
-        10,
-        &["198.51.100.20"],
-    )
-    .await;
+    let seeded = [
+        ("198.51.100.21", IpStatus::Active),
+        ("198.51.100.22", IpStatus::Active),
+    ];
+    let (h, office, config, client) =
+        Harness::managing_one(&seeded, "additive", 10, &["198.51.100.20"]).await;
 
     let (report, record) = apply(&client, &config, None).await;
     assert_eq!(report.exit_status(), ExitStatus::Success);
@@ -728,18 +725,14 @@ async fn a_re_registration_updates_the_description_the_own_ip_rule_matches() {
 
 #[tokio::test]
 async fn entries_that_are_not_ipv4_are_kept_and_never_written() {
-    let (h, ci, config, client) = Harness::managing_one(
-        &[
-            ("203.0.113.10", IpStatus::Active),
-            ("*", IpStatus::Active),
-            ("2001:db8::1", IpStatus::Active),
-            ("not-an-ip", IpStatus::Inactive),
-        ],
-        "sync",
-        10,
-        &["203.0.113.10"],
-    )
-    .await;
+    let seeded = [
+        ("203.0.113.10", IpStatus::Active),
+        ("*", IpStatus::Active),
+        ("2001:db8::1", IpStatus::Active),
+        ("not-an-ip", IpStatus::Inactive),
+    ];
+    let (h, ci, config, client) =
+        Harness::managing_one(&seeded, "sync", 10, &["203.0.113.10"]).await;
 
     let (report, record) = apply(&client, &config, None).await;
     assert_eq!(report.exit_status(), ExitStatus::Success);
@@ -798,16 +791,12 @@ async fn protected_ips_are_kept_without_blocking_or_pending() {
 
 #[tokio::test]
 async fn more_changes_than_max_changes_block_the_whole_run_and_write_nothing() {
-    let (h, ci, config, client) = Harness::managing_one(
-        &[
-            ("192.0.2.1", IpStatus::Active),
-            ("203.0.113.11", IpStatus::Inactive),
-        ],
-        "sync",
-        2,
-        &["203.0.113.11", "203.0.113.12"],
-    )
-    .await;
+    let seeded = [
+        ("192.0.2.1", IpStatus::Active),
+        ("203.0.113.11", IpStatus::Inactive),
+    ];
+    let (h, ci, config, client) =
+        Harness::managing_one(&seeded, "sync", 2, &["203.0.113.11", "203.0.113.12"]).await;
     let before = h.entries(ci);
 
     let (report, _) = apply(&client, &config, None).await;
@@ -877,16 +866,12 @@ async fn allowed_empty_ips_under_sync_deactivates_every_entry() {
 
 #[tokio::test]
 async fn plan_reads_only_and_writes_nothing() {
-    let (h, ci, config, client) = Harness::managing_one(
-        &[
-            ("192.0.2.1", IpStatus::Active),
-            ("203.0.113.11", IpStatus::Inactive),
-        ],
-        "sync",
-        10,
-        &["203.0.113.11", "203.0.113.12"],
-    )
-    .await;
+    let seeded = [
+        ("192.0.2.1", IpStatus::Active),
+        ("203.0.113.11", IpStatus::Inactive),
+    ];
+    let (h, ci, config, client) =
+        Harness::managing_one(&seeded, "sync", 10, &["203.0.113.11", "203.0.113.12"]).await;
     let before = h.entries(ci);
 
     let planned = plan(&client, &config, None).await;
@@ -936,7 +921,9 @@ async fn a_re_added_ip_reactivates_its_old_entry() {
 
 #[tokio::test]
 async fn ambiguous_create_ends_with_exactly_one_entry() {
-    let (h, ci, config, client) = Harness::managing_one(&[], "sync", 10, &["203.0.113.10"]).await;
+    let seeded = [];
+    let (h, ci, config, client) =
+        Harness::managing_one(&seeded, "sync", 10, &["203.0.113.10"]).await;
     // bunq creates the entry, then the connection breaks before the answer arrives.
     h.inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, "/ip"));
 
@@ -966,7 +953,9 @@ async fn ambiguous_create_ends_with_exactly_one_entry() {
 
 #[tokio::test]
 async fn create_reset_before_bunq_applied_it_fails_and_the_next_run_creates_one_entry() {
-    let (h, ci, config, client) = Harness::managing_one(&[], "sync", 10, &["203.0.113.10"]).await;
+    let seeded = [];
+    let (h, ci, config, client) =
+        Harness::managing_one(&seeded, "sync", 10, &["203.0.113.10"]).await;
     h.inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, "/ip"));
 
     let (report, record) = apply(&client, &config, None).await;
@@ -1021,13 +1010,9 @@ async fn three_hundred_ips_converge_without_a_single_429() {
 
 #[tokio::test]
 async fn a_response_with_a_bad_signature_stops_the_run_before_the_next_write() {
-    let (h, ci, config, client) = Harness::managing_one(
-        &[("192.0.2.1", IpStatus::Active)],
-        "sync",
-        10,
-        &["203.0.113.10", "203.0.113.11"],
-    )
-    .await;
+    let seeded = [("192.0.2.1", IpStatus::Active)];
+    let (h, ci, config, client) =
+        Harness::managing_one(&seeded, "sync", 10, &["203.0.113.10", "203.0.113.11"]).await;
     h.inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, "/ip"));
 
     let (report, _) = apply(&client, &config, None).await;

@@ -241,6 +241,11 @@ impl Context {
         self.call(Method::PUT, path, body)
     }
 
+    /// `PUT` of entry `entry` with `body`.
+    fn update(&self, entry: u64, body: &str) -> Call {
+        self.put(&self.entry_path(entry), body)
+    }
+
     /// The credential's entries as the simulator stores them.
     fn entries(&self, sim: &Simulator) -> Vec<PermittedIp> {
         sim.entries(self.credential_id).unwrap()
@@ -249,6 +254,11 @@ impl Context {
     /// Seeds an entry on the credential behind the API's back; its id.
     fn add_entry(&self, sim: &Simulator, ip: &str, status: IpStatus) -> u64 {
         sim.add_entry(self.credential_id, ip, status).unwrap()
+    }
+
+    /// [`Context::list_entries`], answered with the bunq error `status` `text`.
+    async fn listing_refused(&self, sim: &Simulator, status: u16, text: &str) {
+        self.list_entries(sim).await.assert_error(status, text);
     }
 
     /// `GET` the credential's allowlist (first page, default count) with the session token.
@@ -318,6 +328,12 @@ async fn registered_device(sim: &Simulator) -> (SeededKey, String, PublicKey) {
         .send(sim)
         .await;
     (seeded, token, server_key)
+}
+
+/// The session-server call for a [`registered_device`] (not sent yet).
+async fn new_device_session_call(sim: &Simulator) -> Call {
+    let (seeded, token, _) = registered_device(sim).await;
+    session_server(&token, seeded.api_key.expose())
 }
 
 /// Installation, device-server and session-server for `seeded`, from the current caller IP.
@@ -597,8 +613,8 @@ async fn unknown_api_key_is_refused_with_the_credentials_error() {
 #[tokio::test]
 async fn session_server_without_signature_is_466() {
     let sim = start().await;
-    let (seeded, token, _) = registered_device(&sim).await;
-    session_server(&token, seeded.api_key.expose())
+    new_device_session_call(&sim)
+        .await
         .unsigned()
         .refused(&sim, 466, SIGNATURE_REQUIRED)
         .await;
@@ -607,8 +623,8 @@ async fn session_server_without_signature_is_466() {
 #[tokio::test]
 async fn session_server_with_a_wrong_signature_is_400() {
     let sim = start().await;
-    let (seeded, token, _) = registered_device(&sim).await;
-    session_server(&token, seeded.api_key.expose())
+    new_device_session_call(&sim)
+        .await
         .signature(client_key().sign(b"other bytes"))
         .refused(&sim, 400, SIGNATURE_INVALID)
         .await;
@@ -723,42 +739,31 @@ async fn device_server_from_an_ip_outside_an_existing_allowlist_is_refused() {
 #[tokio::test]
 async fn session_server_from_an_inactive_ip_is_refused() {
     let sim = start().await;
-    let (seeded, token, _) = registered_device(&sim).await;
+    let session = new_device_session_call(&sim).await;
     sim.set_caller_ip(OTHER_IP);
-    session_server(&token, seeded.api_key.expose())
-        .refused(&sim, 400, CREDENTIALS_INCORRECT)
-        .await;
+    session.refused(&sim, 400, CREDENTIALS_INCORRECT).await;
 }
 
 #[tokio::test]
 async fn session_call_from_a_non_active_ip_gets_the_credentials_error() {
     let (sim, _, ctx) = ready().await;
     sim.set_caller_ip(OTHER_IP);
-    ctx.list_entries(&sim)
-        .await
-        .assert_error(400, CREDENTIALS_INCORRECT);
+    ctx.listing_refused(&sim, 400, CREDENTIALS_INCORRECT).await;
     let entry = ctx.add_entry(&sim, "203.0.113.9", IpStatus::Active);
     let allowed = ctx.list_entries(&sim).await;
     assert_eq!(allowed.status, 200);
     sim.set_entry_status(ctx.credential_id, entry, IpStatus::Inactive)
         .unwrap();
-    ctx.list_entries(&sim)
-        .await
-        .assert_error(400, CREDENTIALS_INCORRECT);
+    ctx.listing_refused(&sim, 400, CREDENTIALS_INCORRECT).await;
 }
 
 #[tokio::test]
 async fn deactivating_the_callers_own_ip_locks_it_out_on_the_next_call() {
     let (sim, _, ctx) = ready().await;
     let own = ctx.entries(&sim)[0].id;
-    let answer = ctx
-        .put(&ctx.entry_path(own), r#"{"status":"INACTIVE"}"#)
-        .send(&sim)
-        .await;
+    let answer = ctx.update(own, r#"{"status":"INACTIVE"}"#).send(&sim).await;
     assert_eq!(answer.status, 200);
-    ctx.list_entries(&sim)
-        .await
-        .assert_error(400, CREDENTIALS_INCORRECT);
+    ctx.listing_refused(&sim, 400, CREDENTIALS_INCORRECT).await;
 }
 
 #[tokio::test]
@@ -885,10 +890,7 @@ async fn created_entry_keeps_an_explicit_inactive_status() {
 async fn update_toggles_the_status_and_answers_the_same_id() {
     let (sim, _, ctx) = ready().await;
     let entry = ctx.add_entry(&sim, "10.3.3.3", IpStatus::Inactive);
-    let answer = ctx
-        .put(&ctx.entry_path(entry), r#"{"status":"ACTIVE"}"#)
-        .send(&sim)
-        .await;
+    let answer = ctx.update(entry, r#"{"status":"ACTIVE"}"#).send(&sim).await;
     assert_eq!(
         answer.body,
         format!(r#"{{"Response":[{{"Id":{{"id":{entry}}}}}]}}"#).into_bytes()
@@ -901,10 +903,7 @@ async fn update_with_a_different_ip_is_refused_and_changes_nothing() {
     let (sim, _, ctx) = ready().await;
     let entry = ctx.add_entry(&sim, "10.3.3.3", IpStatus::Active);
     let answer = ctx
-        .put(
-            &ctx.entry_path(entry),
-            r#"{"ip":"10.4.4.4","status":"INACTIVE"}"#,
-        )
+        .update(entry, r#"{"ip":"10.4.4.4","status":"INACTIVE"}"#)
         .send(&sim)
         .await;
     assert_eq!(answer.status, 400);
@@ -914,10 +913,7 @@ async fn update_with_a_different_ip_is_refused_and_changes_nothing() {
         ("10.3.3.3", &IpStatus::Active)
     );
     let same_ip = ctx
-        .put(
-            &ctx.entry_path(entry),
-            r#"{"ip":"10.3.3.3","status":"INACTIVE"}"#,
-        )
+        .update(entry, r#"{"ip":"10.3.3.3","status":"INACTIVE"}"#)
         .send(&sim)
         .await;
     assert_eq!(same_ip.status, 200);
@@ -1062,10 +1058,12 @@ async fn fourth_get_in_three_seconds_is_429_and_passes_after_the_window() {
         let answer = ctx.list_entries(&sim).await;
         assert_eq!(answer.status, 200);
     }
-    ctx.list_entries(&sim).await.assert_error(
+    ctx.listing_refused(
+        &sim,
         429,
         "Too many requests. You can do a maximum of 3 calls per 3 second to this endpoint.",
-    );
+    )
+    .await;
     tokio::time::advance(Duration::from_secs(3)).await;
     let answer = ctx.list_entries(&sim).await;
     assert_eq!(answer.status, 200);
@@ -1076,16 +1074,10 @@ async fn third_put_in_three_seconds_is_429() {
     let (sim, _, ctx) = rate_limited().await;
     let entry = ctx.entries(&sim)[0].id;
     for _ in 0..2 {
-        let answer = ctx
-            .put(&ctx.entry_path(entry), r#"{"status":"ACTIVE"}"#)
-            .send(&sim)
-            .await;
+        let answer = ctx.update(entry, r#"{"status":"ACTIVE"}"#).send(&sim).await;
         assert_eq!(answer.status, 200);
     }
-    let third = ctx
-        .put(&ctx.entry_path(entry), r#"{"status":"ACTIVE"}"#)
-        .send(&sim)
-        .await;
+    let third = ctx.update(entry, r#"{"status":"ACTIVE"}"#).send(&sim).await;
     assert_eq!(third.status, 429);
     assert!(third.error().contains("maximum of 2 calls per 3 second"));
 }
@@ -1149,18 +1141,16 @@ async fn session_token_is_refused_after_session_timeout() {
     let alive = ctx.list_entries(&sim).await;
     assert_eq!(alive.status, 200);
     tokio::time::advance(Duration::from_secs(1)).await;
-    ctx.list_entries(&sim)
-        .await
-        .assert_error(403, INSUFFICIENT_AUTHENTICATION);
+    ctx.listing_refused(&sim, 403, INSUFFICIENT_AUTHENTICATION)
+        .await;
 }
 
 #[tokio::test]
 async fn expire_all_sessions_ends_sessions_but_not_installations() {
     let (sim, seeded, ctx) = ready().await;
     sim.expire_all_sessions();
-    ctx.list_entries(&sim)
-        .await
-        .assert_error(403, INSUFFICIENT_AUTHENTICATION);
+    ctx.listing_refused(&sim, 403, INSUFFICIENT_AUTHENTICATION)
+        .await;
     let renewed = session_server(&ctx.installation_token, seeded.api_key.expose())
         .send(&sim)
         .await;
@@ -1271,9 +1261,8 @@ async fn expire_session_fault_ends_the_session_early() {
     let (sim, _, ctx) = ready().await;
     sim.inject(Fault::once(FaultKind::ExpireSession).on(Method::GET, "/ip"));
     for _ in 0..2 {
-        ctx.list_entries(&sim)
-            .await
-            .assert_error(403, INSUFFICIENT_AUTHENTICATION);
+        ctx.listing_refused(&sim, 403, INSUFFICIENT_AUTHENTICATION)
+            .await;
     }
 }
 
