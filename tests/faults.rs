@@ -679,6 +679,16 @@ async fn converged_after(kind: FaultKind, on: On, times: usize) -> (Bank, Vec<Ru
     (bank, runs)
 }
 
+/// A bank whose client times out after [`SLOW_TIMEOUT`], a response delayed by [`DELAY`] on
+/// the request `on`, and its runs until convergence (three at most).
+async fn converged_after_a_slow_response(on: On) -> (Bank, Vec<Run>) {
+    let bank = Bank::start().await;
+    let client = bank.try_connect(SLOW_TIMEOUT).await.unwrap();
+    let fault = on.fault(&bank, FaultKind::Delay(DELAY), 1);
+    let runs = bank.converge_under(&client, fault).await;
+    (bank, runs)
+}
+
 fn ip_list_path(bank: &Bank) -> String {
     format!("/credential-password-ip/{}/ip?count", bank.pool)
 }
@@ -960,10 +970,7 @@ async fn reset_after_a_status_change_is_retried_idempotently_and_the_run_converg
 
 #[tokio::test]
 async fn slow_create_beyond_the_timeout_is_resolved_by_re_listing_and_never_duplicates() {
-    let bank = Bank::start().await;
-    let client = bank.try_connect(SLOW_TIMEOUT).await.unwrap();
-    let fault = Fault::once(FaultKind::Delay(DELAY)).on(Method::POST, &create_path(&bank));
-    let runs = bank.converge_under(&client, fault).await;
+    let (_bank, runs) = converged_after_a_slow_response(On::Create).await;
 
     assert_eq!(runs.len(), 1);
     // The timed-out create was found by the re-list, not sent again.
@@ -977,11 +984,7 @@ async fn slow_create_beyond_the_timeout_is_resolved_by_re_listing_and_never_dupl
 
 #[tokio::test]
 async fn slow_status_change_beyond_the_timeout_is_retried_and_the_run_converges() {
-    let bank = Bank::start().await;
-    let client = bank.try_connect(SLOW_TIMEOUT).await.unwrap();
-    let fault =
-        Fault::once(FaultKind::Delay(DELAY)).on(Method::PUT, &entry_path(&bank, TO_ACTIVATE));
-    let runs = bank.converge_under(&client, fault).await;
+    let (_bank, runs) = converged_after_a_slow_response(On::Entry(TO_ACTIVATE)).await;
 
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].count("applied"), 5);

@@ -202,6 +202,25 @@ impl Harness {
     }
 }
 
+/// A credential with 192.0.2.1 ACTIVE and 203.0.113.11 INACTIVE under a `sync` config wanting
+/// 203.0.113.11 and 203.0.113.12 with `max_changes`: three changes (an activation, a create, a
+/// deactivation).
+async fn three_changes(max_changes: usize) -> (Harness, CredentialId, Config, BunqClient) {
+    let seeded = [
+        ("192.0.2.1", IpStatus::Active),
+        ("203.0.113.11", IpStatus::Inactive),
+    ];
+    let ips = ["203.0.113.11", "203.0.113.12"];
+    Harness::managing_one(&seeded, "sync", max_changes, &ips).await
+}
+
+/// An empty credential wanting 203.0.113.10 (one create), with a fault of `kind` on the create.
+async fn one_create_under(kind: FaultKind) -> (Harness, CredentialId, Config, BunqClient) {
+    let (h, ci, config, client) = Harness::managing_one(&[], "sync", 10, &["203.0.113.10"]).await;
+    h.inject(Fault::once(kind).on(Method::POST, "/ip"));
+    (h, ci, config, client)
+}
+
 async fn apply(
     client: &BunqClient,
     config: &Config,
@@ -791,12 +810,7 @@ async fn protected_ips_are_kept_without_blocking_or_pending() {
 
 #[tokio::test]
 async fn more_changes_than_max_changes_block_the_whole_run_and_write_nothing() {
-    let seeded = [
-        ("192.0.2.1", IpStatus::Active),
-        ("203.0.113.11", IpStatus::Inactive),
-    ];
-    let (h, ci, config, client) =
-        Harness::managing_one(&seeded, "sync", 2, &["203.0.113.11", "203.0.113.12"]).await;
+    let (h, ci, config, client) = three_changes(2).await;
     let before = h.entries(ci);
 
     let (report, _) = apply(&client, &config, None).await;
@@ -866,12 +880,7 @@ async fn allowed_empty_ips_under_sync_deactivates_every_entry() {
 
 #[tokio::test]
 async fn plan_reads_only_and_writes_nothing() {
-    let seeded = [
-        ("192.0.2.1", IpStatus::Active),
-        ("203.0.113.11", IpStatus::Inactive),
-    ];
-    let (h, ci, config, client) =
-        Harness::managing_one(&seeded, "sync", 10, &["203.0.113.11", "203.0.113.12"]).await;
+    let (h, ci, config, client) = three_changes(10).await;
     let before = h.entries(ci);
 
     let planned = plan(&client, &config, None).await;
@@ -921,11 +930,8 @@ async fn a_re_added_ip_reactivates_its_old_entry() {
 
 #[tokio::test]
 async fn ambiguous_create_ends_with_exactly_one_entry() {
-    let seeded = [];
-    let (h, ci, config, client) =
-        Harness::managing_one(&seeded, "sync", 10, &["203.0.113.10"]).await;
     // bunq creates the entry, then the connection breaks before the answer arrives.
-    h.inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, "/ip"));
+    let (h, ci, config, client) = one_create_under(FaultKind::ResetAfterApply).await;
 
     let (report, record) = apply(&client, &config, None).await;
     assert_eq!(h.entries_for(ci, "203.0.113.10").len(), 1);
@@ -953,10 +959,7 @@ async fn ambiguous_create_ends_with_exactly_one_entry() {
 
 #[tokio::test]
 async fn create_reset_before_bunq_applied_it_fails_and_the_next_run_creates_one_entry() {
-    let seeded = [];
-    let (h, ci, config, client) =
-        Harness::managing_one(&seeded, "sync", 10, &["203.0.113.10"]).await;
-    h.inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, "/ip"));
+    let (h, ci, config, client) = one_create_under(FaultKind::ResetBeforeApply).await;
 
     let (report, record) = apply(&client, &config, None).await;
     assert_eq!(report.exit_status(), ExitStatus::Error);
