@@ -19,7 +19,7 @@ use bunq_ipsync::bunq::context::{
 };
 use bunq_ipsync::bunq::model::IpStatus;
 use bunq_ipsync::bunq::{
-    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, PublicKey, RateLimits,
+    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, PrivateKey, PublicKey, RateLimits,
     RetryPolicy, TransportSettings, create_sandbox_user,
 };
 use bunq_ipsync::secret::Secret;
@@ -180,6 +180,29 @@ const CREDENTIAL_PATH: &str = "/v1/user/1913/credential-password-ip/77";
 const CREDENTIAL_BODY: &str = r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#;
 const ACTIVE_CREDENTIAL_BODY: &str =
     r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#;
+
+/// The create of 5.6.7.8 (ACTIVE) on credential 77, expected once with exactly that body and
+/// answered with entry `id`.
+async fn expect_create_5678(server: &mut ServerGuard, id: u64) -> Mock {
+    let body = format!(r#"{{"Response":[{{"Id":{{"id":{id}}}}}]}}"#);
+    let call = session_call(server, "POST", IP_LIST_PATH)
+        .match_body(r#"{"ip":"5.6.7.8","status":"ACTIVE"}"#);
+    ok_once(call, &body).await
+}
+
+/// `client` creates 5.6.7.8 (ACTIVE) on credential 77.
+async fn create_5678(client: &BunqClient) -> Result<u64, BunqError> {
+    client
+        .create_ip(77, Ipv4Addr::new(5, 6, 7, 8), IpStatus::Active)
+        .await
+}
+
+/// `mock` answered 200 with `body` under `key`'s signature over `signed`.
+fn signed_over(mock: Mock, key: &PrivateKey, signed: &str, body: &str) -> Mock {
+    mock.with_status(200)
+        .with_header("X-Bunq-Server-Signature", &key.sign(signed.as_bytes()))
+        .with_body(body)
+}
 
 /// `GET` of [`CREDENTIAL_PATH`] authenticated by `token`.
 fn credential_get(server: &mut ServerGuard, token: &str) -> Mock {
@@ -693,16 +716,8 @@ async fn get_ip_sends_a_signed_get_to_the_entry_path() {
 #[tokio::test]
 async fn create_ip_posts_exactly_ip_and_status_and_returns_the_new_id() {
     let (mut server, _state, client) = with_saved_client().await;
-    let create = ok_once(
-        session_call(&mut server, "POST", IP_LIST_PATH)
-            .match_body(r#"{"ip":"5.6.7.8","status":"ACTIVE"}"#),
-        r#"{"Response":[{"Id":{"id":925}}]}"#,
-    )
-    .await;
-    let id = client
-        .create_ip(77, Ipv4Addr::new(5, 6, 7, 8), IpStatus::Active)
-        .await
-        .unwrap();
+    let create = expect_create_5678(&mut server, 925).await;
+    let id = create_5678(&client).await.unwrap();
     create.assert_async().await;
     assert_eq!(id, 925);
 }
@@ -765,16 +780,12 @@ async fn tampered_response_body_fails_verification_and_is_not_retried() {
     let (mut server, _state, client) = with_saved_client().await;
     let genuine = r#"{"Response":[{"PermittedIp":{"id":9,"ip":"1.2.3.4","status":"INACTIVE"}}]}"#;
     let tampered = r#"{"Response":[{"PermittedIp":{"id":9,"ip":"6.6.6.6","status":"ACTIVE"}}]}"#;
-    let get = once(
-        server
-            .mock("GET", &format!("{IP_LIST_PATH}/9") as &str)
-            .with_status(200)
-            .with_header(
-                "X-Bunq-Server-Signature",
-                &server_key().sign(genuine.as_bytes()),
-            )
-            .with_body(tampered),
-    )
+    let get = once(signed_over(
+        server.mock("GET", &format!("{IP_LIST_PATH}/9") as &str),
+        server_key(),
+        genuine,
+        tampered,
+    ))
     .await;
     let err = client.get_ip(77, 9).await.unwrap_err();
     assert!(matches!(err, BunqError::ResponseSignature { .. }), "{err}");
@@ -785,16 +796,12 @@ async fn tampered_response_body_fails_verification_and_is_not_retried() {
 async fn signature_by_another_key_fails_verification() {
     let (mut server, _state, client) = with_saved_client().await;
     let body = CREDENTIAL_BODY;
-    let get = once(
-        server
-            .mock("GET", CREDENTIAL_PATH)
-            .with_status(200)
-            .with_header(
-                "X-Bunq-Server-Signature",
-                &client_key().sign(body.as_bytes()),
-            )
-            .with_body(body),
-    )
+    let get = once(signed_over(
+        server.mock("GET", CREDENTIAL_PATH),
+        client_key(),
+        body,
+        body,
+    ))
     .await;
     let err = client.get_credential(77).await.unwrap_err();
     assert!(matches!(err, BunqError::ResponseSignature { .. }), "{err}");
@@ -1381,16 +1388,8 @@ async fn a_429_is_retried_beyond_the_transient_attempt_budget_until_it_succeeds(
 async fn create_ip_answered_429_is_retried_and_creates_once() {
     let (mut server, _state, client) = with_saved_client().await;
     let limited = too_many_requests(server.mock("POST", IP_LIST_PATH), 2).await;
-    let created = ok_once(
-        session_call(&mut server, "POST", IP_LIST_PATH)
-            .match_body(r#"{"ip":"5.6.7.8","status":"ACTIVE"}"#),
-        r#"{"Response":[{"Id":{"id":901}}]}"#,
-    )
-    .await;
-    let id = client
-        .create_ip(77, Ipv4Addr::new(5, 6, 7, 8), IpStatus::Active)
-        .await
-        .unwrap();
+    let created = expect_create_5678(&mut server, 901).await;
+    let id = create_5678(&client).await.unwrap();
     assert_eq!(id, 901);
     assert_all(&[&limited, &created]).await;
 }
