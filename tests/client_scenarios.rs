@@ -1588,14 +1588,21 @@ async fn short_session_scenario() -> Scenario {
     .await
 }
 
-#[tokio::test(start_paused = true)]
-async fn restart_within_the_interval_after_a_registration_makes_no_installation_or_device_call() {
-    // bunq keeps rejecting the installation: a daemon restarted by systemd (or crash-looping)
-    // must not leave a new device at bunq on every start.
+/// A [`short_session_scenario`] that registered once, then bunq forgot the installation and
+/// 10 minutes passed (the saved session is expired too): what a restart finds.
+async fn restarted_after_bunq_forgot_the_installation() -> Scenario {
     let s = short_session_scenario().await;
     drop(s.connect().await);
     s.sim.forget_installations();
     tokio::time::advance(Duration::from_secs(600)).await;
+    s
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_within_the_interval_after_a_registration_makes_no_installation_or_device_call() {
+    // bunq keeps rejecting the installation: a daemon restarted by systemd (or crash-looping)
+    // must not leave a new device at bunq on every start.
+    let s = restarted_after_bunq_forgot_the_installation().await;
     s.sim.clear_request_log();
 
     let err = s.try_connect(s.settings()).await.unwrap_err();
@@ -1614,10 +1621,7 @@ async fn restart_within_the_interval_after_a_registration_makes_no_installation_
 
 #[tokio::test(start_paused = true)]
 async fn restart_after_the_interval_registers_once_more_when_bunq_rejects_the_saved_installation() {
-    let s = short_session_scenario().await;
-    drop(s.connect().await);
-    s.sim.forget_installations();
-    tokio::time::advance(Duration::from_secs(600)).await;
+    let s = restarted_after_bunq_forgot_the_installation().await;
     s.try_connect(s.settings()).await.unwrap_err();
     tokio::time::advance(REREGISTRATION_INTERVAL).await;
     s.sim.clear_request_log();
