@@ -35,3 +35,4 @@ pub mod reconcile;
 pub mod secret;
 pub mod simulator;
 pub mod sources;
+pub mod tls;
