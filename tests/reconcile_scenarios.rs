@@ -32,7 +32,7 @@ use bunq_ipsync::simulator::{
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Account, sim_options};
+use crate::support::{Account, ONE_OF_EACH_ENTRIES, ONE_OF_EACH_WANTED, sim_options};
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -48,17 +48,11 @@ const DEVICE: &str = "ipsync-scenarios";
 /// The IP the simulated bunq sees: the daemon's own IP.
 const OWN_IP: Ipv4Addr = DEFAULT_CALLER_IP;
 
-/// The shared [`Account`] (simulator, user and key, directory for config and state) under
-/// bunq's rate limits, scaled by [`TIME_SCALE`], with the scenarios' config and client on top.
-struct Harness(Account);
-
-impl std::ops::Deref for Harness {
-    type Target = Account;
-
-    fn deref(&self) -> &Account {
-        &self.0
-    }
-}
+crate::support::account_harness!(
+    /// The shared [`Account`] (simulator, user and key, directory for config and state) under
+    /// bunq's rate limits, scaled by [`TIME_SCALE`], with the scenarios' config and client on top.
+    Harness
+);
 
 impl Harness {
     async fn start() -> Harness {
@@ -202,16 +196,17 @@ impl Harness {
     }
 }
 
-/// A credential with 192.0.2.1 ACTIVE and 203.0.113.11 INACTIVE under a `sync` config wanting
-/// 203.0.113.11 and 203.0.113.12 with `max_changes`: three changes (an activation, a create, a
+/// A credential holding [`ONE_OF_EACH_ENTRIES`] under a `sync` config wanting
+/// [`ONE_OF_EACH_WANTED`] with `max_changes`: three changes (an activation, a create, a
 /// deactivation).
 async fn three_changes(max_changes: usize) -> (Harness, CredentialId, Config, BunqClient) {
-    let seeded = [
-        ("192.0.2.1", IpStatus::Active),
-        ("203.0.113.11", IpStatus::Inactive),
-    ];
-    let ips = ["203.0.113.11", "203.0.113.12"];
-    Harness::managing_one(&seeded, "sync", max_changes, &ips).await
+    Harness::managing_one(
+        &ONE_OF_EACH_ENTRIES,
+        "sync",
+        max_changes,
+        &ONE_OF_EACH_WANTED,
+    )
+    .await
 }
 
 /// An empty credential wanting 203.0.113.10 (one create), with a fault of `kind` on the create.
@@ -578,14 +573,11 @@ async fn own_ip_stays_protected_after_the_device_description_changes_in_the_conf
 async fn no_deactivation_is_applied_on_any_credential_when_the_own_credential_is_not_found() {
     let h = Harness::start().await;
     let own = h.own_credential();
-    let ci = h.credential_with(&[
-        ("192.0.2.1", IpStatus::Active),
-        ("203.0.113.11", IpStatus::Inactive),
-    ]);
+    let ci = h.credential_with(&ONE_OF_EACH_ENTRIES);
     let credentials = format!(
         "{}{}",
         credential_yaml(own, &["203.0.113.5"]),
-        credential_yaml(ci, &["203.0.113.11", "203.0.113.12"])
+        credential_yaml(ci, &ONE_OF_EACH_WANTED)
     );
     let config = h.config("sync", 10, &credentials);
     let client = h.connect(&config).await;
