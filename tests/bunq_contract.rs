@@ -19,7 +19,7 @@ use bunq_ipsync::bunq::context::{
 };
 use bunq_ipsync::bunq::model::IpStatus;
 use bunq_ipsync::bunq::{
-    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, PublicKey, RateLimits,
+    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, PrivateKey, PublicKey, RateLimits,
     RetryPolicy, TransportSettings, create_sandbox_user,
 };
 use bunq_ipsync::secret::Secret;
@@ -27,8 +27,8 @@ use chrono::Utc;
 use mockito::{Matcher, Mock, Request, Server, ServerGuard};
 
 use crate::support::mock_bunq::{
-    self, DEVICE_BODY, INSTALLATION_TOKEN, USER_ID, installation_body, never, once, respond,
-    session_body,
+    self, DEVICE_BODY, INSTALLATION_TOKEN, USER_ID, assert_all, error_body, installation_body,
+    never, ok_once, once, respond, session_body,
 };
 use crate::support::{client_key, server_key};
 
@@ -120,6 +120,17 @@ async fn with_saved_context(expires_in: chrono::Duration) -> (ServerGuard, tempf
     (server, state)
 }
 
+/// Settings that renew a session an hour before it expires, on a clock the test moves (the
+/// returned time).
+fn renewing_settings(server: &ServerGuard) -> (ClientSettings, Arc<Mutex<chrono::DateTime<Utc>>>) {
+    let now = Arc::new(Mutex::new(Utc::now()));
+    let mut settings = settings(server);
+    settings.renew_before = Duration::from_secs(3600);
+    let clock = now.clone();
+    settings.clock = Arc::new(move || *clock.lock().unwrap());
+    (settings, now)
+}
+
 /// A mock server, a state dir and a client connected to it from a saved context.
 async fn with_saved_client() -> (ServerGuard, tempfile::TempDir, BunqClient) {
     let server = Server::new_async().await;
@@ -128,12 +139,20 @@ async fn with_saved_client() -> (ServerGuard, tempfile::TempDir, BunqClient) {
     (server, state, client)
 }
 
+/// `BunqClient::connect` with [`API_KEY`] and the state dir `state`.
+async fn connect(settings: ClientSettings, state: &Path) -> Result<BunqClient, BunqError> {
+    BunqClient::connect(settings, Secret::new(API_KEY), state).await
+}
+
+/// The context saved in the state dir `state`.
+fn saved_context(state: &Path) -> Context {
+    ContextStore::open(state).unwrap().load().unwrap().unwrap()
+}
+
 /// A connected client from a saved context (no setup calls).
 async fn saved_client(server: &ServerGuard, state: &Path) -> BunqClient {
     save_context(state, &base_url(server), API_KEY, chrono::Duration::days(7));
-    BunqClient::connect(settings(server), Secret::new(API_KEY), state)
-        .await
-        .unwrap()
+    connect(settings(server), state).await.unwrap()
 }
 
 /// Mocks for the three setup calls that must not happen.
@@ -161,6 +180,29 @@ const CREDENTIAL_PATH: &str = "/v1/user/1913/credential-password-ip/77";
 const CREDENTIAL_BODY: &str = r#"{"Response":[{"CredentialPasswordIp":{"id":77}}]}"#;
 const ACTIVE_CREDENTIAL_BODY: &str =
     r#"{"Response":[{"CredentialPasswordIp":{"id":77,"status":"ACTIVE"}}]}"#;
+
+/// The create of 5.6.7.8 (ACTIVE) on credential 77, expected once with exactly that body and
+/// answered with entry `id`.
+async fn expect_create_5678(server: &mut ServerGuard, id: u64) -> Mock {
+    let body = format!(r#"{{"Response":[{{"Id":{{"id":{id}}}}}]}}"#);
+    let call = session_call(server, "POST", IP_LIST_PATH)
+        .match_body(r#"{"ip":"5.6.7.8","status":"ACTIVE"}"#);
+    ok_once(call, &body).await
+}
+
+/// `client` creates 5.6.7.8 (ACTIVE) on credential 77.
+async fn create_5678(client: &BunqClient) -> Result<u64, BunqError> {
+    client
+        .create_ip(77, Ipv4Addr::new(5, 6, 7, 8), IpStatus::Active)
+        .await
+}
+
+/// `mock` answered 200 with `body` under `key`'s signature over `signed`.
+fn signed_over(mock: Mock, key: &PrivateKey, signed: &str, body: &str) -> Mock {
+    mock.with_status(200)
+        .with_header("X-Bunq-Server-Signature", &key.sign(signed.as_bytes()))
+        .with_body(body)
+}
 
 /// `GET` of [`CREDENTIAL_PATH`] authenticated by `token`.
 fn credential_get(server: &mut ServerGuard, token: &str) -> Mock {
@@ -266,13 +308,9 @@ async fn connect_registers_installation_device_and_session_with_exact_requests()
 
     let state = tempfile::tempdir().unwrap();
     let before = Utc::now();
-    let client = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
-        .await
-        .unwrap();
+    let client = connect(settings(&server), state.path()).await.unwrap();
 
-    installation.assert_async().await;
-    device.assert_async().await;
-    session.assert_async().await;
+    assert_all(&[&installation, &device, &session]).await;
     assert_eq!(client.user_id(), USER_ID);
     assert_eq!(client.device_description().as_deref(), Some("ipsync-test"));
     assert_eq!(client.session_timeout(), Some(Duration::from_secs(3600)));
@@ -287,15 +325,13 @@ async fn registration_saves_the_context_with_modes_0600_and_0700() {
     let _registration = mock_bunq::registration(&mut server, SESSION_TOKEN).await;
     let parent = tempfile::tempdir().unwrap();
     let state = parent.path().join("state");
-    BunqClient::connect(settings(&server), Secret::new(API_KEY), &state)
-        .await
-        .unwrap();
+    connect(settings(&server), &state).await.unwrap();
 
     let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&state), 0o700);
     let file = state.join(CONTEXT_FILE_NAME);
     assert_eq!(mode(&file), 0o600);
-    let saved = ContextStore::open(&state).unwrap().load().unwrap().unwrap();
+    let saved = saved_context(&state);
     assert_eq!(saved.device.unwrap().id, Some(321));
     assert_eq!(saved.session.unwrap().token.expose(), SESSION_TOKEN);
     assert!(!std::fs::read_to_string(file).unwrap().contains(API_KEY));
@@ -305,27 +341,21 @@ async fn registration_saves_the_context_with_modes_0600_and_0700() {
 async fn device_server_sends_permitted_ips_when_configured() {
     let mut server = Server::new_async().await;
     let _installation = mock_bunq::installation(&mut server).create_async().await;
-    let device = once(respond(
-        server
+    let device = ok_once(server
             .mock("POST", "/v1/device-server")
             .match_body(
                 format!(
                     r#"{{"description":"ipsync-test","secret":"{API_KEY}","permitted_ips":["1.2.3.4","*"]}}"#
                 )
                 .as_str(),
-            ),
-        200,
-        DEVICE_BODY,
-    )).await;
+            ), DEVICE_BODY).await;
     let _session = mock_bunq::session(&mut server, SESSION_TOKEN, 3600)
         .create_async()
         .await;
     let mut settings = settings(&server);
     settings.permitted_ips = Some(vec!["1.2.3.4".into(), "*".into()]);
     let state = tempfile::tempdir().unwrap();
-    BunqClient::connect(settings, Secret::new(API_KEY), state.path())
-        .await
-        .unwrap();
+    connect(settings, state.path()).await.unwrap();
     device.assert_async().await;
 }
 
@@ -347,38 +377,32 @@ async fn registration_resumes_after_the_last_saved_step() {
 
     let installation = never(server.mock("POST", "/v1/installation")).await;
     let key = client_key().public_key();
-    let device = once(respond(
+    let device = ok_once(
         with_standard_headers(
             server.mock("POST", "/v1/device-server"),
             Some(INSTALLATION_TOKEN),
         )
         .match_request(move |request| signature_verifies(request, &key)),
-        200,
         DEVICE_BODY,
-    ))
+    )
     .await;
     let session = once(mock_bunq::session(&mut server, SESSION_TOKEN, 3600)).await;
-    BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
-        .await
-        .unwrap();
-    installation.assert_async().await;
-    device.assert_async().await;
-    session.assert_async().await;
+    connect(settings(&server), state.path()).await.unwrap();
+    assert_all(&[&installation, &device, &session]).await;
 }
 
 #[tokio::test]
 async fn restart_with_a_saved_context_makes_no_setup_call() {
     let mut server = Server::new_async().await;
     let setup = forbid_setup_calls(&mut server).await;
-    let list = once(respond(
+    let list = ok_once(
         session_call(
             &mut server,
             "GET",
             "/v1/user/1913/credential-password-ip?count=200",
         ),
-        200,
         r#"{"Response":[],"Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#,
-    ))
+    )
     .await;
     let state = tempfile::tempdir().unwrap();
     let client = saved_client(&server, state.path()).await;
@@ -400,26 +424,17 @@ async fn context_of_another_api_key_triggers_a_clean_registration() {
         chrono::Duration::days(7),
     );
     let installation = once(mock_bunq::installation(&mut server)).await;
-    let device = once(respond(
+    let device = ok_once(
         server
             .mock("POST", "/v1/device-server")
             .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN),
-        200,
         DEVICE_BODY,
-    ))
+    )
     .await;
     let session = once(mock_bunq::session(&mut server, "brand-new-session", 3600)).await;
-    BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
-        .await
-        .unwrap();
-    installation.assert_async().await;
-    device.assert_async().await;
-    session.assert_async().await;
-    let saved = ContextStore::open(state.path())
-        .unwrap()
-        .load()
-        .unwrap()
-        .unwrap();
+    connect(settings(&server), state.path()).await.unwrap();
+    assert_all(&[&installation, &device, &session]).await;
+    let saved = saved_context(state.path());
     assert!(
         saved
             .mismatch(&base_url(&server), &Secret::new(API_KEY))
@@ -442,9 +457,7 @@ async fn corrupt_context_is_a_clear_error_and_sends_nothing() {
         b"{\"format_version\": 1, ",
     )
     .unwrap();
-    let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
-        .await
-        .unwrap_err();
+    let err = connect(settings(&server), state.path()).await.unwrap_err();
     assert!(matches!(err, BunqError::ContextCorrupt { .. }), "{err}");
     assert!(err.to_string().contains(CONTEXT_FILE_NAME), "{err}");
     for mock in setup {
@@ -465,62 +478,48 @@ fn plain_http_to_a_non_loopback_host_is_refused() {
 async fn connect_renews_a_saved_session_that_expires_within_renew_before() {
     let (mut server, state) = with_saved_context(chrono::Duration::minutes(5)).await;
     let key = client_key().public_key();
-    let session = once(respond(
+    let session = ok_once(
         session_server_call(&mut server)
             .match_body(format!(r#"{{"secret":"{API_KEY}"}}"#).as_str())
             .match_request(move |request| signature_verifies(request, &key)),
-        200,
         &session_body("renewed-session", 604_800),
-    ))
+    )
     .await;
-    let list = once(respond(
+    let list = ok_once(
         server
             .mock("GET", "/v1/user/1913/credential-password-ip?count=200")
             .match_header("X-Bunq-Client-Authentication", "renewed-session"),
-        200,
         r#"{"Response":[],"Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#,
-    ))
+    )
     .await;
     let mut settings = settings(&server);
     settings.renew_before = Duration::from_secs(600);
-    let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
-        .await
-        .unwrap();
+    let client = connect(settings, state.path()).await.unwrap();
     client.list_credentials().await.unwrap();
-    session.assert_async().await;
-    list.assert_async().await;
+    assert_all(&[&session, &list]).await;
     assert!(client.session_expires_at() > Utc::now() + chrono::Duration::days(6));
 }
 
 #[tokio::test]
 async fn a_call_renews_a_session_that_is_within_renew_before() {
     let (mut server, state) = with_saved_context(chrono::Duration::hours(2)).await;
-    let now = Arc::new(Mutex::new(Utc::now()));
-    let mut settings = settings(&server);
-    settings.renew_before = Duration::from_secs(3600);
-    let clock = now.clone();
-    settings.clock = Arc::new(move || *clock.lock().unwrap());
-    let session = once(respond(
+    let (settings, now) = renewing_settings(&server);
+    let session = ok_once(
         session_server_call(&mut server),
-        200,
         &session_body("renewed-by-call", 604_800),
-    ))
+    )
     .await;
-    let get = once(respond(
+    let get = ok_once(
         session_call(&mut server, "GET", CREDENTIAL_PATH),
-        200,
         CREDENTIAL_BODY,
-    ))
+    )
     .await;
-    let renewed_get = once(respond(
+    let renewed_get = ok_once(
         credential_get(&mut server, "renewed-by-call"),
-        200,
         CREDENTIAL_BODY,
-    ))
+    )
     .await;
-    let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
-        .await
-        .unwrap();
+    let client = connect(settings, state.path()).await.unwrap();
 
     // Two hours left, renew_before one hour: the saved session is used as is.
     client.get_credential(77).await.unwrap();
@@ -530,34 +529,26 @@ async fn a_call_renews_a_session_that_is_within_renew_before() {
     // 61 minutes later, 59 minutes are left: the next call renews first.
     *now.lock().unwrap() += chrono::Duration::minutes(61);
     client.get_credential(77).await.unwrap();
-    session.assert_async().await;
-    renewed_get.assert_async().await;
+    assert_all(&[&session, &renewed_get]).await;
 }
 
 #[tokio::test]
 async fn renew_session_uses_the_new_token_afterwards_and_saves_it() {
     let (mut server, state, client) = with_saved_client().await;
-    let session = once(respond(
+    let session = ok_once(
         session_server_call(&mut server),
-        200,
         &session_body("fresh-session", 604_800),
-    ))
+    )
     .await;
-    let get = once(respond(
+    let get = ok_once(
         credential_get(&mut server, "fresh-session"),
-        200,
         CREDENTIAL_BODY,
-    ))
+    )
     .await;
     client.renew_session().await.unwrap();
     client.get_credential(77).await.unwrap();
-    session.assert_async().await;
-    get.assert_async().await;
-    let saved = ContextStore::open(state.path())
-        .unwrap()
-        .load()
-        .unwrap()
-        .unwrap();
+    assert_all(&[&session, &get]).await;
+    let saved = saved_context(state.path());
     assert_eq!(saved.session.unwrap().token.expose(), "fresh-session");
 }
 
@@ -568,17 +559,14 @@ async fn rejected_session_opens_one_new_session_and_retries_once() {
         .with_status(403)
         .with_body(r#"{"Error":[{"error_description":"Insufficient authentication.","error_description_translated":"Insufficient authentication."}]}"#)).await;
     let session = once(mock_bunq::session(&mut server, "second-session", 604_800)).await;
-    let accepted = once(respond(
+    let accepted = ok_once(
         credential_get(&mut server, "second-session"),
-        200,
         ACTIVE_CREDENTIAL_BODY,
-    ))
+    )
     .await;
     let credential = client.get_credential(77).await.unwrap();
     assert_eq!(credential.id, 77);
-    rejected.assert_async().await;
-    session.assert_async().await;
-    accepted.assert_async().await;
+    assert_all(&[&rejected, &session, &accepted]).await;
 }
 
 #[tokio::test]
@@ -587,15 +575,14 @@ async fn a_second_session_rejection_is_returned_without_another_session() {
     let rejected = server
         .mock("GET", CREDENTIAL_PATH)
         .with_status(403)
-        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
+        .with_body(error_body("Insufficient authentication."))
         .expect(2)
         .create_async()
         .await;
     let session = once(mock_bunq::session(&mut server, "second-session", 604_800)).await;
     let err = client.get_credential(77).await.unwrap_err();
     assert!(err.is_session_rejected(), "{err}");
-    rejected.assert_async().await;
-    session.assert_async().await;
+    assert_all(&[&rejected, &session]).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -604,14 +591,10 @@ async fn a_second_session_rejection_is_returned_without_another_session() {
 #[tokio::test]
 async fn list_credentials_sends_a_signed_get_and_parses_credentials() {
     let (mut server, _state, client) = with_saved_client().await;
-    let list = once(respond(
-        session_call(&mut server, "GET", "/v1/user/1913/credential-password-ip?count=200")
-            .match_body(""),
-        200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":77,"created":"c","updated":"u","status":"ACTIVE",
+    let list = ok_once(session_call(&mut server, "GET", "/v1/user/1913/credential-password-ip?count=200")
+            .match_body(""), r#"{"Response":[{"CredentialPasswordIp":{"id":77,"created":"c","updated":"u","status":"ACTIVE",
             "expiry_time":null,"token_value":null,"permitted_device":{"description":"ipsync-test","ip":"1.2.3.4"}}}],
-            "Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#,
-    )).await;
+            "Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#).await;
     let credentials = client.list_credentials().await.unwrap();
     list.assert_async().await;
     assert_eq!(credentials.len(), 1);
@@ -623,21 +606,13 @@ async fn list_credentials_sends_a_signed_get_and_parses_credentials() {
 #[tokio::test]
 async fn list_credentials_follows_older_url() {
     let (mut server, _state, client) = with_saved_client().await;
-    let first = once(respond(
-        session_call(&mut server, "GET", "/v1/user/1913/credential-password-ip?count=200"),
-        200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":80}}],"Pagination":{"future_url":null,"newer_url":null,
-            "older_url":"\/v1\/user\/1913\/credential-password-ip?count=200&older_id=80"}}"#,
-    )).await;
-    let second = once(respond(
-        session_call(
+    let first = ok_once(session_call(&mut server, "GET", "/v1/user/1913/credential-password-ip?count=200"), r#"{"Response":[{"CredentialPasswordIp":{"id":80}}],"Pagination":{"future_url":null,"newer_url":null,
+            "older_url":"\/v1\/user\/1913\/credential-password-ip?count=200&older_id=80"}}"#).await;
+    let second = ok_once(session_call(
             &mut server,
             "GET",
             "/v1/user/1913/credential-password-ip?count=200&older_id=80",
-        ),
-        200,
-        r#"{"Response":[{"CredentialPasswordIp":{"id":79}}],"Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#,
-    )).await;
+        ), r#"{"Response":[{"CredentialPasswordIp":{"id":79}}],"Pagination":{"future_url":null,"newer_url":null,"older_url":null}}"#).await;
     let ids: Vec<u64> = client
         .list_credentials()
         .await
@@ -646,18 +621,16 @@ async fn list_credentials_follows_older_url() {
         .map(|credential| credential.id)
         .collect();
     assert_eq!(ids, vec![80, 79]);
-    first.assert_async().await;
-    second.assert_async().await;
+    assert_all(&[&first, &second]).await;
 }
 
 #[tokio::test]
 async fn get_credential_sends_a_signed_get_to_the_credential_path() {
     let (mut server, _state, client) = with_saved_client().await;
-    let get = once(respond(
+    let get = ok_once(
         session_call(&mut server, "GET", CREDENTIAL_PATH).match_body(""),
-        200,
         ACTIVE_CREDENTIAL_BODY,
-    ))
+    )
     .await;
     let credential = client.get_credential(77).await.unwrap();
     get.assert_async().await;
@@ -729,11 +702,10 @@ async fn a_pagination_link_to_another_host_is_refused() {
 #[tokio::test]
 async fn get_ip_sends_a_signed_get_to_the_entry_path() {
     let (mut server, _state, client) = with_saved_client().await;
-    let get = once(respond(
+    let get = ok_once(
         session_call(&mut server, "GET", &format!("{IP_LIST_PATH}/9")).match_body(""),
-        200,
         r#"{"Response":[{"PermittedIp":{"id":9,"ip":"1.2.3.4","status":"INACTIVE"}}]}"#,
-    ))
+    )
     .await;
     let entry = client.get_ip(77, 9).await.unwrap();
     get.assert_async().await;
@@ -744,17 +716,8 @@ async fn get_ip_sends_a_signed_get_to_the_entry_path() {
 #[tokio::test]
 async fn create_ip_posts_exactly_ip_and_status_and_returns_the_new_id() {
     let (mut server, _state, client) = with_saved_client().await;
-    let create = once(respond(
-        session_call(&mut server, "POST", IP_LIST_PATH)
-            .match_body(r#"{"ip":"5.6.7.8","status":"ACTIVE"}"#),
-        200,
-        r#"{"Response":[{"Id":{"id":925}}]}"#,
-    ))
-    .await;
-    let id = client
-        .create_ip(77, Ipv4Addr::new(5, 6, 7, 8), IpStatus::Active)
-        .await
-        .unwrap();
+    let create = expect_create_5678(&mut server, 925).await;
+    let id = create_5678(&client).await.unwrap();
     create.assert_async().await;
     assert_eq!(id, 925);
 }
@@ -762,12 +725,11 @@ async fn create_ip_posts_exactly_ip_and_status_and_returns_the_new_id() {
 #[tokio::test]
 async fn update_ip_puts_only_the_status() {
     let (mut server, _state, client) = with_saved_client().await;
-    let update = once(respond(
+    let update = ok_once(
         session_call(&mut server, "PUT", &format!("{IP_LIST_PATH}/877"))
             .match_body(r#"{"status":"INACTIVE"}"#),
-        200,
         r#"{"Response":[{"Id":{"id":877}}]}"#,
-    ))
+    )
     .await;
     let id = client
         .update_ip_status(77, 877, IpStatus::Inactive)
@@ -818,16 +780,12 @@ async fn tampered_response_body_fails_verification_and_is_not_retried() {
     let (mut server, _state, client) = with_saved_client().await;
     let genuine = r#"{"Response":[{"PermittedIp":{"id":9,"ip":"1.2.3.4","status":"INACTIVE"}}]}"#;
     let tampered = r#"{"Response":[{"PermittedIp":{"id":9,"ip":"6.6.6.6","status":"ACTIVE"}}]}"#;
-    let get = once(
-        server
-            .mock("GET", &format!("{IP_LIST_PATH}/9") as &str)
-            .with_status(200)
-            .with_header(
-                "X-Bunq-Server-Signature",
-                &server_key().sign(genuine.as_bytes()),
-            )
-            .with_body(tampered),
-    )
+    let get = once(signed_over(
+        server.mock("GET", &format!("{IP_LIST_PATH}/9") as &str),
+        server_key(),
+        genuine,
+        tampered,
+    ))
     .await;
     let err = client.get_ip(77, 9).await.unwrap_err();
     assert!(matches!(err, BunqError::ResponseSignature { .. }), "{err}");
@@ -838,16 +796,12 @@ async fn tampered_response_body_fails_verification_and_is_not_retried() {
 async fn signature_by_another_key_fails_verification() {
     let (mut server, _state, client) = with_saved_client().await;
     let body = CREDENTIAL_BODY;
-    let get = once(
-        server
-            .mock("GET", CREDENTIAL_PATH)
-            .with_status(200)
-            .with_header(
-                "X-Bunq-Server-Signature",
-                &client_key().sign(body.as_bytes()),
-            )
-            .with_body(body),
-    )
+    let get = once(signed_over(
+        server.mock("GET", CREDENTIAL_PATH),
+        client_key(),
+        body,
+        body,
+    ))
     .await;
     let err = client.get_credential(77).await.unwrap_err();
     assert!(matches!(err, BunqError::ResponseSignature { .. }), "{err}");
@@ -863,23 +817,15 @@ async fn error_body_becomes_an_api_error_with_status_description_and_response_id
         .with_header("X-Bunq-Client-Response-Id", "resp-400")
         .with_body(r#"{"Error":[{"error_description":"User credentials are incorrect. Incorrect API key or IP address.","error_description_translated":"x"}]}"#)).await;
     let err = client.get_credential(77).await.unwrap_err();
-    match &err {
-        BunqError::Api {
-            status,
-            description,
-            response_id,
-            endpoint,
-        } => {
-            assert_eq!(*status, 400);
-            assert_eq!(
-                description,
-                "User credentials are incorrect. Incorrect API key or IP address."
-            );
-            assert_eq!(response_id.as_deref(), Some("resp-400"));
-            assert_eq!(endpoint, "GET /user/{user}/credential-password-ip/{cred}");
-        }
-        other => panic!("{other:?}"),
-    }
+    let credentials_incorrect = "User credentials are incorrect. Incorrect API key or IP address.";
+    let credential_route = "GET /user/{user}/credential-password-ip/{cred}";
+    assert!(
+        matches!(&err, BunqError::Api { status: 400, description, response_id, endpoint }
+            if description == credentials_incorrect
+                && response_id.as_deref() == Some("resp-400")
+                && endpoint == credential_route),
+        "{err:?}"
+    );
     assert!(err.is_credentials_rejected());
     assert!(!err.to_string().contains(SESSION_TOKEN));
 }
@@ -898,20 +844,23 @@ async fn rate_limited_request_is_retried_with_a_new_request_id_and_succeeds() {
             true
         }
     };
-    let limited = once(server
-        .mock("GET", CREDENTIAL_PATH)
-        .match_request(record(ids.clone()))
-        .with_status(429)
-        .with_body(r#"{"Error":[{"error_description":"Too many requests. You can do a maximum of 3 calls per 3 second to this endpoint."}]}"#)).await;
-    let ok = once(respond(
+    let limited = once(
+        server
+            .mock("GET", CREDENTIAL_PATH)
+            .match_request(record(ids.clone()))
+            .with_status(429)
+            .with_body(error_body(
+                "Too many requests. You can do a maximum of 3 calls per 3 second to this endpoint.",
+            )),
+    )
+    .await;
+    let ok = ok_once(
         session_call(&mut server, "GET", CREDENTIAL_PATH).match_request(record(ids.clone())),
-        200,
         CREDENTIAL_BODY,
-    ))
+    )
     .await;
     assert_eq!(client.get_credential(77).await.unwrap().id, 77);
-    limited.assert_async().await;
-    ok.assert_async().await;
+    assert_all(&[&limited, &ok]).await;
     let ids = ids.lock().unwrap();
     assert!(ids.len() >= 2);
     assert_ne!(ids[0], ids[ids.len() - 1]);
@@ -949,7 +898,7 @@ async fn create_ip_is_not_retried_on_a_server_error() {
         server
             .mock("POST", IP_LIST_PATH)
             .with_status(500)
-            .with_body(r#"{"Error":[{"error_description":"Internal error"}]}"#),
+            .with_body(error_body("Internal error")),
     )
     .await;
     let err = client
@@ -969,18 +918,16 @@ async fn update_ip_is_retried_on_a_server_error() {
             .with_status(500),
     )
     .await;
-    let ok = once(respond(
+    let ok = ok_once(
         session_call(&mut server, "PUT", &format!("{IP_LIST_PATH}/877")),
-        200,
         r#"{"Response":[{"Id":{"id":877}}]}"#,
-    ))
+    )
     .await;
     client
         .update_ip_status(77, 877, IpStatus::Active)
         .await
         .unwrap();
-    failing.assert_async().await;
-    ok.assert_async().await;
+    assert_all(&[&failing, &ok]).await;
 }
 
 #[tokio::test]
@@ -1036,9 +983,7 @@ async fn observer_sees_every_attempt_by_route_pattern() {
     let observer = Arc::new(CountingObserver::default());
     let mut settings = settings(&server);
     settings.observer = Some(observer.clone());
-    let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
-        .await
-        .unwrap();
+    let client = connect(settings, state.path()).await.unwrap();
     let _limited = once(server.mock("GET", CREDENTIAL_PATH).with_status(429)).await;
     let _ok = respond(server.mock("GET", CREDENTIAL_PATH), 200, CREDENTIAL_BODY)
         .create_async()
@@ -1089,7 +1034,7 @@ async fn concurrent_rejections_open_a_single_new_session() {
     let client = Arc::new(saved_client(&server, state.path()).await);
     let rejected = credential_get(&mut server, SESSION_TOKEN)
         .with_status(403)
-        .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#)
+        .with_body(error_body("Insufficient authentication."))
         .expect_at_least(1)
         .create_async()
         .await;
@@ -1110,9 +1055,7 @@ async fn concurrent_rejections_open_a_single_new_session() {
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap().id, 77);
     }
-    rejected.assert_async().await;
-    session.assert_async().await;
-    accepted.assert_async().await;
+    assert_all(&[&rejected, &session, &accepted]).await;
 }
 
 /// Compiles only if every public future of the client can move between threads (the daemon
@@ -1169,9 +1112,7 @@ async fn client_with_hourly_get_limit(
     let mut limits = RateLimits::bunq();
     limits.get = bunq_ipsync::bunq::Limit::new(max, Duration::from_secs(3600));
     settings.transport.rate_limits = limits;
-    BunqClient::connect(settings, Secret::new(API_KEY), state)
-        .await
-        .unwrap()
+    connect(settings, state).await.unwrap()
 }
 
 #[tokio::test]
@@ -1211,7 +1152,7 @@ async fn a_rejected_saved_installation_is_replaced_by_one_clean_registration() {
             .mock("POST", "/v1/session-server")
             .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN)
             .with_status(403)
-            .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#),
+            .with_body(error_body("Insufficient authentication.")),
     )
     .await;
     let new_installation = serde_json::json!({"Response": [
@@ -1220,40 +1161,24 @@ async fn a_rejected_saved_installation_is_replaced_by_one_clean_registration() {
         {"ServerPublicKey": {"server_public_key": server_key().public_key().to_pem()}}
     ]})
     .to_string();
-    let installation = once(respond(
-        server.mock("POST", "/v1/installation"),
-        200,
-        &new_installation,
-    ))
-    .await;
-    let device = once(respond(
+    let installation = ok_once(server.mock("POST", "/v1/installation"), &new_installation).await;
+    let device = ok_once(
         server
             .mock("POST", "/v1/device-server")
             .match_header("X-Bunq-Client-Authentication", "installation-2"),
-        200,
         r#"{"Response":[{"Id":{"id":322}}]}"#,
-    ))
+    )
     .await;
-    let session = once(respond(
+    let session = ok_once(
         server
             .mock("POST", "/v1/session-server")
             .match_header("X-Bunq-Client-Authentication", "installation-2"),
-        200,
         &session_body("session-after-reinstall", 604_800),
-    ))
+    )
     .await;
-    BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
-        .await
-        .unwrap();
-    rejected.assert_async().await;
-    installation.assert_async().await;
-    device.assert_async().await;
-    session.assert_async().await;
-    let saved = ContextStore::open(state.path())
-        .unwrap()
-        .load()
-        .unwrap()
-        .unwrap();
+    connect(settings(&server), state.path()).await.unwrap();
+    assert_all(&[&rejected, &installation, &device, &session]).await;
+    let saved = saved_context(state.path());
     assert_eq!(saved.installation.unwrap().token.expose(), "installation-2");
 }
 
@@ -1266,16 +1191,13 @@ async fn a_rejected_fresh_installation_is_an_error_not_a_loop() {
         server
             .mock("POST", "/v1/session-server")
             .with_status(403)
-            .with_body(r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#),
+            .with_body(error_body("Insufficient authentication.")),
     )
     .await;
     let state = tempfile::tempdir().unwrap();
-    let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
-        .await
-        .unwrap_err();
+    let err = connect(settings(&server), state.path()).await.unwrap_err();
     assert!(err.is_session_rejected(), "{err}");
-    installation.assert_async().await;
-    session.assert_async().await;
+    assert_all(&[&installation, &session]).await;
 }
 
 #[tokio::test]
@@ -1291,16 +1213,10 @@ async fn unsigned_session_server_response_fails_registration() {
     )
     .await;
     let state = tempfile::tempdir().unwrap();
-    let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
-        .await
-        .unwrap_err();
+    let err = connect(settings(&server), state.path()).await.unwrap_err();
     assert!(matches!(err, BunqError::ResponseSignature { .. }), "{err}");
     session.assert_async().await;
-    let saved = ContextStore::open(state.path())
-        .unwrap()
-        .load()
-        .unwrap()
-        .unwrap();
+    let saved = saved_context(state.path());
     assert!(saved.session.is_none(), "an unverified session was saved");
 }
 
@@ -1318,15 +1234,9 @@ async fn debug_output_of_client_and_settings_shows_no_secret() {
 #[tokio::test]
 async fn ensure_session_renews_only_when_due() {
     let (mut server, state) = with_saved_context(chrono::Duration::hours(2)).await;
-    let now = Arc::new(Mutex::new(Utc::now()));
-    let mut settings = settings(&server);
-    settings.renew_before = Duration::from_secs(3600);
-    let clock = now.clone();
-    settings.clock = Arc::new(move || *clock.lock().unwrap());
+    let (settings, now) = renewing_settings(&server);
     let session = once(mock_bunq::session(&mut server, "due-session", 604_800)).await;
-    let client = BunqClient::connect(settings, Secret::new(API_KEY), state.path())
-        .await
-        .unwrap();
+    let client = connect(settings, state.path()).await.unwrap();
     let before = client.ensure_session().await.unwrap();
     assert!(!session.matched_async().await);
     *now.lock().unwrap() += chrono::Duration::minutes(90);
@@ -1358,7 +1268,7 @@ async fn a_session_call_answered_401_with_any_wording_opens_one_new_session_and_
         let mut server = Server::new_async().await;
         let state = tempfile::tempdir().unwrap();
         let client = saved_client(&server, state.path()).await;
-        let body = format!(r#"{{"Error":[{{"error_description":"{text}"}}]}}"#);
+        let body = error_body(text);
         // Signed like bunq signs it: verified, then acted on.
         let rejected = once(respond(
             credential_get(&mut server, SESSION_TOKEN),
@@ -1366,25 +1276,21 @@ async fn a_session_call_answered_401_with_any_wording_opens_one_new_session_and_
             &body,
         ))
         .await;
-        let session = once(respond(
+        let session = ok_once(
             server
                 .mock("POST", "/v1/session-server")
                 .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN),
-            200,
             &session_body("second-session", 604_800),
-        ))
+        )
         .await;
-        let accepted = once(respond(
+        let accepted = ok_once(
             credential_get(&mut server, "second-session"),
-            200,
             ACTIVE_CREDENTIAL_BODY,
-        ))
+        )
         .await;
         let credential = client.get_credential(77).await.unwrap();
         assert_eq!(credential.id, 77, "{status} {text}");
-        rejected.assert_async().await;
-        session.assert_async().await;
-        accepted.assert_async().await;
+        assert_all(&[&rejected, &session, &accepted]).await;
     }
 }
 
@@ -1395,14 +1301,13 @@ async fn an_error_response_with_an_invalid_server_signature_is_a_security_error_
     let rejected = once(respond_with_a_bad_signature(
         server.mock("GET", CREDENTIAL_PATH),
         403,
-        r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#,
+        &error_body("Insufficient authentication."),
     ))
     .await;
     let session = never(server.mock("POST", "/v1/session-server")).await;
     let err = client.get_credential(77).await.unwrap_err();
     assert!(err.is_security(), "{err}");
-    rejected.assert_async().await;
-    session.assert_async().await;
+    assert_all(&[&rejected, &session]).await;
 }
 
 #[tokio::test]
@@ -1411,7 +1316,7 @@ async fn a_server_error_with_an_invalid_server_signature_is_not_retried() {
     let failing = once(respond_with_a_bad_signature(
         server.mock("GET", CREDENTIAL_PATH),
         503,
-        r#"{"Error":[{"error_description":"Service unavailable."}]}"#,
+        &error_body("Service unavailable."),
     ))
     .await;
     let err = client.get_credential(77).await.unwrap_err();
@@ -1429,18 +1334,14 @@ async fn a_forged_installation_rejection_discards_nothing_and_registers_nothing(
             .mock("POST", "/v1/session-server")
             .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN),
         403,
-        r#"{"Error":[{"error_description":"Insufficient authentication."}]}"#,
+        &error_body("Insufficient authentication."),
     ))
     .await;
     let installation = never(server.mock("POST", "/v1/installation")).await;
     let device = never(server.mock("POST", "/v1/device-server")).await;
-    let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
-        .await
-        .unwrap_err();
+    let err = connect(settings(&server), state.path()).await.unwrap_err();
     assert!(err.is_security(), "{err}");
-    rejected.assert_async().await;
-    installation.assert_async().await;
-    device.assert_async().await;
+    assert_all(&[&rejected, &installation, &device]).await;
     let after = std::fs::read(state.path().join(CONTEXT_FILE_NAME)).unwrap();
     assert_eq!(before, after, "the saved installation was kept as it was");
 }
@@ -1454,65 +1355,41 @@ async fn a_session_server_refusing_the_credentials_with_403_keeps_the_saved_inst
     let rejected = once(respond(
         server.mock("POST", "/v1/session-server"),
         403,
-        r#"{"Error":[{"error_description":"User credentials are incorrect. Incorrect API key or IP address."}]}"#,
-    )).await;
+        &error_body("User credentials are incorrect. Incorrect API key or IP address."),
+    ))
+    .await;
     let installation = never(server.mock("POST", "/v1/installation")).await;
-    let err = BunqClient::connect(settings(&server), Secret::new(API_KEY), state.path())
-        .await
-        .unwrap_err();
+    let err = connect(settings(&server), state.path()).await.unwrap_err();
     assert!(err.is_credentials_rejected(), "{err}");
-    rejected.assert_async().await;
-    installation.assert_async().await;
+    assert_all(&[&rejected, &installation]).await;
     let after = std::fs::read(state.path().join(CONTEXT_FILE_NAME)).unwrap();
     assert_eq!(before, after);
+}
+
+/// `mock` answered 429 "Too many requests." `times` times, created.
+async fn too_many_requests(mock: Mock, times: usize) -> Mock {
+    respond(mock, 429, &error_body("Too many requests."))
+        .expect(times)
+        .create_async()
+        .await
 }
 
 #[tokio::test]
 async fn a_429_is_retried_beyond_the_transient_attempt_budget_until_it_succeeds() {
     // fast_transport allows 3 attempts for transient failures; a rate limit gets at least 6.
     let (mut server, _state, client) = with_saved_client().await;
-    let limited = respond(
-        server.mock("GET", CREDENTIAL_PATH),
-        429,
-        r#"{"Error":[{"error_description":"Too many requests."}]}"#,
-    )
-    .expect(5)
-    .create_async()
-    .await;
-    let ok = once(respond(
-        server.mock("GET", CREDENTIAL_PATH),
-        200,
-        CREDENTIAL_BODY,
-    ))
-    .await;
+    let limited = too_many_requests(server.mock("GET", CREDENTIAL_PATH), 5).await;
+    let ok = ok_once(server.mock("GET", CREDENTIAL_PATH), CREDENTIAL_BODY).await;
     assert_eq!(client.get_credential(77).await.unwrap().id, 77);
-    limited.assert_async().await;
-    ok.assert_async().await;
+    assert_all(&[&limited, &ok]).await;
 }
 
 #[tokio::test]
 async fn create_ip_answered_429_is_retried_and_creates_once() {
     let (mut server, _state, client) = with_saved_client().await;
-    let limited = respond(
-        server.mock("POST", IP_LIST_PATH),
-        429,
-        r#"{"Error":[{"error_description":"Too many requests."}]}"#,
-    )
-    .expect(2)
-    .create_async()
-    .await;
-    let created = once(respond(
-        session_call(&mut server, "POST", IP_LIST_PATH)
-            .match_body(r#"{"ip":"5.6.7.8","status":"ACTIVE"}"#),
-        200,
-        r#"{"Response":[{"Id":{"id":901}}]}"#,
-    ))
-    .await;
-    let id = client
-        .create_ip(77, Ipv4Addr::new(5, 6, 7, 8), IpStatus::Active)
-        .await
-        .unwrap();
+    let limited = too_many_requests(server.mock("POST", IP_LIST_PATH), 2).await;
+    let created = expect_create_5678(&mut server, 901).await;
+    let id = create_5678(&client).await.unwrap();
     assert_eq!(id, 901);
-    limited.assert_async().await;
-    created.assert_async().await;
+    assert_all(&[&limited, &created]).await;
 }

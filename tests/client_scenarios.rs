@@ -177,6 +177,83 @@ impl Scenario {
         (s, settings)
     }
 
+    /// The saved context.
+    fn saved(&self) -> Context {
+        ContextStore::open(&self.state_dir)
+            .unwrap()
+            .load()
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Saves `context` as the state file.
+    fn save(&self, context: &Context) {
+        ContextStore::open(&self.state_dir)
+            .unwrap()
+            .save(context)
+            .unwrap();
+    }
+
+    /// Connects from the state dir as it is (a fresh one gets a new client key).
+    async fn connect_fresh(&self) -> BunqClient {
+        BunqClient::connect(self.settings(), self.key.api_key.clone(), &self.state_dir)
+            .await
+            .unwrap()
+    }
+
+    fn inject(&self, fault: Fault) {
+        self.sim.inject(fault);
+    }
+
+    /// Creates [`NEW_IP`], ACTIVE, on the key's own credential.
+    async fn create_new_ip(&self, client: &BunqClient) -> Result<u64, BunqError> {
+        client
+            .create_ip(self.key.credential_id, NEW_IP, IpStatus::Active)
+            .await
+    }
+
+    /// [`Scenario::create_new_ip`] with a fault of `kind` on the create: the error it fails with.
+    async fn failed_create(&self, client: &BunqClient, kind: FaultKind) -> BunqError {
+        self.inject(Fault::once(kind).on(Method::POST, ENTRIES_PATH));
+        self.create_new_ip(client).await.unwrap_err()
+    }
+
+    /// How many entries for [`NEW_IP`] the key's own credential holds.
+    fn new_ip_entries(&self) -> usize {
+        entries_for(self, self.key.credential_id, &NEW_IP.to_string())
+    }
+
+    /// Seeds `count` entries `10.{block}.x.y` on `credential`, the `i`th with `status(i)`.
+    fn add_entries(
+        &self,
+        credential: u64,
+        block: u8,
+        count: u32,
+        status: impl Fn(u32) -> IpStatus,
+    ) {
+        for i in 0..count {
+            let ip = Ipv4Addr::new(10, block, (i / 256) as u8, (i % 256) as u8).to_string();
+            self.sim.add_entry(credential, &ip, status(i)).unwrap();
+        }
+    }
+
+    /// A scenario with a client [`Scenario::connected`].
+    async fn connected_start() -> (Scenario, BunqClient) {
+        let s = Scenario::start().await;
+        let client = s.connected().await;
+        (s, client)
+    }
+
+    /// The state file's bytes.
+    fn state_bytes(&self) -> Vec<u8> {
+        fs::read(self.state_file()).unwrap()
+    }
+
+    /// The request log is exactly `expected` ([`line`]s).
+    fn assert_log(&self, expected: &[&str]) {
+        assert_eq!(self.log(), expected);
+    }
+
     fn log(&self) -> Vec<String> {
         self.sim.request_log().iter().map(line).collect()
     }
@@ -199,6 +276,11 @@ fn line(request: &LoggedRequest) -> String {
         .status
         .map_or_else(|| "reset".to_owned(), |status| status.to_string());
     format!("{} {} {}", request.method, pattern.join("/"), status)
+}
+
+/// Two minutes of (paused) time: any retry the client had scheduled is sent by then.
+async fn let_retries_pass() {
+    tokio::time::sleep(Duration::from_secs(120)).await;
 }
 
 fn count(log: &[String], wanted: &str) -> usize {
@@ -277,10 +359,8 @@ impl ApiObserver for Recorder {
 #[tokio::test(start_paused = true)]
 async fn fresh_state_dir_registers_installation_device_and_session_once_in_that_order() {
     let s = Scenario::start().await;
-    let client = BunqClient::connect(s.settings(), s.key.api_key.clone(), &s.state_dir)
-        .await
-        .unwrap();
-    assert_eq!(s.log(), vec![INSTALLATION_OK, DEVICE_OK, SESSION_OK]);
+    let client = s.connect_fresh().await;
+    s.assert_log(&[INSTALLATION_OK, DEVICE_OK, SESSION_OK]);
     assert_eq!(s.sim.sessions_created(), 1);
     assert_eq!(client.user_id(), s.key.user_id);
     let credential = s.sim.credential(s.key.credential_id).unwrap();
@@ -291,9 +371,7 @@ async fn fresh_state_dir_registers_installation_device_and_session_once_in_that_
 #[tokio::test(start_paused = true)]
 async fn fresh_state_file_is_0600_in_a_0700_dir_and_holds_the_tokens_but_not_the_api_key() {
     let s = Scenario::start().await;
-    BunqClient::connect(s.settings(), s.key.api_key.clone(), &s.state_dir)
-        .await
-        .unwrap();
+    s.connect_fresh().await;
 
     let dir_mode = fs::metadata(&s.state_dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(dir_mode, 0o700, "state dir mode {dir_mode:o}");
@@ -310,11 +388,7 @@ async fn fresh_state_file_is_0600_in_a_0700_dir_and_holds_the_tokens_but_not_the
         !text.contains(s.key.api_key.expose()),
         "the API key must not be stored"
     );
-    let context = ContextStore::open(&s.state_dir)
-        .unwrap()
-        .load()
-        .unwrap()
-        .unwrap();
+    let context = s.saved();
     assert_eq!(
         context.api_key_fingerprint,
         api_key_fingerprint(&s.key.api_key)
@@ -359,7 +433,7 @@ async fn restart_with_the_saved_context_makes_no_setup_calls() {
     let client = s.connect().await;
     assert!(s.log().is_empty(), "restart sent {:?}", s.log());
     let ips = client.list_ips(s.key.credential_id).await.unwrap();
-    assert_eq!(s.log(), vec![LIST_IPS_OK]);
+    s.assert_log(&[LIST_IPS_OK]);
     assert_eq!(s.sim.sessions_created(), 1);
     assert_eq!(ips.len(), 1);
     assert_eq!(ips[0].ip, DEFAULT_CALLER_IP.to_string());
@@ -377,9 +451,9 @@ async fn restart_after_the_saved_session_expired_opens_only_a_new_session() {
     tokio::time::advance(Duration::from_secs(3601)).await;
 
     let client = s.connect().await;
-    assert_eq!(s.log(), vec![SESSION_OK]);
+    s.assert_log(&[SESSION_OK]);
     client.list_ips(s.key.credential_id).await.unwrap();
-    assert_eq!(s.log(), vec![SESSION_OK, LIST_IPS_OK]);
+    s.assert_log(&[SESSION_OK, LIST_IPS_OK]);
     assert_eq!(s.sim.sessions_created(), 2);
 }
 
@@ -396,32 +470,30 @@ async fn session_due_within_renew_before_is_renewed_before_the_next_call() {
     // 890 s in, the session is good for 310 s more: no renewal.
     tokio::time::advance(Duration::from_secs(890)).await;
     client.list_ips(s.key.credential_id).await.unwrap();
-    assert_eq!(s.log(), vec![LIST_IPS_OK]);
+    s.assert_log(&[LIST_IPS_OK]);
 
     // 910 s in, 290 s remain (< renew_before): a new session first, and no rejection.
     tokio::time::advance(Duration::from_secs(20)).await;
     client.list_ips(s.key.credential_id).await.unwrap();
-    assert_eq!(s.log(), vec![LIST_IPS_OK, SESSION_OK, LIST_IPS_OK]);
+    s.assert_log(&[LIST_IPS_OK, SESSION_OK, LIST_IPS_OK]);
     assert_eq!(s.sim.sessions_created(), 2);
     assert!(client.session_expires_at() > first_expiry);
 }
 
 #[tokio::test(start_paused = true)]
 async fn session_ended_early_by_bunq_is_replaced_once_and_the_call_succeeds() {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
+    let (s, client) = Scenario::connected_start().await;
     s.sim.expire_all_sessions();
     let ips = client.list_ips(s.key.credential_id).await.unwrap();
     assert_eq!(ips.len(), 1);
-    assert_eq!(s.log(), vec![LIST_IPS_REJECTED, SESSION_OK, LIST_IPS_OK]);
+    s.assert_log(&[LIST_IPS_REJECTED, SESSION_OK, LIST_IPS_OK]);
     assert_eq!(s.sim.sessions_created(), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn second_session_rejection_in_a_row_is_returned_not_retried_again() {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
-    s.sim.inject(
+    let (s, client) = Scenario::connected_start().await;
+    s.inject(
         Fault::once(FaultKind::ExpireSession)
             .on(Method::GET, ENTRIES_PATH)
             .times(2),
@@ -429,11 +501,8 @@ async fn second_session_rejection_in_a_row_is_returned_not_retried_again() {
     let err = client.list_ips(s.key.credential_id).await.unwrap_err();
     assert!(err.is_session_rejected(), "{err}");
     // Nothing more is sent later either: no loop in the background.
-    tokio::time::sleep(Duration::from_secs(120)).await;
-    assert_eq!(
-        s.log(),
-        vec![LIST_IPS_REJECTED, SESSION_OK, LIST_IPS_REJECTED]
-    );
+    let_retries_pass().await;
+    s.assert_log(&[LIST_IPS_REJECTED, SESSION_OK, LIST_IPS_REJECTED]);
     assert_eq!(s.sim.sessions_created(), 2);
 }
 
@@ -467,36 +536,25 @@ async fn early_expiry_answered_with_401_is_recovered_from_the_same_way() {
     let client = s.connected().await;
     s.sim.expire_all_sessions();
     client.list_ips(s.key.credential_id).await.unwrap();
-    assert_eq!(
-        s.log(),
-        vec![
-            "GET /user/*/credential-password-ip/*/ip 401",
-            SESSION_OK,
-            LIST_IPS_OK
-        ]
-    );
+    s.assert_log(&[
+        "GET /user/*/credential-password-ip/*/ip 401",
+        SESSION_OK,
+        LIST_IPS_OK,
+    ]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn session_rejection_on_a_create_is_retried_once_and_creates_one_entry() {
     // bunq refused the request, so sending it again with a new session cannot duplicate it.
-    let s = Scenario::start().await;
-    let client = s.connected().await;
-    s.sim
-        .inject(Fault::once(FaultKind::ExpireSession).on(Method::POST, ENTRIES_PATH));
-    client
-        .create_ip(s.key.credential_id, NEW_IP, IpStatus::Active)
-        .await
-        .unwrap();
-    assert_eq!(
-        s.log(),
-        vec![
-            "POST /user/*/credential-password-ip/*/ip 403",
-            SESSION_OK,
-            "POST /user/*/credential-password-ip/*/ip 200",
-        ]
-    );
-    assert_eq!(entries_for(&s, s.key.credential_id, &NEW_IP.to_string()), 1);
+    let (s, client) = Scenario::connected_start().await;
+    s.inject(Fault::once(FaultKind::ExpireSession).on(Method::POST, ENTRIES_PATH));
+    s.create_new_ip(&client).await.unwrap();
+    s.assert_log(&[
+        "POST /user/*/credential-password-ip/*/ip 403",
+        SESSION_OK,
+        "POST /user/*/credential-password-ip/*/ip 200",
+    ]);
+    assert_eq!(s.new_ip_entries(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -524,19 +582,9 @@ async fn concurrent_calls_at_renewal_time_open_one_session() {
 
 #[tokio::test(start_paused = true)]
 async fn renew_session_keeps_a_session_younger_than_30_s_and_replaces_an_older_one() {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
+    let (s, client) = Scenario::connected_start().await;
     let first = client.session_expires_at();
-    let saved_token = || {
-        ContextStore::open(&s.state_dir)
-            .unwrap()
-            .load()
-            .unwrap()
-            .unwrap()
-            .session
-            .unwrap()
-            .token
-    };
+    let saved_token = || s.saved().session.unwrap().token;
     let first_token = saved_token();
 
     assert_eq!(client.renew_session().await.unwrap(), first);
@@ -544,7 +592,7 @@ async fn renew_session_keeps_a_session_younger_than_30_s_and_replaces_an_older_o
 
     tokio::time::advance(Duration::from_secs(31)).await;
     let renewed = client.renew_session().await.unwrap();
-    assert_eq!(s.log(), vec![SESSION_OK]);
+    s.assert_log(&[SESSION_OK]);
     assert!(renewed > first);
     assert_eq!(client.session_expires_at(), renewed);
     assert_ne!(saved_token(), first_token, "the new session is saved");
@@ -554,13 +602,12 @@ async fn renew_session_keeps_a_session_younger_than_30_s_and_replaces_an_older_o
     s.sim.clear_request_log();
     let restarted = s.connect().await;
     restarted.list_ips(s.key.credential_id).await.unwrap();
-    assert_eq!(s.log(), vec![LIST_IPS_OK]);
+    s.assert_log(&[LIST_IPS_OK]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn ensure_session_makes_no_call_while_the_session_is_fresh() {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
+    let (s, client) = Scenario::connected_start().await;
     let expiry = client.ensure_session().await.unwrap();
     assert_eq!(expiry, client.session_expires_at());
     assert!(s.log().is_empty(), "{:?}", s.log());
@@ -586,15 +633,13 @@ async fn business_account_sessions_work_like_personal_ones() {
 async fn list_of_450_entries_returns_every_entry_over_three_pages_of_200() {
     let s = Scenario::start().await;
     let credential = s.sim.add_credential(s.key.user_id, None, None).unwrap();
-    for i in 0..450u32 {
-        let ip = Ipv4Addr::new(10, 1, (i / 256) as u8, (i % 256) as u8).to_string();
-        let status = if i % 3 == 0 {
+    s.add_entries(credential, 1, 450, |i| {
+        if i % 3 == 0 {
             IpStatus::Inactive
         } else {
             IpStatus::Active
-        };
-        s.sim.add_entry(credential, &ip, status).unwrap();
-    }
+        }
+    });
     let client = s.connected().await;
 
     let listed = client.list_ips(credential).await.unwrap();
@@ -628,10 +673,7 @@ async fn list_of_450_entries_returns_every_entry_over_three_pages_of_200() {
 /// A credential with 450 entries; the list takes three pages.
 fn credential_with_450_entries(s: &Scenario) -> u64 {
     let credential = s.sim.add_credential(s.key.user_id, None, None).unwrap();
-    for i in 0..450u32 {
-        let ip = Ipv4Addr::new(10, 3, (i / 256) as u8, (i % 256) as u8).to_string();
-        s.sim.add_entry(credential, &ip, IpStatus::Active).unwrap();
-    }
+    s.add_entries(credential, 3, 450, |_| IpStatus::Active);
     credential
 }
 
@@ -640,21 +682,17 @@ async fn session_rejected_on_a_later_page_is_replaced_and_the_list_completes() {
     let s = Scenario::start().await;
     let credential = credential_with_450_entries(&s);
     let client = s.connected().await;
-    s.sim
-        .inject(Fault::once(FaultKind::ExpireSession).on(Method::GET, "older_id="));
+    s.inject(Fault::once(FaultKind::ExpireSession).on(Method::GET, "older_id="));
     let listed = client.list_ips(credential).await.unwrap();
     let ids: HashSet<_> = listed.iter().map(|entry| entry.id).collect();
     assert_eq!(ids.len(), 450);
-    assert_eq!(
-        s.log(),
-        vec![
-            LIST_IPS_OK,
-            LIST_IPS_REJECTED,
-            SESSION_OK,
-            LIST_IPS_OK,
-            LIST_IPS_OK
-        ]
-    );
+    s.assert_log(&[
+        LIST_IPS_OK,
+        LIST_IPS_REJECTED,
+        SESSION_OK,
+        LIST_IPS_OK,
+        LIST_IPS_OK,
+    ]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -663,21 +701,17 @@ async fn garbled_signature_on_a_later_page_fails_the_whole_list() {
     let s = Scenario::start().await;
     let credential = credential_with_450_entries(&s);
     let client = s.connected().await;
-    s.sim
-        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::GET, "older_id="));
+    s.inject(Fault::once(FaultKind::GarbleSignature).on(Method::GET, "older_id="));
     let err = client.list_ips(credential).await.unwrap_err();
     assert!(err.is_security(), "{err}");
-    assert_eq!(s.log(), vec![LIST_IPS_OK, LIST_IPS_OK]);
+    s.assert_log(&[LIST_IPS_OK, LIST_IPS_OK]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn list_of_exactly_200_or_no_entries_is_complete() {
     let s = Scenario::start().await;
     let full = s.sim.add_credential(s.key.user_id, None, None).unwrap();
-    for i in 0..200u32 {
-        let ip = Ipv4Addr::new(10, 2, (i / 256) as u8, (i % 256) as u8).to_string();
-        s.sim.add_entry(full, &ip, IpStatus::Active).unwrap();
-    }
+    s.add_entries(full, 2, 200, |_| IpStatus::Active);
     let empty = s.sim.add_credential(s.key.user_id, None, None).unwrap();
     let client = s.connected().await;
     assert_eq!(client.list_ips(full).await.unwrap().len(), 200);
@@ -707,13 +741,12 @@ async fn list_credentials_shows_every_credential_and_our_device_description() {
         .collect();
     assert_eq!(ours.len(), 1);
     assert_eq!(ours[0].id, s.key.credential_id);
-    assert_eq!(s.log(), vec!["GET /user/*/credential-password-ip 200"]);
+    s.assert_log(&["GET /user/*/credential-password-ip 200"]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn single_credential_and_entry_reads_match_the_lists() {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
+    let (s, client) = Scenario::connected_start().await;
     let entry = client
         .create_ip(s.key.credential_id, NEW_IP, IpStatus::Inactive)
         .await
@@ -736,7 +769,7 @@ async fn list_of_a_credential_that_is_not_ours_is_a_404_not_an_empty_list() {
     let client = s.connected().await;
     let err = client.list_ips(stranger.credential_id).await.unwrap_err();
     assert!(matches!(err, BunqError::Api { status: 404, .. }), "{err}");
-    assert_eq!(s.log(), vec!["GET /user/*/credential-password-ip/*/ip 404"]);
+    s.assert_log(&["GET /user/*/credential-password-ip/*/ip 404"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -763,8 +796,7 @@ async fn burst_of_lists(
 
 #[tokio::test(start_paused = true)]
 async fn burst_of_30_lists_with_the_client_limiter_on_never_meets_a_429() {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
+    let (s, client) = Scenario::connected_start().await;
     let results = burst_of_lists(&s, client, 30).await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     let log = s.log();
@@ -818,9 +850,8 @@ async fn burst_of_30_lists_without_the_client_limiter_meets_429s() {
 
 #[tokio::test(start_paused = true)]
 async fn forced_429s_are_retried_until_the_list_succeeds() {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
-    s.sim.inject(
+    let (s, client) = Scenario::connected_start().await;
+    s.inject(
         Fault::once(FaultKind::Status(429))
             .on(Method::GET, ENTRIES_PATH)
             .times(3),
@@ -828,7 +859,7 @@ async fn forced_429s_are_retried_until_the_list_succeeds() {
     let ips = client.list_ips(s.key.credential_id).await.unwrap();
     assert_eq!(ips.len(), 1);
     let limited = "GET /user/*/credential-password-ip/*/ip 429";
-    assert_eq!(s.log(), vec![limited, limited, limited, LIST_IPS_OK]);
+    s.assert_log(&[limited, limited, limited, LIST_IPS_OK]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -943,17 +974,15 @@ async fn default_transport_settings_run_a_reconcile_like_sequence_without_a_429(
 // 5. Response signatures.
 
 async fn tampered_list_is_refused_and_nothing_follows(kind: FaultKind) {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
+    let (s, client) = Scenario::connected_start().await;
     let before = s.sim.entries(s.key.credential_id).unwrap();
-    s.sim
-        .inject(Fault::once(kind).on(Method::GET, ENTRIES_PATH));
+    s.inject(Fault::once(kind).on(Method::GET, ENTRIES_PATH));
 
     let err = client.list_ips(s.key.credential_id).await.unwrap_err();
     assert!(err.is_security(), "{err}");
     assert!(!err.is_transient());
     // The client takes no further action on its own, now or later.
-    tokio::time::sleep(Duration::from_secs(120)).await;
+    let_retries_pass().await;
     assert_eq!(s.log(), vec![LIST_IPS_OK], "one request, never retried");
     assert_eq!(s.sim.entries(s.key.credential_id).unwrap(), before);
 }
@@ -970,39 +999,28 @@ async fn missing_signature_on_a_list_is_a_security_error_and_nothing_follows() {
 
 #[tokio::test(start_paused = true)]
 async fn garbled_signature_on_a_create_is_a_security_error_and_the_post_is_not_repeated() {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
-    s.sim
-        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, ENTRIES_PATH));
-    let err = client
-        .create_ip(s.key.credential_id, NEW_IP, IpStatus::Active)
-        .await
-        .unwrap_err();
+    let (s, client) = Scenario::connected_start().await;
+    let err = s.failed_create(&client, FaultKind::GarbleSignature).await;
     assert!(err.is_security(), "{err}");
-    tokio::time::sleep(Duration::from_secs(120)).await;
-    assert_eq!(
-        s.log(),
-        vec!["POST /user/*/credential-password-ip/*/ip 200"]
-    );
+    let_retries_pass().await;
+    s.assert_log(&["POST /user/*/credential-password-ip/*/ip 200"]);
     // bunq applied it; the client did not add a second one.
-    assert_eq!(entries_for(&s, s.key.credential_id, &NEW_IP.to_string()), 1);
+    assert_eq!(s.new_ip_entries(), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn unsigned_session_server_answer_is_refused_and_its_token_never_used() {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
-    let saved = fs::read(s.state_file()).unwrap();
-    s.sim
-        .inject(Fault::once(FaultKind::DropSignature).on(Method::POST, "/session-server"));
+    let (s, client) = Scenario::connected_start().await;
+    let saved = s.state_bytes();
+    s.inject(Fault::once(FaultKind::DropSignature).on(Method::POST, "/session-server"));
     s.sim.expire_all_sessions();
 
     let err = client.list_ips(s.key.credential_id).await.unwrap_err();
     assert!(err.is_security(), "{err}");
-    tokio::time::sleep(Duration::from_secs(120)).await;
-    assert_eq!(s.log(), vec![LIST_IPS_REJECTED, SESSION_OK]);
+    let_retries_pass().await;
+    s.assert_log(&[LIST_IPS_REJECTED, SESSION_OK]);
     assert_eq!(
-        fs::read(s.state_file()).unwrap(),
+        s.state_bytes(),
         saved,
         "the unverified session is not saved"
     );
@@ -1013,40 +1031,26 @@ async fn unsigned_session_server_answer_is_refused_and_its_token_never_used() {
 
 #[tokio::test(start_paused = true)]
 async fn reset_after_a_create_is_a_transport_error_and_the_post_is_not_retried() {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
-    s.sim
-        .inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, ENTRIES_PATH));
-    let err = client
-        .create_ip(s.key.credential_id, NEW_IP, IpStatus::Active)
-        .await
-        .unwrap_err();
+    let (s, client) = Scenario::connected_start().await;
+    let err = s.failed_create(&client, FaultKind::ResetAfterApply).await;
     assert!(matches!(err, BunqError::Transport { .. }), "{err}");
-    tokio::time::sleep(Duration::from_secs(120)).await;
-    assert_eq!(
-        s.log(),
-        vec!["POST /user/*/credential-password-ip/*/ip reset"]
-    );
-    assert_eq!(entries_for(&s, s.key.credential_id, &NEW_IP.to_string()), 1);
+    let_retries_pass().await;
+    s.assert_log(&["POST /user/*/credential-password-ip/*/ip reset"]);
+    assert_eq!(s.new_ip_entries(), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn timed_out_create_is_not_retried_and_bunq_holds_the_entry_once() {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
+    let (s, client) = Scenario::connected_start().await;
     // The simulator applies the create at once and answers after 60 s; the client gives up at 20 s.
-    s.sim.inject(
-        Fault::once(FaultKind::Delay(Duration::from_secs(60))).on(Method::POST, ENTRIES_PATH),
-    );
-    let err = client
-        .create_ip(s.key.credential_id, NEW_IP, IpStatus::Active)
-        .await
-        .unwrap_err();
+    let err = s
+        .failed_create(&client, FaultKind::Delay(Duration::from_secs(60)))
+        .await;
     assert!(
         matches!(err, BunqError::Transport { timeout: true, .. }),
         "{err}"
     );
-    tokio::time::sleep(Duration::from_secs(120)).await;
+    let_retries_pass().await;
     let posts = s
         .sim
         .request_log()
@@ -1054,16 +1058,13 @@ async fn timed_out_create_is_not_retried_and_bunq_holds_the_entry_once() {
         .filter(|request| request.method == Method::POST)
         .count();
     assert!(posts <= 1, "{:?}", s.log());
-    assert_eq!(entries_for(&s, s.key.credential_id, &NEW_IP.to_string()), 1);
+    assert_eq!(s.new_ip_entries(), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn timed_out_list_is_retried_and_succeeds() {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
-    s.sim.inject(
-        Fault::once(FaultKind::Delay(Duration::from_secs(60))).on(Method::GET, ENTRIES_PATH),
-    );
+    let (s, client) = Scenario::connected_start().await;
+    s.inject(Fault::once(FaultKind::Delay(Duration::from_secs(60))).on(Method::GET, ENTRIES_PATH));
     let ips = client.list_ips(s.key.credential_id).await.unwrap();
     assert_eq!(ips.len(), 1);
     let undisturbed = s
@@ -1080,14 +1081,9 @@ async fn timed_out_list_is_retried_and_succeeds() {
 async fn writes_after_a_reset_connection_go_through_on_a_fresh_one() {
     // A pooled connection bunq closed must not turn the next (unretried) create into a
     // spurious network error.
-    let s = Scenario::start().await;
-    let client = s.connected().await;
-    s.sim
-        .inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, ENTRIES_PATH));
-    client
-        .create_ip(s.key.credential_id, NEW_IP, IpStatus::Active)
-        .await
-        .unwrap_err();
+    let (s, client) = Scenario::connected_start().await;
+    s.inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, ENTRIES_PATH));
+    s.create_new_ip(&client).await.unwrap_err();
     for last in 1..=4 {
         let ip = Ipv4Addr::new(192, 0, 2, last);
         client
@@ -1095,8 +1091,7 @@ async fn writes_after_a_reset_connection_go_through_on_a_fresh_one() {
             .await
             .unwrap();
     }
-    s.sim
-        .inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::GET, ENTRIES_PATH));
+    s.inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::GET, ENTRIES_PATH));
     client.list_ips(s.key.credential_id).await.unwrap();
     let ip = Ipv4Addr::new(192, 0, 2, 5);
     client
@@ -1119,20 +1114,16 @@ async fn server_errors_on_a_list_are_retried_with_backoff_until_it_succeeds() {
         FaultKind::Status(491),
         FaultKind::Html503,
     ] {
-        s.sim
-            .inject(Fault::once(kind).on(Method::GET, ENTRIES_PATH));
+        s.inject(Fault::once(kind).on(Method::GET, ENTRIES_PATH));
     }
     let ips = client.list_ips(s.key.credential_id).await.unwrap();
     assert_eq!(ips.len(), 1);
-    assert_eq!(
-        s.log(),
-        vec![
-            "GET /user/*/credential-password-ip/*/ip 500",
-            "GET /user/*/credential-password-ip/*/ip 491",
-            "GET /user/*/credential-password-ip/*/ip 503",
-            LIST_IPS_OK,
-        ]
-    );
+    s.assert_log(&[
+        "GET /user/*/credential-password-ip/*/ip 500",
+        "GET /user/*/credential-password-ip/*/ip 491",
+        "GET /user/*/credential-password-ip/*/ip 503",
+        LIST_IPS_OK,
+    ]);
     let ids: HashSet<_> = s
         .sim
         .request_log()
@@ -1151,39 +1142,29 @@ async fn server_errors_on_a_list_are_retried_with_backoff_until_it_succeeds() {
 
 #[tokio::test(start_paused = true)]
 async fn connection_reset_on_a_list_is_retried_until_it_succeeds() {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
-    s.sim
-        .inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::GET, ENTRIES_PATH));
+    let (s, client) = Scenario::connected_start().await;
+    s.inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::GET, ENTRIES_PATH));
     client.list_ips(s.key.credential_id).await.unwrap();
-    assert_eq!(
-        s.log(),
-        vec!["GET /user/*/credential-password-ip/*/ip reset", LIST_IPS_OK]
-    );
+    s.assert_log(&["GET /user/*/credential-password-ip/*/ip reset", LIST_IPS_OK]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn server_error_on_a_status_update_is_retried_until_it_succeeds() {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
+    let (s, client) = Scenario::connected_start().await;
     let entry = s
         .sim
         .add_entry(s.key.credential_id, "192.0.2.10", IpStatus::Active)
         .unwrap();
-    s.sim
-        .inject(Fault::once(FaultKind::Status(500)).on(Method::PUT, ENTRIES_PATH));
+    s.inject(Fault::once(FaultKind::Status(500)).on(Method::PUT, ENTRIES_PATH));
     let id = client
         .update_ip_status(s.key.credential_id, entry, IpStatus::Inactive)
         .await
         .unwrap();
     assert_eq!(id, entry);
-    assert_eq!(
-        s.log(),
-        vec![
-            "PUT /user/*/credential-password-ip/*/ip/* 500",
-            "PUT /user/*/credential-password-ip/*/ip/* 200",
-        ]
-    );
+    s.assert_log(&[
+        "PUT /user/*/credential-password-ip/*/ip/* 500",
+        "PUT /user/*/credential-password-ip/*/ip/* 200",
+    ]);
     let stored = s.sim.entries(s.key.credential_id).unwrap();
     let stored = stored.iter().find(|found| found.id == entry).unwrap();
     assert_eq!(stored.status, IpStatus::Inactive);
@@ -1191,31 +1172,23 @@ async fn server_error_on_a_status_update_is_retried_until_it_succeeds() {
 
 #[tokio::test(start_paused = true)]
 async fn server_errors_on_a_create_are_returned_without_a_retry() {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
+    let (s, client) = Scenario::connected_start().await;
     for (kind, status) in [
         (FaultKind::Status(500), 500),
         (FaultKind::Status(491), 491),
         (FaultKind::Html503, 503),
     ] {
         s.sim.clear_request_log();
-        s.sim
-            .inject(Fault::once(kind).on(Method::POST, ENTRIES_PATH));
-        let err = client
-            .create_ip(s.key.credential_id, NEW_IP, IpStatus::Active)
-            .await
-            .unwrap_err();
+        s.inject(Fault::once(kind).on(Method::POST, ENTRIES_PATH));
+        let err = s.create_new_ip(&client).await.unwrap_err();
         assert!(
             matches!(err, BunqError::Api { status: got, .. } if got == status),
             "{err}"
         );
         tokio::time::sleep(Duration::from_secs(10)).await;
-        assert_eq!(
-            s.log(),
-            vec![format!("POST /user/*/credential-password-ip/*/ip {status}")]
-        );
+        s.assert_log(&[format!("POST /user/*/credential-password-ip/*/ip {status}").as_str()]);
     }
-    assert_eq!(entries_for(&s, s.key.credential_id, &NEW_IP.to_string()), 0);
+    assert_eq!(s.new_ip_entries(), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1223,8 +1196,7 @@ async fn server_errors_on_a_create_are_returned_without_a_retry() {
 
 #[tokio::test(start_paused = true)]
 async fn deactivating_the_callers_own_ip_locks_the_client_out_with_credentials_rejected() {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
+    let (s, client) = Scenario::connected_start().await;
     let own = client.list_ips(s.key.credential_id).await.unwrap();
     assert_eq!(own.len(), 1);
     assert_eq!(own[0].ip, DEFAULT_CALLER_IP.to_string());
@@ -1258,7 +1230,7 @@ async fn restart_from_an_ip_not_on_the_allowlist_fails_with_credentials_rejected
     })
     .await;
     drop(s.connected().await);
-    let saved = fs::read(s.state_file()).unwrap();
+    let saved = s.state_bytes();
     // The saved session has expired and the host now has another public IP.
     tokio::time::advance(Duration::from_secs(3601)).await;
     s.sim.set_caller_ip(Ipv4Addr::new(203, 0, 113, 99));
@@ -1270,18 +1242,13 @@ async fn restart_from_an_ip_not_on_the_allowlist_fails_with_credentials_rejected
         vec!["POST /session-server 400"],
         "no re-registration, no retry"
     );
-    assert_eq!(fs::read(s.state_file()).unwrap(), saved, "context kept");
+    assert_eq!(s.state_bytes(), saved, "context kept");
 }
 
 #[tokio::test(start_paused = true)]
 async fn client_debug_output_holds_no_secret() {
-    let s = Scenario::start().await;
-    let client = s.connected().await;
-    let context = ContextStore::open(&s.state_dir)
-        .unwrap()
-        .load()
-        .unwrap()
-        .unwrap();
+    let (s, client) = Scenario::connected_start().await;
+    let context = s.saved();
     let debug = format!("{client:?} {:?} {context:?}", s.settings());
     for secret in [
         s.key.api_key.expose(),
@@ -1331,15 +1298,14 @@ async fn corrupt_state_file_is_an_error_naming_the_file_and_nothing_is_sent() {
         "{err}"
     );
     assert!(s.log().is_empty(), "{:?}", s.log());
-    assert_eq!(fs::read(s.state_file()).unwrap(), garbage, "left in place");
+    assert_eq!(s.state_bytes(), garbage, "left in place");
 }
 
 #[tokio::test(start_paused = true)]
 async fn state_file_from_a_newer_format_is_refused_and_left_in_place() {
     let s = Scenario::start().await;
     drop(s.connected().await);
-    let mut value: serde_json::Value =
-        serde_json::from_slice(&fs::read(s.state_file()).unwrap()).unwrap();
+    let mut value: serde_json::Value = serde_json::from_slice(&s.state_bytes()).unwrap();
     value["format_version"] = serde_json::json!(99);
     let newer = serde_json::to_vec(&value).unwrap();
     fs::write(s.state_file(), &newer).unwrap();
@@ -1355,7 +1321,7 @@ async fn state_file_from_a_newer_format_is_refused_and_left_in_place() {
         "{err}"
     );
     assert!(s.log().is_empty(), "{:?}", s.log());
-    assert_eq!(fs::read(s.state_file()).unwrap(), newer);
+    assert_eq!(s.state_bytes(), newer);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1370,14 +1336,10 @@ async fn state_file_of_another_api_key_leads_to_a_clean_new_registration() {
     let client = BunqClient::connect(s.settings(), other.api_key.clone(), &s.state_dir)
         .await
         .unwrap();
-    assert_eq!(s.log(), vec![INSTALLATION_OK, DEVICE_OK, SESSION_OK]);
+    s.assert_log(&[INSTALLATION_OK, DEVICE_OK, SESSION_OK]);
     assert_eq!(client.user_id(), other.user_id);
     client.list_ips(other.credential_id).await.unwrap();
-    let context = ContextStore::open(&s.state_dir)
-        .unwrap()
-        .load()
-        .unwrap()
-        .unwrap();
+    let context = s.saved();
     assert_eq!(
         context.api_key_fingerprint,
         api_key_fingerprint(&other.api_key)
@@ -1396,36 +1358,29 @@ async fn saved_installation_unknown_to_bunq_is_replaced_by_one_fresh_registratio
         id: Some(1),
         description: Some(DEVICE.to_owned()),
     });
-    ContextStore::open(&s.state_dir)
-        .unwrap()
-        .save(&context)
-        .unwrap();
+    s.save(&context);
 
     let client = s.connect().await;
-    assert_eq!(
-        s.log(),
-        vec![
-            "POST /session-server 403",
-            INSTALLATION_OK,
-            DEVICE_OK,
-            SESSION_OK
-        ]
-    );
+    s.assert_log(&[
+        "POST /session-server 403",
+        INSTALLATION_OK,
+        DEVICE_OK,
+        SESSION_OK,
+    ]);
     client.list_ips(s.key.credential_id).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn registration_that_failed_at_device_server_resumes_there_without_a_new_installation() {
     let s = Scenario::start().await;
-    s.sim
-        .inject(Fault::once(FaultKind::Status(400)).on(Method::POST, "/device-server"));
+    s.inject(Fault::once(FaultKind::Status(400)).on(Method::POST, "/device-server"));
     let err = s.try_connect(s.settings()).await.unwrap_err();
     assert!(matches!(err, BunqError::Api { status: 400, .. }), "{err}");
-    assert_eq!(s.log(), vec![INSTALLATION_OK, "POST /device-server 400"]);
+    s.assert_log(&[INSTALLATION_OK, "POST /device-server 400"]);
     s.sim.clear_request_log();
 
     s.connect().await;
-    assert_eq!(s.log(), vec![DEVICE_OK, SESSION_OK]);
+    s.assert_log(&[DEVICE_OK, SESSION_OK]);
 }
 
 const DEAD_INSTALLATION_TOKEN: &str = "installation-token-bunq-forgot";
@@ -1451,10 +1406,7 @@ fn save_dead_context(s: &Scenario) {
         expires_at: (s.clock)() + chrono::Duration::days(6),
         session_timeout_secs: Some(604_800),
     });
-    ContextStore::open(&s.state_dir)
-        .unwrap()
-        .save(&context)
-        .unwrap();
+    s.save(&context);
 }
 
 fn saved_context(s: &Scenario) -> Context {
@@ -1522,7 +1474,7 @@ async fn registration_made_by_a_running_client_is_saved_and_reused_at_the_next_s
 
     let restarted = s.connect().await;
     restarted.list_ips(s.key.credential_id).await.unwrap();
-    assert_eq!(s.log(), vec![LIST_IPS_OK]);
+    s.assert_log(&[LIST_IPS_OK]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1561,10 +1513,7 @@ async fn installation_forgotten_again_is_dropped_from_the_state_file_so_the_next
 
     let restarted = s.connect().await;
     restarted.list_ips(s.key.credential_id).await.unwrap();
-    assert_eq!(
-        s.log(),
-        vec![INSTALLATION_OK, DEVICE_OK, SESSION_OK, LIST_IPS_OK]
-    );
+    s.assert_log(&[INSTALLATION_OK, DEVICE_OK, SESSION_OK, LIST_IPS_OK]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1601,8 +1550,7 @@ async fn failed_registration_after_a_dead_installation_is_not_repeated_and_resum
     let s = Scenario::start().await;
     save_dead_context(&s);
     let client = s.connect().await;
-    s.sim
-        .inject(Fault::once(FaultKind::Status(400)).on(Method::POST, "/device-server"));
+    s.inject(Fault::once(FaultKind::Status(400)).on(Method::POST, "/device-server"));
 
     let err = client.list_ips(s.key.credential_id).await.unwrap_err();
     assert!(matches!(err, BunqError::Api { status: 400, .. }), "{err}");
@@ -1640,14 +1588,21 @@ async fn short_session_scenario() -> Scenario {
     .await
 }
 
-#[tokio::test(start_paused = true)]
-async fn restart_within_the_interval_after_a_registration_makes_no_installation_or_device_call() {
-    // bunq keeps rejecting the installation: a daemon restarted by systemd (or crash-looping)
-    // must not leave a new device at bunq on every start.
+/// A [`short_session_scenario`] that registered once, then bunq forgot the installation and
+/// 10 minutes passed (the saved session is expired too): what a restart finds.
+async fn restarted_after_bunq_forgot_the_installation() -> Scenario {
     let s = short_session_scenario().await;
     drop(s.connect().await);
     s.sim.forget_installations();
     tokio::time::advance(Duration::from_secs(600)).await;
+    s
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_within_the_interval_after_a_registration_makes_no_installation_or_device_call() {
+    // bunq keeps rejecting the installation: a daemon restarted by systemd (or crash-looping)
+    // must not leave a new device at bunq on every start.
+    let s = restarted_after_bunq_forgot_the_installation().await;
     s.sim.clear_request_log();
 
     let err = s.try_connect(s.settings()).await.unwrap_err();
@@ -1666,19 +1621,13 @@ async fn restart_within_the_interval_after_a_registration_makes_no_installation_
 
 #[tokio::test(start_paused = true)]
 async fn restart_after_the_interval_registers_once_more_when_bunq_rejects_the_saved_installation() {
-    let s = short_session_scenario().await;
-    drop(s.connect().await);
-    s.sim.forget_installations();
-    tokio::time::advance(Duration::from_secs(600)).await;
+    let s = restarted_after_bunq_forgot_the_installation().await;
     s.try_connect(s.settings()).await.unwrap_err();
     tokio::time::advance(REREGISTRATION_INTERVAL).await;
     s.sim.clear_request_log();
 
     let client = s.connect().await;
-    assert_eq!(
-        s.log(),
-        vec![SESSION_REJECTED, INSTALLATION_OK, DEVICE_OK, SESSION_OK]
-    );
+    s.assert_log(&[SESSION_REJECTED, INSTALLATION_OK, DEVICE_OK, SESSION_OK]);
     client.list_ips(s.key.credential_id).await.unwrap();
 }
 
@@ -1686,9 +1635,8 @@ async fn restart_after_the_interval_registers_once_more_when_bunq_rejects_the_sa
 async fn credentials_rejected_by_session_server_in_a_running_client_keep_the_installation() {
     // bunq refuses the key from this IP: a new installation cannot fix that, and device-server
     // must not be called behind the operator's back.
-    let s = Scenario::start().await;
-    let client = s.connected().await;
-    let saved = fs::read(s.state_file()).unwrap();
+    let (s, client) = Scenario::connected_start().await;
+    let saved = s.state_bytes();
     s.sim.set_caller_ip(Ipv4Addr::new(203, 0, 113, 99));
     s.sim.expire_all_sessions();
     tokio::time::advance(Duration::from_secs(30)).await;
@@ -1700,7 +1648,7 @@ async fn credentials_rejected_by_session_server_in_a_running_client_keep_the_ins
         vec![LIST_IPS_REJECTED, "POST /session-server 400"],
         "no registration"
     );
-    assert_eq!(fs::read(s.state_file()).unwrap(), saved, "context kept");
+    assert_eq!(s.state_bytes(), saved, "context kept");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1715,13 +1663,11 @@ async fn observer_events_match_what_bunq_saw() {
     let client = s.try_connect(settings).await.unwrap();
     let pattern = "/user/{user}/credential-password-ip/{cred}/ip";
 
-    s.sim
-        .inject(Fault::once(FaultKind::Status(429)).on(Method::GET, ENTRIES_PATH));
+    s.inject(Fault::once(FaultKind::Status(429)).on(Method::GET, ENTRIES_PATH));
     client.list_ips(s.key.credential_id).await.unwrap();
     s.sim.expire_all_sessions();
     client.list_ips(s.key.credential_id).await.unwrap();
-    s.sim
-        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::GET, ENTRIES_PATH));
+    s.inject(Fault::once(FaultKind::GarbleSignature).on(Method::GET, ENTRIES_PATH));
     client.list_ips(s.key.credential_id).await.unwrap_err();
 
     let seen: Vec<String> = s
@@ -1760,7 +1706,7 @@ async fn read_only_client_uses_the_saved_session_to_its_end_and_never_renews_reg
     let (s, settings) = Scenario::renewing().await;
     drop(s.try_connect(settings.clone()).await.unwrap());
     s.sim.clear_request_log();
-    let saved = fs::read(s.state_file()).unwrap();
+    let saved = s.state_bytes();
     let credential = s.key.credential_id;
     let read_only =
         || BunqClient::connect_read_only(settings.clone(), s.key.api_key.clone(), &s.state_dir);
@@ -1771,7 +1717,7 @@ async fn read_only_client_uses_the_saved_session_to_its_end_and_never_renews_reg
     // 1000 s in, 200 s remain (< renew_before): a writer would renew first, a reader does not.
     tokio::time::advance(Duration::from_secs(1000)).await;
     client.list_ips(credential).await.unwrap();
-    assert_eq!(s.log(), vec![LIST_IPS_OK]);
+    s.assert_log(&[LIST_IPS_OK]);
     client.ensure_session().await.unwrap();
     let renewal = client.renew_session().await.unwrap_err();
     assert!(renewal.to_string().contains("read-only"), "{renewal}");
@@ -1784,7 +1730,7 @@ async fn read_only_client_uses_the_saved_session_to_its_end_and_never_renews_reg
         rejected.to_string().contains("rejected the saved session"),
         "{rejected}"
     );
-    assert_eq!(s.log(), vec![LIST_IPS_OK, LIST_IPS_REJECTED]);
+    s.assert_log(&[LIST_IPS_OK, LIST_IPS_REJECTED]);
 
     // Expired by the clock: calls and new read-only clients fail without a request.
     tokio::time::advance(Duration::from_secs(300)).await;
@@ -1794,11 +1740,7 @@ async fn read_only_client_uses_the_saved_session_to_its_end_and_never_renews_reg
     assert!(expired.to_string().contains("expired"), "{expired}");
     assert!(s.log().is_empty(), "sent {:?}", s.log());
     assert_eq!(s.sim.sessions_created(), 1);
-    assert_eq!(
-        fs::read(s.state_file()).unwrap(),
-        saved,
-        "state file untouched"
-    );
+    assert_eq!(s.state_bytes(), saved, "state file untouched");
 }
 
 #[tokio::test(start_paused = true)]

@@ -22,27 +22,22 @@ fn openssl(args: &[&str], dir: &Path) -> std::process::Output {
         .expect("the openssl CLI must be installed to run the interop tests")
 }
 
-#[test]
-fn our_signature_verifies_with_openssl() {
+/// `openssl dgst -sha256 -verify` of our signature over [`BODY`] (made with a new key) against
+/// `body_on_disk`, in a temp dir holding the public key, the body and the signature.
+fn openssl_verify_our_signature(body_on_disk: &[u8]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let key = PrivateKey::generate().unwrap();
     std::fs::write(dir.path().join("pub.pem"), key.public_key().to_pem()).unwrap();
-    std::fs::write(dir.path().join("body"), BODY).unwrap();
+    std::fs::write(dir.path().join("body"), body_on_disk).unwrap();
     let signature = STANDARD.decode(key.sign(BODY)).unwrap();
     std::fs::write(dir.path().join("sig.bin"), &signature).unwrap();
+    let args = "dgst -sha256 -verify pub.pem -signature sig.bin body";
+    openssl(&args.split(' ').collect::<Vec<_>>(), dir.path())
+}
 
-    let output = openssl(
-        &[
-            "dgst",
-            "-sha256",
-            "-verify",
-            "pub.pem",
-            "-signature",
-            "sig.bin",
-            "body",
-        ],
-        dir.path(),
-    );
+#[test]
+fn our_signature_verifies_with_openssl() {
+    let output = openssl_verify_our_signature(BODY);
     assert!(
         output.status.success(),
         "openssl rejected our signature: {}{}",
@@ -53,29 +48,7 @@ fn our_signature_verifies_with_openssl() {
 
 #[test]
 fn openssl_rejects_our_signature_over_other_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = PrivateKey::generate().unwrap();
-    std::fs::write(dir.path().join("pub.pem"), key.public_key().to_pem()).unwrap();
-    std::fs::write(
-        dir.path().join("body"),
-        b"{\"ip\":\"6.6.6.6\",\"status\":\"ACTIVE\"}",
-    )
-    .unwrap();
-    let signature = STANDARD.decode(key.sign(BODY)).unwrap();
-    std::fs::write(dir.path().join("sig.bin"), &signature).unwrap();
-
-    let output = openssl(
-        &[
-            "dgst",
-            "-sha256",
-            "-verify",
-            "pub.pem",
-            "-signature",
-            "sig.bin",
-            "body",
-        ],
-        dir.path(),
-    );
+    let output = openssl_verify_our_signature(b"{\"ip\":\"6.6.6.6\",\"status\":\"ACTIVE\"}");
     assert!(!output.status.success());
 }
 

@@ -40,7 +40,10 @@ async fn start_listener(health: Arc<Health>, metrics: Arc<Metrics>) -> Listener 
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(health::serve(listener, health, metrics, shutdown.clone()));
-    let client = bunq_ipsync::tls::client_builder().no_proxy().build().unwrap();
+    let client = bunq_ipsync::tls::client_builder()
+        .no_proxy()
+        .build()
+        .unwrap();
     Listener {
         base,
         shutdown,

@@ -30,16 +30,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bunq_ipsync::bunq::context::CONTEXT_FILE_NAME;
-use bunq_ipsync::bunq::model::{
-    CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp,
-};
+use bunq_ipsync::bunq::model::{CredentialId, EntryId, IpStatus, PermittedIp};
 use bunq_ipsync::bunq::{
     BaseUrl, BunqClient, BunqError, ClientSettings, RateLimits, RetryPolicy, TransportSettings,
 };
 use bunq_ipsync::config::{self, Config};
 use bunq_ipsync::reconcile::apply::{Outcome, OutcomeKind};
 use bunq_ipsync::reconcile::record::RecordStore;
-use bunq_ipsync::reconcile::run::{self, AllowlistReader, AllowlistWriter, RunError, RunReport};
+use bunq_ipsync::reconcile::run::{self, AllowlistWriter, RunError, RunReport};
 use bunq_ipsync::secret::Secret;
 use bunq_ipsync::simulator::{Fault, FaultKind, LoggedRequest, Simulator};
 use hyper::Method;
@@ -47,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::invariants::{Snapshot, assert_invariants, saved_installation};
 
+use crate::support::bank::{Hook, Hooked};
 use crate::support::{config_text, sim_options};
 
 // ---------------------------------------------------------------------------------------------
@@ -254,6 +253,15 @@ const TABLE_END: &str = "<!-- fault-table:end -->";
 /// converge.
 fn record_then_converged(test: &'static str, first: &str, runs: &[Run]) {
     record_outcome(test, format!("{first}; {}", converged_summary(&runs[1..])));
+}
+
+/// Run 1 was refused for `label` (its metric label) before any write and run 2 converged;
+/// recorded for `test` as `first` and the summary of run 2.
+fn assert_refused_then_converged(test: &'static str, runs: &[Run], label: &str, first: &str) {
+    assert_eq!(runs[0].writes(), 0);
+    assert_eq!(runs[0].error().metric_label(), label);
+    assert_eq!(runs.len(), 2);
+    record_then_converged(test, first, runs);
 }
 
 /// Records what `test` observed and, with `FAULT_TABLE` set, rewrites the table. Every test
@@ -471,6 +479,12 @@ impl Bank {
         );
     }
 
+    /// [`Bank::converge`] (three runs at most) with `fault` injected first.
+    async fn converge_under(&self, client: &BunqClient, fault: Fault) -> Vec<Run> {
+        self.sim.inject(fault);
+        self.converge(client, 3).await
+    }
+
     /// The ACTIVE set is exactly desired + protected (protected is seeded ACTIVE).
     fn converged(&self) -> bool {
         let active: BTreeSet<String> = self
@@ -629,12 +643,49 @@ async fn connected() -> (Bank, BunqClient) {
     (bank, client)
 }
 
-/// A connected bank with the fault `fault` builds injected, and its runs until convergence
-/// (three at most).
-async fn converged_after(fault: impl FnOnce(&Bank) -> Fault) -> (Bank, Vec<Run>) {
+/// The request of a run a test's fault fires on.
+#[derive(Clone, Copy)]
+enum On {
+    /// A create on the pool (POST .../ip).
+    Create,
+    /// The pool's IP listing (GET .../ip?count).
+    Listing,
+    /// The credentials listing (GET credential-password-ip?count).
+    Credentials,
+    /// The status change of this IP's seeded entry (PUT .../ip/{id}).
+    Entry(Ipv4Addr),
+}
+
+impl On {
+    /// A fault of `kind` on this request of `bank`'s runs, firing `times` times.
+    fn fault(self, bank: &Bank, kind: FaultKind, times: usize) -> Fault {
+        let fault = Fault::once(kind).times(times);
+        match self {
+            On::Create => fault.on(Method::POST, &create_path(bank)),
+            On::Listing => fault.on(Method::GET, &ip_list_path(bank)),
+            On::Credentials => fault.on(Method::GET, "credential-password-ip?count"),
+            On::Entry(ip) => fault.on(Method::PUT, &entry_path(bank, ip)),
+        }
+    }
+}
+
+/// A connected bank with a fault of `kind` on the request `on` (firing `times` times), and its
+/// runs until convergence (three at most).
+async fn converged_after(kind: FaultKind, on: On, times: usize) -> (Bank, Vec<Run>) {
     let (bank, client) = connected().await;
-    bank.sim.inject(fault(&bank));
-    let runs = bank.converge(&client, 3).await;
+    let runs = bank
+        .converge_under(&client, on.fault(&bank, kind, times))
+        .await;
+    (bank, runs)
+}
+
+/// A bank whose client times out after [`SLOW_TIMEOUT`], a response delayed by [`DELAY`] on
+/// the request `on`, and its runs until convergence (three at most).
+async fn converged_after_a_slow_response(on: On) -> (Bank, Vec<Run>) {
+    let bank = Bank::start().await;
+    let client = bank.try_connect(SLOW_TIMEOUT).await.unwrap();
+    let fault = on.fault(&bank, FaultKind::Delay(DELAY), 1);
+    let runs = bank.converge_under(&client, fault).await;
     (bank, runs)
 }
 
@@ -690,10 +741,7 @@ fn table_marks_rows_without_an_observation() {
 
 #[tokio::test]
 async fn http_500_on_a_create_fails_it_holds_back_deactivations_and_the_next_run_converges() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::Status(500)).on(Method::POST, &create_path(bank))
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::Status(500), On::Create, 1).await;
 
     assert_eq!(runs.len(), 2);
     let first = &runs[0];
@@ -782,12 +830,7 @@ async fn http_500_on_a_create_that_bunq_commits_late_is_not_reported_as_drift() 
 
 #[tokio::test]
 async fn http_500_on_a_listing_is_retried_and_the_run_converges() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::Status(500))
-            .on(Method::GET, &ip_list_path(bank))
-            .times(2)
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::Status(500), On::Listing, 2).await;
 
     assert_eq!(runs.len(), 1);
     let retried = runs[0].log.iter().filter(|r| r.fault.is_some()).count();
@@ -802,10 +845,8 @@ async fn http_500_on_a_listing_is_retried_and_the_run_converges() {
 async fn http_500_on_the_second_page_is_retried_and_nothing_is_duplicated() {
     let bank = Bank::start().await.with_history(250);
     let client = bank.connect().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::Status(500)).on(Method::GET, "older_id"));
-
-    let runs = bank.converge(&client, 3).await;
+    let fault = Fault::once(FaultKind::Status(500)).on(Method::GET, "older_id");
+    let runs = bank.converge_under(&client, fault).await;
 
     assert_eq!(runs.len(), 1);
     assert!(runs[0].log.iter().any(|r| r.fault.is_some()));
@@ -818,34 +859,21 @@ async fn http_500_on_the_second_page_is_retried_and_nothing_is_duplicated() {
 
 #[tokio::test]
 async fn maintenance_491_refuses_the_run_without_writes_and_the_next_run_converges() {
-    let (_bank, runs) = converged_after(|_| {
-        Fault::once(FaultKind::Status(491))
-            .on(Method::GET, "credential-password-ip?count")
-            .times(4)
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::Status(491), On::Credentials, 4).await;
 
-    let first = &runs[0];
-    let err = first.error();
-    assert_eq!(first.writes(), 0);
-    assert_eq!(err.metric_label(), "server_error");
+    let err = runs[0].error();
     assert!(err.to_string().contains("maintenance"), "{err}");
-    assert_eq!(runs.len(), 2);
-    record_then_converged(
+    assert_refused_then_converged(
         "maintenance_491_refuses_the_run_without_writes_and_the_next_run_converges",
-        "run 1 refused after 4 attempts (server_error), 0 writes",
         &runs,
+        "server_error",
+        "run 1 refused after 4 attempts (server_error), 0 writes",
     );
 }
 
 #[tokio::test]
 async fn html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writes() {
-    let (_bank, runs) = converged_after(|_| {
-        Fault::once(FaultKind::Html503)
-            .on(Method::GET, "credential-password-ip?count")
-            .times(4)
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::Html503, On::Credentials, 4).await;
 
     let first = &runs[0];
     let message = first.error().to_string();
@@ -864,10 +892,7 @@ async fn html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writ
 
 #[tokio::test]
 async fn html_503_on_a_status_change_is_retried_and_the_run_converges() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::Html503).on(Method::PUT, &entry_path(bank, STRAY_A))
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::Html503, On::Entry(STRAY_A), 1).await;
 
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].count("applied"), 5);
@@ -882,10 +907,7 @@ async fn html_503_on_a_status_change_is_retried_and_the_run_converges() {
 
 #[tokio::test]
 async fn reset_before_a_create_is_resolved_by_re_listing_and_never_duplicates() {
-    let (bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, &create_path(bank))
-    })
-    .await;
+    let (bank, runs) = converged_after(FaultKind::ResetBeforeApply, On::Create, 1).await;
 
     let first = &runs[0];
     let reset = first.fault_index();
@@ -902,10 +924,7 @@ async fn reset_before_a_create_is_resolved_by_re_listing_and_never_duplicates() 
 
 #[tokio::test]
 async fn reset_after_a_create_is_resolved_by_re_listing_and_never_duplicates() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::ResetAfterApply).on(Method::POST, &create_path(bank))
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::ResetAfterApply, On::Create, 1).await;
 
     let first = &runs[0];
     let reset = first.fault_index();
@@ -921,10 +940,8 @@ async fn reset_after_a_create_is_resolved_by_re_listing_and_never_duplicates() {
 
 #[tokio::test]
 async fn reset_before_a_status_change_is_retried_and_the_run_converges() {
-    let (bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::ResetBeforeApply).on(Method::PUT, &entry_path(bank, TO_ACTIVATE))
-    })
-    .await;
+    let (bank, runs) =
+        converged_after(FaultKind::ResetBeforeApply, On::Entry(TO_ACTIVATE), 1).await;
 
     assert_eq!(runs.len(), 1);
     let puts = runs[0]
@@ -941,10 +958,7 @@ async fn reset_before_a_status_change_is_retried_and_the_run_converges() {
 
 #[tokio::test]
 async fn reset_after_a_status_change_is_retried_idempotently_and_the_run_converges() {
-    let (bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::ResetAfterApply).on(Method::PUT, &entry_path(bank, STRAY_A))
-    })
-    .await;
+    let (bank, runs) = converged_after(FaultKind::ResetAfterApply, On::Entry(STRAY_A), 1).await;
 
     assert_eq!(runs.len(), 1);
     assert_eq!(bank.status_of(STRAY_A), vec![IpStatus::Inactive]);
@@ -956,12 +970,7 @@ async fn reset_after_a_status_change_is_retried_idempotently_and_the_run_converg
 
 #[tokio::test]
 async fn slow_create_beyond_the_timeout_is_resolved_by_re_listing_and_never_duplicates() {
-    let bank = Bank::start().await;
-    let client = bank.try_connect(SLOW_TIMEOUT).await.unwrap();
-    bank.sim
-        .inject(Fault::once(FaultKind::Delay(DELAY)).on(Method::POST, &create_path(&bank)));
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after_a_slow_response(On::Create).await;
 
     assert_eq!(runs.len(), 1);
     // The timed-out create was found by the re-list, not sent again.
@@ -975,13 +984,7 @@ async fn slow_create_beyond_the_timeout_is_resolved_by_re_listing_and_never_dupl
 
 #[tokio::test]
 async fn slow_status_change_beyond_the_timeout_is_retried_and_the_run_converges() {
-    let bank = Bank::start().await;
-    let client = bank.try_connect(SLOW_TIMEOUT).await.unwrap();
-    bank.sim.inject(
-        Fault::once(FaultKind::Delay(DELAY)).on(Method::PUT, &entry_path(&bank, TO_ACTIVATE)),
-    );
-
-    let runs = bank.converge(&client, 3).await;
+    let (_bank, runs) = converged_after_a_slow_response(On::Entry(TO_ACTIVATE)).await;
 
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].count("applied"), 5);
@@ -996,12 +999,7 @@ async fn slow_status_change_beyond_the_timeout_is_retried_and_the_run_converges(
 
 #[tokio::test]
 async fn rate_limit_burst_on_a_listing_is_ridden_out_by_backoff() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::Status(429))
-            .on(Method::GET, &ip_list_path(bank))
-            .times(3)
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::Status(429), On::Listing, 3).await;
 
     assert_eq!(runs.len(), 1);
     let rate_limited = runs[0].log.iter().filter(|r| r.status == Some(429)).count();
@@ -1014,10 +1012,7 @@ async fn rate_limit_burst_on_a_listing_is_ridden_out_by_backoff() {
 
 #[tokio::test]
 async fn rate_limit_on_a_create_is_retried_and_the_run_converges() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::Status(429)).on(Method::POST, &create_path(bank))
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::Status(429), On::Create, 1).await;
 
     let first = &runs[0];
     let limited = first.fault_index();
@@ -1094,10 +1089,8 @@ async fn sessions_expired_between_runs_are_renewed_without_losing_the_context() 
 async fn session_expired_during_a_create_is_renewed_and_the_create_sent_once_more() {
     let (bank, client) = connected().await;
     let sessions = bank.sim.sessions_created();
-    bank.sim
-        .inject(Fault::once(FaultKind::ExpireSession).on(Method::POST, &create_path(&bank)));
-
-    let runs = bank.converge(&client, 3).await;
+    let fault = Fault::once(FaultKind::ExpireSession).on(Method::POST, &create_path(&bank));
+    let runs = bank.converge_under(&client, fault).await;
 
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].count("applied"), 5);
@@ -1125,10 +1118,7 @@ fn assert_no_write_after_fault(run: &Run) {
 
 #[tokio::test]
 async fn garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_duplicate() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::GarbleSignature).on(Method::POST, &create_path(bank))
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::GarbleSignature, On::Create, 1).await;
 
     let first = &runs[0];
     assert_no_write_after_fault(first);
@@ -1148,21 +1138,15 @@ async fn garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_d
 
 #[tokio::test]
 async fn garbled_signature_on_a_listing_refuses_the_run_without_writes() {
-    let (_bank, runs) = converged_after(|_| {
-        Fault::once(FaultKind::GarbleSignature).on(Method::GET, "credential-password-ip?count")
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::GarbleSignature, On::Credentials, 1).await;
 
-    let first = &runs[0];
-    assert_eq!(first.writes(), 0);
-    assert_eq!(first.error().metric_label(), "signature");
     // Not retried: the listing was sent once.
-    assert_eq!(first.log.len(), 1);
-    assert_eq!(runs.len(), 2);
-    record_then_converged(
+    assert_eq!(runs[0].log.len(), 1);
+    assert_refused_then_converged(
         "garbled_signature_on_a_listing_refuses_the_run_without_writes",
-        "run 1 refused (security error, not retried), 0 writes",
         &runs,
+        "signature",
+        "run 1 refused (security error, not retried), 0 writes",
     );
 }
 
@@ -1170,20 +1154,15 @@ async fn garbled_signature_on_a_listing_refuses_the_run_without_writes() {
 async fn garbled_signature_on_the_second_page_refuses_the_run_instead_of_planning_from_page_one() {
     let bank = Bank::start().await.with_history(250);
     let client = bank.connect().await;
-    bank.sim
-        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::GET, "older_id"));
-
-    let runs = bank.converge(&client, 3).await;
+    let fault = Fault::once(FaultKind::GarbleSignature).on(Method::GET, "older_id");
+    let runs = bank.converge_under(&client, fault).await;
 
     // Page 1 alone lacks every desired entry: planning from it would create duplicates.
-    let first = &runs[0];
-    assert_eq!(first.writes(), 0);
-    assert_eq!(first.error().metric_label(), "signature");
-    assert_eq!(runs.len(), 2);
-    record_then_converged(
+    assert_refused_then_converged(
         "garbled_signature_on_the_second_page_refuses_the_run_instead_of_planning_from_page_one",
-        "run 1 refused (security error), 0 writes",
         &runs,
+        "signature",
+        "run 1 refused (security error), 0 writes",
     );
 }
 
@@ -1191,28 +1170,20 @@ async fn garbled_signature_on_the_second_page_refuses_the_run_instead_of_plannin
 async fn garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_recovers() {
     let (bank, client) = connected().await;
     bank.sim.expire_all_sessions();
-    bank.sim
-        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, "/session-server"));
+    let fault = Fault::once(FaultKind::GarbleSignature).on(Method::POST, "/session-server");
+    let runs = bank.converge_under(&client, fault).await;
 
-    let runs = bank.converge(&client, 3).await;
-
-    let first = &runs[0];
-    assert_eq!(first.writes(), 0);
-    assert_eq!(first.error().metric_label(), "signature");
-    assert_eq!(runs.len(), 2);
-    record_then_converged(
+    assert_refused_then_converged(
         "garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_recovers",
-        "run 1 refused (security error), 0 writes",
         &runs,
+        "signature",
+        "run 1 refused (security error), 0 writes",
     );
 }
 
 #[tokio::test]
 async fn dropped_signature_on_a_status_change_stops_the_run_before_any_deactivation() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::DropSignature).on(Method::PUT, &entry_path(bank, TO_ACTIVATE))
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::DropSignature, On::Entry(TO_ACTIVATE), 1).await;
 
     let first = &runs[0];
     assert_no_write_after_fault(first);
@@ -1228,19 +1199,13 @@ async fn dropped_signature_on_a_status_change_stops_the_run_before_any_deactivat
 
 #[tokio::test]
 async fn dropped_signature_on_a_listing_refuses_the_run_without_writes() {
-    let (_bank, runs) = converged_after(|bank| {
-        Fault::once(FaultKind::DropSignature).on(Method::GET, &ip_list_path(bank))
-    })
-    .await;
+    let (_bank, runs) = converged_after(FaultKind::DropSignature, On::Listing, 1).await;
 
-    let first = &runs[0];
-    assert_eq!(first.writes(), 0);
-    assert_eq!(first.error().metric_label(), "signature");
-    assert_eq!(runs.len(), 2);
-    record_then_converged(
+    assert_refused_then_converged(
         "dropped_signature_on_a_listing_refuses_the_run_without_writes",
-        "run 1 refused (security error), 0 writes",
         &runs,
+        "signature",
+        "run 1 refused (security error), 0 writes",
     );
 }
 
@@ -1418,63 +1383,30 @@ async fn config_with_one_invalid_ip_is_refused_whole_before_anything_is_sent() {
 // ---------------------------------------------------------------------------------------------
 // Shutdown in the middle of an apply.
 
-/// The client, with a stop signal (what SIGTERM cancels in the daemon) that arrives while the
-/// first write is in flight.
-struct StopDuringFirstWrite<'a> {
-    client: &'a BunqClient,
+/// The [`Hook`] whose stop signal (what SIGTERM cancels in the daemon) arrives while the first
+/// write is in flight.
+struct StopDuringFirstWrite {
     stop: CancellationToken,
 }
 
-impl StopDuringFirstWrite<'_> {
-    /// Runs `write`; 20 ms in (the injected delay holds the response for 100 ms) the stop
-    /// signal arrives.
-    async fn signalled_during<T>(&self, write: impl std::future::Future<Output = T>) -> T {
+impl Hook for StopDuringFirstWrite {
+    /// Runs a write; 20 ms in (the injected delay holds the response for 100 ms) the stop
+    /// signal arrives. Reads pass through.
+    async fn around<T: Send>(
+        &self,
+        method: Method,
+        _path: String,
+        write: impl std::future::Future<Output = T> + Send,
+    ) -> T {
+        if method == Method::GET {
+            return write.await;
+        }
         let stop = self.stop.clone();
         let (result, ()) = tokio::join!(write, async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
             stop.cancel();
         });
         result
-    }
-}
-
-impl AllowlistReader for StopDuringFirstWrite<'_> {
-    fn registered_device_description(&self) -> Option<String> {
-        self.client.registered_device_description()
-    }
-
-    async fn list_credentials(&self) -> Result<Vec<CredentialPasswordIp>, BunqError> {
-        self.client.list_credentials().await
-    }
-
-    async fn list_ips(&self, credential: CredentialId) -> Result<Vec<PermittedIp>, BunqError> {
-        self.client.list_ips(credential).await
-    }
-}
-
-impl AllowlistWriter for StopDuringFirstWrite<'_> {
-    async fn create_ip(
-        &self,
-        credential: CredentialId,
-        ip: Ipv4Addr,
-    ) -> Result<EntryId, BunqError> {
-        self.signalled_during(AllowlistWriter::create_ip(self.client, credential, ip))
-            .await
-    }
-
-    async fn set_ip_status(
-        &self,
-        credential: CredentialId,
-        entry: EntryId,
-        status: IpStatus,
-    ) -> Result<(), BunqError> {
-        self.signalled_during(AllowlistWriter::set_ip_status(
-            self.client,
-            credential,
-            entry,
-            status,
-        ))
-        .await
     }
 }
 
@@ -1488,9 +1420,9 @@ async fn stop_during_apply_finishes_the_write_in_flight_and_skips_the_rest() {
             .on(Method::PUT, &entry_path(&bank, TO_ACTIVATE)),
     );
     let stop = CancellationToken::new();
-    let stopping = StopDuringFirstWrite {
+    let stopping = Hooked {
         client: &client,
-        stop: stop.clone(),
+        hook: StopDuringFirstWrite { stop: stop.clone() },
     };
 
     let first = bank.run_with(&stopping, &stop).await;

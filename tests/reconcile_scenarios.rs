@@ -32,7 +32,7 @@ use bunq_ipsync::simulator::{
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Account, sim_options};
+use crate::support::{Account, ONE_OF_EACH_ENTRIES, ONE_OF_EACH_WANTED, sim_options};
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -48,17 +48,11 @@ const DEVICE: &str = "ipsync-scenarios";
 /// The IP the simulated bunq sees: the daemon's own IP.
 const OWN_IP: Ipv4Addr = DEFAULT_CALLER_IP;
 
-/// The shared [`Account`] (simulator, user and key, directory for config and state) under
-/// bunq's rate limits, scaled by [`TIME_SCALE`], with the scenarios' config and client on top.
-struct Harness(Account);
-
-impl std::ops::Deref for Harness {
-    type Target = Account;
-
-    fn deref(&self) -> &Account {
-        &self.0
-    }
-}
+crate::support::account_harness!(
+    /// The shared [`Account`] (simulator, user and key, directory for config and state) under
+    /// bunq's rate limits, scaled by [`TIME_SCALE`], with the scenarios' config and client on top.
+    Harness
+);
 
 impl Harness {
     async fn start() -> Harness {
@@ -70,6 +64,21 @@ impl Harness {
             })
             .await,
         )
+    }
+
+    /// A harness with one more credential holding `entries`, a config managing only it
+    /// ([`Harness::managing`]) and the client connected.
+    async fn managing_one(
+        entries: &[(&str, IpStatus)],
+        policy: &str,
+        max_changes: usize,
+        ips: &[&str],
+    ) -> (Harness, CredentialId, Config, BunqClient) {
+        let h = Harness::start().await;
+        let credential = h.credential_with(entries);
+        let config = h.managing(policy, max_changes, credential, ips);
+        let client = h.connect(&config).await;
+        (h, credential, config, client)
     }
 
     /// The API key's own credential: device registration binds it to [`OWN_IP`].
@@ -166,9 +175,45 @@ impl Harness {
             .status
     }
 
+    /// Seeds an entry behind the client's back; its id.
+    fn add_entry(&self, credential: CredentialId, ip: &str, status: IpStatus) -> EntryId {
+        self.sim.add_entry(credential, ip, status).unwrap()
+    }
+
+    /// Sets an entry's status behind the client's back (an edit in the bunq app).
+    fn set_status(&self, credential: CredentialId, entry: EntryId, status: IpStatus) {
+        self.sim
+            .set_entry_status(credential, entry, status)
+            .unwrap();
+    }
+
+    fn inject(&self, fault: Fault) {
+        self.sim.inject(fault);
+    }
+
     fn log(&self) -> Vec<LoggedRequest> {
         self.sim.request_log()
     }
+}
+
+/// A credential holding [`ONE_OF_EACH_ENTRIES`] under a `sync` config wanting
+/// [`ONE_OF_EACH_WANTED`] with `max_changes`: three changes (an activation, a create, a
+/// deactivation).
+async fn three_changes(max_changes: usize) -> (Harness, CredentialId, Config, BunqClient) {
+    Harness::managing_one(
+        &ONE_OF_EACH_ENTRIES,
+        "sync",
+        max_changes,
+        &ONE_OF_EACH_WANTED,
+    )
+    .await
+}
+
+/// An empty credential wanting 203.0.113.10 (one create), with a fault of `kind` on the create.
+async fn one_create_under(kind: FaultKind) -> (Harness, CredentialId, Config, BunqClient) {
+    let (h, ci, config, client) = Harness::managing_one(&[], "sync", 10, &["203.0.113.10"]).await;
+    h.inject(Fault::once(kind).on(Method::POST, "/ip"));
+    (h, ci, config, client)
 }
 
 async fn apply(
@@ -189,6 +234,11 @@ fn count(log: &[LoggedRequest], method: &Method) -> usize {
     log.iter()
         .filter(|request| request.method == *method)
         .count()
+}
+
+/// `log` holds `expected` requests of `method`; `why` says what that means.
+fn assert_sent(log: &[LoggedRequest], method: &Method, expected: usize, why: &str) {
+    assert_eq!(count(log, method), expected, "{why}: {log:?}");
 }
 
 /// Requests that change something: every method but GET.
@@ -250,19 +300,18 @@ fn credential_yaml(id: CredentialId, ips: &[&str]) -> String {
 
 #[tokio::test]
 async fn fresh_account_converges_in_one_apply_and_the_second_apply_writes_nothing() {
-    let h = Harness::start().await;
-    let ci = h.credential_with(&[
+    let seeded = [
         ("203.0.113.10", IpStatus::Active),
         ("203.0.113.11", IpStatus::Inactive),
         ("192.0.2.1", IpStatus::Active),
-    ]);
-    let config = h.managing(
+    ];
+    let (h, ci, config, client) = Harness::managing_one(
+        &seeded,
         "sync",
         10,
-        ci,
         &["203.0.113.10", "203.0.113.11", "203.0.113.12"],
-    );
-    let client = h.connect(&config).await;
+    )
+    .await;
 
     let (first, record) = apply(&client, &config, None).await;
     assert_eq!(first.exit_status(), ExitStatus::Success);
@@ -271,12 +320,8 @@ async fn fresh_account_converges_in_one_apply_and_the_second_apply_writes_nothin
         set(&["203.0.113.10", "203.0.113.11", "203.0.113.12"])
     );
     let log = h.log();
-    assert_eq!(count(&log, &Method::POST), 1, "one create: {log:?}");
-    assert_eq!(
-        count(&log, &Method::PUT),
-        2,
-        "one activation, one deactivation: {log:?}"
-    );
+    assert_sent(&log, &Method::POST, 1, "one create");
+    assert_sent(&log, &Method::PUT, 2, "one activation, one deactivation");
     assert!(
         log.iter().all(|request| request.status == Some(200)),
         "{log:?}"
@@ -336,10 +381,7 @@ async fn creates_and_activations_of_every_credential_reach_bunq_before_any_deact
 async fn out_of_band_drift_is_reported_against_the_last_run_and_repaired() {
     let h = Harness::start().await;
     let ci = h.credential_with(&[("203.0.113.10", IpStatus::Active)]);
-    let undesired = h
-        .sim
-        .add_entry(ci, "192.0.2.99", IpStatus::Inactive)
-        .unwrap();
+    let undesired = h.add_entry(ci, "192.0.2.99", IpStatus::Inactive);
     let config = h.managing("sync", 10, ci, &["203.0.113.10"]);
     let client = h.connect(&config).await;
     let (first, record) = apply(&client, &config, None).await;
@@ -351,12 +393,8 @@ async fn out_of_band_drift_is_reported_against_the_last_run_and_repaired() {
     let desired = h.entries_for(ci, "203.0.113.10")[0].id;
 
     // Someone toggles both IPs in the bunq app.
-    h.sim
-        .set_entry_status(ci, desired, IpStatus::Inactive)
-        .unwrap();
-    h.sim
-        .set_entry_status(ci, undesired, IpStatus::Active)
-        .unwrap();
+    h.set_status(ci, desired, IpStatus::Inactive);
+    h.set_status(ci, undesired, IpStatus::Active);
 
     let planned = plan(&client, &config, Some(&record)).await;
     assert_eq!(
@@ -387,12 +425,8 @@ async fn out_of_band_drift_is_reported_against_the_last_run_and_repaired() {
     assert_eq!(h.status_of(ci, desired), IpStatus::Active);
     assert_eq!(h.status_of(ci, undesired), IpStatus::Inactive);
     let log = h.log();
-    assert_eq!(count(&log, &Method::PUT), 2, "{log:?}");
-    assert_eq!(
-        count(&log, &Method::POST),
-        0,
-        "repairs reuse the entries: {log:?}"
-    );
+    assert_sent(&log, &Method::PUT, 2, "");
+    assert_sent(&log, &Method::POST, 0, "repairs reuse the entries");
 
     let after = plan(&client, &config, Some(&record)).await;
     assert_eq!(after.drift_count(), 0, "the repair itself is not drift");
@@ -400,13 +434,12 @@ async fn out_of_band_drift_is_reported_against_the_last_run_and_repaired() {
 
 #[tokio::test]
 async fn additive_leaves_extra_ips_active_and_never_deactivates() {
-    let h = Harness::start().await;
-    let office = h.credential_with(&[
+    let seeded = [
         ("198.51.100.21", IpStatus::Active),
         ("198.51.100.22", IpStatus::Active),
-    ]);
-    let config = h.managing("additive", 10, office, &["198.51.100.20"]);
-    let client = h.connect(&config).await;
+    ];
+    let (h, office, config, client) =
+        Harness::managing_one(&seeded, "additive", 10, &["198.51.100.20"]).await;
 
     let (report, record) = apply(&client, &config, None).await;
     assert_eq!(report.exit_status(), ExitStatus::Success);
@@ -421,12 +454,8 @@ async fn additive_leaves_extra_ips_active_and_never_deactivates() {
         .collect();
     assert_eq!(kept, vec![KeptReason::Additive, KeptReason::Additive]);
     let log = h.log();
-    assert_eq!(
-        count(&log, &Method::PUT),
-        0,
-        "additive never PUTs INACTIVE: {log:?}"
-    );
-    assert_eq!(count(&log, &Method::POST), 1, "{log:?}");
+    assert_sent(&log, &Method::PUT, 0, "additive never PUTs INACTIVE");
+    assert_sent(&log, &Method::POST, 1, "");
 
     h.sim.clear_request_log();
     let (again, _) = apply(&client, &config, Some(&record)).await;
@@ -467,10 +496,7 @@ async fn own_ip_deactivation_is_blocked_the_rest_is_applied_and_the_run_is_block
         "registration bound the key's credential to our device"
     );
     assert_eq!(h.active(own), set(&[&OWN_IP.to_string()]));
-    let stale = h
-        .sim
-        .add_entry(own, "192.0.2.50", IpStatus::Active)
-        .unwrap();
+    let stale = h.add_entry(own, "192.0.2.50", IpStatus::Active);
 
     let (report, _) = apply(&client, &config, None).await;
     assert_eq!(report.exit_status(), ExitStatus::Blocked);
@@ -504,12 +530,8 @@ async fn own_ip_deactivation_is_blocked_the_rest_is_applied_and_the_run_is_block
     assert_eq!(h.active(own), set(&["203.0.113.5", &OWN_IP.to_string()]));
     assert_eq!(h.status_of(own, stale), IpStatus::Inactive);
     let log = h.log();
-    assert_eq!(count(&log, &Method::POST), 1, "{log:?}");
-    assert_eq!(
-        count(&log, &Method::PUT),
-        1,
-        "only the stale entry is deactivated: {log:?}"
-    );
+    assert_sent(&log, &Method::POST, 1, "");
+    assert_sent(&log, &Method::PUT, 1, "only the stale entry is deactivated");
 
     // The daemon still gets in, and keeps reporting the block until the config is fixed.
     let again = plan(&client, &config, None).await;
@@ -551,14 +573,11 @@ async fn own_ip_stays_protected_after_the_device_description_changes_in_the_conf
 async fn no_deactivation_is_applied_on_any_credential_when_the_own_credential_is_not_found() {
     let h = Harness::start().await;
     let own = h.own_credential();
-    let ci = h.credential_with(&[
-        ("192.0.2.1", IpStatus::Active),
-        ("203.0.113.11", IpStatus::Inactive),
-    ]);
+    let ci = h.credential_with(&ONE_OF_EACH_ENTRIES);
     let credentials = format!(
         "{}{}",
         credential_yaml(own, &["203.0.113.5"]),
-        credential_yaml(ci, &["203.0.113.11", "203.0.113.12"])
+        credential_yaml(ci, &ONE_OF_EACH_WANTED)
     );
     let config = h.config("sync", 10, &credentials);
     let client = h.connect(&config).await;
@@ -599,10 +618,11 @@ async fn no_deactivation_is_applied_on_any_credential_when_the_own_credential_is
         set(&["192.0.2.1", "203.0.113.11", "203.0.113.12"])
     );
     let log = h.log();
-    assert_eq!(
-        count(&log, &Method::PUT),
+    assert_sent(
+        &log,
+        &Method::PUT,
         1,
-        "the activation is the only status change sent: {log:?}"
+        "the activation is the only status change sent",
     );
 }
 
@@ -619,10 +639,7 @@ async fn an_undesired_ip_on_the_own_credential_stays_active_while_egress_ips_is_
     let config = h.config("sync", 10, &credentials);
     let client = h.connect(&config).await;
     // The daemon may now call bunq from this IP (a new NAT address, say).
-    let egress = h
-        .sim
-        .add_entry(own, "192.0.2.50", IpStatus::Active)
-        .unwrap();
+    let egress = h.add_entry(own, "192.0.2.50", IpStatus::Active);
 
     let (report, _) = apply(&client, &config, None).await;
     assert_eq!(report.exit_status(), ExitStatus::Blocked);
@@ -656,14 +673,8 @@ async fn egress_ips_on_the_own_credential_are_never_deactivated_and_other_ips_ar
     );
     let config = h.config_from_text(&text);
     let client = h.connect(&config).await;
-    let egress = h
-        .sim
-        .add_entry(own, "192.0.2.50", IpStatus::Active)
-        .unwrap();
-    let stale = h
-        .sim
-        .add_entry(own, "198.51.100.9", IpStatus::Active)
-        .unwrap();
+    let egress = h.add_entry(own, "192.0.2.50", IpStatus::Active);
+    let stale = h.add_entry(own, "198.51.100.9", IpStatus::Active);
 
     let (report, _) = apply(&client, &config, None).await;
     assert_eq!(report.exit_status(), ExitStatus::Blocked);
@@ -725,15 +736,14 @@ async fn a_re_registration_updates_the_description_the_own_ip_rule_matches() {
 
 #[tokio::test]
 async fn entries_that_are_not_ipv4_are_kept_and_never_written() {
-    let h = Harness::start().await;
-    let ci = h.credential_with(&[
+    let seeded = [
         ("203.0.113.10", IpStatus::Active),
         ("*", IpStatus::Active),
         ("2001:db8::1", IpStatus::Active),
         ("not-an-ip", IpStatus::Inactive),
-    ]);
-    let config = h.managing("sync", 10, ci, &["203.0.113.10"]);
-    let client = h.connect(&config).await;
+    ];
+    let (h, ci, config, client) =
+        Harness::managing_one(&seeded, "sync", 10, &["203.0.113.10"]).await;
 
     let (report, record) = apply(&client, &config, None).await;
     assert_eq!(report.exit_status(), ExitStatus::Success);
@@ -792,13 +802,7 @@ async fn protected_ips_are_kept_without_blocking_or_pending() {
 
 #[tokio::test]
 async fn more_changes_than_max_changes_block_the_whole_run_and_write_nothing() {
-    let h = Harness::start().await;
-    let ci = h.credential_with(&[
-        ("192.0.2.1", IpStatus::Active),
-        ("203.0.113.11", IpStatus::Inactive),
-    ]);
-    let config = h.managing("sync", 2, ci, &["203.0.113.11", "203.0.113.12"]);
-    let client = h.connect(&config).await;
+    let (h, ci, config, client) = three_changes(2).await;
     let before = h.entries(ci);
 
     let (report, _) = apply(&client, &config, None).await;
@@ -809,12 +813,8 @@ async fn more_changes_than_max_changes_block_the_whole_run_and_write_nothing() {
         (Rule::MaxChanges, 3, 2)
     );
     // The full plan is still there to print.
-    let planned: Vec<ChangeKind> = report
-        .plan
-        .actions()
-        .iter()
-        .map(|a| a.change.kind())
-        .collect();
+    let actions = report.plan.actions();
+    let planned: Vec<ChangeKind> = actions.iter().map(|a| a.change.kind()).collect();
     assert_eq!(
         planned,
         vec![
@@ -825,12 +825,12 @@ async fn more_changes_than_max_changes_block_the_whole_run_and_write_nothing() {
     );
     let applied = report.applied.as_ref().unwrap();
     assert_eq!(applied.count(OutcomeKind::Blocked), 3);
-    assert!(
-        applied
-            .results
-            .iter()
-            .all(|result| result.outcome == Outcome::Blocked(Rule::MaxChanges))
-    );
+    let outcomes: Vec<&Outcome> = applied
+        .results
+        .iter()
+        .map(|result| &result.outcome)
+        .collect();
+    assert_eq!(outcomes, [&Outcome::Blocked(Rule::MaxChanges); 3]);
     assert_eq!(h.entries(ci), before, "bunq is untouched");
     assert!(writes(&h.log()).is_empty(), "{:?}", h.log());
 }
@@ -872,13 +872,7 @@ async fn allowed_empty_ips_under_sync_deactivates_every_entry() {
 
 #[tokio::test]
 async fn plan_reads_only_and_writes_nothing() {
-    let h = Harness::start().await;
-    let ci = h.credential_with(&[
-        ("192.0.2.1", IpStatus::Active),
-        ("203.0.113.11", IpStatus::Inactive),
-    ]);
-    let config = h.managing("sync", 10, ci, &["203.0.113.11", "203.0.113.12"]);
-    let client = h.connect(&config).await;
+    let (h, ci, config, client) = three_changes(10).await;
     let before = h.entries(ci);
 
     let planned = plan(&client, &config, None).await;
@@ -917,8 +911,8 @@ async fn a_re_added_ip_reactivates_its_old_entry() {
         vec![(ChangeKind::Activate, "203.0.113.11".to_owned(), "applied")]
     );
     let log = h.log();
-    assert_eq!(count(&log, &Method::PUT), 1, "{log:?}");
-    assert_eq!(count(&log, &Method::POST), 0, "never a duplicate: {log:?}");
+    assert_sent(&log, &Method::PUT, 1, "");
+    assert_sent(&log, &Method::POST, 0, "never a duplicate");
     assert_eq!(h.entries(ci).len(), entries_before);
     assert_eq!(h.status_of(ci, original[0].id), IpStatus::Active);
 }
@@ -928,23 +922,14 @@ async fn a_re_added_ip_reactivates_its_old_entry() {
 
 #[tokio::test]
 async fn ambiguous_create_ends_with_exactly_one_entry() {
-    let h = Harness::start().await;
-    let ci = h.credential_with(&[]);
-    let config = h.managing("sync", 10, ci, &["203.0.113.10"]);
-    let client = h.connect(&config).await;
     // bunq creates the entry, then the connection breaks before the answer arrives.
-    h.sim
-        .inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, "/ip"));
+    let (h, ci, config, client) = one_create_under(FaultKind::ResetAfterApply).await;
 
     let (report, record) = apply(&client, &config, None).await;
     assert_eq!(h.entries_for(ci, "203.0.113.10").len(), 1);
     assert_eq!(h.active(ci), set(&["203.0.113.10"]));
     let log = h.log();
-    assert_eq!(
-        count(&log, &Method::POST),
-        1,
-        "a create is never retried blindly: {log:?}"
-    );
+    assert_sent(&log, &Method::POST, 1, "a create is never retried blindly");
     assert_eq!(
         log.iter()
             .filter(|r| r.fault == Some(FaultKind::ResetAfterApply))
@@ -966,12 +951,7 @@ async fn ambiguous_create_ends_with_exactly_one_entry() {
 
 #[tokio::test]
 async fn create_reset_before_bunq_applied_it_fails_and_the_next_run_creates_one_entry() {
-    let h = Harness::start().await;
-    let ci = h.credential_with(&[]);
-    let config = h.managing("sync", 10, ci, &["203.0.113.10"]);
-    let client = h.connect(&config).await;
-    h.sim
-        .inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, "/ip"));
+    let (h, ci, config, client) = one_create_under(FaultKind::ResetBeforeApply).await;
 
     let (report, record) = apply(&client, &config, None).await;
     assert_eq!(report.exit_status(), ExitStatus::Error);
@@ -1025,12 +1005,10 @@ async fn three_hundred_ips_converge_without_a_single_429() {
 
 #[tokio::test]
 async fn a_response_with_a_bad_signature_stops_the_run_before_the_next_write() {
-    let h = Harness::start().await;
-    let ci = h.credential_with(&[("192.0.2.1", IpStatus::Active)]);
-    let config = h.managing("sync", 10, ci, &["203.0.113.10", "203.0.113.11"]);
-    let client = h.connect(&config).await;
-    h.sim
-        .inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, "/ip"));
+    let seeded = [("192.0.2.1", IpStatus::Active)];
+    let (h, ci, config, client) =
+        Harness::managing_one(&seeded, "sync", 10, &["203.0.113.10", "203.0.113.11"]).await;
+    h.inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, "/ip"));
 
     let (report, _) = apply(&client, &config, None).await;
     assert_eq!(report.exit_status(), ExitStatus::Error);
@@ -1121,7 +1099,7 @@ async fn a_failed_device_lookup_leaves_the_own_credential_unknown_and_the_connec
     let h = Harness::start().await;
     let own = h.own_credential();
     let (config, store) = imported(&h).await;
-    h.sim.inject(
+    h.inject(
         Fault::once(FaultKind::Status(500))
             .on(Method::GET, "/device-server")
             .times(usize::MAX),

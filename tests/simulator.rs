@@ -17,6 +17,7 @@ use bunq_ipsync::simulator::{
 use reqwest::Method;
 use serde_json::Value;
 
+use crate::support::bank::active_ips;
 use crate::support::{client_key, sim_options};
 
 // ---------------------------------------------------------------------------------------------
@@ -25,10 +26,17 @@ use crate::support::{client_key, sim_options};
 const CREDENTIALS_INCORRECT: &str =
     "User credentials are incorrect. Incorrect API key or IP address.";
 const INSUFFICIENT_AUTHENTICATION: &str = "Insufficient authentication.";
+const SIGNATURE_REQUIRED: &str = "For this operation a request signature is required.";
+const SIGNATURE_INVALID: &str = "The request signature is invalid.";
 const OTHER_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
 
 async fn start() -> Simulator {
-    Simulator::start(sim_options()).await.unwrap()
+    start_with(sim_options()).await
+}
+
+/// A simulator with `options` (the tests change one field of [`sim_options`]).
+async fn start_with(options: SimulatorOptions) -> Simulator {
+    Simulator::start(options).await.unwrap()
 }
 
 fn http(timeout: Option<Duration>) -> reqwest::Client {
@@ -79,10 +87,6 @@ fn get(path: &str) -> Call {
 
 fn post(path: &str, body: &str) -> Call {
     call(Method::POST, path, body)
-}
-
-fn put(path: &str, body: &str) -> Call {
-    call(Method::PUT, path, body)
 }
 
 impl Call {
@@ -146,6 +150,11 @@ impl Call {
 
     async fn send(self, sim: &Simulator) -> Answer {
         self.try_send(sim, &http(None)).await.unwrap()
+    }
+
+    /// Sends the call and asserts the bunq error it is answered with.
+    async fn refused(self, sim: &Simulator, status: u16, text: &str) {
+        self.send(sim).await.assert_error(status, text);
     }
 }
 
@@ -215,12 +224,46 @@ impl Context {
         format!("{}/{entry}", self.entries_path())
     }
 
+    /// A raw request carrying the session token: how every user call of a test starts.
+    fn call(&self, method: Method, path: &str, body: &str) -> Call {
+        call(method, path, body).token(&self.session_token)
+    }
+
+    fn get(&self, path: &str) -> Call {
+        self.call(Method::GET, path, "")
+    }
+
+    fn post(&self, path: &str, body: &str) -> Call {
+        self.call(Method::POST, path, body)
+    }
+
+    fn put(&self, path: &str, body: &str) -> Call {
+        self.call(Method::PUT, path, body)
+    }
+
+    /// `PUT` of entry `entry` with `body`.
+    fn update(&self, entry: u64, body: &str) -> Call {
+        self.put(&self.entry_path(entry), body)
+    }
+
+    /// The credential's entries as the simulator stores them.
+    fn entries(&self, sim: &Simulator) -> Vec<PermittedIp> {
+        sim.entries(self.credential_id).unwrap()
+    }
+
+    /// Seeds an entry on the credential behind the API's back; its id.
+    fn add_entry(&self, sim: &Simulator, ip: &str, status: IpStatus) -> u64 {
+        sim.add_entry(self.credential_id, ip, status).unwrap()
+    }
+
+    /// [`Context::list_entries`], answered with the bunq error `status` `text`.
+    async fn listing_refused(&self, sim: &Simulator, status: u16, text: &str) {
+        self.list_entries(sim).await.assert_error(status, text);
+    }
+
     /// `GET` the credential's allowlist (first page, default count) with the session token.
     async fn list_entries(&self, sim: &Simulator) -> Answer {
-        get(&self.entries_path())
-            .token(&self.session_token)
-            .send(sim)
-            .await
+        self.get(&self.entries_path()).send(sim).await
     }
 }
 
@@ -241,6 +284,16 @@ fn session_body(api_key: &str) -> String {
     serde_json::json!({ "secret": api_key }).to_string()
 }
 
+/// `POST /device-server` for `api_key` (no extra permitted IPs) with installation `token`.
+fn device_server(token: &str, api_key: &str) -> Call {
+    post("/device-server", &device_body(api_key, &[])).token(token)
+}
+
+/// `POST /session-server` for `api_key` with installation `token`.
+fn session_server(token: &str, api_key: &str) -> Call {
+    post("/session-server", &session_body(api_key)).token(token)
+}
+
 /// POST /installation; returns the installation token and the server key.
 async fn install(sim: &Simulator) -> (String, PublicKey) {
     let answer = post("/installation", &installation_body())
@@ -259,36 +312,42 @@ async fn install(sim: &Simulator) -> (String, PublicKey) {
     (token, PublicKey::from_pem(&pem).unwrap())
 }
 
+/// A new seeded key and an installation token, no device yet.
+async fn installed(sim: &Simulator) -> (SeededKey, String) {
+    let seeded = sim.create_user_with_api_key();
+    let (token, _) = install(sim).await;
+    (seeded, token)
+}
+
 /// A new seeded key with its installation and device registered, no session yet: the key, the
 /// installation token and the server key.
 async fn registered_device(sim: &Simulator) -> (SeededKey, String, PublicKey) {
     let seeded = sim.create_user_with_api_key();
     let (token, server_key) = install(sim).await;
-    post("/device-server", &device_body(seeded.api_key.expose(), &[]))
-        .token(&token)
+    device_server(&token, seeded.api_key.expose())
         .send(sim)
         .await;
     (seeded, token, server_key)
+}
+
+/// The session-server call for a [`registered_device`] (not sent yet).
+async fn new_device_session_call(sim: &Simulator) -> Call {
+    let (seeded, token, _) = registered_device(sim).await;
+    session_server(&token, seeded.api_key.expose())
 }
 
 /// Installation, device-server and session-server for `seeded`, from the current caller IP.
 async fn context(sim: &Simulator, seeded: &SeededKey) -> Context {
     let (installation_token, server_key) = install(sim).await;
     let key = seeded.api_key.expose();
-    let device = post("/device-server", &device_body(key, &[]))
-        .token(&installation_token)
-        .send(sim)
-        .await;
+    let device = device_server(&installation_token, key).send(sim).await;
     assert_eq!(
         device.status,
         200,
         "{}",
         String::from_utf8_lossy(&device.body)
     );
-    let session = post("/session-server", &session_body(key))
-        .token(&installation_token)
-        .send(sim)
-        .await;
+    let session = session_server(&installation_token, key).send(sim).await;
     let envelope = session.envelope();
     Context {
         installation_token,
@@ -304,10 +363,31 @@ async fn context(sim: &Simulator, seeded: &SeededKey) -> Context {
 
 /// A simulator with one seeded key and an open context.
 async fn ready() -> (Simulator, SeededKey, Context) {
-    let sim = start().await;
+    ready_with(sim_options()).await
+}
+
+/// [`ready`] on a simulator with `options`.
+async fn ready_with(options: SimulatorOptions) -> (Simulator, SeededKey, Context) {
+    let sim = start_with(options).await;
     let seeded = sim.create_user_with_api_key();
     let ctx = context(&sim, &seeded).await;
     (sim, seeded, ctx)
+}
+
+/// A [`ready`] simulator with a fault of `kind` injected, and its answer to the next listing.
+async fn listed_under(kind: FaultKind) -> (Simulator, Context, Answer) {
+    let (sim, _, ctx) = ready().await;
+    sim.inject(Fault::once(kind));
+    let answer = ctx.list_entries(&sim).await;
+    (sim, ctx, answer)
+}
+
+/// Seeds `count` entries 10.0.0.0, 10.0.0.1, ... with `status` on the context's credential.
+fn seed_entries(sim: &Simulator, ctx: &Context, count: u32, status: IpStatus) {
+    for n in 0..count {
+        let ip = Ipv4Addr::from(0x0a00_0000 + n).to_string();
+        ctx.add_entry(sim, &ip, status.clone());
+    }
 }
 
 fn ids(envelope: &Envelope) -> Vec<u64> {
@@ -355,8 +435,7 @@ async fn device_server_answers_a_bare_id_and_binds_the_caller() {
     let sim = start().await;
     let seeded = sim.create_user_with_api_key();
     let (token, server_key) = install(&sim).await;
-    let answer = post("/device-server", &device_body(seeded.api_key.expose(), &[]))
-        .token(&token)
+    let answer = device_server(&token, seeded.api_key.expose())
         .send(&sim)
         .await;
     assert_eq!(answer.status, 200);
@@ -377,9 +456,7 @@ async fn device_server_answers_a_bare_id_and_binds_the_caller() {
 async fn session_server_answers_id_token_and_user_person_in_that_order() {
     let sim = start().await;
     let (seeded, token, server_key) = registered_device(&sim).await;
-    let key = seeded.api_key.expose();
-    let answer = post("/session-server", &session_body(key))
-        .token(&token)
+    let answer = session_server(&token, seeded.api_key.expose())
         .send(&sim)
         .await;
     assert_eq!(answer.status, 200);
@@ -399,16 +476,13 @@ async fn session_server_answers_id_token_and_user_person_in_that_order() {
 
 #[tokio::test]
 async fn session_server_can_answer_a_user_company() {
-    let sim = Simulator::start(SimulatorOptions {
+    let sim = start_with(SimulatorOptions {
         user_kind: UserKind::Company,
         ..sim_options()
     })
-    .await
-    .unwrap();
+    .await;
     let (seeded, token, _) = registered_device(&sim).await;
-    let key = seeded.api_key.expose();
-    let envelope = post("/session-server", &session_body(key))
-        .token(&token)
+    let envelope = session_server(&token, seeded.api_key.expose())
         .send(&sim)
         .await
         .envelope();
@@ -422,13 +496,11 @@ async fn session_server_can_answer_a_user_company() {
 async fn every_response_carries_a_response_id_and_echoes_the_request_id() {
     let (sim, _, ctx) = ready().await;
     for answer in [
-        get(&ctx.entries_path())
-            .token(&ctx.session_token)
+        ctx.get(&ctx.entries_path())
             .request_id("req-1")
             .send(&sim)
             .await,
-        get("/user/999999/credential-password-ip")
-            .token(&ctx.session_token)
+        ctx.get("/user/999999/credential-password-ip")
             .request_id("req-2")
             .send(&sim)
             .await,
@@ -461,11 +533,10 @@ async fn error_responses_are_signed_over_their_exact_bytes() {
 async fn bodies_escape_slashes_so_only_raw_byte_verification_works() {
     let (sim, _, ctx) = ready().await;
     for status in [IpStatus::Active, IpStatus::Inactive] {
-        sim.add_entry(ctx.credential_id, "10.0.0.1", status)
-            .unwrap();
+        ctx.add_entry(&sim, "10.0.0.1", status);
     }
-    let answer = get(&format!("{}?count=1", ctx.entries_path()))
-        .token(&ctx.session_token)
+    let answer = ctx
+        .get(&format!("{}?count=1", ctx.entries_path()))
         .send(&sim)
         .await;
     let raw = String::from_utf8(answer.body.clone()).unwrap();
@@ -482,11 +553,9 @@ async fn bodies_escape_slashes_so_only_raw_byte_verification_works() {
 #[tokio::test]
 async fn session_token_is_refused_on_session_server() {
     let (sim, seeded, ctx) = ready().await;
-    post("/session-server", &session_body(seeded.api_key.expose()))
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await
-        .assert_error(403, INSUFFICIENT_AUTHENTICATION);
+    ctx.post("/session-server", &session_body(seeded.api_key.expose()))
+        .refused(&sim, 403, INSUFFICIENT_AUTHENTICATION)
+        .await;
 }
 
 #[tokio::test]
@@ -494,9 +563,8 @@ async fn installation_token_is_refused_on_user_calls() {
     let (sim, _, ctx) = ready().await;
     get(&ctx.entries_path())
         .token(&ctx.installation_token)
-        .send(&sim)
-        .await
-        .assert_error(403, INSUFFICIENT_AUTHENTICATION);
+        .refused(&sim, 403, INSUFFICIENT_AUTHENTICATION)
+        .await;
 }
 
 #[tokio::test]
@@ -504,47 +572,39 @@ async fn missing_token_is_refused_on_device_server() {
     let sim = start().await;
     let seeded = sim.create_user_with_api_key();
     post("/device-server", &device_body(seeded.api_key.expose(), &[]))
-        .send(&sim)
-        .await
-        .assert_error(403, INSUFFICIENT_AUTHENTICATION);
+        .refused(&sim, 403, INSUFFICIENT_AUTHENTICATION)
+        .await;
 }
 
 #[tokio::test]
 async fn bad_token_status_is_configurable_to_401() {
-    let sim = Simulator::start(SimulatorOptions {
+    let sim = start_with(SimulatorOptions {
         expired_session_status: 401,
         ..sim_options()
     })
-    .await
-    .unwrap();
+    .await;
     get("/user/1/credential-password-ip")
         .token("0000")
-        .send(&sim)
-        .await
-        .assert_error(401, INSUFFICIENT_AUTHENTICATION);
+        .refused(&sim, 401, INSUFFICIENT_AUTHENTICATION)
+        .await;
 }
 
 #[tokio::test]
 async fn session_server_needs_device_server_for_the_key_first() {
     let sim = start().await;
-    let seeded = sim.create_user_with_api_key();
-    let (token, _) = install(&sim).await;
-    post("/session-server", &session_body(seeded.api_key.expose()))
-        .token(&token)
-        .send(&sim)
-        .await
-        .assert_error(400, CREDENTIALS_INCORRECT);
+    let (seeded, token) = installed(&sim).await;
+    session_server(&token, seeded.api_key.expose())
+        .refused(&sim, 400, CREDENTIALS_INCORRECT)
+        .await;
 }
 
 #[tokio::test]
 async fn unknown_api_key_is_refused_with_the_credentials_error() {
     let sim = start().await;
     let (token, _) = install(&sim).await;
-    post("/device-server", &device_body("not-a-key", &[]))
-        .token(&token)
-        .send(&sim)
-        .await
-        .assert_error(400, CREDENTIALS_INCORRECT);
+    device_server(&token, "not-a-key")
+        .refused(&sim, 400, CREDENTIALS_INCORRECT)
+        .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -553,51 +613,39 @@ async fn unknown_api_key_is_refused_with_the_credentials_error() {
 #[tokio::test]
 async fn session_server_without_signature_is_466() {
     let sim = start().await;
-    let (seeded, token, _) = registered_device(&sim).await;
-    let key = seeded.api_key.expose();
-    post("/session-server", &session_body(key))
-        .token(&token)
-        .unsigned()
-        .send(&sim)
+    new_device_session_call(&sim)
         .await
-        .assert_error(466, "For this operation a request signature is required.");
+        .unsigned()
+        .refused(&sim, 466, SIGNATURE_REQUIRED)
+        .await;
 }
 
 #[tokio::test]
 async fn session_server_with_a_wrong_signature_is_400() {
     let sim = start().await;
-    let (seeded, token, _) = registered_device(&sim).await;
-    let key = seeded.api_key.expose();
-    post("/session-server", &session_body(key))
-        .token(&token)
-        .signature(client_key().sign(b"other bytes"))
-        .send(&sim)
+    new_device_session_call(&sim)
         .await
-        .assert_error(400, "The request signature is invalid.");
+        .signature(client_key().sign(b"other bytes"))
+        .refused(&sim, 400, SIGNATURE_INVALID)
+        .await;
 }
 
 #[tokio::test]
 async fn wrong_signature_on_a_get_is_400_but_none_is_fine() {
     let (sim, _, ctx) = ready().await;
-    get(&ctx.entries_path())
-        .token(&ctx.session_token)
+    ctx.get(&ctx.entries_path())
         .signature("bm90IGEgc2lnbmF0dXJl".to_owned())
-        .send(&sim)
-        .await
-        .assert_error(400, "The request signature is invalid.");
-    let unsigned = get(&ctx.entries_path())
-        .token(&ctx.session_token)
-        .unsigned()
-        .send(&sim)
+        .refused(&sim, 400, SIGNATURE_INVALID)
         .await;
+    let unsigned = ctx.get(&ctx.entries_path()).unsigned().send(&sim).await;
     assert_eq!(unsigned.status, 200);
 }
 
 #[tokio::test]
 async fn unsigned_post_without_content_type_is_accepted() {
     let (sim, _, ctx) = ready().await;
-    let answer = post(&ctx.entries_path(), r#"{"ip":"10.1.1.1"}"#)
-        .token(&ctx.session_token)
+    let answer = ctx
+        .post(&ctx.entries_path(), r#"{"ip":"10.1.1.1"}"#)
         .unsigned()
         .send(&sim)
         .await;
@@ -607,16 +655,12 @@ async fn unsigned_post_without_content_type_is_accepted() {
 #[tokio::test]
 async fn device_server_verifies_a_present_signature() {
     let sim = start().await;
-    let seeded = sim.create_user_with_api_key();
-    let (token, _) = install(&sim).await;
-    post("/device-server", &device_body(seeded.api_key.expose(), &[]))
-        .token(&token)
+    let (seeded, token) = installed(&sim).await;
+    device_server(&token, seeded.api_key.expose())
         .signature(client_key().sign(b"{}"))
-        .send(&sim)
-        .await
-        .assert_error(400, "The request signature is invalid.");
-    let unsigned = post("/device-server", &device_body(seeded.api_key.expose(), &[]))
-        .token(&token)
+        .refused(&sim, 400, SIGNATURE_INVALID)
+        .await;
+    let unsigned = device_server(&token, seeded.api_key.expose())
         .unsigned()
         .send(&sim)
         .await;
@@ -625,33 +669,29 @@ async fn device_server_verifies_a_present_signature() {
 
 #[tokio::test]
 async fn strict_mode_requires_a_signature_on_device_server() {
-    let sim = Simulator::start(SimulatorOptions {
+    let sim = start_with(SimulatorOptions {
         strict_device_signature: true,
         ..sim_options()
     })
-    .await
-    .unwrap();
-    let seeded = sim.create_user_with_api_key();
-    let (token, _) = install(&sim).await;
-    post("/device-server", &device_body(seeded.api_key.expose(), &[]))
-        .token(&token)
+    .await;
+    let (seeded, token) = installed(&sim).await;
+    device_server(&token, seeded.api_key.expose())
         .unsigned()
-        .send(&sim)
-        .await
-        .assert_error(466, "For this operation a request signature is required.");
+        .refused(&sim, 466, SIGNATURE_REQUIRED)
+        .await;
 }
 
 #[tokio::test]
 async fn reused_request_id_is_refused_on_the_same_installation() {
     let (sim, _, ctx) = ready().await;
-    let first = get(&ctx.entries_path())
-        .token(&ctx.session_token)
+    let first = ctx
+        .get(&ctx.entries_path())
         .request_id("same-id")
         .send(&sim)
         .await;
     assert_eq!(first.status, 200);
-    let second = get(&ctx.entries_path())
-        .token(&ctx.session_token)
+    let second = ctx
+        .get(&ctx.entries_path())
         .request_id("same-id")
         .send(&sim)
         .await;
@@ -669,8 +709,7 @@ async fn reused_request_id_is_refused_on_the_same_installation() {
 #[tokio::test]
 async fn device_server_makes_the_caller_and_permitted_ips_active() {
     let sim = start().await;
-    let seeded = sim.create_user_with_api_key();
-    let (token, _) = install(&sim).await;
+    let (seeded, token) = installed(&sim).await;
     post(
         "/device-server",
         &device_body(seeded.api_key.expose(), &["10.0.0.2", "10.0.0.3"]),
@@ -678,15 +717,10 @@ async fn device_server_makes_the_caller_and_permitted_ips_active() {
     .token(&token)
     .send(&sim)
     .await;
-    let mut active: Vec<String> = sim
-        .entries(seeded.credential_id)
-        .unwrap()
-        .into_iter()
-        .filter(|entry| entry.status == IpStatus::Active)
-        .map(|entry| entry.ip)
-        .collect();
-    active.sort();
-    assert_eq!(active, ["10.0.0.2", "10.0.0.3", "198.51.100.7"]);
+    assert_eq!(
+        active_ips(&sim, seeded.credential_id),
+        ["10.0.0.2", "10.0.0.3", "198.51.100.7"]
+    );
 }
 
 #[tokio::test]
@@ -696,65 +730,46 @@ async fn device_server_from_an_ip_outside_an_existing_allowlist_is_refused() {
     sim.add_entry(seeded.credential_id, "10.9.9.9", IpStatus::Active)
         .unwrap();
     let (token, _) = install(&sim).await;
-    post("/device-server", &device_body(seeded.api_key.expose(), &[]))
-        .token(&token)
-        .send(&sim)
-        .await
-        .assert_error(400, CREDENTIALS_INCORRECT);
+    device_server(&token, seeded.api_key.expose())
+        .refused(&sim, 400, CREDENTIALS_INCORRECT)
+        .await;
     assert_eq!(sim.entries(seeded.credential_id).unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn session_server_from_an_inactive_ip_is_refused() {
     let sim = start().await;
-    let (seeded, token, _) = registered_device(&sim).await;
-    let key = seeded.api_key.expose();
+    let session = new_device_session_call(&sim).await;
     sim.set_caller_ip(OTHER_IP);
-    post("/session-server", &session_body(key))
-        .token(&token)
-        .send(&sim)
-        .await
-        .assert_error(400, CREDENTIALS_INCORRECT);
+    session.refused(&sim, 400, CREDENTIALS_INCORRECT).await;
 }
 
 #[tokio::test]
 async fn session_call_from_a_non_active_ip_gets_the_credentials_error() {
     let (sim, _, ctx) = ready().await;
     sim.set_caller_ip(OTHER_IP);
-    ctx.list_entries(&sim)
-        .await
-        .assert_error(400, CREDENTIALS_INCORRECT);
-    let entry = sim
-        .add_entry(ctx.credential_id, "203.0.113.9", IpStatus::Active)
-        .unwrap();
+    ctx.listing_refused(&sim, 400, CREDENTIALS_INCORRECT).await;
+    let entry = ctx.add_entry(&sim, "203.0.113.9", IpStatus::Active);
     let allowed = ctx.list_entries(&sim).await;
     assert_eq!(allowed.status, 200);
     sim.set_entry_status(ctx.credential_id, entry, IpStatus::Inactive)
         .unwrap();
-    ctx.list_entries(&sim)
-        .await
-        .assert_error(400, CREDENTIALS_INCORRECT);
+    ctx.listing_refused(&sim, 400, CREDENTIALS_INCORRECT).await;
 }
 
 #[tokio::test]
 async fn deactivating_the_callers_own_ip_locks_it_out_on_the_next_call() {
     let (sim, _, ctx) = ready().await;
-    let own = sim.entries(ctx.credential_id).unwrap()[0].id;
-    let answer = put(&ctx.entry_path(own), r#"{"status":"INACTIVE"}"#)
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let own = ctx.entries(&sim)[0].id;
+    let answer = ctx.update(own, r#"{"status":"INACTIVE"}"#).send(&sim).await;
     assert_eq!(answer.status, 200);
-    ctx.list_entries(&sim)
-        .await
-        .assert_error(400, CREDENTIALS_INCORRECT);
+    ctx.listing_refused(&sim, 400, CREDENTIALS_INCORRECT).await;
 }
 
 #[tokio::test]
 async fn active_wildcard_entry_admits_any_caller() {
     let (sim, _, ctx) = ready().await;
-    sim.add_entry(ctx.credential_id, "*", IpStatus::Active)
-        .unwrap();
+    ctx.add_entry(&sim, "*", IpStatus::Active);
     sim.set_caller_ip(OTHER_IP);
     let answer = ctx.list_entries(&sim).await;
     assert_eq!(answer.status, 200);
@@ -764,18 +779,18 @@ async fn active_wildcard_entry_admits_any_caller() {
 async fn path_user_must_be_the_sessions_user() {
     let (sim, _, ctx) = ready().await;
     let other = sim.create_user_with_api_key();
-    let answer = get(&format!("/user/{}/credential-password-ip", other.user_id))
-        .token(&ctx.session_token)
+    let answer = ctx
+        .get(&format!("/user/{}/credential-password-ip", other.user_id))
         .send(&sim)
         .await;
     assert_eq!(answer.status, 403);
-    let foreign = get(&format!(
-        "/user/{}/credential-password-ip/{}/ip",
-        ctx.user_id, other.credential_id
-    ))
-    .token(&ctx.session_token)
-    .send(&sim)
-    .await;
+    let foreign = ctx
+        .get(&format!(
+            "/user/{}/credential-password-ip/{}/ip",
+            ctx.user_id, other.credential_id
+        ))
+        .send(&sim)
+        .await;
     assert_eq!(foreign.status, 404);
 }
 
@@ -788,8 +803,8 @@ async fn credential_listing_shows_each_keys_device_with_pagination() {
     let other = sim
         .add_credential(seeded.user_id, Some("laptop"), Some(OTHER_IP))
         .unwrap();
-    let answer = get(&format!("/user/{}/credential-password-ip", ctx.user_id))
-        .token(&ctx.session_token)
+    let answer = ctx
+        .get(&format!("/user/{}/credential-password-ip", ctx.user_id))
         .send(&sim)
         .await;
     let json = answer.json();
@@ -820,14 +835,14 @@ async fn credential_listing_shows_each_keys_device_with_pagination() {
             (ctx.credential_id, "ipsync-test".to_owned())
         ]
     );
-    let one = get(&format!(
-        "/user/{}/credential-password-ip/{}",
-        ctx.user_id, ctx.credential_id
-    ))
-    .token(&ctx.session_token)
-    .send(&sim)
-    .await
-    .envelope();
+    let one = ctx
+        .get(&format!(
+            "/user/{}/credential-password-ip/{}",
+            ctx.user_id, ctx.credential_id
+        ))
+        .send(&sim)
+        .await
+        .envelope();
     assert_eq!(
         one.find("CredentialPasswordIp").unwrap()["permitted_device"]["ip"],
         DEFAULT_CALLER_IP.to_string()
@@ -837,8 +852,8 @@ async fn credential_listing_shows_each_keys_device_with_pagination() {
 #[tokio::test]
 async fn created_entry_defaults_to_active_and_is_listed_first() {
     let (sim, _, ctx) = ready().await;
-    let answer = post(&ctx.entries_path(), r#"{"ip":"10.2.2.2"}"#)
-        .token(&ctx.session_token)
+    let answer = ctx
+        .post(&ctx.entries_path(), r#"{"ip":"10.2.2.2"}"#)
         .send(&sim)
         .await;
     assert_eq!(answer.json()["Response"].as_array().unwrap().len(), 1);
@@ -852,10 +867,7 @@ async fn created_entry_defaults_to_active_and_is_listed_first() {
     assert_eq!((first.id, first.ip.as_str()), (id, "10.2.2.2"));
     assert_eq!(first.status, IpStatus::Active);
     assert!(first.created.is_some() && first.updated.is_some());
-    let read = get(&ctx.entry_path(id))
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let read = ctx.get(&ctx.entry_path(id)).send(&sim).await;
     assert_eq!(
         read.envelope().find("PermittedIp").unwrap()["ip"],
         "10.2.2.2"
@@ -865,78 +877,58 @@ async fn created_entry_defaults_to_active_and_is_listed_first() {
 #[tokio::test]
 async fn created_entry_keeps_an_explicit_inactive_status() {
     let (sim, _, ctx) = ready().await;
-    post(
+    ctx.post(
         &ctx.entries_path(),
         r#"{"ip":"10.2.2.2","status":"INACTIVE"}"#,
     )
-    .token(&ctx.session_token)
     .send(&sim)
     .await;
-    assert_eq!(
-        sim.entries(ctx.credential_id).unwrap()[0].status,
-        IpStatus::Inactive
-    );
+    assert_eq!(ctx.entries(&sim)[0].status, IpStatus::Inactive);
 }
 
 #[tokio::test]
 async fn update_toggles_the_status_and_answers_the_same_id() {
     let (sim, _, ctx) = ready().await;
-    let entry = sim
-        .add_entry(ctx.credential_id, "10.3.3.3", IpStatus::Inactive)
-        .unwrap();
-    let answer = put(&ctx.entry_path(entry), r#"{"status":"ACTIVE"}"#)
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let entry = ctx.add_entry(&sim, "10.3.3.3", IpStatus::Inactive);
+    let answer = ctx.update(entry, r#"{"status":"ACTIVE"}"#).send(&sim).await;
     assert_eq!(
         answer.body,
         format!(r#"{{"Response":[{{"Id":{{"id":{entry}}}}}]}}"#).into_bytes()
     );
-    assert_eq!(
-        sim.entries(ctx.credential_id).unwrap()[0].status,
-        IpStatus::Active
-    );
+    assert_eq!(ctx.entries(&sim)[0].status, IpStatus::Active);
 }
 
 #[tokio::test]
 async fn update_with_a_different_ip_is_refused_and_changes_nothing() {
     let (sim, _, ctx) = ready().await;
-    let entry = sim
-        .add_entry(ctx.credential_id, "10.3.3.3", IpStatus::Active)
-        .unwrap();
-    let answer = put(
-        &ctx.entry_path(entry),
-        r#"{"ip":"10.4.4.4","status":"INACTIVE"}"#,
-    )
-    .token(&ctx.session_token)
-    .send(&sim)
-    .await;
+    let entry = ctx.add_entry(&sim, "10.3.3.3", IpStatus::Active);
+    let answer = ctx
+        .update(entry, r#"{"ip":"10.4.4.4","status":"INACTIVE"}"#)
+        .send(&sim)
+        .await;
     assert_eq!(answer.status, 400);
-    let stored = &sim.entries(ctx.credential_id).unwrap()[0];
+    let stored = &ctx.entries(&sim)[0];
     assert_eq!(
         (stored.ip.as_str(), &stored.status),
         ("10.3.3.3", &IpStatus::Active)
     );
-    let same_ip = put(
-        &ctx.entry_path(entry),
-        r#"{"ip":"10.3.3.3","status":"INACTIVE"}"#,
-    )
-    .token(&ctx.session_token)
-    .send(&sim)
-    .await;
+    let same_ip = ctx
+        .update(entry, r#"{"ip":"10.3.3.3","status":"INACTIVE"}"#)
+        .send(&sim)
+        .await;
     assert_eq!(same_ip.status, 200);
 }
 
 #[tokio::test]
 async fn entries_cannot_be_deleted() {
     let (sim, _, ctx) = ready().await;
-    let entry = sim.entries(ctx.credential_id).unwrap()[0].id;
-    let answer = call(Method::DELETE, &ctx.entry_path(entry), "")
-        .token(&ctx.session_token)
+    let entry = ctx.entries(&sim)[0].id;
+    let answer = ctx
+        .call(Method::DELETE, &ctx.entry_path(entry), "")
         .send(&sim)
         .await;
     assert_eq!(answer.status, 405);
-    assert_eq!(sim.entries(ctx.credential_id).unwrap().len(), 1);
+    assert_eq!(ctx.entries(&sim).len(), 1);
 }
 
 #[tokio::test]
@@ -949,21 +941,17 @@ async fn wildcard_ipv6_and_missing_ip_are_refused_on_create() {
         r#"{"status":"ACTIVE"}"#,
         r#"{"ip":"10.0.0.1","status":"MAYBE"}"#,
     ] {
-        let answer = post(&ctx.entries_path(), body)
-            .token(&ctx.session_token)
-            .send(&sim)
-            .await;
+        let answer = ctx.post(&ctx.entries_path(), body).send(&sim).await;
         assert_eq!(answer.status, 400, "{body}");
     }
-    assert_eq!(sim.entries(ctx.credential_id).unwrap().len(), 1);
+    assert_eq!(ctx.entries(&sim).len(), 1);
 }
 
 #[tokio::test]
 async fn second_entry_for_the_same_ip_is_allowed_and_visible() {
     let (sim, _, ctx) = ready().await;
     for _ in 0..2 {
-        post(&ctx.entries_path(), r#"{"ip":"10.5.5.5"}"#)
-            .token(&ctx.session_token)
+        ctx.post(&ctx.entries_path(), r#"{"ip":"10.5.5.5"}"#)
             .send(&sim)
             .await;
     }
@@ -982,15 +970,11 @@ async fn second_entry_for_the_same_ip_is_allowed_and_visible() {
 #[tokio::test]
 async fn pagination_walks_450_entries_in_three_pages_of_200() {
     let (sim, _, ctx) = ready().await;
-    for n in 0..449u32 {
-        let ip = Ipv4Addr::from(0x0a00_0000 + n).to_string();
-        sim.add_entry(ctx.credential_id, &ip, IpStatus::Inactive)
-            .unwrap();
-    }
+    seed_entries(&sim, &ctx, 449, IpStatus::Inactive);
     let mut url = format!("{}?count=200", ctx.entries_path());
     let mut pages = Vec::new();
     loop {
-        let answer = get(&url).token(&ctx.session_token).send(&sim).await;
+        let answer = ctx.get(&url).send(&sim).await;
         assert!(answer.signature_verifies(&ctx.server_key));
         let envelope = answer.envelope();
         pages.push(ids(&envelope));
@@ -1020,17 +1004,13 @@ async fn pagination_walks_450_entries_in_three_pages_of_200() {
 #[tokio::test]
 async fn list_defaults_to_ten_items_and_refuses_more_than_two_hundred() {
     let (sim, _, ctx) = ready().await;
-    for n in 0..20u32 {
-        let ip = Ipv4Addr::from(0x0a00_0000 + n).to_string();
-        sim.add_entry(ctx.credential_id, &ip, IpStatus::Active)
-            .unwrap();
-    }
+    seed_entries(&sim, &ctx, 20, IpStatus::Active);
     let page = ctx.list_entries(&sim).await.envelope();
     assert_eq!(ids(&page).len(), 10);
     let pagination = page.pagination.unwrap();
     assert!(pagination.future_url.is_some() && pagination.newer_url.is_none());
-    let too_many = get(&format!("{}?count=201", ctx.entries_path()))
-        .token(&ctx.session_token)
+    let too_many = ctx
+        .get(&format!("{}?count=201", ctx.entries_path()))
         .send(&sim)
         .await;
     assert_eq!(too_many.status, 400);
@@ -1039,25 +1019,21 @@ async fn list_defaults_to_ten_items_and_refuses_more_than_two_hundred() {
 #[tokio::test]
 async fn newer_url_leads_back_to_the_previous_page() {
     let (sim, _, ctx) = ready().await;
-    for n in 0..5u32 {
-        let ip = Ipv4Addr::from(0x0a00_0000 + n).to_string();
-        sim.add_entry(ctx.credential_id, &ip, IpStatus::Active)
-            .unwrap();
-    }
-    let first = get(&format!("{}?count=2", ctx.entries_path()))
-        .token(&ctx.session_token)
+    seed_entries(&sim, &ctx, 5, IpStatus::Active);
+    let first = ctx
+        .get(&format!("{}?count=2", ctx.entries_path()))
         .send(&sim)
         .await
         .envelope();
     let older = first.pagination.clone().unwrap().older_url.unwrap();
-    let second = get(older.strip_prefix("/v1").unwrap())
-        .token(&ctx.session_token)
+    let second = ctx
+        .get(older.strip_prefix("/v1").unwrap())
         .send(&sim)
         .await
         .envelope();
     let newer = second.pagination.unwrap().newer_url.unwrap();
-    let back = get(newer.strip_prefix("/v1").unwrap())
-        .token(&ctx.session_token)
+    let back = ctx
+        .get(newer.strip_prefix("/v1").unwrap())
         .send(&sim)
         .await
         .envelope();
@@ -1067,29 +1043,27 @@ async fn newer_url_leads_back_to_the_previous_page() {
 // ---------------------------------------------------------------------------------------------
 // 8. Rate limits.
 
-async fn rate_limited() -> (Simulator, Context) {
-    let sim = Simulator::start(SimulatorOptions {
+async fn rate_limited() -> (Simulator, SeededKey, Context) {
+    ready_with(SimulatorOptions {
         rate_limits: true,
         ..sim_options()
     })
     .await
-    .unwrap();
-    let seeded = sim.create_user_with_api_key();
-    let ctx = context(&sim, &seeded).await;
-    (sim, ctx)
 }
 
 #[tokio::test(start_paused = true)]
 async fn fourth_get_in_three_seconds_is_429_and_passes_after_the_window() {
-    let (sim, ctx) = rate_limited().await;
+    let (sim, _, ctx) = rate_limited().await;
     for _ in 0..3 {
         let answer = ctx.list_entries(&sim).await;
         assert_eq!(answer.status, 200);
     }
-    ctx.list_entries(&sim).await.assert_error(
+    ctx.listing_refused(
+        &sim,
         429,
         "Too many requests. You can do a maximum of 3 calls per 3 second to this endpoint.",
-    );
+    )
+    .await;
     tokio::time::advance(Duration::from_secs(3)).await;
     let answer = ctx.list_entries(&sim).await;
     assert_eq!(answer.status, 200);
@@ -1097,33 +1071,20 @@ async fn fourth_get_in_three_seconds_is_429_and_passes_after_the_window() {
 
 #[tokio::test(start_paused = true)]
 async fn third_put_in_three_seconds_is_429() {
-    let (sim, ctx) = rate_limited().await;
-    let entry = sim.entries(ctx.credential_id).unwrap()[0].id;
+    let (sim, _, ctx) = rate_limited().await;
+    let entry = ctx.entries(&sim)[0].id;
     for _ in 0..2 {
-        let answer = put(&ctx.entry_path(entry), r#"{"status":"ACTIVE"}"#)
-            .token(&ctx.session_token)
-            .send(&sim)
-            .await;
+        let answer = ctx.update(entry, r#"{"status":"ACTIVE"}"#).send(&sim).await;
         assert_eq!(answer.status, 200);
     }
-    let third = put(&ctx.entry_path(entry), r#"{"status":"ACTIVE"}"#)
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let third = ctx.update(entry, r#"{"status":"ACTIVE"}"#).send(&sim).await;
     assert_eq!(third.status, 429);
     assert!(third.error().contains("maximum of 2 calls per 3 second"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn second_session_server_call_in_thirty_seconds_is_429() {
-    let sim = Simulator::start(SimulatorOptions {
-        rate_limits: true,
-        ..sim_options()
-    })
-    .await
-    .unwrap();
-    let seeded = sim.create_user_with_api_key();
-    let ctx = context(&sim, &seeded).await;
+    let (sim, seeded, ctx) = rate_limited().await;
     let body = session_body(seeded.api_key.expose());
     let again = post("/session-server", &body)
         .token(&ctx.installation_token)
@@ -1141,15 +1102,12 @@ async fn second_session_server_call_in_thirty_seconds_is_429() {
 
 #[tokio::test(start_paused = true)]
 async fn time_scale_shrinks_the_windows() {
-    let sim = Simulator::start(SimulatorOptions {
+    let (sim, _, ctx) = ready_with(SimulatorOptions {
         rate_limits: true,
         time_scale: 0.01,
         ..sim_options()
     })
-    .await
-    .unwrap();
-    let seeded = sim.create_user_with_api_key();
-    let ctx = context(&sim, &seeded).await;
+    .await;
     for _ in 0..3 {
         ctx.list_entries(&sim).await;
     }
@@ -1174,32 +1132,26 @@ async fn rate_limits_can_be_switched_off() {
 
 #[tokio::test(start_paused = true)]
 async fn session_token_is_refused_after_session_timeout() {
-    let sim = Simulator::start(SimulatorOptions {
+    let (sim, _, ctx) = ready_with(SimulatorOptions {
         session_timeout_secs: 300,
         ..sim_options()
     })
-    .await
-    .unwrap();
-    let seeded = sim.create_user_with_api_key();
-    let ctx = context(&sim, &seeded).await;
+    .await;
     tokio::time::advance(Duration::from_secs(299)).await;
     let alive = ctx.list_entries(&sim).await;
     assert_eq!(alive.status, 200);
     tokio::time::advance(Duration::from_secs(1)).await;
-    ctx.list_entries(&sim)
-        .await
-        .assert_error(403, INSUFFICIENT_AUTHENTICATION);
+    ctx.listing_refused(&sim, 403, INSUFFICIENT_AUTHENTICATION)
+        .await;
 }
 
 #[tokio::test]
 async fn expire_all_sessions_ends_sessions_but_not_installations() {
     let (sim, seeded, ctx) = ready().await;
     sim.expire_all_sessions();
-    ctx.list_entries(&sim)
-        .await
-        .assert_error(403, INSUFFICIENT_AUTHENTICATION);
-    let renewed = post("/session-server", &session_body(seeded.api_key.expose()))
-        .token(&ctx.installation_token)
+    ctx.listing_refused(&sim, 403, INSUFFICIENT_AUTHENTICATION)
+        .await;
+    let renewed = session_server(&ctx.installation_token, seeded.api_key.expose())
         .send(&sim)
         .await;
     assert_eq!(renewed.status, 200);
@@ -1209,10 +1161,7 @@ async fn expire_all_sessions_ends_sessions_but_not_installations() {
 #[tokio::test]
 async fn delete_session_ends_the_callers_session() {
     let (sim, _, ctx) = ready().await;
-    let answer = call(Method::DELETE, "/session/0", "")
-        .token(&ctx.session_token)
-        .send(&sim)
-        .await;
+    let answer = ctx.call(Method::DELETE, "/session/0", "").send(&sim).await;
     assert_eq!(answer.body, br#"{"Response":[]}"#);
     let after = ctx.list_entries(&sim).await;
     assert_eq!(after.status, 403);
@@ -1226,22 +1175,20 @@ async fn status_fault_answers_a_signed_bunq_error_without_applying() {
     let (sim, _, ctx) = ready().await;
     for status in [500, 491, 429] {
         sim.inject(Fault::once(FaultKind::Status(status)).on(Method::POST, "/ip"));
-        let answer = post(&ctx.entries_path(), r#"{"ip":"10.6.6.6"}"#)
-            .token(&ctx.session_token)
+        let answer = ctx
+            .post(&ctx.entries_path(), r#"{"ip":"10.6.6.6"}"#)
             .send(&sim)
             .await;
         assert_eq!(answer.status, status);
         assert!(!answer.error().is_empty());
         assert!(answer.signature_verifies(&ctx.server_key));
     }
-    assert_eq!(sim.entries(ctx.credential_id).unwrap().len(), 1);
+    assert_eq!(ctx.entries(&sim).len(), 1);
 }
 
 #[tokio::test]
 async fn html_503_fault_answers_html_without_bunq_headers() {
-    let (sim, _, ctx) = ready().await;
-    sim.inject(Fault::once(FaultKind::Html503));
-    let answer = ctx.list_entries(&sim).await;
+    let (_sim, _ctx, answer) = listed_under(FaultKind::Html503).await;
     assert_eq!(answer.status, 503);
     assert_eq!(answer.header("content-type"), Some("text/html"));
     assert!(String::from_utf8_lossy(&answer.body).starts_with("<html>"));
@@ -1250,9 +1197,7 @@ async fn html_503_fault_answers_html_without_bunq_headers() {
 
 #[tokio::test]
 async fn drop_signature_fault_sends_no_server_signature() {
-    let (sim, _, ctx) = ready().await;
-    sim.inject(Fault::once(FaultKind::DropSignature));
-    let answer = ctx.list_entries(&sim).await;
+    let (_sim, _ctx, answer) = listed_under(FaultKind::DropSignature).await;
     assert_eq!(answer.status, 200);
     assert!(answer.header("x-bunq-server-signature").is_none());
     assert!(answer.header("x-bunq-client-response-id").is_some());
@@ -1260,9 +1205,7 @@ async fn drop_signature_fault_sends_no_server_signature() {
 
 #[tokio::test]
 async fn garble_signature_fault_sends_a_signature_that_does_not_verify() {
-    let (sim, _, ctx) = ready().await;
-    sim.inject(Fault::once(FaultKind::GarbleSignature));
-    let answer = ctx.list_entries(&sim).await;
+    let (sim, ctx, answer) = listed_under(FaultKind::GarbleSignature).await;
     assert_eq!(answer.status, 200);
     assert!(answer.header("x-bunq-server-signature").is_some());
     assert!(!answer.signature_verifies(&ctx.server_key));
@@ -1274,38 +1217,33 @@ async fn garble_signature_fault_sends_a_signature_that_does_not_verify() {
 async fn delay_fault_trips_the_client_timeout_after_applying() {
     let (sim, _, ctx) = ready().await;
     sim.inject(Fault::once(FaultKind::Delay(Duration::from_secs(60))).on(Method::POST, "/ip"));
-    let err = post(&ctx.entries_path(), r#"{"ip":"10.7.7.7"}"#)
-        .token(&ctx.session_token)
+    let err = ctx
+        .post(&ctx.entries_path(), r#"{"ip":"10.7.7.7"}"#)
         .try_send(&sim, &http(Some(Duration::from_secs(5))))
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
-    assert!(
-        sim.entries(ctx.credential_id)
-            .unwrap()
-            .iter()
-            .any(|e| e.ip == "10.7.7.7")
-    );
+    assert!(ctx.entries(&sim).iter().any(|e| e.ip == "10.7.7.7"));
 }
 
 #[tokio::test]
 async fn reset_before_apply_is_a_transport_error_and_changes_nothing() {
     let (sim, _, ctx) = ready().await;
     sim.inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, "/ip"));
-    let result = post(&ctx.entries_path(), r#"{"ip":"10.8.8.8"}"#)
-        .token(&ctx.session_token)
+    let result = ctx
+        .post(&ctx.entries_path(), r#"{"ip":"10.8.8.8"}"#)
         .try_send(&sim, &http(None))
         .await;
     assert!(result.is_err(), "{result:?}");
-    assert_eq!(sim.entries(ctx.credential_id).unwrap().len(), 1);
+    assert_eq!(ctx.entries(&sim).len(), 1);
 }
 
 #[tokio::test]
 async fn reset_after_apply_applies_the_write_but_the_client_sees_a_transport_error() {
     let (sim, _, ctx) = ready().await;
     sim.inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, "/ip"));
-    let result = post(&ctx.entries_path(), r#"{"ip":"10.8.8.8"}"#)
-        .token(&ctx.session_token)
+    let result = ctx
+        .post(&ctx.entries_path(), r#"{"ip":"10.8.8.8"}"#)
         .try_send(&sim, &http(None))
         .await;
     assert!(result.is_err(), "{result:?}");
@@ -1323,9 +1261,8 @@ async fn expire_session_fault_ends_the_session_early() {
     let (sim, _, ctx) = ready().await;
     sim.inject(Fault::once(FaultKind::ExpireSession).on(Method::GET, "/ip"));
     for _ in 0..2 {
-        ctx.list_entries(&sim)
-            .await
-            .assert_error(403, INSUFFICIENT_AUTHENTICATION);
+        ctx.listing_refused(&sim, 403, INSUFFICIENT_AUTHENTICATION)
+            .await;
     }
 }
 
@@ -1334,13 +1271,12 @@ async fn request_log_records_statuses_and_resets() {
     let (sim, _, ctx) = ready().await;
     sim.clear_request_log();
     sim.inject(Fault::once(FaultKind::ResetBeforeApply));
-    let _ = get(&ctx.entries_path())
-        .token(&ctx.session_token)
+    let _ = ctx
+        .get(&ctx.entries_path())
         .try_send(&sim, &http(None))
         .await;
     let path = format!("{}?count=5", ctx.entries_path());
-    get(&path)
-        .token(&ctx.session_token)
+    ctx.get(&path)
         .unsigned()
         .request_id("logged-id")
         .send(&sim)
@@ -1373,15 +1309,9 @@ async fn sandbox_user_person_hands_out_a_working_sandbox_key() {
         .to_owned();
     assert!(api_key.starts_with("sandbox_"), "{api_key}");
     let (token, _) = install(&sim).await;
-    let device = post("/device-server", &device_body(&api_key, &[]))
-        .token(&token)
-        .send(&sim)
-        .await;
+    let device = device_server(&token, &api_key).send(&sim).await;
     assert_eq!(device.status, 200);
-    let session = post("/session-server", &session_body(&api_key))
-        .token(&token)
-        .send(&sim)
-        .await;
+    let session = session_server(&token, &api_key).send(&sim).await;
     assert_eq!(session.status, 200);
 }
 

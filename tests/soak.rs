@@ -37,27 +37,27 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bunq_ipsync::bunq::model::{
-    CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp,
-};
+use bunq_ipsync::bunq::model::{CredentialId, IpStatus, PermittedIp};
 use bunq_ipsync::bunq::ratelimit::DEFAULT_MARGIN;
 use bunq_ipsync::bunq::{
-    BaseUrl, BunqClient, BunqError, ClientSettings, RateLimits, RetryPolicy, TransportSettings,
+    BaseUrl, BunqClient, ClientSettings, RateLimits, RetryPolicy, TransportSettings,
 };
 use bunq_ipsync::config::{self, Config};
 use bunq_ipsync::reconcile::plan::PlanOutcome;
 use bunq_ipsync::reconcile::record::RecordStore;
-use bunq_ipsync::reconcile::run::{self, AllowlistReader, AllowlistWriter};
+use bunq_ipsync::reconcile::run;
 use bunq_ipsync::secret::Secret;
 use bunq_ipsync::simulator::{Fault, FaultKind, Simulator, SimulatorOptions};
 use hyper::Method;
 use tokio_util::sync::CancellationToken;
 
 use crate::invariants::{Snapshot, assert_invariants};
+use crate::support::bank::{Hook, Hooked, active_ips};
 use crate::support::config_text;
 
 const DEFAULT_SEED: u64 = 20_261_121;
@@ -112,9 +112,8 @@ fn fault_kinds() -> Vec<(&'static str, FaultKind)> {
     ]
 }
 
-/// The client, with a random fault injected on exactly the request each call is about to send.
+/// The [`Hook`] that injects a random fault on exactly the request each call is about to send.
 struct Chaos<'a> {
-    client: &'a BunqClient,
     sim: &'a Simulator,
     rng: &'a Mutex<Rng>,
     fault_rate: f64,
@@ -136,49 +135,15 @@ impl Chaos<'_> {
     }
 }
 
-impl AllowlistReader for Chaos<'_> {
-    fn registered_device_description(&self) -> Option<String> {
-        self.client.registered_device_description()
-    }
-
-    async fn list_credentials(&self) -> Result<Vec<CredentialPasswordIp>, BunqError> {
-        self.maybe_fault(Method::GET, "credential-password-ip?count".into());
-        self.client.list_credentials().await
-    }
-
-    async fn list_ips(&self, credential: CredentialId) -> Result<Vec<PermittedIp>, BunqError> {
-        self.maybe_fault(
-            Method::GET,
-            format!("/credential-password-ip/{credential}/ip?count"),
-        );
-        self.client.list_ips(credential).await
-    }
-}
-
-impl AllowlistWriter for Chaos<'_> {
-    async fn create_ip(
+impl Hook for Chaos<'_> {
+    async fn around<T: Send>(
         &self,
-        credential: CredentialId,
-        ip: Ipv4Addr,
-    ) -> Result<EntryId, BunqError> {
-        self.maybe_fault(
-            Method::POST,
-            format!("/credential-password-ip/{credential}/ip"),
-        );
-        AllowlistWriter::create_ip(self.client, credential, ip).await
-    }
-
-    async fn set_ip_status(
-        &self,
-        credential: CredentialId,
-        entry: EntryId,
-        status: IpStatus,
-    ) -> Result<(), BunqError> {
-        self.maybe_fault(
-            Method::PUT,
-            format!("/credential-password-ip/{credential}/ip/{entry}"),
-        );
-        AllowlistWriter::set_ip_status(self.client, credential, entry, status).await
+        method: Method,
+        path: String,
+        call: impl Future<Output = T> + Send,
+    ) -> T {
+        self.maybe_fault(method, path);
+        call.await
     }
 }
 
@@ -193,13 +158,7 @@ struct Managed {
 
 impl Managed {
     fn converged(&self, sim: &Simulator) -> bool {
-        let active: BTreeSet<String> = sim
-            .entries(self.id)
-            .unwrap()
-            .into_iter()
-            .filter(|entry| entry.status == IpStatus::Active)
-            .map(|entry| entry.ip)
-            .collect();
+        let active: BTreeSet<String> = active_ips(sim, self.id).into_iter().collect();
         let desired: BTreeSet<String> = self.desired.iter().map(Ipv4Addr::to_string).collect();
         if self.sync {
             let protected = self.protected.iter().map(Ipv4Addr::to_string);
@@ -406,15 +365,26 @@ async fn soak_many_cycles_with_random_faults_and_drift_keeps_every_invariant() {
     .await
     .unwrap();
     let records = RecordStore::new(&state_dir);
+    // What the invariants compare a run with: both managed credentials, the own one, the state.
+    let snapshot = || {
+        Snapshot::take(
+            &sim,
+            &[pool.id, office.id],
+            &[key.credential_id],
+            &state_dir,
+        )
+    };
     let rng = Mutex::new(Rng(seed));
-    let chaos = Chaos {
+    let chaos = Hooked {
         client: &client,
-        sim: &sim,
-        rng: &rng,
-        fault_rate,
-        kinds: fault_kinds(),
-        calls: Mutex::new(0),
-        injected: Mutex::new(BTreeMap::new()),
+        hook: Chaos {
+            sim: &sim,
+            rng: &rng,
+            fault_rate,
+            kinds: fault_kinds(),
+            calls: Mutex::new(0),
+            injected: Mutex::new(BTreeMap::new()),
+        },
     };
     let managed = [&pool, &office];
     let mut tally = Tally::default();
@@ -437,12 +407,7 @@ async fn soak_many_cycles_with_random_faults_and_drift_keeps_every_invariant() {
             }
         }
         sim.clear_request_log();
-        let before = Snapshot::take(
-            &sim,
-            &[pool.id, office.id],
-            &[key.credential_id],
-            &state_dir,
-        );
+        let before = snapshot();
         let previous = records.load();
         match run::apply_run(
             &chaos,
@@ -515,12 +480,7 @@ async fn soak_many_cycles_with_random_faults_and_drift_keeps_every_invariant() {
     loop {
         final_runs += 1;
         assert!(final_runs <= 5, "no fault-free convergence after 5 runs");
-        let before = Snapshot::take(
-            &sim,
-            &[pool.id, office.id],
-            &[key.credential_id],
-            &state_dir,
-        );
+        let before = snapshot();
         let previous = records.load();
         let (report, record) = run::apply_run(
             &client,
@@ -545,9 +505,9 @@ async fn soak_many_cycles_with_random_faults_and_drift_keeps_every_invariant() {
         .count();
     let rss_end = rss_kib();
 
-    let injected = chaos.injected.lock().unwrap().clone();
+    let injected = chaos.hook.injected.lock().unwrap().clone();
     let injected_total: usize = injected.values().sum();
-    let calls = *chaos.calls.lock().unwrap();
+    let calls = *chaos.hook.calls.lock().unwrap();
     println!(
         "soak: seed {seed}, {cycles} cycles in {:.1} s",
         started.elapsed().as_secs_f64()

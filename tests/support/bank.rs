@@ -1,13 +1,20 @@
 //! The simulated bunq side of a test: one server key per test binary, the simulator options the
-//! tests start from, and [`Account`], a simulator with one user and API key plus a temporary
-//! directory for the key file, config and state.
+//! tests start from, [`Account`], a simulator with one user and API key plus a temporary
+//! directory for the key file, config and state, and [`Hooked`], the real client with a hook
+//! around each call (to inject a fault on exactly that request).
 
+use std::future::Future;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use bunq_ipsync::bunq::PrivateKey;
-use bunq_ipsync::bunq::model::{CredentialId, IpStatus};
+use bunq_ipsync::bunq::model::{
+    CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp,
+};
+use bunq_ipsync::bunq::{BunqClient, BunqError, PrivateKey};
+use bunq_ipsync::reconcile::port::{AllowlistReader, AllowlistWriter};
 use bunq_ipsync::simulator::{SeededKey, Simulator, SimulatorOptions};
+use hyper::Method;
 
 use super::config_text;
 
@@ -132,4 +139,68 @@ impl Account {
 pub fn client_key() -> &'static PrivateKey {
     static KEY: OnceLock<PrivateKey> = OnceLock::new();
     KEY.get_or_init(|| PrivateKey::generate().expect("client key"))
+}
+
+/// What a [`Hooked`] client does around each bunq call it forwards: it gets the call's method
+/// and path (as the simulator's fault filters match them) and the call itself. The fault suite
+/// and the soak use it to inject a fault on exactly the request a run is about to send, or to
+/// stop a run while a write is in flight.
+pub trait Hook: Sync {
+    /// Runs `call` (the forwarded client call to `method` `path`), doing the hook's work around it.
+    fn around<T: Send>(
+        &self,
+        method: Method,
+        path: String,
+        call: impl Future<Output = T> + Send,
+    ) -> impl Future<Output = T> + Send;
+}
+
+/// The bunq client behind the reconciler's ports, every call passed through `hook`: the one
+/// place the tests' client wrappers forward the ports.
+pub struct Hooked<'a, H> {
+    /// The real client.
+    pub client: &'a BunqClient,
+    /// What happens around each call.
+    pub hook: H,
+}
+
+impl<H: Hook> AllowlistReader for Hooked<'_, H> {
+    fn registered_device_description(&self) -> Option<String> {
+        self.client.registered_device_description()
+    }
+
+    async fn list_credentials(&self) -> Result<Vec<CredentialPasswordIp>, BunqError> {
+        let path = "credential-password-ip?count".to_owned();
+        let call = AllowlistReader::list_credentials(self.client);
+        self.hook.around(Method::GET, path, call).await
+    }
+
+    async fn list_ips(&self, credential: CredentialId) -> Result<Vec<PermittedIp>, BunqError> {
+        let path = format!("/credential-password-ip/{credential}/ip?count");
+        let call = AllowlistReader::list_ips(self.client, credential);
+        self.hook.around(Method::GET, path, call).await
+    }
+}
+
+impl<H: Hook> AllowlistWriter for Hooked<'_, H> {
+    async fn create_ip(
+        &self,
+        credential: CredentialId,
+        ip: Ipv4Addr,
+    ) -> Result<EntryId, BunqError> {
+        let path = format!("/credential-password-ip/{credential}/ip");
+        let call = AllowlistWriter::create_ip(self.client, credential, ip);
+        self.hook.around(Method::POST, path, call).await
+    }
+
+    async fn set_ip_status(
+        &self,
+        credential: CredentialId,
+        entry: EntryId,
+        status: IpStatus,
+    ) -> Result<(), BunqError> {
+        let path = format!("/credential-password-ip/{credential}/ip/{entry}");
+        let call = AllowlistWriter::set_ip_status(self.client, credential, entry, status);
+        self.hook.around(Method::PUT, path, call).await
+    }
 }

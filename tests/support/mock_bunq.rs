@@ -97,3 +97,20 @@ pub async fn once(mock: Mock) -> Mock {
 pub async fn never(mock: Mock) -> Mock {
     mock.expect(0).create_async().await
 }
+
+/// Asserts every mock got what it expected, in order (each [`Mock::assert_async`]).
+pub async fn assert_all(mocks: &[&Mock]) {
+    for mock in mocks {
+        mock.assert_async().await;
+    }
+}
+
+/// A bunq error body with one `error_description`.
+pub fn error_body(description: &str) -> String {
+    format!(r#"{{"Error":[{{"error_description":"{description}"}}]}}"#)
+}
+
+/// `mock` answered 200 with `body` (signed), created, expected exactly once.
+pub async fn ok_once(mock: Mock, body: &str) -> Mock {
+    once(respond(mock, 200, body)).await
+}
