@@ -1140,8 +1140,14 @@ async fn garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_d
 async fn garbled_signature_on_a_listing_refuses_the_run_without_writes() {
     let (_bank, runs) = converged_after(FaultKind::GarbleSignature, On::Credentials, 1).await;
 
-    // Not retried: the listing was sent once.
-    assert_eq!(runs[0].log.len(), 1);
+    // Read after the pool's entries (the plan deactivates, so it needs the own-IP facts), and not
+    // retried: the listing was sent once, and nothing after it.
+    let paths: Vec<&str> = runs[0].log.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!(
+        paths[1].contains("credential-password-ip?count"),
+        "{paths:?}"
+    );
     assert_refused_then_converged(
         "garbled_signature_on_a_listing_refuses_the_run_without_writes",
         &runs,

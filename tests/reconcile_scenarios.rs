@@ -1325,3 +1325,70 @@ async fn a_file_source_is_read_every_run_and_a_bad_line_blocks_with_its_number()
     let error = plan_json(&report)["credentials"][0]["failed_sources"][0]["error"].clone();
     assert!(error.as_str().unwrap().starts_with("line 2:"), "{error}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reads: only what the run needs.
+
+/// The GETs of `log`, as paths.
+fn gets(log: &[LoggedRequest]) -> Vec<String> {
+    log.iter()
+        .filter(|request| request.method == Method::GET)
+        .map(|request| request.path.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_steady_state_run_reads_each_managed_credential_once_and_not_the_credentials_listing() {
+    let h = Harness::start().await;
+    let credentials: Vec<CredentialId> = (0..3)
+        .map(|_| h.credential_with(&[("203.0.113.10", IpStatus::Active)]))
+        .collect();
+    let items: String = credentials
+        .iter()
+        .map(|credential| credential_yaml(*credential, &["203.0.113.10"]))
+        .collect();
+    let config = h.config("sync", 10, &items);
+    let client = h.connect(&config).await;
+
+    let (report, _) = apply(&client, &config, None).await;
+
+    assert_eq!(report.plan.actions().len(), 0, "nothing to do");
+    let gets = gets(&h.log());
+    assert_eq!(
+        gets.len(),
+        3,
+        "exactly one GET per managed credential: {gets:?}"
+    );
+    for credential in &credentials {
+        let listing = format!("credential-password-ip/{credential}/ip");
+        assert_eq!(
+            gets.iter().filter(|path| path.contains(&listing)).count(),
+            1,
+            "{gets:?}"
+        );
+    }
+    assert_eq!(h.log().len(), 3, "and nothing else");
+}
+
+#[tokio::test]
+async fn a_planned_deactivation_reads_the_credentials_listing_and_the_own_ip_rule_still_guards() {
+    // The own credential, managed, wanting another IP: deactivating OWN_IP would lock the
+    // daemon out; only the credentials listing says it is the daemon's own.
+    let h = Harness::start().await;
+    let own = h.own_credential();
+    let config = h.managing("sync", 10, own, &["203.0.113.10"]);
+    let client = h.connect(&config).await;
+
+    let (report, _) = apply(&client, &config, None).await;
+
+    let gets = gets(&h.log());
+    assert!(
+        gets.iter()
+            .any(|path| path.contains("credential-password-ip?count")),
+        "the listing was read for the deactivation: {gets:?}"
+    );
+    let blocked = &report.plan.credentials[0].blocked;
+    assert_eq!(blocked.len(), 1, "{blocked:?}");
+    assert_eq!(blocked[0].why.code(), "registration-ip", "{blocked:?}");
+    assert!(h.active(own).contains(&OWN_IP.to_string()));
+}

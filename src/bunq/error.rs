@@ -149,6 +149,11 @@ impl BunqError {
         matches!(self, BunqError::ResponseSignature { .. })
     }
 
+    /// bunq does not know the object (404): for a credential's entries, the credential.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, BunqError::Api { status: 404, .. })
+    }
+
     /// bunq rejected the token of an authenticated call: any 401 or 403, whatever the wording
     /// (bunq's texts vary: "Insufficient authentication.", "Insufficient authorisation.",
     /// "Session timeout." are all seen). On a session call this means the session is gone: open

@@ -51,13 +51,12 @@ impl RunError {
 /// What bunq holds right now, for the configured credentials.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observation {
-    /// Every credential of the user, as listed.
-    pub credentials: Vec<CredentialPasswordIp>,
     /// Entries of each configured credential.
     pub entries: BTreeMap<CredentialId, Vec<PermittedIp>>,
-    /// Where the daemon itself signs in from (its device's credential and IP). Empty: the own
-    /// credential is unknown, and the planner blocks every deactivation.
-    pub own_access: Vec<OwnAccess>,
+    /// Where the daemon itself signs in from (its device's credential and IP), read from the
+    /// credentials listing only when the plan wants a deactivation. `None`: not read; empty: the
+    /// own credential is unknown. Either way the planner blocks every deactivation.
+    pub own_access: Option<Vec<OwnAccess>>,
     /// What each dynamic source yielded, resolved before bunq was read.
     pub resolutions: Resolutions,
 }
@@ -91,14 +90,69 @@ pub fn new_run_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Resolves every source, then reads the credentials list and every configured credential's
-/// entries. Nothing is written.
+/// Resolves every source, then reads every configured credential's entries: one listing per
+/// credential, the whole of a steady-state run's reads. Nothing is written. The credentials
+/// listing (for the own-IP facts) is read later, and only if the plan deactivates something
+/// ([`own_access`]); a configured credential bunq does not know answers 404, and only then is the
+/// listing read to name the ones it does know.
 pub async fn observe<R: AllowlistReader>(
     reader: &R,
     config: &Config,
 ) -> Result<Observation, RunError> {
     let resolutions = resolve_sources(config).await;
-    let credentials = reader.list_credentials().await?;
+    let mut entries = BTreeMap::new();
+    for spec in &config.credentials {
+        let listed = match reader.list_ips(spec.id).await {
+            Ok(listed) => listed,
+            Err(err) if err.is_not_found() => {
+                return Err(unknown_credential(reader, spec.id, err).await);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        entries.insert(spec.id, listed);
+    }
+    Ok(Observation {
+        entries,
+        own_access: None,
+        resolutions,
+    })
+}
+
+/// A 404 for `id`'s entries: [`RunError::UnknownCredential`] with the ids bunq does know, when
+/// the listing confirms `id` is not among them; otherwise the 404 itself.
+async fn unknown_credential<R: AllowlistReader>(
+    reader: &R,
+    id: CredentialId,
+    not_found: BunqError,
+) -> RunError {
+    let credentials = match reader.list_credentials().await {
+        Ok(credentials) => credentials,
+        Err(err) => return err.into(),
+    };
+    if credentials.iter().any(|credential| credential.id == id) {
+        return not_found.into();
+    }
+    let known: Vec<String> = credentials
+        .iter()
+        .map(|credential| credential.id.to_string())
+        .collect();
+    RunError::UnknownCredential {
+        id,
+        known: if known.is_empty() {
+            "none".into()
+        } else {
+            known.join(", ")
+        },
+    }
+}
+
+/// Reads the credentials listing and finds the daemon's own access paths in it: the facts of
+/// the own-IP rule, needed only when a deactivation is planned.
+pub async fn own_access<R: AllowlistReader>(
+    reader: &R,
+    config: &Config,
+) -> Result<Vec<OwnAccess>, RunError> {
+    let credentials: Vec<CredentialPasswordIp> = reader.list_credentials().await?;
     let description = reader
         .registered_device_description()
         .unwrap_or_else(|| config.bunq.device_description.clone());
@@ -111,33 +165,7 @@ pub async fn observe<R: AllowlistReader>(
              bunq.device_description names the registered device"
         );
     }
-    let mut entries = BTreeMap::new();
-    for spec in &config.credentials {
-        if !credentials
-            .iter()
-            .any(|credential| credential.id == spec.id)
-        {
-            let known = credentials
-                .iter()
-                .map(|credential| credential.id.to_string())
-                .collect::<Vec<_>>();
-            return Err(RunError::UnknownCredential {
-                id: spec.id,
-                known: if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                },
-            });
-        }
-        entries.insert(spec.id, reader.list_ips(spec.id).await?);
-    }
-    Ok(Observation {
-        credentials,
-        entries,
-        own_access,
-        resolutions,
-    })
+    Ok(own_access)
 }
 
 /// Plans from an observation (pure).
@@ -172,9 +200,12 @@ pub fn plan_from(config: &Config, observation: &Observation, previous: Option<&R
     plan::plan(&PlanInput {
         credentials,
         max_changes: config.sync.max_changes,
-        own_access: observation.own_access.clone(),
-        // An empty list means no credential showed the daemon's device: fail closed.
-        own_credential_known: !observation.own_access.is_empty(),
+        own_access: observation.own_access.clone().unwrap_or_default(),
+        // Not read, or no credential showed the daemon's device: fail closed.
+        own_credential_known: observation
+            .own_access
+            .as_ref()
+            .is_some_and(|own| !own.is_empty()),
         egress_ips: config.bunq.egress_ips.as_ref(),
         sources: source_reports(&observation.resolutions),
     })
@@ -213,8 +244,14 @@ pub async fn plan_run<R: AllowlistReader>(
     previous: Option<&RunRecord>,
 ) -> Result<(RunReport, Observation), RunError> {
     let run_id = new_run_id();
-    let observation = observe(reader, config).await?;
-    let plan = plan_from(config, &observation, previous);
+    let mut observation = observe(reader, config).await?;
+    let mut plan = plan_from(config, &observation, previous);
+    // The own-IP facts only ever hold a deactivation back, so a plan without one is final; with
+    // one, read them and plan again.
+    if plan.wants_deactivation() {
+        observation.own_access = Some(own_access(reader, config).await?);
+        plan = plan_from(config, &observation, previous);
+    }
     log_drift(&run_id, &plan);
     Ok((
         RunReport {

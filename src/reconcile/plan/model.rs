@@ -190,6 +190,17 @@ impl Plan {
             .collect()
     }
 
+    /// Whether the plan deactivates anything, planned or held back by a rule: only then do the
+    /// own-IP facts (the credentials listing) matter, as they only ever block a deactivation.
+    pub fn wants_deactivation(&self) -> bool {
+        self.credentials.iter().any(|plan| {
+            plan.actions
+                .iter()
+                .chain(plan.blocked.iter().map(|blocked| &blocked.action))
+                .any(|action| action.change.is_deactivation())
+        })
+    }
+
     /// The actions the executor may apply, in order; empty when the run is blocked.
     pub fn applicable_actions(&self) -> Vec<&Action> {
         if self.run_block.is_some() {
