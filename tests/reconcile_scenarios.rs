@@ -1392,3 +1392,33 @@ async fn a_planned_deactivation_reads_the_credentials_listing_and_the_own_ip_rul
     assert_eq!(blocked[0].why.code(), "registration-ip", "{blocked:?}");
     assert!(h.active(own).contains(&OWN_IP.to_string()));
 }
+
+#[tokio::test]
+async fn an_unknown_credential_is_named_from_its_404_with_the_credentials_bunq_knows() {
+    let h = Harness::start().await;
+    let known = h.credential_with(&[]);
+    let config = h.managing("sync", 10, 999_999, &["203.0.113.10"]);
+    let client = h.connect(&config).await;
+
+    let err = run::plan_run(&client, &config, None).await.unwrap_err();
+
+    match &err {
+        run::RunError::UnknownCredential { id, known: listed } => {
+            assert_eq!(*id, 999_999);
+            assert!(listed.contains(&known.to_string()), "{listed}");
+            assert!(listed.contains(&h.own_credential().to_string()), "{listed}");
+        }
+        other => panic!("expected UnknownCredential, got {other:?}"),
+    }
+    assert!(err.to_string().contains("check credentials[].id"), "{err}");
+    let gets = gets(&h.log());
+    assert_eq!(
+        gets.len(),
+        2,
+        "the 404, then the listing that names the known ids: {gets:?}"
+    );
+    assert_eq!(
+        count(&h.log(), &Method::POST) + count(&h.log(), &Method::PUT),
+        0
+    );
+}
