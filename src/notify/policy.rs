@@ -1,0 +1,112 @@
+//! Who gets told what, and how often: a pure state machine over the events of runs and of the
+//! failures between them. Time is passed in, so tests move it by hand.
+//!
+//! * At most one message per kind per run: a run's kinds are deduplicated.
+//! * `failed` on the first failure, then at most once per [`FAILED_REPEAT`] while failures
+//!   persist (a daemon retrying every few seconds must not page every few seconds).
+//! * `recovered` once, on the first run that does not fail after a failure was reported.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::event::EventKind;
+
+/// How long a persisting failure stays quiet after it was reported.
+pub const FAILED_REPEAT: Duration = Duration::from_secs(60 * 60);
+
+/// The failure episode, if one is going on.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    /// When `failed` was last sent; `Some` while failures persist.
+    failed_sent: Option<Instant>,
+}
+
+impl Policy {
+    /// The kinds to send for a run that produced `kinds` (in any number, duplicates included).
+    /// A run without `failed` ends a failure episode with `recovered`.
+    pub fn run_finished(&mut self, kinds: &[EventKind], now: Instant) -> Vec<EventKind> {
+        let mut send: BTreeSet<EventKind> = kinds.iter().copied().collect();
+        if send.remove(&EventKind::Failed) {
+            if self.failure(now) {
+                send.insert(EventKind::Failed);
+            }
+        } else if self.failed_sent.take().is_some() {
+            send.insert(EventKind::Recovered);
+        }
+        send.into_iter().collect()
+    }
+
+    /// A failure at `now` (of a run, a connection or a session renewal): whether to send
+    /// `failed` for it.
+    pub fn failure(&mut self, now: Instant) -> bool {
+        match self.failed_sent {
+            Some(sent) if now.saturating_duration_since(sent) < FAILED_REPEAT => false,
+            _ => {
+                self.failed_sent = Some(now);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use EventKind::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_run_sends_each_kind_once() {
+        let mut policy = Policy::default();
+        let now = Instant::now();
+        assert_eq!(
+            policy.run_finished(&[Applied, Drift, Applied, Blocked, Drift], now),
+            vec![Applied, Blocked, Drift]
+        );
+    }
+
+    #[test]
+    fn failed_is_sent_first_then_at_most_hourly_while_it_persists() {
+        let mut policy = Policy::default();
+        let start = Instant::now();
+        assert_eq!(policy.run_finished(&[Failed], start), vec![Failed]);
+        assert_eq!(policy.run_finished(&[Failed], start + MINUTE), vec![]);
+        assert!(!policy.failure(start + 59 * MINUTE), "connect failure inside the hour");
+        assert_eq!(
+            policy.run_finished(&[Failed, Applied], start + 60 * MINUTE),
+            vec![Applied, Failed]
+        );
+        assert_eq!(policy.run_finished(&[Failed], start + 61 * MINUTE), vec![]);
+    }
+
+    #[test]
+    fn recovered_is_sent_once_when_failures_end() {
+        let mut policy = Policy::default();
+        let start = Instant::now();
+        assert_eq!(policy.run_finished(&[Failed], start), vec![Failed]);
+        assert_eq!(
+            policy.run_finished(&[Applied], start + MINUTE),
+            vec![Applied, Recovered]
+        );
+        assert_eq!(policy.run_finished(&[], start + 2 * MINUTE), vec![]);
+        // A new episode is reported at once, however soon it starts.
+        assert_eq!(policy.run_finished(&[Failed], start + 3 * MINUTE), vec![Failed]);
+    }
+
+    #[test]
+    fn a_failure_outside_a_run_opens_an_episode_a_good_run_closes() {
+        let mut policy = Policy::default();
+        let start = Instant::now();
+        assert!(policy.failure(start));
+        assert_eq!(policy.run_finished(&[], start + MINUTE), vec![Recovered]);
+    }
+
+    #[test]
+    fn no_recovered_without_a_failure() {
+        let mut policy = Policy::default();
+        assert_eq!(policy.run_finished(&[Drift], Instant::now()), vec![Drift]);
+    }
+}
