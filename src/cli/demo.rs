@@ -19,6 +19,7 @@ use crate::cli::args::{Cli, DemoArgs, OutputFormat};
 use crate::cli::{oneshot, setup};
 use crate::config::{self, Config};
 use crate::daemon::notify::Notifier;
+use crate::notify::Notifications;
 use crate::daemon::runtime::{self, Options};
 use crate::daemon::watch::WatchSettings;
 use crate::reconcile::exit::ExitStatus;
@@ -201,7 +202,9 @@ fn write_config(
 }
 
 async fn apply_once(client: &BunqClient, config: &Config) -> anyhow::Result<ExitStatus> {
-    let status = oneshot::apply_and_report(client, config, OutputFormat::Text).await?;
+    let status =
+        oneshot::apply_and_report(client, config, OutputFormat::Text, &Notifications::disabled())
+            .await?;
     say(&format!("exit code {}", status.code()));
     Ok(status)
 }

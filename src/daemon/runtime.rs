@@ -42,6 +42,7 @@ use crate::daemon::lock::StateLock;
 use crate::daemon::metrics::Metrics;
 use crate::daemon::notify::Notifier;
 use crate::daemon::observer::Observer;
+use crate::notify::{DeliveryObserver, Notifications};
 use crate::daemon::renew::RenewTrigger;
 pub use crate::daemon::run_loop::read_config;
 use crate::daemon::run_loop::{Daemon, build_scheduler, stop_cron};
@@ -97,16 +98,35 @@ impl Options {
     }
 }
 
-/// Metrics, health and the observer that publishes to both, with the config just loaded.
-fn publishers(clock: &WallClock) -> (Arc<Metrics>, Arc<Health>, Arc<Observer>) {
+/// Metrics, health, the notifications of `config` and the observer that publishes to them, with
+/// the config just loaded.
+fn publishers(
+    clock: &WallClock,
+    config: &Config,
+) -> (Arc<Metrics>, Arc<Health>, Notifications, Arc<Observer>) {
     let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
     let health =
         Arc::new(Health::new(HEARTBEAT_TIMEOUT, FAILURE_THRESHOLD).with_clock(Arc::clone(clock)));
     health.set_config_loaded(true);
     health.beat();
     metrics.record_config_reload(true, SystemTime::from(clock()));
-    let observer = Arc::new(Observer::new(Arc::clone(&metrics), Arc::clone(&health)));
-    (metrics, health, observer)
+    let notifications = start_notifications(config, &metrics, clock);
+    let observer = Observer::new(Arc::clone(&metrics), Arc::clone(&health))
+        .notifying(notifications.clone());
+    (metrics, health, notifications, Arc::new(observer))
+}
+
+/// The notifications sender, counting into `metrics`. It starts even without targets, so a
+/// reload can add them; a sender that cannot be built is logged, and the daemon runs without.
+fn start_notifications(config: &Config, metrics: &Arc<Metrics>, clock: &WallClock) -> Notifications {
+    let observer: Arc<dyn DeliveryObserver> = Arc::clone(metrics) as Arc<dyn DeliveryObserver>;
+    Notifications::start(&config.notify, observer, Arc::clone(clock)).unwrap_or_else(|err| {
+        tracing::error!(
+            error = %crate::bunq::transport::error_chain(&err.without_url()),
+            "cannot build the HTTP client for notifications; none will be sent"
+        );
+        Notifications::disabled()
+    })
 }
 
 /// The session renewal task for `client`, stopped with the daemon.
@@ -147,7 +167,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let _lock = StateLock::acquire(&config.bunq.state_dir)?;
 
     let clock = options.clock;
-    let (metrics, health, observer) = publishers(&clock);
+    let (metrics, health, notifications, observer) = publishers(&clock, &config);
 
     let shutdown = options.shutdown.clone();
     let server = serve_health(options.listener, &config, &observer, &shutdown).await?;
@@ -162,8 +182,14 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
 
     let notifier = options.notifier;
     let _ = notifier.status("connecting to bunq");
-    let Some(client) = connect(&config, api_key, &observer, &clock, &notifier, &shutdown).await?
-    else {
+    let connection = Connection {
+        observer: &observer,
+        clock: &clock,
+        notifier: &notifier,
+        notifications: &notifications,
+        shutdown: &shutdown,
+    };
+    let Some(client) = connect(&config, api_key, connection).await? else {
         return stop(&notifier, &shutdown, server).await;
     };
     let client = Arc::new(client);
@@ -188,6 +214,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         observer,
         clock,
         notifier,
+        notifications,
         records,
         last_record,
         scheduler,
@@ -261,16 +288,29 @@ async fn serve_health(
     )))
 }
 
+/// What the start-up connection reports to while it retries.
+struct Connection<'a> {
+    observer: &'a Arc<Observer>,
+    clock: &'a WallClock,
+    notifier: &'a Notifier,
+    notifications: &'a Notifications,
+    shutdown: &'a CancellationToken,
+}
+
 /// The client settings from the config, on the daemon's clock and the process's rate limiter,
 /// connected until it works; `None` on shutdown.
 async fn connect(
     config: &Config,
     api_key: crate::secret::Secret,
-    observer: &Arc<Observer>,
-    clock: &WallClock,
-    notifier: &Notifier,
-    shutdown: &CancellationToken,
+    connection: Connection<'_>,
 ) -> Result<Option<BunqClient>, DaemonError> {
+    let Connection {
+        observer,
+        clock,
+        notifier,
+        notifications,
+        shutdown,
+    } = connection;
     let api_observer: Arc<dyn ApiObserver> = Arc::clone(observer) as Arc<dyn ApiObserver>;
     let mut settings = client_settings(config, Some(api_observer))?;
     settings.clock = Arc::clone(clock);
@@ -284,6 +324,7 @@ async fn connect(
         &config.bunq.state_dir,
         &health,
         notifier,
+        notifications,
         shutdown,
     )
     .await)
@@ -304,6 +345,8 @@ async fn finish(
     {
         tracing::warn!("session renewal still running at shutdown; abandoned");
     }
+    // Messages of the last run (and a refused reload) go out before the process ends.
+    daemon.notifications.finish().await;
     stop(&daemon.notifier, &daemon.shutdown, server).await
 }
 

@@ -102,6 +102,7 @@ impl Notifications {
             register_targets(sender, config);
         }
         *inner.config.write().unwrap_or_else(std::sync::PoisonError::into_inner) = config.clone();
+        inner.policy().config_accepted();
     }
 
     /// A run begins: the heartbeat's `/start` ping, when asked for.
@@ -152,10 +153,12 @@ impl Notifications {
         });
     }
 
-    /// A reload was refused for `error`.
+    /// A reload was refused for `error` (once per refused content, see [`policy`]).
     pub fn config_rejected(&self, error: &str) {
         self.with(|inner, config| {
-            inner.post(config, &Event::config_rejected(error, &inner.origin()));
+            if inner.policy().config_rejected(error) {
+                inner.post(config, &Event::config_rejected(error, &inner.origin()));
+            }
         });
     }
 

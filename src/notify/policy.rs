@@ -5,6 +5,8 @@
 //! * `failed` on the first failure, then at most once per [`FAILED_REPEAT`] while failures
 //!   persist (a daemon retrying every few seconds must not page every few seconds).
 //! * `recovered` once, on the first run that does not fail after a failure was reported.
+//! * `config_rejected` once per refused content: a SIGHUP and the file watcher reloading the
+//!   same broken file are one message; a different error, or one after a good reload, is new.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -21,6 +23,8 @@ pub const FAILED_REPEAT: Duration = Duration::from_secs(60 * 60);
 pub struct Policy {
     /// When `failed` was last sent; `Some` while failures persist.
     failed_sent: Option<Instant>,
+    /// The error of the last refused reload, while no reload succeeded since.
+    rejected: Option<String>,
 }
 
 impl Policy {
@@ -36,6 +40,20 @@ impl Policy {
             send.insert(EventKind::Recovered);
         }
         send.into_iter().collect()
+    }
+
+    /// A reload was refused for `error`: whether to send `config_rejected` for it.
+    pub fn config_rejected(&mut self, error: &str) -> bool {
+        if self.rejected.as_deref() == Some(error) {
+            return false;
+        }
+        self.rejected = Some(error.to_owned());
+        true
+    }
+
+    /// A reload succeeded: the next refusal is news again.
+    pub fn config_accepted(&mut self) {
+        self.rejected = None;
     }
 
     /// A failure at `now` (of a run, a connection or a session renewal): whether to send
@@ -102,6 +120,16 @@ mod tests {
         let start = Instant::now();
         assert!(policy.failure(start));
         assert_eq!(policy.run_finished(&[], start + MINUTE), vec![Recovered]);
+    }
+
+    #[test]
+    fn the_same_refused_config_is_reported_once_until_a_reload_succeeds() {
+        let mut policy = Policy::default();
+        assert!(policy.config_rejected("config.yaml:2:3: sync.policy: bad"));
+        assert!(!policy.config_rejected("config.yaml:2:3: sync.policy: bad"));
+        assert!(policy.config_rejected("config.yaml:4:3: sync.interval: bad"));
+        policy.config_accepted();
+        assert!(policy.config_rejected("config.yaml:4:3: sync.interval: bad"));
     }
 
     #[test]

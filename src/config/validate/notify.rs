@@ -285,6 +285,22 @@ mod tests {
     }
 
     #[test]
+    fn the_commented_example_in_config_example_yaml_is_valid() {
+        let example = include_str!("../../../config.example.yaml");
+        let block: String = example
+            .lines()
+            .skip_while(|line| *line != "# notify:")
+            .take_while(|line| line.starts_with('#'))
+            .map(|line| format!("{}\n", line.trim_start_matches('#').strip_prefix(' ').unwrap_or("")))
+            .collect();
+        assert!(block.starts_with("notify:\n"), "{block}");
+        let config = load(&block).unwrap();
+        assert_eq!(config.notify.webhooks.len(), 2);
+        assert_eq!(config.notify.webhooks[0].format, Format::Slack);
+        assert!(config.notify.heartbeat.unwrap().start);
+    }
+
+    #[test]
     fn an_empty_events_list_is_refused() {
         let found = problems("notify:\n  webhooks:\n    - url: https://x.example/h\n      events: []\n");
         assert_eq!(found.len(), 1);
