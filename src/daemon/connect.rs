@@ -128,13 +128,14 @@ mod tests {
         let started = tokio::time::Instant::now();
         let state_dir = bank.state_dir();
         let notifier = Notifier::disabled();
+        let notifications = Notifications::disabled();
         let connecting = connect_until_shutdown(
             bank.settings.clone(),
             bank.key.api_key.clone(),
             &state_dir,
             &health,
             &notifier,
-            &Notifications::disabled(),
+            &notifications,
             &shutdown,
         );
         let watching = async {
