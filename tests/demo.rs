@@ -59,7 +59,9 @@ fn demo_plans_applies_repairs_drift_and_ends_converged_with_zero_writes() {
         .collect();
     assert_eq!(
         kinds,
-        ["applied", "applied", "drift", "applied", "blocked", "drift", "applied"],
+        [
+            "applied", "applied", "drift", "applied", "blocked", "drift", "applied"
+        ],
         "{webhook}"
     );
     assert!(stdout.contains("protected, never deactivated"), "{stdout}");

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, reason = "a panic is how a test reports failure")]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -23,23 +23,44 @@ const A: &str = "203.0.113.1";
 const B: &str = "203.0.113.2";
 const STRAY: &str = "192.0.2.9";
 /// Long enough for any delivery on a busy machine; only a bound.
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(90);
 
-/// A JSON webhook and a heartbeat (`start` as given), both on `receiver`, as a `notify:` section.
-fn notify_section(webhook: &Receiver, heartbeat: &Receiver, start: bool) -> String {
-    format!(
-        "notify:\n  webhooks:\n    - url: {}\n      format: json\n  heartbeat:\n    url: {}\n    \
-         start: {start}\n  timeout: 2s\n",
-        webhook.url(&format!("/hook/{TOKEN}")),
-        heartbeat.url(&format!("/ping/{TOKEN}")),
-    )
+/// A JSON webhook and a heartbeat receiver.
+struct Receivers {
+    hook: Receiver,
+    beat: Receiver,
+}
+
+impl Receivers {
+    async fn start() -> Receivers {
+        Receivers {
+            hook: Receiver::start().await.unwrap(),
+            beat: Receiver::start().await.unwrap(),
+        }
+    }
+
+    /// Both as a `notify:` section (heartbeat `start` as given).
+    fn section(&self, start: bool) -> String {
+        format!(
+            "notify:\n  webhooks:\n    - url: {}\n      format: json\n  heartbeat:\n    url: {}\n    \
+             start: {start}\n  timeout: 2s\n",
+            self.hook.url(&format!("/hook/{TOKEN}")),
+            self.beat.url(&format!("/ping/{TOKEN}")),
+        )
+    }
 }
 
 /// Runs `bunq-ipsync --config CONFIG ARGS` to its end and checks its output for the token.
 async fn run(config: &Path, args: &[&str]) -> Output {
     let mut command = Command::new(BIN);
     command.arg("--config").arg(config).args(args);
-    for name in ["BUNQ_API_KEY", "BUNQ_IPSYNC_CONFIG", "RUST_LOG", "HTTP_PROXY", "http_proxy"] {
+    for name in [
+        "BUNQ_API_KEY",
+        "BUNQ_IPSYNC_CONFIG",
+        "RUST_LOG",
+        "HTTP_PROXY",
+        "http_proxy",
+    ] {
         command.env_remove(name);
     }
     command.stdin(Stdio::null());
@@ -88,7 +109,10 @@ fn message(received: &[Received], event: &str) -> Value {
 }
 
 fn paths(received: &[Received]) -> Vec<String> {
-    received.iter().map(|request| request.path.clone()).collect()
+    received
+        .iter()
+        .map(|request| request.path.clone())
+        .collect()
 }
 
 /// An account with a managed credential (not the daemon's own) holding `B` inactive and `STRAY`
@@ -111,27 +135,39 @@ impl OneShot {
         }
     }
 
-    fn config(&self, max_changes: usize, notify: &str) -> std::path::PathBuf {
+    /// A started account with a JSON webhook and a heartbeat receiver, and its config (with
+    /// `max_changes`, heartbeat `start`).
+    async fn with_receivers(max_changes: usize, start: bool) -> (OneShot, Receivers, PathBuf) {
+        let world = OneShot::start().await;
+        let receivers = Receivers::start().await;
+        let config = world.config(max_changes, &receivers.section(start));
+        (world, receivers, config)
+    }
+
+    fn config(&self, max_changes: usize, notify: &str) -> PathBuf {
         let credentials = config_text::credential_item(self.credential, "ci", &[A, B]);
         let text = self
             .account
             .config_text("notify-test", "", "sync", max_changes, &credentials);
-        self.account.write("config.yaml", &format!("{text}{notify}"))
+        self.account
+            .write("config.yaml", &format!("{text}{notify}"))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_sends_one_applied_message_with_every_action_and_pings_the_heartbeat() {
-    let world = OneShot::start().await;
-    let (hook, beat) = (Receiver::start().await.unwrap(), Receiver::start().await.unwrap());
-    let config = world.config(10, &notify_section(&hook, &beat, true));
+    let (world, Receivers { hook, beat }, config) = OneShot::with_receivers(10, true).await;
 
     let out = run(&config, &["apply"]).await;
 
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     // apply waited for delivery before it exited: everything is there already.
     let received = hook.received();
-    assert_eq!(events(&received), ["applied"], "one message per kind per run");
+    assert_eq!(
+        events(&received),
+        ["applied"],
+        "one message per kind per run"
+    );
     let request = &received[0];
     assert_eq!(request.method, "POST");
     assert_eq!(request.path, format!("/hook/{TOKEN}"));
@@ -168,22 +204,23 @@ async fn apply_sends_one_applied_message_with_every_action_and_pings_the_heartbe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_sends_nothing() {
-    let world = OneShot::start().await;
-    let (hook, beat) = (Receiver::start().await.unwrap(), Receiver::start().await.unwrap());
-    let config = world.config(10, &notify_section(&hook, &beat, true));
+    let (world, Receivers { hook, beat }, config) = OneShot::with_receivers(10, true).await;
 
     let out = run(&config, &["plan"]).await;
 
-    assert_eq!(out.status.code(), Some(2), "changes pending: {}", show(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "changes pending: {}",
+        show(&out)
+    );
     assert_eq!(hook.received(), []);
     assert_eq!(beat.received(), []);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_out_of_band_change_is_reported_as_drift() {
-    let world = OneShot::start().await;
-    let (hook, beat) = (Receiver::start().await.unwrap(), Receiver::start().await.unwrap());
-    let config = world.config(10, &notify_section(&hook, &beat, false));
+    let (world, Receivers { hook, beat }, config) = OneShot::with_receivers(10, false).await;
     assert_eq!(run(&config, &["apply"]).await.status.code(), Some(0));
     // Someone re-activates the retired entry in the app.
     world
@@ -206,10 +243,8 @@ async fn an_out_of_band_change_is_reported_as_drift() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_run_names_the_rule_and_pings_fail() {
-    let world = OneShot::start().await;
-    let (hook, beat) = (Receiver::start().await.unwrap(), Receiver::start().await.unwrap());
     // Three changes against a limit of one: the whole run is held back.
-    let config = world.config(1, &notify_section(&hook, &beat, false));
+    let (world, Receivers { hook, beat }, config) = OneShot::with_receivers(1, false).await;
 
     let out = run(&config, &["apply"]).await;
 
@@ -230,16 +265,17 @@ async fn a_blocked_run_names_the_rule_and_pings_fail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_or_absent_receiver_changes_nothing_about_the_apply() {
-    let world = OneShot::start().await;
-    let (hook, beat) = (Receiver::start().await.unwrap(), Receiver::start().await.unwrap());
+    let (world, Receivers { hook, beat }, config) = OneShot::with_receivers(10, false).await;
     hook.answer(500);
     beat.close();
-    let config = world.config(10, &notify_section(&hook, &beat, false));
 
     let out = run(&config, &["apply"]).await;
 
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert_eq!(world.account.sim.entries(world.credential).unwrap().len(), 3);
+    assert_eq!(
+        world.account.sim.entries(world.credential).unwrap().len(),
+        3
+    );
     assert_eq!(
         hook.received().len(),
         3,
@@ -252,34 +288,51 @@ async fn a_failing_or_absent_receiver_changes_nothing_about_the_apply() {
         .filter(|line| line.contains("notification not delivered"))
         .collect();
     assert_eq!(warnings.len(), 2, "once per target: {stderr}");
-    assert!(warnings.iter().any(|line| line.contains("HTTP 500")), "{stderr}");
     assert!(
-        warnings.iter().all(|line| line.contains("http://127.0.0.1:")),
+        warnings.iter().any(|line| line.contains("HTTP 500")),
+        "{stderr}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .all(|line| line.contains("http://127.0.0.1:")),
         "names scheme and host: {stderr}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_test_exits_0_when_every_target_took_it_and_1_otherwise() {
-    let world = OneShot::start().await;
-    let (hook, beat) = (Receiver::start().await.unwrap(), Receiver::start().await.unwrap());
-    let config = world.config(10, &notify_section(&hook, &beat, false));
+    let (world, Receivers { hook, beat }, config) = OneShot::with_receivers(10, false).await;
 
     let out = run(&config, &["notify-test"]).await;
 
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let webhook_line = format!("webhook 0 (http://127.0.0.1:{}/…): ok", hook.url("").rsplit(':').next().unwrap());
+    let webhook_line = format!(
+        "webhook 0 (http://127.0.0.1:{}/…): ok",
+        hook.url("").rsplit(':').next().unwrap()
+    );
     assert!(stdout(&out).contains(&webhook_line), "{}", show(&out));
-    assert!(stdout(&out).contains("heartbeat (http://127.0.0.1:"), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("heartbeat (http://127.0.0.1:"),
+        "{}",
+        show(&out)
+    );
     assert_eq!(events(&hook.received()), ["test"]);
     assert_eq!(paths(&beat.received()), [format!("/ping/{TOKEN}")]);
-    assert!(world.account.sim.request_log().is_empty(), "bunq is not asked");
+    assert!(
+        world.account.sim.request_log().is_empty(),
+        "bunq is not asked"
+    );
 
     beat.answer(500);
     let out = run(&config, &["notify-test"]).await;
 
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    assert!(stdout(&out).contains(": ok\n"), "the webhook still took it: {}", show(&out));
+    assert!(
+        stdout(&out).contains(": ok\n"),
+        "the webhook still took it: {}",
+        show(&out)
+    );
     assert!(stdout(&out).contains("/…): HTTP 500"), "{}", show(&out));
 }
 
@@ -292,17 +345,19 @@ fn write_daemon_config(world: &World, ips: &[&str], notify: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_reports_failed_once_while_bunq_fails_then_recovered_and_counts_deliveries() {
     let world = World::start(sim_options(), &[(STRAY, Active)]).await;
-    let (hook, beat) = (Receiver::start().await.unwrap(), Receiver::start().await.unwrap());
-    write_daemon_config(&world, &[A], &notify_section(&hook, &beat, true));
+    let receivers = Receivers::start().await;
+    write_daemon_config(&world, &[A], &receivers.section(true));
+    let Receivers { hook, beat } = receivers;
     let daemon = world.spawn(&[], &[]);
     daemon.wait_runs(1.0).await;
     assert_eq!(events(&hook.wait_for(1, WAIT).await), ["applied"]);
 
-    // bunq answers 500 to every listing for a while: runs fail and are retried with backoff.
+    // bunq answers 500 to every listing for a while: runs fail and are retried with backoff
+    // (5 s, then the 10 s interval), so at least two fail before it ends.
     world.sim.inject(
         Fault::once(FaultKind::Status(500))
             .on(Method::GET, "credential-password-ip")
-            .for_duration(Duration::from_secs(20)),
+            .for_duration(Duration::from_secs(45)),
     );
     let failed = r#"bunq_ipsync_runs_total{result="failed"}"#;
     daemon
@@ -317,7 +372,10 @@ async fn the_daemon_reports_failed_once_while_bunq_fails_then_recovered_and_coun
         "failed once however many runs failed, recovered once"
     );
     let failure = message(&received, "failed");
-    assert!(failure["error"].as_str().unwrap().contains("500"), "{failure}");
+    assert!(
+        failure["error"].as_str().unwrap().contains("500"),
+        "{failure}"
+    );
     assert!(paths(&beat.received()).contains(&format!("/ping/{TOKEN}/fail")));
     assert_eq!(beat.received()[0].path, format!("/ping/{TOKEN}/start"));
 
@@ -344,19 +402,27 @@ async fn the_daemon_reports_failed_once_while_bunq_fails_then_recovered_and_coun
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_reload_is_config_rejected_and_a_dead_receiver_is_counted_not_fatal() {
     let world = World::start(sim_options(), &[]).await;
-    let (hook, beat) = (Receiver::start().await.unwrap(), Receiver::start().await.unwrap());
-    beat.close();
-    write_daemon_config(&world, &[A], &notify_section(&hook, &beat, false));
+    let receivers = Receivers::start().await;
+    receivers.beat.close();
+    write_daemon_config(&world, &[A], &receivers.section(false));
+    let Receivers { hook, beat } = receivers;
     let mut daemon = world.spawn(&[], &[]);
     daemon.wait_runs(1.0).await;
-    assert_eq!(world.active_ips(), [A], "the run is not held up by the dead heartbeat");
+    assert_eq!(
+        world.active_ips(),
+        [A],
+        "the run is not held up by the dead heartbeat"
+    );
 
     std::fs::write(&world.config_path, "sync:\n  policy: sometimes\n").unwrap();
     daemon.signal("HUP");
     let received = hook.wait_for(2, WAIT).await;
     assert_eq!(events(&received), ["applied", "config_rejected"]);
     let rejected = message(&received, "config_rejected");
-    assert!(rejected["error"].as_str().unwrap().contains("sync.policy"), "{rejected}");
+    assert!(
+        rejected["error"].as_str().unwrap().contains("sync.policy"),
+        "{rejected}"
+    );
 
     let failed = r#"bunq_ipsync_notifications_total{target="heartbeat",result="failed"}"#;
     daemon
@@ -366,6 +432,11 @@ async fn a_refused_reload_is_config_rejected_and_a_dead_receiver_is_counted_not_
         .await;
     assert_no_token(&daemon.metrics().await);
     daemon.signal("TERM");
-    assert_eq!(daemon.wait_exit().await.code(), Some(0), "{}", daemon.stderr());
+    assert_eq!(
+        daemon.wait_exit().await.code(),
+        Some(0),
+        "{}",
+        daemon.stderr()
+    );
     assert_no_token(&daemon.stderr());
 }

@@ -21,9 +21,9 @@ use crate::cli::args::{Cli, DemoArgs, OutputFormat};
 use crate::cli::{oneshot, setup};
 use crate::config::{self, Config};
 use crate::daemon::notify::Notifier;
-use crate::notify::{Notifications, sender::Uncounted};
 use crate::daemon::runtime::{self, Options};
 use crate::daemon::watch::WatchSettings;
+use crate::notify::{Notifications, sender::Uncounted};
 use crate::reconcile::exit::ExitStatus;
 use crate::reconcile::{report, run};
 use crate::simulator::{DnsAnswer, DnsServer, Receiver, Simulator, SimulatorOptions};
@@ -97,8 +97,11 @@ async fn walkthrough(args: &DemoArgs) -> anyhow::Result<ExitStatus> {
     ));
 
     let client = setup::connect(&config, None).await?;
-    let notifications =
-        Notifications::start(&config.notify, Arc::new(Uncounted), crate::clock::system_clock())?;
+    let notifications = Notifications::start(
+        &config.notify,
+        Arc::new(Uncounted),
+        crate::clock::system_clock(),
+    )?;
     let demo = Demo {
         client: &client,
         config: &config,

@@ -836,7 +836,11 @@ mod tests {
         for result in ["delivered", "failed", "dropped"] {
             assert_eq!(value(&text, &series("heartbeat", result)), Some(0.0));
         }
-        assert_eq!(value(&text, &series("1", "delivered")), None, "not configured");
+        assert_eq!(
+            value(&text, &series("1", "delivered")),
+            None,
+            "not configured"
+        );
     }
 
     #[test]

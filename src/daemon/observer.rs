@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Utc};
 
 use crate::bunq::{ApiObserver, BunqError};
-use crate::daemon::health::Health;
 use crate::daemon::connect::explain;
+use crate::daemon::health::Health;
 use crate::daemon::metrics::Metrics;
 use crate::notify::Notifications;
 

@@ -42,12 +42,12 @@ use crate::daemon::lock::StateLock;
 use crate::daemon::metrics::Metrics;
 use crate::daemon::notify::Notifier;
 use crate::daemon::observer::Observer;
-use crate::notify::{DeliveryObserver, Notifications};
 use crate::daemon::renew::RenewTrigger;
 pub use crate::daemon::run_loop::read_config;
 use crate::daemon::run_loop::{Daemon, build_scheduler, stop_cron};
 use crate::daemon::tasks::{Reload, forward_signals, renewal_task, watchdog_task};
 use crate::daemon::watch::{self, ConfigChanged, Fingerprint, WatchSettings};
+use crate::notify::{DeliveryObserver, Notifications};
 use crate::reconcile::bunq_port::client_settings;
 use crate::reconcile::record::RecordStore;
 
@@ -55,6 +55,9 @@ use crate::reconcile::record::RecordStore;
 pub(super) const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long shutdown waits for a session renewal in flight (one bunq call and its retries).
 const SHUTDOWN_RENEWAL_GRACE: Duration = Duration::from_secs(30);
+/// How long shutdown waits for queued notifications (the last run's messages): long enough for
+/// one message's attempts, short enough for systemd's stop timeout.
+const SHUTDOWN_NOTIFY_GRACE: Duration = Duration::from_secs(20);
 /// Consecutive failed runs before `/readyz` reports not ready.
 pub(super) const FAILURE_THRESHOLD: u32 = 3;
 
@@ -111,14 +114,18 @@ fn publishers(
     health.beat();
     metrics.record_config_reload(true, SystemTime::from(clock()));
     let notifications = start_notifications(config, &metrics, clock);
-    let observer = Observer::new(Arc::clone(&metrics), Arc::clone(&health))
-        .notifying(notifications.clone());
+    let observer =
+        Observer::new(Arc::clone(&metrics), Arc::clone(&health)).notifying(notifications.clone());
     (metrics, health, notifications, Arc::new(observer))
 }
 
 /// The notifications sender, counting into `metrics`. It starts even without targets, so a
 /// reload can add them; a sender that cannot be built is logged, and the daemon runs without.
-fn start_notifications(config: &Config, metrics: &Arc<Metrics>, clock: &WallClock) -> Notifications {
+fn start_notifications(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    clock: &WallClock,
+) -> Notifications {
     let observer: Arc<dyn DeliveryObserver> = Arc::clone(metrics) as Arc<dyn DeliveryObserver>;
     Notifications::start(&config.notify, observer, Arc::clone(clock)).unwrap_or_else(|err| {
         tracing::error!(
@@ -346,7 +353,12 @@ async fn finish(
         tracing::warn!("session renewal still running at shutdown; abandoned");
     }
     // Messages of the last run (and a refused reload) go out before the process ends.
-    daemon.notifications.finish().await;
+    if tokio::time::timeout(SHUTDOWN_NOTIFY_GRACE, daemon.notifications.finish())
+        .await
+        .is_err()
+    {
+        tracing::warn!("notifications still queued at shutdown were abandoned");
+    }
     stop(&daemon.notifier, &daemon.shutdown, server).await
 }
 

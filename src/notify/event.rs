@@ -8,7 +8,9 @@ use serde::Serialize;
 use crate::bunq::model::{CredentialId, EntryId};
 use crate::reconcile::apply::{ActionResult, Outcome};
 use crate::reconcile::plan::CredentialPlan;
-use crate::reconcile::report::{ActionDocument, BlockedDocument, CredentialDocument, DriftDocument};
+use crate::reconcile::report::{
+    ActionDocument, BlockedDocument, CredentialDocument, DriftDocument,
+};
 use crate::reconcile::run::RunReport;
 use crate::reconcile::verdict::{RunResult, Verdict};
 
@@ -137,7 +139,12 @@ impl Event {
 
     /// The `kind` message of a finished run, with every credential it has something to say
     /// about.
-    pub fn of_run(kind: EventKind, report: &RunReport, verdict: &Verdict, origin: &Origin) -> Event {
+    pub fn of_run(
+        kind: EventKind,
+        report: &RunReport,
+        verdict: &Verdict,
+        origin: &Origin,
+    ) -> Event {
         let mut event = Event::new(kind, origin, verdict.summary.clone());
         event.run_id = Some(report.run_id.clone());
         event.credentials = credentials_of(report);
@@ -198,14 +205,17 @@ pub fn run_kinds(report: &RunReport, verdict: &Verdict) -> Vec<EventKind> {
 fn failure_of(report: &RunReport) -> Option<String> {
     let applied = report.applied.as_ref()?;
     applied.security_failure.clone().or_else(|| {
-        applied.results.iter().find_map(|result| match &result.outcome {
-            Outcome::Failed(reason) => Some(format!(
-                "{} {}: {reason}",
-                result.action.change.kind().as_str(),
-                result.action.change.ip()
-            )),
-            _ => None,
-        })
+        applied
+            .results
+            .iter()
+            .find_map(|result| match &result.outcome {
+                Outcome::Failed(reason) => Some(format!(
+                    "{} {}: {reason}",
+                    result.action.change.kind().as_str(),
+                    result.action.change.ip()
+                )),
+                _ => None,
+            })
     })
 }
 

@@ -48,6 +48,9 @@ mod tests {
         assert_eq!(url(RunResult::ChangesApplied), "https://hc-ping.com/uuid");
         assert_eq!(url(RunResult::Blocked), "https://hc-ping.com/uuid/fail");
         assert_eq!(url(RunResult::Failed), "https://hc-ping.com/uuid/fail");
-        assert_eq!(Ping::Start.url(&base).expose(), "https://hc-ping.com/uuid/start");
+        assert_eq!(
+            Ping::Start.url(&base).expose(),
+            "https://hc-ping.com/uuid/start"
+        );
     }
 }

@@ -42,7 +42,12 @@ mod tests {
         assert_eq!(value["time"], "2026-12-02T10:00:00Z");
         assert_eq!(value["run_id"], "run-1");
         assert_eq!(value["host"], "host-a");
-        assert!(value["summary"].as_str().unwrap().starts_with("changes applied"));
+        assert!(
+            value["summary"]
+                .as_str()
+                .unwrap()
+                .starts_with("changes applied")
+        );
         assert_eq!(value["error"], serde_json::Value::Null);
         let credential = &value["credentials"][0];
         assert_eq!(credential["id"], 4242);
@@ -76,5 +81,4 @@ mod tests {
         }
         assert_eq!(EventKind::configurable("test"), None);
     }
-
 }

@@ -101,7 +101,10 @@ impl Notifications {
         if let Some(sender) = lock(&inner.sender).as_ref() {
             register_targets(sender, config);
         }
-        *inner.config.write().unwrap_or_else(std::sync::PoisonError::into_inner) = config.clone();
+        *inner
+            .config
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = config.clone();
         inner.policy().config_accepted();
     }
 
@@ -119,7 +122,9 @@ impl Notifications {
     pub fn run_finished(&self, report: &RunReport, verdict: &Verdict) {
         self.with(|inner, config| {
             let origin = inner.origin();
-            let kinds = inner.policy().run_finished(&event::run_kinds(report, verdict), now());
+            let kinds = inner
+                .policy()
+                .run_finished(&event::run_kinds(report, verdict), now());
             for kind in kinds {
                 let event = match kind {
                     EventKind::Recovered => {
@@ -148,7 +153,10 @@ impl Notifications {
     pub fn session_failed(&self, summary: &str, error: &str) {
         self.with(|inner, config| {
             if inner.policy().failure(now()) {
-                inner.post(config, &Event::failure(None, summary, error, &inner.origin()));
+                inner.post(
+                    config,
+                    &Event::failure(None, summary, error, &inner.origin()),
+                );
             }
         });
     }
@@ -183,7 +191,9 @@ impl Notifications {
 
 impl Inner {
     fn read_config(&self) -> std::sync::RwLockReadGuard<'_, NotifyConfig> {
-        self.config.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.config
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn policy(&self) -> std::sync::MutexGuard<'_, Policy> {
@@ -243,7 +253,11 @@ pub fn webhook_request(
 }
 
 /// The GET of `ping` to the heartbeat.
-pub fn heartbeat_request(heartbeat: &Heartbeat, ping: Ping, timeout: std::time::Duration) -> Request {
+pub fn heartbeat_request(
+    heartbeat: &Heartbeat,
+    ping: Ping,
+    timeout: std::time::Duration,
+) -> Request {
     Request {
         target: Target::Heartbeat,
         url: ping.url(&heartbeat.url),
@@ -290,7 +304,9 @@ fn now() -> tokio::time::Instant {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The kernel's host name (`/proc/sys/kernel/hostname`), else `$HOSTNAME`, else `unknown`.

@@ -92,7 +92,10 @@ mod tests {
         let start = Instant::now();
         assert_eq!(policy.run_finished(&[Failed], start), vec![Failed]);
         assert_eq!(policy.run_finished(&[Failed], start + MINUTE), vec![]);
-        assert!(!policy.failure(start + 59 * MINUTE), "connect failure inside the hour");
+        assert!(
+            !policy.failure(start + 59 * MINUTE),
+            "connect failure inside the hour"
+        );
         assert_eq!(
             policy.run_finished(&[Failed, Applied], start + 60 * MINUTE),
             vec![Applied, Failed]
@@ -111,7 +114,10 @@ mod tests {
         );
         assert_eq!(policy.run_finished(&[], start + 2 * MINUTE), vec![]);
         // A new episode is reported at once, however soon it starts.
-        assert_eq!(policy.run_finished(&[Failed], start + 3 * MINUTE), vec![Failed]);
+        assert_eq!(
+            policy.run_finished(&[Failed], start + 3 * MINUTE),
+            vec![Failed]
+        );
     }
 
     #[test]

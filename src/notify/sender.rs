@@ -181,7 +181,9 @@ impl Deliverer {
                     DeliveryError::Timeout(request.timeout)
                 } else {
                     // Without the URL: it carries the token.
-                    DeliveryError::Transport(crate::bunq::transport::error_chain(&err.without_url()))
+                    DeliveryError::Transport(crate::bunq::transport::error_chain(
+                        &err.without_url(),
+                    ))
                 }
             })?;
         let status = response.status();
@@ -230,7 +232,9 @@ impl Episodes {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<Target>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -280,15 +284,23 @@ impl Sender {
                 mpsc::error::TrySendError::Full(request)
                 | mpsc::error::TrySendError::Closed(request) => request,
             };
-            self.shared.observer.delivery(request.target, DeliveryResult::Dropped);
-            self.shared.episodes.failed(&request, "the notification queue is full");
+            self.shared
+                .observer
+                .delivery(request.target, DeliveryResult::Dropped);
+            self.shared
+                .episodes
+                .failed(&request, "the notification queue is full");
         }
     }
 
     /// Stops taking messages and waits until the queued ones are delivered or have failed, at
     /// most as long as each of them may take ([`Deliverer::bound`] with `timeout`).
     pub async fn finish(self, timeout: Duration) {
-        let Sender { queue, task, shared } = self;
+        let Sender {
+            queue,
+            task,
+            shared,
+        } = self;
         drop(queue);
         let pending = u32::try_from(shared.pending.load(Ordering::SeqCst)).unwrap_or(u32::MAX);
         let bound = Deliverer::bound(timeout) * pending.max(1);
@@ -299,7 +311,11 @@ impl Sender {
 }
 
 /// The background task: one message at a time, in order.
-async fn send_all(mut receiver: mpsc::Receiver<Request>, deliverer: Deliverer, shared: Arc<Shared>) {
+async fn send_all(
+    mut receiver: mpsc::Receiver<Request>,
+    deliverer: Deliverer,
+    shared: Arc<Shared>,
+) {
     while let Some(request) = receiver.recv().await {
         let result = match deliverer.deliver(&request).await {
             Ok(()) => {
@@ -313,5 +329,85 @@ async fn send_all(mut receiver: mpsc::Receiver<Request>, deliverer: Deliverer, s
         };
         shared.observer.delivery(request.target, result);
         shared.pending.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts results per target.
+    #[derive(Default)]
+    struct Counts(Mutex<Vec<(Target, DeliveryResult)>>);
+
+    impl DeliveryObserver for Counts {
+        fn target_configured(&self, _: Target) {}
+        fn delivery(&self, target: Target, result: DeliveryResult) {
+            self.0.lock().unwrap().push((target, result));
+        }
+    }
+
+    impl Counts {
+        fn count(&self, result: DeliveryResult) -> usize {
+            let all = self.0.lock().unwrap();
+            all.iter().filter(|(_, found)| *found == result).count()
+        }
+    }
+
+    /// A port nothing listens on: bound, read, released.
+    fn refused_url() -> SecretUrl {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        SecretUrl::new(format!("http://127.0.0.1:{port}/TOKEN").parse().unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_drops_and_counts_without_waiting_and_failures_are_counted_once_each() {
+        let counts = Arc::new(Counts::default());
+        let sender = Sender::start(Deliverer::new().unwrap(), Arc::clone(&counts) as _);
+        let request = Request {
+            target: Target::Webhook(0),
+            url: refused_url(),
+            body: None,
+            timeout: Duration::from_secs(1),
+        };
+        // Nothing runs between these calls (one thread, no await): the queue fills up.
+        for _ in 0..QUEUE_CAPACITY + 6 {
+            sender.enqueue(request.clone());
+        }
+        assert_eq!(counts.count(DeliveryResult::Dropped), 6);
+
+        sender.finish(Duration::from_secs(1)).await;
+
+        assert_eq!(counts.count(DeliveryResult::Failed), QUEUE_CAPACITY);
+        assert_eq!(counts.count(DeliveryResult::Delivered), 0);
+    }
+
+    #[tokio::test]
+    async fn an_undelivered_message_is_the_last_error_without_the_url() {
+        let request = Request {
+            target: Target::Heartbeat,
+            url: refused_url(),
+            body: None,
+            timeout: Duration::from_secs(5),
+        };
+        let err = Deliverer::new()
+            .unwrap()
+            .deliver(&request)
+            .await
+            .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(matches!(err, DeliveryError::Transport(_)), "{shown}");
+        assert!(!shown.contains("TOKEN"), "{shown}");
+        assert_eq!(DeliveryError::Status(500).to_string(), "HTTP 500");
+    }
+
+    #[test]
+    fn the_bound_covers_every_attempt_and_backoff() {
+        assert_eq!(
+            Deliverer::bound(Duration::from_secs(5)),
+            Duration::from_millis(15_000 + 500 + 1000)
+        );
     }
 }

@@ -78,10 +78,22 @@ mod tests {
         let (report, verdict) = applied_report();
         let event = Event::of_run(EventKind::Applied, &report, &verdict, &origin());
         let text = text(&event);
-        assert!(text.starts_with("*bunq-ipsync applied* on host-a: changes applied"), "{text}");
-        assert!(text.contains("• 4242 (ci): create 192.0.2.1 (applied)"), "{text}");
-        assert!(text.contains("• 4242 (ci): blocked deactivate 192.0.2.9 by own-ip"), "{text}");
-        assert!(text.contains("• 4242 (ci): drift 192.0.2.5 INACTIVE → ACTIVE"), "{text}");
+        assert!(
+            text.starts_with("*bunq-ipsync applied* on host-a: changes applied"),
+            "{text}"
+        );
+        assert!(
+            text.contains("• 4242 (ci): create 192.0.2.1 (applied)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("• 4242 (ci): blocked deactivate 192.0.2.9 by own-ip"),
+            "{text}"
+        );
+        assert!(
+            text.contains("• 4242 (ci): drift 192.0.2.5 INACTIVE → ACTIVE"),
+            "{text}"
+        );
         let body: serde_json::Value = serde_json::from_slice(&render(&event)).unwrap();
         assert_eq!(body["text"], text);
     }
@@ -102,7 +114,10 @@ mod tests {
         }
         let event = Event::of_run(EventKind::Applied, &report, &verdict, &origin());
         let text = text(&event);
-        assert_eq!(text.lines().filter(|line| line.starts_with('•')).count(), MAX_LINES);
+        assert_eq!(
+            text.lines().filter(|line| line.starts_with('•')).count(),
+            MAX_LINES
+        );
         assert!(text.contains("… and 28 more"), "{text}");
     }
 }

@@ -20,12 +20,11 @@ pub struct SecretUrl {
 impl SecretUrl {
     /// Wraps a parsed URL; the caller's copy should be dropped.
     pub fn new(url: reqwest::Url) -> SecretUrl {
-        let port = url.port().map(|port| format!(":{port}")).unwrap_or_default();
-        let origin = format!(
-            "{}://{}{port}",
-            url.scheme(),
-            url.host_str().unwrap_or("?")
-        );
+        let port = url
+            .port()
+            .map(|port| format!(":{port}"))
+            .unwrap_or_default();
+        let origin = format!("{}://{}{port}", url.scheme(), url.host_str().unwrap_or("?"));
         SecretUrl {
             full: Secret::new(String::from(url)),
             origin,
@@ -90,13 +89,19 @@ mod tests {
 
     #[test]
     fn origin_keeps_a_port() {
-        assert_eq!(url("http://127.0.0.1:8080/x").origin(), "http://127.0.0.1:8080");
+        assert_eq!(
+            url("http://127.0.0.1:8080/x").origin(),
+            "http://127.0.0.1:8080"
+        );
     }
 
     #[test]
     fn segments_are_appended_to_the_path_before_the_query() {
         let check = url("https://hc-ping.com/abc-uuid/");
-        assert_eq!(check.with_segment("fail").expose(), "https://hc-ping.com/abc-uuid/fail");
+        assert_eq!(
+            check.with_segment("fail").expose(),
+            "https://hc-ping.com/abc-uuid/fail"
+        );
         let kuma = url("https://kuma.example/api/push/TOKEN?status=up");
         assert_eq!(
             kuma.with_segment("start").expose(),

@@ -47,6 +47,6 @@ mod wire;
 pub use dns::{DnsAnswer, DnsServer};
 pub use faults::{Fault, FaultKind};
 pub use options::{DEFAULT_CALLER_IP, SimulatorOptions, UserKind};
-pub use receiver::{Receiver, Received};
+pub use receiver::{Received, Receiver};
 pub use server::{LoggedRequest, Simulator};
 pub use state::{SeedError, SeededKey};

@@ -128,7 +128,8 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
         let connection_shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let stop = connection_shared.stop.clone();
-            let service = service_fn(move |request| record(Arc::clone(&connection_shared), request));
+            let service =
+                service_fn(move |request| record(Arc::clone(&connection_shared), request));
             let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 _ = connection => {}
@@ -143,10 +144,10 @@ async fn record(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let method = request.method().to_string();
-    let path = request
-        .uri()
-        .path_and_query()
-        .map_or_else(|| request.uri().path().to_owned(), |pq| pq.as_str().to_owned());
+    let path = request.uri().path_and_query().map_or_else(
+        || request.uri().path().to_owned(),
+        |pq| pq.as_str().to_owned(),
+    );
     let headers = request
         .headers()
         .iter()

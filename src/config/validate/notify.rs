@@ -72,13 +72,12 @@ fn events(
     path: &FieldPath,
     problems: &mut Problems,
 ) -> Option<BTreeSet<EventKind>> {
-    let valid = || {
-        EventKind::CONFIGURABLE
-            .map(EventKind::as_str)
-            .join(", ")
-    };
+    let valid = || EventKind::CONFIGURABLE.map(EventKind::as_str).join(", ");
     if items.is_empty() {
-        problems.add(path, format!("is empty; leave it out for every kind ({})", valid()));
+        problems.add(
+            path,
+            format!("is empty; leave it out for every kind ({})", valid()),
+        );
         return None;
     }
     let mut kinds = BTreeSet::new();
@@ -122,11 +121,15 @@ fn target_url(
     match (url, url_file) {
         (Some(Text(value)), None) => {
             let path = path.key("url");
-            checked_url(value.trim()).map_err(|message| problems.add(&path, message)).ok()
+            checked_url(value.trim())
+                .map_err(|message| problems.add(&path, message))
+                .ok()
         }
         (None, Some(Text(file))) => {
             let path = path.key("url_file");
-            read_url_file(file.trim()).map_err(|message| problems.add(&path, message)).ok()
+            read_url_file(file.trim())
+                .map_err(|message| problems.add(&path, message))
+                .ok()
         }
         (Some(_), Some(_)) => {
             problems.add(path, "set url or url_file, not both");
@@ -275,12 +278,18 @@ mod tests {
         ));
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(
-            found[0].starts_with(&format!("7: notify.webhooks[0].url_file: the URL in {}", bad.display())),
+            found[0].starts_with(&format!(
+                "7: notify.webhooks[0].url_file: the URL in {}",
+                bad.display()
+            )),
             "{found:?}"
         );
         assert_eq!(
             found[1],
-            format!("9: notify.heartbeat.url_file: cannot read {}: entity not found", missing.display())
+            format!(
+                "9: notify.heartbeat.url_file: cannot read {}: entity not found",
+                missing.display()
+            )
         );
     }
 
@@ -291,7 +300,12 @@ mod tests {
             .lines()
             .skip_while(|line| *line != "# notify:")
             .take_while(|line| line.starts_with('#'))
-            .map(|line| format!("{}\n", line.trim_start_matches('#').strip_prefix(' ').unwrap_or("")))
+            .map(|line| {
+                format!(
+                    "{}\n",
+                    line.trim_start_matches('#').strip_prefix(' ').unwrap_or("")
+                )
+            })
             .collect();
         assert!(block.starts_with("notify:\n"), "{block}");
         let config = load(&block).unwrap();
@@ -302,8 +316,12 @@ mod tests {
 
     #[test]
     fn an_empty_events_list_is_refused() {
-        let found = problems("notify:\n  webhooks:\n    - url: https://x.example/h\n      events: []\n");
+        let found =
+            problems("notify:\n  webhooks:\n    - url: https://x.example/h\n      events: []\n");
         assert_eq!(found.len(), 1);
-        assert!(found[0].starts_with("8: notify.webhooks[0].events: is empty"), "{found:?}");
+        assert!(
+            found[0].starts_with("8: notify.webhooks[0].events: is empty"),
+            "{found:?}"
+        );
     }
 }
