@@ -18,6 +18,9 @@
 //! * a signal forwarder, so SIGTERM cancels at once even while a run is applying (the write in
 //!   flight finishes, the rest of the plan is skipped, the loop exits 0);
 //! * systemd notifications (`READY=1`, `RELOADING=1`, `STATUS=`, `WATCHDOG=1`, `STOPPING=1`).
+//! * webhooks and the heartbeat ([`crate::notify`]), told by the loop (runs, refused reloads),
+//!   the start-up connection and the renewal task (failures); their background sender is given
+//!   a short grace at shutdown to deliver the last run's messages.
 //!
 //! API errors never end the process: a failed run is retried with backoff, a failed connection
 //! is retried until shutdown, and the reasons show in `/readyz` and the metrics.
