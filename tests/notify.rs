@@ -204,7 +204,7 @@ async fn apply_sends_one_applied_message_with_every_action_and_pings_the_heartbe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_sends_nothing() {
-    let (world, Receivers { hook, beat }, config) = OneShot::with_receivers(10, true).await;
+    let (_world, Receivers { hook, beat }, config) = OneShot::with_receivers(10, true).await;
 
     let out = run(&config, &["plan"]).await;
 
@@ -220,7 +220,7 @@ async fn plan_sends_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_out_of_band_change_is_reported_as_drift() {
-    let (world, Receivers { hook, beat }, config) = OneShot::with_receivers(10, false).await;
+    let (world, Receivers { hook, beat: _beat }, config) = OneShot::with_receivers(10, false).await;
     assert_eq!(run(&config, &["apply"]).await.status.code(), Some(0));
     // Someone re-activates the retired entry in the app.
     world
@@ -244,7 +244,7 @@ async fn an_out_of_band_change_is_reported_as_drift() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_run_names_the_rule_and_pings_fail() {
     // Three changes against a limit of one: the whole run is held back.
-    let (world, Receivers { hook, beat }, config) = OneShot::with_receivers(1, false).await;
+    let (_world, Receivers { hook, beat }, config) = OneShot::with_receivers(1, false).await;
 
     let out = run(&config, &["apply"]).await;
 
@@ -405,7 +405,7 @@ async fn a_refused_reload_is_config_rejected_and_a_dead_receiver_is_counted_not_
     let receivers = Receivers::start().await;
     receivers.beat.close();
     write_daemon_config(&world, &[A], &receivers.section(false));
-    let Receivers { hook, beat } = receivers;
+    let Receivers { hook, beat: _beat } = receivers;
     let mut daemon = world.spawn(&[], &[]);
     daemon.wait_runs(1.0).await;
     assert_eq!(

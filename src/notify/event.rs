@@ -201,6 +201,28 @@ pub fn run_kinds(report: &RunReport, verdict: &Verdict) -> Vec<EventKind> {
     .collect()
 }
 
+/// Every write the run held back, as `credential action ip rule` items in a stable order
+/// (`None`: none), so the policy can tell a persisting block from a new one.
+pub fn held_back(report: &RunReport) -> Option<String> {
+    let applied = report.applied.as_ref()?;
+    let mut items: Vec<String> = applied
+        .results
+        .iter()
+        .filter_map(|result| match &result.outcome {
+            Outcome::Blocked(rule) => Some(format!(
+                "{} {} {} {}",
+                result.action.credential,
+                result.action.change.kind().as_str(),
+                result.action.change.ip(),
+                rule.name()
+            )),
+            _ => None,
+        })
+        .collect();
+    items.sort();
+    (!items.is_empty()).then(|| items.join("; "))
+}
+
 /// The first reason a run failed: its security stop, else its first failed action.
 fn failure_of(report: &RunReport) -> Option<String> {
     let applied = report.applied.as_ref()?;

@@ -122,9 +122,11 @@ impl Notifications {
     pub fn run_finished(&self, report: &RunReport, verdict: &Verdict) {
         self.with(|inner, config| {
             let origin = inner.origin();
-            let kinds = inner
-                .policy()
-                .run_finished(&event::run_kinds(report, verdict), now());
+            let mut kinds = event::run_kinds(report, verdict);
+            if !inner.policy().held_back(event::held_back(report)) {
+                kinds.retain(|kind| *kind != EventKind::Blocked);
+            }
+            let kinds = inner.policy().run_finished(&kinds, now());
             for kind in kinds {
                 let event = match kind {
                     EventKind::Recovered => {

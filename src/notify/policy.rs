@@ -5,6 +5,9 @@
 //! * `failed` on the first failure, then at most once per [`FAILED_REPEAT`] while failures
 //!   persist (a daemon retrying every few seconds must not page every few seconds).
 //! * `recovered` once, on the first run that does not fail after a failure was reported.
+//! * `blocked` when what is held back changes: a block that persists (the daemon's own IP,
+//!   every five minutes) is not repeated each run; the heartbeat's `/fail` and the metrics keep
+//!   showing it. A run without blocks forgets it, so its return is news again.
 //! * `config_rejected` once per refused content: a SIGHUP and the file watcher reloading the
 //!   same broken file are one message; a different error, or one after a good reload, is new.
 
@@ -25,6 +28,8 @@ pub struct Policy {
     failed_sent: Option<Instant>,
     /// The error of the last refused reload, while no reload succeeded since.
     rejected: Option<String>,
+    /// What the last run held back (see [`Policy::held_back`]), while runs keep blocking.
+    blocked: Option<String>,
 }
 
 impl Policy {
@@ -40,6 +45,14 @@ impl Policy {
             send.insert(EventKind::Recovered);
         }
         send.into_iter().collect()
+    }
+
+    /// A run held back `blocked` (a stable description of every refused write, `None` when it
+    /// blocked nothing): whether that is news, to be sent as `blocked`.
+    pub fn held_back(&mut self, blocked: Option<String>) -> bool {
+        let news = blocked.is_some() && blocked != self.blocked;
+        self.blocked = blocked;
+        news
     }
 
     /// A reload was refused for `error`: whether to send `config_rejected` for it.
@@ -136,6 +149,17 @@ mod tests {
         assert!(policy.config_rejected("config.yaml:4:3: sync.interval: bad"));
         policy.config_accepted();
         assert!(policy.config_rejected("config.yaml:4:3: sync.interval: bad"));
+    }
+
+    #[test]
+    fn a_persisting_block_is_sent_once_and_again_after_it_cleared_or_changed() {
+        let mut policy = Policy::default();
+        let own_ip = || Some("4242 192.0.2.9 own-ip".to_owned());
+        assert!(policy.held_back(own_ip()));
+        assert!(!policy.held_back(own_ip()), "the same block next run");
+        assert!(policy.held_back(Some("4242 192.0.2.9 own-ip; 4242 192.0.2.8 own-ip".into())));
+        assert!(!policy.held_back(None));
+        assert!(policy.held_back(own_ip()), "back after a run without it");
     }
 
     #[test]
