@@ -38,3 +38,4 @@ pub mod reconcile;
 pub mod secret;
 pub mod simulator;
 pub mod sources;
+pub mod tls;

@@ -26,7 +26,9 @@ use chrono::{DateTime, Utc};
 use hyper::Method;
 use serde_json::Value;
 
-use crate::support::{Account, config_text, server_key, sim_options};
+use crate::support::{
+    Account, ONE_OF_EACH_ENTRIES, ONE_OF_EACH_WANTED, config_text, server_key, sim_options,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bunq-ipsync");
 /// A command that runs longer than this is killed and the test fails.
@@ -102,17 +104,11 @@ fn run_binary(args: &[&str], env: &[(&str, &str)]) -> Output {
     }
 }
 
-/// The shared [`Account`] (simulator, user and key, directory for config, key file and state)
-/// with the CLI's config and runner on top.
-struct Env(Account);
-
-impl std::ops::Deref for Env {
-    type Target = Account;
-
-    fn deref(&self) -> &Account {
-        &self.0
-    }
-}
+crate::support::account_harness!(
+    /// The shared [`Account`] (simulator, user and key, directory for config, key file and
+    /// state) with the CLI's config and runner on top.
+    Env
+);
 
 impl Env {
     async fn start() -> Env {
@@ -138,6 +134,39 @@ impl Env {
             "config.yaml",
             &self.config_text(policy, max_changes, &credentials),
         )
+    }
+
+    /// A started [`Env`] with a "ci" credential holding `entries` and `config.yaml` syncing `ips`
+    /// onto it (`max_changes: 10`): the setup most commands are tested on.
+    async fn with_ci(entries: &[(&str, IpStatus)], ips: &[&str]) -> (Env, CredentialId, PathBuf) {
+        let env = Env::start().await;
+        let ci = env.credential_with(entries);
+        let config = env.config("sync", 10, ci, ips);
+        (env, ci, config)
+    }
+
+    /// [`Env::with_ci`] where the credential already holds exactly the one IP the config wants
+    /// (203.0.113.10, ACTIVE): every command finds nothing to do.
+    async fn in_sync() -> (Env, CredentialId, PathBuf) {
+        Env::with_ci(&[("203.0.113.10", IpStatus::Active)], &["203.0.113.10"]).await
+    }
+
+    /// [`Env::with_ci`] with an empty credential and a config wanting 203.0.113.10: one create.
+    async fn wanting_one() -> (Env, CredentialId, PathBuf) {
+        Env::with_ci(&[], &["203.0.113.10"]).await
+    }
+
+    /// [`Env::with_ci`] where the credential holds 192.0.2.1 ACTIVE and the config wants
+    /// 203.0.113.10 instead: one create and one deactivation.
+    async fn replacing_one() -> (Env, CredentialId, PathBuf) {
+        Env::with_ci(&[("192.0.2.1", IpStatus::Active)], &["203.0.113.10"]).await
+    }
+
+    /// [`Env::run`], failing with the output unless the command exits with `code`.
+    async fn run_exits(&self, config: &Path, args: &[&str], code: i32) -> Output {
+        let out = self.run(config, args).await;
+        assert_eq!(out.code, code, "{args:?}: {}", show(&out));
+        out
     }
 
     /// Runs `bunq-ipsync --config CONFIG ARGS` and checks that no secret reached its output.
@@ -214,11 +243,48 @@ impl Env {
             .collect()
     }
 
+    /// Fails unless the simulator saw no allowlist write.
+    fn assert_no_allowlist_write(&self) {
+        let writes = self.allowlist_writes();
+        assert!(writes.is_empty(), "{writes:?}");
+    }
+
     /// Takes the state-directory lock from the test process, as a running daemon holds it. The
     /// commands under test run as child processes, so their `flock` conflicts with this one.
     fn hold_state_dir(&self) -> StateLock {
         ContextStore::open(&self.state_dir()).unwrap();
         StateLock::acquire(&self.state_dir()).unwrap()
+    }
+
+    /// [`Env::hold_state_dir`], noting the state files and the sessions bunq opened so far: what
+    /// a command that must change nothing is checked against while the daemon holds the dir.
+    fn hold_as_daemon(&self) -> Held {
+        Held {
+            _lock: self.hold_state_dir(),
+            files: self.state_files(),
+            sessions: self.sim.sessions_created(),
+        }
+    }
+
+    /// Fails unless every state file is byte-identical to when `held` was taken.
+    fn assert_files_untouched(&self, held: &Held) {
+        assert_eq!(self.state_files(), held.files, "every file byte-identical");
+    }
+
+    /// Fails if a registration call reached bunq or a session was opened since `held` was
+    /// taken.
+    fn assert_registered_nothing(&self, held: &Held) {
+        assert_eq!(self.registration_calls(), vec![]);
+        assert_eq!(
+            self.sim.sessions_created(),
+            held.sessions,
+            "no session opened"
+        );
+    }
+
+    /// Fails if bunq saw any request since the log was last cleared.
+    fn assert_no_request(&self) {
+        assert_eq!(self.sim.request_log(), vec![], "no request to bunq");
     }
 
     /// Every file in the state directory with its bytes, to prove a command changed none.
@@ -259,7 +325,6 @@ impl Env {
     }
 }
 
-/// Stdout/stderr in a failure message.
 /// Fails with [`show`] unless stdout contains `text`.
 #[track_caller]
 fn assert_stdout_has(out: &Output, text: &str) {
@@ -272,6 +337,27 @@ fn assert_stderr_has(out: &Output, text: &str) {
     assert!(out.stderr.contains(text), "{}", show(out));
 }
 
+/// Fails with [`show`] if stdout contains `text`.
+#[track_caller]
+fn assert_stdout_lacks(out: &Output, text: &str) {
+    assert!(!out.stdout.contains(text), "{}", show(out));
+}
+
+/// Fails with [`show`] unless stdout is empty (nothing but data goes there, and there is none).
+#[track_caller]
+fn assert_stdout_empty(out: &Output) {
+    assert!(out.stdout.is_empty(), "{}", show(out));
+}
+
+/// The state directory held as a running daemon holds it ([`Env::hold_as_daemon`]), with its files
+/// and bunq's session count as they were then. Dropping it releases the lock.
+struct Held {
+    _lock: StateLock,
+    files: BTreeMap<String, Vec<u8>>,
+    sessions: usize,
+}
+
+/// Stdout/stderr in a failure message.
 fn show(output: &Output) -> String {
     format!(
         "exit {}\n--- stdout\n{}--- stderr\n{}",
@@ -284,11 +370,8 @@ fn show(output: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_accepts_a_good_config_and_writes_nothing() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10", "198.51.100.0/30"]);
-    let out = env.run(&config, &["validate"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    let (env, _, config) = Env::with_ci(&[], &["203.0.113.10", "198.51.100.0/30"]).await;
+    let out = env.run_exits(&config, &["validate"], 0).await;
     assert_stdout_has(&out, "valid");
     assert!(
         out.stdout.contains("5 desired IP(s)"),
@@ -307,8 +390,7 @@ async fn validate_explains_what_bunq_egress_ips_does_set_or_not() {
     let env = Env::start().await;
     let ci = env.credential_with(&[]);
     let unset = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let out = env.run(&unset, &["validate"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    let out = env.run_exits(&unset, &["validate"], 0).await;
     assert_stdout_has(
         &out,
         "bunq.egress_ips: not set, so the daemon's egress is unknown",
@@ -319,8 +401,7 @@ async fn validate_explains_what_bunq_egress_ips_does_set_or_not() {
         "  egress_ips: [192.0.2.7, 198.51.100.0/30]\n  state_dir:",
     );
     let set = env.write("config.yaml", &text);
-    let out = env.run(&set, &["validate"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    let out = env.run_exits(&set, &["validate"], 0).await;
     assert_stdout_has(&out, "bunq.egress_ips: 5 address(es)");
 }
 
@@ -345,48 +426,22 @@ async fn validate_resolve_prints_what_every_source_yields_and_fails_on_a_failed_
         + &format!("sources:\n  dns:\n    nameservers: [{}]\n", dns.address());
     let config = env.write("config.yaml", &text);
 
-    let syntax_only = env.run(&config, &["validate"]).await;
-    assert_eq!(syntax_only.code, 0, "{}", show(&syntax_only));
-    assert!(
-        syntax_only.stdout.contains("2 source(s)"),
-        "{}",
-        show(&syntax_only)
-    );
+    let syntax_only = env.run_exits(&config, &["validate"], 0).await;
+    assert_stdout_has(&syntax_only, "2 source(s)");
     assert_eq!(
         dns.queries("home.example.org"),
         0,
         "validate alone resolves nothing"
     );
 
-    let out = env.run(&config, &["validate", "--resolve"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
-    assert!(
-        out.stdout
-            .contains("dns:home.example.org: 203.0.113.20 (ttl 30s)"),
-        "{}",
-        show(&out)
-    );
-    assert!(
-        out.stdout
-            .contains(&format!("file:{}: 198.51.100.7", nat.display())),
-        "{}",
-        show(&out)
-    );
+    let out = env.run_exits(&config, &["validate", "--resolve"], 0).await;
+    assert_stdout_has(&out, "dns:home.example.org: 203.0.113.20 (ttl 30s)");
+    assert_stdout_has(&out, &format!("file:{}: 198.51.100.7", nat.display()));
 
     dns.set("home.example.org", DnsAnswer::NxDomain);
-    let out = env.run(&config, &["validate", "--resolve"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
-    assert!(
-        out.stdout
-            .contains("dns:home.example.org: FAILED: NXDOMAIN"),
-        "{}",
-        show(&out)
-    );
-    assert!(
-        out.stderr.contains("1 of 2 source(s) failed"),
-        "{}",
-        show(&out)
-    );
+    let out = env.run_exits(&config, &["validate", "--resolve"], 1).await;
+    assert_stdout_has(&out, "dns:home.example.org: FAILED: NXDOMAIN");
+    assert_stderr_has(&out, "1 of 2 source(s) failed");
     assert!(env.sim.request_log().is_empty(), "validate contacted bunq");
 }
 
@@ -402,12 +457,9 @@ fn config_issue_line<'a>(out: &'a Output, file: &Path, field: &str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_rejects_ipv6_with_file_line_column_and_field() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10", "2001:db8::1"]);
-    let out = env.run(&config, &["validate"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
-    assert!(out.stdout.is_empty(), "{}", show(&out));
+    let (env, _, config) = Env::with_ci(&[], &["203.0.113.10", "2001:db8::1"]).await;
+    let out = env.run_exits(&config, &["validate"], 1).await;
+    assert_stdout_empty(&out);
     let line = config_issue_line(&out, &config, "credentials[0].ips[1]");
     // bunq: 6 lines, sync: 3, credentials: 1, then id, name, ips:, first IP; the IPv6 value is
     // on line 15 after `      - `.
@@ -445,8 +497,7 @@ async fn validate_rejects_a_missing_policy_and_an_unknown_key() {
         )
         .replace("  policy: sync\n", "");
     let config = env.write("config.yaml", &text);
-    let out = env.run(&config, &["validate"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&config, &["validate"], 1).await;
     let line = config_issue_line(&out, &config, "sync.policy");
     assert!(line.contains("required"), "{line}");
     assert!(!env.state_dir().exists());
@@ -459,8 +510,7 @@ async fn validate_rejects_a_missing_policy_and_an_unknown_key() {
             &format!("  - id: {ci}\n    ipz: [203.0.113.10]\n"),
         ),
     );
-    let out = env.run(&typo, &["validate"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&typo, &["validate"], 1).await;
     let prefix = format!("{}:", typo.display());
     let line = out
         .stderr
@@ -474,12 +524,9 @@ async fn validate_rejects_a_missing_policy_and_an_unknown_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_fails_when_the_api_key_file_is_unreadable() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let (env, _, config) = Env::wanting_one().await;
     std::fs::remove_file(env.key_file()).unwrap();
-    let out = env.run(&config, &["validate"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&config, &["validate"], 1).await;
     assert_stderr_has(&out, "api_key_file");
     assert_stderr_has(&out, &env.key_file().display().to_string());
 }
@@ -488,8 +535,7 @@ async fn validate_fails_when_the_api_key_file_is_unreadable() {
 async fn a_missing_config_file_exits_1_naming_it() {
     let env = Env::start().await;
     let missing = env.dir.path().join("nope.yaml");
-    let out = env.run(&missing, &["plan"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&missing, &["plan"], 1).await;
     assert_stderr_has(&out, "nope.yaml");
 }
 
@@ -497,8 +543,9 @@ async fn a_missing_config_file_exits_1_naming_it() {
 async fn a_start_up_error_with_json_logs_is_one_json_object_on_stderr() {
     let env = Env::start().await;
     let missing = env.dir.path().join("nope.yaml");
-    let out = env.run(&missing, &["--log-format", "json", "plan"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env
+        .run_exits(&missing, &["--log-format", "json", "plan"], 1)
+        .await;
     let line: serde_json::Value = serde_json::from_str(out.stderr.trim()).expect("one JSON object");
     assert_eq!(line["level"], "ERROR");
     assert!(
@@ -512,14 +559,8 @@ async fn a_start_up_error_with_json_logs_is_one_json_object_on_stderr() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_exits_2_with_a_table_on_stdout_and_writes_nothing() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[
-        ("192.0.2.1", IpStatus::Active),
-        ("203.0.113.11", IpStatus::Inactive),
-    ]);
-    let config = env.config("sync", 10, ci, &["203.0.113.11", "203.0.113.12"]);
-    let out = env.run(&config, &["plan"]).await;
-    assert_eq!(out.code, 2, "{}", show(&out));
+    let (env, ci, config) = Env::with_ci(&ONE_OF_EACH_ENTRIES, &ONE_OF_EACH_WANTED).await;
+    let out = env.run_exits(&config, &["plan"], 2).await;
     assert_stdout_has(&out, "CURRENT → WANTED");
     assert!(
         !out.stderr.contains("own credential is unknown"),
@@ -533,21 +574,14 @@ async fn plan_exits_2_with_a_table_on_stdout_and_writes_nothing() {
         &out,
         "Plan: 1 to create, 1 to activate, 1 to deactivate, 0 blocked",
     );
-    assert!(
-        env.allowlist_writes().is_empty(),
-        "{:?}",
-        env.allowlist_writes()
-    );
+    env.assert_no_allowlist_write();
     assert_eq!(env.active(ci), vec!["192.0.2.1".to_owned()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_exits_0_when_converged() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let out = env.run(&config, &["plan"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    let (env, _, config) = Env::in_sync().await;
+    let out = env.run_exits(&config, &["plan"], 0).await;
     assert_stdout_has(&out, "in sync");
 }
 
@@ -556,8 +590,7 @@ async fn plan_exits_3_when_max_changes_blocks_the_run_and_still_prints_the_plan(
     let env = Env::start().await;
     let ci = env.credential_with(&[]);
     let config = env.config("sync", 1, ci, &["203.0.113.10", "203.0.113.11"]);
-    let out = env.run(&config, &["plan"]).await;
-    assert_eq!(out.code, 3, "{}", show(&out));
+    let out = env.run_exits(&config, &["plan"], 3).await;
     assert_stdout_has(&out, "BLOCKED [max-changes]");
     assert!(
         out.stdout.contains("203.0.113.10") && out.stdout.contains("203.0.113.11"),
@@ -568,9 +601,7 @@ async fn plan_exits_3_when_max_changes_blocks_the_run_and_still_prints_the_plan(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_exits_3_naming_the_fix_when_the_own_credential_is_not_found() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("192.0.2.1", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let (env, ci, config) = Env::replacing_one().await;
     let first = env.run(&config, &["plan"]).await;
     assert_eq!(
         first.code,
@@ -583,8 +614,9 @@ async fn plan_exits_3_naming_the_fix_when_the_own_credential_is_not_found() {
         .set_permitted_device(env.key.credential_id, Some("renamed"), None)
         .unwrap();
 
-    let out = env.run(&config, &["plan", "--output", "json"]).await;
-    assert_eq!(out.code, 3, "{}", show(&out));
+    let out = env
+        .run_exits(&config, &["plan", "--output", "json"], 3)
+        .await;
     let doc = out.json();
     assert_eq!(doc["outcome"], "blocked");
     assert_eq!(
@@ -601,24 +633,17 @@ async fn plan_exits_3_naming_the_fix_when_the_own_credential_is_not_found() {
     assert!(fix.contains("set bunq.device_description"), "{fix}");
     assert_stderr_has(&out, "own credential is unknown");
 
-    let text = env.run(&config, &["plan"]).await;
-    assert_eq!(text.code, 3, "{}", show(&text));
-    assert!(
-        text.stdout
-            .contains("BLOCKED [own-ip] deactivate 192.0.2.1"),
-        "{}",
-        show(&text)
-    );
+    let text = env.run_exits(&config, &["plan"], 3).await;
+    assert_stdout_has(&text, "BLOCKED [own-ip] deactivate 192.0.2.1");
     assert_eq!(env.active(ci), vec!["192.0.2.1".to_owned()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_json_is_one_document_with_the_documented_fields() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("192.0.2.1", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let out = env.run(&config, &["plan", "--output", "json"]).await;
-    assert_eq!(out.code, 2, "{}", show(&out));
+    let (env, ci, config) = Env::replacing_one().await;
+    let out = env
+        .run_exits(&config, &["plan", "--output", "json"], 2)
+        .await;
     let doc = out.json();
     assert_eq!(doc["format_version"], 1);
     assert_eq!(doc["outcome"], "changes_pending");
@@ -662,10 +687,9 @@ async fn plan_json_is_one_document_with_the_documented_fields() {
 async fn plan_reports_an_unknown_credential_as_an_error() {
     let env = Env::start().await;
     let config = env.config("sync", 10, 999_999, &["203.0.113.10"]);
-    let out = env.run(&config, &["plan"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&config, &["plan"], 1).await;
     assert_stderr_has(&out, "999999");
-    assert!(out.stdout.is_empty(), "{}", show(&out));
+    assert_stdout_empty(&out);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -673,27 +697,15 @@ async fn plan_reports_an_unknown_credential_as_an_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_converges_and_exits_0_then_plan_exits_0() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[
-        ("192.0.2.1", IpStatus::Active),
-        ("203.0.113.11", IpStatus::Inactive),
-    ]);
-    let config = env.config("sync", 10, ci, &["203.0.113.11", "203.0.113.12"]);
-    let out = env.run(&config, &["apply"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    let (env, ci, config) = Env::with_ci(&ONE_OF_EACH_ENTRIES, &ONE_OF_EACH_WANTED).await;
+    let out = env.run_exits(&config, &["apply"], 0).await;
     assert_stdout_has(&out, "Apply: 3 applied, 0 failed");
     assert_eq!(env.active(ci), vec!["203.0.113.11", "203.0.113.12"]);
 
     env.sim.clear_request_log();
-    let again = env.run(&config, &["apply"]).await;
-    assert_eq!(again.code, 0, "{}", show(&again));
-    assert!(
-        env.allowlist_writes().is_empty(),
-        "{:?}",
-        env.allowlist_writes()
-    );
-    let plan = env.run(&config, &["plan"]).await;
-    assert_eq!(plan.code, 0, "{}", show(&plan));
+    env.run_exits(&config, &["apply"], 0).await;
+    env.assert_no_allowlist_write();
+    env.run_exits(&config, &["plan"], 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -701,14 +713,9 @@ async fn apply_exits_3_when_blocked_and_writes_nothing() {
     let env = Env::start().await;
     let ci = env.credential_with(&[]);
     let config = env.config("sync", 1, ci, &["203.0.113.10", "203.0.113.11"]);
-    let out = env.run(&config, &["apply"]).await;
-    assert_eq!(out.code, 3, "{}", show(&out));
+    let out = env.run_exits(&config, &["apply"], 3).await;
     assert_stdout_has(&out, "BLOCKED [max-changes]");
-    assert!(
-        env.allowlist_writes().is_empty(),
-        "{:?}",
-        env.allowlist_writes()
-    );
+    env.assert_no_allowlist_write();
     assert!(env.active(ci).is_empty());
 }
 
@@ -723,18 +730,16 @@ async fn apply_exit_code_prefers_error_over_blocked() {
     assert_eq!(first.code, 3, "own-ip blocks: {}", show(&first));
     env.sim
         .inject(Fault::once(FaultKind::Status(400)).on(Method::POST, "/ip"));
-    let out = env.run(&config, &["apply"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    env.run_exits(&config, &["apply"], 1).await;
     assert_eq!(env.active(own), vec![DEFAULT_CALLER_IP.to_string()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_json_is_one_document_with_plan_and_results() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let out = env.run(&config, &["apply", "--output", "json"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    let (env, ci, config) = Env::wanting_one().await;
+    let out = env
+        .run_exits(&config, &["apply", "--output", "json"], 0)
+        .await;
     let doc = out.json();
     assert_eq!(doc["exit_code"], 0, "the apply's own exit code: {doc}");
     assert_eq!(doc["plan"]["exit_code"], 2, "what plan said before: {doc}");
@@ -751,9 +756,7 @@ async fn apply_json_is_one_document_with_plan_and_results() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_key_can_come_from_bunq_api_key() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let (env, _, config) = Env::in_sync().await;
     std::fs::remove_file(env.key_file()).unwrap();
     let key = env.key.api_key.expose().to_owned();
     let out = env
@@ -774,8 +777,7 @@ async fn export_prints_a_config_that_validates_and_plans_nothing() {
     ]);
     let unused = env.credential_with(&[("198.51.100.30", IpStatus::Inactive)]);
     let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let out = env.run(&config, &["export"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    let out = env.run_exits(&config, &["export"], 0).await;
     assert_stdout_has(&out, "policy: additive");
     assert_stdout_has(&out, "- 203.0.113.10");
     assert_stdout_has(&out, &format!("id: {ci}"));
@@ -785,8 +787,7 @@ async fn export_prints_a_config_that_validates_and_plans_nothing() {
     assert_stdout_has(&out, &own);
 
     let exported = env.write("exported.yaml", &out.stdout);
-    let valid = env.run(&exported, &["validate"]).await;
-    assert_eq!(valid.code, 0, "{}", show(&valid));
+    env.run_exits(&exported, &["validate"], 0).await;
     env.sim.clear_request_log();
     let plan = env.run(&exported, &["plan"]).await;
     assert_eq!(
@@ -801,27 +802,21 @@ async fn export_prints_a_config_that_validates_and_plans_nothing() {
         "sync.yaml",
         &out.stdout.replace("policy: additive", "policy: sync"),
     );
-    let plan = env.run(&sync, &["plan"]).await;
-    assert_eq!(plan.code, 0, "{}", show(&plan));
+    env.run_exits(&sync, &["plan"], 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_the_context_without_secrets() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let before = env.run(&config, &["status"]).await;
-    assert_eq!(before.code, 0, "{}", show(&before));
-    assert!(before.stdout.contains("none yet"), "{}", show(&before));
+    let (env, _, config) = Env::wanting_one().await;
+    let before = env.run_exits(&config, &["status"], 0).await;
+    assert_stdout_has(&before, "none yet");
     assert!(
         !env.state_dir().exists(),
         "status created the state directory"
     );
 
-    let plan = env.run(&config, &["plan"]).await;
-    assert_eq!(plan.code, 2, "{}", show(&plan));
-    let out = env.run(&config, &["status"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    env.run_exits(&config, &["plan"], 2).await;
+    let out = env.run_exits(&config, &["status"], 0).await;
     assert_stdout_has(&out, "matches the configured API key");
     assert!(
         out.stdout.contains("ipsync-cli-test"),
@@ -883,9 +878,7 @@ fn usage_errors_exit_1_not_2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_go_to_stderr_and_data_to_stdout() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let (env, _, config) = Env::wanting_one().await;
     let out = env
         .run(
             &config,
@@ -922,7 +915,7 @@ async fn the_config_path_comes_from_the_flag_else_bunq_ipsync_config() {
 
     let from_env = run_binary(&["validate"], &[("BUNQ_IPSYNC_CONFIG", &good_text)]);
     assert_eq!(from_env.code, 0, "{}", show(&from_env));
-    assert!(from_env.stdout.contains(&good_text), "{}", show(&from_env));
+    assert_stdout_has(&from_env, &good_text);
 
     let flag_wins = run_binary(
         &["validate", "--config", &good_text],
@@ -934,11 +927,7 @@ async fn the_config_path_comes_from_the_flag_else_bunq_ipsync_config() {
     env.assert_no_secret(&flag_wins);
     let env_missing = run_binary(&["validate"], &[("BUNQ_IPSYNC_CONFIG", &missing_text)]);
     assert_eq!(env_missing.code, 1, "{}", show(&env_missing));
-    assert!(
-        env_missing.stderr.contains("missing.yaml"),
-        "{}",
-        show(&env_missing)
-    );
+    assert_stderr_has(&env_missing, "missing.yaml");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -949,8 +938,7 @@ async fn validate_rejects_empty_ips_unless_allow_empty() {
         "empty.yaml",
         &env.config_text("sync", 10, &format!("  - id: {ci}\n    ips: []\n")),
     );
-    let out = env.run(&empty, &["validate"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&empty, &["validate"], 1).await;
     let line = config_issue_line(&out, &empty, "credentials[0].ips");
     assert!(line.contains("allow_empty: true"), "{line}");
 
@@ -962,8 +950,7 @@ async fn validate_rejects_empty_ips_unless_allow_empty() {
             &format!("  - id: {ci}\n    ips: []\n    allow_empty: true\n"),
         ),
     );
-    let out = env.run(&allowed, &["validate"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    env.run_exits(&allowed, &["validate"], 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -983,13 +970,10 @@ async fn sandbox_user_prints_only_the_new_key_on_stdout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_prints_what_it_did_even_when_the_run_record_cannot_be_saved() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let (env, ci, config) = Env::wanting_one().await;
     // A directory where the record file belongs: the save fails after bunq was written.
     std::fs::create_dir_all(env.state_dir().join("last-run.json")).unwrap();
-    let out = env.run(&config, &["apply"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&config, &["apply"], 1).await;
     assert_stderr_has(&out, "last-run.json");
     assert_eq!(env.active(ci), vec!["203.0.113.10"]);
     assert!(
@@ -1001,16 +985,12 @@ async fn apply_prints_what_it_did_even_when_the_run_record_cannot_be_saved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_reuse_the_saved_session_and_reopen_one_bunq_ended() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let first = env.run(&config, &["plan"]).await;
-    assert_eq!(first.code, 0, "{}", show(&first));
+    let (env, _, config) = Env::in_sync().await;
+    env.run_exits(&config, &["plan"], 0).await;
     assert_eq!(env.sim.sessions_created(), 1);
 
     env.sim.clear_request_log();
-    let reused = env.run(&config, &["plan"]).await;
-    assert_eq!(reused.code, 0, "{}", show(&reused));
+    env.run_exits(&config, &["plan"], 0).await;
     assert_eq!(
         env.sim.sessions_created(),
         1,
@@ -1026,30 +1006,23 @@ async fn commands_reuse_the_saved_session_and_reopen_one_bunq_ended() {
     );
 
     env.sim.expire_all_sessions();
-    let reopened = env.run(&config, &["plan"]).await;
-    assert_eq!(reopened.code, 0, "{}", show(&reopened));
+    env.run_exits(&config, &["plan"], 0).await;
     assert_eq!(env.sim.sessions_created(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_reports_drift_since_the_last_apply_and_apply_repairs_it() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let applied = env.run(&config, &["apply"]).await;
-    assert_eq!(applied.code, 0, "{}", show(&applied));
+    let (env, ci, config) = Env::wanting_one().await;
+    env.run_exits(&config, &["apply"], 0).await;
     let entry = env.sim.entries(ci).unwrap()[0].id;
     env.sim
         .set_entry_status(ci, entry, IpStatus::Inactive)
         .unwrap();
 
-    let plan = env.run(&config, &["plan"]).await;
-    assert_eq!(plan.code, 2, "{}", show(&plan));
-    assert!(
-        plan.stdout
-            .contains("DRIFT 203.0.113.10: ACTIVE → INACTIVE since the last run"),
-        "{}",
-        show(&plan)
+    let plan = env.run_exits(&config, &["plan"], 2).await;
+    assert_stdout_has(
+        &plan,
+        "DRIFT 203.0.113.10: ACTIVE → INACTIVE since the last run",
     );
     assert!(
         plan.stderr.contains("drift"),
@@ -1061,12 +1034,10 @@ async fn plan_reports_drift_since_the_last_apply_and_apply_repairs_it() {
     assert_eq!(json["credentials"][0]["drift"][0]["before"], "ACTIVE");
     assert_eq!(json["credentials"][0]["drift"][0]["now"], "INACTIVE");
 
-    let repaired = env.run(&config, &["apply"]).await;
-    assert_eq!(repaired.code, 0, "{}", show(&repaired));
+    env.run_exits(&config, &["apply"], 0).await;
     assert_eq!(env.active(ci), vec!["203.0.113.10"]);
-    let after = env.run(&config, &["plan"]).await;
-    assert_eq!(after.code, 0, "{}", show(&after));
-    assert!(!after.stdout.contains("DRIFT"), "{}", show(&after));
+    let after = env.run_exits(&config, &["plan"], 0).await;
+    assert_stdout_lacks(&after, "DRIFT");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1077,22 +1048,16 @@ async fn export_credential_limits_the_output_and_an_unknown_id_exits_1() {
     let config = env.config("sync", 10, ci, &["203.0.113.10"]);
     let ci_text = ci.to_string();
     let out = env
-        .run(&config, &["export", "--credential", &ci_text])
+        .run_exits(&config, &["export", "--credential", &ci_text], 0)
         .await;
-    assert_eq!(out.code, 0, "{}", show(&out));
     assert_stdout_has(&out, &format!("id: {ci}"));
-    assert!(
-        !out.stdout.contains(&format!("id: {other}")),
-        "{}",
-        show(&out)
-    );
-    assert!(!out.stdout.contains("198.51.100.30"), "{}", show(&out));
+    assert_stdout_lacks(&out, &format!("id: {other}"));
+    assert_stdout_lacks(&out, "198.51.100.30");
 
     let out = env
-        .run(&config, &["export", "--credential", "999999"])
+        .run_exits(&config, &["export", "--credential", "999999"], 1)
         .await;
-    assert_eq!(out.code, 1, "{}", show(&out));
-    assert!(out.stdout.is_empty(), "{}", show(&out));
+    assert_stdout_empty(&out);
     assert_stderr_has(&out, "999999");
 }
 
@@ -1111,28 +1076,34 @@ fn sdk_conf(api_key: &str) -> String {
     .to_string()
 }
 
+impl Env {
+    /// `bunq.conf` as the official SDK saves it for this API key (its path, as text), and
+    /// `sandbox.yaml`: `config` without its `base_url`, so it points at the public sandbox the
+    /// file was saved for.
+    fn sdk_files(&self, config: &Path) -> (String, PathBuf) {
+        let conf = self.write("bunq.conf", &sdk_conf(self.key.api_key.expose()));
+        let text = std::fs::read_to_string(config).unwrap();
+        let base_url = format!("  base_url: {}\n", self.sim.base_url());
+        assert!(text.contains(&base_url));
+        let sandbox = self.write("sandbox.yaml", &text.replace(&base_url, ""));
+        (conf.display().to_string(), sandbox)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_sdk_context_adopts_a_matching_file_once_and_never_prints_its_secrets() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let conf = env.write("bunq.conf", &sdk_conf(env.key.api_key.expose()));
-    let conf_text = conf.display().to_string();
+    let (env, _, simulator) = Env::wanting_one().await;
+    let (conf_text, sandbox) = env.sdk_files(&simulator);
 
     // Saved for the public sandbox: a config pointing elsewhere refuses it.
-    let simulator = env.config("sync", 10, ci, &["203.0.113.10"]);
     let out = env
-        .run(&simulator, &["import-sdk-context", &conf_text])
+        .run_exits(&simulator, &["import-sdk-context", &conf_text], 1)
         .await;
-    assert_eq!(out.code, 1, "{}", show(&out));
     assert_stderr_has(&out, "was saved for");
     assert!(!env.state_dir().exists(), "nothing written on refusal");
 
-    let text = std::fs::read_to_string(&simulator).unwrap();
-    let base_url = format!("  base_url: {}\n", env.sim.base_url());
-    assert!(text.contains(&base_url));
-    let sandbox = env.write("sandbox.yaml", &text.replace(&base_url, ""));
-    let out = env.run(&sandbox, &["import-sdk-context", &conf_text]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
+    env.run_exits(&sandbox, &["import-sdk-context", &conf_text], 0)
+        .await;
     assert!(env.state_dir().join("bunq-context.json").exists());
     // Env::run checked the imported private key and token against every output from here on.
     assert_eq!(
@@ -1140,13 +1111,8 @@ async fn import_sdk_context_adopts_a_matching_file_once_and_never_prints_its_sec
         3,
         "API key, private key, installation token"
     );
-    let status = env.run(&sandbox, &["status"]).await;
-    assert_eq!(status.code, 0, "{}", show(&status));
-    assert!(
-        status.stdout.contains("installation:    registered"),
-        "{}",
-        show(&status)
-    );
+    let status = env.run_exits(&sandbox, &["status"], 0).await;
+    assert_stdout_has(&status, "installation:    registered");
 
     let again = env.run(&sandbox, &["import-sdk-context", &conf_text]).await;
     assert_eq!(
@@ -1155,11 +1121,9 @@ async fn import_sdk_context_adopts_a_matching_file_once_and_never_prints_its_sec
         "an existing context is not replaced: {}",
         show(&again)
     );
-    assert!(again.stderr.contains("--force"), "{}", show(&again));
-    let forced = env
-        .run(&sandbox, &["import-sdk-context", "--force", &conf_text])
+    assert_stderr_has(&again, "--force");
+    env.run_exits(&sandbox, &["import-sdk-context", "--force", &conf_text], 0)
         .await;
-    assert_eq!(forced.code, 0, "{}", show(&forced));
 
     let other_key = env.write(
         "other.conf",
@@ -1188,37 +1152,43 @@ async fn import_sdk_context_adopts_a_matching_file_once_and_never_prints_its_sec
 /// The message a read-only command gives when the daemon's saved session does not work.
 const DAEMON_HOLDS: &str = "the daemon holds state directory";
 
+/// How a command names the holder of the state-directory lock this test process took.
+fn holder() -> String {
+    format!("pid {}", std::process::id())
+}
+
+impl Env {
+    /// [`Env::run_exits`] with exit 1 and [`DAEMON_HOLDS`] on stderr: a reader that cannot use
+    /// the daemon's saved session while the daemon holds the state directory.
+    async fn run_refused_while_held(&self, config: &Path, args: &[&str]) -> Output {
+        let out = self.run_exits(config, args, 1).await;
+        assert_stderr_has(&out, DAEMON_HOLDS);
+        out
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_refuses_when_the_daemon_holds_the_state_dir() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("192.0.2.1", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let plan = env.run(&config, &["plan"]).await;
-    assert_eq!(plan.code, 2, "{}", show(&plan));
+    let (env, ci, config) = Env::replacing_one().await;
+    env.run_exits(&config, &["plan"], 2).await;
 
-    let _daemon = env.hold_state_dir();
-    let before = env.state_files();
+    let held = env.hold_as_daemon();
     env.sim.clear_request_log();
-    let out = env.run(&config, &["apply"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let out = env.run_exits(&config, &["apply"], 1).await;
     let state_dir = env.state_dir().display().to_string();
     assert_stderr_has(&out, &state_dir);
-    let holder = format!("pid {}", std::process::id());
-    assert_stderr_has(&out, &holder);
-    assert!(out.stdout.is_empty(), "{}", show(&out));
-    assert_eq!(env.sim.request_log(), vec![], "no request to bunq");
+    assert_stderr_has(&out, &holder());
+    assert_stdout_empty(&out);
+    env.assert_no_request();
     assert_eq!(env.active(ci), vec!["192.0.2.1"]);
-    assert_eq!(env.state_files(), before);
+    env.assert_files_untouched(&held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_and_export_while_the_state_dir_is_held_use_the_saved_session_as_is_and_change_no_file()
  {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let applied = env.run(&config, &["apply"]).await;
-    assert_eq!(applied.code, 0, "{}", show(&applied));
+    let (env, ci, config) = Env::wanting_one().await;
+    env.run_exits(&config, &["apply"], 0).await;
     assert!(env.state_dir().join("last-run.json").exists());
     // Drift since the last run: a writer would report it and save a new record; a reader must
     // report it and save nothing.
@@ -1228,26 +1198,16 @@ async fn plan_and_export_while_the_state_dir_is_held_use_the_saved_session_as_is
         .unwrap();
     // Due for renewal (less than renew_before left) but still valid: a writer would renew it.
     env.set_saved_session_expiry(Utc::now() + chrono::Duration::minutes(5));
-    let sessions = env.sim.sessions_created();
 
-    let _daemon = env.hold_state_dir();
-    let before = env.state_files();
+    let held = env.hold_as_daemon();
     env.sim.clear_request_log();
-    let plan = env.run(&config, &["plan"]).await;
-    assert_eq!(plan.code, 2, "{}", show(&plan));
-    assert!(
-        plan.stdout
-            .contains("DRIFT 203.0.113.10: ACTIVE → INACTIVE since the last run"),
-        "{}",
-        show(&plan)
+    let plan = env.run_exits(&config, &["plan"], 2).await;
+    assert_stdout_has(
+        &plan,
+        "DRIFT 203.0.113.10: ACTIVE → INACTIVE since the last run",
     );
-    let export = env.run(&config, &["export"]).await;
-    assert_eq!(export.code, 0, "{}", show(&export));
-    assert!(
-        export.stdout.contains(&format!("id: {ci}")),
-        "{}",
-        show(&export)
-    );
+    let export = env.run_exits(&config, &["export"], 0).await;
+    assert_stdout_has(&export, &format!("id: {ci}"));
 
     let log = env.sim.request_log();
     assert!(!log.is_empty(), "the reads went to bunq");
@@ -1255,110 +1215,77 @@ async fn plan_and_export_while_the_state_dir_is_held_use_the_saved_session_as_is
         log.iter().all(|request| request.method == Method::GET),
         "reads only: {log:?}"
     );
-    assert_eq!(env.registration_calls(), vec![]);
-    assert_eq!(env.sim.sessions_created(), sessions, "no session opened");
-    assert_eq!(env.state_files(), before, "every file byte-identical");
+    env.assert_registered_nothing(&held);
+    env.assert_files_untouched(&held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_and_export_while_the_state_dir_is_held_exit_1_naming_the_daemon_when_bunq_rejects_the_saved_session()
  {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let plan = env.run(&config, &["plan"]).await;
-    assert_eq!(plan.code, 0, "{}", show(&plan));
+    let (env, _, config) = Env::in_sync().await;
+    env.run_exits(&config, &["plan"], 0).await;
     env.sim.expire_all_sessions();
-    let sessions = env.sim.sessions_created();
 
-    let _daemon = env.hold_state_dir();
-    let before = env.state_files();
+    let held = env.hold_as_daemon();
     env.sim.clear_request_log();
     let state_dir = env.state_dir().display().to_string();
     for command in ["plan", "export"] {
-        let out = env.run(&config, &[command]).await;
-        assert_eq!(out.code, 1, "{command}: {}", show(&out));
-        assert!(
-            out.stderr.contains(DAEMON_HOLDS),
-            "{command}: {}",
-            show(&out)
-        );
+        let out = env.run_refused_while_held(&config, &[command]).await;
         assert!(out.stderr.contains(&state_dir), "{command}: {}", show(&out));
         assert!(out.stdout.is_empty(), "{command}: {}", show(&out));
     }
-    assert_eq!(env.registration_calls(), vec![]);
-    assert_eq!(env.sim.sessions_created(), sessions, "no session opened");
-    assert_eq!(env.state_files(), before, "every file byte-identical");
+    env.assert_registered_nothing(&held);
+    env.assert_files_untouched(&held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_while_the_state_dir_is_held_exits_1_without_a_request_when_no_usable_session_is_saved()
  {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let (env, _, config) = Env::in_sync().await;
 
     // Nothing saved yet: a reader must not register.
-    let daemon = env.hold_state_dir();
-    let before = env.state_files();
-    let out = env.run(&config, &["plan"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
-    assert_stderr_has(&out, DAEMON_HOLDS);
-    assert_eq!(env.sim.request_log(), vec![], "no request to bunq");
-    assert_eq!(env.state_files(), before);
-    drop(daemon);
+    let held = env.hold_as_daemon();
+    env.run_refused_while_held(&config, &["plan"]).await;
+    env.assert_no_request();
+    env.assert_files_untouched(&held);
+    drop(held);
 
     // A saved session that has expired: a reader must not renew it.
-    let plan = env.run(&config, &["plan"]).await;
-    assert_eq!(plan.code, 0, "{}", show(&plan));
+    env.run_exits(&config, &["plan"], 0).await;
     env.set_saved_session_expiry(Utc::now() - chrono::Duration::minutes(1));
-    let _daemon = env.hold_state_dir();
-    let before = env.state_files();
+    let held = env.hold_as_daemon();
     env.sim.clear_request_log();
-    let out = env.run(&config, &["plan"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
-    assert_stderr_has(&out, DAEMON_HOLDS);
+    let out = env.run_refused_while_held(&config, &["plan"]).await;
     assert_stderr_has(&out, "expired");
-    assert_eq!(env.sim.request_log(), vec![], "no request to bunq");
-    assert_eq!(env.state_files(), before);
+    env.assert_no_request();
+    env.assert_files_untouched(&held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_while_the_state_dir_is_held_names_the_holder_and_exits_1_when_the_saved_session_expired()
  {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let plan = env.run(&config, &["plan"]).await;
-    assert_eq!(plan.code, 2, "{}", show(&plan));
+    let (env, _, config) = Env::wanting_one().await;
+    env.run_exits(&config, &["plan"], 2).await;
     env.sim.clear_request_log();
 
-    let daemon = env.hold_state_dir();
-    let before = env.state_files();
-    let out = env.run(&config, &["status"]).await;
-    assert_eq!(out.code, 0, "{}", show(&out));
-    let holder = format!("pid {}", std::process::id());
-    assert_stdout_has(&out, &holder);
+    let held = env.hold_as_daemon();
+    let out = env.run_exits(&config, &["status"], 0).await;
+    assert_stdout_has(&out, &holder());
     assert_stdout_has(&out, "valid for");
-    assert_eq!(env.state_files(), before);
-    drop(daemon);
+    env.assert_files_untouched(&held);
+    drop(held);
 
     env.set_saved_session_expiry(Utc::now() - chrono::Duration::minutes(1));
-    let _daemon = env.hold_state_dir();
-    let before = env.state_files();
-    let out = env.run(&config, &["status"]).await;
-    assert_eq!(out.code, 1, "{}", show(&out));
+    let held = env.hold_as_daemon();
+    let out = env.run_refused_while_held(&config, &["status"]).await;
     assert_stdout_has(&out, "expired");
-    assert_stderr_has(&out, DAEMON_HOLDS);
-    assert_eq!(env.state_files(), before);
-    assert_eq!(env.sim.request_log(), vec![], "status sends nothing");
+    env.assert_files_untouched(&held);
+    env.assert_no_request();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_export_and_status_take_the_state_dir_lock_when_it_is_free() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[("203.0.113.10", IpStatus::Active)]);
-    let config = env.config("sync", 10, ci, &["203.0.113.10"]);
+    let (env, _, config) = Env::in_sync().await;
     let lock_file = env.state_dir().join("bunq-ipsync.lock");
     for command in ["plan", "export", "status"] {
         if lock_file.exists() {
@@ -1374,25 +1301,13 @@ async fn plan_export_and_status_take_the_state_dir_lock_when_it_is_free() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_sdk_context_refuses_when_the_daemon_holds_the_state_dir() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let conf = env.write("bunq.conf", &sdk_conf(env.key.api_key.expose()));
-    let conf_text = conf.display().to_string();
-    let text = std::fs::read_to_string(env.config("sync", 10, ci, &["203.0.113.10"])).unwrap();
-    let base_url = format!("  base_url: {}\n", env.sim.base_url());
-    let sandbox = env.write("sandbox.yaml", &text.replace(&base_url, ""));
+    let (env, _, simulator) = Env::wanting_one().await;
+    let (conf_text, sandbox) = env.sdk_files(&simulator);
 
-    let _daemon = env.hold_state_dir();
-    let before = env.state_files();
+    let held = env.hold_as_daemon();
     let out = env
-        .run(&sandbox, &["import-sdk-context", "--force", &conf_text])
+        .run_exits(&sandbox, &["import-sdk-context", "--force", &conf_text], 1)
         .await;
-    assert_eq!(out.code, 1, "{}", show(&out));
-    let holder = format!("pid {}", std::process::id());
-    assert_stderr_has(&out, &holder);
-    assert_eq!(
-        env.state_files(),
-        before,
-        "the daemon's context is untouched"
-    );
+    assert_stderr_has(&out, &holder());
+    env.assert_files_untouched(&held);
 }

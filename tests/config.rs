@@ -64,12 +64,6 @@ fn assert_starts_with(text: &str, prefix: &str) {
     assert!(text.starts_with(prefix), "{text}");
 }
 
-/// Fails showing `text` unless it ends with `suffix`.
-#[track_caller]
-fn assert_ends_with(text: &str, suffix: &str) {
-    assert!(text.ends_with(suffix), "{text}");
-}
-
 /// Fails showing `text` unless it contains `part`.
 #[track_caller]
 fn assert_contains(text: &str, part: &str) {
@@ -165,73 +159,389 @@ credentials:
 ";
     let lines = errors(text);
     assert_eq!(lines.len(), 4, "{lines:#?}");
-    assert!(
-        lines[0].starts_with("config.yaml:2:16: bunq.environment: \"staging\""),
-        "{}",
-        lines[0]
-    );
-    assert!(
-        lines[1].starts_with("config.yaml:5:16: sync.max_changes: 0 would block"),
-        "{}",
-        lines[1]
-    );
-    assert!(
-        lines[2].starts_with("config.yaml:8:11: credentials[0].ips[0]:"),
-        "{}",
-        lines[2]
-    );
-    assert!(
-        lines[3].starts_with("config.yaml:8:24: credentials[0].ips[1]:"),
-        "{}",
-        lines[3]
-    );
-}
-
-#[test]
-fn unknown_key_is_refused_with_its_location() {
-    let text = MINIMAL.replace("  policy: sync\n", "  policy: sync\n  max_change: 3\n");
-    let error = single_error(&text);
-    assert_starts_with(&error, "config.yaml:5:3: sync: unknown field `max_change`");
-}
-
-#[test]
-fn unknown_key_in_a_credential_is_refused() {
-    let text = format!("{MINIMAL}    protect: [192.0.2.1]\n");
-    let error = single_error(&text);
+    assert_starts_with(&lines[0], "config.yaml:2:16: bunq.environment: \"staging\"");
     assert_starts_with(
-        &error,
-        "config.yaml:9:5: credentials[0]: unknown field `protect`",
+        &lines[1],
+        "config.yaml:5:16: sync.max_changes: 0 would block",
     );
+    assert_starts_with(&lines[2], "config.yaml:8:11: credentials[0].ips[0]:");
+    assert_starts_with(&lines[3], "config.yaml:8:24: credentials[0].ips[1]:");
 }
 
-#[test]
-fn missing_policy_is_required_and_the_message_says_why() {
-    let text = MINIMAL.replace("  policy: sync\n", "  interval: 5m\n");
-    let error = single_error(&text);
-    assert_starts_with(
-        &error,
-        "config.yaml:4:3: sync.policy: is required and has no default",
-    );
-    assert!(
-        error.contains("sync") && error.contains("additive"),
-        "{error}"
-    );
+/// `MINIMAL` with `lines` (indented `key: value` lines) added to `sync:` after the policy.
+fn with_sync(lines: &str) -> String {
+    MINIMAL.replace("  policy: sync\n", &format!("  policy: sync\n{lines}"))
 }
 
-#[test]
-fn missing_sync_section_reports_the_policy_as_required() {
-    let text = MINIMAL.replace("sync:\n  policy: sync\n", "");
-    let error = single_error(&text);
-    assert_contains(&error, "sync.policy: is required");
+/// `MINIMAL` with `lines` (indented `key: value` lines) added to `bunq:` after the environment.
+fn with_bunq(lines: &str) -> String {
+    MINIMAL.replace(
+        "  environment: sandbox\n",
+        &format!("  environment: sandbox\n{lines}"),
+    )
 }
 
+/// `MINIMAL` with the credential's one `ips` item replaced by `item`.
+fn with_ip(item: &str) -> String {
+    MINIMAL.replace("203.0.113.10", item)
+}
+
+/// `MINIMAL` with the credential's `ips:` block replaced by `lines`.
+fn without_ips(lines: &str) -> String {
+    MINIMAL.replace("    ips:\n      - 203.0.113.10\n", lines)
+}
+
+/// What the one error line of a refused config says.
+#[derive(Clone, Copy, Debug)]
+enum Says {
+    /// The whole line.
+    Exactly(&'static str),
+    /// Its start (the file, line, column and field).
+    StartsWith(&'static str),
+    /// Its end.
+    EndsWith(&'static str),
+    /// Somewhere in it.
+    Contains(&'static str),
+}
+
+impl Says {
+    fn holds_for(self, line: &str) -> bool {
+        match self {
+            Says::Exactly(text) => line == text,
+            Says::StartsWith(text) => line.starts_with(text),
+            Says::EndsWith(text) => line.ends_with(text),
+            Says::Contains(text) => line.contains(text),
+        }
+    }
+}
+
+/// A config with exactly one problem: the case's name, its text, and what its one error line
+/// says.
+struct Refusal {
+    name: &'static str,
+    text: String,
+    says: &'static [Says],
+}
+
+fn refusal(name: &'static str, text: impl Into<String>, says: &'static [Says]) -> Refusal {
+    Refusal {
+        name,
+        text: text.into(),
+        says,
+    }
+}
+
+/// One-problem configs: The `sync:` section: its keys, the policy and `max_changes`.
+fn sync_refusals() -> Vec<Refusal> {
+    use Says::{Contains, EndsWith, StartsWith};
+    vec![
+        refusal(
+            "unknown_key_is_refused_with_its_location",
+            with_sync("  max_change: 3\n"),
+            &[StartsWith(
+                "config.yaml:5:3: sync: unknown field `max_change`",
+            )],
+        ),
+        refusal(
+            "missing_policy_is_required_and_the_message_says_why",
+            MINIMAL.replace("  policy: sync\n", "  interval: 5m\n"),
+            &[
+                StartsWith("config.yaml:4:3: sync.policy: is required and has no default"),
+                Contains("sync"),
+                Contains("additive"),
+            ],
+        ),
+        refusal(
+            "missing_sync_section_reports_the_policy_as_required",
+            MINIMAL.replace("sync:\n  policy: sync\n", ""),
+            &[Contains("sync.policy: is required")],
+        ),
+        refusal(
+            "unknown_policy_is_refused",
+            MINIMAL.replace("policy: sync", "policy: mirror"),
+            &[EndsWith(
+                r#"sync.policy: "mirror" is not a policy; use sync or additive"#,
+            )],
+        ),
+        refusal(
+            "duplicate_yaml_key_is_refused",
+            with_sync("  policy: additive\n"),
+            &[Contains("duplicate")],
+        ),
+        refusal(
+            "max_changes_zero_is_refused",
+            with_sync("  max_changes: 0\n"),
+            &[Contains("sync.max_changes: 0 would block every run")],
+        ),
+        refusal(
+            "negative_max_changes_is_refused",
+            with_sync("  max_changes: -1\n"),
+            &[Contains(
+                r#"sync.max_changes: "-1" is not a positive whole number"#,
+            )],
+        ),
+    ]
+}
+
+/// One-problem configs: `sync.interval`, `sync.jitter` and `sync.schedule`.
+fn timing_refusals() -> Vec<Refusal> {
+    use Says::{Contains, EndsWith, StartsWith};
+    vec![
+        refusal(
+            "bad_duration_is_refused_with_an_example",
+            with_sync("  interval: five minutes\n"),
+            &[
+                StartsWith(r#"config.yaml:5:13: sync.interval: "five minutes" is not a duration"#),
+                EndsWith("write e.g. 30s, 5m or 1h"),
+            ],
+        ),
+        refusal(
+            "interval_below_the_minimum_is_refused",
+            with_sync("  interval: 1s\n"),
+            &[Contains("shorter than the minimum of 10s")],
+        ),
+        refusal(
+            "jitter_not_shorter_than_interval_is_refused",
+            with_sync("  interval: 1m\n  jitter: 1m\n"),
+            &[Contains(
+                "sync.jitter: 1m is not shorter than sync.interval (1m)",
+            )],
+        ),
+        refusal(
+            "cron_schedule_with_five_fields_is_refused",
+            with_sync("  schedule: \"*/10 * * * *\"\n"),
+            &[Contains("has 5 fields; write sec min hour")],
+        ),
+        refusal(
+            "cron_schedule_with_a_bad_field_is_refused",
+            with_sync("  schedule: \"0 */10 * * * Funday\"\n"),
+            &[Contains("is not a valid cron expression")],
+        ),
+        refusal(
+            "schedule_and_interval_together_are_refused",
+            with_sync("  interval: 5m\n  schedule: \"0 */10 * * * *\"\n"),
+            &[Contains(
+                "set either sync.interval or sync.schedule, not both",
+            )],
+        ),
+    ]
+}
+
+/// One-problem configs: The items of a credential's `ips`.
+fn ip_refusals() -> Vec<Refusal> {
+    use Says::{Contains, EndsWith, Exactly};
+    vec![
+        refusal(
+            "text_that_is_not_an_ip_is_refused",
+            with_ip("gateway.example"),
+            &[Exactly(
+                r#"config.yaml:8:9: credentials[0].ips[0]: "gateway.example" is not an IPv4 address or CIDR"#,
+            )],
+        ),
+        refusal(
+            "ipv6_cidr_is_refused_as_ipv6",
+            with_ip("2001:db8::/126"),
+            &[EndsWith("is IPv6; bunq accepts IPv4 only")],
+        ),
+        refusal(
+            "wildcard_is_refused_with_a_reason",
+            with_ip("'*'"),
+            &[Contains("cannot be managed through the API")],
+        ),
+        refusal(
+            "cidr_larger_than_the_cap_is_refused",
+            with_ip("10.0.0.0/23"),
+            &[EndsWith(
+                "\"10.0.0.0/23\" expands to 512 addresses, more than sync.max_cidr_addresses (256)",
+            )],
+        ),
+        refusal(
+            "cidr_cap_applies_even_when_the_policy_is_missing",
+            with_ip("10.0.0.0/23").replace("  policy: sync\n", "  max_cidr_addresses: 512\n"),
+            &[Contains("sync.policy: is required")],
+        ),
+        refusal(
+            "cidr_with_host_bits_set_is_refused_and_the_network_is_suggested",
+            with_ip("198.51.100.1/30"),
+            &[Contains(
+                "has host bits set; write the network 198.51.100.0/30",
+            )],
+        ),
+        refusal(
+            "the_same_ip_twice_is_refused_naming_the_first",
+            format!("{MINIMAL}      - 203.0.113.10\n"),
+            &[Exactly(
+                r#"config.yaml:9:9: credentials[0].ips[1]: "203.0.113.10" is already listed as [0]"#,
+            )],
+        ),
+        refusal(
+            "an_ip_inside_a_listed_cidr_is_refused_as_overlap",
+            format!("{MINIMAL}      - 203.0.113.8/30\n"),
+            &[EndsWith(
+                r#"credentials[0].ips[1]: "203.0.113.8/30" overlaps [0] ("203.0.113.10"): 203.0.113.10 is listed twice"#,
+            )],
+        ),
+    ]
+}
+
+/// One-problem configs: A credential's other keys: `id`, `protected`, `allow_empty`, the shape of `ips`.
+fn credential_refusals() -> Vec<Refusal> {
+    use Says::{Contains, EndsWith, Exactly, StartsWith};
+    vec![
+        refusal(
+            "unknown_key_in_a_credential_is_refused",
+            format!("{MINIMAL}    protect: [192.0.2.1]\n"),
+            &[StartsWith(
+                "config.yaml:9:5: credentials[0]: unknown field `protect`",
+            )],
+        ),
+        refusal(
+            "duplicate_credential_ids_are_refused",
+            format!("{MINIMAL}  - id: 4242\n    ips: [192.0.2.1]\n"),
+            &[Exactly(
+                "config.yaml:9:9: credentials[1].id: credential 4242 is already listed as credentials[0]; merge the two entries",
+            )],
+        ),
+        refusal(
+            "missing_credential_id_is_refused",
+            MINIMAL.replace("  - id: 4242\n    ips:", "  - ips:"),
+            &[Contains("credentials[0].id: is required")],
+        ),
+        refusal(
+            "protected_entry_that_is_not_an_ip_is_refused",
+            format!("{MINIMAL}    protected: [admin-vpn]\n"),
+            &[Exactly(
+                r#"config.yaml:9:17: credentials[0].protected[0]: "admin-vpn" is not an IPv4 address or CIDR"#,
+            )],
+        ),
+        refusal(
+            "empty_ips_without_allow_empty_is_refused",
+            without_ips("    ips: []\n"),
+            &[
+                StartsWith("config.yaml:7:10: credentials[0].ips: is empty"),
+                Contains("allow_empty: true"),
+            ],
+        ),
+        refusal(
+            "missing_ips_without_allow_empty_is_refused",
+            without_ips("    name: old\n"),
+            &[Contains("credentials[0].ips: is empty")],
+        ),
+        refusal(
+            "allow_empty_must_be_a_boolean",
+            format!("{MINIMAL}    allow_empty: sometimes\n"),
+            &[EndsWith(
+                r#"credentials[0].allow_empty: "sometimes" is not true or false"#,
+            )],
+        ),
+        refusal(
+            "wrong_structure_names_the_field",
+            without_ips("    ips: 203.0.113.10\n"),
+            &[StartsWith(
+                "config.yaml:7:10: credentials[0].ips: invalid type",
+            )],
+        ),
+    ]
+}
+
+/// One-problem configs: The `bunq:`, `http:` and `log:` sections, and the file as a whole.
+fn bunq_and_file_refusals() -> Vec<Refusal> {
+    use Says::{Contains, Exactly, StartsWith};
+    vec![
+        refusal(
+            "unknown_environment_is_refused",
+            MINIMAL.replace("sandbox", "staging"),
+            &[Exactly(
+                r#"config.yaml:2:16: bunq.environment: "staging" is not an environment; use sandbox or production"#,
+            )],
+        ),
+        refusal(
+            "missing_environment_is_refused",
+            MINIMAL.replace("  environment: sandbox\n", "  device_description: x\n"),
+            &[Contains("bunq.environment: is required")],
+        ),
+        refusal(
+            "plain_http_base_url_to_a_remote_host_is_refused_with_the_reason",
+            with_bunq("  base_url: http://api.example.com/v1\n"),
+            &[
+                StartsWith(
+                    r#"config.yaml:3:13: bunq.base_url: "http://api.example.com/v1" refused: plain http"#,
+                ),
+                Contains("unencrypted"),
+            ],
+        ),
+        refusal(
+            "base_url_with_another_scheme_is_refused",
+            with_bunq("  base_url: ftp://127.0.0.1/v1\n"),
+            &[Contains("scheme \"ftp\" is not supported")],
+        ),
+        refusal(
+            "permitted_ips_must_be_ipv4_addresses",
+            with_bunq("  permitted_ips: [192.0.2.1, '::1']\n"),
+            &[Contains(r#"bunq.permitted_ips[1]: "::1" is IPv6"#)],
+        ),
+        refusal(
+            "an_empty_egress_ips_list_is_refused",
+            with_bunq("  egress_ips: []\n"),
+            &[StartsWith("config.yaml:3:15: bunq.egress_ips: is empty")],
+        ),
+        refusal(
+            "api_key_credential_must_be_a_file_name",
+            with_bunq("  api_key_credential: ../key\n"),
+            &[Contains(
+                "bunq.api_key_credential: \"../key\" is not a systemd credential name",
+            )],
+        ),
+        refusal(
+            "bad_listen_address_is_refused",
+            format!("{MINIMAL}http:\n  listen: localhost\n"),
+            &[StartsWith(
+                r#"config.yaml:10:11: http.listen: "localhost" is not a socket address"#,
+            )],
+        ),
+        refusal(
+            "log_directive_with_a_bad_level_is_refused",
+            format!("{MINIMAL}log:\n  level: bunq_ipsync=loud\n"),
+            &[Contains("log.level")],
+        ),
+        refusal(
+            "empty_file_is_refused",
+            "\n# nothing\n",
+            &[Exactly("config.yaml: the config file is empty")],
+        ),
+    ]
+}
+
+/// Every config of these tables has one problem: it yields one error line, and that line says
+/// everything its case lists; a failure names the case.
 #[test]
-fn unknown_policy_is_refused() {
-    let error = single_error(&MINIMAL.replace("policy: sync", "policy: mirror"));
-    assert!(
-        error.ends_with(r#"sync.policy: "mirror" is not a policy; use sync or additive"#),
-        "{error}"
-    );
+fn configs_with_one_problem_are_refused_with_its_location_and_message() {
+    let tables = [
+        sync_refusals(),
+        timing_refusals(),
+        ip_refusals(),
+        credential_refusals(),
+        bunq_and_file_refusals(),
+    ];
+    for case in tables.into_iter().flatten() {
+        let name = case.name;
+        let lines = match parse(&case.text) {
+            Ok(_) => panic!("{name}: expected the config to be refused"),
+            Err(error) => error
+                .to_string()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+        };
+        assert_eq!(lines.len(), 1, "{name}: {lines:#?}");
+        for says in case.says {
+            assert!(
+                says.holds_for(&lines[0]),
+                "{name}: {says:?} in {}",
+                lines[0]
+            );
+        }
+    }
 }
 
 #[test]
@@ -242,75 +552,14 @@ fn per_credential_policy_overrides_the_default() {
 }
 
 #[test]
-fn text_that_is_not_an_ip_is_refused() {
-    let error = single_error(&MINIMAL.replace("203.0.113.10", "gateway.example"));
-    assert_eq!(
-        error,
-        r#"config.yaml:8:9: credentials[0].ips[0]: "gateway.example" is not an IPv4 address or CIDR"#
-    );
-}
-
-#[test]
-fn ipv6_cidr_is_refused_as_ipv6() {
-    let error = single_error(&MINIMAL.replace("203.0.113.10", "2001:db8::/126"));
-    assert!(
-        error.ends_with("is IPv6; bunq accepts IPv4 only"),
-        "{error}"
-    );
-}
-
-#[test]
-fn wildcard_is_refused_with_a_reason() {
-    let error = single_error(&MINIMAL.replace("203.0.113.10", "'*'"));
-    assert_contains(&error, "cannot be managed through the API");
-}
-
-#[test]
-fn cidr_larger_than_the_cap_is_refused() {
-    let error = single_error(&MINIMAL.replace("203.0.113.10", "10.0.0.0/23"));
-    assert_ends_with(
-        &error,
-        "\"10.0.0.0/23\" expands to 512 addresses, more than sync.max_cidr_addresses (256)",
-    );
-}
-
-#[test]
 fn cidr_cap_is_configurable() {
-    let text = MINIMAL.replace("203.0.113.10", "10.0.0.0/23").replace(
-        "  policy: sync\n",
-        "  policy: sync\n  max_cidr_addresses: 512\n",
-    );
+    let text = with_sync("  max_cidr_addresses: 512\n").replace("203.0.113.10", "10.0.0.0/23");
     assert_eq!(valid(&text).credentials[0].ips.len(), 512);
 }
 
 #[test]
-fn cidr_cap_applies_even_when_the_policy_is_missing() {
-    let text = MINIMAL
-        .replace("203.0.113.10", "10.0.0.0/23")
-        .replace("  policy: sync\n", "  max_cidr_addresses: 512\n");
-    let error = single_error(&text);
-    assert_contains(&error, "sync.policy: is required");
-}
-
-#[test]
-fn duplicate_yaml_key_is_refused() {
-    let text = MINIMAL.replace("  policy: sync\n", "  policy: sync\n  policy: additive\n");
-    let error = single_error(&text);
-    assert_contains(&error, "duplicate");
-}
-
-#[test]
-fn cidr_with_host_bits_set_is_refused_and_the_network_is_suggested() {
-    let error = single_error(&MINIMAL.replace("203.0.113.10", "198.51.100.1/30"));
-    assert!(
-        error.contains("has host bits set; write the network 198.51.100.0/30"),
-        "{error}"
-    );
-}
-
-#[test]
 fn slash_32_is_a_single_address() {
-    let config = valid(&MINIMAL.replace("203.0.113.10", "203.0.113.10/32"));
+    let config = valid(&with_ip("203.0.113.10/32"));
     assert_eq!(
         config.credentials[0]
             .ips
@@ -322,54 +571,9 @@ fn slash_32_is_a_single_address() {
 }
 
 #[test]
-fn the_same_ip_twice_is_refused_naming_the_first() {
-    let text = format!("{MINIMAL}      - 203.0.113.10\n");
-    let error = single_error(&text);
-    assert_eq!(
-        error,
-        r#"config.yaml:9:9: credentials[0].ips[1]: "203.0.113.10" is already listed as [0]"#
-    );
-}
-
-#[test]
-fn an_ip_inside_a_listed_cidr_is_refused_as_overlap() {
-    let text = format!("{MINIMAL}      - 203.0.113.8/30\n");
-    let error = single_error(&text);
-    assert_ends_with(
-        &error,
-        r#"credentials[0].ips[1]: "203.0.113.8/30" overlaps [0] ("203.0.113.10"): 203.0.113.10 is listed twice"#,
-    );
-}
-
-#[test]
 fn the_same_ip_on_two_credentials_is_allowed() {
     let text = format!("{MINIMAL}  - id: 4243\n    ips: [203.0.113.10]\n");
     assert_eq!(valid(&text).credentials.len(), 2);
-}
-
-#[test]
-fn duplicate_credential_ids_are_refused() {
-    let text = format!("{MINIMAL}  - id: 4242\n    ips: [192.0.2.1]\n");
-    let error = single_error(&text);
-    assert_eq!(
-        error,
-        "config.yaml:9:9: credentials[1].id: credential 4242 is already listed as credentials[0]; merge the two entries"
-    );
-}
-
-#[test]
-fn missing_credential_id_is_refused() {
-    let error = single_error(&MINIMAL.replace("  - id: 4242\n    ips:", "  - ips:"));
-    assert_contains(&error, "credentials[0].id: is required");
-}
-
-#[test]
-fn protected_entry_that_is_not_an_ip_is_refused() {
-    let error = single_error(&format!("{MINIMAL}    protected: [admin-vpn]\n"));
-    assert_eq!(
-        error,
-        r#"config.yaml:9:17: credentials[0].protected[0]: "admin-vpn" is not an IPv4 address or CIDR"#
-    );
 }
 
 #[test]
@@ -385,79 +589,16 @@ fn protected_ips_are_parsed_and_expanded() {
 }
 
 #[test]
-fn empty_ips_without_allow_empty_is_refused() {
-    let text = MINIMAL.replace("    ips:\n      - 203.0.113.10\n", "    ips: []\n");
-    let error = single_error(&text);
-    assert_starts_with(&error, "config.yaml:7:10: credentials[0].ips: is empty");
-    assert_contains(&error, "allow_empty: true");
-}
-
-#[test]
-fn missing_ips_without_allow_empty_is_refused() {
-    let text = MINIMAL.replace("    ips:\n      - 203.0.113.10\n", "    name: old\n");
-    assert!(single_error(&text).contains("credentials[0].ips: is empty"));
-}
-
-#[test]
 fn empty_ips_with_allow_empty_is_accepted() {
-    let text = MINIMAL.replace(
-        "    ips:\n      - 203.0.113.10\n",
-        "    ips: []\n    allow_empty: true\n",
-    );
+    let text = without_ips("    ips: []\n    allow_empty: true\n");
     let config = valid(&text);
     assert!(config.credentials[0].ips.is_empty());
     assert!(config.credentials[0].allow_empty);
 }
 
 #[test]
-fn allow_empty_must_be_a_boolean() {
-    let error = single_error(&format!("{MINIMAL}    allow_empty: sometimes\n"));
-    assert_ends_with(
-        &error,
-        r#"credentials[0].allow_empty: "sometimes" is not true or false"#,
-    );
-}
-
-#[test]
-fn max_changes_zero_is_refused() {
-    let text = MINIMAL.replace("  policy: sync\n", "  policy: sync\n  max_changes: 0\n");
-    assert!(single_error(&text).contains("sync.max_changes: 0 would block every run"));
-}
-
-#[test]
-fn negative_max_changes_is_refused() {
-    let text = MINIMAL.replace("  policy: sync\n", "  policy: sync\n  max_changes: -1\n");
-    assert!(
-        single_error(&text).contains(r#"sync.max_changes: "-1" is not a positive whole number"#)
-    );
-}
-
-#[test]
-fn bad_duration_is_refused_with_an_example() {
-    let text = MINIMAL.replace(
-        "  policy: sync\n",
-        "  policy: sync\n  interval: five minutes\n",
-    );
-    let error = single_error(&text);
-    assert_starts_with(
-        &error,
-        r#"config.yaml:5:13: sync.interval: "five minutes" is not a duration"#,
-    );
-    assert_ends_with(&error, "write e.g. 30s, 5m or 1h");
-}
-
-#[test]
-fn interval_below_the_minimum_is_refused() {
-    let text = MINIMAL.replace("  policy: sync\n", "  policy: sync\n  interval: 1s\n");
-    assert!(single_error(&text).contains("shorter than the minimum of 10s"));
-}
-
-#[test]
 fn durations_are_parsed() {
-    let text = MINIMAL.replace(
-        "  policy: sync\n",
-        "  policy: sync\n  interval: 2m\n  renew_before: 30m\n  jitter: 15s\n",
-    );
+    let text = with_sync("  interval: 2m\n  renew_before: 30m\n  jitter: 15s\n");
     let config = valid(&text);
     assert_eq!(config.sync.interval, Duration::from_secs(120));
     assert_eq!(config.sync.renew_before, Duration::from_secs(1800));
@@ -465,20 +606,8 @@ fn durations_are_parsed() {
 }
 
 #[test]
-fn jitter_not_shorter_than_interval_is_refused() {
-    let text = MINIMAL.replace(
-        "  policy: sync\n",
-        "  policy: sync\n  interval: 1m\n  jitter: 1m\n",
-    );
-    assert!(single_error(&text).contains("sync.jitter: 1m is not shorter than sync.interval (1m)"));
-}
-
-#[test]
 fn cron_schedule_with_seconds_is_accepted() {
-    let text = MINIMAL.replace(
-        "  policy: sync\n",
-        "  policy: sync\n  schedule: \"0 */10 * * * *\"\n",
-    );
+    let text = with_sync("  schedule: \"0 */10 * * * *\"\n");
     assert_eq!(
         valid(&text)
             .sync
@@ -490,75 +619,9 @@ fn cron_schedule_with_seconds_is_accepted() {
 }
 
 #[test]
-fn cron_schedule_with_five_fields_is_refused() {
-    let text = MINIMAL.replace(
-        "  policy: sync\n",
-        "  policy: sync\n  schedule: \"*/10 * * * *\"\n",
-    );
-    assert!(single_error(&text).contains("has 5 fields; write sec min hour"));
-}
-
-#[test]
-fn cron_schedule_with_a_bad_field_is_refused() {
-    let text = MINIMAL.replace(
-        "  policy: sync\n",
-        "  policy: sync\n  schedule: \"0 */10 * * * Funday\"\n",
-    );
-    assert!(single_error(&text).contains("is not a valid cron expression"));
-}
-
-#[test]
-fn schedule_and_interval_together_are_refused() {
-    let text = MINIMAL.replace(
-        "  policy: sync\n",
-        "  policy: sync\n  interval: 5m\n  schedule: \"0 */10 * * * *\"\n",
-    );
-    assert!(single_error(&text).contains("set either sync.interval or sync.schedule, not both"));
-}
-
-#[test]
-fn bad_listen_address_is_refused() {
-    let error = single_error(&format!("{MINIMAL}http:\n  listen: localhost\n"));
-    assert_starts_with(
-        &error,
-        r#"config.yaml:10:11: http.listen: "localhost" is not a socket address"#,
-    );
-}
-
-#[test]
 fn listen_address_is_parsed() {
     let config = valid(&format!("{MINIMAL}http:\n  listen: 0.0.0.0:9000\n"));
     assert_eq!(config.http.listen.to_string(), "0.0.0.0:9000");
-}
-
-#[test]
-fn unknown_environment_is_refused() {
-    let error = single_error(&MINIMAL.replace("sandbox", "staging"));
-    assert_eq!(
-        error,
-        r#"config.yaml:2:16: bunq.environment: "staging" is not an environment; use sandbox or production"#
-    );
-}
-
-#[test]
-fn missing_environment_is_refused() {
-    let error =
-        single_error(&MINIMAL.replace("  environment: sandbox\n", "  device_description: x\n"));
-    assert_contains(&error, "bunq.environment: is required");
-}
-
-#[test]
-fn plain_http_base_url_to_a_remote_host_is_refused_with_the_reason() {
-    let text = MINIMAL.replace(
-        "  environment: sandbox\n",
-        "  environment: sandbox\n  base_url: http://api.example.com/v1\n",
-    );
-    let error = single_error(&text);
-    assert_starts_with(
-        &error,
-        r#"config.yaml:3:13: bunq.base_url: "http://api.example.com/v1" refused: plain http"#,
-    );
-    assert_contains(&error, "unencrypted");
 }
 
 #[test]
@@ -568,10 +631,7 @@ fn plain_http_base_url_to_loopback_is_accepted_without_trailing_slash() {
         "http://localhost:8080/v1/",
         "http://[::1]:8080/v1/",
     ] {
-        let text = MINIMAL.replace(
-            "  environment: sandbox\n",
-            &format!("  environment: sandbox\n  base_url: {url}\n"),
-        );
+        let text = with_bunq(&format!("  base_url: {url}\n"));
         let config = valid(&text);
         assert_eq!(config.bunq.base_url.as_str(), url.trim_end_matches('/'));
         assert!(config.bunq.base_url_overridden);
@@ -581,10 +641,7 @@ fn plain_http_base_url_to_loopback_is_accepted_without_trailing_slash() {
 #[test]
 fn base_url_with_user_info_is_refused_as_the_client_refuses_it() {
     let url = "https://user:pw@api.example.com/v1";
-    let text = MINIMAL.replace(
-        "  environment: sandbox\n",
-        &format!("  environment: sandbox\n  base_url: {url}\n"),
-    );
+    let text = with_bunq(&format!("  base_url: {url}\n"));
     let error = single_error(&text);
     assert!(
         error.starts_with(&format!(
@@ -613,10 +670,7 @@ fn base_url_verdicts_of_the_config_and_the_client_agree() {
         "ftp://127.0.0.1/v1",
         "not a url",
     ] {
-        let text = MINIMAL.replace(
-            "  environment: sandbox\n",
-            &format!("  environment: sandbox\n  base_url: \"{url}\"\n"),
-        );
+        let text = with_bunq(&format!("  base_url: \"{url}\"\n"));
         match (parse(&text), BaseUrl::parse(url)) {
             (Ok(config), Ok(base)) => assert_eq!(config.bunq.base_url, base, "{url}"),
             (Err(error), Err(BunqError::BaseUrl { reason, .. })) => {
@@ -629,15 +683,6 @@ fn base_url_verdicts_of_the_config_and_the_client_agree() {
             (config, client) => panic!("{url}: config says {config:?}, client says {client:?}"),
         }
     }
-}
-
-#[test]
-fn base_url_with_another_scheme_is_refused() {
-    let text = MINIMAL.replace(
-        "  environment: sandbox\n",
-        "  environment: sandbox\n  base_url: ftp://127.0.0.1/v1\n",
-    );
-    assert!(single_error(&text).contains("scheme \"ftp\" is not supported"));
 }
 
 #[test]
@@ -657,12 +702,6 @@ fn bad_log_format_and_level_are_refused() {
 }
 
 #[test]
-fn log_directive_with_a_bad_level_is_refused() {
-    let error = single_error(&format!("{MINIMAL}log:\n  level: bunq_ipsync=loud\n"));
-    assert_contains(&error, "log.level");
-}
-
-#[test]
 fn log_directive_list_is_accepted() {
     let config = valid(&format!("{MINIMAL}log:\n  level: bunq_ipsync=debug,warn\n"));
     assert_eq!(config.log.level, "bunq_ipsync=debug,warn");
@@ -678,25 +717,13 @@ fn json_log_format_is_accepted() {
     );
 }
 
-#[test]
-fn permitted_ips_must_be_ipv4_addresses() {
-    let text = MINIMAL.replace(
-        "  environment: sandbox\n",
-        "  environment: sandbox\n  permitted_ips: [192.0.2.1, '::1']\n",
-    );
-    assert!(single_error(&text).contains(r#"bunq.permitted_ips[1]: "::1" is IPv6"#));
-}
-
 /// `MINIMAL` with `bunq.egress_ips` set to the given YAML list items (one per line).
 fn with_egress_ips(items: &[&str]) -> String {
     let mut list = String::from("  egress_ips:\n");
     for item in items {
         list.push_str(&format!("    - {item}\n"));
     }
-    MINIMAL.replace(
-        "  environment: sandbox\n",
-        &format!("  environment: sandbox\n{list}"),
-    )
+    with_bunq(&list)
 }
 
 #[test]
@@ -772,51 +799,12 @@ fn egress_ips_are_checked_against_the_configured_cidr_cap() {
 }
 
 #[test]
-fn an_empty_egress_ips_list_is_refused() {
-    let text = MINIMAL.replace(
-        "  environment: sandbox\n",
-        "  environment: sandbox\n  egress_ips: []\n",
-    );
-    let error = single_error(&text);
-    assert_starts_with(&error, "config.yaml:3:15: bunq.egress_ips: is empty");
-}
-
-#[test]
-fn api_key_credential_must_be_a_file_name() {
-    let text = MINIMAL.replace(
-        "  environment: sandbox\n",
-        "  environment: sandbox\n  api_key_credential: ../key\n",
-    );
-    assert!(
-        single_error(&text)
-            .contains("bunq.api_key_credential: \"../key\" is not a systemd credential name")
-    );
-}
-
-#[test]
 fn yaml_syntax_error_names_line_and_column() {
     let error = single_error("bunq:\n  environment: [sandbox\nsync:\n");
     assert_starts_with(&error, "config.yaml:");
     assert!(
         !error.starts_with("config.yaml: "),
         "no location in {error}"
-    );
-}
-
-#[test]
-fn wrong_structure_names_the_field() {
-    let error = single_error(&MINIMAL.replace(
-        "    ips:\n      - 203.0.113.10\n",
-        "    ips: 203.0.113.10\n",
-    ));
-    assert_starts_with(&error, "config.yaml:7:10: credentials[0].ips: invalid type");
-}
-
-#[test]
-fn empty_file_is_refused() {
-    assert_eq!(
-        single_error("\n# nothing\n"),
-        "config.yaml: the config file is empty"
     );
 }
 
@@ -878,14 +866,36 @@ fn config_path_defaults_to_etc() {
     );
 }
 
+/// The API key resolved from `config` and `env`.
+fn api_key(config: &Config, env: impl Fn(&str) -> Option<OsString>) -> String {
+    resolve_api_key_with(config, &env)
+        .unwrap()
+        .expose()
+        .to_owned()
+}
+
+/// The error of resolving `config`'s API key with no environment variable set.
+fn api_key_error(config: &Config) -> String {
+    resolve_api_key_with(config, &env_of(&[]))
+        .unwrap_err()
+        .to_string()
+}
+
+/// A temp dir with the key file `key` holding `contents`, and a config naming it as
+/// `bunq.api_key_file` (the dir must outlive the config's use).
+fn config_with_key_file_holding(contents: &str) -> (tempfile::TempDir, PathBuf, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key");
+    std::fs::write(&path, contents).unwrap();
+    let config = valid(&with_bunq(&format!("  api_key_file: {}\n", path.display())));
+    (dir, path, config)
+}
+
 fn config_with_key_file(path: &Path) -> Config {
-    let text = MINIMAL.replace(
-        "  environment: sandbox\n",
-        &format!(
-            "  environment: sandbox\n  api_key_file: {}\n  api_key_credential: bunq-key\n",
-            path.display()
-        ),
-    );
+    let text = with_bunq(&format!(
+        "  api_key_file: {}\n  api_key_credential: bunq-key\n",
+        path.display()
+    ));
     valid(&text)
 }
 
@@ -897,10 +907,7 @@ fn api_key_from_the_environment_wins() {
         ("BUNQ_API_KEY", " sandbox_env \n"),
         ("CREDENTIALS_DIRECTORY", "/nowhere"),
     ]);
-    assert_eq!(
-        resolve_api_key_with(&config, &env).unwrap().expose(),
-        "sandbox_env"
-    );
+    assert_eq!(api_key(&config, env), "sandbox_env");
 }
 
 #[test]
@@ -910,71 +917,36 @@ fn api_key_from_the_systemd_credential_comes_before_the_file() {
     std::fs::write(dir.path().join("key"), "sandbox_file\n").unwrap();
     let config = config_with_key_file(&dir.path().join("key"));
     let env = env_of(&[("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap())]);
-    assert_eq!(
-        resolve_api_key_with(&config, &env).unwrap().expose(),
-        "sandbox_credential"
-    );
+    assert_eq!(api_key(&config, env), "sandbox_credential");
 }
 
 #[test]
 fn api_key_credential_without_credentials_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_with_key_file(&dir.path().join("key"));
-    let error = resolve_api_key_with(&config, &env_of(&[]))
-        .unwrap_err()
-        .to_string();
-    assert_contains(&error, "$CREDENTIALS_DIRECTORY is not set");
+    assert_contains(&api_key_error(&config), "$CREDENTIALS_DIRECTORY is not set");
 }
 
 #[test]
 fn api_key_file_is_read_and_trimmed() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("key");
-    std::fs::write(&path, "  sandbox_file_key\n\n").unwrap();
-    let config = valid(&MINIMAL.replace(
-        "  environment: sandbox\n",
-        &format!(
-            "  environment: sandbox\n  api_key_file: {}\n",
-            path.display()
-        ),
-    ));
-    assert_eq!(
-        resolve_api_key_with(&config, &env_of(&[]))
-            .unwrap()
-            .expose(),
-        "sandbox_file_key"
-    );
+    let (_dir, _path, config) = config_with_key_file_holding("  sandbox_file_key\n\n");
+    assert_eq!(api_key(&config, env_of(&[])), "sandbox_file_key");
 }
 
 #[test]
 fn unreadable_api_key_file_names_the_path() {
-    let config = valid(&MINIMAL.replace(
-        "  environment: sandbox\n",
-        "  environment: sandbox\n  api_key_file: /nonexistent/bunq-key\n",
-    ));
-    let error = resolve_api_key_with(&config, &env_of(&[]))
-        .unwrap_err()
-        .to_string();
-    assert_starts_with(&error, "cannot read the API key file /nonexistent/bunq-key");
+    let config = valid(&with_bunq("  api_key_file: /nonexistent/bunq-key\n"));
+    assert_starts_with(
+        &api_key_error(&config),
+        "cannot read the API key file /nonexistent/bunq-key",
+    );
 }
 
 #[test]
 fn empty_api_key_file_is_an_error_naming_the_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("key");
-    std::fs::write(&path, "\n").unwrap();
-    let config = valid(&MINIMAL.replace(
-        "  environment: sandbox\n",
-        &format!(
-            "  environment: sandbox\n  api_key_file: {}\n",
-            path.display()
-        ),
-    ));
-    let error = resolve_api_key_with(&config, &env_of(&[]))
-        .unwrap_err()
-        .to_string();
+    let (_dir, path, config) = config_with_key_file_holding("\n");
     assert_eq!(
-        error,
+        api_key_error(&config),
         format!("the API key from {} is empty", path.display())
     );
 }

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use crate::support::{ConfigSpec, Daemon, NotifySocket, World, metric_value, sim_options};
+use crate::support::{ConfigSpec, Daemon, NotifySocket, Setting, World, metric_value, sim_options};
 use bunq_ipsync::bunq::model::IpStatus::{Active, Inactive};
 use bunq_ipsync::reconcile::record::RecordStore;
 use bunq_ipsync::simulator::{Fault, FaultKind, SimulatorOptions};
@@ -64,6 +64,35 @@ fn strings(value: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// Polls until `/readyz` is 503 with a reason quoting bunq's refusal ("Incorrect API key or IP
+/// address") and `also` holds for its JSON; then its reasons.
+async fn refusal_reasons(
+    daemon: &Daemon,
+    also: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<String> {
+    daemon
+        .eventually("/readyz 503 naming the refusal", async || {
+            let (status, body) = daemon.get("/readyz").await?;
+            let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let reasons = strings(&json["reasons"]);
+            (status == 503
+                && also(&json)
+                && reasons
+                    .iter()
+                    .any(|r| r.contains("Incorrect API key or IP address")))
+            .then_some(reasons)
+        })
+        .await
+}
+
+/// A daemon at rest: A is ACTIVE and wanted, and the first run has succeeded.
+async fn settled_on_a() -> (World, Daemon) {
+    let world = World::configured(&[(A, Active)], &ConfigSpec::ips(&[A])).await;
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_settled().await;
+    (world, daemon)
+}
+
 async fn stop(mut daemon: Daemon) -> Daemon {
     daemon.signal("TERM");
     let status = daemon.wait_exit().await;
@@ -75,12 +104,11 @@ async fn stop(mut daemon: Daemon) -> Daemon {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converges_at_start_and_the_schedule_repairs_out_of_band_changes() {
-    let world = World::start(
-        sim_options(),
+    let world = World::configured(
         &[(A, Active), (B, Inactive), (STRAY, Active)],
+        &ConfigSpec::ips(&[A, B, C]),
     )
     .await;
-    world.write_config(&ConfigSpec::ips(&[A, B, C]));
     let daemon = world.spawn(&[], &[]);
 
     wait_active(&world, &daemon, &[A, B, C]).await;
@@ -109,11 +137,7 @@ async fn converges_at_start_and_the_schedule_repairs_out_of_band_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_rereads_the_config_and_applies_a_good_new_one() {
-    let world = World::start(sim_options(), &[(A, Active)]).await;
-    world.write_config(&ConfigSpec::ips(&[A]));
-    let daemon = world.spawn(&[], &[]);
-    daemon.wait_ready().await;
-    daemon.wait_runs(1.0).await;
+    let (world, daemon) = settled_on_a().await;
     let success = r#"bunq_ipsync_config_reloads_total{result="success"}"#;
     assert_eq!(metric(&daemon, success).await, 1.0);
 
@@ -126,8 +150,7 @@ async fn sighup_rereads_the_config_and_applies_a_good_new_one() {
         .await;
 
     // New IPs apply at once; a setting read only at start is named in a warning.
-    let mut spec = ConfigSpec::ips(&[A, B]);
-    spec.renew_before = Some("30m".into());
+    let spec = ConfigSpec::ips(&[A, B]).with(Setting::RenewBefore("30m"));
     world.write_config(&spec);
     daemon.signal("HUP");
     wait_active(&world, &daemon, &[A, B]).await;
@@ -146,17 +169,14 @@ async fn sighup_rereads_the_config_and_applies_a_good_new_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_with_a_bad_config_keeps_the_old_one_and_writes_nothing() {
-    let world = World::start(sim_options(), &[(A, Active), (STRAY, Inactive)]).await;
-    world.write_config(&ConfigSpec::ips(&[A]));
+    let world = World::configured(&[(A, Active), (STRAY, Inactive)], &ConfigSpec::ips(&[A])).await;
     let daemon = world.spawn(&[], &[]);
-    daemon.wait_ready().await;
-    daemon.wait_runs(1.0).await;
+    daemon.wait_settled().await;
     let requests_before = world.sim.request_log().len();
 
     // Wants a new IP and reactivation of STRAY, but one value is invalid: nothing may be
     // written from it.
-    let mut bad = ConfigSpec::ips(&[A, B, STRAY]);
-    bad.ips.push("not-an-ip".into());
+    let bad = ConfigSpec::ips(&[A, B, STRAY]).with(Setting::PlusIp("not-an-ip"));
     crate::support::write_atomically(&world.config_path, &world.config_text(&bad, world.port));
     daemon.signal("HUP");
 
@@ -219,8 +239,7 @@ async fn configmap_data_symlink_swap_reloads_without_a_signal() {
     symlink("..data/config.yaml", mount.join("config.yaml")).unwrap();
 
     let daemon = world.spawn_with_config(&mount.join("config.yaml"), &[], &[]);
-    daemon.wait_ready().await;
-    daemon.wait_runs(1.0).await;
+    daemon.wait_settled().await;
 
     // What the kubelet does: new timestamped dir, new `..data_tmp` link, rename over `..data`,
     // remove the old dir. `config.yaml` itself is never touched.
@@ -247,16 +266,11 @@ async fn configmap_data_symlink_swap_reloads_without_a_signal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_an_apply_exits_zero_without_half_applied_state() {
-    let world = World::start(sim_options(), &[]).await;
     let wanted: Vec<String> = (10..18).map(|last| format!("203.0.113.{last}")).collect();
     let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
-    world.write_config(&ConfigSpec::ips(&wanted));
+    let world = World::configured(&[], &ConfigSpec::ips(&wanted)).await;
     // Every create is applied at once but answered late, so the apply takes many seconds.
-    world.sim.inject(
-        Fault::once(FaultKind::Delay(Duration::from_millis(1500)))
-            .on(Method::POST, "/ip")
-            .times(3),
-    );
+    world.delay_creates(Duration::from_millis(1500), 3);
     let mut daemon = world.spawn(&[], &[]);
     daemon
         .eventually("the apply under way", async || {
@@ -301,18 +315,22 @@ async fn sigterm_during_an_apply_exits_zero_without_half_applied_state() {
 
 // 5. Session renewal
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bunq_session_is_renewed_before_expiry_without_a_failed_run() {
-    // 40 s sessions (real time: time_scale 1, so the reported timeout is the real one);
-    // renewal 8 s ahead, after session-server's 30 s "recent session" window.
+/// A world whose sessions last 40 s (real time: time_scale 1, so the reported timeout is the
+/// real one), configured to want A and to renew 8 s ahead, after session-server's 30 s "recent
+/// session" window.
+async fn renewing_world() -> World {
     let options = SimulatorOptions {
         session_timeout_secs: 40,
         ..sim_options()
     };
     let world = World::start(options, &[(A, Active)]).await;
-    let mut spec = ConfigSpec::ips(&[A]);
-    spec.renew_before = Some("8s".into());
-    world.write_config(&spec);
+    world.write_config(&ConfigSpec::ips(&[A]).with(Setting::RenewBefore("8s")));
+    world
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bunq_session_is_renewed_before_expiry_without_a_failed_run() {
+    let world = renewing_world().await;
     let daemon = world.spawn(&[], &[]);
     daemon.wait_ready().await;
     let first_expiry = metric(&daemon, "bunq_ipsync_session_expiry_timestamp_seconds").await;
@@ -363,8 +381,7 @@ async fn bunq_session_is_renewed_before_expiry_without_a_failed_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_readyz_and_metrics_describe_a_running_daemon() {
-    let world = World::start(sim_options(), &[(STRAY, Active)]).await;
-    world.write_config(&ConfigSpec::ips(&[A]));
+    let world = World::configured(&[(STRAY, Active)], &ConfigSpec::ips(&[A])).await;
     let daemon = world.spawn(&[], &[]);
     wait_active(&world, &daemon, &[A]).await;
     daemon.wait_runs(1.0).await;
@@ -434,19 +451,7 @@ async fn readyz_is_503_with_reasons_while_bunq_refuses_the_daemon_and_it_stays_u
     world.write_config(&ConfigSpec::ips(&[A]));
     let mut daemon = world.spawn(&[], &[]);
 
-    let reasons = daemon
-        .eventually("/readyz 503 naming the refusal", async || {
-            let (status, body) = daemon.get("/readyz").await?;
-            let json: serde_json::Value = serde_json::from_str(&body).ok()?;
-            let reasons = strings(&json["reasons"]);
-            (status == 503
-                && json["ready"] == false
-                && reasons
-                    .iter()
-                    .any(|r| r.contains("Incorrect API key or IP address")))
-            .then_some(reasons)
-        })
-        .await;
+    let reasons = refusal_reasons(&daemon, |json| json["ready"] == false).await;
     assert!(
         reasons.iter().any(|r| r.contains("no bunq session")),
         "{reasons:?}"
@@ -466,8 +471,7 @@ async fn readyz_is_503_with_reasons_while_bunq_refuses_the_daemon_and_it_stays_u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_instance_on_the_same_state_dir_refuses_to_start() {
-    let world = World::start(sim_options(), &[(A, Active)]).await;
-    world.write_config(&ConfigSpec::ips(&[A]));
+    let world = World::configured(&[(A, Active)], &ConfigSpec::ips(&[A])).await;
     let mut first = world.spawn(&[], &[]);
     first.wait_ready().await;
 
@@ -510,8 +514,7 @@ fn notify_lines(messages: &[String]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_socket_gets_ready_status_reloading_and_stopping() {
-    let world = World::start(sim_options(), &[]).await;
-    world.write_config(&ConfigSpec::ips(&[A]));
+    let world = World::configured(&[], &ConfigSpec::ips(&[A])).await;
     let socket = NotifySocket::bind(world.dir.path());
     let mut daemon = world.spawn(&[("NOTIFY_SOCKET", socket.path.display().to_string())], &[]);
 
@@ -567,8 +570,7 @@ fn monotonic_usec() -> i128 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchdog_pings_arrive_when_watchdog_usec_is_set() {
-    let world = World::start(sim_options(), &[(A, Active)]).await;
-    world.write_config(&ConfigSpec::ips(&[A]));
+    let world = World::configured(&[(A, Active)], &ConfigSpec::ips(&[A])).await;
     let socket = NotifySocket::bind(world.dir.path());
     let daemon = world.spawn(
         &[
@@ -591,8 +593,7 @@ async fn watchdog_pings_arrive_when_watchdog_usec_is_set() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_are_one_object_per_line_with_run_ids_and_never_the_api_key() {
-    let world = World::start(sim_options(), &[(STRAY, Active)]).await;
-    world.write_config(&ConfigSpec::ips(&[A]));
+    let world = World::configured(&[(STRAY, Active)], &ConfigSpec::ips(&[A])).await;
     let daemon = world.spawn(&[], &["--log-format", "json"]);
     wait_active(&world, &daemon, &[A]).await;
     daemon.wait_runs(1.0).await;
@@ -642,10 +643,9 @@ async fn json_logs_are_one_object_per_line_with_run_ids_and_never_the_api_key() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_logs_never_contain_the_api_key_or_bunq_tokens() {
-    let world = World::start(sim_options(), &[(STRAY, Active)]).await;
-    let mut spec = ConfigSpec::ips(&[A]);
-    spec.log_format = Some("json".into()); // the config key this time, not the flag
-    world.write_config(&spec);
+    // The config key this time, not the flag.
+    let spec = ConfigSpec::ips(&[A]).with(Setting::LogFormat("json"));
+    let world = World::configured(&[(STRAY, Active)], &spec).await;
     let daemon = world.spawn(&[("RUST_LOG", "trace".into())], &[]);
     wait_active(&world, &daemon, &[A]).await;
     daemon.wait_runs(1.0).await;
@@ -679,11 +679,9 @@ async fn trace_logs_never_contain_the_api_key_or_bunq_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cron_schedule_ticks_drive_the_runs() {
-    let world = World::start(sim_options(), &[(A, Active)]).await;
-    let mut spec = ConfigSpec::ips(&[A]);
     // Every second; the interval fallback is then 5 min, so only cron ticks can make these runs.
-    spec.schedule = Some("* * * * * *".into());
-    world.write_config(&spec);
+    let spec = ConfigSpec::ips(&[A]).with(Setting::Schedule("* * * * * *"));
+    let world = World::configured(&[(A, Active)], &spec).await;
     let daemon = world.spawn(&[], &[]);
     daemon.wait_ready().await;
     daemon.wait_runs(4.0).await;
@@ -709,8 +707,7 @@ async fn cron_schedule_ticks_drive_the_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_run_is_retried_and_the_daemon_stays_up() {
-    let world = World::start(sim_options(), &[]).await;
-    world.write_config(&ConfigSpec::ips(&[A]));
+    let world = World::configured(&[], &ConfigSpec::ips(&[A])).await;
     // bunq answers 500 to every attempt of the first run's first read.
     world.sim.inject(
         Fault::once(FaultKind::Status(500))
@@ -719,12 +716,11 @@ async fn failed_run_is_retried_and_the_daemon_stays_up() {
     );
     let mut daemon = world.spawn(&[], &[]);
     daemon
-        .eventually("a failed run", async || {
-            let failed = daemon
-                .metric(r#"bunq_ipsync_runs_total{result="failed"}"#)
-                .await?;
-            (failed >= 1.0).then_some(())
-        })
+        .wait_metric(
+            "a failed run",
+            r#"bunq_ipsync_runs_total{result="failed"}"#,
+            1.0,
+        )
         .await;
     wait_active(&world, &daemon, &[A]).await;
     daemon.wait_runs(1.0).await;
@@ -744,8 +740,7 @@ async fn failed_run_is_retried_and_the_daemon_stays_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bunq_ending_the_session_early_is_recovered_without_a_failed_run() {
-    let world = World::start(sim_options(), &[(A, Active)]).await;
-    world.write_config(&ConfigSpec::ips(&[A, B]));
+    let world = World::configured(&[(A, Active)], &ConfigSpec::ips(&[A, B])).await;
     let daemon = world.spawn(&[], &[]);
     wait_active(&world, &daemon, &[A, B]).await;
     daemon.wait_runs(1.0).await;
@@ -772,13 +767,8 @@ async fn bunq_ending_the_session_early_is_recovered_without_a_failed_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_sigterm_exits_at_once_with_143() {
-    let world = World::start(sim_options(), &[]).await;
-    world.write_config(&ConfigSpec::ips(&[A, B, C]));
-    world.sim.inject(
-        Fault::once(FaultKind::Delay(Duration::from_secs(20)))
-            .on(Method::POST, "/ip")
-            .times(1),
-    );
+    let world = World::configured(&[], &ConfigSpec::ips(&[A, B, C])).await;
+    world.delay_creates(Duration::from_secs(20), 1);
     let mut daemon = world.spawn(&[], &[]);
     daemon
         .eventually("a create in flight", async || {
@@ -799,10 +789,8 @@ async fn second_sigterm_exits_at_once_with_143() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_key_is_read_from_the_systemd_credentials_directory() {
-    let world = World::start(sim_options(), &[]).await;
-    let mut spec = ConfigSpec::ips(&[A]);
-    spec.api_key_credential = Some("bunq-api-key".into());
-    world.write_config(&spec);
+    let spec = ConfigSpec::ips(&[A]).with(Setting::ApiKeyCredential("bunq-api-key"));
+    let world = World::configured(&[], &spec).await;
     let credentials = world.dir.path().join("credentials");
     std::fs::create_dir(&credentials).unwrap();
     std::fs::write(
@@ -823,18 +811,15 @@ async fn api_key_is_read_from_the_systemd_credentials_directory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_over_max_changes_is_blocked_counted_by_rule_and_writes_nothing() {
-    let world = World::start(sim_options(), &[(A, Active)]).await;
-    let mut spec = ConfigSpec::ips(&[A, B, C]);
-    spec.max_changes = 1;
-    world.write_config(&spec);
+    let spec = ConfigSpec::ips(&[A, B, C]).with(Setting::MaxChanges(1));
+    let world = World::configured(&[(A, Active)], &spec).await;
     let daemon = world.spawn(&[], &[]);
     daemon
-        .eventually("a blocked run", async || {
-            let blocked = daemon
-                .metric(r#"bunq_ipsync_runs_total{result="blocked"}"#)
-                .await?;
-            (blocked >= 1.0).then_some(())
-        })
+        .wait_metric(
+            "a blocked run",
+            r#"bunq_ipsync_runs_total{result="blocked"}"#,
+            1.0,
+        )
         .await;
     assert!(
         metric(
@@ -851,16 +836,13 @@ async fn run_over_max_changes_is_blocked_counted_by_rule_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reverting_a_bad_config_file_clears_the_reload_warning() {
-    let world = World::start(sim_options(), &[(A, Active)]).await;
     let good = ConfigSpec::ips(&[A]);
-    world.write_config(&good);
+    let world = World::configured(&[(A, Active)], &good).await;
     let daemon = world.spawn(&[], &[]);
-    daemon.wait_ready().await;
-    daemon.wait_runs(1.0).await;
+    daemon.wait_settled().await;
 
     // An edit with a typo (picked up by the file watcher, no signal)...
-    let mut bad = good.clone();
-    bad.ips.push("not-an-ip".into());
+    let bad = good.clone().with(Setting::PlusIp("not-an-ip"));
     crate::support::write_atomically(&world.config_path, &world.config_text(&bad, world.port));
     daemon
         .eventually("the reload warning", async || {
@@ -887,15 +869,10 @@ async fn reverting_a_bad_config_file_clears_the_reload_warning() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchdog_keeps_pinging_during_a_long_apply() {
-    let world = World::start(sim_options(), &[]).await;
-    world.write_config(&ConfigSpec::ips(&[A, B, C]));
+    let world = World::configured(&[], &ConfigSpec::ips(&[A, B, C])).await;
     // Each create is answered 1.5 s late: the first run takes about 4.5 s, several watchdog
     // periods (WATCHDOG_USEC 1 s: a ping every 0.5 s).
-    world.sim.inject(
-        Fault::once(FaultKind::Delay(Duration::from_millis(1500)))
-            .on(Method::POST, "/ip")
-            .times(3),
-    );
+    world.delay_creates(Duration::from_millis(1500), 3);
     let socket = NotifySocket::bind(world.dir.path());
     let daemon = world.spawn(
         &[
@@ -947,16 +924,11 @@ async fn sigterm_while_bunq_refuses_the_daemon_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_switches_to_a_new_schedule() {
-    let world = World::start(sim_options(), &[(A, Active)]).await;
-    world.write_config(&ConfigSpec::ips(&[A]));
-    let daemon = world.spawn(&[], &[]);
-    daemon.wait_ready().await;
-    daemon.wait_runs(1.0).await;
+    let (world, daemon) = settled_on_a().await;
 
     // From every 10 s to a cron schedule every second: runs come faster than the old interval
     // could make them.
-    let mut spec = ConfigSpec::ips(&[A]);
-    spec.schedule = Some("* * * * * *".into());
+    let spec = ConfigSpec::ips(&[A]).with(Setting::Schedule("* * * * * *"));
     world.write_config(&spec);
     daemon.signal("HUP");
     let runs = |text: &str| {
@@ -1032,10 +1004,8 @@ async fn many_changes_under_bunq_rate_limits_converge_without_a_429() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_config_at_start_exits_1_naming_the_problem() {
-    let world = World::start(sim_options(), &[]).await;
-    let mut spec = ConfigSpec::ips(&[A]);
-    spec.ips.push("not-an-ip".into());
-    world.write_config(&spec);
+    let spec = ConfigSpec::ips(&[A]).with(Setting::PlusIp("not-an-ip"));
+    let world = World::configured(&[], &spec).await;
     let mut daemon = world.spawn(&[], &[]);
     assert_eq!(daemon.wait_exit().await.code(), Some(1));
     let stderr = daemon.stderr();
@@ -1048,8 +1018,7 @@ async fn invalid_config_at_start_exits_1_naming_the_problem() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_api_key_at_start_exits_1() {
-    let world = World::start(sim_options(), &[]).await;
-    world.write_config(&ConfigSpec::ips(&[A]));
+    let world = World::configured(&[], &ConfigSpec::ips(&[A])).await;
     let mut daemon = Daemon::spawn(&world.config_path, &[], &[], world.port);
     assert_eq!(daemon.wait_exit().await.code(), Some(1));
     assert!(
@@ -1078,11 +1047,7 @@ async fn busy_health_port_exits_1_naming_http_listen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn own_ip_deactivated_out_of_band_makes_not_ready_until_reactivated() {
-    let world = World::start(sim_options(), &[(A, Active)]).await;
-    world.write_config(&ConfigSpec::ips(&[A]));
-    let daemon = world.spawn(&[], &[]);
-    daemon.wait_ready().await;
-    daemon.wait_runs(1.0).await;
+    let (world, daemon) = settled_on_a().await;
     let caller = world.sim.caller_ip().to_string();
     let own = world
         .sim
@@ -1098,18 +1063,7 @@ async fn own_ip_deactivated_out_of_band_makes_not_ready_until_reactivated() {
         .set_entry_status(world.key.credential_id, own.id, Inactive)
         .unwrap();
     daemon.signal("HUP");
-    let reasons = daemon
-        .eventually("/readyz 503 naming the refusal", async || {
-            let (status, body) = daemon.get("/readyz").await?;
-            let json: serde_json::Value = serde_json::from_str(&body).ok()?;
-            let reasons = strings(&json["reasons"]);
-            (status == 503
-                && reasons
-                    .iter()
-                    .any(|r| r.contains("Incorrect API key or IP address")))
-            .then_some(reasons)
-        })
-        .await;
+    let reasons = refusal_reasons(&daemon, |_| true).await;
     assert!(
         reasons
             .iter()
@@ -1130,15 +1084,7 @@ async fn own_ip_deactivated_out_of_band_makes_not_ready_until_reactivated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bunq_session_renewal_in_flight_at_sigterm_is_finished_and_saved() {
-    // As in the renewal test: 40 s sessions, renewal 8 s ahead.
-    let options = SimulatorOptions {
-        session_timeout_secs: 40,
-        ..sim_options()
-    };
-    let world = World::start(options, &[(A, Active)]).await;
-    let mut spec = ConfigSpec::ips(&[A]);
-    spec.renew_before = Some("8s".into());
-    world.write_config(&spec);
+    let world = renewing_world().await;
     let mut daemon = world.spawn(&[], &[]);
     daemon.wait_ready().await;
     let context_file = world.state_dir.join("bunq-context.json");

@@ -40,7 +40,10 @@ async fn start_listener(health: Arc<Health>, metrics: Arc<Metrics>) -> Listener 
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(health::serve(listener, health, metrics, shutdown.clone()));
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = bunq_ipsync::tls::client_builder()
+        .no_proxy()
+        .build()
+        .unwrap();
     Listener {
         base,
         shutdown,
@@ -75,6 +78,20 @@ impl Listener {
     }
 }
 
+/// Fresh metrics of version 0.1.0.
+fn metrics() -> Arc<Metrics> {
+    Arc::new(Metrics::new("0.1.0"))
+}
+
+/// What a listener serving `health` (and fresh [`metrics`]) answers to `GET path`: status,
+/// content type and body. The listener is stopped again, which must succeed.
+async fn answer(health: Arc<Health>, path: &str) -> (u16, String, String) {
+    let l = start_listener(health, metrics()).await;
+    let answer = l.get(path).await;
+    l.stop().await;
+    answer
+}
+
 fn ready_health() -> Arc<Health> {
     let h = Health::new(Duration::from_secs(60), 3);
     h.beat();
@@ -85,12 +102,10 @@ fn ready_health() -> Arc<Health> {
 
 #[tokio::test]
 async fn healthz_is_200_while_heartbeat_is_fresh() {
-    let l = start_listener(ready_health(), Arc::new(Metrics::new("0.1.0"))).await;
     assert_eq!(
-        l.get("/healthz").await,
+        answer(ready_health(), "/healthz").await,
         (200, "application/json".into(), r#"{"alive":true}"#.into())
     );
-    l.stop().await;
 }
 
 #[tokio::test]
@@ -100,14 +115,12 @@ async fn healthz_is_503_when_heartbeat_is_stale() {
         .checked_sub(Duration::from_secs(5))
         .unwrap();
     h.beat_at(long_ago);
-    let l = start_listener(Arc::new(h), Arc::new(Metrics::new("0.1.0"))).await;
-    let (status, _, body) = l.get("/healthz").await;
+    let (status, _, body) = answer(Arc::new(h), "/healthz").await;
     assert_eq!(status, 503);
     assert_eq!(
         body,
         r#"{"alive":false,"reason":"no heartbeat from the run loop for 5s (limit 1s)"}"#
     );
-    l.stop().await;
 }
 
 #[tokio::test]
@@ -115,31 +128,26 @@ async fn healthz_ignores_session_and_failures() {
     let h = Health::new(Duration::from_secs(60), 1);
     h.beat();
     h.record_run_result(false, "bunq unreachable");
-    let l = start_listener(Arc::new(h), Arc::new(Metrics::new("0.1.0"))).await;
-    assert_eq!(l.get("/healthz").await.0, 200);
-    l.stop().await;
+    assert_eq!(answer(Arc::new(h), "/healthz").await.0, 200);
 }
 
 #[tokio::test]
 async fn readyz_is_200_when_ready() {
-    let l = start_listener(ready_health(), Arc::new(Metrics::new("0.1.0"))).await;
     assert_eq!(
-        l.get("/readyz").await,
+        answer(ready_health(), "/readyz").await,
         (
             200,
             "application/json".into(),
             r#"{"ready":true,"reasons":[],"warnings":[]}"#.into()
         )
     );
-    l.stop().await;
 }
 
 #[tokio::test]
 async fn readyz_is_503_with_reasons_before_startup_completes() {
     let h = Arc::new(Health::new(Duration::from_secs(60), 3));
-    let l = start_listener(h, Arc::new(Metrics::new("0.1.0"))).await;
     assert_eq!(
-        l.get("/readyz").await,
+        answer(h, "/readyz").await,
         (
             503,
             "application/json".into(),
@@ -147,7 +155,6 @@ async fn readyz_is_503_with_reasons_before_startup_completes() {
                 .into()
         )
     );
-    l.stop().await;
 }
 
 #[tokio::test]
@@ -157,33 +164,29 @@ async fn readyz_lists_failures_and_reload_error() {
         h.record_run_result(false, "bunq returned 503");
     }
     h.set_reload_error(Some("sync.interval: invalid duration".into()));
-    let l = start_listener(h, Arc::new(Metrics::new("0.1.0"))).await;
-    let (status, _, body) = l.get("/readyz").await;
+    let (status, _, body) = answer(h, "/readyz").await;
     assert_eq!(status, 503);
     assert_eq!(
         body,
         r#"{"ready":false,"reasons":["last 3 runs failed: bunq returned 503"],"warnings":["config reload failed: sync.interval: invalid duration (running on last good config)"]}"#
     );
-    l.stop().await;
 }
 
 #[tokio::test]
 async fn readyz_stays_200_after_failed_reload() {
     let h = ready_health();
     h.set_reload_error(Some("parse error".into()));
-    let l = start_listener(h, Arc::new(Metrics::new("0.1.0"))).await;
-    let (status, _, body) = l.get("/readyz").await;
+    let (status, _, body) = answer(h, "/readyz").await;
     assert_eq!(status, 200);
     assert_eq!(
         body,
         r#"{"ready":true,"reasons":[],"warnings":["config reload failed: parse error (running on last good config)"]}"#
     );
-    l.stop().await;
 }
 
 #[tokio::test]
 async fn metrics_endpoint_serves_openmetrics_text() {
-    let metrics = Arc::new(Metrics::new("0.1.0"));
+    let metrics = metrics();
     metrics.record_run(
         RunResult::Converged,
         Duration::from_millis(200),
@@ -205,14 +208,12 @@ async fn metrics_endpoint_serves_openmetrics_text() {
 
 #[tokio::test]
 async fn unknown_path_is_404() {
-    let l = start_listener(ready_health(), Arc::new(Metrics::new("0.1.0"))).await;
-    assert_eq!(l.get("/admin").await.0, 404);
-    l.stop().await;
+    assert_eq!(answer(ready_health(), "/admin").await.0, 404);
 }
 
 #[tokio::test]
 async fn listener_stops_accepting_after_shutdown() {
-    let l = start_listener(ready_health(), Arc::new(Metrics::new("0.1.0"))).await;
+    let l = start_listener(ready_health(), metrics()).await;
     let base = l.base.clone();
     let client = l.client.clone();
     assert_eq!(l.get("/healthz").await.0, 200);
@@ -294,14 +295,47 @@ fn notifier_reaches_abstract_socket() {
     assert_eq!(receive(&socket), "READY=1\n");
 }
 
-const NOTIFY_CHILD_ENV: &str = "BUNQ_IPSYNC_TEST_NOTIFY_CHILD";
+/// Set to the helper's name in the child [`run_helper_test`] starts: an ignored helper test does
+/// its work only there, never when someone runs the ignored tests by hand.
+const HELPER_CHILD_ENV: &str = "BUNQ_IPSYNC_TEST_HELPER_CHILD";
+
+/// Whether this process is the child [`run_helper_test`] started for `helper`.
+fn is_helper_child(helper: &str) -> bool {
+    std::env::var_os(HELPER_CHILD_ENV).is_some_and(|name| name == helper)
+}
+
+/// Runs the ignored helper test `helper` of this module in a child process of this test binary,
+/// with `env` set and `remove` unset, so the test process's own environment and signal handling
+/// are never touched.
+fn run_helper_test(helper: &str, env: &[(&str, &OsStr)], remove: &[&str]) -> std::process::Output {
+    // The helper's name in the one integration crate: `daemon_parts::helper`, not `helper`.
+    let module = module_path!()
+        .split_once("::")
+        .map_or(module_path!(), |(_, module)| module);
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command.env(HELPER_CHILD_ENV, helper);
+    command.args([
+        "--exact",
+        &format!("{module}::{helper}"),
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    for name in remove {
+        command.env_remove(name);
+    }
+    command.output().unwrap()
+}
 
 /// Runs in a child process started by `notifier_from_env_uses_notify_socket_and_watchdog`, so the
 /// test process's own environment is never modified.
 #[test]
 #[ignore = "helper: run as a subprocess by notifier_from_env_uses_notify_socket_and_watchdog"]
 fn notify_child_process() {
-    if std::env::var_os(NOTIFY_CHILD_ENV).is_none() {
+    if !is_helper_child("notify_child_process") {
         return;
     }
     let n = Notifier::from_env();
@@ -313,19 +347,14 @@ fn notify_child_process() {
 fn notifier_from_env_uses_notify_socket_and_watchdog() {
     let dir = tempfile::tempdir().unwrap();
     let (socket, path) = bind_notify_socket(dir.path());
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "notify_child_process",
-            "--ignored",
-            "--test-threads=1",
-        ])
-        .env(NOTIFY_CHILD_ENV, "1")
-        .env("NOTIFY_SOCKET", &path)
-        .env("WATCHDOG_USEC", "4000000")
-        .env_remove("WATCHDOG_PID")
-        .output()
-        .unwrap();
+    let output = run_helper_test(
+        "notify_child_process",
+        &[
+            ("NOTIFY_SOCKET", path.as_os_str()),
+            ("WATCHDOG_USEC", OsStr::new("4000000")),
+        ],
+        &["WATCHDOG_PID"],
+    );
     assert!(output.status.success(), "{output:?}");
     assert_eq!(receive(&socket), "READY=1\n");
 }
@@ -396,14 +425,12 @@ async fn sighup_arrives_as_reload() {
     assert_eq!(event, Some(SignalEvent::Reload));
 }
 
-const SIGNAL_CHILD_ENV: &str = "BUNQ_IPSYNC_TEST_SIGNAL_CHILD";
-
 /// Runs in a child process started by `second_sigterm_exits_at_once_with_143`: the first SIGTERM
 /// must arrive as `Shutdown`, the second must end the process from the signal thread.
 #[test]
 #[ignore = "helper: run as a subprocess by second_sigterm_exits_at_once_with_143"]
 fn signal_child_process() {
-    if std::env::var_os(SIGNAL_CHILD_ENV).is_none() {
+    if !is_helper_child("signal_child_process") {
         return;
     }
     let (_listener, mut events) = SignalListener::start().unwrap();
@@ -418,17 +445,7 @@ fn signal_child_process() {
 
 #[test]
 fn second_sigterm_exits_at_once_with_143() {
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "signal_child_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(SIGNAL_CHILD_ENV, "1")
-        .output()
-        .unwrap();
+    let output = run_helper_test("signal_child_process", &[], &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("first SIGTERM forwarded as Shutdown"),
@@ -503,32 +520,42 @@ fn start_watch(
     (rx, shutdown)
 }
 
-#[tokio::test]
-async fn configmap_symlink_swap_triggers_change() {
-    let mut cm = ConfigMapDir::new("sync:\n  interval: 5m\n");
-    let (mut changes, shutdown) = start_watch(cm.config_path(), "sync:\n  interval: 5m\n");
-    cm.swap("sync:\n  interval: 10m\n");
+/// A ConfigMap directory holding `content`, watched with `content` as the baseline.
+fn watched_configmap(
+    content: &str,
+) -> (
+    ConfigMapDir,
+    mpsc::Receiver<ConfigChanged>,
+    CancellationToken,
+) {
+    let cm = ConfigMapDir::new(content);
+    let (changes, shutdown) = start_watch(cm.config_path(), content);
+    (cm, changes, shutdown)
+}
+
+/// Fails unless the watcher reports a change within [`GENEROUS`].
+async fn expect_change(changes: &mut mpsc::Receiver<ConfigChanged>) {
     let event = tokio::time::timeout(GENEROUS, changes.recv())
         .await
         .unwrap();
     assert_eq!(event, Some(ConfigChanged));
+}
+
+#[tokio::test]
+async fn configmap_symlink_swap_triggers_change() {
+    let (mut cm, mut changes, shutdown) = watched_configmap("sync:\n  interval: 5m\n");
+    cm.swap("sync:\n  interval: 10m\n");
+    expect_change(&mut changes).await;
     shutdown.cancel();
 }
 
 #[tokio::test]
 async fn second_configmap_swap_is_seen_too() {
-    let mut cm = ConfigMapDir::new("a: 1\n");
-    let (mut changes, shutdown) = start_watch(cm.config_path(), "a: 1\n");
+    let (mut cm, mut changes, shutdown) = watched_configmap("a: 1\n");
     cm.swap("a: 2\n");
-    let first = tokio::time::timeout(GENEROUS, changes.recv())
-        .await
-        .unwrap();
-    assert_eq!(first, Some(ConfigChanged));
+    expect_change(&mut changes).await;
     cm.swap("a: 3\n");
-    let second = tokio::time::timeout(GENEROUS, changes.recv())
-        .await
-        .unwrap();
-    assert_eq!(second, Some(ConfigChanged));
+    expect_change(&mut changes).await;
     shutdown.cancel();
 }
 
@@ -536,10 +563,7 @@ async fn second_configmap_swap_is_seen_too() {
 async fn config_differing_from_baseline_at_start_triggers_change() {
     let cm = ConfigMapDir::new("a: 2\n");
     let (mut changes, shutdown) = start_watch(cm.config_path(), "a: 1\n");
-    let event = tokio::time::timeout(GENEROUS, changes.recv())
-        .await
-        .unwrap();
-    assert_eq!(event, Some(ConfigChanged));
+    expect_change(&mut changes).await;
     shutdown.cancel();
 }
 
@@ -550,10 +574,7 @@ async fn plain_file_rewrite_triggers_change() {
     std::fs::write(&path, "a: 1\n").unwrap();
     let (mut changes, shutdown) = start_watch(path.clone(), "a: 1\n");
     std::fs::write(&path, "a: 2\n").unwrap();
-    let event = tokio::time::timeout(GENEROUS, changes.recv())
-        .await
-        .unwrap();
-    assert_eq!(event, Some(ConfigChanged));
+    expect_change(&mut changes).await;
     shutdown.cancel();
 }
 

@@ -2,6 +2,12 @@
 
 use std::process::Command;
 
+/// Fails showing `text` (a step of the demo's output, or all of it) unless it contains `part`.
+#[track_caller]
+fn assert_has(text: &str, part: &str) {
+    assert!(text.contains(part), "{text}");
+}
+
 #[test]
 fn demo_plans_applies_repairs_drift_and_ends_converged_with_zero_writes() {
     let output = Command::new(env!("CARGO_BIN_EXE_bunq-ipsync"))
@@ -26,26 +32,17 @@ fn demo_plans_applies_repairs_drift_and_ends_converged_with_zero_writes() {
     let (plan, apply, drift, converged) = (steps[1], steps[2], steps[3], steps[7]);
     let (moved, failed, back) = (steps[4], steps[5], steps[6]);
 
-    assert!(
-        plan.contains("Plan: 6 to create, 1 to activate, 1 to deactivate"),
-        "{plan}"
-    );
+    assert_has(plan, "Plan: 6 to create, 1 to activate, 1 to deactivate");
     assert!(
         plan.contains("exit code 2"),
         "plan reports changes pending: {plan}"
     );
-    assert!(
-        apply.contains("Apply: 8 applied, 0 failed, 0 skipped, 0 blocked"),
-        "{apply}"
-    );
-    assert!(apply.contains("exit code 0"), "{apply}");
-    assert!(
-        drift.contains("DRIFT 192.0.2.99: INACTIVE → ACTIVE"),
-        "{drift}"
-    );
-    assert!(drift.contains("Apply: 1 applied"), "{drift}");
-    assert!(converged.contains("Apply: 0 applied"), "{converged}");
-    assert!(converged.contains("0 of them writes"), "{converged}");
+    assert_has(apply, "Apply: 8 applied, 0 failed, 0 skipped, 0 blocked");
+    assert_has(apply, "exit code 0");
+    assert_has(drift, "DRIFT 192.0.2.99: INACTIVE → ACTIVE");
+    assert_has(drift, "Apply: 1 applied");
+    assert_has(converged, "Apply: 0 applied");
+    assert_has(converged, "0 of them writes");
     // The JSON webhook got each kind at most once per run: applied (steps 2, 3, 4, 6), drift
     // (3, 5), blocked (5).
     let webhook = converged
@@ -64,25 +61,19 @@ fn demo_plans_applies_repairs_drift_and_ends_converged_with_zero_writes() {
         ],
         "{webhook}"
     );
-    assert!(stdout.contains("protected, never deactivated"), "{stdout}");
+    assert_has(&stdout, "protected, never deactivated");
 
     // The home server's DDNS name moves, fails, comes back.
-    assert!(
-        moved.contains("203.0.113.51  -      none → ACTIVE      desired, no entry yet (from dns:home.example.org)"),
-        "{moved}"
+    assert_has(
+        moved,
+        "203.0.113.51  -      none → ACTIVE      desired, no entry yet (from dns:home.example.org)",
     );
     let grant = moved.find("create 203.0.113.51").expect(moved);
     let retire = moved.find("deactivate 203.0.113.50").expect(moved);
     assert!(grant < retire, "granted before retired: {moved}");
-    assert!(
-        failed.contains("SOURCE FAILED dns:home.example.org: NXDOMAIN"),
-        "{failed}"
-    );
-    assert!(
-        failed.contains("BLOCKED [source-unavailable] deactivate 192.0.2.77"),
-        "{failed}"
-    );
-    assert!(failed.contains("exit code 3"), "{failed}");
-    assert!(back.contains("deactivate 192.0.2.77"), "{back}");
-    assert!(back.contains("Apply: 1 applied"), "{back}");
+    assert_has(failed, "SOURCE FAILED dns:home.example.org: NXDOMAIN");
+    assert_has(failed, "BLOCKED [source-unavailable] deactivate 192.0.2.77");
+    assert_has(failed, "exit code 3");
+    assert_has(back, "deactivate 192.0.2.77");
+    assert_has(back, "Apply: 1 applied");
 }

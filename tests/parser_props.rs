@@ -450,6 +450,18 @@ fn issues(text: &str) -> Vec<config::ConfigIssue> {
     }
 }
 
+/// Fails unless the first issue `text` yields is about `field` and located on `line`.
+#[track_caller]
+fn assert_first_issue_at(text: &str, field: &str, line: usize) {
+    let issue = &issues(text)[0];
+    assert_eq!(issue.field, field);
+    assert_eq!(
+        issue.location.map(|location| location.line),
+        Some(line),
+        "{issue}"
+    );
+}
+
 /// config_parse crash-2665ddf5: bare CRs are YAML line breaks, so a location may name a line
 /// beyond the count of LFs. The harness counted LFs only; the parser was right.
 #[test]
@@ -499,13 +511,7 @@ fn regression_config_core_tagged_scalar_document_issues_carry_a_location() {
 #[test]
 fn regression_config_issue_under_a_tagged_root_is_located() {
     let text = "--- !cfg\nbunq:\n  environment: nope\nsync:\n  policy: sync\ncredentials:\n  - id: 1\n    ips: [192.0.2.1]\n";
-    let issue = &issues(text)[0];
-    assert_eq!(issue.field, "bunq.environment");
-    assert_eq!(
-        issue.location.map(|location| location.line),
-        Some(3),
-        "{issue}"
-    );
+    assert_first_issue_at(text, "bunq.environment", 3);
 }
 
 /// Found while reducing crash-c4c980ac: a tag on an inner mapping moves the location of the
@@ -513,13 +519,7 @@ fn regression_config_issue_under_a_tagged_root_is_located() {
 #[test]
 fn regression_config_issue_under_a_tagged_mapping_is_located_at_the_field() {
     let text = "bunq: !x\n  environment: nope\nsync:\n  policy: sync\ncredentials:\n  - id: 1\n    ips: [192.0.2.1]\n";
-    let issue = &issues(text)[0];
-    assert_eq!(issue.field, "bunq.environment");
-    assert_eq!(
-        issue.location.map(|location| location.line),
-        Some(2),
-        "{issue}"
-    );
+    assert_first_issue_at(text, "bunq.environment", 2);
 }
 
 /// planner crash-36c636f1 and crash-c85c42e4 (same cause): an entry id of u64::MAX plus a planned

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use bunq_ipsync::bunq::model::{CredentialId, IpStatus, PermittedIp};
+use bunq_ipsync::bunq::model::{CredentialId, EntryId, IpStatus, PermittedIp};
 use bunq_ipsync::config::Policy;
 use bunq_ipsync::reconcile::plan::{
     Change, CredentialState, OwnAccess, Plan, PlanInput, PlanOutcome, Rule, WILDCARD, plan,
@@ -44,34 +44,34 @@ fn simulate_apply(
                 entries.push(PermittedIp::new(id, ip.to_string(), IpStatus::Active));
             }
             Change::Activate { entry, ip } => {
-                let target = entries
-                    .iter_mut()
-                    .find(|existing| existing.id == *entry)
-                    .expect("activate of an unknown entry");
-                assert_eq!(
-                    target.status,
-                    IpStatus::Inactive,
-                    "activate of a non-INACTIVE entry"
-                );
-                assert_eq!(target.ip, ip.to_string());
-                target.status = IpStatus::Active;
+                let flip = (IpStatus::Inactive, IpStatus::Active);
+                set_status(&mut entries, *entry, &ip.to_string(), flip, "activate");
             }
             Change::Deactivate { entry, ip } => {
-                let target = entries
-                    .iter_mut()
-                    .find(|existing| existing.id == *entry)
-                    .expect("deactivate of an unknown entry");
-                assert_eq!(
-                    target.status,
-                    IpStatus::Active,
-                    "deactivate of a non-ACTIVE entry"
-                );
-                assert_eq!(&target.ip, ip);
-                target.status = IpStatus::Inactive;
+                let flip = (IpStatus::Active, IpStatus::Inactive);
+                set_status(&mut entries, *entry, ip, flip, "deactivate");
             }
         }
     }
     entries
+}
+
+/// Moves entry `id` (holding `ip`) from `from` to `to`, as bunq applies `change`; an unknown
+/// entry, another status or another IP fails the test.
+fn set_status(
+    entries: &mut [PermittedIp],
+    id: EntryId,
+    ip: &str,
+    (from, to): (IpStatus, IpStatus),
+    change: &str,
+) {
+    let target = entries
+        .iter_mut()
+        .find(|existing| existing.id == id)
+        .unwrap_or_else(|| panic!("{change} of an unknown entry"));
+    assert_eq!(target.status, from, "{change} of a non-{from} entry");
+    assert_eq!(target.ip, ip);
+    target.status = to;
 }
 
 /// ACTIVE ip texts.

@@ -32,7 +32,7 @@ async fn start() -> Simulator {
 }
 
 fn http(timeout: Option<Duration>) -> reqwest::Client {
-    let builder = reqwest::Client::builder()
+    let builder = bunq_ipsync::tls::client_builder()
         .no_proxy()
         .pool_max_idle_per_host(0);
     match timeout {

@@ -147,7 +147,7 @@ impl Transport {
         observer: Option<Arc<dyn ApiObserver>>,
         limiter: Arc<RateLimiter>,
     ) -> Result<Self, BunqError> {
-        let mut builder = reqwest::Client::builder()
+        let mut builder = crate::tls::client_builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
             .redirect(reqwest::redirect::Policy::none())

@@ -29,7 +29,7 @@ pub(super) async fn read_file(
 
 /// The HTTP client for URL sources.
 pub(super) fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+    crate::tls::client_builder()
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())

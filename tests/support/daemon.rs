@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bunq_ipsync::bunq::model::{IpStatus, PermittedIp};
-use bunq_ipsync::simulator::{LoggedRequest, SeededKey, Simulator, SimulatorOptions};
+use bunq_ipsync::simulator::{
+    Fault, FaultKind, LoggedRequest, SeededKey, Simulator, SimulatorOptions,
+};
+use hyper::Method;
 
 use super::config_text;
 
@@ -50,21 +53,40 @@ pub struct World {
     pub state_dir: PathBuf,
 }
 
-/// What goes into a generated config.
+/// What goes into a generated config: [`ConfigSpec::ips`], then [`ConfigSpec::with`] for each
+/// [`Setting`] a test changes (`ConfigSpec::ips(&[A]).with(Setting::RenewBefore("8s"))`), so a
+/// test names only what it sets.
 #[derive(Clone, Debug)]
 pub struct ConfigSpec {
     /// Desired IPs of the managed credential.
-    pub ips: Vec<String>,
+    ips: Vec<String>,
     /// `sync.max_changes`.
-    pub max_changes: u32,
+    max_changes: u32,
     /// `sync.renew_before`, if set.
-    pub renew_before: Option<String>,
+    renew_before: Option<String>,
     /// `log.format`, if set.
-    pub log_format: Option<String>,
+    log_format: Option<String>,
     /// `sync.schedule` (a cron expression) instead of `sync.interval: 10s`.
-    pub schedule: Option<String>,
+    schedule: Option<String>,
     /// `bunq.api_key_credential` (the systemd credential name), if set.
-    pub api_key_credential: Option<String>,
+    api_key_credential: Option<String>,
+}
+
+/// One setting a test changes from the defaults of [`ConfigSpec::ips`].
+#[derive(Clone, Copy, Debug)]
+pub enum Setting {
+    /// One more `ips` item, as written (tests break a config with an item that is no IP).
+    PlusIp(&'static str),
+    /// `sync.max_changes` (50 otherwise).
+    MaxChanges(u32),
+    /// `sync.renew_before`.
+    RenewBefore(&'static str),
+    /// A `log:` section with this `format` (level `info`).
+    LogFormat(&'static str),
+    /// `sync.schedule` (a cron expression) instead of `sync.interval: 10s`.
+    Schedule(&'static str),
+    /// `bunq.api_key_credential` (the systemd credential name).
+    ApiKeyCredential(&'static str),
 }
 
 impl ConfigSpec {
@@ -78,6 +100,20 @@ impl ConfigSpec {
             schedule: None,
             api_key_credential: None,
         }
+    }
+
+    /// This config with `setting` changed.
+    pub fn with(mut self, setting: Setting) -> ConfigSpec {
+        let text = |value: &str| Some(value.to_owned());
+        match setting {
+            Setting::PlusIp(item) => self.ips.push(item.to_owned()),
+            Setting::MaxChanges(max) => self.max_changes = max,
+            Setting::RenewBefore(value) => self.renew_before = text(value),
+            Setting::LogFormat(format) => self.log_format = text(format),
+            Setting::Schedule(cron) => self.schedule = text(cron),
+            Setting::ApiKeyCredential(name) => self.api_key_credential = text(name),
+        }
+        self
     }
 }
 
@@ -110,6 +146,24 @@ impl World {
             state_dir,
             dir,
         }
+    }
+
+    /// [`World::start`] with the tests' [`sim_options`](super::sim_options), and the config for
+    /// `spec` written: the setup of most end-to-end tests.
+    pub async fn configured(seed: &[(&str, IpStatus)], spec: &ConfigSpec) -> World {
+        let world = World::start(super::sim_options(), seed).await;
+        world.write_config(spec);
+        world
+    }
+
+    /// Every create (`POST .../ip`) of the next `times` is answered `delay` late, so a run is
+    /// still applying while a test signals or watches the daemon.
+    pub fn delay_creates(&self, delay: Duration, times: usize) {
+        self.sim.inject(
+            Fault::once(FaultKind::Delay(delay))
+                .on(Method::POST, "/ip")
+                .times(times),
+        );
     }
 
     /// The config text for `spec`, listening on `port`.
@@ -399,6 +453,22 @@ impl Daemon {
             http_get(port, "/readyz")
                 .await
                 .filter(|(status, _)| *status == 200)
+        })
+        .await;
+    }
+
+    /// Waits until `/readyz` answers 200 and the first run has succeeded: a daemon at rest.
+    pub async fn wait_settled(&self) {
+        self.wait_ready().await;
+        self.wait_runs(1.0).await;
+    }
+
+    /// Waits until the `/metrics` `series` (name with labels) reaches `at_least`.
+    pub async fn wait_metric(&self, what: &str, series: &str, at_least: f64) {
+        let port = self.port;
+        self.eventually(what, async || {
+            let (_, text) = http_get(port, "/metrics").await?;
+            (metric_value(&text, series)? >= at_least).then_some(())
         })
         .await;
     }
