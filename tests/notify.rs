@@ -2,7 +2,7 @@
 //! against the bunq simulator, with loopback [`Receiver`]s standing in for the webhooks and the
 //! heartbeat service. Every URL carries a token, and no output may show it.
 //!
-//! Waits are bounds ([`Receiver::wait_for`], [`Daemon::eventually`]), never timed assertions.
+//! Waits are bounds ([`Receiver::wait_for`], [`Daemon::wait_metric`]), never timed assertions.
 
 #![allow(clippy::unwrap_used, reason = "a panic is how a test reports failure")]
 
@@ -360,11 +360,7 @@ async fn the_daemon_reports_failed_once_while_bunq_fails_then_recovered_and_coun
             .for_duration(Duration::from_secs(45)),
     );
     let failed = r#"bunq_ipsync_runs_total{result="failed"}"#;
-    daemon
-        .eventually("two failed runs", async || {
-            (daemon.metric(failed).await? >= 2.0).then_some(())
-        })
-        .await;
+    daemon.wait_metric("two failed runs", failed, 2.0).await;
     let received = hook.wait_for(3, WAIT).await;
     assert_eq!(
         events(&received),
@@ -426,9 +422,7 @@ async fn a_refused_reload_is_config_rejected_and_a_dead_receiver_is_counted_not_
 
     let failed = r#"bunq_ipsync_notifications_total{target="heartbeat",result="failed"}"#;
     daemon
-        .eventually("the dead heartbeat is counted", async || {
-            (daemon.metric(failed).await? >= 1.0).then_some(())
-        })
+        .wait_metric("the dead heartbeat is counted", failed, 1.0)
         .await;
     assert_no_token(&daemon.metrics().await);
     daemon.signal("TERM");
