@@ -122,10 +122,11 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    /// rustls (as the bunq client), redirects only to the same host.
+    /// The crate's one TLS set-up ([`crate::tls`], as the bunq client), redirects only to the
+    /// same host.
     pub fn new() -> Result<Deliverer, reqwest::Error> {
         let builder = || {
-            reqwest::Client::builder()
+            crate::tls::client_builder()
                 .redirect(reqwest::redirect::Policy::custom(|attempt| {
                     let same_host = attempt.previous().first().map(|first| first.host_str())
                         == Some(attempt.url().host_str());
