@@ -425,22 +425,24 @@ impl Metrics {
 
     /// A notification message to `target` ended with `result`.
     pub fn record_notification(&self, target: Target, result: DeliveryResult) {
-        self.notifications
-            .get_or_create(&NotificationLabels {
-                target: target.label(),
-                result: result.as_str(),
-            })
-            .inc();
+        self.notification_series(target, result).inc();
     }
 
     /// `target` is configured: its series exist from now on, at 0.
     pub fn notification_target(&self, target: Target) {
         for result in DeliveryResult::ALL {
-            let _ = self.notifications.get_or_create(&NotificationLabels {
+            let _ = self.notification_series(target, result);
+        }
+    }
+
+    /// The counter of `target`'s messages that ended with `result`, created at 0 if new.
+    fn notification_series(&self, target: Target, result: DeliveryResult) -> Counter {
+        self.notifications
+            .get_or_create(&NotificationLabels {
                 target: target.label(),
                 result: result.as_str(),
-            });
-        }
+            })
+            .clone()
     }
 
     /// A config reload ended at `at`; `ok` is whether the new config was applied.
