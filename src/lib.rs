@@ -20,6 +20,8 @@
 //!   transport with its rate limiter, typed endpoints.
 //! * [`simulator`]: a stateful in-process bunq test double, used by the tests and by `demo`. It
 //!   sits beside [`bunq`], never under it: the daemon's runtime path does not reach it.
+//! * [`notify`]: webhooks (JSON, Slack) and the dead-man heartbeat after runs; secrets kept out
+//!   of every print.
 //! * [`clock`]: the one wall clock, injected into the bunq client and the daemon so tests can
 //!   move time.
 //! * [`secret`]: the one type that holds secrets and redacts them from every `Debug` print.
@@ -31,6 +33,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod notify;
 pub mod reconcile;
 pub mod secret;
 pub mod simulator;

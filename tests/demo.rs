@@ -43,6 +43,24 @@ fn demo_plans_applies_repairs_drift_and_ends_converged_with_zero_writes() {
     assert_has(drift, "Apply: 1 applied");
     assert_has(converged, "Apply: 0 applied");
     assert_has(converged, "0 of them writes");
+    // The JSON webhook got each kind at most once per run: applied (steps 2, 3, 4, 6), drift
+    // (3, 5), blocked (5).
+    let webhook = converged
+        .split("The JSON webhook")
+        .nth(1)
+        .expect("the demo shows what the webhook received");
+    let kinds: Vec<&str> = webhook
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "applied", "applied", "drift", "applied", "blocked", "drift", "applied"
+        ],
+        "{webhook}"
+    );
     assert_has(&stdout, "protected, never deactivated");
 
     // The home server's DDNS name moves, fails, comes back.

@@ -22,6 +22,7 @@ mod daemon_e2e;
 mod daemon_parts;
 mod demo;
 mod faults;
+mod notify;
 mod parser_props;
 mod planner_props;
 mod reconcile_scenarios;

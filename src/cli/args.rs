@@ -51,6 +51,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Show the saved bunq context (installation, device, session, user); never secrets.
     Status,
+    /// Send one `test` event to every webhook and a ping to the heartbeat (`notify:`), and
+    /// print `ok` or the error per target. Exit: 0 all delivered, 1 otherwise.
+    NotifyTest,
     /// Run the real reconcile code against the built-in bunq simulator. No bunq account needed.
     Demo(DemoArgs),
     /// Create a bunq sandbox user with an API key and print how to use it.

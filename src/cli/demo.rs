@@ -5,10 +5,12 @@
 //! the normal client (installation, device, session, signatures both ways, bunq's rate limits),
 //! then shows: the plan, the apply, an out-of-band change being reported and repaired, a DDNS
 //! name that moves, fails and comes back (answered by a loopback nameserver the demo runs), and
-//! a final run that has nothing to do. `--follow` then keeps the real daemon running.
+//! a final run that has nothing to do, and the notifications a JSON webhook (a loopback receiver
+//! the demo runs) got meanwhile. `--follow` then keeps the real daemon running.
 
 use std::io::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
@@ -21,15 +23,18 @@ use crate::config::{self, Config};
 use crate::daemon::notify::Notifier;
 use crate::daemon::runtime::{self, Options};
 use crate::daemon::watch::WatchSettings;
+use crate::notify::{Notifications, sender::Uncounted};
 use crate::reconcile::exit::ExitStatus;
 use crate::reconcile::{report, run};
-use crate::simulator::{DnsAnswer, DnsServer, Simulator, SimulatorOptions};
+use crate::simulator::{DnsAnswer, DnsServer, Receiver, Simulator, SimulatorOptions};
 
 /// The bundled desired state, with placeholders the demo fills in.
 const DEMO_CONFIG: &str = include_str!("../../examples/demo.yaml");
 
 /// The simulated account: which credential is which, and the entry the demo toggles by hand.
 struct Seeded {
+    /// The demo's webhook receiver's URL, for the config.
+    webhook_url: String,
     ci: u64,
     office: u64,
     home: u64,
@@ -70,8 +75,11 @@ async fn walkthrough(args: &DemoArgs) -> anyhow::Result<ExitStatus> {
         .await
         .context("cannot start the loopback DNS server")?;
     dns.set(HOME_NAME, DnsAnswer::a(&[HOME_FIRST], 60));
+    let webhook = Receiver::start()
+        .await
+        .context("cannot start the loopback webhook receiver")?;
     let key = simulator.create_user_with_api_key();
-    let seeded = seed(&simulator, key.user_id)?;
+    let seeded = seed(&simulator, key.user_id, webhook.url("/demo-webhook"))?;
     let config_path = write_config(
         &simulator,
         &dns,
@@ -89,6 +97,16 @@ async fn walkthrough(args: &DemoArgs) -> anyhow::Result<ExitStatus> {
     ));
 
     let client = setup::connect(&config, None).await?;
+    let notifications = Notifications::start(
+        &config.notify,
+        Arc::new(Uncounted),
+        crate::clock::system_clock(),
+    )?;
+    let demo = Demo {
+        client: &client,
+        config: &config,
+        notifications: &notifications,
+    };
 
     say("\n== 1. bunq-ipsync plan: what would change (nothing is written)");
     let (planned, _) = run::plan_run(&client, &config, None).await?;
@@ -96,17 +114,17 @@ async fn walkthrough(args: &DemoArgs) -> anyhow::Result<ExitStatus> {
     say(&format!("exit code {}", planned.exit_status().code()));
 
     say("\n== 2. bunq-ipsync apply: creates and activations first, then deactivations");
-    apply_once(&client, &config).await?;
+    demo.apply_once().await?;
 
     say("\n== 3. someone re-enables 192.0.2.99 in the bunq app (out-of-band drift)");
     simulator.set_entry_status(seeded.ci, seeded.drifting_entry, IpStatus::Active)?;
-    apply_once(&client, &config).await?;
+    demo.apply_once().await?;
 
-    dynamic_ip(&client, &config, &simulator, &dns, &seeded).await?;
+    dynamic_ip(&demo, &simulator, &dns, &seeded).await?;
 
     say("\n== 7. apply again: converged, so no writes");
     simulator.clear_request_log();
-    let status = apply_once(&client, &config).await?;
+    let status = demo.apply_once().await?;
     let writes = simulator
         .request_log()
         .iter()
@@ -117,6 +135,8 @@ async fn walkthrough(args: &DemoArgs) -> anyhow::Result<ExitStatus> {
         simulator.request_log().len(),
         writes
     ));
+    notifications.finish().await;
+    show_notifications(&webhook);
 
     if args.follow {
         drop(client);
@@ -126,10 +146,45 @@ async fn walkthrough(args: &DemoArgs) -> anyhow::Result<ExitStatus> {
     Ok(status)
 }
 
+/// What the walkthrough's runs share: the client, the config and the notifications.
+struct Demo<'a> {
+    client: &'a BunqClient,
+    config: &'a Config,
+    notifications: &'a Notifications,
+}
+
+impl Demo<'_> {
+    /// `bunq-ipsync apply`, as the command runs it, with its exit code.
+    async fn apply_once(&self) -> anyhow::Result<ExitStatus> {
+        let status = oneshot::apply_and_report(
+            self.client,
+            self.config,
+            OutputFormat::Text,
+            self.notifications,
+        )
+        .await?;
+        say(&format!("exit code {}", status.code()));
+        Ok(status)
+    }
+}
+
+/// Every message the webhook received, one line each: event and summary.
+fn show_notifications(webhook: &Receiver) {
+    let received = webhook.received();
+    say(&format!(
+        "\nThe JSON webhook (notify.webhooks, a loopback receiver here) got {} message(s), at \
+         most one per kind per run:",
+        received.len()
+    ));
+    for message in received.iter().map(|request| request.json()) {
+        let text = |key: &str| message[key].as_str().unwrap_or_default().to_owned();
+        say(&format!("  {:<9} {}", text("event"), text("summary")));
+    }
+}
+
 /// Steps 4 to 6: the home server's DDNS name moves, then fails to resolve, then comes back.
 async fn dynamic_ip(
-    client: &BunqClient,
-    config: &Config,
+    demo: &Demo<'_>,
     simulator: &Simulator,
     dns: &DnsServer,
     seeded: &Seeded,
@@ -139,7 +194,7 @@ async fn dynamic_ip(
          {HOME_SECOND}; the new IP is granted before the old one is retired"
     ));
     dns.set(HOME_NAME, DnsAnswer::a(&[HOME_SECOND], 60));
-    apply_once(client, config).await?;
+    demo.apply_once().await?;
 
     say(&format!(
         "\n== 5. someone adds 192.0.2.77 to home-server by hand, and {HOME_NAME} fails to \
@@ -147,19 +202,19 @@ async fn dynamic_ip(
     ));
     simulator.add_entry(seeded.home, "192.0.2.77", IpStatus::Active)?;
     dns.set(HOME_NAME, DnsAnswer::NxDomain);
-    apply_once(client, config).await?;
+    demo.apply_once().await?;
 
     say(&format!(
         "\n== 6. {HOME_NAME} resolves again: the hand-made entry is retired"
     ));
     dns.set(HOME_NAME, DnsAnswer::a(&[HOME_SECOND], 60));
-    apply_once(client, config).await?;
+    demo.apply_once().await?;
     Ok(())
 }
 
 /// A credential for CI runners with drift of every kind, and an office credential under
 /// `additive` with an extra IP someone added by hand.
-fn seed(simulator: &Simulator, user: u64) -> anyhow::Result<Seeded> {
+fn seed(simulator: &Simulator, user: u64, webhook_url: String) -> anyhow::Result<Seeded> {
     let ci =
         simulator.add_credential(user, Some("ci-runner-pool"), Some("203.0.113.10".parse()?))?;
     simulator.add_entry(ci, "203.0.113.10", IpStatus::Active)?;
@@ -171,6 +226,7 @@ fn seed(simulator: &Simulator, user: u64) -> anyhow::Result<Seeded> {
     simulator.add_entry(office, "198.51.100.21", IpStatus::Active)?;
     let home = simulator.add_credential(user, Some("home-server"), None)?;
     Ok(Seeded {
+        webhook_url,
         ci,
         office,
         home,
@@ -194,16 +250,11 @@ fn write_config(
         .replace("{{CI_CREDENTIAL}}", &seeded.ci.to_string())
         .replace("{{OFFICE_CREDENTIAL}}", &seeded.office.to_string())
         .replace("{{HOME_CREDENTIAL}}", &seeded.home.to_string())
-        .replace("{{NAMESERVER}}", &dns.address().to_string());
+        .replace("{{NAMESERVER}}", &dns.address().to_string())
+        .replace("{{WEBHOOK_URL}}", &seeded.webhook_url);
     let path = dir.join("config.yaml");
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
-}
-
-async fn apply_once(client: &BunqClient, config: &Config) -> anyhow::Result<ExitStatus> {
-    let status = oneshot::apply_and_report(client, config, OutputFormat::Text).await?;
-    say(&format!("exit code {}", status.code()));
-    Ok(status)
 }
 
 /// Keeps the real daemon running against the simulator until Ctrl-C.

@@ -7,6 +7,7 @@
 //! * [`context`]: `status`, `sandbox-user`, `import-sdk-context`.
 //! * [`daemon`]: `run`, the service.
 //! * [`demo`]: the walkthrough against the built-in simulator.
+//! * [`notify_test`]: `notify-test`, one test message to every notification target.
 //! * [`logging`]: text or JSON logs on stderr.
 
 pub mod args;
@@ -14,6 +15,7 @@ pub mod context;
 pub mod daemon;
 pub mod demo;
 pub mod logging;
+pub mod notify_test;
 pub mod oneshot;
 pub mod setup;
 
@@ -63,6 +65,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitStatus> {
         Command::Export(args) => oneshot::export(cli, args),
         Command::Status => context::status(cli),
         Command::Demo(args) => demo::run(cli, args),
+        Command::NotifyTest => notify_test::run(cli),
         Command::SandboxUser(args) => context::sandbox_user(cli, args),
         Command::ImportSdkContext(args) => context::import_sdk_context(cli, args),
     }

@@ -1,12 +1,16 @@
 //! The one-shot commands: `validate`, `plan`, `apply`, `export`. Data goes to stdout, logs to
 //! stderr.
 //!
+//! `apply` sends the notifications a daemon run would (`plan` sends none) and waits for their
+//! delivery, bounded by `notify.timeout` and the attempts, before it exits.
+//!
 //! `apply` holds the state directory's lock for its whole run and refuses to start when another
 //! process holds it; `plan` and `export` take it when free and otherwise read with the holder's
 //! saved session (see [`setup`]).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +18,7 @@ use crate::bunq::BunqClient;
 use crate::cli::args::{Cli, ExportArgs, OutputArgs, OutputFormat, ValidateArgs};
 use crate::cli::setup;
 use crate::config;
+use crate::notify::{Notifications, sender::Uncounted};
 use crate::reconcile::exit::ExitStatus;
 use crate::reconcile::export::{self, ExportedCredential};
 use crate::reconcile::record::RecordStore;
@@ -127,22 +132,45 @@ pub fn apply(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
     setup::init_logging(cli, Some(&config));
     let _lock = setup::lock_state_dir(&config.bunq.state_dir)?;
     setup::runtime()?.block_on(async {
-        let client = setup::connect(&config, None).await?;
-        apply_and_report(&client, &config, args.output).await
+        let notifications = Notifications::start(
+            &config.notify,
+            Arc::new(Uncounted),
+            crate::clock::system_clock(),
+        )?;
+        let result = match setup::connect(&config, None).await {
+            Ok(client) => apply_and_report(&client, &config, args.output, &notifications).await,
+            Err(err) => {
+                notifications.session_failed("cannot open a bunq session", &format!("{err:#}"));
+                Err(err)
+            }
+        };
+        notifications.finish().await;
+        result
     })
 }
 
 /// One apply run with its drift record: loads the last record, applies, prints what was done in
-/// `output` format, saves the new record. Shared by `apply` and `demo`.
+/// `output` format, saves the new record, and queues the run's `notifications`. Shared by
+/// `apply` and `demo`.
 pub async fn apply_and_report(
     client: &BunqClient,
     config: &config::Config,
     output: OutputFormat,
+    notifications: &Notifications,
 ) -> anyhow::Result<ExitStatus> {
     let records = RecordStore::new(&config.bunq.state_dir);
     let previous = records.load();
-    let (report, record) =
-        run::apply_run(client, config, previous.as_ref(), &CancellationToken::new()).await?;
+    notifications.run_started();
+    let result = run::apply_run(client, config, previous.as_ref(), &CancellationToken::new()).await;
+    let (report, record) = match result {
+        Ok(done) => done,
+        Err(err) => {
+            let error = err.to_string();
+            notifications.run_failed(&run::new_run_id(), &err.verdict(false, &error), &error);
+            return Err(err.into());
+        }
+    };
+    notifications.run_finished(&report, &report.verdict());
     let text = match (output, report.applied.as_ref()) {
         (OutputFormat::Json, Some(applied)) => {
             report::render_apply_json(&report.plan, applied, report.exit_status())?

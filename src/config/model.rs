@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::bunq::model::{CredentialId, credential_label};
 use crate::bunq::{BaseUrl, Environment};
 use crate::config::cron::CronSchedule;
+use crate::notify::NotifyConfig;
 use crate::sources::{Source, SourceSettings};
 
 /// Where the config is read from when neither `--config` nor the environment says otherwise.
@@ -65,6 +66,8 @@ pub struct Config {
     pub credentials: Vec<CredentialSpec>,
     /// `sources:`: how DNS, file and URL sources are resolved.
     pub sources: SourceSettings,
+    /// `notify:`: webhooks and the heartbeat (none by default).
+    pub notify: NotifyConfig,
 }
 
 impl Config {

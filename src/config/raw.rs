@@ -64,6 +64,46 @@ pub struct RawConfig {
     pub credentials: Option<Vec<RawCredential>>,
     /// How dynamic sources are resolved.
     pub sources: Option<RawSources>,
+    /// Webhooks and the heartbeat.
+    pub notify: Option<RawNotify>,
+}
+
+/// `notify:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    /// Where event messages are POSTed.
+    pub webhooks: Option<Vec<RawWebhook>>,
+    /// The dead-man heartbeat.
+    pub heartbeat: Option<RawHeartbeat>,
+    /// Per delivery attempt.
+    pub timeout: Option<Text>,
+}
+
+/// One element of `notify.webhooks:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// The webhook URL (a secret).
+    pub url: Option<Text>,
+    /// A file holding the URL, instead of `url`.
+    pub url_file: Option<Text>,
+    /// `json` or `slack`.
+    pub format: Option<Text>,
+    /// The event kinds sent to it.
+    pub events: Option<Vec<Text>>,
+}
+
+/// `notify.heartbeat:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeartbeat {
+    /// The check's ping URL (a secret).
+    pub url: Option<Text>,
+    /// A file holding the URL, instead of `url`.
+    pub url_file: Option<Text>,
+    /// Also ping `<url>/start` when a run begins.
+    pub start: Option<Text>,
 }
 
 /// One item of `credentials[].ips`: an address or CIDR as text, or a mapping naming a source

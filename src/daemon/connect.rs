@@ -10,6 +10,7 @@ use crate::bunq::{BunqClient, BunqError};
 use crate::daemon::health::Health;
 use crate::daemon::notify::Notifier;
 use crate::daemon::schedule::Backoff;
+use crate::notify::Notifications;
 
 /// The idle loop beats this often, so `/healthz` and the watchdog see it alive between runs.
 pub(super) const HEARTBEAT_PERIOD: Duration = Duration::from_secs(10);
@@ -22,6 +23,7 @@ pub(super) async fn connect_until_shutdown(
     state_dir: &Path,
     health: &Health,
     notifier: &Notifier,
+    notifications: &Notifications,
     shutdown: &CancellationToken,
 ) -> Option<BunqClient> {
     let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
@@ -44,6 +46,7 @@ pub(super) async fn connect_until_shutdown(
                 let message = explain(&err);
                 tracing::error!(error = %message, retry_in = ?delay, "cannot open a bunq session");
                 health.record_run_result(false, &format!("cannot open a bunq session: {message}"));
+                notifications.session_failed("cannot open a bunq session", &message);
                 if err.is_credentials_rejected() {
                     health.set_access_refused(Some(message.clone()));
                 }
@@ -125,12 +128,14 @@ mod tests {
         let started = tokio::time::Instant::now();
         let state_dir = bank.state_dir();
         let notifier = Notifier::disabled();
+        let notifications = Notifications::disabled();
         let connecting = connect_until_shutdown(
             bank.settings.clone(),
             bank.key.api_key.clone(),
             &state_dir,
             &health,
             &notifier,
+            &notifications,
             &shutdown,
         );
         let watching = async {

@@ -21,6 +21,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry, Unit};
 
+use crate::notify::{DeliveryObserver, DeliveryResult, Target};
 use crate::reconcile::apply::OutcomeKind;
 use crate::reconcile::plan::ChangeKind;
 use crate::reconcile::run::RunReport;
@@ -88,6 +89,14 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    /// The webhook index (`0`, `1`, …) or `heartbeat`: never the URL, which carries a token.
+    target: String,
+    /// `delivered`, `failed` or `dropped`.
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -148,6 +157,8 @@ pub struct Metrics {
     config_last_reload_successful: Gauge,
     /// When a config was last read and applied successfully.
     config_last_reload_success: Gauge<f64, AtomicU64>,
+    /// Notification messages by target and result: alert on `failed` or `dropped`.
+    notifications: Family<NotificationLabels, Counter>,
 }
 
 /// One metric's name (without [`PREFIX`] and suffixes), help text and unit.
@@ -225,6 +236,10 @@ const CONFIG_LAST_RELOAD_SUCCESSFUL: Definition = plain(
     "config_last_reload_successful",
     "1 if the running config is the last one read, 0 if the last reload failed",
 );
+const NOTIFICATIONS: Definition = plain(
+    "notifications",
+    "Notification messages (webhooks, heartbeat) by target and result",
+);
 const CONFIG_LAST_RELOAD_SUCCESS: Definition = seconds(
     "config_last_reload_success_timestamp",
     "Unix time a config was last loaded successfully",
@@ -275,6 +290,7 @@ impl Metrics {
                 Gauge::default(),
             ),
             config_last_reload_success: add(&mut r, CONFIG_LAST_RELOAD_SUCCESS, Gauge::default()),
+            notifications: add(&mut r, NOTIFICATIONS, Family::default()),
             registry: r,
         };
         metrics.config_last_reload_successful.set(1);
@@ -407,6 +423,28 @@ impl Metrics {
             .inc();
     }
 
+    /// A notification message to `target` ended with `result`.
+    pub fn record_notification(&self, target: Target, result: DeliveryResult) {
+        self.notification_series(target, result).inc();
+    }
+
+    /// `target` is configured: its series exist from now on, at 0.
+    pub fn notification_target(&self, target: Target) {
+        for result in DeliveryResult::ALL {
+            let _ = self.notification_series(target, result);
+        }
+    }
+
+    /// The counter of `target`'s messages that ended with `result`, created at 0 if new.
+    fn notification_series(&self, target: Target, result: DeliveryResult) -> Counter {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                target: target.label(),
+                result: result.as_str(),
+            })
+            .clone()
+    }
+
     /// A config reload ended at `at`; `ok` is whether the new config was applied.
     ///
     /// On failure the success timestamp stays, and `config_last_reload_successful` drops to 0
@@ -430,6 +468,16 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+impl DeliveryObserver for Metrics {
+    fn target_configured(&self, target: Target) {
+        self.notification_target(target);
+    }
+
+    fn delivery(&self, target: Target, result: DeliveryResult) {
+        self.record_notification(target, result);
     }
 }
 
@@ -728,6 +776,30 @@ mod tests {
                     3000.0,
                 ),
             ],
+        );
+    }
+
+    #[test]
+    fn notification_targets_start_at_zero_and_count_by_index() {
+        let metrics = Metrics::new("0");
+        metrics.notification_target(Target::Webhook(0));
+        metrics.notification_target(Target::Heartbeat);
+        metrics.record_notification(Target::Webhook(0), DeliveryResult::Failed);
+        let text = metrics.encode().unwrap();
+        let series = |target: &str, result: &str| {
+            format!(r#"bunq_ipsync_notifications_total{{target="{target}",result="{result}"}}"#)
+        };
+        assert_eq!(value(&text, &series("0", "failed")), Some(1.0));
+        for result in ["delivered", "dropped"] {
+            assert_eq!(value(&text, &series("0", result)), Some(0.0));
+        }
+        for result in ["delivered", "failed", "dropped"] {
+            assert_eq!(value(&text, &series("heartbeat", result)), Some(0.0));
+        }
+        assert_eq!(
+            value(&text, &series("1", "delivered")),
+            None,
+            "not configured"
         );
     }
 

@@ -8,9 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 
-use crate::bunq::ApiObserver;
+use crate::bunq::{ApiObserver, BunqError};
+use crate::daemon::connect::explain;
 use crate::daemon::health::Health;
 use crate::daemon::metrics::Metrics;
+use crate::notify::Notifications;
 
 /// Feeds bunq request events into the metrics and the heartbeat: every answered request is
 /// progress, so a long, rate-limited apply keeps the watchdog fed.
@@ -19,12 +21,26 @@ pub(super) struct Observer {
     metrics: Arc<Metrics>,
     /// The `/healthz` and `/readyz` side.
     health: Arc<Health>,
+    /// Webhooks: a failed session renewal is a `failed` event.
+    notifications: Notifications,
 }
 
 impl Observer {
     /// An observer publishing into `metrics` and `health`.
     pub(super) fn new(metrics: Arc<Metrics>, health: Arc<Health>) -> Observer {
-        Observer { metrics, health }
+        Observer {
+            metrics,
+            health,
+            notifications: Notifications::disabled(),
+        }
+    }
+
+    /// This observer, also telling `notifications` about failed session renewals.
+    pub(super) fn notifying(self, notifications: Notifications) -> Observer {
+        Observer {
+            notifications,
+            ..self
+        }
     }
 
     /// The shared health state (for the listener and the loop's own readiness reports).
@@ -50,9 +66,11 @@ impl Observer {
         self.session_valid_until(expires_at);
     }
 
-    /// The renewal task's attempt failed (it retries with backoff).
-    pub(super) fn session_renewal_failed(&self) {
+    /// The renewal task's attempt failed with `err` (it retries with backoff).
+    pub(super) fn session_renewal_failed(&self, err: &BunqError) {
         self.metrics.record_session_renewal(false);
+        self.notifications
+            .session_failed("cannot renew the bunq session", &explain(err));
     }
 }
 

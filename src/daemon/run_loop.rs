@@ -23,6 +23,7 @@ use crate::daemon::renew::RenewTrigger;
 use crate::daemon::schedule::{self, Backoff, CronTicker, RandomJitter, Scheduler, Trigger};
 use crate::daemon::tasks::Reload;
 use crate::daemon::watch::{ConfigChanged, Fingerprint};
+use crate::notify::Notifications;
 use crate::reconcile::record::{RecordStore, RunRecord};
 use crate::reconcile::run::{self, RunError};
 use crate::reconcile::verdict::Verdict;
@@ -96,6 +97,8 @@ pub(super) struct Daemon {
     pub(super) clock: WallClock,
     /// systemd notifications.
     pub(super) notifier: Notifier,
+    /// Webhooks and the heartbeat (not systemd's: that is `notifier`).
+    pub(super) notifications: Notifications,
     /// Where the last run's record is saved.
     pub(super) records: RecordStore,
     /// The last run's record, for drift reports.
@@ -153,6 +156,7 @@ impl Daemon {
                     || config.sync.schedule != self.config.sync.schedule
                     || config.sync.jitter != self.config.sync.jitter;
                 self.config = config;
+                self.notifications.set_config(&self.config.notify);
                 self.fingerprint = fingerprint;
                 self.reload_failed = false;
                 self.metrics.record_config_reload(true, self.now());
@@ -174,6 +178,7 @@ impl Daemon {
                 }
                 self.health
                     .set_reload_error(Some(message.lines().next().unwrap_or_default().to_string()));
+                self.notifications.config_rejected(&message);
                 let _ = self.notifier.ready();
                 let _ = self
                     .notifier
@@ -250,6 +255,7 @@ impl Daemon {
     async fn reconcile(&mut self, trigger: Trigger) {
         let started = tokio::time::Instant::now();
         self.metrics.record_run_started(self.now());
+        self.notifications.run_started();
         let stop = self.shutdown.child_token();
         let result = run::apply_run(
             self.client.as_ref(),
@@ -272,9 +278,16 @@ impl Daemon {
                 self.last_record = Some(record);
                 self.metrics.record_report(&report);
                 self.account_sources(&report.resolutions);
-                (report.run_id.clone(), report.verdict())
+                let verdict = report.verdict();
+                self.notifications.run_finished(&report, &verdict);
+                (report.run_id.clone(), verdict)
             }
-            Err(err) => (run::new_run_id(), self.failed_run(&err)),
+            Err(err) => {
+                let (run_id, verdict) = (run::new_run_id(), self.failed_run(&err));
+                self.notifications
+                    .run_failed(&run_id, &verdict, &err.to_string());
+                (run_id, verdict)
+            }
         };
         let message = &verdict.summary;
         self.metrics.record_run(verdict.result, elapsed, self.now());

@@ -18,6 +18,9 @@
 //! * a signal forwarder, so SIGTERM cancels at once even while a run is applying (the write in
 //!   flight finishes, the rest of the plan is skipped, the loop exits 0);
 //! * systemd notifications (`READY=1`, `RELOADING=1`, `STATUS=`, `WATCHDOG=1`, `STOPPING=1`).
+//! * webhooks and the heartbeat ([`crate::notify`]), told by the loop (runs, refused reloads),
+//!   the start-up connection and the renewal task (failures); their background sender is given
+//!   a short grace at shutdown to deliver the last run's messages.
 //!
 //! API errors never end the process: a failed run is retried with backoff, a failed connection
 //! is retried until shutdown, and the reasons show in `/readyz` and the metrics.
@@ -47,6 +50,7 @@ pub use crate::daemon::run_loop::read_config;
 use crate::daemon::run_loop::{Daemon, build_scheduler, stop_cron};
 use crate::daemon::tasks::{Reload, forward_signals, renewal_task, watchdog_task};
 use crate::daemon::watch::{self, ConfigChanged, Fingerprint, WatchSettings};
+use crate::notify::{DeliveryObserver, Notifications};
 use crate::reconcile::bunq_port::client_settings;
 use crate::reconcile::record::RecordStore;
 
@@ -54,6 +58,9 @@ use crate::reconcile::record::RecordStore;
 pub(super) const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long shutdown waits for a session renewal in flight (one bunq call and its retries).
 const SHUTDOWN_RENEWAL_GRACE: Duration = Duration::from_secs(30);
+/// How long shutdown waits for queued notifications (the last run's messages): long enough for
+/// one message's attempts, short enough for systemd's stop timeout.
+const SHUTDOWN_NOTIFY_GRACE: Duration = Duration::from_secs(20);
 /// Consecutive failed runs before `/readyz` reports not ready.
 pub(super) const FAILURE_THRESHOLD: u32 = 3;
 
@@ -97,16 +104,39 @@ impl Options {
     }
 }
 
-/// Metrics, health and the observer that publishes to both, with the config just loaded.
-fn publishers(clock: &WallClock) -> (Arc<Metrics>, Arc<Health>, Arc<Observer>) {
+/// Metrics, health, the notifications of `config` and the observer that publishes to them, with
+/// the config just loaded.
+fn publishers(
+    clock: &WallClock,
+    config: &Config,
+) -> (Arc<Metrics>, Arc<Health>, Notifications, Arc<Observer>) {
     let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
     let health =
         Arc::new(Health::new(HEARTBEAT_TIMEOUT, FAILURE_THRESHOLD).with_clock(Arc::clone(clock)));
     health.set_config_loaded(true);
     health.beat();
     metrics.record_config_reload(true, SystemTime::from(clock()));
-    let observer = Arc::new(Observer::new(Arc::clone(&metrics), Arc::clone(&health)));
-    (metrics, health, observer)
+    let notifications = start_notifications(config, &metrics, clock);
+    let observer =
+        Observer::new(Arc::clone(&metrics), Arc::clone(&health)).notifying(notifications.clone());
+    (metrics, health, notifications, Arc::new(observer))
+}
+
+/// The notifications sender, counting into `metrics`. It starts even without targets, so a
+/// reload can add them; a sender that cannot be built is logged, and the daemon runs without.
+fn start_notifications(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    clock: &WallClock,
+) -> Notifications {
+    let observer: Arc<dyn DeliveryObserver> = Arc::clone(metrics) as Arc<dyn DeliveryObserver>;
+    Notifications::start(&config.notify, observer, Arc::clone(clock)).unwrap_or_else(|err| {
+        tracing::error!(
+            error = %crate::bunq::transport::error_chain(&err.without_url()),
+            "cannot build the HTTP client for notifications; none will be sent"
+        );
+        Notifications::disabled()
+    })
 }
 
 /// The session renewal task for `client`, stopped with the daemon.
@@ -147,7 +177,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let _lock = StateLock::acquire(&config.bunq.state_dir)?;
 
     let clock = options.clock;
-    let (metrics, health, observer) = publishers(&clock);
+    let (metrics, health, notifications, observer) = publishers(&clock, &config);
 
     let shutdown = options.shutdown.clone();
     let server = serve_health(options.listener, &config, &observer, &shutdown).await?;
@@ -162,8 +192,14 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
 
     let notifier = options.notifier;
     let _ = notifier.status("connecting to bunq");
-    let Some(client) = connect(&config, api_key, &observer, &clock, &notifier, &shutdown).await?
-    else {
+    let connection = Connection {
+        observer: &observer,
+        clock: &clock,
+        notifier: &notifier,
+        notifications: &notifications,
+        shutdown: &shutdown,
+    };
+    let Some(client) = connect(&config, api_key, connection).await? else {
         return stop(&notifier, &shutdown, server).await;
     };
     let client = Arc::new(client);
@@ -188,6 +224,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         observer,
         clock,
         notifier,
+        notifications,
         records,
         last_record,
         scheduler,
@@ -261,16 +298,29 @@ async fn serve_health(
     )))
 }
 
+/// What the start-up connection reports to while it retries.
+struct Connection<'a> {
+    observer: &'a Arc<Observer>,
+    clock: &'a WallClock,
+    notifier: &'a Notifier,
+    notifications: &'a Notifications,
+    shutdown: &'a CancellationToken,
+}
+
 /// The client settings from the config, on the daemon's clock and the process's rate limiter,
 /// connected until it works; `None` on shutdown.
 async fn connect(
     config: &Config,
     api_key: crate::secret::Secret,
-    observer: &Arc<Observer>,
-    clock: &WallClock,
-    notifier: &Notifier,
-    shutdown: &CancellationToken,
+    connection: Connection<'_>,
 ) -> Result<Option<BunqClient>, DaemonError> {
+    let Connection {
+        observer,
+        clock,
+        notifier,
+        notifications,
+        shutdown,
+    } = connection;
     let api_observer: Arc<dyn ApiObserver> = Arc::clone(observer) as Arc<dyn ApiObserver>;
     let mut settings = client_settings(config, Some(api_observer))?;
     settings.clock = Arc::clone(clock);
@@ -284,6 +334,7 @@ async fn connect(
         &config.bunq.state_dir,
         &health,
         notifier,
+        notifications,
         shutdown,
     )
     .await)
@@ -303,6 +354,13 @@ async fn finish(
         .is_err()
     {
         tracing::warn!("session renewal still running at shutdown; abandoned");
+    }
+    // Messages of the last run (and a refused reload) go out before the process ends.
+    if tokio::time::timeout(SHUTDOWN_NOTIFY_GRACE, daemon.notifications.finish())
+        .await
+        .is_err()
+    {
+        tracing::warn!("notifications still queued at shutdown were abandoned");
     }
     stop(&daemon.notifier, &daemon.shutdown, server).await
 }

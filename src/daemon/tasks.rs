@@ -99,7 +99,7 @@ pub(super) async fn renewal_task(
                 // call per 30 s): nothing was renewed, so nothing is counted.
                 Ok(expires_at) if *expires_at == before => {}
                 Ok(expires_at) => observer.session_renewed(*expires_at),
-                Err(_) => observer.session_renewal_failed(),
+                Err(err) => observer.session_renewal_failed(err),
             }
             result
         }

@@ -13,6 +13,8 @@
 //! * [`options`]: [`SimulatorOptions`], the knobs where bunq is unknown or too slow.
 //! * [`dns`]: [`DnsServer`], a loopback nameserver for DNS sources (not bunq, but a double of
 //!   the same kind: the tests and `demo` move a name with it).
+//! * [`receiver`]: [`Receiver`], a loopback HTTP server that records requests: the webhook and
+//!   heartbeat receiver of the notification tests and the demo.
 //! * `server`: the handle, hyper server, response headers and signatures, fault application.
 //! * `api`: routing order and the endpoints; `auth`: tokens, signatures, request ids, caller IP.
 //! * `state`: the world model; `routes`: paths; `pagination`; `rate_limit`; `faults`; `clock`
@@ -36,6 +38,7 @@ mod faults;
 pub mod options;
 mod pagination;
 mod rate_limit;
+pub mod receiver;
 mod routes;
 mod server;
 mod state;
@@ -44,5 +47,6 @@ mod wire;
 pub use dns::{DnsAnswer, DnsServer};
 pub use faults::{Fault, FaultKind};
 pub use options::{DEFAULT_CALLER_IP, SimulatorOptions, UserKind};
+pub use receiver::{Received, Receiver};
 pub use server::{LoggedRequest, Simulator};
 pub use state::{SeedError, SeededKey};

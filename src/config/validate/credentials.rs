@@ -164,7 +164,7 @@ fn ip_items(
 }
 
 /// `credentials[i].allow_empty`: `true` or `false`.
-fn boolean(value: &str, path: &FieldPath, problems: &mut Problems) -> Option<bool> {
+pub(super) fn boolean(value: &str, path: &FieldPath, problems: &mut Problems) -> Option<bool> {
     match value {
         "true" => Some(true),
         "false" => Some(false),

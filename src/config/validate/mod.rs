@@ -13,7 +13,8 @@
 //! * [`credentials`]: the `credentials:` list;
 //! * [`addresses`]: the IPv4 address and CIDR rules of every IP list;
 //! * [`sources`]: `dns:`, `file:` and `url:` items and the `sources:` section;
-//! * [`service`]: `http:` and `log:`.
+//! * [`service`]: `http:` and `log:`;
+//! * [`notify`]: `notify:` (webhooks, heartbeat; their URLs are secrets and never quoted).
 //!
 //! Decisions worth knowing:
 //! * A CIDR with host bits set (`198.51.100.1/30`) is refused, not normalized: the writer may
@@ -28,6 +29,7 @@
 mod addresses;
 mod bunq;
 mod credentials;
+mod notify;
 mod problems;
 mod scalars;
 mod service;
@@ -85,8 +87,14 @@ pub(crate) fn validate(raw: RawConfig, source: &Path, text: &str) -> Result<Conf
         &mut problems,
     );
 
-    match (bunq, sync.settings, sources, problems.is_empty()) {
-        (Some(bunq), Some(sync), Some(sources), true) => Ok(Config {
+    let notify = notify::validate_notify(
+        raw.notify.unwrap_or_default(),
+        &root.key("notify"),
+        &mut problems,
+    );
+
+    match (bunq, sync.settings, sources, notify, problems.is_empty()) {
+        (Some(bunq), Some(sync), Some(sources), Some(notify), true) => Ok(Config {
             source: source.to_path_buf(),
             bunq,
             sync,
@@ -94,6 +102,7 @@ pub(crate) fn validate(raw: RawConfig, source: &Path, text: &str) -> Result<Conf
             log,
             credentials,
             sources,
+            notify,
         }),
         _ => Err(problems.into_errors(source, text)),
     }

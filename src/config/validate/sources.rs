@@ -202,7 +202,7 @@ fn nameserver(value: &str) -> Result<SocketAddr, String> {
 }
 
 /// A duration key that must be more than zero.
-fn positive(
+pub(super) fn positive(
     raw: Option<Text>,
     default: Duration,
     path: &FieldPath,
