@@ -94,9 +94,7 @@ async fn settled_on_a() -> (World, Daemon) {
 }
 
 async fn stop(mut daemon: Daemon) -> Daemon {
-    daemon.signal("TERM");
-    let status = daemon.wait_exit().await;
-    assert_eq!(status.code(), Some(0), "{}", daemon.stderr());
+    daemon.stop_cleanly().await;
     daemon
 }
 
@@ -1123,13 +1121,7 @@ async fn bunq_session_renewal_in_flight_at_sigterm_is_finished_and_saved() {
             (world.sim.sessions_created() >= 2).then_some(())
         })
         .await;
-    daemon.signal("TERM");
-    assert_eq!(
-        daemon.wait_exit().await.code(),
-        Some(0),
-        "{}",
-        daemon.stderr()
-    );
+    daemon.stop_cleanly().await;
     // The session bunq opened is the one saved for the next start.
     assert_ne!(saved_session(&daemon), first, "{}", daemon.stderr());
 }

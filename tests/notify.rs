@@ -425,12 +425,6 @@ async fn a_refused_reload_is_config_rejected_and_a_dead_receiver_is_counted_not_
         .wait_metric("the dead heartbeat is counted", failed, 1.0)
         .await;
     assert_no_token(&daemon.metrics().await);
-    daemon.signal("TERM");
-    assert_eq!(
-        daemon.wait_exit().await.code(),
-        Some(0),
-        "{}",
-        daemon.stderr()
-    );
+    daemon.stop_cleanly().await;
     assert_no_token(&daemon.stderr());
 }

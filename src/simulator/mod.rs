@@ -40,6 +40,7 @@ mod pagination;
 mod rate_limit;
 pub mod receiver;
 mod routes;
+mod serve;
 mod server;
 mod state;
 mod wire;

@@ -10,13 +10,12 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::simulator::serve::accept_until;
 
 /// One request as received.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,26 +116,11 @@ impl Drop for Receiver {
 }
 
 async fn accept(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let stream = tokio::select! {
-            () = shared.stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
-            },
-        };
-        let connection_shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let stop = connection_shared.stop.clone();
-            let service =
-                service_fn(move |request| record(Arc::clone(&connection_shared), request));
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = connection => {}
-                () = stop.cancelled() => {}
-            }
-        });
-    }
+    let stop = shared.stop.clone();
+    accept_until(listener, stop, move |request| {
+        record(Arc::clone(&shared), request)
+    })
+    .await;
 }
 
 async fn record(

@@ -392,6 +392,13 @@ impl Daemon {
     }
 
     /// Everything it wrote to stderr so far.
+    /// SIGTERM, and the graceful exit it must cause (status 0; stderr shown otherwise).
+    pub async fn stop_cleanly(&mut self) {
+        self.signal("TERM");
+        let status = self.wait_exit().await;
+        assert_eq!(status.code(), Some(0), "{}", self.stderr());
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
     }

@@ -8,16 +8,14 @@ use std::sync::Arc;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::{Inner, LoggedRequest, State};
 use crate::simulator::api::{self, ApiRequest};
 use crate::simulator::auth::Credentials;
 use crate::simulator::faults::FaultKind;
+use crate::simulator::serve::accept_until;
 use crate::simulator::wire::{ApiError, Reply};
 
 /// Largest request body read; bunq's bodies here are a few hundred bytes.
@@ -28,28 +26,13 @@ const MAX_BODY_BYTES: usize = 1 << 20;
 #[error("simulated connection reset")]
 struct ConnectionReset;
 
+/// Serves the simulated bank on `listener` until the simulator stops.
 pub(super) async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
-    loop {
-        let stream = tokio::select! {
-            () = inner.stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
-                // Out of file descriptors and the like: keep serving the open connections.
-                Err(_) => continue,
-            },
-        };
-        let connection_inner = Arc::clone(&inner);
-        tokio::spawn(async move {
-            let stop = connection_inner.stop.clone();
-            let service = service_fn(move |request| serve(Arc::clone(&connection_inner), request));
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                // A failed or reset connection is the client's problem to see, not ours.
-                _ = connection => {}
-                () = stop.cancelled() => {}
-            }
-        });
-    }
+    let stop = inner.stop.clone();
+    accept_until(listener, stop, move |request| {
+        serve(Arc::clone(&inner), request)
+    })
+    .await;
 }
 
 /// What the server reads off one HTTP request before anything is decided.
