@@ -14,6 +14,7 @@ use bunq_ipsync::bunq::model::{Envelope, ErrorBody, IpStatus, PermittedIp, TIMES
 use bunq_ipsync::simulator::{
     DEFAULT_CALLER_IP, Fault, FaultKind, SeededKey, Simulator, SimulatorOptions, UserKind,
 };
+use futures_util::future::BoxFuture;
 use reqwest::Method;
 use serde_json::Value;
 
@@ -154,7 +155,12 @@ impl Call {
 
     /// Sends the call and asserts the bunq error it is answered with.
     async fn refused(self, sim: &Simulator, status: u16, text: &str) {
-        self.send(sim).await.assert_error(status, text);
+        self.refused_in("the call", sim, status, text).await;
+    }
+
+    /// [`Call::refused`], failing with the name of `case`.
+    async fn refused_in(self, case: &str, sim: &Simulator, status: u16, text: &str) {
+        self.send(sim).await.assert_error_in(case, status, text);
     }
 }
 
@@ -194,10 +200,15 @@ impl Answer {
     }
 
     fn assert_error(&self, status: u16, text: &str) {
+        self.assert_error_in("the answer", status, text);
+    }
+
+    /// [`Answer::assert_error`], failing with the name of `case`.
+    fn assert_error_in(&self, case: &str, status: u16, text: &str) {
         assert_eq!(
             (self.status, self.error().as_str()),
             (status, text),
-            "{}",
+            "{case}: {}",
             String::from_utf8_lossy(&self.body)
         );
     }
@@ -397,6 +408,14 @@ fn ids(envelope: &Envelope) -> Vec<u64> {
         .collect()
 }
 
+/// The kind of each `Response` item (its one key: `Id`, `Token`, ...), in order.
+fn item_kinds(items: &[Value]) -> Vec<&str> {
+    items
+        .iter()
+        .map(|item| item.as_object().unwrap().keys().next().unwrap().as_str())
+        .collect()
+}
+
 fn is_hex64(text: &str) -> bool {
     text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit())
 }
@@ -414,11 +433,7 @@ async fn installation_answers_id_token_and_server_key_in_that_order() {
     assert_eq!(answer.status, 200);
     let json = answer.json();
     let items = json["Response"].as_array().unwrap();
-    let keys: Vec<&str> = items
-        .iter()
-        .map(|item| item.as_object().unwrap().keys().next().unwrap().as_str())
-        .collect();
-    assert_eq!(keys, ["Id", "Token", "ServerPublicKey"]);
+    assert_eq!(item_kinds(items), ["Id", "Token", "ServerPublicKey"]);
     let token = &items[1]["Token"];
     assert!(is_hex64(token["token"].as_str().unwrap()), "{token}");
     let created = token["created"].as_str().unwrap();
@@ -463,11 +478,7 @@ async fn session_server_answers_id_token_and_user_person_in_that_order() {
     assert!(answer.signature_verifies(&server_key));
     let json = answer.json();
     let items = json["Response"].as_array().unwrap();
-    let keys: Vec<&str> = items
-        .iter()
-        .map(|item| item.as_object().unwrap().keys().next().unwrap().as_str())
-        .collect();
-    assert_eq!(keys, ["Id", "Token", "UserPerson"]);
+    assert_eq!(item_kinds(items), ["Id", "Token", "UserPerson"]);
     assert!(is_hex64(items[1]["Token"]["token"].as_str().unwrap()));
     assert_eq!(items[2]["UserPerson"]["id"], seeded.user_id);
     assert_eq!(items[2]["UserPerson"]["session_timeout"], 604_800);
@@ -589,45 +600,68 @@ async fn bad_token_status_is_configurable_to_401() {
         .await;
 }
 
-#[tokio::test]
-async fn session_server_needs_device_server_for_the_key_first() {
-    let sim = start().await;
-    let (seeded, token) = installed(&sim).await;
-    session_server(&token, seeded.api_key.expose())
-        .refused(&sim, 400, CREDENTIALS_INCORRECT)
-        .await;
-}
+/// A registration call built on a fresh simulator.
+type RegistrationCall = for<'a> fn(&'a Simulator) -> BoxFuture<'a, Call>;
 
+/// Each case: a key the simulator does not accept (yet) is refused with the credentials error.
 #[tokio::test]
-async fn unknown_api_key_is_refused_with_the_credentials_error() {
-    let sim = start().await;
-    let (token, _) = install(&sim).await;
-    device_server(&token, "not-a-key")
-        .refused(&sim, 400, CREDENTIALS_INCORRECT)
-        .await;
+async fn credential_refusals() {
+    let cases: [(&str, RegistrationCall); 2] = [
+        (
+            "session_server_needs_device_server_for_the_key_first",
+            |sim| {
+                Box::pin(async move {
+                    let (seeded, token) = installed(sim).await;
+                    session_server(&token, seeded.api_key.expose())
+                })
+            },
+        ),
+        (
+            "unknown_api_key_is_refused_with_the_credentials_error",
+            |sim| {
+                Box::pin(async move {
+                    let (token, _) = install(sim).await;
+                    device_server(&token, "not-a-key")
+                })
+            },
+        ),
+    ];
+    for (case, call) in cases {
+        let sim = start().await;
+        call(&sim)
+            .await
+            .refused_in(case, &sim, 400, CREDENTIALS_INCORRECT)
+            .await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // 3. Request signatures.
 
+/// Each case: a session-server call of a registered device, signed as the case says, and the
+/// status and error the simulator refuses it with.
 #[tokio::test]
-async fn session_server_without_signature_is_466() {
-    let sim = start().await;
-    new_device_session_call(&sim)
-        .await
-        .unsigned()
-        .refused(&sim, 466, SIGNATURE_REQUIRED)
-        .await;
-}
-
-#[tokio::test]
-async fn session_server_with_a_wrong_signature_is_400() {
-    let sim = start().await;
-    new_device_session_call(&sim)
-        .await
-        .signature(client_key().sign(b"other bytes"))
-        .refused(&sim, 400, SIGNATURE_INVALID)
-        .await;
+async fn session_server_signature_refusals() {
+    let cases: [(&str, fn(Call) -> Call, u16, &str); 2] = [
+        (
+            "session_server_without_signature_is_466",
+            Call::unsigned,
+            466,
+            SIGNATURE_REQUIRED,
+        ),
+        (
+            "session_server_with_a_wrong_signature_is_400",
+            |call| call.signature(client_key().sign(b"other bytes")),
+            400,
+            SIGNATURE_INVALID,
+        ),
+    ];
+    for (case, sign, status, error) in cases {
+        let sim = start().await;
+        sign(new_device_session_call(&sim).await)
+            .refused_in(case, &sim, status, error)
+            .await;
+    }
 }
 
 #[tokio::test]
