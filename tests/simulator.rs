@@ -693,11 +693,14 @@ async fn credential_refusals() {
 // ---------------------------------------------------------------------------------------------
 // 3. Request signatures.
 
+/// How a case signs its call.
+type SignedAs = fn(Call) -> Call;
+
 /// Each case: a session-server call of a registered device, signed as the case says, and the
 /// status and error the simulator refuses it with.
 #[tokio::test]
 async fn session_server_signature_refusals() {
-    let cases: [(&str, fn(Call) -> Call, u16, &str); 2] = [
+    let cases: [(&str, SignedAs, u16, &str); 2] = [
         (
             "session_server_without_signature_is_466",
             Call::unsigned,
