@@ -204,11 +204,14 @@ fn signed_over(mock: Mock, key: &PrivateKey, signed: &str, body: &str) -> Mock {
         .with_body(body)
 }
 
+/// `GET` of [`CREDENTIAL_PATH`] under any session token.
+fn any_credential_get(server: &mut ServerGuard) -> Mock {
+    server.mock("GET", CREDENTIAL_PATH)
+}
+
 /// `GET` of [`CREDENTIAL_PATH`] authenticated by `token`.
 fn credential_get(server: &mut ServerGuard, token: &str) -> Mock {
-    server
-        .mock("GET", CREDENTIAL_PATH)
-        .match_header("X-Bunq-Client-Authentication", token)
+    any_credential_get(server).match_header("X-Bunq-Client-Authentication", token)
 }
 
 /// `POST /v1/session-server` with the standard headers, authenticated by the installation token.
@@ -218,6 +221,53 @@ fn session_server_call(server: &mut ServerGuard) -> Mock {
         Some(INSTALLATION_TOKEN),
     )
 }
+
+/// `mock` answered with `status` and `body` alone: no response id and no server signature, as
+/// a proxy or a forger answers (bunq itself signs every answer, see [`respond`]).
+fn unsigned(mock: Mock, status: usize, body: &str) -> Mock {
+    mock.with_status(status).with_body(body)
+}
+
+/// `mock` refused as bunq refuses a session it no longer accepts (403, "Insufficient
+/// authentication."), [`unsigned`].
+fn unsigned_session_rejection(mock: Mock) -> Mock {
+    unsigned(mock, 403, &error_body("Insufficient authentication."))
+}
+
+/// Fails unless `result` is an error that [`BunqError::is_security`] calls a security error.
+#[track_caller]
+fn assert_security_error<T>(result: Result<T, BunqError>) {
+    match result {
+        Err(err) => assert!(err.is_security(), "{err}"),
+        Ok(_) => panic!("succeeded; expected a security error"),
+    }
+}
+
+/// Fails unless `result` is an error that [`BunqError::is_session_rejected`] calls a session
+/// rejection.
+#[track_caller]
+fn assert_session_rejected<T>(result: Result<T, BunqError>) {
+    match result {
+        Err(err) => assert!(err.is_session_rejected(), "{err}"),
+        Ok(_) => panic!("succeeded; expected a session rejection"),
+    }
+}
+
+/// The credential GET answered once with a bunq error of `status` and `description` under a
+/// signature that does not verify ([`respond_with_a_bad_signature`]).
+async fn badly_signed_credential_error(
+    server: &mut ServerGuard,
+    status: usize,
+    description: &str,
+) -> Mock {
+    once(respond_with_a_bad_signature(
+        any_credential_get(server),
+        status,
+        &error_body(description),
+    ))
+    .await
+}
+
 const IP_LIST_PATH: &str = "/v1/user/1913/credential-password-ip/77/ip";
 
 fn ip_page(ids: &[u64], older_url: Option<&str>) -> String {
@@ -572,16 +622,12 @@ async fn rejected_session_opens_one_new_session_and_retries_once() {
 #[tokio::test]
 async fn a_second_session_rejection_is_returned_without_another_session() {
     let (mut server, _state, client) = with_saved_client().await;
-    let rejected = server
-        .mock("GET", CREDENTIAL_PATH)
-        .with_status(403)
-        .with_body(error_body("Insufficient authentication."))
+    let rejected = unsigned_session_rejection(any_credential_get(&mut server))
         .expect(2)
         .create_async()
         .await;
     let session = once(mock_bunq::session(&mut server, "second-session", 604_800)).await;
-    let err = client.get_credential(77).await.unwrap_err();
-    assert!(err.is_session_rejected(), "{err}");
+    assert_session_rejected(client.get_credential(77).await);
     assert_all(&[&rejected, &session]).await;
 }
 
@@ -762,12 +808,11 @@ async fn sandbox_user_is_created_without_token_or_signature() {
 #[tokio::test]
 async fn missing_server_signature_on_a_200_is_a_security_error_and_not_retried() {
     let (mut server, _state, client) = with_saved_client().await;
-    let get = once(
-        server
-            .mock("GET", CREDENTIAL_PATH)
-            .with_status(200)
-            .with_body(CREDENTIAL_BODY),
-    )
+    let get = once(unsigned(
+        any_credential_get(&mut server),
+        200,
+        CREDENTIAL_BODY,
+    ))
     .await;
     let err = client.get_credential(77).await.unwrap_err();
     assert!(matches!(err, BunqError::ResponseSignature { .. }), "{err}");
@@ -797,7 +842,7 @@ async fn signature_by_another_key_fails_verification() {
     let (mut server, _state, client) = with_saved_client().await;
     let body = CREDENTIAL_BODY;
     let get = once(signed_over(
-        server.mock("GET", CREDENTIAL_PATH),
+        any_credential_get(&mut server),
         client_key(),
         body,
         body,
@@ -811,8 +856,7 @@ async fn signature_by_another_key_fails_verification() {
 #[tokio::test]
 async fn error_body_becomes_an_api_error_with_status_description_and_response_id() {
     let (mut server, _state, client) = with_saved_client().await;
-    let _get = once(server
-        .mock("GET", CREDENTIAL_PATH)
+    let _get = once(any_credential_get(&mut server)
         .with_status(400)
         .with_header("X-Bunq-Client-Response-Id", "resp-400")
         .with_body(r#"{"Error":[{"error_description":"User credentials are incorrect. Incorrect API key or IP address.","error_description_translated":"x"}]}"#)).await;
@@ -845,8 +889,7 @@ async fn rate_limited_request_is_retried_with_a_new_request_id_and_succeeds() {
         }
     };
     let limited = once(
-        server
-            .mock("GET", CREDENTIAL_PATH)
+        any_credential_get(&mut server)
             .match_request(record(ids.clone()))
             .with_status(429)
             .with_body(error_body(
@@ -869,13 +912,14 @@ async fn rate_limited_request_is_retried_with_a_new_request_id_and_succeeds() {
 #[tokio::test]
 async fn server_errors_are_retried_up_to_the_attempt_limit() {
     let (mut server, _state, client) = with_saved_client().await;
-    let failing = server
-        .mock("GET", CREDENTIAL_PATH)
-        .with_status(503)
-        .with_body("<html><body>Service Unavailable</body></html>")
-        .expect(3)
-        .create_async()
-        .await;
+    let failing = unsigned(
+        any_credential_get(&mut server),
+        503,
+        "<html><body>Service Unavailable</body></html>",
+    )
+    .expect(3)
+    .create_async()
+    .await;
     let err = client.get_credential(77).await.unwrap_err();
     failing.assert_async().await;
     match err {
@@ -894,12 +938,11 @@ async fn server_errors_are_retried_up_to_the_attempt_limit() {
 #[tokio::test]
 async fn create_ip_is_not_retried_on_a_server_error() {
     let (mut server, _state, client) = with_saved_client().await;
-    let create = once(
-        server
-            .mock("POST", IP_LIST_PATH)
-            .with_status(500)
-            .with_body(error_body("Internal error")),
-    )
+    let create = once(unsigned(
+        server.mock("POST", IP_LIST_PATH),
+        500,
+        &error_body("Internal error"),
+    ))
     .await;
     let err = client
         .create_ip(77, Ipv4Addr::new(5, 6, 7, 8), IpStatus::Active)
@@ -984,8 +1027,8 @@ async fn observer_sees_every_attempt_by_route_pattern() {
     let mut settings = settings(&server);
     settings.observer = Some(observer.clone());
     let client = connect(settings, state.path()).await.unwrap();
-    let _limited = once(server.mock("GET", CREDENTIAL_PATH).with_status(429)).await;
-    let _ok = respond(server.mock("GET", CREDENTIAL_PATH), 200, CREDENTIAL_BODY)
+    let _limited = once(any_credential_get(&mut server).with_status(429)).await;
+    let _ok = respond(any_credential_get(&mut server), 200, CREDENTIAL_BODY)
         .create_async()
         .await;
     let _session = mock_bunq::session(&mut server, "s2", 604_800)
@@ -1032,9 +1075,7 @@ async fn concurrent_rejections_open_a_single_new_session() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = Arc::new(saved_client(&server, state.path()).await);
-    let rejected = credential_get(&mut server, SESSION_TOKEN)
-        .with_status(403)
-        .with_body(error_body("Insufficient authentication."))
+    let rejected = unsigned_session_rejection(credential_get(&mut server, SESSION_TOKEN))
         .expect_at_least(1)
         .create_async()
         .await;
@@ -1120,7 +1161,7 @@ async fn the_rate_limiter_holds_a_request_beyond_the_window_limit() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = client_with_hourly_get_limit(&server, state.path(), 3).await;
-    let get = respond(server.mock("GET", CREDENTIAL_PATH), 200, CREDENTIAL_BODY)
+    let get = respond(any_credential_get(&mut server), 200, CREDENTIAL_BODY)
         .expect(3)
         .create_async()
         .await;
@@ -1137,7 +1178,7 @@ async fn the_rate_limiter_is_acquired_before_a_retry_too() {
     let mut server = Server::new_async().await;
     let state = tempfile::tempdir().unwrap();
     let client = client_with_hourly_get_limit(&server, state.path(), 1).await;
-    let limited = once(server.mock("GET", CREDENTIAL_PATH).with_status(429)).await;
+    let limited = once(any_credential_get(&mut server).with_status(429)).await;
     let retry = tokio::time::timeout(Duration::from_millis(50), client.get_credential(77)).await;
     assert!(retry.is_err(), "the retry was not held back by the limiter");
     limited.assert_async().await;
@@ -1147,13 +1188,11 @@ async fn the_rate_limiter_is_acquired_before_a_retry_too() {
 async fn a_rejected_saved_installation_is_replaced_by_one_clean_registration() {
     // The saved session is stale, so connect opens a new one with the saved installation token.
     let (mut server, state) = with_saved_context(chrono::Duration::seconds(30)).await;
-    let rejected = once(
+    let rejected = once(unsigned_session_rejection(
         server
             .mock("POST", "/v1/session-server")
-            .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN)
-            .with_status(403)
-            .with_body(error_body("Insufficient authentication.")),
-    )
+            .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN),
+    ))
     .await;
     let new_installation = serde_json::json!({"Response": [
         {"Id": {"id": 1}},
@@ -1187,16 +1226,12 @@ async fn a_rejected_fresh_installation_is_an_error_not_a_loop() {
     let mut server = Server::new_async().await;
     let installation = once(mock_bunq::installation(&mut server)).await;
     let _device = mock_bunq::device(&mut server).create_async().await;
-    let session = once(
-        server
-            .mock("POST", "/v1/session-server")
-            .with_status(403)
-            .with_body(error_body("Insufficient authentication.")),
-    )
+    let session = once(unsigned_session_rejection(
+        server.mock("POST", "/v1/session-server"),
+    ))
     .await;
     let state = tempfile::tempdir().unwrap();
-    let err = connect(settings(&server), state.path()).await.unwrap_err();
-    assert!(err.is_session_rejected(), "{err}");
+    assert_session_rejected(connect(settings(&server), state.path()).await);
     assert_all(&[&installation, &session]).await;
 }
 
@@ -1205,12 +1240,11 @@ async fn unsigned_session_server_response_fails_registration() {
     let mut server = Server::new_async().await;
     let _installation = mock_bunq::installation(&mut server).create_async().await;
     let _device = mock_bunq::device(&mut server).create_async().await;
-    let session = once(
-        server
-            .mock("POST", "/v1/session-server")
-            .with_status(200)
-            .with_body(session_body("forged-session", 604_800)),
-    )
+    let session = once(unsigned(
+        server.mock("POST", "/v1/session-server"),
+        200,
+        &session_body("forged-session", 604_800),
+    ))
     .await;
     let state = tempfile::tempdir().unwrap();
     let err = connect(settings(&server), state.path()).await.unwrap_err();
@@ -1276,11 +1310,9 @@ async fn a_session_call_answered_401_with_any_wording_opens_one_new_session_and_
             &body,
         ))
         .await;
-        let session = ok_once(
-            server
-                .mock("POST", "/v1/session-server")
+        let session = once(
+            mock_bunq::session(&mut server, "second-session", 604_800)
                 .match_header("X-Bunq-Client-Authentication", INSTALLATION_TOKEN),
-            &session_body("second-session", 604_800),
         )
         .await;
         let accepted = ok_once(
@@ -1298,29 +1330,18 @@ async fn a_session_call_answered_401_with_any_wording_opens_one_new_session_and_
 async fn an_error_response_with_an_invalid_server_signature_is_a_security_error_and_nothing_follows()
  {
     let (mut server, _state, client) = with_saved_client().await;
-    let rejected = once(respond_with_a_bad_signature(
-        server.mock("GET", CREDENTIAL_PATH),
-        403,
-        &error_body("Insufficient authentication."),
-    ))
-    .await;
+    let rejected =
+        badly_signed_credential_error(&mut server, 403, "Insufficient authentication.").await;
     let session = never(server.mock("POST", "/v1/session-server")).await;
-    let err = client.get_credential(77).await.unwrap_err();
-    assert!(err.is_security(), "{err}");
+    assert_security_error(client.get_credential(77).await);
     assert_all(&[&rejected, &session]).await;
 }
 
 #[tokio::test]
 async fn a_server_error_with_an_invalid_server_signature_is_not_retried() {
     let (mut server, _state, client) = with_saved_client().await;
-    let failing = once(respond_with_a_bad_signature(
-        server.mock("GET", CREDENTIAL_PATH),
-        503,
-        &error_body("Service unavailable."),
-    ))
-    .await;
-    let err = client.get_credential(77).await.unwrap_err();
-    assert!(err.is_security(), "{err}");
+    let failing = badly_signed_credential_error(&mut server, 503, "Service unavailable.").await;
+    assert_security_error(client.get_credential(77).await);
     failing.assert_async().await;
 }
 
@@ -1339,8 +1360,7 @@ async fn a_forged_installation_rejection_discards_nothing_and_registers_nothing(
     .await;
     let installation = never(server.mock("POST", "/v1/installation")).await;
     let device = never(server.mock("POST", "/v1/device-server")).await;
-    let err = connect(settings(&server), state.path()).await.unwrap_err();
-    assert!(err.is_security(), "{err}");
+    assert_security_error(connect(settings(&server), state.path()).await);
     assert_all(&[&rejected, &installation, &device]).await;
     let after = std::fs::read(state.path().join(CONTEXT_FILE_NAME)).unwrap();
     assert_eq!(before, after, "the saved installation was kept as it was");
@@ -1378,8 +1398,8 @@ async fn too_many_requests(mock: Mock, times: usize) -> Mock {
 async fn a_429_is_retried_beyond_the_transient_attempt_budget_until_it_succeeds() {
     // fast_transport allows 3 attempts for transient failures; a rate limit gets at least 6.
     let (mut server, _state, client) = with_saved_client().await;
-    let limited = too_many_requests(server.mock("GET", CREDENTIAL_PATH), 5).await;
-    let ok = ok_once(server.mock("GET", CREDENTIAL_PATH), CREDENTIAL_BODY).await;
+    let limited = too_many_requests(any_credential_get(&mut server), 5).await;
+    let ok = ok_once(any_credential_get(&mut server), CREDENTIAL_BODY).await;
     assert_eq!(client.get_credential(77).await.unwrap().id, 77);
     assert_all(&[&limited, &ok]).await;
 }

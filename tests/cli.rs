@@ -162,6 +162,30 @@ impl Env {
         Env::with_ci(&[("192.0.2.1", IpStatus::Active)], &["203.0.113.10"]).await
     }
 
+    /// An empty "ci" credential and a config wanting two IPs on it under `max_changes: 1`: the
+    /// max-changes rule blocks every run.
+    async fn over_max_changes() -> (Env, CredentialId, PathBuf) {
+        let env = Env::start().await;
+        let ci = env.credential_with(&[]);
+        let config = env.config("sync", 1, ci, &["203.0.113.10", "203.0.113.11"]);
+        (env, ci, config)
+    }
+
+    /// [`Env::run_exits`] of `command --output json`, its stdout parsed as the one JSON document.
+    async fn run_json(&self, config: &Path, command: &str, code: i32) -> Value {
+        self.run_exits(config, &[command, "--output", "json"], code)
+            .await
+            .json()
+    }
+
+    /// [`Env::run_exits`], failing with the output unless stdout also contains `text`: the
+    /// command's exit code and the line that says why.
+    async fn run_saying(&self, config: &Path, args: &[&str], code: i32, text: &str) -> Output {
+        let out = self.run_exits(config, args, code).await;
+        assert_stdout_has(&out, text);
+        out
+    }
+
     /// [`Env::run`], failing with the output unless the command exits with `code`.
     async fn run_exits(&self, config: &Path, args: &[&str], code: i32) -> Output {
         let out = self.run(config, args).await;
@@ -264,6 +288,14 @@ impl Env {
             files: self.state_files(),
             sessions: self.sim.sessions_created(),
         }
+    }
+
+    /// [`Env::hold_as_daemon`] with bunq's request log cleared, so that
+    /// [`Env::assert_no_request`] and the log speak only of what the next command sends.
+    fn hold_as_daemon_and_clear_log(&self) -> Held {
+        let held = self.hold_as_daemon();
+        self.sim.clear_request_log();
+        held
     }
 
     /// Fails unless every state file is byte-identical to when `held` was taken.
@@ -371,13 +403,8 @@ fn show(output: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_accepts_a_good_config_and_writes_nothing() {
     let (env, _, config) = Env::with_ci(&[], &["203.0.113.10", "198.51.100.0/30"]).await;
-    let out = env.run_exits(&config, &["validate"], 0).await;
-    assert_stdout_has(&out, "valid");
-    assert!(
-        out.stdout.contains("5 desired IP(s)"),
-        "CIDR expanded: {}",
-        show(&out)
-    );
+    let out = env.run_saying(&config, &["validate"], 0, "valid").await;
+    assert_stdout_has(&out, "5 desired IP(s)"); // CIDR expanded
     assert!(
         !env.state_dir().exists(),
         "validate created the state directory"
@@ -401,8 +428,8 @@ async fn validate_explains_what_bunq_egress_ips_does_set_or_not() {
         "  egress_ips: [192.0.2.7, 198.51.100.0/30]\n  state_dir:",
     );
     let set = env.write("config.yaml", &text);
-    let out = env.run_exits(&set, &["validate"], 0).await;
-    assert_stdout_has(&out, "bunq.egress_ips: 5 address(es)");
+    env.run_saying(&set, &["validate"], 0, "bunq.egress_ips: 5 address(es)")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,21 +453,33 @@ async fn validate_resolve_prints_what_every_source_yields_and_fails_on_a_failed_
         + &format!("sources:\n  dns:\n    nameservers: [{}]\n", dns.address());
     let config = env.write("config.yaml", &text);
 
-    let syntax_only = env.run_exits(&config, &["validate"], 0).await;
-    assert_stdout_has(&syntax_only, "2 source(s)");
+    env.run_saying(&config, &["validate"], 0, "2 source(s)")
+        .await;
     assert_eq!(
         dns.queries("home.example.org"),
         0,
         "validate alone resolves nothing"
     );
 
-    let out = env.run_exits(&config, &["validate", "--resolve"], 0).await;
-    assert_stdout_has(&out, "dns:home.example.org: 203.0.113.20 (ttl 30s)");
+    let out = env
+        .run_saying(
+            &config,
+            &["validate", "--resolve"],
+            0,
+            "dns:home.example.org: 203.0.113.20 (ttl 30s)",
+        )
+        .await;
     assert_stdout_has(&out, &format!("file:{}: 198.51.100.7", nat.display()));
 
     dns.set("home.example.org", DnsAnswer::NxDomain);
-    let out = env.run_exits(&config, &["validate", "--resolve"], 1).await;
-    assert_stdout_has(&out, "dns:home.example.org: FAILED: NXDOMAIN");
+    let out = env
+        .run_saying(
+            &config,
+            &["validate", "--resolve"],
+            1,
+            "dns:home.example.org: FAILED: NXDOMAIN",
+        )
+        .await;
     assert_stderr_has(&out, "1 of 2 source(s) failed");
     assert!(env.sim.request_log().is_empty(), "validate contacted bunq");
 }
@@ -560,8 +599,9 @@ async fn a_start_up_error_with_json_logs_is_one_json_object_on_stderr() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_exits_2_with_a_table_on_stdout_and_writes_nothing() {
     let (env, ci, config) = Env::with_ci(&ONE_OF_EACH_ENTRIES, &ONE_OF_EACH_WANTED).await;
-    let out = env.run_exits(&config, &["plan"], 2).await;
-    assert_stdout_has(&out, "CURRENT → WANTED");
+    let out = env
+        .run_saying(&config, &["plan"], 2, "CURRENT → WANTED")
+        .await;
     assert!(
         !out.stderr.contains("own credential is unknown"),
         "the daemon found its own credential: {}",
@@ -581,17 +621,15 @@ async fn plan_exits_2_with_a_table_on_stdout_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_exits_0_when_converged() {
     let (env, _, config) = Env::in_sync().await;
-    let out = env.run_exits(&config, &["plan"], 0).await;
-    assert_stdout_has(&out, "in sync");
+    env.run_saying(&config, &["plan"], 0, "in sync").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_exits_3_when_max_changes_blocks_the_run_and_still_prints_the_plan() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 1, ci, &["203.0.113.10", "203.0.113.11"]);
-    let out = env.run_exits(&config, &["plan"], 3).await;
-    assert_stdout_has(&out, "BLOCKED [max-changes]");
+    let (env, _, config) = Env::over_max_changes().await;
+    let out = env
+        .run_saying(&config, &["plan"], 3, "BLOCKED [max-changes]")
+        .await;
     assert!(
         out.stdout.contains("203.0.113.10") && out.stdout.contains("203.0.113.11"),
         "full plan: {}",
@@ -633,18 +671,20 @@ async fn plan_exits_3_naming_the_fix_when_the_own_credential_is_not_found() {
     assert!(fix.contains("set bunq.device_description"), "{fix}");
     assert_stderr_has(&out, "own credential is unknown");
 
-    let text = env.run_exits(&config, &["plan"], 3).await;
-    assert_stdout_has(&text, "BLOCKED [own-ip] deactivate 192.0.2.1");
+    env.run_saying(
+        &config,
+        &["plan"],
+        3,
+        "BLOCKED [own-ip] deactivate 192.0.2.1",
+    )
+    .await;
     assert_eq!(env.active(ci), vec!["192.0.2.1".to_owned()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_json_is_one_document_with_the_documented_fields() {
     let (env, ci, config) = Env::replacing_one().await;
-    let out = env
-        .run_exits(&config, &["plan", "--output", "json"], 2)
-        .await;
-    let doc = out.json();
+    let doc = env.run_json(&config, "plan", 2).await;
     assert_eq!(doc["format_version"], 1);
     assert_eq!(doc["outcome"], "changes_pending");
     assert_eq!(doc["exit_code"], 2);
@@ -698,8 +738,8 @@ async fn plan_reports_an_unknown_credential_as_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_converges_and_exits_0_then_plan_exits_0() {
     let (env, ci, config) = Env::with_ci(&ONE_OF_EACH_ENTRIES, &ONE_OF_EACH_WANTED).await;
-    let out = env.run_exits(&config, &["apply"], 0).await;
-    assert_stdout_has(&out, "Apply: 3 applied, 0 failed");
+    env.run_saying(&config, &["apply"], 0, "Apply: 3 applied, 0 failed")
+        .await;
     assert_eq!(env.active(ci), vec!["203.0.113.11", "203.0.113.12"]);
 
     env.sim.clear_request_log();
@@ -710,11 +750,9 @@ async fn apply_converges_and_exits_0_then_plan_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_exits_3_when_blocked_and_writes_nothing() {
-    let env = Env::start().await;
-    let ci = env.credential_with(&[]);
-    let config = env.config("sync", 1, ci, &["203.0.113.10", "203.0.113.11"]);
-    let out = env.run_exits(&config, &["apply"], 3).await;
-    assert_stdout_has(&out, "BLOCKED [max-changes]");
+    let (env, ci, config) = Env::over_max_changes().await;
+    env.run_saying(&config, &["apply"], 3, "BLOCKED [max-changes]")
+        .await;
     env.assert_no_allowlist_write();
     assert!(env.active(ci).is_empty());
 }
@@ -737,10 +775,7 @@ async fn apply_exit_code_prefers_error_over_blocked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_json_is_one_document_with_plan_and_results() {
     let (env, ci, config) = Env::wanting_one().await;
-    let out = env
-        .run_exits(&config, &["apply", "--output", "json"], 0)
-        .await;
-    let doc = out.json();
+    let doc = env.run_json(&config, "apply", 0).await;
     assert_eq!(doc["exit_code"], 0, "the apply's own exit code: {doc}");
     assert_eq!(doc["plan"]["exit_code"], 2, "what plan said before: {doc}");
     assert_eq!(doc["plan"]["format_version"], 1);
@@ -777,8 +812,9 @@ async fn export_prints_a_config_that_validates_and_plans_nothing() {
     ]);
     let unused = env.credential_with(&[("198.51.100.30", IpStatus::Inactive)]);
     let config = env.config("sync", 10, ci, &["203.0.113.10"]);
-    let out = env.run_exits(&config, &["export"], 0).await;
-    assert_stdout_has(&out, "policy: additive");
+    let out = env
+        .run_saying(&config, &["export"], 0, "policy: additive")
+        .await;
     assert_stdout_has(&out, "- 203.0.113.10");
     assert_stdout_has(&out, &format!("id: {ci}"));
     assert_stdout_has(&out, &format!("id: {unused}"));
@@ -808,21 +844,17 @@ async fn export_prints_a_config_that_validates_and_plans_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_the_context_without_secrets() {
     let (env, _, config) = Env::wanting_one().await;
-    let before = env.run_exits(&config, &["status"], 0).await;
-    assert_stdout_has(&before, "none yet");
+    env.run_saying(&config, &["status"], 0, "none yet").await;
     assert!(
         !env.state_dir().exists(),
         "status created the state directory"
     );
 
     env.run_exits(&config, &["plan"], 2).await;
-    let out = env.run_exits(&config, &["status"], 0).await;
-    assert_stdout_has(&out, "matches the configured API key");
-    assert!(
-        out.stdout.contains("ipsync-cli-test"),
-        "device: {}",
-        show(&out)
-    );
+    let out = env
+        .run_saying(&config, &["status"], 0, "matches the configured API key")
+        .await;
+    assert_stdout_has(&out, "ipsync-cli-test"); // device
     assert_stdout_has(&out, &format!("user id:         {}", env.key.user_id));
     assert_stdout_has(&out, "valid for");
     // Env::run checked the tokens and key from the state file; make sure there were some.
@@ -1111,8 +1143,8 @@ async fn import_sdk_context_adopts_a_matching_file_once_and_never_prints_its_sec
         3,
         "API key, private key, installation token"
     );
-    let status = env.run_exits(&sandbox, &["status"], 0).await;
-    assert_stdout_has(&status, "installation:    registered");
+    env.run_saying(&sandbox, &["status"], 0, "installation:    registered")
+        .await;
 
     let again = env.run(&sandbox, &["import-sdk-context", &conf_text]).await;
     assert_eq!(
@@ -1172,8 +1204,7 @@ async fn apply_refuses_when_the_daemon_holds_the_state_dir() {
     let (env, ci, config) = Env::replacing_one().await;
     env.run_exits(&config, &["plan"], 2).await;
 
-    let held = env.hold_as_daemon();
-    env.sim.clear_request_log();
+    let held = env.hold_as_daemon_and_clear_log();
     let out = env.run_exits(&config, &["apply"], 1).await;
     let state_dir = env.state_dir().display().to_string();
     assert_stderr_has(&out, &state_dir);
@@ -1199,15 +1230,14 @@ async fn plan_and_export_while_the_state_dir_is_held_use_the_saved_session_as_is
     // Due for renewal (less than renew_before left) but still valid: a writer would renew it.
     env.set_saved_session_expiry(Utc::now() + chrono::Duration::minutes(5));
 
-    let held = env.hold_as_daemon();
-    env.sim.clear_request_log();
+    let held = env.hold_as_daemon_and_clear_log();
     let plan = env.run_exits(&config, &["plan"], 2).await;
     assert_stdout_has(
         &plan,
         "DRIFT 203.0.113.10: ACTIVE → INACTIVE since the last run",
     );
-    let export = env.run_exits(&config, &["export"], 0).await;
-    assert_stdout_has(&export, &format!("id: {ci}"));
+    env.run_saying(&config, &["export"], 0, &format!("id: {ci}"))
+        .await;
 
     let log = env.sim.request_log();
     assert!(!log.is_empty(), "the reads went to bunq");
@@ -1226,8 +1256,7 @@ async fn plan_and_export_while_the_state_dir_is_held_exit_1_naming_the_daemon_wh
     env.run_exits(&config, &["plan"], 0).await;
     env.sim.expire_all_sessions();
 
-    let held = env.hold_as_daemon();
-    env.sim.clear_request_log();
+    let held = env.hold_as_daemon_and_clear_log();
     let state_dir = env.state_dir().display().to_string();
     for command in ["plan", "export"] {
         let out = env.run_refused_while_held(&config, &[command]).await;
@@ -1253,8 +1282,7 @@ async fn plan_while_the_state_dir_is_held_exits_1_without_a_request_when_no_usab
     // A saved session that has expired: a reader must not renew it.
     env.run_exits(&config, &["plan"], 0).await;
     env.set_saved_session_expiry(Utc::now() - chrono::Duration::minutes(1));
-    let held = env.hold_as_daemon();
-    env.sim.clear_request_log();
+    let held = env.hold_as_daemon_and_clear_log();
     let out = env.run_refused_while_held(&config, &["plan"]).await;
     assert_stderr_has(&out, "expired");
     env.assert_no_request();
@@ -1266,11 +1294,9 @@ async fn status_while_the_state_dir_is_held_names_the_holder_and_exits_1_when_th
  {
     let (env, _, config) = Env::wanting_one().await;
     env.run_exits(&config, &["plan"], 2).await;
-    env.sim.clear_request_log();
 
-    let held = env.hold_as_daemon();
-    let out = env.run_exits(&config, &["status"], 0).await;
-    assert_stdout_has(&out, &holder());
+    let held = env.hold_as_daemon_and_clear_log();
+    let out = env.run_saying(&config, &["status"], 0, &holder()).await;
     assert_stdout_has(&out, "valid for");
     env.assert_files_untouched(&held);
     drop(held);

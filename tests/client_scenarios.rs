@@ -29,7 +29,7 @@ use bunq_ipsync::bunq::context::{
     CONTEXT_FILE_NAME, Context, ContextStore, DeviceContext, InstallationContext, SessionContext,
     api_key_fingerprint,
 };
-use bunq_ipsync::bunq::model::IpStatus;
+use bunq_ipsync::bunq::model::{IpStatus, PermittedIp};
 use bunq_ipsync::bunq::session::WallClock;
 use bunq_ipsync::bunq::{
     ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, RateLimiter, RateLimits,
@@ -111,6 +111,15 @@ impl Scenario {
         }
     }
 
+    /// A scenario whose bunq sessions last `secs` seconds.
+    async fn with_session_timeout(secs: u64) -> Self {
+        Scenario::with(SimulatorOptions {
+            session_timeout_secs: secs,
+            ..sim_options()
+        })
+        .await
+    }
+
     fn base_url(&self) -> BaseUrl {
         BaseUrl::parse(&self.sim.base_url()).unwrap()
     }
@@ -156,6 +165,14 @@ impl Scenario {
         self.try_connect(self.settings()).await.unwrap()
     }
 
+    /// Connects with a [`Recorder`] as the client's observer: what the metrics hooks see.
+    async fn observed(&self) -> (BunqClient, Arc<Recorder>) {
+        let recorder = Arc::new(Recorder::default());
+        let mut settings = self.settings();
+        settings.observer = Some(recorder.clone());
+        (self.try_connect(settings).await.unwrap(), recorder)
+    }
+
     /// Connects and forgets the registration requests, so tests see only their own.
     async fn connected(&self) -> BunqClient {
         let client = self.connect().await;
@@ -167,11 +184,7 @@ impl Scenario {
     /// 20-minute sessions and a client that renews 5 minutes before expiry: the session is due
     /// after 15 minutes.
     async fn renewing() -> (Scenario, ClientSettings) {
-        let s = Scenario::with(SimulatorOptions {
-            session_timeout_secs: 1200,
-            ..sim_options()
-        })
-        .await;
+        let s = Scenario::with_session_timeout(1200).await;
         let mut settings = s.settings();
         settings.renew_before = Duration::from_secs(300);
         (s, settings)
@@ -216,6 +229,29 @@ impl Scenario {
     async fn failed_create(&self, client: &BunqClient, kind: FaultKind) -> BunqError {
         self.inject(Fault::once(kind).on(Method::POST, ENTRIES_PATH));
         self.create_new_ip(client).await.unwrap_err()
+    }
+
+    /// Once the client's retry windows have passed: fails unless bunq saw exactly `logged` and
+    /// holds [`NEW_IP`] once (the client did not send the create a second time).
+    async fn assert_create_sent_once(&self, logged: &str) {
+        let_retries_pass().await;
+        self.assert_log(&[logged]);
+        assert_eq!(self.new_ip_entries(), 1, "the create was not repeated");
+    }
+
+    /// `client` listing the key's own credential's IPs `n` times at once: each call's result.
+    async fn concurrent_lists(
+        &self,
+        client: &Arc<BunqClient>,
+        n: usize,
+    ) -> Vec<Result<Vec<PermittedIp>, BunqError>> {
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let client = Arc::clone(client);
+            let credential = self.key.credential_id;
+            calls.spawn(async move { client.list_ips(credential).await });
+        }
+        calls.join_all().await
     }
 
     /// How many entries for [`NEW_IP`] the key's own credential holds.
@@ -442,11 +478,7 @@ async fn restart_with_the_saved_context_makes_no_setup_calls() {
 
 #[tokio::test(start_paused = true)]
 async fn restart_after_the_saved_session_expired_opens_only_a_new_session() {
-    let s = Scenario::with(SimulatorOptions {
-        session_timeout_secs: 3600,
-        ..sim_options()
-    })
-    .await;
+    let s = Scenario::with_session_timeout(3600).await;
     drop(s.connected().await);
     tokio::time::advance(Duration::from_secs(3601)).await;
 
@@ -511,14 +543,8 @@ async fn concurrent_calls_rejected_after_an_early_expiry_share_one_new_session()
     let s = Scenario::start().await;
     let client = Arc::new(s.connected().await);
     s.sim.expire_all_sessions();
-    let mut calls = tokio::task::JoinSet::new();
-    for _ in 0..5 {
-        let client = Arc::clone(&client);
-        let credential = s.key.credential_id;
-        calls.spawn(async move { client.list_ips(credential).await });
-    }
-    while let Some(result) = calls.join_next().await {
-        assert_eq!(result.unwrap().unwrap().len(), 1);
+    for result in s.concurrent_lists(&client, 5).await {
+        assert_eq!(result.unwrap().len(), 1);
     }
     let log = s.log();
     assert_eq!(count(&log, SESSION_OK), 1, "{log:?}");
@@ -564,14 +590,8 @@ async fn concurrent_calls_at_renewal_time_open_one_session() {
     s.sim.clear_request_log();
     tokio::time::advance(Duration::from_secs(910)).await;
 
-    let mut calls = tokio::task::JoinSet::new();
-    for _ in 0..5 {
-        let client = Arc::clone(&client);
-        let credential = s.key.credential_id;
-        calls.spawn(async move { client.list_ips(credential).await });
-    }
-    while let Some(result) = calls.join_next().await {
-        result.unwrap().unwrap();
+    for result in s.concurrent_lists(&client, 5).await {
+        result.unwrap();
     }
     let log = s.log();
     assert_eq!(log[0], SESSION_OK, "{log:?}");
@@ -670,19 +690,21 @@ async fn list_of_450_entries_returns_every_entry_over_three_pages_of_200() {
     assert!(pages[2].path.contains("older_id="), "{}", pages[2].path);
 }
 
-/// A credential with 450 entries; the list takes three pages.
-fn credential_with_450_entries(s: &Scenario) -> u64 {
+/// A credential with 450 entries (the list takes three pages), a connected client, and a fault
+/// of `kind` on the first request for a later page.
+async fn three_pages_with_a_later_page_under(kind: FaultKind) -> (Scenario, u64, BunqClient) {
+    let s = Scenario::start().await;
     let credential = s.sim.add_credential(s.key.user_id, None, None).unwrap();
     s.add_entries(credential, 3, 450, |_| IpStatus::Active);
-    credential
+    let client = s.connected().await;
+    s.inject(Fault::once(kind).on(Method::GET, "older_id="));
+    (s, credential, client)
 }
 
 #[tokio::test(start_paused = true)]
 async fn session_rejected_on_a_later_page_is_replaced_and_the_list_completes() {
-    let s = Scenario::start().await;
-    let credential = credential_with_450_entries(&s);
-    let client = s.connected().await;
-    s.inject(Fault::once(FaultKind::ExpireSession).on(Method::GET, "older_id="));
+    let (s, credential, client) =
+        three_pages_with_a_later_page_under(FaultKind::ExpireSession).await;
     let listed = client.list_ips(credential).await.unwrap();
     let ids: HashSet<_> = listed.iter().map(|entry| entry.id).collect();
     assert_eq!(ids.len(), 450);
@@ -698,10 +720,8 @@ async fn session_rejected_on_a_later_page_is_replaced_and_the_list_completes() {
 #[tokio::test(start_paused = true)]
 async fn garbled_signature_on_a_later_page_fails_the_whole_list() {
     // A partial list would make the reconciler act on a wrong picture.
-    let s = Scenario::start().await;
-    let credential = credential_with_450_entries(&s);
-    let client = s.connected().await;
-    s.inject(Fault::once(FaultKind::GarbleSignature).on(Method::GET, "older_id="));
+    let (s, credential, client) =
+        three_pages_with_a_later_page_under(FaultKind::GarbleSignature).await;
     let err = client.list_ips(credential).await.unwrap_err();
     assert!(err.is_security(), "{err}");
     s.assert_log(&[LIST_IPS_OK, LIST_IPS_OK]);
@@ -1002,10 +1022,9 @@ async fn garbled_signature_on_a_create_is_a_security_error_and_the_post_is_not_r
     let (s, client) = Scenario::connected_start().await;
     let err = s.failed_create(&client, FaultKind::GarbleSignature).await;
     assert!(err.is_security(), "{err}");
-    let_retries_pass().await;
-    s.assert_log(&["POST /user/*/credential-password-ip/*/ip 200"]);
     // bunq applied it; the client did not add a second one.
-    assert_eq!(s.new_ip_entries(), 1);
+    s.assert_create_sent_once("POST /user/*/credential-password-ip/*/ip 200")
+        .await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -1034,9 +1053,8 @@ async fn reset_after_a_create_is_a_transport_error_and_the_post_is_not_retried()
     let (s, client) = Scenario::connected_start().await;
     let err = s.failed_create(&client, FaultKind::ResetAfterApply).await;
     assert!(matches!(err, BunqError::Transport { .. }), "{err}");
-    let_retries_pass().await;
-    s.assert_log(&["POST /user/*/credential-password-ip/*/ip reset"]);
-    assert_eq!(s.new_ip_entries(), 1);
+    s.assert_create_sent_once("POST /user/*/credential-password-ip/*/ip reset")
+        .await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -1104,10 +1122,7 @@ async fn writes_after_a_reset_connection_go_through_on_a_fresh_one() {
 #[tokio::test(start_paused = true)]
 async fn server_errors_on_a_list_are_retried_with_backoff_until_it_succeeds() {
     let s = Scenario::start().await;
-    let recorder = Arc::new(Recorder::default());
-    let mut settings = s.settings();
-    settings.observer = Some(recorder.clone());
-    let client = s.try_connect(settings).await.unwrap();
+    let (client, recorder) = s.observed().await;
     s.sim.clear_request_log();
     for kind in [
         FaultKind::Status(500),
@@ -1224,11 +1239,7 @@ async fn deactivating_the_callers_own_ip_locks_the_client_out_with_credentials_r
 #[tokio::test(start_paused = true)]
 async fn restart_from_an_ip_not_on_the_allowlist_fails_with_credentials_rejected_and_keeps_the_context()
  {
-    let s = Scenario::with(SimulatorOptions {
-        session_timeout_secs: 3600,
-        ..sim_options()
-    })
-    .await;
+    let s = Scenario::with_session_timeout(3600).await;
     drop(s.connected().await);
     let saved = s.state_bytes();
     // The saved session has expired and the host now has another public IP.
@@ -1426,6 +1437,16 @@ async fn client_that_registered_anew(s: &Scenario) -> BunqClient {
     client
 }
 
+/// A [`client_that_registered_anew`] whose new installation bunq forgets again `elapsed` after
+/// that registration.
+async fn installation_forgotten_again_after(elapsed: Duration) -> (Scenario, BunqClient) {
+    let s = Scenario::start().await;
+    let client = client_that_registered_anew(&s).await;
+    tokio::time::advance(elapsed).await;
+    s.sim.forget_installations();
+    (s, client)
+}
+
 /// bunq forgot the installation and its sessions (a sandbox reset, a revoked device), but the
 /// saved session has not expired by the client's clock. `connect` sends nothing (the session
 /// looks fresh); the first call meets "Insufficient authentication", and opening a new session
@@ -1479,10 +1500,7 @@ async fn registration_made_by_a_running_client_is_saved_and_reused_at_the_next_s
 
 #[tokio::test(start_paused = true)]
 async fn installation_forgotten_again_within_the_interval_fails_without_registering() {
-    let s = Scenario::start().await;
-    let client = client_that_registered_anew(&s).await;
-    tokio::time::advance(Duration::from_secs(60)).await;
-    s.sim.forget_installations();
+    let (s, client) = installation_forgotten_again_after(Duration::from_secs(60)).await;
 
     let err = client.list_ips(s.key.credential_id).await.unwrap_err();
     assert!(err.is_registration_deferred(), "{err}");
@@ -1498,10 +1516,7 @@ async fn installation_forgotten_again_within_the_interval_fails_without_register
 
 #[tokio::test(start_paused = true)]
 async fn installation_forgotten_again_is_dropped_from_the_state_file_so_the_next_start_registers() {
-    let s = Scenario::start().await;
-    let client = client_that_registered_anew(&s).await;
-    tokio::time::advance(Duration::from_secs(60)).await;
-    s.sim.forget_installations();
+    let (s, client) = installation_forgotten_again_after(Duration::from_secs(60)).await;
     client.list_ips(s.key.credential_id).await.unwrap_err();
     drop(client);
     let saved = saved_context(&s);
@@ -1519,10 +1534,7 @@ async fn installation_forgotten_again_is_dropped_from_the_state_file_so_the_next
 #[tokio::test(start_paused = true)]
 async fn installation_forgotten_again_and_a_restart_within_the_interval_make_no_registration_call()
 {
-    let s = Scenario::start().await;
-    let client = client_that_registered_anew(&s).await;
-    tokio::time::advance(Duration::from_secs(60)).await;
-    s.sim.forget_installations();
+    let (s, client) = installation_forgotten_again_after(Duration::from_secs(60)).await;
     client.list_ips(s.key.credential_id).await.unwrap_err();
     drop(client);
     tokio::time::advance(Duration::from_secs(600)).await;
@@ -1535,10 +1547,7 @@ async fn installation_forgotten_again_and_a_restart_within_the_interval_make_no_
 
 #[tokio::test(start_paused = true)]
 async fn installation_forgotten_again_after_the_interval_is_registered_anew_again() {
-    let s = Scenario::start().await;
-    let client = client_that_registered_anew(&s).await;
-    tokio::time::advance(REREGISTRATION_INTERVAL).await;
-    s.sim.forget_installations();
+    let (s, client) = installation_forgotten_again_after(REREGISTRATION_INTERVAL).await;
 
     client.list_ips(s.key.credential_id).await.unwrap();
     assert_eq!(s.log(), REREGISTERED_LISTING);
@@ -1581,11 +1590,7 @@ async fn failed_registration_after_a_dead_installation_is_not_repeated_and_resum
 /// A scenario whose sessions live 5 minutes, so a restart 10 minutes later finds its saved
 /// session expired and must open one with the saved installation.
 async fn short_session_scenario() -> Scenario {
-    Scenario::with(SimulatorOptions {
-        session_timeout_secs: 300,
-        ..sim_options()
-    })
-    .await
+    Scenario::with_session_timeout(300).await
 }
 
 /// A [`short_session_scenario`] that registered once, then bunq forgot the installation and
@@ -1657,10 +1662,7 @@ async fn credentials_rejected_by_session_server_in_a_running_client_keep_the_ins
 #[tokio::test(start_paused = true)]
 async fn observer_events_match_what_bunq_saw() {
     let s = Scenario::start().await;
-    let recorder = Arc::new(Recorder::default());
-    let mut settings = s.settings();
-    settings.observer = Some(recorder.clone());
-    let client = s.try_connect(settings).await.unwrap();
+    let (client, recorder) = s.observed().await;
     let pattern = "/user/{user}/credential-password-ip/{cred}/ip";
 
     s.inject(Fault::once(FaultKind::Status(429)).on(Method::GET, ENTRIES_PATH));

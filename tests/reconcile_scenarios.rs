@@ -66,6 +66,23 @@ impl Harness {
         )
     }
 
+    /// A harness with one more credential holding `entries` (no config yet).
+    async fn with_credential(entries: &[(&str, IpStatus)]) -> (Harness, CredentialId) {
+        let h = Harness::start().await;
+        let credential = h.credential_with(entries);
+        (h, credential)
+    }
+
+    /// A harness whose config manages only the daemon's own credential, wanting [`OWN_IP`] on
+    /// it, and whose device has registered (binding that credential to [`OWN_IP`]).
+    async fn with_own_registered() -> (Harness, CredentialId, Config) {
+        let h = Harness::start().await;
+        let own = h.own_credential();
+        let registered = h.managing("sync", 10, own, &[&OWN_IP.to_string()]);
+        drop(h.connect(&registered).await);
+        (h, own, registered)
+    }
+
     /// A harness with one more credential holding `entries`, a config managing only it
     /// ([`Harness::managing`]) and the client connected.
     async fn managing_one(
@@ -226,6 +243,30 @@ async fn apply(
         .unwrap()
 }
 
+/// [`apply`], failing unless the run exits with `status`.
+async fn apply_exiting(
+    client: &BunqClient,
+    config: &Config,
+    previous: Option<&RunRecord>,
+    status: ExitStatus,
+) -> (RunReport, RunRecord) {
+    let (report, record) = apply(client, config, previous).await;
+    assert_eq!(report.exit_status(), status, "the apply's exit status");
+    (report, record)
+}
+
+/// [`plan`], failing unless the run exits with `status`.
+async fn plan_exiting(
+    client: &BunqClient,
+    config: &Config,
+    previous: Option<&RunRecord>,
+    status: ExitStatus,
+) -> RunReport {
+    let report = plan(client, config, previous).await;
+    assert_eq!(report.exit_status(), status, "the plan's exit status");
+    report
+}
+
 async fn plan(client: &BunqClient, config: &Config, previous: Option<&RunRecord>) -> RunReport {
     run::plan_run(client, config, previous).await.unwrap().0
 }
@@ -250,6 +291,13 @@ fn writes(log: &[LoggedRequest]) -> Vec<&LoggedRequest> {
 
 fn set(ips: &[&str]) -> BTreeSet<String> {
     ips.iter().map(|ip| (*ip).to_owned()).collect()
+}
+
+/// [`outcomes`], sorted: for runs whose order of writes the test does not pin.
+fn sorted_outcomes(report: &RunReport) -> Vec<(ChangeKind, String, &'static str)> {
+    let mut results = outcomes(report);
+    results.sort();
+    results
 }
 
 fn outcomes(report: &RunReport) -> Vec<(ChangeKind, String, &'static str)> {
@@ -313,8 +361,7 @@ async fn fresh_account_converges_in_one_apply_and_the_second_apply_writes_nothin
     )
     .await;
 
-    let (first, record) = apply(&client, &config, None).await;
-    assert_eq!(first.exit_status(), ExitStatus::Success);
+    let (_, record) = apply_exiting(&client, &config, None, ExitStatus::Success).await;
     assert_eq!(
         h.active(ci),
         set(&["203.0.113.10", "203.0.113.11", "203.0.113.12"])
@@ -328,8 +375,7 @@ async fn fresh_account_converges_in_one_apply_and_the_second_apply_writes_nothin
     );
 
     h.sim.clear_request_log();
-    let (second, _) = apply(&client, &config, Some(&record)).await;
-    assert_eq!(second.exit_status(), ExitStatus::Success);
+    let (second, _) = apply_exiting(&client, &config, Some(&record), ExitStatus::Success).await;
     assert_eq!(second.plan.outcome(), PlanOutcome::NothingToDo);
     assert!(second.plan.actions().is_empty());
     let log = h.log();
@@ -339,8 +385,7 @@ async fn fresh_account_converges_in_one_apply_and_the_second_apply_writes_nothin
 
 #[tokio::test]
 async fn creates_and_activations_of_every_credential_reach_bunq_before_any_deactivation() {
-    let h = Harness::start().await;
-    let first = h.credential_with(&[("192.0.2.1", IpStatus::Active)]);
+    let (h, first) = Harness::with_credential(&[("192.0.2.1", IpStatus::Active)]).await;
     let old = h.entries_for(first, "192.0.2.1")[0].id;
     let second = h.credential_with(&[("203.0.113.11", IpStatus::Inactive)]);
     let inactive = h.entries_for(second, "203.0.113.11")[0].id;
@@ -352,8 +397,7 @@ async fn creates_and_activations_of_every_credential_reach_bunq_before_any_deact
     let config = h.config("sync", 10, &credentials);
     let client = h.connect(&config).await;
 
-    let (report, _) = apply(&client, &config, None).await;
-    assert_eq!(report.exit_status(), ExitStatus::Success);
+    apply_exiting(&client, &config, None, ExitStatus::Success).await;
     let sent: Vec<String> = writes(&h.log())
         .iter()
         .map(|request| format!("{} {}", request.method, request.path))
@@ -379,8 +423,7 @@ async fn creates_and_activations_of_every_credential_reach_bunq_before_any_deact
 
 #[tokio::test]
 async fn out_of_band_drift_is_reported_against_the_last_run_and_repaired() {
-    let h = Harness::start().await;
-    let ci = h.credential_with(&[("203.0.113.10", IpStatus::Active)]);
+    let (h, ci) = Harness::with_credential(&[("203.0.113.10", IpStatus::Active)]).await;
     let undesired = h.add_entry(ci, "192.0.2.99", IpStatus::Inactive);
     let config = h.managing("sync", 10, ci, &["203.0.113.10"]);
     let client = h.connect(&config).await;
@@ -441,8 +484,7 @@ async fn additive_leaves_extra_ips_active_and_never_deactivates() {
     let (h, office, config, client) =
         Harness::managing_one(&seeded, "additive", 10, &["198.51.100.20"]).await;
 
-    let (report, record) = apply(&client, &config, None).await;
-    assert_eq!(report.exit_status(), ExitStatus::Success);
+    let (report, record) = apply_exiting(&client, &config, None, ExitStatus::Success).await;
     assert_eq!(
         h.active(office),
         set(&["198.51.100.20", "198.51.100.21", "198.51.100.22"])
@@ -498,14 +540,12 @@ async fn own_ip_deactivation_is_blocked_the_rest_is_applied_and_the_run_is_block
     assert_eq!(h.active(own), set(&[&OWN_IP.to_string()]));
     let stale = h.add_entry(own, "192.0.2.50", IpStatus::Active);
 
-    let (report, _) = apply(&client, &config, None).await;
-    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    let (report, _) = apply_exiting(&client, &config, None, ExitStatus::Blocked).await;
     let blocked = &report.plan.credentials[0].blocked;
     assert_eq!(blocked.len(), 1, "{blocked:?}");
     assert_eq!(blocked[0].rule, Rule::OwnIp);
     assert_eq!(blocked[0].action.change.ip(), OWN_IP.to_string());
-    let mut results = outcomes(&report);
-    results.sort();
+    let results = sorted_outcomes(&report);
     assert_eq!(
         results,
         vec![
@@ -534,17 +574,13 @@ async fn own_ip_deactivation_is_blocked_the_rest_is_applied_and_the_run_is_block
     assert_sent(&log, &Method::PUT, 1, "only the stale entry is deactivated");
 
     // The daemon still gets in, and keeps reporting the block until the config is fixed.
-    let again = plan(&client, &config, None).await;
-    assert_eq!(again.exit_status(), ExitStatus::Blocked);
+    let again = plan_exiting(&client, &config, None, ExitStatus::Blocked).await;
     assert_eq!(again.plan.summary().blocking_rules, vec![Rule::OwnIp]);
 }
 
 #[tokio::test]
 async fn own_ip_stays_protected_after_the_device_description_changes_in_the_config() {
-    let h = Harness::start().await;
-    let own = h.own_credential();
-    let registered = h.managing("sync", 10, own, &[&OWN_IP.to_string()]);
-    drop(h.connect(&registered).await);
+    let (h, own, _) = Harness::with_own_registered().await;
 
     // The operator renames the device in the config; the saved registration is reused, so bunq
     // still shows the old description on the daemon's credential.
@@ -557,8 +593,7 @@ async fn own_ip_stays_protected_after_the_device_description_changes_in_the_conf
         h.log().is_empty(),
         "the saved registration and session were reused"
     );
-    let (report, _) = apply(&client, &renamed, None).await;
-    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    let (report, _) = apply_exiting(&client, &renamed, None, ExitStatus::Blocked).await;
     assert_eq!(report.plan.summary().blocking_rules, vec![Rule::OwnIp]);
     assert_eq!(h.active(own), set(&["203.0.113.5", &OWN_IP.to_string()]));
     let again = plan(&client, &renamed, None).await;
@@ -587,10 +622,8 @@ async fn no_deactivation_is_applied_on_any_credential_when_the_own_credential_is
         .set_permitted_device(own, Some("renamed-in-the-app"), Some(OWN_IP))
         .unwrap();
 
-    let (report, _) = apply(&client, &config, None).await;
-    assert_eq!(report.exit_status(), ExitStatus::Blocked);
-    let mut results = outcomes(&report);
-    results.sort();
+    let (report, _) = apply_exiting(&client, &config, None, ExitStatus::Blocked).await;
+    let results = sorted_outcomes(&report);
     assert_eq!(
         results,
         vec![
@@ -641,8 +674,7 @@ async fn an_undesired_ip_on_the_own_credential_stays_active_while_egress_ips_is_
     // The daemon may now call bunq from this IP (a new NAT address, say).
     let egress = h.add_entry(own, "192.0.2.50", IpStatus::Active);
 
-    let (report, _) = apply(&client, &config, None).await;
-    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    let (report, _) = apply_exiting(&client, &config, None, ExitStatus::Blocked).await;
     assert_eq!(
         blocked_json(&report, 0),
         vec![(
@@ -676,8 +708,7 @@ async fn egress_ips_on_the_own_credential_are_never_deactivated_and_other_ips_ar
     let egress = h.add_entry(own, "192.0.2.50", IpStatus::Active);
     let stale = h.add_entry(own, "198.51.100.9", IpStatus::Active);
 
-    let (report, _) = apply(&client, &config, None).await;
-    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    let (report, _) = apply_exiting(&client, &config, None, ExitStatus::Blocked).await;
     assert_eq!(
         blocked_json(&report, 0),
         vec![
@@ -703,10 +734,7 @@ async fn egress_ips_on_the_own_credential_are_never_deactivated_and_other_ips_ar
 
 #[tokio::test]
 async fn a_re_registration_updates_the_description_the_own_ip_rule_matches() {
-    let h = Harness::start().await;
-    let own = h.own_credential();
-    let registered = h.managing("sync", 10, own, &[&OWN_IP.to_string()]);
-    drop(h.connect(&registered).await);
+    let (h, own, registered) = Harness::with_own_registered().await;
     // That registration was over an hour ago, so a new one is not deferred by the
     // re-registration bound (one per REREGISTRATION_INTERVAL per state directory).
     let store = bunq_ipsync::bunq::ContextStore::open(&registered.bunq.state_dir).unwrap();
@@ -745,8 +773,7 @@ async fn entries_that_are_not_ipv4_are_kept_and_never_written() {
     let (h, ci, config, client) =
         Harness::managing_one(&seeded, "sync", 10, &["203.0.113.10"]).await;
 
-    let (report, record) = apply(&client, &config, None).await;
-    assert_eq!(report.exit_status(), ExitStatus::Success);
+    let (report, record) = apply_exiting(&client, &config, None, ExitStatus::Success).await;
     assert_eq!(report.plan.outcome(), PlanOutcome::NothingToDo);
     let kept: Vec<(String, &str)> = report.plan.credentials[0]
         .kept
@@ -764,17 +791,16 @@ async fn entries_that_are_not_ipv4_are_kept_and_never_written() {
     assert!(writes(&h.log()).is_empty(), "{:?}", h.log());
     assert_eq!(h.active(ci), set(&["*", "2001:db8::1", "203.0.113.10"]));
 
-    let again = plan(&client, &config, Some(&record)).await;
-    assert_eq!(again.exit_status(), ExitStatus::Success);
+    plan_exiting(&client, &config, Some(&record), ExitStatus::Success).await;
 }
 
 #[tokio::test]
 async fn protected_ips_are_kept_without_blocking_or_pending() {
-    let h = Harness::start().await;
-    let ci = h.credential_with(&[
+    let (h, ci) = Harness::with_credential(&[
         ("203.0.113.10", IpStatus::Active),
         ("192.0.2.1", IpStatus::Active),
-    ]);
+    ])
+    .await;
     let credentials = format!(
         "{}    protected: [192.0.2.1]\n",
         credential_yaml(ci, &["203.0.113.10"])
@@ -794,8 +820,7 @@ async fn protected_ips_are_kept_without_blocking_or_pending() {
     assert!(planned.plan.fired_rules().contains(&Rule::Protected));
     assert!(planned.plan.summary().blocking_rules.is_empty());
 
-    let (applied, _) = apply(&client, &config, None).await;
-    assert_eq!(applied.exit_status(), ExitStatus::Success);
+    apply_exiting(&client, &config, None, ExitStatus::Success).await;
     assert_eq!(h.active(ci), set(&["192.0.2.1", "203.0.113.10"]));
     assert!(writes(&h.log()).is_empty(), "{:?}", h.log());
 }
@@ -805,8 +830,7 @@ async fn more_changes_than_max_changes_block_the_whole_run_and_write_nothing() {
     let (h, ci, config, client) = three_changes(2).await;
     let before = h.entries(ci);
 
-    let (report, _) = apply(&client, &config, None).await;
-    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    let (report, _) = apply_exiting(&client, &config, None, ExitStatus::Blocked).await;
     let block = report.plan.run_block.unwrap();
     assert_eq!(
         (block.rule, block.changes, block.limit),
@@ -853,19 +877,18 @@ fn empty_ips_without_allow_empty_is_a_config_error_naming_the_field() {
 
 #[tokio::test]
 async fn allowed_empty_ips_under_sync_deactivates_every_entry() {
-    let h = Harness::start().await;
-    let ci = h.credential_with(&[
+    let (h, ci) = Harness::with_credential(&[
         ("192.0.2.1", IpStatus::Active),
         ("192.0.2.2", IpStatus::Active),
-    ]);
+    ])
+    .await;
     let config = h.config(
         "sync",
         10,
         &format!("  - id: {ci}\n    ips: []\n    allow_empty: true\n"),
     );
     let client = h.connect(&config).await;
-    let (report, _) = apply(&client, &config, None).await;
-    assert_eq!(report.exit_status(), ExitStatus::Success);
+    apply_exiting(&client, &config, None, ExitStatus::Success).await;
     assert!(h.active(ci).is_empty());
     assert_eq!(count(&h.log(), &Method::PUT), 2);
 }
@@ -875,8 +898,7 @@ async fn plan_reads_only_and_writes_nothing() {
     let (h, ci, config, client) = three_changes(10).await;
     let before = h.entries(ci);
 
-    let planned = plan(&client, &config, None).await;
-    assert_eq!(planned.exit_status(), ExitStatus::ChangesPending);
+    let planned = plan_exiting(&client, &config, None, ExitStatus::ChangesPending).await;
     assert_eq!(planned.plan.actions().len(), 3);
     assert!(planned.applied.is_none());
     let log = h.log();
@@ -890,8 +912,7 @@ async fn plan_reads_only_and_writes_nothing() {
 
 #[tokio::test]
 async fn a_re_added_ip_reactivates_its_old_entry() {
-    let h = Harness::start().await;
-    let ci = h.credential_with(&[]);
+    let (h, ci) = Harness::with_credential(&[]).await;
     let both = h.managing("sync", 10, ci, &["203.0.113.10", "203.0.113.11"]);
     let client = h.connect(&both).await;
     let (_, record) = apply(&client, &both, None).await;
@@ -904,8 +925,7 @@ async fn a_re_added_ip_reactivates_its_old_entry() {
     let entries_before = h.entries(ci).len();
 
     h.sim.clear_request_log();
-    let (report, _) = apply(&client, &both, Some(&record)).await;
-    assert_eq!(report.exit_status(), ExitStatus::Success);
+    let (report, _) = apply_exiting(&client, &both, Some(&record), ExitStatus::Success).await;
     assert_eq!(
         outcomes(&report),
         vec![(ChangeKind::Activate, "203.0.113.11".to_owned(), "applied")]
@@ -953,13 +973,11 @@ async fn ambiguous_create_ends_with_exactly_one_entry() {
 async fn create_reset_before_bunq_applied_it_fails_and_the_next_run_creates_one_entry() {
     let (h, ci, config, client) = one_create_under(FaultKind::ResetBeforeApply).await;
 
-    let (report, record) = apply(&client, &config, None).await;
-    assert_eq!(report.exit_status(), ExitStatus::Error);
+    let (_, record) = apply_exiting(&client, &config, None, ExitStatus::Error).await;
     assert!(h.entries_for(ci, "203.0.113.10").is_empty());
     assert_eq!(count(&h.log(), &Method::POST), 1);
 
-    let (next, _) = apply(&client, &config, Some(&record)).await;
-    assert_eq!(next.exit_status(), ExitStatus::Success);
+    apply_exiting(&client, &config, Some(&record), ExitStatus::Success).await;
     assert_eq!(h.entries_for(ci, "203.0.113.10").len(), 1);
 }
 
@@ -968,8 +986,7 @@ async fn create_reset_before_bunq_applied_it_fails_and_the_next_run_creates_one_
 
 #[tokio::test]
 async fn three_hundred_ips_converge_without_a_single_429() {
-    let h = Harness::start().await;
-    let ci = h.credential_with(&[]);
+    let (h, ci) = Harness::with_credential(&[]).await;
     let ips: Vec<String> = (0..300u32)
         .map(|n| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 20, 0, 1)) + n).to_string())
         .collect();
@@ -977,8 +994,7 @@ async fn three_hundred_ips_converge_without_a_single_429() {
     let config = h.config("sync", 300, &credential_yaml(ci, &refs));
     let client = h.connect(&config).await;
 
-    let (report, record) = apply(&client, &config, None).await;
-    assert_eq!(report.exit_status(), ExitStatus::Success);
+    let (report, record) = apply_exiting(&client, &config, None, ExitStatus::Success).await;
     assert_eq!(
         report.applied.as_ref().unwrap().count(OutcomeKind::Applied),
         300
@@ -1010,8 +1026,7 @@ async fn a_response_with_a_bad_signature_stops_the_run_before_the_next_write() {
         Harness::managing_one(&seeded, "sync", 10, &["203.0.113.10", "203.0.113.11"]).await;
     h.inject(Fault::once(FaultKind::GarbleSignature).on(Method::POST, "/ip"));
 
-    let (report, _) = apply(&client, &config, None).await;
-    assert_eq!(report.exit_status(), ExitStatus::Error);
+    let (report, _) = apply_exiting(&client, &config, None, ExitStatus::Error).await;
     let applied = report.applied.as_ref().unwrap();
     assert!(applied.security_failure.is_some());
     assert_eq!(
@@ -1088,8 +1103,7 @@ async fn an_imported_context_reads_the_own_device_from_bunq_so_the_own_ip_rule_s
     );
     assert!(saved.id.is_some());
 
-    let (report, _) = apply(&client, &config, None).await;
-    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    let (report, _) = apply_exiting(&client, &config, None, ExitStatus::Blocked).await;
     assert_own_ip_blocked(&report, "registration-ip");
     assert_eq!(h.active(own), set(&["203.0.113.5", &OWN_IP.to_string()]));
 }
@@ -1157,8 +1171,7 @@ async fn several_active_devices_leave_the_own_credential_unknown_and_every_deact
         None
     );
 
-    let (report, _) = apply(&client, &config, None).await;
-    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    let (report, _) = apply_exiting(&client, &config, None, ExitStatus::Blocked).await;
     assert_own_ip_blocked(&report, "own-credential-unknown");
     assert!(h.active(own).contains(&OWN_IP.to_string()));
 }
@@ -1183,8 +1196,7 @@ fn ipv4(text: &str) -> Ipv4Addr {
 
 #[tokio::test]
 async fn a_moved_name_grants_the_new_address_before_it_retires_the_old_one() {
-    let h = Harness::start().await;
-    let ci = h.credential_with(&[]);
+    let (h, ci) = Harness::with_credential(&[]).await;
     let dns = DnsServer::start().await.unwrap();
     dns.set("home.example.org", DnsAnswer::a(&[ipv4("203.0.113.10")], 5));
     let config = with_sources(
@@ -1193,14 +1205,12 @@ async fn a_moved_name_grants_the_new_address_before_it_retires_the_old_one() {
         &format!("  - id: {ci}\n    ips:\n      - dns: home.example.org\n"),
     );
     let client = h.connect(&config).await;
-    let (first, record) = apply(&client, &config, None).await;
-    assert_eq!(first.exit_status(), ExitStatus::Success);
+    let (_, record) = apply_exiting(&client, &config, None, ExitStatus::Success).await;
     assert_eq!(h.active(ci), set(&["203.0.113.10"]));
 
     dns.set("home.example.org", DnsAnswer::a(&[ipv4("203.0.113.20")], 5));
     h.sim.clear_request_log();
-    let (second, _) = apply(&client, &config, Some(&record)).await;
-    assert_eq!(second.exit_status(), ExitStatus::Success);
+    let (second, _) = apply_exiting(&client, &config, Some(&record), ExitStatus::Success).await;
     assert_eq!(h.active(ci), set(&["203.0.113.20"]));
     let order: Vec<Method> = writes(&h.log()).iter().map(|w| w.method.clone()).collect();
     assert_eq!(
@@ -1300,8 +1310,7 @@ async fn a_source_shared_by_two_credentials_is_resolved_once_per_run() {
 
 #[tokio::test]
 async fn a_file_source_is_read_every_run_and_a_bad_line_blocks_with_its_number() {
-    let h = Harness::start().await;
-    let ci = h.credential_with(&[]);
+    let (h, ci) = Harness::with_credential(&[]).await;
     let dns = DnsServer::start().await.unwrap();
     let file = h.dir.path().join("nat.txt");
     std::fs::write(&file, "203.0.113.40\n").unwrap();
@@ -1315,8 +1324,7 @@ async fn a_file_source_is_read_every_run_and_a_bad_line_blocks_with_its_number()
     assert_eq!(h.active(ci), set(&["203.0.113.40"]));
 
     std::fs::write(&file, "203.0.113.41\n203.0.113.43/31\n").unwrap();
-    let (report, _) = apply(&client, &config, Some(&record)).await;
-    assert_eq!(report.exit_status(), ExitStatus::Blocked);
+    let (report, _) = apply_exiting(&client, &config, Some(&record), ExitStatus::Blocked).await;
     assert_eq!(
         h.active(ci),
         set(&["203.0.113.40"]),

@@ -14,6 +14,7 @@ use bunq_ipsync::bunq::model::{Envelope, ErrorBody, IpStatus, PermittedIp, TIMES
 use bunq_ipsync::simulator::{
     DEFAULT_CALLER_IP, Fault, FaultKind, SeededKey, Simulator, SimulatorOptions, UserKind,
 };
+use futures_util::future::BoxFuture;
 use reqwest::Method;
 use serde_json::Value;
 
@@ -152,9 +153,26 @@ impl Call {
         self.try_send(sim, &http(None)).await.unwrap()
     }
 
+    /// Sends the call, failing with the body unless it is answered with `status`.
+    async fn answered(self, sim: &Simulator, status: u16) -> Answer {
+        let answer = self.send(sim).await;
+        assert_eq!(
+            answer.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        answer
+    }
+
     /// Sends the call and asserts the bunq error it is answered with.
     async fn refused(self, sim: &Simulator, status: u16, text: &str) {
-        self.send(sim).await.assert_error(status, text);
+        self.refused_in("the call", sim, status, text).await;
+    }
+
+    /// [`Call::refused`], failing with the name of `case`.
+    async fn refused_in(self, case: &str, sim: &Simulator, status: u16, text: &str) {
+        self.send(sim).await.assert_error_in(case, status, text);
     }
 }
 
@@ -194,10 +212,15 @@ impl Answer {
     }
 
     fn assert_error(&self, status: u16, text: &str) {
+        self.assert_error_in("the answer", status, text);
+    }
+
+    /// [`Answer::assert_error`], failing with the name of `case`.
+    fn assert_error_in(&self, case: &str, status: u16, text: &str) {
         assert_eq!(
             (self.status, self.error().as_str()),
             (status, text),
-            "{}",
+            "{case}: {}",
             String::from_utf8_lossy(&self.body)
         );
     }
@@ -264,6 +287,39 @@ impl Context {
     /// `GET` the credential's allowlist (first page, default count) with the session token.
     async fn list_entries(&self, sim: &Simulator) -> Answer {
         self.get(&self.entries_path()).send(sim).await
+    }
+
+    /// [`Context::list_entries`] under the client request id `id`.
+    async fn list_entries_as(&self, sim: &Simulator, id: &str) -> Answer {
+        self.get(&self.entries_path())
+            .request_id(id)
+            .send(sim)
+            .await
+    }
+
+    /// Fails unless a listing is refused as bunq refuses a session it no longer accepts.
+    async fn assert_session_ended(&self, sim: &Simulator) {
+        self.listing_refused(sim, 403, INSUFFICIENT_AUTHENTICATION)
+            .await;
+    }
+
+    /// How many of the credential's stored entries hold `ip`.
+    fn entries_holding(&self, sim: &Simulator, ip: &str) -> usize {
+        self.entries(sim)
+            .iter()
+            .filter(|entry| entry.ip == ip)
+            .count()
+    }
+
+    /// Creates `ip` under a fault of `kind` on the create, failing unless the client sees a
+    /// transport error (no answer at all).
+    async fn assert_create_lost_under(&self, sim: &Simulator, kind: FaultKind, ip: &str) {
+        sim.inject(Fault::once(kind).on(Method::POST, "/ip"));
+        let result = self
+            .post(&self.entries_path(), &format!(r#"{{"ip":"{ip}"}}"#))
+            .try_send(sim, &http(None))
+            .await;
+        assert!(result.is_err(), "{result:?}");
     }
 }
 
@@ -374,11 +430,12 @@ async fn ready_with(options: SimulatorOptions) -> (Simulator, SeededKey, Context
     (sim, seeded, ctx)
 }
 
-/// A [`ready`] simulator with a fault of `kind` injected, and its answer to the next listing.
-async fn listed_under(kind: FaultKind) -> (Simulator, Context, Answer) {
+/// A [`ready`] simulator with a fault of `kind` injected, and its answer to the next listing
+/// (failing unless that is answered with `status`).
+async fn listed_under(kind: FaultKind, status: u16) -> (Simulator, Context, Answer) {
     let (sim, _, ctx) = ready().await;
     sim.inject(Fault::once(kind));
-    let answer = ctx.list_entries(&sim).await;
+    let answer = ctx.get(&ctx.entries_path()).answered(&sim, status).await;
     (sim, ctx, answer)
 }
 
@@ -397,6 +454,24 @@ fn ids(envelope: &Envelope) -> Vec<u64> {
         .collect()
 }
 
+/// The kind of each `Response` item (its one key: `Id`, `Token`, ...), in order.
+fn item_kinds(items: &[Value]) -> Vec<&str> {
+    items
+        .iter()
+        .map(|item| item.as_object().unwrap().keys().next().unwrap().as_str())
+        .collect()
+}
+
+/// Fails unless nothing answers at `address` any more, once the server task had a turn to stop.
+async fn assert_not_serving(address: std::net::SocketAddr) {
+    tokio::task::yield_now().await;
+    let result = http(None)
+        .get(format!("http://{address}/v1/installation"))
+        .send()
+        .await;
+    assert!(result.is_err(), "{result:?}");
+}
+
 fn is_hex64(text: &str) -> bool {
     text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit())
 }
@@ -409,16 +484,11 @@ async fn installation_answers_id_token_and_server_key_in_that_order() {
     let sim = start().await;
     let answer = post("/installation", &installation_body())
         .unsigned()
-        .send(&sim)
+        .answered(&sim, 200)
         .await;
-    assert_eq!(answer.status, 200);
     let json = answer.json();
     let items = json["Response"].as_array().unwrap();
-    let keys: Vec<&str> = items
-        .iter()
-        .map(|item| item.as_object().unwrap().keys().next().unwrap().as_str())
-        .collect();
-    assert_eq!(keys, ["Id", "Token", "ServerPublicKey"]);
+    assert_eq!(item_kinds(items), ["Id", "Token", "ServerPublicKey"]);
     let token = &items[1]["Token"];
     assert!(is_hex64(token["token"].as_str().unwrap()), "{token}");
     let created = token["created"].as_str().unwrap();
@@ -436,9 +506,8 @@ async fn device_server_answers_a_bare_id_and_binds_the_caller() {
     let seeded = sim.create_user_with_api_key();
     let (token, server_key) = install(&sim).await;
     let answer = device_server(&token, seeded.api_key.expose())
-        .send(&sim)
+        .answered(&sim, 200)
         .await;
-    assert_eq!(answer.status, 200);
     let json = answer.json();
     assert!(json["Response"][0]["Id"]["id"].as_u64().is_some(), "{json}");
     assert_eq!(json["Response"].as_array().unwrap().len(), 1);
@@ -457,17 +526,12 @@ async fn session_server_answers_id_token_and_user_person_in_that_order() {
     let sim = start().await;
     let (seeded, token, server_key) = registered_device(&sim).await;
     let answer = session_server(&token, seeded.api_key.expose())
-        .send(&sim)
+        .answered(&sim, 200)
         .await;
-    assert_eq!(answer.status, 200);
     assert!(answer.signature_verifies(&server_key));
     let json = answer.json();
     let items = json["Response"].as_array().unwrap();
-    let keys: Vec<&str> = items
-        .iter()
-        .map(|item| item.as_object().unwrap().keys().next().unwrap().as_str())
-        .collect();
-    assert_eq!(keys, ["Id", "Token", "UserPerson"]);
+    assert_eq!(item_kinds(items), ["Id", "Token", "UserPerson"]);
     assert!(is_hex64(items[1]["Token"]["token"].as_str().unwrap()));
     assert_eq!(items[2]["UserPerson"]["id"], seeded.user_id);
     assert_eq!(items[2]["UserPerson"]["session_timeout"], 604_800);
@@ -519,8 +583,10 @@ async fn every_response_carries_a_response_id_and_echoes_the_request_id() {
 #[tokio::test]
 async fn error_responses_are_signed_over_their_exact_bytes() {
     let (sim, _, ctx) = ready().await;
-    let answer = get(&ctx.entries_path()).token("nonsense").send(&sim).await;
-    assert_eq!(answer.status, 403);
+    let answer = get(&ctx.entries_path())
+        .token("nonsense")
+        .answered(&sim, 403)
+        .await;
     assert!(answer.signature_verifies(&ctx.server_key));
     let json = answer.json();
     assert_eq!(
@@ -589,45 +655,71 @@ async fn bad_token_status_is_configurable_to_401() {
         .await;
 }
 
-#[tokio::test]
-async fn session_server_needs_device_server_for_the_key_first() {
-    let sim = start().await;
-    let (seeded, token) = installed(&sim).await;
-    session_server(&token, seeded.api_key.expose())
-        .refused(&sim, 400, CREDENTIALS_INCORRECT)
-        .await;
-}
+/// A registration call built on a fresh simulator.
+type RegistrationCall = for<'a> fn(&'a Simulator) -> BoxFuture<'a, Call>;
 
+/// Each case: a key the simulator does not accept (yet) is refused with the credentials error.
 #[tokio::test]
-async fn unknown_api_key_is_refused_with_the_credentials_error() {
-    let sim = start().await;
-    let (token, _) = install(&sim).await;
-    device_server(&token, "not-a-key")
-        .refused(&sim, 400, CREDENTIALS_INCORRECT)
-        .await;
+async fn credential_refusals() {
+    let cases: [(&str, RegistrationCall); 2] = [
+        (
+            "session_server_needs_device_server_for_the_key_first",
+            |sim| {
+                Box::pin(async move {
+                    let (seeded, token) = installed(sim).await;
+                    session_server(&token, seeded.api_key.expose())
+                })
+            },
+        ),
+        (
+            "unknown_api_key_is_refused_with_the_credentials_error",
+            |sim| {
+                Box::pin(async move {
+                    let (token, _) = install(sim).await;
+                    device_server(&token, "not-a-key")
+                })
+            },
+        ),
+    ];
+    for (case, call) in cases {
+        let sim = start().await;
+        call(&sim)
+            .await
+            .refused_in(case, &sim, 400, CREDENTIALS_INCORRECT)
+            .await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // 3. Request signatures.
 
-#[tokio::test]
-async fn session_server_without_signature_is_466() {
-    let sim = start().await;
-    new_device_session_call(&sim)
-        .await
-        .unsigned()
-        .refused(&sim, 466, SIGNATURE_REQUIRED)
-        .await;
-}
+/// How a case signs its call.
+type SignedAs = fn(Call) -> Call;
 
+/// Each case: a session-server call of a registered device, signed as the case says, and the
+/// status and error the simulator refuses it with.
 #[tokio::test]
-async fn session_server_with_a_wrong_signature_is_400() {
-    let sim = start().await;
-    new_device_session_call(&sim)
-        .await
-        .signature(client_key().sign(b"other bytes"))
-        .refused(&sim, 400, SIGNATURE_INVALID)
-        .await;
+async fn session_server_signature_refusals() {
+    let cases: [(&str, SignedAs, u16, &str); 2] = [
+        (
+            "session_server_without_signature_is_466",
+            Call::unsigned,
+            466,
+            SIGNATURE_REQUIRED,
+        ),
+        (
+            "session_server_with_a_wrong_signature_is_400",
+            |call| call.signature(client_key().sign(b"other bytes")),
+            400,
+            SIGNATURE_INVALID,
+        ),
+    ];
+    for (case, sign, status, error) in cases {
+        let sim = start().await;
+        sign(new_device_session_call(&sim).await)
+            .refused_in(case, &sim, status, error)
+            .await;
+    }
 }
 
 #[tokio::test]
@@ -637,19 +729,19 @@ async fn wrong_signature_on_a_get_is_400_but_none_is_fine() {
         .signature("bm90IGEgc2lnbmF0dXJl".to_owned())
         .refused(&sim, 400, SIGNATURE_INVALID)
         .await;
-    let unsigned = ctx.get(&ctx.entries_path()).unsigned().send(&sim).await;
-    assert_eq!(unsigned.status, 200);
+    ctx.get(&ctx.entries_path())
+        .unsigned()
+        .answered(&sim, 200)
+        .await;
 }
 
 #[tokio::test]
 async fn unsigned_post_without_content_type_is_accepted() {
     let (sim, _, ctx) = ready().await;
-    let answer = ctx
-        .post(&ctx.entries_path(), r#"{"ip":"10.1.1.1"}"#)
+    ctx.post(&ctx.entries_path(), r#"{"ip":"10.1.1.1"}"#)
         .unsigned()
-        .send(&sim)
+        .answered(&sim, 200)
         .await;
-    assert_eq!(answer.status, 200, "{}", answer.error());
 }
 
 #[tokio::test]
@@ -660,11 +752,10 @@ async fn device_server_verifies_a_present_signature() {
         .signature(client_key().sign(b"{}"))
         .refused(&sim, 400, SIGNATURE_INVALID)
         .await;
-    let unsigned = device_server(&token, seeded.api_key.expose())
+    device_server(&token, seeded.api_key.expose())
         .unsigned()
-        .send(&sim)
+        .answered(&sim, 200)
         .await;
-    assert_eq!(unsigned.status, 200);
 }
 
 #[tokio::test]
@@ -684,17 +775,9 @@ async fn strict_mode_requires_a_signature_on_device_server() {
 #[tokio::test]
 async fn reused_request_id_is_refused_on_the_same_installation() {
     let (sim, _, ctx) = ready().await;
-    let first = ctx
-        .get(&ctx.entries_path())
-        .request_id("same-id")
-        .send(&sim)
-        .await;
+    let first = ctx.list_entries_as(&sim, "same-id").await;
     assert_eq!(first.status, 200);
-    let second = ctx
-        .get(&ctx.entries_path())
-        .request_id("same-id")
-        .send(&sim)
-        .await;
+    let second = ctx.list_entries_as(&sim, "same-id").await;
     assert_eq!(second.status, 400);
     assert!(
         second.error().contains("X-Bunq-Client-Request-Id"),
@@ -761,8 +844,9 @@ async fn session_call_from_a_non_active_ip_gets_the_credentials_error() {
 async fn deactivating_the_callers_own_ip_locks_it_out_on_the_next_call() {
     let (sim, _, ctx) = ready().await;
     let own = ctx.entries(&sim)[0].id;
-    let answer = ctx.update(own, r#"{"status":"INACTIVE"}"#).send(&sim).await;
-    assert_eq!(answer.status, 200);
+    ctx.update(own, r#"{"status":"INACTIVE"}"#)
+        .answered(&sim, 200)
+        .await;
     ctx.listing_refused(&sim, 400, CREDENTIALS_INCORRECT).await;
 }
 
@@ -779,19 +863,15 @@ async fn active_wildcard_entry_admits_any_caller() {
 async fn path_user_must_be_the_sessions_user() {
     let (sim, _, ctx) = ready().await;
     let other = sim.create_user_with_api_key();
-    let answer = ctx
-        .get(&format!("/user/{}/credential-password-ip", other.user_id))
-        .send(&sim)
+    ctx.get(&format!("/user/{}/credential-password-ip", other.user_id))
+        .answered(&sim, 403)
         .await;
-    assert_eq!(answer.status, 403);
-    let foreign = ctx
-        .get(&format!(
-            "/user/{}/credential-password-ip/{}/ip",
-            ctx.user_id, other.credential_id
-        ))
-        .send(&sim)
-        .await;
-    assert_eq!(foreign.status, 404);
+    ctx.get(&format!(
+        "/user/{}/credential-password-ip/{}/ip",
+        ctx.user_id, other.credential_id
+    ))
+    .answered(&sim, 404)
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -902,32 +982,26 @@ async fn update_toggles_the_status_and_answers_the_same_id() {
 async fn update_with_a_different_ip_is_refused_and_changes_nothing() {
     let (sim, _, ctx) = ready().await;
     let entry = ctx.add_entry(&sim, "10.3.3.3", IpStatus::Active);
-    let answer = ctx
-        .update(entry, r#"{"ip":"10.4.4.4","status":"INACTIVE"}"#)
-        .send(&sim)
+    ctx.update(entry, r#"{"ip":"10.4.4.4","status":"INACTIVE"}"#)
+        .answered(&sim, 400)
         .await;
-    assert_eq!(answer.status, 400);
     let stored = &ctx.entries(&sim)[0];
     assert_eq!(
         (stored.ip.as_str(), &stored.status),
         ("10.3.3.3", &IpStatus::Active)
     );
-    let same_ip = ctx
-        .update(entry, r#"{"ip":"10.3.3.3","status":"INACTIVE"}"#)
-        .send(&sim)
+    ctx.update(entry, r#"{"ip":"10.3.3.3","status":"INACTIVE"}"#)
+        .answered(&sim, 200)
         .await;
-    assert_eq!(same_ip.status, 200);
 }
 
 #[tokio::test]
 async fn entries_cannot_be_deleted() {
     let (sim, _, ctx) = ready().await;
     let entry = ctx.entries(&sim)[0].id;
-    let answer = ctx
-        .call(Method::DELETE, &ctx.entry_path(entry), "")
-        .send(&sim)
+    ctx.call(Method::DELETE, &ctx.entry_path(entry), "")
+        .answered(&sim, 405)
         .await;
-    assert_eq!(answer.status, 405);
     assert_eq!(ctx.entries(&sim).len(), 1);
 }
 
@@ -955,13 +1029,7 @@ async fn second_entry_for_the_same_ip_is_allowed_and_visible() {
             .send(&sim)
             .await;
     }
-    let same: Vec<_> = sim
-        .entries(ctx.credential_id)
-        .unwrap()
-        .into_iter()
-        .filter(|entry| entry.ip == "10.5.5.5")
-        .collect();
-    assert_eq!(same.len(), 2);
+    assert_eq!(ctx.entries_holding(&sim, "10.5.5.5"), 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1009,11 +1077,9 @@ async fn list_defaults_to_ten_items_and_refuses_more_than_two_hundred() {
     assert_eq!(ids(&page).len(), 10);
     let pagination = page.pagination.unwrap();
     assert!(pagination.future_url.is_some() && pagination.newer_url.is_none());
-    let too_many = ctx
-        .get(&format!("{}?count=201", ctx.entries_path()))
-        .send(&sim)
+    ctx.get(&format!("{}?count=201", ctx.entries_path()))
+        .answered(&sim, 400)
         .await;
-    assert_eq!(too_many.status, 400);
 }
 
 #[tokio::test]
@@ -1077,8 +1143,10 @@ async fn third_put_in_three_seconds_is_429() {
         let answer = ctx.update(entry, r#"{"status":"ACTIVE"}"#).send(&sim).await;
         assert_eq!(answer.status, 200);
     }
-    let third = ctx.update(entry, r#"{"status":"ACTIVE"}"#).send(&sim).await;
-    assert_eq!(third.status, 429);
+    let third = ctx
+        .update(entry, r#"{"status":"ACTIVE"}"#)
+        .answered(&sim, 429)
+        .await;
     assert!(third.error().contains("maximum of 2 calls per 3 second"));
 }
 
@@ -1088,16 +1156,14 @@ async fn second_session_server_call_in_thirty_seconds_is_429() {
     let body = session_body(seeded.api_key.expose());
     let again = post("/session-server", &body)
         .token(&ctx.installation_token)
-        .send(&sim)
+        .answered(&sim, 429)
         .await;
-    assert_eq!(again.status, 429);
     assert!(again.error().contains("maximum of 1 calls per 30 second"));
     tokio::time::advance(Duration::from_secs(30)).await;
-    let later = post("/session-server", &body)
+    post("/session-server", &body)
         .token(&ctx.installation_token)
-        .send(&sim)
+        .answered(&sim, 200)
         .await;
-    assert_eq!(later.status, 200);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1141,20 +1207,17 @@ async fn session_token_is_refused_after_session_timeout() {
     let alive = ctx.list_entries(&sim).await;
     assert_eq!(alive.status, 200);
     tokio::time::advance(Duration::from_secs(1)).await;
-    ctx.listing_refused(&sim, 403, INSUFFICIENT_AUTHENTICATION)
-        .await;
+    ctx.assert_session_ended(&sim).await;
 }
 
 #[tokio::test]
 async fn expire_all_sessions_ends_sessions_but_not_installations() {
     let (sim, seeded, ctx) = ready().await;
     sim.expire_all_sessions();
-    ctx.listing_refused(&sim, 403, INSUFFICIENT_AUTHENTICATION)
+    ctx.assert_session_ended(&sim).await;
+    session_server(&ctx.installation_token, seeded.api_key.expose())
+        .answered(&sim, 200)
         .await;
-    let renewed = session_server(&ctx.installation_token, seeded.api_key.expose())
-        .send(&sim)
-        .await;
-    assert_eq!(renewed.status, 200);
     assert_eq!(sim.sessions_created(), 2);
 }
 
@@ -1188,8 +1251,7 @@ async fn status_fault_answers_a_signed_bunq_error_without_applying() {
 
 #[tokio::test]
 async fn html_503_fault_answers_html_without_bunq_headers() {
-    let (_sim, _ctx, answer) = listed_under(FaultKind::Html503).await;
-    assert_eq!(answer.status, 503);
+    let (_sim, _ctx, answer) = listed_under(FaultKind::Html503, 503).await;
     assert_eq!(answer.header("content-type"), Some("text/html"));
     assert!(String::from_utf8_lossy(&answer.body).starts_with("<html>"));
     assert!(answer.header("x-bunq-server-signature").is_none());
@@ -1197,16 +1259,14 @@ async fn html_503_fault_answers_html_without_bunq_headers() {
 
 #[tokio::test]
 async fn drop_signature_fault_sends_no_server_signature() {
-    let (_sim, _ctx, answer) = listed_under(FaultKind::DropSignature).await;
-    assert_eq!(answer.status, 200);
+    let (_sim, _ctx, answer) = listed_under(FaultKind::DropSignature, 200).await;
     assert!(answer.header("x-bunq-server-signature").is_none());
     assert!(answer.header("x-bunq-client-response-id").is_some());
 }
 
 #[tokio::test]
 async fn garble_signature_fault_sends_a_signature_that_does_not_verify() {
-    let (sim, ctx, answer) = listed_under(FaultKind::GarbleSignature).await;
-    assert_eq!(answer.status, 200);
+    let (sim, ctx, answer) = listed_under(FaultKind::GarbleSignature, 200).await;
     assert!(answer.header("x-bunq-server-signature").is_some());
     assert!(!answer.signature_verifies(&ctx.server_key));
     let next = ctx.list_entries(&sim).await;
@@ -1229,31 +1289,21 @@ async fn delay_fault_trips_the_client_timeout_after_applying() {
 #[tokio::test]
 async fn reset_before_apply_is_a_transport_error_and_changes_nothing() {
     let (sim, _, ctx) = ready().await;
-    sim.inject(Fault::once(FaultKind::ResetBeforeApply).on(Method::POST, "/ip"));
-    let result = ctx
-        .post(&ctx.entries_path(), r#"{"ip":"10.8.8.8"}"#)
-        .try_send(&sim, &http(None))
+    ctx.assert_create_lost_under(&sim, FaultKind::ResetBeforeApply, "10.8.8.8")
         .await;
-    assert!(result.is_err(), "{result:?}");
     assert_eq!(ctx.entries(&sim).len(), 1);
 }
 
 #[tokio::test]
 async fn reset_after_apply_applies_the_write_but_the_client_sees_a_transport_error() {
     let (sim, _, ctx) = ready().await;
-    sim.inject(Fault::once(FaultKind::ResetAfterApply).on(Method::POST, "/ip"));
-    let result = ctx
-        .post(&ctx.entries_path(), r#"{"ip":"10.8.8.8"}"#)
-        .try_send(&sim, &http(None))
+    ctx.assert_create_lost_under(&sim, FaultKind::ResetAfterApply, "10.8.8.8")
         .await;
-    assert!(result.is_err(), "{result:?}");
-    let created: Vec<_> = sim
-        .entries(ctx.credential_id)
-        .unwrap()
-        .into_iter()
-        .filter(|entry| entry.ip == "10.8.8.8")
-        .collect();
-    assert_eq!(created.len(), 1, "applied exactly once");
+    assert_eq!(
+        ctx.entries_holding(&sim, "10.8.8.8"),
+        1,
+        "applied exactly once"
+    );
 }
 
 #[tokio::test]
@@ -1261,8 +1311,7 @@ async fn expire_session_fault_ends_the_session_early() {
     let (sim, _, ctx) = ready().await;
     sim.inject(Fault::once(FaultKind::ExpireSession).on(Method::GET, "/ip"));
     for _ in 0..2 {
-        ctx.listing_refused(&sim, 403, INSUFFICIENT_AUTHENTICATION)
-            .await;
+        ctx.assert_session_ended(&sim).await;
     }
 }
 
@@ -1309,17 +1358,14 @@ async fn sandbox_user_person_hands_out_a_working_sandbox_key() {
         .to_owned();
     assert!(api_key.starts_with("sandbox_"), "{api_key}");
     let (token, _) = install(&sim).await;
-    let device = device_server(&token, &api_key).send(&sim).await;
-    assert_eq!(device.status, 200);
-    let session = session_server(&token, &api_key).send(&sim).await;
-    assert_eq!(session.status, 200);
+    device_server(&token, &api_key).answered(&sim, 200).await;
+    session_server(&token, &api_key).answered(&sim, 200).await;
 }
 
 #[tokio::test]
 async fn unknown_routes_are_404() {
     let sim = start().await;
-    let answer = get("/user/1/payment").send(&sim).await;
-    assert_eq!(answer.status, 404);
+    get("/user/1/payment").answered(&sim, 404).await;
 }
 
 #[tokio::test]
@@ -1327,12 +1373,7 @@ async fn shutdown_stops_serving() {
     let sim = start().await;
     let address = sim.address();
     sim.shutdown();
-    tokio::task::yield_now().await;
-    let result = http(None)
-        .get(format!("http://{address}/v1/installation"))
-        .send()
-        .await;
-    assert!(result.is_err(), "{result:?}");
+    assert_not_serving(address).await;
 }
 
 #[tokio::test]
@@ -1347,12 +1388,7 @@ async fn dropping_the_last_handle_stops_serving() {
         .await;
     assert_eq!(still.status, 200, "a clone keeps it alive");
     drop(clone);
-    tokio::task::yield_now().await;
-    let result = http(None)
-        .get(format!("http://{address}/v1/installation"))
-        .send()
-        .await;
-    assert!(result.is_err(), "{result:?}");
+    assert_not_serving(address).await;
 }
 
 #[test]
