@@ -30,12 +30,11 @@ pub fn render(event: &Event) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::notify::event::EventKind;
-    use crate::notify::testing::{applied_report, origin};
+    use crate::notify::testing::{applied_event, origin};
 
     #[test]
     fn carries_every_field_of_the_contract() {
-        let (report, verdict) = applied_report();
-        let event = Event::of_run(EventKind::Applied, &report, &verdict, &origin());
+        let event = applied_event();
         let value: serde_json::Value = serde_json::from_slice(&render(&event)).unwrap();
         assert_eq!(value["format_version"], 1);
         assert_eq!(value["event"], "applied");

@@ -71,12 +71,11 @@ fn state(status: Option<&crate::bunq::model::IpStatus>) -> &str {
 mod tests {
     use super::*;
     use crate::notify::event::EventKind;
-    use crate::notify::testing::{applied_report, origin};
+    use crate::notify::testing::{applied_event, applied_report, origin};
 
     #[test]
     fn names_credential_action_rule_and_drift() {
-        let (report, verdict) = applied_report();
-        let event = Event::of_run(EventKind::Applied, &report, &verdict, &origin());
+        let event = applied_event();
         let text = text(&event);
         assert!(
             text.starts_with("*bunq-ipsync applied* on host-a: changes applied"),

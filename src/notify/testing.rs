@@ -21,6 +21,17 @@ pub(super) fn origin() -> Origin {
     }
 }
 
+/// The `applied` event of [`applied_report`], as both formats' tests render it.
+pub(super) fn applied_event() -> super::event::Event {
+    let (report, verdict) = applied_report();
+    super::event::Event::of_run(
+        super::event::EventKind::Applied,
+        &report,
+        &verdict,
+        &origin(),
+    )
+}
+
 /// Credential 4242 (`ci`): 192.0.2.1 created (entry 17), the deactivation of 192.0.2.9
 /// refused by own-ip, 192.0.2.5 found re-activated by hand.
 pub(super) fn applied_report() -> (RunReport, Verdict) {
