@@ -167,7 +167,10 @@ impl Scenario {
 
     /// Connects with a [`Recorder`] as the client's observer: what the metrics hooks see.
     async fn observed(&self) -> (BunqClient, Arc<Recorder>) {
-        let recorder = Arc::new(Recorder::default());
+        let recorder = Arc::new(Recorder {
+            state_file: Some(self.state_file()),
+            ..Recorder::default()
+        });
         let mut settings = self.settings();
         settings.observer = Some(recorder.clone());
         (self.try_connect(settings).await.unwrap(), recorder)
@@ -343,6 +346,10 @@ const NEW_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 50);
 struct Recorder {
     events: Mutex<Vec<String>>,
     retry_delays: Mutex<Vec<Duration>>,
+    /// The state file, read at every `session_created`: what it held when the session was
+    /// announced.
+    state_file: Option<PathBuf>,
+    saved_at_announcement: Mutex<Vec<Option<String>>>,
 }
 
 impl Recorder {
@@ -386,6 +393,12 @@ impl ApiObserver for Recorder {
     }
     fn session_created(&self, _expires_at: chrono::DateTime<Utc>) {
         self.push("session_created".to_owned());
+        if let Some(file) = &self.state_file {
+            let context: serde_json::Value =
+                serde_json::from_slice(&fs::read(file).unwrap()).unwrap();
+            let token = context["session"]["token"].as_str().map(str::to_owned);
+            self.saved_at_announcement.lock().unwrap().push(token);
+        }
     }
 }
 
@@ -1658,6 +1671,23 @@ async fn credentials_rejected_by_session_server_in_a_running_client_keep_the_ins
 
 // ---------------------------------------------------------------------------------------------
 // 9. What the metrics hooks see.
+
+/// Health turns ready when a session is announced; a test (or an operator) reading the state
+/// file then must find that session saved, at registration and at renewal alike.
+#[tokio::test(start_paused = true)]
+async fn a_new_session_is_saved_before_it_is_announced() {
+    let s = Scenario::start().await;
+    let (client, recorder) = s.observed().await;
+    s.sim.expire_all_sessions();
+    client.list_ips(s.key.credential_id).await.unwrap();
+
+    let seen = recorder.saved_at_announcement.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "registration and renewal: {seen:?}");
+    assert!(seen.iter().all(Option::is_some), "{seen:?}");
+    assert_ne!(seen[0], seen[1], "the renewal announced its own session");
+    let saved = s.saved().session.map(|session| session.token.expose().to_owned());
+    assert_eq!(seen[1], saved);
+}
 
 #[tokio::test(start_paused = true)]
 async fn observer_events_match_what_bunq_saw() {

@@ -143,10 +143,13 @@ pub(crate) async fn register(
             &settings.clock,
         )
         .await?;
-        transport.observer().session_created(session.expires_at);
+        let expires_at = session.expires_at;
         opened_at = Some(tokio::time::Instant::now());
         context.session = Some(session);
+        // Saved before it is announced: whoever learns of the session (health, metrics, a test
+        // reading the state file once `/readyz` is 200) finds it on disk already.
         store.save(&context)?;
+        transport.observer().session_created(expires_at);
     }
     Ok(Registered {
         context,

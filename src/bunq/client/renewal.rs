@@ -144,11 +144,12 @@ impl BunqClient {
         };
         state.context.session = Some(session.clone());
         self.adopt_session(&session);
-        self.observer.session_created(session.expires_at);
         // The session is usable even if saving fails; the next start then opens another one.
+        // Saved before it is announced, as at registration.
         if let Err(err) = self.store.save(&state.context) {
             tracing::error!(error = %err, "cannot save the new bunq session");
         }
+        self.observer.session_created(session.expires_at);
         Ok(session)
     }
 
