@@ -293,6 +293,12 @@ impl Simulator {
         self.state().faults.push(fault);
     }
 
+    /// Ends every injected fault now, so a test can end an outage at the moment it has seen
+    /// what it waited for instead of sleeping out a fixed duration.
+    pub fn clear_faults(&self) {
+        self.state().faults.clear();
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.inner.state()
     }
