@@ -1179,9 +1179,18 @@ async fn the_rate_limiter_is_acquired_before_a_retry_too() {
     let state = tempfile::tempdir().unwrap();
     let client = client_with_hourly_get_limit(&server, state.path(), 1).await;
     let limited = once(any_credential_get(&mut server).with_status(429)).await;
-    let retry = tokio::time::timeout(Duration::from_millis(50), client.get_credential(77)).await;
-    assert!(retry.is_err(), "the retry was not held back by the limiter");
+    let call = tokio::spawn(async move { client.get_credential(77).await });
+    // Wait for the first attempt however loaded the machine is, then give an unheld retry
+    // ample time to arrive: it would be a second hit (and an error answer ending the call).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !limited.matched_async().await {
+        assert!(tokio::time::Instant::now() < deadline, "no first attempt");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!call.is_finished(), "the retry was not held back by the limiter");
     limited.assert_async().await;
+    call.abort();
 }
 
 #[tokio::test]
