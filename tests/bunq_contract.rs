@@ -1188,7 +1188,10 @@ async fn the_rate_limiter_is_acquired_before_a_retry_too() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!call.is_finished(), "the retry was not held back by the limiter");
+    assert!(
+        !call.is_finished(),
+        "the retry was not held back by the limiter"
+    );
     limited.assert_async().await;
     call.abort();
 }

@@ -1685,7 +1685,10 @@ async fn a_new_session_is_saved_before_it_is_announced() {
     assert_eq!(seen.len(), 2, "registration and renewal: {seen:?}");
     assert!(seen.iter().all(Option::is_some), "{seen:?}");
     assert_ne!(seen[0], seen[1], "the renewal announced its own session");
-    let saved = s.saved().session.map(|session| session.token.expose().to_owned());
+    let saved = s
+        .saved()
+        .session
+        .map(|session| session.token.expose().to_owned());
     assert_eq!(seen[1], saved);
 }
 

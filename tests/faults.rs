@@ -255,6 +255,21 @@ fn record_then_converged(test: &'static str, first: &str, runs: &[Run]) {
     record_outcome(test, format!("{first}; {}", converged_summary(&runs[1..])));
 }
 
+/// [`record_outcome`] for a test that converged in exactly `needed` runs; `note` says how the
+/// fault was ridden out (empty when the summary says it all).
+fn record_converged(test: &'static str, runs: &[Run], needed: usize, note: &str) {
+    assert_eq!(runs.len(), needed, "{test}: runs until converged");
+    let summary = converged_summary(runs);
+    record_outcome(
+        test,
+        if note.is_empty() {
+            summary
+        } else {
+            format!("{summary}; {note}")
+        },
+    );
+}
+
 /// Run 1 was refused for `label` (its metric label) before any write and run 2 converged;
 /// recorded for `test` as `first` and the summary of run 2.
 fn assert_refused_then_converged(test: &'static str, runs: &[Run], label: &str, first: &str) {
@@ -598,6 +613,13 @@ impl Run {
             .expect("the fault fired")
     }
 
+    /// Whether the request right after the fault re-lists `bank`'s managed credential: how an
+    /// ambiguous create is resolved instead of being sent again blindly.
+    fn relists_after_fault(&self, bank: &Bank) -> bool {
+        let next = &self.log[self.fault_index() + 1];
+        next.method == Method::GET && next.path.contains(&ip_list_path(bank))
+    }
+
     /// `applied 3, failed 1, skipped 2` or `refused (label): message`.
     fn describe(&self) -> String {
         match &self.outcome {
@@ -766,9 +788,7 @@ async fn committed_create_with_an_unclear_answer(kind: FaultKind) -> Vec<Run> {
     let mut runs = bank.converge(&client, 1).await;
 
     let first = &runs[0];
-    let fault = first.fault_index();
-    assert_eq!(first.log[fault + 1].method, Method::GET);
-    assert!(first.log[fault + 1].path.contains(&ip_list_path(&bank)));
+    assert!(first.relists_after_fault(&bank));
     assert_eq!(first.count("applied"), 5);
     assert_eq!(first.writes(), 5, "no create was sent twice");
     runs.push(bank.run(&client).await);
@@ -832,12 +852,13 @@ async fn http_500_on_a_create_that_bunq_commits_late_is_not_reported_as_drift() 
 async fn http_500_on_a_listing_is_retried_and_the_run_converges() {
     let (_bank, runs) = converged_after(FaultKind::Status(500), On::Listing, 2).await;
 
-    assert_eq!(runs.len(), 1);
     let retried = runs[0].log.iter().filter(|r| r.fault.is_some()).count();
     assert_eq!(retried, 2);
-    record_outcome(
+    record_converged(
         "http_500_on_a_listing_is_retried_and_the_run_converges",
-        converged_summary(&runs) + "; 2 retries",
+        &runs,
+        1,
+        "2 retries",
     );
 }
 
@@ -848,12 +869,13 @@ async fn http_500_on_the_second_page_is_retried_and_nothing_is_duplicated() {
     let fault = Fault::once(FaultKind::Status(500)).on(Method::GET, "older_id");
     let runs = bank.converge_under(&client, fault).await;
 
-    assert_eq!(runs.len(), 1);
     assert!(runs[0].log.iter().any(|r| r.fault.is_some()));
     assert_eq!(runs[0].count("applied"), 5);
-    record_outcome(
+    record_converged(
         "http_500_on_the_second_page_is_retried_and_nothing_is_duplicated",
-        converged_summary(&runs),
+        &runs,
+        1,
+        "",
     );
 }
 
@@ -894,11 +916,12 @@ async fn html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writ
 async fn html_503_on_a_status_change_is_retried_and_the_run_converges() {
     let (_bank, runs) = converged_after(FaultKind::Html503, On::Entry(STRAY_A), 1).await;
 
-    assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].count("applied"), 5);
-    record_outcome(
+    record_converged(
         "html_503_on_a_status_change_is_retried_and_the_run_converges",
-        converged_summary(&runs),
+        &runs,
+        1,
+        "",
     );
 }
 
@@ -910,31 +933,30 @@ async fn reset_before_a_create_is_resolved_by_re_listing_and_never_duplicates() 
     let (bank, runs) = converged_after(FaultKind::ResetBeforeApply, On::Create, 1).await;
 
     let first = &runs[0];
-    let reset = first.fault_index();
     // The create is not retried blindly: the next request re-lists the credential.
-    assert_eq!(first.log[reset + 1].method, Method::GET);
-    assert!(first.log[reset + 1].path.contains(&ip_list_path(&bank)));
+    assert!(first.relists_after_fault(&bank));
     assert_eq!(first.count("failed"), 1);
-    assert_eq!(runs.len(), 2);
-    record_outcome(
+    record_converged(
         "reset_before_a_create_is_resolved_by_re_listing_and_never_duplicates",
-        converged_summary(&runs) + "; re-list found no entry, run 2 created it",
+        &runs,
+        2,
+        "re-list found no entry, run 2 created it",
     );
 }
 
 #[tokio::test]
 async fn reset_after_a_create_is_resolved_by_re_listing_and_never_duplicates() {
-    let (_bank, runs) = converged_after(FaultKind::ResetAfterApply, On::Create, 1).await;
+    let (bank, runs) = converged_after(FaultKind::ResetAfterApply, On::Create, 1).await;
 
     let first = &runs[0];
-    let reset = first.fault_index();
-    assert_eq!(first.log[reset + 1].method, Method::GET);
+    assert!(first.relists_after_fault(&bank));
     // The re-list found the entry bunq created: the create counts as applied, not repeated.
     assert_eq!(first.count("applied"), 5);
-    assert_eq!(runs.len(), 1);
-    record_outcome(
+    record_converged(
         "reset_after_a_create_is_resolved_by_re_listing_and_never_duplicates",
-        converged_summary(&runs) + "; re-list found the created entry",
+        &runs,
+        1,
+        "re-list found the created entry",
     );
 }
 
@@ -943,16 +965,17 @@ async fn reset_before_a_status_change_is_retried_and_the_run_converges() {
     let (bank, runs) =
         converged_after(FaultKind::ResetBeforeApply, On::Entry(TO_ACTIVATE), 1).await;
 
-    assert_eq!(runs.len(), 1);
     let puts = runs[0]
         .log
         .iter()
         .filter(|r| r.method == Method::PUT && r.path.ends_with(&entry_path(&bank, TO_ACTIVATE)))
         .count();
     assert_eq!(puts, 2);
-    record_outcome(
+    record_converged(
         "reset_before_a_status_change_is_retried_and_the_run_converges",
-        converged_summary(&runs),
+        &runs,
+        1,
+        "",
     );
 }
 
@@ -960,11 +983,12 @@ async fn reset_before_a_status_change_is_retried_and_the_run_converges() {
 async fn reset_after_a_status_change_is_retried_idempotently_and_the_run_converges() {
     let (bank, runs) = converged_after(FaultKind::ResetAfterApply, On::Entry(STRAY_A), 1).await;
 
-    assert_eq!(runs.len(), 1);
     assert_eq!(bank.status_of(STRAY_A), vec![IpStatus::Inactive]);
-    record_outcome(
+    record_converged(
         "reset_after_a_status_change_is_retried_idempotently_and_the_run_converges",
-        converged_summary(&runs),
+        &runs,
+        1,
+        "",
     );
 }
 
@@ -972,13 +996,14 @@ async fn reset_after_a_status_change_is_retried_idempotently_and_the_run_converg
 async fn slow_create_beyond_the_timeout_is_resolved_by_re_listing_and_never_duplicates() {
     let (_bank, runs) = converged_after_a_slow_response(On::Create).await;
 
-    assert_eq!(runs.len(), 1);
     // The timed-out create was found by the re-list, not sent again.
     assert_eq!(runs[0].count("applied"), 5);
     assert_eq!(runs[0].count("failed"), 0);
-    record_outcome(
+    record_converged(
         "slow_create_beyond_the_timeout_is_resolved_by_re_listing_and_never_duplicates",
-        converged_summary(&runs) + "; timed-out create found by the re-list",
+        &runs,
+        1,
+        "timed-out create found by the re-list",
     );
 }
 
@@ -986,11 +1011,12 @@ async fn slow_create_beyond_the_timeout_is_resolved_by_re_listing_and_never_dupl
 async fn slow_status_change_beyond_the_timeout_is_retried_and_the_run_converges() {
     let (_bank, runs) = converged_after_a_slow_response(On::Entry(TO_ACTIVATE)).await;
 
-    assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].count("applied"), 5);
-    record_outcome(
+    record_converged(
         "slow_status_change_beyond_the_timeout_is_retried_and_the_run_converges",
-        converged_summary(&runs) + "; the timed-out PUT was retried",
+        &runs,
+        1,
+        "the timed-out PUT was retried",
     );
 }
 
@@ -1001,12 +1027,13 @@ async fn slow_status_change_beyond_the_timeout_is_retried_and_the_run_converges(
 async fn rate_limit_burst_on_a_listing_is_ridden_out_by_backoff() {
     let (_bank, runs) = converged_after(FaultKind::Status(429), On::Listing, 3).await;
 
-    assert_eq!(runs.len(), 1);
     let rate_limited = runs[0].log.iter().filter(|r| r.status == Some(429)).count();
     assert_eq!(rate_limited, 3);
-    record_outcome(
+    record_converged(
         "rate_limit_burst_on_a_listing_is_ridden_out_by_backoff",
-        converged_summary(&runs) + "; 3 x 429 retried with backoff",
+        &runs,
+        1,
+        "3 x 429 retried with backoff",
     );
 }
 
@@ -1023,10 +1050,11 @@ async fn rate_limit_on_a_create_is_retried_and_the_run_converges() {
     // The rate-limited create once more, and the other create.
     assert_eq!(posts_after, 2);
     assert_eq!(first.count("failed"), 0);
-    assert_eq!(runs.len(), 1);
-    record_outcome(
+    record_converged(
         "rate_limit_on_a_create_is_retried_and_the_run_converges",
-        converged_summary(&runs) + "; the create was retried after the 429",
+        &runs,
+        1,
+        "the create was retried after the 429",
     );
 }
 
@@ -1071,7 +1099,6 @@ async fn sessions_expired_between_runs_are_renewed_without_losing_the_context() 
 
     let runs = bank.converge(&client, 3).await;
 
-    assert_eq!(runs.len(), 1);
     assert_eq!(bank.sim.sessions_created(), sessions + 1);
     assert!(
         runs[0]
@@ -1079,9 +1106,11 @@ async fn sessions_expired_between_runs_are_renewed_without_losing_the_context() 
             .iter()
             .any(|r| r.status == Some(403) && r.method == Method::GET)
     );
-    record_outcome(
+    record_converged(
         "sessions_expired_between_runs_are_renewed_without_losing_the_context",
-        converged_summary(&runs) + "; 1 new session, same installation",
+        &runs,
+        1,
+        "1 new session, same installation",
     );
 }
 
@@ -1092,12 +1121,13 @@ async fn session_expired_during_a_create_is_renewed_and_the_create_sent_once_mor
     let fault = Fault::once(FaultKind::ExpireSession).on(Method::POST, &create_path(&bank));
     let runs = bank.converge_under(&client, fault).await;
 
-    assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].count("applied"), 5);
     assert_eq!(bank.sim.sessions_created(), sessions + 1);
-    record_outcome(
+    record_converged(
         "session_expired_during_a_create_is_renewed_and_the_create_sent_once_more",
-        converged_summary(&runs) + "; 1 new session",
+        &runs,
+        1,
+        "1 new session",
     );
 }
 
@@ -1196,10 +1226,11 @@ async fn dropped_signature_on_a_status_change_stops_the_run_before_any_deactivat
     // The activation is the first action: the creates and deactivations after it are skipped.
     assert_eq!(first.count("skipped"), 4);
     assert!(matches!(first.outcome_of(STRAY_A), Outcome::Skipped(_)));
-    assert_eq!(runs.len(), 2);
-    record_outcome(
+    record_converged(
         "dropped_signature_on_a_status_change_stops_the_run_before_any_deactivation",
-        converged_summary(&runs) + "; no write after the bad response in run 1",
+        &runs,
+        2,
+        "no write after the bad response in run 1",
     );
 }
 
@@ -1314,14 +1345,15 @@ async fn corrupt_last_run_record_only_restarts_drift_reporting() {
 
     let runs = bank.converge(&client, 3).await;
 
-    assert_eq!(runs.len(), 1);
     // Without a readable record the change cannot be told from old state: no drift reported,
     // but it is repaired all the same.
     assert_eq!(runs[0].report().drift_count(), 0);
     assert_eq!(runs[0].count("applied"), 1);
-    record_outcome(
+    record_converged(
         "corrupt_last_run_record_only_restarts_drift_reporting",
-        converged_summary(&runs) + "; drift not reported for that run (record unreadable)",
+        &runs,
+        1,
+        "drift not reported for that run (record unreadable)",
     );
 }
 
