@@ -10,7 +10,8 @@ use crate::config::Policy;
 
 use super::action::{Action, Change, Reason};
 use super::input::CredentialState;
-use super::model::{CredentialPlan, InSync, Kept, KeptReason};
+use super::kept::{Kept, KeptReason};
+use super::model::{CredentialPlan, InSync};
 use super::order;
 use super::own_ip::OwnRule;
 use super::rule::{BlockReason, BlockedAction};

@@ -55,11 +55,13 @@
 //! * `action`: the planned writes; `rule`: the safety rules and what they refuse.
 //! * `own_ip`: the daemon's own access and the `own-ip` guard.
 //! * `credential`: one credential's plan, step by step; `order`: the order of its lists.
+//! * `kept`: the entries left alone and why.
 //! * `model`: the resulting [`Plan`].
 
 mod action;
 mod credential;
 mod input;
+mod kept;
 mod model;
 mod order;
 mod own_ip;
@@ -68,7 +70,8 @@ mod state;
 
 pub use action::{Action, Change, ChangeKind, Reason};
 pub use input::{CredentialState, FailedSource, PlanInput, SourceFacts, SourceReport};
-pub use model::{CredentialPlan, InSync, Kept, KeptReason, Plan, PlanOutcome, PlanSummary};
+pub use kept::{Kept, KeptReason};
+pub use model::{CredentialPlan, InSync, Plan, PlanOutcome, PlanSummary};
 pub use own_ip::{OwnAccess, own_access};
 pub use rule::{BlockReason, BlockedAction, Rule, RunBlock};
 pub use state::{Drift, IpStates, ip_states, states_after};

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use super::action::Action;
-use super::model::Kept;
+use super::kept::Kept;
 use super::rule::BlockedAction;
 
 /// Sort key that puts IPv4 addresses in numeric order, then anything else by text.
