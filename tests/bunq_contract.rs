@@ -19,8 +19,8 @@ use bunq_ipsync::bunq::context::{
 };
 use bunq_ipsync::bunq::model::IpStatus;
 use bunq_ipsync::bunq::{
-    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, PrivateKey, PublicKey, RateLimits,
-    RetryPolicy, TransportSettings, create_sandbox_user,
+    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, FinishedRequest, PrivateKey,
+    PublicKey, RateLimits, RetryPolicy, TransportSettings, create_sandbox_user,
 };
 use bunq_ipsync::secret::Secret;
 use chrono::Utc;
@@ -997,17 +997,12 @@ struct CountingObserver {
 }
 
 impl ApiObserver for CountingObserver {
-    fn request_finished(
-        &self,
-        method: &str,
-        route_pattern: &str,
-        status: Option<u16>,
-        _elapsed: Duration,
-    ) {
-        self.finished
-            .lock()
-            .unwrap()
-            .push((method.to_owned(), route_pattern.to_owned(), status));
+    fn request_finished(&self, request: &FinishedRequest<'_>) {
+        self.finished.lock().unwrap().push((
+            request.method.to_owned(),
+            request.route_pattern.to_owned(),
+            request.status,
+        ));
     }
     fn rate_limited(&self, route_pattern: &str) {
         self.rate_limited

@@ -32,8 +32,8 @@ use bunq_ipsync::bunq::context::{
 use bunq_ipsync::bunq::model::{IpStatus, PermittedIp};
 use bunq_ipsync::bunq::session::WallClock;
 use bunq_ipsync::bunq::{
-    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, RateLimiter, RateLimits,
-    RetryPolicy, TransportSettings,
+    ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, FinishedRequest, RateLimiter,
+    RateLimits, RetryPolicy, TransportSettings,
 };
 use bunq_ipsync::secret::Secret;
 use bunq_ipsync::simulator::{
@@ -369,13 +369,8 @@ impl Recorder {
 }
 
 impl ApiObserver for Recorder {
-    fn request_finished(
-        &self,
-        method: &str,
-        _route_pattern: &str,
-        status: Option<u16>,
-        _elapsed: Duration,
-    ) {
+    fn request_finished(&self, request: &FinishedRequest<'_>) {
+        let FinishedRequest { method, status, .. } = request;
         self.push(format!("request {method} {status:?}"));
     }
     fn rate_limited(&self, route_pattern: &str) {

@@ -41,7 +41,7 @@ pub use context::{Context, ContextStore};
 pub use crypto::{PrivateKey, PublicKey};
 pub use endpoint::{BaseUrl, Environment};
 pub use error::BunqError;
-pub use observer::ApiObserver;
+pub use observer::{ApiObserver, FinishedRequest};
 pub use ratelimit::{Limit, RateLimiter, RateLimits};
 pub use retry::RetryPolicy;
 pub use sandbox::{SandboxUser, create_sandbox_user};

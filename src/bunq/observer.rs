@@ -6,20 +6,26 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+/// One HTTP attempt as the observer sees it: the route pattern, never the URL (it may carry
+/// ids an operator does not want in metric labels).
+#[derive(Debug, Clone, Copy)]
+pub struct FinishedRequest<'a> {
+    /// `GET`, `POST` or `PUT`.
+    pub method: &'a str,
+    /// The route with placeholders, e.g. `/v1/user/{user}/credential-password-ip`.
+    pub route_pattern: &'a str,
+    /// `None` when no response arrived (network error, timeout).
+    pub status: Option<u16>,
+    /// From sending to the last body byte (rate-limiter waits and backoff excluded).
+    pub elapsed: Duration,
+}
+
 /// Receives events from the transport and the session logic. Called inline: keep it cheap and
 /// never block.
 pub trait ApiObserver: Send + Sync {
-    /// One HTTP attempt finished: `status` is `None` when no response arrived (network error,
-    /// timeout); `elapsed` runs from sending to the last body byte (rate-limiter waits and
-    /// backoff excluded).
-    fn request_finished(
-        &self,
-        method: &str,
-        route_pattern: &str,
-        status: Option<u16>,
-        elapsed: Duration,
-    ) {
-        let _ = (method, route_pattern, status, elapsed);
+    /// One HTTP attempt finished.
+    fn request_finished(&self, request: &FinishedRequest<'_>) {
+        let _ = request;
     }
 
     /// bunq answered 429 Too Many Requests.

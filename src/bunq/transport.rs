@@ -40,7 +40,7 @@ use zeroize::Zeroizing;
 
 use crate::bunq::endpoint::BaseUrl;
 use crate::bunq::error::BunqError;
-use crate::bunq::observer::{ApiObserver, NoopObserver};
+use crate::bunq::observer::{ApiObserver, FinishedRequest, NoopObserver};
 use crate::bunq::ratelimit::{LimitKey, RateLimiter, RateLimits};
 use crate::bunq::retry::RetryPolicy;
 
@@ -333,12 +333,12 @@ impl Transport {
 
         let started = tokio::time::Instant::now();
         let finished = |status: Option<u16>| {
-            self.observer.request_finished(
-                route.method.as_str(),
-                route.pattern,
+            self.observer.request_finished(&FinishedRequest {
+                method: route.method.as_str(),
+                route_pattern: route.pattern,
                 status,
-                started.elapsed(),
-            );
+                elapsed: started.elapsed(),
+            });
         };
         let outcome = request.send().await;
         let response = match outcome {

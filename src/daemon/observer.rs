@@ -4,11 +4,11 @@
 //! end of a run).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 
-use crate::bunq::{ApiObserver, BunqError};
+use crate::bunq::{ApiObserver, BunqError, FinishedRequest};
 use crate::daemon::connect::explain;
 use crate::daemon::health::Health;
 use crate::daemon::metrics::Metrics;
@@ -75,13 +75,13 @@ impl Observer {
 }
 
 impl ApiObserver for Observer {
-    fn request_finished(
-        &self,
-        method: &str,
-        route_pattern: &str,
-        status: Option<u16>,
-        elapsed: Duration,
-    ) {
+    fn request_finished(&self, request: &FinishedRequest<'_>) {
+        let FinishedRequest {
+            method,
+            route_pattern,
+            status,
+            elapsed,
+        } = *request;
         self.metrics
             .record_api_request(route_pattern, method, status, elapsed);
         self.health.beat();
