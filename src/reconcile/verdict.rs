@@ -73,12 +73,14 @@ pub struct Verdict {
 
 impl RunReport {
     /// The exit status: for a plan, its outcome; for an apply, error if anything failed,
-    /// blocked if a safety rule refused something, else success (converged).
+    /// blocked if a safety rule refused something, changes pending if an `observe` credential
+    /// has changes left unwritten, else success (converged).
     pub fn exit_status(&self) -> ExitStatus {
         match &self.applied {
             None => ExitStatus::from_outcome(self.plan.outcome()),
             Some(report) if report.has_failures() => ExitStatus::Error,
             Some(report) if report.has_blocked() => ExitStatus::Blocked,
+            Some(report) if report.has_observed() => ExitStatus::ChangesPending,
             Some(_) => ExitStatus::Success,
         }
     }
@@ -131,6 +133,20 @@ impl RunReport {
                 RunResult::Blocked,
                 RunOutcome::Completed,
                 format!("run blocked by {rules}: {counts}"),
+            );
+        }
+        // The writable credentials converged; what `observe` holds back is pending, not a
+        // failure: the run result says what happened to the writes, the summary says the rest.
+        let result = if tally.applied > 0 {
+            RunResult::ChangesApplied
+        } else {
+            RunResult::Converged
+        };
+        if applied.has_observed() {
+            return (
+                result,
+                RunOutcome::Completed,
+                format!("changes pending (policy observe, not written): {counts}"),
             );
         }
         if tally.applied > 0 {
@@ -253,6 +269,26 @@ mod tests {
         assert_eq!(verdict.exit, ExitStatus::Blocked);
         assert_eq!(verdict.result, RunResult::Blocked);
         assert_eq!(verdict.outcome, RunOutcome::Completed);
+    }
+
+    #[test]
+    fn observed_changes_are_pending_not_failed() {
+        let verdict = report(vec![Outcome::Observed, Outcome::Observed], None).verdict();
+        assert_eq!(verdict.exit, ExitStatus::ChangesPending);
+        assert_eq!(verdict.exit.code(), 2);
+        assert_eq!(verdict.result, RunResult::Converged);
+        assert_eq!(verdict.outcome, RunOutcome::Completed);
+        assert_eq!(
+            verdict.summary,
+            "changes pending (policy observe, not written): 0 applied, 0 failed, 0 skipped, \
+             0 blocked, 2 observe, 0 drift"
+        );
+    }
+
+    #[test]
+    fn a_refusal_wins_over_observed_changes() {
+        let outcomes = vec![Outcome::Observed, Outcome::Blocked(Rule::OwnIp)];
+        assert_eq!(report(outcomes, None).verdict().exit, ExitStatus::Blocked);
     }
 
     #[test]
