@@ -1248,3 +1248,68 @@ async fn a_reload_that_names_another_source_follows_the_new_one() {
     );
     stop(daemon).await;
 }
+
+// Change control: policy observe, run --dry-run
+
+/// The `bunq_ipsync_pending_changes` series of the managed credential.
+fn pending_series(world: &World) -> String {
+    format!(
+        r#"bunq_ipsync_pending_changes{{credential="{}"}}"#,
+        world.managed
+    )
+}
+
+/// Someone deactivates A and adds STRAY in the app, then two runs (SIGHUP each) follow the one
+/// at start: what an observing or dry-run daemon is tested on. Returns with three runs done.
+async fn change_out_of_band_and_run_twice(world: &World, daemon: &Daemon) {
+    let a = world.managed_entries()[A].id;
+    world
+        .sim
+        .set_entry_status(world.managed, a, Inactive)
+        .unwrap();
+    world.sim.add_entry(world.managed, STRAY, Active).unwrap();
+    for runs in [2.0, 3.0] {
+        daemon.signal("HUP");
+        daemon.wait_runs(runs).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observe_credential_changed_out_of_band_is_reported_as_pending_and_never_written() {
+    let spec = ConfigSpec::ips(&[A]).with(Setting::Policy("observe"));
+    let world = World::configured(&[(A, Active)], &spec).await;
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_settled().await;
+    assert_eq!(metric(&daemon, &pending_series(&world)).await, 0.0);
+
+    change_out_of_band_and_run_twice(&world, &daemon).await;
+
+    assert!(world.writes().is_empty(), "{:?}", world.writes());
+    assert_eq!(world.active_ips(), sorted(&[STRAY]));
+    assert_eq!(metric(&daemon, &pending_series(&world)).await, 2.0);
+    let observed = r#"bunq_ipsync_changes_total{action="deactivate",outcome="observe"}"#;
+    assert!(metric(&daemon, observed).await >= 2.0);
+    let (status, body) = readyz(&daemon).await;
+    assert_eq!(
+        (status, &body["ready"]),
+        (200, &serde_json::json!(true)),
+        "{body}"
+    );
+    let stderr = daemon.stderr();
+    assert!(
+        stderr.contains("changes pending (policy observe, not written)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("drift"), "the change is reported: {stderr}");
+    stop(daemon).await;
+
+    // `apply` on the same config: still nothing written, exit 2 while changes are pending...
+    let apply = world.command(&["apply"]).await;
+    assert_eq!(apply.status.code(), Some(2), "{apply:?}");
+    assert!(world.writes().is_empty(), "{:?}", world.writes());
+    // ...and 0 once the config wants what bunq holds.
+    world.write_config(&ConfigSpec::ips(&[STRAY]).with(Setting::Policy("observe")));
+    let apply = world.command(&["apply"]).await;
+    assert_eq!(apply.status.code(), Some(0), "{apply:?}");
+    assert!(world.writes().is_empty(), "{:?}", world.writes());
+}
