@@ -35,7 +35,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: reconcile at start and on every interval or cron tick, reload on SIGHUP
     /// and config changes, serve /healthz, /readyz and /metrics.
-    Run,
+    Run(RunArgs),
     /// Show what a reconcile would change, without changing any allowlist. On an empty state
     /// directory it registers a device with bunq first; beside a running daemon it reads with
     /// the daemon's saved session and changes nothing.
@@ -69,6 +69,15 @@ pub struct OutputArgs {
     /// `text` for people, `json` for scripts.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+/// Options of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run the whole daemon loop (schedule, reloads, sources, health, metrics, notifications)
+    /// with the read-only bunq port: every run plans and reports, none writes.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Options of `apply`.

@@ -6,6 +6,7 @@
 //! at once, so they cannot disagree about what a run was.
 
 use crate::reconcile::exit::ExitStatus;
+use crate::reconcile::report::summary_line;
 use crate::reconcile::run::{RunError, RunReport};
 
 /// How a reconcile run ended; the `result` label of `bunq_ipsync_runs_total`.
@@ -98,10 +99,11 @@ impl RunReport {
 
     fn judge(&self) -> (RunResult, RunOutcome, String) {
         let Some(applied) = &self.applied else {
+            // A plan-only run (`run --dry-run`) writes nothing: it reports what it would do.
             return (
                 RunResult::Converged,
                 RunOutcome::Completed,
-                "planned only".into(),
+                format!("dry run, nothing written: {}", summary_line(&self.plan)),
             );
         };
         let tally = applied.tally();
@@ -297,6 +299,9 @@ mod tests {
         planned.applied = None;
         let verdict = planned.verdict();
         assert_eq!(verdict.exit, ExitStatus::Success);
-        assert_eq!(verdict.summary, "planned only");
+        assert_eq!(
+            verdict.summary,
+            "dry run, nothing written: Plan: 0 to create, 0 to activate, 0 to deactivate, 0 blocked"
+        );
     }
 }

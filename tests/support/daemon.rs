@@ -345,14 +345,15 @@ const SCRUBBED_ENV: &[&str] = &[
 ];
 
 impl Daemon {
-    /// `bunq-ipsync [extra_args] run --config CONFIG` with `env`.
+    /// `bunq-ipsync run --config CONFIG [extra_args]` with `env`: global flags (`--log-format`)
+    /// and `run`'s own (`--dry-run`) alike.
     pub fn spawn(config: &Path, env: &[(&str, String)], extra_args: &[&str], port: u16) -> Daemon {
         let mut command = Command::new(BIN);
         command
-            .args(extra_args)
             .arg("run")
             .arg("--config")
-            .arg(config);
+            .arg(config)
+            .args(extra_args);
         for name in SCRUBBED_ENV {
             command.env_remove(name);
         }
