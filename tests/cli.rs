@@ -1337,3 +1337,133 @@ async fn import_sdk_context_refuses_when_the_daemon_holds_the_state_dir() {
     assert_stderr_has(&out, &holder());
     env.assert_files_untouched(&held);
 }
+
+// ---------------------------------------------------------------------------------------------
+// change control: policy observe, one-run overrides
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_on_an_observe_credential_writes_nothing_and_exits_2_then_0_when_nothing_is_pending()
+{
+    let env = Env::start().await;
+    let ci = env.credential_with(&[("192.0.2.1", IpStatus::Active)]);
+    let config = env.config("observe", 10, ci, &["203.0.113.10"]);
+    env.run_saying(&config, &["plan"], 2, "none → ACTIVE (observe)")
+        .await;
+    let out = env
+        .run_saying(&config, &["apply"], 2, "2 observe only (not written)")
+        .await;
+    assert_stdout_has(
+        &out,
+        &format!("observe  credential {ci} create 203.0.113.10"),
+    );
+    assert_stdout_has(
+        &out,
+        "Apply: 0 applied, 0 failed, 0 skipped, 0 blocked, 2 observe",
+    );
+    let doc = env.run_json(&config, "apply", 2).await;
+    let outcomes: Vec<&Value> = doc["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|result| &result["outcome"])
+        .collect();
+    assert_eq!(outcomes, ["observe", "observe"], "{doc}");
+    assert_eq!(doc["plan"]["credentials"][0]["policy"], "observe");
+    assert_eq!(doc["plan"]["credentials"][0]["actions"][0]["observe"], true);
+    env.assert_no_allowlist_write();
+    assert_eq!(env.active(ci), vec!["192.0.2.1"]);
+
+    let watching = env.config("observe", 10, ci, &["192.0.2.1"]);
+    env.run_exits(&watching, &["apply"], 0).await;
+    env.assert_no_allowlist_write();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_max_changes_overrides_the_limit_for_one_run_only() {
+    let (env, ci, config) = Env::over_max_changes().await;
+    // The config's limit is 1 and the run needs 2: still blocked at 1, through at 2.
+    env.run_saying(
+        &config,
+        &["apply", "--max-changes", "1"],
+        3,
+        "BLOCKED [max-changes]",
+    )
+    .await;
+    env.assert_no_allowlist_write();
+    env.run_exits(&config, &["plan"], 3).await;
+    env.run_saying(
+        &config,
+        &["apply", "--max-changes", "2"],
+        0,
+        "Apply: 2 applied",
+    )
+    .await;
+    assert_eq!(env.active(ci), vec!["203.0.113.10", "203.0.113.11"]);
+
+    // Lowered below what a run needs, it blocks a run the config would let through.
+    let (env, ci, config) = Env::with_ci(&[], &["203.0.113.10", "203.0.113.11"]).await;
+    env.run_saying(
+        &config,
+        &["apply", "--max-changes", "1"],
+        3,
+        "BLOCKED [max-changes]",
+    )
+    .await;
+    env.assert_no_allowlist_write();
+    assert!(env.active(ci).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_credential_writes_only_that_credential_and_an_unknown_id_exits_1() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let other = env.credential_with(&[]);
+    let credentials = [
+        config_text::credential_item(ci, "ci", &["203.0.113.10"]),
+        config_text::credential_item(other, "other", &["203.0.113.20"]),
+    ]
+    .concat();
+    let config = env.write("config.yaml", &env.config_text("sync", 10, &credentials));
+
+    env.sim.clear_request_log();
+    let out = env
+        .run_exits(&config, &["apply", "--credential", "999999"], 1)
+        .await;
+    assert_stderr_has(
+        &out,
+        "--credential 999999 is not a credential of the config",
+    );
+    assert_stdout_empty(&out);
+    env.assert_no_request();
+
+    let ci_text = ci.to_string();
+    env.run_saying(
+        &config,
+        &["apply", "--credential", &ci_text],
+        0,
+        "Apply: 1 applied",
+    )
+    .await;
+    assert_eq!(env.active(ci), vec!["203.0.113.10"]);
+    assert!(env.active(other).is_empty(), "not named, not written");
+    let plan = env.run_exits(&config, &["plan"], 2).await;
+    assert_stdout_has(&plan, "203.0.113.20");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_policy_observe_prints_a_config_that_plans_nothing_under_observe() {
+    let (env, ci, config) = Env::in_sync().await;
+    let out = env
+        .run_saying(
+            &config,
+            &["export", "--policy", "observe"],
+            0,
+            "policy: observe",
+        )
+        .await;
+    assert_stdout_lacks(&out, "policy: additive");
+    let exported = env.write("exported.yaml", &out.stdout);
+    let plan = env.run_exits(&exported, &["plan"], 0).await;
+    assert_stdout_has(&plan, &format!("Credential {ci}"));
+    assert_stdout_has(&plan, "policy observe");
+}

@@ -249,6 +249,7 @@ fn sync_refusals() -> Vec<Refusal> {
                 StartsWith("config.yaml:4:3: sync.policy: is required and has no default"),
                 Contains("sync"),
                 Contains("additive"),
+                Contains("observe"),
             ],
         ),
         refusal(
@@ -260,7 +261,7 @@ fn sync_refusals() -> Vec<Refusal> {
             "unknown_policy_is_refused",
             MINIMAL.replace("policy: sync", "policy: mirror"),
             &[EndsWith(
-                r#"sync.policy: "mirror" is not a policy; use sync or additive"#,
+                r#"sync.policy: "mirror" is not a policy; use sync, additive or observe"#,
             )],
         ),
         refusal(
@@ -549,6 +550,18 @@ fn per_credential_policy_overrides_the_default() {
     let config = valid(&format!("{MINIMAL}    policy: additive\n"));
     assert_eq!(config.sync.policy, Policy::Sync);
     assert_eq!(config.credentials[0].policy, Policy::Additive);
+}
+
+#[test]
+fn observe_is_a_policy_globally_and_per_credential() {
+    let global = valid(&MINIMAL.replace("policy: sync", "policy: observe"));
+    assert_eq!(global.sync.policy, Policy::Observe);
+    assert_eq!(global.credentials[0].policy, Policy::Observe);
+    let per_credential = valid(&format!("{MINIMAL}    policy: observe\n"));
+    assert_eq!(per_credential.sync.policy, Policy::Sync);
+    assert_eq!(per_credential.credentials[0].policy, Policy::Observe);
+    assert!(!Policy::Observe.writes());
+    assert!(Policy::Sync.writes() && Policy::Additive.writes());
 }
 
 #[test]

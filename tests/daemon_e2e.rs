@@ -1248,3 +1248,123 @@ async fn a_reload_that_names_another_source_follows_the_new_one() {
     );
     stop(daemon).await;
 }
+
+// Change control: policy observe, run --dry-run
+
+/// The `bunq_ipsync_pending_changes` series of the managed credential.
+fn pending_series(world: &World) -> String {
+    format!(
+        r#"bunq_ipsync_pending_changes{{credential="{}"}}"#,
+        world.managed
+    )
+}
+
+/// Someone deactivates A and adds STRAY in the app, then two runs (SIGHUP each) follow the one
+/// at start: what an observing or dry-run daemon is tested on. Returns with three runs done.
+async fn change_out_of_band_and_run_twice(world: &World, daemon: &Daemon) {
+    let a = world.managed_entries()[A].id;
+    world
+        .sim
+        .set_entry_status(world.managed, a, Inactive)
+        .unwrap();
+    world.sim.add_entry(world.managed, STRAY, Active).unwrap();
+    for runs in [2.0, 3.0] {
+        daemon.signal("HUP");
+        daemon.wait_runs(runs).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observe_credential_changed_out_of_band_is_reported_as_pending_and_never_written() {
+    let spec = ConfigSpec::ips(&[A]).with(Setting::Policy("observe"));
+    let world = World::configured(&[(A, Active)], &spec).await;
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_settled().await;
+    assert_eq!(metric(&daemon, &pending_series(&world)).await, 0.0);
+
+    change_out_of_band_and_run_twice(&world, &daemon).await;
+
+    assert!(world.writes().is_empty(), "{:?}", world.writes());
+    assert_eq!(world.active_ips(), sorted(&[STRAY]));
+    assert_eq!(metric(&daemon, &pending_series(&world)).await, 2.0);
+    let observed = r#"bunq_ipsync_changes_total{action="deactivate",outcome="observe"}"#;
+    assert!(metric(&daemon, observed).await >= 2.0);
+    let (status, body) = readyz(&daemon).await;
+    assert_eq!(
+        (status, &body["ready"]),
+        (200, &serde_json::json!(true)),
+        "{body}"
+    );
+    let stderr = daemon.stderr();
+    assert!(
+        stderr.contains("changes pending (policy observe, not written)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("drift"), "the change is reported: {stderr}");
+    stop(daemon).await;
+
+    // `apply` on the same config: still nothing written, exit 2 while changes are pending...
+    let apply = world.command(&["apply"]).await;
+    assert_eq!(apply.status.code(), Some(2), "{apply:?}");
+    assert!(world.writes().is_empty(), "{:?}", world.writes());
+    // ...and 0 once the config wants what bunq holds.
+    world.write_config(&ConfigSpec::ips(&[STRAY]).with(Setting::Policy("observe")));
+    let apply = world.command(&["apply"]).await;
+    assert_eq!(apply.status.code(), Some(0), "{apply:?}");
+    assert!(world.writes().is_empty(), "{:?}", world.writes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_daemon_never_writes_pending_changes_over_two_runs_and_says_so_everywhere() {
+    let world = World::configured(&[(A, Active)], &ConfigSpec::ips(&[A])).await;
+    let socket = NotifySocket::bind(world.dir.path());
+    let notify = [("NOTIFY_SOCKET", socket.path.display().to_string())];
+    let daemon = world.spawn(&notify, &["--dry-run"]);
+    daemon.wait_settled().await;
+    assert_eq!(metric(&daemon, "bunq_ipsync_dry_run").await, 1.0);
+    assert_eq!(metric(&daemon, &pending_series(&world)).await, 0.0);
+
+    change_out_of_band_and_run_twice(&world, &daemon).await;
+
+    assert!(world.writes().is_empty(), "{:?}", world.writes());
+    assert_eq!(world.active_ips(), sorted(&[STRAY]));
+    assert_eq!(metric(&daemon, &pending_series(&world)).await, 2.0);
+    let (status, body) = readyz(&daemon).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["dry_run"], true, "{body}");
+    assert!(
+        strings(&body["warnings"])
+            .iter()
+            .any(|warning| warning.starts_with("dry run:")),
+        "{body}"
+    );
+    let stderr = daemon.stderr();
+    assert!(
+        stderr.contains("dry run (run --dry-run)"),
+        "logged at start: {stderr}"
+    );
+    let lines = notify_lines(&socket.messages());
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("STATUS=dry run: every run plans")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|line| line.starts_with(
+            "STATUS=dry run, nothing written: Plan: 0 to create, 1 to activate, 1 to deactivate"
+        )),
+        "each run's status says so: {lines:?}"
+    );
+    stop(daemon).await;
+    assert!(
+        RecordStore::new(&world.state_dir).load().is_none(),
+        "a dry run saves no drift record"
+    );
+
+    // The same config without --dry-run repairs what the dry runs only reported.
+    let daemon = world.spawn(&[], &[]);
+    wait_active(&world, &daemon, &[A]).await;
+    assert_eq!(metric(&daemon, "bunq_ipsync_dry_run").await, 0.0);
+    stop(daemon).await;
+}

@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "bunq-ipsync", version, about, long_about = None)]
 #[command(
-    after_help = "Exit codes: 0 ok / nothing to do, 1 error, 2 changes pending (plan), \
-3 blocked by a safety rule."
+    after_help = "Exit codes: 0 ok / nothing to do, 1 error, 2 changes pending (plan; apply: \
+on an observe credential), 3 blocked by a safety rule."
 )]
 pub struct Cli {
     /// Config file. Default: $BUNQ_IPSYNC_CONFIG, else /etc/bunq-ipsync/config.yaml.
@@ -35,15 +35,16 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: reconcile at start and on every interval or cron tick, reload on SIGHUP
     /// and config changes, serve /healthz, /readyz and /metrics.
-    Run,
+    Run(RunArgs),
     /// Show what a reconcile would change, without changing any allowlist. On an empty state
     /// directory it registers a device with bunq first; beside a running daemon it reads with
     /// the daemon's saved session and changes nothing.
     /// Exit: 0 nothing to do, 2 changes pending, 3 blocked by a safety rule, 1 error.
     Plan(OutputArgs),
     /// Reconcile once and exit; refuses (exit 1) while another process, such as the daemon, holds
-    /// the state directory. Exit: 0 converged, 3 blocked by a safety rule, 1 error.
-    Apply(OutputArgs),
+    /// the state directory. Exit: 0 converged, 2 changes pending on an `observe` credential,
+    /// 3 blocked by a safety rule, 1 error.
+    Apply(ApplyArgs),
     /// Check the config file (and that the API key can be read); with --resolve also resolve
     /// every DNS, file and URL source. Exit: 0 valid, 1 invalid or a source failed.
     Validate(ValidateArgs),
@@ -70,6 +71,49 @@ pub struct OutputArgs {
     pub output: OutputFormat,
 }
 
+/// Options of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run the whole daemon loop (schedule, reloads, sources, health, metrics, notifications)
+    /// with the read-only bunq port: every run plans and reports, none writes.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Options of `apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// One-run overrides of the config.
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+/// `apply`'s one-run overrides (`--max-changes`, `--credential`); never saved.
+#[derive(Debug, Args)]
+pub struct OverrideArgs {
+    /// Overrides sync.max_changes for this run only; a run needing more than N changes is still
+    /// blocked.
+    #[arg(long, value_name = "N")]
+    pub max_changes: Option<std::num::NonZeroUsize>,
+    /// Limits this run to the configured credential ID (repeatable); the others are neither
+    /// read nor written. An ID the config does not list is an error (exit 1).
+    #[arg(long = "credential", value_name = "ID")]
+    pub credentials: Vec<u64>,
+}
+
+impl OverrideArgs {
+    /// The overrides as the library takes them.
+    pub fn to_overrides(&self) -> crate::config::RunOverrides {
+        crate::config::RunOverrides {
+            max_changes: self.max_changes,
+            credentials: self.credentials.clone(),
+        }
+    }
+}
+
 /// Options of `validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -85,6 +129,29 @@ pub struct ExportArgs {
     /// Only these credential ids (default: every credential of the user).
     #[arg(long = "credential", value_name = "ID")]
     pub credentials: Vec<u64>,
+    /// The `sync.policy` of the exported file: `additive` (never deactivates) or `observe`
+    /// (plans and reports, never writes).
+    #[arg(long, value_enum, default_value_t = ExportPolicy::Additive)]
+    pub policy: ExportPolicy,
+}
+
+/// `export --policy` values: the two starting points that cannot lock anyone out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportPolicy {
+    /// Only add, never deactivate.
+    Additive,
+    /// Read, plan and report, never write.
+    Observe,
+}
+
+impl ExportPolicy {
+    /// The config policy.
+    pub fn policy(self) -> crate::config::Policy {
+        match self {
+            ExportPolicy::Additive => crate::config::Policy::Additive,
+            ExportPolicy::Observe => crate::config::Policy::Observe,
+        }
+    }
 }
 
 /// Options of `demo`.
@@ -159,5 +226,45 @@ mod tests {
             Command::Plan(args) => assert_eq!(args.output, OutputFormat::Json),
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn apply_takes_one_run_overrides() {
+        let cli = Cli::try_parse_from([
+            "bunq-ipsync",
+            "apply",
+            "--max-changes",
+            "25",
+            "--credential",
+            "7",
+            "--credential",
+            "9",
+        ])
+        .unwrap();
+        let Command::Apply(args) = cli.command else {
+            panic!("not apply");
+        };
+        let overrides = args.overrides.to_overrides();
+        assert_eq!(overrides.max_changes.map(|n| n.get()), Some(25));
+        assert_eq!(overrides.credentials, [7, 9]);
+    }
+
+    #[test]
+    fn max_changes_zero_is_a_usage_error() {
+        let parsed = Cli::try_parse_from(["bunq-ipsync", "apply", "--max-changes", "0"]);
+        assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn export_policy_defaults_to_additive_and_takes_observe() {
+        let policy = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Export(args) => args.policy,
+            other => panic!("parsed as {other:?}"),
+        };
+        assert_eq!(policy(&["bunq-ipsync", "export"]), ExportPolicy::Additive);
+        assert_eq!(
+            policy(&["bunq-ipsync", "export", "--policy", "observe"]),
+            ExportPolicy::Observe
+        );
     }
 }

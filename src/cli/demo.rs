@@ -277,6 +277,7 @@ async fn follow(config_path: &Path) -> anyhow::Result<()> {
         listener: Some(listener),
         watch: WatchSettings::default(),
         clock: crate::clock::system_clock(),
+        dry_run: false,
     })
     .await?;
     Ok(())

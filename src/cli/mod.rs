@@ -58,7 +58,7 @@ pub fn main() -> i32 {
 
 fn run(cli: &Cli) -> anyhow::Result<ExitStatus> {
     match &cli.command {
-        Command::Run => daemon::run(cli),
+        Command::Run(args) => daemon::run(cli, args),
         Command::Plan(args) => oneshot::plan(cli, args),
         Command::Apply(args) => oneshot::apply(cli, args),
         Command::Validate(args) => oneshot::validate(cli, args),

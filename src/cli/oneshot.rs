@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::bunq::BunqClient;
-use crate::cli::args::{Cli, ExportArgs, OutputArgs, OutputFormat, ValidateArgs};
+use crate::cli::args::{ApplyArgs, Cli, ExportArgs, OutputArgs, OutputFormat, ValidateArgs};
 use crate::cli::setup;
 use crate::config;
 use crate::notify::{Notifications, sender::Uncounted};
@@ -126,9 +126,13 @@ fn with_reading_client(
 
 /// `apply`: one reconcile run, then exit. Refuses to start, before any request to bunq, when
 /// another process (the daemon, another apply) holds the state directory: two writers would
-/// fight over the allowlists and overwrite each other's bunq context.
-pub fn apply(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
-    let config = setup::load_config(cli)?;
+/// fight over the allowlists and overwrite each other's bunq context. The one-run overrides
+/// (`--max-changes`, `--credential`) are checked against the config before that, too.
+pub fn apply(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
+    let config = args
+        .overrides
+        .to_overrides()
+        .apply_to(setup::load_config(cli)?)?;
     setup::init_logging(cli, Some(&config));
     let _lock = setup::lock_state_dir(&config.bunq.state_dir)?;
     setup::runtime()?.block_on(async {
@@ -138,7 +142,9 @@ pub fn apply(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
             crate::clock::system_clock(),
         )?;
         let result = match setup::connect(&config, None).await {
-            Ok(client) => apply_and_report(&client, &config, args.output, &notifications).await,
+            Ok(client) => {
+                apply_and_report(&client, &config, args.output.output, &notifications).await
+            }
             Err(err) => {
                 notifications.session_failed("cannot open a bunq session", &format!("{err:#}"));
                 Err(err)
@@ -183,9 +189,10 @@ pub async fn apply_and_report(
         (_, None) => String::new(),
     };
     // bunq has been written to: print what was done and save the record for the next run's
-    // drift report, each even if the other fails.
+    // drift report, each even if the other fails. A `--credential` run read only some
+    // credentials: the others keep what the last run recorded.
     let printed = std::io::stdout().write_all(text.as_bytes());
-    records.save(&record)?;
+    records.save(&record.carrying_over(previous.as_ref()))?;
     printed?;
     Ok(report.exit_status())
 }
@@ -193,7 +200,7 @@ pub async fn apply_and_report(
 /// `export`: the current allowlists as a config file.
 pub fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<ExitStatus> {
     with_reading_client(cli, async |client, config| {
-        let text = export_text(client, config, &args.credentials).await?;
+        let text = export_text(client, config, args).await?;
         std::io::stdout().write_all(text.as_bytes())?;
         Ok(ExitStatus::Success)
     })
@@ -202,8 +209,9 @@ pub fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<ExitStatus> {
 async fn export_text(
     client: &BunqClient,
     config: &config::Config,
-    only: &[u64],
+    args: &ExportArgs,
 ) -> anyhow::Result<String> {
+    let only = &args.credentials;
     let credentials = client.list_credentials().await?;
     let mut entries = Vec::new();
     for credential in &credentials {
@@ -226,5 +234,10 @@ async fn export_text(
         .iter()
         .filter_map(|spec| Some((spec.id, spec.name.clone()?)))
         .collect();
-    Ok(export::render_config(&config.bunq, &exported, &names))
+    Ok(export::render_config(
+        &config.bunq,
+        &exported,
+        &names,
+        args.policy.policy(),
+    ))
 }

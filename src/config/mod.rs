@@ -3,7 +3,8 @@
 //! Two stages, as in ripgrep: [`raw`] parses the document faithfully (structure, unknown keys),
 //! then `validate` turns it into a typed [`Config`], collecting every problem with its file,
 //! line, column and field path ([`ConfigErrors`]). [`sources`] resolves where the config file and
-//! the API key come from. Nothing in this module writes anywhere.
+//! the API key come from; [`overrides`] applies `apply`'s one-run overrides. Nothing in this
+//! module writes anywhere.
 //!
 //! `config.example.yaml` at the repository root documents every key.
 
@@ -11,6 +12,7 @@ mod cron;
 pub mod error;
 mod locate;
 pub mod model;
+pub mod overrides;
 pub mod raw;
 pub mod sources;
 mod validate;
@@ -24,6 +26,7 @@ pub use model::{
     BunqSettings, Config, CredentialSpec, HttpSettings, LogFormat, LogSettings, Policy,
     SyncSettings,
 };
+pub use overrides::{OverrideError, RunOverrides};
 pub use sources::{resolve_api_key, resolve_api_key_with, resolve_path, resolve_path_with};
 
 /// Reads and validates the config file at `path`.

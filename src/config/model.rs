@@ -114,6 +114,9 @@ pub enum Policy {
     Sync,
     /// Desired IPs are made ACTIVE; nothing is ever deactivated.
     Additive,
+    /// Read, planned and reported exactly like `sync`, but never written: the planned actions
+    /// stay pending, so a security team can watch what the daemon would do before it may.
+    Observe,
 }
 
 impl Policy {
@@ -122,7 +125,13 @@ impl Policy {
         match self {
             Policy::Sync => "sync",
             Policy::Additive => "additive",
+            Policy::Observe => "observe",
         }
+    }
+
+    /// Whether the daemon may write this credential's allowlist (`observe` never does).
+    pub fn writes(self) -> bool {
+        self != Policy::Observe
     }
 }
 

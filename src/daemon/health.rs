@@ -6,7 +6,8 @@
 //! * `GET /readyz` — readiness: 200 only when a config is loaded, the bunq session is valid and
 //!   the last runs have not failed [`Health::failure_threshold`] times in a row. The JSON body
 //!   always lists the blocking `reasons` and non-blocking `warnings` (a failed reload leaves the
-//!   daemon ready on its last good config, but says so).
+//!   daemon ready on its last good config, but says so), and `dry_run` (true under
+//!   `run --dry-run`, with a warning saying that nothing is written).
 //! * `GET /metrics` — the Prometheus exposition of [`Metrics`].
 //! * Anything else: 404; other methods on known paths: 405.
 //!
@@ -67,6 +68,8 @@ struct State {
     /// Dynamic sources failing now (name → error): the daemon works on, holding back those
     /// credentials' deactivations, so these are warnings, not reasons.
     source_errors: std::collections::BTreeMap<String, String>,
+    /// `run --dry-run`: every run plans and reports, none writes.
+    dry_run: bool,
 }
 
 /// Liveness and readiness state shared between the run loop and the listener.
@@ -91,6 +94,8 @@ pub struct Readiness {
     pub reasons: Vec<String>,
     /// Problems that do not block readiness.
     pub warnings: Vec<String>,
+    /// The daemon runs with `--dry-run`: it never writes, so ready does not mean converging.
+    pub dry_run: bool,
 }
 
 /// The `/healthz` verdict.
@@ -189,6 +194,11 @@ impl Health {
         self.state().registration_deferred = why;
     }
 
+    /// The daemon runs with `--dry-run` (set once, at start).
+    pub fn set_dry_run(&self, dry_run: bool) {
+        self.state().dry_run = dry_run;
+    }
+
     /// Liveness as of `now`.
     pub fn liveness_at(&self, now: Instant) -> Liveness {
         let reason = match self.state().last_beat {
@@ -254,6 +264,13 @@ impl Health {
         if let Some(why) = &s.registration_deferred {
             reasons.push(format!("re-registration with bunq is bounded: {why}"));
         }
+        if s.dry_run {
+            warnings.push(
+                "dry run: every run plans and reports, none writes to bunq (started with \
+                 run --dry-run)"
+                    .to_owned(),
+            );
+        }
         if let Some(error) = &s.reload_error {
             warnings.push(format!(
                 "config reload failed: {error} (running on last good config)"
@@ -269,6 +286,7 @@ impl Health {
             ready: reasons.is_empty(),
             reasons,
             warnings,
+            dry_run: s.dry_run,
         }
     }
 }
@@ -490,9 +508,21 @@ mod tests {
             Readiness {
                 ready: true,
                 reasons: vec![],
-                warnings: vec![]
+                warnings: vec![],
+                dry_run: false,
             }
         );
+    }
+
+    #[test]
+    fn a_dry_run_daemon_is_ready_and_says_it_never_writes() {
+        let h = ready_health();
+        h.set_dry_run(true);
+        let r = h.readiness_at(Utc::now());
+        assert!(r.ready && r.dry_run);
+        assert!(r.warnings[0].starts_with("dry run:"), "{r:?}");
+        let body = serde_json::to_value(&r).unwrap();
+        assert_eq!(body["dry_run"], true);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //!
 //! The exposition is OpenMetrics text ([`CONTENT_TYPE`]), which Prometheus scrapes natively.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,13 +20,17 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::{Metric, Registry, Unit};
+use prometheus_client::registry::{Metric, Registry};
 
+use crate::bunq::model::CredentialId;
 use crate::notify::{DeliveryObserver, DeliveryResult, Target};
 use crate::reconcile::apply::OutcomeKind;
 use crate::reconcile::plan::ChangeKind;
 use crate::reconcile::run::RunReport;
 pub use crate::reconcile::verdict::RunResult;
+
+mod definitions;
+use definitions::*;
 
 /// The prefix of every metric name.
 pub const PREFIX: &str = "bunq_ipsync";
@@ -97,6 +102,12 @@ struct NotificationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CredentialLabels {
+    /// The credential id: the config's own, bounded set.
+    credential: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -159,91 +170,13 @@ pub struct Metrics {
     config_last_reload_success: Gauge<f64, AtomicU64>,
     /// Notification messages by target and result: alert on `failed` or `dropped`.
     notifications: Family<NotificationLabels, Counter>,
+    /// Per configured credential, the changes the last run left unwritten: what an `observe`
+    /// credential or a dry-run daemon is waiting to do, or what a rule or failure held back.
+    pending_changes: Family<CredentialLabels, Gauge>,
+    /// 1 under `run --dry-run`: a dashboard must not mistake a daemon that never writes for one
+    /// that converged.
+    dry_run: Gauge,
 }
-
-/// One metric's name (without [`PREFIX`] and suffixes), help text and unit.
-struct Definition {
-    name: &'static str,
-    help: &'static str,
-    unit: Option<Unit>,
-}
-
-/// A metric with a unit of seconds.
-const fn seconds(name: &'static str, help: &'static str) -> Definition {
-    Definition {
-        name,
-        help,
-        unit: Some(Unit::Seconds),
-    }
-}
-
-/// A metric without a unit.
-const fn plain(name: &'static str, help: &'static str) -> Definition {
-    Definition {
-        name,
-        help,
-        unit: None,
-    }
-}
-
-// The definitions, in exposition order. Names and help texts are part of the interface:
-// dashboards and alerts use them.
-const BUILD: Definition = plain("build", "Build information of the running binary");
-const LAST_ATTEMPT: Definition = seconds(
-    "last_run_attempt_timestamp",
-    "Unix time the last reconcile run started",
-);
-const LAST_SUCCESS: Definition = seconds(
-    "last_run_success_timestamp",
-    "Unix time the last reconcile run reached the desired state",
-);
-const RUN_DURATION: Definition = seconds("run_duration", "Duration of reconcile runs");
-const RUNS: Definition = plain("runs", "Reconcile runs by result");
-const CONSECUTIVE_FAILURES: Definition = plain(
-    "consecutive_failed_runs",
-    "Reconcile runs that failed in a row",
-);
-const CHANGES: Definition = plain("changes", "Permitted-IP changes by action and outcome");
-const CHANGES_BLOCKED: Definition = plain(
-    "changes_blocked",
-    "Permitted-IP changes refused by a safety rule, by rule",
-);
-const DRIFT_ENTRIES: Definition = plain(
-    "drift_entries",
-    "Permitted-IP entries differing from the desired state at the last run",
-);
-const SOURCE_FAILURES: Definition = plain(
-    "source_failures",
-    "Failed resolutions of DNS, file and URL sources, by kind and reason",
-);
-const API_REQUESTS: Definition = plain(
-    "api_requests",
-    "bunq API requests by endpoint, method and HTTP status",
-);
-const API_REQUEST_DURATION: Definition =
-    seconds("api_request_duration", "Duration of bunq API requests");
-const API_THROTTLED: Definition = plain(
-    "api_throttled",
-    "bunq API replies with HTTP 429 (rate limited)",
-);
-const SESSION_EXPIRY: Definition = seconds(
-    "session_expiry_timestamp",
-    "Unix time the current bunq session expires",
-);
-const SESSION_RENEWALS: Definition = plain("session_renewals", "bunq session renewals by result");
-const CONFIG_RELOADS: Definition = plain("config_reloads", "Config reloads by result");
-const CONFIG_LAST_RELOAD_SUCCESSFUL: Definition = plain(
-    "config_last_reload_successful",
-    "1 if the running config is the last one read, 0 if the last reload failed",
-);
-const NOTIFICATIONS: Definition = plain(
-    "notifications",
-    "Notification messages (webhooks, heartbeat) by target and result",
-);
-const CONFIG_LAST_RELOAD_SUCCESS: Definition = seconds(
-    "config_last_reload_success_timestamp",
-    "Unix time a config was last loaded successfully",
-);
 
 /// Registers `metric` under `definition` and hands it back (metrics are shared handles: the
 /// registry keeps one clone for encoding, [`Metrics`] the other for recording).
@@ -291,6 +224,8 @@ impl Metrics {
             ),
             config_last_reload_success: add(&mut r, CONFIG_LAST_RELOAD_SUCCESS, Gauge::default()),
             notifications: add(&mut r, NOTIFICATIONS, Family::default()),
+            pending_changes: add(&mut r, PENDING_CHANGES, Family::default()),
+            dry_run: add(&mut r, DRY_RUN, Gauge::default()),
             registry: r,
         };
         metrics.config_last_reload_successful.set(1);
@@ -345,12 +280,32 @@ impl Metrics {
     /// outcome (blocked ones by rule, too).
     pub fn record_report(&self, report: &RunReport) {
         self.set_drift_entries(report.drift_count() as u64);
+        self.set_pending_changes(&report.pending_changes());
         for result in report.applied.iter().flat_map(|applied| &applied.results) {
             if let crate::reconcile::apply::Outcome::Blocked(rule) = &result.outcome {
                 self.record_blocked(rule.name(), 1);
             }
             self.record_change(result.action.change.kind(), result.outcome.kind());
         }
+    }
+
+    /// The last run's pending changes of every configured credential; credentials no longer
+    /// configured lose their series.
+    pub fn set_pending_changes(&self, pending: &BTreeMap<CredentialId, usize>) {
+        self.pending_changes.clear();
+        for (credential, count) in pending {
+            let labels = CredentialLabels {
+                credential: credential.to_string(),
+            };
+            self.pending_changes
+                .get_or_create(&labels)
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Whether the daemon runs with `--dry-run`.
+    pub fn set_dry_run(&self, dry_run: bool) {
+        self.dry_run.set(i64::from(dry_run));
     }
 
     /// A source of kind `kind` (`dns`, `file`, `url`) failed for `reason`.
@@ -811,7 +766,7 @@ mod tests {
             assert_eq!(value(&text, &series), Some(0.0), "{series}");
         }
         for action in ["create", "activate", "deactivate"] {
-            for outcome in ["applied", "failed", "skipped", "blocked"] {
+            for outcome in ["applied", "failed", "skipped", "blocked", "observe"] {
                 let series = format!(
                     r#"bunq_ipsync_changes_total{{action="{action}",outcome="{outcome}"}}"#
                 );
@@ -824,6 +779,44 @@ mod tests {
                 assert_eq!(value(&text, &series), Some(0.0), "{series}");
             }
         }
+    }
+
+    #[test]
+    fn pending_changes_are_a_gauge_per_credential_replaced_every_run() {
+        let m = Metrics::new("0");
+        m.set_pending_changes(&[(1, 2), (2, 0)].into());
+        let text = m.encode().unwrap();
+        assert_series(
+            &text,
+            &[
+                (r#"bunq_ipsync_pending_changes{credential="1"}"#, 2.0),
+                (r#"bunq_ipsync_pending_changes{credential="2"}"#, 0.0),
+            ],
+        );
+        m.set_pending_changes(&[(2, 1)].into());
+        let text = m.encode().unwrap();
+        assert_eq!(
+            value(&text, r#"bunq_ipsync_pending_changes{credential="1"}"#),
+            None
+        );
+        assert_eq!(
+            value(&text, r#"bunq_ipsync_pending_changes{credential="2"}"#),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn dry_run_is_zero_unless_set() {
+        let m = Metrics::new("0");
+        assert_eq!(
+            value(&m.encode().unwrap(), "bunq_ipsync_dry_run"),
+            Some(0.0)
+        );
+        m.set_dry_run(true);
+        assert_eq!(
+            value(&m.encode().unwrap(), "bunq_ipsync_dry_run"),
+            Some(1.0)
+        );
     }
 
     #[test]

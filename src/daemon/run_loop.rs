@@ -1,6 +1,10 @@
 //! The run loop: one task owns the config, the bunq client and the schedule, runs reconciles
 //! inline (so runs never overlap), reloads the config, and accounts for each run in the
 //! metrics, `/readyz` and `STATUS=`.
+//!
+//! Under `run --dry-run` every run goes through the read-only bunq port ([`ReadOnlyBunq`]) to
+//! [`run::plan_run`], which takes a reader only: the write path cannot be reached. Such a run
+//! keeps its drift record in memory and saves none (it wrote nothing).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,8 +28,10 @@ use crate::daemon::schedule::{self, Backoff, CronTicker, RandomJitter, Scheduler
 use crate::daemon::tasks::Reload;
 use crate::daemon::watch::{ConfigChanged, Fingerprint};
 use crate::notify::Notifications;
+use crate::reconcile::apply::ApplyReport;
+use crate::reconcile::bunq_adapter::ReadOnlyBunq;
 use crate::reconcile::record::{RecordStore, RunRecord};
-use crate::reconcile::run::{self, RunError};
+use crate::reconcile::run::{self, RunError, RunReport};
 use crate::reconcile::verdict::Verdict;
 use crate::sources::Resolutions;
 
@@ -113,6 +119,8 @@ pub(super) struct Daemon {
     pub(super) following: Following,
     /// Cancelled to stop the loop (and the run in progress).
     pub(super) shutdown: CancellationToken,
+    /// `run --dry-run`: plan and report every run, write nothing.
+    pub(super) dry_run: bool,
 }
 
 impl Daemon {
@@ -257,13 +265,8 @@ impl Daemon {
         self.metrics.record_run_started(self.now());
         self.notifications.run_started();
         let stop = self.shutdown.child_token();
-        let result = run::apply_run(
-            self.client.as_ref(),
-            &self.config,
-            self.last_record.as_ref(),
-            &stop,
-        )
-        .await;
+        let previous = self.last_record.as_ref();
+        let result = run_once(&self.client, &self.config, previous, self.dry_run, &stop).await;
         let elapsed = started.elapsed();
         // The summary line carries the run's id, so it can be joined with the run's drift and
         // audit lines. A run that failed before it planned has logged nothing under an id yet:
@@ -272,7 +275,9 @@ impl Daemon {
             Ok((report, record)) => {
                 self.health.set_access_refused(None);
                 self.health.set_registration_deferred(None);
-                if let Err(err) = self.records.save(&record) {
+                if self.dry_run {
+                    // Nothing was written, and no file is either: the record lives in memory.
+                } else if let Err(err) = self.records.save(&record) {
                     tracing::warn!(run_id = %report.run_id, error = %err, "cannot save the last-run record; drift reports may repeat");
                 }
                 self.last_record = Some(record);
@@ -366,4 +371,22 @@ impl Daemon {
     fn now(&self) -> SystemTime {
         SystemTime::from((self.clock)())
     }
+}
+
+/// One run through the port the mode allows: the writer, or under `--dry-run` the read-only
+/// port, whose plan-only run leaves the states it observed as its record. (Free of the loop's
+/// state, which is not `Sync`, so the run's future only borrows what it reads.)
+async fn run_once(
+    client: &BunqClient,
+    config: &Config,
+    previous: Option<&RunRecord>,
+    dry_run: bool,
+    stop: &CancellationToken,
+) -> Result<(RunReport, RunRecord), RunError> {
+    if dry_run {
+        let (report, observation) = run::plan_run(&ReadOnlyBunq(client), config, previous).await?;
+        let record = run::record_after(&observation, &ApplyReport::default());
+        return Ok((report, record));
+    }
+    run::apply_run(client, config, previous, stop).await
 }

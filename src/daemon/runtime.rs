@@ -86,6 +86,9 @@ pub struct Options {
     /// timestamps; [`system_clock`] in production, [`crate::clock::tokio_clock`] under paused
     /// tokio time in tests.
     pub clock: WallClock,
+    /// `run --dry-run`: every run plans and reports through the read-only bunq port, none
+    /// writes.
+    pub dry_run: bool,
 }
 
 impl Options {
@@ -100,6 +103,7 @@ impl Options {
             listener: None,
             watch: WatchSettings::default(),
             clock: system_clock(),
+            dry_run: false,
         }
     }
 }
@@ -178,6 +182,8 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
 
     let clock = options.clock;
     let (metrics, health, notifications, observer) = publishers(&clock, &config);
+    metrics.set_dry_run(options.dry_run);
+    health.set_dry_run(options.dry_run);
 
     let shutdown = options.shutdown.clone();
     let server = serve_health(options.listener, &config, &observer, &shutdown).await?;
@@ -207,7 +213,12 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
 
     let renew_trigger = RenewTrigger::new();
     let renewal = spawn_renewal(&client, &config, &observer, &renew_trigger, &shutdown);
-    announce_running(&notifier, &health, &options.config_path, &config, &shutdown);
+    let running = Running {
+        config_path: &options.config_path,
+        config: &config,
+        dry_run: options.dry_run,
+    };
+    announce_running(&notifier, &health, &running, &shutdown);
 
     let records = RecordStore::new(&config.bunq.state_dir);
     let last_record = records.load();
@@ -232,20 +243,40 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         renew_trigger,
         following,
         shutdown: shutdown.clone(),
+        dry_run: options.dry_run,
     };
     daemon.run_loop(reload_rx, changes_rx).await;
     finish(daemon, renewal, server).await
 }
 
-/// Connected: tells systemd the daemon is ready, starts the watchdog it asked for, logs so.
+/// What the start-up line says about the daemon that is now running.
+struct Running<'a> {
+    config_path: &'a Path,
+    config: &'a Config,
+    dry_run: bool,
+}
+
+/// Connected: tells systemd the daemon is ready, starts the watchdog it asked for, logs so (and
+/// says so loudly, in the log and in `STATUS=`, when it is a dry run).
 fn announce_running(
     notifier: &Notifier,
     health: &Arc<Health>,
-    config_path: &Path,
-    config: &Config,
+    running: &Running<'_>,
     shutdown: &CancellationToken,
 ) {
+    let Running {
+        config_path,
+        config,
+        dry_run,
+    } = *running;
     let _ = notifier.ready();
+    if dry_run {
+        let _ = notifier.status("dry run: every run plans and reports, none writes");
+        tracing::warn!(
+            "dry run (run --dry-run): every run plans and reports through the read-only bunq \
+             port; nothing is written to bunq"
+        );
+    }
     if let Some(period) = notifier.watchdog_interval() {
         tokio::spawn(watchdog_task(
             notifier.clone(),
@@ -258,6 +289,7 @@ fn announce_running(
         config = %config_path.display(),
         credentials = config.credentials.len(),
         policy = config.sync.policy.as_str(),
+        dry_run,
         "bunq-ipsync running"
     );
 }
@@ -439,6 +471,7 @@ mod tests {
             listener: Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
             watch: WatchSettings::default(),
             clock: tokio_clock(),
+            dry_run: false,
         }));
 
         // The start-up run activates the entry at once (the session-server window aside).

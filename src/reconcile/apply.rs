@@ -40,6 +40,8 @@ pub enum Outcome {
     Skipped(String),
     /// Refused by a safety rule; the operator must change the config (or the limit).
     Blocked(Rule),
+    /// Not attempted: the credential's policy is `observe`, so the change stays pending.
+    Observed,
 }
 
 impl Outcome {
@@ -50,10 +52,11 @@ impl Outcome {
             Outcome::Failed(_) => OutcomeKind::Failed,
             Outcome::Skipped(_) => OutcomeKind::Skipped,
             Outcome::Blocked(_) => OutcomeKind::Blocked,
+            Outcome::Observed => OutcomeKind::Observed,
         }
     }
 
-    /// Stable label for logs and metrics: `applied`, `failed`, `skipped`, `blocked`.
+    /// Stable label for logs and metrics: `applied`, `failed`, `skipped`, `blocked`, `observe`.
     pub fn label(&self) -> &'static str {
         self.kind().as_str()
     }
@@ -70,30 +73,35 @@ pub enum OutcomeKind {
     Skipped,
     /// See [`Outcome::Blocked`].
     Blocked,
+    /// See [`Outcome::Observed`].
+    Observed,
 }
 
 impl OutcomeKind {
     /// Every kind, in report order (and for pre-initialising metric series).
-    pub const ALL: [OutcomeKind; 4] = [
+    pub const ALL: [OutcomeKind; 5] = [
         OutcomeKind::Applied,
         OutcomeKind::Failed,
         OutcomeKind::Skipped,
         OutcomeKind::Blocked,
+        OutcomeKind::Observed,
     ];
 
-    /// The label: `applied`, `failed`, `skipped`, `blocked`.
+    /// The label: `applied`, `failed`, `skipped`, `blocked`, `observe`.
     pub fn as_str(self) -> &'static str {
         match self {
             OutcomeKind::Applied => "applied",
             OutcomeKind::Failed => "failed",
             OutcomeKind::Skipped => "skipped",
             OutcomeKind::Blocked => "blocked",
+            OutcomeKind::Observed => "observe",
         }
     }
 }
 
 /// How many results of an [`ApplyReport`] ended in each [`OutcomeKind`]. Displays as
-/// `1 applied, 0 failed, 2 skipped, 0 blocked`, the form the CLI and the daemon's summary use.
+/// `1 applied, 0 failed, 2 skipped, 0 blocked`, the form the CLI and the daemon's summary use,
+/// with `, 3 observe` appended when `observe` credentials have pending changes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tally {
     /// Results that ended [`OutcomeKind::Applied`].
@@ -104,6 +112,8 @@ pub struct Tally {
     pub skipped: usize,
     /// Results that ended [`OutcomeKind::Blocked`].
     pub blocked: usize,
+    /// Results that ended [`OutcomeKind::Observed`].
+    pub observed: usize,
 }
 
 impl std::fmt::Display for Tally {
@@ -112,7 +122,11 @@ impl std::fmt::Display for Tally {
             f,
             "{} applied, {} failed, {} skipped, {} blocked",
             self.applied, self.failed, self.skipped, self.blocked
-        )
+        )?;
+        if self.observed > 0 {
+            write!(f, ", {} observe", self.observed)?;
+        }
+        Ok(())
     }
 }
 
@@ -159,6 +173,7 @@ impl ApplyReport {
                 OutcomeKind::Failed => &mut tally.failed,
                 OutcomeKind::Skipped => &mut tally.skipped,
                 OutcomeKind::Blocked => &mut tally.blocked,
+                OutcomeKind::Observed => &mut tally.observed,
             } += 1;
         }
         tally
@@ -172,6 +187,11 @@ impl ApplyReport {
     /// True when a safety rule refused something.
     pub fn has_blocked(&self) -> bool {
         self.count(OutcomeKind::Blocked) > 0
+    }
+
+    /// True when an `observe` credential has changes this run left pending.
+    pub fn has_observed(&self) -> bool {
+        self.count(OutcomeKind::Observed) > 0
     }
 }
 
@@ -227,8 +247,16 @@ pub async fn apply<W: AllowlistWriter>(
             );
         }
     }
+    // `observe` credentials are never written: each planned action is reported as pending.
+    for action in plan.observed_actions() {
+        record(
+            &mut report,
+            run_id,
+            ActionResult::not_attempted(action, Outcome::Observed),
+        );
+    }
     if let Some(run_block) = &plan.run_block {
-        for action in plan.actions() {
+        for action in plan.writable_actions() {
             let outcome = Outcome::Blocked(run_block.rule);
             record(
                 &mut report,
@@ -391,6 +419,7 @@ fn audit(run_id: &str, result: &ActionResult) {
         Outcome::Applied => String::new(),
         Outcome::Failed(reason) | Outcome::Skipped(reason) => reason.clone(),
         Outcome::Blocked(rule) => format!("{rule}: {}", rule.description()),
+        Outcome::Observed => "policy observe: reported, never written".into(),
     };
     let fields = (
         action.credential,
@@ -403,12 +432,14 @@ fn audit(run_id: &str, result: &ActionResult) {
         action.change.wanted().to_string(),
     );
     match outcome {
-        Outcome::Applied | Outcome::Blocked(_) | Outcome::Skipped(_) => tracing::info!(
-            target: "audit", run_id, credential = fields.0, ip = %fields.1, entry = %fields.2,
-            from = %fields.3, to = %fields.4, action = action.change.kind().as_str(),
-            reason = action.reason.code(), outcome = outcome.label(), detail = %detail,
-            "change {}", outcome.label()
-        ),
+        Outcome::Applied | Outcome::Blocked(_) | Outcome::Skipped(_) | Outcome::Observed => {
+            tracing::info!(
+                target: "audit", run_id, credential = fields.0, ip = %fields.1, entry = %fields.2,
+                from = %fields.3, to = %fields.4, action = action.change.kind().as_str(),
+                reason = action.reason.code(), outcome = outcome.label(), detail = %detail,
+                "change {}", outcome.label()
+            )
+        }
         Outcome::Failed(_) => tracing::warn!(
             target: "audit", run_id, credential = fields.0, ip = %fields.1, entry = %fields.2,
             from = %fields.3, to = %fields.4, action = action.change.kind().as_str(),

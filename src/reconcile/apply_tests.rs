@@ -571,3 +571,53 @@ async fn a_write_answered_with_a_bad_signature_is_unconfirmed_and_the_skipped_re
     let unconfirmed: Vec<bool> = report.results.iter().map(|r| r.unconfirmed).collect();
     assert_eq!(unconfirmed, [true, false]);
 }
+
+#[tokio::test]
+async fn observe_credentials_are_never_written_and_their_actions_are_reported_as_observe() {
+    let fake = FakeBunq::with(&[(1, 10, "10.0.0.1", A), (2, 20, "10.0.0.9", A)]);
+    let specs = [
+        spec(1, &["10.0.0.2"], Policy::Observe),
+        spec(2, &["10.0.0.8"], Policy::Sync),
+    ];
+    let plan = plan_for(&fake, &specs, &[], 10).await;
+
+    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+
+    assert!(
+        fake.writes()
+            .iter()
+            .all(|call| call.split(' ').nth(1) != Some("1")),
+        "{:?}",
+        fake.writes()
+    );
+    assert_eq!(fake.active_ips(1), ["10.0.0.1"]);
+    assert_eq!(fake.active_ips(2), ["10.0.0.8"]);
+    let observed: Vec<(CredentialId, String)> = report
+        .results
+        .iter()
+        .filter(|result| result.outcome == Outcome::Observed)
+        .map(|result| (result.action.credential, result.action.change.ip()))
+        .collect();
+    assert_eq!(
+        observed,
+        [(1, "10.0.0.2".to_owned()), (1, "10.0.0.1".to_owned())]
+    );
+    assert_eq!(report.tally().observed, 2);
+    assert!(report.has_observed() && !report.has_blocked() && !report.has_failures());
+}
+
+#[tokio::test]
+async fn a_run_blocked_by_max_changes_still_reports_observe_actions_as_observe() {
+    let fake = FakeBunq::with(&[(1, 10, "10.0.0.1", A)]);
+    let specs = [
+        spec(1, &["10.0.0.2"], Policy::Observe),
+        spec(2, &["10.0.0.7", "10.0.0.8"], Policy::Sync),
+    ];
+    let plan = plan_for(&fake, &specs, &[], 1).await;
+
+    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+
+    assert!(fake.writes().is_empty());
+    assert_eq!(report.count(OutcomeKind::Observed), 2);
+    assert_eq!(report.count(OutcomeKind::Blocked), 2);
+}

@@ -48,6 +48,25 @@ impl AllowlistReader for BunqClient {
     }
 }
 
+/// The read-only bunq port: the client seen only through [`AllowlistReader`]. `run --dry-run`
+/// runs through it, so its runs cannot reach a write even by mistake: this type has none.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadOnlyBunq<'a>(pub &'a BunqClient);
+
+impl AllowlistReader for ReadOnlyBunq<'_> {
+    async fn list_credentials(&self) -> Result<Vec<CredentialPasswordIp>, BunqError> {
+        BunqClient::list_credentials(self.0).await
+    }
+
+    async fn list_ips(&self, credential: CredentialId) -> Result<Vec<PermittedIp>, BunqError> {
+        BunqClient::list_ips(self.0, credential).await
+    }
+
+    fn registered_device_description(&self) -> Option<String> {
+        BunqClient::device_description(self.0)
+    }
+}
+
 impl AllowlistWriter for BunqClient {
     async fn create_ip(
         &self,

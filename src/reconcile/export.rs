@@ -1,9 +1,10 @@
 //! The current allowlists as a config file, for onboarding an existing account
 //! (`bunq-ipsync export`).
 //!
-//! Each credential's ACTIVE IPv4 entries become its `ips`, sorted. The policy is `additive`: the
-//! exported file, applied as is, changes nothing and never deactivates; the operator reviews it
-//! and switches to `sync` deliberately. Entries the config cannot express (INACTIVE entries, `*`,
+//! Each credential's ACTIVE IPv4 entries become its `ips`, sorted. The policy is `additive` by
+//! default: the exported file, applied as is, changes nothing and never deactivates; the operator
+//! reviews it and switches to `sync` deliberately. `export --policy observe` writes `observe`
+//! instead, for a first period in which the daemon only reports what it would do. Entries the config cannot express (INACTIVE entries, `*`,
 //! IPv6, unknown statuses) are listed as comments so nothing is silently dropped. A credential
 //! without ACTIVE IPv4 entries gets `ips: []` with `allow_empty: true`, which under `additive`
 //! does nothing. The output is deterministic (no timestamp) and parses back through
@@ -14,8 +15,8 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 use crate::bunq::model::{CredentialId, IpStatus, PermittedIp};
-use crate::config::BunqSettings;
 use crate::config::model::{DEFAULT_INTERVAL, DEFAULT_MAX_CHANGES};
+use crate::config::{BunqSettings, Policy};
 
 /// One credential as bunq reports it.
 #[derive(Clone, Copy, Debug)]
@@ -26,12 +27,14 @@ pub struct ExportedCredential<'a> {
     pub entries: &'a [PermittedIp],
 }
 
-/// Renders a config file holding `credentials`' current allowlists. `bunq` settings are carried
-/// over (so the file connects the same way); `names` labels credentials where known.
+/// Renders a config file holding `credentials`' current allowlists under `sync.policy: policy`.
+/// `bunq` settings are carried over (so the file connects the same way); `names` labels
+/// credentials where known.
 pub fn render_config(
     bunq: &BunqSettings,
     credentials: &[ExportedCredential<'_>],
     names: &BTreeMap<CredentialId, String>,
+    policy: Policy,
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -39,11 +42,7 @@ pub fn render_config(
         "# bunq-ipsync configuration exported from the {} account by `bunq-ipsync export`.",
         bunq.environment
     );
-    out.push_str(
-        "# Each credential lists its ACTIVE IPs. The policy is additive, the safe starting point:\n\
-         # applied as is, this file changes nothing and never deactivates. Review the lists, then\n\
-         # set sync.policy to sync to make them exact. config.example.yaml documents every key.\n\n",
-    );
+    out.push_str(policy_note(policy));
 
     out.push_str("bunq:\n");
     let _ = writeln!(out, "  environment: {}", bunq.environment);
@@ -77,7 +76,7 @@ pub fn render_config(
         let _ = writeln!(out, "  egress_ips: [{}]", ips.join(", "));
     }
 
-    out.push_str("\nsync:\n  policy: additive\n");
+    let _ = writeln!(out, "\nsync:\n  policy: {policy}");
     let _ = writeln!(
         out,
         "  interval: {}",
@@ -96,6 +95,27 @@ pub fn render_config(
         render_credential(&mut out, credential, names.get(&credential.id));
     }
     out
+}
+
+/// The header lines saying what the exported policy does with the file as it is.
+fn policy_note(policy: Policy) -> &'static str {
+    match policy {
+        Policy::Additive => {
+            "# Each credential lists its ACTIVE IPs. The policy is additive, the safe starting point:\n\
+             # applied as is, this file changes nothing and never deactivates. Review the lists, then\n\
+             # set sync.policy to sync to make them exact. config.example.yaml documents every key.\n\n"
+        }
+        Policy::Observe => {
+            "# Each credential lists its ACTIVE IPs. The policy is observe: the daemon reads, plans and\n\
+             # reports these credentials exactly as under sync, but never writes them. Watch the\n\
+             # plans, then set sync.policy to sync to let it act. config.example.yaml documents every key.\n\n"
+        }
+        Policy::Sync => {
+            "# Each credential lists its ACTIVE IPs. The policy is sync: applied as is, this file\n\
+             # changes nothing; later, every ACTIVE IP not listed is deactivated.\n\
+             # config.example.yaml documents every key.\n\n"
+        }
+    }
 }
 
 fn render_credential(out: &mut String, credential: &ExportedCredential<'_>, name: Option<&String>) {
@@ -215,6 +235,7 @@ mod tests {
                 },
             ],
             &names,
+            Policy::Additive,
         )
     }
 
@@ -287,7 +308,7 @@ credentials:
 
     #[test]
     fn export_of_an_account_without_credentials_parses_back() {
-        let text = render_config(&bunq(), &[], &BTreeMap::new());
+        let text = render_config(&bunq(), &[], &BTreeMap::new(), Policy::Additive);
         assert!(reparse(&text).credentials.is_empty());
     }
 
@@ -297,13 +318,33 @@ credentials:
         settings.environment = Environment::Production;
         settings.base_url_overridden = false;
         settings.permitted_ips = vec![Ipv4Addr::new(203, 0, 113, 5)];
-        let config = reparse(&render_config(&settings, &[], &BTreeMap::new()));
+        let config = reparse(&render_config(
+            &settings,
+            &[],
+            &BTreeMap::new(),
+            Policy::Additive,
+        ));
         assert_eq!(config.bunq.environment, Environment::Production);
         assert_eq!(config.bunq.base_url.as_str(), "https://api.bunq.com/v1");
         assert_eq!(
             config.bunq.permitted_ips,
             vec![Ipv4Addr::new(203, 0, 113, 5)]
         );
+    }
+
+    #[test]
+    fn export_with_policy_observe_parses_back_as_observe() {
+        let first = [active(3, "192.0.2.10")];
+        let credentials = [ExportedCredential {
+            id: 4242,
+            entries: &first,
+        }];
+        let text = render_config(&bunq(), &credentials, &BTreeMap::new(), Policy::Observe);
+        assert!(text.contains("The policy is observe"), "{text}");
+        assert!(text.contains("\nsync:\n  policy: observe\n"), "{text}");
+        let config = reparse(&text);
+        assert_eq!(config.sync.policy, Policy::Observe);
+        assert_eq!(config.credentials[0].policy, Policy::Observe);
     }
 
     #[test]

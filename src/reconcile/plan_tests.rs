@@ -792,6 +792,7 @@ fn summary_counts_each_kind() {
             kept: 0,
             in_sync: 1,
             drift: 0,
+            observe: 0,
             blocking_rules: vec![]
         }
     );
@@ -1063,4 +1064,60 @@ fn with_every_source_resolved_the_credential_is_planned_as_usual_and_knows_each_
     assert_eq!(one.source_of("198.51.100.7"), Some("dns:home.example"));
     assert_eq!(one.source_of("203.0.113.10"), None, "a static item");
     assert_eq!(plan.outcome(), PlanOutcome::ChangesPending);
+}
+
+// ---------------------------------------------------------------------------------------------
+// observe
+
+#[test]
+fn observe_plans_exactly_like_sync_but_nothing_is_applicable() {
+    let actual = [active(4, "198.51.100.7"), entry(3, "192.0.2.2", "INACTIVE")];
+    let desired = ["192.0.2.1", "192.0.2.2"];
+    let synced = sync(&desired).plan(&actual);
+    let observed = case(Policy::Observe, &desired).plan(&actual);
+    assert_eq!(changes(&observed), changes(&synced));
+    assert_eq!(changes(&observed).len(), 3);
+    assert!(applicable(&observed).is_empty());
+    assert_eq!(observed.observed_actions(), observed.actions());
+    assert!(observed.writable_actions().is_empty());
+    // `plan` exits as for sync: the changes are pending.
+    assert_eq!(observed.outcome(), PlanOutcome::ChangesPending);
+    assert_eq!(observed.summary().observe, 3);
+    assert_eq!(synced.summary().observe, 0);
+}
+
+#[test]
+fn observe_keeps_the_safety_rules_of_sync() {
+    let plan = case(Policy::Observe, &[])
+        .owned()
+        .egress(None)
+        .plan(&[active(1, "203.0.113.5"), active(2, "198.51.100.7")]);
+    assert_eq!(
+        blocked_why(&plan, 0),
+        vec![
+            (deactivate(2, "198.51.100.7"), BlockReason::EgressUnknown),
+            (deactivate(1, "203.0.113.5"), BlockReason::RegistrationIp),
+        ]
+    );
+    assert_eq!(plan.outcome(), PlanOutcome::Blocked);
+}
+
+#[test]
+fn observe_actions_never_count_toward_the_change_limit() {
+    let desired = ips(&["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
+    let none = ips(&[]);
+    let watched = CredentialState {
+        policy: Policy::Observe,
+        ..sync_state(1, &desired, &none, &[])
+    };
+    let managed = sync_state(2, &desired, &none, &[]);
+    let plan = plan(&run_of(vec![watched, managed], 3));
+    assert_eq!(plan.run_block, None, "3 writes are within the limit of 3");
+    let applicable: Vec<CredentialId> = plan
+        .applicable_actions()
+        .iter()
+        .map(|action| action.credential)
+        .collect();
+    assert_eq!(applicable, vec![2, 2, 2]);
+    assert_eq!(plan.observed_actions().len(), 3);
 }

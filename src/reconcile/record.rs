@@ -25,6 +25,25 @@ pub struct RunRecord {
     pub unconfirmed: BTreeMap<CredentialId, BTreeSet<String>>,
 }
 
+impl RunRecord {
+    /// This record, plus what `previous` knew of the credentials this run did not read (an
+    /// `apply --credential` run): their drift is still reported by the next full run.
+    pub fn carrying_over(mut self, previous: Option<&RunRecord>) -> RunRecord {
+        let Some(previous) = previous else {
+            return self;
+        };
+        for (id, states) in &previous.credentials {
+            if !self.credentials.contains_key(id) {
+                self.credentials.insert(*id, states.clone());
+                if let Some(ips) = previous.unconfirmed.get(id) {
+                    self.unconfirmed.insert(*id, ips.clone());
+                }
+            }
+        }
+        self
+    }
+}
+
 /// Why the record could not be written. (A record that cannot be read is not an error: drift
 /// reporting starts afresh, and the reason is logged.)
 #[derive(Debug, thiserror::Error)]
@@ -83,5 +102,43 @@ impl RecordStore {
             source: err.into(),
         })?;
         crate::atomic_file::write(&path, &bytes).map_err(|source| RecordError { path, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bunq::model::IpStatus;
+
+    fn record(id: CredentialId, ip: &str, status: IpStatus) -> RunRecord {
+        RunRecord {
+            credentials: [(id, [(ip.to_owned(), status)].into())].into(),
+            unconfirmed: [(id, [ip.to_owned()].into())].into(),
+        }
+    }
+
+    #[test]
+    fn credentials_the_run_did_not_read_keep_their_previous_states() {
+        let previous = RunRecord {
+            credentials: record(1, "10.0.0.1", IpStatus::Active)
+                .credentials
+                .into_iter()
+                .chain(record(2, "10.0.0.2", IpStatus::Active).credentials)
+                .collect(),
+            unconfirmed: record(2, "10.0.0.2", IpStatus::Active).unconfirmed,
+        };
+        let now = RunRecord {
+            credentials: record(1, "10.0.0.1", IpStatus::Inactive).credentials,
+            unconfirmed: BTreeMap::new(),
+        };
+
+        let merged = now.carrying_over(Some(&previous));
+
+        assert_eq!(merged.credentials[&1]["10.0.0.1"], IpStatus::Inactive);
+        assert_eq!(merged.credentials[&2]["10.0.0.2"], IpStatus::Active);
+        assert!(!merged.unconfirmed.contains_key(&1));
+        assert!(merged.unconfirmed[&2].contains("10.0.0.2"));
+        let alone = record(1, "10.0.0.1", IpStatus::Active);
+        assert_eq!(alone.clone().carrying_over(None), alone);
     }
 }

@@ -125,21 +125,21 @@ fn json_plan_has_the_documented_shape() {
         "max_changes": 10,
         "run_blocked": null,
         "summary": {"create": 1, "activate": 1, "deactivate": 1, "blocked": 1, "kept": 1, "in_sync": 2,
-                    "drift": 1, "blocking_rules": ["own-ip"]},
+                    "drift": 1, "observe": 0, "blocking_rules": ["own-ip"]},
         "credentials": [
             {
                 "id": 4242, "name": "ci-runners", "policy": "sync",
                 "actions": [
                     {"action": "create", "ip": "192.0.2.1", "entry": null, "current": null, "wanted": "ACTIVE",
-                     "reason": "desired-missing", "reason_text": "desired, no entry yet", "source": null},
+                     "reason": "desired-missing", "reason_text": "desired, no entry yet", "source": null, "observe": false},
                     {"action": "activate", "ip": "192.0.2.2", "entry": 12, "current": "INACTIVE", "wanted": "ACTIVE",
-                     "reason": "desired-inactive", "reason_text": "desired, reuses the newest INACTIVE entry", "source": null},
+                     "reason": "desired-inactive", "reason_text": "desired, reuses the newest INACTIVE entry", "source": null, "observe": false},
                     {"action": "deactivate", "ip": "198.51.100.1", "entry": 3, "current": "ACTIVE", "wanted": "INACTIVE",
-                     "reason": "not-desired", "reason_text": "not desired (policy sync)", "source": null}
+                     "reason": "not-desired", "reason_text": "not desired (policy sync)", "source": null, "observe": false}
                 ],
                 "blocked": [
                     {"action": "deactivate", "ip": "203.0.113.5", "entry": 1, "current": "ACTIVE", "wanted": "INACTIVE",
-                     "reason": "not-desired", "reason_text": "not desired (policy sync)", "source": null,
+                     "reason": "not-desired", "reason_text": "not desired (policy sync)", "source": null, "observe": false,
                      "rule": "own-ip", "rule_text": "would remove the daemon's own IP from the credential it signs in with",
                      "block_reason": "registration-ip",
                      "block_reason_text": "the daemon's device was registered from this IP (permitted_device.ip) on the credential it signs in with; it is never deactivated"}
@@ -181,4 +181,64 @@ fn json_rendering_is_deterministic_and_ends_with_a_newline() {
     let first = render_json(&sample_plan(10)).unwrap();
     assert_eq!(first, render_json(&sample_plan(10)).unwrap());
     assert!(first.ends_with("}\n"));
+}
+
+/// One credential under `observe` with a desired IP missing and an undesired ACTIVE entry.
+fn observed_plan() -> Plan {
+    let desired = ips(&["192.0.2.1"]);
+    let none = ips(&[]);
+    let actual = [active(3, "198.51.100.1")];
+    plan(&PlanInput {
+        credentials: vec![CredentialState {
+            id: 4242,
+            name: None,
+            policy: Policy::Observe,
+            desired: &desired,
+            protected: &none,
+            actual: &actual,
+            previous: None,
+            sources: None,
+        }],
+        max_changes: 1,
+        own_access: vec![],
+        own_credential_known: true,
+        egress_ips: Some(&none),
+        sources: Vec::new(),
+    })
+}
+
+#[test]
+fn text_plan_marks_observe_actions_and_counts_them() {
+    let text = render_text(&observed_plan());
+    assert!(text.contains("none → ACTIVE (observe)"), "{text}");
+    assert!(text.contains("ACTIVE → INACTIVE (observe)"), "{text}");
+    assert!(
+        text.ends_with(
+            "Plan: 1 to create, 0 to activate, 1 to deactivate, 0 blocked, 2 observe only (not written)\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("BLOCKED"),
+        "observe actions never hit max-changes:\n{text}"
+    );
+}
+
+#[test]
+fn json_plan_flags_observe_actions() {
+    let json: serde_json::Value =
+        serde_json::from_str(&render_json(&observed_plan()).unwrap()).unwrap();
+    let credential = &json["credentials"][0];
+    assert_eq!(credential["policy"], "observe");
+    let flags: Vec<&serde_json::Value> = credential["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|action| &action["observe"])
+        .collect();
+    assert_eq!(flags, [&serde_json::json!(true), &serde_json::json!(true)]);
+    assert_eq!(json["summary"]["observe"], 2);
+    assert_eq!(json["outcome"], "changes_pending");
+    assert_eq!(json["exit_code"], 2);
+    assert_eq!(json["run_blocked"], serde_json::Value::Null);
 }

@@ -75,6 +75,25 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Per planned credential, the changes its desired state needs that this run did not make:
+    /// its planned and refused actions less the applied ones. Every credential is there, 0 when
+    /// it converged; under `observe` and in plan-only runs nothing is applied, so all of them.
+    pub fn pending_changes(&self) -> BTreeMap<CredentialId, usize> {
+        let mut pending: BTreeMap<CredentialId, usize> = self
+            .plan
+            .credentials
+            .iter()
+            .map(|plan| (plan.credential, plan.actions.len() + plan.blocked.len()))
+            .collect();
+        let applied = self.applied.iter().flat_map(|applied| &applied.results);
+        for result in applied.filter(|result| result.outcome == Outcome::Applied) {
+            if let Some(count) = pending.get_mut(&result.action.credential) {
+                *count = count.saturating_sub(1);
+            }
+        }
+        pending
+    }
+
     /// Out-of-band changes found in this run.
     pub fn drift_count(&self) -> usize {
         self.plan

@@ -6,6 +6,7 @@
 //! at once, so they cannot disagree about what a run was.
 
 use crate::reconcile::exit::ExitStatus;
+use crate::reconcile::report::summary_line;
 use crate::reconcile::run::{RunError, RunReport};
 
 /// How a reconcile run ended; the `result` label of `bunq_ipsync_runs_total`.
@@ -73,12 +74,14 @@ pub struct Verdict {
 
 impl RunReport {
     /// The exit status: for a plan, its outcome; for an apply, error if anything failed,
-    /// blocked if a safety rule refused something, else success (converged).
+    /// blocked if a safety rule refused something, changes pending if an `observe` credential
+    /// has changes left unwritten, else success (converged).
     pub fn exit_status(&self) -> ExitStatus {
         match &self.applied {
             None => ExitStatus::from_outcome(self.plan.outcome()),
             Some(report) if report.has_failures() => ExitStatus::Error,
             Some(report) if report.has_blocked() => ExitStatus::Blocked,
+            Some(report) if report.has_observed() => ExitStatus::ChangesPending,
             Some(_) => ExitStatus::Success,
         }
     }
@@ -96,10 +99,11 @@ impl RunReport {
 
     fn judge(&self) -> (RunResult, RunOutcome, String) {
         let Some(applied) = &self.applied else {
+            // A plan-only run (`run --dry-run`) writes nothing: it reports what it would do.
             return (
                 RunResult::Converged,
                 RunOutcome::Completed,
-                "planned only".into(),
+                format!("dry run, nothing written: {}", summary_line(&self.plan)),
             );
         };
         let tally = applied.tally();
@@ -131,6 +135,20 @@ impl RunReport {
                 RunResult::Blocked,
                 RunOutcome::Completed,
                 format!("run blocked by {rules}: {counts}"),
+            );
+        }
+        // The writable credentials converged; what `observe` holds back is pending, not a
+        // failure: the run result says what happened to the writes, the summary says the rest.
+        let result = if tally.applied > 0 {
+            RunResult::ChangesApplied
+        } else {
+            RunResult::Converged
+        };
+        if applied.has_observed() {
+            return (
+                result,
+                RunOutcome::Completed,
+                format!("changes pending (policy observe, not written): {counts}"),
             );
         }
         if tally.applied > 0 {
@@ -256,11 +274,34 @@ mod tests {
     }
 
     #[test]
+    fn observed_changes_are_pending_not_failed() {
+        let verdict = report(vec![Outcome::Observed, Outcome::Observed], None).verdict();
+        assert_eq!(verdict.exit, ExitStatus::ChangesPending);
+        assert_eq!(verdict.exit.code(), 2);
+        assert_eq!(verdict.result, RunResult::Converged);
+        assert_eq!(verdict.outcome, RunOutcome::Completed);
+        assert_eq!(
+            verdict.summary,
+            "changes pending (policy observe, not written): 0 applied, 0 failed, 0 skipped, \
+             0 blocked, 2 observe, 0 drift"
+        );
+    }
+
+    #[test]
+    fn a_refusal_wins_over_observed_changes() {
+        let outcomes = vec![Outcome::Observed, Outcome::Blocked(Rule::OwnIp)];
+        assert_eq!(report(outcomes, None).verdict().exit, ExitStatus::Blocked);
+    }
+
+    #[test]
     fn a_plan_only_run_is_judged_by_its_plan() {
         let mut planned = report(Vec::new(), None);
         planned.applied = None;
         let verdict = planned.verdict();
         assert_eq!(verdict.exit, ExitStatus::Success);
-        assert_eq!(verdict.summary, "planned only");
+        assert_eq!(
+            verdict.summary,
+            "dry run, nothing written: Plan: 0 to create, 0 to activate, 0 to deactivate, 0 blocked"
+        );
     }
 }

@@ -70,6 +70,8 @@ pub struct ConfigSpec {
     schedule: Option<String>,
     /// `bunq.api_key_credential` (the systemd credential name), if set.
     api_key_credential: Option<String>,
+    /// `sync.policy` (`sync` otherwise).
+    policy: &'static str,
 }
 
 /// One setting a test changes from the defaults of [`ConfigSpec::ips`].
@@ -87,6 +89,8 @@ pub enum Setting {
     Schedule(&'static str),
     /// `bunq.api_key_credential` (the systemd credential name).
     ApiKeyCredential(&'static str),
+    /// `sync.policy` (`sync` otherwise).
+    Policy(&'static str),
 }
 
 impl ConfigSpec {
@@ -99,6 +103,7 @@ impl ConfigSpec {
             log_format: None,
             schedule: None,
             api_key_credential: None,
+            policy: "sync",
         }
     }
 
@@ -112,6 +117,7 @@ impl ConfigSpec {
             Setting::LogFormat(format) => self.log_format = text(format),
             Setting::Schedule(cron) => self.schedule = text(cron),
             Setting::ApiKeyCredential(name) => self.api_key_credential = text(name),
+            Setting::Policy(policy) => self.policy = policy,
         }
         self
     }
@@ -194,7 +200,7 @@ impl World {
             .unwrap_or_default();
         format!(
             "{bunq}{credential}\
-             sync:\n  policy: sync\n{timing}  max_changes: {max}\n{renew}\
+             sync:\n  policy: {policy}\n{timing}  max_changes: {max}\n{renew}\
              http:\n  listen: 127.0.0.1:{port}\n\
              {log}\
              credentials:\n  - id: {cred}\n    name: managed\n    ips:\n{ips}",
@@ -205,6 +211,7 @@ impl World {
                 &self.state_dir
             ),
             max = spec.max_changes,
+            policy = spec.policy,
             cred = self.managed,
         )
     }
@@ -229,6 +236,22 @@ impl World {
         let mut env = vec![("BUNQ_API_KEY", self.key.api_key.expose().to_owned())];
         env.extend(extra_env.iter().cloned());
         Daemon::spawn(config, &env, extra_args, self.port)
+    }
+
+    /// Runs `bunq-ipsync ARGS --config CONFIG` to its end (a one-shot command beside or after
+    /// the daemon) with the API key in `BUNQ_API_KEY`.
+    pub async fn command(&self, args: &[&str]) -> std::process::Output {
+        let mut command = Command::new(BIN);
+        command.args(args).arg("--config").arg(&self.config_path);
+        for name in SCRUBBED_ENV {
+            command.env_remove(name);
+        }
+        command
+            .env("BUNQ_API_KEY", self.key.api_key.expose())
+            .stdin(Stdio::null());
+        tokio::task::spawn_blocking(move || command.output().expect("run bunq-ipsync"))
+            .await
+            .expect("command thread")
     }
 
     /// The managed credential's entries, by IP (a duplicate IP fails the test).
@@ -322,14 +345,15 @@ const SCRUBBED_ENV: &[&str] = &[
 ];
 
 impl Daemon {
-    /// `bunq-ipsync [extra_args] run --config CONFIG` with `env`.
+    /// `bunq-ipsync run --config CONFIG [extra_args]` with `env`: global flags (`--log-format`)
+    /// and `run`'s own (`--dry-run`) alike.
     pub fn spawn(config: &Path, env: &[(&str, String)], extra_args: &[&str], port: u16) -> Daemon {
         let mut command = Command::new(BIN);
         command
-            .args(extra_args)
             .arg("run")
             .arg("--config")
-            .arg(config);
+            .arg(config)
+            .args(extra_args);
         for name in SCRUBBED_ENV {
             command.env_remove(name);
         }

@@ -15,10 +15,11 @@ pub(super) fn parse_policy(
     match value {
         "sync" => Some(Policy::Sync),
         "additive" => Some(Policy::Additive),
+        "observe" => Some(Policy::Observe),
         other => {
             problems.add(
                 path,
-                format!("{other:?} is not a policy; use sync or additive"),
+                format!("{other:?} is not a policy; use sync, additive or observe"),
             );
             None
         }

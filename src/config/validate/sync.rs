@@ -29,9 +29,9 @@ pub(super) fn validate_sync(raw: RawSync, path: &FieldPath, problems: &mut Probl
         None => {
             problems.add(
                 &path.key("policy"),
-                "is required and has no default: choose sync (deactivate every IP that is not listed) \
-                 or additive (only add, never deactivate); a guessed default either leaves access \
-                 open or locks callers out",
+                "is required and has no default: choose sync (deactivate every IP that is not listed), \
+                 additive (only add, never deactivate) or observe (plan and report, never write); \
+                 a guessed default either leaves access open or locks callers out",
             );
             None
         }

@@ -12,6 +12,8 @@
 //!   blocked by `unknown-status` (creating would duplicate, touching the entry is not ours to do).
 //! * An ACTIVE entry whose IP is not desired: deactivated under `sync` (every ACTIVE entry of that
 //!   IP), kept under `additive`, kept if the IP is `protected`.
+//! * `observe` plans exactly like `sync` (drift, actions, safety rules), but its actions are
+//!   never applicable: they are reported as pending and never count against `max-changes`.
 //! * An entry whose IP text is not a plain IPv4 address (the app-set wildcard `*`, IPv6, junk)
 //!   never matches a desired IP and is never written, whatever its status: bunq refuses to
 //!   manage `*` through the API, so a PUT would fail every run. It is reported as kept
@@ -34,8 +36,9 @@
 //!   refused deactivations are blocked, and they make the run `blocked`.
 //! * `protected`: protected IPs are never deactivated; they show as kept and make the run
 //!   neither blocked nor pending.
-//! * `max-changes`: more actions than `max_changes` in one run block the whole run: nothing is
-//!   applicable, the full plan is still there to print.
+//! * `max-changes`: more writable actions (those of `observe` credentials do not count) than
+//!   `max_changes` in one run block the whole run: nothing is applicable, the full plan is still
+//!   there to print.
 //! * `unknown-status`: see above.
 //! * `source-unavailable`: when a DNS, file or URL source of a credential failed this run, its
 //!   desired set is incomplete: grants still apply (static items and the sources that
@@ -98,7 +101,12 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             plan_credential(state, &own)
         })
         .collect();
-    let changes: usize = credentials.iter().map(|plan| plan.actions.len()).sum();
+    // Only writes count: `observe` credentials' actions are never applied.
+    let changes: usize = credentials
+        .iter()
+        .filter(|plan| plan.writes())
+        .map(|plan| plan.actions.len())
+        .sum();
     let run_block = (changes > input.max_changes).then_some(RunBlock {
         rule: Rule::MaxChanges,
         changes,

@@ -60,6 +60,11 @@ impl CredentialPlan {
         self.sources.provenance.get(&ip).map(String::as_str)
     }
 
+    /// Whether its actions may be applied: false under `observe`, whose actions stay pending.
+    pub fn writes(&self) -> bool {
+        self.policy.writes()
+    }
+
     /// The IP states this credential will have once its actions are applied; what a run records
     /// for the next run's drift report.
     pub fn states_after(&self, actual: &[PermittedIp]) -> IpStates {
@@ -96,6 +101,8 @@ pub struct PlanSummary {
     pub in_sync: usize,
     /// Out-of-band changes found.
     pub drift: usize,
+    /// Planned actions (counted above too) on `observe` credentials: reported, never written.
+    pub observe: usize,
     /// Rules that refused something (action or run), sorted.
     pub blocking_rules: Vec<Rule>,
 }
@@ -127,13 +134,21 @@ impl Plan {
     }
 
     /// Every planned action in application order (creates and activations of all credentials,
-    /// then deactivations), whether or not the run is blocked; for printing.
+    /// then deactivations), whether or not the run is blocked or observed; for printing.
     pub fn actions(&self) -> Vec<&Action> {
-        let all = || self.credentials.iter().flat_map(|plan| plan.actions.iter());
-        all()
-            .filter(|action| !action.change.is_deactivation())
-            .chain(all().filter(|action| action.change.is_deactivation()))
-            .collect()
+        in_order(&self.credentials, |_| true)
+    }
+
+    /// The planned actions of credentials the daemon may write (every policy but `observe`), in
+    /// application order, whether or not the run is blocked: what `max-changes` counts.
+    pub fn writable_actions(&self) -> Vec<&Action> {
+        in_order(&self.credentials, CredentialPlan::writes)
+    }
+
+    /// The planned actions of `observe` credentials, in application order: reported as pending,
+    /// never applied.
+    pub fn observed_actions(&self) -> Vec<&Action> {
+        in_order(&self.credentials, |plan| !plan.writes())
     }
 
     /// Whether the plan deactivates anything, planned or held back by a rule: only then do the
@@ -147,12 +162,13 @@ impl Plan {
         })
     }
 
-    /// The actions the executor may apply, in order; empty when the run is blocked.
+    /// The actions the executor may apply, in order: the writable ones, none when the run is
+    /// blocked. Actions of `observe` credentials are never among them.
     pub fn applicable_actions(&self) -> Vec<&Action> {
         if self.run_block.is_some() {
             Vec::new()
         } else {
-            self.actions()
+            self.writable_actions()
         }
     }
 
@@ -161,6 +177,9 @@ impl Plan {
         let mut summary = PlanSummary::default();
         let mut rules = BTreeSet::new();
         for plan in &self.credentials {
+            if !plan.writes() {
+                summary.observe += plan.actions.len();
+            }
             for action in &plan.actions {
                 match action.change.kind() {
                     ChangeKind::Create => summary.create += 1,
@@ -194,4 +213,22 @@ impl Plan {
         }
         rules
     }
+}
+
+/// The actions of the credentials `include` accepts, creates and activations of all of them
+/// before any deactivation, so access never drops below the desired set mid-run.
+fn in_order<'a>(
+    credentials: &'a [CredentialPlan],
+    include: impl Fn(&CredentialPlan) -> bool,
+) -> Vec<&'a Action> {
+    let all = || {
+        credentials
+            .iter()
+            .filter(|plan| include(plan))
+            .flat_map(|plan| plan.actions.iter())
+    };
+    all()
+        .filter(|action| !action.change.is_deactivation())
+        .chain(all().filter(|action| action.change.is_deactivation()))
+        .collect()
 }

@@ -17,6 +17,7 @@ pub fn render_apply_text(report: &ApplyReport) -> String {
             Outcome::Applied => String::new(),
             Outcome::Failed(reason) | Outcome::Skipped(reason) => format!(": {reason}"),
             Outcome::Blocked(rule) => format!(": {rule} ({})", rule.description()),
+            Outcome::Observed => ": policy observe, not written".to_owned(),
         };
         let entry = result
             .entry

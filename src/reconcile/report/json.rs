@@ -80,6 +80,8 @@ pub struct SummaryDocument {
     pub in_sync: usize,
     /// Out-of-band changes.
     pub drift: usize,
+    /// Planned actions (counted above too) of `observe` credentials: pending, never written.
+    pub observe: usize,
     /// Names of the rules that refused something.
     pub blocking_rules: Vec<&'static str>,
 }
@@ -136,6 +138,9 @@ pub struct ActionDocument {
     /// The source the IP came from (`dns:home.example.org`), `null` for a static item or an
     /// IP that is not desired.
     pub source: Option<String>,
+    /// The credential's policy is `observe`: the action is reported as pending and never
+    /// applied.
+    pub observe: bool,
 }
 
 impl ActionDocument {
@@ -143,6 +148,7 @@ impl ActionDocument {
     fn of(action: &Action, plan: &CredentialPlan) -> Self {
         ActionDocument {
             source: plan.source_of(&action.change.ip()).map(str::to_owned),
+            observe: !plan.writes(),
             ..ActionDocument::from(action)
         }
     }
@@ -152,6 +158,7 @@ impl From<&Action> for ActionDocument {
     fn from(action: &Action) -> Self {
         ActionDocument {
             source: None,
+            observe: false,
             action: action.change.kind().as_str(),
             ip: action.change.ip(),
             entry: action.change.entry(),
@@ -237,6 +244,7 @@ impl From<&Plan> for PlanDocument {
                 kept: summary.kept,
                 in_sync: summary.in_sync,
                 drift: summary.drift,
+                observe: summary.observe,
                 blocking_rules: summary
                     .blocking_rules
                     .iter()

@@ -11,14 +11,15 @@
 //!   "exit_code": 0 | 2 | 3,
 //!   "max_changes": 10,
 //!   "run_blocked": null | {"rule": "max-changes", "changes": 12, "limit": 10},
-//!   "summary": {"create", "activate", "deactivate", "blocked", "kept", "in_sync", "drift": n,
-//!               "blocking_rules": ["own-ip", ...]},
+//!   "summary": {"create", "activate", "deactivate", "blocked", "kept", "in_sync", "drift",
+//!               "observe": n, "blocking_rules": ["own-ip", ...]},
 //!   "credentials": [{
-//!     "id": 4242, "name": "ci-runners" | null, "policy": "sync" | "additive",
+//!     "id": 4242, "name": "ci-runners" | null, "policy": "sync" | "additive" | "observe",
 //!     "actions": [{"action": "create" | "activate" | "deactivate", "ip": "192.0.2.1",
 //!                  "entry": 17 | null, "current": "INACTIVE" | null, "wanted": "ACTIVE",
 //!                  "reason": "desired-missing" | "desired-inactive" | "not-desired",
-//!                  "reason_text": "...", "source": "dns:home.example.org" | null}],
+//!                  "reason_text": "...", "source": "dns:home.example.org" | null,
+//!                  "observe": false | true}],
 //!     "blocked": [{<action fields>, "rule": "own-ip" | "unknown-status" |
 //!                  "source-unavailable", "rule_text": "...",
 //!                  "block_reason": "registration-ip" | "egress-ip" | "egress-unknown" |
@@ -35,6 +36,10 @@
 //!                "addresses": ["203.0.113.10"], "error": null | "...", "ttl": 30 | null}]
 //! }
 //! ```
+//!
+//! `observe` is true on the actions of an `observe` credential (never applied; `apply` reports
+//! them with the outcome `observe`), and `summary.observe` counts them; `run_blocked.changes`
+//! counts only the other actions, the ones `max_changes` limits.
 //!
 //! `source` names where a desired IP came from (`null` for static items); a URL is named without
 //! its userinfo, query or deeper path, which may hold a token. Fields are only ever added within

@@ -77,10 +77,15 @@ fn rows(plan: &CredentialPlan) -> Vec<[String; 4]> {
                 Some(source) => format!("{reason} (from {source})"),
                 None => reason.to_owned(),
             };
+            let transition = if plan.writes() {
+                transition(action)
+            } else {
+                format!("{} (observe)", transition(action))
+            };
             [
                 action.change.ip(),
                 entry_text(action.change.entry()),
-                transition(action),
+                transition,
                 reason,
             ]
         })
@@ -178,6 +183,9 @@ pub fn summary_line(plan: &Plan) -> String {
             .map(|rule| rule.name())
             .collect();
         let _ = write!(line, " ({})", rules.join(", "));
+    }
+    if summary.observe > 0 {
+        let _ = write!(line, ", {} observe only (not written)", summary.observe);
     }
     if summary.kept > 0 {
         let _ = write!(line, ", {} kept", summary.kept);
