@@ -161,6 +161,7 @@ impl Demo<'_> {
             self.config,
             OutputFormat::Text,
             self.notifications,
+            None,
         )
         .await?;
         say(&format!("exit code {}", status.code()));

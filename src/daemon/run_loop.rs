@@ -325,7 +325,7 @@ impl Daemon {
                     explain(bunq),
                 )
             }
-            RunError::UnknownCredential { .. } => (false, err.to_string()),
+            RunError::UnknownCredential { .. } | RunError::Stale(_) => (false, err.to_string()),
         };
         err.verdict(transient, &text)
     }
