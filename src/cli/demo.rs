@@ -278,6 +278,7 @@ async fn follow(config_path: &Path) -> anyhow::Result<()> {
         listener: Some(listener),
         watch: WatchSettings::default(),
         clock: crate::clock::system_clock(),
+        rate_limiter: None,
     })
     .await?;
     Ok(())
