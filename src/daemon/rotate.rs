@@ -17,7 +17,9 @@
 //!   retry resumes at device-server instead of registering another installation; a key that
 //!   changes again starts afresh.
 //!
-//! The context file records the key's fingerprint only, as always. `$BUNQ_API_KEY` cannot
+//! A new key of another bunq user is refused the same way (the config names this user's
+//! credentials); switching users takes a restart. The context file records the key's
+//! fingerprint only, as always. `$BUNQ_API_KEY` cannot
 //! change under a running process and is not watched.
 
 use std::path::{Path, PathBuf};
@@ -118,7 +120,7 @@ impl Daemon {
             () = self.shutdown.cancelled() => return,
             connected = attempt => connected,
         };
-        let result = match connected {
+        let result = match connected.and_then(|client| self.same_user(client)) {
             Ok(client) => self.swap_to(client, &state_dir).await,
             Err(err) => Err(err),
         };
@@ -134,6 +136,19 @@ impl Daemon {
             }
             Err(err) => self.rotation_refused(&err),
         }
+    }
+
+    /// `client` if its key belongs to the running client's bunq user. A key of another user
+    /// would manage another user's credentials with this config: refused, not switched to.
+    fn same_user(&self, client: BunqClient) -> Result<BunqClient, BunqError> {
+        let (running, new) = (self.client.user_id(), client.user_id());
+        if running == new {
+            return Ok(client);
+        }
+        Err(BunqError::Context(format!(
+            "the new API key belongs to bunq user {new}, not to user {running} whose \
+             credentials this config manages; restart the daemon to switch users"
+        )))
     }
 
     /// Stops the old client's renewal, moves the new context into `state_dir` and swaps the

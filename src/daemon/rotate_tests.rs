@@ -250,3 +250,35 @@ async fn a_refused_new_key_keeps_the_daemon_on_the_old_session_warning_and_notif
     assert!(!rotating.daemon.is_finished());
     rotating.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_new_key_of_another_user_is_refused_and_the_old_session_goes_on() {
+    let rotating = Rotating::start().await;
+    let bank = &rotating.bank;
+    let old_fingerprint = rotating.saved_fingerprint();
+    let stranger = bank.sim.create_user_with_api_key();
+
+    rotating.replace_key(&stranger.api_key);
+    let replaced = tokio::time::Instant::now();
+    let body = loop {
+        let (status, body) = rotating.readyz().await;
+        if body.contains("bunq refused the new API key") {
+            assert_eq!(status, 200, "{body}");
+            break body;
+        }
+        assert!(
+            replaced.elapsed() <= MINUTE,
+            "no warning in /readyz: {body}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert!(
+        body.contains(&format!("belongs to bunq user {}", stranger.user_id)),
+        "{body}"
+    );
+    assert_eq!(rotating.saved_fingerprint(), old_fingerprint);
+    // The repair proves the old client works on: the stranger's session (opened while bunq was
+    // asked) cannot even see this user's credential.
+    rotating.deactivate_and_wait_for_the_repair().await;
+    rotating.stop().await;
+}
