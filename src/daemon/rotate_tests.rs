@@ -248,6 +248,15 @@ async fn a_refused_new_key_keeps_the_daemon_on_the_old_session_warning_and_notif
     rotating.deactivate_and_wait_for_the_repair().await;
     assert_eq!(bank.sim.last_session_credential(), Some(old_credential));
     assert!(!rotating.daemon.is_finished());
+
+    // bunq is asked again after the backoff (1 min, then 2 min, ...), on the staged
+    // installation: no new installation per attempt.
+    let refusals = || bank.count("POST", "/device-server", Some(400));
+    let (installations, refused) = (bank.installations(), refusals());
+    assert_eq!(installations, 2, "the old key's and the staged one");
+    tokio::time::sleep(4 * MINUTE).await;
+    assert!(refusals() > refused, "retried: {} refusals", refusals());
+    assert_eq!(bank.installations(), installations);
     rotating.stop().await;
 }
 

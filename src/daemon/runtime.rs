@@ -15,6 +15,8 @@
 //! * the health/metrics listener (its own task, reads shared [`Health`] and [`Metrics`]);
 //! * the session renewal task, independent of sync cycles;
 //! * the config watcher (Kubernetes `..data` swaps) and SIGHUP, both leading to the same reload;
+//! * the API key file's watcher (and SIGHUP), leading to a key rotation without a restart
+//!   (`rotate`);
 //! * a signal forwarder, so SIGTERM cancels at once even while a run is applying (the write in
 //!   flight finishes, the rest of the plan is skipped, the loop exits 0);
 //! * systemd notifications (`READY=1`, `RELOADING=1`, `STATUS=`, `WATCHDOG=1`, `STOPPING=1`).
