@@ -30,6 +30,8 @@ use crate::support::{
     Account, ONE_OF_EACH_ENTRIES, ONE_OF_EACH_WANTED, config_text, server_key, sim_options,
 };
 
+mod saved_plans;
+
 const BIN: &str = env!("CARGO_BIN_EXE_bunq-ipsync");
 /// A command that runs longer than this is killed and the test fails.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);

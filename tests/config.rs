@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bunq_ipsync::bunq::{BaseUrl, BunqError};
 use bunq_ipsync::config::{
-    self, Config, ConfigError, CronSchedule, Environment, LogFormat, Policy, resolve_api_key_with,
-    resolve_path_with,
+    self, Config, ConfigError, CronSchedule, Environment, LogFormat, Policy, api_key_file_with,
+    resolve_api_key_with, resolve_path_with,
 };
 
 const FILE: &str = "config.yaml";
@@ -931,6 +931,23 @@ fn api_key_from_the_systemd_credential_comes_before_the_file() {
     let config = config_with_key_file(&dir.path().join("key"));
     let env = env_of(&[("CREDENTIALS_DIRECTORY", dir.path().to_str().unwrap())]);
     assert_eq!(api_key(&config, env), "sandbox_credential");
+}
+
+#[test]
+fn the_watched_key_file_is_the_one_the_key_is_read_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("key");
+    let config = config_with_key_file(&file);
+    let credentials = env_of(&[("CREDENTIALS_DIRECTORY", "/run/credentials/bunq-ipsync")]);
+    assert_eq!(
+        api_key_file_with(&config, &credentials),
+        Some(PathBuf::from("/run/credentials/bunq-ipsync/bunq-key"))
+    );
+    let only_file = valid(&with_bunq(&format!("  api_key_file: {}\n", file.display())));
+    assert_eq!(api_key_file_with(&only_file, &env_of(&[])), Some(file));
+    // $BUNQ_API_KEY cannot change under a running process: nothing to watch.
+    let from_env = env_of(&[("BUNQ_API_KEY", "sandbox_env")]);
+    assert_eq!(api_key_file_with(&only_file, &from_env), None);
 }
 
 #[test]

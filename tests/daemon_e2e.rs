@@ -21,6 +21,8 @@ use bunq_ipsync::reconcile::record::RecordStore;
 use bunq_ipsync::simulator::{Fault, FaultKind, SimulatorOptions};
 use hyper::Method;
 
+mod key_rotation;
+
 const A: &str = "203.0.113.1";
 const B: &str = "203.0.113.2";
 const C: &str = "203.0.113.3";

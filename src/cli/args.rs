@@ -40,10 +40,11 @@ pub enum Command {
     /// directory it registers a device with bunq first; beside a running daemon it reads with
     /// the daemon's saved session and changes nothing.
     /// Exit: 0 nothing to do, 2 changes pending, 3 blocked by a safety rule, 1 error.
-    Plan(OutputArgs),
+    Plan(PlanArgs),
     /// Reconcile once and exit; refuses (exit 1) while another process, such as the daemon, holds
-    /// the state directory. Exit: 0 converged, 2 changes pending on an `observe` credential,
-    /// 3 blocked by a safety rule, 1 error.
+    /// the state directory. With --plan or --checksum it applies only the reviewed actions and
+    /// otherwise exits 1 ("stale plan"). Exit: 0 converged, 2 changes pending on an `observe`
+    /// credential, 3 blocked by a safety rule, 1 error.
     Apply(ApplyArgs),
     /// Check the config file (and that the API key can be read); with --resolve also resolve
     /// every DNS, file and URL source. Exit: 0 valid, 1 invalid or a source failed.
@@ -80,6 +81,19 @@ pub struct RunArgs {
     pub dry_run: bool,
 }
 
+/// Options of `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// `--output`.
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    /// Also save the plan to this file, with what it was computed from, for
+    /// `apply --plan`.
+    #[arg(long, value_name = "PLAN.json")]
+    pub out: Option<PathBuf>,
+}
+
 /// Options of `apply`.
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -89,6 +103,9 @@ pub struct ApplyArgs {
     /// One-run overrides of the config.
     #[command(flatten)]
     pub overrides: OverrideArgs,
+    /// `--plan`, `--checksum`, `--max-age`.
+    #[command(flatten)]
+    pub gate: PlanGateArgs,
 }
 
 /// `apply`'s one-run overrides (`--max-changes`, `--credential`); never saved.
@@ -112,6 +129,24 @@ impl OverrideArgs {
             credentials: self.credentials.clone(),
         }
     }
+}
+
+/// The reviewed plan an `apply` must match before it writes anything.
+#[derive(Debug, Args)]
+pub struct PlanGateArgs {
+    /// Apply only if bunq still calls for exactly the actions of this saved plan
+    /// (`plan --out`); otherwise write nothing and exit 1 ("stale plan").
+    #[arg(long, value_name = "PLAN.json", conflicts_with = "checksum")]
+    pub plan: Option<PathBuf>,
+
+    /// Apply only if the actions' checksum (`checksum` of `plan --output json`) is SUM;
+    /// otherwise write nothing and exit 1 ("stale plan").
+    #[arg(long, value_name = "SUM")]
+    pub checksum: Option<String>,
+
+    /// How old the --plan file may be.
+    #[arg(long, value_name = "DURATION", default_value = "1h", requires = "plan")]
+    pub max_age: humantime::Duration,
 }
 
 /// Options of `validate`.
@@ -223,7 +258,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("c.yaml")));
         match cli.command {
-            Command::Plan(args) => assert_eq!(args.output, OutputFormat::Json),
+            Command::Plan(args) => assert_eq!(args.output.output, OutputFormat::Json),
             other => panic!("parsed as {other:?}"),
         }
     }
@@ -266,5 +301,29 @@ mod tests {
             policy(&["bunq-ipsync", "export", "--policy", "observe"]),
             ExportPolicy::Observe
         );
+    }
+
+    #[test]
+    fn apply_takes_a_plan_with_a_max_age_or_a_checksum_but_not_both() {
+        let cli = Cli::try_parse_from([
+            "bunq-ipsync",
+            "apply",
+            "--plan",
+            "p.json",
+            "--max-age",
+            "5m",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Apply(args) => {
+                assert_eq!(args.gate.plan, Some(PathBuf::from("p.json")));
+                assert_eq!(*args.gate.max_age, std::time::Duration::from_secs(300));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let both = ["apply", "--plan", "p.json", "--checksum", "abc"];
+        assert!(Cli::try_parse_from(std::iter::once("bunq-ipsync").chain(both)).is_err());
+        let age_alone = ["bunq-ipsync", "apply", "--max-age", "5m"];
+        assert!(Cli::try_parse_from(age_alone).is_err());
     }
 }

@@ -161,6 +161,7 @@ impl Demo<'_> {
             self.config,
             OutputFormat::Text,
             self.notifications,
+            None,
         )
         .await?;
         say(&format!("exit code {}", status.code()));
@@ -278,6 +279,7 @@ async fn follow(config_path: &Path) -> anyhow::Result<()> {
         watch: WatchSettings::default(),
         clock: crate::clock::system_clock(),
         dry_run: false,
+        rate_limiter: None,
     })
     .await?;
     Ok(())

@@ -12,16 +12,21 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::sync::Arc;
 
+use anyhow::Context as _;
+
 use tokio_util::sync::CancellationToken;
 
 use crate::bunq::BunqClient;
-use crate::cli::args::{ApplyArgs, Cli, ExportArgs, OutputArgs, OutputFormat, ValidateArgs};
+use crate::cli::args::{
+    ApplyArgs, Cli, ExportArgs, OutputFormat, PlanArgs, PlanGateArgs, ValidateArgs,
+};
 use crate::cli::setup;
 use crate::config;
 use crate::notify::{Notifications, sender::Uncounted};
 use crate::reconcile::exit::ExitStatus;
 use crate::reconcile::export::{self, ExportedCredential};
 use crate::reconcile::record::RecordStore;
+use crate::reconcile::saved_plan::{self, PlanGate, SavedPlan};
 use crate::reconcile::{report, run};
 use crate::sources::SourceResolver;
 
@@ -93,18 +98,68 @@ fn explain_egress(config: &config::Config) {
 
 /// `plan`: reads bunq, prints what an apply would do. Writes nothing to the allowlists, and no
 /// drift record (only an apply's writes make one), but with the state directory's lock it
-/// registers with bunq when nothing is saved yet.
-pub fn plan(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
+/// registers with bunq when nothing is saved yet. With `--out` it also saves the plan for
+/// `apply --plan`.
+pub fn plan(cli: &Cli, args: &PlanArgs) -> anyhow::Result<ExitStatus> {
     with_reading_client(cli, async |client, config| {
         let previous = RecordStore::new(&config.bunq.state_dir).load();
-        let (report, _) = run::plan_run(client, config, previous.as_ref()).await?;
-        let text = match args.output {
+        let (report, observation) = run::plan_run(client, config, previous.as_ref()).await?;
+        if let Some(out) = &args.out {
+            save_plan(out, config, &report.plan, &observation)?;
+        }
+        let text = match args.output.output {
             OutputFormat::Text => report::render_text(&report.plan),
             OutputFormat::Json => report::render_json(&report.plan)?,
         };
         std::io::stdout().write_all(text.as_bytes())?;
         Ok(report.exit_status())
     })
+}
+
+/// Writes `plan`, computed from `observation`, to `out` as a saved plan (atomically).
+fn save_plan(
+    out: &std::path::Path,
+    config: &config::Config,
+    plan: &crate::reconcile::plan::Plan,
+    observation: &run::Observation,
+) -> anyhow::Result<()> {
+    let saved = SavedPlan::new(
+        plan,
+        saved_plan::observed_entries(&observation.entries),
+        config_fingerprint(config)?,
+        chrono::Utc::now(),
+        serde_json::to_value(report::PlanDocument::from(plan))?,
+    );
+    crate::atomic_file::write(out, saved.render()?.as_bytes())
+        .with_context(|| format!("cannot write the plan to {}", out.display()))?;
+    tracing::info!(path = %out.display(), checksum = %saved.checksum, "plan saved");
+    Ok(())
+}
+
+/// The fingerprint of the config file as it is on disk now.
+fn config_fingerprint(config: &config::Config) -> anyhow::Result<String> {
+    let bytes = std::fs::read(&config.source)
+        .with_context(|| format!("cannot read {}", config.source.display()))?;
+    Ok(saved_plan::config_fingerprint(&bytes))
+}
+
+/// The gate `apply --plan` / `--checksum` asked for, read before anything reaches bunq: a bad
+/// file or checksum fails the command with nothing changed.
+fn plan_gate(args: &PlanGateArgs, config: &config::Config) -> anyhow::Result<Option<PlanGate>> {
+    if let Some(sum) = &args.checksum {
+        return Ok(Some(PlanGate::checksum(sum)?));
+    }
+    let Some(path) = &args.plan else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the plan {}", path.display()))?;
+    let saved = SavedPlan::parse(&text).with_context(|| path.display().to_string())?;
+    Ok(Some(PlanGate::saved(
+        saved,
+        *args.max_age,
+        config_fingerprint(config)?,
+    )))
 }
 
 /// The frame of the commands that only read bunq (`plan`, `export`): the config and logging,
@@ -134,6 +189,7 @@ pub fn apply(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         .to_overrides()
         .apply_to(setup::load_config(cli)?)?;
     setup::init_logging(cli, Some(&config));
+    let gate = plan_gate(&args.gate, &config)?;
     let _lock = setup::lock_state_dir(&config.bunq.state_dir)?;
     setup::runtime()?.block_on(async {
         let notifications = Notifications::start(
@@ -143,7 +199,8 @@ pub fn apply(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         )?;
         let result = match setup::connect(&config, None).await {
             Ok(client) => {
-                apply_and_report(&client, &config, args.output.output, &notifications).await
+                let output = args.output.output;
+                apply_and_report(&client, &config, output, &notifications, gate.as_ref()).await
             }
             Err(err) => {
                 notifications.session_failed("cannot open a bunq session", &format!("{err:#}"));
@@ -156,18 +213,26 @@ pub fn apply(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
 }
 
 /// One apply run with its drift record: loads the last record, applies, prints what was done in
-/// `output` format, saves the new record, and queues the run's `notifications`. Shared by
-/// `apply` and `demo`.
+/// `output` format, saves the new record, and queues the run's `notifications`. With a `gate`
+/// it writes only if the reviewed plan still holds. Shared by `apply` and `demo`.
 pub async fn apply_and_report(
     client: &BunqClient,
     config: &config::Config,
     output: OutputFormat,
     notifications: &Notifications,
+    gate: Option<&PlanGate>,
 ) -> anyhow::Result<ExitStatus> {
     let records = RecordStore::new(&config.bunq.state_dir);
     let previous = records.load();
     notifications.run_started();
-    let result = run::apply_run(client, config, previous.as_ref(), &CancellationToken::new()).await;
+    let stop = CancellationToken::new();
+    let result = match gate {
+        Some(gate) => {
+            let now = chrono::Utc::now();
+            run::apply_run_gated(client, config, previous.as_ref(), &stop, gate, now).await
+        }
+        None => run::apply_run(client, config, previous.as_ref(), &stop).await,
+    };
     let (report, record) = match result {
         Ok(done) => done,
         Err(err) => {

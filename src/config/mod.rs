@@ -27,7 +27,10 @@ pub use model::{
     SyncSettings,
 };
 pub use overrides::{OverrideError, RunOverrides};
-pub use sources::{resolve_api_key, resolve_api_key_with, resolve_path, resolve_path_with};
+pub use sources::{
+    api_key_file, api_key_file_with, resolve_api_key, resolve_api_key_with, resolve_path,
+    resolve_path_with,
+};
 
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {

@@ -66,6 +66,25 @@ pub fn resolve_api_key_with(config: &Config, env: EnvLookup<'_>) -> Result<Secre
     Err(ConfigError::ApiKeyMissing)
 }
 
+/// The file the API key is read from (`$CREDENTIALS_DIRECTORY/<bunq.api_key_credential>` or
+/// `bunq.api_key_file`), which the daemon watches for a rotated key; `None` when `$BUNQ_API_KEY`
+/// is set (an environment cannot change under a running process) or no file is configured.
+pub fn api_key_file_with(config: &Config, env: EnvLookup<'_>) -> Option<PathBuf> {
+    if env(API_KEY_ENV).is_some() {
+        return None;
+    }
+    if let Some(name) = &config.bunq.api_key_credential {
+        let directory = env(CREDENTIALS_DIRECTORY_ENV).filter(|value| !value.is_empty())?;
+        return Some(Path::new(&directory).join(name));
+    }
+    config.bunq.api_key_file.clone()
+}
+
+/// [`api_key_file_with`] in the process environment.
+pub fn api_key_file(config: &Config) -> Option<PathBuf> {
+    api_key_file_with(config, &process_env)
+}
+
 fn read_key_file(path: &Path) -> Result<Secret, ConfigError> {
     // Wiped on drop, like the Secret made from it.
     let bytes =

@@ -65,6 +65,9 @@ struct State {
     /// bunq rejected the installation and a new registration waits for the re-registration
     /// interval: the daemon retries, but says why it cannot work meanwhile.
     registration_deferred: Option<String>,
+    /// bunq refused the API key the key source now holds: the daemon works on with the
+    /// previous key's session and retries, so this is a warning.
+    key_rotation_failed: Option<String>,
     /// Dynamic sources failing now (name → error): the daemon works on, holding back those
     /// credentials' deactivations, so these are warnings, not reasons.
     source_errors: std::collections::BTreeMap<String, String>,
@@ -199,6 +202,12 @@ impl Health {
         self.state().dry_run = dry_run;
     }
 
+    /// bunq refused the new API key (`Some(why)`; the old session goes on), or the daemon
+    /// switched to it or the key source holds the running key again.
+    pub fn set_key_rotation_failed(&self, why: Option<String>) {
+        self.state().key_rotation_failed = why;
+    }
+
     /// Liveness as of `now`.
     pub fn liveness_at(&self, now: Instant) -> Liveness {
         let reason = match self.state().last_beat {
@@ -274,6 +283,12 @@ impl Health {
         if let Some(error) = &s.reload_error {
             warnings.push(format!(
                 "config reload failed: {error} (running on last good config)"
+            ));
+        }
+        if let Some(why) = &s.key_rotation_failed {
+            warnings.push(format!(
+                "bunq refused the new API key: {why} (running on the previous key's session; \
+                 retrying)"
             ));
         }
         for (source, error) in &s.source_errors {

@@ -3,7 +3,8 @@
 //! [`runtime`] starts the daemon ([`runtime::run`]) and wires the parts together. The daemon's
 //! own work lives in private modules, one job each: `run_loop` (the loop that selects over the
 //! parts, one run at a time, and accounts for each run), `connect` (the first bunq connection),
-//! `tasks` (signal forwarding, watchdog, session renewal), `observer` (the one place bunq's
+//! `tasks` (signal forwarding, watchdog, session renewal), `rotate` (switching to a new API
+//! key without a restart), `observer` (the one place bunq's
 //! events reach health and metrics) and `error` (why start-up failed).
 //!
 //! The building blocks, each independent with its own tests:
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod notify;
 mod observer;
 pub mod renew;
+mod rotate;
 mod run_loop;
 pub mod runtime;
 pub mod schedule;

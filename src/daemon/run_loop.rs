@@ -24,8 +24,9 @@ use crate::daemon::metrics::{Metrics, RunResult};
 use crate::daemon::notify::Notifier;
 use crate::daemon::observer::Observer;
 use crate::daemon::renew::RenewTrigger;
+use crate::daemon::rotate::{self, KeyRotation};
 use crate::daemon::schedule::{self, Backoff, CronTicker, RandomJitter, Scheduler, Trigger};
-use crate::daemon::tasks::Reload;
+use crate::daemon::tasks::{Reload, Renewal};
 use crate::daemon::watch::{ConfigChanged, Fingerprint};
 use crate::notify::Notifications;
 use crate::reconcile::apply::ApplyReport;
@@ -117,6 +118,11 @@ pub(super) struct Daemon {
     pub(super) renew_trigger: RenewTrigger,
     /// Follows the config's DNS, file and URL sources between runs.
     pub(super) following: Following,
+    /// The running client's session renewal; `None` only while a key rotation swaps clients
+    /// and after shutdown.
+    pub(super) renewal: Option<Renewal>,
+    /// Switching to a new API key without a restart.
+    pub(super) rotation: KeyRotation,
     /// Cancelled to stop the loop (and the run in progress).
     pub(super) shutdown: CancellationToken,
     /// `run --dry-run`: plan and report every run, write nothing.
@@ -124,11 +130,13 @@ pub(super) struct Daemon {
 }
 
 impl Daemon {
-    /// Selects over shutdown, reloads, the heartbeat and the schedule until shutdown.
+    /// Selects over shutdown, reloads, API key changes, the heartbeat and the schedule until
+    /// shutdown. SIGHUP checks the API key before it reloads the config.
     pub(super) async fn run_loop(
         &mut self,
         mut reloads: mpsc::Receiver<Reload>,
         mut changes: mpsc::Receiver<ConfigChanged>,
+        mut key_changes: mpsc::Receiver<ConfigChanged>,
     ) {
         let mut heartbeat = tokio::time::interval(HEARTBEAT_PERIOD);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -136,8 +144,14 @@ impl Daemon {
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => break,
-                Some(_) = reloads.recv() => self.reload(true).await,
+                Some(_) = reloads.recv() => {
+                    self.check_api_key().await;
+                    self.reload(true).await;
+                }
                 Some(ConfigChanged) = changes.recv() => self.reload(false).await,
+                Some(ConfigChanged) = key_changes.recv() => self.check_api_key().await,
+                () = rotate::retry_timer(self.rotation.retry_at()),
+                    if self.rotation.retry_at().is_some() => self.check_api_key().await,
                 _ = heartbeat.tick() => self.health.beat(),
                 Some(event) = self.following.next() => self.source_event(event).await,
                 trigger = self.scheduler.next_run() => self.reconcile(trigger).await,
@@ -330,7 +344,7 @@ impl Daemon {
                     explain(bunq),
                 )
             }
-            RunError::UnknownCredential { .. } => (false, err.to_string()),
+            RunError::UnknownCredential { .. } | RunError::Stale(_) => (false, err.to_string()),
         };
         err.verdict(transient, &text)
     }

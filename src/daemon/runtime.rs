@@ -15,6 +15,8 @@
 //! * the health/metrics listener (its own task, reads shared [`Health`] and [`Metrics`]);
 //! * the session renewal task, independent of sync cycles;
 //! * the config watcher (Kubernetes `..data` swaps) and SIGHUP, both leading to the same reload;
+//! * the API key file's watcher (and SIGHUP), leading to a key rotation without a restart
+//!   (`rotate`);
 //! * a signal forwarder, so SIGTERM cancels at once even while a run is applying (the write in
 //!   flight finishes, the rest of the plan is skipped, the loop exits 0);
 //! * systemd notifications (`READY=1`, `RELOADING=1`, `STATUS=`, `WATCHDOG=1`, `STOPPING=1`).
@@ -34,7 +36,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::bunq::{ApiObserver, BunqClient, BunqError, RateLimiter};
+use crate::bunq::{ApiObserver, BunqClient, BunqError, ClientSettings, RateLimiter};
 use crate::clock::{WallClock, system_clock};
 use crate::config::{self, Config};
 use crate::daemon::connect::connect_until_shutdown;
@@ -46,9 +48,11 @@ use crate::daemon::metrics::Metrics;
 use crate::daemon::notify::Notifier;
 use crate::daemon::observer::Observer;
 use crate::daemon::renew::RenewTrigger;
+use crate::daemon::rotate::{self, KeyRotation};
 pub use crate::daemon::run_loop::read_config;
 use crate::daemon::run_loop::{Daemon, build_scheduler, stop_cron};
-use crate::daemon::tasks::{Reload, forward_signals, renewal_task, watchdog_task};
+use crate::daemon::signals::SignalListener;
+use crate::daemon::tasks::{Reload, Renewal, forward_signals, watchdog_task};
 use crate::daemon::watch::{self, ConfigChanged, Fingerprint, WatchSettings};
 use crate::notify::{DeliveryObserver, Notifications};
 use crate::reconcile::bunq_port::client_settings;
@@ -89,6 +93,9 @@ pub struct Options {
     /// `run --dry-run`: every run plans and reports through the read-only bunq port, none
     /// writes.
     pub dry_run: bool,
+    /// The limiter of every bunq call; `None`: the process's one limiter (production). Tests on
+    /// paused tokio time pass their own: instants of different paused clocks do not compare.
+    pub rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 impl Options {
@@ -104,6 +111,7 @@ impl Options {
             watch: WatchSettings::default(),
             clock: system_clock(),
             dry_run: false,
+            rate_limiter: None,
         }
     }
 }
@@ -143,35 +151,37 @@ fn start_notifications(
     })
 }
 
-/// The session renewal task for `client`, stopped with the daemon.
-fn spawn_renewal(
-    client: &Arc<BunqClient>,
+/// Watches the API key file (when the key comes from one) for a rotated key; the loop checks
+/// the key on each event. The returned sender is held while no file is watched, so the
+/// channel stays open and quiet.
+fn watch_api_key(
     config: &Config,
-    observer: &Arc<Observer>,
-    trigger: &RenewTrigger,
+    watch: &WatchSettings,
     shutdown: &CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(renewal_task(
-        Arc::clone(client),
-        config.sync.renew_before,
-        Arc::clone(observer),
-        trigger.clone(),
+) -> (
+    mpsc::Receiver<ConfigChanged>,
+    Option<mpsc::Sender<ConfigChanged>>,
+) {
+    let (key_tx, key_rx) = mpsc::channel::<ConfigChanged>(1);
+    let Some(path) = rotate::key_file(config) else {
+        return (key_rx, Some(key_tx));
+    };
+    tokio::spawn(watch::watch_file(
+        path,
+        "API key file",
+        None,
+        watch.clone(),
+        key_tx,
         shutdown.child_token(),
-    ))
+    ));
+    (key_rx, None)
 }
 
 /// Runs the daemon until shutdown. Returns `Ok` on a graceful stop.
 pub async fn run(options: Options) -> Result<(), DaemonError> {
     // Handlers first: a SIGHUP during start-up must queue a reload, not kill the process.
     let (reload_tx, reload_rx) = mpsc::channel::<Reload>(4);
-    let _signal_listener = if options.handle_signals {
-        Some(
-            forward_signals(options.shutdown.clone(), reload_tx.clone())
-                .map_err(DaemonError::Signals)?,
-        )
-    } else {
-        None
-    };
+    let _signal_listener = listen_for_signals(&options, &reload_tx)?;
     let (config, fingerprint) = match options.loaded {
         Some(loaded) => loaded,
         None => read_config(&options.config_path)?,
@@ -199,20 +209,24 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let notifier = options.notifier;
     let _ = notifier.status("connecting to bunq");
     let connection = Connection {
+        rate_limiter: options.rate_limiter,
         observer: &observer,
         clock: &clock,
         notifier: &notifier,
         notifications: &notifications,
         shutdown: &shutdown,
     };
-    let Some(client) = connect(&config, api_key, connection).await? else {
+    let Some((client, settings)) = connect(&config, api_key, connection).await? else {
         return stop(&notifier, &shutdown, server).await;
     };
     let client = Arc::new(client);
     observer.session_valid_until(client.session_expires_at());
-
     let renew_trigger = RenewTrigger::new();
-    let renewal = spawn_renewal(&client, &config, &observer, &renew_trigger, &shutdown);
+    let renew_before = config.sync.renew_before;
+    let renewal = Renewal::spawn(&client, renew_before, &observer, &renew_trigger, &shutdown);
+    // Key rotation: the key source as the daemon started with it, and its watcher.
+    let rotation = KeyRotation::new(settings, config.clone());
+    let (key_rx, _unwatched_key) = watch_api_key(&config, &options.watch, &shutdown);
     let running = Running {
         config_path: &options.config_path,
         config: &config,
@@ -221,7 +235,6 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     announce_running(&notifier, &health, &running, &shutdown);
 
     let records = RecordStore::new(&config.bunq.state_dir);
-    let last_record = records.load();
     let (scheduler, cron) = build_scheduler(&config).await?;
     let following = Following::start(&config, options.watch.poll_interval, &shutdown);
     let mut daemon = Daemon {
@@ -236,17 +249,33 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         clock,
         notifier,
         notifications,
+        last_record: records.load(),
         records,
-        last_record,
         scheduler,
         cron,
         renew_trigger,
         following,
+        renewal: Some(renewal),
+        rotation,
         shutdown: shutdown.clone(),
         dry_run: options.dry_run,
     };
-    daemon.run_loop(reload_rx, changes_rx).await;
-    finish(daemon, renewal, server).await
+    daemon.run_loop(reload_rx, changes_rx, key_rx).await;
+    finish(daemon, server).await
+}
+
+/// The signal handlers, when the embedder wants them: SIGTERM/SIGINT cancel the shutdown
+/// token, SIGHUP queues a reload.
+fn listen_for_signals(
+    options: &Options,
+    reloads: &mpsc::Sender<Reload>,
+) -> Result<Option<SignalListener>, DaemonError> {
+    if !options.handle_signals {
+        return Ok(None);
+    }
+    forward_signals(options.shutdown.clone(), reloads.clone())
+        .map(Some)
+        .map_err(DaemonError::Signals)
 }
 
 /// What the start-up line says about the daemon that is now running.
@@ -332,6 +361,7 @@ async fn serve_health(
 
 /// What the start-up connection reports to while it retries.
 struct Connection<'a> {
+    rate_limiter: Option<Arc<RateLimiter>>,
     observer: &'a Arc<Observer>,
     clock: &'a WallClock,
     notifier: &'a Notifier,
@@ -340,13 +370,15 @@ struct Connection<'a> {
 }
 
 /// The client settings from the config, on the daemon's clock and the process's rate limiter,
-/// connected until it works; `None` on shutdown.
+/// connected until it works, with those settings (a key rotation connects with them again);
+/// `None` on shutdown.
 async fn connect(
     config: &Config,
     api_key: crate::secret::Secret,
     connection: Connection<'_>,
-) -> Result<Option<BunqClient>, DaemonError> {
+) -> Result<Option<(BunqClient, ClientSettings)>, DaemonError> {
     let Connection {
+        rate_limiter,
         observer,
         clock,
         notifier,
@@ -358,10 +390,10 @@ async fn connect(
     settings.clock = Arc::clone(clock);
     // One limiter for every connection attempt below and any other client of the process:
     // bunq's session-server allows 1 call per 30 s per IP, however many clients make them.
-    settings.rate_limiter = Some(RateLimiter::process());
+    settings.rate_limiter = Some(rate_limiter.unwrap_or_else(RateLimiter::process));
     let health = observer.health();
-    Ok(connect_until_shutdown(
-        settings,
+    let client = connect_until_shutdown(
+        settings.clone(),
         api_key,
         &config.bunq.state_dir,
         &health,
@@ -369,21 +401,17 @@ async fn connect(
         notifications,
         shutdown,
     )
-    .await)
+    .await;
+    Ok(client.map(|client| (client, settings)))
 }
 
 /// After the loop: stops the cron ticker, lets a renewal in flight finish, stops the listener.
-async fn finish(
-    mut daemon: Daemon,
-    renewal: JoinHandle<()>,
-    server: JoinHandle<()>,
-) -> Result<(), DaemonError> {
+async fn finish(mut daemon: Daemon, server: JoinHandle<()>) -> Result<(), DaemonError> {
     stop_cron(daemon.cron.take()).await;
     // A renewal in flight finishes and saves its session (a session opened at bunq but never
     // stored would be lost to the next start); the runtime would drop the task otherwise.
-    if tokio::time::timeout(SHUTDOWN_RENEWAL_GRACE, renewal)
-        .await
-        .is_err()
+    if let Some(renewal) = daemon.renewal.take()
+        && !renewal.stop(SHUTDOWN_RENEWAL_GRACE).await
     {
         tracing::warn!("session renewal still running at shutdown; abandoned");
     }
@@ -472,6 +500,7 @@ mod tests {
             watch: WatchSettings::default(),
             clock: tokio_clock(),
             dry_run: false,
+            rate_limiter: bank.settings.rate_limiter.clone(),
         }));
 
         // The start-up run activates the entry at once (the session-server window aside).

@@ -67,6 +67,41 @@ pub(super) async fn watchdog_task(
     }
 }
 
+/// The running session renewal task of one client, stoppable on its own: a key rotation
+/// replaces it with the new client's, the daemon's shutdown ends it.
+pub(super) struct Renewal {
+    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+impl Renewal {
+    /// Starts [`renewal_task`] for `client`; it also stops with `shutdown`.
+    pub(super) fn spawn(
+        client: &Arc<BunqClient>,
+        renew_before: Duration,
+        observer: &Arc<Observer>,
+        trigger: &RenewTrigger,
+        shutdown: &CancellationToken,
+    ) -> Renewal {
+        let stop = shutdown.child_token();
+        let task = tokio::spawn(renewal_task(
+            Arc::clone(client),
+            renew_before,
+            Arc::clone(observer),
+            trigger.clone(),
+            stop.clone(),
+        ));
+        Renewal { task, stop }
+    }
+
+    /// Stops the task and waits, up to `grace`, for a renewal in flight to finish and save its
+    /// session: after this it writes no context any more. `false` when it was abandoned.
+    pub(super) async fn stop(self, grace: Duration) -> bool {
+        self.stop.cancel();
+        tokio::time::timeout(grace, self.task).await.is_ok()
+    }
+}
+
 /// Keeps the session alive ahead of expiry, independent of sync cycles.
 pub(super) async fn renewal_task(
     client: Arc<BunqClient>,

@@ -126,6 +126,19 @@ pub async fn watch_config(
     changes: mpsc::Sender<ConfigChanged>,
     shutdown: CancellationToken,
 ) {
+    watch_file(path, "config file", baseline, settings, changes, shutdown).await;
+}
+
+/// [`watch_config`] for any file, `what` naming it in the log (the API key file, say: the
+/// daemon rotates to a new key when it changes). The content itself is never logged.
+pub async fn watch_file(
+    path: PathBuf,
+    what: &'static str,
+    baseline: Option<Fingerprint>,
+    settings: WatchSettings,
+    changes: mpsc::Sender<ConfigChanged>,
+    shutdown: CancellationToken,
+) {
     let baseline = match baseline {
         Some(fingerprint) => fingerprint,
         None => read_fingerprint(&path).await,
@@ -140,7 +153,7 @@ pub async fn watch_config(
         }
         let fingerprint = read_fingerprint(&path).await;
         if debouncer.observe(fingerprint, Instant::now()) {
-            tracing::info!(path = %path.display(), "config file changed");
+            tracing::info!(path = %path.display(), "{what} changed");
             match changes.try_send(ConfigChanged) {
                 Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
                 Err(mpsc::error::TrySendError::Closed(_)) => return,

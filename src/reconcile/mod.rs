@@ -11,6 +11,8 @@
 //! * [`verdict`]: how a run ended, as exit status, metric result, scheduling outcome and summary.
 //! * [`record`]: what the last run left, for drift reports.
 //! * [`export`]: the current allowlists as a config file, for onboarding.
+//! * [`saved_plan`]: reviewed plans (`plan --out`, `apply --plan`, `apply --checksum`): the
+//!   actions' checksum and the gate a gated apply checks.
 
 pub mod apply;
 pub mod bunq_adapter;
@@ -24,6 +26,7 @@ pub mod port;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod saved_plan;
 pub mod verdict;
 
 /// The adapter's former name, kept so existing `reconcile::bunq_port::…` paths still resolve.

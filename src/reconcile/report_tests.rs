@@ -121,6 +121,9 @@ fn json_plan_has_the_documented_shape() {
     let expected = serde_json::json!({
         "format_version": 1,
         "outcome": "blocked",
+        // sha256 of "4242 activate 12 192.0.2.2\n4242 create - 192.0.2.1\n4242 deactivate 3
+        // 198.51.100.1\n" (checked with sha256sum): the sorted canonical action lines.
+        "checksum": "8541e035673ca7676cfac30b86a6ef78de4fd539ce219b341905024079f8e37d",
         "exit_code": 3,
         "max_changes": 10,
         "run_blocked": null,

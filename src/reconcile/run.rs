@@ -2,8 +2,8 @@
 //! executor, then remember what the run left so the next run can tell drift from its own work.
 //!
 //! Dry-run is enforced here by types: [`plan_run`] takes an [`AllowlistReader`], which has no
-//! write methods, so plan-only code cannot reach the write path; only [`apply_run`] takes an
-//! [`AllowlistWriter`] and it is the only caller of [`apply::apply`].
+//! write methods, so plan-only code cannot reach the write path; only [`apply_run`] and
+//! [`apply_run_gated`] take an [`AllowlistWriter`], and they alone reach [`apply::apply`].
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::reconcile::plan::{self, CredentialState, IpStates, OwnAccess, Plan, PlanInput};
 use crate::reconcile::record::RunRecord;
+use crate::reconcile::saved_plan::{PlanGate, Stale};
 use crate::sources::Resolutions;
 
 /// Why a run could not produce a plan.
@@ -36,6 +37,10 @@ pub enum RunError {
         /// The ids bunq listed, for the operator.
         known: String,
     },
+    /// A gated apply (`apply --plan`, `apply --checksum`) found that bunq now calls for other
+    /// actions than the reviewed ones, or the saved plan is too old. Nothing was written.
+    #[error(transparent)]
+    Stale(#[from] Stale),
 }
 
 impl RunError {
@@ -44,6 +49,7 @@ impl RunError {
         match self {
             RunError::Read(err) => err.metric_label(),
             RunError::UnknownCredential { .. } => "unknown_credential",
+            RunError::Stale(_) => "stale_plan",
         }
     }
 }
@@ -290,11 +296,37 @@ pub async fn apply_run<W: AllowlistWriter>(
     previous: Option<&RunRecord>,
     stop: &CancellationToken,
 ) -> Result<(RunReport, RunRecord), RunError> {
-    let (mut report, observation) = plan_run(writer, config, previous).await?;
+    let (report, observation) = plan_run(writer, config, previous).await?;
+    Ok(apply_planned(writer, report, &observation, stop).await)
+}
+
+/// [`apply_run`] behind a reviewed plan's `gate`: observes and plans afresh, and applies only
+/// when the gate passes (the same actions on the same entries, a saved plan not too old, judged
+/// at `now`); otherwise [`RunError::Stale`] and nothing is written.
+pub async fn apply_run_gated<W: AllowlistWriter>(
+    writer: &W,
+    config: &Config,
+    previous: Option<&RunRecord>,
+    stop: &CancellationToken,
+    gate: &PlanGate,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(RunReport, RunRecord), RunError> {
+    let (report, observation) = plan_run(writer, config, previous).await?;
+    gate.check(&report.plan, &observation.entries, now)?;
+    Ok(apply_planned(writer, report, &observation, stop).await)
+}
+
+/// Hands a run's plan to the executor and records what the run left.
+async fn apply_planned<W: AllowlistWriter>(
+    writer: &W,
+    mut report: RunReport,
+    observation: &Observation,
+    stop: &CancellationToken,
+) -> (RunReport, RunRecord) {
     let applied = apply::apply(writer, &report.plan, &report.run_id, stop).await;
-    let record = record_after(&observation, &applied);
+    let record = record_after(observation, &applied);
     report.applied = Some(applied);
-    Ok((report, record))
+    (report, record)
 }
 
 /// The states the run left: what it observed, with every applied change on top. Failed and

@@ -159,6 +159,23 @@ impl Simulator {
         self.state().world.create_user_with_api_key("")
     }
 
+    /// Adds a second API key for `user_id` (a new credential, no device, no entries), for
+    /// key rotation: the daemon may switch to it without bunq forgetting the user.
+    pub fn add_api_key(&self, user_id: UserId) -> Result<SeededKey, SeedError> {
+        self.state().world.add_api_key(user_id)
+    }
+
+    /// The credential (that is, the API key) of the session opened last, `None` before any.
+    pub fn last_session_credential(&self) -> Option<CredentialId> {
+        let state = self.state();
+        state
+            .world
+            .sessions
+            .values()
+            .max_by_key(|session| session.id)
+            .map(|session| session.credential_id)
+    }
+
     /// Adds a credential for another API key of `user_id` (whose key is not handed out), as in
     /// multi-key accounts. The optional device is what the credential listing shows as
     /// `permitted_device`; no entries are created, add them with [`Simulator::add_entry`].

@@ -250,6 +250,26 @@ impl World {
         }
     }
 
+    /// Adds another API key (with its own credential) to an existing user: the key a user
+    /// rotates to.
+    pub(crate) fn add_api_key(&mut self, user_id: UserId) -> Result<SeededKey, SeedError> {
+        if !self.users.contains_key(&user_id) {
+            return Err(SeedError::UnknownUser(user_id));
+        }
+        let credential_id = self.insert_credential(user_id, None);
+        let api_key = Secret::new(random_hex_token());
+        self.api_keys.push(ApiKey {
+            secret: api_key.clone(),
+            user_id,
+            credential_id,
+        });
+        Ok(SeededKey {
+            api_key,
+            user_id,
+            credential_id,
+        })
+    }
+
     /// Adds a credential (another API key's, whose key is not handed out) to an existing user.
     pub(crate) fn add_credential(
         &mut self,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{BunqClient, ClientState, Registration, SessionInfo};
 use crate::bunq::client_settings::ClientSettings;
-use crate::bunq::context::ContextStore;
+use crate::bunq::context::{ContextStore, api_key_fingerprint};
 use crate::bunq::crypto::PublicKey;
 use crate::bunq::error::BunqError;
 use crate::bunq::observer::{ApiObserver, NoopObserver};
@@ -133,6 +133,27 @@ impl BunqClient {
         };
         let parts = (transport, store, api_key, settings, observer);
         Ok(BunqClient::assemble(parts, state, info, true).await)
+    }
+
+    /// Moves a client registered in a staging directory (a key rotation registers the new
+    /// key beside the running context, see [`crate::daemon`]) to `state_dir`: its context
+    /// replaces the one saved there in one atomic write, the staged file is removed, and every
+    /// later save (session renewals) goes to `state_dir`. The caller must have stopped every
+    /// other writer of `state_dir`'s context first.
+    pub fn into_state_dir(mut self, state_dir: &Path) -> Result<BunqClient, BunqError> {
+        let store = ContextStore::open(state_dir)?;
+        store.save(&self.state.get_mut().context)?;
+        let staged = std::mem::replace(&mut self.store, store);
+        if let Err(err) = staged.remove() {
+            tracing::warn!(error = %err, "cannot remove the staged bunq context");
+        }
+        Ok(self)
+    }
+
+    /// True when this client was opened with `api_key` (compared by fingerprint, as the saved
+    /// context is).
+    pub fn uses_api_key(&self, api_key: &Secret) -> bool {
+        api_key_fingerprint(&self.api_key) == api_key_fingerprint(api_key)
     }
 
     /// The client both constructors end with; it reads the own device back from bunq when the

@@ -8,6 +8,7 @@ use crate::bunq::model::{CredentialId, EntryId, IpStatus};
 use crate::config::Policy;
 use crate::reconcile::exit::ExitStatus;
 use crate::reconcile::plan::{Action, CredentialPlan, Plan, PlanOutcome};
+use crate::reconcile::saved_plan;
 
 /// The plan as a pretty-printed JSON document (see the module docs), with a trailing newline.
 pub fn render_json(plan: &Plan) -> Result<String, serde_json::Error> {
@@ -23,6 +24,9 @@ pub struct PlanDocument {
     pub format_version: u32,
     /// How the plan ends.
     pub outcome: PlanOutcome,
+    /// The SHA-256 of the plan's actions, what `apply --checksum` accepts
+    /// ([`crate::reconcile::saved_plan`]).
+    pub checksum: String,
     /// The exit code `plan` returns for this plan.
     pub exit_code: u8,
     /// The limit the run was checked against.
@@ -229,6 +233,7 @@ impl From<&Plan> for PlanDocument {
         PlanDocument {
             format_version: FORMAT_VERSION,
             outcome: plan.outcome(),
+            checksum: saved_plan::checksum(plan),
             exit_code: ExitStatus::from_outcome(plan.outcome()).code(),
             max_changes: plan.max_changes,
             run_blocked: plan.run_block.map(|block| RunBlockedDocument {

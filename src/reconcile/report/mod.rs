@@ -8,6 +8,7 @@
 //! {
 //!   "format_version": 1,
 //!   "outcome": "nothing_to_do" | "changes_pending" | "blocked",
+//!   "checksum": "<64 hex digits: SHA-256 of the actions, see reconcile::saved_plan>",
 //!   "exit_code": 0 | 2 | 3,
 //!   "max_changes": 10,
 //!   "run_blocked": null | {"rule": "max-changes", "changes": 12, "limit": 10},
