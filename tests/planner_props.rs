@@ -413,4 +413,16 @@ proptest! {
         reversed.actual.reverse();
         prop_assert_eq!(case.plan(), reversed.plan());
     }
+
+    #[test]
+    fn observe_plans_what_sync_plans_and_never_writes_or_hits_the_limit(case in case()) {
+        let synced = Case { policy: Policy::Sync, max_changes: usize::MAX, ..case.clone() }.plan();
+        let observed = Case { policy: Policy::Observe, ..case }.plan();
+        prop_assert_eq!(&observed.credentials[0].actions, &synced.credentials[0].actions);
+        prop_assert_eq!(&observed.credentials[0].blocked, &synced.credentials[0].blocked);
+        prop_assert_eq!(&observed.credentials[0].kept, &synced.credentials[0].kept);
+        prop_assert!(observed.applicable_actions().is_empty());
+        prop_assert_eq!(observed.run_block, None);
+        prop_assert_eq!(observed.summary().observe, observed.actions().len());
+    }
 }
