@@ -93,6 +93,7 @@ async fn bench() -> anyhow::Result<()> {
         listener: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await?),
         watch: WatchSettings::default(),
         clock: system_clock(),
+        dry_run: false,
     }));
     wait_for(&sim, home, address(0), None).await?;
 

@@ -217,10 +217,10 @@ impl Plan {
 
 /// The actions of the credentials `include` accepts, creates and activations of all of them
 /// before any deactivation, so access never drops below the desired set mid-run.
-fn in_order<'a>(
-    credentials: &'a [CredentialPlan],
+fn in_order(
+    credentials: &[CredentialPlan],
     include: impl Fn(&CredentialPlan) -> bool,
-) -> Vec<&'a Action> {
+) -> Vec<&Action> {
     let all = || {
         credentials
             .iter()
