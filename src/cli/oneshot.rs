@@ -143,7 +143,10 @@ pub fn apply(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         )?;
         let result = match setup::connect(&config, None).await {
             Ok(client) => {
-                apply_and_report(&client, &config, args.output.output, &notifications).await
+                // `--credential` narrowed the run: the record keeps what it knew of the others.
+                let narrowed = !args.overrides.credentials.is_empty();
+                let output = args.output.output;
+                apply_with_record(&client, &config, output, &notifications, narrowed).await
             }
             Err(err) => {
                 notifications.session_failed("cannot open a bunq session", &format!("{err:#}"));
@@ -163,6 +166,18 @@ pub async fn apply_and_report(
     config: &config::Config,
     output: OutputFormat,
     notifications: &Notifications,
+) -> anyhow::Result<ExitStatus> {
+    apply_with_record(client, config, output, notifications, false).await
+}
+
+/// [`apply_and_report`]; `narrowed`: `config` holds only some of the configured credentials
+/// (`apply --credential`), so the saved record keeps the last one's states of the others.
+async fn apply_with_record(
+    client: &BunqClient,
+    config: &config::Config,
+    output: OutputFormat,
+    notifications: &Notifications,
+    narrowed: bool,
 ) -> anyhow::Result<ExitStatus> {
     let records = RecordStore::new(&config.bunq.state_dir);
     let previous = records.load();
@@ -189,10 +204,14 @@ pub async fn apply_and_report(
         (_, None) => String::new(),
     };
     // bunq has been written to: print what was done and save the record for the next run's
-    // drift report, each even if the other fails. A `--credential` run read only some
-    // credentials: the others keep what the last run recorded.
+    // drift report, each even if the other fails.
     let printed = std::io::stdout().write_all(text.as_bytes());
-    records.save(&record.carrying_over(previous.as_ref()))?;
+    let record = if narrowed {
+        record.carrying_over(previous.as_ref())
+    } else {
+        record
+    };
+    records.save(&record)?;
     printed?;
     Ok(report.exit_status())
 }
