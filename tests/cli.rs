@@ -1450,6 +1450,17 @@ async fn apply_credential_writes_only_that_credential_and_an_unknown_id_exits_1(
     assert!(env.active(other).is_empty(), "not named, not written");
     let plan = env.run_exits(&config, &["plan"], 2).await;
     assert_stdout_has(&plan, "203.0.113.20");
+
+    // A narrowed run keeps the drift record of the credentials it did not read.
+    env.run_exits(&config, &["apply"], 0).await;
+    env.sim
+        .add_entry(other, "192.0.2.77", IpStatus::Active)
+        .unwrap();
+    env.run_exits(&config, &["apply", "--credential", &ci_text], 0)
+        .await;
+    assert_eq!(env.active(other), vec!["192.0.2.77", "203.0.113.20"]);
+    let plan = env.run_exits(&config, &["plan"], 2).await;
+    assert_stdout_has(&plan, "DRIFT 192.0.2.77: none → ACTIVE");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,7 +138,7 @@ async fn readyz_is_200_when_ready() {
         (
             200,
             "application/json".into(),
-            r#"{"ready":true,"reasons":[],"warnings":[]}"#.into()
+            r#"{"ready":true,"reasons":[],"warnings":[],"dry_run":false}"#.into()
         )
     );
 }
@@ -151,7 +151,7 @@ async fn readyz_is_503_with_reasons_before_startup_completes() {
         (
             503,
             "application/json".into(),
-            r#"{"ready":false,"reasons":["config not loaded","no bunq session"],"warnings":[]}"#
+            r#"{"ready":false,"reasons":["config not loaded","no bunq session"],"warnings":[],"dry_run":false}"#
                 .into()
         )
     );
@@ -168,7 +168,7 @@ async fn readyz_lists_failures_and_reload_error() {
     assert_eq!(status, 503);
     assert_eq!(
         body,
-        r#"{"ready":false,"reasons":["last 3 runs failed: bunq returned 503"],"warnings":["config reload failed: sync.interval: invalid duration (running on last good config)"]}"#
+        r#"{"ready":false,"reasons":["last 3 runs failed: bunq returned 503"],"warnings":["config reload failed: sync.interval: invalid duration (running on last good config)"],"dry_run":false}"#
     );
 }
 
@@ -180,7 +180,7 @@ async fn readyz_stays_200_after_failed_reload() {
     assert_eq!(status, 200);
     assert_eq!(
         body,
-        r#"{"ready":true,"reasons":[],"warnings":["config reload failed: parse error (running on last good config)"]}"#
+        r#"{"ready":true,"reasons":[],"warnings":["config reload failed: parse error (running on last good config)"],"dry_run":false}"#
     );
 }
 

@@ -199,8 +199,15 @@ pub fn apply(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
         )?;
         let result = match setup::connect(&config, None).await {
             Ok(client) => {
+                // `--credential` narrowed the run: the record keeps what it knew of the others.
+                let narrowed = !args.overrides.credentials.is_empty();
                 let output = args.output.output;
-                apply_and_report(&client, &config, output, &notifications, gate.as_ref()).await
+                let how = ApplyHow {
+                    output,
+                    gate: gate.as_ref(),
+                    narrowed,
+                };
+                apply_with_record(&client, &config, &notifications, how).await
             }
             Err(err) => {
                 notifications.session_failed("cannot open a bunq session", &format!("{err:#}"));
@@ -222,6 +229,37 @@ pub async fn apply_and_report(
     notifications: &Notifications,
     gate: Option<&PlanGate>,
 ) -> anyhow::Result<ExitStatus> {
+    let how = ApplyHow {
+        output,
+        gate,
+        narrowed: false,
+    };
+    apply_with_record(client, config, notifications, how).await
+}
+
+/// How `apply` reports and what it may write.
+struct ApplyHow<'a> {
+    /// The output format.
+    output: OutputFormat,
+    /// The reviewed plan the run must match (`--plan`, `--checksum`).
+    gate: Option<&'a PlanGate>,
+    /// `config` holds only some of the configured credentials (`apply --credential`), so the
+    /// saved record keeps the last one's states of the others.
+    narrowed: bool,
+}
+
+/// [`apply_and_report`], with `--credential`'s narrowing.
+async fn apply_with_record(
+    client: &BunqClient,
+    config: &config::Config,
+    notifications: &Notifications,
+    how: ApplyHow<'_>,
+) -> anyhow::Result<ExitStatus> {
+    let ApplyHow {
+        output,
+        gate,
+        narrowed,
+    } = how;
     let records = RecordStore::new(&config.bunq.state_dir);
     let previous = records.load();
     notifications.run_started();
@@ -254,10 +292,14 @@ pub async fn apply_and_report(
         (_, None) => String::new(),
     };
     // bunq has been written to: print what was done and save the record for the next run's
-    // drift report, each even if the other fails. A `--credential` run read only some
-    // credentials: the others keep what the last run recorded.
+    // drift report, each even if the other fails.
     let printed = std::io::stdout().write_all(text.as_bytes());
-    records.save(&record.carrying_over(previous.as_ref()))?;
+    let record = if narrowed {
+        record.carrying_over(previous.as_ref())
+    } else {
+        record
+    };
+    records.save(&record)?;
     printed?;
     Ok(report.exit_status())
 }

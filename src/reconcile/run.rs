@@ -378,6 +378,64 @@ fn log_drift(run_id: &str, plan: &Plan) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Policy;
+    use crate::reconcile::apply::ActionResult;
+    use crate::reconcile::fixtures::active;
+    use crate::reconcile::plan::CredentialState;
+
+    /// Credential 1 (`policy`) wants 10.0.0.2 and holds 10.0.0.1: a create and a deactivation;
+    /// credential 2 is in sync.
+    fn report(policy: Policy) -> RunReport {
+        let (one, two) = ([active(1, "10.0.0.1")], [active(2, "10.0.0.9")]);
+        let (wanted, in_sync) = (
+            ["10.0.0.2".parse().unwrap()].into(),
+            ["10.0.0.9".parse().unwrap()].into(),
+        );
+        let none = BTreeSet::new();
+        let state = |id, desired, actual| CredentialState {
+            id,
+            name: None,
+            policy,
+            desired,
+            protected: &none,
+            actual,
+            previous: None,
+            sources: None,
+        };
+        let plan = plan::plan(&PlanInput {
+            credentials: vec![state(1, &wanted, &one[..]), state(2, &in_sync, &two[..])],
+            max_changes: 10,
+            own_access: Vec::new(),
+            own_credential_known: true,
+            egress_ips: Some(&none),
+            sources: Vec::new(),
+        });
+        RunReport {
+            run_id: "run".into(),
+            plan,
+            applied: None,
+            resolutions: Default::default(),
+        }
+    }
+
+    #[test]
+    fn pending_changes_are_what_the_run_did_not_write_for_every_credential() {
+        let planned = report(Policy::Observe);
+        assert_eq!(planned.pending_changes(), [(1, 2), (2, 0)].into());
+
+        let mut applied = report(Policy::Sync);
+        let first = applied.plan.credentials[0].actions[0].clone();
+        applied.applied = Some(ApplyReport {
+            results: vec![ActionResult {
+                action: first,
+                outcome: Outcome::Applied,
+                entry: Some(3),
+                unconfirmed: false,
+            }],
+            security_failure: None,
+        });
+        assert_eq!(applied.pending_changes(), [(1, 1), (2, 0)].into());
+    }
 
     #[test]
     fn unconfirmed_ips_take_their_current_state_and_the_others_keep_the_record() {
