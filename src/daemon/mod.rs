@@ -26,6 +26,7 @@ pub mod lock;
 pub mod metrics;
 pub mod notify;
 mod observer;
+mod process_metrics;
 pub mod renew;
 mod run_loop;
 pub mod runtime;
