@@ -21,6 +21,7 @@ mod crypto_interop;
 mod daemon_e2e;
 mod daemon_parts;
 mod demo;
+mod deploy_files;
 mod faults;
 mod notify;
 mod parser_props;

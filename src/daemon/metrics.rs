@@ -22,12 +22,14 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Metric, Registry};
 
+use super::process_metrics::ProcessCollector;
 use crate::bunq::model::CredentialId;
 use crate::notify::{DeliveryObserver, DeliveryResult, Target};
 use crate::reconcile::apply::OutcomeKind;
-use crate::reconcile::plan::ChangeKind;
+use crate::reconcile::plan::{ChangeKind, Rule};
 use crate::reconcile::run::RunReport;
 pub use crate::reconcile::verdict::RunResult;
+use crate::sources::{Source, SourceError};
 
 mod definitions;
 use definitions::*;
@@ -193,40 +195,40 @@ impl Metrics {
     /// Registers every metric; `version` goes into `bunq_ipsync_build_info`.
     ///
     /// `config_last_reload_successful` starts at 1: the daemon only starts on a valid config.
+    /// The process metrics (`process_*`, read at each scrape) sit at the root, unprefixed, where
+    /// dashboards for any exporter look for them; everything else under [`PREFIX`].
     pub fn new(version: &str) -> Self {
-        let mut r = Registry::with_prefix(PREFIX);
+        let mut root = Registry::default();
+        root.register_collector(Box::new(ProcessCollector));
+        let r = root.sub_registry_with_prefix(PREFIX);
         let version = version.to_owned();
         r.register(BUILD.name, BUILD.help, Info::new(BuildLabels { version }));
         let metrics = Metrics {
-            last_attempt: add(&mut r, LAST_ATTEMPT, Gauge::default()),
-            last_success: add(&mut r, LAST_SUCCESS, Gauge::default()),
-            run_duration: add(&mut r, RUN_DURATION, Histogram::new(RUN_DURATION_BUCKETS)),
-            runs: add(&mut r, RUNS, Family::default()),
-            consecutive_failures: add(&mut r, CONSECUTIVE_FAILURES, Gauge::default()),
-            changes: add(&mut r, CHANGES, Family::default()),
-            changes_blocked: add(&mut r, CHANGES_BLOCKED, Family::default()),
-            drift_entries: add(&mut r, DRIFT_ENTRIES, Gauge::default()),
-            source_failures: add(&mut r, SOURCE_FAILURES, Family::default()),
-            api_requests: add(&mut r, API_REQUESTS, Family::default()),
+            last_attempt: add(r, LAST_ATTEMPT, Gauge::default()),
+            last_success: add(r, LAST_SUCCESS, Gauge::default()),
+            run_duration: add(r, RUN_DURATION, Histogram::new(RUN_DURATION_BUCKETS)),
+            runs: add(r, RUNS, Family::default()),
+            consecutive_failures: add(r, CONSECUTIVE_FAILURES, Gauge::default()),
+            changes: add(r, CHANGES, Family::default()),
+            changes_blocked: add(r, CHANGES_BLOCKED, Family::default()),
+            drift_entries: add(r, DRIFT_ENTRIES, Gauge::default()),
+            source_failures: add(r, SOURCE_FAILURES, Family::default()),
+            api_requests: add(r, API_REQUESTS, Family::default()),
             api_request_duration: add(
-                &mut r,
+                r,
                 API_REQUEST_DURATION,
                 Histogram::new(API_DURATION_BUCKETS),
             ),
-            api_throttled: add(&mut r, API_THROTTLED, Counter::default()),
-            session_expiry: add(&mut r, SESSION_EXPIRY, Gauge::default()),
-            session_renewals: add(&mut r, SESSION_RENEWALS, Family::default()),
-            config_reloads: add(&mut r, CONFIG_RELOADS, Family::default()),
-            config_last_reload_successful: add(
-                &mut r,
-                CONFIG_LAST_RELOAD_SUCCESSFUL,
-                Gauge::default(),
-            ),
-            config_last_reload_success: add(&mut r, CONFIG_LAST_RELOAD_SUCCESS, Gauge::default()),
-            notifications: add(&mut r, NOTIFICATIONS, Family::default()),
-            pending_changes: add(&mut r, PENDING_CHANGES, Family::default()),
-            dry_run: add(&mut r, DRY_RUN, Gauge::default()),
-            registry: r,
+            api_throttled: add(r, API_THROTTLED, Counter::default()),
+            session_expiry: add(r, SESSION_EXPIRY, Gauge::default()),
+            session_renewals: add(r, SESSION_RENEWALS, Family::default()),
+            config_reloads: add(r, CONFIG_RELOADS, Family::default()),
+            config_last_reload_successful: add(r, CONFIG_LAST_RELOAD_SUCCESSFUL, Gauge::default()),
+            config_last_reload_success: add(r, CONFIG_LAST_RELOAD_SUCCESS, Gauge::default()),
+            notifications: add(r, NOTIFICATIONS, Family::default()),
+            pending_changes: add(r, PENDING_CHANGES, Family::default()),
+            dry_run: add(r, DRY_RUN, Gauge::default()),
+            registry: root,
         };
         metrics.config_last_reload_successful.set(1);
         metrics.create_closed_series();
@@ -244,6 +246,18 @@ impl Metrics {
                 let _ = self
                     .changes
                     .get_or_create(&ChangeLabels { action, outcome });
+            }
+        }
+        for rule in Rule::ALL {
+            let reason = rule.name().to_owned();
+            let _ = self
+                .changes_blocked
+                .get_or_create(&BlockedLabels { reason });
+        }
+        for kind in Source::KINDS {
+            for reason in SourceError::REASONS {
+                let labels = SourceFailureLabels { kind, reason };
+                let _ = self.source_failures.get_or_create(&labels);
             }
         }
         for ok in [true, false] {
@@ -779,6 +793,49 @@ mod tests {
                 assert_eq!(value(&text, &series), Some(0.0), "{series}");
             }
         }
+        let rules = [
+            "own-ip",
+            "protected",
+            "max-changes",
+            "unknown-status",
+            "source-unavailable",
+        ];
+        for reason in rules {
+            let series = format!(r#"bunq_ipsync_changes_blocked_total{{reason="{reason}"}}"#);
+            assert_eq!(value(&text, &series), Some(0.0), "{series}");
+        }
+        for kind in ["dns", "file", "url"] {
+            for reason in ["nxdomain", "timeout", "bad_line", "http_status"] {
+                let series = format!(
+                    r#"bunq_ipsync_source_failures_total{{kind="{kind}",reason="{reason}"}}"#
+                );
+                assert_eq!(value(&text, &series), Some(0.0), "{series}");
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn process_metrics_appear_unprefixed_with_plausible_values() {
+        crate::daemon::process_metrics::tests::burn_until_cpu_time_shows();
+        let text = Metrics::new("0").encode().unwrap();
+        let read = |series: &str| value(&text, series).unwrap_or_else(|| panic!("{series}"));
+        assert!(
+            read("process_resident_memory_bytes") > 1_048_576.0,
+            "{text}"
+        );
+        assert!(read("process_cpu_seconds_total") > 0.0, "{text}");
+        assert!(read("process_open_fds") >= 3.0, "{text}");
+        assert!(
+            read("process_start_time_seconds") > 1_700_000_000.0,
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE process_cpu_seconds counter\n"),
+            "{text}"
+        );
+        assert!(!text.contains("bunq_ipsync_process_"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "one exposition: {text}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod lock;
 pub mod metrics;
 pub mod notify;
 mod observer;
+mod process_metrics;
 pub mod renew;
 mod rotate;
 mod run_loop;

@@ -48,6 +48,9 @@ pub enum Source {
 }
 
 impl Source {
+    /// Every [`Source::kind`] (for pre-initialising the source failure series at 0).
+    pub const KINDS: [&'static str; 3] = ["dns", "file", "url"];
+
     /// `dns`, `file` or `url`: the config key, and the `kind` label of source metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -211,6 +214,22 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// Every [`SourceError::reason`] (for pre-initialising the source failure series at 0).
+    pub const REASONS: [&'static str; 12] = [
+        "timeout",
+        "nxdomain",
+        "servfail",
+        "refused",
+        "dns",
+        "no_addresses",
+        "unreadable",
+        "bad_line",
+        "http_status",
+        "bad_body",
+        "too_many",
+        "transport",
+    ];
+
     /// A short, stable label for logs and metrics.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -247,6 +266,36 @@ mod tests {
 
     fn url(text: &str) -> Source {
         Source::Url(reqwest::Url::parse(text).unwrap())
+    }
+
+    #[test]
+    fn reasons_and_kinds_list_every_label() {
+        let every_error = [
+            SourceError::Timeout(Duration::from_secs(1)),
+            SourceError::NxDomain,
+            SourceError::ServFail,
+            SourceError::Refused,
+            SourceError::Dns(String::new()),
+            SourceError::NoAddresses("answer"),
+            SourceError::Unreadable(String::new()),
+            SourceError::BadLine {
+                line: 1,
+                message: String::new(),
+            },
+            SourceError::HttpStatus(500),
+            SourceError::BadBody(String::new()),
+            SourceError::TooMany { count: 2, max: 1 },
+            SourceError::Transport(String::new()),
+        ];
+        let reasons: Vec<_> = every_error.iter().map(SourceError::reason).collect();
+        assert_eq!(reasons, SourceError::REASONS);
+        let kinds = [
+            Source::Dns("a.example".into()),
+            Source::File("/x".into()),
+            url("https://a.example/"),
+        ]
+        .map(|s| s.kind());
+        assert_eq!(kinds, Source::KINDS);
     }
 
     #[test]

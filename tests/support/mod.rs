@@ -8,6 +8,7 @@
 //!   items).
 //! * [`mock_bunq`]: mockito answers signed like bunq's and the three registration mocks.
 //! * [`daemon`]: the end-to-end harness (the real binary as a child process).
+//! * [`promql`]: the metric names a PromQL expression reads, and those a `/metrics` text holds.
 //! * [`account_harness!`]: an area's own harness as a newtype over [`Account`].
 //! * [`ONE_OF_EACH_ENTRIES`] and [`ONE_OF_EACH_WANTED`]: a credential that needs one create, one
 //!   activation and one deactivation.
@@ -20,6 +21,7 @@ pub mod bank;
 pub mod config_text;
 pub mod daemon;
 pub mod mock_bunq;
+pub mod promql;
 
 pub use bank::{Account, client_key, server_key, sim_options};
 pub use daemon::*;

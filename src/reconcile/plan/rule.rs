@@ -20,6 +20,15 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Every rule (for pre-initialising the `changes_blocked_total` series at 0).
+    pub const ALL: [Rule; 5] = [
+        Rule::OwnIp,
+        Rule::Protected,
+        Rule::MaxChanges,
+        Rule::UnknownStatus,
+        Rule::SourceUnavailable,
+    ];
+
     /// The stable name used in plans, logs and metrics.
     pub fn name(self) -> &'static str {
         match self {
