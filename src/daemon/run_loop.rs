@@ -6,6 +6,8 @@
 //! [`run::plan_run`], which takes a reader only: the write path cannot be reached. Such a run
 //! keeps its drift record in memory and saves none (it wrote nothing).
 
+mod key_swap;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

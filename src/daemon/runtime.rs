@@ -117,10 +117,11 @@ impl Options {
 }
 
 /// Metrics, health, the notifications of `config` and the observer that publishes to them, with
-/// the config just loaded.
+/// the config just loaded (and `dry_run` said in `/metrics` and `/readyz`).
 fn publishers(
     clock: &WallClock,
     config: &Config,
+    dry_run: bool,
 ) -> (Arc<Metrics>, Arc<Health>, Notifications, Arc<Observer>) {
     let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
     let health =
@@ -128,6 +129,8 @@ fn publishers(
     health.set_config_loaded(true);
     health.beat();
     metrics.record_config_reload(true, SystemTime::from(clock()));
+    metrics.set_dry_run(dry_run);
+    health.set_dry_run(dry_run);
     let notifications = start_notifications(config, &metrics, clock);
     let observer =
         Observer::new(Arc::clone(&metrics), Arc::clone(&health)).notifying(notifications.clone());
@@ -149,6 +152,25 @@ fn start_notifications(
         );
         Notifications::disabled()
     })
+}
+
+/// Watches the config file for changes of its content (beside SIGHUP), from the bytes the
+/// daemon started with.
+fn watch_config_file(
+    config_path: &Path,
+    watch: &WatchSettings,
+    fingerprint: &Fingerprint,
+    shutdown: &CancellationToken,
+) -> mpsc::Receiver<ConfigChanged> {
+    let (changes_tx, changes_rx) = mpsc::channel::<ConfigChanged>(1);
+    tokio::spawn(watch::watch_config(
+        config_path.to_path_buf(),
+        Some(fingerprint.clone()),
+        watch.clone(),
+        changes_tx,
+        shutdown.child_token(),
+    ));
+    changes_rx
 }
 
 /// Watches the API key file (when the key comes from one) for a rotated key; the loop checks
@@ -191,20 +213,16 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let _lock = StateLock::acquire(&config.bunq.state_dir)?;
 
     let clock = options.clock;
-    let (metrics, health, notifications, observer) = publishers(&clock, &config);
-    metrics.set_dry_run(options.dry_run);
-    health.set_dry_run(options.dry_run);
+    let (metrics, health, notifications, observer) = publishers(&clock, &config, options.dry_run);
 
     let shutdown = options.shutdown.clone();
     let server = serve_health(options.listener, &config, &observer, &shutdown).await?;
-    let (changes_tx, changes_rx) = mpsc::channel::<ConfigChanged>(1);
-    tokio::spawn(watch::watch_config(
-        options.config_path.clone(),
-        Some(fingerprint.clone()),
-        options.watch.clone(),
-        changes_tx,
-        shutdown.child_token(),
-    ));
+    let changes_rx = watch_config_file(
+        &options.config_path,
+        &options.watch,
+        &fingerprint,
+        &shutdown,
+    );
 
     let notifier = options.notifier;
     let _ = notifier.status("connecting to bunq");
@@ -224,7 +242,6 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let renew_trigger = RenewTrigger::new();
     let renew_before = config.sync.renew_before;
     let renewal = Renewal::spawn(&client, renew_before, &observer, &renew_trigger, &shutdown);
-    // Key rotation: the key source as the daemon started with it, and its watcher.
     let rotation = KeyRotation::new(settings, config.clone());
     let (key_rx, _unwatched_key) = watch_api_key(&config, &options.watch, &shutdown);
     let running = Running {
