@@ -1337,3 +1337,6 @@ async fn import_sdk_context_refuses_when_the_daemon_holds_the_state_dir() {
     assert_stderr_has(&out, &holder());
     env.assert_files_untouched(&held);
 }
+
+/// `status` and `validate` for scripts, and where the log format and level come from.
+mod scripting;

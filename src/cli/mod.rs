@@ -39,6 +39,13 @@ pub fn main() -> i32 {
             return i32::from(status.code());
         }
     };
+    let cli = match cli.with_env_overrides(|name| std::env::var(name).ok()) {
+        Ok(cli) => cli,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return i32::from(ExitStatus::Error.code());
+        }
+    };
     let status = match run(&cli) {
         Ok(status) => status,
         Err(err) => {
