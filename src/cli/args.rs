@@ -103,7 +103,7 @@ pub enum Command {
     /// Print the current allowlists of all credentials as a config YAML, for onboarding.
     Export(ExportArgs),
     /// Show the saved bunq context (installation, device, session, user); never secrets.
-    Status,
+    Status(OutputArgs),
     /// Send one `test` event to every webhook and a ping to the heartbeat (`notify:`), and
     /// print `ok` or the error per target. Exit: 0 all delivered, 1 otherwise.
     NotifyTest,
@@ -115,7 +115,7 @@ pub enum Command {
     ImportSdkContext(ImportArgs),
 }
 
-/// Output format of `plan` and `apply`.
+/// Output format of `plan`, `apply` and `status`.
 #[derive(Debug, Args)]
 pub struct OutputArgs {
     /// `text` for people, `json` for scripts.
@@ -130,6 +130,10 @@ pub struct ValidateArgs {
     /// it, and nothing is resolved).
     #[arg(long)]
     pub resolve: bool,
+
+    /// `text` for people, `json` for scripts.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 /// Options of `export`.

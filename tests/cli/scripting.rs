@@ -98,3 +98,147 @@ async fn the_log_format_comes_from_the_flag_then_the_env_then_the_config() {
     assert_eq!(out.code, 1, "{}", show(&out));
     assert_stderr_has(&out, "xml");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_json_is_one_versioned_document_that_names_no_secret() {
+    let (env, _, config) = Env::wanting_one().await;
+    let none = env.run_json(&config, "status", 0).await;
+    assert_eq!(none["format_version"], 1);
+    assert_eq!(none["lock"], Value::Null, "no state directory yet");
+    assert_eq!(none["context"], Value::Null);
+    assert!(!env.state_dir().exists(), "status created the state dir");
+
+    env.run_exits(&config, &["plan"], 2).await;
+    let saved = env.run_json(&config, "status", 0).await;
+    assert_eq!(saved["lock"]["held"], false);
+    assert_eq!(saved["problem"], Value::Null);
+    let context = &saved["context"];
+    assert_eq!(context["format_version"], 1);
+    assert_eq!(context["api_key"]["configured_key"], "matches");
+    assert_eq!(
+        context["api_key"]["fingerprint_prefix"]
+            .as_str()
+            .unwrap()
+            .len(),
+        16
+    );
+    assert_eq!(context["installation"], true);
+    assert!(context["device"]["id"].is_u64(), "{saved}");
+    assert_eq!(context["device"]["description"], "ipsync-cli-test");
+    assert_eq!(context["session"]["user_id"], env.key.user_id);
+    assert_eq!(context["session"]["valid"], true);
+    assert!(context["session"]["remaining_secs"].as_u64().unwrap() > 0);
+    assert!(
+        saved["state_file"]
+            .as_str()
+            .unwrap()
+            .ends_with("bunq-context.json")
+    );
+
+    // Held by a daemon whose session expired: the document says why, and status exits 1.
+    env.set_saved_session_expiry(Utc::now() - chrono::Duration::minutes(1));
+    let held = env.hold_as_daemon();
+    let out = env
+        .run_exits(&config, &["status", "--output", "json"], 1)
+        .await;
+    let expired = out.json();
+    assert_eq!(expired["lock"]["held"], true);
+    assert_eq!(expired["lock"]["holder_pid"], std::process::id());
+    assert_eq!(expired["context"]["session"]["valid"], false);
+    assert_eq!(expired["context"]["session"]["remaining_secs"], 0);
+    let problem = expired["problem"].as_str().unwrap();
+    assert!(problem.contains("expired"), "{problem}");
+    assert_stderr_has(&out, problem);
+    env.assert_files_untouched(&held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_json_summarises_a_valid_config_and_lists_every_problem_of_an_invalid_one() {
+    let (env, _, config) = Env::with_ci(&[], &["203.0.113.10", "198.51.100.0/30"]).await;
+    let valid = env.run_json(&config, "validate", 0).await;
+    assert_eq!(valid["format_version"], 1);
+    assert_eq!(valid["valid"], true);
+    assert_eq!(valid["config"], config.display().to_string());
+    assert_eq!(valid["problems"], serde_json::json!([]));
+    let summary = &valid["summary"];
+    assert_eq!(summary["credentials"], 1);
+    assert_eq!(summary["desired_ips"], 5, "CIDR expanded");
+    assert_eq!(summary["sources"], 0);
+    assert_eq!(summary["policy"], "sync");
+    assert_eq!(summary["egress_ips"], Value::Null);
+    assert_eq!(
+        valid["sources"],
+        Value::Null,
+        "nothing resolved without --resolve"
+    );
+
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("203.0.113.10", "2001:db8::1")
+        + "log:\n  level: warning\n";
+    let invalid = env.write("invalid.yaml", &text);
+    let out = env
+        .run_exits(&invalid, &["validate", "--output", "json"], 1)
+        .await;
+    let document = out.json();
+    assert_eq!(document["valid"], false);
+    assert_eq!(document["summary"], Value::Null);
+    let problems = document["problems"].as_array().unwrap();
+    let fields: Vec<&str> = problems
+        .iter()
+        .map(|problem| problem["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields.len(), 2, "{document}");
+    assert!(fields[0].starts_with("credentials[0].ips"), "{fields:?}");
+    assert_eq!(fields[1], "log.level");
+    assert!(problems.iter().all(|problem| problem["line"].is_u64()));
+    assert!(
+        problems[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains(NOT_A_FILTER)
+    );
+    assert_stderr_has(&out, "log.level");
+
+    let missing = env.dir.path().join("missing.yaml");
+    let out = env
+        .run_exits(&missing, &["validate", "--output", "json"], 1)
+        .await;
+    let document = out.json();
+    assert_eq!(document["valid"], false);
+    assert_eq!(
+        document["problems"][0]["file"],
+        missing.display().to_string()
+    );
+    assert!(env.sim.request_log().is_empty(), "validate contacted bunq");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_resolve_json_lists_what_every_source_yields_like_the_plan_json() {
+    let env = Env::start().await;
+    let ci = env.credential_with(&[]);
+    let nat = env.write("nat.txt", "# egress\n198.51.100.7\n");
+    let item = format!("file: {}", nat.display());
+    let config = env.config("sync", 10, ci, &["203.0.113.10", &item]);
+    let args = ["validate", "--resolve", "--output", "json"];
+    let document = env.run_exits(&config, &args, 0).await.json();
+    assert_eq!(document["valid"], true);
+    assert_eq!(
+        document["sources"],
+        serde_json::json!([{
+            "source": format!("file:{}", nat.display()),
+            "ok": true,
+            "addresses": ["198.51.100.7"],
+            "error": null,
+            "ttl": null,
+        }])
+    );
+
+    std::fs::remove_file(&nat).unwrap();
+    let out = env.run_exits(&config, &args, 1).await;
+    let document = out.json();
+    assert_eq!(document["valid"], false);
+    assert_eq!(document["sources"][0]["ok"], false);
+    assert!(document["sources"][0]["error"].is_string(), "{document}");
+    assert_stderr_has(&out, "1 of 1 source(s) failed");
+}
