@@ -1480,3 +1480,5 @@ async fn export_policy_observe_prints_a_config_that_plans_nothing_under_observe(
     assert_stdout_has(&plan, &format!("Credential {ci}"));
     assert_stdout_has(&plan, "policy observe");
 }
+/// `status` and `validate` for scripts, and where the log format and level come from.
+mod scripting;

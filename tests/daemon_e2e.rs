@@ -135,6 +135,53 @@ async fn converges_at_start_and_the_schedule_repairs_out_of_band_changes() {
 
 // 2. SIGHUP
 
+/// Fails unless every field of every log line has a value and none is Rust `Debug` text.
+#[track_caller]
+fn assert_plain_fields(log: &str) {
+    for line in log.lines() {
+        for debug in ["Some(", "None", "{ ", "[\""] {
+            assert!(!line.contains(debug), "Debug text {debug:?} in: {line}");
+        }
+        assert!(
+            !line.split_whitespace().any(|word| word.ends_with('=')),
+            "an empty field in: {line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_logged_with_what_started_them_in_plain_fields() {
+    let (world, daemon) = settled_on_a().await;
+    let runs_with = |trigger: &'static str| {
+        let daemon = &daemon;
+        async move {
+            daemon
+                .eventually(trigger, async || {
+                    daemon.stderr().contains(trigger).then_some(())
+                })
+                .await
+        }
+    };
+    // An edit of the file (the watcher, no signal), then SIGHUP on the unchanged file.
+    world.write_config(&ConfigSpec::ips(&[A, B]));
+    wait_active(&world, &daemon, &[A, B]).await;
+    runs_with("trigger=config-changed").await;
+    daemon.signal("HUP");
+    runs_with("trigger=reload").await;
+
+    let log = daemon.stderr();
+    assert_eq!(log.matches("trigger=startup").count(), 1, "{log}");
+    assert!(log.contains("listen=127.0.0.1:"), "{log}");
+    assert!(log.contains("device_id="), "{log}");
+    let audit = log
+        .lines()
+        .find(|line| line.contains("change applied"))
+        .unwrap_or_else(|| panic!("no audit line for the create: {log}"));
+    assert!(!audit.contains("detail"), "{audit}");
+    assert_plain_fields(&log);
+    stop(daemon).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_rereads_the_config_and_applies_a_good_new_one() {
     let (world, daemon) = settled_on_a().await;
@@ -690,7 +737,7 @@ async fn cron_schedule_ticks_drive_the_runs() {
         0.0
     );
     assert!(
-        daemon.stderr().contains("trigger=Cron"),
+        daemon.stderr().contains("trigger=cron"),
         "{}",
         daemon.stderr()
     );
@@ -946,7 +993,7 @@ async fn reload_switches_to_a_new_schedule() {
         .await;
     daemon
         .eventually("three runs on the new schedule", async || {
-            (daemon.stderr().matches("trigger=Cron").count() >= 3).then_some(())
+            (daemon.stderr().matches("trigger=cron").count() >= 3).then_some(())
         })
         .await;
     assert!(
@@ -958,7 +1005,8 @@ async fn reload_switches_to_a_new_schedule() {
     );
     // One run at start, one for the reload; the new scheduler does not add a second one.
     let log = daemon.stderr();
-    assert_eq!(log.matches("trigger=Startup").count(), 2, "{log}");
+    assert_eq!(log.matches("trigger=startup").count(), 1, "{log}");
+    assert_eq!(log.matches("trigger=reload").count(), 1, "{log}");
     stop(daemon).await;
 }
 

@@ -76,4 +76,9 @@ fn demo_plans_applies_repairs_drift_and_ends_converged_with_zero_writes() {
     assert_has(failed, "exit code 3");
     assert_has(back, "deactivate 192.0.2.77");
     assert_has(back, "Apply: 1 applied");
+
+    // Drift is told by the walkthrough's tables, not by a log line between them; the waits for
+    // bunq's windows (seven writes in step 2 exceed the simulator's POST window) are said.
+    assert!(!stderr.contains("drift"), "{stderr}");
+    assert_has(&stderr, "waiting for bunq's rate-limit window request=POST");
 }

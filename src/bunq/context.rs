@@ -30,6 +30,7 @@ use crate::bunq::crypto::{PrivateKey, PublicKey};
 use crate::bunq::endpoint::BaseUrl;
 use crate::bunq::error::{BunqError, json_error_summary};
 use crate::bunq::model::UserId;
+use crate::bunq::state_dir::{self, DIR_MODE};
 use crate::secret::Secret;
 
 /// The file name of the context inside the state directory.
@@ -37,7 +38,6 @@ pub const CONTEXT_FILE_NAME: &str = "bunq-context.json";
 /// The context format this build writes and reads. A newer one is refused, not guessed at.
 pub const CONTEXT_FORMAT_VERSION: u32 = 1;
 
-const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
 
 /// Everything the client persists about its bunq registration.
@@ -194,7 +194,8 @@ pub struct ContextStore {
 }
 
 impl ContextStore {
-    /// Opens (creating if needed) the state directory with mode `0700`, tightening a laxer one.
+    /// Opens (creating if needed) the state directory with mode `0700`, tightening a laxer one
+    /// (except a Kubernetes fsGroup volume's expected group access: see [`state_dir`]).
     pub fn open(state_dir: &Path) -> Result<Self, BunqError> {
         let fail = |what: &str, err: std::io::Error| {
             BunqError::Context(format!("{what} {}: {err}", state_dir.display()))
@@ -212,23 +213,7 @@ impl ContextStore {
                 state_dir.display()
             )));
         }
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                dir = %state_dir.display(),
-                mode = format!("{mode:o}"),
-                "state directory is accessible to group or others; tightening it to 700"
-            );
-            // A directory we do not own (a Kubernetes volume root owned by root with an
-            // fsGroup, say) cannot be tightened; the files inside are 0600 either way.
-            if let Err(err) = fs::set_permissions(state_dir, fs::Permissions::from_mode(DIR_MODE)) {
-                tracing::warn!(
-                    dir = %state_dir.display(),
-                    %err,
-                    "cannot tighten the state directory to 700; its files stay 600"
-                );
-            }
-        }
+        state_dir::secure(state_dir, &meta);
         Ok(ContextStore {
             file: state_dir.join(CONTEXT_FILE_NAME),
         })

@@ -34,6 +34,7 @@ pub mod retry;
 pub mod sandbox;
 pub mod sdk_import;
 pub mod session;
+pub mod state_dir;
 pub mod transport;
 
 pub use client::{BunqClient, ClientSettings};

@@ -39,6 +39,10 @@ pub const SESSION_SERVER_PATTERN: &str = "/session-server";
 /// under a tenth of the burst throughput; a 429 costs a retry with backoff.
 pub const DEFAULT_MARGIN: Duration = Duration::from_millis(250);
 
+/// A wait for a window at least this long is said (at info, target `rate_limit`) before it
+/// starts, so a long apply or the demo does not look hung; shorter ones are not worth a line.
+pub const WAIT_NOTE_AFTER: Duration = Duration::from_secs(1);
+
 /// At most `max_requests` in any window of `window`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit {
@@ -256,6 +260,7 @@ impl RateLimiter {
             };
         }
         let limit = self.limits.limit_for(&key.method, &key.route_pattern);
+        let mut noted = false;
         loop {
             // Registered before looking, so a completion between the look and the wait is not
             // missed.
@@ -270,7 +275,19 @@ impl RateLimiter {
                         waited: started.elapsed(),
                     };
                 }
-                Admission::FreeAt(free_at) => tokio::time::sleep_until(free_at).await,
+                Admission::FreeAt(free_at) => {
+                    let wait = free_at.saturating_duration_since(Instant::now());
+                    if !noted && wait >= WAIT_NOTE_AFTER {
+                        noted = true;
+                        tracing::info!(
+                            target: "rate_limit",
+                            request = %format!("{} {}", key.method, key.route_pattern),
+                            wait = %format!("{:.1}s", wait.as_secs_f64()),
+                            "waiting for bunq's rate-limit window"
+                        );
+                    }
+                    tokio::time::sleep_until(free_at).await
+                }
                 Admission::AllInFlight => completed.await,
             }
         }

@@ -122,7 +122,7 @@ pub(crate) async fn register(
             settings.permitted_ips.as_deref(),
         )
         .await?;
-        tracing::info!(device_id = ?device.id, "registered the bunq device");
+        tracing::info!(device_id = device.id, "registered the bunq device");
         context.device = Some(device);
         context.session = None;
         store.save(&context)?;

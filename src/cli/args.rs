@@ -17,17 +17,70 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// Log format on stderr; overrides `log.format` in the config.
+    /// Log format on stderr; overrides $BUNQ_IPSYNC_LOG_FORMAT, which overrides `log.format`.
     #[arg(long, global = true, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormatArg>,
 
-    /// Log level (error, warn, info, debug, trace); overrides `log.level`. RUST_LOG wins over both.
-    #[arg(long, global = true, value_name = "LEVEL")]
+    /// Log level (error, warn, info, debug, trace, or a RUST_LOG directive), checked like
+    /// `log.level`; overrides $BUNQ_IPSYNC_LOG_LEVEL, which overrides `log.level`. RUST_LOG
+    /// wins over all of them.
+    #[arg(
+        long,
+        global = true,
+        value_name = "LEVEL",
+        value_parser = crate::config::parse_log_filter
+    )]
     pub log_level: Option<String>,
 
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The environment variable that sets the log format when `--log-format` is not given.
+pub const LOG_FORMAT_ENV: &str = "BUNQ_IPSYNC_LOG_FORMAT";
+/// The environment variable that sets the log level when `--log-level` is not given.
+pub const LOG_LEVEL_ENV: &str = "BUNQ_IPSYNC_LOG_LEVEL";
+
+/// A `BUNQ_IPSYNC_LOG_*` variable with a value its flag would refuse.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {reason}")]
+pub struct EnvOverrideError {
+    /// The variable.
+    pub name: &'static str,
+    /// Why its value was refused.
+    pub reason: String,
+}
+
+impl Cli {
+    /// Fills `--log-format` and `--log-level` from [`LOG_FORMAT_ENV`] and [`LOG_LEVEL_ENV`]
+    /// (read through `var`) where the flag was not given, checked as the flags are: the level
+    /// by the same function as `log.level`. Precedence: `RUST_LOG` > flag > variable > config.
+    /// Not clap's `env`: its errors would name the flag, not the variable the value came from.
+    pub fn with_env_overrides(
+        mut self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Cli, EnvOverrideError> {
+        if self.log_format.is_none()
+            && let Some(value) = var(LOG_FORMAT_ENV)
+        {
+            let format = LogFormatArg::from_str(&value, true).map_err(|_| EnvOverrideError {
+                name: LOG_FORMAT_ENV,
+                reason: format!("{value:?} is not a log format; use text or json"),
+            })?;
+            self.log_format = Some(format);
+        }
+        if self.log_level.is_none()
+            && let Some(value) = var(LOG_LEVEL_ENV)
+        {
+            crate::config::check_log_filter(&value).map_err(|err| EnvOverrideError {
+                name: LOG_LEVEL_ENV,
+                reason: err.to_string(),
+            })?;
+            self.log_level = Some(value);
+        }
+        Ok(self)
+    }
 }
 
 /// The subcommands. Their names and exit codes are a contract operators' scripts rely on.
@@ -52,7 +105,7 @@ pub enum Command {
     /// Print the current allowlists of all credentials as a config YAML, for onboarding.
     Export(ExportArgs),
     /// Show the saved bunq context (installation, device, session, user); never secrets.
-    Status,
+    Status(OutputArgs),
     /// Send one `test` event to every webhook and a ping to the heartbeat (`notify:`), and
     /// print `ok` or the error per target. Exit: 0 all delivered, 1 otherwise.
     NotifyTest,
@@ -64,7 +117,7 @@ pub enum Command {
     ImportSdkContext(ImportArgs),
 }
 
-/// Output format of `plan` and `apply`.
+/// Output format of `plan`, `apply` and `status`.
 #[derive(Debug, Args)]
 pub struct OutputArgs {
     /// `text` for people, `json` for scripts.
@@ -156,6 +209,10 @@ pub struct ValidateArgs {
     /// it, and nothing is resolved).
     #[arg(long)]
     pub resolve: bool,
+
+    /// `text` for people, `json` for scripts.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 /// Options of `export`.
@@ -239,6 +296,60 @@ pub enum LogFormatArg {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    fn parse_with_env(args: &[&str], vars: &[(&str, &str)]) -> Result<Cli, EnvOverrideError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        Cli::try_parse_from(args)
+            .unwrap()
+            .with_env_overrides(|name| {
+                vars.iter()
+                    .find(|(var, _)| var == name)
+                    .map(|(_, value)| value.clone())
+            })
+    }
+
+    #[test]
+    fn the_env_fills_only_the_log_flags_not_given() {
+        let vars = [(LOG_FORMAT_ENV, "JSON"), (LOG_LEVEL_ENV, "debug")];
+        let cli = parse_with_env(&["bunq-ipsync", "status"], &vars).unwrap();
+        assert_eq!(cli.log_format, Some(LogFormatArg::Json));
+        assert_eq!(cli.log_level.as_deref(), Some("debug"));
+        let args = [
+            "bunq-ipsync",
+            "--log-format",
+            "text",
+            "--log-level",
+            "warn",
+            "status",
+        ];
+        let cli = parse_with_env(&args, &vars).unwrap();
+        assert_eq!(cli.log_format, Some(LogFormatArg::Text));
+        assert_eq!(cli.log_level.as_deref(), Some("warn"));
+        let cli = parse_with_env(&["bunq-ipsync", "status"], &[]).unwrap();
+        assert_eq!((cli.log_format, cli.log_level), (None, None));
+    }
+
+    #[test]
+    fn a_bad_env_value_is_refused_naming_the_variable() {
+        let err = parse_with_env(&["bunq-ipsync", "status"], &[(LOG_LEVEL_ENV, "warning")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("BUNQ_IPSYNC_LOG_LEVEL: \"warning\" is not a log filter"),
+            "{err}"
+        );
+        let err = parse_with_env(&["bunq-ipsync", "status"], &[(LOG_FORMAT_ENV, "xml")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("BUNQ_IPSYNC_LOG_FORMAT: \"xml\""), "{err}");
+        let flag = Cli::try_parse_from(["bunq-ipsync", "--log-level", "warning", "status"])
+            .unwrap_err()
+            .to_string();
+        assert!(flag.contains("\"warning\" is not a log filter"), "{flag}");
+    }
 
     #[test]
     fn command_definition_is_consistent() {

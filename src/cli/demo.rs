@@ -51,7 +51,16 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitStatus> {
     if cli.log_level.is_none() && std::env::var_os("RUST_LOG").is_none() {
         // The walkthrough prints its own story on stdout: keep stderr to warnings, unless the
         // daemon follows, whose run summaries are info lines.
-        logging_quiet(cli, if args.follow { "info" } else { "warn" });
+        // Drift is shown in the walkthrough's own words (the DRIFT lines of its tables), not as
+        // a log line between them; a wait for bunq's window is said, so it does not look hung.
+        logging_quiet(
+            cli,
+            if args.follow {
+                "info"
+            } else {
+                "warn,drift=off,rate_limit=info"
+            },
+        );
     } else {
         setup::init_logging(cli, None);
     }

@@ -3,8 +3,10 @@
 //!
 //! * [`args`]: the clap definitions (the subcommand and flag contract).
 //! * [`setup`]: config, logging, API key and bunq connection, shared by the commands.
-//! * [`oneshot`]: `validate`, `plan`, `apply`, `export`.
-//! * [`context`]: `status`, `sandbox-user`, `import-sdk-context`.
+//! * [`oneshot`]: `plan`, `apply`, `export`.
+//! * [`validate`]: `validate`, the config check as text or JSON.
+//! * [`status`]: `status`, the saved bunq context as text or JSON.
+//! * [`context`]: `sandbox-user`, `import-sdk-context`.
 //! * [`daemon`]: `run`, the service.
 //! * [`demo`]: the walkthrough against the built-in simulator.
 //! * [`notify_test`]: `notify-test`, one test message to every notification target.
@@ -18,6 +20,8 @@ pub mod logging;
 pub mod notify_test;
 pub mod oneshot;
 pub mod setup;
+pub mod status;
+pub mod validate;
 
 use clap::Parser;
 
@@ -37,6 +41,13 @@ pub fn main() -> i32 {
                 ExitStatus::Success
             };
             return i32::from(status.code());
+        }
+    };
+    let cli = match cli.with_env_overrides(|name| std::env::var(name).ok()) {
+        Ok(cli) => cli,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return i32::from(ExitStatus::Error.code());
         }
     };
     let status = match run(&cli) {
@@ -61,9 +72,9 @@ fn run(cli: &Cli) -> anyhow::Result<ExitStatus> {
         Command::Run(args) => daemon::run(cli, args),
         Command::Plan(args) => oneshot::plan(cli, args),
         Command::Apply(args) => oneshot::apply(cli, args),
-        Command::Validate(args) => oneshot::validate(cli, args),
+        Command::Validate(args) => validate::validate(cli, args),
         Command::Export(args) => oneshot::export(cli, args),
-        Command::Status => context::status(cli),
+        Command::Status(args) => status::status(cli, args),
         Command::Demo(args) => demo::run(cli, args),
         Command::NotifyTest => notify_test::run(cli),
         Command::SandboxUser(args) => context::sandbox_user(cli, args),

@@ -1,4 +1,4 @@
-//! The one-shot commands: `validate`, `plan`, `apply`, `export`. Data goes to stdout, logs to
+//! The one-shot commands: `plan`, `apply`, `export` (`validate` has its own module). Data goes to stdout, logs to
 //! stderr.
 //!
 //! `apply` sends the notifications a daemon run would (`plan` sends none) and waits for their
@@ -17,9 +17,7 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::bunq::BunqClient;
-use crate::cli::args::{
-    ApplyArgs, Cli, ExportArgs, OutputFormat, PlanArgs, PlanGateArgs, ValidateArgs,
-};
+use crate::cli::args::{ApplyArgs, Cli, ExportArgs, OutputFormat, PlanArgs, PlanGateArgs};
 use crate::cli::setup;
 use crate::config;
 use crate::notify::{Notifications, sender::Uncounted};
@@ -28,73 +26,6 @@ use crate::reconcile::export::{self, ExportedCredential};
 use crate::reconcile::record::RecordStore;
 use crate::reconcile::saved_plan::{self, PlanGate, SavedPlan};
 use crate::reconcile::{report, run};
-use crate::sources::SourceResolver;
-
-/// `validate`: the config parses and validates, and the API key can be read; with `--resolve`,
-/// every source resolves too.
-pub fn validate(cli: &Cli, args: &ValidateArgs) -> anyhow::Result<ExitStatus> {
-    let config = setup::load_config(cli)?;
-    config::resolve_api_key(&config)?;
-    let ips: usize = config.credentials.iter().map(|spec| spec.ips.len()).sum();
-    println!(
-        "{}: valid ({} credential(s), {} desired IP(s), {} source(s), policy {})",
-        config.source.display(),
-        config.credentials.len(),
-        ips,
-        config.sources().len(),
-        config.sync.policy.as_str()
-    );
-    explain_egress(&config);
-    if !args.resolve {
-        return Ok(ExitStatus::Success);
-    }
-    setup::init_logging(cli, Some(&config));
-    let resolver = SourceResolver::new(config.sources.clone());
-    let resolutions = setup::runtime()?.block_on(resolver.resolve_all(config.sources()));
-    let mut failed = 0;
-    for (source, result) in &resolutions {
-        match result {
-            Ok(resolved) => {
-                let addresses: Vec<String> =
-                    resolved.addresses.iter().map(ToString::to_string).collect();
-                let ttl = resolved
-                    .ttl
-                    .map(|ttl| format!(" (ttl {})", humantime::format_duration(ttl)))
-                    .unwrap_or_default();
-                println!("{source}: {}{ttl}", addresses.join(", "));
-            }
-            Err(err) => {
-                failed += 1;
-                println!("{source}: FAILED: {err}");
-            }
-        }
-    }
-    if failed > 0 {
-        anyhow::bail!(
-            "{failed} of {} source(s) failed; a run would hold back the deactivations of the \
-             credentials that use them (source-unavailable)",
-            resolutions.len()
-        );
-    }
-    Ok(ExitStatus::Success)
-}
-
-/// What `bunq.egress_ips` makes the own-ip rule do: it depends on this key more than on any
-/// other.
-fn explain_egress(config: &config::Config) {
-    match &config.bunq.egress_ips {
-        Some(egress) => println!(
-            "bunq.egress_ips: {} address(es) the daemon may call bunq from; with the registration \
-             IP they are never deactivated on the daemon's own credential",
-            egress.len()
-        ),
-        None => println!(
-            "bunq.egress_ips: not set, so the daemon's egress is unknown: no IP of its own \
-             credential is deactivated (own-ip, egress-unknown); set it to the IPs the daemon \
-             calls bunq from"
-        ),
-    }
-}
 
 /// `plan`: reads bunq, prints what an apply would do. Writes nothing to the allowlists, and no
 /// drift record (only an apply's writes make one), but with the state directory's lock it

@@ -110,7 +110,7 @@ pub fn claim_state_dir(state_dir: &Path) -> anyhow::Result<StateAccess> {
             Ok(LockError::Held { state_dir, holder }) => {
                 tracing::info!(
                     state_dir = %state_dir.display(),
-                    holder = ?holder,
+                    holder,
                     "the state directory is locked by another bunq-ipsync process; running \
                      read-only with its saved session"
                 );

@@ -11,6 +11,7 @@
 mod cron;
 pub mod error;
 mod locate;
+pub mod log_filter;
 pub mod model;
 pub mod overrides;
 pub mod raw;
@@ -22,6 +23,7 @@ use std::path::Path;
 pub use crate::bunq::Environment;
 pub use cron::CronSchedule;
 pub use error::{ConfigError, ConfigErrors, ConfigIssue, Location};
+pub use log_filter::{LogFilterError, check_log_filter, parse_log_filter};
 pub use model::{
     BunqSettings, Config, CredentialSpec, HttpSettings, LogFormat, LogSettings, Policy,
     SyncSettings,

@@ -233,7 +233,7 @@ impl Followed {
                 if last_used.differs(&self.source, &resolved.addresses) {
                     tracing::info!(
                         source = %self.source,
-                        addresses = ?resolved.addresses,
+                        addresses = %join_addresses(&resolved.addresses),
                         "a source changed; starting a run"
                     );
                     Some(SourceEvent::Changed(self.source.clone()))
@@ -261,6 +261,12 @@ impl Followed {
             }
         }
     }
+}
+
+/// Addresses for a log field: `203.0.113.1, 203.0.113.2`, not Rust's `{203.0.113.1, …}`.
+fn join_addresses(addresses: &BTreeSet<Ipv4Addr>) -> String {
+    let addresses: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+    addresses.join(", ")
 }
 
 #[cfg(test)]

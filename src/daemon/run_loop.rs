@@ -191,7 +191,12 @@ impl Daemon {
                 }
                 self.following.restart(&self.config);
                 let _ = self.notifier.ready();
-                self.reconcile(Trigger::Startup).await;
+                self.reconcile(if forced {
+                    Trigger::Reload
+                } else {
+                    Trigger::ConfigChanged
+                })
+                .await;
             }
             Err(err) => {
                 self.reload_failed = true;
@@ -320,12 +325,12 @@ impl Daemon {
         let _ = self.notifier.status(message);
         match verdict.result {
             RunResult::Failed => {
-                tracing::error!(%run_id, ?trigger, duration = ?elapsed, "{message}")
+                tracing::error!(%run_id, %trigger, duration = ?elapsed, "{message}")
             }
             RunResult::Blocked => {
-                tracing::warn!(%run_id, ?trigger, duration = ?elapsed, "{message}")
+                tracing::warn!(%run_id, %trigger, duration = ?elapsed, "{message}")
             }
-            _ => tracing::info!(%run_id, ?trigger, duration = ?elapsed, "{message}"),
+            _ => tracing::info!(%run_id, %trigger, duration = ?elapsed, "{message}"),
         }
     }
 

@@ -367,7 +367,10 @@ async fn serve_health(
             })?,
     };
     let local = listener.local_addr().ok();
-    tracing::info!(listen = ?local, "health and metrics listener started");
+    tracing::info!(
+        listen = local.map(tracing::field::display),
+        "health and metrics listener started"
+    );
     Ok(tokio::spawn(health::serve(
         listener,
         observer.health(),

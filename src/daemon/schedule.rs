@@ -45,11 +45,33 @@ pub enum Trigger {
     Fallback,
     /// A dynamic source now yields other addresses than the last run used.
     SourceChanged,
+    /// SIGHUP (`systemctl reload`) loaded a good config.
+    Reload,
+    /// The config file changed (an edit, a ConfigMap update) and the new one is good.
+    ConfigChanged,
     /// Retry of a transiently failed run; `attempt` counts from 1.
     Retry {
         /// Which retry this is since the last non-transient outcome.
         attempt: u32,
     },
+}
+
+impl std::fmt::Display for Trigger {
+    /// The `trigger` field of a run's summary line: one lower-case word an operator can grep
+    /// for (`retry-2` is the second retry).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Trigger::Startup => "startup",
+            Trigger::Interval => "interval",
+            Trigger::Cron => "cron",
+            Trigger::Fallback => "fallback",
+            Trigger::SourceChanged => "source-changed",
+            Trigger::Reload => "reload",
+            Trigger::ConfigChanged => "config-changed",
+            Trigger::Retry { attempt } => return write!(f, "retry-{attempt}"),
+        };
+        f.write_str(name)
+    }
 }
 
 /// How a run ended, as far as scheduling cares; decided by [`crate::reconcile::verdict`].

@@ -29,6 +29,16 @@ pub enum SignalEvent {
     Shutdown,
 }
 
+impl SignalEvent {
+    /// The `event` field of the log line.
+    pub fn name(self) -> &'static str {
+        match self {
+            SignalEvent::Reload => "reload",
+            SignalEvent::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// What to do with one delivered signal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignalAction {
@@ -90,7 +100,7 @@ impl SignalListener {
                 for signal in signals.forever() {
                     match policy.on_signal(signal) {
                         Some(SignalAction::Forward(event)) => {
-                            tracing::info!(signal, ?event, "signal received");
+                            tracing::info!(signal, event = event.name(), "signal received");
                             // A closed receiver means the loop is gone; keep handling signals so a
                             // second SIGTERM still exits.
                             let _ = tx.send(event);

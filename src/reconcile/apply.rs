@@ -415,11 +415,12 @@ fn audit(run_id: &str, result: &ActionResult) {
         action, outcome, ..
     } = result;
     let from = action.change.current().map(|status| status.to_string());
+    // An applied change needs no explanation: no `detail` field then, rather than an empty one.
     let detail = match outcome {
-        Outcome::Applied => String::new(),
-        Outcome::Failed(reason) | Outcome::Skipped(reason) => reason.clone(),
-        Outcome::Blocked(rule) => format!("{rule}: {}", rule.description()),
-        Outcome::Observed => "policy observe: reported, never written".into(),
+        Outcome::Applied => None,
+        Outcome::Failed(reason) | Outcome::Skipped(reason) => Some(reason.clone()),
+        Outcome::Blocked(rule) => Some(format!("{rule}: {}", rule.description())),
+        Outcome::Observed => Some("policy observe: reported, never written".into()),
     };
     let fields = (
         action.credential,
@@ -436,14 +437,14 @@ fn audit(run_id: &str, result: &ActionResult) {
             tracing::info!(
                 target: "audit", run_id, credential = fields.0, ip = %fields.1, entry = %fields.2,
                 from = %fields.3, to = %fields.4, action = action.change.kind().as_str(),
-                reason = action.reason.code(), outcome = outcome.label(), detail = %detail,
-                "change {}", outcome.label()
+                reason = action.reason.code(), outcome = outcome.label(),
+                detail = detail.as_deref(), "change {}", outcome.label()
             )
         }
         Outcome::Failed(_) => tracing::warn!(
             target: "audit", run_id, credential = fields.0, ip = %fields.1, entry = %fields.2,
             from = %fields.3, to = %fields.4, action = action.change.kind().as_str(),
-            reason = action.reason.code(), outcome = outcome.label(), detail = %detail,
+            reason = action.reason.code(), outcome = outcome.label(), detail = detail.as_deref(),
             "change failed"
         ),
     }

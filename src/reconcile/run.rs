@@ -363,7 +363,9 @@ pub fn record_after(observation: &Observation, applied: &ApplyReport) -> RunReco
 fn log_drift(run_id: &str, plan: &Plan) {
     for credential in &plan.credentials {
         for drift in &credential.drift {
+            // Target `drift`: the demo shows drift in its own words and filters these out.
             tracing::warn!(
+                target: "drift",
                 run_id,
                 credential = credential.credential,
                 ip = %drift.ip,

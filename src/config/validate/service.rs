@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use super::problems::Problems;
 use crate::config::locate::FieldPath;
+use crate::config::log_filter::check_log_filter;
 use crate::config::model::{
     DEFAULT_LISTEN, DEFAULT_LOG_LEVEL, HttpSettings, LogFormat, LogSettings,
 };
@@ -49,33 +50,11 @@ pub(super) fn validate_log(raw: RawLog, path: &FieldPath, problems: &mut Problem
     let level = match raw.level {
         None => DEFAULT_LOG_LEVEL.to_owned(),
         Some(Text(value)) => {
-            if !is_log_filter(&value) {
-                problems.add(
-                    &path.key("level"),
-                    format!("{value:?} is not a log filter; use error, warn, info, debug or trace (or a RUST_LOG directive)"),
-                );
+            if let Err(err) = check_log_filter(&value) {
+                problems.add(&path.key("level"), err.to_string());
             }
             value
         }
     };
     LogSettings { format, level }
-}
-
-/// A plain level, or a `RUST_LOG` style directive list. A bare word that is not a level is
-/// refused: `EnvFilter` would read it as a target name and silently drop every other log line.
-fn is_log_filter(value: &str) -> bool {
-    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
-    let is_level = |word: &str| LEVELS.contains(&word.trim().to_ascii_lowercase().as_str());
-    let value = value.trim();
-    if is_level(value) {
-        return true;
-    }
-    (value.contains('=') || value.contains(','))
-        && value.split(',').all(|directive| {
-            let directive = directive.trim();
-            !directive.is_empty() && (directive.contains('=') || is_level(directive))
-        })
-        && tracing_subscriber::EnvFilter::builder()
-            .parse(value)
-            .is_ok()
 }

@@ -7,7 +7,7 @@ use super::FORMAT_VERSION;
 use crate::bunq::model::{CredentialId, EntryId, IpStatus};
 use crate::config::Policy;
 use crate::reconcile::exit::ExitStatus;
-use crate::reconcile::plan::{Action, CredentialPlan, Plan, PlanOutcome};
+use crate::reconcile::plan::{Action, CredentialPlan, Plan, PlanOutcome, SourceReport};
 use crate::reconcile::saved_plan;
 
 /// The plan as a pretty-printed JSON document (see the module docs), with a trailing newline.
@@ -54,6 +54,18 @@ pub struct SourceDocument {
     pub error: Option<String>,
     /// The DNS answer's TTL in seconds, `null` for files and URLs.
     pub ttl: Option<u64>,
+}
+
+impl From<&SourceReport> for SourceDocument {
+    fn from(report: &SourceReport) -> Self {
+        SourceDocument {
+            source: report.source.clone(),
+            ok: report.error.is_none(),
+            addresses: report.addresses.iter().map(ToString::to_string).collect(),
+            error: report.error.clone(),
+            ttl: report.ttl_secs,
+        }
+    }
 }
 
 /// `run_blocked`.
@@ -261,17 +273,7 @@ impl From<&Plan> for PlanDocument {
                 .iter()
                 .map(CredentialDocument::from)
                 .collect(),
-            sources: plan
-                .sources
-                .iter()
-                .map(|report| SourceDocument {
-                    source: report.source.clone(),
-                    ok: report.error.is_none(),
-                    addresses: report.addresses.iter().map(ToString::to_string).collect(),
-                    error: report.error.clone(),
-                    ttl: report.ttl_secs,
-                })
-                .collect(),
+            sources: plan.sources.iter().map(SourceDocument::from).collect(),
         }
     }
 }
