@@ -384,11 +384,10 @@ async fn fresh_account_converges_in_one_apply_and_the_second_apply_writes_nothin
 }
 
 #[tokio::test]
-async fn creates_and_activations_of_every_credential_reach_bunq_before_any_deactivation() {
+async fn every_grant_of_a_credential_reaches_bunq_before_that_credentials_deactivation() {
     let (h, first) = Harness::with_credential(&[("192.0.2.1", IpStatus::Active)]).await;
     let old = h.entries_for(first, "192.0.2.1")[0].id;
     let second = h.credential_with(&[("203.0.113.11", IpStatus::Inactive)]);
-    let inactive = h.entries_for(second, "203.0.113.11")[0].id;
     let credentials = format!(
         "{}{}",
         credential_yaml(first, &["203.0.113.10"]),
@@ -408,17 +407,95 @@ async fn creates_and_activations_of_every_credential_reach_bunq_before_any_deact
             .unwrap_or_else(|| panic!("{suffix} not sent: {sent:?}"))
     };
     let deactivation = position(&format!("/credential-password-ip/{first}/ip/{old}"));
-    assert_eq!(
-        deactivation,
-        sent.len() - 1,
-        "the deactivation comes last: {sent:?}"
+    // The POSTs and the PUTs run side by side, so only the credential's own grant is ordered
+    // before its deactivation.
+    assert!(
+        position(&format!(
+            "POST /v1/user/{}/credential-password-ip/{first}/ip",
+            h.key.user_id
+        )) < deactivation,
+        "{sent:?}"
     );
-    assert!(position(&format!("/credential-password-ip/{second}/ip/{inactive}")) < deactivation);
     assert_eq!(
         sent.len(),
         4,
         "two creates, one activation, one deactivation: {sent:?}"
     );
+    assert_eq!(h.active(first), set(&["203.0.113.10"]));
+}
+
+/// `count` IPs from `first` on, as text.
+fn ip_range(first: Ipv4Addr, count: u32) -> Vec<String> {
+    (0..count)
+        .map(|n| Ipv4Addr::from(u32::from(first) + n).to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_mixed_run_overlaps_posts_and_puts_without_a_single_429() {
+    let h = Harness::start().await;
+    let mut credentials = String::new();
+    let mut managed = Vec::new();
+    for n in 0..2u8 {
+        let fresh = ip_range(Ipv4Addr::new(10, 30 + n, 0, 1), 10);
+        let inactive = ip_range(Ipv4Addr::new(10, 40 + n, 0, 1), 5);
+        let unwanted = ip_range(Ipv4Addr::new(10, 50 + n, 0, 1), 5);
+        let seeded: Vec<(&str, IpStatus)> = inactive
+            .iter()
+            .map(|ip| (ip.as_str(), IpStatus::Inactive))
+            .chain(unwanted.iter().map(|ip| (ip.as_str(), IpStatus::Active)))
+            .collect();
+        let credential = h.credential_with(&seeded);
+        let wanted: Vec<&str> = fresh.iter().chain(&inactive).map(String::as_str).collect();
+        credentials.push_str(&credential_yaml(credential, &wanted));
+        let deactivated: Vec<EntryId> = unwanted
+            .iter()
+            .map(|ip| h.entries_for(credential, ip)[0].id)
+            .collect();
+        managed.push((credential, wanted.len(), deactivated));
+    }
+    let config = h.config("sync", 40, &credentials);
+    let client = h.connect(&config).await;
+
+    let (report, _) = apply_exiting(&client, &config, None, ExitStatus::Success).await;
+    assert_eq!(
+        report.applied.as_ref().unwrap().count(OutcomeKind::Applied),
+        40
+    );
+    let log = h.log();
+    let limited: Vec<_> = log.iter().filter(|r| r.status == Some(429)).collect();
+    assert!(
+        limited.is_empty(),
+        "{} requests got 429: {limited:?}",
+        limited.len()
+    );
+    let sent = writes(&log);
+    let last_post = sent.iter().rposition(|r| r.method == Method::POST).unwrap();
+    let first_put = sent.iter().position(|r| r.method == Method::PUT).unwrap();
+    assert!(
+        first_put < last_post,
+        "the PUTs waited for the POSTs: {sent:?}"
+    );
+    for (credential, wanted, deactivated) in &managed {
+        assert_eq!(h.active(*credential).len(), *wanted);
+        let on = |request: &&&LoggedRequest| {
+            request
+                .path
+                .contains(&format!("/credential-password-ip/{credential}/ip"))
+        };
+        let is_deactivation = |request: &&LoggedRequest| {
+            deactivated
+                .iter()
+                .any(|id| request.path.ends_with(&format!("/ip/{id}")))
+        };
+        let mine: Vec<&&LoggedRequest> = sent.iter().filter(on).collect();
+        let first_deactivation = mine.iter().position(|r| is_deactivation(r)).unwrap();
+        let last_grant = mine.iter().rposition(|r| !is_deactivation(r)).unwrap();
+        assert!(
+            last_grant < first_deactivation,
+            "credential {credential}: {sent:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,14 +1,17 @@
 //! The single executor: the only code in bunq-ipsync that writes to bunq.
 //!
-//! It takes a [`Plan`] and applies its applicable actions in the planner's order (creates and
-//! activations of every credential before any deactivation). Every planned action, applied or
-//! not, ends in exactly one [`Outcome`] and one audit log line, so nothing is skipped silently.
+//! It takes a [`Plan`] and applies its applicable actions: the creates (POST) and the status
+//! changes (PUT: activations, then deactivations) as two streams side by side, each paced by its
+//! own bunq window, a credential's deactivations only after every create and activation of that
+//! credential was confirmed. Every planned action, applied or not, ends in exactly one
+//! [`Outcome`] and one audit log line, in the plan's order, so nothing is skipped silently.
 //!
 //! Rules of the road:
 //! * a failure of one action does not stop the others: the next run repairs what is left;
 //! * if a create or activation on a credential failed, that credential's deactivations wait for
 //!   the next run, so access never shrinks before the desired IPs are in;
-//! * a response-signature failure stops the run at once: nothing after it is acted on;
+//! * a response-signature failure stops the run at once: nothing after it is acted on (a call
+//!   the other stream already has in flight finishes; nothing new is sent);
 //! * a create is never retried blindly: after an unclear failure (the connection broke, the
 //!   request timed out, bunq answered 5xx, or a 200 whose body is not the expected answer; bunq
 //!   may or may not have created the entry, see [`BunqError::is_unclear_write`]) the credential
@@ -18,13 +21,13 @@
 //! Dry-run is not a flag in here: plan-only callers never reach this module (see
 //! [`crate::reconcile::run`]).
 
-use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::bunq::BunqError;
 use crate::bunq::model::{EntryId, IpStatus};
+use crate::reconcile::ledger::{GrantEffect, Ledger};
 use crate::reconcile::plan::{Action, Change, Plan, Rule};
 use crate::reconcile::port::AllowlistWriter;
 
@@ -228,8 +231,13 @@ impl ActionResult {
 }
 
 /// Applies `plan` through `writer`. Never returns early on an action's failure: every action
-/// gets an outcome. When `stop` is cancelled (shutdown), the call in flight finishes and the
+/// gets an outcome. When `stop` is cancelled (shutdown), the calls in flight finish and the
 /// remaining actions are skipped, so a run is never left half-way through one write.
+///
+/// The creates (POST) and the status changes (PUT) run as two streams side by side: bunq counts
+/// its windows per endpoint and method, and the client's rate limiter paces each stream by its
+/// own window. A credential's deactivations wait until every grant on that credential has
+/// settled (see [`Ledger`]); results and audit lines come out in the plan's order.
 pub async fn apply<W: AllowlistWriter>(
     writer: &W,
     plan: &Plan,
@@ -267,43 +275,95 @@ pub async fn apply<W: AllowlistWriter>(
         return report;
     }
 
-    let mut credentials_with_failed_grants = BTreeSet::new();
-    for action in plan.applicable_actions() {
-        let grants_failed = credentials_with_failed_grants.contains(&action.credential);
-        if let Some(reason) = skip_reason(&report, stop, action, grants_failed) {
-            let skipped = ActionResult::not_attempted(action, Outcome::Skipped(reason));
-            record(&mut report, run_id, skipped);
-            continue;
-        }
-        let result = match execute(writer, action).await {
-            Attempt::Done(result) => result,
-            Attempt::SecurityStop { error, result } => {
-                report.security_failure = Some(error);
-                result
-            }
-        };
-        if matches!(result.outcome, Outcome::Failed(_)) && !action.change.is_deactivation() {
-            credentials_with_failed_grants.insert(action.credential);
-        }
-        record(&mut report, run_id, result);
-    }
+    let actions = plan.applicable_actions();
+    let grants = actions
+        .iter()
+        .filter(|action| !action.change.is_deactivation());
+    let ledger = Ledger::new(actions.len(), grants.map(|action| action.credential));
+    let (posts, puts): (Vec<_>, Vec<_>) = actions
+        .iter()
+        .copied()
+        .enumerate()
+        .partition(|(_, action)| matches!(action.change, Change::Create { .. }));
+    let run = Stream {
+        writer,
+        ledger: &ledger,
+        run_id,
+        stop,
+    };
+    tokio::join!(run.drain(posts), run.drain(puts));
+    let (results, security_failure) = ledger.into_results();
+    report.results.extend(results);
+    report.security_failure = security_failure;
     report
 }
 
+/// One write stream's view of the run: it takes its actions in the plan's order, except that a
+/// deactivation whose credential still has grants open lets the stream's later actions pass.
+struct Stream<'a, W> {
+    writer: &'a W,
+    ledger: &'a Ledger<ActionResult>,
+    run_id: &'a str,
+    stop: &'a CancellationToken,
+}
+
+impl<W: AllowlistWriter> Stream<'_, W> {
+    /// Handles every action of the stream (`(plan position, action)`), one call at a time.
+    async fn drain(&self, mut pending: Vec<(usize, &Action)>) {
+        while !pending.is_empty() {
+            let next = self
+                .ledger
+                .wait_for(|ledger| self.next(ledger, &pending))
+                .await;
+            let (index, action) = pending.remove(next);
+            let (result, halt) = match skip_reason(self.ledger, self.stop, action) {
+                Some(reason) => (
+                    ActionResult::not_attempted(action, Outcome::Skipped(reason)),
+                    None,
+                ),
+                None => match execute(self.writer, action).await {
+                    Attempt::Done(result) => (result, None),
+                    Attempt::SecurityStop { error, result } => (result, Some(error)),
+                },
+            };
+            let effect = match (&result.outcome, action.change.is_deactivation()) {
+                (_, true) => GrantEffect::None,
+                (Outcome::Failed(_), false) => GrantEffect::Failed,
+                (_, false) => GrantEffect::Settled,
+            };
+            self.ledger
+                .record(index, action.credential, result, effect, halt, |result| {
+                    audit(self.run_id, result)
+                });
+        }
+    }
+
+    /// The position in `pending` of the first action that may be handled now: a grant always,
+    /// a deactivation once its credential's grants have settled, anything once the run stops
+    /// (it is skipped).
+    fn next(&self, ledger: &Ledger<ActionResult>, pending: &[(usize, &Action)]) -> Option<usize> {
+        if self.stop.is_cancelled() || ledger.halted().is_some() {
+            return Some(0);
+        }
+        pending.iter().position(|(_, action)| {
+            !action.change.is_deactivation() || ledger.grants_settled(action.credential)
+        })
+    }
+}
+
 /// Why `action` is not attempted, if it is not: the run was stopped for security or is shutting
-/// down, or it is a deactivation on a credential where a create or activation failed
-/// (`grants_failed`), so access never shrinks before the desired IPs are in.
+/// down, or it is a deactivation on a credential where a create or activation failed, so access
+/// never shrinks before the desired IPs are in.
 fn skip_reason(
-    report: &ApplyReport,
+    ledger: &Ledger<ActionResult>,
     stop: &CancellationToken,
     action: &Action,
-    grants_failed: bool,
 ) -> Option<String> {
-    if let Some(reason) = &report.security_failure {
+    if let Some(reason) = ledger.halted() {
         Some(format!("run stopped after a security error: {reason}"))
     } else if stop.is_cancelled() {
         Some("shutting down; the next run continues".into())
-    } else if action.change.is_deactivation() && grants_failed {
+    } else if action.change.is_deactivation() && ledger.grants_failed(action.credential) {
         Some(
             "a create or activation on this credential failed; deactivations wait for the next \
              run"

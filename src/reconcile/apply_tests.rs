@@ -1,6 +1,6 @@
 //! The executor against a fake bunq that records every call and fails on demand.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
 
@@ -42,6 +42,13 @@ struct FakeBunq {
     calls: Mutex<Vec<String>>,
     /// Cancelled by the fake after its first write, to simulate a shutdown mid-run.
     cancel_after_first_write: Option<CancellationToken>,
+    /// How long every write takes (with paused time), so that the two streams overlap.
+    latency: Option<std::time::Duration>,
+    /// How long a PUT takes instead, when set.
+    put_latency: Option<std::time::Duration>,
+    /// Every write's start and end, as `start METHOD credential ip` / `end …`, in the order
+    /// they happened.
+    events: Mutex<Vec<String>>,
 }
 
 impl FakeBunq {
@@ -103,6 +110,33 @@ impl FakeBunq {
             .lock()
             .unwrap()
             .remove(&(credential, ip.to_string()))
+    }
+
+    fn with_latency(mut self, millis: u64) -> Self {
+        self.latency = Some(std::time::Duration::from_millis(millis));
+        self
+    }
+
+    fn with_put_latency(mut self, millis: u64) -> Self {
+        self.put_latency = Some(std::time::Duration::from_millis(millis));
+        self
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Logs the start of `call`, then takes the fake's latency.
+    async fn begin(&self, call: &str) {
+        self.events.lock().unwrap().push(format!("start {call}"));
+        let put = self.put_latency.filter(|_| call.starts_with("PUT"));
+        if let Some(latency) = put.or(self.latency) {
+            tokio::time::sleep(latency).await;
+        }
+    }
+
+    fn end(&self, call: &str) {
+        self.events.lock().unwrap().push(format!("end {call}"));
     }
 
     fn after_write(&self) {
@@ -184,11 +218,34 @@ impl AllowlistWriter for FakeBunq {
         ip: Ipv4Addr,
     ) -> Result<EntryId, BunqError> {
         let ip = ip.to_string();
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("POST {credential} {ip}"));
-        let trouble = self.take_trouble(credential, &ip);
+        let call = format!("POST {credential} {ip}");
+        self.calls.lock().unwrap().push(call.clone());
+        self.begin(&call).await;
+        let result = self.create_now(credential, &ip);
+        self.end(&call);
+        result
+    }
+
+    async fn set_ip_status(
+        &self,
+        credential: CredentialId,
+        entry: EntryId,
+        status: IpStatus,
+    ) -> Result<(), BunqError> {
+        let ip = self.entry_ip(credential, entry);
+        let call = format!("PUT {credential} {ip} {status}");
+        self.calls.lock().unwrap().push(call.clone());
+        self.begin(&call).await;
+        let result = self.set_status_now(credential, entry, &ip, status);
+        self.end(&call);
+        result
+    }
+}
+
+impl FakeBunq {
+    /// What bunq does with a create, once the latency is over.
+    fn create_now(&self, credential: CredentialId, ip: &str) -> Result<EntryId, BunqError> {
+        let trouble = self.take_trouble(credential, ip);
         match trouble {
             Some(Trouble::ServerError) => return Err(server_error()),
             Some(Trouble::Refused) => return Err(refused()),
@@ -211,18 +268,15 @@ impl AllowlistWriter for FakeBunq {
         }
     }
 
-    async fn set_ip_status(
+    /// What bunq does with a status change, once the latency is over.
+    fn set_status_now(
         &self,
         credential: CredentialId,
         entry: EntryId,
+        ip: &str,
         status: IpStatus,
     ) -> Result<(), BunqError> {
-        let ip = self.entry_ip(credential, entry);
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("PUT {credential} {ip} {status}"));
-        match self.take_trouble(credential, &ip) {
+        match self.take_trouble(credential, ip) {
             Some(Trouble::ServerError) => return Err(server_error()),
             Some(Trouble::BadSignature) => return Err(bad_signature()),
             Some(Trouble::ResetBeforeApply) => return Err(reset()),
@@ -570,6 +624,215 @@ async fn a_write_answered_with_a_bad_signature_is_unconfirmed_and_the_skipped_re
 
     let unconfirmed: Vec<bool> = report.results.iter().map(|r| r.unconfirmed).collect();
     assert_eq!(unconfirmed, [true, false]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The POST and PUT streams side by side (every write takes 1 s of paused time)
+
+fn position(events: &[String], event: &str) -> usize {
+    events
+        .iter()
+        .position(|candidate| candidate == event)
+        .unwrap_or_else(|| panic!("{event} missing: {events:?}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_put_starts_before_the_posts_have_finished() {
+    let fake = FakeBunq::with(&[(1, 10, "10.0.0.4", I)]).with_latency(1000);
+    let report = apply_one(&fake, &["10.0.0.1", "10.0.0.2", "10.0.0.4"], Policy::Sync).await;
+
+    let events = fake.events();
+    assert!(
+        position(&events, "start PUT 1 10.0.0.4 ACTIVE") < position(&events, "end POST 1 10.0.0.2"),
+        "the activation waited for the creates: {events:?}"
+    );
+    assert_eq!(report.count(OutcomeKind::Applied), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_overlap_a_deactivation_starts_only_after_every_grant_of_its_credential_ended() {
+    let fake = FakeBunq::with(&[
+        (1, 10, "10.0.0.1", A),
+        (2, 20, "10.0.0.8", I),
+        (2, 21, "10.0.0.9", A),
+    ])
+    .with_latency(1000);
+    let specs = [
+        spec(1, &["10.0.0.2", "10.0.0.3"], Policy::Sync),
+        spec(2, &["10.0.0.8"], Policy::Sync),
+    ];
+    let plan = plan_for(&fake, &specs, &[], 10).await;
+
+    let started = tokio::time::Instant::now();
+    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+
+    let events = fake.events();
+    let deactivation = position(&events, "start PUT 1 10.0.0.1 INACTIVE");
+    for grant in ["end POST 1 10.0.0.2", "end POST 1 10.0.0.3"] {
+        assert!(position(&events, grant) < deactivation, "{events:?}");
+    }
+    // Credential 2's deactivation needs only its own activation, not credential 1's creates.
+    assert!(
+        position(&events, "end PUT 2 10.0.0.8 ACTIVE")
+            < position(&events, "start PUT 2 10.0.0.9 INACTIVE")
+    );
+    assert!(
+        position(&events, "start PUT 2 10.0.0.9 INACTIVE")
+            < position(&events, "end POST 1 10.0.0.3"),
+        "{events:?}"
+    );
+    // Two creates beside three PUTs: 3 s, not the 5 s of one stream.
+    assert_eq!(started.elapsed(), std::time::Duration::from_secs(3));
+    assert_eq!(report.count(OutcomeKind::Applied), 5);
+    assert_eq!(fake.active_ips(1), ["10.0.0.2", "10.0.0.3"]);
+    assert_eq!(fake.active_ips(2), ["10.0.0.8"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_overlap_a_failed_create_still_holds_back_its_credentials_deactivation() {
+    let fake = FakeBunq::with(&[(1, 10, "10.0.0.1", A), (1, 11, "10.0.0.5", I)])
+        .with_latency(1000)
+        .trouble(1, "10.0.0.3", Trouble::Refused);
+    let report = apply_one(&fake, &["10.0.0.2", "10.0.0.3", "10.0.0.5"], Policy::Sync).await;
+
+    assert!(
+        !fake.writes().iter().any(|call| call.ends_with("INACTIVE")),
+        "{:?}",
+        fake.writes()
+    );
+    assert_eq!(fake.active_ips(1), ["10.0.0.1", "10.0.0.2", "10.0.0.5"]);
+    let deactivation = report
+        .results
+        .iter()
+        .find(|result| result.action.change.is_deactivation())
+        .unwrap();
+    assert!(
+        matches!(&deactivation.outcome, Outcome::Skipped(reason) if reason.contains("failed")),
+        "{deactivation:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_lets_both_calls_in_flight_finish_and_skips_the_rest() {
+    let fake = FakeBunq::with(&[(1, 10, "10.0.0.5", I), (1, 11, "10.0.0.6", I)]).with_latency(1000);
+    let plan = plan_one(
+        &fake,
+        &["10.0.0.1", "10.0.0.2", "10.0.0.5", "10.0.0.6"],
+        Policy::Sync,
+    )
+    .await;
+    let stop = CancellationToken::new();
+    let stopper = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        stopper.cancel();
+    });
+
+    let report = apply(&fake, &plan, "run-1", &stop).await;
+
+    assert_eq!(fake.writes(), ["POST 1 10.0.0.1", "PUT 1 10.0.0.5 ACTIVE"]);
+    assert_eq!(
+        fake.events()
+            .iter()
+            .filter(|event| event.starts_with("end"))
+            .count(),
+        2,
+        "both calls in flight finished"
+    );
+    assert_eq!(report.count(OutcomeKind::Applied), 2);
+    assert_eq!(report.count(OutcomeKind::Skipped), 2);
+    assert_eq!(report.results.len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn results_and_audit_lines_follow_the_plan_not_the_completion_order() {
+    let fake = FakeBunq::with(&[(1, 10, "10.0.0.5", I), (2, 20, "10.0.0.9", A)]).with_latency(1000);
+    let specs = [
+        spec(
+            1,
+            &["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.5"],
+            Policy::Sync,
+        ),
+        spec(2, &[], Policy::Sync),
+    ];
+    let plan = plan_for(&fake, &specs, &[], 10).await;
+    let planned: Vec<String> = plan
+        .actions()
+        .iter()
+        .map(|action| action.change.ip())
+        .collect();
+
+    let (report, log) = capture_log(apply(&fake, &plan, "run-1", &CancellationToken::new())).await;
+
+    let ended: Vec<&str> = fake
+        .events()
+        .iter()
+        .filter_map(|event| event.strip_prefix("end "))
+        .map(|call| call.split(' ').nth(2).unwrap())
+        .map(|ip| planned.iter().find(|p| *p == ip).unwrap().as_str())
+        .collect();
+    assert_ne!(
+        ended, planned,
+        "the calls completed out of plan order: {ended:?}"
+    );
+    let reported: Vec<String> = report
+        .results
+        .iter()
+        .map(|r| r.action.change.ip())
+        .collect();
+    assert_eq!(reported, planned);
+    let audited: Vec<&str> = log
+        .lines()
+        .filter_map(|line| line.split(" ip=").nth(1))
+        .map(|rest| rest.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(audited, planned, "{log}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_signature_failure_lets_the_other_streams_call_finish_and_nothing_new_starts() {
+    let fake = FakeBunq::with(&[(1, 10, "10.0.0.5", I), (1, 11, "10.0.0.6", I)])
+        .with_latency(1000)
+        .with_put_latency(1500)
+        .trouble(1, "10.0.0.1", Trouble::BadSignature);
+    let report = apply_one(
+        &fake,
+        &["10.0.0.1", "10.0.0.2", "10.0.0.5", "10.0.0.6"],
+        Policy::Sync,
+    )
+    .await;
+
+    assert_eq!(fake.writes(), ["POST 1 10.0.0.1", "PUT 1 10.0.0.5 ACTIVE"]);
+    assert!(report.security_failure.is_some());
+    assert_eq!(report.count(OutcomeKind::Skipped), 2);
+    assert_eq!(report.results.len(), 4);
+}
+
+/// Runs `future` with every log line of this thread captured (no ANSI), and returns both.
+async fn capture_log<T>(future: impl std::future::Future<Output = T>) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Capture(std::sync::Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let output = {
+        let _guard = tracing::subscriber::set_default(subscriber);
+        future.await
+    };
+    let bytes = capture.0.lock().unwrap().clone();
+    (output, String::from_utf8(bytes).unwrap())
 }
 
 #[tokio::test]

@@ -6,6 +6,8 @@
 //! * [`report`]: the plan as a text table or stable JSON.
 //! * [`run`]: one run: observe bunq, plan, and (apply mode only) hand the plan to [`apply`], the
 //!   single executor and the only code that writes to bunq.
+//! * [`ledger`]: what the executor's two concurrent write streams share: results in plan order
+//!   and the per-credential gate that holds deactivations until the grants are in.
 //! * [`port`]: the reader/writer ports a run reads and the executor writes through.
 //! * [`bunq_adapter`]: the bunq client behind those ports, settings from the config.
 //! * [`verdict`]: how a run ended, as exit status, metric result, scheduling outcome and summary.
@@ -21,6 +23,7 @@ pub mod exit;
 pub mod export;
 #[cfg(test)]
 mod fixtures;
+pub mod ledger;
 pub mod plan;
 pub mod port;
 pub mod record;
