@@ -1340,3 +1340,6 @@ async fn import_sdk_context_refuses_when_the_daemon_holds_the_state_dir() {
 
 /// `status` and `validate` for scripts, and where the log format and level come from.
 mod scripting;
+
+/// `completion`, `man` and `--version`.
+mod tools;
