@@ -33,16 +33,19 @@ use crate::support::{
 const BIN: &str = env!("CARGO_BIN_EXE_bunq-ipsync");
 /// A command that runs longer than this is killed and the test fails.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-const SUBCOMMANDS: [&str; 9] = [
+const SUBCOMMANDS: [&str; 12] = [
     "run",
     "plan",
     "apply",
     "validate",
     "export",
     "status",
+    "notify-test",
     "demo",
     "sandbox-user",
     "import-sdk-context",
+    "completion",
+    "man",
 ];
 
 /// What a finished command left.

@@ -3,19 +3,12 @@
 
 use super::*;
 
-/// Every subcommand a completion script or the man page must name.
-fn every_subcommand() -> Vec<&'static str> {
-    let mut all = SUBCOMMANDS.to_vec();
-    all.extend(["notify-test", "completion", "man"]);
-    all
-}
-
 #[test]
 fn completion_scripts_for_bash_zsh_and_fish_name_every_subcommand() {
     for shell in ["bash", "zsh", "fish"] {
         let out = run_binary(&["completion", shell], &[]);
         assert_eq!(out.code, 0, "{shell}: {}", show(&out));
-        for subcommand in every_subcommand() {
+        for subcommand in SUBCOMMANDS {
             assert!(
                 out.stdout.contains(subcommand),
                 "{shell} completion lacks {subcommand}"
@@ -77,7 +70,7 @@ fn the_man_page_has_name_synopsis_every_subcommand_and_the_exit_codes() {
     assert!(page.contains(".TH bunq-ipsync 1"), "{page}");
     assert!(page.contains(".SH NAME\nbunq\\-ipsync \\- Keeps"), "{page}");
     assert!(page.contains(".SH SYNOPSIS"), "{page}");
-    for subcommand in every_subcommand() {
+    for subcommand in SUBCOMMANDS {
         let heading = format!(".SH \"BUNQ-IPSYNC {}\"", subcommand.to_uppercase());
         assert!(page.contains(&heading), "{heading} missing");
     }
