@@ -3,6 +3,7 @@
 //! [`crate::bunq::ClientSettings::clock`] and the daemon's `Options`) so tests can move time.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -21,4 +22,22 @@ pub fn tokio_clock() -> WallClock {
     let origin = tokio::time::Instant::now();
     let wall = Utc::now();
     Arc::new(move || wall + chrono::Duration::from_std(origin.elapsed()).unwrap_or_default())
+}
+
+/// A duration as a log field's value: seconds with millisecond precision (`2.346s`), not Rust's
+/// `Debug` text (`2.345678901s`, `150µs`), so every duration field reads and parses the same way.
+pub fn log_seconds(duration: Duration) -> String {
+    format!("{:.3}s", duration.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_seconds_are_seconds_with_milliseconds() {
+        assert_eq!(log_seconds(Duration::from_nanos(2_345_678_901)), "2.346s");
+        assert_eq!(log_seconds(Duration::from_micros(150)), "0.000s");
+        assert_eq!(log_seconds(Duration::from_secs(10)), "10.000s");
+    }
 }

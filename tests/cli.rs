@@ -35,16 +35,19 @@ mod saved_plans;
 const BIN: &str = env!("CARGO_BIN_EXE_bunq-ipsync");
 /// A command that runs longer than this is killed and the test fails.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-const SUBCOMMANDS: [&str; 9] = [
+const SUBCOMMANDS: [&str; 12] = [
     "run",
     "plan",
     "apply",
     "validate",
     "export",
     "status",
+    "notify-test",
     "demo",
     "sandbox-user",
     "import-sdk-context",
+    "completion",
+    "man",
 ];
 
 /// What a finished command left.
@@ -1482,3 +1485,6 @@ async fn export_policy_observe_prints_a_config_that_plans_nothing_under_observe(
 }
 /// `status` and `validate` for scripts, and where the log format and level come from.
 mod scripting;
+
+/// `completion`, `man` and `--version`.
+mod tools;

@@ -178,6 +178,24 @@ async fn runs_are_logged_with_what_started_them_in_plain_fields() {
         .find(|line| line.contains("change applied"))
         .unwrap_or_else(|| panic!("no audit line for the create: {log}"));
     assert!(!audit.contains("detail"), "{audit}");
+    // Durations in seconds with milliseconds, not Debug text such as `2.345678901s` or `150µs`.
+    let durations: Vec<&str> = log
+        .split_whitespace()
+        .filter_map(|word| word.strip_prefix("duration="))
+        .collect();
+    assert_eq!(durations.len(), 3, "one per run: {log}");
+    for duration in durations {
+        let seconds = duration
+            .strip_suffix('s')
+            .unwrap_or_else(|| panic!("{duration}"));
+        let (_, millis) = seconds
+            .split_once('.')
+            .unwrap_or_else(|| panic!("{duration}"));
+        assert!(
+            millis.len() == 3 && seconds.replace('.', "").bytes().all(|b| b.is_ascii_digit()),
+            "{duration}"
+        );
+    }
     assert_plain_fields(&log);
     stop(daemon).await;
 }

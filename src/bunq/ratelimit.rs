@@ -282,7 +282,7 @@ impl RateLimiter {
                         tracing::info!(
                             target: "rate_limit",
                             request = %format!("{} {}", key.method, key.route_pattern),
-                            wait = %format!("{:.1}s", wait.as_secs_f64()),
+                            wait = %crate::clock::log_seconds(wait),
                             "waiting for bunq's rate-limit window"
                         );
                     }

@@ -197,7 +197,7 @@ impl Transport {
             let permit = self.limiter.acquire(&key).await;
             let waited = permit.waited();
             if !waited.is_zero() {
-                tracing::debug!(endpoint = %call.route.endpoint(), ?waited, "rate limiter held the request");
+                tracing::debug!(endpoint = %call.route.endpoint(), waited = %crate::clock::log_seconds(waited), "rate limiter held the request");
                 self.observer.throttled(call.route.pattern, waited);
             }
             let outcome = self
@@ -228,7 +228,7 @@ impl Transport {
             tracing::warn!(
                 endpoint = %call.route.endpoint(),
                 attempt,
-                ?delay,
+                delay = %crate::clock::log_seconds(delay),
                 error = %err,
                 "transient bunq failure; retrying"
             );

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Keeps the permitted-IP allowlists of bunq API credentials equal to a desired state in YAML.
 #[derive(Debug, Parser)]
-#[command(name = "bunq-ipsync", version, about, long_about = None)]
+#[command(name = "bunq-ipsync", version = VERSION, about, long_about = None)]
 #[command(
     after_help = "Exit codes: 0 ok / nothing to do, 1 error, 2 changes pending (plan; apply: \
 on an observe credential), 3 blocked by a safety rule."
@@ -36,6 +36,10 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// What `--version` prints after the name: the version, and the git commit it was built from when
+/// known (`0.1.0 (commit 0123456789ab)`; see `build.rs`).
+pub const VERSION: &str = env!("BUNQ_IPSYNC_VERSION");
 
 /// The environment variable that sets the log format when `--log-format` is not given.
 pub const LOG_FORMAT_ENV: &str = "BUNQ_IPSYNC_LOG_FORMAT";
@@ -115,6 +119,30 @@ pub enum Command {
     SandboxUser(SandboxUserArgs),
     /// Import the context saved by the official bunq SDK (`bunq.conf`) into the state directory.
     ImportSdkContext(ImportArgs),
+    /// Print a shell completion script, e.g. `bunq-ipsync completion bash >
+    /// /etc/bash_completion.d/bunq-ipsync`.
+    Completion(CompletionArgs),
+    /// Print the man page (roff), e.g. `bunq-ipsync man > /usr/local/share/man/man1/bunq-ipsync.1`.
+    Man,
+}
+
+/// Options of `completion`.
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// The shell the script is for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: CompletionShell,
+}
+
+/// The shells `completion` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    /// bash (bash-completion).
+    Bash,
+    /// zsh (a `_bunq-ipsync` file in `$fpath`).
+    Zsh,
+    /// fish (`~/.config/fish/completions/bunq-ipsync.fish`).
+    Fish,
 }
 
 /// Output format of `plan`, `apply` and `status`.

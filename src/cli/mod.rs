@@ -11,11 +11,13 @@
 //! * [`demo`]: the walkthrough against the built-in simulator.
 //! * [`notify_test`]: `notify-test`, one test message to every notification target.
 //! * [`logging`]: text or JSON logs on stderr.
+//! * [`generate`]: `completion` and `man`, generated from the clap definition.
 
 pub mod args;
 pub mod context;
 pub mod daemon;
 pub mod demo;
+pub mod generate;
 pub mod logging;
 pub mod notify_test;
 pub mod oneshot;
@@ -79,6 +81,8 @@ fn run(cli: &Cli) -> anyhow::Result<ExitStatus> {
         Command::NotifyTest => notify_test::run(cli),
         Command::SandboxUser(args) => context::sandbox_user(cli, args),
         Command::ImportSdkContext(args) => context::import_sdk_context(cli, args),
+        Command::Completion(args) => generate::completion(args),
+        Command::Man => generate::man(),
     }
 }
 

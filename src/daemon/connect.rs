@@ -44,7 +44,7 @@ pub(super) async fn connect_until_shutdown(
             Err(err) => {
                 let delay = backoff.next_delay();
                 let message = explain(&err);
-                tracing::error!(error = %message, retry_in = ?delay, "cannot open a bunq session");
+                tracing::error!(error = %message, retry_in = %crate::clock::log_seconds(delay), "cannot open a bunq session");
                 health.record_run_result(false, &format!("cannot open a bunq session: {message}"));
                 notifications.session_failed("cannot open a bunq session", &message);
                 if err.is_credentials_rejected() {

@@ -189,7 +189,7 @@ fn after_attempt<E: Display>(
                 // than the session lives): space attempts out instead of spinning.
                 let delay = backoff.next_delay();
                 tracing::warn!(
-                    retry_in = ?delay,
+                    retry_in = %crate::clock::log_seconds(delay),
                     "renewed bunq session expires within the renewal lead time; \
                      renew_before is too long for the session timeout"
                 );
@@ -205,7 +205,7 @@ fn after_attempt<E: Display>(
         }
         Err(error) => {
             let delay = backoff.next_delay();
-            tracing::warn!(%error, retry_in = ?delay, "bunq session renewal failed");
+            tracing::warn!(%error, retry_in = %crate::clock::log_seconds(delay), "bunq session renewal failed");
             let after = clock();
             Some(
                 after

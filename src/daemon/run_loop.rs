@@ -325,12 +325,14 @@ impl Daemon {
         let _ = self.notifier.status(message);
         match verdict.result {
             RunResult::Failed => {
-                tracing::error!(%run_id, %trigger, duration = ?elapsed, "{message}")
+                tracing::error!(%run_id, %trigger, duration = %crate::clock::log_seconds(elapsed), "{message}")
             }
             RunResult::Blocked => {
-                tracing::warn!(%run_id, %trigger, duration = ?elapsed, "{message}")
+                tracing::warn!(%run_id, %trigger, duration = %crate::clock::log_seconds(elapsed), "{message}")
             }
-            _ => tracing::info!(%run_id, %trigger, duration = ?elapsed, "{message}"),
+            _ => {
+                tracing::info!(%run_id, %trigger, duration = %crate::clock::log_seconds(elapsed), "{message}")
+            }
         }
     }
 
