@@ -4,7 +4,10 @@
 //! group-owned by a group this process is in, with the setgid bit, and the kubelet keeps it so.
 //! There group access is the design, not a mistake, and tightening it would fight the kubelet
 //! (or fail: the volume root is usually not ours), so it is noted at INFO, not warned about.
-//! Access for others is always warned about. The files inside are `0600` in every case.
+//! Provisioners often create such a root readable by others (`2775`): the others' access is
+//! removed where the directory is ours, and left (at INFO) where it is not, since reading the
+//! directory shows only file names and the files inside are `0600` in every case. Write access
+//! for others, or group access without the fsGroup set-up, is warned about and tightened.
 
 use std::fs::{self, Metadata};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
@@ -21,7 +24,7 @@ pub enum DirAccess {
     /// Only the owner: nothing to do.
     Private,
     /// Group access for a group this process is in, set up as a shared volume (setgid), and
-    /// nothing for others: an `fsGroup` volume. Left as it is.
+    /// no write access for others: an `fsGroup` volume. Only the others' read access is removed.
     SharedGroup {
         /// The directory's group.
         gid: u32,
@@ -35,7 +38,7 @@ pub enum DirAccess {
 pub fn classify(mode: u32, gid: u32, groups: &[u32]) -> DirAccess {
     if mode & 0o077 == 0 {
         DirAccess::Private
-    } else if mode & 0o007 == 0 && mode & SETGID != 0 && groups.contains(&gid) {
+    } else if mode & 0o002 == 0 && mode & SETGID != 0 && groups.contains(&gid) {
         DirAccess::SharedGroup { gid }
     } else {
         DirAccess::Lax
@@ -59,13 +62,20 @@ pub fn secure(state_dir: &Path, meta: &Metadata) {
     let mode = meta.permissions().mode() & 0o7777;
     match classify(mode, meta.gid(), &process_groups()) {
         DirAccess::Private => {}
-        DirAccess::SharedGroup { gid } => tracing::info!(
-            dir = %state_dir.display(),
-            mode = format!("{mode:o}"),
-            gid,
-            "state directory is shared with this process's group (a Kubernetes fsGroup volume); \
-             leaving it so, its files are 600"
-        ),
+        DirAccess::SharedGroup { gid } => {
+            // The group bits stay as kubelet set them (`fsGroupChangePolicy: OnRootMismatch`
+            // compares them); the others' read access goes where the directory is ours.
+            let now = mode & !0o007;
+            let kept = now != mode
+                && fs::set_permissions(state_dir, fs::Permissions::from_mode(now)).is_err();
+            tracing::info!(
+                dir = %state_dir.display(),
+                mode = format!("{:o}", if kept { mode } else { now }),
+                gid,
+                "state directory is shared with this process's group (a Kubernetes fsGroup \
+                 volume); leaving the group's access, its files are 600"
+            );
+        }
         DirAccess::Lax => {
             match fs::set_permissions(state_dir, fs::Permissions::from_mode(DIR_MODE)) {
                 Ok(()) => tracing::warn!(
@@ -73,15 +83,14 @@ pub fn secure(state_dir: &Path, meta: &Metadata) {
                     mode = format!("{mode:o}"),
                     "state directory was accessible to group or others; tightened it to 700"
                 ),
-                // A directory we do not own (a volume root owned by root, say) cannot be
-                // tightened.
+                // A directory we do not own (a volume root owned by root, say) cannot be tightened.
                 Err(err) => tracing::warn!(
                     dir = %state_dir.display(),
                     mode = format!("{mode:o}"),
                     %err,
-                    "state directory is accessible to group or others and cannot be tightened \
-                     to 700; its files stay 600 (remove the access for others, e.g. with an \
-                     init container or on the host)"
+                    "state directory is accessible to group or others and cannot be tightened to \
+                     700; its files stay 600 (remove the access for others, e.g. with an init \
+                     container or on the host)"
                 ),
             }
         }
@@ -108,8 +117,16 @@ mod tests {
             classify(0o2750, 65532, &ours),
             DirAccess::SharedGroup { gid: 65532 }
         );
-        assert_eq!(classify(0o2775, 65532, &ours), DirAccess::Lax, "others");
-        assert_eq!(classify(0o2777, 65532, &ours), DirAccess::Lax, "others");
+        assert_eq!(
+            classify(0o2775, 65532, &ours),
+            DirAccess::SharedGroup { gid: 65532 },
+            "others may read (names only)"
+        );
+        assert_eq!(
+            classify(0o2777, 65532, &ours),
+            DirAccess::Lax,
+            "others may write"
+        );
         assert_eq!(classify(0o770, 65532, &ours), DirAccess::Lax, "no setgid");
         assert_eq!(
             classify(0o2770, 4242, &ours),
@@ -161,9 +178,21 @@ mod tests {
 
     #[test]
     fn a_directory_open_to_others_is_tightened_with_one_warning() {
-        let (log, left) = secure_logging(0o2775);
-        assert_eq!(left & 0o777, 0o700);
+        let (log, left) = secure_logging(0o775);
+        assert_eq!(left, 0o700);
         assert_eq!(log.matches("WARN").count(), 1, "{log}");
         assert!(log.contains("tightened it to 700"), "{log}");
+    }
+
+    /// A fresh volume is often 2775 after kubelet's fsGroup pass: no warning (the default
+    /// deployment's start stays quiet), only the others' access goes, and the group keeps what
+    /// kubelet set (with `fsGroupChangePolicy: OnRootMismatch` a 700 root would be a mismatch,
+    /// re-opened at the next mount).
+    #[test]
+    fn a_shared_group_directory_open_to_others_loses_only_the_others_access() {
+        let (log, left) = secure_logging(0o2775);
+        assert_eq!(left, 0o2770);
+        assert!(log.contains(" INFO ") && log.contains("fsGroup"), "{log}");
+        assert!(!log.contains("WARN"), "{log}");
     }
 }
