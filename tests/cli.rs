@@ -272,6 +272,13 @@ impl Env {
             .collect()
     }
 
+    /// Runs `args`, which must exit 3 on the `max-changes` rule and write nothing.
+    async fn assert_blocked_by_max_changes(&self, config: &Path, args: &[&str]) {
+        self.run_saying(config, args, 3, "BLOCKED [max-changes]")
+            .await;
+        self.assert_no_allowlist_write();
+    }
+
     /// Fails unless the simulator saw no allowlist write.
     fn assert_no_allowlist_write(&self) {
         let writes = self.allowlist_writes();
@@ -756,9 +763,7 @@ async fn apply_converges_and_exits_0_then_plan_exits_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_exits_3_when_blocked_and_writes_nothing() {
     let (env, ci, config) = Env::over_max_changes().await;
-    env.run_saying(&config, &["apply"], 3, "BLOCKED [max-changes]")
-        .await;
-    env.assert_no_allowlist_write();
+    env.assert_blocked_by_max_changes(&config, &["apply"]).await;
     assert!(env.active(ci).is_empty());
 }
 
@@ -1387,14 +1392,8 @@ async fn apply_on_an_observe_credential_writes_nothing_and_exits_2_then_0_when_n
 async fn apply_max_changes_overrides_the_limit_for_one_run_only() {
     let (env, ci, config) = Env::over_max_changes().await;
     // The config's limit is 1 and the run needs 2: still blocked at 1, through at 2.
-    env.run_saying(
-        &config,
-        &["apply", "--max-changes", "1"],
-        3,
-        "BLOCKED [max-changes]",
-    )
-    .await;
-    env.assert_no_allowlist_write();
+    env.assert_blocked_by_max_changes(&config, &["apply", "--max-changes", "1"])
+        .await;
     env.run_exits(&config, &["plan"], 3).await;
     env.run_saying(
         &config,
@@ -1407,14 +1406,8 @@ async fn apply_max_changes_overrides_the_limit_for_one_run_only() {
 
     // Lowered below what a run needs, it blocks a run the config would let through.
     let (env, ci, config) = Env::with_ci(&[], &["203.0.113.10", "203.0.113.11"]).await;
-    env.run_saying(
-        &config,
-        &["apply", "--max-changes", "1"],
-        3,
-        "BLOCKED [max-changes]",
-    )
-    .await;
-    env.assert_no_allowlist_write();
+    env.assert_blocked_by_max_changes(&config, &["apply", "--max-changes", "1"])
+        .await;
     assert!(env.active(ci).is_empty());
 }
 

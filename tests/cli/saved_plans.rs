@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use bunq_ipsync::bunq::model::IpStatus;
 use serde_json::Value;
 
-use super::{Env, assert_stderr_has, assert_stdout_empty, show};
+use super::{Env, Output, assert_stderr_has, assert_stdout_empty, show};
 
 /// `plan --out PLAN.json` (exit 2: the setup always has changes pending), and the saved file.
 async fn save_plan(env: &Env, config: &Path) -> (PathBuf, Value) {
@@ -23,6 +23,15 @@ async fn save_plan(env: &Env, config: &Path) -> (PathBuf, Value) {
     );
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     (path, saved)
+}
+
+/// `apply` with `gate` (`--plan FILE ...` or `--checksum SUM`), refused: exit 1, "stale plan"
+/// (or another refusal) on stderr.
+async fn refused_apply(env: &Env, config: &Path, gate: &[&str]) -> Output {
+    let args: Vec<&str> = std::iter::once("apply")
+        .chain(gate.iter().copied())
+        .collect();
+    env.run_exits(config, &args, 1).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,13 +82,7 @@ async fn a_saved_plan_is_refused_after_an_out_of_band_change() {
         .add_entry(ci, "198.51.100.5", IpStatus::Active)
         .unwrap();
 
-    let out = env
-        .run_exits(
-            &config,
-            &["apply", "--plan", &path.display().to_string()],
-            1,
-        )
-        .await;
+    let out = refused_apply(&env, &config, &["--plan", &path.display().to_string()]).await;
     assert_stderr_has(&out, "stale plan");
     assert_stderr_has(
         &out,
@@ -102,9 +105,7 @@ async fn a_saved_plan_older_than_max_age_is_refused() {
     let (path, _) = save_plan(&env, &config).await;
     let path = path.display().to_string();
 
-    let out = env
-        .run_exits(&config, &["apply", "--plan", &path, "--max-age", "1ms"], 1)
-        .await;
+    let out = refused_apply(&env, &config, &["--plan", &path, "--max-age", "1ms"]).await;
     assert_stderr_has(&out, "stale plan");
     assert_stderr_has(&out, "longer than --max-age 1ms");
     env.assert_no_allowlist_write();
@@ -118,13 +119,7 @@ async fn a_file_that_is_not_a_saved_plan_is_refused_before_bunq_is_called() {
         "plan.json",
         r#"{"format": "bunq-ipsync-plan", "version": 7}"#,
     );
-    let out = env
-        .run_exits(
-            &config,
-            &["apply", "--plan", &edited.display().to_string()],
-            1,
-        )
-        .await;
+    let out = refused_apply(&env, &config, &["--plan", &edited.display().to_string()]).await;
     assert_stderr_has(&out, "saved plan version 7 is not supported");
     env.assert_no_request();
 }
@@ -139,9 +134,7 @@ async fn apply_checksum_applies_the_reviewed_actions_and_refuses_others() {
     assert_eq!(sum.len(), 64);
 
     let other = "0".repeat(64);
-    let out = env
-        .run_exits(&config, &["apply", "--checksum", &other], 1)
-        .await;
+    let out = refused_apply(&env, &config, &["--checksum", &other]).await;
     assert_stderr_has(&out, "stale plan");
     assert_stderr_has(&out, &format!("have checksum {sum}, not {other}"));
     assert_stderr_has(&out, &format!("{ci} create - 203.0.113.10"));
@@ -151,8 +144,6 @@ async fn apply_checksum_applies_the_reviewed_actions_and_refuses_others() {
         .await;
     assert_eq!(env.active(ci), vec!["203.0.113.10"]);
     // Converged: the same checksum now stands for other actions (none), so it is refused.
-    let out = env
-        .run_exits(&config, &["apply", "--checksum", &sum], 1)
-        .await;
+    let out = refused_apply(&env, &config, &["--checksum", &sum]).await;
     assert_stderr_has(&out, "stale plan");
 }

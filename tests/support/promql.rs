@@ -8,20 +8,15 @@
 
 use std::collections::BTreeSet;
 
-/// Words that are never metric names: binary operators and modifiers, aggregation operators
-/// (which may stand before `by (…)` rather than before their `(`), and the float literals.
-const KEYWORDS: [&str; 24] = [
+/// Words that are never metric names, beside [`LABEL_LIST`]: binary operators and modifiers,
+/// aggregation operators (which may stand before `by (…)` rather than before their `(`), and the
+/// float literals.
+const KEYWORDS: [&str; 18] = [
     "and",
     "or",
     "unless",
     "bool",
     "offset",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
     "sum",
     "min",
     "max",
@@ -76,7 +71,9 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
                 }
                 let is_function = next == Some(&'(');
                 let lower = word.to_ascii_lowercase();
-                if !is_function && !KEYWORDS.contains(&lower.as_str()) && lower != "nan" {
+                let keyword =
+                    KEYWORDS.contains(&lower.as_str()) || LABEL_LIST.contains(&lower.as_str());
+                if !is_function && !keyword && lower != "nan" {
                     names.insert(word);
                 }
                 i = end;
