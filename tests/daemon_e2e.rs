@@ -13,6 +13,7 @@
 // clippy's allow-unwrap-in-tests covers #[test] functions only, not the helpers here.
 #![allow(clippy::unwrap_used, reason = "a panic is how a test reports failure")]
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::support::{ConfigSpec, Daemon, NotifySocket, Setting, World, metric_value, sim_options};
@@ -93,6 +94,17 @@ async fn settled_on_a() -> (World, Daemon) {
     let daemon = world.spawn(&[], &[]);
     daemon.wait_settled().await;
     (world, daemon)
+}
+
+/// A daemon that reads its API key only from the systemd credential `bunq-api-key` (no
+/// `BUNQ_API_KEY`), started on a bank without entries and waited for until [`A`] is ACTIVE;
+/// with the credential file.
+async fn running_on_a_key_credential() -> (World, Daemon, PathBuf) {
+    let spec = ConfigSpec::ips(&[A]).with(Setting::ApiKeyCredential("bunq-api-key"));
+    let world = World::configured(&[], &spec).await;
+    let (daemon, key_file) = world.spawn_with_key_credential("bunq-api-key");
+    wait_active(&world, &daemon, &[A]).await;
+    (world, daemon, key_file)
 }
 
 async fn stop(mut daemon: Daemon) -> Daemon {
@@ -789,23 +801,7 @@ async fn second_sigterm_exits_at_once_with_143() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_key_is_read_from_the_systemd_credentials_directory() {
-    let spec = ConfigSpec::ips(&[A]).with(Setting::ApiKeyCredential("bunq-api-key"));
-    let world = World::configured(&[], &spec).await;
-    let credentials = world.dir.path().join("credentials");
-    std::fs::create_dir(&credentials).unwrap();
-    std::fs::write(
-        credentials.join("bunq-api-key"),
-        format!("{}\n", world.key.api_key.expose()),
-    )
-    .unwrap();
-    // No BUNQ_API_KEY: only the credentials directory has the key.
-    let daemon = Daemon::spawn(
-        &world.config_path,
-        &[("CREDENTIALS_DIRECTORY", credentials.display().to_string())],
-        &[],
-        world.port,
-    );
-    wait_active(&world, &daemon, &[A]).await;
+    let (_world, daemon, _) = running_on_a_key_credential().await;
     stop(daemon).await;
 }
 

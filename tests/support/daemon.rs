@@ -238,6 +238,18 @@ impl World {
         Daemon::spawn(config, &env, extra_args, self.port)
     }
 
+    /// Starts the daemon with the API key only in the systemd credential `name` (a fresh
+    /// `CREDENTIALS_DIRECTORY`, no `BUNQ_API_KEY`); returns it and the credential file.
+    pub fn spawn_with_key_credential(&self, name: &str) -> (Daemon, PathBuf) {
+        let credentials = self.dir.path().join("credentials");
+        std::fs::create_dir(&credentials).unwrap();
+        let key_file = credentials.join(name);
+        write_atomically(&key_file, &format!("{}\n", self.key.api_key.expose()));
+        let env = [("CREDENTIALS_DIRECTORY", credentials.display().to_string())];
+        let daemon = Daemon::spawn(&self.config_path, &env, &[], self.port);
+        (daemon, key_file)
+    }
+
     /// Runs `bunq-ipsync ARGS --config CONFIG` to its end (a one-shot command beside or after
     /// the daemon) with the API key in `BUNQ_API_KEY`.
     pub async fn command(&self, args: &[&str]) -> std::process::Output {
