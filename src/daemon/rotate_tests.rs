@@ -108,6 +108,24 @@ impl Rotating {
         (status, body.to_owned())
     }
 
+    /// Waits (at most a minute) for `/readyz` to warn that bunq refused the new key, and checks
+    /// that the daemon stays ready meanwhile (the old session works on); returns the body.
+    async fn refusal_in_readyz(&self) -> String {
+        let replaced = tokio::time::Instant::now();
+        loop {
+            let (status, body) = self.readyz().await;
+            if body.contains("bunq refused the new API key") {
+                assert_eq!(status, 200, "still ready: the old session works: {body}");
+                return body;
+            }
+            assert!(
+                replaced.elapsed() <= MINUTE,
+                "no warning in /readyz: {body}"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     async fn stop(self) {
         self.shutdown.cancel();
         self.daemon.await.unwrap().unwrap();
@@ -177,19 +195,7 @@ async fn a_refused_new_key_keeps_the_daemon_on_the_old_session_warning_and_notif
     let old_fingerprint = rotating.saved_fingerprint();
 
     rotating.replace_key(&Secret::new("0123456789abcdef-a-key-bunq-never-issued"));
-    let replaced = tokio::time::Instant::now();
-    let body = loop {
-        let (status, body) = rotating.readyz().await;
-        if body.contains("bunq refused the new API key") {
-            assert_eq!(status, 200, "still ready: the old session works: {body}");
-            break body;
-        }
-        assert!(
-            replaced.elapsed() <= MINUTE,
-            "no warning in /readyz: {body}"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let body = rotating.refusal_in_readyz().await;
     assert!(body.contains("previous key's session"), "{body}");
     assert!(!body.contains("a-key-bunq-never-issued"), "{body}");
     assert_eq!(rotating.saved_fingerprint(), old_fingerprint);
@@ -231,19 +237,7 @@ async fn a_new_key_of_another_user_is_refused_and_the_old_session_goes_on() {
     let stranger = bank.sim.create_user_with_api_key();
 
     rotating.replace_key(&stranger.api_key);
-    let replaced = tokio::time::Instant::now();
-    let body = loop {
-        let (status, body) = rotating.readyz().await;
-        if body.contains("bunq refused the new API key") {
-            assert_eq!(status, 200, "{body}");
-            break body;
-        }
-        assert!(
-            replaced.elapsed() <= MINUTE,
-            "no warning in /readyz: {body}"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let body = rotating.refusal_in_readyz().await;
     assert!(
         body.contains(&format!("belongs to bunq user {}", stranger.user_id)),
         "{body}"
