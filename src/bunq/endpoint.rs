@@ -236,11 +236,15 @@ mod tests {
     }
 
     #[test]
-    fn plain_http_to_a_remote_host_is_refused() {
+    fn plain_http_to_a_remote_host_other_schemes_userinfo_and_query_are_refused() {
         for text in [
             "http://api.bunq.com/v1",
             "http://10.0.0.1:8080/v1",
             "http://128.0.0.1/v1",
+            "ftp://api.bunq.com/v1",
+            "https://user:pw@api.bunq.com/v1",
+            "https://api.bunq.com/v1?x=1",
+            "not a url",
         ] {
             let err = BaseUrl::parse(text).unwrap_err();
             assert!(matches!(err, BunqError::BaseUrl { .. }), "{text}: {err}");
@@ -257,18 +261,6 @@ mod tests {
         ] {
             let base = BaseUrl::parse(text).unwrap();
             assert!(base.is_loopback(), "{text}");
-        }
-    }
-
-    #[test]
-    fn other_schemes_and_userinfo_and_query_are_refused() {
-        for text in [
-            "ftp://api.bunq.com/v1",
-            "https://user:pw@api.bunq.com/v1",
-            "https://api.bunq.com/v1?x=1",
-            "not a url",
-        ] {
-            assert!(BaseUrl::parse(text).is_err(), "{text}");
         }
     }
 
