@@ -221,6 +221,14 @@ impl World {
         write_atomically(&self.config_path, &self.config_text(spec, self.port));
     }
 
+    /// [`World::configured`], with the daemon started on it ([`World::spawn`] without extra
+    /// environment or arguments).
+    pub async fn running(seed: &[(&str, IpStatus)], spec: &ConfigSpec) -> (World, Daemon) {
+        let world = World::configured(seed, spec).await;
+        let daemon = world.spawn(&[], &[]);
+        (world, daemon)
+    }
+
     /// Starts the daemon on [`World::config_path`] with the API key in `BUNQ_API_KEY`.
     pub fn spawn(&self, extra_env: &[(&str, String)], extra_args: &[&str]) -> Daemon {
         self.spawn_with_config(&self.config_path, extra_env, extra_args)
