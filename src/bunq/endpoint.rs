@@ -221,18 +221,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn public_environments_use_https_without_trailing_slash() {
-        assert_eq!(BaseUrl::production().as_str(), "https://api.bunq.com/v1");
-        assert_eq!(
-            BaseUrl::sandbox().as_str(),
-            "https://public-api.sandbox.bunq.com/v1"
-        );
-    }
-
-    #[test]
-    fn trailing_slash_is_dropped() {
-        let base = BaseUrl::parse("https://example.test/v1/").unwrap();
-        assert_eq!(base.as_str(), "https://example.test/v1");
+    fn public_environments_use_https_and_no_base_url_keeps_a_trailing_slash() {
+        let parsed = BaseUrl::parse("https://example.test/v1/").unwrap();
+        for (base, text) in [
+            (BaseUrl::production(), "https://api.bunq.com/v1"),
+            (BaseUrl::sandbox(), "https://public-api.sandbox.bunq.com/v1"),
+            (parsed, "https://example.test/v1"),
+        ] {
+            assert_eq!(base.as_str(), text);
+        }
     }
 
     #[test]
