@@ -16,12 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bunq_ipsync::bunq::model::IpStatus;
-use bunq_ipsync::clock::system_clock;
-use bunq_ipsync::daemon::notify::Notifier;
 use bunq_ipsync::daemon::runtime::{self, Options};
-use bunq_ipsync::daemon::watch::WatchSettings;
 use bunq_ipsync::simulator::{DnsAnswer, DnsServer, Simulator, SimulatorOptions};
-use tokio_util::sync::CancellationToken;
 
 const NAME: &str = "home.example.org";
 /// Longest wait for one move before the bench gives up.
@@ -83,19 +79,10 @@ async fn bench() -> anyhow::Result<()> {
     let address = |round: u64| Ipv4Addr::new(203, 0, 113, 100 + round as u8);
     dns.set(NAME, DnsAnswer::a(&[address(0)], ttl));
 
-    let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(runtime::run(Options {
-        config_path: config_path.clone(),
-        loaded: None,
-        shutdown: shutdown.clone(),
-        notifier: Notifier::disabled(),
-        handle_signals: false,
-        listener: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await?),
-        watch: WatchSettings::default(),
-        clock: system_clock(),
-        rate_limiter: None,
-        dry_run: false,
-    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let options = Options::embedded(config_path.clone(), listener);
+    let shutdown = options.shutdown.clone();
+    let daemon = tokio::spawn(runtime::run(options));
     wait_for(&sim, home, address(0), None).await?;
 
     println!("Following a DNS name: TTL {ttl} s, sync.interval 5m, bunq's real rate limits");

@@ -39,3 +39,6 @@ pub mod secret;
 pub mod simulator;
 pub mod sources;
 pub mod tls;
+
+#[cfg(test)]
+mod test_util;

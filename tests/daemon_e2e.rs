@@ -13,6 +13,7 @@
 // clippy's allow-unwrap-in-tests covers #[test] functions only, not the helpers here.
 #![allow(clippy::unwrap_used, reason = "a panic is how a test reports failure")]
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::support::{ConfigSpec, Daemon, NotifySocket, Setting, World, metric_value, sim_options};
@@ -89,10 +90,20 @@ async fn refusal_reasons(
 
 /// A daemon at rest: A is ACTIVE and wanted, and the first run has succeeded.
 async fn settled_on_a() -> (World, Daemon) {
-    let world = World::configured(&[(A, Active)], &ConfigSpec::ips(&[A])).await;
-    let daemon = world.spawn(&[], &[]);
+    let (world, daemon) = World::running(&[(A, Active)], &ConfigSpec::ips(&[A])).await;
     daemon.wait_settled().await;
     (world, daemon)
+}
+
+/// A daemon that reads its API key only from the systemd credential `bunq-api-key` (no
+/// `BUNQ_API_KEY`), started on a bank without entries and waited for until [`A`] is ACTIVE;
+/// with the credential file.
+async fn running_on_a_key_credential() -> (World, Daemon, PathBuf) {
+    let spec = ConfigSpec::ips(&[A]).with(Setting::ApiKeyCredential("bunq-api-key"));
+    let world = World::configured(&[], &spec).await;
+    let (daemon, key_file) = world.spawn_with_key_credential("bunq-api-key");
+    wait_active(&world, &daemon, &[A]).await;
+    (world, daemon, key_file)
 }
 
 async fn stop(mut daemon: Daemon) -> Daemon {
@@ -234,8 +245,8 @@ async fn sighup_rereads_the_config_and_applies_a_good_new_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_with_a_bad_config_keeps_the_old_one_and_writes_nothing() {
-    let world = World::configured(&[(A, Active), (STRAY, Inactive)], &ConfigSpec::ips(&[A])).await;
-    let daemon = world.spawn(&[], &[]);
+    let (world, daemon) =
+        World::running(&[(A, Active), (STRAY, Inactive)], &ConfigSpec::ips(&[A])).await;
     daemon.wait_settled().await;
     let requests_before = world.sim.request_log().len();
 
@@ -446,8 +457,7 @@ async fn bunq_session_is_renewed_before_expiry_without_a_failed_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_readyz_and_metrics_describe_a_running_daemon() {
-    let world = World::configured(&[(STRAY, Active)], &ConfigSpec::ips(&[A])).await;
-    let daemon = world.spawn(&[], &[]);
+    let (world, daemon) = World::running(&[(STRAY, Active)], &ConfigSpec::ips(&[A])).await;
     wait_active(&world, &daemon, &[A]).await;
     daemon.wait_runs(1.0).await;
 
@@ -746,8 +756,7 @@ async fn trace_logs_never_contain_the_api_key_or_bunq_tokens() {
 async fn cron_schedule_ticks_drive_the_runs() {
     // Every second; the interval fallback is then 5 min, so only cron ticks can make these runs.
     let spec = ConfigSpec::ips(&[A]).with(Setting::Schedule("* * * * * *"));
-    let world = World::configured(&[(A, Active)], &spec).await;
-    let daemon = world.spawn(&[], &[]);
+    let (_world, daemon) = World::running(&[(A, Active)], &spec).await;
     daemon.wait_ready().await;
     daemon.wait_runs(4.0).await;
     assert_eq!(
@@ -805,8 +814,7 @@ async fn failed_run_is_retried_and_the_daemon_stays_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bunq_ending_the_session_early_is_recovered_without_a_failed_run() {
-    let world = World::configured(&[(A, Active)], &ConfigSpec::ips(&[A, B])).await;
-    let daemon = world.spawn(&[], &[]);
+    let (world, daemon) = World::running(&[(A, Active)], &ConfigSpec::ips(&[A, B])).await;
     wait_active(&world, &daemon, &[A, B]).await;
     daemon.wait_runs(1.0).await;
     assert_eq!(world.sim.sessions_created(), 1);
@@ -854,31 +862,14 @@ async fn second_sigterm_exits_at_once_with_143() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_key_is_read_from_the_systemd_credentials_directory() {
-    let spec = ConfigSpec::ips(&[A]).with(Setting::ApiKeyCredential("bunq-api-key"));
-    let world = World::configured(&[], &spec).await;
-    let credentials = world.dir.path().join("credentials");
-    std::fs::create_dir(&credentials).unwrap();
-    std::fs::write(
-        credentials.join("bunq-api-key"),
-        format!("{}\n", world.key.api_key.expose()),
-    )
-    .unwrap();
-    // No BUNQ_API_KEY: only the credentials directory has the key.
-    let daemon = Daemon::spawn(
-        &world.config_path,
-        &[("CREDENTIALS_DIRECTORY", credentials.display().to_string())],
-        &[],
-        world.port,
-    );
-    wait_active(&world, &daemon, &[A]).await;
+    let (_world, daemon, _) = running_on_a_key_credential().await;
     stop(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_over_max_changes_is_blocked_counted_by_rule_and_writes_nothing() {
     let spec = ConfigSpec::ips(&[A, B, C]).with(Setting::MaxChanges(1));
-    let world = World::configured(&[(A, Active)], &spec).await;
-    let daemon = world.spawn(&[], &[]);
+    let (world, daemon) = World::running(&[(A, Active)], &spec).await;
     daemon
         .wait_metric(
             "a blocked run",
@@ -902,8 +893,7 @@ async fn run_over_max_changes_is_blocked_counted_by_rule_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reverting_a_bad_config_file_clears_the_reload_warning() {
     let good = ConfigSpec::ips(&[A]);
-    let world = World::configured(&[(A, Active)], &good).await;
-    let daemon = world.spawn(&[], &[]);
+    let (world, daemon) = World::running(&[(A, Active)], &good).await;
     daemon.wait_settled().await;
 
     // An edit with a typo (picked up by the file watcher, no signal)...
@@ -1071,8 +1061,7 @@ async fn many_changes_under_bunq_rate_limits_converge_without_a_429() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_config_at_start_exits_1_naming_the_problem() {
     let spec = ConfigSpec::ips(&[A]).with(Setting::PlusIp("not-an-ip"));
-    let world = World::configured(&[], &spec).await;
-    let mut daemon = world.spawn(&[], &[]);
+    let (world, mut daemon) = World::running(&[], &spec).await;
     assert_eq!(daemon.wait_exit().await.code(), Some(1));
     let stderr = daemon.stderr();
     assert!(
@@ -1345,8 +1334,7 @@ async fn change_out_of_band_and_run_twice(world: &World, daemon: &Daemon) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_observe_credential_changed_out_of_band_is_reported_as_pending_and_never_written() {
     let spec = ConfigSpec::ips(&[A]).with(Setting::Policy("observe"));
-    let world = World::configured(&[(A, Active)], &spec).await;
-    let daemon = world.spawn(&[], &[]);
+    let (world, daemon) = World::running(&[(A, Active)], &spec).await;
     daemon.wait_settled().await;
     assert_eq!(metric(&daemon, &pending_series(&world)).await, 0.0);
 

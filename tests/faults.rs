@@ -35,7 +35,7 @@ use bunq_ipsync::bunq::{
     BaseUrl, BunqClient, BunqError, ClientSettings, RateLimits, RetryPolicy, TransportSettings,
 };
 use bunq_ipsync::config::{self, Config};
-use bunq_ipsync::reconcile::apply::{Outcome, OutcomeKind};
+use bunq_ipsync::reconcile::apply::{ApplyReport, Outcome, OutcomeKind};
 use bunq_ipsync::reconcile::record::RecordStore;
 use bunq_ipsync::reconcile::run::{self, AllowlistWriter, RunError, RunReport};
 use bunq_ipsync::secret::Secret;
@@ -251,42 +251,55 @@ const TABLE_END: &str = "<!-- fault-table:end -->";
 
 /// [`record_outcome`] for a test whose first run ends as `first` says and whose later runs
 /// converge.
-fn record_then_converged(test: &'static str, first: &str, runs: &[Run]) {
-    record_outcome(test, format!("{first}; {}", converged_summary(&runs[1..])));
+fn record_then_converged(first: &str, runs: &[Run]) {
+    record_outcome(format!("{first}; {}", converged_summary(&runs[1..])));
 }
 
 /// [`record_outcome`] for a test that converged in exactly `needed` runs; `note` says how the
 /// fault was ridden out (empty when the summary says it all).
-fn record_converged(test: &'static str, runs: &[Run], needed: usize, note: &str) {
-    assert_eq!(runs.len(), needed, "{test}: runs until converged");
+fn record_converged(runs: &[Run], needed: usize, note: &str) {
+    assert_eq!(runs.len(), needed, "runs until converged");
     let summary = converged_summary(runs);
-    record_outcome(
-        test,
-        if note.is_empty() {
-            summary
-        } else {
-            format!("{summary}; {note}")
-        },
-    );
+    record_outcome(if note.is_empty() {
+        summary
+    } else {
+        format!("{summary}; {note}")
+    });
 }
 
 /// Run 1 was refused for `label` (its metric label) before any write and run 2 converged;
-/// recorded for `test` as `first` and the summary of run 2.
-fn assert_refused_then_converged(test: &'static str, runs: &[Run], label: &str, first: &str) {
+/// recorded as `first` and the summary of run 2.
+fn assert_refused_then_converged(runs: &[Run], label: &str, first: &str) {
     assert_eq!(runs[0].writes(), 0);
     assert_eq!(runs[0].error().metric_label(), label);
     assert_eq!(runs.len(), 2);
-    record_then_converged(test, first, runs);
+    record_then_converged(first, runs);
 }
 
-/// Records what `test` observed and, with `FAULT_TABLE` set, rewrites the table. Every test
-/// rewrites the whole table, so after the last one it is complete; a row whose test did not
-/// run (or failed before recording) says so.
-fn record_outcome(test: &'static str, outcome: impl Into<String>) {
-    assert!(
-        ROWS.iter().any(|row| row.test == test),
-        "{test} has no row in ROWS"
-    );
+/// Run 1 was refused for a bad bunq signature (a security error) before any write and run 2
+/// converged.
+fn assert_refused_for_the_signature(runs: &[Run]) {
+    let first = "run 1 refused (security error), 0 writes";
+    assert_refused_then_converged(runs, "signature", first);
+}
+
+/// The running test's row name: libtest runs each test on a thread named by its path
+/// (`faults::NAME`), so a test states its name once, in its `fn` line.
+fn this_test() -> &'static str {
+    let thread = std::thread::current();
+    let path = thread.name().expect("tests run on named threads");
+    let name = path.rsplit("::").next().unwrap_or(path);
+    ROWS.iter()
+        .map(|row| row.test)
+        .find(|test| *test == name)
+        .unwrap_or_else(|| panic!("{name} has no row in ROWS"))
+}
+
+/// Records what the running test observed and, with `FAULT_TABLE` set, rewrites the table.
+/// Every test rewrites the whole table, so after the last one it is complete; a row whose test
+/// did not run (or failed before recording) says so.
+fn record_outcome(outcome: impl Into<String>) {
+    let test = this_test();
     let mut observed = OBSERVED.lock().unwrap_or_else(|err| err.into_inner());
     observed.insert(test, outcome.into());
     if let Some(path) = std::env::var_os("FAULT_TABLE") {
@@ -570,6 +583,11 @@ impl Run {
         self.outcome.as_ref().expect("the run produced a plan")
     }
 
+    /// What the executor did in this run.
+    fn applied(&self) -> &ApplyReport {
+        self.report().applied.as_ref().expect("the run applied")
+    }
+
     fn error(&self) -> &RunError {
         self.outcome.as_ref().expect_err("the run was refused")
     }
@@ -588,16 +606,13 @@ impl Run {
             .into_iter()
             .find(|kind| kind.as_str() == label)
             .expect("an outcome label");
-        self.report().applied.as_ref().unwrap().count(kind)
+        self.applied().count(kind)
     }
 
     /// The outcome of the action on `ip`.
     fn outcome_of(&self, ip: Ipv4Addr) -> &Outcome {
         &self
-            .report()
-            .applied
-            .as_ref()
-            .unwrap()
+            .applied()
             .results
             .iter()
             .find(|result| result.action.change.ip() == ip.to_string())
@@ -706,6 +721,14 @@ async fn converged_after(kind: FaultKind, on: On, times: usize) -> (Bank, Vec<Ru
     (bank, runs)
 }
 
+/// The runs until convergence after a connection reset `kind` around the first create; checks
+/// that the create was not retried blindly: the next request re-listed the credential.
+async fn re_listed_after_a_create_with(kind: FaultKind) -> Vec<Run> {
+    let (bank, runs) = converged_after(kind, On::Create, 1).await;
+    assert!(runs[0].relists_after_fault(&bank));
+    runs
+}
+
 /// A bank whose client times out after [`SLOW_TIMEOUT`], a response delayed by [`DELAY`] on
 /// the request `on`, and its runs until convergence (three at most).
 async fn converged_after_a_slow_response(on: On) -> (Bank, Vec<Run>) {
@@ -777,10 +800,7 @@ async fn http_500_on_a_create_fails_it_holds_back_deactivations_and_the_next_run
     assert_eq!(first.count("skipped"), 2);
     assert!(matches!(first.outcome_of(STRAY_A), Outcome::Skipped(_)));
     assert!(matches!(first.outcome_of(STRAY_B), Outcome::Skipped(_)));
-    record_outcome(
-        "http_500_on_a_create_fails_it_holds_back_deactivations_and_the_next_run_converges",
-        converged_summary(&runs) + "; deactivations held back in run 1",
-    );
+    record_outcome(converged_summary(&runs) + "; deactivations held back in run 1");
 }
 
 /// A create whose answer was unclear but which bunq committed: run 1 re-lists instead of
@@ -806,7 +826,6 @@ async fn committed_create_with_an_unclear_answer(kind: FaultKind) -> Vec<Run> {
 async fn http_500_after_a_committed_create_is_resolved_by_re_listing_and_never_duplicates() {
     let runs = committed_create_with_an_unclear_answer(FaultKind::StatusAfterApply(500)).await;
     record_outcome(
-        "http_500_after_a_committed_create_is_resolved_by_re_listing_and_never_duplicates",
         converged_summary(&runs[..1]) + "; re-list found the entry, run 2: no writes, no drift",
     );
 }
@@ -815,7 +834,6 @@ async fn http_500_after_a_committed_create_is_resolved_by_re_listing_and_never_d
 async fn unreadable_200_on_a_create_is_resolved_by_re_listing_and_never_duplicates() {
     let runs = committed_create_with_an_unclear_answer(FaultKind::UnreadableAfterApply).await;
     record_outcome(
-        "unreadable_200_on_a_create_is_resolved_by_re_listing_and_never_duplicates",
         converged_summary(&runs[..1]) + "; re-list found the entry, run 2: no writes, no drift",
     );
 }
@@ -828,10 +846,7 @@ async fn http_500_on_a_create_that_bunq_commits_late_is_not_reported_as_drift() 
 
     let first = bank.run(&client).await;
     let failed: Vec<String> = first
-        .report()
-        .applied
-        .as_ref()
-        .unwrap()
+        .applied()
         .results
         .iter()
         .filter(|result| matches!(result.outcome, Outcome::Failed(_)))
@@ -848,7 +863,6 @@ async fn http_500_on_a_create_that_bunq_commits_late_is_not_reported_as_drift() 
     assert!(bank.converged());
     let runs = [first, second];
     record_outcome(
-        "http_500_on_a_create_that_bunq_commits_late_is_not_reported_as_drift",
         converged_summary(&runs) + "; the late entry is the daemon's own: run 2 reports no drift",
     );
 }
@@ -859,12 +873,7 @@ async fn http_500_on_a_listing_is_retried_and_the_run_converges() {
 
     let retried = runs[0].log.iter().filter(|r| r.fault.is_some()).count();
     assert_eq!(retried, 2);
-    record_converged(
-        "http_500_on_a_listing_is_retried_and_the_run_converges",
-        &runs,
-        1,
-        "2 retries",
-    );
+    record_converged(&runs, 1, "2 retries");
 }
 
 #[tokio::test]
@@ -876,12 +885,7 @@ async fn http_500_on_the_second_page_is_retried_and_nothing_is_duplicated() {
 
     assert!(runs[0].log.iter().any(|r| r.fault.is_some()));
     assert_eq!(runs[0].count("applied"), 5);
-    record_converged(
-        "http_500_on_the_second_page_is_retried_and_nothing_is_duplicated",
-        &runs,
-        1,
-        "",
-    );
+    record_converged(&runs, 1, "");
 }
 
 #[tokio::test]
@@ -891,7 +895,6 @@ async fn maintenance_491_refuses_the_run_without_writes_and_the_next_run_converg
     let err = runs[0].error();
     assert!(err.to_string().contains("maintenance"), "{err}");
     assert_refused_then_converged(
-        "maintenance_491_refuses_the_run_without_writes_and_the_next_run_converges",
         &runs,
         "server_error",
         "run 1 refused after 4 attempts (server_error), 0 writes",
@@ -911,7 +914,6 @@ async fn html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writ
     );
     assert_eq!(runs.len(), 2);
     record_then_converged(
-        "html_503_from_a_proxy_refuses_the_run_with_a_readable_error_and_no_writes",
         "run 1 refused (HTTP 503, body quoted as text), 0 writes",
         &runs,
     );
@@ -922,12 +924,7 @@ async fn html_503_on_a_status_change_is_retried_and_the_run_converges() {
     let (_bank, runs) = converged_after(FaultKind::Html503, On::Entry(STRAY_A), 1).await;
 
     assert_eq!(runs[0].count("applied"), 5);
-    record_converged(
-        "html_503_on_a_status_change_is_retried_and_the_run_converges",
-        &runs,
-        1,
-        "",
-    );
+    record_converged(&runs, 1, "");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -935,34 +932,19 @@ async fn html_503_on_a_status_change_is_retried_and_the_run_converges() {
 
 #[tokio::test]
 async fn reset_before_a_create_is_resolved_by_re_listing_and_never_duplicates() {
-    let (bank, runs) = converged_after(FaultKind::ResetBeforeApply, On::Create, 1).await;
+    let runs = re_listed_after_a_create_with(FaultKind::ResetBeforeApply).await;
 
-    let first = &runs[0];
-    // The create is not retried blindly: the next request re-lists the credential.
-    assert!(first.relists_after_fault(&bank));
-    assert_eq!(first.count("failed"), 1);
-    record_converged(
-        "reset_before_a_create_is_resolved_by_re_listing_and_never_duplicates",
-        &runs,
-        2,
-        "re-list found no entry, run 2 created it",
-    );
+    assert_eq!(runs[0].count("failed"), 1);
+    record_converged(&runs, 2, "re-list found no entry, run 2 created it");
 }
 
 #[tokio::test]
 async fn reset_after_a_create_is_resolved_by_re_listing_and_never_duplicates() {
-    let (bank, runs) = converged_after(FaultKind::ResetAfterApply, On::Create, 1).await;
+    let runs = re_listed_after_a_create_with(FaultKind::ResetAfterApply).await;
 
-    let first = &runs[0];
-    assert!(first.relists_after_fault(&bank));
     // The re-list found the entry bunq created: the create counts as applied, not repeated.
-    assert_eq!(first.count("applied"), 5);
-    record_converged(
-        "reset_after_a_create_is_resolved_by_re_listing_and_never_duplicates",
-        &runs,
-        1,
-        "re-list found the created entry",
-    );
+    assert_eq!(runs[0].count("applied"), 5);
+    record_converged(&runs, 1, "re-list found the created entry");
 }
 
 #[tokio::test]
@@ -976,12 +958,7 @@ async fn reset_before_a_status_change_is_retried_and_the_run_converges() {
         .filter(|r| r.method == Method::PUT && r.path.ends_with(&entry_path(&bank, TO_ACTIVATE)))
         .count();
     assert_eq!(puts, 2);
-    record_converged(
-        "reset_before_a_status_change_is_retried_and_the_run_converges",
-        &runs,
-        1,
-        "",
-    );
+    record_converged(&runs, 1, "");
 }
 
 #[tokio::test]
@@ -989,12 +966,7 @@ async fn reset_after_a_status_change_is_retried_idempotently_and_the_run_converg
     let (bank, runs) = converged_after(FaultKind::ResetAfterApply, On::Entry(STRAY_A), 1).await;
 
     assert_eq!(bank.status_of(STRAY_A), vec![IpStatus::Inactive]);
-    record_converged(
-        "reset_after_a_status_change_is_retried_idempotently_and_the_run_converges",
-        &runs,
-        1,
-        "",
-    );
+    record_converged(&runs, 1, "");
 }
 
 #[tokio::test]
@@ -1004,12 +976,7 @@ async fn slow_create_beyond_the_timeout_is_resolved_by_re_listing_and_never_dupl
     // The timed-out create was found by the re-list, not sent again.
     assert_eq!(runs[0].count("applied"), 5);
     assert_eq!(runs[0].count("failed"), 0);
-    record_converged(
-        "slow_create_beyond_the_timeout_is_resolved_by_re_listing_and_never_duplicates",
-        &runs,
-        1,
-        "timed-out create found by the re-list",
-    );
+    record_converged(&runs, 1, "timed-out create found by the re-list");
 }
 
 #[tokio::test]
@@ -1017,12 +984,7 @@ async fn slow_status_change_beyond_the_timeout_is_retried_and_the_run_converges(
     let (_bank, runs) = converged_after_a_slow_response(On::Entry(TO_ACTIVATE)).await;
 
     assert_eq!(runs[0].count("applied"), 5);
-    record_converged(
-        "slow_status_change_beyond_the_timeout_is_retried_and_the_run_converges",
-        &runs,
-        1,
-        "the timed-out PUT was retried",
-    );
+    record_converged(&runs, 1, "the timed-out PUT was retried");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1034,12 +996,7 @@ async fn rate_limit_burst_on_a_listing_is_ridden_out_by_backoff() {
 
     let rate_limited = runs[0].log.iter().filter(|r| r.status == Some(429)).count();
     assert_eq!(rate_limited, 3);
-    record_converged(
-        "rate_limit_burst_on_a_listing_is_ridden_out_by_backoff",
-        &runs,
-        1,
-        "3 x 429 retried with backoff",
-    );
+    record_converged(&runs, 1, "3 x 429 retried with backoff");
 }
 
 #[tokio::test]
@@ -1055,12 +1012,7 @@ async fn rate_limit_on_a_create_is_retried_and_the_run_converges() {
     // The rate-limited create once more, and the other create.
     assert_eq!(posts_after, 2);
     assert_eq!(first.count("failed"), 0);
-    record_converged(
-        "rate_limit_on_a_create_is_retried_and_the_run_converges",
-        &runs,
-        1,
-        "the create was retried after the 429",
-    );
+    record_converged(&runs, 1, "the create was retried after the 429");
 }
 
 #[tokio::test(start_paused = true)]
@@ -1087,10 +1039,7 @@ async fn writes_kept_busy_by_another_client_for_10_s_are_waited_out_and_the_run_
     assert!(rate_limited >= 2, "{rate_limited} 429s");
     assert_eq!(runs[0].count("failed"), 0);
     assert_eq!(runs[0].count("applied"), 5);
-    record_outcome(
-        "writes_kept_busy_by_another_client_for_10_s_are_waited_out_and_the_run_converges",
-        converged_summary(&runs) + &format!("; {rate_limited} x 429 waited out"),
-    );
+    record_outcome(converged_summary(&runs) + &format!("; {rate_limited} x 429 waited out"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1111,12 +1060,7 @@ async fn sessions_expired_between_runs_are_renewed_without_losing_the_context() 
             .iter()
             .any(|r| r.status == Some(403) && r.method == Method::GET)
     );
-    record_converged(
-        "sessions_expired_between_runs_are_renewed_without_losing_the_context",
-        &runs,
-        1,
-        "1 new session, same installation",
-    );
+    record_converged(&runs, 1, "1 new session, same installation");
 }
 
 #[tokio::test]
@@ -1128,12 +1072,7 @@ async fn session_expired_during_a_create_is_renewed_and_the_create_sent_once_mor
 
     assert_eq!(runs[0].count("applied"), 5);
     assert_eq!(bank.sim.sessions_created(), sessions + 1);
-    record_converged(
-        "session_expired_during_a_create_is_renewed_and_the_create_sent_once_more",
-        &runs,
-        1,
-        "1 new session",
-    );
+    record_converged(&runs, 1, "1 new session");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1161,7 +1100,7 @@ async fn garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_d
 
     let first = &runs[0];
     assert_no_write_after_fault(first);
-    let applied = first.report().applied.as_ref().unwrap();
+    let applied = first.applied();
     assert!(applied.security_failure.is_some());
     assert_eq!(first.report().exit_status().code(), 1);
     // bunq did create the entry; run 2 sees it and creates no second one, and does not blame
@@ -1169,7 +1108,6 @@ async fn garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_d
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[1].report().drift_count(), 0);
     record_outcome(
-        "garbled_signature_on_a_create_stops_the_run_and_the_next_run_does_not_duplicate",
         converged_summary(&runs)
             + "; no write after the bad response in run 1; run 2 reports no drift for it",
     );
@@ -1188,7 +1126,6 @@ async fn garbled_signature_on_a_listing_refuses_the_run_without_writes() {
         "{paths:?}"
     );
     assert_refused_then_converged(
-        "garbled_signature_on_a_listing_refuses_the_run_without_writes",
         &runs,
         "signature",
         "run 1 refused (security error, not retried), 0 writes",
@@ -1203,12 +1140,7 @@ async fn garbled_signature_on_the_second_page_refuses_the_run_instead_of_plannin
     let runs = bank.converge_under(&client, fault).await;
 
     // Page 1 alone lacks every desired entry: planning from it would create duplicates.
-    assert_refused_then_converged(
-        "garbled_signature_on_the_second_page_refuses_the_run_instead_of_planning_from_page_one",
-        &runs,
-        "signature",
-        "run 1 refused (security error), 0 writes",
-    );
+    assert_refused_for_the_signature(&runs);
 }
 
 #[tokio::test]
@@ -1218,12 +1150,7 @@ async fn garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_r
     let fault = Fault::once(FaultKind::GarbleSignature).on(Method::POST, "/session-server");
     let runs = bank.converge_under(&client, fault).await;
 
-    assert_refused_then_converged(
-        "garbled_signature_on_session_renewal_refuses_the_run_and_the_next_run_recovers",
-        &runs,
-        "signature",
-        "run 1 refused (security error), 0 writes",
-    );
+    assert_refused_for_the_signature(&runs);
 }
 
 #[tokio::test]
@@ -1236,24 +1163,14 @@ async fn dropped_signature_on_a_status_change_stops_the_run_before_any_deactivat
     // skipped. The creates run beside it; those sent before its bad answer came back finish.
     assert!(matches!(first.outcome_of(STRAY_A), Outcome::Skipped(_)));
     assert!(matches!(first.outcome_of(STRAY_B), Outcome::Skipped(_)));
-    record_converged(
-        "dropped_signature_on_a_status_change_stops_the_run_before_any_deactivation",
-        &runs,
-        2,
-        "no write after the bad response in run 1",
-    );
+    record_converged(&runs, 2, "no write after the bad response in run 1");
 }
 
 #[tokio::test]
 async fn dropped_signature_on_a_listing_refuses_the_run_without_writes() {
     let (_bank, runs) = converged_after(FaultKind::DropSignature, On::Listing, 1).await;
 
-    assert_refused_then_converged(
-        "dropped_signature_on_a_listing_refuses_the_run_without_writes",
-        &runs,
-        "signature",
-        "run 1 refused (security error), 0 writes",
-    );
+    assert_refused_for_the_signature(&runs);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1289,7 +1206,6 @@ async fn deleted_state_file_registers_cleanly_without_touching_any_allowlist() {
     let runs = bank.converge(&client, 2).await;
     assert_eq!(runs[0].writes(), 0);
     record_outcome(
-        "deleted_state_file_registers_cleanly_without_touching_any_allowlist",
         "clean re-registration (installation, device-server, session), 0 allowlist changes; \
          next run: nothing to do, 0 writes",
     );
@@ -1314,7 +1230,6 @@ async fn state_file_deleted_while_running_is_written_again_at_the_next_session_r
     // The client kept its context in memory and saved it with the new session.
     assert_eq!(saved_installation(bank.state_dir()), Some(installation));
     record_outcome(
-        "state_file_deleted_while_running_is_written_again_at_the_next_session_renewal",
         converged_summary(&runs)
             + "; the context (same installation) was saved again with the new session",
     );
@@ -1338,7 +1253,6 @@ async fn corrupt_state_file_is_a_clear_error_sends_nothing_and_is_left_in_place(
     assert_eq!(std::fs::read(&file).unwrap(), b"{ this is not json");
     bank.check(&before);
     record_outcome(
-        "corrupt_state_file_is_a_clear_error_sends_nothing_and_is_left_in_place",
         "refused at start: \"state file ... is corrupt ...; move it away to register anew\", \
          0 requests, file left in place",
     );
@@ -1360,7 +1274,6 @@ async fn corrupt_last_run_record_only_restarts_drift_reporting() {
     assert_eq!(runs[0].report().drift_count(), 0);
     assert_eq!(runs[0].count("applied"), 1);
     record_converged(
-        "corrupt_last_run_record_only_restarts_drift_reporting",
         &runs,
         1,
         "drift not reported for that run (record unreadable)",
@@ -1403,10 +1316,7 @@ async fn config_with_a_syntax_error_is_refused_before_anything_is_sent() {
     );
     assert!(bank.sim.request_log().is_empty());
     bank.check(&before);
-    record_outcome(
-        "config_with_a_syntax_error_is_refused_before_anything_is_sent",
-        "refused with file, line and column; 0 requests",
-    );
+    record_outcome("refused with file, line and column; 0 requests");
 }
 
 #[tokio::test]
@@ -1422,10 +1332,7 @@ async fn config_with_one_invalid_ip_is_refused_whole_before_anything_is_sent() {
     assert!(message.contains("203.0.113.300"), "{message}");
     assert!(bank.sim.request_log().is_empty());
     bank.check(&before);
-    record_outcome(
-        "config_with_one_invalid_ip_is_refused_whole_before_anything_is_sent",
-        "whole config refused (no partial desired state), 0 requests",
-    );
+    record_outcome("whole config refused (no partial desired state), 0 requests");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1490,14 +1397,11 @@ async fn stop_during_apply_finishes_the_write_in_flight_and_skips_the_rest() {
     assert_eq!(runs.len(), 1);
     // The saved record matched what bunq held: the next run sees no drift.
     assert_eq!(runs[0].report().drift_count(), 0);
-    record_outcome(
-        "stop_during_apply_finishes_the_write_in_flight_and_skips_the_rest",
-        format!(
-            "run 1: {}; the writes in flight (one per stream) completed and were recorded; \
-             next run converged with no drift; 0 duplicates",
-            first.describe()
-        ),
-    );
+    record_outcome(format!(
+        "run 1: {}; the writes in flight (one per stream) completed and were recorded; next \
+         run converged with no drift; 0 duplicates",
+        first.describe()
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1536,7 +1440,6 @@ async fn own_ip_deactivated_out_of_band_is_a_credentials_error_with_no_writes() 
     );
     assert_eq!(renewal.writes(), 0);
     record_outcome(
-        "own_ip_deactivated_out_of_band_is_a_credentials_error_with_no_writes",
         "run refused: HTTP 400 \"User credentials are incorrect. Incorrect API key or IP \
          address.\" (credentials_rejected), 0 writes; restart fails the same way",
     );

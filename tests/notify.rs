@@ -115,6 +115,13 @@ fn paths(received: &[Received]) -> Vec<String> {
         .collect()
 }
 
+/// Runs `apply` on `config` and checks that it exits with `code`.
+async fn apply_exits(config: &Path, code: i32) -> Output {
+    let out = run(config, &["apply"]).await;
+    assert_eq!(out.status.code(), Some(code), "{}", show(&out));
+    out
+}
+
 /// An account with a managed credential (not the daemon's own) holding `B` inactive and `STRAY`
 /// active, a config wanting `A` and `B` on it with `max_changes`, and `notify`.
 struct OneShot {
@@ -158,9 +165,7 @@ impl OneShot {
 async fn apply_sends_one_applied_message_with_every_action_and_pings_the_heartbeat() {
     let (world, Receivers { hook, beat }, config) = OneShot::with_receivers(10, true).await;
 
-    let out = run(&config, &["apply"]).await;
-
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    apply_exits(&config, 0).await;
     // apply waited for delivery before it exited: everything is there already.
     let received = hook.received();
     assert_eq!(
@@ -229,9 +234,7 @@ async fn an_out_of_band_change_is_reported_as_drift() {
         .set_entry_status(world.credential, world.stray_entry, Active)
         .unwrap();
 
-    let out = run(&config, &["apply"]).await;
-
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    apply_exits(&config, 0).await;
     let received = hook.received();
     assert_eq!(events(&received), ["applied", "applied", "drift"]);
     let drift = message(&received[1..], "drift");
@@ -246,9 +249,7 @@ async fn a_blocked_run_names_the_rule_and_pings_fail() {
     // Three changes against a limit of one: the whole run is held back.
     let (_world, Receivers { hook, beat }, config) = OneShot::with_receivers(1, false).await;
 
-    let out = run(&config, &["apply"]).await;
-
-    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    apply_exits(&config, 3).await;
     let received = hook.received();
     assert_eq!(events(&received), ["blocked"]);
     let blocked = &received[0].json()["credentials"][0]["blocked"];
@@ -269,9 +270,7 @@ async fn a_failing_or_absent_receiver_changes_nothing_about_the_apply() {
     hook.answer(500);
     beat.close();
 
-    let out = run(&config, &["apply"]).await;
-
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = apply_exits(&config, 0).await;
     assert_eq!(
         world.account.sim.entries(world.credential).unwrap().len(),
         3

@@ -91,9 +91,21 @@ impl Harness {
         max_changes: usize,
         ips: &[&str],
     ) -> (Harness, CredentialId, Config, BunqClient) {
+        let credentials = |credential| credential_yaml(credential, ips);
+        Harness::connected(entries, policy, max_changes, credentials).await
+    }
+
+    /// A harness with one more credential holding `entries`, a config with `credentials` (the
+    /// YAML list items, given that credential's id) and the client connected.
+    async fn connected(
+        entries: &[(&str, IpStatus)],
+        policy: &str,
+        max_changes: usize,
+        credentials: impl FnOnce(CredentialId) -> String,
+    ) -> (Harness, CredentialId, Config, BunqClient) {
         let h = Harness::start().await;
         let credential = h.credential_with(entries);
-        let config = h.managing(policy, max_changes, credential, ips);
+        let config = h.config(policy, max_changes, &credentials(credential));
         let client = h.connect(&config).await;
         (h, credential, config, client)
     }
@@ -873,17 +885,15 @@ async fn entries_that_are_not_ipv4_are_kept_and_never_written() {
 
 #[tokio::test]
 async fn protected_ips_are_kept_without_blocking_or_pending() {
-    let (h, ci) = Harness::with_credential(&[
+    let entries = [
         ("203.0.113.10", IpStatus::Active),
         ("192.0.2.1", IpStatus::Active),
-    ])
-    .await;
-    let credentials = format!(
-        "{}    protected: [192.0.2.1]\n",
-        credential_yaml(ci, &["203.0.113.10"])
-    );
-    let config = h.config("sync", 10, &credentials);
-    let client = h.connect(&config).await;
+    ];
+    let protected = |ci| {
+        let wanted = credential_yaml(ci, &["203.0.113.10"]);
+        format!("{wanted}    protected: [192.0.2.1]\n")
+    };
+    let (h, ci, config, client) = Harness::connected(&entries, "sync", 10, protected).await;
 
     let planned = plan(&client, &config, None).await;
     assert_eq!(planned.plan.outcome(), PlanOutcome::NothingToDo);
@@ -954,17 +964,12 @@ fn empty_ips_without_allow_empty_is_a_config_error_naming_the_field() {
 
 #[tokio::test]
 async fn allowed_empty_ips_under_sync_deactivates_every_entry() {
-    let (h, ci) = Harness::with_credential(&[
+    let entries = [
         ("192.0.2.1", IpStatus::Active),
         ("192.0.2.2", IpStatus::Active),
-    ])
-    .await;
-    let config = h.config(
-        "sync",
-        10,
-        &format!("  - id: {ci}\n    ips: []\n    allow_empty: true\n"),
-    );
-    let client = h.connect(&config).await;
+    ];
+    let allowed_empty = |ci| format!("  - id: {ci}\n    ips: []\n    allow_empty: true\n");
+    let (h, ci, config, client) = Harness::connected(&entries, "sync", 10, allowed_empty).await;
     apply_exiting(&client, &config, None, ExitStatus::Success).await;
     assert!(h.active(ci).is_empty());
     assert_eq!(count(&h.log(), &Method::PUT), 2);

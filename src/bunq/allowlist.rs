@@ -15,7 +15,6 @@ use crate::bunq::client::BunqClient;
 use crate::bunq::error::BunqError;
 use crate::bunq::model::{
     CredentialId, CredentialPasswordIp, EntryId, Envelope, IpStatus, PermittedIp, PermittedIpWrite,
-    UserId,
 };
 use crate::bunq::session::parse_id;
 use crate::bunq::transport::{RetryMode, Route, to_body};
@@ -44,10 +43,7 @@ const IP_TYPE: &str = "PermittedIp";
 impl BunqClient {
     /// Every credential (API key) of the user, all pages.
     pub async fn list_credentials(&self) -> Result<Vec<CredentialPasswordIp>, BunqError> {
-        self.list_all(&LIST_CREDENTIALS, CREDENTIAL_TYPE, &|user| {
-            format!("/user/{user}/credential-password-ip?count={PAGE_SIZE}")
-        })
-        .await
+        self.list_all(&LIST_CREDENTIALS, CREDENTIAL_TYPE, &[]).await
     }
 
     /// One credential.
@@ -55,19 +51,14 @@ impl BunqClient {
         &self,
         credential: CredentialId,
     ) -> Result<CredentialPasswordIp, BunqError> {
-        self.get_one(&GET_CREDENTIAL, CREDENTIAL_TYPE, &|user| {
-            format!("/user/{user}/credential-password-ip/{credential}")
-        })
-        .await
+        self.get_one(&GET_CREDENTIAL, CREDENTIAL_TYPE, &[credential])
+            .await
     }
 
     /// Every IP entry of a credential (id, ip, status, created, updated), all pages, in bunq's
     /// order (newest first).
     pub async fn list_ips(&self, credential: CredentialId) -> Result<Vec<PermittedIp>, BunqError> {
-        self.list_all(&LIST_IPS, IP_TYPE, &|user| {
-            format!("/user/{user}/credential-password-ip/{credential}/ip?count={PAGE_SIZE}")
-        })
-        .await
+        self.list_all(&LIST_IPS, IP_TYPE, &[credential]).await
     }
 
     /// One IP entry.
@@ -76,10 +67,7 @@ impl BunqClient {
         credential: CredentialId,
         entry: EntryId,
     ) -> Result<PermittedIp, BunqError> {
-        self.get_one(&GET_IP, IP_TYPE, &|user| {
-            format!("/user/{user}/credential-password-ip/{credential}/ip/{entry}")
-        })
-        .await
+        self.get_one(&GET_IP, IP_TYPE, &[credential, entry]).await
     }
 
     /// Adds `ip` with `status` to a credential's allowlist and returns the new entry's id.
@@ -100,9 +88,13 @@ impl BunqClient {
             ip: Some(ip.to_string()),
             status: Some(status),
         };
-        let path = |user| format!("/user/{user}/credential-password-ip/{credential}/ip");
-        self.write_entry(&CREATE_IP, &path, &write, RetryMode::RateLimitedOnly)
-            .await
+        self.write_entry(
+            &CREATE_IP,
+            &[credential],
+            &write,
+            RetryMode::RateLimitedOnly,
+        )
+        .await
     }
 
     /// Sets the status of an existing entry (its IP cannot change) and returns the entry id bunq
@@ -117,51 +109,61 @@ impl BunqClient {
             ip: None,
             status: Some(status),
         };
-        let path = |user| format!("/user/{user}/credential-password-ip/{credential}/ip/{entry}");
-        self.write_entry(&UPDATE_IP, &path, &write, RetryMode::Transient)
-            .await
+        self.write_entry(
+            &UPDATE_IP,
+            &[credential, entry],
+            &write,
+            RetryMode::Transient,
+        )
+        .await
     }
 
-    /// Sends `write` to `route` at `path` and returns the entry id bunq answers with.
+    /// Sends `write` to `route` (its placeholders filled with `ids`, see [`Route::path`]) and
+    /// returns the entry id bunq answers with.
     async fn write_entry(
         &self,
         route: &Route,
-        path: &(dyn Fn(UserId) -> String + Sync),
+        ids: &[u64],
         write: &PermittedIpWrite,
         retry: RetryMode,
     ) -> Result<EntryId, BunqError> {
         let body = to_body(route, write)?;
-        let envelope = self.call_envelope(route, path, Some(body), retry).await?;
+        let path = |user| route.path(user, ids);
+        let envelope = self.call_envelope(route, &path, Some(body), retry).await?;
         parse_id(&envelope, route)
     }
 
-    /// The one object of `type_name` that `GET path` answers (retried on transient failures).
+    /// The one object of `type_name` that `route` (its placeholders filled with `ids`) answers,
+    /// retried on transient failures.
     pub(crate) async fn get_one<T: DeserializeOwned>(
         &self,
         route: &Route,
         type_name: &str,
-        path: &(dyn Fn(UserId) -> String + Sync),
+        ids: &[u64],
     ) -> Result<T, BunqError> {
+        let path = |user| route.path(user, ids);
         let envelope = self
-            .call_envelope(route, path, None, RetryMode::Transient)
+            .call_envelope(route, &path, None, RetryMode::Transient)
             .await?;
         single(route, &envelope, type_name)
     }
 
-    /// Fetches a list and follows `older_url` to the end.
+    /// Fetches the list at `route` (its placeholders filled with `ids`), [`PAGE_SIZE`] a page,
+    /// and follows `older_url` to the end.
     pub(crate) async fn list_all<T: DeserializeOwned>(
         &self,
         route: &Route,
         type_name: &str,
-        first_page: &(dyn Fn(UserId) -> String + Sync),
+        ids: &[u64],
     ) -> Result<Vec<T>, BunqError> {
+        let first_page = |user| format!("{}?count={PAGE_SIZE}", route.path(user, ids));
         let mut items = Vec::new();
         let mut next: Option<String> = None;
         let mut seen = HashSet::new();
         for _ in 0..MAX_PAGES {
             let envelope = match &next {
                 None => {
-                    self.call_envelope(route, first_page, None, RetryMode::Transient)
+                    self.call_envelope(route, &first_page, None, RetryMode::Transient)
                         .await?
                 }
                 Some(path) => {

@@ -240,21 +240,21 @@ impl BunqClient {
         Arc::clone(&self.settings.clock)
     }
 
-    /// Sends an authenticated, signed, verified request. `path` builds the concrete path from
-    /// the user id. On a session rejection the session is replaced once and the request is
-    /// sent once more.
-    pub(crate) async fn call(
+    /// Sends an authenticated, signed, verified request and parses the reply's envelope.
+    /// `path` builds the concrete path from the user id. On a session rejection the session is
+    /// replaced once and the request is sent once more.
+    pub(crate) async fn call_envelope(
         &self,
         route: &Route,
         path: &(dyn Fn(UserId) -> String + Sync),
         body: Option<Body>,
         retry: RetryMode,
-    ) -> Result<ApiResponse, BunqError> {
+    ) -> Result<Envelope, BunqError> {
         let ticket = self.ticket().await?;
         let first = self
             .send_with(route, path(ticket.user_id), &body, &ticket, retry)
             .await;
-        match first {
+        let response = match first {
             Err(err) if err.is_session_rejected() && self.read_only => {
                 Err(BunqError::Context(format!(
                     "bunq rejected the saved session ({err}); a read-only client opens no new one"
@@ -271,18 +271,8 @@ impl BunqClient {
                     .await
             }
             other => other,
-        }
-    }
-
-    /// [`BunqClient::call`] and parse the envelope.
-    pub(crate) async fn call_envelope(
-        &self,
-        route: &Route,
-        path: &(dyn Fn(UserId) -> String + Sync),
-        body: Option<Body>,
-        retry: RetryMode,
-    ) -> Result<Envelope, BunqError> {
-        self.call(route, path, body, retry).await?.envelope(route)
+        };
+        response?.envelope(route)
     }
 
     async fn send_with(

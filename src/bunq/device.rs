@@ -27,18 +27,12 @@ const DEVICE_TYPE: &str = "DeviceServer";
 impl BunqClient {
     /// Every device registered for the user, all pages.
     pub async fn list_devices(&self) -> Result<Vec<DeviceServer>, BunqError> {
-        self.list_all(&LIST_DEVICES, DEVICE_TYPE, &|_| {
-            format!("/device-server?count={}", crate::bunq::allowlist::PAGE_SIZE)
-        })
-        .await
+        self.list_all(&LIST_DEVICES, DEVICE_TYPE, &[]).await
     }
 
     /// One device.
     pub async fn get_device(&self, id: u64) -> Result<DeviceServer, BunqError> {
-        self.get_one(&GET_DEVICE, DEVICE_TYPE, &|_| {
-            format!("/device-server/{id}")
-        })
-        .await
+        self.get_one(&GET_DEVICE, DEVICE_TYPE, &[id]).await
     }
 
     /// After a connect: when the saved device has no description (a context imported from the

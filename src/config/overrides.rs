@@ -98,6 +98,15 @@ credentials:
         config.credentials.iter().map(|spec| spec.id).collect()
     }
 
+    /// The test config with the run narrowed to `credentials` (`--credential`).
+    fn narrowed_to(credentials: &[CredentialId]) -> Result<Config, OverrideError> {
+        let overrides = RunOverrides {
+            credentials: credentials.to_vec(),
+            ..RunOverrides::default()
+        };
+        overrides.apply_to(config())
+    }
+
     #[test]
     fn no_override_leaves_the_config_as_it_is() {
         let overrides = RunOverrides::default();
@@ -118,22 +127,14 @@ credentials:
 
     #[test]
     fn credentials_narrow_the_run_in_file_order() {
-        let overrides = RunOverrides {
-            credentials: vec![3, 1],
-            ..RunOverrides::default()
-        };
-        let run = overrides.apply_to(config()).unwrap();
+        let run = narrowed_to(&[3, 1]).unwrap();
         assert_eq!(ids(&run), [1, 3]);
         assert_eq!(run.sync.max_changes, 3);
     }
 
     #[test]
     fn an_unknown_credential_is_refused_with_the_configured_ids() {
-        let overrides = RunOverrides {
-            credentials: vec![1, 99],
-            ..RunOverrides::default()
-        };
-        let error = overrides.apply_to(config()).unwrap_err();
+        let error = narrowed_to(&[1, 99]).unwrap_err();
         assert_eq!(
             error,
             OverrideError::UnknownCredential {

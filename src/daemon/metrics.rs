@@ -453,6 +453,7 @@ impl DeliveryObserver for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::assert_contains;
 
     /// The value of the series whose name-and-labels part is exactly `series`.
     fn value(text: &str, series: &str) -> Option<f64> {
@@ -879,14 +880,8 @@ mod tests {
     #[test]
     fn counters_carry_total_suffix_and_type() {
         let text = Metrics::new("0").encode().unwrap();
-        assert!(text.contains("# TYPE bunq_ipsync_runs counter\n"), "{text}");
-        assert!(
-            text.contains("# TYPE bunq_ipsync_run_duration_seconds histogram\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("# UNIT bunq_ipsync_run_duration_seconds seconds\n"),
-            "{text}"
-        );
+        assert_contains(&text, "# TYPE bunq_ipsync_runs counter\n");
+        assert_contains(&text, "# TYPE bunq_ipsync_run_duration_seconds histogram\n");
+        assert_contains(&text, "# UNIT bunq_ipsync_run_duration_seconds seconds\n");
     }
 }

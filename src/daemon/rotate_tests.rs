@@ -12,16 +12,12 @@ use tokio_util::sync::CancellationToken;
 use crate::bunq::ContextStore;
 use crate::bunq::context::api_key_fingerprint;
 use crate::bunq::model::{CredentialId, EntryId, IpStatus};
-use crate::clock::tokio_clock;
-use crate::daemon::notify::Notifier;
-use crate::daemon::runtime::{Options, run};
-use crate::daemon::test_bank::{Bank, MINUTE};
-use crate::daemon::watch::WatchSettings;
+use crate::daemon::runtime::run;
+use crate::daemon::test_bank::{Bank, MANAGED_IP as IP, MINUTE, Managed};
 use crate::secret::Secret;
 use crate::simulator::receiver::Receiver;
 
 const INTERVAL: Duration = Duration::from_secs(300);
-const IP: &str = "203.0.113.10";
 
 /// A running in-process daemon on a simulated bank, its key read from a file.
 struct Rotating {
@@ -41,47 +37,22 @@ impl Rotating {
     /// rotated in practice.
     async fn start() -> Rotating {
         let bank = Bank::start(604_800, Duration::from_secs(600)).await;
-        let managed = bank
-            .sim
-            .add_credential(
-                bank.key.user_id,
-                Some("managed"),
-                "203.0.113.200".parse().ok(),
-            )
-            .unwrap();
-        let entry = bank.sim.add_entry(managed, IP, IpStatus::Inactive).unwrap();
-        let key_file = bank.dir.path().join("api-key");
-        std::fs::write(&key_file, bank.key.api_key.expose()).unwrap();
         let hooks = Receiver::start().await.unwrap();
-        let config_path = bank.dir.path().join("config.yaml");
-        let config = format!(
-            "bunq:\n  environment: sandbox\n  base_url: \"{base}\"\n  device_description: rotate-test\n  \
-             state_dir: \"{state}\"\n  api_key_file: \"{key}\"\n\
-             sync:\n  policy: sync\n  interval: {interval}s\n  jitter: 0s\n  max_changes: 10\n\
-             notify:\n  webhooks:\n    - url: \"{hook}\"\n      format: json\n\
-             credentials:\n  - id: {managed}\n    name: managed\n    ips:\n      - \"{IP}\"\n",
-            base = bank.sim.base_url(),
-            state = bank.state_dir().display(),
-            key = key_file.display(),
-            interval = INTERVAL.as_secs(),
-            hook = hooks.url("/events"),
+        let notify = format!(
+            "notify:\n  webhooks:\n    - url: \"{}\"\n      format: json\n",
+            hooks.url("/events")
         );
-        std::fs::write(&config_path, config).unwrap();
+        let Managed {
+            credential: managed,
+            entry,
+            key_file,
+            config_path,
+        } = bank.managed(INTERVAL, &notify);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let health = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let daemon = tokio::spawn(run(Options {
-            config_path,
-            loaded: None,
-            shutdown: shutdown.clone(),
-            notifier: Notifier::disabled(),
-            handle_signals: false,
-            listener: Some(listener),
-            watch: WatchSettings::default(),
-            clock: tokio_clock(),
-            rate_limiter: bank.settings.rate_limiter.clone(),
-            dry_run: false,
-        }));
+        let options = bank.options(config_path, listener);
+        let shutdown = options.shutdown.clone();
+        let daemon = tokio::spawn(run(options));
         let rotating = Rotating {
             bank,
             managed,
@@ -99,16 +70,7 @@ impl Rotating {
 
     /// Waits (in tokio time) until the managed IP is ACTIVE; fails after `limit`.
     async fn until_active(&self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.status() != IpStatus::Active {
-            assert!(tokio::time::Instant::now() < deadline, "{IP} not active");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-
-    fn status(&self) -> IpStatus {
-        let entries = self.bank.sim.entries(self.managed).unwrap();
-        entries.into_iter().find(|e| e.ip == IP).unwrap().status
+        self.bank.until_active(self.managed, IP, limit).await;
     }
 
     /// Someone deactivates the managed IP in the app; the next scheduled run must repair it.
@@ -144,6 +106,24 @@ impl Rotating {
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
         (status, body.to_owned())
+    }
+
+    /// Waits (at most a minute) for `/readyz` to warn that bunq refused the new key, and checks
+    /// that the daemon stays ready meanwhile (the old session works on); returns the body.
+    async fn refusal_in_readyz(&self) -> String {
+        let replaced = tokio::time::Instant::now();
+        loop {
+            let (status, body) = self.readyz().await;
+            if body.contains("bunq refused the new API key") {
+                assert_eq!(status, 200, "still ready: the old session works: {body}");
+                return body;
+            }
+            assert!(
+                replaced.elapsed() <= MINUTE,
+                "no warning in /readyz: {body}"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 
     async fn stop(self) {
@@ -215,19 +195,7 @@ async fn a_refused_new_key_keeps_the_daemon_on_the_old_session_warning_and_notif
     let old_fingerprint = rotating.saved_fingerprint();
 
     rotating.replace_key(&Secret::new("0123456789abcdef-a-key-bunq-never-issued"));
-    let replaced = tokio::time::Instant::now();
-    let body = loop {
-        let (status, body) = rotating.readyz().await;
-        if body.contains("bunq refused the new API key") {
-            assert_eq!(status, 200, "still ready: the old session works: {body}");
-            break body;
-        }
-        assert!(
-            replaced.elapsed() <= MINUTE,
-            "no warning in /readyz: {body}"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let body = rotating.refusal_in_readyz().await;
     assert!(body.contains("previous key's session"), "{body}");
     assert!(!body.contains("a-key-bunq-never-issued"), "{body}");
     assert_eq!(rotating.saved_fingerprint(), old_fingerprint);
@@ -269,19 +237,7 @@ async fn a_new_key_of_another_user_is_refused_and_the_old_session_goes_on() {
     let stranger = bank.sim.create_user_with_api_key();
 
     rotating.replace_key(&stranger.api_key);
-    let replaced = tokio::time::Instant::now();
-    let body = loop {
-        let (status, body) = rotating.readyz().await;
-        if body.contains("bunq refused the new API key") {
-            assert_eq!(status, 200, "{body}");
-            break body;
-        }
-        assert!(
-            replaced.elapsed() <= MINUTE,
-            "no warning in /readyz: {body}"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let body = rotating.refusal_in_readyz().await;
     assert!(
         body.contains(&format!("belongs to bunq user {}", stranger.user_id)),
         "{body}"

@@ -114,6 +114,18 @@ impl Options {
             rate_limiter: None,
         }
     }
+
+    /// A daemon embedded in another program (tests, benches): no signal handlers, no systemd,
+    /// health on `listener`, the system clock and the process's limiter; struct update changes
+    /// the rest.
+    pub fn embedded(config_path: PathBuf, listener: TcpListener) -> Options {
+        Options {
+            notifier: Notifier::disabled(),
+            handle_signals: false,
+            listener: Some(listener),
+            ..Options::production(config_path)
+        }
+    }
 }
 
 /// Metrics, health, the notifications of `config` and the observer that publishes to them, with
@@ -461,82 +473,36 @@ async fn stop(
 mod tests {
     use super::*;
 
-    use crate::bunq::model::CredentialId;
     use crate::bunq::model::IpStatus;
-    use crate::clock::tokio_clock;
-    use crate::daemon::test_bank::{Bank, MINUTE};
+    use crate::daemon::test_bank::{Bank, MANAGED_IP, MINUTE};
 
     const INTERVAL: Duration = Duration::from_secs(300);
-
-    /// The managed credential's status of `ip`.
-    fn status(bank: &Bank, credential: CredentialId, ip: &str) -> IpStatus {
-        let entries = bank.sim.entries(credential).unwrap();
-        let entry = entries.iter().find(|entry| entry.ip == ip).unwrap();
-        entry.status.clone()
-    }
-
-    /// Waits (in tokio time) until `ip` is ACTIVE; fails after `limit`.
-    async fn until_active(bank: &Bank, credential: CredentialId, ip: &str, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while status(bank, credential, ip) != IpStatus::Active {
-            assert!(tokio::time::Instant::now() < deadline, "{ip} not active");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
 
     #[tokio::test(start_paused = true)]
     async fn the_loop_repairs_drift_at_the_next_scheduled_run_not_before() {
         let bank = Bank::start(604_800, Duration::from_secs(600)).await;
-        let device_ip = "203.0.113.200".parse().ok();
-        let user = bank.key.user_id;
-        let managed = bank.sim.add_credential(user, Some("managed"), device_ip);
-        let managed = managed.unwrap();
-        let entry = bank
-            .sim
-            .add_entry(managed, "203.0.113.10", IpStatus::Inactive)
-            .unwrap();
-        let key_file = bank.dir.path().join("api-key");
-        std::fs::write(&key_file, bank.key.api_key.expose()).unwrap();
-        let config_path = bank.dir.path().join("config.yaml");
-        let config = format!(
-            "bunq:\n  environment: sandbox\n  base_url: \"{base}\"\n  device_description: loop-test\n  \
-             state_dir: \"{state}\"\n  api_key_file: \"{key}\"\n\
-             sync:\n  policy: sync\n  interval: {interval}s\n  jitter: 0s\n  max_changes: 10\n\
-             credentials:\n  - id: {managed}\n    name: managed\n    ips:\n      - \"203.0.113.10\"\n",
-            base = bank.sim.base_url(),
-            state = bank.state_dir().display(),
-            key = key_file.display(),
-            interval = INTERVAL.as_secs(),
-        );
-        std::fs::write(&config_path, config).unwrap();
-        let shutdown = CancellationToken::new();
-        let daemon = tokio::spawn(run(Options {
-            config_path,
-            loaded: None,
-            shutdown: shutdown.clone(),
-            notifier: Notifier::disabled(),
-            handle_signals: false,
-            listener: Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
-            watch: WatchSettings::default(),
-            clock: tokio_clock(),
-            dry_run: false,
-            rate_limiter: bank.settings.rate_limiter.clone(),
-        }));
+        let managed = bank.managed(INTERVAL, "");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let options = bank.options(managed.config_path, listener);
+        let shutdown = options.shutdown.clone();
+        let daemon = tokio::spawn(run(options));
 
         // The start-up run activates the entry at once (the session-server window aside).
-        until_active(&bank, managed, "203.0.113.10", MINUTE).await;
+        bank.until_active(managed.credential, MANAGED_IP, MINUTE)
+            .await;
         // Someone deactivates it in the app: nothing changes until the interval has passed...
         bank.sim
-            .set_entry_status(managed, entry, IpStatus::Inactive)
+            .set_entry_status(managed.credential, managed.entry, IpStatus::Inactive)
             .unwrap();
         tokio::time::sleep(INTERVAL - MINUTE).await;
         assert_eq!(
-            status(&bank, managed, "203.0.113.10"),
+            bank.status(managed.credential, MANAGED_IP),
             IpStatus::Inactive,
             "no run between scheduled runs"
         );
         // ...and the scheduled run repairs it.
-        until_active(&bank, managed, "203.0.113.10", 2 * MINUTE).await;
+        bank.until_active(managed.credential, MANAGED_IP, 2 * MINUTE)
+            .await;
 
         shutdown.cancel();
         daemon.await.unwrap().unwrap();

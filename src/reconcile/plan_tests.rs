@@ -190,6 +190,21 @@ fn applicable(plan: &Plan) -> Vec<Change> {
         .collect()
 }
 
+/// Nothing to do: no change planned or blocked, entry `id` kept as not IPv4.
+fn assert_only_kept_as_not_ipv4(plan: &Plan, id: EntryId) {
+    assert!(changes(plan).is_empty());
+    assert!(blocked(plan).is_empty());
+    assert_eq!(kept(plan), vec![(id, KeptReason::NotIpv4)]);
+    assert_eq!(plan.outcome(), PlanOutcome::NothingToDo);
+}
+
+/// The own-IP rule held the plan back (a blocked run) while `still_applicable` still applies.
+fn assert_held_back_by_own_ip(plan: &Plan, still_applicable: Vec<Change>) {
+    assert_eq!(applicable(plan), still_applicable);
+    assert_eq!(plan.outcome(), PlanOutcome::Blocked);
+    assert_eq!(plan.summary().blocking_rules, vec![Rule::OwnIp]);
+}
+
 fn changes(plan: &Plan) -> Vec<Change> {
     plan.credentials[0]
         .actions
@@ -355,21 +370,13 @@ fn protected_desired_ip_that_is_inactive_is_still_activated() {
 #[test]
 fn wildcard_entry_is_kept_as_not_ipv4_under_sync_and_never_written() {
     let plan = sync(&["192.0.2.1"]).plan(&[active(1, "192.0.2.1"), active(2, "*")]);
-    assert!(changes(&plan).is_empty());
-    assert_eq!(kept(&plan), vec![(2, KeptReason::NotIpv4)]);
-    assert_eq!(plan.outcome(), PlanOutcome::NothingToDo);
-}
-
-#[test]
-fn ipv6_entry_is_never_matched_to_a_desired_ip() {
-    let plan = additive(&["192.0.2.1"]).plan(&[active(2, "2001:db8::1")]);
-    assert_eq!(changes(&plan), vec![create("192.0.2.1")]);
-    assert_eq!(kept(&plan), vec![(2, KeptReason::NotIpv4)]);
+    assert_only_kept_as_not_ipv4(&plan, 2);
 }
 
 #[test]
 fn entries_that_are_not_plain_ipv4_are_kept_whatever_their_status_and_policy() {
-    // Texts a strict IPv4 parser refuses: the wildcard, IPv6, junk, padding, leading zeros.
+    // Texts a strict IPv4 parser refuses: the wildcard, IPv6 (an active one is never matched
+    // to a desired IP either), junk, padding, leading zeros.
     let actual = [
         active(1, "*"),
         entry(2, "2001:db8::1", "INACTIVE"),
@@ -377,6 +384,7 @@ fn entries_that_are_not_plain_ipv4_are_kept_whatever_their_status_and_policy() {
         active(4, " 192.0.2.1"),
         active(5, "192.0.2.01"),
         active(6, "192.0.2.0/24"),
+        active(7, "2001:db8::7"),
     ];
     for policy in [Policy::Sync, Policy::Additive] {
         let plan = case(policy, &["192.0.2.1"]).plan(&actual);
@@ -386,7 +394,7 @@ fn entries_that_are_not_plain_ipv4_are_kept_whatever_their_status_and_policy() {
         reasons.sort();
         assert_eq!(
             reasons,
-            (1..=6)
+            (1..=7)
                 .map(|id| (id, KeptReason::NotIpv4))
                 .collect::<Vec<_>>(),
             "{policy}"
@@ -411,10 +419,7 @@ fn entries_that_are_not_ipv4_are_kept_on_the_own_credential_and_never_block() {
         },
     ] {
         let plan = sync(&["203.0.113.5"]).own(own).plan(&actual);
-        assert!(changes(&plan).is_empty());
-        assert!(blocked(&plan).is_empty());
-        assert_eq!(kept(&plan), vec![(2, KeptReason::NotIpv4)]);
-        assert_eq!(plan.outcome(), PlanOutcome::NothingToDo);
+        assert_only_kept_as_not_ipv4(&plan, 2);
     }
 }
 
@@ -455,13 +460,10 @@ fn own_ip_deactivation_is_blocked_and_the_rest_still_applies() {
         blocked(&plan),
         vec![(deactivate(1, "203.0.113.5"), Rule::OwnIp)]
     );
-    let applicable: Vec<Change> = applicable(&plan);
-    assert_eq!(
-        applicable,
-        vec![create("192.0.2.1"), deactivate(2, "198.51.100.7")]
+    assert_held_back_by_own_ip(
+        &plan,
+        vec![create("192.0.2.1"), deactivate(2, "198.51.100.7")],
     );
-    assert_eq!(plan.outcome(), PlanOutcome::Blocked);
-    assert_eq!(plan.summary().blocking_rules, vec![Rule::OwnIp]);
 }
 
 #[test]
@@ -522,13 +524,7 @@ fn unknown_own_credential_blocks_every_deactivation_on_every_managed_credential(
         )]
     );
     // Creates and activations still apply; nothing else does.
-    let applicable: Vec<Change> = applicable(&plan);
-    assert_eq!(
-        applicable,
-        vec![create("192.0.2.1"), activate(2, "192.0.2.2")]
-    );
-    assert_eq!(plan.outcome(), PlanOutcome::Blocked);
-    assert_eq!(plan.summary().blocking_rules, vec![Rule::OwnIp]);
+    assert_held_back_by_own_ip(&plan, vec![create("192.0.2.1"), activate(2, "192.0.2.2")]);
 }
 
 #[test]

@@ -2,6 +2,7 @@ use super::*;
 use crate::config::Policy;
 use crate::reconcile::fixtures::active;
 use crate::reconcile::plan::{Change, CredentialPlan, Reason};
+use crate::test_util::assert_contains;
 
 fn create(credential: CredentialId, ip: &str) -> Action {
     Action {
@@ -126,11 +127,9 @@ fn checksum_changes_with_every_action_field() {
 }
 
 fn saved(actions: Vec<Action>, created_at: &str) -> SavedPlan {
-    let entries: BTreeMap<CredentialId, Vec<PermittedIp>> =
-        [(1, vec![active(7, "198.51.100.7")])].into();
     SavedPlan::new(
         &plan_of(actions),
-        observed_entries(&entries),
+        observed_entries(&entries_now()),
         "config-sum".into(),
         at(created_at),
         serde_json::json!({"format_version": 1}),
@@ -181,13 +180,19 @@ fn entries_now() -> BTreeMap<CredentialId, Vec<PermittedIp>> {
     [(1, vec![active(7, "198.51.100.7")])].into()
 }
 
-#[test]
-fn the_gate_of_a_saved_plan_passes_the_same_actions_within_its_age() {
-    let gate = PlanGate::saved(
+/// The gate of [`two_actions`] saved at 10:00 (with the config `config-sum`), checked within
+/// [`DEFAULT_MAX_AGE`] against a config whose fingerprint is now `config_now`.
+fn gate_of_two_actions(config_now: &str) -> PlanGate {
+    PlanGate::saved(
         saved(two_actions(), "2026-01-01T10:00:00Z"),
         DEFAULT_MAX_AGE,
-        "config-sum".into(),
-    );
+        config_now.into(),
+    )
+}
+
+#[test]
+fn the_gate_of_a_saved_plan_passes_the_same_actions_within_its_age() {
+    let gate = gate_of_two_actions("config-sum");
     let mut reordered = two_actions();
     reordered.reverse();
     gate.check(
@@ -200,11 +205,7 @@ fn the_gate_of_a_saved_plan_passes_the_same_actions_within_its_age() {
 
 #[test]
 fn the_gate_refuses_a_saved_plan_older_than_its_max_age() {
-    let gate = PlanGate::saved(
-        saved(two_actions(), "2026-01-01T10:00:00Z"),
-        DEFAULT_MAX_AGE,
-        "config-sum".into(),
-    );
+    let gate = gate_of_two_actions("config-sum");
     let stale = gate
         .check(
             &plan_of(two_actions()),
@@ -214,16 +215,12 @@ fn the_gate_refuses_a_saved_plan_older_than_its_max_age() {
         .unwrap_err();
     let text = stale.to_string();
     assert!(text.starts_with("stale plan: "), "{text}");
-    assert!(text.contains("1h"), "{text}");
+    assert_contains(&text, "1h");
 }
 
 #[test]
 fn the_gate_refuses_other_actions_and_names_the_difference() {
-    let gate = PlanGate::saved(
-        saved(two_actions(), "2026-01-01T10:00:00Z"),
-        DEFAULT_MAX_AGE,
-        "another-config".into(),
-    );
+    let gate = gate_of_two_actions("another-config");
     let now = [(
         1,
         vec![PermittedIp::new(7, "198.51.100.7", IpStatus::Inactive)],
@@ -238,15 +235,15 @@ fn the_gate_refuses_other_actions_and_names_the_difference() {
         .unwrap_err();
     let text = stale.to_string();
     assert!(text.starts_with("stale plan: "), "{text}");
-    assert!(
-        text.contains("- 1 deactivate 7 198.51.100.7 (saved, not planned now)"),
-        "{text}"
+    assert_contains(
+        &text,
+        "- 1 deactivate 7 198.51.100.7 (saved, not planned now)",
     );
-    assert!(
-        text.contains("credential 1 entry 7 198.51.100.7: ACTIVE → INACTIVE"),
-        "{text}"
+    assert_contains(
+        &text,
+        "credential 1 entry 7 198.51.100.7: ACTIVE → INACTIVE",
     );
-    assert!(text.contains("the config file changed"), "{text}");
+    assert_contains(&text, "the config file changed");
     assert!(!text.contains("+ 1 create"), "{text}");
 }
 
@@ -265,8 +262,8 @@ fn the_checksum_gate_passes_only_the_matching_checksum() {
         .check(&other, &entries_now(), now)
         .unwrap_err();
     let text = stale.to_string();
-    assert!(text.contains(&checksum(&other)), "{text}");
-    assert!(text.contains("1 create - 192.0.2.1"), "{text}");
+    assert_contains(&text, &checksum(&other));
+    assert_contains(&text, "1 create - 192.0.2.1");
     assert!(matches!(
         PlanGate::checksum("abc"),
         Err(SavedPlanError::BadChecksum)

@@ -236,8 +236,22 @@ impl World {
                 display_name: format!("Simulated User {user_id}"),
             },
         );
-        let credential_id = self.insert_credential(user_id, None);
         let api_key = Secret::new(format!("{key_prefix}{}", random_hex_token()));
+        self.issue_api_key(user_id, api_key)
+    }
+
+    /// Adds another API key (with its own credential) to an existing user: the key a user
+    /// rotates to.
+    pub(crate) fn add_api_key(&mut self, user_id: UserId) -> Result<SeededKey, SeedError> {
+        if !self.users.contains_key(&user_id) {
+            return Err(SeedError::UnknownUser(user_id));
+        }
+        Ok(self.issue_api_key(user_id, Secret::new(random_hex_token())))
+    }
+
+    /// Gives `user_id` the key `api_key` with a credential of its own.
+    fn issue_api_key(&mut self, user_id: UserId, api_key: Secret) -> SeededKey {
+        let credential_id = self.insert_credential(user_id, None);
         self.api_keys.push(ApiKey {
             secret: api_key.clone(),
             user_id,
@@ -248,26 +262,6 @@ impl World {
             user_id,
             credential_id,
         }
-    }
-
-    /// Adds another API key (with its own credential) to an existing user: the key a user
-    /// rotates to.
-    pub(crate) fn add_api_key(&mut self, user_id: UserId) -> Result<SeededKey, SeedError> {
-        if !self.users.contains_key(&user_id) {
-            return Err(SeedError::UnknownUser(user_id));
-        }
-        let credential_id = self.insert_credential(user_id, None);
-        let api_key = Secret::new(random_hex_token());
-        self.api_keys.push(ApiKey {
-            secret: api_key.clone(),
-            user_id,
-            credential_id,
-        });
-        Ok(SeededKey {
-            api_key,
-            user_id,
-            credential_id,
-        })
     }
 
     /// Adds a credential (another API key's, whose key is not handed out) to an existing user.

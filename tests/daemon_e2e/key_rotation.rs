@@ -9,25 +9,13 @@ use bunq_ipsync::bunq::ContextStore;
 use bunq_ipsync::bunq::context::api_key_fingerprint;
 use bunq_ipsync::bunq::model::IpStatus::{Active, Inactive};
 
-use super::{A, stop, wait_active};
-use crate::support::{ConfigSpec, Daemon, Setting, World, write_atomically};
+use super::{A, running_on_a_key_credential, stop, wait_active};
+use crate::support::write_atomically;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_systemd_credential_switches_the_running_daemon_to_the_new_key() {
-    let spec = ConfigSpec::ips(&[A]).with(Setting::ApiKeyCredential("bunq-api-key"));
-    let world = World::configured(&[], &spec).await;
-    let credentials = world.dir.path().join("credentials");
-    std::fs::create_dir(&credentials).unwrap();
-    let key_file = credentials.join("bunq-api-key");
-    write_atomically(&key_file, &format!("{}\n", world.key.api_key.expose()));
-    // No BUNQ_API_KEY: the key comes from the credentials directory, which is watched.
-    let daemon = Daemon::spawn(
-        &world.config_path,
-        &[("CREDENTIALS_DIRECTORY", credentials.display().to_string())],
-        &[],
-        world.port,
-    );
-    wait_active(&world, &daemon, &[A]).await;
+    // The key comes from the credentials directory, which is watched.
+    let (world, daemon, key_file) = running_on_a_key_credential().await;
     let pid = daemon.pid();
     // bunq allows one session-server call per 30 s and the daemon keeps to it: let the start-up
     // session's window pass, as it has long passed when a key is rotated in practice.

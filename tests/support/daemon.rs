@@ -221,6 +221,14 @@ impl World {
         write_atomically(&self.config_path, &self.config_text(spec, self.port));
     }
 
+    /// [`World::configured`], with the daemon started on it ([`World::spawn`] without extra
+    /// environment or arguments).
+    pub async fn running(seed: &[(&str, IpStatus)], spec: &ConfigSpec) -> (World, Daemon) {
+        let world = World::configured(seed, spec).await;
+        let daemon = world.spawn(&[], &[]);
+        (world, daemon)
+    }
+
     /// Starts the daemon on [`World::config_path`] with the API key in `BUNQ_API_KEY`.
     pub fn spawn(&self, extra_env: &[(&str, String)], extra_args: &[&str]) -> Daemon {
         self.spawn_with_config(&self.config_path, extra_env, extra_args)
@@ -236,6 +244,18 @@ impl World {
         let mut env = vec![("BUNQ_API_KEY", self.key.api_key.expose().to_owned())];
         env.extend(extra_env.iter().cloned());
         Daemon::spawn(config, &env, extra_args, self.port)
+    }
+
+    /// Starts the daemon with the API key only in the systemd credential `name` (a fresh
+    /// `CREDENTIALS_DIRECTORY`, no `BUNQ_API_KEY`); returns it and the credential file.
+    pub fn spawn_with_key_credential(&self, name: &str) -> (Daemon, PathBuf) {
+        let credentials = self.dir.path().join("credentials");
+        std::fs::create_dir(&credentials).unwrap();
+        let key_file = credentials.join(name);
+        write_atomically(&key_file, &format!("{}\n", self.key.api_key.expose()));
+        let env = [("CREDENTIALS_DIRECTORY", credentials.display().to_string())];
+        let daemon = Daemon::spawn(&self.config_path, &env, &[], self.port);
+        (daemon, key_file)
     }
 
     /// Runs `bunq-ipsync ARGS --config CONFIG` to its end (a one-shot command beside or after

@@ -8,10 +8,20 @@
 
 use std::collections::BTreeSet;
 
-/// Words that are never metric names, beside [`LABEL_LIST`]: binary operators and modifiers,
-/// aggregation operators (which may stand before `by (…)` rather than before their `(`), and the
-/// float literals.
-const KEYWORDS: [&str; 18] = [
+/// Keywords followed by a parenthesised list of label names, not of expressions.
+const LABEL_LIST: [&str; 6] = [
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+];
+
+/// The other words that are never metric names: binary operators and modifiers, aggregation
+/// operators (which may stand before `by (…)` rather than before their `(`), and the float
+/// literals.
+const OTHER_KEYWORDS: [&str; 19] = [
     "and",
     "or",
     "unless",
@@ -30,17 +40,13 @@ const KEYWORDS: [&str; 18] = [
     "count_values",
     "group",
     "inf",
+    "nan",
 ];
 
-/// Keywords followed by a parenthesised list of label names, not of expressions.
-const LABEL_LIST: [&str; 6] = [
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-];
+/// Whether `lower` (a lower-cased word) is a keyword rather than a metric name.
+fn is_keyword(lower: &str) -> bool {
+    LABEL_LIST.contains(&lower) || OTHER_KEYWORDS.contains(&lower)
+}
 
 /// The metric names `expr` reads. A Grafana `label_values(selector, label)` query counts as its
 /// selector.
@@ -71,9 +77,7 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
                 }
                 let is_function = next == Some(&'(');
                 let lower = word.to_ascii_lowercase();
-                let keyword =
-                    KEYWORDS.contains(&lower.as_str()) || LABEL_LIST.contains(&lower.as_str());
-                if !is_function && !keyword && lower != "nan" {
+                if !is_function && !is_keyword(&lower) {
                     names.insert(word);
                 }
                 i = end;

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use crate::bunq::crypto::{PrivateKey, PublicKey};
 use crate::bunq::error::{BunqError, json_error_summary};
-use crate::bunq::model::Envelope;
+use crate::bunq::model::{Envelope, UserId};
 use crate::secret::Secret;
 
 /// An endpoint as method + route pattern, e.g. `GET /user/{user}/credential-password-ip`. The
@@ -49,6 +49,34 @@ impl Route {
     /// `METHOD pattern`, as used in error messages.
     pub fn endpoint(&self) -> String {
         format!("{} {}", self.method, self.pattern)
+    }
+
+    /// The concrete path: `{user}` replaced by `user`, every other placeholder by the next of
+    /// `ids`, in order. The pattern is the one statement of an endpoint's path, so the path
+    /// sent and the pattern that keys limits and metrics cannot drift apart.
+    pub fn path(&self, user: UserId, ids: &[u64]) -> String {
+        let mut path = String::with_capacity(self.pattern.len() + 24);
+        let mut ids = ids.iter();
+        let mut rest = self.pattern;
+        while let Some((before, after)) = rest.split_once('{') {
+            let (name, after) = after.split_once('}').unwrap_or((after, ""));
+            path.push_str(before);
+            let value = if name == "user" {
+                Some(&user)
+            } else {
+                ids.next()
+            };
+            debug_assert!(value.is_some(), "no id for {{{name}}} in {}", self.pattern);
+            path.push_str(&value.map(u64::to_string).unwrap_or_default());
+            rest = after;
+        }
+        path.push_str(rest);
+        debug_assert!(
+            ids.next().is_none(),
+            "more ids than placeholders in {}",
+            self.pattern
+        );
+        path
     }
 }
 
@@ -154,4 +182,23 @@ pub fn to_body<T: Serialize>(route: &Route, value: &T) -> Result<Body, BunqError
             endpoint: route.endpoint(),
             message: format!("cannot serialize the request body ({err})"),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_fills_the_user_and_then_the_ids_in_order() {
+        let entry = Route::put("/user/{user}/credential-password-ip/{cred}/ip/{id}");
+        assert_eq!(
+            entry.path(7, &[3, 12]),
+            "/user/7/credential-password-ip/3/ip/12"
+        );
+        assert_eq!(
+            Route::get("/device-server/{id}").path(7, &[5]),
+            "/device-server/5"
+        );
+        assert_eq!(Route::get("/device-server").path(7, &[]), "/device-server");
+    }
 }

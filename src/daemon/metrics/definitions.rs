@@ -28,73 +28,36 @@ const fn plain(name: &'static str, help: &'static str) -> Definition {
     }
 }
 
+/// Declares one [`Definition`] constant per row: `NAME: unit("name", "help");`, where `unit` is
+/// [`seconds`] or [`plain`]. One row a metric keeps the whole interface readable at a glance.
+macro_rules! definitions {
+    ($($name:ident: $unit:ident($metric:literal, $help:literal);)*) => {
+        $(pub(super) const $name: Definition = $unit($metric, $help);)*
+    };
+}
+
 // The definitions, in exposition order. Names and help texts are part of the interface:
 // dashboards and alerts use them.
-pub(super) const BUILD: Definition = plain("build", "Build information of the running binary");
-pub(super) const LAST_ATTEMPT: Definition = seconds(
-    "last_run_attempt_timestamp",
-    "Unix time the last reconcile run started",
-);
-pub(super) const LAST_SUCCESS: Definition = seconds(
-    "last_run_success_timestamp",
-    "Unix time the last reconcile run reached the desired state",
-);
-pub(super) const RUN_DURATION: Definition = seconds("run_duration", "Duration of reconcile runs");
-pub(super) const RUNS: Definition = plain("runs", "Reconcile runs by result");
-pub(super) const CONSECUTIVE_FAILURES: Definition = plain(
-    "consecutive_failed_runs",
-    "Reconcile runs that failed in a row",
-);
-pub(super) const CHANGES: Definition =
-    plain("changes", "Permitted-IP changes by action and outcome");
-pub(super) const CHANGES_BLOCKED: Definition = plain(
-    "changes_blocked",
-    "Permitted-IP changes refused by a safety rule, by rule",
-);
-pub(super) const DRIFT_ENTRIES: Definition = plain(
-    "drift_entries",
-    "Permitted-IP entries differing from the desired state at the last run",
-);
-pub(super) const SOURCE_FAILURES: Definition = plain(
-    "source_failures",
-    "Failed resolutions of DNS, file and URL sources, by kind and reason",
-);
-pub(super) const API_REQUESTS: Definition = plain(
-    "api_requests",
-    "bunq API requests by endpoint, method and HTTP status",
-);
-pub(super) const API_REQUEST_DURATION: Definition =
-    seconds("api_request_duration", "Duration of bunq API requests");
-pub(super) const API_THROTTLED: Definition = plain(
-    "api_throttled",
-    "bunq API replies with HTTP 429 (rate limited)",
-);
-pub(super) const SESSION_EXPIRY: Definition = seconds(
-    "session_expiry_timestamp",
-    "Unix time the current bunq session expires",
-);
-pub(super) const SESSION_RENEWALS: Definition =
-    plain("session_renewals", "bunq session renewals by result");
-pub(super) const CONFIG_RELOADS: Definition = plain("config_reloads", "Config reloads by result");
-pub(super) const CONFIG_LAST_RELOAD_SUCCESSFUL: Definition = plain(
-    "config_last_reload_successful",
-    "1 if the running config is the last one read, 0 if the last reload failed",
-);
-pub(super) const NOTIFICATIONS: Definition = plain(
-    "notifications",
-    "Notification messages (webhooks, heartbeat) by target and result",
-);
-pub(super) const CONFIG_LAST_RELOAD_SUCCESS: Definition = seconds(
-    "config_last_reload_success_timestamp",
-    "Unix time a config was last loaded successfully",
-);
-
-pub(super) const PENDING_CHANGES: Definition = plain(
-    "pending_changes",
-    "Changes the desired state needs that the last run did not make (observe, dry-run, blocked, \
-     failed), by credential",
-);
-pub(super) const DRY_RUN: Definition = plain(
-    "dry_run",
-    "1 when the daemon runs with --dry-run (plans and reports, never writes), else 0",
-);
+definitions! {
+    BUILD:                         plain("build", "Build information of the running binary");
+    LAST_ATTEMPT:                  seconds("last_run_attempt_timestamp", "Unix time the last reconcile run started");
+    LAST_SUCCESS:                  seconds("last_run_success_timestamp", "Unix time the last reconcile run reached the desired state");
+    RUN_DURATION:                  seconds("run_duration", "Duration of reconcile runs");
+    RUNS:                          plain("runs", "Reconcile runs by result");
+    CONSECUTIVE_FAILURES:          plain("consecutive_failed_runs", "Reconcile runs that failed in a row");
+    CHANGES:                       plain("changes", "Permitted-IP changes by action and outcome");
+    CHANGES_BLOCKED:               plain("changes_blocked", "Permitted-IP changes refused by a safety rule, by rule");
+    DRIFT_ENTRIES:                 plain("drift_entries", "Permitted-IP entries differing from the desired state at the last run");
+    SOURCE_FAILURES:               plain("source_failures", "Failed resolutions of DNS, file and URL sources, by kind and reason");
+    API_REQUESTS:                  plain("api_requests", "bunq API requests by endpoint, method and HTTP status");
+    API_REQUEST_DURATION:          seconds("api_request_duration", "Duration of bunq API requests");
+    API_THROTTLED:                 plain("api_throttled", "bunq API replies with HTTP 429 (rate limited)");
+    SESSION_EXPIRY:                seconds("session_expiry_timestamp", "Unix time the current bunq session expires");
+    SESSION_RENEWALS:              plain("session_renewals", "bunq session renewals by result");
+    CONFIG_RELOADS:                plain("config_reloads", "Config reloads by result");
+    CONFIG_LAST_RELOAD_SUCCESSFUL: plain("config_last_reload_successful", "1 if the running config is the last one read, 0 if the last reload failed");
+    NOTIFICATIONS:                 plain("notifications", "Notification messages (webhooks, heartbeat) by target and result");
+    CONFIG_LAST_RELOAD_SUCCESS:    seconds("config_last_reload_success_timestamp", "Unix time a config was last loaded successfully");
+    PENDING_CHANGES:               plain("pending_changes", "Changes the desired state needs that the last run did not make (observe, dry-run, blocked, failed), by credential");
+    DRY_RUN:                       plain("dry_run", "1 when the daemon runs with --dry-run (plans and reports, never writes), else 0");
+}
