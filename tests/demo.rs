@@ -26,10 +26,10 @@ fn demo_plans_applies_repairs_drift_and_ends_converged_with_zero_writes() {
     let steps: Vec<&str> = stdout.split("\n== ").collect();
     assert_eq!(
         steps.len(),
-        8,
-        "seven numbered steps after the banner:\n{stdout}"
+        9,
+        "eight numbered steps after the banner:\n{stdout}"
     );
-    let (plan, apply, drift, converged) = (steps[1], steps[2], steps[3], steps[7]);
+    let (plan, apply, drift, converged) = (steps[1], steps[2], steps[3], steps[8]);
     let (moved, failed, back) = (steps[4], steps[5], steps[6]);
 
     assert_has(plan, "Plan: 6 to create, 1 to activate, 1 to deactivate");
@@ -43,8 +43,8 @@ fn demo_plans_applies_repairs_drift_and_ends_converged_with_zero_writes() {
     assert_has(drift, "Apply: 1 applied");
     assert_has(converged, "Apply: 0 applied");
     assert_has(converged, "0 of them writes");
-    // The JSON webhook got each kind at most once per run: applied (steps 2, 3, 4, 6), drift
-    // (3, 5), blocked (5).
+    // The JSON webhook got each kind at most once per run: applied (steps 2, 3, 4, 6, 7), drift
+    // (3, 5, 7), blocked (5), failed (the stale checksum in 7) and recovered (7).
     let webhook = converged
         .split("The JSON webhook")
         .nth(1)
@@ -57,7 +57,17 @@ fn demo_plans_applies_repairs_drift_and_ends_converged_with_zero_writes() {
     assert_eq!(
         kinds,
         [
-            "applied", "applied", "drift", "applied", "blocked", "drift", "applied"
+            "applied",
+            "applied",
+            "drift",
+            "applied",
+            "blocked",
+            "drift",
+            "applied",
+            "failed",
+            "applied",
+            "drift",
+            "recovered"
         ],
         "{webhook}"
     );
@@ -76,6 +86,25 @@ fn demo_plans_applies_repairs_drift_and_ends_converged_with_zero_writes() {
     assert_has(failed, "exit code 3");
     assert_has(back, "deactivate 192.0.2.77");
     assert_has(back, "Apply: 1 applied");
+
+    // Change control: the reviewed checksum is refused once bunq changed, nothing is written,
+    // and the checksum of the plan reviewed again is applied.
+    let reviewed = steps[7];
+    assert_has(reviewed, "reviewed checksum ");
+    assert_has(
+        reviewed,
+        "stale plan: the actions bunq now calls for have checksum",
+    );
+    assert_has(reviewed, "exit code 1, nothing written");
+    let refused = reviewed
+        .find("exit code 1, nothing written")
+        .expect(reviewed);
+    let applied = reviewed.find("Apply: 2 applied").expect(reviewed);
+    assert!(refused < applied, "refused before applied: {reviewed}");
+    assert!(
+        !reviewed[..refused].contains("applied  credential"),
+        "the stale apply wrote: {reviewed}"
+    );
 
     // Drift is told by the walkthrough's tables, not by a log line between them; the waits for
     // bunq's windows (seven writes in step 2 exceed the simulator's POST window) are said.

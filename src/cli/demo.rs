@@ -4,8 +4,9 @@
 //! bundled desired state (`examples/demo.yaml`) through the normal config parser, connects with
 //! the normal client (installation, device, session, signatures both ways, bunq's rate limits),
 //! then shows: the plan, the apply, an out-of-band change being reported and repaired, a DDNS
-//! name that moves, fails and comes back (answered by a loopback nameserver the demo runs), and
-//! a final run that has nothing to do, and the notifications a JSON webhook (a loopback receiver
+//! name that moves, fails and comes back (answered by a loopback nameserver the demo runs), a
+//! reviewed change applied by its checksum (refused while bunq changed under the review), a
+//! final run that has nothing to do, and the notifications a JSON webhook (a loopback receiver
 //! the demo runs) got meanwhile. `--follow` then keeps the real daemon running.
 
 use std::io::Write as _;
@@ -25,6 +26,7 @@ use crate::daemon::runtime::{self, Options};
 use crate::daemon::watch::WatchSettings;
 use crate::notify::{Notifications, sender::Uncounted};
 use crate::reconcile::exit::ExitStatus;
+use crate::reconcile::saved_plan::{self, PlanGate};
 use crate::reconcile::{report, run};
 use crate::simulator::{DnsAnswer, DnsServer, Receiver, Simulator, SimulatorOptions};
 
@@ -130,8 +132,9 @@ async fn walkthrough(args: &DemoArgs) -> anyhow::Result<ExitStatus> {
     demo.apply_once().await?;
 
     dynamic_ip(&demo, &simulator, &dns, &seeded).await?;
+    change_control(&demo, &simulator, &seeded).await?;
 
-    say("\n== 7. apply again: converged, so no writes");
+    say("\n== 8. apply again: converged, so no writes");
     simulator.clear_request_log();
     let status = demo.apply_once().await?;
     let writes = simulator
@@ -165,17 +168,58 @@ struct Demo<'a> {
 impl Demo<'_> {
     /// `bunq-ipsync apply`, as the command runs it, with its exit code.
     async fn apply_once(&self) -> anyhow::Result<ExitStatus> {
+        self.apply(None).await
+    }
+
+    /// `bunq-ipsync apply --checksum SUM`: an error (nothing written) when the plan is stale.
+    async fn apply_gated(&self, gate: &PlanGate) -> anyhow::Result<ExitStatus> {
+        self.apply(Some(gate)).await
+    }
+
+    async fn apply(&self, gate: Option<&PlanGate>) -> anyhow::Result<ExitStatus> {
         let status = oneshot::apply_and_report(
             self.client,
             self.config,
             OutputFormat::Text,
             self.notifications,
-            None,
+            gate,
         )
         .await?;
         say(&format!("exit code {}", status.code()));
         Ok(status)
     }
+}
+
+/// Change control: the plan's checksum is reviewed, `apply --checksum` writes only that plan,
+/// and refuses (writing nothing) once bunq changed under the review.
+async fn change_control(
+    demo: &Demo<'_>,
+    simulator: &Simulator,
+    seeded: &Seeded,
+) -> anyhow::Result<()> {
+    say(
+        "\n== 7. change control: 192.0.2.99 is re-enabled again; the plan is reviewed by its \
+         checksum (plan --output json | jq .checksum), then applied with apply --checksum",
+    );
+    simulator.set_entry_status(seeded.ci, seeded.drifting_entry, IpStatus::Active)?;
+    let (reviewed, _) = run::plan_run(demo.client, demo.config, None).await?;
+    print(&report::render_text(&reviewed.plan));
+    let sum = saved_plan::checksum(&reviewed.plan);
+    say(&format!("reviewed checksum {sum}"));
+    say("meanwhile someone adds 192.0.2.55 to ci-runners by hand: the reviewed plan is stale");
+    simulator.add_entry(seeded.ci, "192.0.2.55", IpStatus::Active)?;
+    let gate = PlanGate::checksum(&sum)?;
+    match demo.apply_gated(&gate).await {
+        Ok(status) => anyhow::bail!("a stale checksum was applied (exit {})", status.code()),
+        Err(err) => say(&format!(
+            "apply --checksum {sum}: {err:#}\nexit code 1, nothing written"
+        )),
+    }
+    let (again, _) = run::plan_run(demo.client, demo.config, None).await?;
+    let sum = saved_plan::checksum(&again.plan);
+    say(&format!("reviewed again: checksum {sum}"));
+    demo.apply_gated(&PlanGate::checksum(&sum)?).await?;
+    Ok(())
 }
 
 /// Every message the webhook received, one line each: event and summary.
@@ -188,7 +232,10 @@ fn show_notifications(webhook: &Receiver) {
     ));
     for message in received.iter().map(|request| request.json()) {
         let text = |key: &str| message[key].as_str().unwrap_or_default().to_owned();
-        say(&format!("  {:<9} {}", text("event"), text("summary")));
+        // A summary's first line: a stale plan's lists its actions below.
+        let summary = text("summary");
+        let first = summary.lines().next().unwrap_or_default();
+        say(&format!("  {:<9} {first}", text("event")));
     }
 }
 
