@@ -9,6 +9,7 @@
 //! * [`demo`]: the walkthrough against the built-in simulator.
 //! * [`notify_test`]: `notify-test`, one test message to every notification target.
 //! * [`logging`]: text or JSON logs on stderr.
+//! * [`progress`]: the progress bar of `apply` and `demo` on a terminal.
 
 pub mod args;
 pub mod context;
@@ -17,6 +18,7 @@ pub mod demo;
 pub mod logging;
 pub mod notify_test;
 pub mod oneshot;
+pub mod progress;
 pub mod setup;
 
 use clap::Parser;

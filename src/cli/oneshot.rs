@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::bunq::BunqClient;
+use crate::bunq::{ApiObserver, BunqClient};
 use crate::cli::args::{Cli, ExportArgs, OutputArgs, OutputFormat, ValidateArgs};
+use crate::cli::progress::{self, ApplyBar};
 use crate::cli::setup;
 use crate::config;
 use crate::notify::{Notifications, sender::Uncounted};
@@ -137,8 +138,12 @@ pub fn apply(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
             Arc::new(Uncounted),
             crate::clock::system_clock(),
         )?;
-        let result = match setup::connect(&config, None).await {
-            Ok(client) => apply_and_report(&client, &config, args.output, &notifications).await,
+        let bar = ApplyBar::new(progress::mode(args.output, cli.quiet));
+        let observer: Arc<dyn ApiObserver> = bar.clone();
+        let result = match setup::connect(&config, Some(observer)).await {
+            Ok(client) => {
+                apply_and_report(&client, &config, args.output, &notifications, &bar).await
+            }
             Err(err) => {
                 notifications.session_failed("cannot open a bunq session", &format!("{err:#}"));
                 Err(err)
@@ -150,18 +155,22 @@ pub fn apply(cli: &Cli, args: &OutputArgs) -> anyhow::Result<ExitStatus> {
 }
 
 /// One apply run with its drift record: loads the last record, applies, prints what was done in
-/// `output` format, saves the new record, and queues the run's `notifications`. Shared by
-/// `apply` and `demo`.
+/// `output` format, saves the new record, and queues the run's `notifications`. `bar` shows the
+/// run's progress (when its mode draws one) and is cleared before the report. Shared by `apply`
+/// and `demo`.
 pub async fn apply_and_report(
     client: &BunqClient,
     config: &config::Config,
     output: OutputFormat,
     notifications: &Notifications,
+    bar: &ApplyBar,
 ) -> anyhow::Result<ExitStatus> {
     let records = RecordStore::new(&config.bunq.state_dir);
     let previous = records.load();
     notifications.run_started();
-    let result = run::apply_run(client, config, previous.as_ref(), &CancellationToken::new()).await;
+    let stop = CancellationToken::new();
+    let result = run::apply_run_with_progress(client, config, previous.as_ref(), &stop, bar).await;
+    bar.finish();
     let (report, record) = match result {
         Ok(done) => done,
         Err(err) => {

@@ -17,6 +17,7 @@ pub use crate::reconcile::port::{AllowlistReader, AllowlistWriter};
 use tokio_util::sync::CancellationToken;
 
 use crate::reconcile::plan::{self, CredentialState, IpStates, OwnAccess, Plan, PlanInput};
+use crate::reconcile::progress::{ApplyProgress, NoProgress};
 use crate::reconcile::record::RunRecord;
 use crate::sources::Resolutions;
 
@@ -271,8 +272,21 @@ pub async fn apply_run<W: AllowlistWriter>(
     previous: Option<&RunRecord>,
     stop: &CancellationToken,
 ) -> Result<(RunReport, RunRecord), RunError> {
+    apply_run_with_progress(writer, config, previous, stop, &NoProgress).await
+}
+
+/// [`apply_run`], telling `progress` about every action the executor handles (`apply` on a
+/// terminal shows a progress bar with it).
+pub async fn apply_run_with_progress<W: AllowlistWriter>(
+    writer: &W,
+    config: &Config,
+    previous: Option<&RunRecord>,
+    stop: &CancellationToken,
+    progress: &dyn ApplyProgress,
+) -> Result<(RunReport, RunRecord), RunError> {
     let (mut report, observation) = plan_run(writer, config, previous).await?;
-    let applied = apply::apply(writer, &report.plan, &report.run_id, stop).await;
+    let applied =
+        apply::apply_with_progress(writer, &report.plan, &report.run_id, stop, progress).await;
     let record = record_after(&observation, &applied);
     report.applied = Some(applied);
     Ok((report, record))
