@@ -100,6 +100,8 @@ struct Remaining {
     status_changes: usize,
     /// The action being sent, or the window being waited for.
     doing: String,
+    /// The rate-limit wait under way, which comes before the remaining windows.
+    waiting: Duration,
 }
 
 /// The progress display of one or more applies: an [`ApplyProgress`] for the executor's
@@ -137,7 +139,8 @@ impl ApplyBar {
 
     /// Redraws the message: what is being done and the ETA.
     fn show(&self, remaining: &Remaining) {
-        let eta = progress::eta(remaining.creates, remaining.status_changes, &self.limits);
+        let eta = progress::eta(remaining.creates, remaining.status_changes, &self.limits)
+            + remaining.waiting;
         if let Some(bar) = drawn().as_ref() {
             bar.set_message(format!("{} · ETA {}", remaining.doing, clock(eta)));
         }
@@ -178,12 +181,14 @@ impl ApplyProgress for ApplyBar {
             creates,
             status_changes,
             doing: "starting".into(),
+            waiting: Duration::ZERO,
         };
         self.show(&remaining);
     }
 
     fn action_started(&self, action: &Action) {
         let mut remaining = self.remaining();
+        remaining.waiting = Duration::ZERO;
         remaining.doing = format!(
             "{} {} on credential {}",
             action.change.kind().as_str(),
@@ -201,6 +206,7 @@ impl ApplyProgress for ApplyBar {
             &mut remaining.status_changes
         };
         *left = left.saturating_sub(1);
+        remaining.waiting = Duration::ZERO;
         if let Some(bar) = drawn().as_ref() {
             bar.inc(1);
         }
@@ -215,6 +221,7 @@ impl ApiObserver for ApplyBar {
             "waiting {:.1} s for bunq's {method} rate-limit window",
             wait.as_secs_f64()
         );
+        remaining.waiting = wait;
         self.show(&remaining);
     }
 }
@@ -236,6 +243,32 @@ mod tests {
         assert_eq!(decide(true, true, Json, false, false), ProgressMode::Off);
         assert_eq!(decide(true, true, Text, true, false), ProgressMode::Off);
         assert_eq!(decide(true, true, Json, true, true), ProgressMode::Off);
+    }
+
+    #[test]
+    fn a_wait_for_a_window_counts_in_the_eta_until_the_next_action() {
+        let bar = ApplyBar::new(ProgressMode::Off);
+        bar.begin(2, 0);
+        *bar.remaining() = Remaining {
+            creates: 2,
+            ..Remaining::default()
+        };
+        bar.waiting_for_window("POST", "/x", Duration::from_secs(3));
+        assert_eq!(bar.remaining().waiting, Duration::from_secs(3));
+        assert!(bar.remaining().doing.contains("POST rate-limit window"));
+        bar.action_finished(&create_action(), "applied");
+        assert_eq!(bar.remaining().waiting, Duration::ZERO);
+        assert_eq!(bar.remaining().creates, 1);
+    }
+
+    fn create_action() -> Action {
+        Action {
+            credential: 1,
+            change: crate::reconcile::plan::Change::Create {
+                ip: std::net::Ipv4Addr::new(192, 0, 2, 1),
+            },
+            reason: crate::reconcile::plan::Reason::DesiredMissing,
+        }
     }
 
     #[test]
