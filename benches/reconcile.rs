@@ -553,9 +553,9 @@ async fn converge_all(ks: &[usize]) -> anyhow::Result<()> {
     println!();
     println!(
         "| mix | K | writes (POST/PUT) | reads (GET) | wall time | bunq floor (sequential) | ratio | \
-         floor with 250 ms margin | ratio | parallel floor | 429s | applied | left after |"
+         floor with 250 ms margin | ratio | parallel floor | ratio | 429s | applied | left after |"
     );
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for result in &results {
         let by_method = |method: &str| -> usize {
             result
@@ -566,7 +566,7 @@ async fn converge_all(ks: &[usize]) -> anyhow::Result<()> {
                 .sum()
         };
         println!(
-            "| {} | {} | {}/{} | {} | {:.2} s | {:.2} s | {} | {:.2} s | {} | {:.2} s | {} | {} | {} |",
+            "| {} | {} | {}/{} | {} | {:.2} s | {:.2} s | {} | {:.2} s | {} | {:.2} s | {} | {} | {} | {} |",
             result.mix.name(),
             result.k,
             by_method("POST "),
@@ -578,6 +578,7 @@ async fn converge_all(ks: &[usize]) -> anyhow::Result<()> {
             result.margin_floor.as_secs_f64(),
             ratio(result.wall, result.margin_floor),
             result.parallel_floor.as_secs_f64(),
+            ratio(result.wall, result.parallel_floor),
             result.rejected,
             result.applied,
             result.left,

@@ -17,12 +17,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use bunq_ipsync::bunq::model::{CredentialId, EntryId, IpStatus, PermittedIp};
-use bunq_ipsync::bunq::{BunqClient, RateLimits, RetryPolicy, TransportSettings};
+use bunq_ipsync::bunq::{ApiObserver, BunqClient, RateLimits, RetryPolicy, TransportSettings};
 use bunq_ipsync::config::{self, Config};
 use bunq_ipsync::reconcile::apply::{Outcome, OutcomeKind};
 use bunq_ipsync::reconcile::bunq_port::client_settings;
 use bunq_ipsync::reconcile::exit::ExitStatus;
-use bunq_ipsync::reconcile::plan::{ChangeKind, Drift, KeptReason, PlanOutcome, Rule};
+use bunq_ipsync::reconcile::plan::{Action, ChangeKind, Drift, KeptReason, PlanOutcome, Rule};
+use bunq_ipsync::reconcile::progress::ApplyProgress;
 use bunq_ipsync::reconcile::record::RunRecord;
 use bunq_ipsync::reconcile::report;
 use bunq_ipsync::reconcile::run::{self, RunReport};
@@ -156,7 +157,21 @@ impl Harness {
     /// Connects the real client (installation, device, session) with the scaled limiter, then
     /// forgets the registration requests so tests see only what the run sends.
     async fn connect(&self, config: &Config) -> BunqClient {
-        let mut settings = client_settings(config, None).unwrap();
+        let limits = RateLimits::bunq()
+            .with_windows_scaled(TIME_SCALE)
+            .with_margin(LOOPBACK_MARGIN);
+        self.connect_observed(config, None, limits).await
+    }
+
+    /// [`Harness::connect`] with `observer` watching the client and the client keeping to
+    /// `rate_limits`.
+    async fn connect_observed(
+        &self,
+        config: &Config,
+        observer: Option<std::sync::Arc<dyn ApiObserver>>,
+        rate_limits: RateLimits,
+    ) -> BunqClient {
+        let mut settings = client_settings(config, observer).unwrap();
         settings.transport = TransportSettings {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
@@ -165,9 +180,7 @@ impl Harness {
                 base_delay: Duration::from_millis(5),
                 max_delay: Duration::from_millis(20),
             },
-            rate_limits: RateLimits::bunq()
-                .with_windows_scaled(TIME_SCALE)
-                .with_margin(LOOPBACK_MARGIN),
+            rate_limits,
         };
         let client = BunqClient::connect(settings, self.key.api_key.clone(), &self.state_dir())
             .await
@@ -1061,6 +1074,88 @@ async fn create_reset_before_bunq_applied_it_fails_and_the_next_run_creates_one_
 
     apply_exiting(&client, &config, Some(&record), ExitStatus::Success).await;
     assert_eq!(h.entries_for(ci, "203.0.113.10").len(), 1);
+}
+
+/// What a progress display hears from the executor and the client, one line per event:
+/// `start IP`, `IP outcome`, `wait METHOD`.
+#[derive(Default)]
+struct Heard(std::sync::Mutex<Vec<String>>);
+
+impl Heard {
+    fn push(&self, line: String) {
+        self.0.lock().unwrap().push(line);
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl ApiObserver for Heard {
+    fn waiting_for_window(&self, method: &str, _route_pattern: &str, wait: Duration) {
+        assert!(!wait.is_zero());
+        self.push(format!("wait {method}"));
+    }
+}
+
+impl ApplyProgress for Heard {
+    fn action_started(&self, action: &Action) {
+        self.push(format!("start {}", action.change.ip()));
+    }
+
+    fn action_finished(&self, action: &Action, outcome: &'static str) {
+        self.push(format!("{} {outcome}", action.change.ip()));
+    }
+}
+
+#[tokio::test]
+async fn progress_hears_each_action_once_in_plan_order_and_each_wait_for_a_window() {
+    let (h, ci) = Harness::with_credential(&[]).await;
+    let ips: Vec<String> = (0..12u32)
+        .map(|n| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 60, 0, 1)) + n).to_string())
+        .collect();
+    let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+    let config = h.config("sync", 12, &credential_yaml(ci, &refs));
+    let heard = std::sync::Arc::new(Heard::default());
+    let observer: std::sync::Arc<dyn ApiObserver> = heard.clone();
+    // Client windows of 0.9 s (bunq's scaled by 0.3): five creates surely fit in one, so the
+    // sixth and the eleventh wait for the POST window whatever the machine's speed.
+    let limits = RateLimits::bunq().with_windows_scaled(0.3);
+    let client = h.connect_observed(&config, Some(observer), limits).await;
+
+    let stop = CancellationToken::new();
+    let (report, _) = run::apply_run_with_progress(&client, &config, None, &stop, &*heard)
+        .await
+        .unwrap();
+
+    let lines = heard.lines();
+    let finished: Vec<String> = lines
+        .iter()
+        .filter(|line| line.ends_with(" applied"))
+        .cloned()
+        .collect();
+    let planned: Vec<String> = report
+        .plan
+        .actions()
+        .iter()
+        .map(|action| format!("{} applied", action.change.ip()))
+        .collect();
+    assert_eq!(finished, planned);
+    // 12 creates at 5 per window: the 6th waits for the POST window (later ones may too, as
+    // the slots free one by one), and the display hears of each wait after the action started
+    // and before it is sent.
+    let waits: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, line)| *line == "wait POST")
+        .map(|(at, _)| at)
+        .collect();
+    assert!(!waits.is_empty(), "{lines:?}");
+    for &at in &waits {
+        assert!(lines[at - 1].starts_with("start "), "{lines:?}");
+    }
+    let sixth = format!("start {}", report.plan.actions()[5].change.ip());
+    assert_eq!(lines[waits[0] - 1], sixth, "{lines:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -38,6 +38,13 @@ pub trait ApiObserver: Send + Sync {
         let _ = (route_pattern, waited);
     }
 
+    /// The client-side limiter is about to hold a `method` request on `route_pattern` back for
+    /// `wait`, until bunq's window has room: called before the wait, so a progress display can
+    /// say so instead of looking hung.
+    fn waiting_for_window(&self, method: &str, route_pattern: &str, wait: Duration) {
+        let _ = (method, route_pattern, wait);
+    }
+
     /// A transient failure is retried after `delay`; `attempt` is the attempt that failed.
     fn retrying(&self, route_pattern: &str, attempt: u32, delay: Duration) {
         let _ = (route_pattern, attempt, delay);

@@ -251,6 +251,18 @@ impl RateLimiter {
     /// [`Permit`] while the request is in flight and drop it (or call [`Permit::complete`]) when
     /// the response or the error has come back: the slot counts from that moment.
     pub async fn acquire(&self, key: &LimitKey) -> Permit<'_> {
+        self.acquire_noting(key, |_| {}).await
+    }
+
+    /// [`RateLimiter::acquire`], calling `on_wait` with the time to wait each time the window
+    /// is full and the request has to wait for a slot to leave it: what a progress display
+    /// shows instead of looking hung. (A window full of requests still in flight is waited on
+    /// without a call: its requests complete within their own latency.)
+    pub async fn acquire_noting(
+        &self,
+        key: &LimitKey,
+        mut on_wait: impl FnMut(Duration),
+    ) -> Permit<'_> {
         let started = Instant::now();
         if !self.limits.enabled {
             return Permit {
@@ -286,7 +298,8 @@ impl RateLimiter {
                             "waiting for bunq's rate-limit window"
                         );
                     }
-                    tokio::time::sleep_until(free_at).await
+                    on_wait(wait);
+                    tokio::time::sleep_until(free_at).await;
                 }
                 Admission::AllInFlight => completed.await,
             }
@@ -431,6 +444,26 @@ mod tests {
         // The first request's window runs from its completion at 0.5 s to 3.5 s.
         assert_eq!(waited, Duration::from_millis(1500));
         assert_eq!(Instant::now() - start, Duration::from_millis(3500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_must_wait_for_the_window_says_how_long_before_it_waits() {
+        let limiter = RateLimiter::new(RateLimits::bunq());
+        let mut waits = Vec::new();
+        for _ in 0..3 {
+            drop(
+                limiter
+                    .acquire_noting(&get(IP_LIST), |wait| waits.push(wait))
+                    .await,
+            );
+        }
+        assert!(waits.is_empty(), "three GETs fit the window: {waits:?}");
+        drop(
+            limiter
+                .acquire_noting(&get(IP_LIST), |wait| waits.push(wait))
+                .await,
+        );
+        assert_eq!(waits, [Duration::from_secs(3)]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -194,7 +194,13 @@ impl Transport {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let permit = self.limiter.acquire(&key).await;
+            let permit = self
+                .limiter
+                .acquire_noting(&key, |wait| {
+                    self.observer
+                        .waiting_for_window(key.method.as_str(), call.route.pattern, wait)
+                })
+                .await;
             let waited = permit.waited();
             if !waited.is_zero() {
                 tracing::debug!(endpoint = %call.route.endpoint(), waited = %crate::clock::log_seconds(waited), "rate limiter held the request");

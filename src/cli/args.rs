@@ -32,6 +32,11 @@ pub struct Cli {
     )]
     pub log_level: Option<String>,
 
+    /// No progress bar during `apply` and `demo` (it is drawn only when stdout and stderr are
+    /// terminals and the output is text).
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

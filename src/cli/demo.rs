@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bunq::BunqClient;
 use crate::bunq::model::IpStatus;
 use crate::cli::args::{Cli, DemoArgs, OutputFormat};
+use crate::cli::progress::{self, ApplyBar};
 use crate::cli::{oneshot, setup};
 use crate::config::{self, Config};
 use crate::daemon::notify::Notifier;
@@ -66,7 +67,8 @@ pub fn run(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitStatus> {
     } else {
         setup::init_logging(cli, None);
     }
-    setup::runtime()?.block_on(walkthrough(args))
+    let bar = ApplyBar::new(progress::mode(OutputFormat::Text, cli.quiet));
+    setup::runtime()?.block_on(walkthrough(args, bar))
 }
 
 fn logging_quiet(cli: &Cli, level: &str) {
@@ -77,7 +79,7 @@ fn logging_quiet(cli: &Cli, level: &str) {
     crate::cli::logging::init(format, level);
 }
 
-async fn walkthrough(args: &DemoArgs) -> anyhow::Result<ExitStatus> {
+async fn walkthrough(args: &DemoArgs, bar: Arc<ApplyBar>) -> anyhow::Result<ExitStatus> {
     let simulator = Simulator::start(SimulatorOptions::default())
         .await
         .context("cannot start the bunq simulator")?;
@@ -107,7 +109,8 @@ async fn walkthrough(args: &DemoArgs) -> anyhow::Result<ExitStatus> {
         config_path.display()
     ));
 
-    let client = setup::connect(&config, None).await?;
+    let observer: Arc<dyn crate::bunq::ApiObserver> = bar.clone();
+    let client = setup::connect(&config, Some(observer)).await?;
     let notifications = Notifications::start(
         &config.notify,
         Arc::new(Uncounted),
@@ -117,6 +120,7 @@ async fn walkthrough(args: &DemoArgs) -> anyhow::Result<ExitStatus> {
         client: &client,
         config: &config,
         notifications: &notifications,
+        bar: &bar,
     };
 
     say("\n== 1. bunq-ipsync plan: what would change (nothing is written)");
@@ -163,6 +167,8 @@ struct Demo<'a> {
     client: &'a BunqClient,
     config: &'a Config,
     notifications: &'a Notifications,
+    /// The progress bar of each apply (on a terminal).
+    bar: &'a ApplyBar,
 }
 
 impl Demo<'_> {
@@ -177,14 +183,14 @@ impl Demo<'_> {
     }
 
     async fn apply(&self, gate: Option<&PlanGate>) -> anyhow::Result<ExitStatus> {
-        let status = oneshot::apply_and_report(
-            self.client,
-            self.config,
-            OutputFormat::Text,
-            self.notifications,
+        let how = oneshot::ApplyHow {
+            output: OutputFormat::Text,
             gate,
-        )
-        .await?;
+            narrowed: false,
+            bar: self.bar,
+        };
+        let status =
+            oneshot::apply_and_report(self.client, self.config, self.notifications, how).await?;
         say(&format!("exit code {}", status.code()));
         Ok(status)
     }

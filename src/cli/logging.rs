@@ -1,9 +1,12 @@
 //! Log setup: text or JSON lines on stderr (stdout is for data), level from the config or flags,
-//! `RUST_LOG` wins over both. ANSI colours only on a terminal, never in JSON.
+//! `RUST_LOG` wins over both. ANSI colours only on a terminal (or with `CLICOLOR_FORCE`) and
+//! never with `NO_COLOR` or in JSON.
 
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
+
+use crate::cli::progress;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,11 +26,14 @@ pub fn init(format: LogFormat, level: &str) {
         .unwrap_or_else(|_| EnvFilter::new("info,tokio_cron_scheduler=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| progress::LogWriter)
         .with_target(false);
     let result = match format {
         LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
+            .with_ansi(ansi(
+                std::io::stderr().is_terminal() || clicolor_force(),
+                progress::no_color(),
+            ))
             .try_init(),
         LogFormat::Json => builder
             .json()
@@ -38,4 +44,28 @@ pub fn init(format: LogFormat, level: &str) {
     };
     // Already installed: keep the first one.
     drop(result);
+}
+
+/// Colour in text log lines: only on a terminal (or with `CLICOLOR_FORCE`), and never when
+/// `NO_COLOR` is set (<https://no-color.org>): it wins over both.
+fn ansi(stderr_terminal: bool, no_color: bool) -> bool {
+    stderr_terminal && !no_color
+}
+
+/// `CLICOLOR_FORCE` is set and not `0`: colour even where stderr is not a terminal (a pager,
+/// `less -R`).
+fn clicolor_force() -> bool {
+    std::env::var_os("CLICOLOR_FORCE").is_some_and(|value| !value.is_empty() && value != "0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(ansi(true, false));
+        assert!(!ansi(true, true));
+        assert!(!ansi(false, false));
+    }
 }

@@ -12,6 +12,7 @@
 //! * [`notify_test`]: `notify-test`, one test message to every notification target.
 //! * [`logging`]: text or JSON logs on stderr.
 //! * [`generate`]: `completion` and `man`, generated from the clap definition.
+//! * [`progress`]: the progress bar of `apply` and `demo` on a terminal.
 
 pub mod args;
 pub mod context;
@@ -21,6 +22,7 @@ pub mod generate;
 pub mod logging;
 pub mod notify_test;
 pub mod oneshot;
+pub mod progress;
 pub mod setup;
 pub mod status;
 pub mod validate;

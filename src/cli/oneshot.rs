@@ -16,8 +16,9 @@ use anyhow::Context as _;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::bunq::BunqClient;
+use crate::bunq::{ApiObserver, BunqClient};
 use crate::cli::args::{ApplyArgs, Cli, ExportArgs, OutputFormat, PlanArgs, PlanGateArgs};
+use crate::cli::progress::{self, ApplyBar};
 use crate::cli::setup;
 use crate::config;
 use crate::notify::{Notifications, sender::Uncounted};
@@ -128,17 +129,19 @@ pub fn apply(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
             Arc::new(Uncounted),
             crate::clock::system_clock(),
         )?;
-        let result = match setup::connect(&config, None).await {
+        let output = args.output.output;
+        let bar = ApplyBar::new(progress::mode(output, cli.quiet));
+        let observer: Arc<dyn ApiObserver> = bar.clone();
+        let result = match setup::connect(&config, Some(observer)).await {
             Ok(client) => {
-                // `--credential` narrowed the run: the record keeps what it knew of the others.
-                let narrowed = !args.overrides.credentials.is_empty();
-                let output = args.output.output;
                 let how = ApplyHow {
                     output,
                     gate: gate.as_ref(),
-                    narrowed,
+                    // `--credential` narrowed the run: the record keeps what it knew of the others.
+                    narrowed: !args.overrides.credentials.is_empty(),
+                    bar: &bar,
                 };
-                apply_with_record(&client, &config, &notifications, how).await
+                apply_and_report(&client, &config, &notifications, how).await
             }
             Err(err) => {
                 notifications.session_failed("cannot open a bunq session", &format!("{err:#}"));
@@ -150,37 +153,24 @@ pub fn apply(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
     })
 }
 
-/// One apply run with its drift record: loads the last record, applies, prints what was done in
-/// `output` format, saves the new record, and queues the run's `notifications`. With a `gate`
-/// it writes only if the reviewed plan still holds. Shared by `apply` and `demo`.
-pub async fn apply_and_report(
-    client: &BunqClient,
-    config: &config::Config,
-    output: OutputFormat,
-    notifications: &Notifications,
-    gate: Option<&PlanGate>,
-) -> anyhow::Result<ExitStatus> {
-    let how = ApplyHow {
-        output,
-        gate,
-        narrowed: false,
-    };
-    apply_with_record(client, config, notifications, how).await
-}
-
 /// How `apply` reports and what it may write.
-struct ApplyHow<'a> {
+pub struct ApplyHow<'a> {
     /// The output format.
-    output: OutputFormat,
+    pub output: OutputFormat,
     /// The reviewed plan the run must match (`--plan`, `--checksum`).
-    gate: Option<&'a PlanGate>,
+    pub gate: Option<&'a PlanGate>,
     /// `config` holds only some of the configured credentials (`apply --credential`), so the
     /// saved record keeps the last one's states of the others.
-    narrowed: bool,
+    pub narrowed: bool,
+    /// The progress bar (drawn or not, as its mode says).
+    pub bar: &'a ApplyBar,
 }
 
-/// [`apply_and_report`], with `--credential`'s narrowing.
-async fn apply_with_record(
+/// One apply run with its drift record: loads the last record, applies, prints what was done in
+/// `how.output` format, saves the new record, and queues the run's `notifications`. With a
+/// `gate` it writes only if the reviewed plan still holds; `bar` shows the run's progress (when
+/// its mode draws one) and is cleared before the report. Shared by `apply` and `demo`.
+pub async fn apply_and_report(
     client: &BunqClient,
     config: &config::Config,
     notifications: &Notifications,
@@ -190,6 +180,7 @@ async fn apply_with_record(
         output,
         gate,
         narrowed,
+        bar,
     } = how;
     let records = RecordStore::new(&config.bunq.state_dir);
     let previous = records.load();
@@ -197,11 +188,12 @@ async fn apply_with_record(
     let stop = CancellationToken::new();
     let result = match gate {
         Some(gate) => {
-            let now = chrono::Utc::now();
-            run::apply_run_gated(client, config, previous.as_ref(), &stop, gate, now).await
+            let gate = (gate, chrono::Utc::now());
+            run::apply_run_gated(client, config, previous.as_ref(), &stop, gate, bar).await
         }
-        None => run::apply_run(client, config, previous.as_ref(), &stop).await,
+        None => run::apply_run_with_progress(client, config, previous.as_ref(), &stop, bar).await,
     };
+    bar.finish();
     let (report, record) = match result {
         Ok(done) => done,
         Err(err) => {

@@ -30,6 +30,8 @@ use crate::bunq::model::{EntryId, IpStatus};
 use crate::reconcile::ledger::{GrantEffect, Ledger};
 use crate::reconcile::plan::{Action, Change, Plan, Rule};
 use crate::reconcile::port::AllowlistWriter;
+use crate::reconcile::progress::{ApplyProgress, NoProgress, is_create};
+pub use crate::reconcile::tally::Tally;
 
 /// How one planned action ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,37 +101,6 @@ impl OutcomeKind {
             OutcomeKind::Blocked => "blocked",
             OutcomeKind::Observed => "observe",
         }
-    }
-}
-
-/// How many results of an [`ApplyReport`] ended in each [`OutcomeKind`]. Displays as
-/// `1 applied, 0 failed, 2 skipped, 0 blocked`, the form the CLI and the daemon's summary use,
-/// with `, 3 observe` appended when `observe` credentials have pending changes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Tally {
-    /// Results that ended [`OutcomeKind::Applied`].
-    pub applied: usize,
-    /// Results that ended [`OutcomeKind::Failed`].
-    pub failed: usize,
-    /// Results that ended [`OutcomeKind::Skipped`].
-    pub skipped: usize,
-    /// Results that ended [`OutcomeKind::Blocked`].
-    pub blocked: usize,
-    /// Results that ended [`OutcomeKind::Observed`].
-    pub observed: usize,
-}
-
-impl std::fmt::Display for Tally {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} applied, {} failed, {} skipped, {} blocked",
-            self.applied, self.failed, self.skipped, self.blocked
-        )?;
-        if self.observed > 0 {
-            write!(f, ", {} observe", self.observed)?;
-        }
-        Ok(())
     }
 }
 
@@ -244,6 +215,18 @@ pub async fn apply<W: AllowlistWriter>(
     run_id: &str,
     stop: &CancellationToken,
 ) -> ApplyReport {
+    apply_with_progress(writer, plan, run_id, stop, &NoProgress).await
+}
+
+/// [`apply`], telling `progress` about every applicable action: when it is sent, and how it
+/// ended (once per action, in the plan's order, with its audit line).
+pub async fn apply_with_progress<W: AllowlistWriter>(
+    writer: &W,
+    plan: &Plan,
+    run_id: &str,
+    stop: &CancellationToken,
+    progress: &dyn ApplyProgress,
+) -> ApplyReport {
     let mut report = ApplyReport::default();
     for credential in &plan.credentials {
         for blocked in &credential.blocked {
@@ -284,12 +267,14 @@ pub async fn apply<W: AllowlistWriter>(
         .iter()
         .copied()
         .enumerate()
-        .partition(|(_, action)| matches!(action.change, Change::Create { .. }));
+        .partition(|(_, action)| is_create(action));
+    progress.begin(posts.len(), puts.len());
     let run = Stream {
         writer,
         ledger: &ledger,
         run_id,
         stop,
+        progress,
     };
     tokio::join!(run.drain(posts), run.drain(puts));
     let (results, security_failure) = ledger.into_results();
@@ -305,6 +290,7 @@ struct Stream<'a, W> {
     ledger: &'a Ledger<ActionResult>,
     run_id: &'a str,
     stop: &'a CancellationToken,
+    progress: &'a dyn ApplyProgress,
 }
 
 impl<W: AllowlistWriter> Stream<'_, W> {
@@ -321,7 +307,7 @@ impl<W: AllowlistWriter> Stream<'_, W> {
                     ActionResult::not_attempted(action, Outcome::Skipped(reason)),
                     None,
                 ),
-                None => match execute(self.writer, action).await {
+                None => match self.send(action).await {
                     Attempt::Done(result) => (result, None),
                     Attempt::SecurityStop { error, result } => (result, Some(error)),
                 },
@@ -333,9 +319,17 @@ impl<W: AllowlistWriter> Stream<'_, W> {
             };
             self.ledger
                 .record(index, action.credential, result, effect, halt, |result| {
-                    audit(self.run_id, result)
+                    audit(self.run_id, result);
+                    self.progress
+                        .action_finished(&result.action, result.outcome.label());
                 });
         }
+    }
+
+    /// Carries `action` out, telling the progress display first.
+    async fn send(&self, action: &Action) -> Attempt {
+        self.progress.action_started(action);
+        execute(self.writer, action).await
     }
 
     /// The position in `pending` of the first action that may be handled now: a grant always,

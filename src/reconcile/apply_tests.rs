@@ -884,3 +884,72 @@ async fn a_run_blocked_by_max_changes_still_reports_observe_actions_as_observe()
     assert_eq!(report.count(OutcomeKind::Observed), 2);
     assert_eq!(report.count(OutcomeKind::Blocked), 2);
 }
+
+/// Records what the executor tells a progress display, as `begin P/Q`, `start IP`, `IP outcome`.
+#[derive(Default)]
+struct RecordingProgress(Mutex<Vec<String>>);
+
+impl crate::reconcile::progress::ApplyProgress for RecordingProgress {
+    fn begin(&self, creates: usize, status_changes: usize) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("begin {creates}/{status_changes}"));
+    }
+
+    fn action_started(&self, action: &Action) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("start {}", action.change.ip()));
+    }
+
+    fn action_finished(&self, action: &Action, outcome: &'static str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{} {outcome}", action.change.ip()));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn progress_hears_of_every_action_once_in_plan_order_and_of_each_start() {
+    let fake = FakeBunq::with(&[(1, 10, "10.0.0.5", I), (1, 11, "10.0.0.9", A)])
+        .with_latency(1000)
+        .trouble(1, "10.0.0.2", Trouble::Refused);
+    let plan = plan_one(&fake, &["10.0.0.1", "10.0.0.2", "10.0.0.5"], Policy::Sync).await;
+    let planned: Vec<String> = plan.actions().iter().map(|a| a.change.ip()).collect();
+    let progress = RecordingProgress::default();
+
+    let report =
+        apply_with_progress(&fake, &plan, "run-1", &CancellationToken::new(), &progress).await;
+
+    let events = progress.0.lock().unwrap().clone();
+    assert_eq!(events[0], "begin 2/2");
+    let finished: Vec<&str> = events
+        .iter()
+        .filter(|event| !event.starts_with("start") && !event.starts_with("begin"))
+        .map(String::as_str)
+        .collect();
+    let expected: Vec<String> = report
+        .results
+        .iter()
+        .map(|r| format!("{} {}", r.action.change.ip(), r.outcome.label()))
+        .collect();
+    assert_eq!(finished, expected);
+    assert_eq!(
+        expected
+            .iter()
+            .map(|e| e.split(' ').next().unwrap())
+            .collect::<Vec<_>>(),
+        planned
+    );
+    // The deactivation is held back by the refused create: finished (skipped), never started.
+    assert!(expected.contains(&"10.0.0.9 skipped".to_string()));
+    let started: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.strip_prefix("start "))
+        .collect();
+    assert_eq!(started.len(), 3, "{events:?}");
+    assert!(!started.contains(&"10.0.0.9"));
+}

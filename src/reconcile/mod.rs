@@ -8,8 +8,10 @@
 //!   single executor and the only code that writes to bunq.
 //! * [`ledger`]: what the executor's two concurrent write streams share: results in plan order
 //!   and the per-credential gate that holds deactivations until the grants are in.
+//! * [`progress`]: what the executor tells a progress display, and the ETA at bunq's windows.
 //! * [`port`]: the reader/writer ports a run reads and the executor writes through.
 //! * [`bunq_adapter`]: the bunq client behind those ports, settings from the config.
+//! * [`tally`]: the executor's results counted by outcome.
 //! * [`verdict`]: how a run ended, as exit status, metric result, scheduling outcome and summary.
 //! * [`record`]: what the last run left, for drift reports.
 //! * [`export`]: the current allowlists as a config file, for onboarding.
@@ -26,10 +28,12 @@ mod fixtures;
 pub mod ledger;
 pub mod plan;
 pub mod port;
+pub mod progress;
 pub mod record;
 pub mod report;
 pub mod run;
 pub mod saved_plan;
+pub mod tally;
 pub mod verdict;
 
 /// The adapter's former name, kept so existing `reconcile::bunq_port::…` paths still resolve.

@@ -17,6 +17,7 @@ pub use crate::reconcile::port::{AllowlistReader, AllowlistWriter};
 use tokio_util::sync::CancellationToken;
 
 use crate::reconcile::plan::{self, CredentialState, IpStates, OwnAccess, Plan, PlanInput};
+use crate::reconcile::progress::{ApplyProgress, NoProgress};
 use crate::reconcile::record::RunRecord;
 use crate::reconcile::saved_plan::{PlanGate, Stale};
 use crate::sources::Resolutions;
@@ -296,24 +297,36 @@ pub async fn apply_run<W: AllowlistWriter>(
     previous: Option<&RunRecord>,
     stop: &CancellationToken,
 ) -> Result<(RunReport, RunRecord), RunError> {
-    let (report, observation) = plan_run(writer, config, previous).await?;
-    Ok(apply_planned(writer, report, &observation, stop).await)
+    apply_run_with_progress(writer, config, previous, stop, &NoProgress).await
 }
 
-/// [`apply_run`] behind a reviewed plan's `gate`: observes and plans afresh, and applies only
-/// when the gate passes (the same actions on the same entries, a saved plan not too old, judged
-/// at `now`); otherwise [`RunError::Stale`] and nothing is written.
+/// [`apply_run`], telling `progress` about every action the executor handles (`apply` on a
+/// terminal shows a progress bar with it).
+pub async fn apply_run_with_progress<W: AllowlistWriter>(
+    writer: &W,
+    config: &Config,
+    previous: Option<&RunRecord>,
+    stop: &CancellationToken,
+    progress: &dyn ApplyProgress,
+) -> Result<(RunReport, RunRecord), RunError> {
+    let (report, observation) = plan_run(writer, config, previous).await?;
+    Ok(apply_planned(writer, report, &observation, stop, progress).await)
+}
+
+/// [`apply_run_with_progress`] behind a reviewed plan's `gate`: observes and plans afresh, and
+/// applies only when the gate passes (the same actions on the same entries, a saved plan not too
+/// old, judged at `now`); otherwise [`RunError::Stale`] and nothing is written.
 pub async fn apply_run_gated<W: AllowlistWriter>(
     writer: &W,
     config: &Config,
     previous: Option<&RunRecord>,
     stop: &CancellationToken,
-    gate: &PlanGate,
-    now: chrono::DateTime<chrono::Utc>,
+    (gate, now): (&PlanGate, chrono::DateTime<chrono::Utc>),
+    progress: &dyn ApplyProgress,
 ) -> Result<(RunReport, RunRecord), RunError> {
     let (report, observation) = plan_run(writer, config, previous).await?;
     gate.check(&report.plan, &observation.entries, now)?;
-    Ok(apply_planned(writer, report, &observation, stop).await)
+    Ok(apply_planned(writer, report, &observation, stop, progress).await)
 }
 
 /// Hands a run's plan to the executor and records what the run left.
@@ -322,8 +335,10 @@ async fn apply_planned<W: AllowlistWriter>(
     mut report: RunReport,
     observation: &Observation,
     stop: &CancellationToken,
+    progress: &dyn ApplyProgress,
 ) -> (RunReport, RunRecord) {
-    let applied = apply::apply(writer, &report.plan, &report.run_id, stop).await;
+    let applied =
+        apply::apply_with_progress(writer, &report.plan, &report.run_id, stop, progress).await;
     let record = record_after(observation, &applied);
     report.applied = Some(applied);
     (report, record)
