@@ -4,15 +4,16 @@
 //!
 //! Two figures, printed, never asserted:
 //!
-//! 1. **API calls per steady-state cycle**: a simulated account (5 credentials x 20 IPs) is
-//!    converged, then N further cycles (`apply_run`, exactly what the daemon runs per tick) are
+//! 1. **API calls per steady-state cycle**: a simulated account (C credentials x 20 IPs, C = 5
+//!    unless `--credentials` says otherwise) is converged, then N further cycles (`apply_run`, exactly what the daemon runs per tick) are
 //!    counted request by request from the simulator's log, against the theoretical minimum.
 //! 2. **Time to converge K changes** (K = 10, 50, 200): the wall time of one `apply_run`, as a
 //!    ratio to the floor bunq's limits impose on the same requests, and the 429s bunq answered.
 //!
 //! Run: `cargo bench --bench reconcile` (about 8 minutes; K = 200 dominates).
 //! `-- --quick` (or `BUNQ_IPSYNC_BENCH_QUICK=1`) runs only K = 10 and 50; `-- --only calls` or
-//! `-- --only converge` runs one part; `BUNQ_IPSYNC_BENCH_CYCLES` changes N (default 20).
+//! `-- --only converge` runs one part; `BUNQ_IPSYNC_BENCH_CYCLES` changes N (default 20);
+//! `-- --credentials 1,5,20` runs the calls part once per listed C (a fresh account each).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -40,6 +41,20 @@ struct Options {
     calls: bool,
     converge: bool,
     cycles: usize,
+    /// The C values of the calls part: how many managed credentials each measured account has.
+    credentials: Vec<usize>,
+}
+
+/// `--credentials 1,5,20`: a comma-separated list of positive whole numbers.
+fn credential_counts(value: Option<&str>) -> anyhow::Result<Vec<usize>> {
+    let value = value.context("--credentials takes a list such as 1,5,20")?;
+    value
+        .split(',')
+        .map(|part| match part.trim().parse::<usize>() {
+            Ok(count) if (1..=250).contains(&count) => Ok(count),
+            _ => bail!("--credentials takes whole numbers from 1 to 250, not {part:?}"),
+        })
+        .collect()
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -53,6 +68,7 @@ fn options() -> anyhow::Result<Options> {
                 .context("BUNQ_IPSYNC_BENCH_CYCLES must be a whole number")?,
             Err(_) => 20,
         },
+        credentials: vec![5],
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -63,6 +79,7 @@ fn options() -> anyhow::Result<Options> {
                 Some("converge") => options.calls = false,
                 other => bail!("--only takes `calls` or `converge`, not {other:?}"),
             },
+            "--credentials" => options.credentials = credential_counts(args.next().as_deref())?,
             // cargo bench passes `--bench`; a name filter may follow. Neither means anything here.
             _ => {}
         }
@@ -90,7 +107,9 @@ fn main_inner() -> anyhow::Result<()> {
         DEFAULT_MARGIN.as_millis()
     );
     if options.calls {
-        runtime.block_on(steady_state_calls(options.cycles))?;
+        for &credentials in &options.credentials {
+            runtime.block_on(steady_state_calls(credentials, options.cycles))?;
+        }
     }
     if options.converge {
         let ks: &[usize] = if options.quick {
@@ -289,16 +308,15 @@ fn parallel_floor(requests: &[String], base: Duration) -> Duration {
 // ---------------------------------------------------------------------------------------------
 // 1. API calls per steady-state cycle
 
-async fn steady_state_calls(cycles: usize) -> anyhow::Result<()> {
-    const CREDENTIALS: usize = 5;
+async fn steady_state_calls(credentials: usize, cycles: usize) -> anyhow::Result<()> {
     const IPS: usize = 20;
     println!(
-        "\n## 1. API calls per steady-state cycle ({CREDENTIALS} credentials x {IPS} IPs, \
+        "\n## 1. API calls per steady-state cycle ({credentials} credentials x {IPS} IPs, \
          N = {cycles} cycles after convergence)\n"
     );
     // Each credential starts with drift of every kind: 15 of its 20 IPs ACTIVE, 3 INACTIVE,
     // 2 absent, and 2 ACTIVE IPs that are not wanted.
-    let seeds: Vec<CredentialSeed> = (0..CREDENTIALS)
+    let seeds: Vec<CredentialSeed> = (0..credentials)
         .map(|c| {
             let desired: Vec<Ipv4Addr> = (0..IPS).map(|n| address(c, n)).collect();
             let mut existing: Vec<(Ipv4Addr, IpStatus)> = (0..15)
@@ -310,12 +328,13 @@ async fn steady_state_calls(cycles: usize) -> anyhow::Result<()> {
             CredentialSeed { existing, desired }
         })
         .collect();
-    let account = account(&seeds, 100).await?;
+    // 7 changes per credential; the limit must not hold any of them back.
+    let account = account(&seeds, credentials * IPS).await?;
     let client = setup::connect(&account.config, None).await?;
     let setup_log = account.simulator.request_log();
     let stop = CancellationToken::new();
 
-    // Converge (35 changes), then confirm a run has nothing left to do.
+    // Converge (7 changes per credential), then confirm a run has nothing left to do.
     let started = Instant::now();
     let (report, mut record) = run::apply_run(&client, &account.config, None, &stop).await?;
     let applied = report
@@ -368,7 +387,7 @@ async fn steady_state_calls(cycles: usize) -> anyhow::Result<()> {
     endpoints.dedup();
     let minimum = |endpoint: &str| -> usize {
         if endpoint == "GET /user/{user}/credential-password-ip/{cred}/ip" {
-            CREDENTIALS
+            credentials
         } else {
             0
         }
@@ -417,7 +436,7 @@ async fn steady_state_calls(cycles: usize) -> anyhow::Result<()> {
         .sum();
     println!(
         "| **all** | {} | {} | {:.2} | {} | {} |",
-        CREDENTIALS,
+        credentials,
         total_per_cycle.iter().min().copied().unwrap_or(0),
         mean(&total_per_cycle),
         total_per_cycle.iter().max().copied().unwrap_or(0),
@@ -425,16 +444,28 @@ async fn steady_state_calls(cycles: usize) -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "Minimum per cycle: 1 entry listing per configured credential ({CREDENTIALS}); the \
+        "Minimum per cycle: 1 entry listing per configured credential ({credentials}); the \
          credentials listing (the own-IP facts) only when a deactivation is planned, so 0 here; \
          0 writes; 0 session calls. Every list fits one page (count=200)."
     );
     println!("Writes in {cycles} steady-state cycles: {writes}; session calls: {session_calls}.");
     println!("Response statuses in those cycles: {all_statuses:?}.");
-    let secs: Vec<f64> = durations.iter().map(Duration::as_secs_f64).collect();
-    let floor = sequential_floor(&per_cycle_sequence(CREDENTIALS), Duration::from_secs(3));
+    let listings: usize = per_cycle
+        .iter()
+        .filter_map(|counts| counts.get("GET /user/{user}/credential-password-ip"))
+        .sum();
     println!(
-        "Cycle wall time: min {:.2} s, mean {:.2} s, max {:.2} s (bunq's floor for {CREDENTIALS} \
+        "Summary, C = {credentials}: GETs per cycle min {} / mean {:.2} / max {} (target: exactly \
+         {credentials}); credentials listings {listings}; writes {writes}; 429s {}.",
+        total_per_cycle.iter().min().copied().unwrap_or(0),
+        mean(&total_per_cycle),
+        total_per_cycle.iter().max().copied().unwrap_or(0),
+        all_statuses.get("429").copied().unwrap_or(0),
+    );
+    let secs: Vec<f64> = durations.iter().map(Duration::as_secs_f64).collect();
+    let floor = sequential_floor(&per_cycle_sequence(credentials), Duration::from_secs(3));
+    println!(
+        "Cycle wall time: min {:.2} s, mean {:.2} s, max {:.2} s (bunq's floor for {credentials} \
          GETs when the windows start empty: {:.1} s; back-to-back cycles also wait for the previous \
          cycle's window).",
         secs.iter().copied().fold(f64::INFINITY, f64::min),

@@ -75,9 +75,9 @@ echo "  $(uname -srm); $(rustc --version)"
 
 # Two invocations: built together, the example's dev-dependencies would unify features into the
 # daemon binary (e.g. tokio's test-util) and change what is measured.
-echo "== build: cargo build --release --bin bunq-ipsync; cargo build --release --example sim_server"
-cargo build --release --quiet --bin bunq-ipsync
-cargo build --release --quiet --example sim_server
+echo "== build: cargo build --release --locked --bin bunq-ipsync; cargo build --release --locked --example sim_server"
+cargo build --release --locked --quiet --bin bunq-ipsync
+cargo build --release --locked --quiet --example sim_server
 BIN=$ROOT/target/release/bunq-ipsync
 SIM=$ROOT/target/release/examples/sim_server
 
@@ -86,8 +86,8 @@ size=$(stat -c %s "$BIN")
 cp "$BIN" "$WORK/bunq-ipsync.stripped"
 strip "$WORK/bunq-ipsync.stripped"
 stripped=$(stat -c %s "$WORK/bunq-ipsync.stripped")
-awk -v b="$size" 'BEGIN { printf "  as built (profile.release strip = \"debuginfo\", lto = \"thin\"): %d bytes (%.2f MiB)\n", b, b / 1048576 }'
-awk -v b="$stripped" 'BEGIN { printf "  after strip (symbols too):                                  %d bytes (%.2f MiB)\n", b, b / 1048576 }'
+awk -v b="$size" 'BEGIN { printf "  as built (Cargo.toml [profile.release]): %d bytes (%.2f MiB)\n", b, b / 1048576 }'
+awk -v b="$stripped" 'BEGIN { printf "  after `strip` on a copy:                 %d bytes (%.2f MiB)\n", b, b / 1048576 }'
 
 echo "== 2. bunq-ipsync demo --follow (daemon + embedded simulator in one process)"
 # --log-level info: without it the demo keeps logging at warn, also for the daemon it follows with,
