@@ -138,19 +138,7 @@ async fn walkthrough(args: &DemoArgs, bar: Arc<ApplyBar>) -> anyhow::Result<Exit
     dynamic_ip(&demo, &simulator, &dns, &seeded).await?;
     change_control(&demo, &simulator, &seeded).await?;
 
-    say("\n== 8. apply again: converged, so no writes");
-    simulator.clear_request_log();
-    let status = demo.apply_once().await?;
-    let writes = simulator
-        .request_log()
-        .iter()
-        .filter(|request| request.method != "GET")
-        .count();
-    say(&format!(
-        "bunq saw {} request(s), {} of them writes.",
-        simulator.request_log().len(),
-        writes
-    ));
+    let status = converged(&demo, &simulator).await?;
     notifications.finish().await;
     show_notifications(&webhook);
 
@@ -194,6 +182,24 @@ impl Demo<'_> {
         say(&format!("exit code {}", status.code()));
         Ok(status)
     }
+}
+
+/// Step 8: a run with nothing to do, and how many requests (and writes) bunq saw for it.
+async fn converged(demo: &Demo<'_>, simulator: &Simulator) -> anyhow::Result<ExitStatus> {
+    say("\n== 8. apply again: converged, so no writes");
+    simulator.clear_request_log();
+    let status = demo.apply_once().await?;
+    let writes = simulator
+        .request_log()
+        .iter()
+        .filter(|request| request.method != "GET")
+        .count();
+    say(&format!(
+        "bunq saw {} request(s), {} of them writes.",
+        simulator.request_log().len(),
+        writes
+    ));
+    Ok(status)
 }
 
 /// Change control: the plan's checksum is reviewed, `apply --checksum` writes only that plan,

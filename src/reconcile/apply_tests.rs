@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::bunq::model::{CredentialId, CredentialPasswordIp, PermittedIp};
 use crate::config::{CredentialSpec, Policy};
-use crate::reconcile::plan::{self, CredentialState, OwnAccess, PlanInput};
+use crate::reconcile::plan::{self, CredentialState, OwnAccess, PlanInput, Rule};
 use crate::reconcile::port::AllowlistReader;
 
 /// What the fake does on a matching call.

@@ -26,6 +26,7 @@ pub mod export;
 #[cfg(test)]
 mod fixtures;
 pub mod ledger;
+pub mod outcome;
 pub mod plan;
 pub mod port;
 pub mod progress;

@@ -2,23 +2,20 @@
 //! summary use. Apart from [`crate::reconcile::apply`] (which re-exports it) to keep that module
 //! to the executor.
 
-#[cfg(doc)]
-use crate::reconcile::apply::{ApplyReport, OutcomeKind};
-
-/// How many results of an [`ApplyReport`] ended in each [`OutcomeKind`]. Displays as
+/// How many results of an [`ApplyReport`](crate::reconcile::apply::ApplyReport) ended in each [`OutcomeKind`](crate::reconcile::apply::OutcomeKind). Displays as
 /// `1 applied, 0 failed, 2 skipped, 0 blocked`, the form the CLI and the daemon's summary use,
 /// with `, 3 observe` appended when `observe` credentials have pending changes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tally {
-    /// Results that ended [`OutcomeKind::Applied`].
+    /// Results that ended [`OutcomeKind::Applied`](crate::reconcile::apply::OutcomeKind::Applied).
     pub applied: usize,
-    /// Results that ended [`OutcomeKind::Failed`].
+    /// Results that ended [`OutcomeKind::Failed`](crate::reconcile::apply::OutcomeKind::Failed).
     pub failed: usize,
-    /// Results that ended [`OutcomeKind::Skipped`].
+    /// Results that ended [`OutcomeKind::Skipped`](crate::reconcile::apply::OutcomeKind::Skipped).
     pub skipped: usize,
-    /// Results that ended [`OutcomeKind::Blocked`].
+    /// Results that ended [`OutcomeKind::Blocked`](crate::reconcile::apply::OutcomeKind::Blocked).
     pub blocked: usize,
-    /// Results that ended [`OutcomeKind::Observed`].
+    /// Results that ended [`OutcomeKind::Observed`](crate::reconcile::apply::OutcomeKind::Observed).
     pub observed: usize,
 }
 
