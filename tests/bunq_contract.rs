@@ -17,7 +17,7 @@ use std::time::Duration;
 use bunq_ipsync::bunq::context::{
     CONTEXT_FILE_NAME, Context, ContextStore, DeviceContext, InstallationContext, SessionContext,
 };
-use bunq_ipsync::bunq::model::IpStatus;
+use bunq_ipsync::bunq::model::{EntryRef, IpStatus};
 use bunq_ipsync::bunq::{
     ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, FinishedRequest, PrivateKey,
     PublicKey, RateLimits, RetryPolicy, TransportSettings, create_sandbox_user,
@@ -778,7 +778,7 @@ async fn update_ip_puts_only_the_status() {
     )
     .await;
     let id = client
-        .update_ip_status(77, 877, IpStatus::Inactive)
+        .update_ip_status(EntryRef::new(77, 877), IpStatus::Inactive)
         .await
         .unwrap();
     update.assert_async().await;
@@ -967,7 +967,7 @@ async fn update_ip_is_retried_on_a_server_error() {
     )
     .await;
     client
-        .update_ip_status(77, 877, IpStatus::Active)
+        .update_ip_status(EntryRef::new(77, 877), IpStatus::Active)
         .await
         .unwrap();
     assert_all(&[&failing, &ok]).await;
@@ -1109,7 +1109,7 @@ fn every_client_future_is_send(client: &'static BunqClient, state: &'static Path
     is_send(client.list_ips(1));
     is_send(client.get_ip(1, 2));
     is_send(client.create_ip(1, Ipv4Addr::LOCALHOST, IpStatus::Active));
-    is_send(client.update_ip_status(1, 2, IpStatus::Inactive));
+    is_send(client.update_ip_status(EntryRef::new(1, 2), IpStatus::Inactive));
     is_send(client.renew_session());
     is_send(client.ensure_session());
     is_send(create_sandbox_user(&BaseUrl::sandbox(), &fast_transport()));

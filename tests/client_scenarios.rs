@@ -29,7 +29,7 @@ use bunq_ipsync::bunq::context::{
     CONTEXT_FILE_NAME, Context, ContextStore, DeviceContext, InstallationContext, SessionContext,
     api_key_fingerprint,
 };
-use bunq_ipsync::bunq::model::{IpStatus, PermittedIp};
+use bunq_ipsync::bunq::model::{EntryRef, IpStatus, PermittedIp};
 use bunq_ipsync::bunq::session::WallClock;
 use bunq_ipsync::bunq::{
     ApiObserver, BaseUrl, BunqClient, BunqError, ClientSettings, FinishedRequest, RateLimiter,
@@ -978,7 +978,7 @@ async fn default_transport_settings_run_a_reconcile_like_sequence_without_a_429(
     }
     for entry in &created[..3] {
         client
-            .update_ip_status(credential, *entry, IpStatus::Inactive)
+            .update_ip_status(EntryRef::new(credential, *entry), IpStatus::Inactive)
             .await
             .unwrap();
     }
@@ -1180,7 +1180,10 @@ async fn server_error_on_a_status_update_is_retried_until_it_succeeds() {
         .unwrap();
     s.inject(Fault::once(FaultKind::Status(500)).on(Method::PUT, ENTRIES_PATH));
     let id = client
-        .update_ip_status(s.key.credential_id, entry, IpStatus::Inactive)
+        .update_ip_status(
+            EntryRef::new(s.key.credential_id, entry),
+            IpStatus::Inactive,
+        )
         .await
         .unwrap();
     assert_eq!(id, entry);
@@ -1224,7 +1227,10 @@ async fn deactivating_the_callers_own_ip_locks_the_client_out_with_credentials_r
     assert_eq!(own.len(), 1);
     assert_eq!(own[0].ip, DEFAULT_CALLER_IP.to_string());
     client
-        .update_ip_status(s.key.credential_id, own[0].id, IpStatus::Inactive)
+        .update_ip_status(
+            EntryRef::new(s.key.credential_id, own[0].id),
+            IpStatus::Inactive,
+        )
         .await
         .unwrap();
     s.sim.clear_request_log();

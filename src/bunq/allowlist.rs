@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 use crate::bunq::client::BunqClient;
 use crate::bunq::error::BunqError;
 use crate::bunq::model::{
-    CredentialId, CredentialPasswordIp, EntryId, Envelope, IpStatus, PermittedIp, PermittedIpWrite,
+    CredentialId, CredentialPasswordIp, EntryId, EntryRef, Envelope, IpStatus, PermittedIp,
+    PermittedIpWrite,
 };
 use crate::bunq::session::parse_id;
 use crate::bunq::transport::{RetryMode, Route, to_body};
@@ -101,8 +102,7 @@ impl BunqClient {
     /// reports. Sends `{"status": ...}` only. Idempotent, so transient failures are retried.
     pub async fn update_ip_status(
         &self,
-        credential: CredentialId,
-        entry: EntryId,
+        at: EntryRef,
         status: IpStatus,
     ) -> Result<EntryId, BunqError> {
         let write = PermittedIpWrite {
@@ -111,7 +111,7 @@ impl BunqClient {
         };
         self.write_entry(
             &UPDATE_IP,
-            &[credential, entry],
+            &[at.credential, at.entry],
             &write,
             RetryMode::Transient,
         )

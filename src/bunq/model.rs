@@ -25,6 +25,23 @@ pub fn credential_label(id: CredentialId, name: Option<&str>) -> String {
 /// The id of one permitted-IP entry of a credential.
 pub type EntryId = u64;
 
+/// Which entry a status write is for. bunq addresses an entry under its credential
+/// (`/credential-password-ip/{credential}/ip/{entry}`), so an entry id alone names nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryRef {
+    /// The credential the entry belongs to.
+    pub credential: CredentialId,
+    /// The entry's id.
+    pub entry: EntryId,
+}
+
+impl EntryRef {
+    /// Entry `entry` of credential `credential`.
+    pub const fn new(credential: CredentialId, entry: EntryId) -> EntryRef {
+        EntryRef { credential, entry }
+    }
+}
+
 /// The status of one permitted-IP entry. Only `ACTIVE` entries authenticate (and are billed).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum IpStatus {

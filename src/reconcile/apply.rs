@@ -30,7 +30,7 @@ use crate::bunq::model::{EntryId, IpStatus};
 use crate::reconcile::ledger::{GrantEffect, Ledger};
 pub use crate::reconcile::outcome::{ActionResult, ApplyReport, Outcome, OutcomeKind};
 use crate::reconcile::plan::{Action, Change, Plan};
-use crate::reconcile::port::AllowlistWriter;
+use crate::reconcile::port::{AllowlistWriter, EntryRef};
 use crate::reconcile::progress::{ApplyProgress, NoProgress, is_create};
 pub use crate::reconcile::tally::Tally;
 
@@ -243,7 +243,11 @@ async fn execute<W: AllowlistWriter>(writer: &W, action: &Action) -> Attempt {
         Change::Activate { entry, .. } => (*entry, IpStatus::Active),
         Change::Deactivate { entry, .. } => (*entry, IpStatus::Inactive),
     };
-    match writer.set_ip_status(action.credential, entry, status).await {
+    let at = EntryRef {
+        credential: action.credential,
+        entry,
+    };
+    match writer.set_ip_status(at, status).await {
         Ok(()) => Attempt::Done(ActionResult::applied(action, entry)),
         Err(err) => failed(action, err, Some(entry)),
     }

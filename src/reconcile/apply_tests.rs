@@ -10,7 +10,7 @@ use super::*;
 use crate::bunq::model::{CredentialId, CredentialPasswordIp, PermittedIp};
 use crate::config::{CredentialSpec, Policy};
 use crate::reconcile::plan::{self, CredentialState, OwnAccess, PlanInput, Rule};
-use crate::reconcile::port::AllowlistReader;
+use crate::reconcile::port::{AllowlistReader, EntryRef};
 
 /// What the fake does on a matching call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,12 +226,8 @@ impl AllowlistWriter for FakeBunq {
         result
     }
 
-    async fn set_ip_status(
-        &self,
-        credential: CredentialId,
-        entry: EntryId,
-        status: IpStatus,
-    ) -> Result<(), BunqError> {
+    async fn set_ip_status(&self, at: EntryRef, status: IpStatus) -> Result<(), BunqError> {
+        let EntryRef { credential, entry } = at;
         let ip = self.entry_ip(credential, entry);
         let call = format!("PUT {credential} {ip} {status}");
         self.calls.lock().unwrap().push(call.clone());

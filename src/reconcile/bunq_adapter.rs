@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::bunq::model::{CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp};
 use crate::bunq::{ApiObserver, BunqClient, BunqError, ClientSettings};
 use crate::config::Config;
-use crate::reconcile::port::{AllowlistReader, AllowlistWriter};
+use crate::reconcile::port::{AllowlistReader, AllowlistWriter, EntryRef};
 
 /// Client settings for `config`: base URL (environment default or override), device
 /// description, permitted IPs for registration, session renewal margin.
@@ -76,13 +76,8 @@ impl AllowlistWriter for BunqClient {
         BunqClient::create_ip(self, credential, ip, IpStatus::Active).await
     }
 
-    async fn set_ip_status(
-        &self,
-        credential: CredentialId,
-        entry: EntryId,
-        status: IpStatus,
-    ) -> Result<(), BunqError> {
-        BunqClient::update_ip_status(self, credential, entry, status)
+    async fn set_ip_status(&self, at: EntryRef, status: IpStatus) -> Result<(), BunqError> {
+        BunqClient::update_ip_status(self, at, status)
             .await
             .map(|_| ())
     }

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::net::Ipv4Addr;
 
 use crate::bunq::BunqError;
+pub use crate::bunq::model::EntryRef;
 use crate::bunq::model::{CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp};
 
 /// The reads a run needs. Plan-only code gets nothing more than this.
@@ -42,11 +43,10 @@ pub trait AllowlistWriter: AllowlistReader {
         ip: Ipv4Addr,
     ) -> impl Future<Output = Result<EntryId, BunqError>> + Send;
 
-    /// Sets an entry's status.
+    /// Sets the status of the entry `at`.
     fn set_ip_status(
         &self,
-        credential: CredentialId,
-        entry: EntryId,
+        at: EntryRef,
         status: IpStatus,
     ) -> impl Future<Output = Result<(), BunqError>> + Send;
 }

@@ -13,7 +13,7 @@ use crate::bunq::model::{CredentialId, CredentialPasswordIp, IpStatus, Permitted
 use crate::config::Config;
 use crate::reconcile::apply::{self, ApplyReport, Outcome};
 use crate::reconcile::desired::{desired_of, resolve_sources, source_reports};
-pub use crate::reconcile::port::{AllowlistReader, AllowlistWriter};
+pub use crate::reconcile::port::{AllowlistReader, AllowlistWriter, EntryRef};
 use tokio_util::sync::CancellationToken;
 
 use crate::reconcile::plan::{self, CredentialState, IpStates, OwnAccess, Plan, PlanInput};

@@ -12,7 +12,7 @@ use bunq_ipsync::bunq::model::{
     CredentialId, CredentialPasswordIp, EntryId, IpStatus, PermittedIp,
 };
 use bunq_ipsync::bunq::{BunqClient, BunqError, PrivateKey};
-use bunq_ipsync::reconcile::port::{AllowlistReader, AllowlistWriter};
+use bunq_ipsync::reconcile::port::{AllowlistReader, AllowlistWriter, EntryRef};
 use bunq_ipsync::simulator::{SeededKey, Simulator, SimulatorOptions};
 use hyper::Method;
 
@@ -193,14 +193,9 @@ impl<H: Hook> AllowlistWriter for Hooked<'_, H> {
         self.hook.around(Method::POST, path, call).await
     }
 
-    async fn set_ip_status(
-        &self,
-        credential: CredentialId,
-        entry: EntryId,
-        status: IpStatus,
-    ) -> Result<(), BunqError> {
-        let path = format!("/credential-password-ip/{credential}/ip/{entry}");
-        let call = AllowlistWriter::set_ip_status(self.client, credential, entry, status);
+    async fn set_ip_status(&self, at: EntryRef, status: IpStatus) -> Result<(), BunqError> {
+        let path = format!("/credential-password-ip/{}/ip/{}", at.credential, at.entry);
+        let call = AllowlistWriter::set_ip_status(self.client, at, status);
         self.hook.around(Method::PUT, path, call).await
     }
 }
