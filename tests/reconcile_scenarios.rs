@@ -132,6 +132,16 @@ impl Harness {
         self.config_from_text(&self.config_text(policy, max_changes, credentials))
     }
 
+    /// A `sync` config wanting the `count` consecutive addresses from `first` on credential
+    /// `ci`, with a change limit that lets them all through.
+    fn wanting_consecutive(&self, ci: CredentialId, first: Ipv4Addr, count: u32) -> Config {
+        let ips: Vec<String> = (0..count)
+            .map(|n| Ipv4Addr::from(u32::from(first) + n).to_string())
+            .collect();
+        let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+        self.config("sync", count as usize, &credential_yaml(ci, &refs))
+    }
+
     fn config_from_text(&self, text: &str) -> Config {
         let path = self.dir.path().join("config.yaml");
         std::fs::write(&path, text).unwrap();
@@ -1111,11 +1121,7 @@ impl ApplyProgress for Heard {
 #[tokio::test]
 async fn progress_hears_each_action_once_in_plan_order_and_each_wait_for_a_window() {
     let (h, ci) = Harness::with_credential(&[]).await;
-    let ips: Vec<String> = (0..12u32)
-        .map(|n| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 60, 0, 1)) + n).to_string())
-        .collect();
-    let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
-    let config = h.config("sync", 12, &credential_yaml(ci, &refs));
+    let config = h.wanting_consecutive(ci, Ipv4Addr::new(10, 60, 0, 1), 12);
     let heard = std::sync::Arc::new(Heard::default());
     let observer: std::sync::Arc<dyn ApiObserver> = heard.clone();
     // Client windows of 0.9 s (bunq's scaled by 0.3): five creates surely fit in one, so the
@@ -1164,11 +1170,7 @@ async fn progress_hears_each_action_once_in_plan_order_and_each_wait_for_a_windo
 #[tokio::test]
 async fn three_hundred_ips_converge_without_a_single_429() {
     let (h, ci) = Harness::with_credential(&[]).await;
-    let ips: Vec<String> = (0..300u32)
-        .map(|n| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 20, 0, 1)) + n).to_string())
-        .collect();
-    let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
-    let config = h.config("sync", 300, &credential_yaml(ci, &refs));
+    let config = h.wanting_consecutive(ci, Ipv4Addr::new(10, 20, 0, 1), 300);
     let client = h.connect(&config).await;
 
     let (report, record) = apply_exiting(&client, &config, None, ExitStatus::Success).await;
