@@ -33,6 +33,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod hex;
 pub mod notify;
 pub mod reconcile;
 pub mod secret;

@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
 use crate::bunq::crypto::{PrivateKey, PublicKey};
 use crate::bunq::endpoint::BaseUrl;
@@ -183,8 +182,7 @@ impl Context {
 
 /// SHA-256 of the API key as lowercase hex: identifies the key without storing it.
 pub fn api_key_fingerprint(api_key: &Secret) -> String {
-    let digest = Sha256::digest(api_key.expose().as_bytes());
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::hex::sha256(api_key.expose().as_bytes())
 }
 
 /// The context file in a state directory, with safe permissions and atomic writes.

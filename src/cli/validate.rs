@@ -13,7 +13,7 @@
 //!                 "column": 9 | null, "field": "credentials[0].ips[1]" | "",
 //!                 "message": "..."}],
 //!   "summary": null (config invalid) | {"credentials": 2, "desired_ips": 5, "sources": 1,
-//!               "policy": "sync" | "additive", "egress_ips": 2 | null},
+//!               "policy": "sync" | "additive" | "observe", "egress_ips": 2 | null},
 //!   "sources": null (without --resolve) | [<an element of the plan JSON's "sources">]
 //! }
 //! ```

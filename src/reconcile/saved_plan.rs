@@ -67,7 +67,7 @@ pub fn checksum_of_lines(lines: &[String]) -> String {
         hasher.update(line.as_bytes());
         hasher.update(b"\n");
     }
-    hex(&hasher.finalize())
+    crate::hex::lower(&hasher.finalize())
 }
 
 /// The checksum of `plan`'s actions (see the module docs).
@@ -78,11 +78,7 @@ pub fn checksum(plan: &Plan) -> String {
 /// The hex SHA-256 of the config file's bytes: recorded in a saved plan so a reviewer can tell
 /// which config it was computed from.
 pub fn config_fingerprint(config_bytes: &[u8]) -> String {
-    hex(&Sha256::digest(config_bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::hex::sha256(config_bytes)
 }
 
 /// Why a saved plan file or a checksum cannot be used. Nothing was read from bunq.

@@ -156,7 +156,7 @@ pub(crate) struct Session {
 pub(crate) fn random_hex_token() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::hex::lower(&bytes)
 }
 
 /// Everything the simulated bank holds.

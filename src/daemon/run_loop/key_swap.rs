@@ -101,18 +101,17 @@ impl Daemon {
 
     /// bunq refused the new key: keep the old client, warn, notify, retry later.
     fn rotation_refused(&mut self, err: &BunqError) {
+        const REFUSED: &str =
+            "bunq refused the new API key; still running on the previous key's session";
         let message = explain(err);
         let delay = self.rotation.backoff.next_delay();
         tracing::error!(
             error = %message,
-            retry_in = ?delay,
-            "bunq refused the new API key; still running on the previous key's session"
+            retry_in = %crate::clock::log_seconds(delay),
+            "{REFUSED}"
         );
         self.health.set_key_rotation_failed(Some(message.clone()));
-        self.notifications.session_failed(
-            "bunq refused the new API key; still running on the previous key's session",
-            &message,
-        );
+        self.notifications.session_failed(REFUSED, &message);
         let _ = self
             .notifier
             .status("bunq refused the new API key; running on the previous one");
