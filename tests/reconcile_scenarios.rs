@@ -20,7 +20,7 @@ use bunq_ipsync::bunq::model::{CredentialId, EntryId, IpStatus, PermittedIp};
 use bunq_ipsync::bunq::{ApiObserver, BunqClient, RateLimits, RetryPolicy, TransportSettings};
 use bunq_ipsync::config::{self, Config};
 use bunq_ipsync::reconcile::apply::{Outcome, OutcomeKind};
-use bunq_ipsync::reconcile::bunq_port::client_settings;
+use bunq_ipsync::reconcile::bunq_adapter::client_settings;
 use bunq_ipsync::reconcile::exit::ExitStatus;
 use bunq_ipsync::reconcile::plan::{Action, ChangeKind, Drift, KeptReason, PlanOutcome, Rule};
 use bunq_ipsync::reconcile::progress::ApplyProgress;

@@ -55,7 +55,7 @@ use crate::daemon::signals::SignalListener;
 use crate::daemon::tasks::{Reload, Renewal, forward_signals, watchdog_task};
 use crate::daemon::watch::{self, ConfigChanged, Fingerprint, WatchSettings};
 use crate::notify::{DeliveryObserver, Notifications};
-use crate::reconcile::bunq_port::client_settings;
+use crate::reconcile::bunq_adapter::client_settings;
 use crate::reconcile::record::RecordStore;
 
 /// How long the loop may go without a heartbeat before `/healthz` fails.

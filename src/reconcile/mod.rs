@@ -37,6 +37,4 @@ pub mod saved_plan;
 pub mod tally;
 pub mod verdict;
 
-/// The adapter's former name, kept so existing `reconcile::bunq_port::…` paths still resolve.
-pub use bunq_adapter as bunq_port;
 pub use port::{AllowlistReader, AllowlistWriter};
