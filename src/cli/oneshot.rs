@@ -116,10 +116,8 @@ fn with_reading_client(
 /// fight over the allowlists and overwrite each other's bunq context. The one-run overrides
 /// (`--max-changes`, `--credential`) are checked against the config before that, too.
 pub fn apply(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
-    let config = args
-        .overrides
-        .to_overrides()
-        .apply_to(setup::load_config(cli)?)?;
+    let overrides = args.overrides.to_overrides();
+    let config = overrides.apply_to(setup::load_config(cli)?)?;
     setup::init_logging(cli, Some(&config));
     let gate = plan_gate(&args.gate, &config)?;
     let _lock = setup::lock_state_dir(&config.bunq.state_dir)?;
@@ -137,8 +135,7 @@ pub fn apply(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<ExitStatus> {
                 let how = ApplyHow {
                     output,
                     gate: gate.as_ref(),
-                    // `--credential` narrowed the run: the record keeps what it knew of the others.
-                    narrowed: !args.overrides.credentials.is_empty(),
+                    narrowed: overrides.narrows(),
                     bar: &bar,
                 };
                 apply_and_report(&client, &config, &notifications, how).await

@@ -36,9 +36,10 @@ pub enum OverrideError {
 }
 
 impl RunOverrides {
-    /// Whether nothing is overridden.
-    pub fn is_empty(&self) -> bool {
-        self.max_changes.is_none() && self.credentials.is_empty()
+    /// Whether the run sees only some of the configured credentials (`--credential`): its
+    /// record must keep what the last run knew of the others.
+    pub fn narrows(&self) -> bool {
+        !self.credentials.is_empty()
     }
 
     /// `config` as this run sees it: the limit replaced, the credentials narrowed to the ones
@@ -110,7 +111,7 @@ credentials:
     #[test]
     fn no_override_leaves_the_config_as_it_is() {
         let overrides = RunOverrides::default();
-        assert!(overrides.is_empty());
+        assert!(!overrides.narrows());
         assert_eq!(overrides.apply_to(config()).unwrap(), config());
     }
 
@@ -120,6 +121,10 @@ credentials:
             max_changes: NonZeroUsize::new(25),
             ..RunOverrides::default()
         };
+        assert!(
+            !overrides.narrows(),
+            "a new limit alone keeps every credential"
+        );
         let run = overrides.apply_to(config()).unwrap();
         assert_eq!(run.sync.max_changes, 25);
         assert_eq!(ids(&run), [1, 2, 3]);
