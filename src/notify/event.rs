@@ -7,10 +7,8 @@ use serde::Serialize;
 
 use crate::bunq::model::{CredentialId, EntryId};
 use crate::reconcile::apply::{ActionResult, Outcome};
-use crate::reconcile::plan::CredentialPlan;
-use crate::reconcile::report::{
-    ActionDocument, BlockedDocument, CredentialDocument, DriftDocument,
-};
+use crate::reconcile::plan::{CredentialPlan, Drift};
+use crate::reconcile::report::{ActionDocument, BlockedDocument, CredentialDocument};
 use crate::reconcile::run::RunReport;
 use crate::reconcile::verdict::{RunResult, Verdict};
 
@@ -104,7 +102,7 @@ pub struct CredentialEvent {
     /// What the executor did.
     pub actions: Vec<ActionEvent>,
     /// Out-of-band changes.
-    pub drift: Vec<DriftDocument>,
+    pub drift: Vec<Drift>,
     /// Writes a safety rule refused.
     pub blocked: Vec<BlockedDocument>,
 }

@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
+use serde::Serialize;
+
 use crate::bunq::model::{CredentialId, PermittedIp};
 use crate::config::{CredentialSpec, Policy};
 
@@ -42,8 +44,9 @@ pub struct SourceFacts {
     pub failed: Vec<FailedSource>,
 }
 
-/// A source that yielded nothing usable this run.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A source that yielded nothing usable this run. Serialized as it is into the plan JSON's
+/// `failed_sources`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FailedSource {
     /// Its name (`dns:home.example.org`, a URL without its secret parts).
     pub source: String,

@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::Serialize;
+
 use crate::bunq::model::{IpStatus, PermittedIp};
 
 use super::action::{Action, Change};
@@ -40,7 +42,8 @@ fn status_rank(status: &IpStatus) -> u8 {
 }
 
 /// An IP whose state differs from what the previous run left: changed outside this daemon.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Serialized as it is into the plan JSON's `drift` and the notifications (`null`: no entry).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Drift {
     /// The address as bunq reports it.
     pub ip: String,

@@ -7,7 +7,9 @@ use super::FORMAT_VERSION;
 use crate::bunq::model::{CredentialId, EntryId, IpStatus};
 use crate::config::Policy;
 use crate::reconcile::exit::ExitStatus;
-use crate::reconcile::plan::{Action, CredentialPlan, Plan, PlanOutcome, SourceReport};
+use crate::reconcile::plan::{
+    Action, CredentialPlan, Drift, FailedSource, Plan, PlanOutcome, SourceReport,
+};
 use crate::reconcile::saved_plan;
 
 /// The plan as a pretty-printed JSON document (see the module docs), with a trailing newline.
@@ -120,18 +122,9 @@ pub struct CredentialDocument {
     /// Desired IPs already ACTIVE.
     pub in_sync: Vec<InSyncDocument>,
     /// Out-of-band changes.
-    pub drift: Vec<DriftDocument>,
+    pub drift: Vec<Drift>,
     /// The credential's sources that failed this run: its deactivations are held back.
-    pub failed_sources: Vec<FailedSourceDocument>,
-}
-
-/// One element of `failed_sources`.
-#[derive(Clone, Debug, Serialize)]
-pub struct FailedSourceDocument {
-    /// The source's name.
-    pub source: String,
-    /// Why it failed.
-    pub error: String,
+    pub failed_sources: Vec<FailedSource>,
 }
 
 /// One planned write.
@@ -228,17 +221,6 @@ pub struct InSyncDocument {
     pub source: Option<String>,
 }
 
-/// One out-of-band change.
-#[derive(Clone, Debug, Serialize)]
-pub struct DriftDocument {
-    /// Address as text.
-    pub ip: String,
-    /// Status the previous run left, `null`: no entry.
-    pub before: Option<IpStatus>,
-    /// Status now, `null`: no entry.
-    pub now: Option<IpStatus>,
-}
-
 impl From<&Plan> for PlanDocument {
     fn from(plan: &Plan) -> Self {
         let summary = plan.summary();
@@ -320,24 +302,8 @@ impl From<&CredentialPlan> for CredentialDocument {
                     source: plan.sources.provenance.get(&in_sync.ip).cloned(),
                 })
                 .collect(),
-            drift: plan
-                .drift
-                .iter()
-                .map(|drift| DriftDocument {
-                    ip: drift.ip.clone(),
-                    before: drift.before.clone(),
-                    now: drift.now.clone(),
-                })
-                .collect(),
-            failed_sources: plan
-                .sources
-                .failed
-                .iter()
-                .map(|failed| FailedSourceDocument {
-                    source: failed.source.clone(),
-                    error: failed.error.clone(),
-                })
-                .collect(),
+            drift: plan.drift.clone(),
+            failed_sources: plan.sources.failed.clone(),
         }
     }
 }

@@ -58,9 +58,8 @@ mod text;
 
 pub use apply::{render_apply_json, render_apply_text};
 pub use json::{
-    ActionDocument, BlockedDocument, CredentialDocument, DriftDocument, FailedSourceDocument,
-    InSyncDocument, KeptDocument, PlanDocument, RunBlockedDocument, SourceDocument,
-    SummaryDocument, render_json,
+    ActionDocument, BlockedDocument, CredentialDocument, InSyncDocument, KeptDocument,
+    PlanDocument, RunBlockedDocument, SourceDocument, SummaryDocument, render_json,
 };
 pub use text::{render_text, summary_line};
 
