@@ -1481,31 +1481,29 @@ mod scripting;
 
 /// `completion`, `man` and `--version`.
 mod tools;
+/// `apply` on a fresh account (so that it has a change to log) with colour forced onto the pipe
+/// and `NO_COLOR` set to `no_color`.
+async fn apply_with_forced_colour(no_color: &str) -> Output {
+    let (env, _, config) = Env::wanting_one().await;
+    let output = env
+        .run_with_env(
+            &config,
+            &["apply"],
+            &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", no_color)],
+        )
+        .await;
+    assert_eq!(output.code, 0, "{}", show(&output));
+    output
+}
+
 #[tokio::test]
 async fn no_color_keeps_ansi_escapes_out_of_the_log_lines_even_when_colour_is_forced() {
-    let (env, _, config) = Env::wanting_one().await;
-    // The control: colour forced onto the pipe does reach the log lines, so the check below
-    // would see escapes if NO_COLOR were ignored.
-    let coloured = env
-        .run_with_env(
-            &config,
-            &["apply"],
-            &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "")],
-        )
-        .await;
-    assert_eq!(coloured.code, 0, "{}", show(&coloured));
+    // The control: colour forced onto the pipe does reach the log lines (an empty NO_COLOR
+    // counts as unset), so the check below would see escapes if NO_COLOR were ignored.
+    let coloured = apply_with_forced_colour("").await;
     assert!(coloured.stderr.contains('\u{1b}'), "{}", show(&coloured));
 
-    // A fresh account, so that this apply has a change to log too.
-    let (env, _, config) = Env::wanting_one().await;
-    let plain = env
-        .run_with_env(
-            &config,
-            &["apply"],
-            &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")],
-        )
-        .await;
-    assert_eq!(plain.code, 0, "{}", show(&plain));
+    let plain = apply_with_forced_colour("1").await;
     assert!(!plain.stderr.is_empty(), "the run logged: {}", show(&plain));
     assert!(!plain.stderr.contains('\u{1b}'), "{}", show(&plain));
     assert!(!plain.stdout.contains('\u{1b}'), "{}", show(&plain));

@@ -470,6 +470,11 @@ mod tests {
         }
     }
 
+    /// Encodes `metrics` and asserts every `(series, value)` as [`assert_series`] does.
+    fn assert_exports(metrics: &Metrics, expected: &[(&str, f64)]) {
+        assert_series(&metrics.encode().unwrap(), expected);
+    }
+
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
@@ -493,9 +498,8 @@ mod tests {
     fn run_started_sets_attempt_timestamp_only() {
         let m = Metrics::new("0");
         m.record_run_started(at(1_700_000_000));
-        let text = m.encode().unwrap();
-        assert_series(
-            &text,
+        assert_exports(
+            &m,
             &[
                 (
                     "bunq_ipsync_last_run_attempt_timestamp_seconds",
@@ -514,9 +518,8 @@ mod tests {
             Duration::from_millis(300),
             at(1_700_000_100),
         );
-        let text = m.encode().unwrap();
-        assert_series(
-            &text,
+        assert_exports(
+            &m,
             &[
                 (r#"bunq_ipsync_runs_total{result="changes_applied"}"#, 1.0),
                 (
@@ -537,9 +540,8 @@ mod tests {
         m.record_run(RunResult::Converged, Duration::ZERO, at(100));
         m.record_run(RunResult::Failed, Duration::ZERO, at(200));
         m.record_run(RunResult::Failed, Duration::ZERO, at(300));
-        let text = m.encode().unwrap();
-        assert_series(
-            &text,
+        assert_exports(
+            &m,
             &[
                 ("bunq_ipsync_last_run_success_timestamp_seconds", 100.0),
                 (r#"bunq_ipsync_runs_total{result="failed"}"#, 2.0),
@@ -550,20 +552,17 @@ mod tests {
     #[test]
     fn failure_streak_is_published_as_given() {
         let m = Metrics::new("0");
-        let text = m.encode().unwrap();
-        assert_series(&text, &[("bunq_ipsync_consecutive_failed_runs", 0.0)]);
+        assert_exports(&m, &[("bunq_ipsync_consecutive_failed_runs", 0.0)]);
         m.set_consecutive_failures(2);
-        let text = m.encode().unwrap();
-        assert_series(&text, &[("bunq_ipsync_consecutive_failed_runs", 2.0)]);
+        assert_exports(&m, &[("bunq_ipsync_consecutive_failed_runs", 2.0)]);
     }
 
     #[test]
     fn blocked_run_is_not_a_success() {
         let m = Metrics::new("0");
         m.record_run(RunResult::Blocked, Duration::ZERO, at(500));
-        let text = m.encode().unwrap();
-        assert_series(
-            &text,
+        assert_exports(
+            &m,
             &[
                 (r#"bunq_ipsync_runs_total{result="blocked"}"#, 1.0),
                 ("bunq_ipsync_last_run_success_timestamp_seconds", 0.0),
@@ -577,9 +576,8 @@ mod tests {
         m.record_change(ChangeKind::Create, OutcomeKind::Applied);
         m.record_change(ChangeKind::Create, OutcomeKind::Applied);
         m.record_change(ChangeKind::Deactivate, OutcomeKind::Blocked);
-        let text = m.encode().unwrap();
-        assert_series(
-            &text,
+        assert_exports(
+            &m,
             &[
                 (
                     r#"bunq_ipsync_changes_total{action="create",outcome="applied"}"#,
@@ -602,9 +600,8 @@ mod tests {
         let m = Metrics::new("0");
         m.record_blocked("max_deactivations", 3);
         m.record_blocked("max_deactivations", 2);
-        let text = m.encode().unwrap();
-        assert_series(
-            &text,
+        assert_exports(
+            &m,
             &[(
                 r#"bunq_ipsync_changes_blocked_total{reason="max_deactivations"}"#,
                 5.0,
@@ -617,8 +614,7 @@ mod tests {
         let m = Metrics::new("0");
         m.set_drift_entries(4);
         m.set_drift_entries(1);
-        let text = m.encode().unwrap();
-        assert_series(&text, &[("bunq_ipsync_drift_entries", 1.0)]);
+        assert_exports(&m, &[("bunq_ipsync_drift_entries", 1.0)]);
     }
 
     #[test]
@@ -631,9 +627,8 @@ mod tests {
             Duration::from_millis(80),
         );
         m.record_api_request("/v1/session-server", "POST", None, Duration::from_secs(30));
-        let text = m.encode().unwrap();
-        assert_series(
-            &text,
+        assert_exports(
+            &m,
             &[
                 (
                     r#"bunq_ipsync_api_requests_total{endpoint="/v1/user/{id}/credential-password-ip",method="GET",status="200"}"#,
@@ -653,9 +648,8 @@ mod tests {
         let m = Metrics::new("0");
         m.record_api_request("/v1/user", "GET", Some(200), Duration::from_millis(80));
         m.record_api_request("/v1/user", "GET", Some(200), Duration::from_secs(3));
-        let text = m.encode().unwrap();
-        assert_series(
-            &text,
+        assert_exports(
+            &m,
             &[
                 ("bunq_ipsync_api_request_duration_seconds_count", 2.0),
                 (
@@ -674,8 +668,7 @@ mod tests {
     fn http_429_counts_as_throttled() {
         let m = Metrics::new("0");
         m.record_api_request("/v1/user", "GET", Some(429), Duration::ZERO);
-        let text = m.encode().unwrap();
-        assert_series(&text, &[("bunq_ipsync_api_throttled_total", 1.0)]);
+        assert_exports(&m, &[("bunq_ipsync_api_throttled_total", 1.0)]);
     }
 
     #[test]
@@ -685,9 +678,8 @@ mod tests {
         m.record_session_renewal(true);
         m.record_session_renewal(false);
         m.record_session_renewal(true);
-        let text = m.encode().unwrap();
-        assert_series(
-            &text,
+        assert_exports(
+            &m,
             &[
                 (
                     "bunq_ipsync_session_expiry_timestamp_seconds",
@@ -716,9 +708,8 @@ mod tests {
         let m = Metrics::new("0");
         m.record_config_reload(true, at(1000));
         m.record_config_reload(false, at(2000));
-        let text = m.encode().unwrap();
-        assert_series(
-            &text,
+        assert_exports(
+            &m,
             &[
                 ("bunq_ipsync_config_last_reload_successful", 0.0),
                 (
@@ -736,9 +727,8 @@ mod tests {
         let m = Metrics::new("0");
         m.record_config_reload(false, at(1000));
         m.record_config_reload(true, at(3000));
-        let text = m.encode().unwrap();
-        assert_series(
-            &text,
+        assert_exports(
+            &m,
             &[
                 ("bunq_ipsync_config_last_reload_successful", 1.0),
                 (
@@ -843,9 +833,8 @@ mod tests {
     fn pending_changes_are_a_gauge_per_credential_replaced_every_run() {
         let m = Metrics::new("0");
         m.set_pending_changes(&[(1, 2), (2, 0)].into());
-        let text = m.encode().unwrap();
-        assert_series(
-            &text,
+        assert_exports(
+            &m,
             &[
                 (r#"bunq_ipsync_pending_changes{credential="1"}"#, 2.0),
                 (r#"bunq_ipsync_pending_changes{credential="2"}"#, 0.0),

@@ -334,6 +334,17 @@ async fn plan_one(fake: &FakeBunq, ips: &[&str], policy: Policy) -> Plan {
 }
 
 /// [`plan_one`] applied as run `run-1`, never cancelled.
+/// Plans `specs` against `fake` and applies the plan at once, never stopped.
+async fn plan_and_apply(
+    fake: &FakeBunq,
+    specs: &[CredentialSpec],
+    own: &[OwnAccess],
+    max: usize,
+) -> ApplyReport {
+    let plan = plan_for(fake, specs, own, max).await;
+    apply(fake, &plan, "run-1", &CancellationToken::new()).await
+}
+
 async fn apply_one(fake: &FakeBunq, ips: &[&str], policy: Policy) -> ApplyReport {
     let plan = plan_one(fake, ips, policy).await;
     apply(fake, &plan, "run-1", &CancellationToken::new()).await
@@ -366,9 +377,7 @@ async fn grants_are_written_before_any_deactivation_and_all_are_applied() {
         spec(1, &["10.0.0.2", "10.0.0.3"], Policy::Sync),
         spec(2, &["10.0.0.8"], Policy::Sync),
     ];
-    let plan = plan_for(&fake, &specs, &[], 10).await;
-
-    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+    let report = plan_and_apply(&fake, &specs, &[], 10).await;
 
     let writes = fake.writes();
     let first_deactivation = writes
@@ -418,9 +427,7 @@ async fn own_ip_deactivation_is_blocked_while_the_rest_is_applied() {
         credential: 1,
         ip: "10.0.0.1".parse().unwrap(),
     }];
-    let plan = plan_for(&fake, &[spec(1, &["10.0.0.2"], Policy::Sync)], &own, 10).await;
-
-    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+    let report = plan_and_apply(&fake, &[spec(1, &["10.0.0.2"], Policy::Sync)], &own, 10).await;
 
     assert_eq!(fake.active_ips(1), ["10.0.0.1", "10.0.0.2"]);
     let blocked: Vec<_> = report
@@ -460,9 +467,7 @@ async fn a_failed_grant_holds_back_that_credentials_deactivations_only() {
         spec(1, &["10.0.0.2"], Policy::Sync),
         spec(2, &["10.0.0.8"], Policy::Sync),
     ];
-    let plan = plan_for(&fake, &specs, &[], 10).await;
-
-    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+    let report = plan_and_apply(&fake, &specs, &[], 10).await;
 
     assert_eq!(
         fake.active_ips(1),
@@ -838,9 +843,7 @@ async fn observe_credentials_are_never_written_and_their_actions_are_reported_as
         spec(1, &["10.0.0.2"], Policy::Observe),
         spec(2, &["10.0.0.8"], Policy::Sync),
     ];
-    let plan = plan_for(&fake, &specs, &[], 10).await;
-
-    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+    let report = plan_and_apply(&fake, &specs, &[], 10).await;
 
     assert!(
         fake.writes()
@@ -872,9 +875,7 @@ async fn a_run_blocked_by_max_changes_still_reports_observe_actions_as_observe()
         spec(1, &["10.0.0.2"], Policy::Observe),
         spec(2, &["10.0.0.7", "10.0.0.8"], Policy::Sync),
     ];
-    let plan = plan_for(&fake, &specs, &[], 1).await;
-
-    let report = apply(&fake, &plan, "run-1", &CancellationToken::new()).await;
+    let report = plan_and_apply(&fake, &specs, &[], 1).await;
 
     assert!(fake.writes().is_empty());
     assert_eq!(report.count(OutcomeKind::Observed), 2);
