@@ -22,11 +22,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use bunq_ipsync::bunq::BunqClient;
 use bunq_ipsync::bunq::model::{CredentialId, IpStatus};
 use bunq_ipsync::bunq::ratelimit::DEFAULT_MARGIN;
 use bunq_ipsync::cli::setup;
 use bunq_ipsync::config::{self, Config};
 use bunq_ipsync::reconcile::apply::OutcomeKind;
+use bunq_ipsync::reconcile::bunq_adapter;
 use bunq_ipsync::reconcile::record::RunRecord;
 use bunq_ipsync::reconcile::run;
 use bunq_ipsync::simulator::{LoggedRequest, Simulator, SimulatorOptions};
@@ -138,6 +140,20 @@ struct Account {
     simulator: Simulator,
     config: Config,
     _dir: tempfile::TempDir,
+}
+
+impl Account {
+    /// The daemon's client for this account ([`setup::connect`]'s settings and limits), with a
+    /// rate limiter of its own. The daemon's process limiter would carry the previous row's
+    /// last windows into this row (another simulated bank, a fresh set of windows there): a
+    /// row after a write-heavy one would then start by waiting up to a window out (2.3 s at
+    /// creates K = 200 after K = 50), time that is no part of its own convergence.
+    async fn connect(&self) -> anyhow::Result<BunqClient> {
+        let mut settings = bunq_adapter::client_settings(&self.config, None)?;
+        settings.rate_limiter = None;
+        let api_key = config::resolve_api_key(&self.config)?;
+        Ok(BunqClient::connect(settings, api_key, &self.config.bunq.state_dir).await?)
+    }
 }
 
 /// `10.{credential}.{n / 256}.{n % 256}`: distinct addresses per credential.
@@ -330,7 +346,7 @@ async fn steady_state_calls(credentials: usize, cycles: usize) -> anyhow::Result
         .collect();
     // 7 changes per credential; the limit must not hold any of them back.
     let account = account(&seeds, credentials * IPS).await?;
-    let client = setup::connect(&account.config, None).await?;
+    let client = account.connect().await?;
     let setup_log = account.simulator.request_log();
     let stop = CancellationToken::new();
 
@@ -628,7 +644,7 @@ fn ratio(wall: Duration, floor: Duration) -> String {
 
 async fn converge(mix: Mix, k: usize) -> anyhow::Result<Converged> {
     let account = account(&mix.seeds(k), k).await?;
-    let client = setup::connect(&account.config, None).await?;
+    let client = account.connect().await?;
     // The session calls of connect use other endpoints (their own windows); start the log clean.
     account.simulator.clear_request_log();
     let stop = CancellationToken::new();
