@@ -1,6 +1,7 @@
 //! Runtime benchmarks of the reconcile loop against the built-in bunq simulator, with bunq's real
 //! rate-limit windows on both sides (simulator `time_scale: 1.0`; the client's default limits,
-//! `RateLimits::bunq()` plus the transport's 250 ms safety margin).
+//! `RateLimits::bunq()` plus the transport's 250 ms safety margin), each account's client with a
+//! limiter of its own (see [`Account::connect`]).
 //!
 //! Two figures, printed, never asserted:
 //!
