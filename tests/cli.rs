@@ -1481,6 +1481,7 @@ mod scripting;
 
 /// `completion`, `man` and `--version`.
 mod tools;
+
 /// `apply` on a fresh account (so that it has a change to log) with colour forced onto the pipe
 /// and `NO_COLOR` set to `no_color`.
 async fn apply_with_forced_colour(no_color: &str) -> Output {

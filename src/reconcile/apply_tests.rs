@@ -333,8 +333,7 @@ async fn plan_one(fake: &FakeBunq, ips: &[&str], policy: Policy) -> Plan {
     plan_for(fake, &[spec(1, ips, policy)], &[], 10).await
 }
 
-/// [`plan_one`] applied as run `run-1`, never cancelled.
-/// Plans `specs` against `fake` and applies the plan at once, never stopped.
+/// [`plan_for`] applied as run `run-1`, never cancelled.
 async fn plan_and_apply(
     fake: &FakeBunq,
     specs: &[CredentialSpec],
@@ -345,6 +344,7 @@ async fn plan_and_apply(
     apply(fake, &plan, "run-1", &CancellationToken::new()).await
 }
 
+/// [`plan_one`] applied as run `run-1`, never cancelled.
 async fn apply_one(fake: &FakeBunq, ips: &[&str], policy: Policy) -> ApplyReport {
     let plan = plan_one(fake, ips, policy).await;
     apply(fake, &plan, "run-1", &CancellationToken::new()).await
