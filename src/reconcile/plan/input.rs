@@ -45,7 +45,8 @@ pub struct SourceFacts {
 }
 
 /// A source that yielded nothing usable this run. Serialized as it is into the plan JSON's
-/// `failed_sources`.
+/// `failed_sources`, so its fields are part of that format
+/// ([`crate::reconcile::report::FORMAT_VERSION`]): add, never rename or drop.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FailedSource {
     /// Its name (`dns:home.example.org`, a URL without its secret parts).

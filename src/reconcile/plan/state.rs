@@ -42,7 +42,9 @@ fn status_rank(status: &IpStatus) -> u8 {
 }
 
 /// An IP whose state differs from what the previous run left: changed outside this daemon.
-/// Serialized as it is into the plan JSON's `drift` and the notifications (`null`: no entry).
+/// Serialized as it is into the plan JSON's `drift` and the notifications (`null`: no entry), so
+/// its fields are part of that format ([`crate::reconcile::report::FORMAT_VERSION`]): add, never
+/// rename or drop.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Drift {
     /// The address as bunq reports it.
