@@ -49,33 +49,26 @@ impl DnsAnswer {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Zone {
     answers: BTreeMap<String, DnsAnswer>,
     queries: BTreeMap<String, usize>,
 }
 
 /// A running loopback DNS server; stops when the last handle is dropped.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DnsServer {
     address: SocketAddr,
     zone: Arc<Mutex<Zone>>,
     _stop: Arc<StopOnDrop>,
 }
 
+#[derive(Debug)]
 struct StopOnDrop(CancellationToken);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.cancel();
-    }
-}
-
-impl std::fmt::Debug for DnsServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DnsServer")
-            .field("address", &self.address)
-            .finish_non_exhaustive()
     }
 }
 
