@@ -32,6 +32,17 @@ impl Secret {
     }
 }
 
+/// The part of a URL that may be printed: `scheme://host[:port]`. Userinfo, path and query are
+/// left out because webhooks, heartbeats and source URLs carry their tokens there; every printed
+/// form of a URL (a [`crate::notify::SecretUrl`], a [`crate::sources::Source`]) starts from this.
+pub fn printable_origin(url: &reqwest::Url) -> String {
+    let port = url
+        .port()
+        .map(|port| format!(":{port}"))
+        .unwrap_or_default();
+    format!("{}://{}{port}", url.scheme(), url.host_str().unwrap_or("?"))
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(<redacted>)")
@@ -65,6 +76,18 @@ pub fn forbid_core_dumps() -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_printable_origin_keeps_scheme_host_and_port_only() {
+        let url = |text: &str| printable_origin(&reqwest::Url::parse(text).unwrap());
+        assert_eq!(url("http://127.0.0.1:8080/x"), "http://127.0.0.1:8080");
+        assert_eq!(
+            url("https://user:pw@hooks.example/services/TOKEN?key=K#frag"),
+            "https://hooks.example"
+        );
+        // The scheme's default port is not written out by the URL parser.
+        assert_eq!(url("https://hooks.example:443/x"), "https://hooks.example");
+    }
 
     #[test]
     fn debug_print_never_shows_the_value() {

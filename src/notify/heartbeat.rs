@@ -39,10 +39,11 @@ impl Ping {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::testing::secret_url;
 
     #[test]
     fn good_runs_ping_the_url_and_bad_ones_fail() {
-        let base = SecretUrl::new("https://hc-ping.com/uuid".parse().unwrap());
+        let base = secret_url("https://hc-ping.com/uuid");
         let url = |result| Ping::after(result).url(&base).expose().to_owned();
         assert_eq!(url(RunResult::Converged), "https://hc-ping.com/uuid");
         assert_eq!(url(RunResult::ChangesApplied), "https://hc-ping.com/uuid");

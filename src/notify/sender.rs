@@ -336,6 +336,7 @@ async fn send_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::testing::secret_url;
 
     /// Counts results per target.
     #[derive(Default)]
@@ -360,7 +361,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        SecretUrl::new(format!("http://127.0.0.1:{port}/TOKEN").parse().unwrap())
+        secret_url(&format!("http://127.0.0.1:{port}/TOKEN"))
     }
 
     #[tokio::test(start_paused = true)]

@@ -3,6 +3,7 @@
 
 use chrono::TimeZone as _;
 
+use super::SecretUrl;
 use super::event::Origin;
 use crate::bunq::model::IpStatus;
 use crate::config::Policy as SyncPolicy;
@@ -12,6 +13,11 @@ use crate::reconcile::plan::{
 };
 use crate::reconcile::run::RunReport;
 use crate::reconcile::verdict::Verdict;
+
+/// A webhook or heartbeat URL from a literal.
+pub(super) fn secret_url(text: &str) -> SecretUrl {
+    SecretUrl::new(reqwest::Url::parse(text).unwrap())
+}
 
 /// `host-a` at 2026-12-02 10:00:00 UTC.
 pub(super) fn origin() -> Origin {

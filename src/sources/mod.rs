@@ -81,10 +81,7 @@ impl fmt::Debug for Source {
 }
 
 fn redacted_url(url: &reqwest::Url) -> String {
-    let mut text = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
-    if let Some(port) = url.port() {
-        text.push_str(&format!(":{port}"));
-    }
+    let mut text = crate::secret::printable_origin(url);
     let mut segments = url.path_segments().into_iter().flatten();
     if let Some(first) = segments.next() {
         text.push('/');
