@@ -524,7 +524,7 @@ async fn readyz_is_503_with_reasons_while_bunq_refuses_the_daemon_and_it_stays_u
         .add_entry(world.key.credential_id, allowed, Active)
         .unwrap();
     world.write_config(&ConfigSpec::ips(&[A]));
-    let mut daemon = world.spawn(&[], &[]);
+    let daemon = world.spawn(&[], &[]);
 
     let reasons = refusal_reasons(&daemon, |json| json["ready"] == false).await;
     assert!(
@@ -547,7 +547,7 @@ async fn readyz_is_503_with_reasons_while_bunq_refuses_the_daemon_and_it_stays_u
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_instance_on_the_same_state_dir_refuses_to_start() {
     let world = World::configured(&[(A, Active)], &ConfigSpec::ips(&[A])).await;
-    let mut first = world.spawn(&[], &[]);
+    let first = world.spawn(&[], &[]);
     first.wait_ready().await;
 
     // Same state dir, its own port (so the lock, not the port, is what stops it).
@@ -788,7 +788,7 @@ async fn failed_run_is_retried_and_the_daemon_stays_up() {
             .on(Method::GET, "credential-password-ip")
             .times(4),
     );
-    let mut daemon = world.spawn(&[], &[]);
+    let daemon = world.spawn(&[], &[]);
     daemon
         .wait_metric(
             "a failed run",
@@ -1098,6 +1098,26 @@ async fn busy_health_port_exits_1_naming_http_listen() {
         "{stderr}"
     );
     drop(taken);
+}
+
+/// The harness's own guard: a port picked free can be taken by another test's daemon before
+/// this one binds it. Whatever answers there, `wait_ready` waits for this daemon's listener, and
+/// gives up as soon as the daemon has exited instead of after the whole patience.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[should_panic(expected = "the daemon exited")]
+async fn wait_ready_does_not_take_another_listeners_answer_for_this_daemons() {
+    let world = World::start(sim_options(), &[]).await;
+    let impostor = std::net::TcpListener::bind(("127.0.0.1", world.port)).unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in impostor.incoming().flatten() {
+            let _ = stream.read(&mut [0; 1024]);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+        }
+    });
+    world.write_config(&ConfigSpec::ips(&[A]));
+    let daemon = world.spawn(&[], &[]);
+    daemon.wait_ready().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,9 @@ use super::config_text;
 /// How long any condition may take before a test gives up (debug builds on a busy machine).
 pub const PATIENCE: Duration = Duration::from_secs(90);
 
+/// What the daemon logs once its health listener is bound (`daemon::runtime::serve_health`).
+const LISTENER_STARTED: &str = "health and metrics listener started";
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_bunq-ipsync");
 
@@ -339,12 +342,12 @@ fn capture(stream: impl Read + Send + 'static) -> Captured {
 
 /// The daemon child process; killed on drop if still running.
 pub struct Daemon {
-    child: Child,
+    /// Behind a lock so that a poll, which only reads the daemon, can still see it exit.
+    child: Mutex<Child>,
     /// Its health listener port.
     pub port: u16,
     stderr: Captured,
     stdout: Captured,
-    exit: Option<ExitStatus>,
 }
 
 /// Environment variables the tests never inherit: they would change what the daemon does.
@@ -388,17 +391,16 @@ impl Daemon {
         let stderr = capture(child.stderr.take().expect("stderr"));
         let stdout = capture(child.stdout.take().expect("stdout"));
         Daemon {
-            child,
+            child: Mutex::new(child),
             port,
             stderr,
             stdout,
-            exit: None,
         }
     }
 
     /// The child's pid.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.lock().unwrap().id()
     }
 
     /// Sends `signal` (`HUP`, `TERM`, ...) with kill(1).
@@ -412,11 +414,9 @@ impl Daemon {
     }
 
     /// The exit status, if it has exited.
-    pub fn exited(&mut self) -> Option<ExitStatus> {
-        if self.exit.is_none() {
-            self.exit = self.child.try_wait().expect("try_wait");
-        }
-        self.exit
+    pub fn exited(&self) -> Option<ExitStatus> {
+        // `Child` keeps the status once reaped, so asking again is cheap and stays true.
+        self.child.lock().unwrap().try_wait().expect("try_wait")
     }
 
     /// Waits for the process to exit.
@@ -487,6 +487,17 @@ impl Daemon {
             if let Some(value) = check().await {
                 return value;
             }
+            if let Some(status) = self.exited() {
+                // The pipes may still hold the last lines: let them drain, then look once more.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Some(value) = check().await {
+                    return value;
+                }
+                panic!(
+                    "the daemon exited ({status}) while waiting for: {what}\n--- daemon stderr ---\n{}",
+                    self.stderr()
+                );
+            }
             if started.elapsed() > PATIENCE {
                 panic!(
                     "timed out waiting for: {what}\n--- daemon stderr ---\n{}",
@@ -498,7 +509,15 @@ impl Daemon {
     }
 
     /// Waits until `/readyz` answers 200.
+    ///
+    /// The port was only free a moment before the daemon started ([`free_port`]), so first this
+    /// daemon's own log must say its listener is bound: until then another test's daemon could
+    /// hold the port and answer for it.
     pub async fn wait_ready(&self) {
+        self.eventually("its health listener is bound", async || {
+            self.stderr().contains(LISTENER_STARTED).then_some(())
+        })
+        .await;
         let port = self.port;
         self.eventually("/readyz is 200", async || {
             http_get(port, "/readyz")
@@ -546,9 +565,13 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if self.exited().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        let child = self
+            .child
+            .get_mut()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if !matches!(child.try_wait(), Ok(Some(_))) {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
